@@ -1,0 +1,300 @@
+"""The TLS presentation language as RFC 9420 uses it (§2.1).
+
+Fixed-width big-endian integers, and vectors whose byte length is a
+variable-length integer (§2.1.2: 1, 2 or 4 bytes, top two bits give the
+width, ``0b11`` is reserved). Decoding is strict:
+
+* truncated input, trailing bytes, a reserved or non-minimal length prefix,
+  and a vector longer than the reader's bound raise ``MlsDecodeError``;
+* a vector's items must consume exactly its length;
+* nothing but ``MlsDecodeError`` escapes :func:`decode_exact`.
+
+Structs implement ``write(w: Writer)`` and a ``read(r: Reader)`` classmethod;
+:func:`encode` and :func:`decode_exact` wrap them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+
+from ping_core.errors import MlsDecodeError
+
+__all__ = [
+    "Reader",
+    "Writer",
+    "Codec",
+    "encode",
+    "decode_exact",
+    "varint",
+    "opaque",
+    "DEFAULT_MAX_VECTOR",
+    "MAX_VARINT",
+]
+
+T = TypeVar("T")
+C = TypeVar("C", bound="Codec")
+
+MAX_VARINT = (1 << 30) - 1
+# Bound on any single vector a Reader accepts unless told otherwise. Large
+# enough for a Welcome of a several-thousand-member group with its tree.
+DEFAULT_MAX_VECTOR = 64 * 1024 * 1024
+
+
+class Codec(Protocol):
+    """A wire struct: writes itself and reads itself."""
+
+    def write(self, w: "Writer") -> None: ...
+
+    @classmethod
+    def read(cls: type[C], r: "Reader") -> C: ...
+
+
+def varint(n: int) -> bytes:
+    """The RFC 9420 variable-length encoding of ``n`` (minimal width)."""
+    if n < 0x40:
+        return bytes((n,))
+    if n < 0x4000:
+        return (n | 0x4000).to_bytes(2, "big")
+    if n <= MAX_VARINT:
+        return (n | 0x80000000).to_bytes(4, "big")
+    raise ValueError(f"length {n} does not fit a variable-length integer")
+
+
+def opaque(data: bytes) -> bytes:
+    """``opaque data<V>``: the varint length followed by the bytes."""
+    n = len(data)
+    if n < 0x40:
+        return bytes((n,)) + data
+    return varint(n) + data
+
+
+class Writer:
+    """Appends encodings to a growing buffer."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def getvalue(self) -> bytes:
+        return bytes(self.buf)
+
+    def u8(self, v: int) -> None:
+        self.buf.append(v)
+
+    def u16(self, v: int) -> None:
+        self.buf += v.to_bytes(2, "big")
+
+    def u32(self, v: int) -> None:
+        self.buf += v.to_bytes(4, "big")
+
+    def u64(self, v: int) -> None:
+        self.buf += v.to_bytes(8, "big")
+
+    def raw(self, data: bytes) -> None:
+        """Bytes with no length prefix (a fixed-size field or a nested struct)."""
+        self.buf += data
+
+    def opaque(self, data: bytes) -> None:
+        """``opaque data<V>``."""
+        self.buf += varint(len(data))
+        self.buf += data
+
+    def struct(self, item: Codec) -> None:
+        item.write(self)
+
+    def vector(self, items: Iterable[T], write_item: Callable[["Writer", T], None]) -> None:
+        """``T items<V>``: the varint byte length, then each item."""
+        inner = Writer()
+        for item in items:
+            write_item(inner, item)
+        self.opaque(inner.buf)
+
+    def structs(self, items: Iterable[Codec]) -> None:
+        """A vector of structs."""
+        inner = Writer()
+        for item in items:
+            item.write(inner)
+        self.opaque(inner.buf)
+
+    def optional(self, item: Codec | None) -> None:
+        """``optional<T>``: a presence byte then the struct."""
+        if item is None:
+            self.buf.append(0)
+        else:
+            self.buf.append(1)
+            item.write(self)
+
+    def optional_opaque(self, data: bytes | None) -> None:
+        if data is None:
+            self.buf.append(0)
+        else:
+            self.buf.append(1)
+            self.opaque(data)
+
+    def boolean(self, v: bool) -> None:
+        self.buf.append(1 if v else 0)
+
+
+class Reader:
+    """Reads encodings from ``data[pos:end]``; every read is bounds-checked."""
+
+    __slots__ = ("data", "pos", "end", "max_vector")
+
+    def __init__(self, data: bytes, max_vector: int = DEFAULT_MAX_VECTOR) -> None:
+        if not isinstance(data, bytes):
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise MlsDecodeError("expected bytes to decode")
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+        self.max_vector = max_vector
+
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def done(self) -> bool:
+        return self.pos == self.end
+
+    def expect_end(self) -> None:
+        if self.pos != self.end:
+            raise MlsDecodeError(f"{self.end - self.pos} trailing bytes")
+
+    def _take(self, n: int) -> bytes:
+        pos = self.pos
+        end = pos + n
+        if end > self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = end
+        return self.data[pos:end]
+
+    def fixed(self, n: int) -> bytes:
+        """``n`` bytes with no length prefix."""
+        return self._take(n)
+
+    def u8(self) -> int:
+        pos = self.pos
+        if pos >= self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = pos + 1
+        return self.data[pos]
+
+    def u16(self) -> int:
+        return int.from_bytes(self._take(2), "big")
+
+    def u32(self) -> int:
+        return int.from_bytes(self._take(4), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self._take(8), "big")
+
+    def boolean(self) -> bool:
+        v = self.u8()
+        if v > 1:
+            raise MlsDecodeError(f"invalid boolean {v}")
+        return v == 1
+
+    def varint(self) -> int:
+        """A length prefix: minimal width, reserved prefix refused."""
+        first = self.u8()
+        prefix = first >> 6
+        if prefix == 0:
+            return first
+        if prefix == 1:
+            v = ((first & 0x3F) << 8) | self.u8()
+            if v < 0x40:
+                raise MlsDecodeError("non-minimal variable-length integer")
+            return v
+        if prefix == 2:
+            v = ((first & 0x3F) << 24) | int.from_bytes(self._take(3), "big")
+            if v < 0x4000:
+                raise MlsDecodeError("non-minimal variable-length integer")
+            return v
+        raise MlsDecodeError("reserved variable-length integer prefix 0b11")
+
+    def _length(self) -> int:
+        n = self.varint()
+        if n > self.max_vector:
+            raise MlsDecodeError(f"vector of {n} bytes exceeds the bound of {self.max_vector}")
+        if n > self.end - self.pos:
+            raise MlsDecodeError("truncated input")
+        return n
+
+    def opaque(self, max_len: int | None = None) -> bytes:
+        """``opaque data<V>``, optionally with a tighter bound."""
+        n = self._length()
+        if max_len is not None and n > max_len:
+            raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}")
+        pos = self.pos
+        self.pos = pos + n
+        return self.data[pos : pos + n]
+
+    def struct(self, cls: type[C]) -> C:
+        return cls.read(self)
+
+    def vector(self, read_item: Callable[["Reader"], T]) -> list[T]:
+        """``T items<V>``: items must consume the vector's length exactly."""
+        n = self._length()
+        stop = self.pos + n
+        saved_end = self.end
+        self.end = stop
+        items: list[T] = []
+        try:
+            while self.pos < stop:
+                items.append(read_item(self))
+        finally:
+            self.end = saved_end
+        return items
+
+    def structs(self, cls: type[C]) -> list[C]:
+        return self.vector(cls.read)
+
+    def optional(self, read_item: Callable[["Reader"], T]) -> T | None:
+        flag = self.u8()
+        if flag == 0:
+            return None
+        if flag == 1:
+            return read_item(self)
+        raise MlsDecodeError(f"invalid optional presence byte {flag}")
+
+    def optional_opaque(self) -> bytes | None:
+        return self.optional(Reader.opaque)
+
+
+def encode(item: Codec) -> bytes:
+    """The encoding of one struct."""
+    w = Writer()
+    item.write(w)
+    return bytes(w.buf)
+
+
+def decode_exact(cls: type[C], data: bytes, max_vector: int = DEFAULT_MAX_VECTOR) -> C:
+    """Decode exactly one ``cls`` from ``data``: no trailing bytes.
+
+    Raises ``MlsDecodeError`` and nothing else for malformed input.
+    """
+    return decode_with(cls.read, data, max_vector)
+
+
+def decode_with(read: Callable[[Reader], T], data: bytes, max_vector: int = DEFAULT_MAX_VECTOR) -> T:
+    """Decode exactly one value with ``read``; see :func:`decode_exact`."""
+    r = Reader(data, max_vector)
+    try:
+        value = read(r)
+    except MlsDecodeError:
+        raise
+    except (ValueError, IndexError, OverflowError, UnicodeDecodeError, TypeError) as exc:
+        # A struct's own checks (an enum value, UTF-8) surface as ValueError;
+        # the decoder contract is that only MlsDecodeError leaves.
+        raise MlsDecodeError(f"malformed {getattr(read, '__qualname__', 'value')}: {type(exc).__name__}") from None
+    r.expect_end()
+    return value
+
+
+def check_enum(value: int, allowed: Sequence[int] | frozenset[int], what: str) -> int:
+    """``value`` if it is one of ``allowed``, else ``MlsDecodeError``."""
+    if value not in allowed:
+        raise MlsDecodeError(f"unknown {what} {value}")
+    return value

@@ -1,0 +1,164 @@
+"""The ``CryptoProvider`` protocol: every primitive cipher suite 1 needs.
+
+Cipher suite 1 is MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: SHA-256,
+HMAC-SHA256, HKDF-SHA256, AES-128-GCM, Ed25519 and X25519.
+
+A provider is synchronous. Every method either returns its result or raises a
+:class:`ping_core.errors.CryptoError` subclass; nothing else escapes (no
+``TypeError``, no backend exception). Keys are raw bytes: 32-byte Ed25519
+seeds and public keys, 32-byte X25519 scalars and public keys, 16-byte AES
+keys. Backends may cache key objects by their bytes; callers never hold
+backend objects.
+
+Hashing, HMAC and HKDF are the same in every backend (Python's ``hashlib``
+and ``hmac`` are C code on CPython and in Pyodide and beat any FFI crossing),
+so they live here in :class:`HashlibKdf`, which backends inherit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+from typing import Protocol, runtime_checkable
+
+from ping_core.errors import CryptoError, InvalidKey
+
+__all__ = ["CryptoProvider", "HashlibKdf", "HASH_LEN", "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN"]
+
+HASH_LEN = 32
+AEAD_KEY_LEN = 16
+AEAD_NONCE_LEN = 12
+AEAD_TAG_LEN = 16
+SIGN_SECRET_LEN = 32
+SIGN_PUBLIC_LEN = 32
+SIGNATURE_LEN = 64
+DH_SECRET_LEN = 32
+DH_PUBLIC_LEN = 32
+
+
+@runtime_checkable
+class CryptoProvider(Protocol):
+    """Primitives of cipher suite 1. See the module docstring for the contract."""
+
+    name: str
+
+    def random(self, n: int) -> bytes:
+        """``n`` bytes from a cryptographically secure source."""
+        ...
+
+    def hash(self, data: bytes) -> bytes:
+        """SHA-256 of ``data``."""
+        ...
+
+    def hmac(self, key: bytes, data: bytes) -> bytes:
+        """HMAC-SHA256."""
+        ...
+
+    def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
+        """HKDF-Extract with SHA-256 (RFC 5869)."""
+        ...
+
+    def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        """HKDF-Expand with SHA-256 (RFC 5869); ``length`` at most 255 * 32."""
+        ...
+
+    def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        """AES-128-GCM encryption; returns ciphertext || 16-byte tag."""
+        ...
+
+    def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        """AES-128-GCM decryption; raises ``DecryptionFailed`` if it does not authenticate."""
+        ...
+
+    def sign_keygen(self) -> tuple[bytes, bytes]:
+        """A fresh Ed25519 key pair as (32-byte seed, 32-byte public key)."""
+        ...
+
+    def sign_public(self, secret: bytes) -> bytes:
+        """The Ed25519 public key of a 32-byte seed."""
+        ...
+
+    def sign(self, secret: bytes, message: bytes) -> bytes:
+        """A 64-byte Ed25519 signature (RFC 8032, deterministic)."""
+        ...
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
+        """Returns if the signature verifies; raises ``InvalidSignature`` otherwise."""
+        ...
+
+    def dh_keygen(self) -> tuple[bytes, bytes]:
+        """A fresh X25519 key pair as (32-byte scalar, 32-byte public key)."""
+        ...
+
+    def dh_public(self, secret: bytes) -> bytes:
+        """The X25519 public key of a 32-byte scalar."""
+        ...
+
+    def dh(self, secret: bytes, public: bytes) -> bytes:
+        """X25519; raises ``InvalidKey`` when the shared secret is all zero."""
+        ...
+
+
+def check_len(value: object, length: int, what: str) -> bytes:
+    """``value`` as bytes of exactly ``length`` bytes, or ``InvalidKey``."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidKey(f"{what} must be bytes")
+    if len(value) != length:
+        raise InvalidKey(f"{what} must be {length} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def check_bytes(value: object, what: str) -> bytes:
+    """``value`` as bytes, or ``CryptoError`` when it is not a bytes-like object."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise CryptoError(f"{what} must be bytes")
+
+
+_sha256 = hashlib.sha256
+_hmac_digest = _hmac.digest
+
+
+class HashlibKdf:
+    """SHA-256, HMAC and HKDF from the standard library, shared by all backends."""
+
+    __slots__ = ()
+
+    def hash(self, data: bytes) -> bytes:
+        try:
+            return _sha256(data).digest()
+        except TypeError:
+            raise CryptoError("data must be bytes") from None
+
+    def hmac(self, key: bytes, data: bytes) -> bytes:
+        try:
+            return _hmac_digest(key, data, "sha256")
+        except TypeError:
+            raise CryptoError("key and data must be bytes") from None
+
+    def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
+        # RFC 5869: an absent salt is HashLen zero bytes; HMAC pads a short key
+        # with zeros, so b"" gives the same result.
+        try:
+            return _hmac_digest(salt, ikm, "sha256")
+        except TypeError:
+            raise CryptoError("salt and ikm must be bytes") from None
+
+    def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        if not isinstance(length, int) or not 0 <= length <= 255 * HASH_LEN:
+            raise CryptoError("HKDF-Expand length out of range")
+        try:
+            if length <= HASH_LEN:  # the common case in MLS: one block
+                return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
+            out = b""
+            block = b""
+            counter = 1
+            while len(out) < length:
+                block = _hmac_digest(prk, block + info + bytes((counter,)), "sha256")
+                out += block
+                counter += 1
+            return out[:length]
+        except TypeError:
+            raise CryptoError("prk and info must be bytes") from None

@@ -1,0 +1,148 @@
+"""Cipher suite 1 on pyca ``cryptography`` (OpenSSL)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, TypeVar
+
+from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
+
+from .provider import (
+    AEAD_KEY_LEN,
+    AEAD_NONCE_LEN,
+    DH_PUBLIC_LEN,
+    DH_SECRET_LEN,
+    SIGN_PUBLIC_LEN,
+    SIGN_SECRET_LEN,
+    HashlibKdf,
+    check_bytes,
+    check_len,
+)
+
+__all__ = ["PycaProvider"]
+
+_RAW = Encoding.Raw
+_RAW_PUB = PublicFormat.Raw
+_RAW_PRIV = PrivateFormat.Raw
+_NO_ENC = NoEncryption()
+
+K = TypeVar("K")
+
+
+class _KeyCache:
+    """A bounded map from key bytes to the backend's parsed key object.
+
+    Parsing a key costs as much as a small AEAD operation; MLS uses the same
+    keys over and over (a member's signature key, a ratchet's AEAD key).
+    """
+
+    __slots__ = ("_items", "_limit")
+
+    def __init__(self, limit: int = 512) -> None:
+        self._items: dict[bytes, Any] = {}
+        self._limit = limit
+
+    def get(self, key: bytes, make: Callable[[bytes], K]) -> K:
+        obj = self._items.get(key)
+        if obj is None:
+            obj = make(key)
+            if len(self._items) >= self._limit:
+                self._items.clear()
+            self._items[key] = obj
+        return obj  # type: ignore[no-any-return]
+
+
+class PycaProvider(HashlibKdf):
+    """The default backend on CPython (and in a Pyodide distribution that ships pyca)."""
+
+    name = "pyca"
+
+    def __init__(self) -> None:
+        self._aead = _KeyCache()
+        self._sign_priv = _KeyCache(64)
+        self._sign_pub = _KeyCache(4096)
+        self._dh_priv = _KeyCache(256)
+
+    def __repr__(self) -> str:
+        return "PycaProvider()"
+
+    def random(self, n: int) -> bytes:
+        if not isinstance(n, int) or n < 0:
+            raise CryptoError("random length must be a non-negative int")
+        return os.urandom(n)
+
+    # -- AES-128-GCM -------------------------------------------------------
+
+    def _aesgcm(self, key: bytes, nonce: bytes) -> AESGCM:
+        key = check_len(key, AEAD_KEY_LEN, "AEAD key")
+        check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce")
+        return self._aead.get(key, AESGCM)
+
+    def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        cipher = self._aesgcm(key, nonce)
+        return cipher.encrypt(bytes(nonce), check_bytes(plaintext, "plaintext"), check_bytes(aad, "aad"))
+
+    def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        cipher = self._aesgcm(key, nonce)
+        try:
+            return cipher.decrypt(bytes(nonce), check_bytes(ciphertext, "ciphertext"), check_bytes(aad, "aad"))
+        except InvalidTag:
+            raise DecryptionFailed("AEAD ciphertext does not authenticate") from None
+
+    # -- Ed25519 -----------------------------------------------------------
+
+    def sign_keygen(self) -> tuple[bytes, bytes]:
+        secret = os.urandom(SIGN_SECRET_LEN)
+        return secret, self.sign_public(secret)
+
+    def _sign_key(self, secret: bytes) -> Ed25519PrivateKey:
+        secret = check_len(secret, SIGN_SECRET_LEN, "Ed25519 secret key")
+        return self._sign_priv.get(secret, Ed25519PrivateKey.from_private_bytes)
+
+    def sign_public(self, secret: bytes) -> bytes:
+        return self._sign_key(secret).public_key().public_bytes(_RAW, _RAW_PUB)
+
+    def sign(self, secret: bytes, message: bytes) -> bytes:
+        return self._sign_key(secret).sign(check_bytes(message, "message"))
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
+        public = check_len(public, SIGN_PUBLIC_LEN, "Ed25519 public key")
+        message = check_bytes(message, "message")
+        signature = check_bytes(signature, "signature")
+        try:
+            key = self._sign_pub.get(public, Ed25519PublicKey.from_public_bytes)
+        except ValueError:
+            raise InvalidKey("not an Ed25519 public key") from None
+        try:
+            key.verify(signature, message)
+        except _PycaInvalidSignature:
+            raise InvalidSignature("Ed25519 signature does not verify") from None
+
+    # -- X25519 ------------------------------------------------------------
+
+    def dh_keygen(self) -> tuple[bytes, bytes]:
+        secret = os.urandom(DH_SECRET_LEN)
+        return secret, self.dh_public(secret)
+
+    def _dh_key(self, secret: bytes) -> X25519PrivateKey:
+        secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
+        return self._dh_priv.get(secret, X25519PrivateKey.from_private_bytes)
+
+    def dh_public(self, secret: bytes) -> bytes:
+        return self._dh_key(secret).public_key().public_bytes(_RAW, _RAW_PUB)
+
+    def dh(self, secret: bytes, public: bytes) -> bytes:
+        private = self._dh_key(secret)
+        public = check_len(public, DH_PUBLIC_LEN, "X25519 public key")
+        try:
+            # OpenSSL refuses an all-zero shared secret (a low-order point).
+            return private.exchange(X25519PublicKey.from_public_bytes(public))
+        except ValueError:
+            raise InvalidKey("X25519 shared secret is all zero (low-order public key)") from None
