@@ -1,0 +1,243 @@
+"""HPKE (RFC 9180) base mode for the one suite MLS cipher suite 1 uses.
+
+KEM DHKEM(X25519, HKDF-SHA256) (0x0020), KDF HKDF-SHA256 (0x0001), AEAD
+AES-128-GCM (0x0001). Only base mode (no PSK, no sender authentication) is
+implemented: it is the only mode RFC 9420 uses.
+
+Everything goes through the ``CryptoProvider`` passed as ``crypto``; this
+module holds no key material between calls except inside a
+:class:`SenderContext` / :class:`RecipientContext` the caller owns.
+
+Guarantees:
+
+* :func:`seal` / :func:`open` are RFC 9180 single-shot ``SealBase`` /
+  ``OpenBase`` (sequence number 0).
+* :func:`open` raises ``DecryptionFailed`` when the ciphertext does not
+  authenticate and ``InvalidKey`` for a malformed or low-order ``enc``; it
+  never returns unauthenticated plaintext.
+* :func:`derive_key_pair` is RFC 9180 ``DeriveKeyPair`` for X25519 (the
+  private key is the 32 expanded bytes; X25519 clamps them itself).
+"""
+
+from __future__ import annotations
+
+from ping_core.errors import CryptoError, InvalidKey
+from ping_core.mls.crypto import CryptoProvider
+
+__all__ = [
+    "KEM_ID",
+    "KDF_ID",
+    "AEAD_ID",
+    "N_ENC",
+    "N_PK",
+    "N_SK",
+    "SenderContext",
+    "RecipientContext",
+    "derive_key_pair",
+    "encap",
+    "decap",
+    "setup_base_s",
+    "setup_base_r",
+    "seal",
+    "open",
+    "export",
+    "receive_export",
+]
+
+KEM_ID = 0x0020
+KDF_ID = 0x0001
+AEAD_ID = 0x0001
+N_SECRET = 32  # DHKEM(X25519) shared secret length
+N_ENC = 32
+N_PK = 32
+N_SK = 32
+N_K = 16
+N_N = 12
+N_H = 32
+MODE_BASE = 0
+
+_VERSION = b"HPKE-v1"
+_KEM_SUITE = b"KEM" + KEM_ID.to_bytes(2, "big")
+_HPKE_SUITE = b"HPKE" + KEM_ID.to_bytes(2, "big") + KDF_ID.to_bytes(2, "big") + AEAD_ID.to_bytes(2, "big")
+_MAX_SEQ = (1 << (8 * N_N)) - 1
+
+
+def _labeled_extract(crypto: CryptoProvider, suite: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
+    return crypto.hkdf_extract(salt, _VERSION + suite + label + ikm)
+
+
+def _labeled_expand(crypto: CryptoProvider, suite: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
+    return crypto.hkdf_expand(prk, length.to_bytes(2, "big") + _VERSION + suite + label + info, length)
+
+
+def derive_key_pair(crypto: CryptoProvider, ikm: bytes) -> tuple[bytes, bytes]:
+    """RFC 9180 ``DeriveKeyPair(ikm)`` for X25519: ``(private, public)``."""
+    dkp_prk = _labeled_extract(crypto, _KEM_SUITE, b"", b"dkp_prk", ikm)
+    sk = _labeled_expand(crypto, _KEM_SUITE, dkp_prk, b"sk", b"", N_SK)
+    return sk, crypto.dh_public(sk)
+
+
+def _extract_and_expand(crypto: CryptoProvider, dh: bytes, kem_context: bytes) -> bytes:
+    eae_prk = _labeled_extract(crypto, _KEM_SUITE, b"", b"eae_prk", dh)
+    return _labeled_expand(crypto, _KEM_SUITE, eae_prk, b"shared_secret", kem_context, N_SECRET)
+
+
+def encap(crypto: CryptoProvider, pk_r: bytes, *, ephemeral: bytes | None = None) -> tuple[bytes, bytes]:
+    """``Encap(pkR)``: ``(shared_secret, enc)``.
+
+    ``ephemeral`` fixes the ephemeral private key; it exists only to reproduce
+    published test vectors. Never pass it in production: a reused ephemeral
+    key breaks confidentiality.
+    """
+    if ephemeral is None:
+        sk_e, pk_e = crypto.dh_keygen()
+    else:
+        sk_e, pk_e = ephemeral, crypto.dh_public(ephemeral)
+    dh = crypto.dh(sk_e, pk_r)
+    return _extract_and_expand(crypto, dh, pk_e + pk_r), pk_e
+
+
+def decap(crypto: CryptoProvider, enc: bytes, sk_r: bytes, pk_r: bytes | None = None) -> bytes:
+    """``Decap(enc, skR)``: the shared secret.
+
+    ``pk_r`` (the recipient's public key) saves a scalar multiplication when
+    the caller knows it; it must match ``sk_r``.
+    """
+    if not isinstance(enc, bytes) or len(enc) != N_ENC:
+        raise InvalidKey(f"HPKE enc must be {N_ENC} bytes")
+    dh = crypto.dh(sk_r, enc)
+    if pk_r is None:
+        pk_r = crypto.dh_public(sk_r)
+    return _extract_and_expand(crypto, dh, enc + pk_r)
+
+
+# The key schedule context of base mode with an empty psk_id depends only on
+# ``info``; the psk_id_hash part is a constant, computed once per provider
+# class (it is pure hashing, the same in every backend).
+_PSK_ID_HASH: bytes | None = None
+
+
+def _key_schedule(crypto: CryptoProvider, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes, bytes]:
+    global _PSK_ID_HASH
+    if _PSK_ID_HASH is None:
+        _PSK_ID_HASH = _labeled_extract(crypto, _HPKE_SUITE, b"", b"psk_id_hash", b"")
+    info_hash = _labeled_extract(crypto, _HPKE_SUITE, b"", b"info_hash", info)
+    context = bytes((MODE_BASE,)) + _PSK_ID_HASH + info_hash
+    secret = _labeled_extract(crypto, _HPKE_SUITE, shared_secret, b"secret", b"")
+    key = _labeled_expand(crypto, _HPKE_SUITE, secret, b"key", context, N_K)
+    base_nonce = _labeled_expand(crypto, _HPKE_SUITE, secret, b"base_nonce", context, N_N)
+    exporter_secret = _labeled_expand(crypto, _HPKE_SUITE, secret, b"exp", context, N_H)
+    return key, base_nonce, exporter_secret
+
+
+class _Context:
+    """An HPKE encryption context: key, base nonce, sequence number, exporter."""
+
+    __slots__ = ("_crypto", "_key", "_base_nonce", "_exporter_secret", "seq")
+
+    def __init__(self, crypto: CryptoProvider, key: bytes, base_nonce: bytes, exporter_secret: bytes) -> None:
+        self._crypto = crypto
+        self._key = key
+        self._base_nonce = base_nonce
+        self._exporter_secret = exporter_secret
+        self.seq = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(seq={self.seq})"
+
+    def _nonce(self) -> bytes:
+        if self.seq >= _MAX_SEQ:
+            raise CryptoError("HPKE message limit reached")
+        seq = self.seq.to_bytes(N_N, "big")
+        return bytes(a ^ b for a, b in zip(self._base_nonce, seq))
+
+    def export(self, exporter_context: bytes, length: int) -> bytes:
+        """RFC 9180 ``Context.Export``."""
+        return _labeled_expand(self._crypto, _HPKE_SUITE, self._exporter_secret, b"sec", exporter_context, length)
+
+
+class SenderContext(_Context):
+    """The sender side of ``SetupBaseS``; :meth:`seal` increments the sequence number."""
+
+    __slots__ = ()
+
+    def seal(self, aad: bytes, plaintext: bytes) -> bytes:
+        ct = self._crypto.aead_seal(self._key, self._nonce(), aad, plaintext)
+        self.seq += 1
+        return ct
+
+
+class RecipientContext(_Context):
+    """The recipient side of ``SetupBaseR``; a failed :meth:`open` does not advance it."""
+
+    __slots__ = ()
+
+    def open(self, aad: bytes, ciphertext: bytes) -> bytes:
+        pt = self._crypto.aead_open(self._key, self._nonce(), aad, ciphertext)
+        self.seq += 1
+        return pt
+
+
+def setup_base_s(
+    crypto: CryptoProvider, pk_r: bytes, info: bytes, *, ephemeral: bytes | None = None
+) -> tuple[bytes, SenderContext]:
+    """``SetupBaseS(pkR, info)``: ``(enc, context)``. See :func:`encap` for ``ephemeral``."""
+    shared_secret, enc = encap(crypto, pk_r, ephemeral=ephemeral)
+    return enc, SenderContext(crypto, *_key_schedule(crypto, shared_secret, info))
+
+
+def setup_base_r(
+    crypto: CryptoProvider, enc: bytes, sk_r: bytes, info: bytes, *, pk_r: bytes | None = None
+) -> RecipientContext:
+    """``SetupBaseR(enc, skR, info)``."""
+    shared_secret = decap(crypto, enc, sk_r, pk_r)
+    return RecipientContext(crypto, *_key_schedule(crypto, shared_secret, info))
+
+
+def seal(
+    crypto: CryptoProvider,
+    pk_r: bytes,
+    info: bytes,
+    aad: bytes,
+    plaintext: bytes,
+    *,
+    ephemeral: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """Single-shot ``SealBase``: ``(enc, ciphertext)``."""
+    enc, ctx = setup_base_s(crypto, pk_r, info, ephemeral=ephemeral)
+    return enc, ctx.seal(aad, plaintext)
+
+
+def open(  # noqa: A001 - the RFC's name
+    crypto: CryptoProvider,
+    enc: bytes,
+    sk_r: bytes,
+    info: bytes,
+    aad: bytes,
+    ciphertext: bytes,
+    *,
+    pk_r: bytes | None = None,
+) -> bytes:
+    """Single-shot ``OpenBase``: the plaintext, or ``DecryptionFailed`` / ``InvalidKey``."""
+    return setup_base_r(crypto, enc, sk_r, info, pk_r=pk_r).open(aad, ciphertext)
+
+
+def export(
+    crypto: CryptoProvider,
+    pk_r: bytes,
+    info: bytes,
+    exporter_context: bytes,
+    length: int,
+    *,
+    ephemeral: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """Single-shot ``SendExport``: ``(enc, exported secret)``."""
+    enc, ctx = setup_base_s(crypto, pk_r, info, ephemeral=ephemeral)
+    return enc, ctx.export(exporter_context, length)
+
+
+def receive_export(
+    crypto: CryptoProvider, enc: bytes, sk_r: bytes, info: bytes, exporter_context: bytes, length: int
+) -> bytes:
+    """Single-shot ``ReceiveExport``: the exported secret."""
+    return setup_base_r(crypto, enc, sk_r, info).export(exporter_context, length)
