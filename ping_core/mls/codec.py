@@ -15,6 +15,7 @@ Structs implement ``write(w: Writer)`` and a ``read(r: Reader)`` classmethod;
 
 from __future__ import annotations
 
+from struct import Struct
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
 from ping_core.errors import MlsDecodeError
@@ -25,6 +26,8 @@ __all__ = [
     "Codec",
     "encode",
     "decode_exact",
+    "decode_with",
+    "check_enum",
     "varint",
     "opaque",
     "DEFAULT_MAX_VECTOR",
@@ -35,6 +38,9 @@ T = TypeVar("T")
 C = TypeVar("C", bound="Codec")
 
 MAX_VARINT = (1 << 30) - 1
+_U16 = Struct(">H")
+_U32 = Struct(">I")
+_U64 = Struct(">Q")
 # Bound on any single vector a Reader accepts unless told otherwise. Large
 # enough for a Welcome of a several-thousand-member group with its tree.
 DEFAULT_MAX_VECTOR = 64 * 1024 * 1024
@@ -97,25 +103,62 @@ class Writer:
 
     def opaque(self, data: bytes) -> None:
         """``opaque data<V>``."""
-        self.buf += varint(len(data))
-        self.buf += data
+        n = len(data)
+        buf = self.buf
+        if n < 0x40:
+            buf.append(n)
+        else:
+            buf += varint(n)
+        buf += data
 
     def struct(self, item: Codec) -> None:
         item.write(self)
 
+    def begin_vector(self) -> int:
+        """Start a ``<V>`` vector written in place; pass the result to :meth:`end_vector`."""
+        return len(self.buf)
+
+    def end_vector(self, start: int) -> None:
+        """Prefix the bytes written since ``start`` with their varint length.
+
+        Writing in place and inserting the prefix afterwards avoids building
+        each nested vector in a separate buffer (one memmove instead).
+        """
+        buf = self.buf
+        n = len(buf) - start
+        if n < 0x40:
+            buf.insert(start, n)
+        else:
+            buf[start:start] = varint(n)
+
     def vector(self, items: Iterable[T], write_item: Callable[["Writer", T], None]) -> None:
         """``T items<V>``: the varint byte length, then each item."""
-        inner = Writer()
+        start = len(self.buf)
         for item in items:
-            write_item(inner, item)
-        self.opaque(inner.buf)
+            write_item(self, item)
+        self.end_vector(start)
 
     def structs(self, items: Iterable[Codec]) -> None:
         """A vector of structs."""
-        inner = Writer()
+        start = len(self.buf)
         for item in items:
-            item.write(inner)
-        self.opaque(inner.buf)
+            item.write(self)
+        self.end_vector(start)
+
+    def opaques(self, items: Iterable[bytes]) -> None:
+        """``opaque items<V><V>``: a vector of opaque vectors."""
+        start = len(self.buf)
+        for item in items:
+            self.opaque(item)
+        self.end_vector(start)
+
+    def uint16s(self, values: Sequence[int]) -> None:
+        """``uint16 values<V>``."""
+        self.opaque(_pack_many(">%dH", values))
+
+    def uint32s(self, values: Sequence[int]) -> None:
+        """``uint32 values<V>``."""
+        self.opaque(_pack_many(">%dI", values))
 
     def optional(self, item: Codec | None) -> None:
         """``optional<T>``: a presence byte then the struct."""
@@ -182,13 +225,25 @@ class Reader:
         return self.data[pos]
 
     def u16(self) -> int:
-        return int.from_bytes(self._take(2), "big")
+        pos = self.pos
+        if pos + 2 > self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = pos + 2
+        return _U16.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
 
     def u32(self) -> int:
-        return int.from_bytes(self._take(4), "big")
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = pos + 4
+        return _U32.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
 
     def u64(self) -> int:
-        return int.from_bytes(self._take(8), "big")
+        pos = self.pos
+        if pos + 8 > self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = pos + 8
+        return _U64.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
 
     def boolean(self) -> bool:
         v = self.u8()
@@ -234,22 +289,48 @@ class Reader:
     def struct(self, cls: type[C]) -> C:
         return cls.read(self)
 
-    def vector(self, read_item: Callable[["Reader"], T]) -> list[T]:
-        """``T items<V>``: items must consume the vector's length exactly."""
+    def vector(self, read_item: Callable[["Reader"], T], max_len: int | None = None) -> list[T]:
+        """``T items<V>``: items must consume the vector's length exactly.
+
+        While the items are read, the reader's end is the vector's end, so an
+        item can never read past it (that is a truncation error instead).
+        """
         n = self._length()
+        if max_len is not None and n > max_len:
+            raise MlsDecodeError(f"vector of {n} bytes exceeds its bound of {max_len}")
         stop = self.pos + n
         saved_end = self.end
         self.end = stop
         items: list[T] = []
+        append = items.append
         try:
             while self.pos < stop:
-                items.append(read_item(self))
+                append(read_item(self))
         finally:
             self.end = saved_end
         return items
 
-    def structs(self, cls: type[C]) -> list[C]:
-        return self.vector(cls.read)
+    def structs(self, cls: type[C], max_len: int | None = None) -> tuple[C, ...]:
+        """A vector of structs, as a tuple (structs are immutable)."""
+        return tuple(self.vector(cls.read, max_len))
+
+    def opaques(self, max_item: int | None = None, max_len: int | None = None) -> tuple[bytes, ...]:
+        """``opaque items<V><V>``: each item bounded by ``max_item``."""
+        return tuple(self.vector(lambda r: r.opaque(max_item), max_len))
+
+    def uint16s(self, max_len: int | None = None) -> tuple[int, ...]:
+        """``uint16 values<V>``; the byte length must be a multiple of 2."""
+        data = self.opaque(max_len)
+        if len(data) & 1:
+            raise MlsDecodeError("uint16 vector of odd length")
+        return _unpack_many(">%dH", len(data) >> 1, data)
+
+    def uint32s(self, max_len: int | None = None) -> tuple[int, ...]:
+        """``uint32 values<V>``; the byte length must be a multiple of 4."""
+        data = self.opaque(max_len)
+        if len(data) & 3:
+            raise MlsDecodeError("uint32 vector of a length not a multiple of 4")
+        return _unpack_many(">%dI", len(data) >> 2, data)
 
     def optional(self, read_item: Callable[["Reader"], T]) -> T | None:
         flag = self.u8()
@@ -261,6 +342,29 @@ class Reader:
 
     def optional_opaque(self) -> bytes | None:
         return self.optional(Reader.opaque)
+
+
+_STRUCTS: dict[str, Struct] = {}
+
+
+def _fmt(pattern: str, count: int) -> Struct:
+    key = pattern % count
+    st = _STRUCTS.get(key)
+    if st is None:
+        st = Struct(key)
+        if len(_STRUCTS) < 256:  # only small, repeated shapes are worth keeping
+            _STRUCTS[key] = st
+    return st
+
+
+def _pack_many(pattern: str, values: Sequence[int]) -> bytes:
+    return _fmt(pattern, len(values)).pack(*values)
+
+
+def _unpack_many(pattern: str, count: int, data: bytes) -> tuple[int, ...]:
+    if count == 0:
+        return ()
+    return _fmt(pattern, count).unpack(data)
 
 
 def encode(item: Codec) -> bytes:
@@ -285,7 +389,7 @@ def decode_with(read: Callable[[Reader], T], data: bytes, max_vector: int = DEFA
         value = read(r)
     except MlsDecodeError:
         raise
-    except (ValueError, IndexError, OverflowError, UnicodeDecodeError, TypeError) as exc:
+    except (ValueError, IndexError, KeyError, OverflowError, UnicodeDecodeError, TypeError, RecursionError) as exc:
         # A struct's own checks (an enum value, UTF-8) surface as ValueError;
         # the decoder contract is that only MlsDecodeError leaves.
         raise MlsDecodeError(f"malformed {getattr(read, '__qualname__', 'value')}: {type(exc).__name__}") from None

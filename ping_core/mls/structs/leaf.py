@@ -1,0 +1,156 @@
+"""Leaf nodes (RFC 9420 §7.2): Capabilities, Lifetime, LeafNode and LeafNodeTBS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ping_core.errors import MlsDecodeError
+from ping_core.mls.codec import Reader, Writer
+
+from .credential import Credential
+from .enums import LEAF_NODE_SOURCE_BY_VALUE, CipherSuite, CredentialType, LeafNodeSource, ProtocolVersion
+from .extensions import Extension
+from .limits import MAX_CAPABILITY_LIST, MAX_HASH, MAX_HPKE_PUBLIC_KEY, MAX_SIGNATURE, MAX_SIGNATURE_KEY
+
+__all__ = ["Capabilities", "Lifetime", "LeafNode"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a client supports (§7.2). Every list is of uint16 values; unknown
+    values (including GREASE, §13.5) are legal and carried as ``int``.
+
+    The defaults describe a Ping client: MLS 1.0, cipher suite 1, no
+    non-default extensions or proposals, basic credentials.
+    """
+
+    versions: tuple[int, ...] = (ProtocolVersion.MLS10,)
+    cipher_suites: tuple[int, ...] = (CipherSuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,)
+    extensions: tuple[int, ...] = ()
+    proposals: tuple[int, ...] = ()
+    credentials: tuple[int, ...] = (CredentialType.BASIC,)
+
+    def write(self, w: Writer) -> None:
+        w.uint16s(self.versions)
+        w.uint16s(self.cipher_suites)
+        w.uint16s(self.extensions)
+        w.uint16s(self.proposals)
+        w.uint16s(self.credentials)
+
+    @classmethod
+    def read(cls, r: Reader) -> Capabilities:
+        u = r.uint16s
+        m = MAX_CAPABILITY_LIST
+        return cls(u(m), u(m), u(m), u(m), u(m))
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    """``struct { uint64 not_before; uint64 not_after; }`` in seconds since the epoch."""
+
+    not_before: int
+    not_after: int
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.not_before)
+        w.u64(self.not_after)
+
+    @classmethod
+    def read(cls, r: Reader) -> Lifetime:
+        return cls(r.u64(), r.u64())
+
+
+@dataclass(frozen=True, slots=True)
+class LeafNode:
+    """A member's leaf (§7.2).
+
+    ``lifetime`` is present exactly when ``leaf_node_source`` is
+    ``key_package`` and ``parent_hash`` exactly when it is ``commit``; the
+    encoder refuses any other combination, the decoder never produces one.
+    ``signature`` is over :meth:`tbs` with label ``"LeafNodeTBS"``.
+    """
+
+    encryption_key: bytes
+    signature_key: bytes
+    credential: Credential
+    capabilities: Capabilities
+    leaf_node_source: LeafNodeSource
+    lifetime: Lifetime | None = None
+    parent_hash: bytes | None = None
+    extensions: tuple[Extension, ...] = ()
+    signature: bytes = b""
+
+    def _write_content(self, w: Writer) -> None:
+        w.opaque(self.encryption_key)
+        w.opaque(self.signature_key)
+        self.credential.write(w)
+        self.capabilities.write(w)
+        source = self.leaf_node_source
+        w.u8(source)
+        if source == LeafNodeSource.KEY_PACKAGE:
+            if self.lifetime is None or self.parent_hash is not None:
+                raise ValueError("a key_package leaf node has a lifetime and no parent_hash")
+            self.lifetime.write(w)
+        elif source == LeafNodeSource.UPDATE:
+            if self.lifetime is not None or self.parent_hash is not None:
+                raise ValueError("an update leaf node has no lifetime and no parent_hash")
+        elif source == LeafNodeSource.COMMIT:
+            if self.parent_hash is None or self.lifetime is not None:
+                raise ValueError("a commit leaf node has a parent_hash and no lifetime")
+            w.opaque(self.parent_hash)
+        else:
+            raise ValueError(f"cannot encode leaf node source {source}")
+        w.structs(self.extensions)
+
+    def write(self, w: Writer) -> None:
+        self._write_content(w)
+        w.opaque(self.signature)
+
+    def tbs(self, group_id: bytes | None = None, leaf_index: int | None = None) -> bytes:
+        """The LeafNodeTBS encoding this leaf's signature covers.
+
+        For ``update`` and ``commit`` sources ``group_id`` and ``leaf_index``
+        are required (they bind the leaf to its place); for ``key_package``
+        they must be omitted.
+        """
+        w = Writer()
+        self._write_content(w)
+        if self.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
+            if group_id is not None or leaf_index is not None:
+                raise ValueError("a key_package leaf node is not bound to a group")
+        else:
+            if group_id is None or leaf_index is None:
+                raise ValueError("update and commit leaf nodes need group_id and leaf_index")
+            w.opaque(group_id)
+            w.u32(leaf_index)
+        return bytes(w.buf)
+
+    @classmethod
+    def read(cls, r: Reader) -> LeafNode:
+        encryption_key = r.opaque(MAX_HPKE_PUBLIC_KEY)
+        signature_key = r.opaque(MAX_SIGNATURE_KEY)
+        credential = Credential.read(r)
+        capabilities = Capabilities.read(r)
+        raw_source = r.u8()
+        source = LEAF_NODE_SOURCE_BY_VALUE.get(raw_source)
+        lifetime: Lifetime | None = None
+        parent_hash: bytes | None = None
+        if source is LeafNodeSource.KEY_PACKAGE:
+            lifetime = Lifetime(r.u64(), r.u64())
+        elif source is LeafNodeSource.COMMIT:
+            parent_hash = r.opaque(MAX_HASH)
+        elif source is None:
+            raise MlsDecodeError(f"unknown leaf node source {raw_source}")
+        extensions = r.structs(Extension)
+        signature = r.opaque(MAX_SIGNATURE)
+        return cls(
+            encryption_key,
+            signature_key,
+            credential,
+            capabilities,
+            source,
+            lifetime,
+            parent_hash,
+            extensions,
+            signature,
+        )
