@@ -1,0 +1,60 @@
+"""Key schedule API behaviour (the official values are in key-schedule.json)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ping_core.errors import MlsError
+from ping_core.mls import schedule
+from ping_core.mls.crypto import default_provider
+
+crypto = default_provider()
+GC = b"group context bytes"
+
+
+def test_zero_defaults_and_joiner_path() -> None:
+    init = schedule.new_init_secret(crypto)
+    a = schedule.epoch_secrets(crypto, init, None, None, GC)
+    b = schedule.epoch_secrets(crypto, init, bytes(32), bytes(32), GC)
+    assert a.encode() == b.encode()
+    assert a.joiner_secret is not None and a.welcome is not None
+    c = schedule.epoch_secrets_from_joiner(crypto, a.joiner_secret, None, GC)
+    assert c.encode() == a.encode() and c.welcome == a.welcome
+    assert schedule.welcome_secrets(crypto, a.joiner_secret, None) == a.welcome
+    # Every input matters.
+    assert schedule.epoch_secrets(crypto, init, None, None, GC + b"x").encode() != a.encode()
+    assert schedule.epoch_secrets(crypto, init, b"\x01" * 32, None, GC).encode() != a.encode()
+    assert schedule.epoch_secrets(crypto, init, None, b"\x01" * 32, GC).encode() != a.encode()
+
+
+def test_encode_decode_and_erasure() -> None:
+    s = schedule.epoch_secrets(crypto, bytes(32), None, None, GC)
+    restored = schedule.EpochSecrets.decode(s.encode())
+    assert restored.encode() == s.encode() and restored.joiner_secret is None
+    erased = s.without_encryption_secret().without_welcome()
+    assert erased.encryption_secret == bytes(32) and erased.welcome is None
+    assert erased.membership_key == s.membership_key
+    with pytest.raises(MlsError):
+        schedule.EpochSecrets.decode(s.encode()[:-1])
+    assert s.membership_key.hex() not in repr(s) and s.welcome is not None
+    assert s.welcome.key.hex() not in repr(s.welcome)
+
+
+def test_exporter() -> None:
+    s = schedule.epoch_secrets(crypto, bytes(32), None, None, GC)
+    a = schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx", 16)
+    assert len(a) == 16
+    assert a != schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx2", 16)
+    assert a != schedule.mls_exporter(crypto, s.exporter_secret, b"label2", b"ctx", 16)
+    with pytest.raises(MlsError):
+        schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx", 1 << 16)
+
+
+def test_external_key_pair_and_sender_data() -> None:
+    s = schedule.epoch_secrets(crypto, bytes(32), None, None, GC)
+    sk, pk = schedule.external_key_pair(crypto, s.external_secret)
+    assert crypto.dh_public(sk) == pk
+    k1, n1 = schedule.sender_data_key_nonce(crypto, s.sender_data_secret, b"a" * 40)
+    k2, n2 = schedule.sender_data_key_nonce(crypto, s.sender_data_secret, b"a" * 32 + b"b" * 8)
+    assert (k1, n1) == (k2, n2)  # only the first Nh bytes are sampled
+    assert len(k1) == 16 and len(n1) == 12
