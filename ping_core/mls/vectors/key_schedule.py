@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ping_core.mls import schedule
+from ping_core.mls.codec import encode
+from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.crypto import CryptoProvider
 
 from .registry import expect_equal
@@ -21,7 +23,15 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     init_secret = h(case["initial_init_secret"])
     for n, e in enumerate(case["epochs"]):
         where = f"epoch {n}"
-        group_context = h(e["group_context"])
+        context = GroupContext(
+            cipher_suite=case["cipher_suite"],
+            group_id=h(case["group_id"]),
+            epoch=n,
+            tree_hash=h(e["tree_hash"]),
+            confirmed_transcript_hash=h(e["confirmed_transcript_hash"]),
+        )
+        group_context = encode(context)
+        expect_equal(f"{where} group_context", group_context, h(e["group_context"]))
         s = schedule.epoch_secrets(crypto, init_secret, h(e["commit_secret"]), h(e["psk_secret"]), group_context)
         expect_equal(f"{where} joiner_secret", s.joiner_secret, h(e["joiner_secret"]))
         assert s.welcome is not None
