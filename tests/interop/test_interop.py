@@ -1,0 +1,212 @@
+"""Live interop between Ping's MLS engine and ts-mls, through INTEROP.md drivers.
+
+Every combination that involves Ping carries the ``ping_interop`` marker and fails (never skips)
+while `python -m ping_core.mls.interop` is missing or broken. The ts-mls x ts-mls combinations
+check the rig itself, and the fault-injection tests show that the rig notices disagreement.
+
+    pytest tests/interop                          # everything
+    pytest tests/interop -m "not ping_interop"    # only the rig (ts-mls x ts-mls)
+
+ts-mls must be installed first: ``npm ci --prefix tests/interop``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from runner import (  # noqa: E402
+    IMPLEMENTATIONS,
+    KEY_PACKAGE,
+    PRIVATE_MESSAGE,
+    Driver,
+    DriverError,
+    RequestFailed,
+    ScenarioError,
+    Unsupported,
+    command_for,
+    scenario_external_join,
+    scenario_group_of_four,
+    start_driver,
+)
+
+HERE = Path(__file__).resolve().parent
+IMPLS = tuple(IMPLEMENTATIONS)  # ("tsmls", "ping")
+
+
+def _param(roles: tuple[str, ...], *extra: Any) -> Any:
+    marks = [pytest.mark.ping_interop] if "ping" in roles else []
+    return pytest.param(roles, *extra, id="-".join(roles), marks=marks)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn rig failures into a plain pytest failure whose message is the whole story."""
+    try:
+        yield
+    except (DriverError, ScenarioError) as e:
+        message = str(e)
+    else:
+        return
+    try:
+        pytest.fail(message, pytrace=False)
+    except pytest.fail.Exception as failure:
+        raise failure from None  # the message already tells the whole story: no chained traceback
+
+
+# ------------------------------------------------------------------------------ the scenarios
+
+
+@pytest.mark.parametrize("tree_mode", ["welcome", "out_of_band"])
+@pytest.mark.parametrize("roles", [_param(r) for r in itertools.product(IMPLS, repeat=4)])
+def test_group_of_four(roles: tuple[str, ...], tree_mode: str) -> None:
+    """Issue 4's scenario with every assignment of implementations to alice, bob, carol, dave."""
+    with reported():
+        g = scenario_group_of_four(roles, tree_mode)
+    assert g.epoch == 16 and len(g.steps) == 21 and g.checks == 20
+
+
+@pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLS])
+def test_group_of_four_one_process_per_member(impl: tuple[str]) -> None:
+    """The same scenario with every client in a driver process of its own."""
+    with reported():
+        g = scenario_group_of_four(impl * 4, "welcome", isolated=True)
+    assert g.epoch == 16
+
+
+@pytest.mark.parametrize("roles", [_param(r) for r in itertools.product(IMPLS, repeat=3)])
+def test_external_join(roles: tuple[str, ...]) -> None:
+    """alice and bob (roles[0:2]) take in roles[2] by external commit from bob's group_info.
+
+    ``external_join`` is an extension op of this rig (not in INTEROP.md); a joiner's driver that
+    answers ``unsupported`` for it skips the test with that reason.
+    """
+    try:
+        with reported():
+            g = scenario_external_join(roles[:2], roles[2])
+    except Unsupported as e:
+        pytest.skip(str(e))
+    assert g.epoch == 4
+
+
+# ------------------------------------------------------------------------------ protocol basics
+
+
+@pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLS])
+def test_driver_protocol_basics(impl: tuple[str]) -> None:
+    """hello, id echo, lowercase hex, `unsupported` for unknown ops, and a rejected message that
+    leaves the group unchanged (INTEROP.md)."""
+    with reported(), start_driver(impl[0]) as d:
+        hello = d.hello  # type: ignore[attr-defined]
+        assert isinstance(hello.get("impl"), str) and isinstance(hello.get("version"), str)
+
+        with pytest.raises(RequestFailed) as err:
+            d.request("no_such_op")
+        assert err.value.unsupported, err.value.response
+
+        kp = d.request("key_package", name="bob")["key_package"]
+        assert kp.startswith(KEY_PACKAGE) and kp == kp.lower()
+        kp2 = d.request("key_package", name="bob")["key_package"]
+        assert kp2 != kp  # several KeyPackages may be outstanding
+
+        r = d.request("create_group", name="alice", group_id="0a0b0c")
+        assert r["epoch"] == 0 and r["leaf_index"] == 0
+        add = d.request("add", name="alice", key_packages=[kp2])
+        assert add["epoch"] == 1
+        join = d.request("join", name="bob", welcome=add["welcome"])
+        assert join["epoch"] == 1 and join["group_id"] == "0a0b0c"
+
+        auth = d.request("epoch_authenticator", name="bob")["epoch_authenticator"]
+        msg = d.request("protect", name="alice", data="00ff")["message"]
+        assert msg.startswith(PRIVATE_MESSAGE)
+        tampered = msg[:-2] + f"{int(msg[-2:], 16) ^ 1:02x}"
+        with pytest.raises(RequestFailed):
+            d.request("process", name="bob", message=tampered)
+        with pytest.raises(RequestFailed):
+            d.request("process", name="bob", message=msg + "00")  # trailing byte
+        with pytest.raises(RequestFailed):
+            d.request("process", name="bob", message="zz")  # not hex
+        assert d.request("epoch_authenticator", name="bob")["epoch_authenticator"] == auth
+        assert d.request("process", name="bob", message=msg)["application_data"] == "00ff"
+        st = d.request("state", name="bob")
+        assert st["epoch"] == 1 and st["group_id"] == "0a0b0c"
+
+
+# ------------------------------------------------------------------------------ the rig itself
+
+
+def _faulty_tsmls(monkeypatch: pytest.MonkeyPatch, *proxy_args: str) -> None:
+    """Make every ts-mls driver of this test run behind fault_proxy.py with ``proxy_args``."""
+    cmd = [sys.executable, str(HERE / "fault_proxy.py"), *proxy_args, "--", *IMPLEMENTATIONS["tsmls"]]
+    monkeypatch.setenv("PING_INTEROP_CMD_TSMLS", shlex.join(cmd))
+    assert command_for("tsmls") == cmd
+
+
+@pytest.mark.parametrize(
+    ("proxy_args", "expected"),
+    [
+        (("--op", "export", "--field", "secret", "--name", "carol"), "members disagree on exporter"),
+        (("--op", "epoch_authenticator", "--field", "epoch_authenticator", "--name", "dave"),
+         "epoch_authenticator"),
+        (("--op", "ratchet_tree", "--field", "ratchet_tree", "--name", "bob"), "members disagree on ratchet_tree"),
+        (("--op", "process", "--field", "message", "--name", "bob", "--request"), "process"),
+        (("--op", "add", "--field", "welcome", "--name", "alice", "--request"), None),
+    ],
+    ids=["exporter", "epoch_authenticator", "ratchet_tree", "tampered_message", "proxy_passthrough_control"],
+)
+def test_rig_detects_faults(monkeypatch: pytest.MonkeyPatch, proxy_args: tuple[str, ...],
+                            expected: str | None) -> None:
+    """A corrupted answer or input makes the scenario fail at the step where it happens; the last
+    case corrupts a field that `add` requests do not carry, so the scenario must still pass."""
+    _faulty_tsmls(monkeypatch, *proxy_args)
+    if expected is None:
+        assert scenario_group_of_four(("tsmls",) * 4).epoch == 16
+        return
+    with pytest.raises(ScenarioError) as err:
+        scenario_group_of_four(("tsmls",) * 4)
+    assert expected in str(err.value)
+    assert str(err.value).startswith("step ")
+
+
+def _python_driver(code: str, timeout: float = 2.0) -> Driver:
+    return Driver("fake", [sys.executable, "-c", code], timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected", "stderr"),
+    [
+        ("import sys, time; print('about to hang', file=sys.stderr, flush=True); time.sleep(30)",
+         "no answer to hello within 1 s", "about to hang"),
+        ("import sys; print('dying', file=sys.stderr); sys.exit(3)", "exited with code 3", "dying"),
+        ("print('not json', flush=True); import time; time.sleep(30)", "not JSON", None),
+        ("import sys; sys.stdin.readline(); print('{\"ok\": true, \"id\": 99}', flush=True);"
+         "import time; time.sleep(30)", "with id 99", None),
+    ],
+    ids=["timeout", "exit", "garbage", "wrong_id"],
+)
+def test_driver_failures_are_reported(code: str, expected: str, stderr: str | None) -> None:
+    """Timeouts, exits and protocol breaches raise DriverError naming the cause, with stderr."""
+    with _python_driver(code, timeout=1.0) as d, pytest.raises(DriverError) as err:
+        d.request("hello")
+    assert expected in str(err.value)
+    if stderr is not None:
+        assert stderr in str(err.value)
+
+
+def test_missing_ping_driver_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python driver module that does not exist fails with a pointer to what is missing."""
+    monkeypatch.setenv("PING_INTEROP_CMD_PING", f"{sys.executable} -m ping_core.mls.no_such_driver_module")
+    with pytest.raises(DriverError) as err:
+        start_driver("ping")
+    assert "No module named ping_core.mls.no_such_driver_module" in str(err.value)
+    assert "issue 4" in str(err.value)
+
