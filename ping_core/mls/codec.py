@@ -24,6 +24,7 @@ __all__ = [
     "Reader",
     "Writer",
     "Codec",
+    "Writable",
     "encode",
     "decode_exact",
     "decode_with",
@@ -44,6 +45,12 @@ _U64 = Struct(">Q")
 # Bound on any single vector a Reader accepts unless told otherwise. Large
 # enough for a Welcome of a several-thousand-member group with its tree.
 DEFAULT_MAX_VECTOR = 64 * 1024 * 1024
+
+
+class Writable(Protocol):
+    """Anything that writes its own encoding."""
+
+    def write(self, w: "Writer") -> None: ...
 
 
 class Codec(Protocol):
@@ -111,7 +118,7 @@ class Writer:
             buf += varint(n)
         buf += data
 
-    def struct(self, item: Codec) -> None:
+    def struct(self, item: Writable) -> None:
         item.write(self)
 
     def begin_vector(self) -> int:
@@ -138,7 +145,7 @@ class Writer:
             write_item(self, item)
         self.end_vector(start)
 
-    def structs(self, items: Iterable[Codec]) -> None:
+    def structs(self, items: Iterable[Writable]) -> None:
         """A vector of structs."""
         start = len(self.buf)
         for item in items:
@@ -160,7 +167,7 @@ class Writer:
         """``uint32 values<V>``."""
         self.opaque(_pack_many(">%dI", values))
 
-    def optional(self, item: Codec | None) -> None:
+    def optional(self, item: Writable | None) -> None:
         """``optional<T>``: a presence byte then the struct."""
         if item is None:
             self.buf.append(0)
@@ -367,7 +374,7 @@ def _unpack_many(pattern: str, count: int, data: bytes) -> tuple[int, ...]:
     return _fmt(pattern, count).unpack(data)
 
 
-def encode(item: Codec) -> bytes:
+def encode(item: Writable) -> bytes:
     """The encoding of one struct."""
     w = Writer()
     item.write(w)

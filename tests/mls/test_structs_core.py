@@ -37,29 +37,9 @@ from ping_core.mls.structs import (
     has_unique_types,
 )
 
+from strategies import example_leaf as leaf, roundtrip  # noqa: E402
+
 MESSAGES = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "messages.json").read_text())
-
-
-def leaf(source: LeafNodeSource = LeafNodeSource.KEY_PACKAGE, ident: bytes = b"alice") -> LeafNode:
-    return LeafNode(
-        encryption_key=b"\x01" * 32,
-        signature_key=b"\x02" * 32,
-        credential=Credential.basic(ident),
-        capabilities=Capabilities(),
-        leaf_node_source=source,
-        lifetime=Lifetime(1, 2) if source == LeafNodeSource.KEY_PACKAGE else None,
-        parent_hash=b"\x03" * 32 if source == LeafNodeSource.COMMIT else None,
-        extensions=(Extension(0xFAFA, b"grease"),),
-        signature=b"\x04" * 64,
-    )
-
-
-def roundtrip(obj: object) -> bytes:
-    data = encode(obj)  # type: ignore[arg-type]
-    back = decode_exact(type(obj), data)  # type: ignore[arg-type]
-    assert back == obj
-    assert encode(back) == data
-    return data
 
 
 def test_credentials_roundtrip() -> None:

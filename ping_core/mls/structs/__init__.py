@@ -41,6 +41,40 @@ from .hpke import HPKECiphertext, UpdatePath, UpdatePathNode
 from .key_package import KeyPackage
 from .leaf import Capabilities, LeafNode, Lifetime
 from .tree_nodes import Node, ParentNode, RatchetTree, read_node, write_node
+from .psk import PreSharedKeyID, PSKLabel
+from .proposals import (
+    Add,
+    ExternalInit,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ProposalOrRef,
+    ReInit,
+    Remove,
+    Update,
+    read_proposal_or_ref,
+    write_proposal_or_ref,
+)
+from .commit import Commit
+from .framing import (
+    AuthenticatedContent,
+    Content,
+    FramedContent,
+    FramedContentAuthData,
+    PrivateContentAAD,
+    PrivateMessage,
+    PrivateMessageContent,
+    PublicMessage,
+    Sender,
+    SenderData,
+    SenderDataAAD,
+    confirmed_transcript_hash_input,
+    content_type_of,
+    framed_content_tbs,
+    interim_transcript_hash_input,
+)
+from .welcome import EncryptedGroupSecrets, GroupSecrets, PathSecret, Welcome
+from .message import MessageBody, MLSMessage
 
 __all__ = [
     # enums
@@ -86,4 +120,44 @@ __all__ = [
     # group context and info
     "GroupContext",
     "GroupInfo",
+    # PSKs
+    "PreSharedKeyID",
+    "PSKLabel",
+    # proposals and commit
+    "Proposal",
+    "Add",
+    "Update",
+    "Remove",
+    "PreSharedKey",
+    "ReInit",
+    "ExternalInit",
+    "GroupContextExtensions",
+    "ProposalOrRef",
+    "read_proposal_or_ref",
+    "write_proposal_or_ref",
+    "Commit",
+    # framing
+    "Content",
+    "content_type_of",
+    "Sender",
+    "FramedContent",
+    "FramedContentAuthData",
+    "AuthenticatedContent",
+    "PublicMessage",
+    "PrivateMessage",
+    "SenderData",
+    "SenderDataAAD",
+    "PrivateContentAAD",
+    "PrivateMessageContent",
+    "framed_content_tbs",
+    "confirmed_transcript_hash_input",
+    "interim_transcript_hash_input",
+    # welcome
+    "PathSecret",
+    "GroupSecrets",
+    "EncryptedGroupSecrets",
+    "Welcome",
+    # envelope
+    "MLSMessage",
+    "MessageBody",
 ]
