@@ -291,11 +291,12 @@ class Group:
 
     @contextmanager
     def step(self, description: str) -> Iterator[None]:
-        """Run one scenario step; any failure inside is reported with the step's description."""
+        """Run one scenario step, then ``check`` agreement; a failure names the step."""
         self.steps.append(description)
         started = time.perf_counter()
         try:
             yield
+            self.check()
         except (DriverError, ScenarioError) as e:
             raise ScenarioError(
                 f"step {len(self.steps)} ({description}) failed at epoch {self.epoch}:\n{e}"
@@ -402,6 +403,25 @@ class Group:
             raise ScenarioError(f"{joiner} joined at epoch {r.get('epoch')} group {r.get('group_id')}, "
                                 f"expected epoch {self.epoch} group {self.group_id}")
         self.members.append(joiner)
+
+    def add(self, committer: Member, joiner: Member, *, tree_mode: str, encrypted: bool = False) -> None:
+        """``committer`` adds ``joiner`` by value; the others process the commit; ``joiner`` joins."""
+        kp = key_package(joiner)
+        r = committer("add", key_packages=[kp], encrypt_handshake=encrypted,
+                      ratchet_tree_extension=tree_mode == "welcome")
+        self.deliver_commit(r["commit"], committer, encrypted=encrypted)
+        self.join(joiner, r, tree_mode=tree_mode)
+
+    def self_update(self, m: Member, *, encrypted: bool) -> None:
+        """``m`` commits an empty commit (UpdatePath) and everyone else processes it."""
+        r = m("update", encrypt_handshake=encrypted)
+        self.deliver_commit(r["commit"], m, encrypted=encrypted)
+
+    def remove(self, committer: Member, victims: Sequence[Member], *, encrypted: bool = False,
+               **selector: Any) -> None:
+        """``committer`` removes ``victims`` (named by ``selector``: members, leaf_indices or identities)."""
+        r = committer("remove", encrypt_handshake=encrypted, **selector)
+        self.deliver_commit(r["commit"], committer, removed=victims, encrypted=encrypted)
 
     def application_round(self, senders: Sequence[Member] | None = None) -> int:
         """Each sender protects messages of every size in APP_SIZES; all others must read them."""
@@ -512,21 +532,12 @@ def scenario_group_of_four(roles: Sequence[str], tree_mode: str = "welcome", *, 
             if r.get("epoch") != 0:
                 raise ScenarioError(f"create_group answered epoch {r.get('epoch')}")
             g.members.append(alice)
-            g.check()
 
         with g.step(f"{alice} adds {bob} (PublicMessage commit), {bob} joins, tree {tree_mode}"):
-            kp = key_package(bob)
-            r = alice("add", key_packages=[kp], ratchet_tree_extension=rte)
-            g.deliver_commit(r["commit"], alice)
-            g.join(bob, r, tree_mode=tree_mode)
-            g.check()
+            g.add(alice, bob, tree_mode=tree_mode)
 
         with g.step(f"{bob} (a joiner) adds {carol} (PrivateMessage commit), {carol} joins"):
-            kp = key_package(carol)
-            r = bob("add", key_packages=[kp], encrypt_handshake=True, ratchet_tree_extension=rte)
-            g.deliver_commit(r["commit"], bob, encrypted=True)
-            g.join(carol, r, tree_mode=tree_mode)
-            g.check()
+            g.add(bob, carol, tree_mode=tree_mode, encrypted=True)
 
         with g.step(f"{alice} proposes adding {dave} by reference, {carol} commits it, {dave} joins"):
             kp = key_package(dave)
@@ -537,51 +548,36 @@ def scenario_group_of_four(roles: Sequence[str], tree_mode: str = "welcome", *, 
                 raise ScenarioError(f"{carol} committed an Add but gave no welcome: {_short(r)}")
             g.deliver_commit(r["commit"], carol)
             g.join(dave, r, tree_mode=tree_mode)
-            g.check()
 
         with g.step("application messages of 100 B and 10 KiB from every member to every other"):
             g.application_round()
-            g.check()
 
         for encrypted in (False, True):
             kind = "PrivateMessage" if encrypted else "PublicMessage"
             for m in list(g.members):
                 with g.step(f"{m} self-updates ({kind} commit with an UpdatePath)"):
-                    r = m("update", encrypt_handshake=encrypted)
-                    g.deliver_commit(r["commit"], m, encrypted=encrypted)
-                    g.check()
+                    g.self_update(m, encrypted=encrypted)
 
         with g.step(f"{dave} removes {bob} by name (PublicMessage commit)"):
-            r = dave("remove", members=[bob.name])
-            g.deliver_commit(r["commit"], dave, removed=[bob])
-            g.check()
+            g.remove(dave, [bob], members=[bob.name])
 
         with g.step(f"{alice} adds {erin} (PrivateMessage commit), {erin} joins, tree {tree_mode}"):
-            kp = key_package(erin)
-            r = alice("add", key_packages=[kp], encrypt_handshake=True, ratchet_tree_extension=rte)
-            g.deliver_commit(r["commit"], alice, encrypted=True)
-            g.join(erin, r, tree_mode=tree_mode)
-            g.check()
+            g.add(alice, erin, tree_mode=tree_mode, encrypted=True)
 
         with g.step("application messages after the re-add"):
             g.application_round()
-            g.check()
 
         with g.step(f"{carol} proposes removing {dave} by reference (PrivateMessage), {erin} commits it"):
             p = carol("propose_remove", leaf_index=leaf_of(dave, carol), encrypt_handshake=True)["proposal"]
             g.deliver_proposal(p, carol, encrypted=True)
             r = erin("commit", encrypt_handshake=True)
             g.deliver_commit(r["commit"], erin, removed=[dave], encrypted=True)
-            g.check()
 
         with g.step(f"{alice} removes {carol} by identity (PrivateMessage commit)"):
-            r = alice("remove", identities=[carol.identity_hex], encrypt_handshake=True)
-            g.deliver_commit(r["commit"], alice, removed=[carol], encrypted=True)
-            g.check()
+            g.remove(alice, [carol], identities=[carol.identity_hex], encrypted=True)
 
         with g.step(f"{alice} and {erin} exchange 100 B and 10 KiB messages both ways"):
             g.application_round()
-            g.check()
 
         with g.step("exporter with a binary label and 64 bytes agrees"):
             outs = {str(m): m("export", label_hex="ff00fe", context="", length=64)["secret"] for m in g.members}
@@ -589,9 +585,7 @@ def scenario_group_of_four(roles: Sequence[str], tree_mode: str = "welcome", *, 
                 raise ScenarioError(f"label_hex exports disagree: {outs}")
 
         with g.step(f"{erin} removes {alice} by leaf index (PublicMessage commit)"):
-            r = erin("remove", leaf_indices=[leaf_of(alice, erin)])
-            g.deliver_commit(r["commit"], erin, removed=[alice])
-            g.check()
+            g.remove(erin, [alice], leaf_indices=[leaf_of(alice, erin)])
         return g
 
 
@@ -610,10 +604,7 @@ def scenario_external_join(roles: Sequence[str], joiner_impl: str,
         with g.step(f"{alice} creates the group and adds {bob}"):
             alice("create_group", group_id=g.group_id)
             g.members.append(alice)
-            r = alice("add", key_packages=[key_package(bob)])
-            g.deliver_commit(r["commit"], alice)
-            g.join(bob, r, tree_mode="welcome")
-            g.check()
+            g.add(alice, bob, tree_mode="welcome")
         with g.step(f"{bob} publishes a GroupInfo; {frank} joins by external commit"):
             gi = bob("group_info")["group_info"]
             _expect_wire(gi, GROUP_INFO, "group_info")
@@ -629,18 +620,12 @@ def scenario_external_join(roles: Sequence[str], joiner_impl: str,
             if r.get("epoch") != g.epoch:
                 raise ScenarioError(f"{frank} reports epoch {r.get('epoch')} after its external commit")
             g.members.append(frank)
-            g.check()
         with g.step("application messages of 100 B and 10 KiB both ways"):
             g.application_round()
-            g.check()
         with g.step(f"{frank} self-updates (PrivateMessage commit)"):
-            r = frank("update", encrypt_handshake=True)
-            g.deliver_commit(r["commit"], frank, encrypted=True)
-            g.check()
+            g.self_update(frank, encrypted=True)
         with g.step(f"{alice} removes {frank} (PublicMessage commit)"):
-            r = alice("remove", members=[frank.name])
-            g.deliver_commit(r["commit"], alice, removed=[frank])
-            g.check()
+            g.remove(alice, [frank], members=[frank.name])
         return g
 
 

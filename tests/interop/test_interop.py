@@ -72,7 +72,7 @@ def test_group_of_four(roles: tuple[str, ...], tree_mode: str) -> None:
     """Issue 4's scenario with every assignment of implementations to alice, bob, carol, dave."""
     with reported():
         g = scenario_group_of_four(roles, tree_mode)
-    assert g.epoch == 16 and len(g.steps) == 21 and g.checks == 20
+    assert g.epoch == 16 and len(g.steps) == 21 and g.checks == 21
 
 
 @pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLS])
@@ -139,6 +139,51 @@ def test_driver_protocol_basics(impl: tuple[str]) -> None:
         assert d.request("process", name="bob", message=msg)["application_data"] == "00ff"
         st = d.request("state", name="bob")
         assert st["epoch"] == 1 and st["group_id"] == "0a0b0c"
+
+
+@pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLS])
+def test_driver_op_variants(impl: tuple[str]) -> None:
+    """The request variants the group scenario does not use: `commit` with nothing pending,
+    `propose_remove` by identity and by member committed together, a Welcome without the tree
+    joined without it (must fail) and with it, `group_info`, `remove` by identities."""
+    with reported(), start_driver(impl[0]) as d:
+        def req(op: str, **f: Any) -> dict[str, Any]:
+            return d.request(op, **f)
+
+        req("create_group", name="a", group_id="01")
+        kps = [req("key_package", name=n)["key_package"] for n in ("b", "c", "d")]
+        add = req("add", name="a", key_packages=kps, ratchet_tree_extension=False)
+        with pytest.raises(RequestFailed):
+            req("join", name="b", welcome=add["welcome"])  # no tree anywhere
+        for n in ("b", "c", "d"):
+            assert req("join", name=n, welcome=add["welcome"], ratchet_tree=add["ratchet_tree"])["epoch"] == 1
+        assert req("ratchet_tree", name="b")["ratchet_tree"] == add["ratchet_tree"]
+
+        empty = req("commit", name="b")  # nothing pending: like update
+        assert empty["epoch"] == 2 and "welcome" not in empty
+        for n in ("a", "c", "d"):
+            assert req("process", name=n, message=empty["commit"])["epoch"] == 2
+
+        by_identity = req("propose_remove", name="c", identity="64")["proposal"]  # "d"
+        by_member = req("propose_remove", name="c", member="b", encrypt_handshake=True)["proposal"]
+        assert by_member.startswith(PRIVATE_MESSAGE)
+        for n in ("a", "b", "d"):
+            assert req("process", name=n, message=by_identity)["proposal_stored"] is True
+            assert req("process", name=n, message=by_member)["proposal_stored"] is True
+        commit = req("commit", name="a")
+        assert commit["epoch"] == 3
+        applied = req("process", name="c", message=commit["commit"])
+        assert applied.get("commit_applied") is True and applied.get("epoch") == 3 and "removed" not in applied
+        for n in ("b", "d"):
+            assert req("process", name=n, message=commit["commit"])["removed"] is True
+        roster = req("state", name="a").get("members")
+        if roster is not None:
+            assert sorted(bytes.fromhex(e["identity"]) for e in roster) == [b"a", b"c"]
+
+        gi = req("group_info", name="c")["group_info"]
+        assert gi.startswith("00010004")
+        two = req("remove", name="a", identities=["63"])
+        assert req("process", name="c", message=two["commit"])["removed"] is True
 
 
 # ------------------------------------------------------------------------------ the rig itself
