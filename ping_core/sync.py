@@ -1,0 +1,56 @@
+"""The catch-up cursor of one conversation.
+
+The delivery service keeps one append-only log per conversation and numbers
+its envelopes 1, 2, 3, ... (``MessageEnvelope.seq``). A :class:`SyncCursor`
+is the highest sequence number this device has consumed; ``fetch_since``
+returns envelopes with ``seq > cursor.seq`` in order. ``SyncCursor()``
+(seq 0) means "from the beginning".
+
+CBOR: ``{"v": 1, "seq": uint}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ping_core.codec import MAX_UINT, decode_record, encode_record
+from ping_core.errors import InvalidInput
+
+__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION"]
+
+SYNC_CURSOR_VERSION = 1
+_MAX_SEQ = (1 << 63) - 1  # fits a signed 64-bit column in the server's database
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class SyncCursor:
+    """Position in a conversation's log: everything up to and including ``seq`` is consumed."""
+
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.seq) is not int or not 0 <= self.seq <= _MAX_SEQ:
+            raise InvalidInput("SyncCursor.seq out of range")
+
+    def advance(self, seq: int) -> "SyncCursor":
+        """The cursor after consuming the envelope numbered ``seq`` (never moves backwards)."""
+        if type(seq) is not int or not 0 <= seq <= _MAX_SEQ:
+            raise InvalidInput("seq out of range")
+        return self if seq <= self.seq else SyncCursor(seq)
+
+    def advance_past(self, seqs: Iterable[int]) -> "SyncCursor":
+        """The cursor after consuming every sequence number in ``seqs``."""
+        cursor = self
+        for seq in seqs:
+            cursor = cursor.advance(seq)
+        return cursor
+
+    def encode(self) -> bytes:
+        return encode_record(SYNC_CURSOR_VERSION, {"seq": self.seq})
+
+    @classmethod
+    def decode(cls, data: bytes) -> "SyncCursor":
+        """Parse :meth:`encode` output; ``InvalidInput`` on anything else."""
+        rec = decode_record(data, what="SyncCursor", version=SYNC_CURSOR_VERSION, keys=("seq",), max_size=32)
+        return cls(rec.get_uint("seq", max_value=min(MAX_UINT, _MAX_SEQ)))

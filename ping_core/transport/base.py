@@ -1,0 +1,172 @@
+"""The ``Transport`` protocol: everything the SDK asks of the delivery service.
+
+A transport is bound to one device: the device it authenticates as (the HTTP
+transport signs requests with the device key). It speaks to two services the
+reference server ``ping_server`` offers together:
+
+* **Conversation logs.** One append-only, ordered log per conversation. The
+  server numbers envelopes 1, 2, 3, ... (``MessageEnvelope.seq``). It refuses
+  a Commit whose ``epoch`` is not the conversation's current epoch (409
+  ``epoch_advanced``) and advances the epoch on each accepted Commit, so
+  exactly one Commit per epoch wins. Application and Proposal envelopes are
+  appended whatever their epoch.
+* **Directory.** Devices (registered with an account binding), each device's
+  KeyPackage pool (one-time KeyPackages, claimed once, plus an optional
+  last-resort KeyPackage that is never used up) and each device's Welcome
+  inbox.
+
+Welcome routing: a Welcome is not appended to a conversation log (only new
+members can read it). The SDK first calls :meth:`Transport.set_next_welcome_recipients`
+for the conversation, then :meth:`Transport.send` with the Welcome envelope;
+the transport delivers it to those devices' inboxes and forgets the
+recipients. A transport that routes Welcomes some other way may make
+``set_next_welcome_recipients`` a no-op.
+
+Errors: every method raises :class:`ping_core.errors.TransportError` when a
+request fails. ``status`` is the HTTP status (``None`` when no answer came:
+timeout, connection refused) and ``code`` the server's machine-readable code.
+``TransportError.is_definite_rejection`` (4xx or a known code) is the ONLY
+test of "the server did not apply it"; callers never parse message text.
+Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
+``forbidden`` 403 (e.g. a revoked device), ``not_found`` 404,
+``epoch_advanced`` 409, ``conflict`` 409, ``too_large`` 413; and
+``server_error`` 5xx, ``timeout`` / ``network`` without a status (ambiguous).
+
+Arguments are validated by the caller's types; a transport may raise
+``InvalidInput`` for a call it can tell is malformed before sending anything.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ping_core.device import DeviceInfo
+from ping_core.identity import DeviceBinding
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import MessageEnvelope
+from ping_core.sync import SyncCursor
+
+__all__ = ["Transport", "MAX_FETCH_LIMIT", "MAX_KEY_PACKAGES_PER_PUBLISH", "ERROR_CODES"]
+
+# Upper bound on ``fetch_since(limit=...)``; the SDK pages by 256.
+MAX_FETCH_LIMIT = 1000
+# Upper bound on one ``publish_key_packages`` batch.
+MAX_KEY_PACKAGES_PER_PUBLISH = 200
+# The codes a delivery service puts in ``TransportError.code`` (see module docstring).
+ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "epoch_advanced",
+        "conflict",
+        "too_large",
+        "server_error",
+        "timeout",
+        "network",
+    }
+)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """The delivery service as one device sees it. All methods are coroutines."""
+
+    # -- conversation logs ------------------------------------------------
+
+    async def send(self, envelope: MessageEnvelope) -> int:
+        """Hand ``envelope`` to the delivery service; return its server-assigned ``seq``.
+
+        Application, Commit and Proposal envelopes are appended to the
+        conversation's log (the returned seq is their position). A Commit is
+        accepted only if ``envelope.epoch`` is the log's current epoch, else
+        409 ``epoch_advanced``. A Welcome envelope goes to the inboxes of the
+        recipients set by :meth:`set_next_welcome_recipients` (return value
+        0); without recipients it raises ``TransportError`` with code
+        ``invalid_request``. ``envelope.sender_device`` must be this device
+        (else 403 ``forbidden``).
+
+        When this returns, the server has durably applied the envelope. When it
+        raises a definite rejection, the server did not apply it; any other
+        failure is ambiguous.
+        """
+        ...
+
+    async def fetch_since(self, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[MessageEnvelope]:
+        """Envelopes of the conversation's log with ``seq > cursor.seq``, in order, at most ``limit``
+        (1..``MAX_FETCH_LIMIT``). Fewer than ``limit`` means the end of the log was reached.
+
+        An unknown conversation raises 404 ``not_found``; a device that is not
+        allowed to read it 403 ``forbidden``.
+        """
+        ...
+
+    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        """Address the next Welcome sent for ``conversation_id`` to ``device_ids``. May be a no-op."""
+        ...
+
+    # -- directory: devices ----------------------------------------------
+
+    async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
+        """Register this device (``info``) under its account.
+
+        The server checks ``info.device_id == SHA-256(info.signing_public_key)``,
+        ``binding.verify()``, that ``binding`` names ``info.device_id`` and
+        ``info.user_id``, and that the account public key is the one the
+        account first registered with (trust on first use). Registering the
+        same device again updates its label; a revoked device is refused
+        (403 ``forbidden``).
+        """
+        ...
+
+    async def list_devices(self, user_id: UserId) -> list[DeviceInfo]:
+        """The account's registered, non-revoked devices (empty for an unknown account)."""
+        ...
+
+    async def revoke_device_remote(self, device_id: DeviceId) -> None:
+        """Mark ``device_id`` revoked: its KeyPackages are deleted, its Welcome inbox dropped and
+        every later request it makes is refused. Only a device of the same account may
+        revoke it (403 ``forbidden`` otherwise). Revoking an already revoked device succeeds.
+        """
+        ...
+
+    # -- directory: KeyPackages -----------------------------------------
+
+    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
+        """Add one-time KeyPackages (TLS-serialized MLSMessage(KeyPackage)) to this device's pool,
+        and replace its last-resort KeyPackage when ``last_resort`` is given. At most
+        ``MAX_KEY_PACKAGES_PER_PUBLISH`` per call.
+
+        Publish only KeyPackages whose private keys are already durable
+        (``MessagingClient.fresh_key_package`` checkpoints before returning).
+        """
+        ...
+
+    async def claim_key_packages(self, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
+        """One KeyPackage for each non-revoked device of ``user_id`` except the calling device.
+
+        Each claim removes a one-time KeyPackage from that device's pool; when
+        the pool is empty the device's last-resort KeyPackage is returned (and
+        kept). Devices with neither are left out of the result.
+        """
+        ...
+
+    async def claim_device_key_packages(self, device_id: DeviceId, count: int) -> list[bytes]:
+        """Up to ``count`` KeyPackages of one device (e.g. one per chat to admit a newly linked
+        device to). One-time KeyPackages first; then the last-resort one fills the
+        remaining slots. Fewer than ``count`` when the device has neither.
+        """
+        ...
+
+    # -- directory: Welcome inbox --------------------------------------
+
+    async def fetch_welcomes(self) -> list[MessageEnvelope]:
+        """This device's Welcome inbox, oldest first: envelopes of kind Welcome whose ``seq`` is
+        their position in the inbox (1, 2, ...). They stay until acknowledged.
+        """
+        ...
+
+    async def ack_welcomes(self, up_to_seq: int) -> None:
+        """Drop every inbox entry with ``seq <= up_to_seq`` (call after joining or refusing them)."""
+        ...
