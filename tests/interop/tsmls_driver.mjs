@@ -11,8 +11,8 @@
 // The commit is a PublicMessage (external commits always are) that every member must process.
 //
 // Cipher suite 1 only (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519). Secrets that ts-mls reports as
-// "consumed" are not zeroed here: this is a test harness, and zeroing shared buffers would only hide
-// which implementation a failure comes from.
+// "consumed" are not zeroed (ts-mls leaves that to the caller): forward secrecy does not matter in a
+// test harness. TSMLS_DRIVER_GREASE sets how much GREASE the KeyPackages advertise (see capabilities()).
 
 import { createInterface } from "node:readline";
 import { readFileSync } from "node:fs";
@@ -25,7 +25,6 @@ import {
   createGroupInfoWithExternalPubAndRatchetTree,
   createProposal,
   decodeMlsMessage,
-  defaultCapabilities,
   defaultLifetime,
   emptyPskIndex,
   encodeMlsMessage,
@@ -44,6 +43,8 @@ import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { varLenDataEncoder } from "ts-mls/codec/variableLength.js";
 import { uint16Encoder } from "ts-mls/codec/number.js";
 import { composeBufferEncoders, encode } from "ts-mls/codec/tlsEncoder.js";
+import { greaseCapabilities } from "ts-mls/grease.js";
+import { ciphersuites } from "ts-mls";
 
 const SUITE_ID = 1;
 const SUITE_NAME = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
@@ -54,6 +55,19 @@ const TSMLS_VERSION = JSON.parse(
 ).version;
 
 const impl = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE_NAME));
+
+// ts-mls's defaultCapabilities() adds each of its 15 GREASE values (RFC 9420 §13.5) to the cipher
+// suite, credential, extension and proposal lists with probability 0.1, so what a peer sees changes
+// from run to run. The driver makes it deterministic: TSMLS_DRIVER_GREASE is that probability, 1 (all
+// values, the default, so peers are always shown GREASE) or 0 (none).
+const GREASE_PROBABILITY = Number(process.env.TSMLS_DRIVER_GREASE ?? "1");
+
+function capabilities() {
+  return greaseCapabilities(
+    { probabilityPerGreaseValue: GREASE_PROBABILITY },
+    { versions: ["mls10"], ciphersuites: Object.keys(ciphersuites), extensions: [], proposals: [], credentials: ["basic", "x509"] },
+  );
+}
 
 class DriverError extends Error {}
 
@@ -185,7 +199,7 @@ function members(state) {
 
 async function newKeyPackage(c) {
   const credential = { credentialType: "basic", identity: c.identity };
-  const kp = await generateKeyPackage(credential, defaultCapabilities(), defaultLifetime, [], impl);
+  const kp = await generateKeyPackage(credential, capabilities(), defaultLifetime, [], impl);
   const ref = await makeKeyPackageRef(kp.publicPackage, impl.hash);
   return { pub: kp.publicPackage, priv: kp.privatePackage, ref };
 }
