@@ -170,18 +170,19 @@ psk_ids = st.one_of(
 )
 psk_labels = st.builds(PSKLabel, psk_ids, u16, u16)
 
+reinits = st.builds(
+    lambda g, v, cs, ex: ReInit(group_id=g, version=v, cipher_suite=cs, extensions=ex),
+    small_bytes,
+    u16,
+    u16,
+    extension_lists,
+)
 proposals: st.SearchStrategy[Proposal] = st.one_of(
     st.builds(Add, key_packages),
     st.builds(Update, leaf_nodes(LeafNodeSource.UPDATE)),
     st.builds(Remove, u32),
     st.builds(PreSharedKey, psk_ids),
-    st.builds(
-        lambda g, v, cs, ex: ReInit(group_id=g, version=v, cipher_suite=cs, extensions=ex),
-        small_bytes,
-        u16,
-        u16,
-        extension_lists,
-    ),
+    reinits,
     st.builds(ExternalInit, keys),
     st.builds(GroupContextExtensions, extension_lists),
 )
@@ -225,9 +226,16 @@ sender_data_aads = st.builds(SenderDataAAD, small_bytes, u64, content_types)
 private_content_aads = st.builds(PrivateContentAAD, small_bytes, u64, content_types, small_bytes)
 
 
+_CONTENTS_BY_TYPE: dict[ContentType, st.SearchStrategy[Any]] = {
+    ContentType.APPLICATION: opaque_data,
+    ContentType.PROPOSAL: proposals,
+    ContentType.COMMIT: commits,
+}
+
+
 @st.composite
-def private_message_contents(draw: st.DrawFn) -> PrivateMessageContent:
-    content = draw(contents)
+def private_message_contents(draw: st.DrawFn, content_type: ContentType | None = None) -> PrivateMessageContent:
+    content = draw(contents if content_type is None else _CONTENTS_BY_TYPE[content_type])
     auth = draw(auth_data_for(content_type_of(content)))
     return PrivateMessageContent(content, auth, draw(st.integers(0, 40)))
 
@@ -259,7 +267,7 @@ def _plain(cls: Any) -> tuple[Encoder, Decoder]:
 
 
 def _pmc_for(ct: ContentType) -> tuple[st.SearchStrategy[Any], Encoder, Decoder]:
-    values = private_message_contents().filter(lambda p: p.content_type == ct)
+    values = private_message_contents(ct)
     return values, encode, lambda data: PrivateMessageContent.decode(data, ct)
 
 
@@ -316,7 +324,7 @@ for _cls, _values in [
     (Update, st.builds(Update, leaf_nodes(LeafNodeSource.UPDATE))),
     (Remove, st.builds(Remove, u32)),
     (PreSharedKey, st.builds(PreSharedKey, psk_ids)),
-    (ReInit, proposals.filter(lambda p: isinstance(p, ReInit))),
+    (ReInit, reinits),
     (ExternalInit, st.builds(ExternalInit, keys)),
     (GroupContextExtensions, st.builds(GroupContextExtensions, extension_lists)),
 ]:
