@@ -111,6 +111,7 @@ class Driver:
         self.timeout = default_timeout() if timeout is None else timeout
         self._next_id = 0
         self._broken = False
+        self.hello: Json = {}  # the driver's answer to hello, once start_driver asked
         self._stderr: deque[str] = deque(maxlen=200)
         self._lines: queue.Queue[str | None] = queue.Queue()
         full_env = dict(os.environ)
@@ -233,7 +234,7 @@ def start_driver(impl: str, label: str | None = None) -> Driver:
     if not isinstance(suites, list) or 1 not in suites:
         drv.close()
         raise DriverError(f"{drv.label}: hello does not offer cipher suite 1: {hello}")
-    drv.hello = hello  # type: ignore[attr-defined]
+    drv.hello = hello
     return drv
 
 

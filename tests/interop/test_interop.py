@@ -106,7 +106,7 @@ def test_driver_protocol_basics(impl: tuple[str]) -> None:
     """hello, id echo, lowercase hex, `unsupported` for unknown ops, and a rejected message that
     leaves the group unchanged (INTEROP.md)."""
     with reported(), start_driver(impl[0]) as d:
-        hello = d.hello  # type: ignore[attr-defined]
+        hello = d.hello
         assert isinstance(hello.get("impl"), str) and isinstance(hello.get("version"), str)
 
         with pytest.raises(RequestFailed) as err:
