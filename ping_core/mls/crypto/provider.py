@@ -108,6 +108,40 @@ def check_len(value: object, length: int, what: str) -> bytes:
     return bytes(value)
 
 
+# Ed25519 public keys every backend refuses with InvalidKey, whatever its own
+# decoding rules: the 8 points of small order (a signer with such a key can
+# make signatures that verify for many messages), the two x = 0 points with
+# the sign bit set (not a valid encoding), and any y >= p (non-canonical).
+# Checked here so OpenSSL (which accepts some of them) and noble's strict mode
+# (which refuses them) agree.
+_ED25519_P = 2**255 - 19
+_ED25519_REFUSED = frozenset(
+    bytes.fromhex(x)
+    for x in (
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    )
+)
+
+
+def check_ed25519_public(value: object) -> bytes:
+    """A 32-byte Ed25519 public key that is canonical and not of small order, or ``InvalidKey``."""
+    public = check_len(value, SIGN_PUBLIC_LEN, "Ed25519 public key")
+    if public in _ED25519_REFUSED:
+        raise InvalidKey("Ed25519 public key of small order")
+    if (int.from_bytes(public, "little") & ((1 << 255) - 1)) >= _ED25519_P:
+        raise InvalidKey("Ed25519 public key is not canonically encoded")
+    return public
+
+
 def check_bytes(value: object, what: str) -> bytes:
     """``value`` as bytes, or ``CryptoError`` when it is not a bytes-like object."""
     if isinstance(value, bytes):

@@ -23,6 +23,7 @@ from .provider import (
     SIGN_SECRET_LEN,
     HashlibKdf,
     check_bytes,
+    check_ed25519_public,
     check_len,
 )
 
@@ -113,7 +114,7 @@ class PycaProvider(HashlibKdf):
         return self._sign_key(secret).sign(check_bytes(message, "message"))
 
     def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
-        public = check_len(public, SIGN_PUBLIC_LEN, "Ed25519 public key")
+        public = check_ed25519_public(public)
         message = check_bytes(message, "message")
         signature = check_bytes(signature, "signature")
         try:
