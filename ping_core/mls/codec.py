@@ -42,6 +42,9 @@ MAX_VARINT = (1 << 30) - 1
 _U16 = Struct(">H")
 _U32 = Struct(">I")
 _U64 = Struct(">Q")
+_U64_PAIR = Struct(">QQ")
+# Struct objects for the uint16 lists that fit a one-byte length (< 32 items).
+_U16_SHORT = [Struct(">%dH" % i) for i in range(32)]
 # Bound on any single vector a Reader accepts unless told otherwise. Large
 # enough for a Welcome of a several-thousand-member group with its tree.
 DEFAULT_MAX_VECTOR = 64 * 1024 * 1024
@@ -252,6 +255,14 @@ class Reader:
         self.pos = pos + 8
         return _U64.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
 
+    def u64_pair(self) -> tuple[int, int]:
+        """Two uint64 values (e.g. a Lifetime) in one bounds check."""
+        pos = self.pos
+        if pos + 16 > self.end:
+            raise MlsDecodeError("truncated input")
+        self.pos = pos + 16
+        return _U64_PAIR.unpack_from(self.data, pos)
+
     def boolean(self) -> bool:
         v = self.u8()
         if v > 1:
@@ -277,11 +288,41 @@ class Reader:
         raise MlsDecodeError("reserved variable-length integer prefix 0b11")
 
     def _length(self) -> int:
-        n = self.varint()
+        """A vector's varint length, checked against the bound and the input.
+
+        Inlined varint decoding: this runs for every opaque field, so it is
+        the decoder's innermost loop.
+        """
+        data = self.data
+        pos = self.pos
+        end = self.end
+        if pos >= end:
+            raise MlsDecodeError("truncated input")
+        first = data[pos]
+        if first < 0x40:
+            n = first
+            pos += 1
+        elif first < 0x80:
+            if pos + 2 > end:
+                raise MlsDecodeError("truncated input")
+            n = ((first & 0x3F) << 8) | data[pos + 1]
+            if n < 0x40:
+                raise MlsDecodeError("non-minimal variable-length integer")
+            pos += 2
+        elif first < 0xC0:
+            if pos + 4 > end:
+                raise MlsDecodeError("truncated input")
+            n = _U32.unpack_from(data, pos)[0] & 0x3FFFFFFF
+            if n < 0x4000:
+                raise MlsDecodeError("non-minimal variable-length integer")
+            pos += 4
+        else:
+            raise MlsDecodeError("reserved variable-length integer prefix 0b11")
         if n > self.max_vector:
             raise MlsDecodeError(f"vector of {n} bytes exceeds the bound of {self.max_vector}")
-        if n > self.end - self.pos:
+        if pos + n > end:
             raise MlsDecodeError("truncated input")
+        self.pos = pos
         return n
 
     def opaque(self, max_len: int | None = None) -> bytes:
@@ -290,8 +331,9 @@ class Reader:
         if max_len is not None and n > max_len:
             raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}")
         pos = self.pos
-        self.pos = pos + n
-        return self.data[pos : pos + n]
+        stop = pos + n
+        self.pos = stop
+        return self.data[pos:stop]
 
     def struct(self, cls: type[C]) -> C:
         return cls.read(self)
@@ -327,10 +369,27 @@ class Reader:
 
     def uint16s(self, max_len: int | None = None) -> tuple[int, ...]:
         """``uint16 values<V>``; the byte length must be a multiple of 2."""
-        data = self.opaque(max_len)
-        if len(data) & 1:
+        data = self.data
+        pos = self.pos
+        # Fast path for the common short list (one-byte length prefix).
+        if pos < self.end and data[pos] < 0x40:
+            n = data[pos]
+            stop = pos + 1 + n
+            if stop > self.end:
+                raise MlsDecodeError("truncated input")
+            if max_len is not None and n > max_len:
+                raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}")
+            if n & 1:
+                raise MlsDecodeError("uint16 vector of odd length")
+            self.pos = stop
+            if n == 0:
+                return ()
+            return _U16_SHORT[n >> 1].unpack_from(data, pos + 1)
+        raw = self.opaque(max_len)
+        n = len(raw)
+        if n & 1:
             raise MlsDecodeError("uint16 vector of odd length")
-        return _unpack_many(">%dH", len(data) >> 1, data)
+        return _unpack_many(">%dH", n >> 1, raw)
 
     def uint32s(self, max_len: int | None = None) -> tuple[int, ...]:
         """``uint32 values<V>``; the byte length must be a multiple of 4."""

@@ -91,6 +91,11 @@ def write_extensions(w: Writer, extensions: Iterable[Extension]) -> None:
 
 def read_extensions(r: Reader) -> tuple[Extension, ...]:
     """``Extension extensions<V>`` (duplicates are the validator's business)."""
+    # Most lists are empty: skip the generic vector machinery for them.
+    pos = r.pos
+    if pos < r.end and r.data[pos] == 0:
+        r.pos = pos + 1
+        return ()
     return r.structs(Extension)
 
 

@@ -9,7 +9,7 @@ from ping_core.mls.codec import Reader, Writer
 
 from .credential import Credential
 from .enums import LEAF_NODE_SOURCE_BY_VALUE, CipherSuite, CredentialType, LeafNodeSource, ProtocolVersion
-from .extensions import Extension
+from .extensions import Extension, read_extensions
 from .limits import MAX_CAPABILITY_LIST, MAX_HASH, MAX_HPKE_PUBLIC_KEY, MAX_SIGNATURE, MAX_SIGNATURE_KEY
 
 __all__ = ["Capabilities", "Lifetime", "LeafNode"]
@@ -57,7 +57,8 @@ class Lifetime:
 
     @classmethod
     def read(cls, r: Reader) -> Lifetime:
-        return cls(r.u64(), r.u64())
+        not_before, not_after = r.u64_pair()
+        return cls(not_before, not_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +128,10 @@ class LeafNode:
 
     @classmethod
     def read(cls, r: Reader) -> LeafNode:
-        encryption_key = r.opaque(MAX_HPKE_PUBLIC_KEY)
-        signature_key = r.opaque(MAX_SIGNATURE_KEY)
+        # Hot when decoding a large ratchet tree: bound methods held locally.
+        opaque = r.opaque
+        encryption_key = opaque(MAX_HPKE_PUBLIC_KEY)
+        signature_key = opaque(MAX_SIGNATURE_KEY)
         credential = Credential.read(r)
         capabilities = Capabilities.read(r)
         raw_source = r.u8()
@@ -136,13 +139,14 @@ class LeafNode:
         lifetime: Lifetime | None = None
         parent_hash: bytes | None = None
         if source is LeafNodeSource.KEY_PACKAGE:
-            lifetime = Lifetime(r.u64(), r.u64())
+            not_before, not_after = r.u64_pair()
+            lifetime = Lifetime(not_before, not_after)
         elif source is LeafNodeSource.COMMIT:
-            parent_hash = r.opaque(MAX_HASH)
+            parent_hash = opaque(MAX_HASH)
         elif source is None:
             raise MlsDecodeError(f"unknown leaf node source {raw_source}")
-        extensions = r.structs(Extension)
-        signature = r.opaque(MAX_SIGNATURE)
+        extensions = read_extensions(r)
+        signature = opaque(MAX_SIGNATURE)
         return cls(
             encryption_key,
             signature_key,
