@@ -1,0 +1,121 @@
+// The noble crypto module that Python calls synchronously inside Pyodide.
+//
+// esbuild bundles this file into dist/pingcrypto.mjs (workers ignore import
+// maps and noble imports bare specifiers). The worker (and the Node test
+// harness) registers it with `pyodide.registerJsModule("pingcrypto", mod)`;
+// pyodide_app/crypto.py is its only caller.
+//
+// Every crossing of the Python/JS boundary costs a few microseconds, and the
+// Python -> JS direction copies, so each operation takes ONE buffer that Python
+// concatenated (fixed-size fields first) and returns one Uint8Array.
+// Failures that callers must tell apart (a bad signature, a ciphertext that
+// does not authenticate, a low-order X25519 point) come back as `false` /
+// `undefined`, never as exceptions: Python maps them to its own errors.
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { gcm } from "@noble/ciphers/aes.js";
+
+const ED_SECRET = 32;
+const ED_PUBLIC = 32;
+const ED_SIG = 64;
+const X_LEN = 32;
+const GCM_KEY = 16;
+const GCM_NONCE = 12;
+// RFC 8032 / FIPS 186-5 decoding rules, like OpenSSL: no ZIP-215 leniency.
+const STRICT = { zip215: false };
+// crypto.getRandomValues refuses more than 65536 bytes per call.
+const RANDOM_CHUNK = 65536;
+
+export const version = "1";
+
+/** `n` bytes from crypto.getRandomValues (a CSPRNG in browsers and Node). */
+export function randomBytes(n) {
+  const out = new Uint8Array(n);
+  for (let off = 0; off < n; off += RANDOM_CHUNK) {
+    globalThis.crypto.getRandomValues(out.subarray(off, Math.min(n, off + RANDOM_CHUNK)));
+  }
+  return out;
+}
+
+function keyPair(secret, pub) {
+  const out = new Uint8Array(secret.length + pub.length);
+  out.set(secret, 0);
+  out.set(pub, secret.length);
+  secret.fill(0);
+  return out;
+}
+
+// -- Ed25519 ---------------------------------------------------------------
+
+/** A fresh key pair as seed(32) || public(32). */
+export function ed25519Keygen() {
+  const seed = randomBytes(ED_SECRET);
+  return keyPair(seed, ed25519.getPublicKey(seed));
+}
+
+/** The public key of a 32-byte seed. */
+export function ed25519Public(seed) {
+  return ed25519.getPublicKey(seed);
+}
+
+/** buf = seed(32) || message: the 64-byte signature. */
+export function ed25519Sign(buf) {
+  return ed25519.sign(buf.subarray(ED_SECRET), buf.subarray(0, ED_SECRET));
+}
+
+/** buf = public(32) || signature(64) || message: true when it verifies. */
+export function ed25519Verify(buf) {
+  try {
+    const sig = buf.subarray(ED_PUBLIC, ED_PUBLIC + ED_SIG);
+    return ed25519.verify(sig, buf.subarray(ED_PUBLIC + ED_SIG), buf.subarray(0, ED_PUBLIC), STRICT);
+  } catch (e) {
+    return false;
+  }
+}
+
+// -- X25519 ----------------------------------------------------------------
+
+/** A fresh key pair as scalar(32) || public(32). */
+export function x25519Keygen() {
+  const secret = randomBytes(X_LEN);
+  return keyPair(secret, x25519.getPublicKey(secret));
+}
+
+/** The public key of a 32-byte scalar. */
+export function x25519Public(secret) {
+  return x25519.getPublicKey(secret);
+}
+
+/** buf = scalar(32) || public(32): the shared secret, or undefined for a low-order point. */
+export function x25519Shared(buf) {
+  try {
+    return x25519.getSharedSecret(buf.subarray(0, X_LEN), buf.subarray(X_LEN));
+  } catch (e) {
+    // noble refuses the low-order points whose shared secret is all zero.
+    return undefined;
+  }
+}
+
+// -- AES-128-GCM -----------------------------------------------------------
+
+function gcmOf(buf, aadLen) {
+  const key = buf.subarray(0, GCM_KEY);
+  const nonce = buf.subarray(GCM_KEY, GCM_KEY + GCM_NONCE);
+  const aad = buf.subarray(GCM_KEY + GCM_NONCE, GCM_KEY + GCM_NONCE + aadLen);
+  return [gcm(key, nonce, aad), buf.subarray(GCM_KEY + GCM_NONCE + aadLen)];
+}
+
+/** buf = key(16) || nonce(12) || aad || plaintext: ciphertext || tag(16). */
+export function gcmSeal(buf, aadLen) {
+  const [cipher, plaintext] = gcmOf(buf, aadLen);
+  return cipher.encrypt(plaintext);
+}
+
+/** buf = key(16) || nonce(12) || aad || ciphertext||tag: the plaintext, or undefined. */
+export function gcmOpen(buf, aadLen) {
+  try {
+    const [cipher, ciphertext] = gcmOf(buf, aadLen);
+    return cipher.decrypt(ciphertext);
+  } catch (e) {
+    return undefined;
+  }
+}

@@ -1,0 +1,29 @@
+"""Ping's host layer for Pyodide (browser worker, service worker, Node).
+
+Only this package imports ``js`` / ``pyodide``, and only inside the calls that
+need them, so every module here also imports on CPython (the pure parts, such
+as RPC dispatch and HTTP error parsing, are tested there too).
+
+- :mod:`pyodide_app.crypto`  ``NobleProvider``: cipher suite 1 over the bundled noble JS module
+- :mod:`pyodide_app.idb`     ``IndexedDbBlobStore``: bytes by key, atomic multi-record writes
+- :mod:`pyodide_app.fetch`   ``request``: JS fetch with ``TransportError`` for failures
+- :mod:`pyodide_app.worker`  the RPC method table and dispatch for static/worker.mjs
+"""
+
+from __future__ import annotations
+
+from .crypto import NobleProvider
+from .fetch import HttpResponse, error_from_response, request
+from .idb import IndexedDbBlobStore
+from .worker import dispatch, method, register_method
+
+__all__ = [
+    "NobleProvider",
+    "IndexedDbBlobStore",
+    "HttpResponse",
+    "request",
+    "error_from_response",
+    "dispatch",
+    "method",
+    "register_method",
+]

@@ -1,0 +1,129 @@
+"""``dev.*`` RPC methods: drive the worker's building blocks from a page.
+
+Registered only when the worker boots with ``{dev: true}`` (the page at
+``/?dev=1``); the browser tests use them to run the crypto vectors through the
+worker's crypto backend, round-trip CBOR, use the IndexedDB store and the
+fetch bridge. They expose nothing a page could not do with the worker anyway
+(the page owns its worker), but they are not part of the SDK's API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from ping_core.errors import InvalidInput
+from ping_core.mls.crypto import available_backends, default_provider
+
+from . import fetch
+from .idb import IndexedDbBlobStore
+from .worker import register_method
+
+__all__ = ["register", "CRYPTO_OPS"]
+
+# The provider methods dev.crypto may call (nothing private, no attributes).
+CRYPTO_OPS = frozenset(
+    {
+        "random",
+        "hash",
+        "hmac",
+        "hkdf_extract",
+        "hkdf_expand",
+        "aead_seal",
+        "aead_open",
+        "sign_keygen",
+        "sign_public",
+        "sign",
+        "verify",
+        "dh_keygen",
+        "dh_public",
+        "dh",
+    }
+)
+
+_stores: dict[str, IndexedDbBlobStore] = {}
+
+
+def _provider(params: dict[str, Any]) -> dict[str, Any]:
+    return {"name": default_provider().name, "backends": available_backends()}
+
+
+def _crypto(params: dict[str, Any]) -> Any:
+    """``{op, args}``: call ``default_provider().<op>(*args)``; tuples become lists."""
+    op = params.get("op")
+    args = params.get("args", [])
+    if op not in CRYPTO_OPS or not isinstance(args, list):
+        raise InvalidInput("dev.crypto takes {op: <provider method>, args: [...]}")
+    result = getattr(default_provider(), op)(*args)
+    return list(result) if isinstance(result, tuple) else result
+
+
+def _cbor_roundtrip(params: dict[str, Any]) -> dict[str, Any]:
+    """``{value}``: its CBOR encoding and the value decoded back from it."""
+    encoded = cbor2.dumps(params.get("value"), canonical=True)
+    return {"encoded": encoded, "decoded": cbor2.loads(encoded)}
+
+
+async def _store(params: dict[str, Any]) -> IndexedDbBlobStore:
+    db = params.get("db", "ping-dev")
+    if not isinstance(db, str):
+        raise InvalidInput("db must be a string")
+    store = _stores.get(db)
+    if store is None:
+        store = _stores[db] = await IndexedDbBlobStore.open(db)
+    return store
+
+
+async def _blob_put(params: dict[str, Any]) -> None:
+    await (await _store(params)).put(params.get("key"), params.get("value"))  # type: ignore[arg-type]
+
+
+async def _blob_get(params: dict[str, Any]) -> bytes | None:
+    return await (await _store(params)).get(params.get("key"))  # type: ignore[arg-type]
+
+
+async def _blob_delete(params: dict[str, Any]) -> None:
+    await (await _store(params)).delete(params.get("key"))  # type: ignore[arg-type]
+
+
+async def _blob_list(params: dict[str, Any]) -> list[str]:
+    return await (await _store(params)).list(params.get("prefix", ""))
+
+
+async def _blob_write_batch(params: dict[str, Any]) -> None:
+    puts = params.get("puts", {})
+    deletes = params.get("deletes", [])
+    if not isinstance(puts, dict) or not isinstance(deletes, list):
+        raise InvalidInput("dev.blob.write_batch takes {puts: {key: bytes}, deletes: [key]}")
+    await (await _store(params)).write_batch(puts, deletes)
+
+
+async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
+    """``{url, method?, body?}``: the status and body of a 2xx answer (else TransportError)."""
+    from js import location
+
+    url = params.get("url")
+    if not isinstance(url, str):
+        raise InvalidInput("dev.fetch takes {url}")
+    if url.startswith("/"):
+        url = str(location.origin) + url
+    resp = await fetch.request(params.get("method", "GET"), url, body=params.get("body"))
+    return {"status": resp.status, "body": resp.body, "content_type": resp.content_type}
+
+
+def register() -> None:
+    """Add the dev.* methods to the worker's RPC table (idempotent)."""
+    table = {
+        "dev.provider": _provider,
+        "dev.crypto": _crypto,
+        "dev.cbor_roundtrip": _cbor_roundtrip,
+        "dev.blob.put": _blob_put,
+        "dev.blob.get": _blob_get,
+        "dev.blob.delete": _blob_delete,
+        "dev.blob.list": _blob_list,
+        "dev.blob.write_batch": _blob_write_batch,
+        "dev.fetch": _fetch,
+    }
+    for name, handler in table.items():
+        register_method(name, handler, replace=True)

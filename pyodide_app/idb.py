@@ -1,0 +1,135 @@
+"""A blob store on IndexedDB: bytes by string key, for Python in the worker.
+
+Each write is exactly one IndexedDB transaction and is awaited until the
+transaction has committed. :meth:`IndexedDbBlobStore.write_batch` puts and
+deletes many records in ONE transaction, which is what an atomic checkpoint
+needs (DESIGN.md invariant 5): after a crash either all of it or none of it is
+there. Every failure is a :class:`ping_core.errors.StorageError`; a key that is
+not a ``str`` or a value that is not bytes is an ``InvalidInput``.
+
+The JS side is ``static/pingidb.mjs``, registered as the JS module ``pingidb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ping_core.errors import InvalidInput, StorageError
+
+__all__ = ["IndexedDbBlobStore", "JS_MODULE_NAME"]
+
+JS_MODULE_NAME = "pingidb"
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidInput("blob store keys are str")
+    return key
+
+
+def _check_value(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidInput("blob store values are bytes")
+
+
+class IndexedDbBlobStore:
+    """Bytes by key in one IndexedDB object store. Open with :meth:`open`."""
+
+    def __init__(self, js_module: Any, db: Any, db_name: str, store: str) -> None:
+        from pyodide.ffi import JsException, to_js
+
+        self._js = js_module
+        self._db = db
+        self._store = store
+        self._to_js = to_js
+        self._js_error = JsException
+        self.db_name = db_name
+
+    def __repr__(self) -> str:
+        return f"IndexedDbBlobStore(db={self.db_name!r}, store={self._store!r})"
+
+    @classmethod
+    async def open(cls, db_name: str = "ping", store: str = "blobs", js_module: Any = None) -> IndexedDbBlobStore:
+        """Open (creating if needed) ``db_name`` with the object store ``store``."""
+        from pyodide.ffi import JsException
+
+        if js_module is None:
+            try:
+                js_module = __import__(JS_MODULE_NAME)
+            except ImportError as exc:
+                raise StorageError(f"the JS module {JS_MODULE_NAME!r} is not registered") from exc
+        try:
+            db = await js_module.open(db_name, store)
+        except JsException as exc:
+            raise StorageError(f"cannot open IndexedDB {db_name!r}: {_js_reason(exc)}") from None
+        return cls(js_module, db, db_name, store)
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None``."""
+        _check_key(key)
+        try:
+            value = await self._js.get(self._db, self._store, key)
+        except self._js_error as exc:
+            raise StorageError(f"IndexedDB get failed: {_js_reason(exc)}") from None
+        if value is None:
+            return None
+        out: bytes = value.to_bytes()
+        return out
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """The keys that start with ``prefix``, in IndexedDB's (code unit) order."""
+        _check_key(prefix)
+        try:
+            keys = await self._js.keys(self._db, self._store, prefix)
+        except self._js_error as exc:
+            raise StorageError(f"IndexedDB list failed: {_js_reason(exc)}") from None
+        return [str(k) for k in keys]
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` in one committed transaction."""
+        await self.write_batch({key: value}, ())
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (no error when it is absent) in one committed transaction."""
+        await self.write_batch({}, (key,))
+
+    async def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Store every item in ONE transaction: all of them or none."""
+        await self.write_batch(items, ())
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove every key in ONE transaction."""
+        await self.write_batch({}, keys)
+
+    async def write_batch(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+        """Apply ``deletes`` then ``puts`` in ONE transaction, awaited until committed.
+
+        Arguments are checked before anything is written, so a bad key or
+        value changes nothing.
+        """
+        put_list = [[_check_key(k), _check_value(v)] for k, v in puts.items()]
+        delete_list = [_check_key(k) for k in deletes]
+        if not put_list and not delete_list:
+            return
+        try:
+            await self._js.write(self._db, self._store, self._to_js(put_list), self._to_js(delete_list))
+        except self._js_error as exc:
+            raise StorageError(f"IndexedDB write failed: {_js_reason(exc)}") from None
+
+    def close(self) -> None:
+        """Close the database handle; the store is unusable afterwards."""
+        try:
+            self._js.close(self._db)
+        except self._js_error:
+            pass
+
+
+def _js_reason(exc: BaseException) -> str:
+    # A DOMException's name (QuotaExceededError, InvalidStateError...) is
+    # what a caller can act on; the message adds browser-specific detail.
+    name = getattr(exc, "name", "") or type(exc).__name__
+    return f"{name}: {exc}"

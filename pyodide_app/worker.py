@@ -1,0 +1,214 @@
+"""RPC dispatch for the module worker (static/worker.mjs).
+
+The page sends ``{id, method, params}``; the worker answers ``{id, result}`` or
+``{id, error: {name, message[, status, code]}}``. :func:`dispatch` never
+raises: every exception becomes an error reply whose ``name`` is the Python
+class name (``TransportError``, ``InvalidInput``...), so no page promise is
+left hanging. ``TransportError`` also carries ``status`` and ``code``.
+
+Methods live in one table. Other parts add theirs with :func:`method` (a
+decorator) or :func:`register_method`; a handler receives the ``params``
+object (a dict) and may be sync or async. Values cross as structured-clone
+data: dict, list, str, int, float, bool, None and bytes (Uint8Array in JS).
+
+``dispatch`` is pure Python (testable on CPython); only :func:`handle_message`
+and :func:`boot` touch Pyodide.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ping_core.errors import InvalidInput, PingError, TransportError
+
+__all__ = [
+    "Handler",
+    "method",
+    "register_method",
+    "unregister_method",
+    "methods",
+    "dispatch",
+    "error_reply",
+    "handle_message",
+    "boot",
+]
+
+Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
+
+_methods: dict[str, Handler] = {}
+
+
+def register_method(name: str, handler: Handler, *, replace: bool = False) -> None:
+    """Make ``handler`` answer RPC requests for ``name``.
+
+    Registering a taken name is a ``ValueError`` unless ``replace`` is set,
+    so two parts cannot silently shadow each other.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("RPC method names are non-empty strings")
+    if name in _methods and not replace:
+        raise ValueError(f"RPC method {name!r} is already registered")
+    _methods[name] = handler
+
+
+def unregister_method(name: str) -> None:
+    """Remove ``name`` from the table (no error when it is absent)."""
+    _methods.pop(name, None)
+
+
+def method(name: str, *, replace: bool = False) -> Callable[[Handler], Handler]:
+    """Decorator form of :func:`register_method`."""
+
+    def deco(fn: Handler) -> Handler:
+        register_method(name, fn, replace=replace)
+        return fn
+
+    return deco
+
+
+def methods() -> list[str]:
+    """The registered method names, sorted."""
+    return sorted(_methods)
+
+
+def error_reply(request_id: Any, exc: BaseException) -> dict[str, Any]:
+    """The error reply for ``exc``; messages of non-Ping errors are kept short."""
+    error: dict[str, Any] = {"name": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, TransportError):
+        error["status"] = exc.status
+        error["code"] = exc.code
+    elif not isinstance(exc, PingError):
+        # An unexpected exception is a bug; say where without dumping locals.
+        error["message"] = f"{type(exc).__name__}: {exc}"
+    return {"id": request_id, "error": error}
+
+
+async def dispatch(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one request and return its reply; never raises."""
+    request_id = request.get("id") if isinstance(request, Mapping) else None
+    try:
+        if not isinstance(request, Mapping):
+            raise InvalidInput("an RPC request is an object {id, method, params}")
+        name = request.get("method")
+        params = request.get("params")
+        if params is None:
+            params = {}
+        if not isinstance(name, str):
+            raise InvalidInput("RPC request without a method name")
+        if not isinstance(params, dict):
+            raise InvalidInput("RPC params must be an object")
+        handler = _methods.get(name)
+        if handler is None:
+            raise InvalidInput(f"unknown RPC method {name!r}")
+        result = handler(params)
+        if inspect.isawaitable(result):
+            result = await result
+        return {"id": request_id, "result": result}
+    except Exception as exc:  # the RPC boundary: every failure becomes a reply
+        return error_reply(request_id, exc)
+
+
+# -- the Pyodide side ----------------------------------------------------------------
+
+
+def from_js(value: Any) -> Any:
+    """A JS structured-clone value as plain Python (bytes for typed arrays)."""
+    to_py = getattr(value, "to_py", None)
+    if to_py is not None:
+        value = to_py()
+    return _normalize(value)
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    if isinstance(value, (memoryview, bytearray)):
+        return bytes(value)
+    to_bytes = getattr(value, "to_bytes", None)  # an ArrayBuffer/TypedArray proxy
+    if callable(to_bytes) and not isinstance(value, int):
+        return to_bytes()
+    return value
+
+
+def _to_plain(value: Any) -> Any:
+    """Check that ``value`` is structured-clone data; tuples become lists."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_key(k): _to_plain(v) for k, v in value.items()}
+    raise InvalidInput(f"an RPC result cannot carry a {type(value).__name__}")
+
+
+def _key(k: Any) -> str:
+    if not isinstance(k, str):
+        raise InvalidInput("RPC result objects have string keys")
+    return k
+
+
+async def handle_message(message: Any) -> Any:
+    """The worker's entry point: a JS request object in, a JS reply object out."""
+    from js import Object
+    from pyodide.ffi import to_js
+
+    try:
+        request = from_js(message)
+    except Exception as exc:
+        reply = error_reply(None, exc)
+    else:
+        reply = await dispatch(request)
+    try:
+        plain = _to_plain(reply)
+    except InvalidInput as exc:
+        plain = error_reply(reply.get("id"), exc)
+    return to_js(plain, dict_converter=Object.fromEntries)
+
+
+@method("ping")
+def _ping(params: dict[str, Any]) -> dict[str, Any]:
+    """Liveness: echoes ``params`` back with the Python version."""
+    return {"pong": True, "echo": params, "python": sys.version.split()[0]}
+
+
+@method("info")
+def _info(params: dict[str, Any]) -> dict[str, Any]:
+    """What this worker runs: Python, crypto backends, RPC methods."""
+    from ping_core.mls.crypto import available_backends, default_provider
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+        "crypto": default_provider().name,
+        "crypto_backends": available_backends(),
+        "methods": methods(),
+    }
+
+
+def boot(options: Any = None) -> dict[str, Any]:
+    """Called once by worker.mjs after the JS modules are registered.
+
+    Registers the noble crypto backend (pyca keeps priority when importable)
+    and, with ``{"dev": true}``, the ``dev.*`` methods the browser tests use.
+    Returns what the worker reports in its ``ready`` message.
+    """
+    from ping_core.mls.crypto import default_provider
+
+    from . import crypto
+
+    opts = from_js(options) if options is not None else {}
+    if not isinstance(opts, dict):
+        opts = {}
+    crypto.register()
+    if opts.get("dev"):
+        from . import devtools
+
+        devtools.register()
+    return {"crypto": default_provider().name, "python": sys.version.split()[0]}

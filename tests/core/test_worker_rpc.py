@@ -1,0 +1,141 @@
+"""The worker's RPC dispatch (pyodide_app.worker) and HTTP error parsing.
+
+Pure Python: runs on CPython and inside Pyodide (tests/node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ping_core.errors import InvalidInput, StorageError, TransportError
+from pyodide_app import worker
+from pyodide_app.fetch import error_from_response
+
+
+@pytest.fixture
+def table():
+    names = set(worker.methods())
+    yield worker
+    for name in set(worker.methods()) - names:
+        worker.unregister_method(name)
+
+
+def run(request: object) -> dict:
+    return asyncio.run(worker.dispatch(request))  # type: ignore[arg-type]
+
+
+def test_ping_round_trip() -> None:
+    reply = run({"id": 7, "method": "ping", "params": {"x": [1, b"\x00"]}})
+    assert reply["id"] == 7
+    assert reply["result"]["pong"] is True
+    assert reply["result"]["echo"] == {"x": [1, b"\x00"]}
+
+
+def test_sync_and_async_handlers(table) -> None:
+    table.register_method("t.sync", lambda p: p["a"] + 1)
+
+    async def slow(p):
+        await asyncio.sleep(0)
+        return {"b": bytes(p["n"])}
+
+    table.register_method("t.async", slow)
+    assert run({"id": 1, "method": "t.sync", "params": {"a": 1}}) == {"id": 1, "result": 2}
+    assert run({"id": 2, "method": "t.async", "params": {"n": 3}}) == {"id": 2, "result": {"b": b"\0\0\0"}}
+    assert run({"id": 3, "method": "t.sync", "params": None}) == {
+        "id": 3,
+        "error": {"name": "KeyError", "message": "KeyError: 'a'"},
+    }
+
+
+def test_errors_become_replies(table) -> None:
+    def fail_transport(p):
+        raise TransportError("HTTP 409: epoch moved", status=409, code="epoch_advanced")
+
+    def fail_storage(p):
+        raise StorageError("disk full")
+
+    async def fail_bug(p):
+        raise ZeroDivisionError("division by zero")
+
+    table.register_method("t.transport", fail_transport)
+    table.register_method("t.storage", fail_storage)
+    table.register_method("t.bug", fail_bug)
+    assert run({"id": 1, "method": "t.transport"})["error"] == {
+        "name": "TransportError",
+        "message": "HTTP 409: epoch moved",
+        "status": 409,
+        "code": "epoch_advanced",
+    }
+    assert run({"id": 2, "method": "t.storage"})["error"] == {"name": "StorageError", "message": "disk full"}
+    bug = run({"id": 3, "method": "t.bug"})["error"]
+    assert bug["name"] == "ZeroDivisionError" and "division by zero" in bug["message"]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"id": 1, "method": "no.such.method"},
+        {"id": 1},
+        {"id": 1, "method": 5},
+        {"id": 1, "method": "ping", "params": [1, 2]},
+        "not an object",
+        None,
+    ],
+)
+def test_malformed_requests(request_) -> None:
+    reply = run(request_)
+    assert reply["error"]["name"] == "InvalidInput"
+    assert reply["id"] == (request_.get("id") if isinstance(request_, dict) else None)
+
+
+def test_method_table_refuses_silent_shadowing(table) -> None:
+    table.register_method("t.once", lambda p: 1)
+    with pytest.raises(ValueError):
+        table.register_method("t.once", lambda p: 2)
+    table.register_method("t.once", lambda p: 3, replace=True)
+    assert run({"id": 1, "method": "t.once"})["result"] == 3
+
+    @table.method("t.decorated")
+    def decorated(p):
+        return "ok"
+
+    assert "t.decorated" in table.methods()
+    assert run({"id": 1, "method": "t.decorated"})["result"] == "ok"
+
+
+def test_result_conversion_refuses_what_js_cannot_clone() -> None:
+    assert worker._to_plain({"a": (1, bytearray(b"x")), "b": None}) == {"a": [1, b"x"], "b": None}
+    with pytest.raises(InvalidInput):
+        worker._to_plain({"a": {1, 2}})
+    with pytest.raises(InvalidInput):
+        worker._to_plain({1: "non-string key"})
+
+
+def test_from_js_normalizes_buffers() -> None:
+    assert worker.from_js({"a": memoryview(b"xy"), "b": [bytearray(b"z")], "n": 5}) == {
+        "a": b"xy",
+        "b": [b"z"],
+        "n": 5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ctype", "code", "message", "definite"),
+    [
+        (404, json.dumps({"code": "not_found", "message": "no route"}).encode(), "application/json",
+         "not_found", "HTTP 404: no route", True),
+        (409, b'{"code":"epoch_advanced","message":"epoch 3 is over"}', "application/json; charset=utf-8",
+         "epoch_advanced", "HTTP 409: epoch 3 is over", True),
+        (500, b"Internal Server Error", "text/plain", None, "HTTP 500", False),
+        (503, b'{"code": 5}', "application/json", None, "HTTP 503", False),
+        (502, b"{not json", "application/json", None, "HTTP 502", False),
+        (400, b"", "", None, "HTTP 400", True),
+    ],
+)  # fmt: skip
+def test_error_from_response(status, body, ctype, code, message, definite) -> None:
+    err = error_from_response(status, body, ctype)
+    assert isinstance(err, TransportError)
+    assert (err.status, err.code, str(err), err.is_definite_rejection) == (status, code, message, definite)

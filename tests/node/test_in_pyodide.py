@@ -1,0 +1,49 @@
+"""Run test files of this repository INSIDE Pyodide (under Node), unchanged.
+
+Each entry of ``IN_PYODIDE`` is a path under tests/ (a file, a folder or a
+node id, plus extra pytest arguments if needed) that is run by pytest inside
+the ONE Pyodide interpreter of this session, with the wheels the browser
+worker installs (ping_core, pyodide_app, cbor2) and the noble JS crypto
+backend registered exactly as in the worker. pyca is not there, so
+``default_provider()`` is noble: ``PING_EXPECT_CRYPTO=noble`` makes
+tests/core/test_crypto_vectors.py assert it.
+
+To run another file inside Pyodide, add one line to ``IN_PYODIDE``.
+Async tests work (pytest-asyncio): the harness gives Pyodide JSPI on Node 20
+(--experimental-wasm-stack-switching) and enters pytest asynchronously.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyodide_node import PyodideNode
+
+IN_PYODIDE: list[str] = [
+    "tests/core/test_crypto_vectors.py",
+    "tests/core/test_worker_rpc.py",
+]
+
+# Environment inside Pyodide for every run.
+ENV = {"PING_EXPECT_CRYPTO": "noble"}
+
+
+def test_pyodide_boots_with_the_js_crypto_backend(pyodide: PyodideNode) -> None:
+    assert pyodide.info["crypto"] == "noble"
+    assert pyodide.info["python"].startswith("3.14")
+    probe = pyodide.python(
+        "import sys\n"
+        "from ping_core.mls.crypto import available_backends, default_provider\n"
+        "[sys.platform, default_provider().name, available_backends(),"
+        " 'cryptography' in sys.modules]"
+    )
+    assert probe == ["emscripten", "noble", ["noble"], False]
+
+
+@pytest.mark.parametrize("target", IN_PYODIDE)
+def test_inside_pyodide(pyodide: PyodideNode, target: str) -> None:
+    run = pyodide.pytest(["-q", "-rs", *target.split()], env=ENV)
+    passed, skipped = run.count("passed"), run.count("skipped")
+    print(f"{target}: {passed} passed, {skipped} skipped inside Pyodide")
+    assert run.exit_code == 0, f"pytest exit {run.exit_code} inside Pyodide; failed: {run.failures}\n{run.output[-6000:]}"
+    assert passed > 0, f"no test ran inside Pyodide for {target}\n{run.output[-3000:]}"
