@@ -55,7 +55,8 @@ from ping_core.errors import MlsError
 from ping_core.mls.crypto import CryptoProvider
 
 from . import treemath as tm
-from .primitives import NH, NK, NN, derive_tree_secret, expand_with_label
+from .codec import opaque
+from .primitives import NH, NK, NN, expand_with_label
 
 __all__ = [
     "HANDSHAKE",
@@ -74,6 +75,13 @@ _KIND_NAMES = ("handshake", "application")
 # Generations are uint32 on the wire; the last one is reserved so the next
 # generation always fits the record's uint32.
 MAX_GENERATION = 0xFFFFFFFE
+
+# DeriveTreeSecret(s, label, generation, length) = Expand(s, KDFLabel): the
+# KDFLabel prefix up to the uint32 generation is fixed per label. These three
+# expansions run for every message, so the prefixes are built once here.
+_KEY_INFO = NK.to_bytes(2, "big") + opaque(b"MLS 1.0 key") + b"\x04"
+_NONCE_INFO = NN.to_bytes(2, "big") + opaque(b"MLS 1.0 nonce") + b"\x04"
+_SECRET_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 secret") + b"\x04"
 
 _META = "meta"
 _NODE = "node:"
@@ -114,26 +122,41 @@ class _Ratchet:
         return f"_Ratchet(generation={self.generation}, skipped={sorted(self.skipped)})"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class RatchetKey:
     """The AEAD key and nonce of one generation of one leaf's ratchet.
 
     Returned by :meth:`SecretTree.peek`/:meth:`SecretTree.peek_send`; pass it
     to :meth:`SecretTree.commit` to consume the generation. Holding one
-    changes nothing.
+    changes nothing. Treat it as immutable. (A plain slotted class, not a
+    frozen dataclass: one is built for every message sent and received.)
     """
 
-    leaf: int
-    kind: int
-    generation: int
-    key: bytes
-    nonce: bytes
-    # The state the step was computed from and the state it leads to.
-    _base: _Ratchet | None
-    _new: tuple[_Ratchet, _Ratchet]
-    _frontier_node: int
-    _frontier_secret: bytes | None
-    _frontier_add: tuple[tuple[int, bytes], ...]
+    __slots__ = ("leaf", "kind", "generation", "key", "nonce", "_base", "_new", "_frontier_node", "_frontier_secret", "_frontier_add")
+
+    def __init__(
+        self,
+        leaf: int,
+        kind: int,
+        generation: int,
+        key: bytes,
+        nonce: bytes,
+        base: _Ratchet | None,
+        new: tuple[_Ratchet, _Ratchet],
+        frontier_node: int,
+        frontier_secret: bytes | None,
+        frontier_add: tuple[tuple[int, bytes], ...],
+    ) -> None:
+        self.leaf = leaf
+        self.kind = kind
+        self.generation = generation
+        self.key = key
+        self.nonce = nonce
+        # The state the step was computed from and the state it leads to.
+        self._base = base
+        self._new = new
+        self._frontier_node = frontier_node
+        self._frontier_secret = frontier_secret
+        self._frontier_add = frontier_add
 
     def __repr__(self) -> str:
         return f"RatchetKey(leaf={self.leaf}, kind={_KIND_NAMES[self.kind]}, generation={self.generation})"
@@ -259,22 +282,22 @@ class SecretTree:
         return (_Ratchet(0, hs, {}), _Ratchet(0, app, {})), anc, frontier[anc], tuple(added)
 
     def _key_nonce(self, secret: bytes, generation: int) -> tuple[bytes, bytes]:
-        crypto = self._crypto
-        return (
-            derive_tree_secret(crypto, secret, b"key", generation, NK),
-            derive_tree_secret(crypto, secret, b"nonce", generation, NN),
-        )
+        expand = self._crypto.hkdf_expand
+        g = generation.to_bytes(4, "big")
+        return expand(secret, _KEY_INFO + g, NK), expand(secret, _NONCE_INFO + g, NN)
 
     def _step(self, leaf: int, kind: int, generation: int | None) -> RatchetKey:
-        self._check(leaf, kind)
         ratchets = self._leaves.get(leaf)
         frontier_node, frontier_secret = -1, None
         added: tuple[tuple[int, bytes], ...] = ()
         base: _Ratchet | None
         if ratchets is None:
+            self._check(leaf, kind)
             ratchets, frontier_node, frontier_secret, added = self._seed_leaf(leaf)
             base = None
         else:
+            if kind != HANDSHAKE and kind != APPLICATION:
+                self._check(leaf, kind)
             base = ratchets[kind]
         r = ratchets[kind]
         g_next = r.generation
@@ -282,11 +305,11 @@ class SecretTree:
             generation = g_next
         if not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
             raise MlsError(f"generation {generation} out of range")
-        what = f"{_KIND_NAMES[kind]} ratchet of leaf {leaf}"
         tolerance = self.config.out_of_order_tolerance
         if generation < g_next:
             kn = r.skipped.get(generation)
             if kn is None:
+                what = f"{_KIND_NAMES[kind]} ratchet of leaf {leaf}"
                 if generation < g_next - tolerance:
                     raise MlsError(
                         f"generation {generation} of the {what} is too old or already used "
@@ -301,20 +324,26 @@ class SecretTree:
             distance = generation - g_next
             if distance > self.config.maximum_forward_distance:
                 raise MlsError(
-                    f"generation {generation} of the {what} is too far ahead "
+                    f"generation {generation} of the {_KIND_NAMES[kind]} ratchet of leaf {leaf} is too far ahead "
                     f"(next expected {g_next}, maximum forward distance {self.config.maximum_forward_distance})"
                 )
-            crypto = self._crypto
+            expand = self._crypto.hkdf_expand
             secret = r.secret
-            keep_from = generation + 1 - tolerance
-            skipped = {g: kn for g, kn in r.skipped.items() if g >= keep_from}
-            for j in range(g_next, generation):
-                if j >= keep_from:
-                    skipped[j] = self._key_nonce(secret, j)
-                secret = derive_tree_secret(crypto, secret, b"secret", j, NH)
-            key, nonce = self._key_nonce(secret, generation)
-            secret = derive_tree_secret(crypto, secret, b"secret", generation, NH)
-            new = _Ratchet(generation + 1, secret, skipped)
+            if distance == 0 and not r.skipped:  # the common case: the next message, in order
+                g = generation.to_bytes(4, "big")
+                key = expand(secret, _KEY_INFO + g, NK)
+                nonce = expand(secret, _NONCE_INFO + g, NN)
+                new = _Ratchet(generation + 1, expand(secret, _SECRET_INFO + g, NH), {})
+            else:
+                keep_from = generation + 1 - tolerance
+                skipped = {g: kn for g, kn in r.skipped.items() if g >= keep_from}
+                for j in range(g_next, generation):
+                    if j >= keep_from:
+                        skipped[j] = self._key_nonce(secret, j)
+                    secret = expand(secret, _SECRET_INFO + j.to_bytes(4, "big"), NH)
+                key, nonce = self._key_nonce(secret, generation)
+                secret = expand(secret, _SECRET_INFO + generation.to_bytes(4, "big"), NH)
+                new = _Ratchet(generation + 1, secret, skipped)
         pair = (new, ratchets[1]) if kind == HANDSHAKE else (ratchets[0], new)
         return RatchetKey(leaf, kind, generation, key, nonce, base, pair, frontier_node, frontier_secret, added)
 
