@@ -115,18 +115,24 @@ async def dispatch(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_js(value: Any) -> Any:
-    """A JS structured-clone value as plain Python (bytes for typed arrays)."""
+    """A JS structured-clone value as plain Python (bytes for typed arrays, None for null)."""
+    try:
+        from pyodide.ffi import jsnull
+    except ImportError:  # CPython: nothing to map
+        jsnull = None
     to_py = getattr(value, "to_py", None)
     if to_py is not None:
         value = to_py()
-    return _normalize(value)
+    return _normalize(value, jsnull)
 
 
-def _normalize(value: Any) -> Any:
+def _normalize(value: Any, jsnull: Any = None) -> Any:
+    if value is None or (jsnull is not None and value is jsnull):
+        return None
     if isinstance(value, dict):
-        return {str(k): _normalize(v) for k, v in value.items()}
+        return {str(k): _normalize(v, jsnull) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_normalize(v) for v in value]
+        return [_normalize(v, jsnull) for v in value]
     if isinstance(value, (memoryview, bytearray)):
         return bytes(value)
     to_bytes = getattr(value, "to_bytes", None)  # an ArrayBuffer/TypedArray proxy

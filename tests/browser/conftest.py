@@ -1,0 +1,116 @@
+"""Playwright in Chromium against a running ping_server.
+
+Chromium: Debian's package (``apt-get install -y chromium``); another Chrome
+or Chromium is used when ``PING_CHROMIUM`` names its executable. Playwright's
+own browser downloads are not needed.
+
+``server_url``: ``python build.py`` then ``python -m ping_server`` on a free
+loopback port for the whole session. ``ping_page``: a page of that server
+whose worker (with the dev.* RPC methods) has reached ``ready``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("PING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# As root in a container: no sandbox; no GPU; and no background connections
+# (this machine's network refuses them, and they slow the start).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+BOOT_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium, or set PING_CHROMIUM")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+    build.build()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ping_server", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("ping_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until #boot-status says exactly "ready" (fail fast on "failed")."""
+    page.wait_for_function(
+        "() => ['ready', 'failed'].includes(document.getElementById('boot-status')?.textContent)",
+        timeout=BOOT_TIMEOUT_MS,
+    )
+    status = page.text_content("#boot-status")
+    assert status == "ready", f"worker boot: {status}: {page.text_content('#boot-detail')}"
+
+
+# Helpers the tests evaluate in the page: hex <-> bytes and RPC errors as data.
+PAGE_HELPERS = """
+window.hex = (u8) => Array.from(u8, (b) => b.toString(16).padStart(2, '0')).join('');
+window.unhex = (s) => new Uint8Array(s.match(/../g)?.map((x) => parseInt(x, 16)) ?? []);
+window.tryCall = async (method, params) => {
+  try { return { ok: await window.ping.call(method, params) }; }
+  catch (e) { return { error: { name: e.name, message: e.message, status: e.status ?? null, code: e.code ?? null } }; }
+};
+"""
+
+
+@pytest.fixture
+def ping_page(page, server_url: str):  # type: ignore[no-untyped-def]
+    page.goto(server_url + "/?dev=1")
+    wait_ready(page)
+    page.evaluate(PAGE_HELPERS)
+    return page
