@@ -6,7 +6,10 @@ width, ``0b11`` is reserved). Decoding is strict:
 
 * truncated input, trailing bytes, a reserved or non-minimal length prefix,
   and a vector longer than the reader's bound raise ``MlsDecodeError``;
-* a vector's items must consume exactly its length;
+* a vector's items must consume exactly its length (each item at least one
+  byte);
+* a struct may bound a field more tightly than the reader's ``max_vector``
+  (see ``ping_core.mls.structs.limits``);
 * nothing but ``MlsDecodeError`` escapes :func:`decode_exact`.
 
 Structs implement ``write(w: Writer)`` and a ``read(r: Reader)`` classmethod;
@@ -194,7 +197,7 @@ class Reader:
 
     __slots__ = ("data", "pos", "end", "max_vector")
 
-    def __init__(self, data: bytes, max_vector: int = DEFAULT_MAX_VECTOR) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, max_vector: int = DEFAULT_MAX_VECTOR) -> None:
         if not isinstance(data, bytes):
             if isinstance(data, (bytearray, memoryview)):
                 data = bytes(data)
@@ -354,7 +357,11 @@ class Reader:
         append = items.append
         try:
             while self.pos < stop:
+                before = self.pos
                 append(read_item(self))
+                if self.pos == before:
+                    # An item that reads nothing would loop forever.
+                    raise MlsDecodeError("vector item of zero length")
         finally:
             self.end = saved_end
         return items

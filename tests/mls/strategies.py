@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from ping_core.mls.codec import Writer, decode_exact, decode_with, encode
+from ping_core.mls.codec import Reader, Writer, decode_exact, encode
 from ping_core.mls.structs import (
     Add,
     ApplicationId,
@@ -256,6 +256,16 @@ Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], Any]
 
 
+def _raw_decode(read: Callable[[Reader], Any], data: bytes) -> Any:
+    """Decode without ``decode_with``'s safety net (which turns stray
+    ValueError & co. into MlsDecodeError), so the properties prove that the
+    structs themselves raise only MlsDecodeError."""
+    r = Reader(data)
+    value = read(r)
+    r.expect_end()
+    return value
+
+
 def _body_encoder(p: Any) -> bytes:
     w = Writer()
     p.write_body(w)
@@ -263,19 +273,19 @@ def _body_encoder(p: Any) -> bytes:
 
 
 def _plain(cls: Any) -> tuple[Encoder, Decoder]:
-    return encode, lambda data: decode_exact(cls, data)
+    return encode, lambda data: _raw_decode(cls.read, data)
 
 
 def _pmc_for(ct: ContentType) -> tuple[st.SearchStrategy[Any], Encoder, Decoder]:
     values = private_message_contents(ct)
-    return values, encode, lambda data: PrivateMessageContent.decode(data, ct)
+    return values, encode, lambda data: _raw_decode(lambda r: PrivateMessageContent.read_for(r, ct), data)
 
 
 def _auth_for(ct: ContentType) -> tuple[st.SearchStrategy[Any], Encoder, Decoder]:
     return (
         auth_data_for(ct),
         lambda a: a.encode_for(ct),
-        lambda data: decode_with(lambda r: FramedContentAuthData.read_for(r, ct), data),
+        lambda data: _raw_decode(lambda r: FramedContentAuthData.read_for(r, ct), data),
     )
 
 
@@ -319,7 +329,7 @@ _PLAIN: dict[str, tuple[Any, st.SearchStrategy[Any]]] = {
 DECODERS: dict[str, tuple[st.SearchStrategy[Any], Encoder, Decoder]] = {
     name: (values, *_plain(cls)) for name, (cls, values) in _PLAIN.items()
 }
-for _cls, _values in [
+_BODIES: list[tuple[Any, st.SearchStrategy[Any]]] = [
     (Add, st.builds(Add, key_packages)),
     (Update, st.builds(Update, leaf_nodes(LeafNodeSource.UPDATE))),
     (Remove, st.builds(Remove, u32)),
@@ -327,11 +337,12 @@ for _cls, _values in [
     (ReInit, reinits),
     (ExternalInit, st.builds(ExternalInit, keys)),
     (GroupContextExtensions, st.builds(GroupContextExtensions, extension_lists)),
-]:
+]
+for _cls, _values in _BODIES:
     DECODERS[f"{_cls.__name__} body"] = (
         _values,
         _body_encoder,
-        (lambda c: lambda data: decode_with(c.read_body, data))(_cls),
+        (lambda c: lambda data: _raw_decode(c.read_body, data))(_cls),
     )
 for _ct in ContentType:
     DECODERS[f"PrivateMessageContent {_ct.name.lower()}"] = _pmc_for(_ct)

@@ -86,6 +86,11 @@ def test_vector_items_must_fill_the_length_exactly() -> None:
     assert r.u8() == 7 and r.done()
 
 
+def test_zero_length_vector_items_refused() -> None:
+    with pytest.raises(MlsDecodeError, match="zero length"):
+        decode_with(lambda r: r.vector(lambda _r: None), b"\x01\x00")
+
+
 def test_integer_lists() -> None:
     w = Writer()
     w.uint16s((1, 0xFFFF))

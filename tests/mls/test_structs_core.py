@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_unknown_credential_type_refused() -> None:
 
 
 def test_extensions_typed_payloads() -> None:
-    payloads = [
+    payloads: list[Any] = [
         ApplicationId(b"app"),
         RequiredCapabilities((1, 0xFAFA), (7,), (1, 2)),
         ExternalPub(b"\x05" * 32),
@@ -131,7 +132,8 @@ def test_ratchet_tree_shape() -> None:
         decode_exact(RatchetTree, w.getvalue())
     with pytest.raises(MlsDecodeError, match="empty"):
         decode_exact(RatchetTree, b"\x00")
-    for bad in [(parent,), (leaf(), leaf())]:
+    bad_shapes: list[tuple[LeafNode | ParentNode, ...]] = [(parent,), (leaf(), leaf())]
+    for bad in bad_shapes:
         w = Writer()
         RatchetTree(bad).write(w)
         with pytest.raises(MlsDecodeError, match="position"):
@@ -162,7 +164,11 @@ def test_bounds_enforced() -> None:
 @pytest.mark.parametrize("i", range(0, len(MESSAGES), 10))
 def test_vector_core_structs_roundtrip(i: int) -> None:
     case = MESSAGES[i]
-    for field, cls, skip in [("ratchet_tree", RatchetTree, 0), ("mls_key_package", KeyPackage, 4), ("mls_group_info", GroupInfo, 4)]:
+    fields: list[tuple[str, Any, int]] = [
+        ("ratchet_tree", RatchetTree, 0),
+        ("mls_key_package", KeyPackage, 4),
+        ("mls_group_info", GroupInfo, 4),
+    ]
+    for field, cls, skip in fields:
         data = bytes.fromhex(case[field])[skip:]
-        obj = decode_exact(cls, data)  # type: ignore[type-var]
-        assert encode(obj) == data
+        assert encode(decode_exact(cls, data)) == data

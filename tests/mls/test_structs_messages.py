@@ -230,7 +230,8 @@ def test_welcome_group_secrets() -> None:
 def test_mls_message_all_bodies_and_strictness() -> None:
     kp = KeyPackage(cipher_suite=1, init_key=b"i" * 32, leaf_node=leaf(), signature=b"s")
     gi = GroupInfo(CTX, (), b"t" * 32, 0, b"s")
-    for body, wf in [(kp, WireFormat.KEY_PACKAGE), (gi, WireFormat.GROUP_INFO)]:
+    bodies: list[tuple[KeyPackage | GroupInfo, WireFormat]] = [(kp, WireFormat.KEY_PACKAGE), (gi, WireFormat.GROUP_INFO)]
+    for body, wf in bodies:
         msg = MLSMessage(body)
         assert msg.wire_format == wf
         assert roundtrip(msg)[:4] == b"\x00\x01" + wf.to_bytes(2, "big")

@@ -95,6 +95,13 @@ def _content_repr(content: Content) -> str:
     return repr(content)
 
 
+def _write_aad_head(w: Writer, group_id: bytes, epoch: int, content_type: int) -> None:
+    # group_id, epoch, content_type: the start of PrivateMessage and of both AADs.
+    w.opaque(group_id)
+    w.u64(epoch)
+    w.u8(content_type)
+
+
 def _read_content_type(r: Reader) -> ContentType:
     raw = r.u8()
     ct = CONTENT_TYPE_BY_VALUE.get(raw)
@@ -366,9 +373,7 @@ class PrivateMessage:
     ciphertext: bytes
 
     def write(self, w: Writer) -> None:
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.u8(self.content_type)
+        _write_aad_head(w, self.group_id, self.epoch, self.content_type)
         w.opaque(self.authenticated_data)
         w.opaque(self.encrypted_sender_data)
         w.opaque(self.ciphertext)
@@ -386,18 +391,14 @@ class PrivateMessage:
     def content_aad(self) -> bytes:
         """The PrivateContentAAD encoding for this message's fields."""
         w = Writer()
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.u8(self.content_type)
+        _write_aad_head(w, self.group_id, self.epoch, self.content_type)
         w.opaque(self.authenticated_data)
         return bytes(w.buf)
 
     def sender_data_aad(self) -> bytes:
         """The SenderDataAAD encoding for this message's fields."""
         w = Writer()
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.u8(self.content_type)
+        _write_aad_head(w, self.group_id, self.epoch, self.content_type)
         return bytes(w.buf)
 
 
@@ -430,9 +431,7 @@ class SenderDataAAD:
     content_type: ContentType
 
     def write(self, w: Writer) -> None:
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.u8(self.content_type)
+        _write_aad_head(w, self.group_id, self.epoch, self.content_type)
 
     @classmethod
     def read(cls, r: Reader) -> SenderDataAAD:
@@ -450,9 +449,7 @@ class PrivateContentAAD:
     authenticated_data: bytes
 
     def write(self, w: Writer) -> None:
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.u8(self.content_type)
+        _write_aad_head(w, self.group_id, self.epoch, self.content_type)
         w.opaque(self.authenticated_data)
 
     @classmethod
