@@ -20,7 +20,7 @@ Deletion (§9.2). A ratchet keeps only its next secret ``s_G`` and the keys of
 
 Tolerance. ``RatchetConfig.out_of_order_tolerance`` is how many generations
 below the newest one received a ratchet keeps keys for (messages that arrive
-late); ``maximum_forward_distance`` bounds a jump ahead (how many keys one
+late; 0 means strictly in order); ``maximum_forward_distance`` bounds a jump ahead (how many keys one
 message may make us derive). Outside these bounds, and for a generation that
 was already used, the request fails with ``MlsError`` and nothing changes.
 
@@ -92,8 +92,10 @@ _LEAF = "leaf:"
 class RatchetConfig:
     """How forgiving a receiving ratchet is.
 
-    ``out_of_order_tolerance``: keys are kept for skipped generations at most
-    this far below the next expected one (0: strictly in order).
+    ``out_of_order_tolerance``: a message may arrive this many generations
+    after a newer one of the same ratchet: keys are kept for skipped
+    generations at most this far below the newest generation received
+    (0: strictly in order). At most this many keys are kept per ratchet.
     ``maximum_forward_distance``: a received generation may be at most this
     far above the next expected one.
     """
@@ -310,7 +312,7 @@ class SecretTree:
             kn = r.skipped.get(generation)
             if kn is None:
                 what = f"{_KIND_NAMES[kind]} ratchet of leaf {leaf}"
-                if generation < g_next - tolerance:
+                if generation < g_next - 1 - tolerance:
                     raise MlsError(
                         f"generation {generation} of the {what} is too old or already used "
                         f"(next expected {g_next}, out-of-order tolerance {tolerance})"
@@ -335,7 +337,7 @@ class SecretTree:
                 nonce = expand(secret, _NONCE_INFO + g, NN)
                 new = _Ratchet(generation + 1, expand(secret, _SECRET_INFO + g, NH), {})
             else:
-                keep_from = generation + 1 - tolerance
+                keep_from = generation - tolerance
                 skipped = {g: kn for g, kn in r.skipped.items() if g >= keep_from}
                 for j in range(g_next, generation):
                     if j >= keep_from:

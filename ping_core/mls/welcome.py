@@ -32,14 +32,31 @@ from ping_core.mls.structs.enums import CipherSuite, ProtocolVersion
 from ping_core.mls.structs.group_info import GroupInfo
 from ping_core.mls.structs.key_package import KeyPackage
 from ping_core.mls.structs.psk import PreSharedKeyID
-from ping_core.mls.structs.welcome import GroupSecrets, Welcome
+from ping_core.mls.structs.hpke import HPKECiphertext
+from ping_core.mls.structs.welcome import EncryptedGroupSecrets, GroupSecrets, Welcome
 
-from .primitives import decrypt_with_label, make_key_package_ref, verify_with_label
+from .primitives import (
+    decrypt_with_label,
+    encrypt_with_label,
+    make_key_package_ref,
+    sign_with_label,
+    verify_with_label,
+)
 from .psk import psk_secret as compute_psk_secret
 from .schedule import EpochSecrets, epoch_secrets_from_joiner, welcome_secrets
 from .transcript import interim_transcript_hash, verify_confirmation_tag
 
-__all__ = ["JoinedWelcome", "PskLookup", "GroupInfoSigner", "decrypt_welcome", "verify_group_info", "key_package_ref"]
+__all__ = [
+    "JoinedWelcome",
+    "PskLookup",
+    "GroupInfoSigner",
+    "WelcomeRecipient",
+    "decrypt_welcome",
+    "verify_group_info",
+    "sign_group_info",
+    "seal_welcome",
+    "key_package_ref",
+]
 
 SUITE = CipherSuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 
@@ -102,6 +119,48 @@ def key_package_ref(crypto: CryptoProvider, key_package: KeyPackage | bytes) -> 
 def verify_group_info(crypto: CryptoProvider, group_info: GroupInfo, signer_public_key: bytes) -> None:
     """``VerifyWithLabel(signer, "GroupInfoTBS", GroupInfoTBS, signature)``; ``InvalidSignature`` otherwise."""
     verify_with_label(crypto, signer_public_key, b"GroupInfoTBS", group_info.tbs(), group_info.signature)
+
+
+def sign_group_info(crypto: CryptoProvider, group_info: GroupInfo, signature_key: bytes) -> GroupInfo:
+    """``group_info`` with its signature: ``SignWithLabel(., "GroupInfoTBS", GroupInfoTBS)``."""
+    signature = sign_with_label(crypto, signature_key, b"GroupInfoTBS", group_info.tbs())
+    return GroupInfo(
+        group_info.group_context, group_info.extensions, group_info.confirmation_tag, group_info.signer, signature
+    )
+
+
+class WelcomeRecipient:
+    """One new member of a Welcome: its KeyPackageRef, HPKE init key and (optional) path secret."""
+
+    __slots__ = ("key_package_ref", "init_key", "path_secret")
+
+    def __init__(self, key_package_ref: bytes, init_key: bytes, path_secret: bytes | None = None) -> None:
+        self.key_package_ref = key_package_ref
+        self.init_key = init_key
+        self.path_secret = path_secret
+
+    def __repr__(self) -> str:
+        return f"WelcomeRecipient(key_package_ref={self.key_package_ref.hex()})"
+
+
+def seal_welcome(
+    crypto: CryptoProvider,
+    group_info: GroupInfo,
+    joiner_secret: bytes,
+    psks: list[tuple[PreSharedKeyID, bytes]],
+    recipients: list[WelcomeRecipient],
+) -> Welcome:
+    """The committer's side of :func:`decrypt_welcome`: encrypt a signed GroupInfo and each
+    recipient's GroupSecrets (``joiner_secret``, its path secret, the PSK ids)."""
+    ws = welcome_secrets(crypto, joiner_secret, compute_psk_secret(crypto, psks))
+    encrypted_group_info = crypto.aead_seal(ws.key, ws.nonce, b"", encode(group_info))
+    psk_ids = tuple(psk_id for psk_id, _ in psks)
+    entries = []
+    for rcpt in recipients:
+        plaintext = encode(GroupSecrets(joiner_secret, rcpt.path_secret, psk_ids))
+        kem_output, ciphertext = encrypt_with_label(crypto, rcpt.init_key, b"Welcome", encrypted_group_info, plaintext)
+        entries.append(EncryptedGroupSecrets(rcpt.key_package_ref, HPKECiphertext(kem_output, ciphertext)))
+    return Welcome(int(SUITE), tuple(entries), encrypted_group_info)
 
 
 def decrypt_welcome(

@@ -88,20 +88,20 @@ def test_reused_generation_changes_nothing() -> None:
 def test_out_of_order_within_and_beyond_tolerance() -> None:
     tree = SecretTree(crypto, ROOT, 4, RatchetConfig(out_of_order_tolerance=3, maximum_forward_distance=10))
     ref = reference_keys(4, 3, HANDSHAKE, 20)
-    # Next expected becomes 7; tolerance 3 keeps generations 4 and 5 (6 is used).
+    # Newest received is 6; tolerance 3 keeps generations 3, 4 and 5.
     assert tree.consume(3, HANDSHAKE, 6).key == ref[6][0]
     before = snapshot(tree)
     with pytest.raises(MlsError, match="too old"):
-        tree.peek(3, HANDSHAKE, 3)
+        tree.peek(3, HANDSHAKE, 2)
     assert snapshot(tree) == before
-    for g in (5, 4):  # late messages inside the window, any order
+    for g in (4, 3, 5):  # late messages inside the window, any order
         assert tree.consume(3, HANDSHAKE, g).key == ref[g][0]
     with pytest.raises(MlsError, match="already used"):
         tree.peek(3, HANDSHAKE, 4)
     # Jumping ahead prunes keys that fall out of the window.
     tree2 = SecretTree(crypto, ROOT, 4, RatchetConfig(out_of_order_tolerance=2, maximum_forward_distance=10))
-    tree2.consume(3, HANDSHAKE, 3)  # keeps 2
-    tree2.consume(3, HANDSHAKE, 10)  # keeps 9; 2 is gone
+    tree2.consume(3, HANDSHAKE, 3)  # keeps 1, 2
+    tree2.consume(3, HANDSHAKE, 10)  # keeps 8, 9; 1 and 2 are gone
     with pytest.raises(MlsError, match="too old"):
         tree2.peek(3, HANDSHAKE, 2)
     assert tree2.consume(3, HANDSHAKE, 9).key == ref[9][0]

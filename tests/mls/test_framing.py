@@ -1,0 +1,319 @@
+"""Framing: round trips and every failure path, which must leave the receiver unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError
+from ping_core.mls import framing
+from ping_core.mls.codec import decode_exact, encode, opaque
+from ping_core.mls.crypto import default_provider
+from ping_core.mls.schedule import epoch_secrets
+from ping_core.mls.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig
+from ping_core.mls.structs.commit import Commit
+from ping_core.mls.structs.enums import ContentType, WireFormat
+from ping_core.mls.structs.framing import (
+    AuthenticatedContent,
+    FramedContent,
+    FramedContentAuthData,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+)
+from ping_core.mls.structs.group_info import GroupContext
+from ping_core.mls.structs.message import MLSMessage
+from ping_core.mls.structs.proposals import Remove
+
+crypto = default_provider()
+N = 4
+KEYS = [crypto.sign_keygen() for _ in range(N)]
+CONFIG = RatchetConfig(out_of_order_tolerance=3, maximum_forward_distance=20)
+
+
+def context(epoch: int = 5, group_id: bytes = b"group") -> GroupContext:
+    return GroupContext(
+        cipher_suite=1, group_id=group_id, epoch=epoch, tree_hash=b"t" * 32, confirmed_transcript_hash=b"c" * 32
+    )
+
+
+def epoch_of(ctx: GroupContext) -> framing.EpochFraming:
+    secrets = epoch_secrets(crypto, b"i" * 32, None, None, encode(ctx))
+    return framing.EpochFraming.create(crypto, ctx, secrets, N, CONFIG)
+
+
+def signer_key(content: FramedContent) -> bytes:
+    if content.sender.sender_type != 1 or content.sender.index == 3:
+        raise MlsError("leaf 3 is blank")
+    return KEYS[content.sender.index][1]
+
+
+def state(ep: framing.EpochFraming) -> tuple[object, object]:
+    return ep.secret_tree.records(), ep.secret_tree.changes()
+
+
+@pytest.fixture
+def pair() -> tuple[framing.EpochFraming, framing.EpochFraming]:
+    return epoch_of(context()), epoch_of(context())
+
+
+def send(ep: framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: object) -> PrivateMessage:
+    return framing.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)  # type: ignore[arg-type]
+
+
+def wire(msg: PrivateMessage | PublicMessage) -> PrivateMessage | PublicMessage:
+    body = decode_exact(MLSMessage, encode(MLSMessage(msg))).body
+    assert isinstance(body, (PrivateMessage, PublicMessage))
+    return body
+
+
+def test_private_roundtrips(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    for data, kw in [(b"", {}), (b"x" * 5000, {"padding": 100}), (b"hi", {"authenticated_data": b"ad"})]:
+        msg = wire(send(s, data, **kw))
+        assert isinstance(msg, PrivateMessage)
+        out = framing.unprotect_private(crypto, r, msg, signer_key)
+        assert out.content.content.content == data
+        assert out.content.wire_format == WireFormat.PRIVATE_MESSAGE
+        assert out.content.content.sender == Sender.member(0)
+        assert out.ratchet_key is not None and out.ratchet_key.kind == APPLICATION
+    proposal, commit = Remove(2), Commit((Remove(1),))
+    msg = framing.protect_private(crypto, s, 1, proposal, KEYS[1][0])
+    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal  # type: ignore[arg-type]
+    msg = framing.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
+    out = framing.unprotect_private(crypto, r, wire(msg), signer_key)  # type: ignore[arg-type]
+    assert out.content.content.content == commit and out.content.auth.confirmation_tag == b"T" * 32
+    assert out.ratchet_key is not None and out.ratchet_key.kind == HANDSHAKE
+
+
+def test_commit_built_in_two_steps(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    fc = FramedContent(b"group", 5, Sender.member(1), b"", Commit(()))
+    sig = framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[1][0])
+    ac = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, fc, FramedContentAuthData(sig, b"tag"))
+    msg = framing.encrypt_private(crypto, s, ac, padding=3)
+    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content == ac  # type: ignore[arg-type]
+    framing.verify_framed(crypto, r, ac, KEYS[1][1])
+    pub_sig = framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, KEYS[1][0])
+    pub = framing.frame_public(
+        crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(pub_sig, b"tag"))
+    )
+    assert framing.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc  # type: ignore[arg-type]
+
+
+def test_public_roundtrip_and_rules(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    before = state(r)
+    msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
+    out = framing.unprotect_public(crypto, r, wire(msg), signer_key)  # type: ignore[arg-type]
+    assert out.content.content.content == Remove(0) and out.ratchet_key is None
+    assert state(r) == before  # a PublicMessage uses no ratchet
+    with pytest.raises(MlsError, match="application"):
+        framing.protect_public(crypto, s, 1, b"data", KEYS[1][0])
+    with pytest.raises(MlsError, match="confirmation tag"):
+        framing.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
+    with pytest.raises(MlsError, match="confirmation tag"):
+        framing.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
+    # Application content in a PublicMessage is refused on receipt too.
+    app = replace(msg.content, content=b"data")
+    with pytest.raises(MlsError, match="application"):
+        framing.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
+    # An external sender may only propose.
+    ext = FramedContent(b"group", 5, Sender.external(0), b"", Commit(()))
+    with pytest.raises(MlsError, match="external"):
+        framing.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
+
+
+def test_external_sender_proposal(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    ext_sk, ext_pk = crypto.sign_keygen()
+    fc = FramedContent(b"group", 5, Sender.external(0), b"", Remove(1))
+    sig = framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, ext_sk)
+    pub = framing.frame_public(
+        crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(sig, None))
+    )
+    assert pub.membership_tag is None
+    out = framing.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)  # type: ignore[arg-type]
+    assert out.content.content == fc
+    with pytest.raises(MlsDecodeError):  # a non-member message with a membership tag
+        framing.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
+
+
+def flip(data: bytes, i: int) -> bytes:
+    return data[:i] + bytes([data[i] ^ 1]) + data[i + 1 :]
+
+
+@pytest.mark.parametrize(
+    "tamper, error",
+    [
+        (lambda m: replace(m, ciphertext=flip(m.ciphertext, 0)), DecryptionFailed),
+        (lambda m: replace(m, ciphertext=flip(m.ciphertext, len(m.ciphertext) - 1)), DecryptionFailed),
+        (lambda m: replace(m, encrypted_sender_data=flip(m.encrypted_sender_data, 3)), DecryptionFailed),
+        (lambda m: replace(m, encrypted_sender_data=m.encrypted_sender_data[:-1]), DecryptionFailed),
+        (lambda m: replace(m, authenticated_data=b"other"), DecryptionFailed),
+        (lambda m: replace(m, content_type=ContentType.PROPOSAL), DecryptionFailed),
+        (lambda m: replace(m, epoch=6), MlsError),
+        (lambda m: replace(m, group_id=b"other"), MlsError),
+    ],
+)
+def test_tampered_private_changes_nothing(pair, tamper, error) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msg = send(s)
+    before = state(r)
+    with pytest.raises(error):
+        framing.unprotect_private(crypto, r, tamper(msg), signer_key)
+    assert state(r) == before
+    # The genuine message still opens: nothing was consumed.
+    assert framing.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
+
+
+def test_bad_signature_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    forged = framing.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
+    before = state(r)
+    with pytest.raises(InvalidSignature):
+        framing.unprotect_private(crypto, r, forged, signer_key)
+    assert state(r) == before
+    assert r.secret_tree.next_generation(1, APPLICATION) == 0
+
+
+def test_unknown_sender_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msg = framing.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
+    before = state(r)
+    with pytest.raises(MlsError, match="blank"):
+        framing.unprotect_private(crypto, r, msg, signer_key)
+    assert state(r) == before
+
+
+def test_non_zero_padding_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    data = b"padded"
+    fc = FramedContent(b"group", 5, Sender.member(0), b"", data)
+    sig = framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[0][0])
+    plaintext = opaque(data) + opaque(sig) + b"\x00\x00\x07"
+    msg = framing._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
+    before = state(r)
+    with pytest.raises(MlsDecodeError, match="padding"):
+        framing.unprotect_private(crypto, r, msg, signer_key)
+    assert state(r) == before
+
+
+def test_bad_membership_tag(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+    assert msg.membership_tag is not None
+    with pytest.raises(MlsError, match="membership tag"):
+        framing.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
+    with pytest.raises(MlsDecodeError):
+        framing.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
+    # Another epoch's membership key (same group, same epoch number) does not verify.
+    other = epoch_of(replace(context(), tree_hash=b"u" * 32))
+    with pytest.raises(MlsError, match="membership tag"):
+        framing.unprotect_public(crypto, other, msg, signer_key)
+    # A valid tag but a signature by someone else.
+    with pytest.raises(InvalidSignature):
+        framing.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
+
+
+def test_wrong_epoch_or_group(pair) -> None:  # type: ignore[no-untyped-def]
+    s, _ = pair
+    for other in (epoch_of(context(epoch=6)), epoch_of(context(group_id=b"other"))):
+        before = state(other)
+        with pytest.raises(MlsError, match="epoch|group"):
+            framing.unprotect_private(crypto, other, send(s), signer_key)
+        pub = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+        with pytest.raises(MlsError, match="epoch|group"):
+            framing.unprotect_public(crypto, other, pub, signer_key)
+        assert state(other) == before
+
+
+def test_reused_generation_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msg = send(s)
+    framing.unprotect_private(crypto, r, msg, signer_key)
+    before = state(r)
+    with pytest.raises(MlsError, match="already used"):
+        framing.unprotect_private(crypto, r, msg, signer_key)
+    assert state(r) == before
+
+
+def test_out_of_order_within_and_beyond_tolerance(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msgs = [send(s, b"m%d" % i) for i in range(8)]
+    # Receive generation 7 first: with tolerance 3, generations 4, 5, 6 stay readable.
+    assert framing.unprotect_private(crypto, r, msgs[7], signer_key).content.content.content == b"m7"
+    for i in (5, 4, 6):
+        assert framing.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
+    before = state(r)
+    for i in (0, 3):
+        with pytest.raises(MlsError, match="too old"):
+            framing.unprotect_private(crypto, r, msgs[i], signer_key)
+    assert state(r) == before
+
+
+def test_too_far_ahead_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msgs = [send(s) for _ in range(22)]
+    before = state(r)
+    with pytest.raises(MlsError, match="too far"):
+        framing.unprotect_private(crypto, r, msgs[21], signer_key)
+    assert state(r) == before
+    framing.unprotect_private(crypto, r, msgs[20], signer_key)
+
+
+def test_defer_commit(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    msg = send(s)
+    before = state(r)
+    out = framing.unprotect_private(crypto, r, msg, signer_key, defer_commit=True)
+    assert state(r) == before
+    assert out.ratchet_key is not None
+    r.secret_tree.commit(out.ratchet_key)
+    with pytest.raises(MlsError, match="already used"):
+        framing.unprotect_private(crypto, r, msg, signer_key)
+
+
+def test_sender_consumes_generations(pair) -> None:  # type: ignore[no-untyped-def]
+    s, _ = pair
+    gens = [s.secret_tree.next_generation(0, APPLICATION)]
+    send(s)
+    gens.append(s.secret_tree.next_generation(0, APPLICATION))
+    assert gens == [0, 1]
+    with pytest.raises(MlsError):
+        send(s, padding=-1)
+    with pytest.raises(MlsError):
+        framing.protect_private(crypto, s, N, b"x", KEYS[0][0])
+    assert s.secret_tree.next_generation(0, APPLICATION) == 1
+
+
+def test_repr_hides_secrets(pair) -> None:  # type: ignore[no-untyped-def]
+    s, r = pair
+    out = framing.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
+    text = repr(out) + repr(r)
+    assert "top secret" not in text and r.sender_data_secret.hex() not in text
+    assert out.ratchet_key is not None and out.ratchet_key.key.hex() not in text
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_mutated_wire_bytes_fail_cleanly(data: st.DataObject) -> None:
+    s, r = epoch_of(context()), epoch_of(context())
+    raw = bytearray(encode(MLSMessage(send(s, b"payload"))))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    before = state(r)
+    try:
+        body = decode_exact(MLSMessage, bytes(raw)).body
+        if not isinstance(body, PrivateMessage):
+            return
+        out = framing.unprotect_private(crypto, r, body, signer_key)
+    except MlsError:
+        assert state(r) == before
+        return
+    # Only a mutation that left the message intact (same byte written) may pass.
+    assert out.content.content.content == b"payload"

@@ -1,0 +1,92 @@
+"""Welcome: a sealed Welcome opens for its recipients, and every failure is refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ping_core.errors import DecryptionFailed, InvalidSignature, MlsError
+from ping_core.mls import welcome as w
+from ping_core.mls.codec import encode
+from ping_core.mls.crypto import default_provider
+from ping_core.mls.schedule import epoch_secrets, joiner_secret
+from ping_core.mls.structs.group_info import GroupContext, GroupInfo
+from ping_core.mls.structs.psk import PreSharedKeyID
+from ping_core.mls.transcript import confirmation_tag
+
+crypto = default_provider()
+SIGNER_SK, SIGNER_PK = crypto.sign_keygen()
+INIT_SK, INIT_PK = crypto.dh_keygen()
+OTHER_SK, OTHER_PK = crypto.dh_keygen()
+REF, OTHER_REF = b"r" * 32, b"o" * 32
+PSK_ID = PreSharedKeyID.external(b"psk-id", b"n" * 32)
+PSK = b"p" * 32
+
+
+def build(psks: list[tuple[PreSharedKeyID, bytes]] | None = None, tag_ok: bool = True):  # type: ignore[no-untyped-def]
+    psks = psks or []
+    from ping_core.mls.psk import psk_secret
+
+    gc = GroupContext(cipher_suite=1, group_id=b"g", epoch=3, tree_hash=b"t" * 32, confirmed_transcript_hash=b"c" * 32)
+    gc_bytes = encode(gc)
+    joiner = joiner_secret(crypto, b"i" * 32, b"s" * 32, gc_bytes)
+    secrets = epoch_secrets(crypto, b"i" * 32, b"s" * 32, psk_secret(crypto, psks), gc_bytes)
+    tag = confirmation_tag(crypto, secrets.confirmation_key, gc.confirmed_transcript_hash)
+    if not tag_ok:
+        tag = bytes(32)
+    info = w.sign_group_info(crypto, GroupInfo(gc, (), tag, 1), SIGNER_SK)
+    recipients = [w.WelcomeRecipient(OTHER_REF, OTHER_PK), w.WelcomeRecipient(REF, INIT_PK, b"x" * 32)]
+    return w.seal_welcome(crypto, info, joiner, psks, recipients), secrets
+
+
+def signer(info: GroupInfo) -> bytes:
+    assert info.signer == 1
+    return SIGNER_PK
+
+
+def test_opens_for_each_recipient() -> None:
+    welcome, secrets = build()
+    joined = w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer, init_public_key=INIT_PK)
+    assert joined.epoch_secrets.encode() == secrets.encode()
+    assert joined.path_secret == b"x" * 32 and joined.psk_ids == ()
+    assert joined.group_info.group_context.epoch == 3
+    other = w.decrypt_welcome(crypto, welcome, OTHER_REF, OTHER_SK, signer)
+    assert other.path_secret is None and other.epoch_secrets.encode() == secrets.encode()
+    assert secrets.membership_key.hex() not in repr(joined)
+
+
+def test_with_psks() -> None:
+    welcome, secrets = build([(PSK_ID, PSK)])
+    joined = w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer, psk_lookup=lambda i: PSK)
+    assert joined.psk_ids == (PSK_ID,) and joined.epoch_secrets.encode() == secrets.encode()
+    with pytest.raises(MlsError, match="pre-shared"):
+        w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer)
+    with pytest.raises(DecryptionFailed):  # a wrong PSK gives the wrong welcome key
+        w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer, psk_lookup=lambda i: b"q" * 32)
+
+
+def test_failures() -> None:
+    welcome, _ = build()
+    with pytest.raises(MlsError, match="no secrets"):
+        w.decrypt_welcome(crypto, welcome, b"z" * 32, INIT_SK, signer)
+    with pytest.raises(DecryptionFailed):
+        w.decrypt_welcome(crypto, welcome, REF, OTHER_SK, signer)
+    tampered = replace(welcome, encrypted_group_info=welcome.encrypted_group_info[:-1] + b"\x00")
+    with pytest.raises(DecryptionFailed):
+        w.decrypt_welcome(crypto, tampered, REF, INIT_SK, signer)
+    with pytest.raises(InvalidSignature):
+        w.decrypt_welcome(crypto, welcome, REF, INIT_SK, lambda info: crypto.sign_keygen()[1])
+    with pytest.raises(MlsError, match="cipher suite"):
+        w.decrypt_welcome(crypto, replace(welcome, cipher_suite=2), REF, INIT_SK, signer)
+    bad_tag, _ = build(tag_ok=False)
+    with pytest.raises(MlsError, match="confirmation tag"):
+        w.decrypt_welcome(crypto, bad_tag, REF, INIT_SK, signer)
+
+
+def test_group_info_signature() -> None:
+    welcome, _ = build()
+    info = w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer).group_info
+    w.verify_group_info(crypto, info, SIGNER_PK)
+    with pytest.raises(InvalidSignature):
+        w.verify_group_info(crypto, replace(info, signer=2), SIGNER_PK)
