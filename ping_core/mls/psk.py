@@ -14,21 +14,28 @@ the Commit or GroupSecrets lists them; the order matters.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from ping_core.errors import MlsError
-from ping_core.mls.codec import Codec, encode
+from ping_core.mls.codec import Writer
 from ping_core.mls.crypto import CryptoProvider
 
 from .primitives import NH, expand_with_label, zero_secret
 
-__all__ = ["psk_secret", "MAX_PSKS"]
+__all__ = ["psk_secret", "MAX_PSKS", "Writable"]
+
+
+class Writable(Protocol):
+    """Anything that encodes itself (a ``PreSharedKeyID`` struct)."""
+
+    def write(self, w: Writer) -> None: ...
+
 
 # PSKLabel.count is a uint16.
 MAX_PSKS = 0xFFFF
 
 
-def psk_secret(crypto: CryptoProvider, psks: Sequence[tuple[bytes | Codec, bytes]]) -> bytes:
+def psk_secret(crypto: CryptoProvider, psks: Sequence[tuple[bytes | Writable, bytes]]) -> bytes:
     """``psk_secret`` for ``psks`` = ``[(PreSharedKeyID, psk value), ...]``; all zero when empty.
 
     Raises ``MlsError`` for more PSKs than ``PSKLabel`` can count.
@@ -39,7 +46,12 @@ def psk_secret(crypto: CryptoProvider, psks: Sequence[tuple[bytes | Codec, bytes
     secret = zero_secret()
     count_bytes = count.to_bytes(2, "big")
     for index, (psk_id, value) in enumerate(psks):
-        id_bytes = psk_id if isinstance(psk_id, bytes) else encode(psk_id)
+        if isinstance(psk_id, bytes):
+            id_bytes = psk_id
+        else:
+            w = Writer()
+            psk_id.write(w)
+            id_bytes = bytes(w.buf)
         label = id_bytes + index.to_bytes(2, "big") + count_bytes
         extracted = crypto.hkdf_extract(zero_secret(), value)
         psk_input = expand_with_label(crypto, extracted, b"derived psk", label, NH)

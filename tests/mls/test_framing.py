@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -60,8 +61,8 @@ def pair() -> tuple[framing.EpochFraming, framing.EpochFraming]:
     return epoch_of(context()), epoch_of(context())
 
 
-def send(ep: framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: object) -> PrivateMessage:
-    return framing.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)  # type: ignore[arg-type]
+def send(ep: framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: Any) -> PrivateMessage:
+    return framing.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
 
 
 def wire(msg: PrivateMessage | PublicMessage) -> PrivateMessage | PublicMessage:
@@ -72,7 +73,12 @@ def wire(msg: PrivateMessage | PublicMessage) -> PrivateMessage | PublicMessage:
 
 def test_private_roundtrips(pair) -> None:  # type: ignore[no-untyped-def]
     s, r = pair
-    for data, kw in [(b"", {}), (b"x" * 5000, {"padding": 100}), (b"hi", {"authenticated_data": b"ad"})]:
+    cases: list[tuple[bytes, dict[str, Any]]] = [
+        (b"", {}),
+        (b"x" * 5000, {"padding": 100}),
+        (b"hi", {"authenticated_data": b"ad"}),
+    ]
+    for data, kw in cases:
         msg = wire(send(s, data, **kw))
         assert isinstance(msg, PrivateMessage)
         out = framing.unprotect_private(crypto, r, msg, signer_key)
