@@ -9,5 +9,14 @@ full contract). Implementations: the in-memory delivery service for tests
 from __future__ import annotations
 
 from .base import ERROR_CODES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH, Transport
+from .memory import Fault, MemoryDeliveryService, MemoryTransport
 
-__all__ = ["Transport", "ERROR_CODES", "MAX_FETCH_LIMIT", "MAX_KEY_PACKAGES_PER_PUBLISH"]
+__all__ = [
+    "Transport",
+    "ERROR_CODES",
+    "MAX_FETCH_LIMIT",
+    "MAX_KEY_PACKAGES_PER_PUBLISH",
+    "MemoryDeliveryService",
+    "MemoryTransport",
+    "Fault",
+]

@@ -97,8 +97,8 @@ class Transport(Protocol):
         """Envelopes of the conversation's log with ``seq > cursor.seq``, in order, at most ``limit``
         (1..``MAX_FETCH_LIMIT``). Fewer than ``limit`` means the end of the log was reached.
 
-        An unknown conversation raises 404 ``not_found``; a device that is not
-        allowed to read it 403 ``forbidden``.
+        A conversation nobody has posted to yet has an empty log (``[]``, not
+        an error); a revoked device gets 403 ``forbidden``.
         """
         ...
 

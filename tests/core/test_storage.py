@@ -64,7 +64,7 @@ async def test_storage_contract(kv: Storage) -> None:
     await kv.put("device", "local", b"dev")
     await kv.put("groups", "a/meta", b"m1")
     await kv.put("groups", "a/cursor", b"c1")
-    await kv.put("groups", "b/meta", bytearray(b"m2"))
+    await kv.put("groups", "b/meta", bytearray(b"m2"))  # type: ignore[arg-type]
     assert await kv.get("device", "local") == b"dev"
     assert await kv.get("groups", "b/meta") == b"m2"
     assert await kv.list_keys("groups", "") == ["a/cursor", "a/meta", "b/meta"]
@@ -101,9 +101,9 @@ async def test_blob_store_contract(blobs: Any) -> None:
     await blobs.commit({}, [])
     # a bad argument writes nothing
     with pytest.raises(InvalidInput):
-        await blobs.commit({"ok": b"1", "bad": "str"}, [])
+        await blobs.commit({"ok": b"1", "bad": "str"}, [])  # type: ignore[dict-item]
     with pytest.raises(InvalidInput):
-        await blobs.commit({"ok": b"1", 7: b"x"}, [])
+        await blobs.commit({"ok": b"1", 7: b"x"}, [])  # type: ignore[dict-item]
     assert await blobs.get("ok") is None
 
 

@@ -1,0 +1,444 @@
+"""An in-process delivery service with the reference semantics, and a transport per device.
+
+:class:`MemoryDeliveryService` behaves like ``ping_server`` (see
+``ping_core.transport.base`` for the contract): one ordered log per
+conversation numbered from 1, a Commit for any epoch but the current one
+refused with 409 ``epoch_advanced``, a Welcome inbox and a KeyPackage pool per
+device, registration checked against the account binding (trust on first use
+of the account key), revoked devices refused with 403 ``forbidden``. Envelopes
+cross it as encoded bytes (like the wire), so what a client gets back is never
+an object another client holds.
+
+Fault injection, for the SDK's failure-path and crash tests::
+
+    service.inject("send", Fault.TIMEOUT_AFTER_APPLY, kind=MessageKind.COMMIT)
+
+makes the next matching call apply the request and then raise an ambiguous
+``TransportError`` (no status, code ``timeout``). The faults:
+
+==========================  =========  ===========================================
+fault                       applied?   raised
+==========================  =========  ===========================================
+``REJECT``                  no         status 400..499 (default 409), code given
+                                       (default ``conflict``): definite rejection
+``SERVER_ERROR``            no         status 503, code ``server_error``
+``TIMEOUT_BEFORE_APPLY``    no         no status, code ``timeout``
+``TIMEOUT_AFTER_APPLY``     yes        no status, code ``timeout``
+``SERVER_ERROR_AFTER_APPLY`` yes       status 500, code ``server_error``
+==========================  =========  ===========================================
+
+Each call yields to the event loop once, so concurrent SDK operations
+interleave as they would over a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ping_core.device import DeviceInfo, LocalDevice
+from ping_core.errors import IdentityError, InvalidInput, TransportError
+from ping_core.identity import DeviceBinding, Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.sync import SyncCursor
+
+from .base import MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH
+
+__all__ = ["MemoryDeliveryService", "MemoryTransport", "Fault"]
+
+_MAX_KEY_PACKAGE_LEN = 64 * 1024
+_MAX_CLAIM = 100
+
+
+class Fault(enum.Enum):
+    """A failure :meth:`MemoryDeliveryService.inject` can schedule (see module docstring)."""
+
+    REJECT = "reject"
+    SERVER_ERROR = "server_error"
+    TIMEOUT_BEFORE_APPLY = "timeout_before_apply"
+    TIMEOUT_AFTER_APPLY = "timeout_after_apply"
+    SERVER_ERROR_AFTER_APPLY = "server_error_after_apply"
+
+
+_APPLIES = {Fault.TIMEOUT_AFTER_APPLY, Fault.SERVER_ERROR_AFTER_APPLY}
+
+
+@dataclass
+class _FaultRule:
+    method: str
+    fault: Fault
+    kind: MessageKind | None
+    device: DeviceId | None
+    conversation: ConversationId | None
+    remaining: int
+    status: int
+    code: str
+
+
+@dataclass
+class _Log:
+    entries: list[bytes] = field(default_factory=list)  # encoded envelopes, seq = index + 1
+    epoch: int | None = None  # the epoch the next Commit must carry; None until the first Commit
+
+
+@dataclass
+class _Device:
+    info: DeviceInfo
+    revoked: bool = False
+    key_packages: deque[bytes] = field(default_factory=deque)
+    last_resort: bytes | None = None
+    inbox: list[bytes] = field(default_factory=list)  # encoded Welcome envelopes with their inbox seq
+    inbox_next: int = 1
+
+
+class MemoryDeliveryService:
+    """The delivery service, in memory. Get a device's view with :meth:`transport` or :meth:`connect`.
+
+    ``require_registration`` (default True) refuses every call but
+    ``register_device`` from a device that has not registered (401
+    ``unauthorized``), like the real server.
+    """
+
+    def __init__(self, *, require_registration: bool = True) -> None:
+        self.require_registration = require_registration
+        self._logs: dict[ConversationId, _Log] = {}
+        self._devices: dict[DeviceId, _Device] = {}
+        self._accounts: dict[UserId, bytes] = {}
+        self._faults: list[_FaultRule] = []
+        self.calls: list[tuple[str, DeviceId]] = []  # (method, caller), for assertions
+
+    # -- setup ----------------------------------------------------------
+
+    def transport(self, device_id: DeviceId) -> "MemoryTransport":
+        """A transport authenticated as ``device_id``."""
+        return MemoryTransport(self, device_id)
+
+    async def connect(self, identity: Identity, device: LocalDevice, now_ms: int = 0) -> "MemoryTransport":
+        """Register ``device`` under ``identity`` and return its transport."""
+        transport = self.transport(device.device_id)
+        await transport.register_device(device.info(now_ms), identity.device_binding(device.device_id))
+        return transport
+
+    def inject(
+        self,
+        method: str,
+        fault: Fault,
+        *,
+        kind: MessageKind | None = None,
+        device: DeviceId | None = None,
+        conversation: ConversationId | None = None,
+        count: int = 1,
+        status: int = 409,
+        code: str = "conflict",
+    ) -> None:
+        """Make the next ``count`` calls of ``method`` that match (envelope ``kind``, calling
+        ``device``, ``conversation``) fail with ``fault``. ``status``/``code`` apply to REJECT."""
+        if fault is Fault.REJECT and not 400 <= status < 500:
+            raise InvalidInput("a REJECT fault needs a 4xx status")
+        self._faults.append(_FaultRule(method, fault, kind, device, conversation, count, status, code))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    # -- inspection (tests) ------------------------------------------------
+
+    def log(self, conversation_id: ConversationId) -> list[MessageEnvelope]:
+        """The conversation's log, decoded."""
+        log = self._logs.get(conversation_id)
+        return [MessageEnvelope.decode(b) for b in log.entries] if log else []
+
+    def epoch(self, conversation_id: ConversationId) -> int | None:
+        """The epoch the next Commit must carry (None: no Commit seen yet)."""
+        log = self._logs.get(conversation_id)
+        return log.epoch if log else None
+
+    def inbox(self, device_id: DeviceId) -> list[MessageEnvelope]:
+        dev = self._devices.get(device_id)
+        return [MessageEnvelope.decode(b) for b in dev.inbox] if dev else []
+
+    def key_package_count(self, device_id: DeviceId) -> int:
+        dev = self._devices.get(device_id)
+        return len(dev.key_packages) if dev else 0
+
+    def is_revoked(self, device_id: DeviceId) -> bool:
+        dev = self._devices.get(device_id)
+        return bool(dev and dev.revoked)
+
+    # -- request handling ----------------------------------------------------
+
+    async def _enter(
+        self,
+        method: str,
+        caller: DeviceId,
+        *,
+        kind: MessageKind | None = None,
+        conversation: ConversationId | None = None,
+        registration: bool = False,
+    ) -> Fault | None:
+        """Yield once, authenticate the caller, and pick the fault (if any) for this call.
+
+        A fault that does not apply the request raises here.
+        """
+        await asyncio.sleep(0)
+        self.calls.append((method, caller))
+        fault = self._take_fault(method, caller, kind, conversation)
+        if fault is not None and fault[0] not in _APPLIES:
+            _raise(fault)
+        if not registration:
+            dev = self._devices.get(caller)
+            if dev is None and self.require_registration:
+                raise TransportError("device is not registered", status=401, code="unauthorized")
+            if dev is not None and dev.revoked:
+                raise TransportError("device is revoked", status=403, code="forbidden")
+        return fault[0] if fault is not None else None
+
+    def _take_fault(
+        self, method: str, caller: DeviceId, kind: MessageKind | None, conversation: ConversationId | None
+    ) -> tuple[Fault, int, str] | None:
+        for rule in self._faults:
+            if rule.method != method:
+                continue
+            if rule.kind is not None and rule.kind != kind:
+                continue
+            if rule.device is not None and rule.device != caller:
+                continue
+            if rule.conversation is not None and rule.conversation != conversation:
+                continue
+            rule.remaining -= 1
+            if rule.remaining <= 0:
+                self._faults.remove(rule)
+            return (rule.fault, rule.status, rule.code)
+        return None
+
+    @staticmethod
+    def _after(fault: Fault | None) -> None:
+        """Raise the ambiguous error of a fault that lets the request apply."""
+        if fault is Fault.TIMEOUT_AFTER_APPLY:
+            raise TransportError("timed out (the server applied the request)", status=None, code="timeout")
+        if fault is Fault.SERVER_ERROR_AFTER_APPLY:
+            raise TransportError("server error after applying", status=500, code="server_error")
+
+    # conversation logs
+
+    async def _send(self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None) -> int:
+        env = MessageEnvelope.decode(data)
+        fault = await self._enter("send", caller, kind=env.kind, conversation=env.conversation_id)
+        if env.sender_device != caller:
+            raise TransportError("sender_device is not the authenticated device", status=403, code="forbidden")
+        if env.kind is MessageKind.WELCOME:
+            if not welcome_to:
+                raise TransportError("a Welcome needs recipients", status=400, code="invalid_request")
+            targets = []
+            for device_id in welcome_to:
+                dev = self._devices.get(device_id)
+                if dev is None or dev.revoked:
+                    raise TransportError("unknown or revoked Welcome recipient", status=404, code="not_found")
+                targets.append(dev)
+            for dev in targets:
+                dev.inbox.append(env.with_seq(dev.inbox_next).encode())
+                dev.inbox_next += 1
+            self._after(fault)
+            return 0
+        log = self._logs.setdefault(env.conversation_id, _Log())
+        if env.kind is MessageKind.COMMIT:
+            if log.epoch is not None and env.epoch != log.epoch:
+                raise TransportError(
+                    f"commit for epoch {env.epoch}, conversation is at {log.epoch}", status=409, code="epoch_advanced"
+                )
+            log.epoch = env.epoch + 1
+        seq = len(log.entries) + 1
+        log.entries.append(env.with_seq(seq).encode())
+        self._after(fault)
+        return seq
+
+    async def _fetch_since(self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[bytes]:
+        if not 1 <= limit <= MAX_FETCH_LIMIT:
+            raise TransportError(f"limit must be 1..{MAX_FETCH_LIMIT}", status=400, code="invalid_request")
+        fault = await self._enter("fetch_since", caller, conversation=conversation_id)
+        log = self._logs.get(conversation_id)
+        out = log.entries[cursor.seq : cursor.seq + limit] if log else []
+        self._after(fault)
+        return list(out)
+
+    # directory
+
+    async def _register(self, caller: DeviceId, info: DeviceInfo, binding: DeviceBinding) -> None:
+        fault = await self._enter("register_device", caller, registration=True)
+        if info.device_id != caller:
+            raise TransportError("a device registers itself only", status=403, code="forbidden")
+        try:
+            info.verify()
+            binding.verify()
+        except IdentityError as exc:
+            raise TransportError(f"registration refused: {exc}", status=400, code="invalid_request") from None
+        if binding.device_id != info.device_id or binding.user_id != info.user_id:
+            raise TransportError("binding is for another device or account", status=400, code="invalid_request")
+        known_key = self._accounts.get(info.user_id)
+        if known_key is not None and known_key != binding.user_public_key:
+            raise TransportError("account key differs from the registered one", status=403, code="forbidden")
+        dev = self._devices.get(info.device_id)
+        if dev is not None and dev.revoked:
+            raise TransportError("device is revoked", status=403, code="forbidden")
+        self._accounts[info.user_id] = binding.user_public_key
+        if dev is None:
+            self._devices[info.device_id] = _Device(info)
+        else:
+            dev.info = info
+        self._after(fault)
+
+    def _active(self, user_id: UserId) -> list[_Device]:
+        return [d for d in self._devices.values() if d.info.user_id == user_id and not d.revoked]
+
+    async def _list_devices(self, caller: DeviceId, user_id: UserId) -> list[bytes]:
+        fault = await self._enter("list_devices", caller)
+        out = [d.info.encode() for d in self._active(user_id)]
+        self._after(fault)
+        return out
+
+    async def _revoke(self, caller: DeviceId, device_id: DeviceId) -> None:
+        fault = await self._enter("revoke_device_remote", caller)
+        target = self._devices.get(device_id)
+        if target is None:
+            raise TransportError("unknown device", status=404, code="not_found")
+        me = self._devices.get(caller)
+        if me is None or me.info.user_id != target.info.user_id:
+            raise TransportError("only a device of the same account may revoke", status=403, code="forbidden")
+        target.revoked = True
+        target.key_packages.clear()
+        target.last_resort = None
+        target.inbox.clear()
+        self._after(fault)
+
+    async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None) -> None:
+        if len(key_packages) > MAX_KEY_PACKAGES_PER_PUBLISH:
+            raise TransportError("too many KeyPackages in one call", status=413, code="too_large")
+        for kp in [*key_packages, *([last_resort] if last_resort is not None else [])]:
+            if not isinstance(kp, bytes) or not kp or len(kp) > _MAX_KEY_PACKAGE_LEN:
+                raise TransportError("malformed KeyPackage", status=400, code="invalid_request")
+        fault = await self._enter("publish_key_packages", caller)
+        dev = self._devices.get(caller)
+        if dev is None:
+            raise TransportError("device is not registered", status=401, code="unauthorized")
+        dev.key_packages.extend(key_packages)
+        if last_resort is not None:
+            dev.last_resort = last_resort
+        self._after(fault)
+
+    @staticmethod
+    def _claim_one(dev: _Device) -> bytes | None:
+        if dev.key_packages:
+            return dev.key_packages.popleft()
+        return dev.last_resort
+
+    async def _claim(self, caller: DeviceId, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
+        fault = await self._enter("claim_key_packages", caller)
+        out = []
+        for dev in self._active(user_id):
+            if dev.info.device_id == caller:
+                continue
+            kp = self._claim_one(dev)
+            if kp is not None:
+                out.append((dev.info.device_id, kp))
+        self._after(fault)
+        return out
+
+    async def _claim_device(self, caller: DeviceId, device_id: DeviceId, count: int) -> list[bytes]:
+        if not 1 <= count <= _MAX_CLAIM:
+            raise TransportError(f"count must be 1..{_MAX_CLAIM}", status=400, code="invalid_request")
+        fault = await self._enter("claim_device_key_packages", caller)
+        dev = self._devices.get(device_id)
+        if dev is None or dev.revoked:
+            raise TransportError("unknown or revoked device", status=404, code="not_found")
+        out = []
+        for _ in range(count):
+            kp = self._claim_one(dev)
+            if kp is None:
+                break
+            out.append(kp)
+        self._after(fault)
+        return out
+
+    async def _fetch_welcomes(self, caller: DeviceId) -> list[bytes]:
+        fault = await self._enter("fetch_welcomes", caller)
+        dev = self._devices.get(caller)
+        out = list(dev.inbox) if dev else []
+        self._after(fault)
+        return out
+
+    async def _ack_welcomes(self, caller: DeviceId, up_to_seq: int) -> None:
+        fault = await self._enter("ack_welcomes", caller)
+        dev = self._devices.get(caller)
+        if dev is not None:
+            dev.inbox = [b for b in dev.inbox if MessageEnvelope.decode(b).seq > up_to_seq]
+        self._after(fault)
+
+
+def _raise(fault: tuple[Fault, int, str]) -> None:
+    kind, status, code = fault
+    if kind is Fault.REJECT:
+        raise TransportError(f"rejected ({code})", status=status, code=code)
+    if kind is Fault.SERVER_ERROR:
+        raise TransportError("service unavailable", status=503, code="server_error")
+    raise TransportError("timed out (the server did not apply the request)", status=None, code="timeout")
+
+
+class MemoryTransport:
+    """One device's :class:`~ping_core.transport.base.Transport` to a :class:`MemoryDeliveryService`."""
+
+    def __init__(self, service: MemoryDeliveryService, device_id: DeviceId) -> None:
+        self.service = service
+        self.device_id = device_id
+        self._welcome_recipients: dict[ConversationId, list[DeviceId]] = {}
+
+    async def send(self, envelope: MessageEnvelope) -> int:
+        if not isinstance(envelope, MessageEnvelope):
+            raise InvalidInput("send needs a MessageEnvelope")
+        recipients = None
+        if envelope.kind is MessageKind.WELCOME:
+            recipients = self._welcome_recipients.get(envelope.conversation_id)
+        seq = await self.service._send(self.device_id, envelope.encode(), recipients)
+        if recipients is not None:
+            # Forget the recipients only once delivered, so a retried Welcome still has them.
+            self._welcome_recipients.pop(envelope.conversation_id, None)
+        return seq
+
+    async def fetch_since(self, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[MessageEnvelope]:
+        return _decode_all(await self.service._fetch_since(self.device_id, conversation_id, cursor, limit))
+
+    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        self._welcome_recipients[conversation_id] = list(device_ids)
+
+    async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
+        await self.service._register(self.device_id, DeviceInfo.decode(info.encode()), DeviceBinding.decode(binding.encode()))
+
+    async def list_devices(self, user_id: UserId) -> list[DeviceInfo]:
+        return [DeviceInfo.decode(b) for b in await self.service._list_devices(self.device_id, user_id)]
+
+    async def revoke_device_remote(self, device_id: DeviceId) -> None:
+        await self.service._revoke(self.device_id, device_id)
+
+    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
+        await self.service._publish(self.device_id, list(key_packages), last_resort)
+
+    async def claim_key_packages(self, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
+        return await self.service._claim(self.device_id, user_id)
+
+    async def claim_device_key_packages(self, device_id: DeviceId, count: int) -> list[bytes]:
+        return await self.service._claim_device(self.device_id, device_id, count)
+
+    async def fetch_welcomes(self) -> list[MessageEnvelope]:
+        return _decode_all(await self.service._fetch_welcomes(self.device_id))
+
+    async def ack_welcomes(self, up_to_seq: int) -> None:
+        await self.service._ack_welcomes(self.device_id, up_to_seq)
+
+    def __repr__(self) -> str:
+        return f"MemoryTransport(device_id={self.device_id.as_hex()[:16]}...)"
+
+
+def _decode_all(blobs: list[bytes], decode: Callable[[bytes], MessageEnvelope] = MessageEnvelope.decode) -> list[MessageEnvelope]:
+    return [decode(b) for b in blobs]
