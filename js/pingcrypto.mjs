@@ -12,7 +12,9 @@
 // does not authenticate, a low-order X25519 point) come back as `false` /
 // `undefined`, never as exceptions: Python maps them to its own errors.
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE } from "@noble/curves/utils.js";
 import { gcm } from "@noble/ciphers/aes.js";
+import { sha512 } from "@noble/hashes/sha2.js";
 
 const ED_SECRET = 32;
 const ED_PUBLIC = 32;
@@ -22,6 +24,13 @@ const GCM_KEY = 16;
 const GCM_NONCE = 12;
 // RFC 8032 / FIPS 186-5 decoding rules, like OpenSSL: no ZIP-215 leniency.
 const STRICT = { zip215: false };
+// Signing keys expanded once (SHA-512 of the seed and a base-point
+// multiplication, half the cost of a signature): MLS signs with the same key
+// over and over. Bounded; cleared when full, like the pyca backend's caches.
+const ED_CACHE_LIMIT = 64;
+const edCache = new Map();
+const Fn = ed25519.Point.Fn;
+const BASE = ed25519.Point.BASE;
 // crypto.getRandomValues refuses more than 65536 bytes per call.
 const RANDOM_CHUNK = 65536;
 
@@ -52,14 +61,49 @@ export function ed25519Keygen() {
   return keyPair(seed, ed25519.getPublicKey(seed));
 }
 
-/** The public key of a 32-byte seed. */
-export function ed25519Public(seed) {
-  return ed25519.getPublicKey(seed);
+function expanded(seed) {
+  const id = String.fromCharCode.apply(null, seed);
+  let ext = edCache.get(id);
+  if (ext === undefined) {
+    const { prefix, scalar, pointBytes } = ed25519.utils.getExtendedPublicKey(seed.slice());
+    ext = { prefix, scalar, pointBytes };
+    if (edCache.size >= ED_CACHE_LIMIT) edCache.clear();
+    edCache.set(id, ext);
+  }
+  return ext;
 }
 
-/** buf = seed(32) || message: the 64-byte signature. */
+function concat(...parts) {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+const modL = (bytes) => Fn.create(bytesToNumberLE(bytes));
+
+/** The public key of a 32-byte seed. */
+export function ed25519Public(seed) {
+  return expanded(seed).pointBytes.slice();
+}
+
+/**
+ * buf = seed(32) || message: the 64-byte signature (RFC 8032 section 5.1.6,
+ * as noble's ed25519.sign, with the expanded key cached).
+ */
 export function ed25519Sign(buf) {
-  return ed25519.sign(buf.subarray(ED_SECRET), buf.subarray(0, ED_SECRET));
+  const { prefix, scalar, pointBytes } = expanded(buf.subarray(0, ED_SECRET));
+  const msg = buf.subarray(ED_SECRET);
+  const r = modL(sha512(concat(prefix, msg)));
+  const R = BASE.multiply(r).toBytes();
+  const k = modL(sha512(concat(R, pointBytes, msg)));
+  const s = Fn.create(r + k * scalar);
+  return concat(R, Fn.toBytes(s));
 }
 
 /** buf = public(32) || signature(64) || message: true when it verifies. */

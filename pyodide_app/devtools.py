@@ -91,12 +91,16 @@ async def _blob_list(params: dict[str, Any]) -> list[str]:
     return await (await _store(params)).list(params.get("prefix", ""))
 
 
-async def _blob_write_batch(params: dict[str, Any]) -> None:
+async def _blob_items(params: dict[str, Any]) -> list[list[Any]]:
+    return [[k, v] for k, v in await (await _store(params)).items(params.get("prefix", ""))]
+
+
+async def _blob_commit(params: dict[str, Any]) -> None:
     puts = params.get("puts", {})
     deletes = params.get("deletes", [])
     if not isinstance(puts, dict) or not isinstance(deletes, list):
-        raise InvalidInput("dev.blob.write_batch takes {puts: {key: bytes}, deletes: [key]}")
-    await (await _store(params)).write_batch(puts, deletes)
+        raise InvalidInput("dev.blob.commit takes {puts: {key: bytes}, deletes: [key]}")
+    await (await _store(params)).commit(puts, deletes)
 
 
 async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +126,8 @@ def register() -> None:
         "dev.blob.get": _blob_get,
         "dev.blob.delete": _blob_delete,
         "dev.blob.list": _blob_list,
-        "dev.blob.write_batch": _blob_write_batch,
+        "dev.blob.items": _blob_items,
+        "dev.blob.commit": _blob_commit,
         "dev.fetch": _fetch,
     }
     for name, handler in table.items():

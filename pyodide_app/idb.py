@@ -1,11 +1,14 @@
 """A blob store on IndexedDB: bytes by string key, for Python in the worker.
 
-Each write is exactly one IndexedDB transaction and is awaited until the
-transaction has committed. :meth:`IndexedDbBlobStore.write_batch` puts and
+It implements ``ping_core.storage.BlobStore`` / ``BulkBlobStore`` (``get``,
+``list``, ``items``, ``commit``) plus ``put``/``delete``/``put_many``/
+``delete_many`` conveniences. Each write is exactly one IndexedDB transaction,
+awaited until it has committed. :meth:`IndexedDbBlobStore.commit` puts and
 deletes many records in ONE transaction, which is what an atomic checkpoint
 needs (DESIGN.md invariant 5): after a crash either all of it or none of it is
 there. Every failure is a :class:`ping_core.errors.StorageError`; a key that is
-not a ``str`` or a value that is not bytes is an ``InvalidInput``.
+not a ``str`` or a value that is not bytes is an ``InvalidInput`` and writes
+nothing (checked before the transaction starts).
 
 The JS side is ``static/pingidb.mjs``, registered as the JS module ``pingidb``.
 """
@@ -15,25 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ping_core.errors import InvalidInput, StorageError
+from ping_core.errors import StorageError
+from ping_core.storage.base import check_key, check_value
 
 __all__ = ["IndexedDbBlobStore", "JS_MODULE_NAME"]
 
 JS_MODULE_NAME = "pingidb"
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str):
-        raise InvalidInput("blob store keys are str")
-    return key
-
-
-def _check_value(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidInput("blob store values are bytes")
 
 
 class IndexedDbBlobStore:
@@ -70,7 +60,7 @@ class IndexedDbBlobStore:
 
     async def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None``."""
-        _check_key(key)
+        check_key(key)
         try:
             value = await self._js.get(self._db, self._store, key)
         except self._js_error as exc:
@@ -81,38 +71,49 @@ class IndexedDbBlobStore:
         return out
 
     async def list(self, prefix: str = "") -> list[str]:
-        """The keys that start with ``prefix``, in IndexedDB's (code unit) order."""
-        _check_key(prefix)
+        """The keys that start with ``prefix``, sorted by code point."""
+        check_key(prefix, "prefix")
         try:
             keys = await self._js.keys(self._db, self._store, prefix)
         except self._js_error as exc:
             raise StorageError(f"IndexedDB list failed: {_js_reason(exc)}") from None
-        return [str(k) for k in keys]
+        # IndexedDB orders by UTF-16 code unit; Python (and the protocol) by code point.
+        return sorted(str(k) for k in keys)
+
+    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        """(key, value) for every key that starts with ``prefix``, sorted; one read transaction."""
+        check_key(prefix, "prefix")
+        try:
+            pair = await self._js.entries(self._db, self._store, prefix)
+        except self._js_error as exc:
+            raise StorageError(f"IndexedDB read failed: {_js_reason(exc)}") from None
+        keys, values = pair[0], pair[1]
+        return sorted((str(k), v.to_bytes()) for k, v in zip(keys, values))
 
     async def put(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` in one committed transaction."""
-        await self.write_batch({key: value}, ())
+        await self.commit({key: value}, ())
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (no error when it is absent) in one committed transaction."""
-        await self.write_batch({}, (key,))
+        await self.commit({}, (key,))
 
     async def put_many(self, items: Mapping[str, bytes]) -> None:
         """Store every item in ONE transaction: all of them or none."""
-        await self.write_batch(items, ())
+        await self.commit(items, ())
 
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Remove every key in ONE transaction."""
-        await self.write_batch({}, keys)
+        await self.commit({}, keys)
 
-    async def write_batch(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
+    async def commit(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:
         """Apply ``deletes`` then ``puts`` in ONE transaction, awaited until committed.
 
         Arguments are checked before anything is written, so a bad key or
         value changes nothing.
         """
-        put_list = [[_check_key(k), _check_value(v)] for k, v in puts.items()]
-        delete_list = [_check_key(k) for k in deletes]
+        put_list = [[check_key(k), check_value(v)] for k, v in puts.items()]
+        delete_list = [check_key(k) for k in deletes]
         if not put_list and not delete_list:
             return
         try:

@@ -47,6 +47,15 @@ export async function keys(db, store, prefix) {
   return await promised(tx.objectStore(store).getAllKeys(range));
 }
 
+/** [keys, values] of the records whose key starts with `prefix`, from one transaction. */
+export async function entries(db, store, prefix) {
+  const tx = db.transaction(store, "readonly");
+  const os = tx.objectStore(store);
+  const range = prefix ? IDBKeyRange.bound(prefix, prefix + "\uffff") : undefined;
+  const [keys, values] = await Promise.all([promised(os.getAllKeys(range)), promised(os.getAll(range))]);
+  return [keys, values.map((v) => (v instanceof Uint8Array ? v : new Uint8Array(v)))];
+}
+
 /**
  * One atomic transaction: `puts` is an array of [key, Uint8Array], `deletes`
  * an array of keys (applied before the puts). Resolves once it committed.

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from pingpage import PAGE_HELPERS, wait_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # As root in a container: no sandbox; no GPU; and no background connections
@@ -36,7 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-BOOT_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="session")
@@ -85,27 +86,6 @@ def server_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def wait_ready(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait until #boot-status says exactly "ready" (fail fast on "failed")."""
-    page.wait_for_function(
-        "() => ['ready', 'failed'].includes(document.getElementById('boot-status')?.textContent)",
-        timeout=BOOT_TIMEOUT_MS,
-    )
-    status = page.text_content("#boot-status")
-    assert status == "ready", f"worker boot: {status}: {page.text_content('#boot-detail')}"
-
-
-# Helpers the tests evaluate in the page: hex <-> bytes and RPC errors as data.
-PAGE_HELPERS = """
-window.hex = (u8) => Array.from(u8, (b) => b.toString(16).padStart(2, '0')).join('');
-window.unhex = (s) => new Uint8Array(s.match(/../g)?.map((x) => parseInt(x, 16)) ?? []);
-window.tryCall = async (method, params) => {
-  try { return { ok: await window.ping.call(method, params) }; }
-  catch (e) { return { error: { name: e.name, message: e.message, status: e.status ?? null, code: e.code ?? null } }; }
-};
-"""
 
 
 @pytest.fixture

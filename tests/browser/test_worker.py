@@ -16,7 +16,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from conftest import PAGE_HELPERS, wait_ready
+from pingpage import PAGE_HELPERS, wait_ready
 
 _spec = importlib.util.spec_from_file_location(
     "crypto_vectors", Path(__file__).resolve().parents[1] / "core" / "test_crypto_vectors.py"
@@ -229,16 +229,18 @@ def test_blob_batches_are_atomic_and_checked(ping_page) -> None:  # type: ignore
     result = ping_page.evaluate(
         """async () => {
             const b = (n) => new Uint8Array([n]);
-            await ping.call('dev.blob.write_batch', { puts: { a: b(1), b: b(2), c: b(3) }, deletes: [] });
-            await ping.call('dev.blob.write_batch', { puts: { d: b(4), a: b(9) }, deletes: ['b', 'zz'] });
+            await ping.call('dev.blob.commit', { puts: { a: b(1), b: b(2), c: b(3) }, deletes: [] });
+            await ping.call('dev.blob.commit', { puts: { d: b(4), a: b(9) }, deletes: ['b', 'zz'] });
             const afterBatch = await ping.call('dev.blob.list', {});
             // A bad value anywhere in a batch: nothing of it is written.
-            const bad = await tryCall('dev.blob.write_batch', { puts: { e: b(5), f: 'not bytes' }, deletes: ['a'] });
+            const bad = await tryCall('dev.blob.commit', { puts: { e: b(5), f: 'not bytes' }, deletes: ['a'] });
             const badKey = await tryCall('dev.blob.put', { key: 5, value: b(1) });
             await ping.call('dev.blob.delete', { key: 'c' });
+            const items = await ping.call('dev.blob.items', { prefix: '' });
             return {
               afterBatch, bad: bad.error.name, badKey: badKey.error.name,
               final: await ping.call('dev.blob.list', {}),
+              items: items.map(([k, v]) => k + '=' + hex(v)),
               a: hex(await ping.call('dev.blob.get', { key: 'a' })),
             };
         }"""
@@ -248,6 +250,7 @@ def test_blob_batches_are_atomic_and_checked(ping_page) -> None:  # type: ignore
         "bad": "InvalidInput",
         "badKey": "InvalidInput",
         "final": ["a", "d"],
+        "items": ["a=09", "d=04"],
         "a": "09",
     }
 
