@@ -303,7 +303,7 @@ def build(with_test_wheels: bool = False) -> dict[str, object]:
     for path in sorted(wanted):
         build_id.update(path.relative_to(DIST).as_posix().encode())
         build_id.update(_digest(path).encode())
-    manifest = {
+    manifest: dict[str, object] = {
         "pyodide": PYODIDE_VERSION,
         # micropip is loaded by pyodide.loadPackage; the rest by micropip, in order.
         "micropip": wheel_names[0],

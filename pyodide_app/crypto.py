@@ -50,7 +50,7 @@ _MAX_RANDOM = 1 << 24
 
 def _load_js_module() -> Any:
     try:
-        import pyodide.ffi  # noqa: F401  (only present inside Pyodide)
+        import pyodide.ffi  # type: ignore[import-not-found,unused-ignore]  # noqa: F401  (only inside Pyodide)
 
         return __import__(JS_MODULE_NAME)
     except ImportError as exc:
@@ -68,7 +68,7 @@ class NobleProvider(HashlibKdf):
     name = "noble"
 
     def __init__(self, js_module: Any = None) -> None:
-        from pyodide.ffi import JsException, to_js
+        from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found,unused-ignore]
 
         self._js = js_module if js_module is not None else _load_js_module()
         self._to_js = to_js

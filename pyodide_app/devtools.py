@@ -105,7 +105,7 @@ async def _blob_commit(params: dict[str, Any]) -> None:
 
 async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
     """``{url, method?, body?}``: the status and body of a 2xx answer (else TransportError)."""
-    from js import location
+    from js import location  # type: ignore[attr-defined]
 
     url = params.get("url")
     if not isinstance(url, str):

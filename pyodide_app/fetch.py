@@ -80,8 +80,8 @@ async def request(
     timeout: float | None = DEFAULT_TIMEOUT,
 ) -> HttpResponse:
     """Send one HTTP request with JS ``fetch``; see the module docstring for errors."""
-    from js import AbortSignal
-    from pyodide.http import pyfetch
+    from js import AbortSignal  # type: ignore[attr-defined]
+    from pyodide.http import pyfetch  # type: ignore[import-not-found,unused-ignore]
 
     kwargs: dict[str, Any] = {"method": method.upper(), "headers": dict(headers or {})}
     if body is not None:

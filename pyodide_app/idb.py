@@ -15,6 +15,7 @@ The JS side is ``static/pingidb.mjs``, registered as the JS module ``pingidb``.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ class IndexedDbBlobStore:
     """Bytes by key in one IndexedDB object store. Open with :meth:`open`."""
 
     def __init__(self, js_module: Any, db: Any, db_name: str, store: str) -> None:
-        from pyodide.ffi import JsException, to_js
+        from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found,unused-ignore]
 
         self._js = js_module
         self._db = db
@@ -45,7 +46,7 @@ class IndexedDbBlobStore:
     @classmethod
     async def open(cls, db_name: str = "ping", store: str = "blobs", js_module: Any = None) -> IndexedDbBlobStore:
         """Open (creating if needed) ``db_name`` with the object store ``store``."""
-        from pyodide.ffi import JsException
+        from pyodide.ffi import JsException  # type: ignore[import-not-found,unused-ignore]
 
         if js_module is None:
             try:
@@ -80,7 +81,7 @@ class IndexedDbBlobStore:
         # IndexedDB orders by UTF-16 code unit; Python (and the protocol) by code point.
         return sorted(str(k) for k in keys)
 
-    async def items(self, prefix: str = "") -> list[tuple[str, bytes]]:
+    async def items(self, prefix: str = "") -> builtins.list[tuple[str, bytes]]:
         """(key, value) for every key that starts with ``prefix``, sorted; one read transaction."""
         check_key(prefix, "prefix")
         try:

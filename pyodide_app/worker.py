@@ -117,7 +117,7 @@ async def dispatch(request: Mapping[str, Any]) -> dict[str, Any]:
 def from_js(value: Any) -> Any:
     """A JS structured-clone value as plain Python (bytes for typed arrays, None for null)."""
     try:
-        from pyodide.ffi import jsnull
+        from pyodide.ffi import jsnull  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # CPython: nothing to map
         jsnull = None
     to_py = getattr(value, "to_py", None)
@@ -162,8 +162,8 @@ def _key(k: Any) -> str:
 
 async def handle_message(message: Any) -> Any:
     """The worker's entry point: a JS request object in, a JS reply object out."""
-    from js import Object
-    from pyodide.ffi import to_js
+    from js import Object  # type: ignore[attr-defined]
+    from pyodide.ffi import to_js  # type: ignore[import-not-found,unused-ignore]
 
     try:
         request = from_js(message)
