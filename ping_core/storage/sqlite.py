@@ -47,7 +47,6 @@ import builtins
 
 import asyncio
 import os
-import sqlite3
 import sys
 from typing import Callable, Iterable, Mapping, TypeVar
 
@@ -55,6 +54,13 @@ from ping_core.errors import CryptoError, InvalidInput, StorageError
 from ping_core.mls.crypto import CryptoProvider, default_provider
 
 from .base import check_key, check_value
+
+try:
+    import sqlite3
+except ImportError:  # Pyodide loads its sqlite3 module only on request; the rest of storage must still import
+    _HAVE_SQLITE = False
+else:
+    _HAVE_SQLITE = True
 
 __all__ = ["SqliteBlobStore", "FORMAT"]
 
@@ -125,6 +131,8 @@ class SqliteBlobStore:
         ``synchronous`` mode, and ``StorageError`` when the file is not a
         Ping store, or was created with another key.
         """
+        if not _HAVE_SQLITE:
+            raise StorageError("sqlite3 is not available in this Python (in Pyodide: loadPackage('sqlite3'))")
         if not isinstance(encryption_key, (bytes, bytearray)) or len(encryption_key) != 32:
             raise InvalidInput("the SQLite encryption key must be 32 bytes")
         if synchronous not in _SYNC_MODES:

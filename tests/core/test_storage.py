@@ -7,7 +7,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -34,7 +34,7 @@ OTHER_KEY = bytes(range(1, 33))
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-async def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryBlobStore()
     else:
@@ -47,7 +47,7 @@ async def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @pytest.fixture(params=["memory", "blob-memory", "blob-sqlite"])
-async def kv(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+def kv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     if request.param == "memory":
         yield MemoryStorage()
     elif request.param == "blob-memory":
