@@ -96,32 +96,30 @@ class _FixedId:
         return (type(self), (self._value,))
 
 
-class UserId(_FixedId):
+class _KeyHashId(_FixedId):
+    """An id that is SHA-256 of a 32-byte Ed25519 public key."""
+
+    __slots__ = ()
+    LENGTH = 32
+
+    @classmethod
+    def from_public_key(cls: type[_I], public_key: bytes) -> _I:
+        """The id of a 32-byte Ed25519 public key (else ``InvalidInput``)."""
+        if not isinstance(public_key, bytes) or len(public_key) != 32:
+            raise InvalidInput(f"{cls.__name__}: the public key must be 32 bytes")
+        return cls(hashlib.sha256(public_key).digest())
+
+
+class UserId(_KeyHashId):
     """An account: SHA-256 of the account's Ed25519 public key (32 bytes)."""
 
     __slots__ = ()
-    LENGTH = 32
-
-    @classmethod
-    def from_public_key(cls, public_key: bytes) -> "UserId":
-        """The ``UserId`` of an account public key (32 bytes, else ``InvalidInput``)."""
-        if not isinstance(public_key, bytes) or len(public_key) != 32:
-            raise InvalidInput("account public key must be 32 bytes")
-        return cls(hashlib.sha256(public_key).digest())
 
 
-class DeviceId(_FixedId):
+class DeviceId(_KeyHashId):
     """A device: SHA-256 of the device's Ed25519 signing public key (32 bytes)."""
 
     __slots__ = ()
-    LENGTH = 32
-
-    @classmethod
-    def from_public_key(cls, public_key: bytes) -> "DeviceId":
-        """The ``DeviceId`` of a device signing public key (32 bytes, else ``InvalidInput``)."""
-        if not isinstance(public_key, bytes) or len(public_key) != 32:
-            raise InvalidInput("device signing public key must be 32 bytes")
-        return cls(hashlib.sha256(public_key).digest())
 
 
 class ConversationId(_FixedId):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Protocol, runtime_checkable
 
+from ping_core.codec import check_text
 from ping_core.errors import InvalidInput
 
 __all__ = ["Storage", "BlobStore", "BulkBlobStore", "check_key", "check_value", "check_namespace", "MAX_KEY_LEN"]
@@ -79,15 +80,7 @@ class BulkBlobStore(BlobStore, Protocol):
 
 def check_key(key: object, what: str = "key") -> str:
     """``key`` as a ``str`` of valid Unicode, at most ``MAX_KEY_LEN`` UTF-8 bytes."""
-    if type(key) is not str:
-        raise InvalidInput(f"{what} must be str")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} is not valid Unicode") from None
-    if size > MAX_KEY_LEN:
-        raise InvalidInput(f"{what} longer than {MAX_KEY_LEN} bytes")
-    return key
+    return check_text(key, what, MAX_KEY_LEN)
 
 
 def check_value(value: object) -> bytes:
