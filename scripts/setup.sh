@@ -36,7 +36,7 @@ setup_ping() {
   fi
 
   command -v node >/dev/null || die "node not found: install Node.js 20 or newer"
-  node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' \
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' \
     || die "Node.js 20 or newer is needed ($(node --version) found)"
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "setup: npm ci"
