@@ -75,7 +75,42 @@ async function boot() {
 // the previous run (same basenames in different folders would clash) and
 // collect one report per test phase.
 const HELPERS = `
-import json as _json, os as _os, sys as _sys
+import asyncio as _asyncio, json as _json, os as _os, sys as _sys
+
+
+class _WebLoopRunner:
+    """asyncio.Runner for Pyodide: runs on THE WebLoop (the only loop there).
+
+    A new loop per test (pytest-asyncio's default) cannot work in Pyodide:
+    the WebLoop is driven by JS and is always the running loop. With JSPI,
+    run_until_complete blocks until the coroutine is done, as on CPython.
+    """
+
+    def __init__(self, *, debug=None, loop_factory=None):
+        self._loop = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def get_loop(self):
+        if self._loop is None:
+            self._loop = _asyncio.get_event_loop()
+        return self._loop
+
+    def run(self, coro, *, context=None):
+        loop = self.get_loop()
+        task = loop.create_task(coro, context=context)
+        return loop.run_until_complete(task)
+
+
+# Before pytest_asyncio imports it.
+_asyncio.Runner = _asyncio.runners.Runner = _WebLoopRunner
 
 def _ping_run_pytest(args, env):
     import pytest

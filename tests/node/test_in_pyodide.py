@@ -9,8 +9,10 @@ backend registered exactly as in the worker. pyca is not there, so
 tests/core/test_crypto_vectors.py assert it.
 
 To run another file inside Pyodide, add one line to ``IN_PYODIDE``.
-Async tests work (pytest-asyncio): the harness gives Pyodide JSPI on Node 20
-(--experimental-wasm-stack-switching) and enters pytest asynchronously.
+Async tests work (pytest-asyncio, asyncio.run): the harness gives Pyodide
+JSPI on Node 20 (--experimental-wasm-stack-switching), enters pytest
+asynchronously and runs every asyncio.Runner on Pyodide's one WebLoop
+(see pyodide_host.mjs). tests/node/test_harness.py checks both.
 """
 
 from __future__ import annotations
