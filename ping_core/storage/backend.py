@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, ClassVar, Union
 
@@ -59,6 +60,10 @@ class SqliteBackend(StorageBackend):
     synchronous: str = "FULL"
 
     def __post_init__(self) -> None:
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if not isinstance(self.path, str) or not self.path:
+            raise InvalidInput("the SQLite path must be a non-empty str or path")
         if not isinstance(self.encryption_key, bytes) or len(self.encryption_key) != 32:
             raise InvalidInput("the SQLite encryption key must be 32 bytes")
 

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ping_core.errors import PingError, StorageError
 
 from .base import BlobStore, BulkBlobStore, check_key, check_value
+
+if TYPE_CHECKING:
+    from .backend import StorageBackend
 
 __all__ = ["MlsStateStore", "CheckpointStats", "STATE_STORE_VERSION"]
 
@@ -93,6 +96,13 @@ class MlsStateStore:
             check_key(key)
             check_value(value)
         return cls(blobs, records)
+
+    @classmethod
+    async def open_backend(cls, backend: "StorageBackend | BlobStore") -> "MlsStateStore":
+        """Open the blob store ``backend`` describes and load it (the spec's ``PersistentMlsProvider::open_async``)."""
+        from .backend import open_blob_store  # backend imports the stores; keep this module light
+
+        return await cls.open(await open_blob_store(backend))
 
     @property
     def blob_store(self) -> BlobStore:

@@ -452,3 +452,14 @@ async def test_backends(tmp_path: Path) -> None:
         register_indexeddb_opener(None)
     state = await MlsStateStore.open(await open_blob_store(StorageBackend.Memory()))
     assert len(state) == 0
+    path_backend = StorageBackend.Sqlite(tmp_path / "c.db", KEY)  # type: ignore[arg-type]
+    assert path_backend.path == str(tmp_path / "c.db")
+    state = await MlsStateStore.open_backend(path_backend)
+    state.put("k", b"v")
+    await state.checkpoint()
+    state.blob_store.close()  # type: ignore[attr-defined]
+    again = await MlsStateStore.open_backend(path_backend)
+    assert again.items() == [("k", b"v")]
+    again.blob_store.close()  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInput):
+        StorageBackend.Sqlite("", KEY)
