@@ -43,5 +43,17 @@ setup_ping() {
     npm ci --no-audit --no-fund --loglevel=error
   fi
 
+  # Test folders with JS dependencies of their own (e.g. tests/interop: ts-mls).
+  local lock
+  for lock in tests/*/package-lock.json; do
+    [ -f "$lock" ] || continue
+    local dir
+    dir=$(dirname "$lock")
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$lock" -nt "$dir/node_modules/.package-lock.json" ]; then
+      echo "setup: npm ci --prefix $dir"
+      npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    fi
+  done
+
   "$PY" build.py "${build_args[@]}"
 }

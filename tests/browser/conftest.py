@@ -40,6 +40,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an asyncio loop running in the main thread
+    from the first browser test to the end of the session; any asyncio.run()
+    or pytest-asyncio test after it would fail with "cannot be called from a
+    running event loop".
+    """
+    here = Path(__file__).resolve().parent
+    items.sort(key=lambda item: here in Path(str(item.path)).resolve().parents)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     if not Path(CHROMIUM).exists():
