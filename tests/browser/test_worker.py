@@ -27,8 +27,23 @@ _spec.loader.exec_module(V)
 
 
 def test_page_worker_reaches_ready(page, server_url: str) -> None:  # type: ignore[no-untyped-def]
+    # Offline: every request of the page and its worker goes to our server.
+    seen: list[str] = []
+    foreign: list[str] = []
+
+    def guard(route):  # type: ignore[no-untyped-def]
+        seen.append(route.request.url)
+        if route.request.url.startswith(server_url + "/"):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", guard)
     page.goto(server_url + "/")
     wait_ready(page)
+    assert not foreign, foreign
+    assert any(url.endswith("/pyodide/pyodide.asm.wasm") for url in seen), seen
     assert page.text_content("#boot-status") == "ready"
     info = page.evaluate("window.ping.call('info')")
     assert info["crypto"] == "noble"
