@@ -469,8 +469,16 @@ class RatchetTree:
         self.leaf(leaf_index)
         return [p for p, _ in self._filtered_path_pairs(leaf_index)]
 
+    def filtered_direct_path_with_copath(self, leaf_index: int) -> list[tuple[int, int]]:
+        """``(node, copath child)`` for each node of the filtered direct path, nearest first.
+
+        The copath child is the child of the node that is not on the leaf's
+        direct path: the subtree a path secret for that node is encrypted to.
+        """
+        self.leaf(leaf_index)
+        return self._filtered_path_pairs(leaf_index)
+
     def _filtered_path_pairs(self, leaf_index: int) -> list[tuple[int, int]]:
-        """``(node, copath child)`` for each node of the filtered direct path, nearest first."""
         root = self._n_leaves - 1
         x = 2 * leaf_index
         out: list[tuple[int, int]] = []
@@ -616,8 +624,8 @@ class RatchetTree:
         """Drop the right half while it holds no non-blank leaf (§12.1.3)."""
         nodes = self._nodes
         while self._n_leaves > 1:
-            half = self._n_leaves  # the root's index + 1 = first node of the right subtree
-            if any(nodes[x] is not None for x in range(half + 1, len(nodes), 2)):
+            half = self._n_leaves  # the root's index + 1: the right subtree's first (leaf) node
+            if any(nodes[x] is not None for x in range(half, len(nodes), 2)):
                 break
             idx = self._own_index()
             if idx is not None:
@@ -771,23 +779,35 @@ class RatchetTree:
             if leaf_index is None or not 0 <= leaf_index < MAX_LEAF_WIDTH:
                 raise MlsError("update and commit leaves are verified at their (valid) leaf index")
             replaced = leaf_index
-        self._check_leaf_content(crypto, leaf, leaf_index, group_context, source, now_s, max_lifetime_s)
-        self._check_leaf_in_tree(leaf, replaced)
+        self.check_leaf_content(
+            crypto, leaf, leaf_index, group_context, source=source, now_s=now_s, max_lifetime_s=max_lifetime_s
+        )
+        self.check_leaf_in_tree(leaf, replaces=replaced)
 
-    def _check_leaf_content(
+    def check_leaf_content(
         self,
         crypto: CryptoProvider,
         leaf: LeafNode,
         leaf_index: int | None,
         gc: GroupContext,
+        *,
         source: LeafNodeSource,
-        now_s: int | None,
-        max_lifetime_s: int | None,
+        now_s: int | None = None,
+        max_lifetime_s: int | None = None,
         enc: bytes | None = None,
         required: RequiredCapabilities | None | bool = False,
     ) -> None:
-        """Checks of §7.3 that look at the leaf and the group context only."""
+        """The part of :meth:`verify_leaf` that looks at the leaf and the group context only.
+
+        Source, key size, capabilities (version, suite, own credential type,
+        own extensions, GroupContext extensions, required_capabilities),
+        lifetime (with ``now_s``) and, last, the signature. ``enc`` (the
+        leaf's encoding) and ``required`` (the parsed required_capabilities,
+        or ``None``) are internal shortcuts for :meth:`validate`.
+        """
         where = f"leaf {leaf_index}" if leaf_index is not None else "leaf node"
+        if source != _LEAF.KEY_PACKAGE and (leaf_index is None or not 0 <= leaf_index < MAX_LEAF_WIDTH):
+            raise MlsError("update and commit leaves are verified at their (valid) leaf index")
         if leaf.leaf_node_source != source:
             raise MlsError(f"{where}: leaf_node_source is {leaf.leaf_node_source.name}, expected {source.name}")
         if len(leaf.encryption_key) != HPKE_PUBLIC_KEY_LEN:
@@ -832,8 +852,16 @@ class RatchetTree:
         except CryptoError as exc:
             raise InvalidSignature(f"{where}: the leaf node signature does not verify ({exc})") from None
 
-    def _check_leaf_in_tree(self, leaf: LeafNode, replaced: int | None) -> None:
-        """Checks of §7.3 against the other members: unique keys, credential compatibility."""
+    def check_leaf_in_tree(self, leaf: LeafNode, *, replaces: int | None) -> None:
+        """The part of :meth:`verify_leaf` that compares the leaf with the tree.
+
+        Its encryption key must be new to the tree (every node, the replaced
+        leaf included); its signature key must not be another member's; its
+        credential type must be supported by every other member and it must
+        support theirs. ``replaces`` is the leaf index it will replace (update
+        and commit leaves), whose member does not count as "other".
+        """
+        replaced = replaces
         idx = self._keys()
         old = None
         if replaced is not None and replaced < self._n_leaves:
@@ -1007,14 +1035,14 @@ class RatchetTree:
             if leaf is None:
                 continue
             assert type(leaf) is LeafNode
-            self._check_leaf_content(
+            self.check_leaf_content(
                 crypto,
                 leaf,
                 x >> 1,
                 gc,
-                leaf.leaf_node_source,
-                now_s,
-                max_lifetime_s,
+                source=leaf.leaf_node_source,
+                now_s=now_s,
+                max_lifetime_s=max_lifetime_s,
                 enc=self._encoding(x),
                 required=req,
             )
