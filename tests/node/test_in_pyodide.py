@@ -28,6 +28,7 @@ IN_PYODIDE: list[str] = [
     "tests/mls/test_hpke.py tests/mls/test_primitives.py tests/mls/test_treemath.py tests/mls/test_schedule.py"
     " tests/mls/test_psk.py tests/mls/test_secret_tree.py tests/mls/test_transcript.py tests/mls/test_framing.py"
     " tests/mls/test_welcome.py",
+    "tests/mls/test_tree.py tests/mls/test_treekem.py tests/mls/test_vectors.py -k tree",
 ]
 
 # Environment inside Pyodide for every run.
