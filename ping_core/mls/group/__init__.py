@@ -1,0 +1,105 @@
+"""The MLS group state machine (RFC 9420 §8-§13) for cipher suite 1.
+
+Sans-IO and synchronous. Every call takes or holds a ``CryptoProvider``;
+nothing reads files or sockets. Failures raise ``ping_core.errors.MlsError``
+(or a subclass) with a clear message and leave the group exactly as it was.
+
+Who we are
+----------
+``Signer`` — a credential and its Ed25519 key pair (``Signer.generate(crypto,
+identity)``). ``generate_key_package(crypto, signer)`` returns a
+``KeyPackageBundle``: ``.message()`` is the MLSMessage to publish, ``.ref``
+its KeyPackageRef, ``.to_bytes()``/``KeyPackageBundle.from_bytes`` persist it
+with its private keys (persist it before publishing). KeyPackages advertise
+Ping's conversation-name GroupContext extension (``PING_CONVERSATION_NAME``,
+0xF0A1) and are valid 90 days by default.
+
+Getting a group
+---------------
+* ``Group.create(crypto, signer, group_id=..., conversation_name=...)``
+* ``Group.join(crypto, welcome, bundles, signer, ratchet_tree=None)`` —
+  ``welcome_key_package_refs(welcome)`` tells which bundle it needs.
+* ``Group.join_external(crypto, group_info, signer, resync=False)`` ->
+  ``(group, commit)``: send ``commit``; if refused, drop the group.
+* ``Group.from_bytes(crypto, data)`` / ``Group.from_records(crypto, records)``.
+
+Changing it (send-then-merge)
+-----------------------------
+``staged = group.commit(add=[kp, ...], remove=[leaf, ...],
+conversation_name=..., ...)`` computes the next epoch without applying it
+(it includes the pending proposals; an empty commit is a self-update).
+Send ``staged.message``; when the server took it ``group.merge_staged_commit
+(staged)``, deliver ``staged.welcome`` to ``staged.welcome_recipients``
+(KeyPackageRefs); when it refused, ``group.discard_staged_commit()``. The
+group persists its pending commit, so after a crash the echo of the commit
+from the server merges it (``process_message`` recognises it).
+``group.propose_add/remove/update/external_psk/resumption_psk/reinit/
+group_context_extensions(...)`` send proposals by reference
+(``ProposalMessage(message, ref)``).
+
+Receiving
+---------
+``group.process_message(data)`` returns ``ApplicationMessage`` (sender leaf,
+data, authenticated data, epoch), ``ProposalStored`` or ``CommitApplied``
+(epoch, committer, added/removed/updated leaves, ``removed_self``, ``own``,
+``already_applied``); with ``merge=False`` a received commit comes back as a
+``StagedCommit`` to merge or drop. Application messages of the last
+``GroupConfig.max_past_epochs`` epochs still decrypt; out-of-order tolerance
+and maximum forward distance are ``GroupConfig.ratchet``.
+
+Sending
+-------
+``group.protect(data, authenticated_data)`` -> PrivateMessage (MLSMessage).
+
+Reading
+-------
+``epoch``, ``group_id``, ``own_leaf_index``, ``epoch_authenticator``,
+``export_secret(label, context, length)``, ``members()`` (``Member``: leaf
+index, credential, identity, signature key), ``extensions``,
+``conversation_name``, ``group_info()``, ``ratchet_tree()``, ``active``.
+
+Persisting
+----------
+``to_bytes()``/``from_bytes()`` (versioned, deterministic), or records:
+``records()`` (all), ``changed_records()`` (``RecordChanges``: puts and
+deletes since ``mark_saved()``), ``Group.from_records``. An application
+message changes one small record (``st:<epoch>:leaf:<ours>``), whatever the
+group's size; a commit rewrites the per-epoch records.
+"""
+
+from __future__ import annotations
+
+from ping_core.mls.secret_tree import RatchetConfig, RecordChanges
+
+from .commit import StagedCommit
+from .config import PING_CONVERSATION_NAME, ConversationName, GroupConfig, default_capabilities
+from .group import Group
+from .join import welcome_key_package_refs
+from .keypackage import KeyPackageBundle, Signer, generate_key_package, validate_key_package
+from .proposals import PendingProposal
+from .psks import PskSource
+from .results import ApplicationMessage, CommitApplied, Member, ProcessResult, ProposalMessage, ProposalStored
+
+__all__ = [
+    "Group",
+    "GroupConfig",
+    "RatchetConfig",
+    "Signer",
+    "KeyPackageBundle",
+    "generate_key_package",
+    "validate_key_package",
+    "welcome_key_package_refs",
+    "default_capabilities",
+    "PING_CONVERSATION_NAME",
+    "ConversationName",
+    "StagedCommit",
+    "PendingProposal",
+    "PskSource",
+    "Member",
+    "ProposalMessage",
+    "ApplicationMessage",
+    "ProposalStored",
+    "CommitApplied",
+    "ProcessResult",
+    "RecordChanges",
+]

@@ -1,0 +1,642 @@
+"""Commits: building our own and staging received ones (RFC 9420 §12.2-§12.4).
+
+Both directions end in a :class:`StagedCommit`: the complete next epoch,
+computed on copies, that changes nothing until the group merges it
+(:meth:`Group.merge_staged_commit`) and can simply be dropped instead.
+
+Building (:func:`create_commit`): pick the pending proposals that may go
+together (§12.2; a Remove beats an Update of the same leaf, the most recent
+Update wins, our own Updates are left to the path), add the proposals given
+by value, validate, apply them to a copy of the tree (§12.3), generate an
+UpdatePath when required or asked for, sign, run the key schedule, attach the
+confirmation tag, frame the commit in the old epoch, and build the GroupInfo
+and the Welcome for the new members (with each joiner's path secret).
+
+Staging (:func:`stage_commit`): resolve references, validate the list and
+every proposal, check the path rule, apply the proposals and the path
+(verifying it and decrypting our path secret), derive the epoch and verify
+the confirmation tag. Any failure raises ``MlsError`` and there is nothing to
+undo.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from ping_core.errors import MlsError
+from ping_core.mls import hpke
+from ping_core.mls.codec import encode
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.framing import Unprotected
+from ping_core.mls.primitives import make_key_package_ref
+from ping_core.mls.psk import psk_secret as compute_psk_secret
+from ping_core.mls.schedule import EpochSecrets, epoch_secrets, external_key_pair
+from ping_core.mls.secret_tree import RatchetKey
+from ping_core.mls.structs import (
+    Add,
+    AuthenticatedContent,
+    Commit,
+    Extension,
+    ExternalInit,
+    ExternalPub,
+    GroupContext,
+    GroupContextExtensions,
+    GroupInfo,
+    LeafNode,
+    LeafNodeSource,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    ReInit,
+    Remove,
+    Sender,
+    SenderType,
+    Update,
+    WireFormat,
+)
+from ping_core.mls.structs.proposals import ProposalOrRef
+from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
+from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
+from ping_core.mls.tree import RatchetTree
+from ping_core.mls.treekem import PathKeys, apply_update_path, commit_leaf_maker, generate_update_path
+from ping_core.mls.treemath import common_ancestor
+from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
+
+from .messages import WELCOME_PREFIX, frame_signed, sign_content, with_tag
+from .proposals import PendingProposal
+from .psks import PskSource, resolve_psks
+from .results import CommitApplied
+from .state import EpochState
+from .validate import (
+    check_leaf_supports_group,
+    check_proposal_sender,
+    path_required,
+    validate_add,
+    validate_external_list,
+    validate_group_context_extensions,
+    validate_psk_id,
+    validate_regular_list,
+    validate_reinit,
+    validate_remove,
+    validate_update,
+)
+
+if TYPE_CHECKING:
+    from .group import Group
+
+__all__ = ["StagedCommit", "Applied", "apply_proposals", "create_commit", "stage_commit", "EXTERNAL_INIT_LABEL"]
+
+EXTERNAL_INIT_LABEL = b"MLS 1.0 external init secret"
+_NH = 32
+
+
+@dataclass(eq=False)
+class StagedCommit:
+    """A computed next epoch, not yet applied.
+
+    For our own commit: ``message`` (the commit as a TLS-serialized
+    MLSMessage, to send), ``welcome`` (MLSMessage or ``None`` when nobody was
+    added), ``welcome_recipients`` (the KeyPackageRefs the Welcome is
+    encrypted to, in order: the SDK addresses each new member by its ref) and
+    ``ratchet_tree`` (the new tree, encoded, for joiners that get it out of
+    band). ``result`` describes the change. Merge with
+    :meth:`Group.merge_staged_commit`, or drop it.
+    """
+
+    base_epoch: int
+    result: CommitApplied
+    own: bool
+    message: bytes | None = None
+    welcome: bytes | None = None
+    welcome_recipients: tuple[bytes, ...] = ()
+    message_hash: bytes = b""
+    next_state: EpochState | None = field(default=None, repr=False)
+    ratchet_key: RatchetKey | None = field(default=None, repr=False)
+    reinit: ReInit | None = None
+    group_id: bytes = b""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the commit leads to."""
+        return self.result.epoch
+
+    @property
+    def ratchet_tree(self) -> bytes | None:
+        """The new epoch's ratchet tree, encoded (``None`` when we were removed)."""
+        return None if self.next_state is None else self.next_state.tree.encode()
+
+
+@dataclass
+class Applied:
+    """The effect of a proposal list on a copy of the tree and context."""
+
+    tree: RatchetTree
+    extensions: tuple[Extension, ...]
+    extensions_changed: bool = False
+    added: list[tuple[int, Add]] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    own_update_secret: bytes | None = None
+    psks: list[PreSharedKeyID] = field(default_factory=list)
+    external_init: ExternalInit | None = None
+    reinit: ReInit | None = None
+    path_required: bool = True
+
+
+Item = tuple[Proposal, Sender, "PendingProposal | None"]
+
+
+def _provisional(context: GroupContext, extensions: tuple[Extension, ...]) -> GroupContext:
+    """The context proposals are validated against (the new extensions, §12.3)."""
+    if extensions is context.extensions:
+        return context
+    return GroupContext(
+        version=context.version,
+        cipher_suite=context.cipher_suite,
+        group_id=context.group_id,
+        epoch=context.epoch,
+        tree_hash=context.tree_hash,
+        confirmed_transcript_hash=context.confirmed_transcript_hash,
+        extensions=extensions,
+    )
+
+
+def apply_proposals(
+    crypto: CryptoProvider,
+    state: EpochState,
+    items: Sequence[Item],
+    *,
+    now: int | None,
+    validate: bool = True,
+) -> Applied:
+    """Validate each proposal (when ``validate``) and apply the list to a copy of
+    the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
+    Adds (in list order); note PSKs, ExternalInit and ReInit."""
+    context = state.context
+    extensions = context.extensions
+    gce: GroupContextExtensions | None = None
+    for proposal, _, _ in items:
+        if isinstance(proposal, GroupContextExtensions):
+            gce = proposal
+            extensions = proposal.extensions
+    ctx = _provisional(context, extensions)
+    tree = state.tree
+    applied = Applied(tree, extensions, extensions_changed=gce is not None)
+    applied.path_required = path_required(p for p, _, _ in items)
+    updates: list[tuple[int, Update, PendingProposal | None]] = []
+    removes: list[Remove] = []
+    adds: list[Add] = []
+    for proposal, sender, pending in items:
+        if isinstance(proposal, Update):
+            if sender.sender_type != SenderType.MEMBER:
+                raise MlsError("an Update from a non-member")
+            if validate:
+                validate_update(crypto, tree, ctx, proposal, sender.index, now=now)
+            updates.append((sender.index, proposal, pending))
+        elif isinstance(proposal, Remove):
+            if validate:
+                validate_remove(tree, proposal)
+            removes.append(proposal)
+        elif isinstance(proposal, Add):
+            if validate:
+                validate_add(crypto, tree, ctx, proposal, now=now)
+            adds.append(proposal)
+        elif isinstance(proposal, PreSharedKey):
+            if validate:
+                validate_psk_id(proposal.psk)
+            applied.psks.append(proposal.psk)
+        elif isinstance(proposal, ReInit):
+            if validate:
+                validate_reinit(proposal)
+            applied.reinit = proposal
+        elif isinstance(proposal, ExternalInit):
+            applied.external_init = proposal
+    if updates or removes or adds:
+        tree = tree.copy()
+        for leaf_index, update, pending in updates:
+            tree.update_leaf(leaf_index, update.leaf_node)
+            applied.updated.append(leaf_index)
+            if leaf_index == state.own_leaf:
+                if pending is None or pending.leaf_secret is None:
+                    raise MlsError("an Update of our leaf that we did not propose")
+                applied.own_update_secret = pending.leaf_secret
+        for remove in removes:
+            tree.remove_leaf(remove.removed)
+            applied.removed.append(remove.removed)
+        for add in adds:
+            applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
+        applied.tree = tree
+    if gce is not None and validate:
+        validate_group_context_extensions(gce, (leaf for _, leaf in tree.members()))
+    return applied
+
+
+def _pruned_keys(keys: PathKeys, tree: RatchetTree, leaf_secret: bytes | None) -> PathKeys:
+    """Our private keys after proposals blanked nodes (and maybe replaced our leaf)."""
+    keys = keys.pruned(tree)
+    return keys if leaf_secret is None else PathKeys(leaf_secret, keys.node_secrets)
+
+
+def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]):  # type: ignore[no-untyped-def]
+    """``group_context_for(tree_hash)``: the provisional GroupContext of §12.4.1,
+    encoded: new epoch and tree hash, OLD confirmed transcript hash, new extensions."""
+
+    def f(tree_hash: bytes) -> bytes:
+        return encode(
+            GroupContext(
+                version=context.version,
+                cipher_suite=context.cipher_suite,
+                group_id=context.group_id,
+                epoch=context.epoch + 1,
+                tree_hash=tree_hash,
+                confirmed_transcript_hash=context.confirmed_transcript_hash,
+                extensions=extensions,
+            )
+        )
+
+    return f
+
+
+def _psk_secret(group: Group, applied: Applied, psks: PskSource) -> tuple[bytes | None, list[tuple[PreSharedKeyID, bytes]]]:
+    if not applied.psks:
+        return None, []
+    resolved = resolve_psks(applied.psks, psks, group_id=group.group_id, resumption=group._resumption_psks())
+    return compute_psk_secret(group.crypto, resolved), resolved
+
+
+def _next_epoch(
+    crypto: CryptoProvider,
+    group: Group,
+    applied: Applied,
+    auth: AuthenticatedContent,
+    init_secret: bytes,
+    commit_secret: bytes | None,
+    psk_secret: bytes | None,
+    own_leaf: int,
+    keys: PathKeys,
+) -> tuple[GroupContext, EpochSecrets, bytes, bytes]:
+    """The new GroupContext, epoch secrets, confirmation tag and interim hash."""
+    state = group._state
+    old = state.context
+    confirmed = confirmed_transcript_hash(crypto, state.interim, auth.confirmed_transcript_hash_input())
+    ctx = GroupContext(
+        version=old.version,
+        cipher_suite=old.cipher_suite,
+        group_id=old.group_id,
+        epoch=old.epoch + 1,
+        tree_hash=applied.tree.tree_hash(crypto),
+        confirmed_transcript_hash=confirmed,
+        extensions=applied.extensions,
+    )
+    secrets = epoch_secrets(crypto, init_secret, commit_secret, psk_secret, encode(ctx))
+    tag = confirmation_tag(crypto, secrets.confirmation_key, confirmed)
+    return ctx, secrets, tag, interim_transcript_hash(crypto, confirmed, tag)
+
+
+# -- building our own commit ---------------------------------------------------
+
+
+def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
+    """The pending proposals that can go into our commit together (§12.2 SHOULDs)."""
+    state = group._state
+    own = state.own_leaf
+    pending = list(group._proposals)
+    removed = {p.proposal.removed for p in pending if isinstance(p.proposal, Remove)}
+    removed |= {p.removed for p in by_value if isinstance(p, Remove)}
+    chosen: list[Item] = []
+    seen_update: set[int] = set()
+    seen_remove: set[int] = set()
+    seen_add: set[bytes] = set(p.key_package.leaf_node.signature_key for p in by_value if isinstance(p, Add))
+    seen_psk: set[bytes] = set(encode(p.psk) for p in by_value if isinstance(p, PreSharedKey))
+    has_gce = any(isinstance(p, GroupContextExtensions) for p in by_value)
+    members_keys = {leaf.signature_key: i for i, leaf in state.tree.members()}
+    # The most recent Update of each leaf wins: walk backwards for Updates.
+    latest_update: dict[int, bytes] = {}
+    for p in reversed(pending):
+        if isinstance(p.proposal, Update) and p.sender.index not in latest_update:
+            latest_update[p.sender.index] = p.ref
+    for p in pending:
+        prop = p.proposal
+        if isinstance(prop, Update):
+            leaf = p.sender.index
+            if leaf == own or leaf in removed or latest_update.get(leaf) != p.ref or leaf in seen_update:
+                continue
+            seen_update.add(leaf)
+        elif isinstance(prop, Remove):
+            if prop.removed == own or prop.removed in seen_remove:
+                continue
+            if any(isinstance(v, Remove) and v.removed == prop.removed for v in by_value):
+                continue
+            seen_remove.add(prop.removed)
+        elif isinstance(prop, Add):
+            key = prop.key_package.leaf_node.signature_key
+            if key in seen_add or (key in members_keys and members_keys[key] not in removed):
+                continue
+            seen_add.add(key)
+        elif isinstance(prop, PreSharedKey):
+            k = encode(prop.psk)
+            if k in seen_psk:
+                continue
+            seen_psk.add(k)
+        elif isinstance(prop, GroupContextExtensions):
+            if has_gce:
+                continue
+            has_gce = True
+        elif isinstance(prop, ReInit):
+            continue  # only committed on its own; see below
+        else:
+            continue
+        chosen.append((prop, p.sender, p))
+    if not chosen and not by_value:
+        # A pending ReInit is committed alone, when nothing else is pending (§12.2 SHOULD).
+        for p in pending:
+            if isinstance(p.proposal, ReInit):
+                return [(p.proposal, p.sender, p)]
+    return chosen
+
+
+def create_commit(
+    group: Group,
+    *,
+    by_value: Sequence[Proposal] = (),
+    include_pending: bool = True,
+    force_path: bool = False,
+    encrypt: bool | None = None,
+    ratchet_tree_extension: bool | None = None,
+    authenticated_data: bytes = b"",
+    psks: PskSource = None,
+    new_signer: object | None = None,
+) -> StagedCommit:
+    """Build our commit (see the module docstring). Changes nothing in the
+    group, except that an encrypted commit consumes one generation of our
+    handshake ratchet (a key is never used twice, even for a discarded commit)."""
+    crypto = group.crypto
+    state = group._state
+    own = state.own_leaf
+    cfg = group.config
+    encrypt = cfg.encrypt_handshake if encrypt is None else encrypt
+    rt_ext = cfg.ratchet_tree_extension if ratchet_tree_extension is None else ratchet_tree_extension
+    now = group.now()
+    own_sender = Sender.member(own)
+    for p in by_value:
+        check_proposal_sender(p, own_sender)
+        if isinstance(p, Update):
+            raise MlsError("a committer cannot commit its own Update: the commit's path updates its leaf")
+    items: list[Item] = _select_pending(group, by_value) if include_pending else []
+    refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
+    items += [(p, own_sender, None) for p in by_value]
+    validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
+    applied = apply_proposals(crypto, state, items, now=now)
+    proposals: list[ProposalOrRef] = refs + list(by_value)
+    added_leaves = [i for i, _ in applied.added]
+    keys = _pruned_keys(state.keys, applied.tree, None)
+    commit_secret: bytes | None = None
+    path_secrets: dict[int, bytes] = {}
+    update_path = None
+    if applied.path_required or force_path:
+        tree = applied.tree if applied.tree is not state.tree else state.tree.copy()
+        applied.tree = tree
+        own_leaf_node = state.own_leaf_node()
+        check_leaf_supports_group(own_leaf_node, applied.extensions)
+        make_leaf = commit_leaf_maker(crypto, own_leaf_node, group.signer.private_key, state.context.group_id, own)
+        gen = generate_update_path(
+            crypto,
+            tree,
+            own,
+            make_leaf=make_leaf,
+            group_context_for=_context_bytes_for(state.context, applied.extensions),
+            exclude=added_leaves,
+        )
+        update_path = gen.update_path
+        commit_secret = gen.commit_secret
+        keys = gen.keys
+        path_secrets = gen.path_secrets
+    commit = Commit(tuple(proposals), update_path)
+    psk_secret, resolved_psks = _psk_secret(group, applied, psks)
+    auth = sign_content(
+        crypto, state.framing, own, commit, group.signer.private_key, encrypt=encrypt, authenticated_data=authenticated_data
+    )
+    ctx, secrets, tag, interim = _next_epoch(
+        crypto, group, applied, auth, state.secrets.init_secret, commit_secret, psk_secret, own, keys
+    )
+    auth = with_tag(auth, tag)
+    ctx_bytes = encode(ctx)
+    next_state = EpochState.new(
+        crypto, ctx, applied.tree, own, keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes
+    )
+    welcome: bytes | None = None
+    recipients: list[bytes] = []
+    if applied.added:
+        welcome, recipients = _welcome(crypto, group, next_state, secrets, tag, applied, path_secrets, resolved_psks, rt_ext)
+    message = frame_signed(crypto, state.framing, auth, padding=cfg.padding_for(0) if encrypt else 0)
+    result = CommitApplied(
+        epoch=ctx.epoch,
+        committer=own,
+        added=tuple(added_leaves),
+        removed=tuple(applied.removed),
+        updated=tuple(applied.updated),
+        own=True,
+        extensions_changed=applied.extensions_changed,
+        psks=len(applied.psks),
+        reinit=applied.reinit,
+    )
+    return StagedCommit(
+        base_epoch=state.epoch,
+        result=result,
+        own=True,
+        message=message,
+        welcome=welcome,
+        welcome_recipients=tuple(recipients),
+        message_hash=crypto.hash(message),
+        next_state=next_state,
+        reinit=applied.reinit,
+        group_id=state.context.group_id,
+    )
+
+
+def _welcome(
+    crypto: CryptoProvider,
+    group: Group,
+    next_state: EpochState,
+    secrets: EpochSecrets,
+    tag: bytes,
+    applied: Applied,
+    path_secrets: dict[int, bytes],
+    psks: list[tuple[PreSharedKeyID, bytes]],
+    ratchet_tree_extension: bool,
+) -> tuple[bytes, list[bytes]]:
+    """The Welcome for the members ``applied`` added (§12.4.3.1)."""
+    extensions: list[Extension] = []
+    if ratchet_tree_extension:
+        extensions.append(Extension(RatchetTreeExt.EXTENSION_TYPE, next_state.tree.encode()))
+    own = next_state.own_leaf
+    info = sign_group_info(crypto, GroupInfo(next_state.context, tuple(extensions), tag, own), group.signer.private_key)
+    recipients: list[WelcomeRecipient] = []
+    refs: list[bytes] = []
+    own_node = 2 * own
+    for leaf_index, add in applied.added:
+        kp = add.key_package
+        ref = make_key_package_ref(crypto, encode(kp))
+        path_secret = None
+        if path_secrets:
+            path_secret = path_secrets.get(common_ancestor(own_node, 2 * leaf_index))
+            if path_secret is None:
+                raise MlsError("no path secret for a new member's common ancestor")
+        recipients.append(WelcomeRecipient(ref, kp.init_key, path_secret))
+        refs.append(ref)
+    joiner = secrets.joiner_secret
+    if joiner is None:  # pragma: no cover - fresh secrets always carry it
+        raise MlsError("the joiner secret is gone")
+    welcome = seal_welcome(crypto, info, joiner, psks, recipients)
+    return WELCOME_PREFIX + encode(welcome), refs
+
+
+def group_info_for(crypto: CryptoProvider, group: Group, *, ratchet_tree: bool, external_pub: bool) -> GroupInfo:
+    """A signed GroupInfo of the current epoch (§12.4.3)."""
+    state = group._state
+    extensions: list[Extension] = []
+    if ratchet_tree:
+        extensions.append(Extension(RatchetTreeExt.EXTENSION_TYPE, state.tree.encode()))
+    if external_pub:
+        _, pub = external_key_pair(crypto, state.secrets.external_secret)
+        extensions.append(Extension.of(ExternalPub(pub)))
+    info = GroupInfo(state.context, tuple(extensions), state.confirmation_tag, state.own_leaf)
+    return sign_group_info(crypto, info, group.signer.private_key)
+
+
+# -- staging a received commit -------------------------------------------------
+
+
+def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: PskSource = None) -> StagedCommit:
+    """Validate and compute a received commit (see the module docstring)."""
+    crypto = group.crypto
+    state = group._state
+    auth = un.content
+    content = auth.content
+    commit = content.content
+    if not isinstance(commit, Commit):  # pragma: no cover - the caller dispatches on the type
+        raise MlsError("not a commit")
+    sender = content.sender
+    external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+    own = state.own_leaf
+    items: list[Item] = []
+    if external:
+        if auth.wire_format != WireFormat.PUBLIC_MESSAGE:
+            raise MlsError("an external commit must be a PublicMessage")
+        for por in commit.proposals:
+            if isinstance(por, bytes):
+                raise MlsError("an external commit may not include proposals by reference")
+            items.append((por, sender, None))
+        init, resync = validate_external_list([(p, s) for p, s, _ in items])
+        if commit.path is None:
+            raise MlsError("an external commit must have a path")
+        committer = -1
+    elif sender.sender_type == SenderType.MEMBER:
+        committer = sender.index
+        if committer == own:
+            raise MlsError("a commit from our own leaf that is not our pending commit")
+        for por in commit.proposals:
+            if isinstance(por, bytes):
+                pending = group._proposals.get(por)
+                if pending is None:
+                    raise MlsError(f"the commit references an unknown proposal {por.hex()}")
+                items.append((pending.proposal, pending.sender, pending))
+            else:
+                check_proposal_sender(por, sender)
+                items.append((por, sender, None))
+        validate_regular_list([(p, s) for p, s, _ in items], committer, state.tree)
+    else:
+        raise MlsError(f"a {sender.sender_type.name} sender may not commit")
+    now = group.now()
+    applied = apply_proposals(crypto, state, items, now=now)
+    if applied.path_required and commit.path is None:
+        raise MlsError("the commit lacks the path its proposals require")
+    if external:
+        assert commit.path is not None
+        if resync is not None:
+            old = state.tree.leaf(resync.removed)
+            if old is None or old.credential != commit.path.leaf_node.credential:
+                raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
+        # The joiner takes the leftmost blank leaf (or extends the tree): the
+        # path processing puts its leaf there.
+        committer = applied.tree.free_leaf_index()
+    added_leaves = [i for i, _ in applied.added]
+    removed_self = own in applied.removed
+    psk_secret, _ = _psk_secret(group, applied, psks)
+    result = CommitApplied(
+        epoch=state.epoch + 1,
+        committer=committer,
+        added=tuple(added_leaves),
+        removed=tuple(applied.removed),
+        updated=tuple(applied.updated),
+        removed_self=removed_self,
+        external=external,
+        extensions_changed=applied.extensions_changed,
+        psks=len(applied.psks),
+        reinit=applied.reinit,
+    )
+    if removed_self:
+        # We cannot follow into the new epoch (the path is not encrypted to us);
+        # everything verifiable was verified: signature, tags, proposals.
+        return StagedCommit(
+            base_epoch=state.epoch,
+            result=result,
+            own=False,
+            message_hash=message_hash,
+            next_state=None,
+            ratchet_key=un.ratchet_key,
+            reinit=applied.reinit,
+            group_id=state.context.group_id,
+        )
+    keys = _pruned_keys(state.keys, applied.tree, applied.own_update_secret)
+    commit_secret: bytes | None = None
+    if commit.path is not None:
+        tree = applied.tree if applied.tree is not state.tree else state.tree.copy()
+        applied.tree = tree
+        commit_secret, keys = apply_update_path(
+            crypto,
+            tree,
+            committer,
+            commit.path,
+            own_leaf=own,
+            own_keys=keys,
+            group_context_for=_context_bytes_for(state.context, applied.extensions),
+            exclude=added_leaves,
+        )
+    if external:
+        assert applied.external_init is not None
+        ext_priv, _ = external_key_pair(crypto, state.secrets.external_secret)
+        init_secret = hpke.receive_export(crypto, applied.external_init.kem_output, ext_priv, b"", EXTERNAL_INIT_LABEL, _NH)
+    else:
+        init_secret = state.secrets.init_secret
+    ctx, secrets, tag, interim = _next_epoch(crypto, group, applied, auth, init_secret, commit_secret, psk_secret, own, keys)
+    got = auth.auth.confirmation_tag
+    if got is None or not _hmac.compare_digest(tag, got):
+        raise MlsError("confirmation tag does not verify")
+    next_state = EpochState.new(crypto, ctx, applied.tree, own, keys, secrets, interim, tag, group.config.ratchet)
+    return StagedCommit(
+        base_epoch=state.epoch,
+        result=result,
+        own=False,
+        message_hash=message_hash,
+        next_state=next_state,
+        ratchet_key=un.ratchet_key,
+        reinit=applied.reinit,
+        group_id=state.context.group_id,
+    )
+
+
+def resolved_items(group: Group, proposals: Iterable[ProposalOrRef], sender: Sender) -> list[Item]:
+    """``ProposalOrRef`` list to ``(proposal, sender, pending)`` (helper for tests)."""
+    out: list[Item] = []
+    for por in proposals:
+        if isinstance(por, bytes):
+            pending = group._proposals.get(por)
+            if pending is None:
+                raise MlsError(f"unknown proposal {por.hex()}")
+            out.append((pending.proposal, pending.sender, pending))
+        else:
+            out.append((por, sender, None))
+    return out

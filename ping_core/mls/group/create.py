@@ -1,0 +1,77 @@
+"""Creating a group (RFC 9420 §11): one member, epoch 0."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from ping_core.errors import MlsError
+from ping_core.mls.codec import encode
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.schedule import epoch_secrets, new_init_secret
+from ping_core.mls.structs import Capabilities, Extension, GroupContext, ProtocolVersion
+from ping_core.mls.transcript import confirmation_tag, interim_transcript_hash
+from ping_core.mls.tree import RatchetTree
+from ping_core.mls.treekem import PathKeys
+
+from .config import SUITE, ConversationName, GroupConfig
+from .group import Clock, Group
+from .keypackage import Signer, generate_key_package
+from .state import EpochState
+from .validate import check_group_context_extensions, check_leaf_supports_group
+
+__all__ = ["create_group"]
+
+
+def create_group(
+    crypto: CryptoProvider,
+    signer: Signer,
+    *,
+    group_id: bytes | None = None,
+    config: GroupConfig | None = None,
+    extensions: Sequence[Extension] = (),
+    conversation_name: str | None = None,
+    capabilities: Capabilities | None = None,
+    clock: Clock | None = None,
+) -> Group:
+    """A new group whose only member is ``signer`` (leaf 0), at epoch 0.
+
+    ``group_id`` defaults to 32 random bytes. ``extensions`` become the
+    GroupContext extensions; ``conversation_name`` adds Ping's name
+    extension. Our leaf must support every extension (``capabilities``
+    default to Ping's). The first epoch's secrets come from a fresh random
+    init secret; the interim transcript hash from the confirmation tag over
+    the empty confirmed transcript hash (§11).
+    """
+    cfg = config or GroupConfig()
+    gid = crypto.random(32) if group_id is None else group_id
+    if not isinstance(gid, bytes) or not 1 <= len(gid) <= 1024:
+        raise MlsError("a group id is 1 to 1024 bytes")
+    exts = list(extensions)
+    if conversation_name is not None:
+        exts = [e for e in exts if e.extension_type != ConversationName.EXTENSION_TYPE]
+        exts.append(Extension.of(ConversationName(conversation_name)))
+    ext_tuple = tuple(exts)
+    check_group_context_extensions(ext_tuple)
+    now = int((clock or time.time)())
+    # Our leaf: a key_package-source leaf, exactly as a KeyPackage would carry it.
+    bundle = generate_key_package(crypto, signer, capabilities=capabilities, now=now)
+    leaf = bundle.key_package.leaf_node
+    check_leaf_supports_group(leaf, ext_tuple)
+    tree = RatchetTree.from_nodes([leaf])
+    context = GroupContext(
+        version=ProtocolVersion.MLS10,
+        cipher_suite=SUITE,
+        group_id=gid,
+        epoch=0,
+        tree_hash=tree.tree_hash(crypto),
+        confirmed_transcript_hash=b"",
+        extensions=ext_tuple,
+    )
+    cb = encode(context)
+    secrets = epoch_secrets(crypto, new_init_secret(crypto), None, None, cb)
+    tag = confirmation_tag(crypto, secrets.confirmation_key, b"")
+    interim = interim_transcript_hash(crypto, b"", tag)
+    keys = PathKeys(bundle.encryption_private, {})
+    state = EpochState.new(crypto, context, tree, 0, keys, secrets, interim, tag, cfg.ratchet, context_bytes=cb)
+    return Group(crypto, signer, state, cfg, clock=clock)

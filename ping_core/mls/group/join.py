@@ -1,0 +1,319 @@
+"""Joining a group: from a Welcome (RFC 9420 §12.4.3.1) or by external commit (§12.4.3.2).
+
+Both verify the GroupInfo's signature with the signer's leaf in the ratchet
+tree (from the ratchet_tree extension, or given out of band) and validate the
+whole tree (tree hash, parent hashes, every leaf) before anything is built.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Mapping, Sequence
+
+from ping_core.errors import MlsError
+from ping_core.mls import hpke
+from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.primitives import sign_with_label
+from ping_core.mls.psk import psk_secret as compute_psk_secret
+from ping_core.mls.schedule import epoch_secrets
+from ping_core.mls.structs import (
+    AuthenticatedContent,
+    Capabilities,
+    Commit,
+    ExternalInit,
+    ExternalPub,
+    FramedContent,
+    FramedContentAuthData,
+    GroupContext,
+    GroupInfo,
+    LeafNode,
+    LeafNodeSource,
+    MLSMessage,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    ProtocolVersion,
+    PSKType,
+    PublicMessage,
+    Remove,
+    ResumptionPSKUsage,
+    Sender,
+    Welcome,
+    WireFormat,
+    find_extension,
+    framed_content_tbs,
+    get_extension,
+    has_unique_types,
+)
+from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
+from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
+from ping_core.mls.tree import RatchetTree
+from ping_core.mls.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
+from ping_core.mls.treemath import common_ancestor
+from ping_core.mls.welcome import decrypt_welcome, verify_group_info
+
+from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for
+from .config import SUITE, GroupConfig, default_capabilities
+from .group import Clock, Group
+from .keypackage import KeyPackageBundle, Signer
+from .messages import PUBLIC_PREFIX
+from .psks import PskSource, resolve_psks
+from .state import EpochState
+from .validate import check_leaf_supports_group
+
+__all__ = ["join_welcome", "join_external", "welcome_key_package_refs"]
+
+_NH = 32
+
+
+def _welcome_of(data: bytes) -> Welcome:
+    if data[:4] == b"\x00\x01\x00\x03":
+        body = decode_exact(MLSMessage, data).body
+        if not isinstance(body, Welcome):  # pragma: no cover - the prefix says it is
+            raise MlsError("not a Welcome")
+        return body
+    if data[:2] == b"\x00\x01" and len(data) > 4 and data[2:4] != b"\x00\x01":
+        raise MlsError("an MLSMessage that is not a Welcome")
+    return decode_exact(Welcome, data)
+
+
+def welcome_key_package_refs(welcome: bytes) -> list[bytes]:
+    """The KeyPackageRefs a Welcome (MLSMessage bytes) is encrypted to."""
+    return [s.new_member for s in _welcome_of(welcome).secrets]
+
+
+def _bundles(value: KeyPackageBundle | Iterable[KeyPackageBundle] | Mapping[bytes, KeyPackageBundle]) -> dict[bytes, KeyPackageBundle]:
+    if isinstance(value, KeyPackageBundle):
+        return {value.ref: value}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {b.ref: b for b in value}
+
+
+def _tree_from(info: GroupInfo, given: bytes | None) -> RatchetTree:
+    ext = find_extension(info.extensions, RatchetTreeExt.EXTENSION_TYPE)
+    if ext is not None:
+        return RatchetTree.decode(ext.extension_data)
+    if given is not None:
+        return RatchetTree.decode(given)
+    raise MlsError("no ratchet tree: the GroupInfo carries none and none was given")
+
+
+def _signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
+    leaf = tree.leaf(info.signer) if 0 <= info.signer < tree.n_leaves else None
+    if leaf is None:
+        raise MlsError(f"the GroupInfo signer {info.signer} is a blank leaf")
+    return leaf
+
+
+def _check_group_info(info: GroupInfo) -> None:
+    gc = info.group_context
+    if gc.version != ProtocolVersion.MLS10 or gc.cipher_suite != SUITE:
+        raise MlsError("the GroupInfo is for another protocol version or cipher suite")
+    if not has_unique_types(info.extensions) or not has_unique_types(gc.extensions):
+        raise MlsError("duplicate extension types in the GroupInfo")
+
+
+def join_welcome(
+    crypto: CryptoProvider,
+    welcome: bytes,
+    key_packages: KeyPackageBundle | Iterable[KeyPackageBundle] | Mapping[bytes, KeyPackageBundle],
+    signer: Signer,
+    *,
+    ratchet_tree: bytes | None = None,
+    config: GroupConfig | None = None,
+    psks: PskSource = None,
+    clock: Clock | None = None,
+) -> Group:
+    """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
+
+    ``key_packages``: our bundle(s); the one the Welcome names is used.
+    ``ratchet_tree``: the tree out of band, when the GroupInfo lacks the
+    ratchet_tree extension. ``psks``: external PSKs the Welcome may list.
+    ``signer`` must be the one the KeyPackage was made with. Raises
+    ``MlsError`` for anything that does not verify; nothing is kept then.
+    """
+    cfg = config or GroupConfig()
+    w = _welcome_of(welcome)
+    bundles = _bundles(key_packages)
+    bundle = None
+    for entry in w.secrets:
+        bundle = bundles.get(entry.new_member)
+        if bundle is not None:
+            break
+    if bundle is None:
+        raise MlsError("the Welcome is not addressed to any of our KeyPackages")
+    kp = bundle.key_package
+    if kp.cipher_suite != w.cipher_suite:
+        raise MlsError("the Welcome's cipher suite differs from our KeyPackage's")
+    if kp.leaf_node.signature_key != signer.public_key:
+        raise MlsError("the signer does not match the KeyPackage")
+    trees: list[RatchetTree] = []
+
+    def signer_key(info: GroupInfo) -> bytes:
+        _check_group_info(info)
+        tree = _tree_from(info, ratchet_tree)
+        trees.append(tree)
+        return _signer_leaf(tree, info).signature_key
+
+    def psk_lookup(psk: PreSharedKeyID) -> bytes:
+        return resolve_psks([psk], psks)[0][1]
+
+    joined = decrypt_welcome(
+        crypto, w, bundle.ref, bundle.init_private, signer_key, init_public_key=kp.init_key, psk_lookup=psk_lookup
+    )
+    _check_welcome_psks(joined.psk_ids, joined.group_info.group_context.epoch)
+    info = joined.group_info
+    gc = info.group_context
+    tree = trees[-1]
+    tree.validate(crypto, gc)
+    own = _find_own_leaf(tree, kp.leaf_node)
+    check_leaf_supports_group(kp.leaf_node, gc.extensions)
+    if joined.path_secret is not None:
+        if info.signer == own:
+            raise MlsError("the GroupInfo signer is our own leaf")
+        start = common_ancestor(2 * own, 2 * info.signer)
+        keys = path_keys_from_path_secret(crypto, tree, own, start, joined.path_secret, bundle.encryption_private)
+    else:
+        keys = PathKeys(bundle.encryption_private, {})
+    state = EpochState.new(
+        crypto,
+        gc,
+        tree,
+        own,
+        keys,
+        joined.epoch_secrets,
+        joined.interim_transcript_hash,
+        info.confirmation_tag,
+        cfg.ratchet,
+        context_bytes=joined.group_context_bytes,
+    )
+    return Group(crypto, signer, state, cfg, clock=clock)
+
+
+def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
+    special = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
+    if len(special) > 1:
+        raise MlsError("a Welcome with several reinit/branch resumption PSKs")
+    if special and epoch != 1:
+        raise MlsError("a reinit/branch Welcome must start the group at epoch 1")
+    for p in psk_ids:
+        if len(p.psk_nonce) != _NH:
+            raise MlsError("a PSK nonce must be 32 bytes")
+
+
+def _find_own_leaf(tree: RatchetTree, leaf: LeafNode) -> int:
+    key = leaf.encryption_key
+    for i, candidate in tree.members():
+        if candidate.encryption_key == key:
+            if candidate != leaf:
+                raise MlsError("our leaf in the tree differs from our KeyPackage's")
+            return i
+    raise MlsError("our KeyPackage's leaf is not in the tree")
+
+
+def _external_pub(info: GroupInfo) -> bytes:
+    """The external_pub key of a GroupInfo (§12.4.3.2).
+
+    RFC 9420 encodes it as ``struct { HPKEPublicKey external_pub; }``, so the
+    extension data is a length-prefixed key (33 bytes for X25519); that is
+    what Ping writes. ts-mls 1.x writes the bare 32-byte key (fixed upstream
+    in ts-mls PR #449); that form is unambiguous for X25519, so it is
+    accepted too.
+    """
+    ext = find_extension(info.extensions, ExternalPub.EXTENSION_TYPE)
+    if ext is None:
+        raise MlsError("the GroupInfo has no external_pub extension")
+    data = ext.extension_data
+    if len(data) == _NH:
+        return data
+    return ext.parse(ExternalPub).external_pub
+
+
+def _group_info_of(data: bytes) -> GroupInfo:
+    if data[:4] == b"\x00\x01\x00\x04":
+        body = decode_exact(MLSMessage, data).body
+        if not isinstance(body, GroupInfo):  # pragma: no cover
+            raise MlsError("not a GroupInfo")
+        return body
+    return decode_exact(GroupInfo, data)
+
+
+def join_external(
+    crypto: CryptoProvider,
+    group_info: bytes,
+    signer: Signer,
+    *,
+    ratchet_tree: bytes | None = None,
+    config: GroupConfig | None = None,
+    resync: bool = False,
+    psk_ids: Sequence[PreSharedKeyID] = (),
+    psks: PskSource = None,
+    authenticated_data: bytes = b"",
+    capabilities: Capabilities | None = None,
+    clock: Clock | None = None,
+) -> tuple[Group, bytes]:
+    """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
+    carries external_pub.
+
+    Returns ``(group, commit)``: the group already at the new epoch and the
+    commit (a PublicMessage, MLSMessage bytes) every member must process. If
+    the delivery service refuses the commit, drop the group. ``resync``
+    removes our old leaf (same credential) in the same commit. ``psk_ids``
+    are injected as PreSharedKey proposals (their secrets from ``psks``).
+    """
+    cfg = config or GroupConfig()
+    info = _group_info_of(group_info)
+    _check_group_info(info)
+    gc = info.group_context
+    tree = _tree_from(info, ratchet_tree)
+    verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
+    tree.validate(crypto, gc)
+    external_pub = _external_pub(info)
+    kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
+    proposals: list[Proposal] = [ExternalInit(kem_output)]
+    new_tree = tree.copy()
+    gid = gc.group_id
+    if resync:
+        old = [i for i, leaf in tree.members() if leaf.credential == signer.credential]
+        if len(old) != 1:
+            raise MlsError(f"resync needs exactly one leaf with our credential, found {len(old)}")
+        proposals.append(Remove(old[0]))
+        new_tree.remove_leaf(old[0])
+    proposals += [PreSharedKey(p) for p in psk_ids]
+    caps = default_capabilities() if capabilities is None else capabilities
+    own = new_tree.free_leaf_index()
+    base = LeafNode(b"", signer.public_key, signer.credential, caps, LeafNodeSource.COMMIT, None, b"", ())
+    check_leaf_supports_group(base, gc.extensions)
+    make_leaf = commit_leaf_maker(crypto, base, signer.private_key, gid, own)
+    gen = generate_update_path(
+        crypto, new_tree, own, make_leaf=make_leaf, group_context_for=_context_bytes_for(gc, gc.extensions), exclude=()
+    )
+    commit = Commit(tuple(proposals), gen.update_path)
+    content = FramedContent(gid, gc.epoch, Sender.new_member_commit(), authenticated_data, commit)
+    gc_bytes = encode(gc)
+    tbs = framed_content_tbs(WireFormat.PUBLIC_MESSAGE, content, gc_bytes)
+    signature = sign_with_label(crypto, signer.private_key, b"FramedContentTBS", tbs)
+    auth = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, content, FramedContentAuthData(signature, b""))
+    interim_before = interim_transcript_hash(crypto, gc.confirmed_transcript_hash, info.confirmation_tag)
+    confirmed = confirmed_transcript_hash(crypto, interim_before, auth.confirmed_transcript_hash_input())
+    ctx = GroupContext(
+        version=gc.version,
+        cipher_suite=gc.cipher_suite,
+        group_id=gid,
+        epoch=gc.epoch + 1,
+        tree_hash=new_tree.tree_hash(crypto),
+        confirmed_transcript_hash=confirmed,
+        extensions=gc.extensions,
+    )
+    psk_secret = compute_psk_secret(crypto, resolve_psks(list(psk_ids), psks)) if psk_ids else None
+    ctx_bytes = encode(ctx)
+    secrets = epoch_secrets(crypto, init_secret, gen.commit_secret, psk_secret, ctx_bytes)
+    tag = confirmation_tag(crypto, secrets.confirmation_key, confirmed)
+    interim = interim_transcript_hash(crypto, confirmed, tag)
+    message = PUBLIC_PREFIX + encode(PublicMessage(content, FramedContentAuthData(signature, tag), None))
+    state = EpochState.new(crypto, ctx, new_tree, own, gen.keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes)
+    group = Group(crypto, signer, state, cfg, clock=clock)
+    group._last_own_commit = (crypto.hash(message), ctx.epoch)
+    return group, message

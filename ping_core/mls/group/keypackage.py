@@ -1,0 +1,306 @@
+"""Signing identities, KeyPackage generation and KeyPackage validation (RFC 9420 §10).
+
+:class:`Signer` is who a client is in its groups: a credential and the
+Ed25519 key pair that signs for it. :func:`generate_key_package` makes a
+fresh KeyPackage and returns it as a :class:`KeyPackageBundle` with the
+private HPKE keys (init key and leaf encryption key) a Welcome will need.
+The bundle encodes itself (:meth:`KeyPackageBundle.to_bytes`) so the SDK can
+make it durable *before* it publishes the public KeyPackage.
+
+:func:`validate_key_package` checks what can be checked without a group
+(version, suite, both signatures, leaf source, lifetime, extension support,
+distinct init and encryption keys); a group checks the rest (capabilities
+against the group, uniqueness of keys in the tree) when it adds the member.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.mls.codec import Reader, Writer, decode_exact, encode, opaque
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.primitives import make_key_package_ref, sign_with_label, verify_with_label
+from ping_core.mls.structs import (
+    Capabilities,
+    Credential,
+    Extension,
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    Lifetime,
+    MLSMessage,
+    ProtocolVersion,
+    has_unique_types,
+)
+
+from .config import SUITE, default_capabilities
+
+__all__ = [
+    "Signer",
+    "KeyPackageBundle",
+    "generate_key_package",
+    "validate_key_package",
+    "check_leaf_extensions_supported",
+    "check_lifetime",
+    "DEFAULT_LIFETIME_S",
+    "CLOCK_SKEW_S",
+]
+
+#: Default KeyPackage lifetime: 90 days.
+DEFAULT_LIFETIME_S = 90 * 24 * 3600
+#: A KeyPackage's not_before lies this far in the past, for peers whose clocks run behind.
+CLOCK_SKEW_S = 3600
+
+_SIGNER_VERSION = 1
+_BUNDLE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Signer:
+    """A credential and the Ed25519 key pair that signs for it.
+
+    ``private_key`` is the 32-byte seed; it never appears in ``repr``.
+    """
+
+    credential: Credential
+    private_key: bytes
+    public_key: bytes
+
+    def __repr__(self) -> str:
+        return f"Signer(credential={self.credential!r}, public_key={self.public_key.hex()})"
+
+    @classmethod
+    def generate(cls, crypto: CryptoProvider, identity: bytes) -> Signer:
+        """A fresh key pair for a basic credential with ``identity``."""
+        private, public = crypto.sign_keygen()
+        return cls(Credential.basic(identity), private, public)
+
+    @classmethod
+    def from_private_key(cls, crypto: CryptoProvider, credential: Credential, private_key: bytes) -> Signer:
+        """The signer of an existing key (its public key is derived)."""
+        return cls(credential, private_key, crypto.sign_public(private_key))
+
+    @property
+    def identity(self) -> bytes:
+        """The basic credential's identity (empty for other credential types)."""
+        return self.credential.identity
+
+    def encode(self) -> bytes:
+        """Versioned encoding (holds the private key: store it as a secret)."""
+        w = Writer()
+        w.u8(_SIGNER_VERSION)
+        self.credential.write(w)
+        w.opaque(self.private_key)
+        w.opaque(self.public_key)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Signer:
+        """Inverse of :meth:`encode`; ``MlsDecodeError`` for anything else."""
+
+        def read(r: Reader) -> Signer:
+            if r.u8() != _SIGNER_VERSION:
+                raise MlsDecodeError("unknown signer encoding version")
+            cred = Credential.read(r)
+            private = r.opaque(64)
+            public = r.opaque(64)
+            if len(private) != 32 or len(public) != 32:
+                raise MlsDecodeError("signer keys must be 32 bytes")
+            return cls(cred, private, public)
+
+        from ping_core.mls.codec import decode_with
+
+        return decode_with(read, data)
+
+
+class KeyPackageBundle:
+    """A KeyPackage with its private keys (RFC 9420 §10).
+
+    ``key_package`` (the struct), ``key_package_bytes`` (its encoding, what
+    the KeyPackageRef hashes), ``ref`` (the KeyPackageRef a Welcome names),
+    ``init_private`` and ``encryption_private`` (HPKE private keys: secret,
+    never in ``repr``). :meth:`message` is the TLS-serialized MLSMessage to
+    publish. Treat it as immutable.
+    """
+
+    __slots__ = ("key_package", "key_package_bytes", "ref", "init_private", "encryption_private")
+
+    def __init__(
+        self,
+        crypto: CryptoProvider,
+        key_package: KeyPackage,
+        init_private: bytes,
+        encryption_private: bytes,
+        *,
+        key_package_bytes: bytes | None = None,
+    ) -> None:
+        self.key_package = key_package
+        self.key_package_bytes = encode(key_package) if key_package_bytes is None else key_package_bytes
+        self.ref = make_key_package_ref(crypto, self.key_package_bytes)
+        self.init_private = init_private
+        self.encryption_private = encryption_private
+
+    def __repr__(self) -> str:
+        return f"KeyPackageBundle(ref={self.ref.hex()})"
+
+    def message(self) -> bytes:
+        """The KeyPackage as a TLS-serialized MLSMessage (wire format 5)."""
+        return b"\x00\x01\x00\x05" + self.key_package_bytes
+
+    def to_bytes(self) -> bytes:
+        """Versioned, deterministic encoding with the private keys (store as a secret)."""
+        return bytes((_BUNDLE_VERSION,)) + opaque(self.key_package_bytes) + opaque(self.init_private) + opaque(self.encryption_private)
+
+    @classmethod
+    def from_bytes(cls, crypto: CryptoProvider, data: bytes) -> KeyPackageBundle:
+        """Inverse of :meth:`to_bytes`. Checks that the private keys match the
+        public ones; ``MlsError`` (``MlsDecodeError``) otherwise."""
+        r = Reader(data)
+        try:
+            if r.u8() != _BUNDLE_VERSION:
+                raise MlsDecodeError("unknown KeyPackage bundle version")
+            kp_bytes = r.opaque()
+            init_private = r.opaque(64)
+            enc_private = r.opaque(64)
+            r.expect_end()
+        except MlsDecodeError:
+            raise
+        kp = decode_exact(KeyPackage, kp_bytes)
+        if crypto.dh_public(init_private) != kp.init_key:
+            raise MlsError("the bundle's init private key does not match its KeyPackage")
+        if crypto.dh_public(enc_private) != kp.leaf_node.encryption_key:
+            raise MlsError("the bundle's encryption private key does not match its KeyPackage")
+        return cls(crypto, kp, init_private, enc_private, key_package_bytes=kp_bytes)
+
+
+def _now(now: int | None) -> int:
+    return int(time.time()) if now is None else now
+
+
+def generate_key_package(
+    crypto: CryptoProvider,
+    signer: Signer,
+    *,
+    capabilities: Capabilities | None = None,
+    lifetime_s: int = DEFAULT_LIFETIME_S,
+    now: int | None = None,
+    extensions: tuple[Extension, ...] = (),
+    leaf_extensions: tuple[Extension, ...] = (),
+) -> KeyPackageBundle:
+    """A fresh KeyPackage for ``signer`` with new init and encryption key pairs.
+
+    Valid from ``now - CLOCK_SKEW_S`` to ``now + lifetime_s`` (``now`` in
+    seconds since the epoch, the current time if omitted). ``capabilities``
+    default to :func:`~.config.default_capabilities`; every type in
+    ``leaf_extensions`` must be listed in them.
+    """
+    caps = default_capabilities() if capabilities is None else capabilities
+    check_leaf_extensions_supported(leaf_extensions, caps)
+    if not has_unique_types(extensions) or not has_unique_types(leaf_extensions):
+        raise MlsError("duplicate extension types")
+    t = _now(now)
+    lifetime = Lifetime(max(0, t - CLOCK_SKEW_S), t + lifetime_s)
+    init_private, init_public = crypto.dh_keygen()
+    enc_private, enc_public = crypto.dh_keygen()
+    leaf = LeafNode(
+        enc_public, signer.public_key, signer.credential, caps, LeafNodeSource.KEY_PACKAGE, lifetime, None, leaf_extensions
+    )
+    leaf_tbs = leaf.tbs()
+    leaf_sig = sign_with_label(crypto, signer.private_key, b"LeafNodeTBS", leaf_tbs)
+    # KeyPackageTBS = version, suite, init_key, LeafNode (tbs || signature), extensions.
+    w = Writer()
+    w.u16(ProtocolVersion.MLS10)
+    w.u16(SUITE)
+    w.opaque(init_public)
+    w.raw(leaf_tbs)
+    w.opaque(leaf_sig)
+    w.structs(extensions)
+    kp_tbs = w.getvalue()
+    kp_sig = sign_with_label(crypto, signer.private_key, b"KeyPackageTBS", kp_tbs)
+    leaf = LeafNode(
+        enc_public,
+        signer.public_key,
+        signer.credential,
+        caps,
+        LeafNodeSource.KEY_PACKAGE,
+        lifetime,
+        None,
+        leaf_extensions,
+        leaf_sig,
+    )
+    kp = KeyPackage(
+        version=ProtocolVersion.MLS10,
+        cipher_suite=SUITE,
+        init_key=init_public,
+        leaf_node=leaf,
+        extensions=extensions,
+        signature=kp_sig,
+    )
+    return KeyPackageBundle(crypto, kp, init_private, enc_private, key_package_bytes=kp_tbs + opaque(kp_sig))
+
+
+def check_leaf_extensions_supported(extensions: tuple[Extension, ...], capabilities: Capabilities) -> None:
+    """§7.3: every extension a leaf carries must be listed in its own capabilities."""
+    listed = capabilities.extensions
+    for ext in extensions:
+        if ext.extension_type not in listed:
+            raise MlsError(f"the leaf carries extension {ext.extension_type} its capabilities do not list")
+
+
+def check_lifetime(lifetime: Lifetime | None, now: int) -> None:
+    """``MlsError`` unless ``now`` lies within ``lifetime``."""
+    if lifetime is None:
+        raise MlsError("a key_package leaf node needs a lifetime")
+    if not lifetime.not_before <= now <= lifetime.not_after:
+        raise MlsError("the KeyPackage is outside its lifetime")
+
+
+def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage) -> None:
+    """§10.1 checks outside the leaf node: version, suite, the KeyPackage signature,
+    distinct init and encryption keys, unique extension types."""
+    if kp.version != ProtocolVersion.MLS10:
+        raise MlsError(f"KeyPackage of protocol version {kp.version}")
+    if kp.cipher_suite != SUITE:
+        raise MlsError(f"KeyPackage of cipher suite {kp.cipher_suite}, not {int(SUITE)}")
+    leaf = kp.leaf_node
+    if leaf.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
+        raise MlsError("a KeyPackage's leaf node must have source key_package")
+    if kp.init_key == leaf.encryption_key:
+        raise MlsError("the KeyPackage's init key equals its encryption key")
+    if not has_unique_types(kp.extensions):
+        raise MlsError("the KeyPackage has duplicate extension types")
+    verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", kp.tbs(), kp.signature)
+
+
+def validate_key_package(
+    crypto: CryptoProvider, key_package: KeyPackage | bytes, *, now: int | None = None, check_lifetime_: bool = True
+) -> KeyPackage:
+    """Validate a KeyPackage on its own (no group): §10.1 and the group-independent
+    parts of §7.3. Accepts the struct, its encoding or an MLSMessage.
+
+    Returns the KeyPackage; raises ``MlsError`` (``InvalidSignature``,
+    ``MlsDecodeError``) otherwise.
+    """
+    kp = _as_key_package(key_package)
+    validate_key_package_header(crypto, kp)
+    leaf = kp.leaf_node
+    verify_with_label(crypto, leaf.signature_key, b"LeafNodeTBS", leaf.tbs(), leaf.signature)
+    check_leaf_extensions_supported(leaf.extensions, leaf.capabilities)
+    if not has_unique_types(leaf.extensions):
+        raise MlsError("the leaf node has duplicate extension types")
+    if check_lifetime_:
+        check_lifetime(leaf.lifetime, _now(now))
+    return kp
+
+
+def _as_key_package(value: KeyPackage | bytes) -> KeyPackage:
+    if isinstance(value, KeyPackage):
+        return value
+    if value[:4] == b"\x00\x01\x00\x05":
+        body = decode_exact(MLSMessage, value).body
+        if not isinstance(body, KeyPackage):  # pragma: no cover - the prefix says it is
+            raise MlsError("not a KeyPackage")
+        return body
+    return decode_exact(KeyPackage, value)

@@ -1,0 +1,98 @@
+"""Framing our own handshake messages, and the MLSMessage envelope.
+
+A proposal or commit we send is a :class:`FramedContent` from our leaf,
+signed over the current epoch's GroupContext, then framed as a PublicMessage
+(with the membership tag) or encrypted as a PrivateMessage with the sender's
+next handshake-ratchet generation.
+"""
+
+from __future__ import annotations
+
+from ping_core.errors import MlsError
+from ping_core.mls.codec import encode
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.framing import EpochFraming, encrypt_private, frame_public, sign_framed
+from ping_core.mls.primitives import make_proposal_ref
+from ping_core.mls.structs import (
+    AuthenticatedContent,
+    FramedContent,
+    FramedContentAuthData,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    WireFormat,
+)
+from ping_core.mls.structs.framing import Content
+
+__all__ = [
+    "PUBLIC_PREFIX",
+    "PRIVATE_PREFIX",
+    "WELCOME_PREFIX",
+    "GROUP_INFO_PREFIX",
+    "KEY_PACKAGE_PREFIX",
+    "mls_message",
+    "sign_content",
+    "frame_signed",
+    "proposal_ref",
+]
+
+# MLSMessage = version mls10 (0x0001), wire_format (uint16), body.
+PUBLIC_PREFIX = b"\x00\x01\x00\x01"
+PRIVATE_PREFIX = b"\x00\x01\x00\x02"
+WELCOME_PREFIX = b"\x00\x01\x00\x03"
+GROUP_INFO_PREFIX = b"\x00\x01\x00\x04"
+KEY_PACKAGE_PREFIX = b"\x00\x01\x00\x05"
+
+
+def mls_message(body: PublicMessage | PrivateMessage) -> bytes:
+    """The TLS-serialized MLSMessage of a PublicMessage or PrivateMessage."""
+    prefix = PUBLIC_PREFIX if isinstance(body, PublicMessage) else PRIVATE_PREFIX
+    return prefix + encode(body)
+
+
+def sign_content(
+    crypto: CryptoProvider,
+    framing: EpochFraming,
+    own_leaf: int,
+    content: Content,
+    signature_key: bytes,
+    *,
+    encrypt: bool,
+    authenticated_data: bytes = b"",
+    confirmation_tag: bytes | None = None,
+) -> AuthenticatedContent:
+    """Our content as a signed AuthenticatedContent (wire format per ``encrypt``).
+
+    ``confirmation_tag`` is attached as is; a commit's tag depends on the
+    signature, so commits call this without a tag and :func:`with_tag` after.
+    """
+    wf = WireFormat.PRIVATE_MESSAGE if encrypt else WireFormat.PUBLIC_MESSAGE
+    framed = FramedContent(framing.group_id, framing.epoch, framing.member(own_leaf), authenticated_data, content)
+    signature = sign_framed(crypto, framing, wf, framed, signature_key)
+    return AuthenticatedContent(wf, framed, FramedContentAuthData(signature, confirmation_tag))
+
+
+def with_tag(auth: AuthenticatedContent, confirmation_tag: bytes) -> AuthenticatedContent:
+    """``auth`` (a commit) with its confirmation tag."""
+    return AuthenticatedContent(auth.wire_format, auth.content, FramedContentAuthData(auth.auth.signature, confirmation_tag))
+
+
+def frame_signed(
+    crypto: CryptoProvider, framing: EpochFraming, auth: AuthenticatedContent, *, padding: int = 0
+) -> bytes:
+    """The MLSMessage of a signed content: PublicMessage (membership tag) or
+    PrivateMessage (consumes the next handshake generation of our ratchet)."""
+    if auth.wire_format == WireFormat.PUBLIC_MESSAGE:
+        return mls_message(frame_public(crypto, framing, auth))
+    if auth.wire_format == WireFormat.PRIVATE_MESSAGE:
+        return mls_message(encrypt_private(crypto, framing, auth, padding=padding))
+    raise MlsError(f"cannot frame wire format {auth.wire_format}")
+
+
+def proposal_ref(crypto: CryptoProvider, auth: AuthenticatedContent) -> bytes:
+    """``MakeProposalRef`` over the encoded AuthenticatedContent (§5.2)."""
+    return make_proposal_ref(crypto, encode(auth))
+
+
+def member_sender(leaf: int) -> Sender:
+    return Sender.member(leaf)

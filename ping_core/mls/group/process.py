@@ -1,0 +1,142 @@
+"""Processing received messages (RFC 9420 §6, §12.1, §12.4.2).
+
+:func:`process_message` takes a TLS-serialized MLSMessage (PublicMessage or
+PrivateMessage) and returns what it was: application data, a stored
+proposal, or a commit (applied, or staged when the caller asked to merge it
+itself). Every check runs before anything changes; on failure an
+``MlsError`` is raised and the group is exactly as it was.
+
+Our own messages echoed back by the delivery service are recognised by
+their bytes: our commit that is still pending is merged (the server took
+it), one we already merged is reported as such, our own proposals as stored;
+none of them is processed again (we could not decrypt our own path or reuse
+our own ratchet generation anyway).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ping_core.errors import MlsError
+from ping_core.mls.codec import decode_exact
+from ping_core.mls.framing import unprotect_private, unprotect_public
+from ping_core.mls.structs import (
+    Add,
+    Commit,
+    ContentType,
+    FramedContent,
+    MLSMessage,
+    PrivateMessage,
+    Proposal,
+    PublicMessage,
+    SenderType,
+)
+
+from .application import unprotect_application
+from .commit import StagedCommit, stage_commit
+from .messages import proposal_ref
+from .proposals import PendingProposal
+from .psks import PskSource
+from .results import CommitApplied, ProcessResult, ProposalStored
+from .validate import external_sender_key, validate_proposal
+
+if TYPE_CHECKING:
+    from .group import Group
+
+__all__ = ["process_message"]
+
+
+def _signer_key_for(group: Group):  # type: ignore[no-untyped-def]
+    state = group._state
+    tree = state.tree
+
+    def signer_key(content: FramedContent) -> bytes:
+        sender = content.sender
+        st = sender.sender_type
+        if st == SenderType.MEMBER:
+            i = sender.index
+            leaf = tree.leaf(i) if i < tree.n_leaves else None
+            if leaf is None:
+                raise MlsError(f"a message from blank leaf {i}")
+            return leaf.signature_key
+        if st == SenderType.EXTERNAL:
+            return external_sender_key(state.context, sender.index)
+        if st == SenderType.NEW_MEMBER_PROPOSAL:
+            body = content.content
+            if not isinstance(body, Add):
+                raise MlsError("a new_member_proposal sender may only propose Add")
+            return body.key_package.leaf_node.signature_key
+        if st == SenderType.NEW_MEMBER_COMMIT:
+            body = content.content
+            if not isinstance(body, Commit) or body.path is None:
+                raise MlsError("an external commit must have a path")
+            return body.path.leaf_node.signature_key
+        raise MlsError(f"unknown sender type {st}")  # pragma: no cover
+
+    return signer_key
+
+
+def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskSource = None) -> ProcessResult | StagedCommit:
+    """See the module docstring. With ``merge=False`` a valid commit is returned
+    as a :class:`StagedCommit` for the caller to merge or drop."""
+    if not isinstance(data, bytes):
+        raise MlsError("a message must be bytes")
+    crypto = group.crypto
+    msg = decode_exact(MLSMessage, data)
+    body = msg.body
+    if not isinstance(body, (PublicMessage, PrivateMessage)):
+        raise MlsError(f"a {type(body).__name__} is not a group message (use join for a Welcome)")
+    digest = crypto.hash(data)
+    echo = _own_echo(group, digest, merge)
+    if echo is not None:
+        return echo
+    state = group._state
+    group_id = body.content.group_id if isinstance(body, PublicMessage) else body.group_id
+    epoch = body.content.epoch if isinstance(body, PublicMessage) else body.epoch
+    if group_id != state.context.group_id:
+        raise MlsError("the message is for another group")
+    if isinstance(body, PrivateMessage) and body.content_type == ContentType.APPLICATION:
+        return unprotect_application(group, body)
+    if not group.active:
+        raise MlsError("we are no longer a member of this group")
+    if epoch != state.epoch:
+        raise MlsError(f"a handshake message for epoch {epoch}, but the group is at epoch {state.epoch}")
+    signer_key = _signer_key_for(group)
+    if isinstance(body, PublicMessage):
+        un = unprotect_public(crypto, state.framing, body, signer_key)
+    else:
+        un = unprotect_private(crypto, state.framing, body, signer_key, defer_commit=True)
+    auth = un.content
+    content = auth.content.content
+    if isinstance(content, Proposal):
+        sender = auth.content.sender
+        validate_proposal(crypto, state.tree, state.context, content, sender, now=group.now())
+        ref = proposal_ref(crypto, auth)
+        if un.ratchet_key is not None:
+            state.framing.secret_tree.commit(un.ratchet_key)
+        if group._proposals.add(PendingProposal(ref, content, sender)):
+            group._touch("proposals")
+        return ProposalStored(ref, content, sender)
+    if isinstance(content, Commit):
+        staged = stage_commit(group, un, digest, psks=psks)
+        if not merge:
+            return staged
+        return group.merge_staged_commit(staged)
+    raise MlsError("application data must be sent as a PrivateMessage")
+
+
+def _own_echo(group: Group, digest: bytes, merge: bool) -> ProcessResult | StagedCommit | None:
+    staged = group._pending_commit
+    if staged is not None and staged.message_hash == digest:
+        if not merge:
+            return staged
+        return group.merge_staged_commit(staged)
+    last = group._last_own_commit
+    if last is not None and last[0] == digest:
+        return CommitApplied(epoch=last[1], committer=group.own_leaf_index, own=True, already_applied=True)
+    ref = group._own_proposal_messages.get(digest)
+    if ref is not None:
+        pending = group._proposals.get(ref)
+        if pending is not None:
+            return ProposalStored(ref, pending.proposal, pending.sender, own=True)
+    return None

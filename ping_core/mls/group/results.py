@@ -1,0 +1,103 @@
+"""What the group engine hands back: members, sent messages and processing results.
+
+Every class here is a plain, immutable value. Application data never
+appears in a ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from ping_core.mls.structs import Credential, Proposal, ReInit, Sender
+
+__all__ = [
+    "Member",
+    "ProposalMessage",
+    "ApplicationMessage",
+    "ProposalStored",
+    "CommitApplied",
+    "ProcessResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of the roster: leaf index, credential and keys of its leaf."""
+
+    leaf_index: int
+    credential: Credential
+    signature_key: bytes
+    encryption_key: bytes
+
+    @property
+    def identity(self) -> bytes:
+        """The basic credential's identity (empty for other credential types)."""
+        return self.credential.identity
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalMessage:
+    """A proposal we sent: ``message`` (TLS-serialized MLSMessage) and its ProposalRef."""
+
+    message: bytes
+    ref: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationMessage:
+    """A decrypted application message from member ``sender`` (leaf index) in ``epoch``."""
+
+    sender: int
+    data: bytes = field(repr=False)
+    authenticated_data: bytes
+    epoch: int
+    generation: int
+
+    def __repr__(self) -> str:
+        return (
+            f"ApplicationMessage(sender={self.sender}, data=<{len(self.data)} bytes>, "
+            f"authenticated_data={self.authenticated_data!r}, epoch={self.epoch}, generation={self.generation})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalStored:
+    """A proposal was verified and stored for this epoch under ``ref``.
+
+    ``own`` is true when it was our own proposal echoed back (nothing changed).
+    """
+
+    ref: bytes
+    proposal: Proposal
+    sender: Sender
+    own: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommitApplied:
+    """A commit took the group to ``epoch``.
+
+    ``committer`` is the committer's leaf index in the new epoch (for an
+    external commit: the joiner's new leaf). ``added``/``removed``/``updated``
+    are leaf indices. ``removed_self``: the commit removed us; the group is
+    inactive now. ``own``: it was our own commit; ``already_applied``: our own
+    commit echoed back after we merged it (nothing changed). ``reinit``: the
+    ReInit the commit carried (the group can no longer send).
+    """
+
+    epoch: int
+    committer: int
+    added: tuple[int, ...] = ()
+    removed: tuple[int, ...] = ()
+    updated: tuple[int, ...] = ()
+    removed_self: bool = False
+    own: bool = False
+    already_applied: bool = False
+    external: bool = False
+    extensions_changed: bool = False
+    psks: int = 0
+    reinit: ReInit | None = None
+
+
+ProcessResult = Union[ApplicationMessage, ProposalStored, CommitApplied]

@@ -1,0 +1,347 @@
+"""Validation of proposals and proposal lists (RFC 9420 §12.1, §12.2, §12.4.3.2).
+
+Every check raises ``MlsError`` naming what is wrong; none changes anything.
+Leaf-node validation (§7.3: signature, capabilities against the group,
+lifetime, unique keys) is the ratchet tree's (:meth:`RatchetTree.verify_leaf`);
+this module adds what belongs to proposals: who may send which type, the
+KeyPackage rules of §10.1, Update and Remove targets, PSK usage, ReInit
+version, GroupContextExtensions support, and the list rules of a commit.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from ping_core.errors import MlsError
+from ping_core.mls.codec import encode
+from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.structs import (
+    Add,
+    Extension,
+    ExtensionType,
+    ExternalInit,
+    ExternalSenders,
+    GroupContext,
+    GroupContextExtensions,
+    LeafNode,
+    LeafNodeSource,
+    PreSharedKey,
+    PreSharedKeyID,
+    Proposal,
+    ProposalType,
+    ProtocolVersion,
+    PSKType,
+    ReInit,
+    Remove,
+    RequiredCapabilities,
+    ResumptionPSKUsage,
+    Sender,
+    SenderType,
+    Update,
+    get_extension,
+    has_unique_types,
+)
+from ping_core.mls.tree import RatchetTree
+
+from .config import ConversationName, PING_CONVERSATION_NAME
+from .keypackage import validate_key_package_header
+
+__all__ = [
+    "PATH_REQUIRED",
+    "EXTERNAL_SENDER_TYPES",
+    "DEFAULT_EXTENSION_TYPES",
+    "check_proposal_sender",
+    "validate_proposal",
+    "validate_add",
+    "validate_update",
+    "validate_remove",
+    "validate_psk_id",
+    "validate_reinit",
+    "validate_group_context_extensions",
+    "check_leaf_supports_group",
+    "validate_regular_list",
+    "validate_external_list",
+    "path_required",
+]
+
+#: Proposal types whose presence makes a commit's path mandatory (§12.4).
+PATH_REQUIRED = frozenset({ProposalType.UPDATE, ProposalType.REMOVE, ProposalType.EXTERNAL_INIT, ProposalType.GROUP_CONTEXT_EXTENSIONS})
+#: Proposal types an external sender (external_senders extension) may send (§12.1.8).
+EXTERNAL_SENDER_TYPES = frozenset(
+    {ProposalType.ADD, ProposalType.REMOVE, ProposalType.PSK, ProposalType.REINIT, ProposalType.GROUP_CONTEXT_EXTENSIONS}
+)
+#: Extension types every client supports without listing them (§7.2).
+DEFAULT_EXTENSION_TYPES = frozenset(int(t) for t in ExtensionType)
+#: Extension types that may appear in a GroupContext (§17.3 "Messages" column: GC).
+_NOT_IN_GROUP_CONTEXT = frozenset({ExtensionType.APPLICATION_ID, ExtensionType.RATCHET_TREE, ExtensionType.EXTERNAL_PUB})
+_NH = 32
+
+
+def check_proposal_sender(proposal: Proposal, sender: Sender) -> None:
+    """§12.1 / §12.1.8: may this kind of sender send this proposal type?"""
+    st = sender.sender_type
+    pt = proposal.proposal_type
+    if pt == ProposalType.EXTERNAL_INIT:
+        raise MlsError("an ExternalInit proposal is only valid inside an external commit")
+    if st == SenderType.MEMBER:
+        return
+    if st == SenderType.EXTERNAL:
+        if pt not in EXTERNAL_SENDER_TYPES:
+            raise MlsError(f"an external sender may not send a {pt.name} proposal")
+        return
+    if st == SenderType.NEW_MEMBER_PROPOSAL:
+        if pt != ProposalType.ADD:
+            raise MlsError("a new_member_proposal sender may only propose Add")
+        return
+    raise MlsError(f"a {st.name} sender may not send proposals")
+
+
+def check_extensions_supported(leaf: LeafNode, extensions: Iterable[Extension]) -> None:
+    """The leaf supports every non-default extension type in ``extensions``."""
+    listed = leaf.capabilities.extensions
+    for ext in extensions:
+        t = ext.extension_type
+        if t not in DEFAULT_EXTENSION_TYPES and t not in listed:
+            raise MlsError(f"a member does not support GroupContext extension {t}")
+
+
+def check_required_capabilities(leaf: LeafNode, required: RequiredCapabilities | None) -> None:
+    """The leaf lists every extension, proposal and credential type ``required`` names."""
+    if required is None:
+        return
+    caps = leaf.capabilities
+    for t in required.extension_types:
+        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
+            raise MlsError(f"a member lacks the required extension type {t}")
+    for t in required.proposal_types:
+        if not 1 <= t <= 7 and t not in caps.proposals:
+            raise MlsError(f"a member lacks the required proposal type {t}")
+    for t in required.credential_types:
+        if t not in caps.credentials:
+            raise MlsError(f"a member lacks the required credential type {t}")
+
+
+def check_leaf_supports_group(leaf: LeafNode, extensions: Sequence[Extension]) -> None:
+    """A leaf fits a group with these GroupContext extensions: it supports each of
+    them and the required capabilities (used for members, joiners and GCE)."""
+    check_extensions_supported(leaf, extensions)
+    check_required_capabilities(leaf, get_extension(extensions, RequiredCapabilities))
+
+
+def check_group_context_extensions(extensions: Sequence[Extension]) -> None:
+    """Well-formed GroupContext extensions: unique types, none of the kinds that
+    live elsewhere, and the payloads we know parse."""
+    if not has_unique_types(extensions):
+        raise MlsError("duplicate GroupContext extension types")
+    for ext in extensions:
+        if ext.extension_type in _NOT_IN_GROUP_CONTEXT:
+            raise MlsError(f"extension {ext.extension_type} does not belong in a GroupContext")
+    get_extension(extensions, RequiredCapabilities)
+    get_extension(extensions, ExternalSenders)
+    get_extension(extensions, ConversationName)
+
+
+def validate_add(
+    crypto: CryptoProvider, tree: RatchetTree, context: GroupContext, add: Add, *, now: int | None
+) -> None:
+    """§12.1.1: the KeyPackage is valid (§10.1) for this group."""
+    kp = add.key_package
+    if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
+        raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
+    validate_key_package_header(crypto, kp)
+    tree.verify_leaf(crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now)
+    check_leaf_supports_group(kp.leaf_node, context.extensions)
+
+
+def validate_update(
+    crypto: CryptoProvider, tree: RatchetTree, context: GroupContext, update: Update, sender_leaf: int, *, now: int | None
+) -> None:
+    """§12.1.2: a valid update leaf for the sender's leaf, with a new encryption key."""
+    old = tree.leaf(sender_leaf)
+    if old is None:
+        raise MlsError(f"an Update from blank leaf {sender_leaf}")
+    if update.leaf_node.encryption_key == old.encryption_key:
+        raise MlsError("an Update must change the leaf's encryption key")
+    tree.verify_leaf(crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
+    check_leaf_supports_group(update.leaf_node, context.extensions)
+
+
+def validate_remove(tree: RatchetTree, remove: Remove) -> None:
+    """§12.1.3: ``removed`` names a non-blank leaf."""
+    if not 0 <= remove.removed < tree.n_leaves or tree.leaf(remove.removed) is None:
+        raise MlsError(f"a Remove of leaf {remove.removed}, which is blank or outside the tree")
+
+
+def validate_psk_id(psk: PreSharedKeyID, *, allowed_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION) -> None:
+    """§12.1.4: nonce of Nh bytes; resumption PSKs only with the allowed usage."""
+    if len(psk.psk_nonce) != _NH:
+        raise MlsError("a PSK nonce must be 32 bytes")
+    if psk.psktype == PSKType.RESUMPTION and psk.usage != allowed_usage:
+        raise MlsError(f"a resumption PSK with usage {psk.usage!r} is not allowed here")
+
+
+def validate_reinit(reinit: ReInit) -> None:
+    """§12.1.5: the version must not go down; extensions well-formed."""
+    if reinit.version < ProtocolVersion.MLS10:
+        raise MlsError("a ReInit may not lower the protocol version")
+    if not has_unique_types(reinit.extensions):
+        raise MlsError("duplicate extension types in ReInit")
+
+
+def validate_group_context_extensions(gce: GroupContextExtensions, leaves: Iterable[LeafNode]) -> None:
+    """§12.1.7: well-formed, and supported by every given leaf (the members
+    after the commit)."""
+    check_group_context_extensions(gce.extensions)
+    for leaf in leaves:
+        check_leaf_supports_group(leaf, gce.extensions)
+
+
+def validate_proposal(
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    context: GroupContext,
+    proposal: Proposal,
+    sender: Sender,
+    *,
+    now: int | None,
+) -> None:
+    """One proposal on its own, against the current epoch (checked when it is
+    received; the commit that covers it checks the list again)."""
+    check_proposal_sender(proposal, sender)
+    if isinstance(proposal, Add):
+        validate_add(crypto, tree, context, proposal, now=now)
+        if sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL:
+            pass  # the signature check already bound the proposal to the KeyPackage's key
+    elif isinstance(proposal, Update):
+        if sender.sender_type != SenderType.MEMBER:
+            raise MlsError("only members send Update proposals")
+        validate_update(crypto, tree, context, proposal, sender.index, now=now)
+    elif isinstance(proposal, Remove):
+        validate_remove(tree, proposal)
+    elif isinstance(proposal, PreSharedKey):
+        validate_psk_id(proposal.psk)
+    elif isinstance(proposal, ReInit):
+        validate_reinit(proposal)
+    elif isinstance(proposal, GroupContextExtensions):
+        validate_group_context_extensions(proposal, (leaf for _, leaf in tree.members()))
+    elif isinstance(proposal, ExternalInit):
+        raise MlsError("an ExternalInit proposal is only valid inside an external commit")
+    else:  # pragma: no cover - the decoder knows no other types
+        raise MlsError(f"unsupported proposal type {proposal.proposal_type}")
+
+
+def path_required(proposals: Iterable[Proposal]) -> bool:
+    """§12.4: a path is needed for an empty commit or any path-required type."""
+    empty = True
+    for p in proposals:
+        empty = False
+        if p.proposal_type in PATH_REQUIRED:
+            return True
+    return empty
+
+
+def validate_regular_list(
+    items: Sequence[tuple[Proposal, Sender]], committer: int, tree: RatchetTree
+) -> None:
+    """§12.2 list rules of a regular (member) commit. ``items`` are the resolved
+    proposals with their senders, in commit order. Individual validity is
+    checked separately."""
+    updated_or_removed: set[int] = set()
+    add_keys: set[bytes] = set()
+    add_enc: set[bytes] = set()
+    psk_ids: set[bytes] = set()
+    gce = 0
+    reinit = 0
+    removed: set[int] = set()
+    for proposal, sender in items:
+        if isinstance(proposal, Remove):
+            removed.add(proposal.removed)
+    for proposal, sender in items:
+        if isinstance(proposal, Update):
+            if sender.sender_type != SenderType.MEMBER:
+                raise MlsError("an Update from a non-member")
+            if sender.index == committer:
+                raise MlsError("the commit contains an Update proposal by the committer")
+            if sender.index in updated_or_removed:
+                raise MlsError(f"several Update/Remove proposals for leaf {sender.index}")
+            updated_or_removed.add(sender.index)
+        elif isinstance(proposal, Remove):
+            if proposal.removed == committer:
+                raise MlsError("the commit removes the committer")
+            if proposal.removed in updated_or_removed:
+                raise MlsError(f"several Update/Remove proposals for leaf {proposal.removed}")
+            updated_or_removed.add(proposal.removed)
+        elif isinstance(proposal, Add):
+            leaf = proposal.key_package.leaf_node
+            if leaf.signature_key in add_keys:
+                raise MlsError("two Add proposals for the same client (same signature key)")
+            if leaf.encryption_key in add_enc:
+                raise MlsError("two Add proposals with the same encryption key")
+            add_keys.add(leaf.signature_key)
+            add_enc.add(leaf.encryption_key)
+        elif isinstance(proposal, PreSharedKey):
+            key = encode(proposal.psk)
+            if key in psk_ids:
+                raise MlsError("two PreSharedKey proposals for the same PSK")
+            psk_ids.add(key)
+        elif isinstance(proposal, GroupContextExtensions):
+            gce += 1
+            if gce > 1:
+                raise MlsError("several GroupContextExtensions proposals")
+        elif isinstance(proposal, ReInit):
+            reinit += 1
+        elif isinstance(proposal, ExternalInit):
+            raise MlsError("an ExternalInit proposal in a regular commit")
+    if reinit and len(items) > 1:
+        raise MlsError("a ReInit proposal must be the only proposal of a commit")
+    if add_keys:
+        # An Add for a client already in the group (same signature key), unless it is removed here.
+        for leaf_index, leaf in tree.members():
+            if leaf.signature_key in add_keys and leaf_index not in removed:
+                raise MlsError("an Add proposal for a client that is already a member")
+
+
+def validate_external_list(items: Sequence[tuple[Proposal, Sender]]) -> tuple[ExternalInit, Remove | None]:
+    """§12.4.3.2: exactly one ExternalInit, at most one Remove, PSKs, nothing else
+    (all by value: the caller checks that). Returns the ExternalInit and the Remove."""
+    init: ExternalInit | None = None
+    remove: Remove | None = None
+    psk_ids: set[bytes] = set()
+    for proposal, _ in items:
+        if isinstance(proposal, ExternalInit):
+            if init is not None:
+                raise MlsError("an external commit with several ExternalInit proposals")
+            init = proposal
+        elif isinstance(proposal, Remove):
+            if remove is not None:
+                raise MlsError("an external commit with several Remove proposals")
+            remove = proposal
+        elif isinstance(proposal, PreSharedKey):
+            key = encode(proposal.psk)
+            if key in psk_ids:
+                raise MlsError("two PreSharedKey proposals for the same PSK")
+            psk_ids.add(key)
+        else:
+            raise MlsError(f"an external commit may not contain a {proposal.proposal_type.name} proposal")
+    if init is None:
+        raise MlsError("an external commit without an ExternalInit proposal")
+    return init, remove
+
+
+def conversation_name(extensions: Sequence[Extension]) -> str | None:
+    """The conversation name in these GroupContext extensions, if any."""
+    ext = get_extension(extensions, ConversationName)
+    return None if ext is None else ext.name
+
+
+def external_sender_key(context: GroupContext, index: int) -> bytes:
+    """The signature key of external sender ``index`` (external_senders extension)."""
+    senders = get_extension(context.extensions, ExternalSenders)
+    if senders is None:
+        raise MlsError("an external sender, but the group has no external_senders extension")
+    if not 0 <= index < len(senders.senders):
+        raise MlsError(f"unknown external sender {index}")
+    return senders.senders[index].signature_key
+
+
+_ = PING_CONVERSATION_NAME

@@ -1,0 +1,324 @@
+"""``python -m ping_core.mls.interop``: Ping's MLS engine as an interop driver.
+
+Speaks the newline-delimited JSON protocol of ``/work/shared/INTEROP.md``:
+one request object per stdin line, exactly one response line per request on
+stdout, in order; binary values are lowercase hex; MLS objects are
+TLS-serialized MLSMessages. One process hosts any number of clients (by
+``name``), each with at most one group. Beyond INTEROP.md it offers
+``external_join`` (``{"op":"external_join","name","group_info"[,"ratchet_tree"]}``
+-> ``{commit, epoch, group_id, leaf_index}``).
+
+Handshake messages are PublicMessages unless ``encrypt_handshake`` is true;
+Welcomes carry the ratchet tree unless ``ratchet_tree_extension`` is false.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import traceback
+from typing import Any, Callable, TextIO
+
+from ping_core.errors import PingError
+from ping_core.mls.crypto import CryptoProvider, default_provider
+from ping_core.mls.group import (
+    ApplicationMessage,
+    CommitApplied,
+    Group,
+    GroupConfig,
+    KeyPackageBundle,
+    ProposalStored,
+    Signer,
+    generate_key_package,
+)
+
+__all__ = ["Driver", "main"]
+
+IMPL = "ping"
+VERSION = "0.1.0"
+_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+
+Json = dict[str, Any]
+
+
+class DriverError(Exception):
+    """A request the driver cannot serve (bad field, unknown client, ...)."""
+
+
+class _Client:
+    __slots__ = ("name", "signer", "bundles", "group")
+
+    def __init__(self, name: str, signer: Signer) -> None:
+        self.name = name
+        self.signer = signer
+        self.bundles: dict[bytes, KeyPackageBundle] = {}
+        self.group: Group | None = None
+
+
+def _hex(req: Json, field: str) -> bytes:
+    value = req.get(field)
+    if not isinstance(value, str) or not _HEX.match(value):
+        raise DriverError(f"field {field} must be lowercase hex of even length")
+    return bytes.fromhex(value)
+
+
+def _need(req: Json, field: str) -> Any:
+    if field not in req:
+        raise DriverError(f"missing field {field}")
+    return req[field]
+
+
+class Driver:
+    """The request handlers; :meth:`handle` maps one request to one response."""
+
+    def __init__(self, crypto: CryptoProvider | None = None) -> None:
+        self.crypto = crypto or default_provider()
+        self.clients: dict[str, _Client] = {}
+        self.ops: dict[str, Callable[[Json], Json]] = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
+        }
+
+    # -- helpers -------------------------------------------------------------
+
+    def _client(self, req: Json) -> _Client:
+        name = _need(req, "name")
+        if not isinstance(name, str):
+            raise DriverError("name must be a string")
+        c = self.clients.get(name)
+        if c is None:
+            identity = _hex(req, "identity") if "identity" in req else name.encode("utf-8")
+            c = self.clients[name] = _Client(name, Signer.generate(self.crypto, identity))
+        return c
+
+    def _group(self, req: Json, *, active: bool = True) -> tuple[_Client, Group]:
+        c = self._client(req)
+        if c.group is None:
+            raise DriverError(f"client {c.name} has no group")
+        if active and not c.group.active:
+            raise DriverError(f"client {c.name} is not an active member")
+        return c, c.group
+
+    @staticmethod
+    def _encrypt(req: Json) -> bool:
+        return req.get("encrypt_handshake") is True
+
+    @staticmethod
+    def _rt_ext(req: Json) -> bool:
+        return req.get("ratchet_tree_extension") is not False
+
+    def _leaf_for_identity(self, group: Group, identity: bytes, what: str) -> int:
+        found = group.leaf_of(identity=identity)
+        if len(found) != 1:
+            raise DriverError(f"{what}: {len(found)} members have that identity")
+        return found[0]
+
+    def _commit_response(self, group: Group, staged: Any) -> Json:
+        group.merge_staged_commit(staged)
+        out: Json = {"commit": staged.message.hex(), "epoch": group.epoch}
+        if staged.welcome is not None:
+            out["welcome"] = staged.welcome.hex()
+            out["ratchet_tree"] = group.ratchet_tree().hex()
+        return out
+
+    # -- ops -----------------------------------------------------------------
+
+    def op_hello(self, req: Json) -> Json:
+        return {"impl": IMPL, "version": VERSION, "ciphersuites": [1]}
+
+    def op_key_package(self, req: Json) -> Json:
+        suite = req.get("cipher_suite", 1)
+        if suite != 1:
+            raise DriverError(f"unsupported cipher suite {suite} (driver offers 1)")
+        c = self._client(req)
+        bundle = generate_key_package(self.crypto, c.signer)
+        c.bundles[bundle.ref] = bundle
+        return {"key_package": bundle.message().hex()}
+
+    def op_create_group(self, req: Json) -> Json:
+        c = self._client(req)
+        if c.group is not None and c.group.active:
+            raise DriverError(f"client {c.name} already has a group")
+        c.group = Group.create(self.crypto, c.signer, group_id=_hex(req, "group_id"), config=GroupConfig(encrypt_handshake=False))
+        return {"epoch": c.group.epoch, "leaf_index": c.group.own_leaf_index}
+
+    def op_add(self, req: Json) -> Json:
+        _, g = self._group(req)
+        kps = _need(req, "key_packages")
+        if not isinstance(kps, list) or not kps:
+            raise DriverError("key_packages must be a non-empty list")
+        add = [_hex({"k": k}, "k") for k in kps]
+        staged = g.commit(add=add, encrypt=self._encrypt(req), ratchet_tree_extension=self._rt_ext(req))
+        return self._commit_response(g, staged)
+
+    def op_update(self, req: Json) -> Json:
+        _, g = self._group(req)
+        staged = g.commit(include_pending=False, encrypt=self._encrypt(req), ratchet_tree_extension=self._rt_ext(req))
+        return self._commit_response(g, staged)
+
+    def op_commit(self, req: Json) -> Json:
+        _, g = self._group(req)
+        staged = g.commit(encrypt=self._encrypt(req), ratchet_tree_extension=self._rt_ext(req))
+        return self._commit_response(g, staged)
+
+    def op_remove(self, req: Json) -> Json:
+        _, g = self._group(req)
+        targets: list[int] = []
+        for m in req.get("members", []):
+            targets.append(self._leaf_for_identity(g, str(m).encode("utf-8"), f"member {m}"))
+        for h in req.get("identities", []):
+            targets.append(self._leaf_for_identity(g, _hex({"i": h}, "i"), f"identity {h}"))
+        for i in req.get("leaf_indices", []):
+            if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+                raise DriverError("leaf_indices must be non-negative integers")
+            targets.append(i)
+        if not targets:
+            raise DriverError("remove needs members, leaf_indices or identities")
+        staged = g.commit(remove=targets, encrypt=self._encrypt(req), ratchet_tree_extension=self._rt_ext(req))
+        return self._commit_response(g, staged)
+
+    def op_propose_add(self, req: Json) -> Json:
+        _, g = self._group(req)
+        p = g.propose_add(_hex(req, "key_package"), encrypt=self._encrypt(req))
+        return {"proposal": p.message.hex()}
+
+    def op_propose_remove(self, req: Json) -> Json:
+        _, g = self._group(req)
+        if "leaf_index" in req:
+            target = req["leaf_index"]
+            if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+                raise DriverError("leaf_index must be a non-negative integer")
+        elif "identity" in req:
+            target = self._leaf_for_identity(g, _hex(req, "identity"), "identity")
+        elif "member" in req:
+            target = self._leaf_for_identity(g, str(req["member"]).encode("utf-8"), f"member {req['member']}")
+        else:
+            raise DriverError("propose_remove needs leaf_index, identity or member")
+        p = g.propose_remove(target, encrypt=self._encrypt(req))
+        return {"proposal": p.message.hex()}
+
+    def op_join(self, req: Json) -> Json:
+        c = self._client(req)
+        if c.group is not None and c.group.active:
+            raise DriverError(f"client {c.name} already has a group")
+        tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
+        g = Group.join(self.crypto, _hex(req, "welcome"), c.bundles, c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False))
+        c.group = g
+        # A KeyPackage is used once: drop the one the Welcome named.
+        own_key = g.member(g.own_leaf_index)
+        for ref, b in list(c.bundles.items()):
+            if own_key is not None and b.key_package.leaf_node.encryption_key == own_key.encryption_key:
+                del c.bundles[ref]
+        return {"epoch": g.epoch, "group_id": g.group_id.hex(), "leaf_index": g.own_leaf_index}
+
+    def op_external_join(self, req: Json) -> Json:
+        c = self._client(req)
+        if c.group is not None and c.group.active:
+            raise DriverError(f"client {c.name} already has a group")
+        tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
+        g, commit = Group.join_external(
+            self.crypto, _hex(req, "group_info"), c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False)
+        )
+        c.group = g
+        return {"commit": commit.hex(), "epoch": g.epoch, "group_id": g.group_id.hex(), "leaf_index": g.own_leaf_index}
+
+    def op_protect(self, req: Json) -> Json:
+        _, g = self._group(req)
+        aad = _hex(req, "aad") if "aad" in req else b""
+        return {"message": g.protect(_hex(req, "data"), aad).hex()}
+
+    def op_process(self, req: Json) -> Json:
+        _, g = self._group(req, active=False)
+        result = g.process_message(_hex(req, "message"))
+        if isinstance(result, ApplicationMessage):
+            return {"application_data": result.data.hex()}
+        if isinstance(result, ProposalStored):
+            return {"proposal_stored": True}
+        if isinstance(result, CommitApplied):
+            if result.removed_self:
+                return {"removed": True, "commit_applied": True}
+            return {"commit_applied": True, "epoch": result.epoch}
+        raise DriverError(f"unexpected result {type(result).__name__}")  # pragma: no cover
+
+    def op_export(self, req: Json) -> Json:
+        _, g = self._group(req, active=False)
+        context = _hex(req, "context")
+        length = _need(req, "length")
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= 0xFFFF:
+            raise DriverError("length must be 0..65535")
+        if "label" in req:
+            label = req["label"]
+            if not isinstance(label, str):
+                raise DriverError("label must be text")
+            raw = label.encode("utf-8")
+        else:
+            raw = _hex(req, "label_hex")
+        return {"secret": g.export_secret(raw, context, length).hex()}
+
+    def op_epoch_authenticator(self, req: Json) -> Json:
+        _, g = self._group(req, active=False)
+        return {"epoch_authenticator": g.epoch_authenticator.hex()}
+
+    def op_state(self, req: Json) -> Json:
+        _, g = self._group(req, active=False)
+        return {
+            "epoch": g.epoch,
+            "group_id": g.group_id.hex(),
+            "leaf_index": g.own_leaf_index,
+            "tree_hash": g.tree_hash.hex(),
+            "epoch_authenticator": g.epoch_authenticator.hex(),
+            "members": [
+                {"leaf_index": m.leaf_index, "identity": m.identity.hex(), "signature_key": m.signature_key.hex()}
+                for m in g.members()
+            ],
+            "active": g.active,
+        }
+
+    def op_group_info(self, req: Json) -> Json:
+        _, g = self._group(req)
+        return {"group_info": g.group_info().hex()}
+
+    def op_ratchet_tree(self, req: Json) -> Json:
+        _, g = self._group(req, active=False)
+        return {"ratchet_tree": g.ratchet_tree().hex()}
+
+    # -- the loop ------------------------------------------------------------
+
+    def handle(self, line: str) -> Json:
+        """One request line to one response object (never raises)."""
+        try:
+            req = json.loads(line)
+        except ValueError as exc:
+            return {"ok": False, "error": f"bad JSON: {exc}"}
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "request must be a JSON object"}
+        echo = {"id": req["id"]} if "id" in req else {}
+        op = req.get("op")
+        handler = self.ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            return {**echo, "ok": False, "error": f"unsupported op {json.dumps(op)}"}
+        try:
+            return {**echo, "ok": True, **handler(req)}
+        except (DriverError, PingError) as exc:
+            kind = "" if isinstance(exc, DriverError) else f"{type(exc).__name__}: "
+            return {**echo, "ok": False, "error": f"{kind}{exc}"}
+        except Exception as exc:  # a bug: report it, keep serving
+            print(f"interop: {op} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            return {**echo, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def main(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """Serve requests from ``stdin`` until it closes."""
+    inp = stdin or sys.stdin
+    out = stdout or sys.stdout
+    driver = Driver()
+    for line in inp:
+        if not line.strip():
+            continue
+        out.write(json.dumps(driver.handle(line)) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

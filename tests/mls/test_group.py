@@ -1,0 +1,452 @@
+"""The group state machine end to end: create, add, join, proposals, commits,
+application messages, external joins, PSKs, extensions, own echoes, past epochs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ping_core.errors import MlsError
+from ping_core.mls.codec import encode
+from ping_core.mls.group import (
+    PING_CONVERSATION_NAME,
+    ApplicationMessage,
+    CommitApplied,
+    ConversationName,
+    Group,
+    GroupConfig,
+    KeyPackageBundle,
+    ProposalStored,
+    RatchetConfig,
+    StagedCommit,
+    default_capabilities,
+    validate_key_package,
+    welcome_key_package_refs,
+)
+from ping_core.mls.structs import (
+    Capabilities,
+    Credential,
+    Extension,
+    ExternalSender,
+    ExternalSenders,
+    FramedContent,
+    FramedContentAuthData,
+    PublicMessage,
+    Remove,
+    Sender,
+    WireFormat,
+    framed_content_tbs,
+)
+from ping_core.mls.primitives import sign_with_label
+
+from test_group_support import PUBLIC, agree, commit_all, crypto, deliver, key_package, make_group, signer
+
+
+def test_create_is_a_one_member_group() -> None:
+    a = Group.create(crypto, signer("alice"), group_id=b"g")
+    assert a.epoch == 0 and a.group_id == b"g" and a.own_leaf_index == 0
+    assert [m.identity for m in a.members()] == [b"alice"]
+    assert a.active and a.conversation_name is None
+    assert len(a.epoch_authenticator) == 32
+
+
+def test_add_join_and_messages_both_ways() -> None:
+    a, b, c = make_group(3)
+    agree([a, b, c])
+    assert [m.identity for m in c.members()] == [b"alice", b"bob", b"carol"]
+    msg = b.protect(b"hi there", b"aad")
+    for g in (a, c):
+        r = g.process_message(msg)
+        assert isinstance(r, ApplicationMessage)
+        assert (r.sender, r.data, r.authenticated_data, r.epoch) == (1, b"hi there", b"aad", 1)
+    assert "hi there" not in repr(r)
+
+
+@pytest.mark.parametrize("in_welcome", [True, False])
+def test_welcome_with_or_without_the_tree(in_welcome: bool) -> None:
+    a = Group.create(crypto, signer("alice"), config=PUBLIC)
+    bs = signer("bob")
+    kb = key_package(bs)
+    staged = a.commit(add=[kb.message()], ratchet_tree_extension=in_welcome)
+    a.merge_staged_commit(staged)
+    assert staged.welcome is not None and staged.welcome_recipients == (kb.ref,)
+    assert welcome_key_package_refs(staged.welcome) == [kb.ref]
+    if not in_welcome:
+        with pytest.raises(MlsError, match="no ratchet tree"):
+            Group.join(crypto, staged.welcome, kb, bs)
+        b = Group.join(crypto, staged.welcome, kb, bs, ratchet_tree=staged.ratchet_tree)
+    else:
+        b = Group.join(crypto, staged.welcome, kb, bs)
+    agree([a, b])
+
+
+def test_join_needs_the_right_key_package() -> None:
+    a = Group.create(crypto, signer("alice"))
+    bs = signer("bob")
+    kb, other = key_package(bs), key_package(bs)
+    staged = a.commit(add=[kb.message()])
+    assert staged.welcome is not None
+    with pytest.raises(MlsError, match="not addressed"):
+        Group.join(crypto, staged.welcome, other, bs)
+    with pytest.raises(MlsError, match="signer"):
+        Group.join(crypto, staged.welcome, kb, signer("mallory"))
+    g = Group.join(crypto, staged.welcome, [other, kb], bs)
+    assert g.epoch == 1
+
+
+def test_welcome_with_a_tampered_tree_is_refused() -> None:
+    a, b = make_group(2)
+    cs = signer("carol")
+    kc = key_package(cs)
+    staged = a.commit(add=[kc.message()], ratchet_tree_extension=False)
+    other_tree = b.ratchet_tree()  # the previous epoch's tree: wrong hash
+    with pytest.raises(MlsError):
+        Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=other_tree)
+
+
+def test_joiner_commits_and_path_secrets_reach_everyone() -> None:
+    a, b, c, d = make_group(4)
+    for g in (d, b, a, c):
+        commit_all(g, [a, b, c, d], encrypt=True)
+        agree([a, b, c, d])
+    assert a.epoch == 5
+
+
+def test_adds_by_a_joiner_with_path_give_the_lca_path_secret() -> None:
+    a, b = make_group(2)
+    commit_all(b, [a, b])  # b's path fills the tree's parents
+    signers = [signer(n) for n in ("c", "d", "e")]
+    kps = [key_package(s) for s in signers]
+    staged = b.commit(add=[k.message() for k in kps], force_path=True)
+    b.merge_staged_commit(staged)
+    a.process_message(staged.message or b"")
+    joined = [Group.join(crypto, staged.welcome or b"", k, s) for s, k in zip(signers, kps)]
+    everyone = [a, b, *joined]
+    agree(everyone)
+    for g in joined:  # a joiner's keys work: it can commit and everyone follows
+        commit_all(g, everyone)
+        agree(everyone)
+
+
+def test_self_update_public_and_private_and_remove() -> None:
+    a, b, c = make_group(3)
+    commit_all(b, [a, b, c], encrypt=False)
+    commit_all(c, [a, b, c], encrypt=True)
+    staged = a.commit(remove=[1])
+    a.merge_staged_commit(staged)
+    rc = c.process_message(staged.message or b"")
+    rb = b.process_message(staged.message or b"")
+    assert isinstance(rc, CommitApplied) and rc.removed == (1,) and not rc.removed_self
+    assert isinstance(rb, CommitApplied) and rb.removed_self
+    assert not b.active and b.removed
+    with pytest.raises(MlsError):
+        b.protect(b"x")
+    with pytest.raises(MlsError):
+        b.commit()
+    agree([a, c])
+    assert [m.identity for m in a.members()] == [b"alice", b"carol"]
+
+
+def test_proposals_by_reference_committed_by_another_member() -> None:
+    a, b, c = make_group(3)
+    ds = signer("dave")
+    kd = key_package(ds)
+    p = a.propose_add(kd.message(), encrypt=True)
+    for g in (b, c):
+        r = g.process_message(p.message)
+        assert isinstance(r, ProposalStored) and r.ref == p.ref
+    # a's own echo: recognised, nothing changes
+    echo = a.process_message(p.message)
+    assert isinstance(echo, ProposalStored) and echo.own
+    pr = b.propose_remove(2)
+    for g in (a, c):
+        g.process_message(pr.message)
+    # c cannot commit its own removal: it commits the Add and leaves the Remove out.
+    staged = c.commit()
+    assert staged.result.added == (3,) and staged.result.removed == ()
+    c.merge_staged_commit(staged)
+    for g in (a, b):
+        r = g.process_message(staged.message or b"")
+        assert isinstance(r, CommitApplied) and r.committer == 2 and r.added == (3,)
+    d = Group.join(crypto, staged.welcome or b"", kd, ds)
+    agree([a, b, c, d])
+    assert all(not g.pending_proposals for g in (a, b, c, d))
+
+
+def test_proposals_by_reference() -> None:
+    a, b, c = make_group(3)
+    ds = signer("dave")
+    kd = key_package(ds)
+    p_add = a.propose_add(kd.message(), encrypt=True)
+    p_rm = b.propose_remove(2, encrypt=False)
+    for msg, sender in ((p_add.message, a), (p_rm.message, b)):
+        for g in (a, b, c):
+            if g is not sender:
+                assert isinstance(g.process_message(msg), ProposalStored)
+    assert [len(g.pending_proposals) for g in (a, b, c)] == [2, 2, 2]
+    with pytest.raises(MlsError, match="pending"):
+        a.protect(b"must commit first")
+    staged = a.commit()
+    a.merge_staged_commit(staged)
+    assert staged.result.added == (2,) or staged.result.added == (3,)
+    rb = b.process_message(staged.message or b"")
+    rc = c.process_message(staged.message or b"")
+    assert isinstance(rc, CommitApplied) and rc.removed_self
+    d = Group.join(crypto, staged.welcome or b"", kd, ds)
+    agree([a, b, d])
+    assert isinstance(rb, CommitApplied) and rb.removed == (2,)
+
+
+def test_update_proposal_committed_by_another_member() -> None:
+    a, b, c = make_group(3)
+    old_key = b.member(1).encryption_key  # type: ignore[union-attr]
+    p = b.propose_update()
+    for g in (a, c):
+        g.process_message(p.message)
+    staged = commit_all(a, [a, b, c])
+    assert staged.result.updated == (1,)
+    assert b.member(1).encryption_key != old_key  # type: ignore[union-attr]
+    agree([a, b, c])
+    commit_all(c, [a, b, c])  # b can still decrypt path secrets with its new leaf key
+    agree([a, b, c])
+
+
+def test_own_commit_echo() -> None:
+    a, b = make_group(2)
+    staged = a.commit()
+    before = a.to_bytes()
+    a.merge_staged_commit(staged)
+    r = a.process_message(staged.message or b"")
+    assert isinstance(r, CommitApplied) and r.own and r.already_applied
+    b.process_message(staged.message or b"")
+    agree([a, b])
+    # A pending commit whose echo arrives is merged (the server took it).
+    staged2 = a.commit(encrypt=True)
+    r2 = a.process_message(staged2.message or b"")
+    assert isinstance(r2, CommitApplied) and r2.own and not r2.already_applied
+    assert a.epoch == 3 and a.pending_commit is None
+    b.process_message(staged2.message or b"")
+    agree([a, b])
+    assert before != a.to_bytes()
+
+
+def test_staged_commit_changes_nothing_until_merged() -> None:
+    a, b = make_group(2)
+    before = a.to_bytes()
+    staged = a.commit(remove=[1])
+    assert a.pending_commit is staged and a.epoch == 1
+    a.discard_staged_commit()
+    assert a.to_bytes() == before
+    # A received commit staged without merging changes nothing either.
+    staged_b = b.commit()
+    before_a = a.to_bytes()
+    got = a.process_message(staged_b.message or b"", merge=False)
+    assert isinstance(got, StagedCommit) and got.epoch == 2
+    assert a.to_bytes() == before_a
+    r = a.merge_staged_commit(got)
+    assert r.epoch == 2
+    b.merge_staged_commit(staged_b)
+    agree([a, b])
+    with pytest.raises(MlsError, match="epoch"):
+        a.merge_staged_commit(got)
+
+
+def test_competing_commit_discards_our_pending_one() -> None:
+    a, b = make_group(2)
+    mine = a.commit()
+    theirs = b.commit()
+    b.merge_staged_commit(theirs)
+    a.process_message(theirs.message or b"")
+    assert a.pending_commit is None and a.epoch == 2
+    with pytest.raises(MlsError):
+        a.merge_staged_commit(mine)
+    agree([a, b])
+
+
+def test_past_epoch_messages_and_their_deletion() -> None:
+    cfg = GroupConfig(encrypt_handshake=False, max_past_epochs=1)
+    a, b = make_group(2, config=cfg)
+    late = a.protect(b"late")
+    commit_all(a, [a, b])
+    r = b.process_message(late)
+    assert isinstance(r, ApplicationMessage) and r.data == b"late" and r.epoch == 1
+    late2 = a.protect(b"two epochs back")
+    commit_all(a, [a, b])
+    commit_all(b, [a, b])
+    with pytest.raises(MlsError, match="secrets are gone"):
+        b.process_message(late2)
+    future = a.protect(b"x")
+    # A message for a future epoch is refused.
+    c_late = a.protect(b"y")
+    b.process_message(c_late)
+    with pytest.raises(MlsError):
+        b.process_message(c_late)  # replay: generation already used
+    b.process_message(future)
+
+
+def test_out_of_order_tolerance_and_forward_distance() -> None:
+    cfg = GroupConfig(encrypt_handshake=False, ratchet=RatchetConfig(out_of_order_tolerance=2, maximum_forward_distance=5))
+    a, b = make_group(2, config=cfg)
+    msgs = [a.protect(bytes([i])) for i in range(12)]
+    assert b.process_message(msgs[3]).data == b"\x03"  # type: ignore[union-attr]
+    assert b.process_message(msgs[1]).data == b"\x01"  # type: ignore[union-attr]
+    with pytest.raises(MlsError, match="too old|already used"):
+        b.process_message(msgs[0])
+    with pytest.raises(MlsError, match="too far"):
+        b.process_message(msgs[11])  # next expected is 4: 7 ahead
+    assert b.process_message(msgs[9]).data == b"\x09"  # type: ignore[union-attr]
+
+
+def test_conversation_name_extension() -> None:
+    a, b = make_group(2, conversation_name="team")
+    assert a.conversation_name == b.conversation_name == "team"
+    commit_all(b, [a, b], conversation_name="renamed")
+    assert a.conversation_name == "renamed" and a.group_context.extensions[0].extension_type == PING_CONVERSATION_NAME
+    # A member whose KeyPackage does not support the extension cannot be added.
+    plain = Capabilities(extensions=())
+    cs = signer("carol")
+    kc = key_package(cs, capabilities=plain)
+    with pytest.raises(MlsError, match="extension"):
+        a.commit(add=[kc.message()])
+
+
+def test_external_join_and_resync() -> None:
+    a, b = make_group(2)
+    es = signer("eve")
+    e, commit = Group.join_external(crypto, b.group_info(), es)
+    for g in (a, b):
+        r = g.process_message(commit)
+        assert isinstance(r, CommitApplied) and r.external and r.committer == 2
+    agree([a, b, e])
+    msg = e.protect(b"hello from eve")
+    assert a.process_message(msg).data == b"hello from eve"  # type: ignore[union-attr]
+    # eve lost her state: she rejoins and removes her old leaf.
+    e2, commit2 = Group.join_external(crypto, a.group_info(ratchet_tree=False), es, ratchet_tree=a.ratchet_tree(), resync=True)
+    for g in (a, b):
+        r = g.process_message(commit2)
+        assert isinstance(r, CommitApplied) and r.removed == (2,)
+    r = e.process_message(commit2)
+    assert isinstance(r, CommitApplied) and r.removed_self
+    agree([a, b, e2])
+    # Our own external commit echoed back: already applied.
+    echo = e2.process_message(commit2)
+    assert isinstance(echo, CommitApplied) and echo.already_applied
+
+
+def test_external_psk_and_resumption_psk() -> None:
+    a, b = make_group(2)
+    psk_id, secret = b"shared psk", b"\x07" * 32
+    p = a.propose_external_psk(psk_id)
+    b.process_message(p.message)
+    staged = a.commit(psks={psk_id: secret})
+    with pytest.raises(MlsError, match="unknown external PSK"):
+        b.process_message(staged.message or b"", merge=False)
+    a.merge_staged_commit(staged)
+    r = b.process_message(staged.message or b"", psks={psk_id: secret})
+    assert isinstance(r, CommitApplied) and r.psks == 1
+    agree([a, b])
+    p2 = b.propose_resumption_psk(a.epoch - 1)
+    a.process_message(p2.message)
+    commit_all(a, [a, b])
+    agree([a, b])
+    # A new member receives the PSK ids in the Welcome.
+    cs = signer("carol")
+    kc = key_package(cs)
+    staged = a.commit(add=[kc.message()], external_psks=[psk_id], psks={psk_id: secret})
+    a.merge_staged_commit(staged)
+    b.process_message(staged.message or b"", psks={psk_id: secret})
+    with pytest.raises(MlsError):
+        Group.join(crypto, staged.welcome or b"", kc, cs)
+    c = Group.join(crypto, staged.welcome or b"", kc, cs, psks={psk_id: secret})
+    agree([a, b, c])
+
+
+def test_reinit_stops_the_group() -> None:
+    a, b = make_group(2)
+    p = b.propose_reinit(group_id=b"new group")
+    a.process_message(p.message)
+    staged = commit_all(a, [a, b])
+    assert staged.result.reinit is not None and staged.result.reinit.group_id == b"new group"
+    for g in (a, b):
+        assert g.pending_reinit is not None and not g.active
+        with pytest.raises(MlsError, match="reinitialised"):
+            g.protect(b"x")
+
+
+def _external_proposal(group_id: bytes, epoch: int, sender: Sender, proposal: object, key: bytes) -> bytes:
+    content = FramedContent(group_id, epoch, sender, b"", proposal)  # type: ignore[arg-type]
+    tbs = framed_content_tbs(WireFormat.PUBLIC_MESSAGE, content, None)
+    sig = sign_with_label(crypto, key, b"FramedContentTBS", tbs)
+    return b"\x00\x01\x00\x01" + encode(PublicMessage(content, FramedContentAuthData(sig), None))
+
+
+def test_external_sender_proposals() -> None:
+    server = signer("delivery service")
+    ext = Extension.of(ExternalSenders((ExternalSender(server.public_key, server.credential),)))
+    a, b, c = make_group(3, extensions=[ext])
+    msg = _external_proposal(a.group_id, a.epoch, Sender.external(0), Remove(2), server.private_key)
+    for g in (a, b, c):
+        r = g.process_message(msg)
+        assert isinstance(r, ProposalStored) and r.sender == Sender.external(0)
+    staged = commit_all(a, [a, b])
+    assert staged.result.removed == (2,)
+    # An unknown external sender index, or a wrong key, is refused.
+    bad = _external_proposal(a.group_id, a.epoch, Sender.external(1), Remove(1), server.private_key)
+    with pytest.raises(MlsError, match="external sender"):
+        b.process_message(bad)
+    forged = _external_proposal(a.group_id, a.epoch, Sender.external(0), Remove(1), signer("x").private_key)
+    with pytest.raises(MlsError):
+        b.process_message(forged)
+
+
+def test_new_member_proposal() -> None:
+    from ping_core.mls.structs import Add
+
+    a, b = make_group(2)
+    cs = signer("carol")
+    kc = key_package(cs)
+    msg = _external_proposal(a.group_id, a.epoch, Sender.new_member_proposal(), Add(kc.key_package), cs.private_key)
+    for g in (a, b):
+        assert isinstance(g.process_message(msg), ProposalStored)
+    staged = commit_all(b, [a, b])
+    c = Group.join(crypto, staged.welcome or b"", kc, cs)
+    agree([a, b, c])
+    # A new_member_proposal must be signed by the KeyPackage's own key.
+    ds = signer("dave")
+    kd = key_package(ds)
+    forged = _external_proposal(a.group_id, a.epoch, Sender.new_member_proposal(), Add(kd.key_package), cs.private_key)
+    with pytest.raises(MlsError):
+        a.process_message(forged)
+
+
+def test_key_package_bundle_round_trip_and_validation() -> None:
+    s = signer("bob")
+    kb = key_package(s, now=1_000_000)
+    again = KeyPackageBundle.from_bytes(crypto, kb.to_bytes())
+    assert again.ref == kb.ref and again.to_bytes() == kb.to_bytes()
+    assert "init" not in repr(kb) or kb.init_private.hex() not in repr(kb)
+    validate_key_package(crypto, kb.message(), now=1_000_000)
+    with pytest.raises(MlsError, match="lifetime"):
+        validate_key_package(crypto, kb.key_package, now=10**12)
+    assert PING_CONVERSATION_NAME in kb.key_package.leaf_node.capabilities.extensions
+    assert kb.key_package.leaf_node.capabilities == default_capabilities()
+    wrong = KeyPackageBundle(crypto, kb.key_package, kb.encryption_private, kb.init_private)
+    with pytest.raises(MlsError):
+        KeyPackageBundle.from_bytes(crypto, wrong.to_bytes())
+
+
+def test_expired_key_package_cannot_be_added() -> None:
+    a = Group.create(crypto, signer("alice"))
+    kb = key_package(signer("bob"), now=1_000, lifetime_s=10)
+    with pytest.raises(MlsError, match="lifetime"):
+        a.commit(add=[kb.message()])
+
+
+def test_group_info_and_members() -> None:
+    a, b = make_group(2)
+    gi = a.group_info()
+    assert gi[:4] == b"\x00\x01\x00\x04"
+    assert [(m.leaf_index, m.identity) for m in b.members()] == [(0, b"alice"), (1, b"bob")]
+    assert b.member(5) is None and b.leaf_of(identity=b"bob") == [1]
+    assert a.member(1).signature_key == b.signer.public_key  # type: ignore[union-attr]
+    assert ConversationName("x").EXTENSION_TYPE == 0xF0A1
+    assert Credential.basic(b"alice") == a.members()[0].credential

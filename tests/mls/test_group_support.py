@@ -1,0 +1,107 @@
+"""Support for the group tests: signers, KeyPackages, small groups, delivery, and
+ways to forge messages that a correct sender would never produce. No tests
+here; the test files import it (pytest puts this folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.crypto import default_provider
+from ping_core.mls.group import (
+    CommitApplied,
+    Group,
+    GroupConfig,
+    KeyPackageBundle,
+    Signer,
+    StagedCommit,
+    generate_key_package,
+)
+from ping_core.mls.group import commit as commit_mod
+from ping_core.mls.structs import MLSMessage, PublicMessage
+from ping_core.mls.transcript import membership_tag
+
+crypto = default_provider()
+PUBLIC = GroupConfig(encrypt_handshake=False)
+
+
+def signer(name: str) -> Signer:
+    return Signer.generate(crypto, name.encode())
+
+
+def key_package(s: Signer, **kw: Any) -> KeyPackageBundle:
+    return generate_key_package(crypto, s, **kw)
+
+
+def make_group(n: int, *, config: GroupConfig = PUBLIC, names: Sequence[str] | None = None, **create: Any) -> list[Group]:
+    """``n`` members: the first creates the group and adds the others in one commit."""
+    names = list(names or ["alice", "bob", "carol", "dave", "erin", "frank", "gina", "hugo"][:n])
+    while len(names) < n:
+        names.append(f"m{len(names)}")
+    signers = [signer(nm) for nm in names]
+    first = Group.create(crypto, signers[0], config=config, group_id=b"test group " + names[0].encode(), **create)
+    groups = [first]
+    if n > 1:
+        bundles = [key_package(s) for s in signers[1:]]
+        staged = first.commit(add=[b.message() for b in bundles])
+        first.merge_staged_commit(staged)
+        assert staged.welcome is not None
+        for s, b in zip(signers[1:], bundles):
+            groups.append(Group.join(crypto, staged.welcome, b, s, config=config))
+    return groups
+
+
+def deliver(message: bytes, sender: Group | None, groups: Sequence[Group]) -> list[Any]:
+    """Every group but ``sender`` processes ``message``; their results."""
+    return [g.process_message(message) for g in groups if g is not sender]
+
+
+def commit_all(g: Group, groups: Sequence[Group], **kw: Any) -> StagedCommit:
+    """``g`` commits, merges, and every other member processes the commit."""
+    staged = g.commit(**kw)
+    g.merge_staged_commit(staged)
+    assert staged.message is not None
+    for r in deliver(staged.message, g, [x for x in groups if x.active]):
+        assert isinstance(r, CommitApplied)
+    return staged
+
+
+def agree(groups: Sequence[Group]) -> None:
+    """All active members agree on epoch, authenticator, exporter and tree."""
+    live = [g for g in groups if g.active]
+    assert len({g.epoch for g in live}) == 1
+    assert len({g.epoch_authenticator for g in live}) == 1
+    assert len({g.export_secret(b"agree", b"", 32) for g in live}) == 1
+    assert len({g.ratchet_tree() for g in live}) == 1
+    assert len({g.tree_hash for g in live}) == 1
+
+
+@contextlib.contextmanager
+def lenient_sender(**overrides: Any) -> Iterator[None]:
+    """Switch off the committer-side checks named in ``overrides`` (module-level
+    functions of ``ping_core.mls.group.commit``) so a forged commit can be built.
+    Restored on exit, so the receiver checks with the real functions."""
+    saved = {name: getattr(commit_mod, name) for name in overrides}
+    try:
+        for name, value in overrides.items():
+            setattr(commit_mod, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(commit_mod, name, value)
+
+
+def public_body(message: bytes) -> PublicMessage:
+    body = decode_exact(MLSMessage, message).body
+    assert isinstance(body, PublicMessage)
+    return body
+
+
+def reframe(sender: Group, body: PublicMessage) -> bytes:
+    """A member's PublicMessage with a fresh, valid membership tag (after tampering
+    with fields the tag covers) under ``sender``'s current membership key."""
+    tbm = body.tbm(sender._state.context_bytes)
+    tag = membership_tag(crypto, sender._state.secrets.membership_key, tbm)
+    return b"\x00\x01\x00\x01" + encode(PublicMessage(body.content, body.auth, tag))
