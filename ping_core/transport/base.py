@@ -15,6 +15,23 @@ reference server ``ping_server`` offers together:
   last-resort KeyPackage that is never used up) and each device's Welcome
   inbox.
 
+Membership: only a conversation's members may read its log or post to it
+(403 ``forbidden``). The server cannot read MLS messages, so it learns
+membership from routing, never from payloads:
+
+* the device whose envelope (any kind) is the first for a conversation id
+  creates the conversation and is its first member;
+* a Welcome sent by a member makes its recipients members;
+* a Commit sent after :meth:`Transport.set_next_commit_removals` takes the
+  declared devices out, atomically with the Commit's acceptance (nothing
+  changes when the Commit is refused);
+* a revoked device loses every membership;
+* a user's DeviceGroup (id ``FF DC || SHA-256(user_id)[:14]``) has implicit
+  membership: exactly that user's non-revoked devices. Nobody else may create,
+  read, post to or be welcomed into it.
+
+Reading a conversation nobody has posted to yet gives ``[]`` to anyone.
+
 Welcome routing: a Welcome is not appended to a conversation log (only new
 members can read it). The SDK first calls :meth:`Transport.set_next_welcome_recipients`
 for the conversation, then :meth:`Transport.send` with the Welcome envelope;
@@ -28,9 +45,14 @@ timeout, connection refused) and ``code`` the server's machine-readable code.
 ``TransportError.is_definite_rejection`` (4xx or a known code) is the ONLY
 test of "the server did not apply it"; callers never parse message text.
 Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
-``forbidden`` 403 (e.g. a revoked device), ``not_found`` 404,
-``epoch_advanced`` 409, ``conflict`` 409, ``too_large`` 413; and
-``server_error`` 5xx, ``timeout`` / ``network`` without a status (ambiguous).
+``forbidden`` 403 (e.g. a revoked device, a non-member), ``not_found`` 404,
+``epoch_advanced`` 409, ``conflict`` 409, ``too_large`` 413,
+``rate_limited`` 429; and ``server_error`` 5xx, ``timeout`` / ``network``
+without a status (ambiguous).
+
+Order of checks (which error wins when several apply): argument validation
+(400/413) first, then the caller (401 not registered, 403 revoked), then the
+method's own rules in the order its docstring lists them.
 
 Arguments are validated by the caller's types; a transport may raise
 ``InvalidInput`` for a call it can tell is malformed before sending anything.
@@ -41,17 +63,39 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from ping_core.device import DeviceInfo
+from ping_core.errors import TransportError
 from ping_core.identity import DeviceBinding
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope
 from ping_core.sync import SyncCursor
 
-__all__ = ["Transport", "MAX_FETCH_LIMIT", "MAX_KEY_PACKAGES_PER_PUBLISH", "ERROR_CODES"]
+__all__ = [
+    "Transport",
+    "MAX_FETCH_LIMIT",
+    "MAX_FETCH_WAIT_MS",
+    "MAX_KEY_PACKAGES_PER_PUBLISH",
+    "MAX_KEY_PACKAGE_LEN",
+    "MAX_DEVICE_LIST",
+    "MAX_CLAIM_COUNT",
+    "MAX_EPOCH",
+    "ERROR_CODES",
+    "unique_devices",
+]
 
 # Upper bound on ``fetch_since(limit=...)``; the SDK pages by 256.
 MAX_FETCH_LIMIT = 1000
-# Upper bound on one ``publish_key_packages`` batch.
+# Upper bound on ``fetch_since(wait_ms=...)`` (long polling).
+MAX_FETCH_WAIT_MS = 30_000
+# Upper bound on one ``publish_key_packages`` batch, and on one KeyPackage's size.
 MAX_KEY_PACKAGES_PER_PUBLISH = 200
+MAX_KEY_PACKAGE_LEN = 64 * 1024
+# Upper bound on the devices named by one ``set_next_welcome_recipients`` or
+# ``set_next_commit_removals`` (413 ``too_large`` beyond).
+MAX_DEVICE_LIST = 1000
+# ``claim_device_key_packages(count=...)`` is 1..MAX_CLAIM_COUNT.
+MAX_CLAIM_COUNT = 100
+# The largest epoch a Commit may carry: the next epoch must fit a signed 64-bit column.
+MAX_EPOCH = (1 << 63) - 2
 # The codes a delivery service puts in ``TransportError.code`` (see module docstring).
 ERROR_CODES = frozenset(
     {
@@ -62,11 +106,20 @@ ERROR_CODES = frozenset(
         "epoch_advanced",
         "conflict",
         "too_large",
+        "rate_limited",
         "server_error",
         "timeout",
         "network",
     }
 )
+
+
+def unique_devices(device_ids: list[DeviceId], what: str) -> list[DeviceId]:
+    """``device_ids`` without repeats (first occurrence kept). More than ``MAX_DEVICE_LIST``
+    raises ``TransportError`` 413 ``too_large``, as the server answers."""
+    if len(device_ids) > MAX_DEVICE_LIST:
+        raise TransportError(f"more than {MAX_DEVICE_LIST} {what}", status=413, code="too_large")
+    return list(dict.fromkeys(device_ids))
 
 
 @runtime_checkable
@@ -78,14 +131,23 @@ class Transport(Protocol):
     async def send(self, envelope: MessageEnvelope) -> int:
         """Hand ``envelope`` to the delivery service; return its server-assigned ``seq``.
 
-        Application, Commit and Proposal envelopes are appended to the
-        conversation's log (the returned seq is their position). A Commit is
-        accepted only if ``envelope.epoch`` is the log's current epoch, else
-        409 ``epoch_advanced``. A Welcome envelope goes to the inboxes of the
-        recipients set by :meth:`set_next_welcome_recipients` (return value
-        0); without recipients it raises ``TransportError`` with code
-        ``invalid_request``. ``envelope.sender_device`` must be this device
-        (else 403 ``forbidden``).
+        Checks, in order: ``envelope.sender_device`` must be this device (else
+        403 ``forbidden``); then by kind:
+
+        * Application, Commit, Proposal: appended to the conversation's log
+          (the returned seq is their position); a Commit also carries the
+          removals declared with :meth:`set_next_commit_removals`. The
+          caller must be a member, or the
+          conversation must not exist yet (it creates it), else 403
+          ``forbidden``. A Commit is accepted only if ``envelope.epoch`` is
+          the log's current epoch (any epoch up to ``MAX_EPOCH`` for the first
+          Commit), else 409 ``epoch_advanced``.
+        * Welcome: goes to the inboxes of the recipients set by
+          :meth:`set_next_welcome_recipients` (return value 0) and makes them
+          members. Without recipients: 400 ``invalid_request``; the caller
+          must be a member (or create the conversation), else 403; an unknown
+          or revoked recipient: 404 ``not_found`` and nobody gets it; a
+          recipient outside the owner's account for a DeviceGroup: 403.
 
         When this returns, the server has durably applied the envelope. When it
         raises a definite rejection, the server did not apply it; any other
@@ -93,17 +155,37 @@ class Transport(Protocol):
         """
         ...
 
-    async def fetch_since(self, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[MessageEnvelope]:
+    async def fetch_since(
+        self, conversation_id: ConversationId, cursor: SyncCursor, limit: int, *, wait_ms: int = 0
+    ) -> list[MessageEnvelope]:
         """Envelopes of the conversation's log with ``seq > cursor.seq``, in order, at most ``limit``
         (1..``MAX_FETCH_LIMIT``). Fewer than ``limit`` means the end of the log was reached.
 
+        ``wait_ms`` (0..``MAX_FETCH_WAIT_MS``, long polling): when nothing is
+        newer than the cursor, wait up to that long for an envelope to arrive
+        and return as soon as one does (``[]`` when none came).
+
         A conversation nobody has posted to yet has an empty log (``[]``, not
-        an error); a revoked device gets 403 ``forbidden``.
+        an error); a non-member of an existing conversation and a revoked
+        device get 403 ``forbidden``.
         """
         ...
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        """Address the next Welcome sent for ``conversation_id`` to ``device_ids``. May be a no-op."""
+        """Address the next Welcome sent for ``conversation_id`` to ``device_ids`` (at most
+        ``MAX_DEVICE_LIST``). The transport forgets them once such a Welcome is delivered
+        (not when it fails, so a retried Welcome still has them). May be a no-op."""
+        ...
+
+    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        """Declare that the next Commit sent for ``conversation_id`` removes ``device_ids`` (at most
+        ``MAX_DEVICE_LIST``) from the group, so the server revokes their membership when, and only
+        when, it accepts that Commit. Call it just before sending a Commit with Remove proposals
+        (``[]`` clears a pending declaration). The next Commit send for that conversation
+        consumes the declaration whatever its outcome, so it never rides on a later, unrelated
+        Commit (call it again before re-sending). May be a no-op (then removed devices keep
+        reading ciphertext they cannot decrypt until they are revoked).
+        """
         ...
 
     # -- directory: devices ----------------------------------------------

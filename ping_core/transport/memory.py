@@ -3,9 +3,12 @@
 :class:`MemoryDeliveryService` behaves like ``ping_server`` (see
 ``ping_core.transport.base`` for the contract): one ordered log per
 conversation numbered from 1, a Commit for any epoch but the current one
-refused with 409 ``epoch_advanced``, a Welcome inbox and a KeyPackage pool per
+refused with 409 ``epoch_advanced``, conversation membership learnt from
+routing (creator, Welcome recipients, declared Commit removals; DeviceGroups
+belong to their owner's devices), a Welcome inbox and a KeyPackage pool per
 device, registration checked against the account binding (trust on first use
-of the account key), revoked devices refused with 403 ``forbidden``. Envelopes
+of the account key), revoked devices refused with 403 ``forbidden``, long
+polling (``fetch_since(wait_ms=...)``). Envelopes
 cross it as encoded bytes (like the wire), so what a client gets back is never
 an object another client holds.
 
@@ -46,12 +49,17 @@ from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
-from .base import MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH
+from .base import (
+    MAX_CLAIM_COUNT,
+    MAX_EPOCH,
+    MAX_FETCH_LIMIT,
+    MAX_FETCH_WAIT_MS,
+    MAX_KEY_PACKAGE_LEN,
+    MAX_KEY_PACKAGES_PER_PUBLISH,
+    unique_devices,
+)
 
 __all__ = ["MemoryDeliveryService", "MemoryTransport", "Fault"]
-
-_MAX_KEY_PACKAGE_LEN = 64 * 1024
-_MAX_CLAIM = 100
 
 
 class Fault(enum.Enum):
@@ -83,6 +91,9 @@ class _FaultRule:
 class _Log:
     entries: list[bytes] = field(default_factory=list)  # encoded envelopes, seq = index + 1
     epoch: int | None = None  # the epoch the next Commit must carry; None until the first Commit
+    members: set[DeviceId] = field(default_factory=set)  # unused for a DeviceGroup (implicit)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced on each append
+
 
 
 @dataclass
@@ -106,6 +117,8 @@ class MemoryDeliveryService:
     def __init__(self, *, require_registration: bool = True) -> None:
         self.require_registration = require_registration
         self._logs: dict[ConversationId, _Log] = {}
+        # Conversations that do not exist yet, waited on by long polls.
+        self._pending: dict[ConversationId, asyncio.Event] = {}
         self._devices: dict[DeviceId, _Device] = {}
         self._accounts: dict[UserId, bytes] = {}
         self._faults: list[_FaultRule] = []
@@ -155,6 +168,15 @@ class MemoryDeliveryService:
         """The epoch the next Commit must carry (None: no Commit seen yet)."""
         log = self._logs.get(conversation_id)
         return log.epoch if log else None
+
+    def members(self, conversation_id: ConversationId) -> set[DeviceId]:
+        """The devices that may read and post (a DeviceGroup: its owner's non-revoked devices)."""
+        log = self._logs.get(conversation_id)
+        if log is None:
+            return set()
+        if conversation_id.is_device_group_id:
+            return {d.info.device_id for d in self._devices.values() if not d.revoked and self._owns(d, conversation_id)}
+        return {m for m in log.members if not self._devices[m].revoked}
 
     def inbox(self, device_id: DeviceId) -> list[MessageEnvelope]:
         dev = self._devices.get(device_id)
@@ -224,43 +246,116 @@ class MemoryDeliveryService:
 
     # conversation logs
 
-    async def _send(self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None) -> int:
+    # membership
+
+    def _owns(self, dev: _Device, conversation_id: ConversationId) -> bool:
+        return ConversationId.device_group(dev.info.user_id) == conversation_id
+
+    def _admit(self, caller: DeviceId, conversation_id: ConversationId) -> _Log | None:
+        """The log the caller may post to (None: the conversation does not exist yet and the
+        caller may create it). 403 for a non-member or another user's DeviceGroup."""
+        log = self._logs.get(conversation_id)
+        if conversation_id.is_device_group_id:
+            if not self._owns(self._devices[caller], conversation_id):
+                raise TransportError("another user's device group", status=403, code="forbidden")
+        elif log is not None and caller not in log.members:
+            raise TransportError("not a member of this conversation", status=403, code="forbidden")
+        return log
+
+    def _create(self, caller: DeviceId, conversation_id: ConversationId) -> _Log:
+        log = _Log()
+        if not conversation_id.is_device_group_id:
+            log.members.add(caller)
+        self._logs[conversation_id] = log
+        waiting = self._pending.pop(conversation_id, None)
+        if waiting is not None:
+            waiting.set()
+        return log
+
+    # conversation logs
+
+    async def _send(self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None, removes: list[DeviceId]) -> int:
         env = MessageEnvelope.decode(data)
         fault = await self._enter("send", caller, kind=env.kind, conversation=env.conversation_id)
         if env.sender_device != caller:
             raise TransportError("sender_device is not the authenticated device", status=403, code="forbidden")
         if env.kind is MessageKind.WELCOME:
-            if not welcome_to:
-                raise TransportError("a Welcome needs recipients", status=400, code="invalid_request")
-            targets = []
-            for device_id in welcome_to:
-                dev = self._devices.get(device_id)
-                if dev is None or dev.revoked:
-                    raise TransportError("unknown or revoked Welcome recipient", status=404, code="not_found")
-                targets.append(dev)
-            for dev in targets:
-                dev.inbox.append(env.with_seq(dev.inbox_next).encode())
-                dev.inbox_next += 1
+            self._welcome(caller, env, welcome_to or [])
             self._after(fault)
             return 0
-        log = self._logs.setdefault(env.conversation_id, _Log())
+        if removes and env.kind is not MessageKind.COMMIT:
+            raise TransportError("removals ride only on a Commit", status=400, code="invalid_request")
+        log = self._admit(caller, env.conversation_id)
+        next_epoch = None if log is None else log.epoch
         if env.kind is MessageKind.COMMIT:
-            if log.epoch is not None and env.epoch != log.epoch:
+            if next_epoch is not None and env.epoch != next_epoch:
                 raise TransportError(
-                    f"commit for epoch {env.epoch}, conversation is at {log.epoch}", status=409, code="epoch_advanced"
+                    f"commit for epoch {env.epoch}, conversation is at {next_epoch}", status=409, code="epoch_advanced"
                 )
-            log.epoch = env.epoch + 1
+            if env.epoch > MAX_EPOCH:
+                raise TransportError("epoch out of range", status=400, code="invalid_request")
+            next_epoch = env.epoch + 1
+        # Every check passed: apply.
+        if log is None:
+            log = self._create(caller, env.conversation_id)
+        log.epoch = next_epoch
+        if not env.conversation_id.is_device_group_id:
+            log.members.difference_update(removes)
         seq = len(log.entries) + 1
         log.entries.append(env.with_seq(seq).encode())
+        log.arrived.set()
+        log.arrived = asyncio.Event()
         self._after(fault)
         return seq
 
-    async def _fetch_since(self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[bytes]:
-        if not 1 <= limit <= MAX_FETCH_LIMIT:
+    def _welcome(self, caller: DeviceId, env: MessageEnvelope, welcome_to: list[DeviceId]) -> None:
+        if not welcome_to:
+            raise TransportError("a Welcome needs recipients", status=400, code="invalid_request")
+        log = self._admit(caller, env.conversation_id)
+        targets = []
+        for device_id in welcome_to:
+            dev = self._devices.get(device_id)
+            if dev is None or dev.revoked:
+                raise TransportError("unknown or revoked Welcome recipient", status=404, code="not_found")
+            if env.conversation_id.is_device_group_id and not self._owns(dev, env.conversation_id):
+                raise TransportError("a device group admits its owner's devices only", status=403, code="forbidden")
+            targets.append(dev)
+        if log is None:
+            log = self._create(caller, env.conversation_id)
+        for dev in targets:
+            dev.inbox.append(env.with_seq(dev.inbox_next).encode())
+            dev.inbox_next += 1
+            if not env.conversation_id.is_device_group_id:
+                log.members.add(dev.info.device_id)
+
+    async def _fetch_since(
+        self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int, wait_ms: int
+    ) -> list[bytes]:
+        if type(limit) is not int or not 1 <= limit <= MAX_FETCH_LIMIT:
             raise TransportError(f"limit must be 1..{MAX_FETCH_LIMIT}", status=400, code="invalid_request")
+        if type(wait_ms) is not int or not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
+            raise TransportError(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}", status=400, code="invalid_request")
         fault = await self._enter("fetch_since", caller, conversation=conversation_id)
-        log = self._logs.get(conversation_id)
-        out = log.entries[cursor.seq : cursor.seq + limit] if log else []
+        deadline = asyncio.get_running_loop().time() + wait_ms / 1000
+        while True:
+            log = self._logs.get(conversation_id)
+            if log is not None:
+                self._admit(caller, conversation_id)
+            out = log.entries[cursor.seq : cursor.seq + limit] if log else []
+            remaining = deadline - asyncio.get_running_loop().time()
+            if out or remaining <= 0:
+                break
+            if log is not None:
+                event = log.arrived
+            else:
+                event = self._pending.setdefault(conversation_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            dev = self._devices.get(caller)
+            if dev is not None and dev.revoked:  # revoked while waiting
+                raise TransportError("device is revoked", status=403, code="forbidden")
         self._after(fault)
         return list(out)
 
@@ -311,13 +406,15 @@ class MemoryDeliveryService:
         target.key_packages.clear()
         target.last_resort = None
         target.inbox.clear()
+        for log in self._logs.values():
+            log.members.discard(device_id)
         self._after(fault)
 
     async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None) -> None:
         if len(key_packages) > MAX_KEY_PACKAGES_PER_PUBLISH:
             raise TransportError("too many KeyPackages in one call", status=413, code="too_large")
         for kp in [*key_packages, *([last_resort] if last_resort is not None else [])]:
-            if not isinstance(kp, bytes) or not kp or len(kp) > _MAX_KEY_PACKAGE_LEN:
+            if not isinstance(kp, bytes) or not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise TransportError("malformed KeyPackage", status=400, code="invalid_request")
         fault = await self._enter("publish_key_packages", caller)
         dev = self._devices.get(caller)
@@ -347,8 +444,8 @@ class MemoryDeliveryService:
         return out
 
     async def _claim_device(self, caller: DeviceId, device_id: DeviceId, count: int) -> list[bytes]:
-        if not 1 <= count <= _MAX_CLAIM:
-            raise TransportError(f"count must be 1..{_MAX_CLAIM}", status=400, code="invalid_request")
+        if type(count) is not int or not 1 <= count <= MAX_CLAIM_COUNT:
+            raise TransportError(f"count must be 1..{MAX_CLAIM_COUNT}", status=400, code="invalid_request")
         fault = await self._enter("claim_device_key_packages", caller)
         dev = self._devices.get(device_id)
         if dev is None or dev.revoked:
@@ -393,24 +490,38 @@ class MemoryTransport:
         self.service = service
         self.device_id = device_id
         self._welcome_recipients: dict[ConversationId, list[DeviceId]] = {}
+        self._commit_removals: dict[ConversationId, list[DeviceId]] = {}
 
     async def send(self, envelope: MessageEnvelope) -> int:
         if not isinstance(envelope, MessageEnvelope):
             raise InvalidInput("send needs a MessageEnvelope")
         recipients = None
+        removes: list[DeviceId] = []
         if envelope.kind is MessageKind.WELCOME:
             recipients = self._welcome_recipients.get(envelope.conversation_id)
-        seq = await self.service._send(self.device_id, envelope.encode(), recipients)
+        elif envelope.kind is MessageKind.COMMIT:
+            # Consumed by this attempt whatever its outcome (see Transport.set_next_commit_removals).
+            removes = self._commit_removals.pop(envelope.conversation_id, [])
+        seq = await self.service._send(self.device_id, envelope.encode(), recipients, removes)
         if recipients is not None:
             # Forget the recipients only once delivered, so a retried Welcome still has them.
             self._welcome_recipients.pop(envelope.conversation_id, None)
         return seq
 
-    async def fetch_since(self, conversation_id: ConversationId, cursor: SyncCursor, limit: int) -> list[MessageEnvelope]:
-        return _decode_all(await self.service._fetch_since(self.device_id, conversation_id, cursor, limit))
+    async def fetch_since(
+        self, conversation_id: ConversationId, cursor: SyncCursor, limit: int, *, wait_ms: int = 0
+    ) -> list[MessageEnvelope]:
+        return _decode_all(await self.service._fetch_since(self.device_id, conversation_id, cursor, limit, wait_ms))
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._welcome_recipients[conversation_id] = list(device_ids)
+        self._welcome_recipients[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
+
+    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        removes = unique_devices(list(device_ids), "removed devices")
+        if removes:
+            self._commit_removals[conversation_id] = removes
+        else:
+            self._commit_removals.pop(conversation_id, None)
 
     async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
         await self.service._register(self.device_id, DeviceInfo.decode(info.encode()), DeviceBinding.decode(binding.encode()))

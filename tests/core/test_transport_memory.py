@@ -57,6 +57,8 @@ async def test_commit_epochs(ds: MemoryDeliveryService) -> None:
     alice = Identity.generate()
     a, ta = await _device(ds, alice, "a")
     b, tb = await _device(ds, alice, "b")
+    await ta.set_next_welcome_recipients(CONV, [b.device_id])  # b becomes a member
+    await ta.send(_env(a.device_id, MessageKind.WELCOME))
     await ta.send(_env(a.device_id, MessageKind.COMMIT, epoch=0))
     assert ds.epoch(CONV) == 1
     with pytest.raises(TransportError) as err:  # b raced a and lost
