@@ -6,7 +6,8 @@
   from the start; the delivery service adds its routes by passing them in
   ``api_routes`` (see :func:`create_app`), defined in modules of their own.
 - every error under an API prefix is JSON ``{"code": str, "message": str}``
-  (unknown route: 404 ``not_found``; wrong method: 405 ``method_not_allowed``);
+  (unknown route: 404 ``not_found``; wrong method: 405 ``method_not_allowed``;
+  an unexpected failure: 500 ``server_error``);
   handlers raise :class:`ApiError` to answer with any status and code.
 - everything else: the static files of dist/ (``python build.py`` makes it),
   with the right MIME types for ``.mjs`` and ``.wasm`` and ``Cache-Control:
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Lifespan, Scope
 
 __all__ = ["create_app", "ApiError", "error_response", "API_PREFIXES", "DEFAULT_DIST", "VERSION"]
 
@@ -59,18 +60,19 @@ _STATUS_CODES = {
 
 
 class ApiError(Exception):
-    """Raise in an API handler to answer ``status`` with ``{"code", "message"}``."""
+    """Raise in an API handler to answer ``status`` with ``{"code", "message"}`` (and ``headers``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The API's error body: ``{"code": ..., "message": ...}``."""
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 class DistFiles(StaticFiles):
@@ -106,7 +108,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # A bug or an unexpected failure: never echo the exception (it may carry data).
+    if not _is_api(request.url.path):
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    return error_response(500, "server_error", "internal server error")
 
 
 async def health(request: Request) -> JSONResponse:
@@ -128,6 +137,7 @@ def create_app(
     db: str | None = None,
     api_routes: Sequence[BaseRoute] = (),
     state: dict[str, Any] | None = None,
+    lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
     """The server app.
 
@@ -137,6 +147,7 @@ def create_app(
     ``api_routes``: more routes, mounted under every prefix of
     ``API_PREFIXES`` (write them relative to it, e.g. ``Route("/groups", ...)``).
     ``state``: extra values for ``app.state`` (storage backends, clocks...).
+    ``lifespan``: Starlette's startup/shutdown context (opens and closes the database).
     """
     dist_path = Path(dist) if dist is not None else DEFAULT_DIST
     api = Router(routes=[Route("/health", health, methods=["GET"]), *api_routes])
@@ -146,7 +157,8 @@ def create_app(
         routes.append(Mount("/", app=DistFiles(directory=dist_path, html=True), name="client"))
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _http_error, ApiError: _api_error},
+        exception_handlers={HTTPException: _http_error, ApiError: _api_error, Exception: _server_error},
+        lifespan=lifespan,
     )
     app.state.dist = dist_path
     app.state.dist_ready = dist_ready

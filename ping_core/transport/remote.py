@@ -1,0 +1,266 @@
+"""The :class:`Transport` over ping_server's HTTP API, minus the HTTP client.
+
+:class:`RemoteTransport` implements every Transport method with the pure
+request builders and decoders of :mod:`ping_core.transport.wire` and signs
+each request as its device. A subclass supplies one coroutine,
+:meth:`RemoteTransport._exchange`, that sends bytes and returns the answer:
+:class:`ping_core.transport.http.HttpTransport` does it with httpx, the
+browser's ``pyodide_app.transport`` with ``fetch``. Both therefore behave the
+same, including errors:
+
+* a 2xx answer that does not decode is a ``TransportError`` carrying that
+  status and no code (ambiguous: the server may have applied the request);
+* any other answer is a ``TransportError`` with the status and the server's
+  ``code`` (:func:`ping_core.transport.wire.error_from_response`);
+* no answer is the subclass's ``TransportError`` with ``status=None`` and code
+  ``timeout`` or ``network``.
+
+Two refusals are retried here, both safe because the server certainly did
+not apply the request: a 401 that carries ``Ping-Server-Time`` (our clock is
+off: adopt the server's offset and re-sign once) and a 429 ``rate_limited``
+(wait for ``Retry-After``, at most ``max_retry_wait`` seconds, up to
+``rate_limit_retries`` times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from ping_core.device import DeviceInfo
+from ping_core.errors import InvalidInput, TransportError
+from ping_core.identity import DeviceBinding
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.sync import SyncCursor
+
+from . import wire
+from .base import unique_devices
+
+__all__ = ["RemoteTransport", "RawResponse"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP answer: status, headers with lower-case names, and the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class RemoteTransport:
+    """A device's Transport to ping_server; subclasses implement :meth:`_exchange`.
+
+    ``server_url`` is the server's base URL (``http://host:port``, optionally
+    with a path prefix the server is mounted under). ``signer`` holds the
+    device key. ``clock_ms`` gives Unix milliseconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        signer: wire.RequestSigner,
+        *,
+        timeout: float = 30.0,
+        clock_ms: Callable[[], int] | None = None,
+        rate_limit_retries: int = 2,
+        max_retry_wait: float = 2.0,
+    ) -> None:
+        if not isinstance(signer, wire.RequestSigner):
+            raise InvalidInput("RemoteTransport needs a RequestSigner")
+        if not isinstance(server_url, str):
+            raise InvalidInput("server_url must be text")
+        parts = urlsplit(server_url)
+        if parts.query or parts.fragment:
+            raise InvalidInput("server_url must not have a query or fragment")
+        self.server_url = server_url.rstrip("/")
+        self._base_path = parts.path.rstrip("/")
+        self._signer = signer
+        self.timeout = timeout
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._clock_offset_ms = 0  # server time minus ours, learnt from a stale-timestamp refusal
+        self._rate_limit_retries = rate_limit_retries
+        self._max_retry_wait = max_retry_wait
+        self._welcome_recipients: dict[ConversationId, list[DeviceId]] = {}
+        self._commit_removals: dict[ConversationId, list[DeviceId]] = {}
+
+    @property
+    def device_id(self) -> DeviceId:
+        """The device this transport authenticates as."""
+        return self._signer.device_id
+
+    # -- the one thing a subclass provides ---------------------------------
+
+    async def _exchange(
+        self, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float, max_response: int
+    ) -> RawResponse:
+        """Send one request to ``server_url`` + ``target`` and return the answer, whatever its status.
+
+        Raise ``TransportError(status=None, code="timeout" | "network")`` when no
+        complete answer arrives within ``timeout`` seconds, and
+        ``TransportError(status=<status>, code=None)`` when the body exceeds
+        ``max_response`` bytes.
+        """
+        raise NotImplementedError
+
+    # -- request plumbing ---------------------------------------------------
+
+    async def _request(self, req: wire.WireRequest, *, extra_timeout: float = 0.0) -> RawResponse:
+        """Sign, send, and return a 2xx answer; raise ``TransportError`` for anything else."""
+        target = self._base_path + req.target
+        clock_fixed = False
+        rate_retries = 0
+        while True:
+            headers = self._signer.headers(req.method, target, req.body, self._clock_ms() + self._clock_offset_ms)
+            if req.body:
+                headers["content-type"] = wire.CBOR_MEDIA_TYPE
+            resp = await self._exchange(
+                req.method, target, req.body, headers, self.timeout + extra_timeout, wire.MAX_RESPONSE_BYTES
+            )
+            if 200 <= resp.status < 300:
+                return resp
+            err = wire.error_from_response(resp.status, resp.body, resp.headers.get("content-type", ""))
+            server_time = resp.headers.get(wire.HEADER_SERVER_TIME, "")
+            if resp.status == 401 and not clock_fixed and server_time.isdigit() and len(server_time) < 17:
+                self._clock_offset_ms = int(server_time) - self._clock_ms()
+                clock_fixed = True
+                continue
+            if resp.status == 429 and rate_retries < self._rate_limit_retries:
+                rate_retries += 1
+                await asyncio.sleep(min(_retry_after(resp.headers), self._max_retry_wait))
+                continue
+            raise err
+
+    @staticmethod
+    def _decode(resp: RawResponse, decode: Callable[[bytes], _T], what: str) -> _T:
+        try:
+            return decode(resp.body)
+        except InvalidInput as exc:
+            # The server answered 2xx, so it may have applied the request: ambiguous.
+            raise TransportError(f"malformed {what} response: {exc}", status=resp.status) from None
+
+    # -- conversation logs ---------------------------------------------------
+
+    async def send(self, envelope: MessageEnvelope) -> int:
+        if not isinstance(envelope, MessageEnvelope):
+            raise InvalidInput("send needs a MessageEnvelope")
+        cid = envelope.conversation_id
+        if envelope.kind is MessageKind.WELCOME:
+            recipients = self._welcome_recipients.get(cid, [])
+            await self._request(wire.post_welcome_request(envelope, recipients))
+            # Forget the recipients only once delivered, so a retried Welcome still has them.
+            self._welcome_recipients.pop(cid, None)
+            return 0
+        removes: list[DeviceId] = []
+        if envelope.kind is MessageKind.COMMIT:
+            removes = self._commit_removals.pop(cid, [])  # consumed by this attempt, whatever its outcome
+        resp = await self._request(wire.post_message_request(envelope, removes))
+        seq = self._decode(resp, wire.decode_seq, "send")
+        if seq < 1:
+            raise TransportError("malformed send response: seq 0", status=resp.status)
+        return seq
+
+    async def fetch_since(
+        self, conversation_id: ConversationId, cursor: SyncCursor, limit: int, *, wait_ms: int = 0
+    ) -> list[MessageEnvelope]:
+        if not isinstance(conversation_id, ConversationId) or not isinstance(cursor, SyncCursor):
+            raise InvalidInput("fetch_since needs a ConversationId and a SyncCursor")
+        out: list[MessageEnvelope] = []
+        after = cursor.seq
+        while True:
+            req = wire.fetch_request(conversation_id, SyncCursor(after), limit - len(out) if out else limit, wait_ms if not out else 0)
+            resp = await self._request(req, extra_timeout=wait_ms / 1000 if not out else 0.0)
+            page = self._decode(resp, lambda b: wire.decode_page(b, max(1, limit)), "fetch")
+            for env in page.envelopes:
+                if env.conversation_id != conversation_id or env.seq <= after:
+                    raise TransportError("malformed fetch response: envelope out of order or conversation", status=resp.status)
+                after = env.seq
+            out.extend(page.envelopes)
+            # A page cut short by the server's byte budget: fetch the rest up to ``limit``.
+            if not page.more or not page.envelopes or len(out) >= limit:
+                if len(out) > limit:
+                    raise TransportError("malformed fetch response: more than the limit", status=resp.status)
+                return out
+
+    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        self._welcome_recipients[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
+
+    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        removes = unique_devices(list(device_ids), "removed devices")
+        if removes:
+            self._commit_removals[conversation_id] = removes
+        else:
+            self._commit_removals.pop(conversation_id, None)
+
+    # -- directory: devices -------------------------------------------------
+
+    async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
+        if not isinstance(info, DeviceInfo) or not isinstance(binding, DeviceBinding):
+            raise InvalidInput("register_device needs a DeviceInfo and a DeviceBinding")
+        await self._request(wire.register_request(info, binding))
+
+    async def list_devices(self, user_id: UserId) -> list[DeviceInfo]:
+        resp = await self._request(wire.list_devices_request(user_id))
+        devices = self._decode(resp, wire.decode_device_list, "list_devices")
+        return devices
+
+    async def revoke_device_remote(self, device_id: DeviceId) -> None:
+        await self._request(wire.revoke_request(device_id))
+
+    # -- directory: KeyPackages ------------------------------------------------
+
+    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
+        kps = list(key_packages)
+        for kp in [*kps, *([last_resort] if last_resort is not None else [])]:
+            if not isinstance(kp, bytes):
+                raise InvalidInput("a KeyPackage is bytes")
+        await self._request(wire.publish_request(kps, last_resort))
+
+    async def claim_key_packages(self, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
+        resp = await self._request(wire.claim_request(user_id))
+        claimed = self._decode(resp, wire.decode_claim, "claim_key_packages")
+        return claimed
+
+    async def claim_device_key_packages(self, device_id: DeviceId, count: int) -> list[bytes]:
+        resp = await self._request(wire.claim_device_request(device_id, count))
+        kps = self._decode(resp, wire.decode_claim_device, "claim_device_key_packages")
+        if len(kps) > max(count, 0):
+            raise TransportError("malformed claim response: more than asked for", status=resp.status)
+        return kps
+
+    # -- directory: Welcome inbox ------------------------------------------------
+
+    async def fetch_welcomes(self) -> list[MessageEnvelope]:
+        out: list[MessageEnvelope] = []
+        after = 0
+        while True:
+            resp = await self._request(wire.fetch_welcomes_request(after))
+            page = self._decode(resp, lambda b: wire.decode_page(b, wire.MAX_WELCOME_PAGE), "fetch_welcomes")
+            for env in page.envelopes:
+                if env.kind is not MessageKind.WELCOME or env.seq <= after:
+                    raise TransportError("malformed fetch_welcomes response", status=resp.status)
+                after = env.seq
+            out.extend(page.envelopes)
+            if not page.more or not page.envelopes:
+                return out
+
+    async def ack_welcomes(self, up_to_seq: int) -> None:
+        await self._request(wire.ack_welcomes_request(up_to_seq))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.server_url!r}, device_id={self.device_id.as_hex()[:16]}...)"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    value = headers.get("retry-after", "1")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,521 @@
+"""The delivery service's HTTP API on the wire: request signing, routes, CBOR bodies. Pure.
+
+Both ends use this module: ``ping_server`` verifies with it, the transports
+(:class:`ping_core.transport.http.HttpTransport` on httpx, the browser's
+``pyodide_app.transport`` on ``fetch``) sign and decode with it. It does no
+I/O, so it runs unchanged in Pyodide. The full API is in ``docs/server.md``.
+
+Request authentication
+======================
+
+Every request carries four headers::
+
+    Ping-Device:    lowercase hex DeviceId (64 chars)
+    Ping-Timestamp: the client's Unix time in milliseconds (decimal)
+    Ping-Nonce:     16 random bytes, lowercase hex (32 chars)
+    Ping-Signature: Ed25519 signature by the device key, lowercase hex (128 chars)
+
+The signature covers (:func:`signing_message`)::
+
+    b"ping request v1" \\n METHOD \\n TARGET \\n DEVICE_HEX \\n TIMESTAMP \\n NONCE_HEX \\n SHA256_HEX(body)
+
+where ``TARGET`` is the request target exactly as sent (path and query, e.g.
+``/v1/conversations/<hex>/messages?after=3&limit=256``). Every field is
+restricted to characters that exclude ``\\n`` (checked on both ends), so the
+message is unambiguous. The server refuses (401 ``unauthorized``) a missing
+or malformed header, a bad signature, a timestamp more than
+:data:`MAX_CLOCK_SKEW_MS` away from its clock (answering with its own time in
+``Ping-Server-Time`` so a client with a wrong clock can correct itself) and a
+(device, nonce) pair it has seen before.
+
+Bodies are canonical CBOR (``application/cbor``, see ``docs/formats.md``);
+every record is a map with ``"v": 1``. Errors are JSON ``{"code", "message"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads
+from ping_core.device import DeviceInfo
+from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError
+from ping_core.identity import DeviceBinding
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import MAX_ENVELOPE_SIZE, MessageEnvelope
+from ping_core.mls.crypto import CryptoProvider, default_provider
+from ping_core.sync import SyncCursor
+
+from .base import MAX_CLAIM_COUNT, MAX_DEVICE_LIST, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_PUBLISH
+
+__all__ = [
+    "API_PREFIX",
+    "CBOR_MEDIA_TYPE",
+    "SIGNATURE_LABEL",
+    "HEADER_DEVICE",
+    "HEADER_TIMESTAMP",
+    "HEADER_NONCE",
+    "HEADER_SIGNATURE",
+    "HEADER_SERVER_TIME",
+    "MAX_CLOCK_SKEW_MS",
+    "NONCE_LEN",
+    "MAX_PAGE_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "MAX_WELCOME_PAGE",
+    "MAX_PUBLISH_BODY",
+    "MAX_POST_BODY",
+    "WireRequest",
+    "RequestSigner",
+    "AuthHeaders",
+    "signing_message",
+    "parse_auth_headers",
+    "verify_request",
+    "error_from_response",
+    "Page",
+    "encode_page",
+    "decode_page",
+    # request builders and response parsers, one pair per Transport method
+    "register_request",
+    "decode_register",
+    "list_devices_request",
+    "encode_device_list",
+    "decode_device_list",
+    "revoke_request",
+    "publish_request",
+    "decode_publish",
+    "claim_request",
+    "encode_claim",
+    "decode_claim",
+    "claim_device_request",
+    "encode_claim_device",
+    "decode_claim_device",
+    "post_message_request",
+    "decode_post_message",
+    "encode_seq",
+    "decode_seq",
+    "post_welcome_request",
+    "decode_post_welcome",
+    "fetch_request",
+    "fetch_welcomes_request",
+    "ack_welcomes_request",
+    "decode_ack",
+]
+
+API_PREFIX = "/v1"
+CBOR_MEDIA_TYPE = "application/cbor"
+SIGNATURE_LABEL = b"ping request v1"
+HEADER_DEVICE = "ping-device"
+HEADER_TIMESTAMP = "ping-timestamp"
+HEADER_NONCE = "ping-nonce"
+HEADER_SIGNATURE = "ping-signature"
+HEADER_SERVER_TIME = "ping-server-time"
+# How far a request's timestamp may be from the server's clock (either way).
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+NONCE_LEN = 16
+# The server cuts an envelope page at this many bytes (but always returns at
+# least one envelope) and says so with "more": true.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+# Largest response body a client accepts: a full page plus one maximal envelope.
+MAX_RESPONSE_BYTES = MAX_PAGE_BYTES + MAX_ENVELOPE_SIZE + 64 * 1024
+# Welcomes per inbox page.
+MAX_WELCOME_PAGE = 100
+_MAX_SEQ = (1 << 63) - 1
+_VERSION = 1
+
+_METHOD_RE = re.compile(r"[A-Z]{1,16}")
+# Request targets the API uses: an absolute path and an optional query of visible ASCII.
+_TARGET_RE = re.compile(r"/[\x21-\x7e]{0,2047}")
+_HEX64_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_NONCE_RE = re.compile(r"[0-9a-f]{32}")
+_HEX_SIG_RE = re.compile(r"[0-9a-f]{128}")
+_TIMESTAMP_RE = re.compile(r"0|[1-9][0-9]{0,15}")
+
+
+# --------------------------------------------------------------------------
+# Signing
+
+
+def signing_message(method: str, target: str, device_id: DeviceId, timestamp_ms: int, nonce: bytes, body_sha256: bytes) -> bytes:
+    """The exact bytes a request's ``Ping-Signature`` signs (see the module docstring).
+
+    Raises ``InvalidInput`` for a field outside its character set (so no field
+    can smuggle a separator).
+    """
+    if not isinstance(method, str) or not _METHOD_RE.fullmatch(method):
+        raise InvalidInput("request method must be an upper-case token")
+    if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
+        raise InvalidInput("request target must be an absolute path of visible ASCII")
+    if not isinstance(device_id, DeviceId):
+        raise InvalidInput("signing needs a DeviceId")
+    if type(timestamp_ms) is not int or not 0 <= timestamp_ms < 10**16:
+        raise InvalidInput("timestamp out of range")
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_LEN:
+        raise InvalidInput(f"nonce must be {NONCE_LEN} bytes")
+    if not isinstance(body_sha256, bytes) or len(body_sha256) != 32:
+        raise InvalidInput("body hash must be 32 bytes")
+    return b"\n".join(
+        (
+            SIGNATURE_LABEL,
+            method.encode("ascii"),
+            target.encode("ascii"),
+            device_id.as_hex().encode("ascii"),
+            str(timestamp_ms).encode("ascii"),
+            nonce.hex().encode("ascii"),
+            body_sha256.hex().encode("ascii"),
+        )
+    )
+
+
+class RequestSigner:
+    """Signs requests as one device. Holds the device's signing secret: ``repr`` never shows it."""
+
+    __slots__ = ("device_id", "public_key", "_secret", "_crypto")
+
+    device_id: DeviceId
+    public_key: bytes
+
+    def __init__(self, signing_secret: bytes, crypto: CryptoProvider | None = None) -> None:
+        """``signing_secret`` is the device's 32-byte Ed25519 seed (``LocalDevice.signing_secret``)."""
+        if not isinstance(signing_secret, (bytes, bytearray)) or len(signing_secret) != 32:
+            raise InvalidInput("a device signing secret is 32 bytes")
+        self._crypto = crypto if crypto is not None else default_provider()
+        self._secret = bytes(signing_secret)
+        try:
+            self.public_key = self._crypto.sign_public(self._secret)
+        except CryptoError as exc:
+            raise InvalidInput(f"device signing key rejected: {type(exc).__name__}") from None
+        self.device_id = DeviceId.from_public_key(self.public_key)
+
+    def headers(self, method: str, target: str, body: bytes, timestamp_ms: int) -> dict[str, str]:
+        """The four authentication headers for one request (a fresh random nonce each call)."""
+        nonce = self._crypto.random(NONCE_LEN)
+        message = signing_message(method, target, self.device_id, timestamp_ms, nonce, hashlib.sha256(body).digest())
+        return {
+            HEADER_DEVICE: self.device_id.as_hex(),
+            HEADER_TIMESTAMP: str(timestamp_ms),
+            HEADER_NONCE: nonce.hex(),
+            HEADER_SIGNATURE: self._crypto.sign(self._secret, message).hex(),
+        }
+
+    def __repr__(self) -> str:
+        return f"RequestSigner(device_id={self.device_id.as_hex()[:16]}...)"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("RequestSigner holds a secret and cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthHeaders:
+    """The parsed authentication headers of a request (not yet verified)."""
+
+    device_id: DeviceId
+    timestamp_ms: int
+    nonce: bytes
+    signature: bytes
+
+
+def parse_auth_headers(get: Callable[[str], str | None]) -> AuthHeaders:
+    """Parse the four headers (``get`` looks one up by lower-case name). ``InvalidInput`` when one
+    is missing or not in its exact canonical form."""
+    values = {}
+    for name, pattern in (
+        (HEADER_DEVICE, _HEX64_RE),
+        (HEADER_TIMESTAMP, _TIMESTAMP_RE),
+        (HEADER_NONCE, _HEX_NONCE_RE),
+        (HEADER_SIGNATURE, _HEX_SIG_RE),
+    ):
+        value = get(name)
+        if value is None:
+            raise InvalidInput(f"missing {name} header")
+        if not pattern.fullmatch(value):
+            raise InvalidInput(f"malformed {name} header")
+        values[name] = value
+    return AuthHeaders(
+        DeviceId(bytes.fromhex(values[HEADER_DEVICE])),
+        int(values[HEADER_TIMESTAMP]),
+        bytes.fromhex(values[HEADER_NONCE]),
+        bytes.fromhex(values[HEADER_SIGNATURE]),
+    )
+
+
+def verify_request(auth: AuthHeaders, method: str, target: str, body: bytes, public_key: bytes, crypto: CryptoProvider) -> None:
+    """Return if ``auth.signature`` signs this request with ``public_key``; raise ``InvalidSignature``
+    otherwise (also when ``public_key`` is not the key of ``auth.device_id``)."""
+    if DeviceId.from_public_key(public_key) != auth.device_id:
+        raise InvalidSignature("the key is not the device's key")
+    try:
+        message = signing_message(method, target, auth.device_id, auth.timestamp_ms, auth.nonce, hashlib.sha256(body).digest())
+    except InvalidInput:
+        raise InvalidSignature("request cannot be signed (malformed method or target)") from None
+    crypto.verify(public_key, message, auth.signature)
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+def error_from_response(status: int, body: bytes, content_type: str = "") -> TransportError:
+    """The ``TransportError`` for a non-2xx answer: ``status``, and ``code`` from the server's JSON
+    body ``{"code", "message"}`` when it has one (any other body: no code)."""
+    code: str | None = None
+    message = f"HTTP {status}"
+    if body and len(body) <= _MAX_ERROR_BODY and ("json" in content_type or body[:1] == b"{"):
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            if isinstance(doc.get("code"), str):
+                code = doc["code"]
+            if isinstance(doc.get("message"), str) and doc["message"]:
+                message = f"HTTP {status}: {doc['message'][:500]}"
+    return TransportError(message, status=status, code=code)
+
+
+# --------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One API request before signing: method, target (path and query) and body (b"" for none)."""
+
+    method: str
+    target: str
+    body: bytes = b""
+
+
+def _record(fields: Mapping[str, CborValue]) -> bytes:
+    body: dict[str, CborValue] = {"v": _VERSION}
+    body.update(fields)
+    return dumps(body)
+
+
+def _open(data: bytes, what: str, keys: tuple[str, ...], max_size: int) -> dict[str, CborValue]:
+    """Decode a record with exactly ``keys`` (plus "v" = 1); ``InvalidInput`` otherwise."""
+    value = loads(data, max_size=max_size, what=what)
+    rec = as_map(value, what, frozenset(keys) | {"v"})
+    if rec["v"] != _VERSION:
+        raise InvalidInput(f"{what}: version {rec['v']!r} is not supported")
+    return {k: rec[k] for k in keys}
+
+
+def _device_ids(value: object, what: str) -> list[DeviceId]:
+    # The count rule (413 beyond MAX_DEVICE_LIST) is the server's, not the parser's.
+    items = as_list(value, what, max_items=MAX_POST_BODY // DeviceId.LENGTH)
+    return [DeviceId(as_bytes(item, f"{what}[]", length=DeviceId.LENGTH)) for item in items]
+
+
+def _embedded(value: object, what: str) -> bytes:
+    """Canonical bytes of an embedded record map (the outer record was canonical, so they are its exact encoding)."""
+    if type(value) is not dict:
+        raise InvalidInput(f"{what}: expected a map")
+    return dumps(value)
+
+
+# Devices ---------------------------------------------------------------
+
+
+def register_request(info: DeviceInfo, binding: DeviceBinding) -> WireRequest:
+    """``POST /v1/devices``: ``{"v": 1, "info": DeviceInfo, "binding": DeviceBinding}``."""
+    body = _record({"info": loads(info.encode()), "binding": loads(binding.encode())})
+    return WireRequest("POST", f"{API_PREFIX}/devices", body)
+
+
+def decode_register(data: bytes) -> tuple[DeviceInfo, DeviceBinding]:
+    rec = _open(data, "RegisterDevice", ("info", "binding"), 4096)
+    info = DeviceInfo.decode(_embedded(rec["info"], "RegisterDevice.info"))
+    binding = DeviceBinding.decode(_embedded(rec["binding"], "RegisterDevice.binding"))
+    return info, binding
+
+
+def list_devices_request(user_id: UserId) -> WireRequest:
+    """``GET /v1/accounts/{user_id}/devices`` -> ``{"v": 1, "devices": [DeviceInfo, ...]}``."""
+    return WireRequest("GET", f"{API_PREFIX}/accounts/{user_id.as_hex()}/devices")
+
+
+def encode_device_list(infos: list[bytes]) -> bytes:
+    """The device list from stored ``DeviceInfo`` encodings."""
+    return _record({"devices": [loads(b) for b in infos]})
+
+
+def decode_device_list(data: bytes) -> list[DeviceInfo]:
+    rec = _open(data, "DeviceList", ("devices",), 1 << 20)
+    items = as_list(rec["devices"], "DeviceList.devices", max_items=1000)
+    return [DeviceInfo.decode(_embedded(item, "DeviceList.devices[]")) for item in items]
+
+
+def revoke_request(device_id: DeviceId) -> WireRequest:
+    """``DELETE /v1/devices/{device_id}`` -> 204."""
+    return WireRequest("DELETE", f"{API_PREFIX}/devices/{device_id.as_hex()}")
+
+
+# KeyPackages -------------------------------------------------------------
+
+# Largest publish body: a full batch of maximal KeyPackages plus a last-resort one.
+MAX_PUBLISH_BODY = (MAX_KEY_PACKAGES_PER_PUBLISH + 1) * (MAX_KEY_PACKAGE_LEN + 8) + 64
+
+
+def publish_request(key_packages: list[bytes], last_resort: bytes | None) -> WireRequest:
+    """``POST /v1/key-packages``: ``{"v": 1, "key_packages": [bstr, ...], "last_resort": bstr / null}`` -> 204."""
+    return WireRequest("POST", f"{API_PREFIX}/key-packages", _record({"key_packages": list(key_packages), "last_resort": last_resort}))
+
+
+def decode_publish(data: bytes) -> tuple[list[bytes], bytes | None]:
+    """Structure only; the server checks counts and sizes with the Transport's rules (400/413)."""
+    rec = _open(data, "PublishKeyPackages", ("key_packages", "last_resort"), MAX_PUBLISH_BODY)
+    kps = [as_bytes(kp, "PublishKeyPackages.key_packages[]") for kp in as_list(rec["key_packages"], "PublishKeyPackages.key_packages", max_items=10_000)]
+    last = rec["last_resort"]
+    return kps, (None if last is None else as_bytes(last, "PublishKeyPackages.last_resort"))
+
+
+def claim_request(user_id: UserId) -> WireRequest:
+    """``POST /v1/accounts/{user_id}/key-packages/claim`` -> ``{"v": 1, "key_packages": [{"device_id", "key_package"}, ...]}``."""
+    return WireRequest("POST", f"{API_PREFIX}/accounts/{user_id.as_hex()}/key-packages/claim")
+
+
+def encode_claim(claimed: list[tuple[DeviceId, bytes]]) -> bytes:
+    return _record({"key_packages": [{"device_id": d.value, "key_package": kp} for d, kp in claimed]})
+
+
+def decode_claim(data: bytes) -> list[tuple[DeviceId, bytes]]:
+    rec = _open(data, "ClaimedKeyPackages", ("key_packages",), MAX_RESPONSE_BYTES)
+    out = []
+    for item in as_list(rec["key_packages"], "ClaimedKeyPackages.key_packages", max_items=1000):
+        entry = as_map(item, "ClaimedKeyPackages.key_packages[]", frozenset({"device_id", "key_package"}))
+        out.append(
+            (
+                DeviceId(entry.get_bytes("device_id", length=DeviceId.LENGTH)),
+                entry.get_bytes("key_package", max_len=MAX_KEY_PACKAGE_LEN),
+            )
+        )
+    return out
+
+
+def claim_device_request(device_id: DeviceId, count: int) -> WireRequest:
+    """``POST /v1/devices/{device_id}/key-packages/claim?count=N`` -> ``{"v": 1, "key_packages": [bstr, ...]}``."""
+    if type(count) is not int:
+        raise InvalidInput("count must be an integer")
+    return WireRequest("POST", f"{API_PREFIX}/devices/{device_id.as_hex()}/key-packages/claim?count={count}")
+
+
+def encode_claim_device(kps: list[bytes]) -> bytes:
+    return _record({"key_packages": list[CborValue](kps)})
+
+
+def decode_claim_device(data: bytes) -> list[bytes]:
+    rec = _open(data, "ClaimedDeviceKeyPackages", ("key_packages",), MAX_RESPONSE_BYTES)
+    items = as_list(rec["key_packages"], "ClaimedDeviceKeyPackages.key_packages", max_items=MAX_CLAIM_COUNT)
+    return [as_bytes(kp, "ClaimedDeviceKeyPackages.key_packages[]", max_len=MAX_KEY_PACKAGE_LEN) for kp in items]
+
+
+# Conversation logs ------------------------------------------------------
+
+MAX_POST_BODY = MAX_ENVELOPE_SIZE + (MAX_DEVICE_LIST + 1) * (DeviceId.LENGTH + 2) + 64
+
+
+def post_message_request(envelope: MessageEnvelope, removes: list[DeviceId]) -> WireRequest:
+    """``POST /v1/conversations/{id}/messages``: ``{"v": 1, "envelope": MessageEnvelope, "removes": [bstr32, ...]}``
+    -> ``{"v": 1, "seq": uint}``."""
+    body = _record({"envelope": envelope.to_value(), "removes": [d.value for d in removes]})
+    return WireRequest("POST", f"{API_PREFIX}/conversations/{envelope.conversation_id.as_hex()}/messages", body)
+
+
+def decode_post_message(data: bytes) -> tuple[MessageEnvelope, list[DeviceId]]:
+    """Structure only: the server applies the Transport's rules to the values."""
+    rec = _open(data, "PostMessage", ("envelope", "removes"), MAX_POST_BODY)
+    return MessageEnvelope.from_value(rec["envelope"], "PostMessage.envelope"), _device_ids(rec["removes"], "PostMessage.removes")
+
+
+def encode_seq(seq: int) -> bytes:
+    return _record({"seq": seq})
+
+
+def decode_seq(data: bytes) -> int:
+    return as_uint(_open(data, "Posted", ("seq",), 64)["seq"], "Posted.seq", max_value=_MAX_SEQ)
+
+
+def post_welcome_request(envelope: MessageEnvelope, recipients: list[DeviceId]) -> WireRequest:
+    """``POST /v1/conversations/{id}/welcomes``: ``{"v": 1, "envelope": MessageEnvelope, "recipients": [bstr32, ...]}`` -> 204."""
+    body = _record({"envelope": envelope.to_value(), "recipients": [d.value for d in recipients]})
+    return WireRequest("POST", f"{API_PREFIX}/conversations/{envelope.conversation_id.as_hex()}/welcomes", body)
+
+
+def decode_post_welcome(data: bytes) -> tuple[MessageEnvelope, list[DeviceId]]:
+    rec = _open(data, "PostWelcome", ("envelope", "recipients"), MAX_POST_BODY)
+    return MessageEnvelope.from_value(rec["envelope"], "PostWelcome.envelope"), _device_ids(rec["recipients"], "PostWelcome.recipients")
+
+
+def fetch_request(conversation_id: ConversationId, cursor: SyncCursor, limit: int, wait_ms: int = 0) -> WireRequest:
+    """``GET /v1/conversations/{id}/messages?after=SEQ&limit=N[&wait_ms=MS]`` -> an envelope :class:`Page`.
+
+    Out-of-range numbers are sent as they are: the server answers 400, as the
+    in-memory service does."""
+    for name, value in (("limit", limit), ("wait_ms", wait_ms)):
+        if type(value) is not int:
+            raise InvalidInput(f"{name} must be an integer")
+    query = f"after={cursor.seq}&limit={limit}" + (f"&wait_ms={wait_ms}" if wait_ms else "")
+    return WireRequest("GET", f"{API_PREFIX}/conversations/{conversation_id.as_hex()}/messages?{query}")
+
+
+def fetch_welcomes_request(after: int) -> WireRequest:
+    """``GET /v1/welcomes?after=SEQ`` -> an envelope :class:`Page` (at most ``MAX_WELCOME_PAGE``)."""
+    return WireRequest("GET", f"{API_PREFIX}/welcomes?after={after}")
+
+
+def ack_welcomes_request(up_to_seq: int) -> WireRequest:
+    """``POST /v1/welcomes/ack``: ``{"v": 1, "up_to_seq": uint}`` -> 204."""
+    if type(up_to_seq) is not int or not 0 <= up_to_seq <= _MAX_SEQ:
+        raise InvalidInput("up_to_seq out of range")
+    return WireRequest("POST", f"{API_PREFIX}/welcomes/ack", _record({"up_to_seq": up_to_seq}))
+
+
+def decode_ack(data: bytes) -> int:
+    return as_uint(_open(data, "AckWelcomes", ("up_to_seq",), 64)["up_to_seq"], "AckWelcomes.up_to_seq", max_value=_MAX_SEQ)
+
+
+# Envelope pages ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Envelopes in order; ``more`` is True when the server cut the page short at
+    ``MAX_PAGE_BYTES`` although more envelopes are within the request's limit."""
+
+    envelopes: list[MessageEnvelope]
+    more: bool
+
+
+def _head(major: int, n: int) -> bytes:
+    """A canonical CBOR head (major type and argument)."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
+    raise InvalidInput("CBOR argument too large")
+
+
+# {"v": 1, "more": <bool>, "envelopes": [...]}: canonical key order is by encoded length.
+_PAGE_PREFIX = b"\xa3" + dumps("v") + dumps(1) + dumps("more")
+_ENVELOPES_KEY = dumps("envelopes")
+
+
+def encode_page(stored: list[bytes], more: bool) -> bytes:
+    """A page from stored envelope encodings, without decoding them: the canonical encoding of
+    ``{"v": 1, "more": more, "envelopes": [...]}`` is the concatenation (each stored envelope is
+    already canonical)."""
+    return b"".join((_PAGE_PREFIX, b"\xf5" if more else b"\xf4", _ENVELOPES_KEY, _head(4, len(stored)), *stored))
+
+
+def decode_page(data: bytes, max_items: int) -> Page:
+    """Parse a page of at most ``max_items`` envelopes; ``InvalidInput`` on anything else."""
+    rec = _open(data, "EnvelopePage", ("more", "envelopes"), MAX_RESPONSE_BYTES)
+    items = as_list(rec["envelopes"], "EnvelopePage.envelopes", max_items=max_items)
+    return Page([MessageEnvelope.from_value(item, "EnvelopePage.envelopes[]") for item in items], as_bool(rec["more"], "EnvelopePage.more"))

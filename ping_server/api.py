@@ -1,0 +1,408 @@
+"""The delivery service's HTTP API (routes under ``/v1`` and ``/api``; see ``docs/server.md``).
+
+Every request goes through the same steps, each refusing with its own code
+and none storing anything before the transaction:
+
+1. body read with the route's size limit (413 ``too_large``);
+2. authentication headers parsed, timestamp within ``MAX_CLOCK_SKEW_MS``
+   (401 ``unauthorized``, a stale one answered with ``Ping-Server-Time``),
+   signature verified with the device's registered key (401);
+3. per-device rate limit (429 ``rate_limited`` with ``Retry-After``);
+4. path, query and CBOR body parsed and checked (400 ``invalid_request`` /
+   413 ``too_large``);
+5. ONE database transaction: the caller is registered (401) and not revoked
+   (403), its nonce is new (401 replay) and recorded, then the operation runs
+   in a savepoint. An operation that refuses (its ApiError) rolls back to the
+   savepoint, so only the nonce is kept (so that the same signed request can
+   never be replayed later, when the state may let it through).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ping_core.errors import CryptoError, InvalidInput
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.mls.crypto import default_provider
+from ping_core.transport import wire
+from ping_core.transport.base import (
+    MAX_CLAIM_COUNT,
+    MAX_DEVICE_LIST,
+    MAX_FETCH_LIMIT,
+    MAX_FETCH_WAIT_MS,
+    MAX_KEY_PACKAGE_LEN,
+    MAX_KEY_PACKAGES_PER_PUBLISH,
+)
+
+from . import delivery
+from .app import ApiError
+from .db import Database, DatabaseUnavailable, Tx
+from .delivery import Caller
+from .limits import Notifier, RateLimiter
+
+__all__ = ["Api", "ApiConfig"]
+
+_T = TypeVar("_T")
+
+_MAX_SEQ = (1 << 63) - 1
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_UINT = re.compile(r"0|[1-9][0-9]{0,18}")
+_MAX_REGISTER_BODY = 4096
+_MAX_ACK_BODY = 64
+_MAX_KEY_CACHE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """Tunables of the API (``python -m ping_server --help`` sets them)."""
+
+    rate_limit: float = 100.0  # requests per second per device (<= 0: off)
+    rate_burst: float = 200.0
+    max_clock_skew_ms: int = wire.MAX_CLOCK_SKEW_MS
+    poll_interval: float = 0.5  # long polls re-read this often (appends by other processes)
+    nonce_prune_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Done(Generic[_T]):
+    value: _T
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    error: ApiError
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def _unauthorized(message: str, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers)
+
+
+def _cbor(data: bytes, status: int = 200) -> Response:
+    return Response(data, status_code=status, media_type=wire.CBOR_MEDIA_TYPE)
+
+
+def _no_content() -> Response:
+    return Response(status_code=204)
+
+
+def _target(request: Request) -> str:
+    """The request target as the client sent (and signed) it."""
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
+    query: bytes = request.scope.get("query_string") or b""
+    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def _query(request: Request, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, int]:
+    """Strict ``name=uint&...`` query: each name at most once, only the given ones, canonical decimals."""
+    raw = (request.scope.get("query_string") or b"").decode("latin-1")
+    out: dict[str, int] = {}
+    for part in raw.split("&") if raw else []:
+        name, sep, value = part.partition("=")
+        if not sep or name in out or name not in required + optional or not _UINT.fullmatch(value):
+            raise _invalid(f"malformed query parameter {name[:32]!r}")
+        out[name] = int(value)
+    missing = [n for n in required if n not in out]
+    if missing:
+        raise _invalid(f"missing query parameter {missing[0]}")
+    return out
+
+
+def _path_id(request: Request, name: str, cls: type[_T]) -> _T:
+    value = request.path_params[name]
+    pattern = _HEX32 if cls is ConversationId else _HEX64
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise _invalid(f"malformed {name} in path (lower-case hex)")
+    return cls(bytes.fromhex(value))  # type: ignore[call-arg]
+
+
+def _parse(decode: Callable[[bytes], _T], body: bytes) -> _T:
+    try:
+        return decode(body)
+    except InvalidInput as exc:
+        raise _invalid(str(exc)) from None
+
+
+class Api:
+    """The API's handlers over one :class:`~ping_server.db.Database`."""
+
+    def __init__(self, db: Database, config: ApiConfig | None = None, *, clock_ms: Callable[[], int] | None = None) -> None:
+        self.db = db
+        self.config = config or ApiConfig()
+        self.crypto = default_provider()
+        self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_burst)
+        self.notifier = Notifier()
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
+        self._keys: dict[DeviceId, bytes] = {}
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes, relative to the API prefixes (``create_app`` mounts them under each)."""
+        return [
+            Route("/devices", self.register_device, methods=["POST"]),
+            Route("/devices/{device}", self.revoke_device, methods=["DELETE"]),
+            Route("/devices/{device}/key-packages/claim", self.claim_device_key_packages, methods=["POST"]),
+            Route("/accounts/{user}/devices", self.list_devices, methods=["GET"]),
+            Route("/accounts/{user}/key-packages/claim", self.claim_key_packages, methods=["POST"]),
+            Route("/key-packages", self.publish_key_packages, methods=["POST"]),
+            Route("/conversations/{cid}/messages", self.post_message, methods=["POST"]),
+            Route("/conversations/{cid}/messages", self.fetch_messages, methods=["GET"]),
+            Route("/conversations/{cid}/welcomes", self.post_welcome, methods=["POST"]),
+            Route("/welcomes", self.fetch_welcomes, methods=["GET"]),
+            Route("/welcomes/ack", self.ack_welcomes, methods=["POST"]),
+        ]
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def run(self, fn: Callable[[Tx], _T]) -> _T:
+        """``db.run``, with an unreachable or failing database answered 503 ``server_error``."""
+        try:
+            return await self.db.run(fn)
+        except DatabaseUnavailable as exc:
+            raise ApiError(503, "server_error", f"database unavailable: {exc}") from None
+
+    @staticmethod
+    async def _body(request: Request, limit: int) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise _invalid("malformed content-length")
+            if int(length) > limit:
+                raise ApiError(413, "too_large", f"body of {length} bytes exceeds {limit}")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large", f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _headers(self, request: Request) -> wire.AuthHeaders:
+        try:
+            auth = wire.parse_auth_headers(request.headers.get)
+        except InvalidInput as exc:
+            raise _unauthorized(str(exc)) from None
+        now = self._clock_ms()
+        if abs(now - auth.timestamp_ms) > self.config.max_clock_skew_ms:
+            raise _unauthorized("stale timestamp (check the clock)", {wire.HEADER_SERVER_TIME: str(now)})
+        return auth
+
+    def _verify(self, request: Request, auth: wire.AuthHeaders, body: bytes, key: bytes) -> None:
+        try:
+            wire.verify_request(auth, request.method, _target(request), body, key, self.crypto)
+        except CryptoError:
+            raise _unauthorized("bad request signature") from None
+        retry = self.limiter.take(auth.device_id.value, time.monotonic())
+        if retry is not None:
+            raise ApiError(
+                429, "rate_limited", "too many requests from this device", {"retry-after": RateLimiter.retry_after_header(retry)}
+            )
+
+    async def _authenticate(self, request: Request, max_body: int) -> tuple[wire.AuthHeaders, bytes]:
+        """Steps 1-3 of the module docstring for a registered device."""
+        body = await self._body(request, max_body)
+        auth = self._headers(request)
+        key = self._keys.get(auth.device_id)
+        if key is None:
+            key = await self.run(lambda tx: delivery.device_key(tx, auth.device_id))
+            if key is None:
+                raise _unauthorized("device is not registered")
+            if len(self._keys) >= _MAX_KEY_CACHE:
+                self._keys.clear()
+            self._keys[auth.device_id] = key
+        self._verify(request, auth, body, key)
+        return auth, body
+
+    async def _call(self, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T]) -> _T:
+        """Step 5: authenticate the caller, record the nonce and run ``op`` in one transaction."""
+
+        def txn(tx: Tx) -> _Done[_T] | _Refused:
+            caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
+            try:
+                with tx.savepoint():
+                    return _Done(op(tx, caller))
+            except ApiError as exc:
+                return _Refused(exc)
+
+        result = await self.run(txn)
+        if isinstance(result, _Refused):
+            raise result.error
+        return result.value
+
+    # -- devices ---------------------------------------------------------------
+
+    async def register_device(self, request: Request) -> Response:
+        """``POST /devices``: the request is signed with the key being registered."""
+        body = await self._body(request, _MAX_REGISTER_BODY)
+        auth = self._headers(request)
+        info, binding = _parse(wire.decode_register, body)
+        if info.device_id != auth.device_id:
+            raise ApiError(403, "forbidden", "a device registers itself only")
+        delivery.verify_registration(info, binding)
+        self._verify(request, auth, body, info.signing_public_key)
+
+        def txn(tx: Tx) -> _Done[None] | _Refused:
+            delivery.record_nonce(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
+            try:
+                with tx.savepoint():
+                    delivery.register(tx, info, binding)
+            except ApiError as exc:
+                return _Refused(exc)
+            return _Done(None)
+
+        result = await self.run(txn)
+        if isinstance(result, _Refused):
+            raise result.error
+        self._keys[info.device_id] = info.signing_public_key
+        return _no_content()
+
+    async def list_devices(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        user_id = _path_id(request, "user", UserId)
+        infos = await self._call(auth, lambda tx, caller: delivery.list_devices(tx, caller, user_id))
+        return _cbor(wire.encode_device_list(infos))
+
+    async def revoke_device(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        device_id = _path_id(request, "device", DeviceId)
+        await self._call(auth, lambda tx, caller: delivery.revoke(tx, caller, device_id))
+        return _no_content()
+
+    # -- KeyPackages --------------------------------------------------------------
+
+    async def publish_key_packages(self, request: Request) -> Response:
+        auth, body = await self._authenticate(request, wire.MAX_PUBLISH_BODY)
+        kps, last_resort = _parse(wire.decode_publish, body)
+        if len(kps) > MAX_KEY_PACKAGES_PER_PUBLISH:
+            raise ApiError(413, "too_large", "too many KeyPackages in one call")
+        for kp in [*kps, *([last_resort] if last_resort is not None else [])]:
+            if not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
+                raise _invalid("malformed KeyPackage")
+        await self._call(auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort))
+        return _no_content()
+
+    async def claim_key_packages(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        user_id = _path_id(request, "user", UserId)
+        claimed = await self._call(auth, lambda tx, caller: delivery.claim(tx, caller, user_id))
+        return _cbor(wire.encode_claim(claimed))
+
+    async def claim_device_key_packages(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        device_id = _path_id(request, "device", DeviceId)
+        count = _query(request, ("count",))["count"]
+        if not 1 <= count <= MAX_CLAIM_COUNT:
+            raise _invalid(f"count must be 1..{MAX_CLAIM_COUNT}")
+        kps = await self._call(auth, lambda tx, caller: delivery.claim_device(tx, caller, device_id, count))
+        return _cbor(wire.encode_claim_device(kps))
+
+    # -- conversation logs ----------------------------------------------------------
+
+    async def post_message(self, request: Request) -> Response:
+        auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
+        cid = _path_id(request, "cid", ConversationId)
+        env, removes = _parse(wire.decode_post_message, body)
+        if env.conversation_id != cid:
+            raise _invalid("the envelope is for another conversation than the path's")
+        if len(removes) > MAX_DEVICE_LIST:
+            raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} removed devices")
+        removes = list(dict.fromkeys(removes))
+        now = self._clock_ms()
+        seq = await self._call(auth, lambda tx, caller: delivery.append(tx, caller, env, removes, now))
+        self.notifier.notify(cid.value)
+        return _cbor(wire.encode_seq(seq))
+
+    async def fetch_messages(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        cid = _path_id(request, "cid", ConversationId)
+        q = _query(request, ("after", "limit"), ("wait_ms",))
+        after, limit, wait_ms = q["after"], q["limit"], q.get("wait_ms", 0)
+        if after > _MAX_SEQ:
+            raise _invalid("after out of range")
+        if not 1 <= limit <= MAX_FETCH_LIMIT:
+            raise _invalid(f"limit must be 1..{MAX_FETCH_LIMIT}")
+        if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
+            raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
+        if not wait_ms:
+            stored, more = await self._call(auth, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit))
+            return _cbor(wire.encode_page(stored, more))
+        # Long poll: subscribe before each read so no append between read and wait is missed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        event = self.notifier.subscribe(cid.value)
+        try:
+            caller, (stored, more) = await self._call(
+                auth, lambda tx, caller: (caller, delivery.fetch(tx, caller, cid, after, limit))
+            )
+            while not stored:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), min(remaining, self.config.poll_interval))
+                except asyncio.TimeoutError:
+                    pass
+                self.notifier.unsubscribe(cid.value, event)
+                event = self.notifier.subscribe(cid.value)
+
+                def again(tx: Tx) -> tuple[list[bytes], bool]:
+                    delivery.check_caller(tx, caller)
+                    return delivery.fetch(tx, caller, cid, after, limit)
+
+                stored, more = await self.run(again)
+        finally:
+            self.notifier.unsubscribe(cid.value, event)
+        return _cbor(wire.encode_page(stored, more))
+
+    async def post_welcome(self, request: Request) -> Response:
+        auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
+        cid = _path_id(request, "cid", ConversationId)
+        env, recipients = _parse(wire.decode_post_welcome, body)
+        if env.conversation_id != cid:
+            raise _invalid("the envelope is for another conversation than the path's")
+        if len(recipients) > MAX_DEVICE_LIST:
+            raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} Welcome recipients")
+        recipients = list(dict.fromkeys(recipients))
+        now = self._clock_ms()
+        await self._call(auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now))
+        return _no_content()
+
+    async def fetch_welcomes(self, request: Request) -> Response:
+        auth, _ = await self._authenticate(request, 0)
+        after = _query(request, ("after",))["after"]
+        if after > _MAX_SEQ:
+            raise _invalid("after out of range")
+        stored, more = await self._call(auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
+        return _cbor(wire.encode_page(stored, more))
+
+    async def ack_welcomes(self, request: Request) -> Response:
+        auth, body = await self._authenticate(request, _MAX_ACK_BODY)
+        up_to = _parse(wire.decode_ack, body)
+        await self._call(auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
+        return _no_content()
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    async def prune_nonces_forever(self) -> None:
+        """Every ``nonce_prune_interval`` seconds, forget nonces too old to be accepted again."""
+        while True:
+            await asyncio.sleep(self.config.nonce_prune_interval)
+            horizon = self._clock_ms() - self.config.max_clock_skew_ms - 60_000
+            try:
+                await self.db.run(lambda tx: delivery.prune_nonces(tx, horizon))
+            except DatabaseUnavailable:
+                pass  # try again next round

@@ -1,0 +1,375 @@
+"""The delivery service's database: SQLite (one file, or in memory) or PostgreSQL, one code path.
+
+:class:`Database` runs a function ``fn(tx)`` inside ONE transaction and
+returns its result: committed when ``fn`` returns, rolled back when it raises
+(the exception then propagates). Every request of the API is one such call, so
+a request is applied entirely or not at all. ``fn`` is synchronous and runs on
+a database thread, never on the event loop; it speaks SQL through :class:`Tx`
+with ``?`` placeholders and the few dialect words of :class:`Dialect`, and
+the same SQL runs on both engines.
+
+* SQLite (:class:`SqliteDatabase`): one connection on one thread, WAL
+  journal, ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two
+  processes sharing the file never deadlock on a lock upgrade), a busy timeout,
+  ``synchronous=FULL`` by default (a commit is on disk when the call returns).
+* PostgreSQL (:class:`PostgresDatabase`, psycopg 3, ``postgresql://`` URLs):
+  a pool of connections, one per worker thread, READ COMMITTED with explicit
+  row locks (``FOR UPDATE``) where a request reads what it then changes, so
+  several server processes can share one database. A transaction that loses
+  a serialization or deadlock race is retried from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase", "PostgresDatabase", "open_database"]
+
+_T = TypeVar("_T")
+Params = Sequence[Any]
+
+SCHEMA_VERSION = "1"
+
+# Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL){norowid};
+CREATE TABLE IF NOT EXISTS devices (
+    device_id {blob} PRIMARY KEY,
+    user_id {blob} NOT NULL,
+    reg_seq BIGINT NOT NULL,
+    signing_key {blob} NOT NULL,
+    info {blob} NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1,
+    inbox_next BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id, reg_seq);
+CREATE TABLE IF NOT EXISTS key_packages (
+    device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id {blob} PRIMARY KEY,
+    next_seq BIGINT NOT NULL,
+    epoch BIGINT,
+    created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL
+){norowid};
+CREATE TABLE IF NOT EXISTS members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX IF NOT EXISTS members_by_device ON members (device_id);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    device_id {blob} NOT NULL, nonce {blob} NOT NULL, ts_ms BIGINT NOT NULL, PRIMARY KEY (device_id, nonce)
+){norowid};
+CREATE INDEX IF NOT EXISTS nonces_by_time ON nonces (ts_ms);
+"""
+
+# Tables that hold the service's data (the nonce table is authentication bookkeeping).
+DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or failed mid-request (the outcome may be unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The words that differ between the engines."""
+
+    name: str
+    # Appended to a SELECT whose rows the transaction then changes. SQLite needs
+    # none: BEGIN IMMEDIATE already holds the database's one write lock.
+    for_update: str
+    blob: str
+    norowid: str
+
+
+SQLITE = Dialect("sqlite", "", "BLOB", " WITHOUT ROWID")
+POSTGRES = Dialect("postgres", " FOR UPDATE", "BYTEA", "")
+
+
+class Tx(Protocol):
+    """One open transaction (``?`` placeholders on every engine)."""
+
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None: ...
+
+    def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]: ...
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        ...
+
+    def savepoint(self) -> contextlib.AbstractContextManager[None]:
+        """A nested transaction: rolled back alone when its block raises (the exception propagates)."""
+        ...
+
+
+class Database(Protocol):
+    dialect: Dialect
+    kind: str  # "sqlite", "memory" or "postgres" (what /api/health reports)
+
+    async def run(self, fn: Callable[[Tx], _T]) -> _T:
+        """Run ``fn`` in one transaction on a database thread; see the module docstring."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------
+# SQLite
+
+
+class _SqliteTx:
+    __slots__ = ("_conn", "dialect", "_depth")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.dialect = SQLITE
+        self._depth = 0
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._depth += 1
+        name = f"sp{self._depth}"
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        else:
+            self._conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+
+class SqliteDatabase:
+    """SQLite in ``path`` (``":memory:"`` for a private in-memory database). One connection, one thread."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.dialect = SQLITE
+        self.kind = "memory" if path == ":memory:" else "sqlite"
+        self._path = path
+        self._synchronous = synchronous.upper()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ping-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        # Open and create the schema now, so a bad path fails at startup.
+        self._executor.submit(self._open).result()
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if self._path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise DatabaseUnavailable(f"cannot use WAL journal on {self._path}")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        self._conn = conn
+        self._run(_create_schema)
+
+    def _run(self, fn: Callable[[Tx], _T]) -> _T:
+        conn = self._conn
+        if conn is None:
+            raise DatabaseUnavailable("database is closed")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(f"sqlite: {exc}") from None
+        try:
+            result = fn(_SqliteTx(conn))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise DatabaseUnavailable(f"sqlite commit failed: {exc}") from None
+        return result
+
+    async def run(self, fn: Callable[[Tx], _T]) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(f"sqlite: {exc}") from None
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+
+class _PgTx:
+    __slots__ = ("_conn", "dialect", "_sql")
+
+    def __init__(self, conn: Any, sql_cache: dict[str, str]) -> None:
+        self._conn = conn
+        self.dialect = POSTGRES
+        self._sql = sql_cache
+
+    def _q(self, sql: str) -> str:
+        out = self._sql.get(sql)
+        if out is None:
+            # Our statements contain no literal "?" or "%"; psycopg wants %s.
+            out = self._sql[sql] = sql.replace("?", "%s")
+        return out
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        cur = self._conn.execute(self._q(sql), params)
+        return int(cur.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(self._q(sql), rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._conn.execute(self._q(sql), params).fetchall()
+        return rows
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._conn.execute(self._q(sql), params).fetchone()
+        return row
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+
+class PostgresDatabase:
+    """PostgreSQL at ``url`` through psycopg 3; ``pool_size`` connections (one per worker thread)."""
+
+    _RETRIES = 5
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover - depends on the install
+            raise DatabaseUnavailable("PostgreSQL needs psycopg: pip install 'ping-core[postgres]'") from None
+        self._psycopg = psycopg
+        self.dialect = POSTGRES
+        self.kind = "postgres"
+        self._url = url
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._sql: dict[str, str] = {}
+        self._executor = ThreadPoolExecutor(max_workers=max(1, pool_size), thread_name_prefix="ping-pg")
+        self._executor.submit(self._run, _create_schema).result()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = self._psycopg.connect(self._url, autocommit=True)  # transaction() blocks delimit transactions
+            except self._psycopg.Error as exc:
+                raise DatabaseUnavailable(f"postgres: cannot connect ({type(exc).__name__})") from None
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _run(self, fn: Callable[[Tx], _T]) -> _T:
+        errors = self._psycopg.errors
+        for attempt in range(self._RETRIES):
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    return fn(_PgTx(conn, self._sql))
+            except (errors.SerializationFailure, errors.DeadlockDetected):
+                if attempt == self._RETRIES - 1:
+                    raise DatabaseUnavailable("postgres: too many serialization conflicts") from None
+            except self._psycopg.OperationalError as exc:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._local.conn = None
+                raise DatabaseUnavailable(f"postgres: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
+
+    async def run(self, fn: Callable[[Tx], _T]) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
+        except self._psycopg.Error as exc:
+            raise DatabaseUnavailable(f"postgres: {type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._all.clear()
+
+
+def _create_schema(tx: Tx) -> None:
+    d = tx.dialect
+    if d.name == "postgres":
+        # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
+        tx.execute("SELECT pg_advisory_xact_lock(7031985)")
+    for stmt in _SCHEMA.format(blob=d.blob, norowid=d.norowid).split(";"):
+        if stmt.strip():
+            tx.execute(stmt)
+    tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+    row = tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")
+    if row is None or row[0] != SCHEMA_VERSION:
+        raise DatabaseUnavailable(f"database schema {row[0] if row else None} is not {SCHEMA_VERSION}")
+    tx.execute("INSERT INTO counters (name, value) VALUES ('device', 0) ON CONFLICT DO NOTHING")
+
+
+def open_database(url: str | None, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Database:
+    """``None`` or ``":memory:"``: private in-memory SQLite; ``postgresql://...`` / ``postgres://...``:
+    PostgreSQL; anything else: the path of a SQLite file (created when missing)."""
+    if url is None or url == ":memory:":
+        return SqliteDatabase(":memory:", synchronous=sqlite_synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url, pool_size=pool_size)
+    return SqliteDatabase(url, synchronous=sqlite_synchronous)

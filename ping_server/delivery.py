@@ -1,0 +1,405 @@
+"""The delivery service's rules, as functions over one database transaction.
+
+Each public function here is one API operation, run by
+:meth:`ping_server.db.Database.run` inside one transaction; it raises
+:class:`~ping_server.app.ApiError` to refuse (the transaction then changes
+nothing of the service's data). The semantics are those of the reference
+``ping_core.transport.memory.MemoryDeliveryService`` (the conformance suite
+``tests/server/test_transport_conformance.py`` runs both), in the order of
+checks ``ping_core.transport.base`` documents.
+
+Rows are locked (``tx.dialect.for_update``) before the transaction changes
+what it read, so concurrent requests on PostgreSQL serialize per
+conversation and per device exactly as SQLite's single writer does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ping_core.device import DeviceInfo
+from ping_core.errors import IdentityError
+from ping_core.identity import DeviceBinding
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.transport.base import MAX_EPOCH
+from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE
+
+from .app import ApiError
+from .db import Tx
+
+__all__ = [
+    "Caller",
+    "authenticate",
+    "record_nonce",
+    "register",
+    "list_devices",
+    "revoke",
+    "publish",
+    "claim",
+    "claim_device",
+    "append",
+    "fetch",
+    "post_welcome",
+    "fetch_welcomes",
+    "ack_welcomes",
+    "device_key",
+    "prune_nonces",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated, registered, non-revoked device making the request."""
+
+    device_id: DeviceId
+    user_id: UserId
+
+
+def _forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+# --------------------------------------------------------------------------
+# Authentication bookkeeping
+
+
+def device_key(tx: Tx, device_id: DeviceId) -> bytes | None:
+    """The device's signing public key, or None when it never registered."""
+    row = tx.one("SELECT signing_key FROM devices WHERE device_id = ?", (device_id.value,))
+    return None if row is None else bytes(row[0])
+
+
+def record_nonce(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -> None:
+    """Remember (device, nonce); 401 when it was seen before (a replayed request)."""
+    if tx.execute(
+        "INSERT INTO nonces (device_id, nonce, ts_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (device_id.value, nonce, timestamp_ms),
+    ) != 1:
+        raise ApiError(401, "unauthorized", "replayed request (nonce already used)")
+
+
+def authenticate(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -> Caller:
+    """The caller of a request whose signature has been verified: 401 when the device is not
+    registered, 403 when it is revoked, 401 when the nonce was used before."""
+    row = tx.one("SELECT user_id, revoked FROM devices WHERE device_id = ?", (device_id.value,))
+    if row is None:
+        raise ApiError(401, "unauthorized", "device is not registered")
+    if row[1]:
+        raise _forbidden("device is revoked")
+    record_nonce(tx, device_id, nonce, timestamp_ms)
+    return Caller(device_id, UserId(bytes(row[0])))
+
+
+def prune_nonces(tx: Tx, older_than_ms: int) -> int:
+    """Forget nonces of requests whose timestamps are too old to be accepted again anyway."""
+    return tx.execute("DELETE FROM nonces WHERE ts_ms < ?", (older_than_ms,))
+
+
+# --------------------------------------------------------------------------
+# Devices
+
+
+def register(tx: Tx, info: DeviceInfo, binding: DeviceBinding) -> None:
+    """Register (or re-register) ``info``'s device. The caller has shown it holds the device key
+    (the request is signed with ``info.signing_public_key``) and ``binding`` verifies."""
+    if binding.device_id != info.device_id or binding.user_id != info.user_id:
+        raise _invalid("binding is for another device or account")
+    lock = tx.dialect.for_update
+    row = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
+    if row is None:
+        tx.execute(
+            "INSERT INTO accounts (user_id, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (info.user_id.value, binding.user_public_key),
+        )
+        row = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
+    if row is None or bytes(row[0]) != binding.user_public_key:
+        raise _forbidden("account key differs from the registered one")
+    dev = tx.one("SELECT revoked FROM devices WHERE device_id = ?" + lock, (info.device_id.value,))
+    if dev is not None and dev[0]:
+        raise _forbidden("device is revoked")
+    if dev is None:
+        counter = tx.one("UPDATE counters SET value = value + 1 WHERE name = 'device' RETURNING value")
+        assert counter is not None
+        tx.execute(
+            "INSERT INTO devices (device_id, user_id, reg_seq, signing_key, info) VALUES (?, ?, ?, ?, ?)",
+            (info.device_id.value, info.user_id.value, counter[0], info.signing_public_key, info.encode()),
+        )
+    else:
+        tx.execute(
+            "UPDATE devices SET user_id = ?, info = ? WHERE device_id = ?",
+            (info.user_id.value, info.encode(), info.device_id.value),
+        )
+
+
+def list_devices(tx: Tx, caller: Caller, user_id: UserId) -> list[bytes]:
+    """Encoded ``DeviceInfo`` of the account's non-revoked devices, in registration order."""
+    rows = tx.query("SELECT info FROM devices WHERE user_id = ? AND revoked = 0 ORDER BY reg_seq", (user_id.value,))
+    return [bytes(r[0]) for r in rows]
+
+
+def revoke(tx: Tx, caller: Caller, device_id: DeviceId) -> None:
+    """Revoke a device of the caller's account: purge its KeyPackages, inbox and memberships."""
+    row = tx.one("SELECT user_id FROM devices WHERE device_id = ?" + tx.dialect.for_update, (device_id.value,))
+    if row is None:
+        raise ApiError(404, "not_found", "unknown device")
+    if bytes(row[0]) != caller.user_id.value:
+        raise _forbidden("only a device of the same account may revoke")
+    key = (device_id.value,)
+    tx.execute("UPDATE devices SET revoked = 1, last_resort = NULL WHERE device_id = ?", key)
+    tx.execute("DELETE FROM key_packages WHERE device_id = ?", key)
+    tx.execute("DELETE FROM welcomes WHERE device_id = ?", key)
+    tx.execute("DELETE FROM members WHERE device_id = ?", key)
+
+
+# --------------------------------------------------------------------------
+# KeyPackages
+
+
+def publish(tx: Tx, caller: Caller, key_packages: list[bytes], last_resort: bytes | None) -> None:
+    """Append one-time KeyPackages to the caller's pool; replace its last-resort one when given.
+    (Counts and sizes were checked before the transaction.)"""
+    row = tx.one("SELECT kp_next FROM devices WHERE device_id = ?" + tx.dialect.for_update, (caller.device_id.value,))
+    assert row is not None  # authenticate() found it in this transaction
+    first = int(row[0])
+    if key_packages:
+        tx.executemany(
+            "INSERT INTO key_packages (device_id, n, data) VALUES (?, ?, ?)",
+            [(caller.device_id.value, first + i, kp) for i, kp in enumerate(key_packages)],
+        )
+    if last_resort is not None:
+        tx.execute(
+            "UPDATE devices SET kp_next = ?, last_resort = ? WHERE device_id = ?",
+            (first + len(key_packages), last_resort, caller.device_id.value),
+        )
+    elif key_packages:
+        tx.execute("UPDATE devices SET kp_next = ? WHERE device_id = ?", (first + len(key_packages), caller.device_id.value))
+
+
+def _take(tx: Tx, device_id: bytes, count: int) -> list[bytes]:
+    """Remove and return up to ``count`` one-time KeyPackages of a (locked) device, oldest first."""
+    rows = tx.query("SELECT n, data FROM key_packages WHERE device_id = ? ORDER BY n LIMIT ?", (device_id, count))
+    if rows:
+        tx.execute("DELETE FROM key_packages WHERE device_id = ? AND n <= ?", (device_id, rows[-1][0]))
+    return [bytes(r[1]) for r in rows]
+
+
+def claim(tx: Tx, caller: Caller, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
+    """One KeyPackage per non-revoked device of ``user_id`` but the caller's (last resort when the
+    pool is empty; devices with neither are left out)."""
+    rows = tx.query(
+        "SELECT device_id, last_resort FROM devices WHERE user_id = ? AND revoked = 0 AND device_id <> ? ORDER BY reg_seq"
+        + tx.dialect.for_update,
+        (user_id.value, caller.device_id.value),
+    )
+    out = []
+    for device_id, last_resort in rows:
+        taken = _take(tx, bytes(device_id), 1)
+        if taken:
+            out.append((DeviceId(bytes(device_id)), taken[0]))
+        elif last_resort is not None:
+            out.append((DeviceId(bytes(device_id)), bytes(last_resort)))
+    return out
+
+
+def claim_device(tx: Tx, caller: Caller, device_id: DeviceId, count: int) -> list[bytes]:
+    """Up to ``count`` KeyPackages of one device: one-time ones first, then the last-resort one repeated."""
+    row = tx.one("SELECT revoked, last_resort FROM devices WHERE device_id = ?" + tx.dialect.for_update, (device_id.value,))
+    if row is None or row[0]:
+        raise ApiError(404, "not_found", "unknown or revoked device")
+    out = _take(tx, device_id.value, count)
+    if row[1] is not None:
+        out.extend([bytes(row[1])] * (count - len(out)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Conversations and membership
+
+
+def _conversation(tx: Tx, conversation_id: ConversationId) -> tuple[int, int | None] | None:
+    """(next_seq, epoch) of a conversation, locked; None when it does not exist."""
+    row = tx.one(
+        "SELECT next_seq, epoch FROM conversations WHERE conversation_id = ?" + tx.dialect.for_update,
+        (conversation_id.value,),
+    )
+    return None if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def _check_member(tx: Tx, caller: Caller, conversation_id: ConversationId, exists: bool) -> None:
+    """403 unless the caller may use the conversation: its owner's device for a DeviceGroup, else a
+    member (anyone may create a conversation that does not exist yet)."""
+    if conversation_id.is_device_group_id:
+        if ConversationId.device_group(caller.user_id) != conversation_id:
+            raise _forbidden("another user's device group")
+        return
+    if exists and tx.one(
+        "SELECT 1 FROM members WHERE conversation_id = ? AND device_id = ?",
+        (conversation_id.value, caller.device_id.value),
+    ) is None:
+        raise _forbidden("not a member of this conversation")
+
+
+def _open_conversation(tx: Tx, caller: Caller, conversation_id: ConversationId, now_ms: int) -> tuple[int, int | None] | None:
+    """The locked conversation the caller may post to, or None when it does not exist yet (403 for a non-member)."""
+    conv = _conversation(tx, conversation_id)
+    _check_member(tx, caller, conversation_id, conv is not None)
+    return conv
+
+
+def _create(tx: Tx, caller: Caller, conversation_id: ConversationId, now_ms: int) -> tuple[int, int | None]:
+    """Create the conversation with the caller as its first member. When another request created it
+    concurrently (PostgreSQL), re-check the caller against that one instead."""
+    created = tx.execute(
+        "INSERT INTO conversations (conversation_id, next_seq, epoch, created_by, created_ms) VALUES (?, 1, NULL, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (conversation_id.value, caller.device_id.value, now_ms),
+    )
+    if created == 1:
+        if not conversation_id.is_device_group_id:
+            tx.execute(
+                "INSERT INTO members (conversation_id, device_id) VALUES (?, ?)",
+                (conversation_id.value, caller.device_id.value),
+            )
+        return (1, None)
+    conv = _open_conversation(tx, caller, conversation_id, now_ms)
+    assert conv is not None
+    return conv
+
+
+def append(tx: Tx, caller: Caller, env: MessageEnvelope, removes: list[DeviceId], now_ms: int) -> int:
+    """Append an Application, Commit or Proposal envelope; the server-assigned seq."""
+    if env.sender_device != caller.device_id:
+        raise _forbidden("sender_device is not the authenticated device")
+    if env.kind is MessageKind.WELCOME:
+        raise _invalid("a Welcome goes to /conversations/{id}/welcomes")
+    if removes and env.kind is not MessageKind.COMMIT:
+        raise _invalid("removals ride only on a Commit")
+    cid = env.conversation_id
+    conv = _open_conversation(tx, caller, cid, now_ms)
+    epoch = None if conv is None else conv[1]
+    if env.kind is MessageKind.COMMIT:
+        if epoch is not None and env.epoch != epoch:
+            raise ApiError(409, "epoch_advanced", f"commit for epoch {env.epoch}, conversation is at {epoch}")
+        if env.epoch > MAX_EPOCH:
+            raise _invalid("epoch out of range")
+    if conv is None:
+        conv = _create(tx, caller, cid, now_ms)
+        if env.kind is MessageKind.COMMIT and conv[1] is not None and env.epoch != conv[1]:
+            raise ApiError(409, "epoch_advanced", f"commit for epoch {env.epoch}, conversation is at {conv[1]}")
+    seq = conv[0]
+    new_epoch = env.epoch + 1 if env.kind is MessageKind.COMMIT else conv[1]
+    tx.execute(
+        "UPDATE conversations SET next_seq = ?, epoch = ? WHERE conversation_id = ?", (seq + 1, new_epoch, cid.value)
+    )
+    data = env.with_seq(seq).encode()
+    tx.execute(
+        "INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (cid.value, seq, len(data), data)
+    )
+    if removes and not cid.is_device_group_id:
+        tx.executemany(
+            "DELETE FROM members WHERE conversation_id = ? AND device_id = ?", [(cid.value, d.value) for d in removes]
+        )
+    return seq
+
+
+def _page(tx: Tx, table: str, key_column: str, key: bytes, after: int, limit: int) -> tuple[list[bytes], bool]:
+    """Stored envelopes with seq > after, at most ``limit`` and ``MAX_PAGE_BYTES`` (but at least one);
+    and whether the byte budget cut the page short."""
+    sizes = tx.query(
+        f"SELECT seq, size FROM {table} WHERE {key_column} = ? AND seq > ? ORDER BY seq LIMIT ?", (key, after, limit)
+    )
+    if not sizes:
+        return [], False
+    total = 0
+    last = sizes[0][0]
+    for seq, size in sizes:
+        if total and total + size > MAX_PAGE_BYTES:
+            break
+        total += size
+        last = seq
+    more = last != sizes[-1][0]
+    rows = tx.query(
+        f"SELECT envelope FROM {table} WHERE {key_column} = ? AND seq > ? AND seq <= ? ORDER BY seq", (key, after, last)
+    )
+    return [bytes(r[0]) for r in rows], more
+
+
+def fetch(tx: Tx, caller: Caller, conversation_id: ConversationId, after: int, limit: int) -> tuple[list[bytes], bool]:
+    """A page of the log after ``after`` (``[]`` for a conversation that does not exist; 403 for a non-member)."""
+    exists = tx.one("SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id.value,)) is not None
+    if not exists:
+        return [], False
+    _check_member(tx, caller, conversation_id, True)
+    return _page(tx, "messages", "conversation_id", conversation_id.value, after, limit)
+
+
+def check_caller(tx: Tx, caller: Caller) -> None:
+    """403 when the caller was revoked since its request was authenticated (long polls re-check)."""
+    row = tx.one("SELECT revoked FROM devices WHERE device_id = ?", (caller.device_id.value,))
+    if row is None or row[0]:
+        raise _forbidden("device is revoked")
+
+
+def post_welcome(tx: Tx, caller: Caller, env: MessageEnvelope, recipients: list[DeviceId], now_ms: int) -> None:
+    """Deliver a Welcome to each recipient's inbox and make them members (all or nothing)."""
+    if env.sender_device != caller.device_id:
+        raise _forbidden("sender_device is not the authenticated device")
+    if env.kind is not MessageKind.WELCOME:
+        raise _invalid("only a Welcome goes to /welcomes")
+    if not recipients:
+        raise _invalid("a Welcome needs recipients")
+    cid = env.conversation_id
+    conv = _open_conversation(tx, caller, cid, now_ms)
+    # Lock recipients in one global order (no deadlock between concurrent Welcomes), check in the given order.
+    found: dict[DeviceId, tuple[UserId, bool, int]] = {}
+    for device_id in sorted(set(recipients)):
+        row = tx.one(
+            "SELECT user_id, revoked, inbox_next FROM devices WHERE device_id = ?" + tx.dialect.for_update,
+            (device_id.value,),
+        )
+        if row is not None:
+            found[device_id] = (UserId(bytes(row[0])), bool(row[1]), int(row[2]))
+    for device_id in recipients:
+        entry = found.get(device_id)
+        if entry is None or entry[1]:
+            raise ApiError(404, "not_found", "unknown or revoked Welcome recipient")
+        if cid.is_device_group_id and ConversationId.device_group(entry[0]) != cid:
+            raise _forbidden("a device group admits its owner's devices only")
+    if conv is None:
+        _create(tx, caller, cid, now_ms)
+    for device_id in recipients:
+        seq = found[device_id][2]
+        data = env.with_seq(seq).encode()
+        tx.execute(
+            "INSERT INTO welcomes (device_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (device_id.value, seq, len(data), data)
+        )
+        tx.execute("UPDATE devices SET inbox_next = ? WHERE device_id = ?", (seq + 1, device_id.value))
+        if not cid.is_device_group_id:
+            tx.execute(
+                "INSERT INTO members (conversation_id, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (cid.value, device_id.value),
+            )
+
+
+def fetch_welcomes(tx: Tx, caller: Caller, after: int) -> tuple[list[bytes], bool]:
+    """A page of the caller's inbox after ``after``; ``more`` when the page is full or was cut short."""
+    stored, more = _page(tx, "welcomes", "device_id", caller.device_id.value, after, MAX_WELCOME_PAGE)
+    return stored, more or len(stored) == MAX_WELCOME_PAGE
+
+
+def ack_welcomes(tx: Tx, caller: Caller, up_to_seq: int) -> None:
+    tx.execute("DELETE FROM welcomes WHERE device_id = ? AND seq <= ?", (caller.device_id.value, up_to_seq))
+
+
+def verify_registration(info: DeviceInfo, binding: DeviceBinding) -> None:
+    """400 unless ``info`` and ``binding`` verify (pure CPU; run before the transaction)."""
+    try:
+        info.verify()
+        binding.verify()
+    except IdentityError as exc:
+        raise _invalid(f"registration refused: {exc}") from None

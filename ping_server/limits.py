@@ -1,0 +1,78 @@
+"""Per-device request rate limiting (token buckets) and long-poll wake-ups. In-process state only."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+__all__ = ["RateLimiter", "Notifier"]
+
+
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests per second sustained, bursts up to ``burst``.
+
+    ``rate <= 0`` disables limiting. State is per server process: with several
+    processes behind one database each enforces its own bucket.
+    """
+
+    _MAX_KEYS = 100_000
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._buckets: dict[bytes, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: bytes, now: float) -> float | None:
+        """Spend one token; None when allowed, else the seconds until one is available."""
+        if self.rate <= 0:
+            return None
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if len(self._buckets) >= self._MAX_KEYS and key not in self._buckets:
+            self._prune(now)
+        self._buckets[key] = (tokens - 1.0, now)
+        return None
+
+    def _prune(self, now: float) -> None:
+        # Buckets that have refilled completely carry no information.
+        full_after = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+
+    @staticmethod
+    def retry_after_header(seconds: float) -> str:
+        return str(max(1, math.ceil(seconds)))
+
+
+class Notifier:
+    """Wakes long polls of a conversation when this process appends to it.
+
+    A waiter subscribes BEFORE it reads, so an append that commits between its
+    read and its wait still wakes it. Appends made by another process sharing
+    the database are seen by the waiters' periodic re-read (the server's
+    ``poll_interval``), not through here.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[bytes, set[asyncio.Event]] = {}
+
+    def subscribe(self, key: bytes) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.setdefault(key, set()).add(event)
+        return event
+
+    def unsubscribe(self, key: bytes, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[key]
+
+    def notify(self, key: bytes) -> None:
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())

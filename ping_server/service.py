@@ -1,0 +1,46 @@
+"""``build_app``: the whole server (web client, health, delivery service API) over one database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from .api import Api, ApiConfig
+from .app import create_app
+from .db import open_database
+
+__all__ = ["build_app"]
+
+
+def build_app(
+    *,
+    db: str | None = None,
+    dist: Path | str | None = None,
+    config: ApiConfig | None = None,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 8,
+) -> Starlette:
+    """The server app. ``db``: a SQLite file path, a ``postgresql://`` URL, or None for a private
+    in-memory SQLite database (gone when the process ends). The database is opened (and its schema
+    created) here, so a bad ``db`` fails at once; it is closed at shutdown."""
+    database = open_database(db, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size)
+    api = Api(database, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pruner = asyncio.create_task(api.prune_nonces_forever())
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+            await database.close()
+
+    app = create_app(dist=dist, db=db, api_routes=api.routes(), state={"api": api}, lifespan=lifespan)
+    app.state.db_kind = database.kind
+    return app

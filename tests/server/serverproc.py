@@ -1,0 +1,94 @@
+"""Real ping_server processes for tests, and direct reads of their databases."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
+
+
+class ServerProcess:
+    """``python -m ping_server`` on a free loopback port, stopped by :meth:`stop`."""
+
+    def __init__(self, db: str | None, *extra: str, log_dir: Path) -> None:
+        self.db = db
+        self.log_path = log_dir / f"server-{secrets.token_hex(4)}.log"
+        args = [sys.executable, "-m", "ping_server", "--host", "127.0.0.1", "--port", "0", "--dist", str(log_dir / "no-dist")]
+        args += ["--log-level", "warning", "--no-access-log", *extra]
+        if db is not None:
+            args += ["--db", db]
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self) -> str:
+        found: list[str] = []
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for raw in self.proc.stdout:
+                match = re.search(rb"listening on (http://\S+)", raw)
+                if match:
+                    found.append(match.group(1).decode())
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(30)
+        if not found:
+            self.stop()
+            raise RuntimeError(f"ping_server did not start: {self.log_path.read_text(errors='replace')[-2000:]}")
+        return found[0]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+class Inspector:
+    """Reads the server's database directly (row counts), for "nothing was stored" checks."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+
+    def _rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.db.startswith("postgresql://"):
+            import psycopg
+
+            with psycopg.connect(self.db, autocommit=True) as conn:
+                return conn.execute(sql).fetchall()
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def counts(self) -> dict[str, int]:
+        """Rows per data table (not the nonce table: authentication bookkeeping)."""
+        sql = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM {t}" for t in DATA_TABLES)
+        return {name: int(n) for name, n in self._rows(sql)}
+
+    def nonces(self) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM nonces")[0][0])
+
+    def scalar(self, sql: str) -> Any:
+        rows = self._rows(sql)
+        return rows[0][0] if rows else None

@@ -1,0 +1,509 @@
+"""ONE behaviour suite for every Transport: the in-memory reference service and HttpTransport
+against a real ping_server process on SQLite and on PostgreSQL. Each test runs on all three;
+they must behave the same (fault injection, which only the memory service has, is tested in
+tests/core/test_transport_memory.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ping_core.clock import Hlc
+from ping_core.device import LocalDevice
+from ping_core.errors import InvalidInput, TransportError
+from ping_core.identity import DeviceBinding, Identity
+from ping_core.ids import ConversationId, DeviceId
+from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
+from ping_core.sync import SyncCursor
+from ping_core.transport import MemoryDeliveryService, Transport
+from ping_core.transport.base import MAX_EPOCH
+from ping_core.transport.http import HttpTransport
+
+from serverproc import ServerProcess
+
+
+class Backend:
+    """Makes transports for devices on one delivery service."""
+
+    def __init__(self, name: str, url: str | None) -> None:
+        self.name = name
+        self.url = url
+        self.memory = MemoryDeliveryService() if url is None else None
+        self._open: list[HttpTransport] = []
+
+    def transport(self, device: LocalDevice) -> Any:
+        """The device's transport (not registered)."""
+        if self.memory is not None:
+            return self.memory.transport(device.device_id)
+        assert self.url is not None
+        t = HttpTransport.for_device(self.url, device)
+        self._open.append(t)
+        return t
+
+    async def device(self, ident: Identity, label: str = "d") -> tuple[LocalDevice, Any]:
+        """A new registered device of ``ident`` and its transport."""
+        dev = LocalDevice.generate(ident.user_id, label, 1)
+        t = self.transport(dev)
+        await t.register_device(dev.info(1), ident.device_binding(dev.device_id))
+        return dev, t
+
+    async def aclose(self) -> None:
+        for t in self._open:
+            await t.aclose()
+
+
+@pytest.fixture(params=["memory", "http-sqlite", "http-postgres"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    url = None
+    if request.param == "http-sqlite":
+        url = request.getfixturevalue("sqlite_server").url
+    elif request.param == "http-postgres":
+        server: ServerProcess = request.getfixturevalue("postgres_server")
+        url = server.url
+    b = Backend(request.param, url)
+    yield b
+    await b.aclose()
+
+
+def _env(
+    conv: ConversationId, sender: DeviceId, kind: MessageKind = MessageKind.APPLICATION, epoch: int = 0, payload: bytes = b"x"
+) -> MessageEnvelope:
+    return MessageEnvelope(conv, epoch, kind, sender, 0, Hlc(1, 0), payload)
+
+
+async def _rejects(call: Any, status: int, code: str) -> TransportError:
+    with pytest.raises(TransportError) as err:
+        await call
+    assert (err.value.status, err.value.code) == (status, code), repr(err.value)
+    assert err.value.is_definite_rejection
+    return err.value
+
+
+async def _welcome(t: Any, sender: LocalDevice, conv: ConversationId, *to: LocalDevice, payload: bytes = b"w") -> None:
+    await t.set_next_welcome_recipients(conv, [d.device_id for d in to])
+    assert await t.send(_env(conv, sender.device_id, MessageKind.WELCOME, payload=payload)) == 0
+
+
+# ---------------------------------------------------------------------------
+# Conversation logs
+
+
+async def test_conforms_to_protocol(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    assert isinstance(t, Transport)
+
+
+async def test_log_order_cursor_and_paging(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+    seqs = [await t.send(_env(conv, dev.device_id, payload=bytes([i]))) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    page = await t.fetch_since(conv, SyncCursor(), 2)
+    assert [e.seq for e in page] == [1, 2] and page[0].payload == b"\x00"
+    assert all(e.conversation_id == conv and e.sender_device == dev.device_id for e in page)
+    assert [e.seq for e in await t.fetch_since(conv, SyncCursor(2), 10)] == [3, 4, 5]
+    assert await t.fetch_since(conv, SyncCursor(5), 10) == []
+    assert await t.fetch_since(ConversationId.new(), SyncCursor(), 10) == []  # nobody posted: empty, not an error
+    for bad in (0, 1001):
+        await _rejects(t.fetch_since(conv, SyncCursor(), bad), 400, "invalid_request")
+    for bad_wait in (-1, 30_001):
+        await _rejects(t.fetch_since(conv, SyncCursor(), 1, wait_ms=bad_wait), 400, "invalid_request")
+    everything = await t.fetch_since(conv, SyncCursor(), 1000)
+    assert [e.payload for e in everything] == [bytes([i]) for i in range(5)]
+
+
+async def test_commit_epochs(backend: Backend) -> None:
+    alice = Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(alice, "b")
+    conv = ConversationId.new()
+    await _welcome(ta, a, conv, b)
+    assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=7)) == 1  # the first Commit sets the epoch
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=7)), 409, "epoch_advanced")  # b lost the race
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=6)), 409, "epoch_advanced")  # stale
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=9)), 409, "epoch_advanced")  # future
+    assert await tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=8)) == 2
+    assert await ta.send(_env(conv, a.device_id, MessageKind.APPLICATION, epoch=0)) == 3  # late application traffic is kept
+    assert await ta.send(_env(conv, a.device_id, MessageKind.PROPOSAL, epoch=12)) == 4
+    log = await ta.fetch_since(conv, SyncCursor(), 100)
+    assert [(e.kind, e.epoch, e.seq) for e in log] == [
+        (MessageKind.COMMIT, 7, 1),
+        (MessageKind.COMMIT, 8, 2),
+        (MessageKind.APPLICATION, 0, 3),
+        (MessageKind.PROPOSAL, 12, 4),
+    ]
+    # The next epoch must fit the server's signed 64-bit column.
+    other = ConversationId.new()
+    await _rejects(ta.send(_env(other, a.device_id, MessageKind.COMMIT, epoch=MAX_EPOCH + 1)), 400, "invalid_request")
+    assert await ta.send(_env(other, a.device_id, MessageKind.COMMIT, epoch=MAX_EPOCH)) == 1
+
+
+async def test_sender_must_be_caller(backend: Backend) -> None:
+    a, ta = await backend.device(Identity.generate())
+    b, _tb = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+    await _rejects(ta.send(_env(conv, b.device_id)), 403, "forbidden")
+    await _rejects(ta.send(_env(conv, DeviceId(b"\x05" * 32))), 403, "forbidden")
+    assert await ta.fetch_since(conv, SyncCursor(), 10) == []  # nothing was created
+    with pytest.raises(InvalidInput):
+        await ta.send(b"not an envelope")
+
+
+async def test_large_envelopes_page_transparently(backend: Backend) -> None:
+    """Pages the HTTP server cuts at its byte budget are reassembled: the caller sees ``limit`` envelopes."""
+    dev, t = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+    big = [bytes([i]) * (MAX_PAYLOAD_LEN - 1000) for i in range(3)]
+    for payload in big:
+        await t.send(_env(conv, dev.device_id, payload=payload))
+    await t.send(_env(conv, dev.device_id, payload=b"small"))
+    got = await t.fetch_since(conv, SyncCursor(), 3)
+    assert [e.payload for e in got] == big
+    got = await t.fetch_since(conv, SyncCursor(1), 10)
+    assert [e.seq for e in got] == [2, 3, 4] and got[-1].payload == b"small"
+
+
+# ---------------------------------------------------------------------------
+# Long polling
+
+
+async def test_long_poll(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+    await t.send(_env(conv, dev.device_id, payload=b"1"))
+    start = time.monotonic()
+    assert [e.seq for e in await t.fetch_since(conv, SyncCursor(), 10, wait_ms=5000)] == [1]  # data: no wait
+    assert time.monotonic() - start < 2
+    start = time.monotonic()
+    assert await t.fetch_since(conv, SyncCursor(1), 10, wait_ms=300) == []  # nothing came
+    assert time.monotonic() - start >= 0.28
+
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await t.send(_env(conv, dev.device_id, payload=b"2"))
+
+    start = time.monotonic()
+    poster = asyncio.create_task(later())
+    got = await t.fetch_since(conv, SyncCursor(1), 10, wait_ms=10_000)
+    await poster
+    assert [(e.seq, e.payload) for e in got] == [(2, b"2")]
+    assert time.monotonic() - start < 5
+
+
+async def test_long_poll_on_a_conversation_that_does_not_exist_yet(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await t.send(_env(conv, dev.device_id, payload=b"first"))
+
+    poster = asyncio.create_task(later())
+    got = await t.fetch_since(conv, SyncCursor(), 10, wait_ms=10_000)
+    await poster
+    assert [e.payload for e in got] == [b"first"]
+
+
+# ---------------------------------------------------------------------------
+# Membership
+
+
+async def test_membership_creator_and_welcome(backend: Backend) -> None:
+    alice, bob, eve = Identity.generate(), Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    e, te = await backend.device(eve, "e")
+    conv = ConversationId.new()
+    await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=0))  # a creates the conversation
+    await _rejects(te.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")  # non-member reads
+    await _rejects(te.send(_env(conv, e.device_id)), 403, "forbidden")  # non-member posts
+    await _rejects(te.send(_env(conv, e.device_id, MessageKind.COMMIT, epoch=1)), 403, "forbidden")
+    # A non-member cannot welcome anybody (itself included) into the conversation.
+    await te.set_next_welcome_recipients(conv, [e.device_id])
+    await _rejects(te.send(_env(conv, e.device_id, MessageKind.WELCOME)), 403, "forbidden")
+    assert await te.fetch_welcomes() == []
+    # A member's Welcome makes b a member.
+    await _rejects(tb.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    await _welcome(ta, a, conv, b)
+    assert [x.seq for x in await tb.fetch_since(conv, SyncCursor(), 10)] == [1]
+    assert await tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=1)) == 2
+    # ... and b may welcome others in turn.
+    await _welcome(tb, b, conv, e)
+    assert [x.seq for x in await te.fetch_since(conv, SyncCursor(), 10)] == [1, 2]
+
+
+async def test_membership_removed_by_accepted_commit_only(backend: Backend) -> None:
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    c, tc = await backend.device(carol, "c")
+    conv = ConversationId.new()
+    await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=0))
+    await _welcome(ta, a, conv, b, c)
+    # A refused Commit removes nobody (and consumes the declaration).
+    await ta.set_next_commit_removals(conv, [b.device_id])
+    await _rejects(ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=0)), 409, "epoch_advanced")
+    assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 1
+    await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=1))  # declaration consumed: b stays
+    assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 2
+    # Removals ride on Commits only; other kinds leave them pending.
+    await ta.set_next_commit_removals(conv, [b.device_id, b.device_id])
+    await ta.send(_env(conv, a.device_id, MessageKind.APPLICATION, epoch=2))
+    assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 3
+    await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=2))
+    await _rejects(tb.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.APPLICATION, epoch=3)), 403, "forbidden")
+    assert len(await tc.fetch_since(conv, SyncCursor(), 10)) == 4  # c is unaffected
+    # An empty declaration clears a pending one.
+    await ta.set_next_commit_removals(conv, [c.device_id])
+    await ta.set_next_commit_removals(conv, [])
+    await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=3))
+    assert len(await tc.fetch_since(conv, SyncCursor(), 10)) == 5
+    # A member may leave (remove itself); a re-Welcome brings b back.
+    await tc.set_next_commit_removals(conv, [c.device_id])
+    await tc.send(_env(conv, c.device_id, MessageKind.COMMIT, epoch=4))
+    await _rejects(tc.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    await _welcome(ta, a, conv, b)
+    assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 6
+    with pytest.raises(TransportError) as err:
+        await ta.set_next_commit_removals(conv, [DeviceId(bytes([i % 256, i // 256]) + b"\x00" * 30) for i in range(1001)])
+    assert (err.value.status, err.value.code) == (413, "too_large")
+
+
+async def test_revocation_ends_membership(backend: Backend) -> None:
+    alice = Identity.generate()
+    phone, tphone = await backend.device(alice, "phone")
+    laptop, tlaptop = await backend.device(alice, "laptop")
+    conv = ConversationId.new()
+    await tphone.send(_env(conv, phone.device_id))
+    await _welcome(tphone, phone, conv, laptop)
+    assert len(await tlaptop.fetch_since(conv, SyncCursor(), 10)) == 1
+    await tphone.revoke_device_remote(laptop.device_id)
+    await _rejects(tlaptop.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+
+
+async def test_revocation_during_a_long_poll(backend: Backend) -> None:
+    alice = Identity.generate()
+    phone, tphone = await backend.device(alice, "phone")
+    laptop, tlaptop = await backend.device(alice, "laptop")
+    conv = ConversationId.new()
+    await tphone.send(_env(conv, phone.device_id))
+    await _welcome(tphone, phone, conv, laptop)
+
+    async def revoke_then_post() -> None:
+        await asyncio.sleep(0.2)
+        await tphone.revoke_device_remote(laptop.device_id)
+        await tphone.send(_env(conv, phone.device_id))
+
+    task = asyncio.create_task(revoke_then_post())
+    await _rejects(tlaptop.fetch_since(conv, SyncCursor(1), 10, wait_ms=10_000), 403, "forbidden")
+    await task
+
+
+async def test_device_group_membership(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a1, ta1 = await backend.device(alice, "a1")
+    a2, ta2 = await backend.device(alice, "a2")
+    b, tb = await backend.device(bob, "b")
+    dg = ConversationId.device_group(alice.user_id)
+    # Nobody else may create, post to, read or be welcomed into alice's device group.
+    await _rejects(tb.send(_env(dg, b.device_id)), 403, "forbidden")
+    await tb.set_next_welcome_recipients(dg, [b.device_id])
+    await _rejects(tb.send(_env(dg, b.device_id, MessageKind.WELCOME)), 403, "forbidden")
+    assert await tb.fetch_since(dg, SyncCursor(), 10) == []  # does not exist yet
+    await ta1.send(_env(dg, a1.device_id, MessageKind.COMMIT, epoch=0))
+    await _rejects(tb.fetch_since(dg, SyncCursor(), 10), 403, "forbidden")
+    # Every device of the owner is a member without a Welcome (it arrives in the linking ticket).
+    assert len(await ta2.fetch_since(dg, SyncCursor(), 10)) == 1
+    assert await ta2.send(_env(dg, a2.device_id, MessageKind.COMMIT, epoch=1)) == 2
+    await ta1.set_next_welcome_recipients(dg, [b.device_id])
+    await _rejects(ta1.send(_env(dg, a1.device_id, MessageKind.WELCOME)), 403, "forbidden")
+    assert await tb.fetch_welcomes() == []
+    await _welcome(ta1, a1, dg, a2)  # the owner's own device: fine
+    # Declared removals do not apply to a device group; revocation does.
+    await ta1.set_next_commit_removals(dg, [a2.device_id])
+    await ta1.send(_env(dg, a1.device_id, MessageKind.COMMIT, epoch=2))
+    assert len(await ta2.fetch_since(dg, SyncCursor(), 10)) == 3
+    await ta1.revoke_device_remote(a2.device_id)
+    await _rejects(ta2.fetch_since(dg, SyncCursor(), 10), 403, "forbidden")
+
+
+# ---------------------------------------------------------------------------
+# Directory: devices
+
+
+async def test_registration_rules(backend: Backend) -> None:
+    alice, mallory = Identity.generate(), Identity.generate()
+    dev = LocalDevice.generate(alice.user_id, "phone", 1)
+    t = backend.transport(dev)
+    conv = ConversationId.new()
+    await _rejects(t.send(_env(conv, dev.device_id)), 401, "unauthorized")
+    await _rejects(t.fetch_since(conv, SyncCursor(), 1), 401, "unauthorized")
+    await _rejects(t.list_devices(alice.user_id), 401, "unauthorized")
+    # a binding by another account
+    await _rejects(t.register_device(dev.info(1), mallory.device_binding(dev.device_id)), 400, "invalid_request")
+    # registering somebody else's device
+    other = LocalDevice.generate(alice.user_id, "x", 1)
+    await _rejects(t.register_device(other.info(1), alice.device_binding(other.device_id)), 403, "forbidden")
+    # a forged binding
+    binding = alice.device_binding(dev.device_id)
+    forged = DeviceBinding(binding.user_id, binding.user_public_key, dev.device_id, bytes(64))
+    await _rejects(t.register_device(dev.info(1), forged), 400, "invalid_request")
+    # a binding for another device of the account
+    await _rejects(t.register_device(dev.info(1), alice.device_binding(other.device_id)), 400, "invalid_request")
+    await t.register_device(dev.info(1), binding)
+    await t.register_device(dataclasses.replace(dev.info(2), label="renamed"), binding)
+    assert [(d.device_id, d.label) for d in await t.list_devices(alice.user_id)] == [(dev.device_id, "renamed")]
+    assert await t.list_devices(mallory.user_id) == []
+    # devices are listed in registration order
+    second, _t2 = await backend.device(alice, "second")
+    third, _t3 = await backend.device(alice, "third")
+    listed = await t.list_devices(alice.user_id)
+    assert [d.label for d in listed] == ["renamed", "second", "third"]
+    assert listed[1] == second.info(1)
+    # the account key is pinned: another key cannot claim the account
+    intruder = Identity.generate()
+    fake = LocalDevice.generate(alice.user_id, "fake", 1)
+    await _rejects(backend.transport(fake).register_device(fake.info(1), intruder.device_binding(fake.device_id)), 400, "invalid_request")
+
+
+# ---------------------------------------------------------------------------
+# Directory: Welcome inbox
+
+
+async def test_welcome_inbox(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice)
+    b, tb = await backend.device(bob)
+    conv = ConversationId.new()
+    welcome = _env(conv, a.device_id, MessageKind.WELCOME, payload=b"welcome-1")
+    await _rejects(ta.send(welcome), 400, "invalid_request")  # no recipients set
+    await ta.set_next_welcome_recipients(conv, [b.device_id, b.device_id])  # repeats are delivered once
+    assert await ta.send(welcome) == 0
+    await _rejects(ta.send(welcome), 400, "invalid_request")  # recipients are used once
+    await ta.set_next_welcome_recipients(conv, [b.device_id])
+    await ta.send(dataclasses.replace(welcome, payload=b"welcome-2"))
+    inbox = await tb.fetch_welcomes()
+    assert [(e.seq, e.payload, e.kind, e.conversation_id) for e in inbox] == [
+        (1, b"welcome-1", MessageKind.WELCOME, conv),
+        (2, b"welcome-2", MessageKind.WELCOME, conv),
+    ]
+    assert await ta.fetch_since(conv, SyncCursor(), 10) == []  # Welcomes never enter the conversation log
+    await tb.ack_welcomes(1)
+    assert [e.seq for e in await tb.fetch_welcomes()] == [2]
+    await ta.set_next_welcome_recipients(conv, [b.device_id])
+    await ta.send(dataclasses.replace(welcome, payload=b"welcome-3"))
+    assert [e.seq for e in await tb.fetch_welcomes()] == [2, 3]  # inbox positions keep counting
+    await tb.ack_welcomes(10)
+    assert await tb.fetch_welcomes() == []
+    # an unknown recipient: nobody gets the Welcome
+    await ta.set_next_welcome_recipients(conv, [b.device_id, DeviceId(b"\x00" * 32)])
+    await _rejects(ta.send(welcome), 404, "not_found")
+    assert await tb.fetch_welcomes() == []
+    with pytest.raises(TransportError) as err:
+        await ta.set_next_welcome_recipients(conv, [DeviceId(bytes([i % 256, i // 256]) + b"\x00" * 30) for i in range(1001)])
+    assert (err.value.status, err.value.code) == (413, "too_large")
+
+
+async def test_many_welcomes_page(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice)
+    b, tb = await backend.device(bob)
+    conv = ConversationId.new()
+    for i in range(130):  # more than one inbox page of the HTTP API
+        await _welcome(ta, a, conv, b, payload=i.to_bytes(2, "big"))
+    inbox = await tb.fetch_welcomes()
+    assert [e.seq for e in inbox] == list(range(1, 131))
+    assert [e.payload for e in inbox] == [i.to_bytes(2, "big") for i in range(130)]
+
+
+async def test_welcome_recipients_survive_a_failed_send(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice)
+    b, tb = await backend.device(bob)
+    conv = ConversationId.new()
+    await ta.set_next_welcome_recipients(conv, [b.device_id])
+    await _rejects(ta.send(_env(conv, b.device_id, MessageKind.WELCOME)), 403, "forbidden")  # wrong sender
+    await ta.send(_env(conv, a.device_id, MessageKind.WELCOME))
+    assert len(await tb.fetch_welcomes()) == 1
+
+
+# ---------------------------------------------------------------------------
+# Directory: KeyPackages
+
+
+async def test_key_packages(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b1, tb1 = await backend.device(bob, "b1")
+    b2, tb2 = await backend.device(bob, "b2")
+    await tb1.publish_key_packages([b"kp1-1", b"kp1-2"], last_resort=b"kp1-last")
+    await tb2.publish_key_packages([b"kp2-1"])
+    assert await ta.claim_key_packages(bob.user_id) == [(b1.device_id, b"kp1-1"), (b2.device_id, b"kp2-1")]
+    assert await ta.claim_key_packages(bob.user_id) == [(b1.device_id, b"kp1-2")]  # b2: nothing left, no last resort
+    assert await ta.claim_key_packages(bob.user_id) == [(b1.device_id, b"kp1-last")]
+    assert await ta.claim_key_packages(bob.user_id) == [(b1.device_id, b"kp1-last")]  # the last resort stays
+    assert await tb1.claim_key_packages(bob.user_id) == []  # never the caller's own device (b2 is empty)
+    await tb1.publish_key_packages([b"x1", b"x2"])
+    assert await ta.claim_device_key_packages(b1.device_id, 4) == [b"x1", b"x2", b"kp1-last", b"kp1-last"]
+    assert await ta.claim_device_key_packages(b2.device_id, 3) == []
+    await tb1.publish_key_packages([], last_resort=b"kp1-last-2")  # replace the last resort alone
+    assert await ta.claim_device_key_packages(b1.device_id, 1) == [b"kp1-last-2"]
+    await tb2.publish_key_packages([b"y1", b"y2", b"y3"])
+    assert await ta.claim_device_key_packages(b2.device_id, 2) == [b"y1", b"y2"]
+    assert await ta.claim_key_packages(alice.user_id) == []  # a's only device is the caller
+    for bad in ([b""], [b"x" * (64 * 1024 + 1)]):
+        await _rejects(tb1.publish_key_packages(bad), 400, "invalid_request")
+    await _rejects(tb1.publish_key_packages([b"k"] * 201), 413, "too_large")
+    await _rejects(tb1.publish_key_packages([], last_resort=b""), 400, "invalid_request")
+    await _rejects(ta.claim_device_key_packages(DeviceId(b"\x00" * 32), 1), 404, "not_found")
+    await _rejects(ta.claim_device_key_packages(b1.device_id, 0), 400, "invalid_request")
+    await _rejects(ta.claim_device_key_packages(b1.device_id, 101), 400, "invalid_request")
+    assert await ta.claim_device_key_packages(b2.device_id, 5) == [b"y3"]
+    big = [bytes([i]) * (64 * 1024) for i in range(200)]  # the largest batch
+    await tb2.publish_key_packages(big, last_resort=b"z" * (64 * 1024))
+    assert await ta.claim_device_key_packages(b2.device_id, 100) == big[:100]
+
+
+# ---------------------------------------------------------------------------
+# Revocation
+
+
+async def test_revocation(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    phone, tphone = await backend.device(alice, "phone")
+    laptop, tlaptop = await backend.device(alice, "laptop")
+    b, tb = await backend.device(bob)
+    await tlaptop.publish_key_packages([b"kp"], last_resort=b"last")
+    conv = ConversationId.new()
+    await _welcome(tb, b, conv, laptop)
+    await _rejects(tb.revoke_device_remote(laptop.device_id), 403, "forbidden")
+    await _rejects(tphone.revoke_device_remote(DeviceId(b"\x00" * 32)), 404, "not_found")
+    await tphone.revoke_device_remote(laptop.device_id)
+    await tphone.revoke_device_remote(laptop.device_id)  # idempotent
+    assert [d.device_id for d in await tb.list_devices(alice.user_id)] == [phone.device_id]
+    assert await tb.claim_key_packages(alice.user_id) == []  # KeyPackages purged (last resort too)
+    await _rejects(tb.claim_device_key_packages(laptop.device_id, 1), 404, "not_found")
+    for call in (
+        tlaptop.send(_env(conv, laptop.device_id)),
+        tlaptop.fetch_since(conv, SyncCursor(), 1),
+        tlaptop.fetch_welcomes(),
+        tlaptop.ack_welcomes(1),
+        tlaptop.list_devices(alice.user_id),
+        tlaptop.publish_key_packages([b"again"]),
+        tlaptop.claim_key_packages(bob.user_id),
+        tlaptop.revoke_device_remote(phone.device_id),
+    ):
+        await _rejects(call, 403, "forbidden")
+    await _rejects(tlaptop.register_device(laptop.info(1), alice.device_binding(laptop.device_id)), 403, "forbidden")
+    await tb.set_next_welcome_recipients(conv, [laptop.device_id])
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.WELCOME)), 404, "not_found")
+    # a device may revoke itself
+    await tphone.revoke_device_remote(phone.device_id)
+    await _rejects(tphone.list_devices(alice.user_id), 403, "forbidden")
+    assert await tb.list_devices(alice.user_id) == []
