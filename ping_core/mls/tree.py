@@ -59,6 +59,7 @@ DEFAULT_PROPOSAL_TYPES = frozenset(int(t) for t in ProposalType)
 HPKE_PUBLIC_KEY_LEN = 32  # X25519 (cipher suite 1)
 
 _U32 = Struct(">I")
+_LEAF_BLANK = Struct(">BIB")  # node_type, leaf_index, optional presence
 _LEAF = LeafNodeSource
 _LEAF_NODE_TBS_LABEL = b"LeafNodeTBS"
 # Largest tree this engine accepts: 2^20 leaves (a million members).
@@ -278,31 +279,40 @@ class RatchetTree:
         encs: list[bytes | None] = []
         leaf_read = LeafNode.read
         parent_read = ParentNode.read
+        append_node = nodes.append
+        append_enc = encs.append
+        pos = r.pos
         try:
-            while r.pos < stop:
-                i = len(nodes)
-                flag = r.u8()
+            # Presence and type bytes read inline: this loop runs once per node.
+            while pos < stop:
+                flag = data[pos]
                 if flag == 0:
-                    nodes.append(None)
-                    encs.append(None)
+                    append_node(None)
+                    append_enc(None)
+                    pos += 1
                     continue
                 if flag != 1:
                     raise MlsDecodeError(f"invalid optional presence byte {flag}")
-                t = r.u8()
-                start = r.pos
+                if pos + 1 >= stop:
+                    raise MlsDecodeError("truncated input")
+                t = data[pos + 1]
+                start = r.pos = pos + 2
+                odd = len(nodes) & 1
                 node: Node
                 if t == 1:
-                    if i & 1:
-                        raise MlsDecodeError(f"node {i} is a parent position but holds a leaf node")
+                    if odd:
+                        raise MlsDecodeError(f"node {len(nodes)} is a parent position but holds a leaf node")
                     node = leaf_read(r)
                 elif t == 2:
-                    if not i & 1:
-                        raise MlsDecodeError(f"node {i} is a leaf position but holds a parent node")
+                    if not odd:
+                        raise MlsDecodeError(f"node {len(nodes)} is a leaf position but holds a parent node")
                     node = parent_read(r)
                 else:
                     raise MlsDecodeError(f"unknown node type {t}")
-                nodes.append(node)
-                encs.append(data[start : r.pos])
+                pos = r.pos
+                append_node(node)
+                append_enc(data[start:pos])
+            r.pos = pos
         finally:
             r.end = saved_end
         if not nodes:
@@ -343,8 +353,9 @@ class RatchetTree:
         other._enc = self._enc[:]
         other._hash = self._hash[:]
         other._n_leaves = self._n_leaves
-        # The key index is copied on write: whichever tree changes first copies it.
-        other._index = self._index
+        # The key index is built once on the source (a live tree is copied for
+        # every staged commit) and copied on write: whichever tree changes first.
+        other._index = self._keys()
         other._index_owned = False
         self._index_owned = False
         return other
@@ -513,22 +524,35 @@ class RatchetTree:
         return self._th(crypto, x)
 
     def _th(self, crypto: CryptoProvider, x: int) -> bytes:
-        h = self._hash[x]
+        # Hot: every node of a fresh tree passes here once. Hash inputs are
+        # built by concatenation (hashes are < 64 bytes: one-byte length).
+        hashes = self._hash
+        h = hashes[x]
         if h is not None:
             return h
         node = self._nodes[x]
         if not x & 1:
-            # LeafNodeHashInput: uint32 leaf_index; optional<LeafNode> leaf_node
-            prefix = b"\x01" + _U32.pack(x >> 1)
-            h = crypto.hash(prefix + (b"\x01" + self._encoding(x) if node is not None else b"\x00"))
+            # LeafNodeHashInput: uint8 node_type = leaf; uint32 leaf_index; optional<LeafNode>
+            if node is None:
+                h = crypto.hash(_LEAF_BLANK.pack(1, x >> 1, 0))
+            else:
+                enc = self._enc[x]
+                if enc is None:
+                    enc = self._encoding(x)
+                h = crypto.hash(_LEAF_BLANK.pack(1, x >> 1, 1) + enc)
         else:
             k = _level(x)
-            left = self._hash[x ^ (1 << (k - 1))] or self._th(crypto, x ^ (1 << (k - 1)))
-            right = self._hash[x ^ (3 << (k - 1))] or self._th(crypto, x ^ (3 << (k - 1)))
-            # ParentNodeHashInput: optional<ParentNode>; opaque left_hash<V>; opaque right_hash<V>
+            lx = x ^ (1 << (k - 1))
+            rx = x ^ (3 << (k - 1))
+            left = hashes[lx] or self._th(crypto, lx)
+            right = hashes[rx] or self._th(crypto, rx)
+            # uint8 node_type = parent; optional<ParentNode>; opaque left_hash<V>; opaque right_hash<V>
             body = b"\x02\x01" + self._encoding(x) if node is not None else b"\x02\x00"
-            h = crypto.hash(body + opaque(left) + opaque(right))
-        self._hash[x] = h
+            if len(left) < 64 and len(right) < 64:
+                h = crypto.hash(body + bytes((len(left),)) + left + bytes((len(right),)) + right)
+            else:
+                h = crypto.hash(body + opaque(left) + opaque(right))
+        hashes[x] = h
         return h
 
     def _th_without(self, crypto: CryptoProvider, x: int, removed: frozenset[int]) -> bytes:
@@ -1014,6 +1038,11 @@ class RatchetTree:
         if own_leaf is not None and (not 0 <= own_leaf < self._n_leaves or self._nodes[2 * own_leaf] is None):
             raise MlsError(f"our leaf {own_leaf} is not in the tree")
         self.check_unmerged_leaves()
+        nodes = self._nodes
+        for x in range(1, len(nodes), 2):
+            p = nodes[x]
+            if p is not None and len(p.encryption_key) != HPKE_PUBLIC_KEY_LEN:
+                raise MlsError(f"parent node {x}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key")
         # A fresh index: counts of 2 or more are duplicates.
         self._index = None
         idx = self._keys()
@@ -1029,7 +1058,6 @@ class RatchetTree:
                     raise MlsError(f"credential type {t} is in use but not supported by every member")
         req = _required_capabilities(gc)
         self.check_parent_hashes(crypto)
-        nodes = self._nodes
         for x in range(0, len(nodes), 2):
             leaf = nodes[x]
             if leaf is None:

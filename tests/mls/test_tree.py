@@ -352,6 +352,12 @@ def test_duplicate_encryption_and_signature_keys_are_refused() -> None:
         t.validate(crypto, context(t.tree_hash(crypto), 1))
 
 
+def test_short_parent_key_is_refused() -> None:
+    t = RatchetTree.from_nodes([leaf(0), ParentNode(b"\x05" * 31), leaf(1)])
+    with pytest.raises(MlsError, match="32-byte"):
+        t.validate(crypto, context(t.tree_hash(crypto), 1))
+
+
 def test_malformed_unmerged_leaves_are_refused() -> None:
     cases: list[tuple[list[Node | None], str]] = [
         ([leaf(0), parent(1, (1,)), None], "blank"),
