@@ -1,0 +1,468 @@
+"""The HTTP API against hostile or broken requests, on a real server process over SQLite and
+over PostgreSQL: each refusal has its status and JSON code, and stores nothing.
+
+"Nothing stored" is checked by counting the rows of every data table in the server's
+database before and after. A request that authenticated (good signature, fresh nonce) and
+was then refused by the delivery rules keeps its nonce row, on purpose: the same signed
+request must never be replayable later, when the state might let it through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from serverproc import Inspector, ServerProcess
+
+from ping_core.clock import Hlc
+from ping_core.codec import dumps
+from ping_core.device import LocalDevice
+from ping_core.errors import TransportError
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.sync import SyncCursor
+from ping_core.transport import wire
+from ping_core.transport.http import HttpTransport
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Raw:
+    """Hand-made requests as one device (signed correctly unless told otherwise)."""
+
+    def __init__(self, url: str, device: LocalDevice) -> None:
+        self.device = device
+        self.signer = wire.RequestSigner(device.signing_secret)
+        self.client = httpx.AsyncClient(base_url=url)
+
+    def headers(self, method: str, target: str, body: bytes = b"", *, ts: int | None = None) -> dict[str, str]:
+        return self.signer.headers(method, target, body, _now() if ts is None else ts)
+
+    async def request(
+        self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
+        h = self.headers(method, target, body) if headers is None else headers
+        return await self.client.request(method, target, content=body or None, headers=h, **kw)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class World:
+    """Two registered users with a conversation ``conv`` alice created; ``eve`` is registered but no member."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.alice, self.eve = Identity.generate(), Identity.generate()
+        self.a = LocalDevice.generate(self.alice.user_id, "a", 1)
+        self.e = LocalDevice.generate(self.eve.user_id, "e", 1)
+        self.ta = HttpTransport.for_device(url, self.a)
+        self.te = HttpTransport.for_device(url, self.e)
+        self.ra = Raw(url, self.a)
+        self.re = Raw(url, self.e)
+        self.conv = ConversationId.new()
+
+    async def setup(self) -> "World":
+        await self.ta.register_device(self.a.info(1), self.alice.device_binding(self.a.device_id))
+        await self.te.register_device(self.e.info(1), self.eve.device_binding(self.e.device_id))
+        await self.ta.send(self.env(self.a.device_id))
+        return self
+
+    def env(self, sender: DeviceId, kind: MessageKind = MessageKind.APPLICATION, epoch: int = 0) -> MessageEnvelope:
+        return MessageEnvelope(self.conv, epoch, kind, sender, 0, Hlc(1, 0), b"payload")
+
+    def post_target(self) -> str:
+        return f"/v1/conversations/{self.conv.as_hex()}/messages"
+
+    def post_body(self, sender: DeviceId | None = None) -> bytes:
+        return wire.post_message_request(self.env(sender or self.a.device_id), []).body
+
+    async def aclose(self) -> None:
+        for c in (self.ta, self.te, self.ra, self.re):
+            await c.aclose()
+
+
+@pytest.fixture
+async def world(server: ServerProcess) -> AsyncIterator[World]:
+    w = await World(server.url).setup()
+    yield w
+    await w.aclose()
+
+
+def _error(resp: httpx.Response, status: int, code: str) -> str:
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert resp.headers["content-type"] == "application/json"
+    body = resp.json()
+    assert body["code"] == code and isinstance(body["message"], str) and body["message"]
+    return str(body["message"])
+
+
+# ---------------------------------------------------------------------------
+# Authentication
+
+
+@pytest.mark.parametrize("drop", [wire.HEADER_DEVICE, wire.HEADER_TIMESTAMP, wire.HEADER_NONCE, wire.HEADER_SIGNATURE, "all"])
+async def test_missing_auth_header(world: World, inspector: Inspector, drop: str) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    body = world.post_body()
+    headers = world.ra.headers("POST", world.post_target(), body)
+    if drop == "all":
+        headers = {}
+    else:
+        del headers[drop]
+    _error(await world.ra.request("POST", world.post_target(), body, headers), 401, "unauthorized")
+    assert inspector.counts() == before and inspector.nonces() == nonces
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        (wire.HEADER_DEVICE, "AB" * 32),  # upper-case hex is not the canonical form
+        (wire.HEADER_DEVICE, "ab" * 31),
+        (wire.HEADER_TIMESTAMP, "01700000000000"),
+        (wire.HEADER_TIMESTAMP, "-5"),
+        (wire.HEADER_NONCE, "00" * 15),
+        (wire.HEADER_SIGNATURE, "zz" * 64),
+    ],
+)
+async def test_malformed_auth_header(world: World, inspector: Inspector, field: str, value: str) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    body = world.post_body()
+    headers = world.ra.headers("POST", world.post_target(), body)
+    headers[field] = value
+    _error(await world.ra.request("POST", world.post_target(), body, headers), 401, "unauthorized")
+    assert inspector.counts() == before and inspector.nonces() == nonces
+
+
+async def test_wrong_signature(world: World, inspector: Inspector) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    target, body = world.post_target(), world.post_body()
+    good = world.ra.headers("POST", target, body)
+    cases = []
+    # Another device's key signing for alice's device id.
+    forged = world.re.headers("POST", target, body)
+    forged[wire.HEADER_DEVICE] = world.a.device_id.as_hex()
+    cases.append(forged)
+    # Signed over another body, another target, another method.
+    cases.append(world.ra.headers("POST", target, body + b"\x00"))
+    cases.append(world.ra.headers("POST", target + "x", body))
+    cases.append(world.ra.headers("PUT", target, body))
+    # One flipped bit, and a nonce/timestamp changed after signing.
+    flipped = dict(good)
+    sig = bytearray(bytes.fromhex(flipped[wire.HEADER_SIGNATURE]))
+    sig[10] ^= 1
+    flipped[wire.HEADER_SIGNATURE] = sig.hex()
+    cases.append(flipped)
+    renonced = dict(good)
+    renonced[wire.HEADER_NONCE] = "00" * 16
+    cases.append(renonced)
+    retimed = dict(good)
+    retimed[wire.HEADER_TIMESTAMP] = str(int(good[wire.HEADER_TIMESTAMP]) + 1)
+    cases.append(retimed)
+    for headers in cases:
+        _error(await world.ra.request("POST", target, body, headers), 401, "unauthorized")
+    # Signed for the query-less target, sent with a query.
+    h = world.ra.headers("GET", f"/v1/conversations/{world.conv.as_hex()}/messages?after=0&limit=10")
+    resp = await world.ra.client.get(f"/v1/conversations/{world.conv.as_hex()}/messages?after=0&limit=11", headers=h)
+    _error(resp, 401, "unauthorized")
+    assert inspector.counts() == before and inspector.nonces() == nonces
+    # The good headers still work once.
+    assert (await world.ra.request("POST", target, body, good)).status_code == 200
+
+
+async def test_replayed_request(world: World, inspector: Inspector) -> None:
+    target, body = world.post_target(), world.post_body()
+    headers = world.ra.headers("POST", target, body)
+    first = await world.ra.request("POST", target, body, headers)
+    assert first.status_code == 200 and first.headers["content-type"] == "application/cbor"
+    assert wire.decode_seq(first.content) == 2
+    after_first, nonces = inspector.counts(), inspector.nonces()
+    assert "replay" in _error(await world.ra.request("POST", target, body, headers), 401, "unauthorized")
+    assert inspector.counts() == after_first and inspector.nonces() == nonces
+    # A replayed read is refused too.
+    get = f"/v1/conversations/{world.conv.as_hex()}/messages?after=0&limit=10"
+    h = world.ra.headers("GET", get)
+    assert (await world.ra.request("GET", get, headers=h)).status_code == 200
+    _error(await world.ra.request("GET", get, headers=h), 401, "unauthorized")
+    # So is the replay of a request the rules refused (its nonce is kept).
+    bad_target, bad_body = target, wire.post_message_request(world.env(world.a.device_id, MessageKind.COMMIT, epoch=5), []).body
+    h = world.ra.headers("POST", bad_target, bad_body)
+    assert (await world.ra.request("POST", bad_target, bad_body, h)).status_code == 200  # first Commit: sets epoch 6
+    h = world.ra.headers("POST", bad_target, bad_body)
+    _error(await world.ra.request("POST", bad_target, bad_body, h), 409, "epoch_advanced")
+    _error(await world.ra.request("POST", bad_target, bad_body, h), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("skew_ms", [-wire.MAX_CLOCK_SKEW_MS - 60_000, wire.MAX_CLOCK_SKEW_MS + 60_000])
+async def test_stale_timestamp(world: World, inspector: Inspector, skew_ms: int) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    target, body = world.post_target(), world.post_body()
+    headers = world.ra.headers("POST", target, body, ts=_now() + skew_ms)
+    resp = await world.ra.request("POST", target, body, headers)
+    assert "stale" in _error(resp, 401, "unauthorized")
+    assert abs(int(resp.headers[wire.HEADER_SERVER_TIME]) - _now()) < 60_000
+    assert inspector.counts() == before and inspector.nonces() == nonces
+    # A transport whose clock is off learns the server's time from that answer and carries on.
+    skewed = HttpTransport.for_device(world.url, world.a, clock_ms=lambda: _now() + skew_ms)
+    try:
+        assert await skewed.send(world.env(world.a.device_id)) == 2
+        assert len(await skewed.fetch_since(world.conv, SyncCursor(), 10)) == 2
+    finally:
+        await skewed.aclose()
+
+
+async def test_unregistered_device(world: World, inspector: Inspector, server: ServerProcess) -> None:
+    stranger = LocalDevice.generate(world.eve.user_id, "s", 1)
+    raw = Raw(server.url, stranger)
+    try:
+        before, nonces = inspector.counts(), inspector.nonces()
+        body = wire.post_message_request(world.env(stranger.device_id), []).body
+        _error(await raw.request("POST", world.post_target(), body), 401, "unauthorized")
+        _error(await raw.request("GET", "/v1/welcomes?after=0"), 401, "unauthorized")
+        assert inspector.counts() == before and inspector.nonces() == nonces
+    finally:
+        await raw.aclose()
+
+
+async def test_registration_proves_key_possession(world: World, inspector: Inspector, server: ServerProcess) -> None:
+    bob = Identity.generate()
+    dev = LocalDevice.generate(bob.user_id, "b", 1)
+    body = wire.register_request(dev.info(1), bob.device_binding(dev.device_id)).body
+    before, nonces = inspector.counts(), inspector.nonces()
+    # Signed by eve's key but claiming dev's id: the key in the body does not verify the signature.
+    headers = world.re.headers("POST", "/v1/devices", body)
+    headers[wire.HEADER_DEVICE] = dev.device_id.as_hex()
+    _error(await world.re.request("POST", "/v1/devices", body, headers), 401, "unauthorized")
+    # Eve registering dev under her own headers: a device registers itself only.
+    _error(await world.re.request("POST", "/v1/devices", body), 403, "forbidden")
+    assert inspector.counts() == before and inspector.nonces() == nonces
+    raw = Raw(server.url, dev)
+    try:
+        resp = await raw.request("POST", "/v1/devices", body)
+        assert resp.status_code == 204 and resp.content == b""
+        assert inspector.counts()["devices"] == before["devices"] + 1
+    finally:
+        await raw.aclose()
+
+
+# ---------------------------------------------------------------------------
+# The delivery rules
+
+
+async def test_sender_device_of_another_device(world: World, inspector: Inspector) -> None:
+    before = inspector.counts()
+    body = world.post_body(sender=world.e.device_id)
+    _error(await world.ra.request("POST", world.post_target(), body), 403, "forbidden")
+    # Eve posing as alice in a conversation eve is not in, and in a new one.
+    _error(await world.re.request("POST", world.post_target(), world.post_body()), 403, "forbidden")
+    new = ConversationId.new()
+    env = MessageEnvelope(new, 0, MessageKind.APPLICATION, world.a.device_id, 0, Hlc(1, 0), b"x")
+    req = wire.post_message_request(env, [])
+    _error(await world.re.request("POST", req.target, req.body), 403, "forbidden")
+    # A Welcome posing as alice.
+    wel = MessageEnvelope(world.conv, 0, MessageKind.WELCOME, world.a.device_id, 0, Hlc(1, 0), b"w")
+    req = wire.post_welcome_request(wel, [world.e.device_id])
+    _error(await world.re.request("POST", req.target, req.body), 403, "forbidden")
+    assert inspector.counts() == before
+
+
+async def test_non_member_reads_and_posts(world: World, inspector: Inspector) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    get = f"/v1/conversations/{world.conv.as_hex()}/messages?after=0&limit=10"
+    _error(await world.re.request("GET", get), 403, "forbidden")
+    _error(await world.re.request("GET", get + "&wait_ms=100"), 403, "forbidden")
+    body = wire.post_message_request(world.env(world.e.device_id), []).body
+    _error(await world.re.request("POST", world.post_target(), body), 403, "forbidden")
+    assert inspector.counts() == before
+    assert inspector.nonces() == nonces + 3  # authenticated, then refused: the nonces stay used
+    with pytest.raises(TransportError) as err:
+        await world.te.fetch_since(world.conv, SyncCursor(), 10)
+    assert (err.value.status, err.value.code) == (403, "forbidden")
+
+
+def _bad_bodies(world: World) -> list[bytes]:
+    good = world.post_body()
+    env = world.env(world.a.device_id).to_value()
+    out = [
+        b"",
+        b"\xff",
+        b"not cbor at all",
+        good + b"\x00",  # trailing byte
+        good[:-1],  # truncated
+        b"\xa4" + good[1:],  # wrong map length
+        dumps({"v": 2, "envelope": env, "removes": []}),  # unknown version
+        dumps({"v": 1, "envelope": env}),  # missing key
+        dumps({"v": 1, "envelope": env, "removes": [], "x": 1}),  # extra key
+        dumps({"v": 1, "envelope": {**env, "conversation_id": b"\x00" * 15}, "removes": []}),
+        dumps({"v": 1, "envelope": {**env, "kind": 9}, "removes": []}),
+        dumps({"v": 1, "envelope": env, "removes": [b"\x00" * 31]}),
+        dumps([1, 2, 3]),
+    ]
+    # Non-canonical: the same map with its keys out of order (cbor2 without canonical=True keeps insertion order).
+    import cbor2
+
+    out.append(cbor2.dumps({"removes": [], "envelope": env, "v": 1}))
+    out.append(cbor2.dumps({"v": 1, "envelope": env, "removes": []}, canonical=False).replace(b"\x01", b"\x18\x01", 1))
+    return out
+
+
+async def test_malformed_cbor(world: World, inspector: Inspector) -> None:
+    before = inspector.counts()
+    for body in _bad_bodies(world):
+        _error(await world.ra.request("POST", world.post_target(), body), 400, "invalid_request")
+    for target in ("/v1/key-packages", "/v1/welcomes/ack", f"/v1/conversations/{world.conv.as_hex()}/welcomes", "/v1/devices"):
+        _error(await world.ra.request("POST", target, b"\x82\x01"), 400, "invalid_request")
+    assert inspector.counts() == before
+
+
+async def test_bad_paths_and_queries(world: World, inspector: Inspector) -> None:
+    before = inspector.counts()
+    base = f"/v1/conversations/{world.conv.as_hex()}/messages"
+    for query in ("", "?after=0", "?limit=1", "?after=0&limit=1&x=1", "?after=0&after=0&limit=1", "?after=00&limit=1",
+                  "?after=-1&limit=1", "?after=0&limit=1&wait_ms=", "?after=9223372036854775808&limit=1"):  # fmt: skip
+        _error(await world.ra.request("GET", base + query), 400, "invalid_request")
+    for cid in ("00", "ZZ" * 16, world.conv.as_hex().upper()):
+        _error(await world.ra.request("GET", f"/v1/conversations/{cid}/messages?after=0&limit=1"), 400, "invalid_request")
+    other = ConversationId.new()
+    _error(await world.ra.request("POST", f"/v1/conversations/{other.as_hex()}/messages", world.post_body()), 400, "invalid_request")
+    _error(await world.ra.request("GET", "/v1/accounts/xyz/devices"), 400, "invalid_request")
+    _error(await world.ra.request("POST", f"/v1/devices/{world.e.device_id.as_hex()}/key-packages/claim"), 400, "invalid_request")
+    assert inspector.counts() == before
+
+
+async def test_oversized_body(world: World, inspector: Inspector) -> None:
+    before, nonces = inspector.counts(), inspector.nonces()
+    huge = b"\x00" * (wire.MAX_POST_BODY + 1)
+    # Refused from the Content-Length alone, before reading or authenticating.
+    _error(await world.ra.request("POST", world.post_target(), huge), 413, "too_large")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(wire.MAX_POST_BODY // 65536 + 2):
+            yield b"\x00" * 65536
+
+    # Chunked (no Content-Length): refused while reading.
+    headers = world.ra.headers("POST", world.post_target(), b"")
+    resp = await world.ra.client.post(world.post_target(), content=chunks(), headers=headers)
+    _error(resp, 413, "too_large")
+    # Routes without a body refuse one; small routes have small limits.
+    _error(await world.ra.request("GET", "/v1/welcomes?after=0", b"x"), 413, "too_large")
+    _error(await world.ra.request("POST", "/v1/welcomes/ack", b"\x00" * 65), 413, "too_large")
+    _error(await world.ra.request("POST", "/v1/devices", b"\x00" * 4097), 413, "too_large")
+    _error(await world.ra.request("POST", "/v1/key-packages", b"\x00" * (wire.MAX_PUBLISH_BODY + 1)), 413, "too_large")
+    assert inspector.counts() == before and inspector.nonces() == nonces
+
+
+async def test_too_many_items(world: World, inspector: Inspector) -> None:
+    before = inspector.counts()
+    removes = [DeviceId(i.to_bytes(32, "big")) for i in range(1001)]
+    req = wire.post_message_request(world.env(world.a.device_id, MessageKind.COMMIT), removes)
+    _error(await world.ra.request("POST", req.target, req.body), 413, "too_large")
+    wel = MessageEnvelope(world.conv, 0, MessageKind.WELCOME, world.a.device_id, 0, Hlc(1, 0), b"w")
+    req = wire.post_welcome_request(wel, removes)
+    _error(await world.ra.request("POST", req.target, req.body), 413, "too_large")
+    req = wire.publish_request([b"k"] * 201, None)
+    _error(await world.ra.request("POST", req.target, req.body), 413, "too_large")
+    assert inspector.counts() == before
+
+
+async def test_unknown_routes_and_methods(world: World, inspector: Inspector) -> None:
+    before = inspector.counts()
+    for path in ("/v1/nope", "/api/nope", "/v1/conversations", "/v1/devices/x/y/z", "/v2/devices"):
+        resp = await world.ra.request("GET", path)
+        if path.startswith("/v2"):
+            assert resp.status_code == 404  # outside the API: not JSON
+        else:
+            _error(resp, 404, "not_found")
+    _error(await world.ra.request("PUT", "/v1/devices"), 405, "method_not_allowed")
+    _error(await world.ra.request("DELETE", f"/v1/conversations/{world.conv.as_hex()}/messages"), 405, "method_not_allowed")
+    assert inspector.counts() == before
+
+
+async def test_api_prefix_alias(world: World) -> None:
+    """/api/... is the same API; the signature covers the prefix actually used."""
+    target = f"/api/conversations/{world.conv.as_hex()}/messages?after=0&limit=5"
+    resp = await world.ra.request("GET", target)
+    assert resp.status_code == 200
+    page = wire.decode_page(resp.content, 5)
+    assert [e.seq for e in page.envelopes] == [1] and page.more is False
+    h = world.ra.headers("GET", target)
+    resp = await world.ra.client.get(target.replace("/api/", "/v1/"), headers=h)
+    _error(resp, 401, "unauthorized")
+
+
+async def test_health_names_the_database(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(server.url + "/api/health")
+    assert resp.json()["db"] == ("postgres" if server.db and server.db.startswith("postgresql") else "sqlite")
+
+
+async def test_no_answer_is_ambiguous() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    t = HttpTransport(f"http://127.0.0.1:{port}", dev.signing_secret, timeout=2)
+    try:
+        with pytest.raises(TransportError) as err:
+            await t.fetch_welcomes()
+        assert err.value.status is None and err.value.code == "network" and not err.value.is_definite_rejection
+    finally:
+        await t.aclose()
+
+
+async def test_timeout_is_ambiguous(world: World) -> None:
+    t = HttpTransport.for_device(world.url, world.a, timeout=0.2)
+    try:
+        # A long poll the server holds for 5 s, while the request is given 0.3 s in all.
+        req = wire.fetch_request(world.conv, SyncCursor(1), 10, 5000)
+        with pytest.raises(TransportError) as err:
+            await t._request(req, extra_timeout=0.1)
+        assert err.value.status is None and err.value.code == "timeout" and not err.value.is_definite_rejection
+    finally:
+        await t.aclose()
+
+
+@pytest.fixture(scope="module")
+def limited_server(server_logs: Any) -> Any:
+    server = ServerProcess(None, "--rate-limit", "2", "--rate-burst", "3", log_dir=server_logs)
+    yield server
+    server.stop()
+
+
+async def test_rate_limit(limited_server: ServerProcess) -> None:
+    alice = Identity.generate()
+    dev = LocalDevice.generate(alice.user_id, "a", 1)
+    strict = HttpTransport.for_device(limited_server.url, dev, rate_limit_retries=0)
+    patient = HttpTransport.for_device(limited_server.url, dev, max_retry_wait=1.5)
+    other = LocalDevice.generate(alice.user_id, "b", 1)
+    t_other = HttpTransport.for_device(limited_server.url, other, rate_limit_retries=0)
+    try:
+        await strict.register_device(dev.info(1), alice.device_binding(dev.device_id))  # 1 of the burst of 3
+        await strict.fetch_welcomes()
+        await strict.fetch_welcomes()
+        with pytest.raises(TransportError) as err:
+            await strict.fetch_welcomes()
+        assert (err.value.status, err.value.code, err.value.is_definite_rejection) == (429, "rate_limited", True)
+        # The limit is per device: another device is unaffected.
+        await t_other.register_device(other.info(1), alice.device_binding(other.device_id))
+        # A transport that waits for Retry-After gets through.
+        assert await patient.fetch_welcomes() == []
+        raw = Raw(limited_server.url, dev)
+        try:
+            for _ in range(3):
+                resp = await raw.request("GET", "/v1/welcomes?after=0")
+            _error(resp, 429, "rate_limited")
+            assert int(resp.headers["retry-after"]) >= 1
+        finally:
+            await raw.aclose()
+    finally:
+        for t in (strict, patient, t_other):
+            await t.aclose()
