@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hmac as _hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls import hpke
@@ -62,13 +62,14 @@ from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash
 from ping_core.mls.tree import RatchetTree
 from ping_core.mls.treekem import PathKeys, apply_update_path, commit_leaf_maker, generate_update_path
 from ping_core.mls.treemath import common_ancestor
-from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
+from ping_core.mls.welcome import WelcomeRecipient, sign_group_info
 
-from .messages import WELCOME_PREFIX, frame_signed, sign_content, with_tag
+from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
 from .results import CommitApplied
 from .state import EpochState
+from .welcome_seal import seal_welcome_batch
 from .validate import (
     check_leaf_supports_group,
     check_proposal_sender,
@@ -170,6 +171,7 @@ def apply_proposals(
     *,
     now: int | None,
     validate: bool = True,
+    key_package_bytes: Mapping[int, bytes] | None = None,
 ) -> Applied:
     """Validate each proposal (when ``validate``) and apply the list to a copy of
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
@@ -201,7 +203,8 @@ def apply_proposals(
             removes.append(proposal)
         elif isinstance(proposal, Add):
             if validate:
-                validate_add(crypto, tree, ctx, proposal, now=now)
+                raw = None if key_package_bytes is None else key_package_bytes.get(id(proposal.key_package))
+                validate_add(crypto, tree, ctx, proposal, now=now, key_package_bytes=raw)
             adds.append(proposal)
         elif isinstance(proposal, PreSharedKey):
             if validate:
@@ -367,11 +370,15 @@ def create_commit(
     ratchet_tree_extension: bool | None = None,
     authenticated_data: bytes = b"",
     psks: PskSource = None,
-    new_signer: object | None = None,
+    key_package_bytes: Mapping[int, bytes] | None = None,
 ) -> StagedCommit:
     """Build our commit (see the module docstring). Changes nothing in the
     group, except that an encrypted commit consumes one generation of our
-    handshake ratchet (a key is never used twice, even for a discarded commit)."""
+    handshake ratchet (a key is never used twice, even for a discarded commit).
+
+    ``key_package_bytes`` maps ``id(KeyPackage)`` of by-value Adds to their
+    encodings, when the caller has them (saves re-encoding each KeyPackage)."""
+    raw_kps: Mapping[int, bytes] = key_package_bytes or {}
     crypto = group.crypto
     state = group._state
     own = state.own_leaf
@@ -388,7 +395,7 @@ def create_commit(
     refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
     items += [(p, own_sender, None) for p in by_value]
     validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
-    applied = apply_proposals(crypto, state, items, now=now)
+    applied = apply_proposals(crypto, state, items, now=now, key_package_bytes=raw_kps)
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
     keys = _pruned_keys(state.keys, applied.tree, None)
@@ -413,7 +420,7 @@ def create_commit(
         commit_secret = gen.commit_secret
         keys = gen.keys
         path_secrets = gen.path_secrets
-    commit = Commit(tuple(proposals), update_path)
+    commit = pre_encoded_commit(proposals, update_path, raw_kps)
     psk_secret, resolved_psks = _psk_secret(group, applied, psks)
     auth = sign_content(
         crypto, state.framing, own, commit, group.signer.private_key, encrypt=encrypt, authenticated_data=authenticated_data
@@ -429,7 +436,9 @@ def create_commit(
     welcome: bytes | None = None
     recipients: list[bytes] = []
     if applied.added:
-        welcome, recipients = _welcome(crypto, group, next_state, secrets, tag, applied, path_secrets, resolved_psks, rt_ext)
+        welcome, recipients = _welcome(
+            crypto, group, next_state, secrets, tag, applied, path_secrets, resolved_psks, rt_ext, raw_kps
+        )
     message = frame_signed(crypto, state.framing, auth, padding=cfg.padding_for(0) if encrypt else 0)
     result = CommitApplied(
         epoch=ctx.epoch,
@@ -466,6 +475,7 @@ def _welcome(
     path_secrets: dict[int, bytes],
     psks: list[tuple[PreSharedKeyID, bytes]],
     ratchet_tree_extension: bool,
+    raw_kps: Mapping[int, bytes],
 ) -> tuple[bytes, list[bytes]]:
     """The Welcome for the members ``applied`` added (§12.4.3.1)."""
     extensions: list[Extension] = []
@@ -478,7 +488,8 @@ def _welcome(
     own_node = 2 * own
     for leaf_index, add in applied.added:
         kp = add.key_package
-        ref = make_key_package_ref(crypto, encode(kp))
+        raw = raw_kps.get(id(kp))
+        ref = make_key_package_ref(crypto, encode(kp) if raw is None else raw)
         path_secret = None
         if path_secrets:
             path_secret = path_secrets.get(common_ancestor(own_node, 2 * leaf_index))
@@ -489,7 +500,7 @@ def _welcome(
     joiner = secrets.joiner_secret
     if joiner is None:  # pragma: no cover - fresh secrets always carry it
         raise MlsError("the joiner secret is gone")
-    welcome = seal_welcome(crypto, info, joiner, psks, recipients)
+    welcome = seal_welcome_batch(crypto, info, joiner, psks, recipients)
     return WELCOME_PREFIX + encode(welcome), refs
 
 

@@ -321,7 +321,7 @@ class Group:
         return ProposalMessage(message, ref)
 
     def propose_add(
-        self, key_package: KeyPackage | bytes, *, encrypt: bool | None = None, authenticated_data: bytes = b""
+        self, key_package: KeyPackage | KeyPackageBundle | bytes, *, encrypt: bool | None = None, authenticated_data: bytes = b""
     ) -> ProposalMessage:
         """Propose adding the member of ``key_package`` (struct, encoding or MLSMessage)."""
         return self._propose(Add(_key_package(key_package)), encrypt=encrypt, authenticated_data=authenticated_data)
@@ -384,7 +384,7 @@ class Group:
     def commit(
         self,
         *,
-        add: Sequence[KeyPackage | bytes] = (),
+        add: Sequence[KeyPackage | KeyPackageBundle | bytes] = (),
         remove: Sequence[int] = (),
         external_psks: Sequence[bytes] = (),
         extensions: Sequence[Extension] | None = None,
@@ -411,7 +411,12 @@ class Group:
         persists it) but is otherwise unchanged until the merge.
         """
         self._require_active()
-        by_value: list[Proposal] = [Add(_key_package(kp)) for kp in add]
+        raw_kps: dict[int, bytes] = {}
+        by_value: list[Proposal] = []
+        for value in add:
+            kp, raw = _key_package_and_bytes(value)
+            raw_kps[id(kp)] = raw
+            by_value.append(Add(kp))
         by_value += [Remove(i) for i in remove]
         by_value += [PreSharedKey(PreSharedKeyID.external(pid, self.crypto.random(32))) for pid in external_psks]
         if conversation_name is not None:
@@ -431,6 +436,7 @@ class Group:
             ratchet_tree_extension=ratchet_tree_extension,
             authenticated_data=authenticated_data,
             psks=psks,
+            key_package_bytes=raw_kps,
         )
         self._pending_commit = staged
         self._touch("staged")
@@ -561,11 +567,25 @@ class Group:
         return group_from_records(cls, crypto, records, clock=clock)
 
 
-def _key_package(value: KeyPackage | bytes) -> KeyPackage:
+def _key_package_and_bytes(value: KeyPackage | KeyPackageBundle | bytes) -> tuple[KeyPackage, bytes]:
+    """A KeyPackage and its encoding (kept as received when given as bytes)."""
+    if isinstance(value, KeyPackageBundle):
+        return value.key_package, value.key_package_bytes
+    if isinstance(value, bytes):
+        kp = _key_package(value)
+        return kp, value[4:] if value[:4] == b"\x00\x01\x00\x05" else value
+    kp = _key_package(value)
+    return kp, encode(kp)
+
+
+def _key_package(value: KeyPackage | KeyPackageBundle | bytes) -> KeyPackage:
+    """A KeyPackage from a struct, a bundle, its encoding or its MLSMessage."""
     if isinstance(value, KeyPackage):
         return value
-    if isinstance(value, KeyPackageBundle):  # type: ignore[unreachable]
+    if isinstance(value, KeyPackageBundle):
         return value.key_package
+    if not isinstance(value, bytes):
+        raise MlsError("a KeyPackage must be a KeyPackage, a bundle or bytes")
     if value[:4] == b"\x00\x01\x00\x05":
         body = decode_exact(MLSMessage, value).body
         if isinstance(body, KeyPackage):

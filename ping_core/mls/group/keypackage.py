@@ -257,9 +257,10 @@ def check_lifetime(lifetime: Lifetime | None, now: int) -> None:
         raise MlsError("the KeyPackage is outside its lifetime")
 
 
-def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage) -> None:
+def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage, encoding: bytes | None = None) -> None:
     """§10.1 checks outside the leaf node: version, suite, the KeyPackage signature,
-    distinct init and encryption keys, unique extension types."""
+    distinct init and encryption keys, unique extension types. ``encoding`` (the
+    KeyPackage's bytes, if at hand) saves re-encoding it for the signature check."""
     if kp.version != ProtocolVersion.MLS10:
         raise MlsError(f"KeyPackage of protocol version {kp.version}")
     if kp.cipher_suite != SUITE:
@@ -271,7 +272,12 @@ def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage) -> None:
         raise MlsError("the KeyPackage's init key equals its encryption key")
     if not has_unique_types(kp.extensions):
         raise MlsError("the KeyPackage has duplicate extension types")
-    verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", kp.tbs(), kp.signature)
+    sig_field = opaque(kp.signature)
+    if encoding is not None and encoding.endswith(sig_field):
+        tbs = encoding[: len(encoding) - len(sig_field)]
+    else:
+        tbs = kp.tbs()
+    verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", tbs, kp.signature)
 
 
 def validate_key_package(

@@ -8,13 +8,20 @@ next handshake-ratchet generation.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 from ping_core.errors import MlsError
-from ping_core.mls.codec import encode
+from ping_core.mls.codec import Writer, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming, encrypt_private, frame_public, sign_framed
 from ping_core.mls.primitives import make_proposal_ref
 from ping_core.mls.structs import (
+    Add,
     AuthenticatedContent,
+    Commit,
+    ProposalOrRefType,
+    ProposalType,
+    UpdatePath,
     FramedContent,
     FramedContentAuthData,
     PrivateMessage,
@@ -23,6 +30,7 @@ from ping_core.mls.structs import (
     WireFormat,
 )
 from ping_core.mls.structs.framing import Content
+from ping_core.mls.structs.proposals import ProposalOrRef, write_proposal_or_ref
 
 __all__ = [
     "PUBLIC_PREFIX",
@@ -34,6 +42,8 @@ __all__ = [
     "sign_content",
     "frame_signed",
     "proposal_ref",
+    "PreEncodedCommit",
+    "pre_encoded_commit",
 ]
 
 # MLSMessage = version mls10 (0x0001), wire_format (uint16), body.
@@ -96,3 +106,39 @@ def proposal_ref(crypto: CryptoProvider, auth: AuthenticatedContent) -> bytes:
 
 def member_sender(leaf: int) -> Sender:
     return Sender.member(leaf)
+
+
+class PreEncodedCommit(Commit):
+    """A Commit that carries its own encoding, so the many places that encode a
+    commit we send (signature, transcript hash, membership tag, message) copy
+    bytes instead of re-encoding hundreds of KeyPackages each time."""
+
+    __slots__ = ("_encoding",)
+
+    def write(self, w: Writer) -> None:
+        w.raw(self._encoding)  # type: ignore[attr-defined]
+
+
+def pre_encoded_commit(
+    proposals: Sequence[ProposalOrRef], path: UpdatePath | None, key_package_bytes: Mapping[int, bytes]
+) -> Commit:
+    """The Commit of ``proposals`` and ``path``, encoded once. ``key_package_bytes``
+    maps ``id(KeyPackage)`` to the KeyPackage's encoding where the caller has it."""
+    w = Writer()
+    start = w.begin_vector()
+    for por in proposals:
+        if isinstance(por, Add):
+            raw = key_package_bytes.get(id(por.key_package))
+            if raw is not None:
+                w.u8(ProposalOrRefType.PROPOSAL)
+                w.u16(ProposalType.ADD)
+                w.raw(raw)
+                continue
+        write_proposal_or_ref(w, por)
+    w.end_vector(start)
+    w.optional(path)
+    commit = PreEncodedCommit.__new__(PreEncodedCommit)
+    object.__setattr__(commit, "proposals", tuple(proposals))
+    object.__setattr__(commit, "path", path)
+    object.__setattr__(commit, "_encoding", w.getvalue())
+    return commit

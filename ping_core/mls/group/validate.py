@@ -142,13 +142,19 @@ def check_group_context_extensions(extensions: Sequence[Extension]) -> None:
 
 
 def validate_add(
-    crypto: CryptoProvider, tree: RatchetTree, context: GroupContext, add: Add, *, now: int | None
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    context: GroupContext,
+    add: Add,
+    *,
+    now: int | None,
+    key_package_bytes: bytes | None = None,
 ) -> None:
     """§12.1.1: the KeyPackage is valid (§10.1) for this group."""
     kp = add.key_package
     if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
         raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
-    validate_key_package_header(crypto, kp)
+    validate_key_package_header(crypto, kp, key_package_bytes)
     tree.verify_leaf(crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now)
     check_leaf_supports_group(kp.leaf_node, context.extensions)
 
