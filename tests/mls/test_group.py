@@ -450,3 +450,12 @@ def test_group_info_and_members() -> None:
     assert a.member(1).signature_key == b.signer.public_key  # type: ignore[union-attr]
     assert ConversationName("x").EXTENSION_TYPE == 0xF0A1
     assert Credential.basic(b"alice") == a.members()[0].credential
+
+
+def test_remove_and_re_add_the_same_client_in_one_commit() -> None:
+    a, b, c = make_group(3)
+    fresh = key_package(b.signer)
+    staged = commit_all(a, [a, c], remove=[1], add=[fresh.message()])
+    assert staged.result.removed == (1,) and staged.result.added == (1,)
+    b2 = Group.join(crypto, staged.welcome or b"", fresh, b.signer)
+    agree([a, b2, c])

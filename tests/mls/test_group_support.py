@@ -105,3 +105,68 @@ def reframe(sender: Group, body: PublicMessage) -> bytes:
     tbm = body.tbm(sender._state.context_bytes)
     tag = membership_tag(crypto, sender._state.secrets.membership_key, tbm)
     return b"\x00\x01\x00\x01" + encode(PublicMessage(body.content, body.auth, tag))
+
+
+def forge_commit(
+    g: Group,
+    proposals: Sequence[Any],
+    path: Any = None,
+    *,
+    tag: bytes = bytes(32),
+    epoch: int | None = None,
+    group_id: bytes | None = None,
+) -> bytes:
+    """A member commit from ``g`` with any content: validly signed and
+    membership-tagged in ``g``'s current epoch, with an arbitrary confirmation
+    tag (the receiver's checks of the content run before the tag's)."""
+    from ping_core.mls.framing import frame_public, sign_framed
+    from ping_core.mls.structs import AuthenticatedContent, Commit, FramedContent, FramedContentAuthData, Sender, WireFormat
+
+    st = g._state
+    content = FramedContent(
+        st.context.group_id if group_id is None else group_id,
+        st.epoch if epoch is None else epoch,
+        Sender.member(st.own_leaf),
+        b"",
+        Commit(tuple(proposals), path),
+    )
+    sig = sign_framed(crypto, st.framing, WireFormat.PUBLIC_MESSAGE, content, g.signer.private_key)
+    auth = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, content, FramedContentAuthData(sig, tag))
+    if epoch is not None or group_id is not None:
+        # The receiver refuses these before any signature or tag: a zero tag will do.
+        return b"\x00\x01\x00\x01" + encode(PublicMessage(content, auth.auth, bytes(32)))
+    return b"\x00\x01\x00\x01" + encode(frame_public(crypto, st.framing, auth))
+
+
+def forge_proposal(g: Group, proposal: Any, *, encrypt: bool = False) -> bytes:
+    """A member proposal from ``g``, signed and framed, without the sender's checks."""
+    from ping_core.mls.group.messages import frame_signed, sign_content
+
+    st = g._state
+    auth = sign_content(crypto, st.framing, st.own_leaf, proposal, g.signer.private_key, encrypt=encrypt)
+    return frame_signed(crypto, st.framing, auth)
+
+
+def forge_external_commit(g: Group, proposals: Sequence[Any], signer_: Signer, *, leaf: Any = None) -> bytes:
+    """A new_member_commit with any proposals and a placeholder path leaf of ``signer_``."""
+    from ping_core.mls.primitives import sign_with_label
+    from ping_core.mls.structs import (
+        Commit,
+        FramedContent,
+        FramedContentAuthData,
+        LeafNode,
+        LeafNodeSource,
+        Sender,
+        UpdatePath,
+        WireFormat,
+        framed_content_tbs,
+    )
+    from ping_core.mls.group import default_capabilities
+
+    st = g._state
+    if leaf is None:
+        leaf = LeafNode(bytes(32), signer_.public_key, signer_.credential, default_capabilities(), LeafNodeSource.COMMIT, None, b"", (), b"")
+    content = FramedContent(st.context.group_id, st.epoch, Sender.new_member_commit(), b"", Commit(tuple(proposals), UpdatePath(leaf, ())))
+    tbs = framed_content_tbs(WireFormat.PUBLIC_MESSAGE, content, st.context_bytes)
+    sig = sign_with_label(crypto, signer_.private_key, b"FramedContentTBS", tbs)
+    return b"\x00\x01\x00\x01" + encode(PublicMessage(content, FramedContentAuthData(sig, bytes(32)), None))

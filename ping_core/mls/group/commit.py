@@ -202,9 +202,6 @@ def apply_proposals(
                 validate_remove(tree, proposal)
             removes.append(proposal)
         elif isinstance(proposal, Add):
-            if validate:
-                raw = None if key_package_bytes is None else key_package_bytes.get(id(proposal.key_package))
-                validate_add(crypto, tree, ctx, proposal, now=now, key_package_bytes=raw)
             adds.append(proposal)
         elif isinstance(proposal, PreSharedKey):
             if validate:
@@ -229,6 +226,12 @@ def apply_proposals(
             tree.remove_leaf(remove.removed)
             applied.removed.append(remove.removed)
         for add in adds:
+            # Checked against the tree as it is by now (Updates, Removes and the
+            # earlier Adds applied): a removed client may come back in the same
+            # commit, two Adds may not share keys.
+            if validate:
+                raw = None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
+                validate_add(crypto, tree, ctx, add, now=now, key_package_bytes=raw)
             applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
         applied.tree = tree
     if gce is not None and validate:

@@ -1,0 +1,316 @@
+"""Every invalid message is refused with a clear MlsError and changes nothing
+(RFC 9420 §12.1-§12.4.3): the group's to_bytes() is the same afterwards."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ping_core.errors import InvalidSignature, MlsError, PingError
+from ping_core.mls.codec import encode
+from ping_core.mls.group import Group
+from ping_core.mls.structs import (
+    Add,
+    Extension,
+    ExternalInit,
+    ExternalSender,
+    ExternalSenders,
+    GroupContextExtensions,
+    PreSharedKey,
+    PreSharedKeyID,
+    PublicMessage,
+    ReInit,
+    Remove,
+    ResumptionPSKUsage,
+    Update,
+)
+
+from test_group_support import (
+    PUBLIC,
+    agree,
+    commit_all,
+    crypto,
+    forge_commit,
+    forge_external_commit,
+    forge_proposal,
+    key_package,
+    make_group,
+    public_body,
+    reframe,
+    signer,
+)
+
+
+def refused(g: Group, message: bytes, match: str | None = None, exc: type[Exception] = MlsError) -> None:
+    """``g`` refuses ``message`` (with ``match`` in the error) and stays byte-identical."""
+    before = g.to_bytes()
+    with pytest.raises(exc, match=match):
+        g.process_message(message)
+    assert g.to_bytes() == before
+
+
+@pytest.fixture
+def trio() -> list[Group]:
+    groups = make_group(3)
+    commit_all(groups[0], groups)  # parents populated, epoch 2
+    return groups
+
+
+# -- framing --------------------------------------------------------------------
+
+
+def test_wrong_group_and_wrong_epoch(trio: list[Group]) -> None:
+    a, b, _ = trio
+    refused(b, forge_commit(a, [], group_id=b"another group"), "another group")
+    refused(b, forge_commit(a, [], epoch=a.epoch + 1), "epoch")
+    refused(b, forge_commit(a, [], epoch=a.epoch - 1), "epoch")
+    refused(b, b"\x00\x01\x00\x03" + b"\x00", None)  # not a group message (and malformed)
+    refused(b, b"\x00\x02\x00\x01", None)  # unknown version
+
+
+def test_bad_signature_membership_tag_and_confirmation_tag(trio: list[Group]) -> None:
+    a, b, c = trio
+    staged = a.commit(remove=[2], encrypt=False)
+    body = public_body(staged.message or b"")
+    sig = bytearray(body.auth.signature)
+    sig[0] ^= 1
+    bad_sig = dataclasses.replace(body, auth=dataclasses.replace(body.auth, signature=bytes(sig)))
+    refused(b, reframe(b, bad_sig), None, InvalidSignature)
+    bad_mt = PublicMessage(body.content, body.auth, bytes(32))
+    refused(b, b"\x00\x01\x00\x01" + encode(bad_mt), "membership tag")
+    tag = bytearray(body.auth.confirmation_tag or b"")
+    tag[3] ^= 0x80
+    bad_tag = dataclasses.replace(body, auth=dataclasses.replace(body.auth, confirmation_tag=bytes(tag)))
+    refused(b, reframe(b, bad_tag), "confirmation tag")
+    # The genuine commit still applies afterwards.
+    a.merge_staged_commit(staged)
+    b.process_message(staged.message or b"")
+    agree([a, b])
+
+
+def test_private_message_tampering(trio: list[Group]) -> None:
+    a, b, _ = trio
+    msg = a.protect(b"payload")
+    for i in (6, 20, len(msg) // 2, len(msg) - 1):
+        t = bytearray(msg)
+        t[i] ^= 0x01
+        refused(b, bytes(t))
+    refused(b, msg + b"\x00", "trailing")
+    assert b.process_message(msg).data == b"payload"  # type: ignore[union-attr]
+    refused(b, msg, "already used")
+
+
+# -- proposal lists (§12.2) -----------------------------------------------------
+
+
+def test_duplicate_adds(trio: list[Group]) -> None:
+    a, b, _ = trio
+    kp = key_package(signer("dave")).key_package
+    refused(b, forge_commit(a, [Add(kp), Add(kp)]), "same client")
+
+
+def test_add_of_an_existing_member(trio: list[Group]) -> None:
+    a, b, _ = trio
+    kp = key_package(b.signer).key_package
+    refused(b, forge_commit(a, [Add(kp)]), "already a member")
+    # ... unless that member is removed in the same commit (then only the forged
+    # confirmation tag is wrong).
+    refused(b, forge_commit(a, [Remove(1), Add(kp)]), "path")
+
+
+def test_removing_a_blank_leaf_or_the_committer(trio: list[Group]) -> None:
+    a, b, _ = trio
+    refused(b, forge_commit(a, [Remove(7)]), "blank")
+    refused(b, forge_commit(a, [Remove(0)]), "removes the committer")
+    refused(b, forge_commit(a, [Remove(2), Remove(2)]), "several Update/Remove")
+
+
+def test_update_by_the_committer(trio: list[Group]) -> None:
+    a, b, _ = trio
+    leaf = a.member(0)
+    assert leaf is not None
+    refused(b, forge_commit(a, [Update(a._state.own_leaf_node())]), "Update proposal by the committer")
+
+
+def test_update_and_remove_of_the_same_leaf(trio: list[Group]) -> None:
+    a, b, c = trio
+    p = c.propose_update()
+    for g in (a, b):
+        g.process_message(p.message)
+    refused(b, forge_commit(a, [p.ref, Remove(2)]), "several Update/Remove")
+
+
+def test_commit_without_required_path(trio: list[Group]) -> None:
+    a, b, _ = trio
+    refused(b, forge_commit(a, [Remove(2)]), "path")
+    refused(b, forge_commit(a, []), "path")
+    refused(b, forge_commit(a, [GroupContextExtensions(())]), "path")
+
+
+def test_group_context_extensions_rules(trio: list[Group]) -> None:
+    a, b, _ = trio
+    refused(b, forge_commit(a, [GroupContextExtensions(()), GroupContextExtensions(())]), "several GroupContextExtensions")
+    unsupported = Extension(0xFF00, b"x")
+    refused(b, forge_proposal(a, GroupContextExtensions((unsupported,))), "extension")
+    refused(b, forge_proposal(a, GroupContextExtensions((Extension(2, b""),))), "does not belong")
+    dup = Extension.of(ExternalSenders(()))
+    refused(b, forge_proposal(a, GroupContextExtensions((dup, dup))), "duplicate")
+
+
+def test_reinit_with_other_proposals_and_external_init(trio: list[Group]) -> None:
+    a, b, _ = trio
+    reinit = ReInit(group_id=b"new", cipher_suite=1)
+    refused(b, forge_commit(a, [reinit, Remove(2)]), "ReInit")
+    refused(b, forge_commit(a, [ExternalInit(bytes(32))]), "ExternalInit")
+    refused(b, forge_proposal(a, ExternalInit(bytes(32))), "ExternalInit")
+    refused(b, forge_proposal(a, ReInit(group_id=b"x", version=0, cipher_suite=1)), "version")
+
+
+def test_psk_rules(trio: list[Group]) -> None:
+    a, b, _ = trio
+    short = PreSharedKeyID.external(b"id", b"short")
+    refused(b, forge_commit(a, [PreSharedKey(short)]), "nonce")
+    refused(b, forge_proposal(a, PreSharedKey(short)), "nonce")
+    reinit = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, a.group_id, 1, bytes(32))
+    refused(b, forge_proposal(a, PreSharedKey(reinit)), "usage")
+    unknown = PreSharedKeyID.external(b"nobody knows", bytes(32))
+    refused(b, forge_commit(a, [PreSharedKey(unknown)]), "unknown external PSK")
+    same = PreSharedKeyID.external(b"k", bytes(32))
+    refused(b, forge_commit(a, [PreSharedKey(same), PreSharedKey(same)]), "same PSK")
+
+
+def test_unknown_proposal_reference(trio: list[Group]) -> None:
+    a, b, _ = trio
+    refused(b, forge_commit(a, [bytes(32)]), "unknown proposal")
+
+
+# -- KeyPackages (§10.1) --------------------------------------------------------
+
+
+def test_invalid_key_packages(trio: list[Group]) -> None:
+    a, b, _ = trio
+    kp = key_package(signer("dave")).key_package
+    bad_sig = dataclasses.replace(kp, signature=bytes(64))
+    refused(b, forge_commit(a, [Add(bad_sig)]), None, InvalidSignature)
+    refused(b, forge_proposal(a, Add(bad_sig)), None, InvalidSignature)
+    other_suite = dataclasses.replace(kp, cipher_suite=2)
+    refused(b, forge_commit(a, [Add(other_suite)]), "cipher suite")
+    expired = key_package(signer("erin"), now=1000, lifetime_s=10).key_package
+    refused(b, forge_commit(a, [Add(expired)]), "lifetime")
+    same_keys = dataclasses.replace(kp, init_key=kp.leaf_node.encryption_key)
+    refused(b, forge_commit(a, [Add(same_keys)]), "init key")
+    leaf_bad = dataclasses.replace(kp, leaf_node=dataclasses.replace(kp.leaf_node, signature=bytes(64)))
+    refused(b, forge_commit(a, [Add(leaf_bad)]), None, MlsError)
+    # The committer refuses them too, before anything is sent.
+    before = a.to_bytes()
+    with pytest.raises(MlsError):
+        a.commit(add=[expired])
+    with pytest.raises(MlsError):
+        a.commit(add=[kp, kp])
+    assert a.to_bytes() == before
+
+
+def test_required_capabilities(trio: list[Group]) -> None:
+    from ping_core.mls.structs import Capabilities, RequiredCapabilities
+
+    a, b, c = trio
+    need = Extension.of(RequiredCapabilities(extension_types=(0xF0A1,)))
+    commit_all(a, [a, b, c], extensions=[need])
+    plain = key_package(signer("dave"), capabilities=Capabilities(extensions=()))
+    with pytest.raises(MlsError, match="extension"):
+        a.commit(add=[plain.message()])
+    refused(b, forge_commit(a, [Add(plain.key_package)]), "extension")
+    ok = key_package(signer("erin"))
+    commit_all(a, [a, b, c], add=[ok.message()])
+
+
+# -- senders --------------------------------------------------------------------
+
+
+def test_sender_authorisation(trio: list[Group]) -> None:
+    from test_group import _external_proposal
+
+    from ping_core.mls.structs import Sender
+
+    a, b, _ = trio
+    kp = key_package(signer("dave")).key_package
+    # No external_senders extension: an external sender is refused.
+    server = signer("server")
+    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), Remove(1), server.private_key), "external")
+    # A new member may only propose adding itself.
+    refused(b, _external_proposal(b.group_id, b.epoch, Sender.new_member_proposal(), Remove(1), server.private_key), None)
+    # An external sender may not send Update.
+    ext = Extension.of(ExternalSenders((ExternalSender(server.public_key, server.credential),)))
+    commit_all(a, trio, extensions=[ext])
+    upd = Update(b._state.own_leaf_node())
+    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), upd, server.private_key), "external sender")
+    assert kp
+
+
+def test_external_commit_rules(trio: list[Group]) -> None:
+    a, b, _ = trio
+    eve = signer("eve")
+    refused(b, forge_external_commit(a, [], eve), "ExternalInit")
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), ExternalInit(bytes(32))], eve), "several ExternalInit")
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), bytes(32)], eve), "by reference")
+    kp = key_package(signer("dave")).key_package
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Add(kp)], eve), "may not contain")
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], eve), "resync")
+
+
+def test_removed_member_refuses_handshakes(trio: list[Group]) -> None:
+    a, b, c = trio
+    staged = a.commit(remove=[2])
+    a.merge_staged_commit(staged)
+    c.process_message(staged.message or b"")
+    b.process_message(staged.message or b"")
+    nxt = a.commit()
+    refused(c, nxt.message or b"", "no longer a member")
+
+
+# -- property: a failed process changes nothing ----------------------------------
+
+
+_GROUP = make_group(3)
+commit_all(_GROUP[0], _GROUP)
+_MESSAGES: dict[str, bytes] = {}
+
+
+def _messages() -> dict[str, bytes]:
+    if not _MESSAGES:
+        a, b, c = _GROUP
+        _MESSAGES["application"] = a.protect(b"property test message", b"ad")
+        _MESSAGES["public proposal"] = a.propose_add(key_package(signer("p1")).message(), encrypt=False).message
+        _MESSAGES["private proposal"] = c.propose_add(key_package(signer("p2")).message(), encrypt=True).message
+        _MESSAGES["public commit"] = a.commit(encrypt=False, include_pending=False).message or b""
+        _MESSAGES["private commit"] = c.commit(encrypt=True, include_pending=False).message or b""
+    return _MESSAGES
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["application", "public proposal", "private proposal", "public commit", "private commit"]),
+    data=st.data(),
+)
+def test_mutated_messages_change_nothing(kind: str, data: Any) -> None:
+    msg = bytearray(_messages()[kind])
+    how = data.draw(st.sampled_from(["flip", "truncate", "append", "splice"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(msg) - 1))
+        msg[i] ^= data.draw(st.integers(1, 255))
+    elif how == "truncate":
+        msg = msg[: data.draw(st.integers(0, len(msg) - 1))]
+    elif how == "append":
+        msg += data.draw(st.binary(min_size=1, max_size=8))
+    else:
+        i = data.draw(st.integers(0, len(msg)))
+        msg[i:i] = data.draw(st.binary(min_size=1, max_size=4))
+    b = _GROUP[1]
+    before = b.to_bytes()
+    with pytest.raises(PingError):
+        b.process_message(bytes(msg))
+    assert b.to_bytes() == before
