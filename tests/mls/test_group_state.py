@@ -113,13 +113,19 @@ class World:
     def __init__(self) -> None:
         self.cfg = GroupConfig(encrypt_handshake=False, max_past_epochs=1)
         self.members = make_group(3, config=self.cfg)
-        self.stores: dict[int, dict[str, bytes]] = {}
         self.serial = 3
         for g in self.members:
             self._save(g)
 
+    @staticmethod
+    def store(g: Group) -> dict[str, bytes]:
+        """The member's persisted records (what a storage backend would hold)."""
+        if not hasattr(g, "test_store"):
+            g.test_store = {}  # type: ignore[attr-defined]
+        return g.test_store  # type: ignore[attr-defined,no-any-return]
+
     def _save(self, g: Group) -> None:
-        _apply(self.stores.setdefault(id(g), {}), g)
+        _apply(self.store(g), g)
 
     def deliver(self, message: bytes, sender: Group) -> None:
         for g in list(self.members):
@@ -146,6 +152,7 @@ class World:
         if staged.welcome:
             for leaf, bundle, s in self.pending_joiners:
                 self.members.append(Group.join(crypto, staged.welcome, bundle, s, config=self.cfg))
+                self._save(self.members[-1])
             self.pending_joiners = []
 
     pending_joiners: list[Any] = []
@@ -184,15 +191,18 @@ class World:
             self.commit(g)
         elif op == "restore":
             i = who % len(members)
-            members[i] = Group.from_bytes(crypto, members[i].to_bytes())
+            old = members[i]
+            self._save(old)
+            new = Group.from_bytes(crypto, old.to_bytes())
+            new.test_store = dict(self.store(old))  # type: ignore[attr-defined]
+            members[i] = new
         elif op == "restore_records":
             i = who % len(members)
             old = members[i]
-            store = self.stores.setdefault(id(old), {})
-            _apply(store, old)
-            new = Group.from_records(crypto, store)
+            self._save(old)
+            new = Group.from_records(crypto, self.store(old))
             assert new.to_bytes() == old.to_bytes()
-            self.stores[id(new)] = dict(store)
+            new.test_store = dict(self.store(old))  # type: ignore[attr-defined]
             members[i] = new
 
 
