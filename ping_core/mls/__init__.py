@@ -3,8 +3,60 @@
 Sans-IO and synchronous: no asyncio, no files, no sockets. Everything random
 comes from the ``CryptoProvider`` it is given. The only module of ``ping_core``
 it imports is ``ping_core.errors``.
+
+The public API is the group state machine (:mod:`ping_core.mls.group`, see
+its docstring for the tour) re-exported here, and ``default_provider()``.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .crypto import CryptoProvider, default_provider
+from .group import (
+    PING_CONVERSATION_NAME,
+    ApplicationMessage,
+    CommitApplied,
+    ConversationName,
+    Group,
+    GroupConfig,
+    KeyPackageBundle,
+    Member,
+    PendingProposal,
+    ProcessResult,
+    ProposalMessage,
+    ProposalStored,
+    PskSource,
+    RatchetConfig,
+    RecordChanges,
+    Signer,
+    StagedCommit,
+    default_capabilities,
+    generate_key_package,
+    validate_key_package,
+    welcome_key_package_refs,
+)
+
+__all__ = [
+    "CryptoProvider",
+    "default_provider",
+    "Group",
+    "GroupConfig",
+    "RatchetConfig",
+    "Signer",
+    "KeyPackageBundle",
+    "generate_key_package",
+    "validate_key_package",
+    "welcome_key_package_refs",
+    "default_capabilities",
+    "PING_CONVERSATION_NAME",
+    "ConversationName",
+    "StagedCommit",
+    "PendingProposal",
+    "PskSource",
+    "Member",
+    "ProposalMessage",
+    "ApplicationMessage",
+    "ProposalStored",
+    "CommitApplied",
+    "ProcessResult",
+    "RecordChanges",
+]
