@@ -459,3 +459,29 @@ def test_remove_and_re_add_the_same_client_in_one_commit() -> None:
     assert staged.result.removed == (1,) and staged.result.added == (1,)
     b2 = Group.join(crypto, staged.welcome or b"", fresh, b.signer)
     agree([a, b2, c])
+
+
+def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
+    a, b, c = make_group(3)
+    p = b.propose_reinit(group_id=b"second generation", extensions=[Extension.of(ConversationName("v2"))])
+    for g in (a, c):
+        g.process_message(p.message)
+    commit_all(a, [a, b, c])
+    with pytest.raises(MlsError, match="no ReInit"):
+        make_group(2)[0].reinit_group([])
+    kb, kc = key_package(b.signer), key_package(c.signer)
+    new_a, staged = a.reinit_group([kb.message(), kc.message()])
+    new_a.merge_staged_commit(staged)
+    assert new_a.group_id == b"second generation" and new_a.epoch == 1 and new_a.conversation_name == "v2"
+    with pytest.raises(MlsError, match="reinit_from"):
+        Group.join(crypto, staged.welcome or b"", kb, b.signer)
+    new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b)
+    new_c = Group.join(crypto, staged.welcome or b"", kc, c.signer, reinit_from=c)
+    agree([new_a, new_b, new_c])
+    # A Welcome that does not reinitialise refuses reinit_from.
+    d = make_group(2)
+    ds = signer("dave")
+    kd = key_package(ds)
+    st2 = d[0].commit(add=[kd.message()])
+    with pytest.raises(MlsError, match="no reinit PSK"):
+        Group.join(crypto, st2.welcome or b"", kd, ds, reinit_from=b)

@@ -51,6 +51,7 @@ from ping_core.mls.structs import (
     Proposal,
     ReInit,
     Remove,
+    ResumptionPSKUsage,
     Sender,
     SenderType,
     Update,
@@ -172,6 +173,7 @@ def apply_proposals(
     now: int | None,
     validate: bool = True,
     key_package_bytes: Mapping[int, bytes] | None = None,
+    psk_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
 ) -> Applied:
     """Validate each proposal (when ``validate``) and apply the list to a copy of
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
@@ -205,7 +207,7 @@ def apply_proposals(
             adds.append(proposal)
         elif isinstance(proposal, PreSharedKey):
             if validate:
-                validate_psk_id(proposal.psk)
+                validate_psk_id(proposal.psk, allowed_usage=psk_usage)
             applied.psks.append(proposal.psk)
         elif isinstance(proposal, ReInit):
             if validate:
@@ -374,13 +376,16 @@ def create_commit(
     authenticated_data: bytes = b"",
     psks: PskSource = None,
     key_package_bytes: Mapping[int, bytes] | None = None,
+    psk_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
 ) -> StagedCommit:
     """Build our commit (see the module docstring). Changes nothing in the
     group, except that an encrypted commit consumes one generation of our
     handshake ratchet (a key is never used twice, even for a discarded commit).
 
     ``key_package_bytes`` maps ``id(KeyPackage)`` of by-value Adds to their
-    encodings, when the caller has them (saves re-encoding each KeyPackage)."""
+    encodings, when the caller has them (saves re-encoding each KeyPackage).
+    ``psk_usage`` is the resumption usage PreSharedKey proposals may have
+    (``reinit`` only for the first commit of a reinitialised group, §11.2)."""
     raw_kps: Mapping[int, bytes] = key_package_bytes or {}
     crypto = group.crypto
     state = group._state
@@ -398,7 +403,7 @@ def create_commit(
     refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
     items += [(p, own_sender, None) for p in by_value]
     validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
-    applied = apply_proposals(crypto, state, items, now=now, key_package_bytes=raw_kps)
+    applied = apply_proposals(crypto, state, items, now=now, key_package_bytes=raw_kps, psk_usage=psk_usage)
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
     keys = _pruned_keys(state.keys, applied.tree, None)

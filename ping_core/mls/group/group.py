@@ -19,6 +19,7 @@ from ping_core.mls.schedule import mls_exporter
 from ping_core.mls.secret_tree import RecordChanges
 from ping_core.mls.structs import (
     Add,
+    Capabilities,
     Extension,
     GroupContext,
     GroupContextExtensions,
@@ -29,6 +30,7 @@ from ping_core.mls.structs import (
     PreSharedKey,
     PreSharedKeyID,
     Proposal,
+    PSKType,
     ReInit,
     Remove,
     ResumptionPSKUsage,
@@ -105,7 +107,7 @@ class Group:
         config: GroupConfig | None = None,
         extensions: Sequence[Extension] = (),
         conversation_name: str | None = None,
-        capabilities: object | None = None,
+        capabilities: Capabilities | None = None,
         clock: Clock | None = None,
     ) -> Group:
         """A new one-member group at epoch 0 (RFC 9420 §11). See :func:`.create.create_group`."""
@@ -118,7 +120,7 @@ class Group:
             config=config,
             extensions=extensions,
             conversation_name=conversation_name,
-            capabilities=capabilities,  # type: ignore[arg-type]
+            capabilities=capabilities,
             clock=clock,
         )
 
@@ -133,13 +135,22 @@ class Group:
         ratchet_tree: bytes | None = None,
         config: GroupConfig | None = None,
         psks: PskSource = None,
+        reinit_from: Group | None = None,
         clock: Clock | None = None,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
         from .join import join_welcome
 
         return join_welcome(
-            crypto, welcome, key_packages, signer, ratchet_tree=ratchet_tree, config=config, psks=psks, clock=clock
+            crypto,
+            welcome,
+            key_packages,
+            signer,
+            ratchet_tree=ratchet_tree,
+            config=config,
+            psks=psks,
+            reinit_from=reinit_from,
+            clock=clock,
         )
 
     @classmethod
@@ -155,7 +166,7 @@ class Group:
         psk_ids: Sequence[PreSharedKeyID] = (),
         psks: PskSource = None,
         authenticated_data: bytes = b"",
-        capabilities: object | None = None,
+        capabilities: Capabilities | None = None,
         clock: Clock | None = None,
     ) -> tuple[Group, bytes]:
         """Join by external commit. See :func:`.join.join_external`."""
@@ -171,7 +182,7 @@ class Group:
             psk_ids=psk_ids,
             psks=psks,
             authenticated_data=authenticated_data,
-            capabilities=capabilities,  # type: ignore[arg-type]
+            capabilities=capabilities,
             clock=clock,
         )
 
@@ -284,6 +295,28 @@ class Group:
             raise MlsError("we are no longer a member of this group")
         if self._reinit is not None:
             raise MlsError("the group was reinitialised: it may not be used to send any more")
+
+    def resumption_psk(self, epoch: int | None = None) -> bytes:
+        """This group's resumption_psk of ``epoch`` (default: the current one), if
+        still retained (``GroupConfig.resumption_psk_epochs``); ``MlsError`` otherwise."""
+        e = self.epoch if epoch is None else epoch
+        value = self._resumption_psks().get(e)
+        if value is None:
+            raise MlsError(f"the resumption PSK of epoch {e} is not retained")
+        return value
+
+    def psk_source(self) -> Callable[[PreSharedKeyID], bytes | None]:
+        """A PskSource resolving this group's retained resumption PSKs (for another
+        group: a reinitialised one, or a branch), as they are now."""
+        gid = self.group_id
+        psks = self._resumption_psks()
+
+        def source(psk: PreSharedKeyID) -> bytes | None:
+            if psk.psktype == PSKType.RESUMPTION and psk.psk_group_id == gid:
+                return psks.get(psk.psk_epoch)
+            return None
+
+        return source
 
     def _resumption_psks(self) -> dict[int, bytes]:
         out = dict(self._resumption)
@@ -441,6 +474,62 @@ class Group:
         self._pending_commit = staged
         self._touch("staged")
         return staged
+
+    def reinit_group(
+        self,
+        key_packages: Sequence[KeyPackage | KeyPackageBundle | bytes],
+        *,
+        config: GroupConfig | None = None,
+        encrypt: bool | None = None,
+        ratchet_tree_extension: bool | None = None,
+    ) -> tuple[Group, StagedCommit]:
+        """After a commit carrying a ReInit (§11.2): the new group (the ReInit's
+        group id and extensions, us as its creator) and its first commit, which
+        adds the members' new ``key_packages`` and injects this group's
+        resumption PSK (usage reinit) of the current epoch.
+
+        Send the commit's Welcome once the staged commit is merged into the new
+        group; joiners pass this old group to :meth:`join` as ``reinit_from``.
+        """
+        reinit = self._reinit
+        if reinit is None:
+            raise MlsError("no ReInit was committed in this group")
+        if not self._active:
+            raise MlsError("we are no longer a member of this group")
+        if reinit.version != self.group_context.version or reinit.cipher_suite != self.group_context.cipher_suite:
+            raise MlsError("the ReInit asks for a protocol version or cipher suite this engine does not implement")
+        from .create import create_group
+
+        new = create_group(
+            self.crypto,
+            self.signer,
+            group_id=reinit.group_id,
+            config=config or self.config,
+            extensions=reinit.extensions,
+            capabilities=self._state.own_leaf_node().capabilities,
+            clock=self.clock,
+        )
+        raw_kps: dict[int, bytes] = {}
+        by_value: list[Proposal] = []
+        for value in key_packages:
+            kp, raw = _key_package_and_bytes(value)
+            raw_kps[id(kp)] = raw
+            by_value.append(Add(kp))
+        psk = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, self.group_id, self.epoch, self.crypto.random(32))
+        by_value.append(PreSharedKey(psk))
+        staged = create_commit(
+            new,
+            by_value=by_value,
+            include_pending=False,
+            encrypt=encrypt,
+            ratchet_tree_extension=ratchet_tree_extension,
+            psks=self.psk_source(),
+            key_package_bytes=raw_kps,
+            psk_usage=ResumptionPSKUsage.REINIT,
+        )
+        new._pending_commit = staged
+        new._touch("staged")
+        return new, staged
 
     def discard_staged_commit(self) -> None:
         """Forget our pending commit (the server refused it)."""

@@ -124,6 +124,7 @@ def join_welcome(
     ratchet_tree: bytes | None = None,
     config: GroupConfig | None = None,
     psks: PskSource = None,
+    reinit_from: Group | None = None,
     clock: Clock | None = None,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
@@ -131,8 +132,11 @@ def join_welcome(
     ``key_packages``: our bundle(s); the one the Welcome names is used.
     ``ratchet_tree``: the tree out of band, when the GroupInfo lacks the
     ratchet_tree extension. ``psks``: external PSKs the Welcome may list.
-    ``signer`` must be the one the KeyPackage was made with. Raises
-    ``MlsError`` for anything that does not verify; nothing is kept then.
+    ``signer`` must be the one the KeyPackage was made with.
+    ``reinit_from``: for the Welcome of a reinitialised group (§11.2), the old
+    group, whose ReInit the new group must match and whose resumption PSK the
+    Welcome uses. Raises ``MlsError`` for anything that does not verify;
+    nothing is kept then.
     """
     cfg = config or GroupConfig()
     w = _welcome_of(welcome)
@@ -157,7 +161,15 @@ def join_welcome(
         trees.append(tree)
         return _signer_leaf(tree, info).signature_key
 
+    old_source = None if reinit_from is None else reinit_from.psk_source()
+
     def psk_lookup(psk: PreSharedKeyID) -> bytes:
+        if psk.psktype == PSKType.RESUMPTION and psk.usage == ResumptionPSKUsage.REINIT and old_source is None:
+            raise MlsError("the Welcome reinitialises a group: pass the old group as reinit_from")
+        if old_source is not None:
+            value = old_source(psk)
+            if value is not None:
+                return value
         return resolve_psks([psk], psks)[0][1]
 
     joined = decrypt_welcome(
@@ -166,6 +178,7 @@ def join_welcome(
     _check_welcome_psks(joined.psk_ids, joined.group_info.group_context.epoch)
     info = joined.group_info
     gc = info.group_context
+    _check_reinit(joined.psk_ids, gc, reinit_from)
     tree = trees[-1]
     tree.validate(crypto, gc)
     own = _find_own_leaf(tree, kp.leaf_node)
@@ -201,6 +214,31 @@ def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
     for p in psk_ids:
         if len(p.psk_nonce) != _NH:
             raise MlsError("a PSK nonce must be 32 bytes")
+
+
+def _check_reinit(psk_ids: Sequence[PreSharedKeyID], gc: GroupContext, old: Group | None) -> None:
+    """§12.4.3.1: a Welcome with a reinit PSK must match the old group's ReInit."""
+    reinit_psks = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage == ResumptionPSKUsage.REINIT]
+    branch = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage == ResumptionPSKUsage.BRANCH]
+    if branch:
+        raise MlsError("joining a branched subgroup is not supported")
+    if not reinit_psks:
+        if old is not None:
+            raise MlsError("reinit_from was given but the Welcome carries no reinit PSK")
+        return
+    if old is None:
+        raise MlsError("the Welcome reinitialises a group: pass the old group as reinit_from")
+    psk = reinit_psks[0]
+    reinit = old.pending_reinit
+    if psk.psk_group_id != old.group_id or psk.psk_epoch != old.epoch or reinit is None:
+        raise MlsError("the reinit PSK does not name the last epoch of the old group, or it committed no ReInit")
+    if (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions) != (
+        gc.group_id,
+        gc.version,
+        gc.cipher_suite,
+        gc.extensions,
+    ):
+        raise MlsError("the new group does not match the old group's ReInit")
 
 
 def _find_own_leaf(tree: RatchetTree, leaf: LeafNode) -> int:
