@@ -38,7 +38,7 @@ from ping_core.mls.structs import (
 )
 from ping_core.mls.primitives import sign_with_label
 
-from test_group_support import PUBLIC, agree, commit_all, crypto, deliver, key_package, make_group, signer
+from test_group_support import PUBLIC, agree, commit_all, crypto, key_package, make_group, signer
 
 
 def test_create_is_a_one_member_group() -> None:

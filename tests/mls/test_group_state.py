@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ping_core.errors import MlsError
 from ping_core.mls.group import ApplicationMessage, CommitApplied, Group, GroupConfig, ProposalStored
 
-from test_group_support import PUBLIC, agree, commit_all, crypto, key_package, make_group, signer
+from test_group_support import agree, commit_all, crypto, key_package, make_group, signer
 
 
 def test_to_bytes_is_deterministic_and_round_trips() -> None:

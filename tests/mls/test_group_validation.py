@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,10 +30,8 @@ from ping_core.mls.structs import (
 )
 
 from test_group_support import (
-    PUBLIC,
     agree,
     commit_all,
-    crypto,
     forge_commit,
     forge_external_commit,
     forge_proposal,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ping_core.errors import MlsError
+from ping_core.mls.codec import encode
 from ping_core.mls.framing import EpochFraming, protect_private, unprotect_private
 from ping_core.mls.structs import FramedContent, PrivateMessage
 
@@ -42,44 +43,37 @@ def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes
         authenticated_data=authenticated_data,
         padding=padding,
     )
-    return PRIVATE_PREFIX + _encode(msg)
-
-
-def _encode(msg: PrivateMessage) -> bytes:
-    from ping_core.mls.codec import encode
-
-    return encode(msg)
+    return PRIVATE_PREFIX + encode(msg)
 
 
 def unprotect_application(group: Group, msg: PrivateMessage) -> ApplicationMessage:
     """Decrypt an application PrivateMessage of the current or a retained past epoch.
 
-    The ratchet generation is consumed only when the message authenticated.
+    After a commit removed us the group stays at its last epoch, whose
+    messages still decrypt. The ratchet generation is consumed only when the
+    message authenticated.
     """
     state = group._state
-    if msg.epoch == state.epoch and group.active:
-        framing: EpochFraming = state.framing
+    framing: EpochFraming
+    if msg.epoch == state.epoch:
+        framing = state.framing
         tree = state.tree
 
         def signer_key(content: FramedContent) -> bytes:
-            leaf = tree.leaf(content.sender.index) if content.sender.index < tree.n_leaves else None
+            i = content.sender.index
+            leaf = tree.leaf(i) if i < tree.n_leaves else None
             if leaf is None:
-                raise MlsError(f"a message from blank leaf {content.sender.index}")
+                raise MlsError(f"a message from blank leaf {i}")
             return leaf.signature_key
 
     else:
         past = group._past_epochs.get(msg.epoch)
-        if past is None and msg.epoch == state.epoch:
-            # Removed from the group: the last epoch's secrets still read late messages.
-            framing = state.framing
-            keys = {i: leaf.signature_key for i, leaf in state.tree.members()}
-        elif past is None:
+        if past is None:
             if msg.epoch > state.epoch:
                 raise MlsError(f"an application message for future epoch {msg.epoch} (we are at {state.epoch})")
             raise MlsError(f"an application message for epoch {msg.epoch}, whose secrets are gone")
-        else:
-            framing = past.framing
-            keys = past.signature_keys
+        framing = past.framing
+        keys = past.signature_keys
 
         def signer_key(content: FramedContent) -> bytes:
             key = keys.get(content.sender.index)
@@ -88,14 +82,14 @@ def unprotect_application(group: Group, msg: PrivateMessage) -> ApplicationMessa
             return key
 
     un = unprotect_private(group.crypto, framing, msg, signer_key, defer_commit=True)
-    data = un.content.content.content
-    if not isinstance(data, bytes):  # pragma: no cover - the content type said application
-        raise MlsError("not application data")
+    framed = un.content.content
+    data = framed.content
     step = un.ratchet_key
-    assert step is not None
+    if not isinstance(data, bytes) or step is None:  # pragma: no cover - the content type said application
+        raise MlsError("not application data")
     framing.secret_tree.commit(step)
     return ApplicationMessage(
-        sender=un.content.content.sender.index,
+        sender=framed.sender.index,
         data=data,
         authenticated_data=msg.authenticated_data,
         epoch=msg.epoch,

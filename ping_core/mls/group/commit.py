@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hmac as _hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls import hpke
@@ -44,8 +44,6 @@ from ping_core.mls.structs import (
     GroupContext,
     GroupContextExtensions,
     GroupInfo,
-    LeafNode,
-    LeafNodeSource,
     PreSharedKey,
     PreSharedKeyID,
     Proposal,
@@ -70,7 +68,6 @@ from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
 from .results import CommitApplied
 from .state import EpochState
-from .welcome_seal import seal_welcome_batch
 from .validate import (
     check_leaf_supports_group,
     check_proposal_sender,
@@ -84,6 +81,7 @@ from .validate import (
     validate_remove,
     validate_update,
 )
+from .welcome_seal import seal_welcome_batch
 
 if TYPE_CHECKING:
     from .group import Group
@@ -247,7 +245,7 @@ def _pruned_keys(keys: PathKeys, tree: RatchetTree, leaf_secret: bytes | None) -
     return keys if leaf_secret is None else PathKeys(leaf_secret, keys.node_secrets)
 
 
-def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]):  # type: ignore[no-untyped-def]
+def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]) -> Callable[[bytes], bytes]:
     """``group_context_for(tree_hash)``: the provisional GroupContext of §12.4.1,
     encoded: new epoch and tree hash, OLD confirmed transcript hash, new extensions."""
 
@@ -599,16 +597,7 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
     if removed_self:
         # We cannot follow into the new epoch (the path is not encrypted to us);
         # everything verifiable was verified: signature, tags, proposals.
-        return StagedCommit(
-            base_epoch=state.epoch,
-            result=result,
-            own=False,
-            message_hash=message_hash,
-            next_state=None,
-            ratchet_key=un.ratchet_key,
-            reinit=applied.reinit,
-            group_id=state.context.group_id,
-        )
+        return _received(state, result, message_hash, None, un, applied)
     keys = _pruned_keys(state.keys, applied.tree, applied.own_update_secret)
     commit_secret: bytes | None = None
     if commit.path is not None:
@@ -635,6 +624,17 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
     if got is None or not _hmac.compare_digest(tag, got):
         raise MlsError("confirmation tag does not verify")
     next_state = EpochState.new(crypto, ctx, applied.tree, own, keys, secrets, interim, tag, group.config.ratchet)
+    return _received(state, result, message_hash, next_state, un, applied)
+
+
+def _received(
+    state: EpochState,
+    result: CommitApplied,
+    message_hash: bytes,
+    next_state: EpochState | None,
+    un: Unprotected,
+    applied: Applied,
+) -> StagedCommit:
     return StagedCommit(
         base_epoch=state.epoch,
         result=result,
@@ -646,16 +646,3 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
         group_id=state.context.group_id,
     )
 
-
-def resolved_items(group: Group, proposals: Iterable[ProposalOrRef], sender: Sender) -> list[Item]:
-    """``ProposalOrRef`` list to ``(proposal, sender, pending)`` (helper for tests)."""
-    out: list[Item] = []
-    for por in proposals:
-        if isinstance(por, bytes):
-            pending = group._proposals.get(por)
-            if pending is None:
-                raise MlsError(f"unknown proposal {por.hex()}")
-            out.append((pending.proposal, pending.sender, pending))
-        else:
-            out.append((por, sender, None))
-    return out

@@ -444,12 +444,7 @@ class Group:
         persists it) but is otherwise unchanged until the merge.
         """
         self._require_active()
-        raw_kps: dict[int, bytes] = {}
-        by_value: list[Proposal] = []
-        for value in add:
-            kp, raw = _key_package_and_bytes(value)
-            raw_kps[id(kp)] = raw
-            by_value.append(Add(kp))
+        by_value, raw_kps = _adds(add)
         by_value += [Remove(i) for i in remove]
         by_value += [PreSharedKey(PreSharedKeyID.external(pid, self.crypto.random(32))) for pid in external_psks]
         if conversation_name is not None:
@@ -509,12 +504,7 @@ class Group:
             capabilities=self._state.own_leaf_node().capabilities,
             clock=self.clock,
         )
-        raw_kps: dict[int, bytes] = {}
-        by_value: list[Proposal] = []
-        for value in key_packages:
-            kp, raw = _key_package_and_bytes(value)
-            raw_kps[id(kp)] = raw
-            by_value.append(Add(kp))
+        by_value, raw_kps = _adds(key_packages)
         psk = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, self.group_id, self.epoch, self.crypto.random(32))
         by_value.append(PreSharedKey(psk))
         staged = create_commit(
@@ -654,6 +644,17 @@ class Group:
         from .state import group_from_records
 
         return group_from_records(cls, crypto, records, clock=clock)
+
+
+def _adds(values: Sequence[KeyPackage | KeyPackageBundle | bytes]) -> tuple[list[Proposal], dict[int, bytes]]:
+    """Add proposals for ``values``, and each KeyPackage's encoding by ``id``."""
+    raw_kps: dict[int, bytes] = {}
+    adds: list[Proposal] = []
+    for value in values:
+        kp, raw = _key_package_and_bytes(value)
+        raw_kps[id(kp)] = raw
+        adds.append(Add(kp))
+    return adds, raw_kps
 
 
 def _key_package_and_bytes(value: KeyPackage | KeyPackageBundle | bytes) -> tuple[KeyPackage, bytes]:

@@ -7,7 +7,6 @@ whole tree (tree hash, parent hashes, every leaf) before anything is built.
 
 from __future__ import annotations
 
-import time
 from typing import Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
@@ -43,7 +42,6 @@ from ping_core.mls.structs import (
     WireFormat,
     find_extension,
     framed_content_tbs,
-    get_extension,
     has_unique_types,
 )
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ping_core.errors import MlsDecodeError, MlsError
-from ping_core.mls.codec import Reader, Writer, decode_exact, encode, opaque
+from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import make_key_package_ref, sign_with_label, verify_with_label
 from ping_core.mls.structs import (
@@ -109,8 +109,6 @@ class Signer:
             if len(private) != 32 or len(public) != 32:
                 raise MlsDecodeError("signer keys must be 32 bytes")
             return cls(cred, private, public)
-
-        from ping_core.mls.codec import decode_with
 
         return decode_with(read, data)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact
-from ping_core.mls.framing import unprotect_private, unprotect_public
+from ping_core.mls.framing import SignerKey, unprotect_private, unprotect_public
 from ping_core.mls.structs import (
     Add,
     Commit,
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["process_message"]
 
 
-def _signer_key_for(group: Group):  # type: ignore[no-untyped-def]
+def _signer_key_for(group: Group) -> SignerKey:
+    """Who may sign a handshake message in the current epoch, and with which key."""
     state = group._state
     tree = state.tree
 
@@ -112,10 +113,11 @@ def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskS
         sender = auth.content.sender
         validate_proposal(crypto, state.tree, state.context, content, sender, now=group.now())
         ref = proposal_ref(crypto, auth)
-        if un.ratchet_key is not None:
-            state.framing.secret_tree.commit(un.ratchet_key)
+        # Store first (it may refuse: too many pending), then consume the generation.
         if group._proposals.add(PendingProposal(ref, content, sender)):
             group._touch("proposals")
+        if un.ratchet_key is not None:
+            state.framing.secret_tree.commit(un.ratchet_key)
         return ProposalStored(ref, content, sender)
     if isinstance(content, Commit):
         staged = stage_commit(group, un, digest, psks=psks)

@@ -43,7 +43,7 @@ from ping_core.mls.structs import (
 )
 from ping_core.mls.tree import RatchetTree
 
-from .config import ConversationName, PING_CONVERSATION_NAME
+from .config import ConversationName
 from .keypackage import validate_key_package_header
 
 __all__ = [
@@ -215,9 +215,9 @@ def validate_proposal(
     received; the commit that covers it checks the list again)."""
     check_proposal_sender(proposal, sender)
     if isinstance(proposal, Add):
+        # (A new_member_proposal was verified with the KeyPackage's own key:
+        # the joiner adds itself, §12.1.8.)
         validate_add(crypto, tree, context, proposal, now=now)
-        if sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL:
-            pass  # the signature check already bound the proposal to the KeyPackage's key
     elif isinstance(proposal, Update):
         if sender.sender_type != SenderType.MEMBER:
             raise MlsError("only members send Update proposals")
@@ -349,5 +349,3 @@ def external_sender_key(context: GroupContext, index: int) -> bytes:
         raise MlsError(f"unknown external sender {index}")
     return senders.senders[index].signature_key
 
-
-_ = PING_CONVERSATION_NAME
