@@ -19,6 +19,7 @@ from ping_core.mls.group import (
     RatchetConfig,
     StagedCommit,
     default_capabilities,
+    external_proposal,
     validate_key_package,
     welcome_key_package_refs,
 )
@@ -373,6 +374,7 @@ def test_reinit_stops_the_group() -> None:
 
 
 def _external_proposal(group_id: bytes, epoch: int, sender: Sender, proposal: object, key: bytes) -> bytes:
+    """Like ``external_proposal`` but without its sender-side checks (to forge)."""
     content = FramedContent(group_id, epoch, sender, b"", proposal)  # type: ignore[arg-type]
     tbs = framed_content_tbs(WireFormat.PUBLIC_MESSAGE, content, None)
     sig = sign_with_label(crypto, key, b"FramedContentTBS", tbs)
@@ -383,7 +385,7 @@ def test_external_sender_proposals() -> None:
     server = signer("delivery service")
     ext = Extension.of(ExternalSenders((ExternalSender(server.public_key, server.credential),)))
     a, b, c = make_group(3, extensions=[ext])
-    msg = _external_proposal(a.group_id, a.epoch, Sender.external(0), Remove(2), server.private_key)
+    msg = external_proposal(crypto, server.private_key, a.group_id, a.epoch, Remove(2), sender_index=0)
     for g in (a, b, c):
         r = g.process_message(msg)
         assert isinstance(r, ProposalStored) and r.sender == Sender.external(0)
@@ -404,7 +406,7 @@ def test_new_member_proposal() -> None:
     a, b = make_group(2)
     cs = signer("carol")
     kc = key_package(cs)
-    msg = _external_proposal(a.group_id, a.epoch, Sender.new_member_proposal(), Add(kc.key_package), cs.private_key)
+    msg = external_proposal(crypto, cs.private_key, a.group_id, a.epoch, Add(kc.key_package))
     for g in (a, b):
         assert isinstance(g.process_message(msg), ProposalStored)
     staged = commit_all(b, [a, b])
@@ -416,6 +418,10 @@ def test_new_member_proposal() -> None:
     forged = _external_proposal(a.group_id, a.epoch, Sender.new_member_proposal(), Add(kd.key_package), cs.private_key)
     with pytest.raises(MlsError):
         a.process_message(forged)
+    with pytest.raises(MlsError, match="its KeyPackage's key"):
+        external_proposal(crypto, cs.private_key, a.group_id, a.epoch, Add(kd.key_package))
+    with pytest.raises(MlsError, match="new_member_proposal"):
+        external_proposal(crypto, cs.private_key, a.group_id, a.epoch, Remove(0))
 
 
 def test_key_package_bundle_round_trip_and_validation() -> None:

@@ -47,6 +47,13 @@ data, authenticated data, epoch), ``ProposalStored`` or ``CommitApplied``
 ``GroupConfig.max_past_epochs`` epochs still decrypt; out-of-order tolerance
 and maximum forward distance are ``GroupConfig.ratchet``.
 
+From outside the group
+----------------------
+``external_proposal(crypto, key, group_id, epoch, proposal, sender_index=i)``
+builds a proposal of an external sender (the group's external_senders
+extension) or, with ``sender_index=None``, a new member's proposal to add
+itself.
+
 Sending
 -------
 ``group.protect(data, authenticated_data)`` -> PrivateMessage (MLSMessage).
@@ -72,6 +79,7 @@ from __future__ import annotations
 from ping_core.mls.secret_tree import RatchetConfig, RecordChanges
 
 from .commit import StagedCommit
+from .external import external_proposal
 from .config import PING_CONVERSATION_NAME, ConversationName, GroupConfig, default_capabilities
 from .group import Group
 from .join import welcome_key_package_refs
@@ -89,6 +97,7 @@ __all__ = [
     "generate_key_package",
     "validate_key_package",
     "welcome_key_package_refs",
+    "external_proposal",
     "default_capabilities",
     "PING_CONVERSATION_NAME",
     "ConversationName",
