@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sqlite-synchronous", default="FULL", choices=["FULL", "NORMAL", "EXTRA"], help="SQLite durability (default FULL)"
     )
+    parser.add_argument(
+        "--sqlite-batch", type=int, default=32,
+        help="SQLite group commit: at most this many queued requests share one COMMIT, each in its own savepoint "
+        "(1: one transaction per request; default 32)",
+    )  # fmt: skip
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections (default 8)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -42,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     config = ApiConfig(rate_limit=args.rate_limit, rate_burst=args.rate_burst, poll_interval=args.poll_interval)
     try:
         app = build_app(
-            db=args.db, dist=args.dist, config=config, sqlite_synchronous=args.sqlite_synchronous, pool_size=args.pool_size
+            db=args.db,
+            dist=args.dist,
+            config=config,
+            sqlite_synchronous=args.sqlite_synchronous,
+            sqlite_batch=args.sqlite_batch,
+            pool_size=args.pool_size,
         )
     except Exception as exc:  # the one place a startup failure becomes a readable line
         print(f"ping_server: cannot open the database: {exc}", file=sys.stderr)
@@ -53,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Bind first, so the port is known (and printed) before serving; --port 0 then works.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listening socket says TCP, and without it each keep-alive answer waits ~40 ms (Nagle vs delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))

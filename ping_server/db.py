@@ -8,10 +8,12 @@ a database thread, never on the event loop; it speaks SQL through :class:`Tx`
 with ``?`` placeholders and the few dialect words of :class:`Dialect`, and
 the same SQL runs on both engines.
 
-* SQLite (:class:`SqliteDatabase`): one connection on one thread, WAL
-  journal, ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two
-  processes sharing the file never deadlock on a lock upgrade), a busy timeout,
-  ``synchronous=FULL`` by default (a commit is on disk when the call returns).
+* SQLite (:class:`SqliteDatabase`): one connection on one writer thread,
+  WAL journal, ``BEGIN IMMEDIATE`` (the write lock is taken up front, so two
+  processes sharing the file never deadlock on a lock upgrade), a busy
+  timeout, ``synchronous=FULL`` by default (a commit is on disk when the call
+  returns), and group commit: requests queued together share one COMMIT, each
+  in its own savepoint (see the class).
 * PostgreSQL (:class:`PostgresDatabase`, psycopg 3, ``postgresql://`` URLs):
   a pool of connections, one per worker thread, READ COMMITTED with explicit
   row locks (``FOR UPDATE``) where a request reads what it then changes, so
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -182,21 +185,42 @@ class _SqliteTx:
 
 
 class SqliteDatabase:
-    """SQLite in ``path`` (``":memory:"`` for a private in-memory database). One connection, one thread."""
+    """SQLite in ``path`` (``":memory:"`` for a private in-memory database): one connection on one
+    writer thread, which runs the queued requests in order.
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    Group commit: requests that are waiting when the thread takes the next one
+    (at most ``batch``) run in one SQLite transaction, each inside its own
+    SAVEPOINT. A request that raises is rolled back to its savepoint alone,
+    so every request is still applied entirely or not at all, in arrival
+    order, exactly as with one transaction each; they only share the COMMIT
+    (one fsync). No caller gets its result before that COMMIT has returned,
+    so a result still means "durable". A failed COMMIT fails the whole batch
+    with :class:`DatabaseUnavailable` (503: ambiguous, as it should be).
+    ``batch=1`` gives one transaction per request.
+    """
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", batch: int = 32) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         self.dialect = SQLITE
         self.kind = "memory" if path == ":memory:" else "sqlite"
         self._path = path
         self._synchronous = synchronous.upper()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ping-sqlite")
+        self._batch = batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: sqlite3.Connection | None = None
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._worker, name="ping-sqlite", daemon=True)
+        self._thread.start()
         # Open and create the schema now, so a bad path fails at startup.
-        self._executor.submit(self._open).result()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise DatabaseUnavailable(f"sqlite: cannot open {path}: {self._open_error}")
 
-    def _open(self) -> None:
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
         conn.execute("PRAGMA busy_timeout = 10000")
         if self._path != ":memory:":
@@ -204,44 +228,110 @@ class SqliteDatabase:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise DatabaseUnavailable(f"cannot use WAL journal on {self._path}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        self._conn = conn
-        self._run(_create_schema)
-
-    def _run(self, fn: Callable[[Tx], _T]) -> _T:
-        conn = self._conn
-        if conn is None:
-            raise DatabaseUnavailable("database is closed")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise DatabaseUnavailable(f"sqlite: {exc}") from None
-        try:
-            result = fn(_SqliteTx(conn))
+            _create_schema(_SqliteTx(conn))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        conn.execute("COMMIT")
+        return conn
+
+    def _worker(self) -> None:
         try:
+            self._conn = self._open()
+        except BaseException as exc:  # reported to the constructor
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            stop = False
+            while len(jobs) < self._batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            outcomes = self._run_batch(self._conn, [j.fn for j in jobs])
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, bool, Any]]] = {}
+            for j, (ok, value) in zip(jobs, outcomes):
+                by_loop.setdefault(j.loop, []).append((j, ok, value))
+            for loop, items in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_deliver, items)
+            if stop:
+                break
+        self._conn.close()
+        self._conn = None
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``fns`` in one transaction, each in a savepoint; (ok, result or exception) for each."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            failure = DatabaseUnavailable(f"sqlite: {exc}")
+            return [(False, failure)] * len(fns)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for fn in fns:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(_SqliteTx(conn))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.Error):
+                        exc = DatabaseUnavailable(f"sqlite: {exc}")
+                    outcomes.append((False, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((True, value))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            # The savepoint machinery or the COMMIT failed: nothing of the batch is applied.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            raise DatabaseUnavailable(f"sqlite commit failed: {exc}") from None
-        return result
+            failure = DatabaseUnavailable(f"sqlite: {exc}")
+            return [(False, failure)] * len(fns)
+        return outcomes
 
     async def run(self, fn: Callable[[Tx], _T]) -> _T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
-        except sqlite3.Error as exc:
-            raise DatabaseUnavailable(f"sqlite: {exc}") from None
+        if not self._thread.is_alive():
+            raise DatabaseUnavailable("database is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._queue.put(_Job(fn, future, loop))
+        return await future
 
     async def close(self) -> None:
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
-        self._executor.shutdown(wait=True)
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    fn: Callable[[Tx], Any]
+    future: "asyncio.Future[Any]"
+    loop: asyncio.AbstractEventLoop
+
+
+def _deliver(items: list[tuple[_Job, bool, Any]]) -> None:
+    for job, ok, value in items:
+        if job.future.done():  # the caller was cancelled (e.g. the client went away)
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
 
 
 # --------------------------------------------------------------------------
@@ -365,11 +455,13 @@ def _create_schema(tx: Tx) -> None:
     tx.execute("INSERT INTO counters (name, value) VALUES ('device', 0) ON CONFLICT DO NOTHING")
 
 
-def open_database(url: str | None, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Database:
+def open_database(
+    url: str | None, *, sqlite_synchronous: str = "FULL", sqlite_batch: int = 32, pool_size: int = 8
+) -> Database:
     """``None`` or ``":memory:"``: private in-memory SQLite; ``postgresql://...`` / ``postgres://...``:
     PostgreSQL; anything else: the path of a SQLite file (created when missing)."""
     if url is None or url == ":memory:":
-        return SqliteDatabase(":memory:", synchronous=sqlite_synchronous)
+        return SqliteDatabase(":memory:", synchronous=sqlite_synchronous, batch=sqlite_batch)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url, pool_size=pool_size)
-    return SqliteDatabase(url, synchronous=sqlite_synchronous)
+    return SqliteDatabase(url, synchronous=sqlite_synchronous, batch=sqlite_batch)
