@@ -491,3 +491,26 @@ def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
     st2 = d[0].commit(add=[kd.message()])
     with pytest.raises(MlsError, match="no reinit PSK"):
         Group.join(crypto, st2.welcome or b"", kd, ds, reinit_from=b)
+
+
+def test_padding_makes_plaintexts_a_multiple_of_the_block() -> None:
+    from ping_core.mls.codec import decode_exact
+    from ping_core.mls.structs import MLSMessage, PrivateMessage
+
+    cfg = GroupConfig(encrypt_handshake=True, padding_block=64)
+    a, b = make_group(2, config=cfg)
+    sizes = set()
+    for n in (0, 1, 10, 63, 64, 100):
+        msg = a.protect(bytes(n))
+        body = decode_exact(MLSMessage, msg).body
+        assert isinstance(body, PrivateMessage)
+        assert (len(body.ciphertext) - 16) % 64 == 0  # AEAD tag excluded
+        sizes.add(len(body.ciphertext))
+        assert b.process_message(msg).data == bytes(n)  # type: ignore[union-attr]
+    assert len(sizes) <= 3
+    staged = a.commit()
+    body = decode_exact(MLSMessage, staged.message or b"").body
+    assert isinstance(body, PrivateMessage) and (len(body.ciphertext) - 16) % 64 == 0
+    a.merge_staged_commit(staged)
+    b.process_message(staged.message or b"")
+    agree([a, b])

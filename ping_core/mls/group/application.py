@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ping_core.errors import MlsError
-from ping_core.mls.codec import encode
+from ping_core.mls.codec import encode, varint
 from ping_core.mls.framing import EpochFraming, protect_private, unprotect_private
 from ping_core.mls.structs import FramedContent, PrivateMessage
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from .group import Group
 
 __all__ = ["protect", "unprotect_application"]
+
+_SIGNATURE_FIELD = len(varint(64)) + 64
 
 
 def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes:
@@ -32,8 +34,9 @@ def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes
     if not isinstance(data, bytes) or not isinstance(authenticated_data, bytes):
         raise MlsError("application data and authenticated data must be bytes")
     state = group._state
-    # Padding: PrivateMessageContent = opaque data<V> || signature<V> (64 B) || padding.
-    padding = group.config.padding_for(len(data) + 4 + 65)
+    # PrivateMessageContent = opaque data<V> || opaque signature<V> || padding;
+    # an Ed25519 signature is 64 bytes, its length prefix 2.
+    padding = group.config.padding_for(len(varint(len(data))) + len(data) + _SIGNATURE_FIELD)
     msg = protect_private(
         group.crypto,
         state.framing,

@@ -445,7 +445,7 @@ def create_commit(
         welcome, recipients = _welcome(
             crypto, group, next_state, secrets, tag, applied, path_secrets, resolved_psks, rt_ext, raw_kps
         )
-    message = frame_signed(crypto, state.framing, auth, padding=cfg.padding_for(0) if encrypt else 0)
+    message = frame_signed(crypto, state.framing, auth, padding_block=cfg.padding_block)
     result = CommitApplied(
         epoch=ctx.epoch,
         committer=own,

@@ -347,7 +347,7 @@ class Group:
         ref = proposal_ref(self.crypto, auth)
         if ref in self._proposals:
             raise MlsError("this proposal is already pending")
-        message = frame_signed(self.crypto, state.framing, auth)
+        message = frame_signed(self.crypto, state.framing, auth, padding_block=self.config.padding_block)
         self._proposals.add(PendingProposal(ref, proposal, sender, leaf_secret))
         self._own_proposal_messages[self.crypto.hash(message)] = ref
         self._touch("proposals")

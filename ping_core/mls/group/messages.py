@@ -29,7 +29,7 @@ from ping_core.mls.structs import (
     Sender,
     WireFormat,
 )
-from ping_core.mls.structs.framing import Content
+from ping_core.mls.structs.framing import Content, content_type_of
 from ping_core.mls.structs.proposals import ProposalOrRef, write_proposal_or_ref
 
 __all__ = [
@@ -88,13 +88,19 @@ def with_tag(auth: AuthenticatedContent, confirmation_tag: bytes) -> Authenticat
 
 
 def frame_signed(
-    crypto: CryptoProvider, framing: EpochFraming, auth: AuthenticatedContent, *, padding: int = 0
+    crypto: CryptoProvider, framing: EpochFraming, auth: AuthenticatedContent, *, padding_block: int = 0
 ) -> bytes:
     """The MLSMessage of a signed content: PublicMessage (membership tag) or
-    PrivateMessage (consumes the next handshake generation of our ratchet)."""
+    PrivateMessage (consumes the next handshake generation of our ratchet; the
+    plaintext zero-padded to a multiple of ``padding_block`` when above 1)."""
     if auth.wire_format == WireFormat.PUBLIC_MESSAGE:
         return mls_message(frame_public(crypto, framing, auth))
     if auth.wire_format == WireFormat.PRIVATE_MESSAGE:
+        padding = 0
+        if padding_block > 1:
+            # PrivateMessageContent = content || FramedContentAuthData || padding.
+            size = len(encode(auth.content.content)) + len(auth.auth.encode_for(content_type_of(auth.content.content)))
+            padding = -size % padding_block
         return mls_message(encrypt_private(crypto, framing, auth, padding=padding))
     raise MlsError(f"cannot frame wire format {auth.wire_format}")
 
