@@ -1,7 +1,45 @@
-"""Ping: an end-to-end encrypted, multi-device messaging SDK built on MLS (RFC 9420)."""
+"""Ping: an end-to-end encrypted, multi-device messaging SDK built on MLS (RFC 9420).
+
+The public API: :class:`MessagingClient` (``await MessagingClient.init(ClientConfig(...))``)
+and the models it takes and returns.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from ping_core.client import AdmitChatOutcome, AdmitChatStatus, ClientConfig, MessagingClient
+from ping_core.clock import Hlc
+from ping_core.conversation import MemberInfo
+from ping_core.device import CatchupSnapshot, DeviceInfo, GroupStateSnapshot, LinkingTicket, LocalDevice
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
+from ping_core.meta import ConversationMeta
+from ping_core.storage import StorageBackend
+from ping_core.sync import SyncCursor
+
+__all__ = [
+    "__version__",
+    "MessagingClient",
+    "ClientConfig",
+    "AdmitChatOutcome",
+    "AdmitChatStatus",
+    "Identity",
+    "UserId",
+    "DeviceId",
+    "ConversationId",
+    "LocalDevice",
+    "DeviceInfo",
+    "LinkingTicket",
+    "CatchupSnapshot",
+    "GroupStateSnapshot",
+    "MessageEnvelope",
+    "MessageKind",
+    "IncomingMessage",
+    "ConversationMeta",
+    "MemberInfo",
+    "Hlc",
+    "SyncCursor",
+    "StorageBackend",
+]
