@@ -1,0 +1,1334 @@
+"""``MessagingClient``: the asyncio SDK an app (or the browser worker) holds.
+
+It re-creates ``spec/client.rs`` method by method (same names, arguments as
+Python types, same order of effects) on Ping's own MLS engine, and keeps the
+invariants of DESIGN.md. Where this module does better than the spec, the
+method docstring says so under "Beyond the spec"; the list:
+
+* **Atomic state.** Each conversation's MLS records, meta, cursor, clock,
+  device->leaf map and in-flight commit live under one prefix of the MLS
+  state store and are checkpointed together (see ``ping_core.conversation``);
+  the spec writes meta/cursor to the host Storage separately. A send's
+  checkpoint writes only the sender ratchet record and the clock record.
+* **Send durability.** ``send`` checkpoints the advanced ratchet BEFORE it
+  hands the envelope to the transport (the spec checkpoints after, so a crash
+  in between lets a reload re-use a generation). A lost generation is
+  harmless; a reused one is not.
+* **Commits are resolved against the log.** Stage, checkpoint the staged
+  commit, send, merge. A definite rejection drops it. An ambiguous failure
+  (timeout, 5xx, network) does not merge blindly — that forks the group when
+  the server did NOT apply it; the SDK reads the conversation's log: our
+  commit there -> merge; another commit at that epoch -> drop ours (409);
+  none -> re-send the same commit once (the server takes at most one commit
+  per epoch, so a re-send is safe). If the log cannot be read, the commit
+  stays staged and durable, and the next sync or commit settles it the same
+  way. A crash anywhere is settled the same way after restart. No fork, no
+  stranding, in every case.
+* **Welcomes and removals drive the delivery service's membership**: Welcome
+  recipients are primed with device ids before each Welcome; removed devices
+  are announced before each (re)send of a removing commit. An interrupted
+  add re-delivers its Welcome after the restart.
+* **Sender checks.** ``process_envelope`` refuses an envelope whose
+  ``sender_device`` is not the MLS sender (DeviceId = SHA-256 of the leaf
+  signature key) or whose routing fields (conversation, epoch, kind) disagree
+  with the MLS message, and an application message whose envelope HLC is not
+  the HLC authenticated inside the message. A failed ``process_envelope``
+  leaves the conversation exactly as it was, in memory and in storage.
+* **Device ids are verified**: ``add_members`` checks each claimed DeviceId
+  against the KeyPackage's leaf key; device->leaf maps are derived from the
+  tree, so ``revoke_device`` finds peer-admitted devices too.
+* **Sync** advances its cursor page by page (the spec re-fetched a full page
+  with an unchanged cursor), persists the cursor with the processed state,
+  returns only messages whose processing is durable, and isolates failures
+  per conversation and per envelope.
+* **Linking** hands over history-only state (no leaf keys, cannot send or
+  follow the group; see ``HistoryReader``) and verifies that every member of
+  the DeviceGroup it joins belongs to the account.
+* **Cold start** reads only small header records; groups parse on first use.
+* Errors are ``ping_core.errors`` classes with structured fields; secrets are
+  never logged (only conversation ids, sequence numbers and error classes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Iterable, Sequence
+
+from ping_core.clock import Hlc
+from ping_core.conversation import (
+    CONVERSATIONS_PREFIX,
+    Conversation,
+    HistoryReader,
+    MemberInfo,
+    PendingOp,
+    StoreUndo,
+    conversation_prefix,
+    hlc_aad,
+    hlc_from_aad,
+    peek_mls,
+)
+from ping_core.device import (
+    CatchupAppEventEntry,
+    CatchupConversationEntry,
+    CatchupSnapshot,
+    DeviceInfo,
+    GroupStateSnapshot,
+    LinkingTicket,
+    LocalDevice,
+)
+from ping_core.errors import (
+    IdentityError,
+    InvalidInput,
+    MlsError,
+    PingError,
+    StorageError,
+    TransportError,
+    UnknownConversation,
+)
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
+from ping_core.meta import MAX_NAME_LEN, ConversationMeta
+from ping_core.mls.codec import decode_exact
+from ping_core.mls.crypto import CryptoProvider, default_provider
+from ping_core.mls.group import (
+    PING_CONVERSATION_NAME,
+    ApplicationMessage,
+    CommitApplied,
+    Group,
+    KeyPackageBundle,
+    ProposalStored,
+    Signer,
+    StagedCommit,
+    generate_key_package,
+    validate_key_package,
+    welcome_key_package_refs,
+)
+from ping_core.mls.structs import Credential, KeyPackage, MLSMessage, PrivateMessage, SenderType
+from ping_core.storage import STATE_STORE_VERSION, BlobStore, MlsStateStore, Storage, StorageBackend
+from ping_core.sync import SyncCursor
+from ping_core.transport import Transport
+
+__all__ = [
+    "MessagingClient",
+    "ClientConfig",
+    "AdmitChatOutcome",
+    "AdmitChatStatus",
+    "MemberInfo",
+    "SYNC_PAGE",
+    "DEVICE_GROUP_NAME",
+]
+
+log = logging.getLogger("ping_core.client")
+
+#: Envelopes per ``fetch_since`` page during sync.
+SYNC_PAGE = 256
+#: The name the DeviceGroup is created with (as in the spec).
+DEVICE_GROUP_NAME = "device-group"
+_KP_PREFIX = "kp/"  # one-time KeyPackage bundles (deleted once used)
+_KPL_PREFIX = "kpl/"  # last-resort KeyPackage bundles (kept)
+_MAX_EXPORT_LEN = 255 * 32  # HKDF-Expand limit of the MLS exporter (SHA-256)
+
+
+# ---------------------------------------------------------------------------
+# Configuration and results
+
+
+@dataclass
+class ClientConfig:
+    """What :meth:`MessagingClient.init` needs (the spec's ``ClientConfig``).
+
+    ``storage`` is the host's namespaced store (it keeps the LocalDevice
+    record); ``storage_backend`` is where the MLS state store lives
+    (``StorageBackend.Memory()`` by default; ``Sqlite(path, key)``,
+    ``IndexedDb(name)``, ``Custom(blob_store)``, or a blob store itself).
+    ``device_signing_secret_key`` (32-byte Ed25519 seed) fixes the device key
+    on FIRST init only. ``crypto`` overrides the crypto provider (default:
+    ``default_provider()``).
+    """
+
+    identity: Identity
+    device_label: str
+    storage: Storage
+    transport: Transport
+    now_ms: int
+    storage_backend: StorageBackend | BlobStore = field(default_factory=StorageBackend.Memory)
+    device_signing_secret_key: bytes | None = field(default=None, repr=False)
+    crypto: CryptoProvider | None = field(default=None, repr=False)
+
+    @classmethod
+    def new_in_memory(
+        cls, identity: Identity, device_label: str, storage: Storage, transport: Transport, now_ms: int
+    ) -> ClientConfig:
+        """A config with ``StorageBackend.Memory()`` (tests, ephemeral clients)."""
+        return cls(identity, device_label, storage, transport, now_ms)
+
+
+class AdmitChatStatus:
+    """Per-chat result of :meth:`MessagingClient.admit_device_to_chats`:
+    ``AdmitChatStatus.Admitted()``, ``.Skipped(reason)`` or ``.Failed(error, exception)``."""
+
+    __slots__ = ()
+    Admitted: ClassVar[type[_Admitted]]
+    Skipped: ClassVar[type[_Skipped]]
+    Failed: ClassVar[type[_Failed]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted(AdmitChatStatus):
+    """The device is now an MLS leaf of the chat; the Commit and its Welcome were sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped(AdmitChatStatus):
+    """Not admitted on purpose (``"device_group"``, ``"already_member"``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed(AdmitChatStatus):
+    """MLS, storage or transport refused; ``exception`` is the structured error."""
+
+    error: str
+    exception: PingError | None = field(default=None, compare=False)
+
+
+AdmitChatStatus.Admitted = _Admitted
+AdmitChatStatus.Skipped = _Skipped
+AdmitChatStatus.Failed = _Failed
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitChatOutcome:
+    conversation_id: ConversationId
+    status: AdmitChatStatus
+
+
+class _WaitForWelcome(InvalidInput):
+    """A history-only conversation met a handshake message: it must wait for its own Welcome."""
+
+
+def _check_now(now_ms: object) -> int:
+    if type(now_ms) is not int or now_ms < 0:
+        raise InvalidInput("now_ms must be a non-negative int")
+    return now_ms
+
+
+def _check_bytes(value: object, what: str) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if type(value) is not bytes:
+        raise InvalidInput(f"{what} must be bytes")
+    return value
+
+
+def _check_conv_id(value: object) -> ConversationId:
+    if not isinstance(value, ConversationId):
+        raise InvalidInput("a conversation id must be a ConversationId")
+    return value
+
+
+def _check_name(name: object) -> str | None:
+    if name is None:
+        return None
+    if type(name) is not str:
+        raise InvalidInput("a conversation name must be a str or None")
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("a conversation name must be valid Unicode") from None
+    if len(raw) > MAX_NAME_LEN:
+        raise InvalidInput(f"a conversation name is at most {MAX_NAME_LEN} bytes of UTF-8")
+    return name
+
+
+# ---------------------------------------------------------------------------
+# The client
+
+
+class MessagingClient:
+    """The top-level handle: identity, this device, and its open conversations.
+
+    Create with :meth:`init`. Every conversation has one ``asyncio.Lock``;
+    no two operations on one conversation interleave. All errors are
+    ``ping_core.errors`` exceptions.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        device: LocalDevice,
+        signer: Signer,
+        crypto: CryptoProvider,
+        store: MlsStateStore,
+        storage: Storage,
+        transport: Transport,
+    ) -> None:
+        """Internal: use :meth:`init`."""
+        self._identity = identity
+        self._device = device
+        self._signer = signer
+        self._crypto = crypto
+        self._store = store
+        self._storage = storage
+        self._transport = transport
+        self._convs: dict[ConversationId, Conversation] = {}
+        self._dg_id = ConversationId.device_group(identity.user_id)
+        # Serialises creating conversations (create / join / import) so an id is installed once.
+        self._create_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"MessagingClient(user_id={self.user_id().as_hex()}, device_id={self.device_id().as_hex()}, "
+            f"conversations={len(self._convs)})"
+        )
+
+    # -- init ------------------------------------------------------------------
+
+    @classmethod
+    async def init(cls, cfg: ClientConfig) -> MessagingClient:
+        """Open the MLS state store, load or create this device, rehydrate the conversations
+        and make sure the DeviceGroup exists.
+
+        The device record lives in ``cfg.storage`` (namespace ``device``, key
+        ``local``, as in the spec) with the account it belongs to (key
+        ``user_id``): re-initialising with another identity raises
+        ``IdentityError``. A corrupt conversation record is logged with the
+        conversation id and skipped (its records stay on disk untouched).
+        No network call.
+
+        Beyond the spec: only small header records are decoded here; each
+        group is parsed on first use, so a cold start with many conversations
+        is fast and ``list_conversations`` works at once.
+        """
+        if not isinstance(cfg, ClientConfig):
+            raise InvalidInput("init needs a ClientConfig")
+        if not isinstance(cfg.identity, Identity):
+            raise InvalidInput("ClientConfig.identity must be an Identity")
+        now_ms = _check_now(cfg.now_ms)
+        crypto = cfg.crypto or default_provider()
+        store = await MlsStateStore.open_backend(cfg.storage_backend)
+        device = await cls._load_device(cfg, now_ms)
+        user_id = cfg.identity.user_id
+        signer = Signer(Credential.basic(user_id.value), device.signing_secret, device.signing_public_key)
+        client = cls(
+            identity=cfg.identity,
+            device=device,
+            signer=signer,
+            crypto=crypto,
+            store=store,
+            storage=cfg.storage,
+            transport=cfg.transport,
+        )
+        client._rehydrate()
+        await client._ensure_device_group(now_ms)
+        return client
+
+    @staticmethod
+    async def _load_device(cfg: ClientConfig, now_ms: int) -> LocalDevice:
+        user_id = cfg.identity.user_id
+        raw = await cfg.storage.get("device", "local")
+        stored_user = await cfg.storage.get("device", "user_id")
+        if stored_user is not None and stored_user != user_id.value:
+            raise IdentityError("this storage belongs to another account than ClientConfig.identity")
+        if raw is not None:
+            try:
+                device = LocalDevice.decode(raw, user_id)
+            except InvalidInput as exc:
+                raise StorageError(f"the stored device record is corrupt: {exc}") from None
+        else:
+            secret = cfg.device_signing_secret_key
+            if secret is not None:
+                device = LocalDevice.from_signing_secret(user_id, cfg.device_label, now_ms, _check_bytes(secret, "device_signing_secret_key"))
+            else:
+                device = LocalDevice.generate(user_id, cfg.device_label, now_ms)
+            await cfg.storage.put("device", "local", device.encode())
+        if stored_user is None:
+            await cfg.storage.put("device", "user_id", user_id.value)
+        return device
+
+    def _rehydrate(self) -> None:
+        ids: set[str] = set()
+        n = len(CONVERSATIONS_PREFIX)
+        for key in self._store.keys(CONVERSATIONS_PREFIX):
+            slash = key.find("/", n)
+            if slash > n:
+                ids.add(key[n:slash])
+        for hex_id in sorted(ids):
+            try:
+                conv_id = ConversationId.from_hex(hex_id)
+                conv = Conversation.open(self._store, self._crypto, conv_id)
+            except PingError as exc:
+                log.warning("skipping stored conversation %s: %s: %s", hex_id, type(exc).__name__, exc)
+                continue
+            self._convs[conv_id] = conv
+
+    async def _ensure_device_group(self, now_ms: int) -> None:
+        """Create the one-member DeviceGroup unless it exists (the spec's ``ensure_device_group``).
+
+        A DeviceGroup whose records exist but could not be loaded is NOT
+        recreated (a fresh one would fork the account's DeviceGroup)."""
+        if self._dg_id in self._convs or self._store.keys(conversation_prefix(self._dg_id)):
+            return
+        await self._create(self._dg_id, DEVICE_GROUP_NAME, now_ms, is_device_group=True)
+
+    # -- identity --------------------------------------------------------------
+
+    def user_id(self) -> UserId:
+        return self._identity.user_id
+
+    def export_identity(self) -> bytes:
+        """SECRET: the account identity export (``Identity.import_`` reads it). Hosts move it to a
+        newly linked device over the sealed linking channel; never log or store it in clear."""
+        return self._identity.export()
+
+    def device_id(self) -> DeviceId:
+        return self._device.device_id
+
+    def device_info(self, now_ms: int) -> DeviceInfo:
+        return self._device.info(_check_now(now_ms))
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    # -- KeyPackages -----------------------------------------------------------
+
+    async def fresh_key_package(self, *, last_resort: bool = False) -> bytes:
+        """A fresh KeyPackage (MLSMessage bytes) to publish.
+
+        Its private keys are checkpointed BEFORE the bytes are returned, so a
+        published KeyPackage always has its keys on disk. A one-time
+        KeyPackage's keys are deleted when a Welcome uses it; with
+        ``last_resort=True`` (beyond the spec) they are kept for reuse, for the
+        directory's last-resort slot.
+        """
+        bundle = generate_key_package(self._crypto, self._signer)
+        key = (_KPL_PREFIX if last_resort else _KP_PREFIX) + bundle.ref.hex()
+        undo = StoreUndo(self._store)
+        undo.put(key, bundle.to_bytes())
+        try:
+            await self._store.checkpoint()
+        except StorageError:
+            undo.revert()
+            raise
+        return bundle.message()
+
+    def _bundles_for(self, refs: Iterable[bytes]) -> dict[bytes, tuple[str, KeyPackageBundle]]:
+        out: dict[bytes, tuple[str, KeyPackageBundle]] = {}
+        for ref in refs:
+            for prefix in (_KP_PREFIX, _KPL_PREFIX):
+                key = prefix + ref.hex()
+                raw = self._store.get(key)
+                if raw is not None:
+                    try:
+                        out[ref] = (key, KeyPackageBundle.from_bytes(self._crypto, raw))
+                    except PingError:
+                        log.warning("stored KeyPackage %s is corrupt; ignored", ref.hex()[:16])
+                    break
+        return out
+
+    # -- conversations ---------------------------------------------------------
+
+    def _conv(self, conv_id: object) -> Conversation:
+        conv = self._convs.get(_check_conv_id(conv_id))
+        if conv is None:
+            raise UnknownConversation(f"conversation {conv_id} is not open on this client")
+        return conv
+
+    def _group(self, conv: Conversation) -> Group | None:
+        """The conversation's group (parsed on first use); a corrupt one quarantines the conversation."""
+        try:
+            return conv.group
+        except StorageError:
+            log.warning("conversation %s has corrupt stored state; it is closed", conv.id.as_hex())
+            self._convs.pop(conv.id, None)
+            raise
+
+    def _live(self, conv: Conversation) -> Group:
+        g = self._group(conv)
+        if g is None:
+            return conv.live_group()  # raises: history-only
+        return g
+
+    async def _persist(self, conv: Conversation, undo: StoreUndo | None = None) -> None:
+        """Save the conversation's changes to the working set and checkpoint them. On a failed
+        checkpoint the working set and the cached conversation are put back as they were."""
+        undo = undo if undo is not None else StoreUndo(self._store)
+        conv.save(undo)
+        try:
+            await self._store.checkpoint()
+        except StorageError:
+            undo.revert()
+            conv.reload()
+            raise
+
+    async def _create(
+        self, conv_id: ConversationId, name: str | None, now_ms: int, *, is_device_group: bool = False
+    ) -> Conversation:
+        async with self._create_lock:
+            if conv_id in self._convs:
+                raise InvalidInput(f"conversation {conv_id.as_hex()} already exists")
+            group = Group.create(self._crypto, self._signer, group_id=conv_id.value, conversation_name=name)
+            meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
+            undo = StoreUndo(self._store)
+            conv = Conversation.create(self._store, self._crypto, group, meta, undo)
+            try:
+                await self._store.checkpoint()
+            except StorageError:
+                undo.revert()
+                raise
+            self._convs[conv_id] = conv
+            return conv
+
+    async def create_conversation(self, name: str | None, now_ms: int) -> ConversationId:
+        """A new conversation with this device as its only member (epoch 0), durable on return.
+
+        The delivery service learns of it with its first envelope."""
+        name = _check_name(name)
+        now_ms = _check_now(now_ms)
+        conv = await self._create(ConversationId.new(now_ms), name, now_ms)
+        return conv.id
+
+    async def join_conversation(self, welcome_envelope: MessageEnvelope, now_ms: int) -> ConversationId:
+        """Join from a Welcome envelope (from this device's Welcome inbox).
+
+        The Welcome must use a KeyPackage of this device; the joined group's id
+        must be the envelope's conversation id. The one-time KeyPackage's
+        private keys are deleted in the same checkpoint that stores the group
+        (a last-resort one is kept).
+
+        Beyond the spec: a Welcome into a DeviceGroup is accepted only for this
+        account's own DeviceGroup and only when every member belongs to this
+        account (``IdentityError`` otherwise). A Welcome for a conversation
+        held as history-only (imported from a catch-up snapshot) upgrades it:
+        the live group takes over, the history stays for older epochs. A
+        Welcome for a conversation we are an active member of is refused
+        (``InvalidInput``); one after we were removed rejoins.
+        """
+        return await self._join(welcome_envelope, now_ms, relink=False)
+
+    async def _join(self, welcome_envelope: MessageEnvelope, now_ms: int, *, relink: bool) -> ConversationId:
+        if not isinstance(welcome_envelope, MessageEnvelope):
+            raise InvalidInput("join_conversation needs a MessageEnvelope")
+        if welcome_envelope.kind is not MessageKind.WELCOME:
+            raise InvalidInput("expected a Welcome envelope")
+        now_ms = _check_now(now_ms)
+        payload = welcome_envelope.payload
+        try:
+            refs = welcome_key_package_refs(payload)
+        except MlsError:
+            raise InvalidInput("the envelope's payload is not an MLS Welcome") from None
+        bundles = self._bundles_for(refs)
+        if not bundles:
+            raise MlsError("no KeyPackage of this device matches the Welcome")
+        group = Group.join(self._crypto, payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer)
+        if len(group.group_id) != ConversationId.LENGTH:
+            raise InvalidInput("the Welcome's group id is not a Ping conversation id")
+        conv_id = ConversationId(group.group_id)
+        if conv_id != welcome_envelope.conversation_id:
+            raise InvalidInput("the envelope names another conversation than its Welcome")
+        is_dg = conv_id.is_device_group_id
+        if is_dg:
+            self._check_device_group(conv_id, group)
+        used = [key for key, _ in bundles.values() if key.startswith(_KP_PREFIX)]
+        async with self._create_lock:
+            existing = self._convs.get(conv_id)
+            if existing is None:
+                meta = ConversationMeta(conv_id, group.conversation_name, group.epoch, group.member_count, is_dg, now_ms)
+                undo = StoreUndo(self._store)
+                conv = Conversation.create(self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch)
+                for key in used:
+                    undo.delete(key)
+                try:
+                    await self._store.checkpoint()
+                except StorageError:
+                    undo.revert()
+                    raise
+                self._convs[conv_id] = conv
+                return conv_id
+        async with existing.lock:
+            old = self._group(existing)
+            # Linking replaces this device's own still-alone DeviceGroup (created at init) by the account's.
+            replaceable = relink and conv_id == self._dg_id and old is not None and old.member_count == 1
+            if old is not None and old.active and not replaceable:
+                raise InvalidInput(f"already a member of conversation {conv_id.as_hex()}")
+            undo = StoreUndo(self._store)
+            existing.replace_group(group, undo)
+            existing.set_joined_epoch(group.epoch)
+            existing.refresh_from_group()
+            existing.set_op(None)
+            existing.prune_history(undo, group.epoch - group.config.max_past_epochs)
+            for key in used:
+                undo.delete(key)
+            await self._persist(existing, undo)
+        return conv_id
+
+    def _check_device_group(self, conv_id: ConversationId, group: Group) -> None:
+        if conv_id != self._dg_id:
+            raise IdentityError("a Welcome into another account's DeviceGroup")
+        for m in group.members():
+            if m.identity != self.user_id().value:
+                raise IdentityError("the DeviceGroup has a member of another account")
+
+    def list_conversations(self) -> list[ConversationMeta]:
+        """The metas of every open conversation (no group is parsed)."""
+        return [c.meta for c in self._convs.values()]
+
+    def members(self, conv_id: ConversationId) -> list[MemberInfo]:
+        """The roster, recovered from the group's leaves (device id from the leaf key, account from
+        the credential). Empty for an unknown conversation (as in the spec)."""
+        conv = self._convs.get(_check_conv_id(conv_id))
+        if conv is None:
+            return []
+        try:
+            self._group(conv)
+        except StorageError:
+            return []
+        return conv.members()
+
+    # -- sending -----------------------------------------------------------------
+
+    async def send(self, conv_id: ConversationId, plaintext: bytes, now_ms: int) -> MessageEnvelope:
+        """Encrypt ``plaintext`` and hand it to the transport; returns the envelope (with the
+        server-assigned ``seq``).
+
+        Beyond the spec (durability): the advanced sender ratchet (and the
+        clock) is checkpointed BEFORE the transport sees the envelope, so no
+        reload can ever re-use a generation that left this process; the spec
+        checkpoints after the send, which loses the advance if the process
+        dies in between. If the transport then fails, the generation is
+        simply lost (harmless) and the ``TransportError`` propagates. The
+        HLC is authenticated inside the message (MLS authenticated data).
+        """
+        plaintext = _check_bytes(plaintext, "plaintext")
+        now_ms = _check_now(now_ms)
+        conv = self._conv(conv_id)
+        async with conv.lock:
+            group = self._live(conv)
+            hlc = conv.hlc.tick(now_ms)
+            payload = group.protect(plaintext, hlc_aad(hlc))
+            conv.set_hlc(hlc)
+            await self._persist(conv)
+            env = MessageEnvelope(conv.id, group.epoch, MessageKind.APPLICATION, self.device_id(), 0, hlc, payload)
+            seq = await self._transport.send(env)
+            return env.with_seq(seq) if seq else env
+
+    # -- commits (stage, checkpoint, send, merge) ---------------------------------
+
+    async def add_members(self, conv_id: ConversationId, entries: Sequence[tuple[DeviceId, bytes]], now_ms: int) -> None:
+        """Add devices, each ``(DeviceId, KeyPackage MLSMessage bytes)``: one Commit, then the
+        Welcome to the new devices (primed as Welcome recipients).
+
+        Order of effects: stage (local epoch unchanged) -> checkpoint the
+        staged commit -> send -> merge -> checkpoint -> Welcome (best effort:
+        a failed Welcome raises its ``TransportError`` after the merge is
+        durable; the commit is not rolled back). A definite rejection drops
+        the staged commit and raises. An ambiguous failure is settled against
+        the log (see the module docstring) — it never merges a commit the
+        server did not apply.
+
+        Beyond the spec: each DeviceId must be SHA-256 of the KeyPackage's
+        leaf signature key (``InvalidInput`` otherwise); the spec took the
+        host's word for it.
+        """
+        now_ms = _check_now(now_ms)
+        kps, devices = self._check_entries(entries)
+        conv = self._conv(conv_id)
+        async with conv.lock:
+            await self._commit_op(conv, "add", lambda g: g.commit(add=kps), now_ms, welcome_to=devices)
+
+    def _check_entries(self, entries: object) -> tuple[list[KeyPackage], list[DeviceId]]:
+        if not isinstance(entries, (list, tuple)) or not entries:
+            raise InvalidInput("entries must be a non-empty list of (DeviceId, KeyPackage bytes)")
+        kps, devices = [], []
+        for entry in entries:
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                raise InvalidInput("each entry is (DeviceId, KeyPackage bytes)")
+            dev, raw = entry
+            if not isinstance(dev, DeviceId):
+                raise InvalidInput("each entry's device must be a DeviceId")
+            kp = validate_key_package(self._crypto, _check_bytes(raw, "KeyPackage"))
+            if DeviceId.from_public_key(kp.leaf_node.signature_key) != dev:
+                raise InvalidInput("the DeviceId is not the KeyPackage's device (SHA-256 of its leaf signature key)")
+            if dev in devices:
+                raise InvalidInput("a device appears twice")
+            kps.append(kp)
+            devices.append(dev)
+        return kps, devices
+
+    async def set_conversation_name(self, conv_id: ConversationId, name: str | None, now_ms: int) -> None:
+        """Set (or, with ``None``, clear) the conversation name carried in the GroupContext, by a
+        GroupContextExtensions Commit with the same send-then-merge discipline (no Welcome)."""
+        name = _check_name(name)
+        now_ms = _check_now(now_ms)
+        conv = self._conv(conv_id)
+
+        def build(g: Group) -> StagedCommit:
+            if name is not None:
+                return g.commit(conversation_name=name)
+            return g.commit(extensions=[e for e in g.extensions if e.extension_type != PING_CONVERSATION_NAME])
+
+        async with conv.lock:
+            await self._commit_op(conv, "name", build, now_ms)
+
+    async def remove_members(self, conv_id: ConversationId, leaf_indexes: Sequence[int], now_ms: int) -> None:
+        """Remove the members at ``leaf_indexes`` (send-then-merge as :meth:`add_members`).
+
+        Beyond the spec: the removed devices are announced to the delivery
+        service (``set_next_commit_removals``) before each send of the Commit,
+        so it ends their membership exactly when it accepts the Commit."""
+        now_ms = _check_now(now_ms)
+        if not isinstance(leaf_indexes, (list, tuple)) or not leaf_indexes:
+            raise InvalidInput("leaf_indexes must be a non-empty list of ints")
+        leaves = []
+        for leaf in leaf_indexes:
+            if type(leaf) is not int or leaf < 0:
+                raise InvalidInput("leaf indexes are non-negative ints")
+            if leaf in leaves:
+                raise InvalidInput("a leaf appears twice")
+            leaves.append(leaf)
+        conv = self._conv(conv_id)
+        async with conv.lock:
+            group = self._live(conv)
+            removals = []
+            for leaf in leaves:
+                member = group.member(leaf)
+                if member is None:
+                    raise InvalidInput(f"leaf {leaf} is not a member")
+                if leaf == group.own_leaf_index:
+                    raise InvalidInput("a device cannot remove its own leaf with a commit")
+                removals.append(conv.device_of_key(member.signature_key))
+            await self._commit_op(conv, "remove", lambda g: g.commit(remove=leaves), now_ms, removals=removals)
+
+    async def _commit_op(
+        self,
+        conv: Conversation,
+        kind: str,
+        build: Callable[[Group], StagedCommit],
+        now_ms: int,
+        *,
+        welcome_to: Sequence[DeviceId] = (),
+        removals: Sequence[DeviceId] = (),
+    ) -> tuple[StagedCommit, MessageEnvelope]:
+        """Stage, checkpoint, send, merge (caller holds ``conv.lock``). Returns the staged commit
+        (for its Welcome) and the Commit envelope."""
+        group = self._live(conv)
+        await self._settle(conv)  # an interrupted commit of ours goes first
+        group = self._live(conv)
+        if group.pending_commit is not None:
+            raise TransportError("an earlier commit is still unresolved; sync and retry", code="timeout")
+        staged = build(group)
+        conv.set_op(PendingOp(kind, staged.base_epoch, staged.welcome, tuple(welcome_to), tuple(removals)))
+        conv.set_hlc(conv.hlc.tick(now_ms))
+        await self._persist(conv)
+        env = self._commit_envelope(conv, staged)
+        await self._deliver_commit(conv, staged, may_resend=True, raise_welcome=True)
+        return staged, env
+
+    def _commit_envelope(self, conv: Conversation, staged: StagedCommit) -> MessageEnvelope:
+        assert staged.message is not None
+        return MessageEnvelope(conv.id, staged.base_epoch, MessageKind.COMMIT, self.device_id(), 0, conv.hlc, staged.message)
+
+    async def _deliver_commit(self, conv: Conversation, staged: StagedCommit, *, may_resend: bool, raise_welcome: bool) -> None:
+        """Send our staged commit and merge it, or settle the failure (see the module docstring)."""
+        op = conv.op
+        try:
+            if op is not None and op.removals:
+                await self._transport.set_next_commit_removals(conv.id, list(op.removals))
+            await self._transport.send(self._commit_envelope(conv, staged))
+        except TransportError as exc:
+            if exc.is_definite_rejection and exc.code != "epoch_advanced":
+                await self._drop_staged(conv)
+                raise
+            # epoch_advanced (maybe our own earlier attempt) or ambiguous: the log decides.
+            try:
+                found = await self._find_commit(conv, staged)
+            except TransportError:
+                if exc.is_definite_rejection:
+                    await self._drop_staged(conv)
+                raise exc from None  # ambiguous and unreadable: stays staged (durable) until settled
+            if found == "ours":
+                await self._merge_own(conv, staged, raise_welcome=raise_welcome)
+                return
+            if found == "theirs":
+                await self._drop_staged(conv)
+                raise TransportError(
+                    f"another commit took epoch {staged.base_epoch} first; sync and retry", status=409, code="epoch_advanced"
+                ) from exc
+            if exc.is_definite_rejection or not may_resend:
+                if exc.is_definite_rejection:
+                    await self._drop_staged(conv)
+                raise
+            log.info("conversation %s: commit for epoch %d not in the log; re-sending it", conv.id.as_hex(), staged.base_epoch)
+            await self._deliver_commit(conv, staged, may_resend=False, raise_welcome=raise_welcome)
+            return
+        await self._merge_own(conv, staged, raise_welcome=raise_welcome)
+
+    async def _find_commit(self, conv: Conversation, staged: StagedCommit) -> str | None:
+        """Read the log after our cursor for the Commit of ``staged.base_epoch``: ``"ours"``,
+        ``"theirs"`` or ``None`` (not there). Consumes nothing."""
+        cursor = conv.cursor
+        while True:
+            batch = await self._transport.fetch_since(conv.id, cursor, SYNC_PAGE)
+            for env in batch:
+                if env.kind is MessageKind.COMMIT and env.epoch == staged.base_epoch:
+                    return "ours" if env.payload == staged.message else "theirs"
+                cursor = cursor.advance(env.seq)
+            if len(batch) < SYNC_PAGE or not batch:
+                return None
+
+    async def _merge_own(self, conv: Conversation, staged: StagedCommit, *, raise_welcome: bool) -> None:
+        group = self._live(conv)
+        group.merge_staged_commit(staged)
+        self._after_commit(conv, group, own=True)
+        await self._persist(conv)
+        await self._finish_op(conv, raise_errors=raise_welcome)
+
+    async def _drop_staged(self, conv: Conversation) -> None:
+        group = self._live(conv)
+        group.discard_staged_commit()
+        conv.set_op(None)
+        try:
+            await self._persist(conv)
+        except StorageError:
+            log.warning("conversation %s: could not persist dropping a refused commit; it will be settled later", conv.id.as_hex())
+
+    def _after_commit(self, conv: Conversation, group: Group, *, own: bool) -> None:
+        """Bookkeeping after a merged commit (ours or another member's)."""
+        op = conv.op
+        if op is not None and not op.merged:
+            conv.set_op(PendingOp(op.kind, op.base_epoch, op.welcome, op.welcome_to, op.removals, True) if own else None)
+        if group.active:
+            conv.refresh_from_group()
+        else:
+            conv.set_meta(ConversationMeta(conv.id, conv.meta.name, group.epoch, 0, conv.meta.is_device_group, conv.meta.created_at_ms))
+        if conv.history is not None:
+            # Imported history lives as long as the live group keeps its own past epochs.
+            conv.request_prune(group.epoch - group.config.max_past_epochs)
+
+    async def _finish_op(self, conv: Conversation, *, raise_errors: bool) -> None:
+        """Deliver the Welcome of our merged commit, then forget the op."""
+        op = conv.op
+        if op is None or not op.merged:
+            return
+        error: TransportError | None = None
+        if op.welcome is not None and op.welcome_to:
+            env = MessageEnvelope(conv.id, op.base_epoch + 1, MessageKind.WELCOME, self.device_id(), 0, conv.hlc, op.welcome)
+            try:
+                await self._transport.set_next_welcome_recipients(conv.id, list(op.welcome_to))
+                await self._transport.send(env)
+            except TransportError as exc:
+                log.warning("conversation %s: Welcome delivery failed (%s); the commit stays", conv.id.as_hex(), exc.code)
+                error = exc
+        conv.set_op(None)
+        await self._persist(conv)
+        if error is not None and raise_errors:
+            raise error
+
+    async def _settle(self, conv: Conversation) -> None:
+        """Finish an interrupted commit of ours (crash, ambiguous failure): merge it if the log has
+        it, drop it if another commit took its epoch, else re-send it. Caller holds the lock."""
+        group = self._group(conv)
+        if group is None:
+            return
+        staged = group.pending_commit
+        if staged is None:
+            op = conv.op
+            if op is not None:
+                if op.merged:
+                    await self._finish_op(conv, raise_errors=False)
+                else:
+                    conv.set_op(None)
+                    await self._persist(conv)
+            return
+        if conv.op is None or conv.op.base_epoch != staged.base_epoch:
+            conv.set_op(PendingOp("resume", staged.base_epoch, staged.welcome, (), ()))
+        found = await self._find_commit(conv, staged)
+        if found == "ours":
+            await self._merge_own(conv, staged, raise_welcome=False)
+        elif found == "theirs":
+            await self._drop_staged(conv)
+        else:
+            await self._deliver_commit(conv, staged, may_resend=False, raise_welcome=False)
+
+    async def admit_device_to_chats(
+        self, new_device_id: DeviceId, kps_per_chat: Sequence[tuple[ConversationId, bytes]], now_ms: int
+    ) -> list[AdmitChatOutcome]:
+        """Add ``new_device_id`` to each chat with its KeyPackage (one Commit + one Welcome per
+        chat, Welcome recipients primed). Per-chat failures are captured, never raised.
+
+        The DeviceGroup is skipped (``Skipped("device_group")``: it was handled by
+        the linking ticket); beyond the spec, a chat the device is already in is
+        ``Skipped("already_member")`` and ``Failed`` carries the structured
+        exception as well as its message.
+        """
+        if not isinstance(new_device_id, DeviceId):
+            raise InvalidInput("new_device_id must be a DeviceId")
+        now_ms = _check_now(now_ms)
+        if not isinstance(kps_per_chat, (list, tuple)):
+            raise InvalidInput("kps_per_chat must be a list of (ConversationId, KeyPackage bytes)")
+        outcomes = []
+        for item in kps_per_chat:
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], ConversationId):
+                raise InvalidInput("each item is (ConversationId, KeyPackage bytes)")
+            conv_id, kp = item
+            conv = self._convs.get(conv_id)
+            status: AdmitChatStatus
+            if conv is not None and conv.meta.is_device_group:
+                status = AdmitChatStatus.Skipped("device_group")
+            elif conv is not None and new_device_id in conv.leaves:
+                status = AdmitChatStatus.Skipped("already_member")
+            else:
+                try:
+                    await self.add_members(conv_id, [(new_device_id, kp)], now_ms)
+                    status = AdmitChatStatus.Admitted()
+                except PingError as exc:
+                    status = AdmitChatStatus.Failed(f"{type(exc).__name__}: {exc}", exc)
+            outcomes.append(AdmitChatOutcome(conv_id, status))
+        return outcomes
+
+    # -- receiving -----------------------------------------------------------------
+
+    async def process_envelope(self, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
+        """Process one envelope of an open conversation: an ``IncomingMessage`` for application
+        traffic, ``None`` for handshake messages (merged) and for envelopes with nothing to
+        deliver (our own application messages echoed back, duplicates, messages from before we
+        joined). Welcome envelopes go to :meth:`join_conversation` (``InvalidInput`` here).
+
+        Beyond the spec: the envelope must be consistent with its MLS message
+        (conversation, epoch, kind) and ``sender_device`` must be the MLS
+        sender's device, a member of the conversation; application messages
+        must carry the envelope's HLC authenticated. Our own commit echoed
+        back merges our pending commit (and delivers its Welcome). A failure
+        raises and leaves the conversation exactly as it was, in memory and
+        in storage; success is durable (with the cursor) before it returns.
+        """
+        if not isinstance(env, MessageEnvelope):
+            raise InvalidInput("process_envelope needs a MessageEnvelope")
+        now_ms = _check_now(now_ms)
+        if env.kind is MessageKind.WELCOME:
+            raise InvalidInput("a Welcome envelope goes to join_conversation")
+        conv = self._conv(env.conversation_id)
+        async with conv.lock:
+            undo = StoreUndo(self._store)
+            msg = self._process_one(conv, env, now_ms, undo)
+            await self._persist(conv, undo)
+            if conv.op is not None and conv.op.merged:
+                await self._finish_op(conv, raise_errors=False)
+            return msg
+
+    def _process_one(
+        self, conv: Conversation, env: MessageEnvelope, now_ms: int, undo: StoreUndo, *, in_order: bool = False
+    ) -> IncomingMessage | None:
+        """Process ``env`` and write the result to the working set (synchronous: no other task
+        sees a half-applied envelope). On failure the cached conversation is restored.
+
+        ``in_order``: the envelope comes from ``fetch_since`` (the log is
+        authoritative, the cursor moves to it); otherwise (a live push) the
+        cursor only moves over contiguous positions, so a gap is still fetched
+        by the next sync."""
+        seq = env.seq
+        if seq and (seq <= conv.cursor.seq or seq in conv.seen_above_cursor):
+            return None  # already consumed
+        if env.sender_device == self.device_id() and env.kind is MessageKind.APPLICATION:
+            msg = None  # our own message: its keys are gone, nothing to deliver
+        else:
+            peek = peek_mls(env.payload)
+            if peek.group_id != conv.id.value:
+                raise InvalidInput("the payload is for another conversation than the envelope")
+            if peek.epoch != env.epoch or peek.kind is not env.kind:
+                raise InvalidInput("the envelope's epoch or kind disagrees with its MLS message")
+            group = self._group(conv)
+            try:
+                msg = self._process_mls(conv, group, env, now_ms)
+            except BaseException:
+                conv.reload()
+                raise
+        if seq:
+            if in_order or seq == conv.cursor.seq + 1:
+                cursor = conv.cursor.advance(seq)
+                while cursor.seq + 1 in conv.seen_above_cursor:
+                    cursor = cursor.advance(cursor.seq + 1)
+                conv.set_cursor(cursor)
+            else:
+                conv.seen_above_cursor.add(seq)  # out of order (a live push): the cursor waits for the gap
+        conv.save(undo)
+        return msg
+
+    def _process_mls(self, conv: Conversation, group: Group | None, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
+        history = conv.history
+        if group is None:
+            if env.kind is not MessageKind.APPLICATION:
+                raise _WaitForWelcome(
+                    f"conversation {conv.id.as_hex()} is history-only: a handshake message waits for this device's Welcome"
+                )
+            return self._decrypt_history(conv, env, now_ms)
+        if env.epoch < conv.joined_epoch:
+            if env.kind is MessageKind.APPLICATION and history is not None and env.epoch in history.epochs:
+                return self._decrypt_history(conv, env, now_ms)
+            return None  # from before we joined: not for us
+        if env.kind is MessageKind.COMMIT and env.epoch < group.epoch:
+            return None  # a commit we are already past (exactly one commit per epoch)
+        out = group.process_message(env.payload, merge=False)
+        if isinstance(out, StagedCommit):
+            if not out.own:
+                if out.result.external and out.next_state is not None:
+                    leaf = out.next_state.tree.leaf(out.result.committer)
+                    key = leaf.signature_key if leaf is not None else b""
+                else:
+                    member = group.member(out.result.committer)
+                    key = member.signature_key if member is not None else b""
+                self._check_sender(conv, key, env)
+            for leaf_index in out.result.removed:
+                m = group.member(leaf_index)
+                if m is not None and len(m.identity) == 32:
+                    conv.departed[conv.device_of_key(m.signature_key)] = UserId(m.identity)
+            group.merge_staged_commit(out)
+            self._after_commit(conv, group, own=out.own)
+            return None
+        if isinstance(out, ApplicationMessage):
+            key = self._signature_key_of(group, out.sender, out.epoch)
+            self._check_sender(conv, key, env)
+            return self._incoming(conv, env, out.data, out.authenticated_data, out.epoch, now_ms)
+        if isinstance(out, ProposalStored):
+            if not out.own:
+                sender = out.sender
+                if sender.sender_type != SenderType.MEMBER:
+                    raise InvalidInput("only member proposals are accepted")
+                member = group.member(sender.index)
+                self._check_sender(conv, member.signature_key if member is not None else b"", env)
+            return None
+        if isinstance(out, CommitApplied):
+            return None  # our own commit, already merged
+        raise MlsError("unexpected processing result")  # pragma: no cover
+
+    @staticmethod
+    def _signature_key_of(group: Group, leaf: int, epoch: int) -> bytes:
+        if epoch == group.epoch:
+            m = group.member(leaf)
+            return m.signature_key if m is not None else b""
+        # A retained past epoch: the engine keeps its roster's signature keys.
+        past = group._past_epochs.get(epoch)
+        return past.signature_keys.get(leaf, b"") if past is not None else b""
+
+    def _check_sender(self, conv: Conversation, signature_key: bytes, env: MessageEnvelope) -> None:
+        if not signature_key or conv.device_of_key(signature_key) != env.sender_device:
+            raise InvalidInput("the envelope's sender_device is not the MLS sender of its message")
+
+    def _user_of(self, conv: Conversation, device: DeviceId) -> UserId:
+        group = conv.group
+        leaf = conv.leaves.get(device)
+        if group is not None and leaf is not None:
+            m = group.member(leaf)
+            if m is not None:
+                try:
+                    return UserId(m.identity)
+                except InvalidInput:
+                    raise InvalidInput("the sender's credential is not a Ping account id") from None
+        history = conv.history
+        if history is not None:
+            for info in history.roster:
+                if info.device_id == device:
+                    return info.user_id
+        user = conv.departed.get(device)
+        if user is None:
+            raise MlsError("the sender left the conversation and its account is not known any more")
+        return user
+
+    def _incoming(
+        self, conv: Conversation, env: MessageEnvelope, data: bytes, aad: bytes, epoch: int, now_ms: int
+    ) -> IncomingMessage:
+        hlc = hlc_from_aad(aad)
+        if hlc is None:
+            hlc = env.hlc  # a sender that does not authenticate its clock
+        elif hlc != env.hlc:
+            raise InvalidInput("the envelope's HLC is not the one authenticated in the message")
+        conv.set_hlc(conv.hlc.receive(hlc, now_ms))
+        return IncomingMessage(conv.id, self._user_of(conv, env.sender_device), env.sender_device, data, hlc, env.seq, epoch)
+
+    def _decrypt_history(self, conv: Conversation, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
+        history = conv.history
+        if history is None or env.epoch not in history.epochs:
+            return None  # an epoch this device holds no keys for
+        body = decode_exact(MLSMessage, env.payload).body
+        if not isinstance(body, PrivateMessage):
+            raise InvalidInput("an application message must be a PrivateMessage")
+
+        def check(key: bytes) -> None:
+            self._check_sender(conv, key, env)
+
+        _, data, aad = history.decrypt(body, check)
+        return self._incoming(conv, env, data, aad, env.epoch, now_ms)
+
+    async def sync_conversations(self, now_ms: int) -> list[IncomingMessage]:
+        """Catch-up: fetch and process every open conversation's log since its cursor; returns the
+        new application messages in apply order.
+
+        Per-conversation isolation (a failing conversation is logged and
+        skipped) and per-envelope isolation (a bad envelope is logged and
+        skipped for good: the cursor moves past it). Beyond the spec: pages of
+        ``SYNC_PAGE`` with the cursor advancing between pages (the spec
+        re-fetched a full page with an unchanged cursor); each page is
+        checkpointed with its cursor before its messages are returned, so a
+        crash re-delivers nothing twice and loses nothing; an interrupted
+        commit of ours is settled afterwards (see the module docstring).
+        """
+        now_ms = _check_now(now_ms)
+        delivered: list[IncomingMessage] = []
+        for conv in list(self._convs.values()):
+            try:
+                async with conv.lock:
+                    await self._sync_one(conv, now_ms, delivered)
+            except PingError as exc:
+                log.warning("sync: conversation %s skipped: %s: %s", conv.id.as_hex(), type(exc).__name__, exc)
+        return delivered
+
+    async def _sync_one(self, conv: Conversation, now_ms: int, delivered: list[IncomingMessage]) -> None:
+        while True:
+            start = conv.cursor
+            batch = await self._transport.fetch_since(conv.id, start, SYNC_PAGE)
+            if not batch:
+                break
+            undo = StoreUndo(self._store)
+            page: list[IncomingMessage] = []
+            waiting = False
+            for env in batch:
+                if env.conversation_id != conv.id:
+                    continue
+                try:
+                    msg = self._process_one(conv, env, now_ms, undo, in_order=True)
+                except _WaitForWelcome:
+                    waiting = True
+                    break
+                except StorageError:
+                    raise
+                except PingError as exc:
+                    log.warning(
+                        "sync: conversation %s envelope seq=%d skipped: %s: %s",
+                        conv.id.as_hex(), env.seq, type(exc).__name__, exc,
+                    )
+                    if env.seq:
+                        conv.set_cursor(conv.cursor.advance(env.seq))
+                        conv.save(undo)
+                    continue
+                if msg is not None:
+                    page.append(msg)
+            await self._persist(conv, undo)
+            delivered.extend(page)
+            if conv.op is not None and conv.op.merged:
+                await self._finish_op(conv, raise_errors=False)
+            if waiting or len(batch) < SYNC_PAGE or conv.cursor == start:
+                break
+        group = conv.group
+        if group is not None and (group.pending_commit is not None or conv.op is not None):
+            await self._settle(conv)
+
+    # -- linking ---------------------------------------------------------------------
+
+    async def build_linking_ticket(
+        self,
+        new_device_id: DeviceId,
+        new_device_kp: bytes,
+        last_app_events: Sequence[tuple[ConversationId, bytes]],
+        now_ms: int,
+    ) -> LinkingTicket:
+        """Admit a new device of this account to the DeviceGroup and build its LinkingTicket
+        (seal it with ``ping_core.link.seal_ticket`` before it leaves the device).
+
+        The DeviceGroup Commit uses the same stage/checkpoint/send/merge
+        discipline as :meth:`add_members` (it goes to the DeviceGroup's log so
+        the account's other devices follow); its Welcome travels in the
+        ticket. The catch-up snapshot carries, per conversation (not the
+        DeviceGroup), its meta and a ``GroupStateSnapshot`` of history-only
+        state (see ``ping_core.conversation``), plus the host's
+        ``last_app_events``.
+
+        Beyond the spec: the KeyPackage must be the new device's
+        (``InvalidInput``) and of this account (``IdentityError``), and the
+        snapshot never contains this device's signing key or leaf secrets.
+        """
+        if not isinstance(new_device_id, DeviceId):
+            raise InvalidInput("new_device_id must be a DeviceId")
+        now_ms = _check_now(now_ms)
+        kp = validate_key_package(self._crypto, _check_bytes(new_device_kp, "new_device_kp"))
+        if DeviceId.from_public_key(kp.leaf_node.signature_key) != new_device_id:
+            raise InvalidInput("the KeyPackage is not the new device's (SHA-256 of its leaf key)")
+        if kp.leaf_node.credential.identity != self.user_id().value:
+            raise IdentityError("the new device's KeyPackage is for another account")
+        if new_device_id == self.device_id():
+            raise InvalidInput("a device cannot link itself")
+        events = self._check_events(last_app_events)
+        await self._ensure_device_group(now_ms)
+        dg = self._conv(self._dg_id)
+        async with dg.lock:
+            if new_device_id in dg.leaves:
+                raise InvalidInput("the device is already in the DeviceGroup")
+            staged, _ = await self._commit_op(dg, "link", lambda g: g.commit(add=[kp]), now_ms)
+        assert staged.welcome is not None
+        entries = []
+        for conv in list(self._convs.values()):
+            if conv.meta.is_device_group or conv.id == self._dg_id:
+                continue
+            async with conv.lock:
+                try:
+                    group = self._group(conv)
+                except StorageError:
+                    continue
+                if group is None or not group.active:
+                    continue
+                snap = self._snapshot(conv, group, now_ms)
+                entries.append(CatchupConversationEntry(conv.id, conv.meta, snap))
+        catchup = b""
+        if entries or events:
+            catchup = CatchupSnapshot.new(entries, events).encode()
+        return LinkingTicket.new(self._identity, new_device_id, staged.welcome, catchup)
+
+    @staticmethod
+    def _check_events(events: object) -> list[CatchupAppEventEntry]:
+        if not isinstance(events, (list, tuple)):
+            raise InvalidInput("last_app_events must be a list of (ConversationId, bytes)")
+        out = []
+        for item in events:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise InvalidInput("each app event is (ConversationId, bytes)")
+            out.append(CatchupAppEventEntry(_check_conv_id(item[0]), _check_bytes(item[1], "app event")))
+        return out
+
+    async def consume_linking_ticket(self, ticket: LinkingTicket, now_ms: int) -> None:
+        """Apply an (opened) linking ticket: verify it and join the account's DeviceGroup.
+
+        Checks the account's binding of this device (``IdentityError``), that
+        the ticket is for this account (``IdentityError``) and this device
+        (``InvalidInput``). The catch-up snapshot is then the host's to import
+        (``ticket.catchup()`` and :meth:`import_state_snapshot` per entry,
+        before the device's Welcomes into those chats are joined).
+        """
+        if not isinstance(ticket, LinkingTicket):
+            raise InvalidInput("consume_linking_ticket needs a LinkingTicket")
+        now_ms = _check_now(now_ms)
+        ticket.verify_binding()
+        if ticket.user_id != self.user_id():
+            raise IdentityError("the ticket is for another account")
+        if ticket.new_device_id != self.device_id():
+            raise InvalidInput("the ticket is addressed to another device")
+        env = MessageEnvelope(self._dg_id, 0, MessageKind.WELCOME, self.device_id(), 0, Hlc.ZERO, ticket.device_group_welcome)
+        await self._join(env, now_ms, relink=True)
+
+    def export_conversation_state_snapshot(self, conv_id: ConversationId, now_ms: int) -> bytes:
+        """SECRET: a ``GroupStateSnapshot`` encoding of one conversation for a same-account device.
+
+        Beyond the spec: history-only by construction — the current and
+        retained epochs' message secrets, the roster, meta and cursor; never
+        this device's signing key, HPKE path keys or the secrets that derive a
+        later epoch, so the importer can read those epochs' messages but can
+        neither send as this device nor follow the group after it is removed.
+        """
+        now_ms = _check_now(now_ms)
+        conv = self._conv(conv_id)
+        group = self._live(conv)
+        return self._snapshot(conv, group, now_ms)
+
+    def _snapshot(self, conv: Conversation, group: Group, now_ms: int) -> bytes:
+        records = HistoryReader.export_records(group, conv.members())
+        entries = [("meta", conv.meta.encode()), ("cursor", conv.cursor.encode())]
+        entries += [("h/" + name, value) for name, value in sorted(records.items())]
+        return GroupStateSnapshot(conv.id, STATE_STORE_VERSION, now_ms, tuple(entries)).encode()
+
+    async def import_state_snapshot(self, snapshot_bytes: bytes, now_ms: int) -> ConversationId:
+        """Import another device's ``GroupStateSnapshot`` as a history-only conversation.
+
+        It lists and reads (application messages of the snapshot's epochs,
+        from its cursor on) at once; sending and commits wait for this
+        device's own Welcome, which turns it into a live conversation (see
+        ``ping_core.conversation``). Refused (``InvalidInput``, nothing stored):
+        a malformed snapshot, an unknown ``storage_version``, the DeviceGroup
+        (joined by Welcome), a conversation already open.
+        """
+        now_ms = _check_now(now_ms)
+        snap = GroupStateSnapshot.decode(_check_bytes(snapshot_bytes, "snapshot"))
+        if snap.storage_version != STATE_STORE_VERSION:
+            raise InvalidInput(f"snapshot storage_version {snap.storage_version} is not supported (this SDK reads {STATE_STORE_VERSION})")
+        conv_id = snap.group_id
+        if conv_id.is_device_group_id:
+            raise InvalidInput("a DeviceGroup is joined by its Welcome, not imported")
+        entries = dict(snap.entries)
+        if set(entries) - {"meta", "cursor"} != {k for k in entries if k.startswith("h/")} or "meta" not in entries or "cursor" not in entries:
+            raise InvalidInput("the snapshot does not have the history-only layout")
+        meta = ConversationMeta.decode(entries["meta"])
+        cursor = SyncCursor.decode(entries["cursor"])
+        if meta.id != conv_id:
+            raise InvalidInput("the snapshot's meta is for another conversation")
+        h_records = {k[2:]: v for k, v in entries.items() if k.startswith("h/")}
+        try:
+            history = HistoryReader.from_records(self._crypto, h_records)
+        except MlsError as exc:
+            raise InvalidInput(f"the snapshot's state is malformed: {exc}") from None
+        if any(p.framing.group_id != conv_id.value for p in history.epochs.values()):
+            raise InvalidInput("the snapshot's state is for another group")
+        meta = ConversationMeta(conv_id, meta.name, max(history.epochs), len(history.roster), False, meta.created_at_ms)
+        async with self._create_lock:
+            if conv_id in self._convs:
+                raise InvalidInput(f"conversation {conv_id.as_hex()} is already open")
+            undo = StoreUndo(self._store)
+            conv = Conversation.create(self._store, self._crypto, None, meta, undo, cursor=cursor, history=(history, h_records))
+            try:
+                await self._store.checkpoint()
+            except StorageError:
+                undo.revert()
+                raise
+            self._convs[conv_id] = conv
+        return conv_id
+
+    def export_conversation_secret(self, conv_id: ConversationId, label: str, context: bytes, length: int) -> bytes:
+        """SECRET: ``MLS-Exporter(label, context, length)`` of the conversation's current epoch."""
+        if type(label) is not str or len(label.encode("utf-8", "surrogatepass")) > 255:
+            raise InvalidInput("label must be a str of at most 255 bytes")
+        context = _check_bytes(context, "context")
+        if type(length) is not int or not 1 <= length <= _MAX_EXPORT_LEN:
+            raise InvalidInput(f"length must be 1..{_MAX_EXPORT_LEN}")
+        conv = self._conv(conv_id)
+        return self._live(conv).export_secret(label, context, length)
+
+    async def revoke_device(self, device_id: DeviceId, now_ms: int) -> list[MessageEnvelope]:
+        """Remove ``device_id``'s leaf from every conversation it is in (one removing Commit each,
+        send-then-merge, removal announced), then ``transport.revoke_device_remote``.
+        Returns the Commit envelopes.
+
+        Beyond the spec: the device's leaves are found from the trees (device
+        id = SHA-256 of the leaf key), so devices admitted by other members are
+        removed too; a failing conversation does not stop the others nor the
+        remote revocation — the first error is raised once all were tried.
+        """
+        if not isinstance(device_id, DeviceId):
+            raise InvalidInput("device_id must be a DeviceId")
+        now_ms = _check_now(now_ms)
+        if device_id == self.device_id():
+            raise InvalidInput("a device cannot revoke itself")
+        envelopes: list[MessageEnvelope] = []
+        first_error: PingError | None = None
+        for conv in list(self._convs.values()):
+            try:
+                async with conv.lock:
+                    group = self._group(conv)
+                    if group is None or not group.active:
+                        continue
+                    leaf = conv.leaves.get(device_id)
+                    if leaf is None:
+                        continue
+                    _, env = await self._commit_op(conv, "remove", lambda g: g.commit(remove=[leaf]), now_ms, removals=[device_id])
+                    envelopes.append(env)
+            except PingError as exc:
+                log.warning("revoke: conversation %s failed: %s", conv.id.as_hex(), type(exc).__name__)
+                first_error = first_error or exc
+        try:
+            await self._transport.revoke_device_remote(device_id)
+        except PingError as exc:
+            first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return envelopes
