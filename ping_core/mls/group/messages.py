@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ping_core.errors import MlsError
-from ping_core.mls.codec import Writer, encode
+from ping_core.mls.codec import Writer, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming, encrypt_private, frame_public, sign_framed
 from ping_core.mls.primitives import make_proposal_ref
@@ -99,7 +99,9 @@ def frame_signed(
         padding = 0
         if padding_block > 1:
             # PrivateMessageContent = content || FramedContentAuthData || padding.
-            size = len(encode(auth.content.content)) + len(auth.auth.encode_for(content_type_of(auth.content.content)))
+            body = auth.content.content
+            body_len = len(opaque(body)) if isinstance(body, bytes) else len(encode(body))
+            size = body_len + len(auth.auth.encode_for(content_type_of(body)))
             padding = -size % padding_block
         return mls_message(encrypt_private(crypto, framing, auth, padding=padding))
     raise MlsError(f"cannot frame wire format {auth.wire_format}")
