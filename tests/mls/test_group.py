@@ -59,6 +59,7 @@ def test_add_join_and_messages_both_ways() -> None:
         r = g.process_message(msg)
         assert isinstance(r, ApplicationMessage)
         assert (r.sender, r.data, r.authenticated_data, r.epoch) == (1, b"hi there", b"aad", 1)
+        assert r.sender_signature_key == b.signer.public_key
     assert "hi there" not in repr(r)
 
 
@@ -514,3 +515,12 @@ def test_padding_makes_plaintexts_a_multiple_of_the_block() -> None:
     a.merge_staged_commit(staged)
     b.process_message(staged.message or b"")
     agree([a, b])
+
+
+def test_late_message_from_a_member_removed_since() -> None:
+    a, b, c = make_group(3)
+    late = b.protect(b"sent before my removal")
+    commit_all(a, [a, b, c], remove=[1])
+    r = c.process_message(late)
+    assert isinstance(r, ApplicationMessage) and r.epoch == 1 and r.sender == 1
+    assert r.sender_signature_key == b.signer.public_key and c.member(1) is None

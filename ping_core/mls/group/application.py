@@ -84,7 +84,14 @@ def unprotect_application(group: Group, msg: PrivateMessage) -> ApplicationMessa
                 raise MlsError(f"a message from blank leaf {content.sender.index}")
             return key
 
-    un = unprotect_private(group.crypto, framing, msg, signer_key, defer_commit=True)
+    used: list[bytes] = []
+
+    def recording_signer_key(content: FramedContent) -> bytes:
+        key = signer_key(content)
+        used.append(key)
+        return key
+
+    un = unprotect_private(group.crypto, framing, msg, recording_signer_key, defer_commit=True)
     framed = un.content.content
     data = framed.content
     step = un.ratchet_key
@@ -97,4 +104,5 @@ def unprotect_application(group: Group, msg: PrivateMessage) -> ApplicationMessa
         authenticated_data=msg.authenticated_data,
         epoch=msg.epoch,
         generation=step.generation,
+        sender_signature_key=used[-1],
     )

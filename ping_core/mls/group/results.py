@@ -46,13 +46,16 @@ class ProposalMessage:
 
 @dataclass(frozen=True, slots=True)
 class ApplicationMessage:
-    """A decrypted application message from member ``sender`` (leaf index) in ``epoch``."""
+    """A decrypted application message from member ``sender`` (leaf index) in
+    ``epoch``, signed with ``sender_signature_key`` (the sender's key in that
+    epoch: a late message may come from a member who has left since)."""
 
     sender: int
     data: bytes = field(repr=False)
     authenticated_data: bytes
     epoch: int
     generation: int
+    sender_signature_key: bytes = b""
 
     def __repr__(self) -> str:
         return (
