@@ -957,6 +957,7 @@ class MessagingClient:
                 conv.set_cursor(cursor)
             else:
                 conv.seen_above_cursor.add(seq)  # out of order (a live push): the cursor waits for the gap
+                undo.seen.append((conv.seen_above_cursor, seq))
         conv.save(undo)
         return msg
 

@@ -192,11 +192,13 @@ class StoreUndo:
     checkpoint the writes were made on top of).
     """
 
-    __slots__ = ("_store", "_old")
+    __slots__ = ("_store", "_old", "seen")
 
     def __init__(self, store: MlsStateStore) -> None:
         self._store = store
         self._old: dict[str, bytes | None] = {}
+        # Out-of-order log positions noted in memory by this change (forgotten on revert).
+        self.seen: list[tuple[set[int], int]] = []
 
     def put(self, key: str, value: bytes) -> None:
         if key not in self._old:
@@ -213,6 +215,9 @@ class StoreUndo:
             self.delete(key)
 
     def revert(self) -> None:
+        for seen, seq in self.seen:
+            seen.discard(seq)
+        self.seen.clear()
         for key, old in self._old.items():
             if old is None:
                 self._store.delete(key)
