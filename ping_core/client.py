@@ -802,7 +802,9 @@ class MessagingClient:
         """Bookkeeping after a merged commit (ours or another member's)."""
         op = conv.op
         if op is not None and not op.merged:
-            conv.set_op(PendingOp(op.kind, op.base_epoch, op.welcome, op.welcome_to, op.removals, True) if own else None)
+            # Our commit merged: only its Welcome may be left to deliver (kept durable until it went).
+            keep = own and op.welcome is not None and bool(op.welcome_to)
+            conv.set_op(PendingOp(op.kind, op.base_epoch, op.welcome, op.welcome_to, op.removals, True) if keep else None)
         if group.active:
             conv.refresh_from_group()
         else:

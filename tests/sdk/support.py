@@ -163,6 +163,9 @@ class Device:
         """A new client over the same host storage, blob store and transport (a process restart)."""
         if self.plan is not None:
             self.plan.disarm()
+        # A restarted process has lost the transport's in-memory state too.
+        self.raw_transport._welcome_recipients.clear()
+        self.raw_transport._commit_removals.clear()
         return await self.start()
 
     async def publish(self, n: int = 1) -> list[bytes]:
