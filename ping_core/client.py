@@ -1219,6 +1219,11 @@ class MessagingClient:
             raise IdentityError("the ticket is for another account")
         if ticket.new_device_id != self.device_id():
             raise InvalidInput("the ticket is addressed to another device")
+        dg = self._convs.get(self._dg_id)
+        if dg is not None:
+            group = self._group(dg)
+            if group is not None and group.active and group.member_count > 1:
+                raise InvalidInput("this device is already linked (its DeviceGroup has other members)")
         env = MessageEnvelope(self._dg_id, 0, MessageKind.WELCOME, self.device_id(), 0, Hlc.ZERO, ticket.device_group_welcome)
         await self._join(env, now_ms, relink=True)
 
