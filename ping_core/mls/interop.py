@@ -10,17 +10,26 @@ TLS-serialized MLSMessages. One process hosts any number of clients (by
 
 Handshake messages are PublicMessages unless ``encrypt_handshake`` is true;
 Welcomes carry the ratchet tree unless ``ratchet_tree_extension`` is false.
+
+``PING_INTEROP_BARE_EXTERNAL_PUB=1`` makes ``group_info`` write the
+external_pub extension the way ts-mls 1.x (up to 2.0.0-rc.10) reads it: the
+bare 32-byte key instead of RFC 9420's length-prefixed ``ExternalPub``
+struct (ts-mls fixed its codec in PR #449, not yet in a release). Ping reads
+both forms, so the switch only matters to ts-mls joiners. Off by default:
+Ping's engine always writes the RFC form.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import traceback
 from typing import Any, Callable, TextIO
 
 from ping_core.errors import PingError
+from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.mls.group import (
     ApplicationMessage,
@@ -32,6 +41,8 @@ from ping_core.mls.group import (
     Signer,
     generate_key_package,
 )
+from ping_core.mls.structs import Extension, ExternalPub, GroupInfo, MLSMessage
+from ping_core.mls.welcome import sign_group_info
 
 __all__ = ["Driver", "main"]
 
@@ -276,7 +287,10 @@ class Driver:
 
     def op_group_info(self, req: Json) -> Json:
         _, g = self._group(req)
-        return {"group_info": g.group_info().hex()}
+        info = g.group_info()
+        if os.environ.get("PING_INTEROP_BARE_EXTERNAL_PUB") == "1":
+            info = _bare_external_pub(self.crypto, g, info)
+        return {"group_info": info.hex()}
 
     def op_ratchet_tree(self, req: Json) -> Json:
         _, g = self._group(req, active=False)
@@ -305,6 +319,18 @@ class Driver:
         except Exception as exc:  # a bug: report it, keep serving
             print(f"interop: {op} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             return {**echo, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _bare_external_pub(crypto: CryptoProvider, group: Group, message: bytes) -> bytes:
+    """The GroupInfo MLSMessage with external_pub as a bare key, re-signed (see the module docstring)."""
+    info = decode_exact(MLSMessage, message).body
+    assert isinstance(info, GroupInfo)
+    exts = tuple(
+        Extension(e.extension_type, e.parse(ExternalPub).external_pub) if e.extension_type == ExternalPub.EXTENSION_TYPE else e
+        for e in info.extensions
+    )
+    unsigned = GroupInfo(info.group_context, exts, info.confirmation_tag, info.signer)
+    return message[:4] + encode(sign_group_info(crypto, unsigned, group.signer.private_key))
 
 
 def main(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:

@@ -105,3 +105,21 @@ def test_remove_by_unknown_member_fails_cleanly(field: str) -> None:
     value = ["zed"] if field == "members" else ["7a6564"]
     assert "0 members" in d.fails("remove", name="alice", **{field: value})
     assert "needs members" in d.fails("remove", name="alice")
+
+
+def test_bare_external_pub_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ping_core.mls.codec import decode_exact
+    from ping_core.mls.structs import GroupInfo, MLSMessage
+
+    d = Client()
+    d("create_group", name="alice", group_id="01")
+    rfc = bytes.fromhex(d("group_info", name="alice")["group_info"])
+    monkeypatch.setenv("PING_INTEROP_BARE_EXTERNAL_PUB", "1")
+    bare = bytes.fromhex(d("group_info", name="alice")["group_info"])
+    for raw, size in ((rfc, 33), (bare, 32)):
+        info = decode_exact(MLSMessage, raw).body
+        assert isinstance(info, GroupInfo)
+        assert [len(e.extension_data) for e in info.extensions if e.extension_type == 4] == [size]
+    # Ping joins from either form (the signature was redone for the bare one).
+    j = d("external_join", name="bob", group_info=bare.hex())
+    assert d("process", name="alice", message=j["commit"])["epoch"] == 1
