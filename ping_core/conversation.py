@@ -284,7 +284,7 @@ class PendingOp:
 
     def __repr__(self) -> str:
         return (
-            f"PendingOp(kind={self.kind!r}, base_epoch={self.base_epoch}, welcome={'yes' if self.welcome else 'no'}, "
+            f"PendingOp(kind={self.kind!r}, base_epoch={self.base_epoch}, welcome={'yes' if self.welcome is not None else 'no'}, "
             f"welcome_to={len(self.welcome_to)}, removals={len(self.removals)}, merged={self.merged})"
         )
 
