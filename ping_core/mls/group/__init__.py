@@ -35,12 +35,19 @@ group persists its pending commit, so after a crash the echo of the commit
 from the server merges it (``process_message`` recognises it).
 ``group.propose_add/remove/update/external_psk/resumption_psk/reinit/
 group_context_extensions(...)`` send proposals by reference
-(``ProposalMessage(message, ref)``).
+(``ProposalMessage(message, ref)``). Creating a commit or proposal changes
+nothing in the group except: the pending commit is kept (record
+``staged``), our own proposals are stored as pending, and an encrypted one
+consumes a handshake-ratchet generation (a key is never used twice).
+After a commit with a ReInit the group can no longer send;
+``group.reinit_group(key_packages)`` makes the new group and its first
+commit, and joiners pass the old group to ``Group.join(..., reinit_from=)``.
 
 Receiving
 ---------
 ``group.process_message(data)`` returns ``ApplicationMessage`` (sender leaf,
-data, authenticated data, epoch), ``ProposalStored`` or ``CommitApplied``
+its signature key in that epoch, data, authenticated data, epoch),
+``ProposalStored`` or ``CommitApplied``
 (epoch, committer, added/removed/updated leaves, ``removed_self``, ``own``,
 ``already_applied``); with ``merge=False`` a received commit comes back as a
 ``StagedCommit`` to merge or drop. Application messages of the last
@@ -63,7 +70,11 @@ Reading
 ``epoch``, ``group_id``, ``own_leaf_index``, ``epoch_authenticator``,
 ``export_secret(label, context, length)``, ``members()`` (``Member``: leaf
 index, credential, identity, signature key), ``extensions``,
-``conversation_name``, ``group_info()``, ``ratchet_tree()``, ``active``.
+``conversation_name``, ``group_info()``, ``ratchet_tree()``, ``active``,
+``removed``, ``pending_proposals``, ``pending_commit``, ``pending_reinit``,
+``resumption_psk(epoch)`` and ``psk_source()`` (for PSKs across groups).
+External PSKs are given to the calls that need them as ``psks=`` (a mapping
+``psk_id -> secret`` or a callable).
 
 Persisting
 ----------
