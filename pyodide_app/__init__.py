@@ -7,6 +7,7 @@ as RPC dispatch and HTTP error parsing, are tested there too).
 - :mod:`pyodide_app.crypto`  ``NobleProvider``: cipher suite 1 over the bundled noble JS module
 - :mod:`pyodide_app.idb`     ``IndexedDbBlobStore``: bytes by key, atomic multi-record writes
 - :mod:`pyodide_app.fetch`   ``request``: JS fetch with ``TransportError`` for failures
+- :mod:`pyodide_app.transport` ``FetchTransport``: the SDK's Transport to ping_server over fetch
 - :mod:`pyodide_app.worker`  the RPC method table and dispatch for static/worker.mjs
 """
 
@@ -15,11 +16,13 @@ from __future__ import annotations
 from .crypto import NobleProvider
 from .fetch import HttpResponse, error_from_response, request
 from .idb import IndexedDbBlobStore
+from .transport import FetchTransport
 from .worker import dispatch, method, register_method
 
 __all__ = [
     "NobleProvider",
     "IndexedDbBlobStore",
+    "FetchTransport",
     "HttpResponse",
     "request",
     "error_from_response",

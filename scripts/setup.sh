@@ -24,14 +24,15 @@ setup_ping() {
     fi
     PY=$ROOT/.venv/bin/python
   fi
-  # Reinstall only when pyproject.toml changed since the last install.
+  # Reinstall only when pyproject.toml (or the extras) changed since the last install.
+  local extras="server,test,postgres"
   local stamp_file
   stamp_file="$("$PY" -c 'import sys; print(sys.prefix)')/.ping-installed"
   local want
-  want="$(sha256sum pyproject.toml | cut -c1-64)"
+  want="$( { cat pyproject.toml; echo "$extras"; } | sha256sum | cut -c1-64)"
   if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
-    echo "setup: pip install -e '.[server,test]'"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[server,test]"
+    echo "setup: pip install -e '.[$extras]'"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
     echo "$want" > "$stamp_file"
   fi
 

@@ -2,14 +2,24 @@
 
 :class:`Transport` is the protocol (see ``ping_core.transport.base`` for the
 full contract). Implementations: the in-memory delivery service for tests
-(``ping_core.transport.memory``), the HTTP client, and in the browser the
-``fetch`` bridge in ``pyodide_app``.
+(``ping_core.transport.memory``); ping_server's HTTP API, whose wire format
+(signing, routes, bodies) is the pure ``ping_core.transport.wire`` and whose
+client logic is :class:`RemoteTransport` (``remote``), moved by httpx in
+``HttpTransport`` (``ping_core.transport.http``, CPython only: import it from
+there or as ``ping_core.transport.HttpTransport``, loaded on first use) and by
+``fetch`` in ``pyodide_app.transport.FetchTransport``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import ERROR_CODES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH, Transport
 from .memory import Fault, MemoryDeliveryService, MemoryTransport
+from .remote import RawResponse, RemoteTransport
+
+if TYPE_CHECKING:
+    from .http import HttpTransport
 
 __all__ = [
     "Transport",
@@ -19,4 +29,16 @@ __all__ = [
     "MemoryDeliveryService",
     "MemoryTransport",
     "Fault",
+    "RemoteTransport",
+    "RawResponse",
+    "HttpTransport",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is not in Pyodide: import the httpx transport only when asked for.
+    if name == "HttpTransport":
+        from .http import HttpTransport
+
+        return HttpTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

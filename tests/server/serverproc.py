@@ -73,13 +73,13 @@ class Inspector:
         if self.db.startswith("postgresql://"):
             import psycopg
 
-            with psycopg.connect(self.db, autocommit=True) as conn:
-                return conn.execute(sql).fetchall()
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+            with psycopg.connect(self.db, autocommit=True) as pg:
+                return pg.execute(sql).fetchall()
+        lite = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
-            return conn.execute(sql).fetchall()
+            return lite.execute(sql).fetchall()
         finally:
-            conn.close()
+            lite.close()
 
     def counts(self) -> dict[str, int]:
         """Rows per data table (not the nonce table: authentication bookkeeping)."""
