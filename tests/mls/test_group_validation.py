@@ -312,3 +312,38 @@ def test_mutated_messages_change_nothing(kind: str, data: Any) -> None:
     with pytest.raises(PingError):
         b.process_message(bytes(msg))
     assert b.to_bytes() == before
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_structurally_random_commits_change_nothing(data: Any) -> None:
+    """Commits with random (well-formed) proposals and paths, validly signed and
+    tagged by a member, so they reach the deep checks: refused with a PingError
+    (never another exception), the group unchanged."""
+    from strategies import proposal_or_refs, update_paths
+
+    a, b, _ = _GROUP
+    proposals = data.draw(st.lists(proposal_or_refs, max_size=4))
+    path = data.draw(st.none() | update_paths)
+    before = b.to_bytes()
+    with pytest.raises(PingError):
+        b.process_message(forge_commit(a, proposals, path))
+    assert b.to_bytes() == before
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_structurally_random_proposals_change_nothing_or_are_stored(data: Any) -> None:
+    from strategies import proposals
+
+    a, b, _ = _GROUP
+    proposal = data.draw(proposals)
+    encrypt = data.draw(st.booleans())
+    before = b.to_bytes()
+    try:
+        b.process_message(forge_proposal(a, proposal, encrypt=encrypt))
+    except PingError:
+        assert b.to_bytes() == before
+    else:  # a random proposal that is valid (a Remove of a member, say): stored
+        assert len(b.pending_proposals) >= 1
+        b._proposals = type(b._proposals)()  # forget it again for the next example
