@@ -14,6 +14,7 @@ Plain Python (no sqlite, no threads), so the tests that use it also run inside P
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
@@ -92,7 +93,7 @@ class CrashingBlobStore:
     async def list(self, prefix: str) -> list[str]:
         return await self.inner.list(prefix)
 
-    async def items(self, prefix: str) -> list[tuple[str, bytes]]:
+    async def items(self, prefix: str) -> "builtins.list[tuple[str, bytes]]":
         return await self.inner.items(prefix)
 
     async def commit(self, puts: Mapping[str, bytes], deletes: Iterable[str]) -> None:

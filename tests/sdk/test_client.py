@@ -293,7 +293,7 @@ async def test_welcome_into_another_accounts_device_group_is_refused() -> None:
         sent.append(env)
         return await send(env)
 
-    a.raw_transport.send = recording  # type: ignore[method-assign]
+    a.raw_transport.send = recording  # type: ignore[method-assign,assignment]
     # alice adds bob (another account) to her DeviceGroup: the server refuses to route the Welcome ...
     with pytest.raises(TransportError) as info:
         await a.client.add_members(dg, [(b.device_id, await b.claim())], NOW)
@@ -352,7 +352,7 @@ async def test_remove_members_input_checks() -> None:
     conv = await pair(w, a, b)
     for bad in ([], [0], [7], [-1], ["1"], [1, 1]):
         with pytest.raises(InvalidInput):
-            await a.client.remove_members(conv, bad, NOW)  # type: ignore[list-item]
+            await a.client.remove_members(conv, bad, NOW)  # type: ignore[arg-type]
     await a.client.remove_members(conv, [1], NOW)
     assert w.service.members(conv) == {a.device_id}  # the removal was announced to the server
     # The delivery service ended bob's membership with the Commit: he can neither read nor post.
@@ -393,7 +393,8 @@ async def test_admit_device_to_chats_outcomes() -> None:
     assert isinstance(status[chat1], AdmitChatStatus.Admitted)
     assert isinstance(status[chat2], AdmitChatStatus.Admitted)
     assert status[dg] == AdmitChatStatus.Skipped("device_group")
-    assert isinstance(status[unknown], AdmitChatStatus.Failed) and isinstance(status[unknown].exception, UnknownConversation)
+    failed = status[unknown]
+    assert isinstance(failed, AdmitChatStatus.Failed) and isinstance(failed.exception, UnknownConversation)
     assert sorted(await c.join_welcomes()) == sorted([chat1, chat2])
     again = await a.client.admit_device_to_chats(c.device_id, [(chat1, await c.claim())], NOW)
     assert again[0].status == AdmitChatStatus.Skipped("already_member")

@@ -24,7 +24,7 @@ from ping_core.link import LinkKeyPair, open_ticket, seal_ticket
 from ping_core.storage import MemoryBlobStore, MemoryStorage, StorageBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import ServerProcess  # type: ignore[import-not-found]  # noqa: E402
 
 httpx = pytest.importorskip("httpx")
 from ping_core.transport.http import HttpTransport  # noqa: E402

@@ -1,7 +1,7 @@
 from __future__ import annotations
-from tests.sdk.support import World, pair, converse, assert_agree, NOW
+from .support import World, pair, converse, assert_agree, NOW
 
-async def test_smoke():
+async def test_smoke() -> None:
     w = World()
     alice = await w.device("alice")
     bob = await w.device("bob")
