@@ -199,6 +199,9 @@ class _Failed(AdmitChatStatus):
 AdmitChatStatus.Admitted = _Admitted
 AdmitChatStatus.Skipped = _Skipped
 AdmitChatStatus.Failed = _Failed
+for _variant, _name in ((_Admitted, "Admitted"), (_Skipped, "Skipped"), (_Failed, "Failed")):
+    _variant.__name__ = _name
+    _variant.__qualname__ = f"AdmitChatStatus.{_name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1088,7 +1091,11 @@ class MessagingClient:
                 async with conv.lock:
                     await self._sync_one(conv, now_ms, delivered)
             except PingError as exc:
-                log.warning("sync: conversation %s skipped: %s: %s", conv.id.as_hex(), type(exc).__name__, exc)
+                # A history-only conversation is normally not readable before its Welcome (403).
+                quiet = isinstance(exc, TransportError) and exc.status == 403 and conv.loaded and conv.group is None
+                (log.debug if quiet else log.warning)(
+                    "sync: conversation %s skipped: %s: %s", conv.id.as_hex(), type(exc).__name__, exc
+                )
         return delivered
 
     async def _sync_one(self, conv: Conversation, now_ms: int, delivered: list[IncomingMessage]) -> None:

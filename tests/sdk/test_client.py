@@ -436,3 +436,33 @@ async def test_process_envelope_storage_failure_leaves_conversation_unchanged() 
     assert dict(b.client._store.items()) == before_store
     msg = await b.client.process_envelope(env, NOW)  # the same envelope still decrypts
     assert msg is not None and msg.plaintext == b"x"
+
+
+async def test_a_corrupt_device_group_is_not_recreated() -> None:
+    w = World()
+    a = await w.device("alice")
+    dg = ConversationId.device_group(a.identity.user_id)
+    key = conversation_prefix(dg) + "meta"
+    await a.blobs.commit({key: b"junk"}, ())
+    c = await a.restart()
+    assert dg not in [m.id for m in c.list_conversations()]
+    assert a.blobs.snapshot()[key] == b"junk"  # left for inspection, not overwritten by a fresh group
+
+
+async def test_own_commit_echo_pushed_merges_and_delivers_the_welcome() -> None:
+    from ping_core.transport import Fault
+
+    w = World()
+    a, b, c = await w.device("alice"), await w.device("bob"), await w.device("carol")
+    conv = await pair(w, a, b)
+    w.service.inject("send", Fault.TIMEOUT_AFTER_APPLY, kind=MessageKind.COMMIT)
+    w.service.inject("fetch_since", Fault.TIMEOUT_BEFORE_APPLY, device=a.device_id)
+    with pytest.raises(TransportError):
+        await a.client.add_members(conv, [(c.device_id, await c.claim())], NOW)
+    echo = [e for e in w.service.log(conv) if e.kind is MessageKind.COMMIT][-1]
+    assert await a.client.process_envelope(echo, NOW) is None  # our pending commit: merged
+    assert c.device_id in a.client._convs[conv].leaves and a.client._convs[conv].op is None
+    assert await c.join_welcomes() == [conv]  # its Welcome went out after the merge
+    assert await a.client.process_envelope(echo, NOW) is None  # again: a duplicate, nothing happens
+    await b.sync()
+    assert_agree(conv, [a, b, c])

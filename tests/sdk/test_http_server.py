@@ -15,7 +15,7 @@ from typing import AsyncIterator, Iterator
 
 import pytest
 
-from ping_core import ClientConfig, MessagingClient
+from ping_core import AdmitChatStatus, ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
 from ping_core.errors import PingError, TransportError
 from ping_core.identity import Identity
@@ -145,7 +145,7 @@ async def test_whole_flow_over_http(server: ServerProcess, devices: dict[str, Ht
     dg = ConversationId.device_group(phone.identity.user_id)
     _agree(dg, [phone, laptop])
     outcomes = await phone.client.admit_device_to_chats(laptop.local.device_id, [(chat, await _kp(phone, laptop))], NOW)
-    assert type(outcomes[0].status).__name__ == "_Admitted"
+    assert isinstance(outcomes[0].status, AdmitChatStatus.Admitted)
     assert await laptop.join_welcomes() == [chat]
     got = [m.plaintext for m in await laptop.client.sync_conversations(NOW)]
     assert b"while linking" in got  # read with the catch-up snapshot's history

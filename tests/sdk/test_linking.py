@@ -254,3 +254,23 @@ async def test_revoke_device_refusals_and_remote_failure() -> None:
     laptop = await w.device("laptop", Identity.import_(phone.client.export_identity()))
     assert await phone.client.revoke_device(laptop.device_id, NOW) == []
     assert w.service.is_revoked(laptop.device_id)
+
+
+async def test_imported_history_is_dropped_once_the_live_group_moved_on() -> None:
+    w = World()
+    phone, bob = await w.device("phone"), await w.device("bob")
+    chat = await pair(w, phone, bob)
+    laptop, _ = await _link(w, phone)
+    await phone.client.add_members(chat, [(laptop.device_id, await laptop.claim())], NOW)
+    await laptop.join_welcomes()
+    conv = laptop.client._convs[chat]
+    assert conv.history is not None  # kept for the epochs before the join
+    for i in range(3):
+        await bob.sync()
+        await bob.client.set_conversation_name(chat, f"n{i}", NOW)
+        await laptop.sync()
+    assert conv.history is None
+    assert not [k for k in laptop.client._store.keys() if k.startswith(f"c/{chat.as_hex()}/h/")]
+    await laptop.restart()
+    await phone.sync()
+    assert_agree(chat, [phone, bob, laptop])
