@@ -32,7 +32,6 @@ from runner import (  # noqa: E402
     DriverError,
     RequestFailed,
     ScenarioError,
-    Unsupported,
     command_for,
     scenario_external_join,
     scenario_group_of_four,
@@ -84,17 +83,21 @@ def test_group_of_four_one_process_per_member(impl: tuple[str]) -> None:
 
 
 @pytest.mark.parametrize("roles", [_param(r) for r in itertools.product(IMPLS, repeat=3)])
-def test_external_join(roles: tuple[str, ...]) -> None:
+def test_external_join(roles: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     """alice and bob (roles[0:2]) take in roles[2] by external commit from bob's group_info.
 
-    ``external_join`` is an extension op of this rig (not in INTEROP.md); a joiner's driver that
-    answers ``unsupported`` for it skips the test with that reason.
+    ``external_join`` is an extension op of this rig (not in INTEROP.md) that both drivers speak.
+
+    ts-mls 1.6.4 reads GroupInfo's external_pub extension as the bare 32-byte key instead of
+    RFC 9420's length-prefixed ``ExternalPub`` (fixed upstream in ts-mls PR #449, not released).
+    A GroupInfo is signed, so the ts-mls side cannot convert it; when a Ping member publishes the
+    GroupInfo for a ts-mls joiner, the Ping driver is told to write the ts-mls form. Ping's engine
+    writes the RFC form by default (tests/mls/test_group_interop.py) and reads both.
     """
-    try:
-        with reported():
-            g = scenario_external_join(roles[:2], roles[2])
-    except Unsupported as e:
-        pytest.skip(str(e))
+    if roles[1] == "ping" and roles[2] == "tsmls":
+        monkeypatch.setenv("PING_INTEROP_BARE_EXTERNAL_PUB", "1")
+    with reported():
+        g = scenario_external_join(roles[:2], roles[2])
     assert g.epoch == 4
 
 
