@@ -43,9 +43,7 @@ from ping_core.ids import ConversationId, DeviceId  # noqa: E402
 from ping_core.message import MessageEnvelope  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.group import Signer, generate_key_package  # noqa: E402
-from ping_core.mls.structs import Credential  # noqa: E402
 from ping_core.storage import MemoryBlobStore, MemoryStorage, SqliteBlobStore, StorageBackend  # noqa: E402
-from ping_core.sync import SyncCursor  # noqa: E402
 from ping_core.transport import MemoryDeliveryService  # noqa: E402
 
 NOW = 1_700_000_000_000

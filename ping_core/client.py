@@ -1060,7 +1060,10 @@ class MessagingClient:
     def _decrypt_history(self, conv: Conversation, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
         history = conv.history
         if history is None or env.epoch not in history.epochs:
-            return None  # an epoch this device holds no keys for
+            if conv.group is None and (history is None or env.epoch > max(history.epochs)):
+                # A later epoch: this device's own Welcome will bring its keys. Do not consume it.
+                raise _WaitForWelcome(f"conversation {conv.id.as_hex()}: epoch {env.epoch} waits for this device's Welcome")
+            return None  # an epoch before everything this device holds keys for
         body = decode_exact(MLSMessage, env.payload).body
         if not isinstance(body, PrivateMessage):
             raise InvalidInput("an application message must be a PrivateMessage")

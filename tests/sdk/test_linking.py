@@ -120,6 +120,11 @@ async def test_history_only_waits_for_the_welcome_and_keeps_older_epochs() -> No
     with pytest.raises(InvalidInput):
         await laptop.client.process_envelope(commit, NOW)
     assert laptop.client._convs[chat].cursor == cursor
+    # A message of a later epoch pushed before the Welcome is refused, not consumed.
+    later = [e for e in w.service.log(chat) if e.kind is MessageKind.APPLICATION][-1]
+    with pytest.raises(InvalidInput):
+        await laptop.client.process_envelope(later, NOW)
+    assert laptop.client._convs[chat].cursor == cursor and later.seq not in laptop.client._convs[chat].seen_above_cursor
     # Admitted later: the live group takes over and reads from there on.
     await phone.sync()
     kp = await laptop.claim()
