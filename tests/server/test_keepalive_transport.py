@@ -1,0 +1,202 @@
+"""ping_core.transport.http.KeepAliveTransport: HTTP/1.1 framing, connection reuse and failures,
+against a tiny asyncio server that gives canned answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from ping_core.transport.http import KeepAliveTransport
+
+Handler = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close without answering)
+
+
+class Canned:
+    """Answers each request with ``handler(request head)``; counts connections and requests."""
+
+    def __init__(self, handler: Handler, close_after: bool = False) -> None:
+        self.handler = handler
+        self.close_after = close_after
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.bodies: list[bytes] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.bodies.append(await reader.readexactly(length))
+                self.requests.append(head)
+                if b" /slow " in head:
+                    await asyncio.sleep(0.3)
+                answer = self.handler(head)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        for w in self.writers:
+            w.close()
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    c = httpx.AsyncClient(transport=KeepAliveTransport(max_body=1000))
+    yield c
+    await c.aclose()
+
+
+async def _with(handler: Handler, fn: Callable[[str], Any], close_after: bool = False) -> Canned:
+    canned = Canned(handler, close_after)
+    url = await canned.start()
+    try:
+        await fn(url)
+    finally:
+        await canned.stop()
+    return canned
+
+
+async def test_content_length_and_reuse(client: httpx.AsyncClient) -> None:
+    async def go(url: str) -> None:
+        for i in range(5):
+            r = await client.post(url + f"/x?i={i}", content=b"body-%d" % i, headers={"ping-a": "b"})
+            assert (r.status_code, r.content) == (200, b"hello")
+
+    canned = await _with(lambda head: _ok(), go)
+    assert canned.connections == 1  # kept alive and reused
+    assert canned.requests[0].startswith(b"POST /x?i=0 HTTP/1.1\r\n") and b"ping-a: b" in canned.requests[0]
+    assert canned.bodies == [b"body-%d" % i for i in range(5)]
+
+
+async def test_chunked_and_informational_answers(client: httpx.AsyncClient) -> None:
+    chunked = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\nx: y\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\ntrailer: t\r\n\r\n"
+
+    async def go(url: str) -> None:
+        r = await client.get(url)
+        assert (r.status_code, r.content, r.headers["x"]) == (201, b"abcde", "y")
+        assert "transfer-encoding" not in r.headers
+        r = await client.get(url)  # the connection is still in sync
+        assert r.content == b"abcde"
+
+    canned = await _with(lambda head: chunked, go)
+    assert canned.connections == 1
+
+
+async def test_no_body_answers_and_connection_close(client: httpx.AsyncClient) -> None:
+    answers = iter(
+        [
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+            _ok(b"again"),
+        ]
+    )
+
+    async def go(url: str) -> None:
+        assert (await client.delete(url)).status_code == 204
+        assert (await client.get(url)).content == b"ok"
+        assert (await client.get(url)).content == b"again"  # a new connection after "close"
+
+    canned = await _with(lambda head: next(answers), go)
+    assert canned.connections == 2
+
+
+async def test_body_until_close(client: httpx.AsyncClient) -> None:
+    async def go(url: str) -> None:
+        r = await client.get(url)
+        assert r.content == b"all of it"
+
+    await _with(lambda head: b"HTTP/1.0 200 OK\r\n\r\nall of it", go, close_after=True)
+
+
+async def test_server_closing_idle_connections(client: httpx.AsyncClient) -> None:
+    async def go(url: str) -> None:
+        for _ in range(3):
+            assert (await client.get(url)).content == b"hello"
+            await asyncio.sleep(0.05)  # the EOF of the closed connection arrives
+
+    canned = await _with(lambda head: _ok(), go, close_after=True)
+    assert canned.connections == 3  # a closed idle connection is never reused
+
+
+@pytest.mark.parametrize(
+    "answer,error",
+    [
+        (None, httpx.RemoteProtocolError),  # closed without an answer
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", httpx.RemoteProtocolError),
+        (b"garbage\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n", httpx.RemoteProtocolError),  # over max_body
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n", httpx.RemoteProtocolError),
+    ],
+)
+async def test_broken_answers(client: httpx.AsyncClient, answer: bytes | None, error: type[Exception]) -> None:
+    async def go(url: str) -> None:
+        with pytest.raises(error):
+            await client.get(url)
+
+    await _with(lambda head: answer, go, close_after=True)
+
+
+async def test_timeouts_and_refused() -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    async with httpx.AsyncClient(transport=KeepAliveTransport()) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+    silent.close()
+    await silent.wait_closed()
+    async with httpx.AsyncClient(transport=KeepAliveTransport()) as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await c.get("ftp://127.0.0.1/")
+
+
+async def test_cancelled_request_does_not_poison_the_pool(client: httpx.AsyncClient) -> None:
+    canned = Canned(lambda head: _ok(b"late" if b" /slow " in head else b"fresh"))
+    url = await canned.start()
+    try:
+        task = asyncio.create_task(client.get(url + "/slow"))
+        await asyncio.sleep(0.1)  # sent; the answer comes at 0.3 s
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The next request must not read the cancelled request's answer off a reused connection.
+        assert (await client.get(url + "/next")).content == b"fresh"
+        assert canned.connections == 2
+    finally:
+        await canned.stop()
