@@ -1,4 +1,5 @@
-"""The whole SDK flow once over the real delivery service (ping_server + SQLite) with HttpTransport.
+"""CPython-only SDK tests: the whole flow over the real delivery service (ping_server + SQLite) with
+HttpTransport, and the encrypted SQLite state store across restarts.
 
 CPython only (a server subprocess and httpx): excluded from the Pyodide run.
 Alice's phone chats with bob, renames, adds and removes carol, links her
@@ -164,3 +165,39 @@ async def test_whole_flow_over_http(server: ServerProcess, devices: dict[str, Ht
     with pytest.raises(PingError):
         await laptop.client.send(chat, b"revoked", NOW)
     await laptop.transport.aclose()
+
+
+async def test_encrypted_sqlite_store_survives_restarts(tmp_path: Path) -> None:
+    """CPython: the MLS state in the encrypted SQLite file (StorageBackend.Sqlite)."""
+    from ping_core.errors import StorageError
+    from ping_core.transport import MemoryDeliveryService
+
+    service = MemoryDeliveryService()
+    key = os.urandom(32)
+    devs = {}
+    for label in ("alice", "bob"):
+        ident = Identity.generate()
+        secret = os.urandom(32)
+        local = LocalDevice.from_signing_secret(ident.user_id, label, NOW, secret)
+        transport = await service.connect(ident, local, NOW)
+        cfg = ClientConfig(ident, label, MemoryStorage(), transport, NOW, StorageBackend.Sqlite(str(tmp_path / f"{label}.db"), key), secret)
+        devs[label] = (cfg, await MessagingClient.init(cfg))
+    (acfg, alice), (bcfg, bob) = devs["alice"], devs["bob"]
+    chat = await alice.create_conversation("sqlite", NOW)
+    await bob.transport.publish_key_packages([await bob.fresh_key_package()])
+    (kp,) = await alice.transport.claim_device_key_packages(bob.device_id(), 1)
+    await alice.add_members(chat, [(bob.device_id(), kp)], NOW)
+    (welcome,) = await bob.transport.fetch_welcomes()
+    await bob.join_conversation(welcome, NOW)
+    for _ in range(2):
+        await alice.send(chat, b"persisted", NOW)
+        assert [m.plaintext for m in await bob.sync_conversations(NOW)] == [b"persisted"]
+        alice._store.blob_store.close()  # type: ignore[attr-defined]
+        bob._store.blob_store.close()  # type: ignore[attr-defined]
+        alice, bob = await MessagingClient.init(acfg), await MessagingClient.init(bcfg)
+    assert chat in {m.id for m in alice.list_conversations()} and chat in {m.id for m in bob.list_conversations()}
+    wrong = ClientConfig(acfg.identity, "alice", acfg.storage, acfg.transport, NOW, StorageBackend.Sqlite(str(tmp_path / "alice.db"), os.urandom(32)))
+    with pytest.raises(StorageError):
+        await MessagingClient.init(wrong)
+    alice._store.blob_store.close()  # type: ignore[attr-defined]
+    bob._store.blob_store.close()  # type: ignore[attr-defined]
