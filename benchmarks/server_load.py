@@ -26,14 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import resource
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +45,7 @@ from ping_core.ids import ConversationId  # noqa: E402
 from ping_core.message import MessageEnvelope, MessageKind  # noqa: E402
 from ping_core.sync import SyncCursor  # noqa: E402
 from ping_core.transport.http import HttpTransport  # noqa: E402
+from ping_server.process import spawn  # noqa: E402
 
 _HEADER = struct.Struct(">HId")  # sender index, message number, send time (perf_counter)
 
@@ -62,30 +60,6 @@ class Client:
     latencies: list[float] = field(default_factory=list)
     fetches: int = 0
     sends: int = 0
-
-
-def start_server(db: str, extra: list[str], python: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    args = [python or sys.executable, "-m", "ping_server", "--host", "127.0.0.1", "--port", "0", "--db", db,
-            "--dist", str(ROOT / "no-such-dist"), "--log-level", "warning", "--no-access-log", *extra]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, env=env)
-    found: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            m = re.search(rb"listening on (http://\S+)", raw)
-            if m:
-                found.append(m.group(1).decode())
-                return
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    t.join(30)
-    if not found:
-        proc.kill()
-        raise SystemExit("server_load: ping_server did not start")
-    return proc, found[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -211,7 +185,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ping-load-") as tmp:
         db = args.db or str(Path(tmp) / "load.sqlite")
         extra = ["--rate-limit", "0", "--sqlite-synchronous", args.sqlite_synchronous]
-        proc, url = start_server(db, extra, args.server_python)
+        proc, url = spawn(*extra, db=db, python=args.server_python)
         try:
             cpu0_server = cpu_seconds(proc.pid)
             usage0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -83,6 +83,22 @@ class _Refused:
     error: ApiError
 
 
+def _guarded(tx: Tx, op: Callable[[], _T]) -> _Done[_T] | _Refused:
+    """Run ``op`` in a savepoint: its refusal (ApiError) rolls back ``op`` alone, and is returned
+    rather than raised so the transaction (and the nonce recorded before) commits."""
+    try:
+        with tx.savepoint():
+            return _Done(op())
+    except ApiError as exc:
+        return _Refused(exc)
+
+
+def _settle(result: _Done[_T] | _Refused) -> _T:
+    if isinstance(result, _Refused):
+        raise result.error
+    return result.value
+
+
 def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_request", message)
 
@@ -232,16 +248,9 @@ class Api:
 
         def txn(tx: Tx) -> _Done[_T] | _Refused:
             caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
-            try:
-                with tx.savepoint():
-                    return _Done(op(tx, caller))
-            except ApiError as exc:
-                return _Refused(exc)
+            return _guarded(tx, lambda: op(tx, caller))
 
-        result = await self.run(txn)
-        if isinstance(result, _Refused):
-            raise result.error
-        return result.value
+        return _settle(await self.run(txn))
 
     # -- devices ---------------------------------------------------------------
 
@@ -257,16 +266,9 @@ class Api:
 
         def txn(tx: Tx) -> _Done[None] | _Refused:
             delivery.record_nonce(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
-            try:
-                with tx.savepoint():
-                    delivery.register(tx, info, binding)
-            except ApiError as exc:
-                return _Refused(exc)
-            return _Done(None)
+            return _guarded(tx, lambda: delivery.register(tx, info, binding))
 
-        result = await self.run(txn)
-        if isinstance(result, _Refused):
-            raise result.error
+        _settle(await self.run(txn))
         self._keys[info.device_id] = info.signing_public_key
         return _no_content()
 

@@ -10,8 +10,8 @@
   are ``None``, so ``is_definite_rejection`` is False (the request may have
   been applied).
 
-:func:`error_from_response` is the pure part, shared with any other HTTP
-client that talks to ping_server.
+:func:`error_from_response` is the pure part, shared with every HTTP client
+that talks to ping_server (it lives in ``ping_core.transport.wire``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ping_core.errors import TransportError
+from ping_core.transport.wire import error_from_response
 
 __all__ = ["HttpResponse", "request", "error_from_response", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 30.0
-# An error body longer than this is not one of the server's small JSON errors.
-_MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,27 +47,6 @@ class HttpResponse:
             return json.loads(self.body)
         except ValueError:
             raise TransportError("response body is not JSON", status=self.status) from None
-
-
-def error_from_response(status: int, body: bytes, content_type: str = "") -> TransportError:
-    """The ``TransportError`` for a non-2xx answer.
-
-    The server's error body is ``{"code": str, "message": str}`` in JSON; any
-    other body still gives an error with the status and no code.
-    """
-    code: str | None = None
-    message = f"HTTP {status}"
-    if body and len(body) <= _MAX_ERROR_BODY and ("json" in content_type or body[:1] == b"{"):
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict):
-            if isinstance(doc.get("code"), str):
-                code = doc["code"]
-            if isinstance(doc.get("message"), str) and doc["message"]:
-                message = f"HTTP {status}: {doc['message']}"
-    return TransportError(message, status=status, code=code)
 
 
 async def request(

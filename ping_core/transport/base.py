@@ -80,6 +80,7 @@ __all__ = [
     "MAX_EPOCH",
     "ERROR_CODES",
     "unique_devices",
+    "PendingRouting",
 ]
 
 # Upper bound on ``fetch_since(limit=...)``; the SDK pages by 256.
@@ -120,6 +121,39 @@ def unique_devices(device_ids: list[DeviceId], what: str) -> list[DeviceId]:
     if len(device_ids) > MAX_DEVICE_LIST:
         raise TransportError(f"more than {MAX_DEVICE_LIST} {what}", status=413, code="too_large")
     return list(dict.fromkeys(device_ids))
+
+
+class PendingRouting:
+    """What a transport remembers between ``set_next_welcome_recipients`` /
+    ``set_next_commit_removals`` and the send that uses it (the rules of those two methods)."""
+
+    __slots__ = ("_welcome", "_removals")
+
+    def __init__(self) -> None:
+        self._welcome: dict[ConversationId, list[DeviceId]] = {}
+        self._removals: dict[ConversationId, list[DeviceId]] = {}
+
+    def set_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        self._welcome[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
+
+    def welcome_recipients(self, conversation_id: ConversationId) -> list[DeviceId] | None:
+        """The recipients for the next Welcome (None: none set)."""
+        return self._welcome.get(conversation_id)
+
+    def welcome_delivered(self, conversation_id: ConversationId) -> None:
+        """Forget the recipients, once delivered only (a retried Welcome keeps them)."""
+        self._welcome.pop(conversation_id, None)
+
+    def set_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        removes = unique_devices(list(device_ids), "removed devices")
+        if removes:
+            self._removals[conversation_id] = removes
+        else:
+            self._removals.pop(conversation_id, None)
+
+    def take_commit_removals(self, conversation_id: ConversationId) -> list[DeviceId]:
+        """The declared removals, consumed by this Commit send whatever its outcome."""
+        return self._removals.pop(conversation_id, [])
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ from .base import (
     MAX_FETCH_WAIT_MS,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
-    unique_devices,
+    PendingRouting,
 )
 
 __all__ = ["MemoryDeliveryService", "MemoryTransport", "Fault"]
@@ -489,8 +489,7 @@ class MemoryTransport:
     def __init__(self, service: MemoryDeliveryService, device_id: DeviceId) -> None:
         self.service = service
         self.device_id = device_id
-        self._welcome_recipients: dict[ConversationId, list[DeviceId]] = {}
-        self._commit_removals: dict[ConversationId, list[DeviceId]] = {}
+        self._pending = PendingRouting()
 
     async def send(self, envelope: MessageEnvelope) -> int:
         if not isinstance(envelope, MessageEnvelope):
@@ -498,14 +497,12 @@ class MemoryTransport:
         recipients = None
         removes: list[DeviceId] = []
         if envelope.kind is MessageKind.WELCOME:
-            recipients = self._welcome_recipients.get(envelope.conversation_id)
+            recipients = self._pending.welcome_recipients(envelope.conversation_id)
         elif envelope.kind is MessageKind.COMMIT:
-            # Consumed by this attempt whatever its outcome (see Transport.set_next_commit_removals).
-            removes = self._commit_removals.pop(envelope.conversation_id, [])
+            removes = self._pending.take_commit_removals(envelope.conversation_id)
         seq = await self.service._send(self.device_id, envelope.encode(), recipients, removes)
         if recipients is not None:
-            # Forget the recipients only once delivered, so a retried Welcome still has them.
-            self._welcome_recipients.pop(envelope.conversation_id, None)
+            self._pending.welcome_delivered(envelope.conversation_id)
         return seq
 
     async def fetch_since(
@@ -514,14 +511,10 @@ class MemoryTransport:
         return _decode_all(await self.service._fetch_since(self.device_id, conversation_id, cursor, limit, wait_ms))
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._welcome_recipients[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
+        self._pending.set_welcome_recipients(conversation_id, device_ids)
 
     async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        removes = unique_devices(list(device_ids), "removed devices")
-        if removes:
-            self._commit_removals[conversation_id] = removes
-        else:
-            self._commit_removals.pop(conversation_id, None)
+        self._pending.set_commit_removals(conversation_id, device_ids)
 
     async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
         await self.service._register(self.device_id, DeviceInfo.decode(info.encode()), DeviceBinding.decode(binding.encode()))

@@ -39,7 +39,7 @@ from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
 from . import wire
-from .base import unique_devices
+from .base import PendingRouting
 
 __all__ = ["RemoteTransport", "RawResponse"]
 
@@ -88,8 +88,7 @@ class RemoteTransport:
         self._clock_offset_ms = 0  # server time minus ours, learnt from a stale-timestamp refusal
         self._rate_limit_retries = rate_limit_retries
         self._max_retry_wait = max_retry_wait
-        self._welcome_recipients: dict[ConversationId, list[DeviceId]] = {}
-        self._commit_removals: dict[ConversationId, list[DeviceId]] = {}
+        self._pending = PendingRouting()
 
     @property
     def device_id(self) -> DeviceId:
@@ -153,14 +152,13 @@ class RemoteTransport:
             raise InvalidInput("send needs a MessageEnvelope")
         cid = envelope.conversation_id
         if envelope.kind is MessageKind.WELCOME:
-            recipients = self._welcome_recipients.get(cid, [])
+            recipients = self._pending.welcome_recipients(cid) or []
             await self._request(wire.post_welcome_request(envelope, recipients))
-            # Forget the recipients only once delivered, so a retried Welcome still has them.
-            self._welcome_recipients.pop(cid, None)
+            self._pending.welcome_delivered(cid)
             return 0
         removes: list[DeviceId] = []
         if envelope.kind is MessageKind.COMMIT:
-            removes = self._commit_removals.pop(cid, [])  # consumed by this attempt, whatever its outcome
+            removes = self._pending.take_commit_removals(cid)
         resp = await self._request(wire.post_message_request(envelope, removes))
         seq = self._decode(resp, wire.decode_seq, "send")
         if seq < 1:
@@ -190,14 +188,10 @@ class RemoteTransport:
                 return out
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._welcome_recipients[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
+        self._pending.set_welcome_recipients(conversation_id, device_ids)
 
     async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        removes = unique_devices(list(device_ids), "removed devices")
-        if removes:
-            self._commit_removals[conversation_id] = removes
-        else:
-            self._commit_removals.pop(conversation_id, None)
+        self._pending.set_commit_removals(conversation_id, device_ids)
 
     # -- directory: devices -------------------------------------------------
 

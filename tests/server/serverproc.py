@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
 import sqlite3
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from ping_server.process import spawn
+
 DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
 
 
@@ -22,33 +19,12 @@ class ServerProcess:
     def __init__(self, db: str | None, *extra: str, log_dir: Path) -> None:
         self.db = db
         self.log_path = log_dir / f"server-{secrets.token_hex(4)}.log"
-        args = [sys.executable, "-m", "ping_server", "--host", "127.0.0.1", "--port", "0", "--dist", str(log_dir / "no-dist")]
-        args += ["--log-level", "warning", "--no-access-log", *extra]
-        if db is not None:
-            args += ["--db", db]
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, env=env)
-        self.url = self._wait_for_url()
-
-    def _wait_for_url(self) -> str:
-        found: list[str] = []
-
-        def read() -> None:
-            assert self.proc.stdout is not None
-            for raw in self.proc.stdout:
-                match = re.search(rb"listening on (http://\S+)", raw)
-                if match:
-                    found.append(match.group(1).decode())
-                    return
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(30)
-        if not found:
-            self.stop()
-            raise RuntimeError(f"ping_server did not start: {self.log_path.read_text(errors='replace')[-2000:]}")
-        return found[0]
+        try:
+            self.proc, self.url = spawn(*extra, db=db, stderr=self._log)
+        except RuntimeError as exc:
+            self._log.close()
+            raise RuntimeError(f"{exc}: {self.log_path.read_text(errors='replace')[-2000:]}") from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
