@@ -134,9 +134,9 @@ class Device:
         self.storage = MemoryStorage()
         self.blobs = MemoryBlobStore()
         self.plan = plan
-        raw = world.service.transport(self.local.device_id)
-        self.raw_transport = raw
-        self.transport: Any = CrashingTransport(raw, plan) if plan is not None else raw
+        self.raw_transport: MemoryTransport
+        self.transport: Any
+        self._connect()
         self.blob_store: Any = CrashingBlobStore(self.blobs, plan) if plan is not None else self.blobs
         self.client: MessagingClient = None  # type: ignore[assignment]
 
@@ -164,10 +164,14 @@ class Device:
         """A new client over the same host storage, blob store and transport (a process restart)."""
         if self.plan is not None:
             self.plan.disarm()
-        # A restarted process has lost the transport's in-memory state too.
-        self.raw_transport._welcome_recipients.clear()
-        self.raw_transport._commit_removals.clear()
+        # A restarted process has lost the transport's in-memory state too: a new transport.
+        self._connect()
         return await self.start()
+
+    def _connect(self) -> None:
+        raw = self.world.service.transport(self.local.device_id)
+        self.raw_transport = raw
+        self.transport = CrashingTransport(raw, self.plan) if self.plan is not None else raw
 
     async def publish(self, n: int = 1) -> list[bytes]:
         kps = [await self.client.fresh_key_package() for _ in range(n)]
@@ -177,7 +181,7 @@ class Device:
     async def claim(self) -> bytes:
         """One KeyPackage of this device, claimed from the directory (published first)."""
         await self.publish(1)
-        kps = await self.raw_transport.service._claim_device(self.device_id, self.device_id, 1)
+        kps = await self.raw_transport.claim_device_key_packages(self.device_id, 1)
         assert kps
         return kps[0]
 
