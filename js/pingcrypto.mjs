@@ -15,6 +15,9 @@ import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { bytesToNumberLE } from "@noble/curves/utils.js";
 import { gcm } from "@noble/ciphers/aes.js";
 import { sha512 } from "@noble/hashes/sha2.js";
+// The WebCrypto helpers of pyodide_app/webcrypto.py ride in the same bundle
+// (pingcrypto.webcrypto in Python): one module to build and register.
+export * as webcrypto from "./pingwebcrypto.mjs";
 
 const ED_SECRET = 32;
 const ED_PUBLIC = 32;

@@ -5,6 +5,8 @@ need them, so every module here also imports on CPython (the pure parts, such
 as RPC dispatch and HTTP error parsing, are tested there too).
 
 - :mod:`pyodide_app.crypto`  ``NobleProvider``: cipher suite 1 over the bundled noble JS module
+- :mod:`pyodide_app.webcrypto` ``WebCryptoProvider``: WebCrypto through JSPI (Chromium), noble where faster
+- :mod:`pyodide_app.crypto_select` the boot-time choice between them (never fails)
 - :mod:`pyodide_app.idb`     ``IndexedDbBlobStore``: bytes by key, atomic multi-record writes
 - :mod:`pyodide_app.fetch`   ``request``: JS fetch with ``TransportError`` for failures
 - :mod:`pyodide_app.transport` ``FetchTransport``: the SDK's Transport to ping_server over fetch
@@ -17,10 +19,12 @@ from .crypto import NobleProvider
 from .fetch import HttpResponse, error_from_response, request
 from .idb import IndexedDbBlobStore
 from .transport import FetchTransport
+from .webcrypto import WebCryptoProvider
 from .worker import dispatch, method, register_method
 
 __all__ = [
     "NobleProvider",
+    "WebCryptoProvider",
     "IndexedDbBlobStore",
     "FetchTransport",
     "HttpResponse",

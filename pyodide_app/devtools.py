@@ -2,9 +2,10 @@
 
 Registered only when the worker boots with ``{dev: true}`` (the page at
 ``/?dev=1``); the browser tests use them to run the crypto vectors through the
-worker's crypto backend, round-trip CBOR, use the IndexedDB store and the
-fetch bridge. They expose nothing a page could not do with the worker anyway
-(the page owns its worker), but they are not part of the SDK's API.
+worker's crypto backends, round-trip CBOR, use the IndexedDB store and the
+fetch bridge; benchmarks run their code with ``dev.exec``. They expose
+nothing a page could not do with the worker anyway (the page owns its
+worker), but they are not part of the SDK's API.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 import cbor2
 
 from ping_core.errors import InvalidInput
-from ping_core.mls.crypto import available_backends, default_provider
+from ping_core.mls.crypto import CryptoProvider, available_backends, default_provider
 
 from . import fetch
+from .crypto import NobleProvider
+from .crypto_select import last_selection
 from .idb import IndexedDbBlobStore
+from .webcrypto import WebCryptoProvider
 from .worker import register_method
 
 __all__ = ["register", "CRYPTO_OPS"]
@@ -45,18 +49,67 @@ CRYPTO_OPS = frozenset(
 _stores: dict[str, IndexedDbBlobStore] = {}
 
 
+# One instance per backend name for dev.crypto's ``backend`` parameter.
+_named: dict[str, CryptoProvider] = {}
+
+
+def _backend(name: object) -> CryptoProvider:
+    """The default provider (``name`` None) or a named one of this worker's backends."""
+    if name is None:
+        return default_provider()
+    provider = _named.get(name) if isinstance(name, str) else None
+    if provider is None:
+        if name == "noble":
+            provider = NobleProvider()
+        elif name == "webcrypto":
+            # Also where boot chose noble (jspi=0): the tests then see its fallbacks.
+            provider = WebCryptoProvider()
+        elif name == "webcrypto-all":  # every AES-GCM call through WebCrypto too
+            provider = WebCryptoProvider(aead_min=0)
+        else:
+            raise InvalidInput("backend is 'noble', 'webcrypto' or 'webcrypto-all' (or absent: the default)")
+        _named[name] = provider
+    return provider
+
+
 def _provider(params: dict[str, Any]) -> dict[str, Any]:
-    return {"name": default_provider().name, "backends": available_backends()}
+    """The default backend, the registered ones, and the boot-time choice."""
+    choice = last_selection()
+    return {
+        "name": default_provider().name,
+        "backends": available_backends(),
+        "selection": choice.as_dict() if choice is not None else None,
+    }
 
 
 def _crypto(params: dict[str, Any]) -> Any:
-    """``{op, args}``: call ``default_provider().<op>(*args)``; tuples become lists."""
+    """``{op, args, backend?}``: call ``<provider>.<op>(*args)``; tuples become lists."""
     op = params.get("op")
     args = params.get("args", [])
     if op not in CRYPTO_OPS or not isinstance(args, list):
-        raise InvalidInput("dev.crypto takes {op: <provider method>, args: [...]}")
-    result = getattr(default_provider(), op)(*args)
+        raise InvalidInput("dev.crypto takes {op: <provider method>, args: [...], backend?}")
+    result = getattr(_backend(params.get("backend")), op)(*args)
     return list(result) if isinstance(result, tuple) else result
+
+
+def _crypto_counts(params: dict[str, Any]) -> dict[str, int]:
+    """``{backend?}``: the WebCrypto provider's call counters (empty for others)."""
+    counts = getattr(_backend(params.get("backend")), "counts", None)
+    return dict(counts) if isinstance(counts, dict) else {}
+
+
+async def _exec(params: dict[str, Any]) -> Any:
+    """``{code}``: run Python in this worker (benchmarks); returns the global ``result``.
+
+    Runs inside the RPC task, so the code may use the WebCrypto provider.
+    Dev only, like every dev.* method: the page owns its worker anyway.
+    """
+    code = params.get("code")
+    if not isinstance(code, str):
+        raise InvalidInput("dev.exec takes {code: str}")
+    namespace: dict[str, Any] = {"__name__": "__dev_exec__"}
+    exec(compile(code, "<dev.exec>", "exec"), namespace)  # noqa: S102
+    return namespace.get("result")
 
 
 def _cbor_roundtrip(params: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +174,8 @@ def register() -> None:
     table = {
         "dev.provider": _provider,
         "dev.crypto": _crypto,
+        "dev.crypto_counts": _crypto_counts,
+        "dev.exec": _exec,
         "dev.cbor_roundtrip": _cbor_roundtrip,
         "dev.blob.put": _blob_put,
         "dev.blob.get": _blob_get,

@@ -13,6 +13,18 @@ data: dict, list, str, int, float, bool, None and bytes (Uint8Array in JS).
 
 ``dispatch`` is pure Python (testable on CPython); only :func:`handle_message`
 and :func:`boot` touch Pyodide.
+
+How Python is entered (this decides which crypto backend can run):
+``handle_message`` is an ``async def``, so each request runs as an asyncio
+task on Pyodide's WebLoop, and Pyodide runs every task step with stack
+switching allowed (JSPI). Any handler, sync or async, may therefore call code
+that blocks on a JS promise with ``pyodide.ffi.run_sync``, as the WebCrypto
+provider does under the synchronous MLS engine. worker.mjs enters :func:`boot`
+the same way (``callPromising``) when the runtime has JSPI. Keep both entries
+asynchronous: a handler reached from a synchronous JS callback cannot switch
+stacks (the WebCrypto provider then quietly uses noble for that call).
+While one request waits in ``run_sync``, other tasks may run: treat a crypto
+call like an ``await`` and hold the conversation's lock across MLS work.
 """
 
 from __future__ import annotations
@@ -194,27 +206,46 @@ def _info(params: dict[str, Any]) -> dict[str, Any]:
         "platform": sys.platform,
         "crypto": default_provider().name,
         "crypto_backends": available_backends(),
+        "crypto_selection": _selection(),
         "methods": methods(),
     }
+
+
+def _selection() -> dict[str, Any] | None:
+    from .crypto_select import last_selection
+
+    choice = last_selection()
+    return choice.as_dict() if choice is not None else None
 
 
 def boot(options: Any = None) -> dict[str, Any]:
     """Called once by worker.mjs after the JS modules are registered.
 
-    Registers the noble crypto backend (pyca keeps priority when importable)
-    and, with ``{"dev": true}``, the ``dev.*`` methods the browser tests use.
+    Chooses the crypto backend (:mod:`pyodide_app.crypto_select`): noble
+    always, WebCrypto above it when JSPI and WebCrypto's Ed25519/X25519 work
+    (pyca keeps priority when importable). Enter it the way later calls will
+    be entered: worker.mjs uses ``callPromising`` when the runtime has JSPI; a
+    synchronous call (the Node test harness, Safari) keeps noble. Never fails
+    over crypto.
+
+    Options: ``dev`` (bool) adds the ``dev.*`` methods the browser tests use;
+    ``crypto`` is "auto" (default) or "noble" (never WebCrypto).
     Returns what the worker reports in its ``ready`` message.
     """
     from ping_core.mls.crypto import default_provider
 
-    from . import crypto
+    from . import crypto_select
 
     opts = from_js(options) if options is not None else {}
     if not isinstance(opts, dict):
         opts = {}
-    crypto.register()
+    choice = crypto_select.select(opts.get("crypto", "auto"))
     if opts.get("dev"):
         from . import devtools
 
         devtools.register()
-    return {"crypto": default_provider().name, "python": sys.version.split()[0]}
+    return {
+        "crypto": default_provider().name,
+        "crypto_reason": choice.reason,
+        "python": sys.version.split()[0],
+    }

@@ -7,13 +7,36 @@
 // Every request gets exactly one reply, also when boot failed or Python threw.
 //
 // Start it with `new Worker(new URL("./worker.mjs?dev=1", ...), {type: "module"})`;
-// `dev=1` adds the dev.* RPC methods (see pyodide_app/devtools.py).
+// URL parameters:
+//   dev=1          adds the dev.* RPC methods (see pyodide_app/devtools.py)
+//   crypto=noble   never use WebCrypto (default "auto": WebCrypto when it works)
+//   jspi=0         (with dev=1) hide JSPI from Pyodide, as in Safari: tests the fallback
+//
+// How Python is entered: ASYNCHRONOUSLY, always. With JSPI (Chromium) the
+// crypto provider may block on WebCrypto's promises (pyodide.ffi.run_sync),
+// which only works under an asynchronous entry. boot() is called through
+// callPromising, and each RPC request through the async Python function
+// pyodide_app.worker.handle_message (every step of its task runs with stack
+// switching allowed). New RPC methods go into Python's table
+// (pyodide_app.worker.register_method), never here; JS code added to this
+// worker that calls into Python must enter it the same way (an async Python
+// function, or callPromising), or crypto falls back to noble for that call.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import * as pingcrypto from "./pingcrypto.mjs";
 import * as pingidb from "./pingidb.mjs";
 
 const BASE = new URL("./", import.meta.url);
-const DEV = new URL(import.meta.url).searchParams.get("dev") === "1";
+const PARAMS = new URL(import.meta.url).searchParams;
+const DEV = PARAMS.get("dev") === "1";
+const CRYPTO = PARAMS.get("crypto") === "noble" ? "noble" : "auto";
+if (DEV && PARAMS.get("jspi") === "0") {
+  // Pyodide looks for these when it loads (as Safari lacks them).
+  delete WebAssembly.Suspending;
+  delete WebAssembly.Suspender;
+  delete WebAssembly.promising;
+}
+// The same test Pyodide makes: can Python be entered with stack switching?
+const JSPI = "Suspending" in WebAssembly || "Suspender" in WebAssembly;
 
 function progress(stage, extra = {}) {
   self.postMessage({ type: "boot", stage, ...extra });
@@ -50,7 +73,13 @@ async function boot() {
   pyodide.registerJsModule("pingidb", pingidb);
   progress("starting");
   const app = pyodide.pyimport("pyodide_app.worker");
-  const info = app.boot({ dev: DEV }).toJs({ dict_converter: Object.fromEntries });
+  const options = { dev: DEV, crypto: CRYPTO };
+  // Entered as every RPC call will be: asynchronously when the runtime can
+  // switch stacks, so boot can tell whether WebCrypto is usable.
+  const result = JSPI ? await app.boot.callPromising(options) : app.boot(options);
+  const info = result.toJs({ dict_converter: Object.fromEntries });
+  result.destroy();
+  // An async Python function: each call runs as a WebLoop task (JSPI allowed).
   const handle = app.handle_message;
   progress("ready", { ms: Math.round(performance.now() - t0), build: manifest.build, ...info });
   return handle;

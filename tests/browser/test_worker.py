@@ -1,7 +1,7 @@
 """The browser worker end to end, in Chromium, from a running ping_server.
 
 Boot to ``ready``, the crypto vectors of tests/core/test_crypto_vectors.py
-through the worker's JS (noble) backend, CBOR, the IndexedDB blob store
+through the worker's JS backends (noble and WebCrypto), CBOR, the IndexedDB blob store
 across a reload, and the fetch bridge's TransportError.
 """
 
@@ -46,8 +46,10 @@ def test_page_worker_reaches_ready(page, server_url: str) -> None:  # type: igno
     assert any(url.endswith("/pyodide/pyodide.asm.wasm") for url in seen), seen
     assert page.text_content("#boot-status") == "ready"
     info = page.evaluate("window.ping.call('info')")
-    assert info["crypto"] == "noble"
-    assert info["crypto_backends"] == ["noble"]
+    # Chromium has JSPI and WebCrypto Ed25519/X25519: WebCrypto above noble
+    # (tests/browser/test_webcrypto.py covers the choice and its fallbacks).
+    assert info["crypto"] == "webcrypto"
+    assert info["crypto_backends"] == ["webcrypto", "noble"]
     assert info["python"].startswith("3.14")
     assert info["platform"] == "emscripten"
     # Without ?dev=1 the dev.* methods are not there.
@@ -103,11 +105,11 @@ def _vector_cases() -> list[tuple[str, str, list[Any], Any]]:
 
 
 RUN_CASES = """
-async (cases) => {
+async ([cases, backend]) => {
   const enc = (v) => v instanceof Uint8Array ? hex(v) : Array.isArray(v) ? v.map(enc) : (v ?? null);
   const out = [];
   for (const [id, op, args] of cases) {
-    const r = await tryCall('dev.crypto', { op, args: args.map((a) => typeof a === 'string' ? unhex(a) : a) });
+    const r = await tryCall('dev.crypto', { op, backend, args: args.map((a) => typeof a === 'string' ? unhex(a) : a) });
     out.push(r.error ? { error: r.error.name } : enc(r.ok));
   }
   return out;
@@ -115,10 +117,9 @@ async (cases) => {
 """
 
 
-def test_crypto_vectors_through_the_js_backend(ping_page) -> None:  # type: ignore[no-untyped-def]
-    assert ping_page.evaluate("window.ping.call('dev.provider')")["name"] == "noble"
-    cases = _vector_cases()
-    results = ping_page.evaluate(RUN_CASES, [[c[0], c[1], c[2]] for c in cases])
+def run_vector_cases(page, cases: list[tuple[str, str, list[Any], Any]], backend: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Run ``cases`` through dev.crypto on ``backend``; the mismatches, described."""
+    results = page.evaluate(RUN_CASES, [[[c[0], c[1], c[2]] for c in cases], backend])
     mismatches = []
     for (cid, _op, _args, expected), got in zip(cases, results, strict=True):
         if isinstance(expected, dict) and "prefix" in expected:
@@ -127,8 +128,33 @@ def test_crypto_vectors_through_the_js_backend(ping_page) -> None:  # type: igno
             ok = got == expected
         if not ok:
             mismatches.append(f"{cid}: expected {expected!r}, got {got!r}")
+    return mismatches
+
+
+def counts_expected_total(cases: list[tuple[str, str, list[Any], Any]]) -> int:
+    """How many of ``cases`` reach the WebCrypto-or-noble decision.
+
+    Ed25519/X25519 calls with well-formed arguments; not hashing, not small
+    AES-GCM (noble below 3072 bytes), not calls refused by argument checks.
+    """
+    curve_ops = {"sign_public", "sign", "verify", "dh", "dh_public", "sign_keygen", "dh_keygen"}
+    refused = ("ed25519-small-order", "ed25519-secret-31", "ed25519-public-33", "ed25519-sig-63", "x25519-public-31")
+    return sum(1 for cid, op, _args, _exp in cases if op in curve_ops and not cid.startswith(refused))
+
+
+@pytest.mark.parametrize("backend", ["noble", "webcrypto", "webcrypto-all"])
+def test_crypto_vectors_through_the_js_backends(ping_page, backend: str) -> None:  # type: ignore[no-untyped-def]
+    cases = _vector_cases()
+    mismatches = run_vector_cases(ping_page, cases, backend)
     assert not mismatches, "\n".join(mismatches)
     assert len(cases) >= 69
+    if backend == "webcrypto":
+        # The vectors went through WebCrypto itself; only the cases WebCrypto
+        # rejects (low-order X25519 points) were re-run through noble.
+        counts = ping_page.evaluate("ping.call('dev.crypto_counts', {backend: 'webcrypto'})")
+        low_order = sum(1 for c in cases if c[0].startswith("x25519-low-order"))
+        total = counts_expected_total(cases)
+        assert counts == {"webcrypto": total - low_order, "sync_entry": 0, "fallback": low_order}
 
 
 def test_x25519_iterated_through_the_worker(ping_page) -> None:  # type: ignore[no-untyped-def]

@@ -32,10 +32,25 @@ def _factory(name: str) -> Callable[[], CryptoProvider]:
         from pyodide_app.crypto import NobleProvider
 
         return NobleProvider
+    if name == "webcrypto":
+        from pyodide_app.webcrypto import WebCryptoProvider
+
+        return WebCryptoProvider
+    if name == "webcrypto-all":  # every AES-GCM call through WebCrypto too
+        from pyodide_app.webcrypto import WebCryptoProvider
+
+        return lambda: WebCryptoProvider(aead_min=0)
     raise AssertionError(f"no test factory for the backend {name!r}: add it here")
 
 
-@pytest.fixture(params=available_backends(), scope="module")
+def _backends_under_test() -> list[str]:
+    # PING_CRYPTO_BACKENDS=a,b runs the file on backends that need not be
+    # registered (tests/node runs the WebCrypto provider this way).
+    names = os.environ.get("PING_CRYPTO_BACKENDS")
+    return names.split(",") if names else available_backends()
+
+
+@pytest.fixture(params=_backends_under_test(), scope="module")
 def crypto(request: pytest.FixtureRequest) -> CryptoProvider:
     return _factory(request.param)()
 

@@ -1,0 +1,196 @@
+// WebCrypto helpers for pyodide_app/webcrypto.py (Ed25519, X25519, AES-128-GCM).
+//
+// Re-exported by js/pingcrypto.mjs as its `webcrypto` namespace, so the
+// esbuild bundle the worker (and the Node test harness) registers as the JS
+// module "pingcrypto" carries it: Python reaches it as `pingcrypto.webcrypto`.
+// It imports nothing, so it also runs unbundled.
+//
+// Every function returns a Promise. Python waits for it with
+// `pyodide.ffi.run_sync` (JSPI), which only works when Python was entered
+// asynchronously; the provider checks that first and uses noble otherwise.
+//
+// Keys are CryptoKey objects. importKey is async and costs 3-45 us, so the
+// functions that import a key resolve to `[key, result]` and Python caches
+// `key` per key bytes; the hot calls take the cached key. Each call takes ONE
+// buffer that Python concatenated (fixed-size fields first): every Python ->
+// JS crossing copies and costs microseconds.
+//
+// Failures reject (OperationError, DataError...). Python does not trust a
+// rejection to say why; it re-runs the operation through noble, which returns
+// the result or raises the right ping_core.errors class. Only `edVerify*`
+// resolve to a verdict (`false` for a signature that does not verify).
+
+const subtle = globalThis.crypto?.subtle;
+
+// PKCS #8 PrivateKeyInfo for a raw 32-byte key (RFC 8410): SEQUENCE {
+// version 0, AlgorithmIdentifier {OID 1.3.101.112 Ed25519 | 1.3.101.110
+// X25519}, OCTET STRING { OCTET STRING (32 bytes) } }: a fixed 16-byte prefix.
+const PKCS8_ED25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+]);
+const PKCS8_X25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+]);
+const KEY_LEN = 32;
+const SIG_LEN = 64;
+const GCM_KEY = 16;
+const GCM_NONCE = 12;
+const ED25519 = { name: "Ed25519" };
+const X25519 = { name: "X25519" };
+const AES_GCM = { name: "AES-GCM" };
+// X25519 of the base point u = 9 is the public key of a scalar.
+const BASE_POINT = new Uint8Array(KEY_LEN);
+BASE_POINT[0] = 9;
+let basePointKey = null;
+
+/** True when this runtime has crypto.subtle (secure contexts only). */
+export function available() {
+  return subtle !== undefined && typeof subtle.importKey === "function";
+}
+
+function pkcs8(prefix, raw) {
+  const der = new Uint8Array(prefix.length + KEY_LEN);
+  der.set(prefix, 0);
+  der.set(raw, prefix.length);
+  return der;
+}
+
+function randomKey() {
+  return globalThis.crypto.getRandomValues(new Uint8Array(KEY_LEN));
+}
+
+function concat(a, b) {
+  const out = new Uint8Array(a.length + b.byteLength);
+  out.set(a, 0);
+  out.set(new Uint8Array(b), a.length);
+  return out;
+}
+
+function base64urlDecode(text) {
+  const bin = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// -- Ed25519 ---------------------------------------------------------------
+
+// Extractable only so that the public key can be read from its JWK ("x"):
+// WebCrypto has no "public key of this private key" call. Python holds the
+// seed anyway.
+async function edImport(seed) {
+  const key = await subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, seed), ED25519, true, ["sign"]);
+  const jwk = await subtle.exportKey("jwk", key);
+  return [key, base64urlDecode(jwk.x)];
+}
+
+/** seed(32) -> [private key, public(32)]. */
+export function edPrivate(seed) {
+  return edImport(seed);
+}
+
+/** -> [private key, seed(32) || public(32)] for a fresh random seed. */
+export async function edKeygen() {
+  const seed = randomKey();
+  const [key, pub] = await edImport(seed);
+  const out = concat(seed, pub);
+  seed.fill(0);
+  return [key, out];
+}
+
+/** (private key, message) -> the 64-byte RFC 8032 signature (an ArrayBuffer). */
+export function edSign(key, message) {
+  return subtle.sign(ED25519, key, message);
+}
+
+/** seed(32) || message -> [private key, public(32), signature(64)]: a first signature with a new key. */
+export async function edSignImport(buf) {
+  const [key, pub] = await edImport(buf.subarray(0, KEY_LEN));
+  return [key, pub, await subtle.sign(ED25519, key, buf.subarray(KEY_LEN))];
+}
+
+/** (public key, signature(64) || message) -> true when it verifies. */
+export function edVerify(key, buf) {
+  return subtle.verify(ED25519, key, buf.subarray(0, SIG_LEN), buf.subarray(SIG_LEN));
+}
+
+/** public(32) || signature(64) || message -> [public key, verdict]. */
+export async function edVerifyImport(buf) {
+  const key = await subtle.importKey("raw", buf.subarray(0, KEY_LEN), ED25519, false, ["verify"]);
+  return [key, await edVerify(key, buf.subarray(KEY_LEN))];
+}
+
+// -- X25519 ----------------------------------------------------------------
+
+function xPrivateKey(scalar) {
+  return subtle.importKey("pkcs8", pkcs8(PKCS8_X25519, scalar), X25519, false, ["deriveBits"]);
+}
+
+function xPublicKey(u) {
+  return subtle.importKey("raw", u, X25519, false, []);
+}
+
+// Rejects (OperationError) when the result is all zero (a low-order point).
+function derive(privateKey, publicKey) {
+  return subtle.deriveBits({ name: "X25519", public: publicKey }, privateKey, KEY_LEN * 8);
+}
+
+async function xPublicOf(key) {
+  if (basePointKey === null) basePointKey = await xPublicKey(BASE_POINT);
+  return derive(key, basePointKey);
+}
+
+/** scalar(32) -> [private key, public(32)]. */
+export async function xPrivate(scalar) {
+  const key = await xPrivateKey(scalar);
+  return [key, await xPublicOf(key)];
+}
+
+/** private key -> its public key (an ArrayBuffer). */
+export function xPublic(key) {
+  return xPublicOf(key);
+}
+
+/** -> [private key, scalar(32) || public(32)] for a fresh random scalar. */
+export async function xKeygen() {
+  const scalar = randomKey();
+  const [key, pub] = await xPrivate(scalar);
+  const out = concat(scalar, pub);
+  scalar.fill(0);
+  return [key, out];
+}
+
+/** (private key, public(32)) -> the shared secret (an ArrayBuffer). */
+export async function xDh(key, pub) {
+  return derive(key, await xPublicKey(pub));
+}
+
+/** scalar(32) || public(32) -> [private key, shared secret]. */
+export async function xDhImport(buf) {
+  const [key, peer] = await Promise.all([xPrivateKey(buf.subarray(0, KEY_LEN)), xPublicKey(buf.subarray(KEY_LEN))]);
+  return [key, await derive(key, peer)];
+}
+
+// -- AES-128-GCM -----------------------------------------------------------
+
+function gcm(buf, aadLen, usage) {
+  const key = buf.subarray(0, GCM_KEY);
+  const iv = buf.subarray(GCM_KEY, GCM_KEY + GCM_NONCE);
+  const additionalData = buf.subarray(GCM_KEY + GCM_NONCE, GCM_KEY + GCM_NONCE + aadLen);
+  const data = buf.subarray(GCM_KEY + GCM_NONCE + aadLen);
+  // MLS derives a fresh key per message: importing a raw AES key costs ~2 us,
+  // no cache.
+  return subtle
+    .importKey("raw", key, AES_GCM, false, [usage])
+    .then((k) => subtle[usage]({ name: "AES-GCM", iv, additionalData, tagLength: 128 }, k, data));
+}
+
+/** key(16) || nonce(12) || aad || plaintext -> ciphertext || tag(16). */
+export function gcmSeal(buf, aadLen) {
+  return gcm(buf, aadLen, "encrypt");
+}
+
+/** key(16) || nonce(12) || aad || ciphertext||tag -> plaintext; rejects if it does not authenticate. */
+export function gcmOpen(buf, aadLen) {
+  return gcm(buf, aadLen, "decrypt");
+}

@@ -1,0 +1,330 @@
+"""Cipher suite 1 through the browser's WebCrypto, called synchronously via JSPI.
+
+WebCrypto is asynchronous; the MLS engine calls its provider synchronously.
+JSPI bridges the two: ``pyodide.ffi.run_sync(promise)`` suspends the
+WebAssembly stack until the promise settles. That only works when Python was
+entered asynchronously (an ``async def`` called from JS, a WebLoop task,
+``callPromising``, ``runPythonAsync``): the worker enters every RPC call that
+way (see :mod:`pyodide_app.worker`).
+
+:class:`WebCryptoProvider` is a hybrid, chosen per primitive by measurement
+(benchmarks/crypto_bench.py, Chromium): WebCrypto for Ed25519 (sign, verify,
+key generation, public keys), X25519 and AES-128-GCM of at least
+:data:`AEAD_WEBCRYPTO_MIN` bytes; noble (:class:`~pyodide_app.crypto.NobleProvider`)
+for small AES-GCM messages and randomness (a run_sync costs tens of
+microseconds, more than noble needs for a short message); Python's hashlib for
+hashing, HMAC and HKDF. Results are byte-identical to the other backends
+(Ed25519 signatures are deterministic, RFC 8032).
+
+It never fails where noble would not:
+
+- a call from a synchronous entry (``can_run_sync()`` is false) goes to noble;
+- whenever WebCrypto rejects (a low-order X25519 point, a ciphertext that
+  does not authenticate, an unsupported algorithm, anything else) the same
+  call is re-run through noble, which returns the result or raises the
+  :mod:`ping_core.errors` class the other backends raise. Only an Ed25519
+  verdict comes straight from WebCrypto (``false`` -> ``InvalidSignature``).
+  So no ``JsException`` and no ``TypeError`` leaves this module, and argument
+  checks (lengths, small-order Ed25519 keys) are the shared ones of
+  :mod:`ping_core.mls.crypto.provider`.
+
+Imported keys are CryptoKey objects cached per key bytes (bounded, cleared
+when full): importKey is async and costs 3-45 us. Secrets stay in the
+caches' keys and in WebCrypto's key objects; nothing here logs or reprs them.
+
+Concurrency: while a call waits in ``run_sync``, the JS event loop runs, and
+so may other asyncio tasks of the same interpreter (Pyodide saves and
+restores the Python thread state around the switch). A provider call is thus
+a point where other tasks can run, like an ``await``: code that shares MLS
+state between tasks must hold its lock (one ``asyncio.Lock`` per
+conversation) across the whole operation, as DESIGN.md requires anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ping_core.errors import CryptoError, InvalidSignature
+from ping_core.mls.crypto import HashlibKdf, register_backend
+from ping_core.mls.crypto.provider import (
+    AEAD_KEY_LEN,
+    AEAD_NONCE_LEN,
+    DH_PUBLIC_LEN,
+    DH_SECRET_LEN,
+    SIGN_SECRET_LEN,
+    SIGNATURE_LEN,
+    check_bytes,
+    check_ed25519_public,
+    check_len,
+)
+
+from .crypto import JS_MODULE_NAME, NobleProvider, _load_js_module
+
+__all__ = ["WebCryptoProvider", "register", "PRIORITY", "AEAD_WEBCRYPTO_MIN", "NAME"]
+
+NAME = "webcrypto"
+# Above noble (50), below pyca (100): a Pyodide distribution that ships pyca
+# still prefers it (synchronous, no JSPI needed).
+PRIORITY = 75
+# AES-GCM messages (plaintext or ciphertext bytes) from this size go through
+# WebCrypto, shorter ones through noble. Measured from Python in a Chromium 156
+# worker: noble 43/68/103/129 us and WebCrypto 80/77/97/101 us for 1/2/3/4 KiB
+# seals (a promise and a stack switch cost ~50 us); 64 KiB is ~7x faster in
+# WebCrypto. benchmarks/crypto_bench.py prints the figures.
+AEAD_WEBCRYPTO_MIN = 3072
+# Cached CryptoKeys per kind. MLS signs with one key and verifies a group's
+# members' keys over and over; HPKE adds one fresh X25519 key per encap.
+_KEY_CACHE_LIMIT = 256
+
+
+class WebCryptoProvider(HashlibKdf):
+    """The hybrid WebCrypto/noble backend; see the module docstring.
+
+    ``strict=True`` turns every fallback to noble into a ``CryptoError``
+    (the boot probe uses it to prove the WebCrypto path itself works).
+    ``aead_min`` overrides :data:`AEAD_WEBCRYPTO_MIN` (0: every AES-GCM call
+    through WebCrypto; benchmarks use it).
+    """
+
+    name = NAME
+
+    def __init__(
+        self,
+        js_module: Any = None,
+        *,
+        noble: NobleProvider | None = None,
+        aead_min: int = AEAD_WEBCRYPTO_MIN,
+        strict: bool = False,
+    ) -> None:
+        from pyodide.ffi import can_run_sync, run_sync, to_js  # type: ignore[import-not-found,unused-ignore]
+
+        module = js_module if js_module is not None else _load_js_module()
+        try:
+            self._wc = module.webcrypto
+        except AttributeError as exc:
+            raise CryptoError(f"the JS module {JS_MODULE_NAME!r} has no webcrypto helpers") from exc
+        self._noble = noble if noble is not None else NobleProvider(module)
+        self._aead_min = aead_min
+        self._strict = strict
+        self._can_run_sync = can_run_sync
+        self._run = run_sync
+        self._to_js = to_js
+        # seed -> (private CryptoKey, public key bytes)
+        self._ed_private: dict[bytes, tuple[Any, bytes]] = {}
+        # public key bytes -> public CryptoKey
+        self._ed_public: dict[bytes, Any] = {}
+        # scalar -> private CryptoKey
+        self._x_private: dict[bytes, Any] = {}
+        #: Calls answered by WebCrypto, calls sent to noble because the entry
+        #: was synchronous, and calls re-run through noble after WebCrypto
+        #: rejected (or could not be reached). Diagnostics for tests and
+        #: benchmarks; they hold no secret.
+        self.counts = {"webcrypto": 0, "sync_entry": 0, "fallback": 0}
+
+    def __repr__(self) -> str:
+        return f"WebCryptoProvider(aead_min={self._aead_min})"
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        """True when this call may block on a promise (Python was entered asynchronously)."""
+        if self._can_run_sync():
+            return True
+        if self._strict:
+            raise CryptoError("WebCrypto needs an asynchronous entry (JSPI): run_sync is unavailable")
+        self.counts["sync_entry"] += 1
+        return False
+
+    def _fell_back(self, what: str) -> None:
+        """Account for a WebCrypto failure; the caller then asks noble."""
+        if self._strict:
+            raise CryptoError(f"{what} failed in WebCrypto") from None
+        self.counts["fallback"] += 1
+
+    @staticmethod
+    def _cache(table: dict[bytes, Any], key: bytes, value: Any) -> None:
+        if len(table) >= _KEY_CACHE_LIMIT:
+            table.clear()
+        table[key] = value
+
+    # -- randomness: noble (synchronous crypto.getRandomValues, no promise) ----
+
+    def random(self, n: int) -> bytes:
+        return self._noble.random(n)
+
+    # -- AES-128-GCM ---------------------------------------------------------
+
+    def _gcm(self, op: str, key: bytes, nonce: bytes, aad: bytes, data: bytes) -> bytes | None:
+        """WebCrypto's answer, or None when noble should answer."""
+        if len(data) < self._aead_min or not self._usable():
+            return None
+        buf = key + nonce + aad + data
+        try:
+            if op == "seal":
+                out: bytes = self._run(self._wc.gcmSeal(self._to_js(buf), len(aad))).to_bytes()
+            else:
+                out = self._run(self._wc.gcmOpen(self._to_js(buf), len(aad))).to_bytes()
+        except Exception:  # noqa: BLE001  (a JS rejection: noble decides, e.g. DecryptionFailed)
+            self._fell_back(f"AEAD {op}")
+            return None
+        self.counts["webcrypto"] += 1
+        return out
+
+    def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        key = check_len(key, AEAD_KEY_LEN, "AEAD key")
+        nonce = check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce")
+        aad = check_bytes(aad, "aad")
+        plaintext = check_bytes(plaintext, "plaintext")
+        out = self._gcm("seal", key, nonce, aad, plaintext)
+        return out if out is not None else self._noble.aead_seal(key, nonce, aad, plaintext)
+
+    def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        key = check_len(key, AEAD_KEY_LEN, "AEAD key")
+        nonce = check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce")
+        aad = check_bytes(aad, "aad")
+        ciphertext = check_bytes(ciphertext, "ciphertext")
+        out = self._gcm("open", key, nonce, aad, ciphertext)
+        return out if out is not None else self._noble.aead_open(key, nonce, aad, ciphertext)
+
+    # -- Ed25519 -------------------------------------------------------------
+
+    def sign_keygen(self) -> tuple[bytes, bytes]:
+        if self._usable():
+            try:
+                pair = self._run(self._wc.edKeygen())
+                key, both = pair[0], pair[1].to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("Ed25519 keygen")
+            else:
+                secret, public = both[:SIGN_SECRET_LEN], both[SIGN_SECRET_LEN:]
+                self._cache(self._ed_private, secret, (key, public))
+                self.counts["webcrypto"] += 1
+                return secret, public
+        return self._noble.sign_keygen()
+
+    def sign_public(self, secret: bytes) -> bytes:
+        secret = check_len(secret, SIGN_SECRET_LEN, "Ed25519 secret key")
+        if self._usable():
+            try:
+                entry = self._ed_private.get(secret)
+                if entry is None:
+                    pair = self._run(self._wc.edPrivate(self._to_js(secret)))
+                    entry = (pair[0], pair[1].to_bytes())
+                    self._cache(self._ed_private, secret, entry)
+                public = entry[1]
+            except Exception:  # noqa: BLE001
+                self._fell_back("Ed25519 public key")
+            else:
+                self.counts["webcrypto"] += 1
+                return public
+        return self._noble.sign_public(secret)
+
+    def sign(self, secret: bytes, message: bytes) -> bytes:
+        secret = check_len(secret, SIGN_SECRET_LEN, "Ed25519 secret key")
+        message = check_bytes(message, "message")
+        if self._usable():
+            try:
+                entry = self._ed_private.get(secret)
+                if entry is None:  # import and sign in one promise: one stack switch
+                    res = self._run(self._wc.edSignImport(self._to_js(secret + message)))
+                    self._cache(self._ed_private, secret, (res[0], res[1].to_bytes()))
+                    out: bytes = res[2].to_bytes()
+                else:
+                    out = self._run(self._wc.edSign(entry[0], self._to_js(message))).to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("Ed25519 sign")
+            else:
+                self.counts["webcrypto"] += 1
+                return out
+        return self._noble.sign(secret, message)
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
+        # The shared checks first: wrong lengths and small-order or
+        # non-canonical keys get the same errors as on every backend.
+        public = check_ed25519_public(public)
+        message = check_bytes(message, "message")
+        signature = check_bytes(signature, "signature")
+        if len(signature) != SIGNATURE_LEN:
+            raise InvalidSignature("Ed25519 signature does not verify")
+        if self._usable():
+            try:
+                key = self._ed_public.get(public)
+                if key is None:
+                    pair = self._run(self._wc.edVerifyImport(self._to_js(public + signature + message)))
+                    key, verdict = pair[0], pair[1]
+                    self._cache(self._ed_public, public, key)
+                else:
+                    verdict = self._run(self._wc.edVerify(key, self._to_js(signature + message)))
+            except Exception:  # noqa: BLE001
+                self._fell_back("Ed25519 verify")
+            else:
+                self.counts["webcrypto"] += 1
+                if verdict is True:
+                    return
+                raise InvalidSignature("Ed25519 signature does not verify")
+        self._noble.verify(public, message, signature)
+
+    # -- X25519 --------------------------------------------------------------
+
+    def dh_keygen(self) -> tuple[bytes, bytes]:
+        if self._usable():
+            try:
+                pair = self._run(self._wc.xKeygen())
+                key, both = pair[0], pair[1].to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("X25519 keygen")
+            else:
+                secret, public = both[:DH_SECRET_LEN], both[DH_SECRET_LEN:]
+                # HPKE uses a fresh key pair at once (encap): keep its CryptoKey.
+                self._cache(self._x_private, secret, key)
+                self.counts["webcrypto"] += 1
+                return secret, public
+        return self._noble.dh_keygen()
+
+    def dh_public(self, secret: bytes) -> bytes:
+        secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
+        if self._usable():
+            try:
+                key = self._x_private.get(secret)
+                if key is None:
+                    pair = self._run(self._wc.xPrivate(self._to_js(secret)))
+                    self._cache(self._x_private, secret, pair[0])
+                    public: bytes = pair[1].to_bytes()
+                else:
+                    public = self._run(self._wc.xPublic(key)).to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("X25519 public key")
+            else:
+                self.counts["webcrypto"] += 1
+                return public
+        return self._noble.dh_public(secret)
+
+    def dh(self, secret: bytes, public: bytes) -> bytes:
+        secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
+        public = check_len(public, DH_PUBLIC_LEN, "X25519 public key")
+        if self._usable():
+            try:
+                key = self._x_private.get(secret)
+                if key is None:
+                    pair = self._run(self._wc.xDhImport(self._to_js(secret + public)))
+                    self._cache(self._x_private, secret, pair[0])
+                    shared: bytes = pair[1].to_bytes()
+                else:
+                    shared = self._run(self._wc.xDh(key, self._to_js(public))).to_bytes()
+            except Exception:  # noqa: BLE001  (an all-zero secret rejects: noble raises InvalidKey)
+                self._fell_back("X25519")
+            else:
+                self.counts["webcrypto"] += 1
+                return shared
+        return self._noble.dh(secret, public)
+
+
+def register(js_module: Any = None) -> None:
+    """Offer WebCrypto to ``default_provider()`` above noble, unconditionally.
+
+    The worker does not call this directly but :func:`pyodide_app.crypto_select.select`,
+    which first checks that JSPI and WebCrypto's Ed25519/X25519 work here.
+    """
+    module = js_module if js_module is not None else _load_js_module()
+    noble = NobleProvider(module)
+    register_backend(NAME, lambda: WebCryptoProvider(module, noble=noble), priority=PRIORITY)
