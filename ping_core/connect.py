@@ -1,0 +1,141 @@
+"""``connect``: a ready :class:`~ping_core.client.MessagingClient` on ping_server, with its state in a folder.
+
+::
+
+    client = await ping_core.connect("https://ping.example", "~/.ping", "laptop")
+
+What it wires (CPython; the browser worker builds its client itself):
+
+* the state folder (created ``0700``) holds ``storage.key`` (32 random bytes,
+  ``0600``, unless the caller passes ``storage_key``), ``host.sqlite`` (the
+  host records: the account identity and the device record) and
+  ``state.sqlite`` (the MLS state), both encrypted with that key
+  (``ping_core.storage.sqlite``);
+* the account: the stored one, else ``identity`` (e.g. moved here by linking),
+  else a new one; a folder never changes account (``IdentityError``);
+* the device key: the stored device's, else a new one;
+* :class:`~ping_core.transport.http.HttpTransport` signing as that device;
+* registration with the server (every call: it is idempotent and refreshes the
+  label), and on the first registration ``key_packages`` one-time KeyPackages
+  plus a last-resort one, so others can always add this device.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ping_core.client import ClientConfig, MessagingClient
+from ping_core.device import LocalDevice
+from ping_core.errors import IdentityError, InvalidInput, StorageError
+from ping_core.identity import Identity
+from ping_core.storage import BlobStorage, SqliteBlobStore, StorageBackend
+from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH
+
+__all__ = ["connect", "KEY_FILE", "HOST_DB", "STATE_DB"]
+
+KEY_FILE = "storage.key"
+HOST_DB = "host.sqlite"
+STATE_DB = "state.sqlite"
+_NS = "ping"  # host-storage namespace of connect's own records
+
+
+def _state_dir(path: str | os.PathLike[str]) -> Path:
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise StorageError(f"cannot use the state folder {str(folder)!r}: {exc.strerror}") from None
+    return folder
+
+
+def _storage_key(folder: Path) -> bytes:
+    """The folder's key file: read it, or create it (owner-only) on first use."""
+    path = folder / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            key = path.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        if len(key) != 32:
+            raise StorageError(f"{str(path)!r} is not a 32-byte storage key")
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # never leave the key readable by others
+        return key
+    except OSError as exc:
+        raise StorageError(f"cannot create {str(path)!r}: {exc.strerror}") from None
+    key = os.urandom(32)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+async def connect(
+    server_url: str,
+    state_dir: str | os.PathLike[str],
+    device_label: str = "device",
+    *,
+    storage_key: bytes | None = None,
+    identity: Identity | None = None,
+    key_packages: int = 20,
+    timeout: float = 30.0,
+    now_ms: int | None = None,
+) -> MessagingClient:
+    """Open (or create) the client whose state is in ``state_dir``, connected to ``server_url``.
+
+    Raises ``StorageError`` (unusable folder, wrong key), ``IdentityError``
+    (``identity`` is not the folder's account) and ``TransportError`` (the
+    server refused the registration or did not answer; nothing of the local
+    state is lost, call again). Close it with ``await client.transport.aclose()``.
+    """
+    from ping_core.transport.http import HttpTransport  # httpx: CPython only, imported on use
+
+    if not 0 <= key_packages <= MAX_KEY_PACKAGES_PER_PUBLISH:
+        raise InvalidInput(f"key_packages must be 0..{MAX_KEY_PACKAGES_PER_PUBLISH}")
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    folder = _state_dir(state_dir)
+    key = storage_key if storage_key is not None else _storage_key(folder)
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise InvalidInput("storage_key must be 32 bytes")
+    host = BlobStorage(SqliteBlobStore.open(folder / HOST_DB, key))
+
+    stored = await host.get(_NS, "identity")
+    if stored is not None:
+        account = Identity.import_(stored)
+        if identity is not None and identity != account:
+            raise IdentityError("this state folder belongs to another account")
+    else:
+        account = identity if identity is not None else Identity.generate()
+        await host.put(_NS, "identity", account.export())
+
+    raw_device = await host.get("device", "local")
+    secret = LocalDevice.decode(raw_device, account.user_id).signing_secret if raw_device is not None else os.urandom(32)
+    transport = HttpTransport(server_url, secret, timeout=timeout)
+    try:
+        client = await MessagingClient.init(
+            ClientConfig(
+                account,
+                device_label,
+                host,
+                transport,
+                now,
+                StorageBackend.Sqlite(str(folder / STATE_DB), key),
+                device_signing_secret_key=secret,
+            )
+        )
+        await transport.register_device(client.device_info(now), account.device_binding(client.device_id()))
+        if await host.get(_NS, "key_packages_published") is None:
+            fresh = [await client.fresh_key_package() for _ in range(key_packages)]
+            await transport.publish_key_packages(fresh, last_resort=await client.fresh_key_package(last_resort=True))
+            await host.put(_NS, "key_packages_published", str(len(fresh)).encode())
+    except BaseException:
+        await transport.aclose()
+        raise
+    return client
