@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ping_core.client import AdmitChatOutcome, AdmitChatStatus, ClientConfig, MessagingClient
+from ping_core.connect import connect
 from ping_core.clock import Hlc
 from ping_core.conversation import MemberInfo
 from ping_core.device import CatchupSnapshot, DeviceInfo, GroupStateSnapshot, LinkingTicket, LocalDevice
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "MessagingClient",
     "ClientConfig",
+    "connect",
     "AdmitChatOutcome",
     "AdmitChatStatus",
     "Identity",
