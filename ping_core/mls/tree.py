@@ -199,7 +199,7 @@ class RatchetTree:
     first and change nothing when they raise.
     """
 
-    __slots__ = ("_nodes", "_enc", "_hash", "_n_leaves", "_index", "_index_owned")
+    __slots__ = ("_nodes", "_enc", "_hash", "_n_leaves", "_index", "_index_owned", "_free_from")
 
     def __init__(self, nodes: list[Node | None], encodings: list[bytes | None] | None = None) -> None:
         """Internal: ``nodes`` must already have full width (use the class methods)."""
@@ -209,6 +209,10 @@ class RatchetTree:
         self._hash: list[bytes | None] = [None] * len(nodes)
         self._index: _Index | None = None
         self._index_owned = True
+        # Every leaf below this index is non-blank: free_leaf_index scans from
+        # here, so adding N members one at a time is O(N), not O(N^2). It only
+        # moves back when a leaf is blanked (in _set).
+        self._free_from = 0
 
     # ------------------------------------------------------------------ building
 
@@ -353,6 +357,7 @@ class RatchetTree:
         other._enc = self._enc[:]
         other._hash = self._hash[:]
         other._n_leaves = self._n_leaves
+        other._free_from = self._free_from
         # The key index is built once on the source (a live tree is copied for
         # every staged commit) and copied on write: whichever tree changes first.
         other._index = self._keys()
@@ -408,12 +413,17 @@ class RatchetTree:
         return sum(1 for x in range(0, len(nodes), 2) if nodes[x] is not None)
 
     def free_leaf_index(self) -> int:
-        """The leaf :meth:`add_leaf` would fill: the leftmost blank leaf, or ``n_leaves``."""
+        """The leaf :meth:`add_leaf` would fill: the leftmost blank leaf, or ``n_leaves``.
+
+        O(1) amortised: the scan starts after the leaves known to be filled.
+        """
         nodes = self._nodes
-        for x in range(0, len(nodes), 2):
-            if nodes[x] is None:
-                return x >> 1
-        return self._n_leaves
+        n = len(nodes)
+        x = 2 * self._free_from
+        while x < n and nodes[x] is not None:
+            x += 2
+        self._free_from = x >> 1
+        return x >> 1
 
     def find_leaf(self, predicate: Callable[[LeafNode], bool]) -> int | None:
         """The index of the first leaf for which ``predicate`` holds, or ``None``."""
@@ -617,6 +627,8 @@ class RatchetTree:
                 idx.add(node)
         nodes[x] = node
         self._enc[x] = enc
+        if node is None and not x & 1 and x >> 1 < self._free_from:
+            self._free_from = x >> 1
         hashes = self._hash
         hashes[x] = None
         root = self._n_leaves - 1

@@ -86,6 +86,44 @@ def test_remove_keeps_width_while_the_right_half_has_a_member() -> None:
     assert t.n_leaves == 4
 
 
+def _leftmost_blank(t: RatchetTree) -> int:
+    return next((i for i in range(t.n_leaves) if t.leaf(i) is None), t.n_leaves)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 11)), max_size=40))
+def test_free_leaf_index_is_the_leftmost_blank_through_adds_removes_and_copies(ops: list[tuple[bool, int]]) -> None:
+    # free_leaf_index remembers where its last scan stopped; removals below
+    # that point, truncation and copies must not make it skip a blank leaf.
+    t = RatchetTree.create(leaf(0))
+    snapshots: list[tuple[RatchetTree, int]] = []
+    for add, k in ops:
+        if add:
+            expected = _leftmost_blank(t)
+            assert t.add_leaf(leaf(k)) == expected
+        else:
+            members = [i for i, _ in t.members()]
+            if len(members) > 1:
+                t.remove_leaf(members[k % len(members)])
+        assert t.free_leaf_index() == _leftmost_blank(t)
+        snapshots.append((t.copy(), _leftmost_blank(t)))
+    for snap, expected in snapshots:  # later changes to t never leak into a copy
+        assert snap.free_leaf_index() == expected
+
+
+def test_free_leaf_index_goes_back_to_a_removed_leaf() -> None:
+    t = RatchetTree.create(leaf(0))
+    for i in range(1, 6):
+        assert t.add_leaf(leaf(i)) == i
+    c = t.copy()
+    t.remove_leaf(2)
+    assert t.free_leaf_index() == 2 and c.free_leaf_index() == 6
+    assert t.add_leaf(leaf(6)) == 2
+    assert t.free_leaf_index() == 6
+    c.remove_leaf(1)
+    assert c.add_leaf(leaf(7)) == 1 and t.leaf(1) == leaf(1)
+
+
 def test_update_replaces_the_leaf_and_blanks_its_direct_path() -> None:
     t = RatchetTree.from_nodes([leaf(0), parent(1), leaf(1), parent(2), leaf(2), parent(3), leaf(3)])
     t.update_leaf(1, leaf(5))
