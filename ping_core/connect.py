@@ -13,7 +13,8 @@ What it wires (CPython; the browser worker builds its client itself):
   (``ping_core.storage.sqlite``);
 * the account: the stored one, else ``identity`` (e.g. moved here by linking),
   else a new one; a folder never changes account (``IdentityError``);
-* the device key: the stored device's, else a new one;
+* the device key: the stored device's, else ``device_secret`` (a 32-byte
+  Ed25519 seed the host chose, e.g. announced in a linking request), else a new one;
 * :class:`~ping_core.transport.http.HttpTransport` signing as that device;
 * registration with the server (every call: it is idempotent and refreshes the
   label), and on the first registration ``key_packages`` one-time KeyPackages
@@ -84,6 +85,7 @@ async def connect(
     *,
     storage_key: bytes | None = None,
     identity: Identity | None = None,
+    device_secret: bytes | None = None,
     key_packages: int = 20,
     timeout: float = 30.0,
     now_ms: int | None = None,
@@ -116,7 +118,14 @@ async def connect(
         await host.put(_NS, "identity", account.export())
 
     raw_device = await host.get("device", "local")
-    secret = LocalDevice.decode(raw_device, account.user_id).signing_secret if raw_device is not None else os.urandom(32)
+    if raw_device is not None:
+        secret = LocalDevice.decode(raw_device, account.user_id).signing_secret
+    elif device_secret is not None:
+        if not isinstance(device_secret, bytes) or len(device_secret) != 32:
+            raise InvalidInput("device_secret must be a 32-byte Ed25519 seed")
+        secret = device_secret
+    else:
+        secret = os.urandom(32)
     transport = HttpTransport(server_url, secret, timeout=timeout)
     try:
         client = await MessagingClient.init(

@@ -1,0 +1,463 @@
+"""``ping``: the command line (console script ``ping`` and ``python -m ping_core``).
+
+::
+
+    ping --server URL --state DIR init --label NAME      prints "user <hex>" and "device <hex>"
+    ping ... whoami | list | devices
+    ping ... create NAME                                 prints the conversation id
+    ping ... invite CONV USER_ID                         adds every device of that user
+    ping ... send CONV TEXT
+    ping ... sync                                        prints "CONV_ID SENDER_USER_ID: TEXT" per new message
+    ping ... watch [--interval S]                        sync until interrupted
+    ping ... members CONV | rename CONV NAME | remove CONV USER_ID | revoke DEVICE_ID
+    ping ... link-new --label NAME                       (new device) prints a request code
+    ping ... link-accept REQUEST                         (linked device) prints a grant code, waits, admits
+    ping ... link-new --grant GRANT                      (new device) joins the account and its chats
+
+``--server`` and ``--state`` default to ``$PING_SERVER`` and ``$PING_STATE``.
+Each command opens the state folder with :func:`ping_core.connect` and closes
+it again. Exit status 0 on success; any failure is one line on stderr
+(``ping: error: ...``) and status 1 (2 for a usage error).
+
+Linking a device (the account key moves sealed, never in a code in clear):
+
+1. the new device: ``link-new --label L`` makes its device key and a one-time
+   X25519 link key pair (kept in the state folder, owner-only) and prints the
+   request code (device id and link public key, nothing secret);
+2. a device of the account: ``link-accept REQUEST`` prints the grant code
+   (the account identity sealed with HPKE to the link key), then waits for
+   the new device to register, adds it to the DeviceGroup (its linking ticket,
+   sealed to the same key, travels through the new device's Welcome inbox)
+   and to every chat, and prints ``linked <device>``;
+3. the new device: ``link-new --grant GRANT`` opens the grant, registers,
+   waits for the ticket, joins the DeviceGroup, imports the history snapshot
+   and joins the chats whose Welcomes have arrived (``sync`` joins later ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ping_core.client import MessagingClient
+from ping_core.clock import Hlc
+from ping_core.codec import decode_record, encode_record
+from ping_core.errors import CryptoError, InvalidInput, PingError, TransportError
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.link import LinkKeyPair, open_ticket, seal_ticket
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.mls import hpke
+from ping_core.mls.crypto import default_provider
+
+__all__ = ["main"]
+
+GRANT_INFO = b"ping account grant v1"
+_PENDING_LINK = "link-pending"
+_WAIT_SECONDS = 300.0
+
+
+class CliError(Exception):
+    """A failure to report as one line (the message is for the user)."""
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+def _code(record: bytes) -> str:
+    return base64.urlsafe_b64encode(record).decode("ascii").rstrip("=")
+
+
+def _uncode(text: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except ValueError:
+        raise CliError(f"that is not a {what} code") from None
+
+
+def _conv(text: str) -> ConversationId:
+    return ConversationId.from_hex(text)
+
+
+def _display(text: bytes) -> str:
+    return text.decode("utf-8", errors="replace").replace("\n", " ")
+
+
+# ---------------------------------------------------------------------------
+# Commands that need an initialized client
+
+
+async def _open(args: argparse.Namespace, *, label: str = "device", **kwargs: Any) -> MessagingClient:
+    from ping_core.connect import HOST_DB, connect
+
+    if not args.server:
+        raise CliError("no server: give --server URL (or set PING_SERVER)")
+    if not kwargs and not (Path(args.state) / HOST_DB).exists():
+        raise CliError(f"{args.state} is not initialized: run `ping init --label NAME` first")
+    return await connect(args.server, args.state, label, **kwargs)
+
+
+async def _close(client: MessagingClient) -> None:
+    close = getattr(client.transport, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def _with_client(args: argparse.Namespace, run: Callable[[MessagingClient], Awaitable[None]]) -> None:
+    client = await _open(args)
+    try:
+        await run(client)
+    finally:
+        await _close(client)
+
+
+async def cmd_init(args: argparse.Namespace) -> None:
+    client = await _open(args, label=args.label, identity=None)
+    try:
+        _out(f"user {client.user_id().as_hex()}")
+        _out(f"device {client.device_id().as_hex()}")
+    finally:
+        await _close(client)
+
+
+async def cmd_whoami(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        info = c.device_info(_now())
+        _out(f"user {c.user_id().as_hex()}")
+        _out(f"device {c.device_id().as_hex()} {info.label}")
+
+    await _with_client(args, run)
+
+
+async def cmd_create(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        _out((await c.create_conversation(args.name, _now())).as_hex())
+
+    await _with_client(args, run)
+
+
+async def cmd_invite(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        conv = _conv(args.conv)
+        user = UserId.from_hex(args.user_id)
+        claimed = await c.transport.claim_key_packages(user)
+        present = {m.device_id for m in c.members(conv)}
+        entries = [(d, kp) for d, kp in claimed if d not in present]
+        if not entries:
+            raise CliError("that user has no device to add (none registered, or all already members)")
+        await c.add_members(conv, entries, _now())
+        _out(f"invited {len(entries)} device{'s' if len(entries) != 1 else ''}")
+
+    await _with_client(args, run)
+
+
+async def cmd_send(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        await c.send(_conv(args.conv), args.text.encode("utf-8"), _now())
+
+    await _with_client(args, run)
+
+
+async def _join_inbox(c: MessagingClient, link_keys: LinkKeyPair | None = None) -> bool:
+    """Join the conversations whose Welcomes wait in the inbox; True when a linking ticket was consumed.
+
+    A Welcome into this account's DeviceGroup carries a sealed linking ticket
+    (see the module docstring); it is used only with the pending link key.
+    """
+    welcomes = await c.transport.fetch_welcomes()
+    dg = ConversationId.device_group(c.user_id())
+    linked = False
+    for env in welcomes:
+        try:
+            if env.conversation_id == dg:
+                if link_keys is None:
+                    continue  # a ticket for an earlier link (or not for us): nothing to do
+                ticket = open_ticket(env.payload, link_keys, c.device_id())
+                await c.consume_linking_ticket(ticket, _now())
+                catchup = ticket.catchup()
+                if catchup is not None:
+                    for entry in catchup.conversation_metas:
+                        await c.import_state_snapshot(entry.group_state_bytes, _now())
+                linked = True
+                link_keys = None
+            else:
+                conv = await c.join_conversation(env, _now())
+                print(f"ping: joined {conv.as_hex()}", file=sys.stderr, flush=True)
+        except PingError as exc:
+            print(f"ping: a Welcome could not be used ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+    if welcomes:
+        await c.transport.ack_welcomes(welcomes[-1].seq)
+    return linked
+
+
+async def _sync_once(c: MessagingClient) -> None:
+    await _join_inbox(c)
+    for m in await c.sync_conversations(_now()):
+        _out(f"{m.conversation_id.as_hex()} {m.sender_user_id.as_hex()}: {_display(m.plaintext)}")
+
+
+async def cmd_sync(args: argparse.Namespace) -> None:
+    await _with_client(args, _sync_once)
+
+
+async def cmd_watch(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        while True:
+            await _sync_once(c)
+            await asyncio.sleep(args.interval)
+
+    await _with_client(args, run)
+
+
+async def cmd_list(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        for meta in sorted(c.list_conversations(), key=lambda m: m.id.value):
+            kind = " (device group)" if meta.is_device_group else ""
+            _out(f"{meta.id.as_hex()} {meta.name or '-'}{kind} members={meta.member_count} epoch={meta.epoch}")
+
+    await _with_client(args, run)
+
+
+async def cmd_members(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        members = c.members(_conv(args.conv))
+        if not members:
+            raise CliError("no such conversation here")
+        for m in members:
+            _out(f"{m.user_id.as_hex()} {m.device_id.as_hex()}")
+
+    await _with_client(args, run)
+
+
+async def cmd_rename(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        await c.set_conversation_name(_conv(args.conv), args.name, _now())
+
+    await _with_client(args, run)
+
+
+async def cmd_remove(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        conv = _conv(args.conv)
+        user = UserId.from_hex(args.user_id)
+        leaves = [m.leaf_index for m in c.members(conv) if m.user_id == user and m.device_id != c.device_id()]
+        if not leaves:
+            raise CliError("that user has no device in this conversation")
+        await c.remove_members(conv, leaves, _now())
+        _out(f"removed {len(leaves)} device{'s' if len(leaves) != 1 else ''}")
+
+    await _with_client(args, run)
+
+
+async def cmd_devices(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        for info in await c.transport.list_devices(c.user_id()):
+            this = " (this device)" if info.device_id == c.device_id() else ""
+            _out(f"{info.device_id.as_hex()} {info.label}{this}")
+
+    await _with_client(args, run)
+
+
+async def cmd_revoke(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        envelopes = await c.revoke_device(DeviceId.from_hex(args.device_id), _now())
+        _out(f"revoked (removed from {len(envelopes)} conversation{'s' if len(envelopes) != 1 else ''})")
+
+    await _with_client(args, run)
+
+
+# ---------------------------------------------------------------------------
+# Linking
+
+
+def _pending_path(state: str) -> Path:
+    return Path(state) / _PENDING_LINK
+
+
+async def cmd_link_new(args: argparse.Namespace) -> None:
+    if args.grant is None:
+        _link_request(args)
+    else:
+        await _link_finish(args)
+
+
+def _link_request(args: argparse.Namespace) -> None:
+    from ping_core.connect import HOST_DB
+
+    folder = Path(args.state).expanduser()
+    if (folder / HOST_DB).exists():
+        raise CliError(f"{args.state} already holds a device; link a new state folder")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = LinkKeyPair.generate()
+    device_secret = os.urandom(32)
+    label = args.label or "device"
+    record = encode_record(1, {"link_secret": keys.secret, "device_secret": device_secret, "label": label})
+    path = _pending_path(args.state)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, record)
+    finally:
+        os.close(fd)
+    device_id = DeviceId.from_public_key(default_provider().sign_public(device_secret))
+    _out(_code(encode_record(1, {"device_id": device_id.value, "link_public_key": keys.public_key})))
+
+
+def _read_pending(state: str) -> tuple[LinkKeyPair, bytes, str]:
+    try:
+        raw = _pending_path(state).read_bytes()
+    except FileNotFoundError:
+        raise CliError("no pending link here: run `ping link-new --label NAME` first") from None
+    rec = decode_record(raw, what="PendingLink", version=1, keys=("link_secret", "device_secret", "label"))
+    return LinkKeyPair(rec.get_bytes("link_secret", length=32)), rec.get_bytes("device_secret", length=32), rec.get_text("label", max_len=256)
+
+
+async def _wait(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise CliError(f"gave up waiting for {what} after {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def _link_finish(args: argparse.Namespace) -> None:
+    keys, device_secret, label = _read_pending(args.state)
+    grant = decode_record(_uncode(args.grant, "grant"), what="Grant", version=1, keys=("enc", "ciphertext"), max_size=4096)
+    try:
+        seed = hpke.open(
+            default_provider(), grant.get_bytes("enc", length=hpke.N_ENC), keys.secret, GRANT_INFO, b"",
+            grant.get_bytes("ciphertext", max_len=1024), pk_r=keys.public_key,
+        )  # fmt: skip
+    except CryptoError:
+        raise CliError("that grant is not for this device (or was altered)") from None
+    identity = Identity.import_(seed)
+    client = await _open(args, label=label, identity=identity, device_secret=device_secret)
+    try:
+        linked = False
+
+        async def ticket_arrived() -> bool:
+            nonlocal linked
+            linked = await _join_inbox(client, keys)
+            return linked
+
+        await _wait("the linking ticket", ticket_arrived, args.timeout)
+        _pending_path(args.state).unlink(missing_ok=True)
+        _out(f"user {client.user_id().as_hex()}")
+        _out(f"device {client.device_id().as_hex()}")
+    finally:
+        await _close(client)
+
+
+async def cmd_link_accept(args: argparse.Namespace) -> None:
+    request = decode_record(_uncode(args.request, "request"), what="LinkRequest", version=1, keys=("device_id", "link_public_key"))
+    new_device = DeviceId(request.get_bytes("device_id", length=32))
+    link_public_key = request.get_bytes("link_public_key", length=hpke.N_PK)
+
+    async def run(c: MessagingClient) -> None:
+        try:
+            enc, ciphertext = hpke.seal(default_provider(), link_public_key, GRANT_INFO, b"", c.export_identity())
+        except CryptoError:
+            raise CliError("that request's link key is not usable") from None
+        _out(_code(encode_record(1, {"enc": enc, "ciphertext": ciphertext})))
+
+        async def registered() -> bool:
+            return any(d.device_id == new_device for d in await c.transport.list_devices(c.user_id()))
+
+        await _wait("the new device to register", registered, args.timeout)
+        chats = [m.id for m in c.list_conversations() if not m.is_device_group]
+        kps = await c.transport.claim_device_key_packages(new_device, 1 + len(chats))
+        if len(kps) < 1:
+            raise CliError("the new device has no KeyPackage in the directory")
+        ticket = await c.build_linking_ticket(new_device, kps[0], [], _now())
+        dg = ConversationId.device_group(c.user_id())
+        await c.transport.set_next_welcome_recipients(dg, [new_device])
+        sealed = seal_ticket(ticket, link_public_key)
+        await c.transport.send(MessageEnvelope(dg, 0, MessageKind.WELCOME, c.device_id(), 0, Hlc(_now(), 0), sealed))
+        pairs = [(chat, kps[min(i + 1, len(kps) - 1)]) for i, chat in enumerate(chats)]
+        outcomes = await c.admit_device_to_chats(new_device, pairs, _now())
+        for outcome in outcomes:
+            status = type(outcome.status).__name__.lstrip("_").lower()
+            if status == "failed":
+                print(f"ping: {outcome.conversation_id.as_hex()}: not admitted ({outcome.status})", file=sys.stderr, flush=True)
+        _out(f"linked {new_device.as_hex()}")
+
+    await _with_client(args, run)
+
+
+# ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ping", description="Ping: end-to-end encrypted messaging on the command line.")
+    parser.add_argument("--server", default=os.environ.get("PING_SERVER"), help="delivery service URL ($PING_SERVER)")
+    parser.add_argument("--state", default=os.environ.get("PING_STATE", "~/.ping"), help="state folder ($PING_STATE, ~/.ping)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], Awaitable[None]], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(run=fn)
+        return p
+
+    add("init", cmd_init, "create this device (and a new account), register it").add_argument("--label", required=True)
+    add("whoami", cmd_whoami, "print this account's user id and this device")
+    add("create", cmd_create, "create a conversation; prints its id").add_argument("name")
+    p = add("invite", cmd_invite, "add every device of a user to a conversation")
+    p.add_argument("conv")
+    p.add_argument("user_id")
+    p = add("send", cmd_send, "send a message")
+    p.add_argument("conv")
+    p.add_argument("text")
+    add("sync", cmd_sync, "join new conversations, print new messages as CONV_ID SENDER_USER_ID: TEXT")
+    add("watch", cmd_watch, "sync until interrupted").add_argument("--interval", type=float, default=1.0)
+    add("list", cmd_list, "list this device's conversations")
+    add("members", cmd_members, "list a conversation's members (user id, device id)").add_argument("conv")
+    p = add("rename", cmd_rename, "rename a conversation")
+    p.add_argument("conv")
+    p.add_argument("name")
+    p = add("remove", cmd_remove, "remove every device of a user from a conversation")
+    p.add_argument("conv")
+    p.add_argument("user_id")
+    add("devices", cmd_devices, "list this account's devices")
+    add("revoke", cmd_revoke, "revoke a device of this account").add_argument("device_id")
+    p = add("link-new", cmd_link_new, "on a new device: make a link request, or finish with --grant")
+    p.add_argument("--label", default=None)
+    p.add_argument("--grant", default=None)
+    p.add_argument("--timeout", type=float, default=_WAIT_SECONDS)
+    p = add("link-accept", cmd_link_accept, "on a linked device: grant a link request and admit the new device")
+    p.add_argument("request")
+    p.add_argument("--timeout", type=float, default=_WAIT_SECONDS)
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"ping: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; see the module docstring."""
+    args = _parser().parse_args(argv)
+    args.state = str(Path(args.state).expanduser())
+    try:
+        asyncio.run(args.run(args))
+    except KeyboardInterrupt:
+        return 0
+    except CliError as exc:
+        _fail(str(exc))
+    except TransportError as exc:
+        where = f"HTTP {exc.status}" if exc.status is not None else "no answer"
+        _fail(f"the server refused or failed ({where}, {exc.code or 'no code'}): {exc}")
+    except (PingError, InvalidInput) as exc:
+        _fail(f"{type(exc).__name__}: {exc}")
+    return 0

@@ -1,0 +1,139 @@
+"""The ``ping`` command line end to end: three users (and a linked second device) chat through a real
+server process using only ``python -m ping_core`` commands, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from serverproc import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    code: int
+    out: list[str]
+    err: str
+
+
+class User:
+    def __init__(self, server: str, state: Path) -> None:
+        self.server = server
+        self.state = state
+        self.user = ""
+        self.device = ""
+
+    def args(self, *cmd: str) -> list[str]:
+        return [sys.executable, "-m", "ping_core", "--server", self.server, "--state", str(self.state), *cmd]
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def run(self, *cmd: str, ok: bool = True) -> Run:
+        proc = subprocess.run(self.args(*cmd), cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=120)
+        run = Run(proc.returncode, proc.stdout.splitlines(), proc.stderr)
+        if ok:
+            assert run.code == 0, f"ping {' '.join(cmd)} failed ({run.code}): {run.err}"
+        return run
+
+    def init(self, label: str) -> "User":
+        out = self.run("init", "--label", label).out
+        assert out[0].startswith("user ") and out[1].startswith("device ")
+        self.user, self.device = out[0].split()[1], out[1].split()[1]
+        return self
+
+    def sync(self) -> list[str]:
+        return self.run("sync").out
+
+
+def test_three_users_and_a_linked_device(server: ServerProcess, tmp_path: Path) -> None:
+    alice = User(server.url, tmp_path / "alice").init("alice-phone")
+    bob = User(server.url, tmp_path / "bob").init("bob-phone")
+    carol = User(server.url, tmp_path / "carol").init("carol-phone")
+    assert alice.run("whoami").out == [f"user {alice.user}", f"device {alice.device} alice-phone"]
+    assert alice.run("init", "--label", "again").out[0] == f"user {alice.user}"  # idempotent
+
+    # Two users: create, invite, send, sync.
+    (chat,) = alice.run("create", "lunch").out
+    assert len(chat) == 32
+    assert alice.run("invite", chat, bob.user).out == ["invited 1 device"]
+    assert bob.sync() == []
+    alice.run("send", chat, "hi bob")
+    assert bob.sync() == [f"{chat} {alice.user}: hi bob"]
+    bob.run("send", chat, "hi alice")
+    assert alice.sync() == [f"{chat} {bob.user}: hi alice"]
+    alice.run("rename", chat, "dinner")
+    bob.sync()
+    assert any(line.startswith(f"{chat} dinner ") and "members=2" in line for line in bob.run("list").out)
+
+    # Three users.
+    alice.run("invite", chat, carol.user)
+    carol.sync()
+    carol.run("send", chat, "hello all")
+    assert alice.sync() == [f"{chat} {carol.user}: hello all"]
+    assert bob.sync() == [f"{chat} {carol.user}: hello all"]
+    members = alice.run("members", chat).out
+    assert sorted(line.split()[0] for line in members) == sorted([alice.user, bob.user, carol.user])
+
+    # Remove bob: he reads nothing after that.
+    assert alice.run("remove", chat, bob.user).out == ["removed 1 device"]
+    alice.run("send", chat, "bob is gone")
+    assert carol.sync() == [f"{chat} {alice.user}: bob is gone"]
+    assert bob.sync() == []
+    failed = bob.run("send", chat, "am I?", ok=False)
+    assert failed.code == 1 and failed.err.startswith("ping: error:") and len(failed.err.strip().splitlines()) == 1
+
+    # Link a second device of alice's account.
+    laptop = User(server.url, tmp_path / "alice-laptop")
+    (request,) = laptop.run("link-new", "--label", "alice-laptop").out
+    accept = subprocess.Popen(
+        alice.args("link-accept", request, "--timeout", "60"), cwd=ROOT, env=alice.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert accept.stdout is not None
+        grant = accept.stdout.readline().strip()
+        finished = laptop.run("link-new", "--grant", grant, "--timeout", "60").out
+        rest, err = accept.communicate(timeout=60)
+    finally:
+        if accept.poll() is None:
+            accept.kill()
+    assert accept.returncode == 0, err
+    assert finished[0] == f"user {alice.user}"
+    laptop.device = finished[1].split()[1]
+    assert rest.strip() == f"linked {laptop.device}"
+    laptop.sync()  # joins the chats whose Welcomes came after the ticket
+    assert chat in " ".join(laptop.run("list").out)
+    devices = alice.run("devices").out
+    assert sorted(devices) == sorted([f"{alice.device} alice-phone (this device)", f"{laptop.device} alice-laptop"])
+    alice.run("send", chat, "to my laptop too")
+    assert laptop.sync() == [f"{chat} {alice.user}: to my laptop too"]
+    laptop.run("send", chat, "from the laptop")
+    assert carol.sync() == [f"{chat} {alice.user}: to my laptop too", f"{chat} {alice.user}: from the laptop"]
+
+    # Revoke the laptop: it is refused from then on.
+    assert alice.run("revoke", laptop.device).out[0].startswith("revoked")
+    assert alice.run("devices").out == [f"{alice.device} alice-phone (this device)"]
+    refused = laptop.run("send", chat, "still here?", ok=False)
+    assert refused.code == 1 and "403" in refused.err
+    carol.run("send", chat, "after the revocation")
+    assert alice.sync() == [f"{chat} {carol.user}: after the revocation"]
+
+
+def test_errors_are_one_line(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    nobody = User(sqlite_server.url, tmp_path / "nobody")
+    run = nobody.run("sync", ok=False)
+    assert run.code == 1 and run.err.strip().splitlines() == [f"ping: error: {nobody.state} is not initialized: run `ping init --label NAME` first"]
+    me = User(sqlite_server.url, tmp_path / "me").init("me")
+    for cmd in (("send", "00" * 16, "x"), ("invite", "zz", me.user), ("members", "11" * 16), ("revoke", "00" * 32)):
+        run = me.run(*cmd, ok=False)
+        assert run.code == 1 and len(run.err.strip().splitlines()) == 1 and run.err.startswith("ping: error:"), (cmd, run.err)
+    usage = me.run("send", ok=False)
+    assert usage.code == 2
+    offline = User("http://127.0.0.1:9", tmp_path / "me")
+    run = offline.run("sync", ok=False)
+    assert run.code == 1 and "no answer" in run.err
