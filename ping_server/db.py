@@ -130,6 +130,10 @@ class Tx(Protocol):
         """A nested transaction: rolled back alone when its block raises (the exception propagates)."""
         ...
 
+    def appended(self, key: bytes) -> None:
+        """Announce, at commit, an append to conversation ``key`` to other processes (see ``on_append``)."""
+        ...
+
 
 class Database(Protocol):
     dialect: Dialect
@@ -137,6 +141,12 @@ class Database(Protocol):
 
     async def run(self, fn: Callable[[Tx], _T]) -> _T:
         """Run ``fn`` in one transaction on a database thread; see the module docstring."""
+        ...
+
+    def on_append(self, callback: Callable[[bytes], None]) -> None:
+        """Call ``callback(conversation_id)`` on the event loop when ANOTHER process sharing the
+        database appends to a conversation (``Tx.appended`` announced it). A no-op where the engine
+        cannot tell (SQLite: other processes' appends are seen by the long polls' re-reads)."""
         ...
 
     async def close(self) -> None: ...
@@ -166,6 +176,9 @@ class _SqliteTx:
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
         return row
+
+    def appended(self, key: bytes) -> None:
+        pass  # one process per SQLite file in practice; others see appends at their re-reads
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -312,6 +325,9 @@ class SqliteDatabase:
         self._queue.put(_Job(fn, future, loop))
         return await future
 
+    def on_append(self, callback: Callable[[bytes], None]) -> None:
+        pass
+
     async def close(self) -> None:
         self._queue.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
@@ -374,9 +390,21 @@ class _PgTx:
         with self._conn.transaction():
             yield
 
+    def appended(self, key: bytes) -> None:
+        # Delivered to every listening session when (and only if) the transaction commits.
+        self._conn.execute("SELECT pg_notify(%s, %s)", (_CHANNEL, key.hex()))
+
+
+_CHANNEL = "ping_append"
+
 
 class PostgresDatabase:
-    """PostgreSQL at ``url`` through psycopg 3; ``pool_size`` connections (one per worker thread)."""
+    """PostgreSQL at ``url`` through psycopg 3; ``pool_size`` connections (one per worker thread).
+
+    With :meth:`on_append`, one more connection LISTENs on the ``ping_append``
+    channel in a thread of its own, so a long poll here wakes when another
+    process appends (reconnecting after a failure; meanwhile the re-reads cover).
+    """
 
     _RETRIES = 5
 
@@ -395,6 +423,29 @@ class PostgresDatabase:
         self._sql: dict[str, str] = {}
         self._executor = ThreadPoolExecutor(max_workers=max(1, pool_size), thread_name_prefix="ping-pg")
         self._executor.submit(self._run, _create_schema).result()
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def on_append(self, callback: Callable[[bytes], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = threading.Thread(target=self._listen, args=(loop, callback), name="ping-pg-listen", daemon=True)
+        self._listener.start()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, callback: Callable[[bytes], None]) -> None:
+        while not self._stopping.is_set():
+            try:
+                with self._psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {_CHANNEL}")
+                    while not self._stopping.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            try:
+                                key = bytes.fromhex(note.payload)
+                            except ValueError:
+                                continue
+                            loop.call_soon_threadsafe(callback, key)
+            except Exception:  # the database went away: try again shortly
+                if self._stopping.wait(1.0):
+                    return
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -432,6 +483,9 @@ class PostgresDatabase:
             raise DatabaseUnavailable(f"postgres: {type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5.0)
         self._executor.shutdown(wait=True)
         with self._lock:
             for conn in self._all:

@@ -304,6 +304,7 @@ def append(tx: Tx, caller: Caller, env: MessageEnvelope, removes: list[DeviceId]
         tx.executemany(
             "DELETE FROM members WHERE conversation_id = ? AND device_id = ?", [(cid.value, d.value) for d in removes]
         )
+    tx.appended(cid.value)
     return seq
 
 

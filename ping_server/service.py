@@ -33,6 +33,7 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        database.on_append(api.notifier.notify)  # other processes' appends wake our long polls
         pruner = asyncio.create_task(api.prune_nonces_forever())
         try:
             yield

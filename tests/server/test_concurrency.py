@@ -4,7 +4,8 @@ processes sharing one PostgreSQL database (each device talks to its own process)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from serverproc import ServerProcess
@@ -160,3 +161,34 @@ async def test_concurrent_welcomes_to_one_inbox(cluster: Cluster) -> None:
     inbox = await t_target.fetch_welcomes()
     assert [e.seq for e in inbox] == list(range(1, 1 + 5 * len(senders)))
     assert sorted(e.payload for e in inbox) == sorted(bytes([i, n]) for i in range(len(senders)) for n in range(5))
+
+
+@pytest.fixture(scope="module")
+def slow_polling_pair(postgres_db: str, server_logs: Any) -> Iterator[list[ServerProcess]]:
+    """Two processes on one PostgreSQL database whose long polls re-read only every 30 s."""
+    servers = [ServerProcess(postgres_db, "--rate-limit", "0", "--poll-interval", "30", log_dir=server_logs) for _ in range(2)]
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+async def test_long_poll_wakes_on_another_process_append(slow_polling_pair: list[ServerProcess]) -> None:
+    """LISTEN/NOTIFY carries an append made through one process to a long poll held by the other."""
+    cluster = Cluster([s.url for s in slow_polling_pair])
+    try:
+        (a, ta), (b, tb) = await cluster.devices(2)  # a talks to the first process, b to the second
+        conv = await _shared_conversation([(a, ta), (b, tb)])
+
+        async def later() -> None:
+            await asyncio.sleep(0.3)
+            await tb.send(_env(conv, b, MessageKind.APPLICATION, 0, b"across"))
+
+        poster = asyncio.create_task(later())
+        start = asyncio.get_running_loop().time()
+        got = await ta.fetch_since(conv, SyncCursor(1), 10, wait_ms=20_000)
+        elapsed = asyncio.get_running_loop().time() - start
+        await poster
+        assert [e.payload for e in got] == [b"across"]
+        assert elapsed < 5, elapsed  # not the 30 s re-read
+    finally:
+        await cluster.aclose()
