@@ -11,7 +11,8 @@ module holds no key material between calls except inside a
 Guarantees:
 
 * :func:`seal` / :func:`open` are RFC 9180 single-shot ``SealBase`` /
-  ``OpenBase`` (sequence number 0).
+  ``OpenBase`` (sequence number 0). :class:`PreparedInfo` gives the same
+  results for many messages with one ``info``, hashing ``info`` once.
 * :func:`open` raises ``DecryptionFailed`` when the ciphertext does not
   authenticate and ``InvalidKey`` for a malformed or low-order ``enc``; it
   never returns unauthenticated plaintext.
@@ -31,6 +32,7 @@ __all__ = [
     "N_ENC",
     "N_PK",
     "N_SK",
+    "PreparedInfo",
     "SenderContext",
     "RecipientContext",
     "derive_key_pair",
@@ -111,23 +113,76 @@ def decap(crypto: CryptoProvider, enc: bytes, sk_r: bytes, pk_r: bytes | None = 
     return _extract_and_expand(crypto, dh, enc + pk_r)
 
 
-# The key schedule context of base mode with an empty psk_id depends only on
-# ``info``; the psk_id_hash part is a constant, computed once per provider
-# class (it is pure hashing, the same in every backend).
+# Base mode with an empty psk_id: ``psk_id_hash`` is a constant, computed once
+# (pure hashing, the same in every backend).
 _PSK_ID_HASH: bytes | None = None
 
 
-def _key_schedule(crypto: CryptoProvider, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes, bytes]:
+def _psk_id_hash(crypto: CryptoProvider) -> bytes:
     global _PSK_ID_HASH
     if _PSK_ID_HASH is None:
         _PSK_ID_HASH = _labeled_extract(crypto, _HPKE_SUITE, b"", b"psk_id_hash", b"")
-    info_hash = _labeled_extract(crypto, _HPKE_SUITE, b"", b"info_hash", info)
-    context = bytes((MODE_BASE,)) + _PSK_ID_HASH + info_hash
-    secret = _labeled_extract(crypto, _HPKE_SUITE, shared_secret, b"secret", b"")
-    key = _labeled_expand(crypto, _HPKE_SUITE, secret, b"key", context, N_K)
-    base_nonce = _labeled_expand(crypto, _HPKE_SUITE, secret, b"base_nonce", context, N_N)
-    exporter_secret = _labeled_expand(crypto, _HPKE_SUITE, secret, b"exp", context, N_H)
-    return key, base_nonce, exporter_secret
+    return _PSK_ID_HASH
+
+
+class PreparedInfo:
+    """The part of RFC 9180's base-mode ``KeySchedule`` that depends only on ``info``.
+
+    ``key_schedule_context = mode || psk_id_hash || LabeledExtract("", "info_hash", info)``
+    is computed once here; every seal or open through this object runs only
+    the per-message part (encapsulation, ``secret``, ``key``, ``base_nonce``).
+    Use it to seal many messages with the same ``info`` (a Welcome's
+    GroupSecrets to each new member: ``info`` holds the whole encrypted
+    GroupInfo; an UpdatePath's path secrets: ``info`` holds the GroupContext).
+    The results are exactly those of :func:`seal` / :func:`open`, which are
+    built on it. Holds no secret: ``info`` is public.
+    """
+
+    __slots__ = ("_crypto", "_context")
+
+    def __init__(self, crypto: CryptoProvider, info: bytes) -> None:
+        self._crypto = crypto
+        info_hash = _labeled_extract(crypto, _HPKE_SUITE, b"", b"info_hash", info)
+        self._context = bytes((MODE_BASE,)) + _psk_id_hash(crypto) + info_hash
+
+    def __repr__(self) -> str:
+        return "PreparedInfo()"
+
+    def _key_nonce(self, shared_secret: bytes) -> tuple[bytes, bytes, bytes]:
+        """``(secret, key, base_nonce)`` of the key schedule."""
+        crypto, context = self._crypto, self._context
+        secret = _labeled_extract(crypto, _HPKE_SUITE, shared_secret, b"secret", b"")
+        key = _labeled_expand(crypto, _HPKE_SUITE, secret, b"key", context, N_K)
+        base_nonce = _labeled_expand(crypto, _HPKE_SUITE, secret, b"base_nonce", context, N_N)
+        return secret, key, base_nonce
+
+    def _schedule(self, shared_secret: bytes) -> tuple[bytes, bytes, bytes]:
+        """``(key, base_nonce, exporter_secret)``: the whole key schedule."""
+        secret, key, base_nonce = self._key_nonce(shared_secret)
+        exporter_secret = _labeled_expand(self._crypto, _HPKE_SUITE, secret, b"exp", self._context, N_H)
+        return key, base_nonce, exporter_secret
+
+    def setup_s(self, pk_r: bytes, *, ephemeral: bytes | None = None) -> tuple[bytes, SenderContext]:
+        """``SetupBaseS(pkR, info)``: ``(enc, context)``. See :func:`encap` for ``ephemeral``."""
+        shared_secret, enc = encap(self._crypto, pk_r, ephemeral=ephemeral)
+        return enc, SenderContext(self._crypto, *self._schedule(shared_secret))
+
+    def setup_r(self, enc: bytes, sk_r: bytes, *, pk_r: bytes | None = None) -> RecipientContext:
+        """``SetupBaseR(enc, skR, info)``. See :func:`decap` for ``pk_r``."""
+        return RecipientContext(self._crypto, *self._schedule(decap(self._crypto, enc, sk_r, pk_r)))
+
+    def seal(self, pk_r: bytes, aad: bytes, plaintext: bytes, *, ephemeral: bytes | None = None) -> tuple[bytes, bytes]:
+        """Single-shot ``SealBase(pkR, info, aad, pt)``: ``(enc, ciphertext)``."""
+        shared_secret, enc = encap(self._crypto, pk_r, ephemeral=ephemeral)
+        _, key, base_nonce = self._key_nonce(shared_secret)
+        # Sequence number 0: the nonce is the base nonce. No exporter secret is needed.
+        return enc, self._crypto.aead_seal(key, base_nonce, aad, plaintext)
+
+    def open(self, enc: bytes, sk_r: bytes, aad: bytes, ciphertext: bytes, *, pk_r: bytes | None = None) -> bytes:
+        """Single-shot ``OpenBase(enc, skR, info, aad, ct)``: the plaintext, or
+        ``DecryptionFailed`` / ``InvalidKey``."""
+        _, key, base_nonce = self._key_nonce(decap(self._crypto, enc, sk_r, pk_r))
+        return self._crypto.aead_open(key, base_nonce, aad, ciphertext)
 
 
 class _Context:
@@ -182,16 +237,14 @@ def setup_base_s(
     crypto: CryptoProvider, pk_r: bytes, info: bytes, *, ephemeral: bytes | None = None
 ) -> tuple[bytes, SenderContext]:
     """``SetupBaseS(pkR, info)``: ``(enc, context)``. See :func:`encap` for ``ephemeral``."""
-    shared_secret, enc = encap(crypto, pk_r, ephemeral=ephemeral)
-    return enc, SenderContext(crypto, *_key_schedule(crypto, shared_secret, info))
+    return PreparedInfo(crypto, info).setup_s(pk_r, ephemeral=ephemeral)
 
 
 def setup_base_r(
     crypto: CryptoProvider, enc: bytes, sk_r: bytes, info: bytes, *, pk_r: bytes | None = None
 ) -> RecipientContext:
     """``SetupBaseR(enc, skR, info)``."""
-    shared_secret = decap(crypto, enc, sk_r, pk_r)
-    return RecipientContext(crypto, *_key_schedule(crypto, shared_secret, info))
+    return PreparedInfo(crypto, info).setup_r(enc, sk_r, pk_r=pk_r)
 
 
 def seal(
@@ -203,9 +256,9 @@ def seal(
     *,
     ephemeral: bytes | None = None,
 ) -> tuple[bytes, bytes]:
-    """Single-shot ``SealBase``: ``(enc, ciphertext)``."""
-    enc, ctx = setup_base_s(crypto, pk_r, info, ephemeral=ephemeral)
-    return enc, ctx.seal(aad, plaintext)
+    """Single-shot ``SealBase``: ``(enc, ciphertext)``. To seal several messages
+    with the same ``info``, use one :class:`PreparedInfo`."""
+    return PreparedInfo(crypto, info).seal(pk_r, aad, plaintext, ephemeral=ephemeral)
 
 
 def open(  # noqa: A001 - the RFC's name
@@ -219,7 +272,7 @@ def open(  # noqa: A001 - the RFC's name
     pk_r: bytes | None = None,
 ) -> bytes:
     """Single-shot ``OpenBase``: the plaintext, or ``DecryptionFailed`` / ``InvalidKey``."""
-    return setup_base_r(crypto, enc, sk_r, info, pk_r=pk_r).open(aad, ciphertext)
+    return PreparedInfo(crypto, info).open(enc, sk_r, aad, ciphertext, pk_r=pk_r)
 
 
 def export(

@@ -8,6 +8,7 @@ where the RFC says so (not for :func:`ref_hash`, whose labels are complete).
 * ``RefHash``, ``MakeKeyPackageRef``, ``MakeProposalRef`` (§5.2)
 * ``SignWithLabel`` / ``VerifyWithLabel`` (§5.1.2)
 * ``EncryptWithLabel`` / ``DecryptWithLabel`` (§5.1.3), on HPKE base mode
+  (:class:`LabeledEncryption` for many keys with one label and context)
 * ``MAC`` (HMAC-SHA256)
 
 Failures: :func:`verify_with_label` raises ``InvalidSignature``;
@@ -40,6 +41,7 @@ __all__ = [
     "sign_content",
     "encrypt_with_label",
     "decrypt_with_label",
+    "LabeledEncryption",
     "mac",
     "zero_secret",
 ]
@@ -115,8 +117,34 @@ def verify_with_label(crypto: CryptoProvider, public: bytes, label: bytes, conte
     crypto.verify(public, _mls_label(label) + opaque(content), signature)
 
 
-def _encrypt_context(label: bytes, context: bytes) -> bytes:
-    return _mls_label(label) + opaque(context)
+class LabeledEncryption:
+    """``EncryptWithLabel`` / ``DecryptWithLabel`` (§5.1.3) with one ``label`` and ``context``.
+
+    The HPKE info ``EncryptContext { opaque label<V>; opaque context<V>; }``
+    is the same for every call, so its part of the HPKE key schedule is
+    computed once (:class:`hpke.PreparedInfo`): encrypting to many keys (a
+    Welcome's new members, an UpdatePath's copath resolution) costs only the
+    per-key work. Results equal :func:`encrypt_with_label` /
+    :func:`decrypt_with_label`, which are built on it.
+    """
+
+    __slots__ = ("_hpke",)
+
+    def __init__(self, crypto: CryptoProvider, label: bytes, context: bytes) -> None:
+        self._hpke = hpke.PreparedInfo(crypto, _mls_label(label) + opaque(context))
+
+    def __repr__(self) -> str:
+        return "LabeledEncryption()"
+
+    def encrypt(self, public: bytes, plaintext: bytes, *, ephemeral: bytes | None = None) -> tuple[bytes, bytes]:
+        """``(kem_output, ciphertext)`` of HPKE ``SealBase`` to ``public`` with an empty aad.
+        ``ephemeral`` is for known-answer tests only."""
+        return self._hpke.seal(public, b"", plaintext, ephemeral=ephemeral)
+
+    def decrypt(self, secret: bytes, kem_output: bytes, ciphertext: bytes, *, public: bytes | None = None) -> bytes:
+        """The plaintext, or ``DecryptionFailed``/``InvalidKey``. ``public`` (the
+        recipient's own public key) saves one scalar multiplication."""
+        return self._hpke.open(kem_output, secret, b"", ciphertext, pk_r=public)
 
 
 def encrypt_with_label(
@@ -131,9 +159,11 @@ def encrypt_with_label(
     """``EncryptWithLabel``: ``(kem_output, ciphertext)`` of HPKE ``SealBase``.
 
     The HPKE info is ``EncryptContext { opaque label<V>; opaque context<V>; }``
-    and the aad is empty. ``ephemeral`` is for known-answer tests only.
+    and the aad is empty. ``ephemeral`` is for known-answer tests only. To
+    encrypt to several keys with the same label and context, use one
+    :class:`LabeledEncryption`.
     """
-    return hpke.seal(crypto, public, _encrypt_context(label, context), b"", plaintext, ephemeral=ephemeral)
+    return LabeledEncryption(crypto, label, context).encrypt(public, plaintext, ephemeral=ephemeral)
 
 
 def decrypt_with_label(
@@ -150,7 +180,7 @@ def decrypt_with_label(
 
     ``public`` (the recipient's own public key) saves one scalar multiplication.
     """
-    return hpke.open(crypto, kem_output, secret, _encrypt_context(label, context), b"", ciphertext, pk_r=public)
+    return LabeledEncryption(crypto, label, context).decrypt(secret, kem_output, ciphertext, public=public)
 
 
 def mac(crypto: CryptoProvider, key: bytes, data: bytes) -> bytes:

@@ -42,7 +42,7 @@ from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.limits import MAX_HASH
 
 from .hpke import derive_key_pair
-from .primitives import NH, decrypt_with_label, derive_secret, encrypt_with_label
+from .primitives import NH, LabeledEncryption, decrypt_with_label, derive_secret
 from .tree import HPKE_PUBLIC_KEY_LEN, RatchetTree, lowest_common_ancestor, sign_leaf_node
 
 __all__ = [
@@ -264,7 +264,8 @@ def generate_update_path(
         raise MlsError("an UpdatePath leaf node has leaf_node_source commit")
     tree.set_leaf(leaf_index, leaf)
 
-    context = group_context_for(tree.tree_hash(crypto))
+    # One HPKE info (the new GroupContext) for every path secret: hashed once.
+    sealer = LabeledEncryption(crypto, _LABEL, group_context_for(tree.tree_hash(crypto)))
     excluded = _excluded_nodes(exclude)
     nodes: list[UpdatePathNode] = []
     for (p, s), pub in zip(pairs, publics):
@@ -275,7 +276,7 @@ def generate_update_path(
                 continue
             target = tree.node(r)
             assert target is not None
-            kem_output, ciphertext = encrypt_with_label(crypto, target.encryption_key, _LABEL, context, secret)
+            kem_output, ciphertext = sealer.encrypt(target.encryption_key, secret)
             cts.append(HPKECiphertext(kem_output, ciphertext))
         nodes.append(UpdatePathNode(pub, tuple(cts)))
     return GeneratedPath(

@@ -23,7 +23,7 @@ belong to the group layer.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact, decode_with, encode
@@ -36,8 +36,8 @@ from ping_core.mls.structs.hpke import HPKECiphertext
 from ping_core.mls.structs.welcome import EncryptedGroupSecrets, GroupSecrets, Welcome
 
 from .primitives import (
+    LabeledEncryption,
     decrypt_with_label,
-    encrypt_with_label,
     make_key_package_ref,
     sign_with_label,
     verify_with_label,
@@ -147,18 +147,27 @@ def seal_welcome(
     crypto: CryptoProvider,
     group_info: GroupInfo,
     joiner_secret: bytes,
-    psks: list[tuple[PreSharedKeyID, bytes]],
-    recipients: list[WelcomeRecipient],
+    psks: Sequence[tuple[PreSharedKeyID, bytes]],
+    recipients: Sequence[WelcomeRecipient],
 ) -> Welcome:
     """The committer's side of :func:`decrypt_welcome`: encrypt a signed GroupInfo and each
-    recipient's GroupSecrets (``joiner_secret``, its path secret, the PSK ids)."""
+    recipient's GroupSecrets (``joiner_secret``, its path secret, the PSK ids).
+
+    Each GroupSecrets is sealed with ``EncryptWithLabel(init_key, "Welcome",
+    encrypted_group_info, .)``: the HPKE info holds the whole encrypted
+    GroupInfo (the ratchet tree included, hundreds of KiB in a large group)
+    and is the same for every recipient, so it is hashed once
+    (:class:`~ping_core.mls.primitives.LabeledEncryption`), not once per new
+    member (O(N^2) for a commit adding N members).
+    """
     ws = welcome_secrets(crypto, joiner_secret, compute_psk_secret(crypto, psks))
     encrypted_group_info = crypto.aead_seal(ws.key, ws.nonce, b"", encode(group_info))
+    sealer = LabeledEncryption(crypto, b"Welcome", encrypted_group_info)
     psk_ids = tuple(psk_id for psk_id, _ in psks)
     entries = []
     for rcpt in recipients:
         plaintext = encode(GroupSecrets(joiner_secret, rcpt.path_secret, psk_ids))
-        kem_output, ciphertext = encrypt_with_label(crypto, rcpt.init_key, b"Welcome", encrypted_group_info, plaintext)
+        kem_output, ciphertext = sealer.encrypt(rcpt.init_key, plaintext)
         entries.append(EncryptedGroupSecrets(rcpt.key_package_ref, HPKECiphertext(kem_output, ciphertext)))
     return Welcome(int(SUITE), tuple(entries), encrypted_group_info)
 

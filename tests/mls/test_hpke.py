@@ -96,3 +96,24 @@ def test_bad_enc(crypto) -> None:  # type: ignore[no-untyped-def]
         hpke.open(crypto, b"short", SK_R, INFO, b"", CT0)
     with pytest.raises(InvalidKey):  # the all-zero point is low-order
         hpke.open(crypto, bytes(32), SK_R, INFO, b"", CT0)
+
+
+def test_prepared_info_matches_single_shot(crypto) -> None:  # type: ignore[no-untyped-def]
+    prepared = hpke.PreparedInfo(crypto, INFO)
+    # The RFC 9180 known answer through the prepared path, sealing and opening.
+    assert prepared.seal(PK_R, AAD0, PT0, ephemeral=SK_E) == (PK_E, CT0)
+    assert prepared.open(PK_E, SK_R, AAD0, CT0) == PT0
+    assert prepared.open(PK_E, SK_R, AAD0, CT0, pk_r=PK_R) == PT0
+    # Many messages with one PreparedInfo, opened by the single-shot call.
+    keys = [crypto.dh_keygen() for _ in range(3)]
+    for sk, pk in keys:
+        enc, ct = prepared.seal(pk, b"aad", b"to %s" % pk.hex().encode())
+        assert hpke.open(crypto, enc, sk, INFO, b"aad", ct) == b"to %s" % pk.hex().encode()
+    # Contexts from it equal the module-level setup.
+    enc, sender = prepared.setup_s(PK_R, ephemeral=SK_E)
+    assert sender.seal(AAD0, PT0) == CT0
+    assert prepared.setup_r(enc, SK_R).export(b"x", 16) == hpke.setup_base_r(crypto, enc, SK_R, INFO).export(b"x", 16)
+    # Another info does not open it.
+    with pytest.raises(DecryptionFailed):
+        hpke.PreparedInfo(crypto, b"other").open(PK_E, SK_R, AAD0, CT0)
+    assert repr(prepared) == "PreparedInfo()"

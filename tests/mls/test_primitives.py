@@ -52,3 +52,17 @@ def test_encrypt_decrypt(crypto) -> None:  # type: ignore[no-untyped-def]
         p.decrypt_with_label(crypto, sk, b"M", b"ctx", kem, ct)
     with pytest.raises(DecryptionFailed):
         p.decrypt_with_label(crypto, sk, b"L", b"other", kem, ct)
+
+
+def test_labeled_encryption_matches_encrypt_with_label(crypto) -> None:  # type: ignore[no-untyped-def]
+    sk, pk = crypto.dh_keygen()
+    eph = crypto.dh_keygen()[0]
+    sealer = p.LabeledEncryption(crypto, b"label", b"context")
+    assert sealer.encrypt(pk, b"secret", ephemeral=eph) == p.encrypt_with_label(
+        crypto, pk, b"label", b"context", b"secret", ephemeral=eph
+    )
+    kem_output, ct = sealer.encrypt(pk, b"secret")
+    assert p.decrypt_with_label(crypto, sk, b"label", b"context", kem_output, ct) == b"secret"
+    assert sealer.decrypt(sk, kem_output, ct, public=pk) == b"secret"
+    with pytest.raises(DecryptionFailed):  # the label and context are bound
+        p.LabeledEncryption(crypto, b"label", b"other").decrypt(sk, kem_output, ct)

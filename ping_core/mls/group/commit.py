@@ -61,7 +61,7 @@ from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash
 from ping_core.mls.tree import RatchetTree
 from ping_core.mls.treekem import PathKeys, apply_update_path, commit_leaf_maker, generate_update_path
 from ping_core.mls.treemath import common_ancestor
-from ping_core.mls.welcome import WelcomeRecipient, sign_group_info
+from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
 
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
@@ -81,7 +81,6 @@ from .validate import (
     validate_remove,
     validate_update,
 )
-from .welcome_seal import seal_welcome_batch
 
 if TYPE_CHECKING:
     from .group import Group
@@ -506,7 +505,7 @@ def _welcome(
     joiner = secrets.joiner_secret
     if joiner is None:  # pragma: no cover - fresh secrets always carry it
         raise MlsError("the joiner secret is gone")
-    welcome = seal_welcome_batch(crypto, info, joiner, psks, recipients)
+    welcome = seal_welcome(crypto, info, joiner, psks, recipients)
     return WELCOME_PREFIX + encode(welcome), refs
 
 
