@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sock.listen(2048)  # connections queue from now on, even before uvicorn accepts them
     host, port = sock.getsockname()[:2]
-    config_u = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log)
+    # Long polls hold requests up to 30 s; shutting down should not wait for all of them.
+    config_u = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config_u)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"ping_server: listening on http://{shown}:{port}", flush=True)

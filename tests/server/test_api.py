@@ -9,6 +9,7 @@ request must never be replayable later, when the state might let it through.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -466,3 +467,21 @@ async def test_rate_limit(limited_server: ServerProcess) -> None:
     finally:
         for t in (strict, patient, t_other):
             await t.aclose()
+
+
+async def test_shutdown_does_not_wait_for_long_polls(server_logs: Any) -> None:
+    server = ServerProcess(None, "--rate-limit", "0", log_dir=server_logs)
+    world = await World(server.url).setup()
+    try:
+        poll = asyncio.create_task(world.ta.fetch_since(world.conv, SyncCursor(1), 10, wait_ms=30_000))
+        await asyncio.sleep(0.3)
+        start = time.monotonic()
+        server.proc.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 20)
+        assert time.monotonic() - start < 10
+        with pytest.raises(TransportError) as err:
+            await poll
+        assert not err.value.is_definite_rejection  # the poll's outcome is unknown to the client
+    finally:
+        server.stop()
+        await world.aclose()
