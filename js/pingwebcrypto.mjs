@@ -78,15 +78,27 @@ function base64urlDecode(text) {
 // Extractable only so that the public key can be read from its JWK ("x"):
 // WebCrypto has no "public key of this private key" call. Python holds the
 // seed anyway.
+function edImportKey(seed) {
+  return subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, seed), ED25519, true, ["sign"]);
+}
+
+async function edPublicOf(key) {
+  return base64urlDecode((await subtle.exportKey("jwk", key)).x);
+}
+
 async function edImport(seed) {
-  const key = await subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, seed), ED25519, true, ["sign"]);
-  const jwk = await subtle.exportKey("jwk", key);
-  return [key, base64urlDecode(jwk.x)];
+  const key = await edImportKey(seed);
+  return [key, await edPublicOf(key)];
 }
 
 /** seed(32) -> [private key, public(32)]. */
 export function edPrivate(seed) {
   return edImport(seed);
+}
+
+/** private key -> public(32). */
+export function edPublic(key) {
+  return edPublicOf(key);
 }
 
 /** -> [private key, seed(32) || public(32)] for a fresh random seed. */
@@ -103,10 +115,10 @@ export function edSign(key, message) {
   return subtle.sign(ED25519, key, message);
 }
 
-/** seed(32) || message -> [private key, public(32), signature(64)]: a first signature with a new key. */
+/** seed(32) || message -> [private key, signature(64)]: a first signature with a new key. */
 export async function edSignImport(buf) {
-  const [key, pub] = await edImport(buf.subarray(0, KEY_LEN));
-  return [key, pub, await subtle.sign(ED25519, key, buf.subarray(KEY_LEN))];
+  const key = await edImportKey(buf.subarray(0, KEY_LEN));
+  return [key, await subtle.sign(ED25519, key, buf.subarray(KEY_LEN))];
 }
 
 /** (public key, signature(64) || message) -> true when it verifies. */

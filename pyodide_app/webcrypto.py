@@ -11,10 +11,21 @@ way (see :mod:`pyodide_app.worker`).
 (benchmarks/crypto_bench.py, Chromium): WebCrypto for Ed25519 (sign, verify,
 key generation, public keys), X25519 and AES-128-GCM of at least
 :data:`AEAD_WEBCRYPTO_MIN` bytes; noble (:class:`~pyodide_app.crypto.NobleProvider`)
-for small AES-GCM messages and randomness (a run_sync costs tens of
-microseconds, more than noble needs for a short message); Python's hashlib for
-hashing, HMAC and HKDF. Results are byte-identical to the other backends
-(Ed25519 signatures are deterministic, RFC 8032).
+for small AES-GCM messages and randomness; Python's hashlib for hashing, HMAC
+and HKDF. Results are byte-identical to the other backends (Ed25519
+signatures are deterministic, RFC 8032).
+
+Each WebCrypto call costs one ``run_sync``: 45-80 us in Pyodide 314, because
+the resumption passes through the WebLoop (two MessageChannel callbacks and
+an asyncio Future), although V8's stack switch itself costs ~0.2 us. So each
+JS helper does its whole job (import the key AND sign, ...) behind ONE
+promise, and small AES-GCM messages stay in noble, which needs less than that.
+
+Ed25519 verification is WebCrypto's (BoringSSL): cofactorless, like pyca's
+OpenSSL. noble's (js/pingcrypto.mjs) is cofactored: a crafted signature whose
+R has a small-order component verifies there and nowhere else, and a call
+that falls back to noble inherits that (a known gap of the noble backend,
+tests/browser/test_webcrypto.py).
 
 It never fails where noble would not:
 
@@ -109,8 +120,8 @@ class WebCryptoProvider(HashlibKdf):
         self._can_run_sync = can_run_sync
         self._run = run_sync
         self._to_js = to_js
-        # seed -> (private CryptoKey, public key bytes)
-        self._ed_private: dict[bytes, tuple[Any, bytes]] = {}
+        # seed -> [private CryptoKey, public key bytes or None until asked]
+        self._ed_private: dict[bytes, list[Any]] = {}
         # public key bytes -> public CryptoKey
         self._ed_public: dict[bytes, Any] = {}
         # scalar -> private CryptoKey
@@ -197,7 +208,7 @@ class WebCryptoProvider(HashlibKdf):
                 self._fell_back("Ed25519 keygen")
             else:
                 secret, public = both[:SIGN_SECRET_LEN], both[SIGN_SECRET_LEN:]
-                self._cache(self._ed_private, secret, (key, public))
+                self._cache(self._ed_private, secret, [key, public])
                 self.counts["webcrypto"] += 1
                 return secret, public
         return self._noble.sign_keygen()
@@ -209,9 +220,11 @@ class WebCryptoProvider(HashlibKdf):
                 entry = self._ed_private.get(secret)
                 if entry is None:
                     pair = self._run(self._wc.edPrivate(self._to_js(secret)))
-                    entry = (pair[0], pair[1].to_bytes())
+                    entry = [pair[0], pair[1].to_bytes()]
                     self._cache(self._ed_private, secret, entry)
-                public = entry[1]
+                elif entry[1] is None:  # imported by sign(), which needs no public key
+                    entry[1] = self._run(self._wc.edPublic(entry[0])).to_bytes()
+                public: bytes = entry[1]
             except Exception:  # noqa: BLE001
                 self._fell_back("Ed25519 public key")
             else:
@@ -225,10 +238,10 @@ class WebCryptoProvider(HashlibKdf):
         if self._usable():
             try:
                 entry = self._ed_private.get(secret)
-                if entry is None:  # import and sign in one promise: one stack switch
+                if entry is None:  # import and sign behind one promise: one stack switch
                     res = self._run(self._wc.edSignImport(self._to_js(secret + message)))
-                    self._cache(self._ed_private, secret, (res[0], res[1].to_bytes()))
-                    out: bytes = res[2].to_bytes()
+                    self._cache(self._ed_private, secret, [res[0], None])
+                    out: bytes = res[1].to_bytes()
                 else:
                     out = self._run(self._wc.edSign(entry[0], self._to_js(message))).to_bytes()
             except Exception:  # noqa: BLE001

@@ -199,9 +199,13 @@ def attempt(fn):
     return out.hex() if isinstance(out, bytes) else out
 
 out = {"sign": [], "dh": [], "aead": []}
-for seed, msg, bad in data["sign"]:
-    pub = p.sign_public(h(seed))
-    sig = p.sign(h(seed), h(msg))
+for i, (seed, msg, bad) in enumerate(data["sign"]):
+    if i % 2:  # the public key first (key imported with it), or the signature first
+        pub = p.sign_public(h(seed))
+        sig = p.sign(h(seed), h(msg))
+    else:
+        sig = p.sign(h(seed), h(msg))
+        pub = p.sign_public(h(seed))
     out["sign"].append([pub.hex(), sig.hex(), attempt(lambda: p.verify(pub, h(msg), sig)),
                         attempt(lambda: p.verify(pub, h(msg), h(bad)))])
 for scalar, u in data["dh"]:
