@@ -35,7 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,6 +46,7 @@ from ping_core.mls.group import (  # noqa: E402
     GroupConfig,
     KeyPackageBundle,
     Signer,
+    StagedCommit,
     generate_key_package,
 )
 
@@ -57,7 +58,10 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
     t = time.perf_counter()
     out = fn()
     return time.perf_counter() - t, out
@@ -91,19 +95,19 @@ class Built:
         self.bundles: list[KeyPackageBundle] = [generate_key_package(crypto, s) for s in self.signers[1:]]
         self.creator = Group.create(crypto, self.signers[0], config=CONFIG)
         self.commit_s, staged = timed(lambda: self._commit())
-        assert staged.welcome is not None  # type: ignore[attr-defined]
-        self.welcome: bytes = staged.welcome  # type: ignore[attr-defined]
+        assert staged.welcome is not None
+        self.welcome: bytes = staged.welcome
         # The last joiner's join is timed; a few more members join (untimed) to act later.
         last = n - 1
         self.join_s, g = timed(lambda: Group.join(crypto, self.welcome, self.bundles[last - 1], self.signers[last], config=CONFIG))
-        self.members: dict[int, Group] = {0: self.creator, last: g}  # type: ignore[dict-item]
+        self.members: dict[int, Group] = {0: self.creator, last: g}
         self._log = []
         self._removed = set()
         for leaf in self._spread(joined):
             if leaf not in self.members:
                 self.members[leaf] = Group.join(crypto, self.welcome, self.bundles[leaf - 1], self.signers[leaf], config=CONFIG)
 
-    def _commit(self) -> object:
+    def _commit(self) -> StagedCommit:
         staged = self.creator.commit(add=[b.message() for b in self.bundles])
         self.creator.merge_staged_commit(staged)
         return staged
@@ -111,11 +115,12 @@ class Built:
     def _spread(self, k: int) -> list[int]:
         return [max(1, (i + 1) * self.n // (k + 1)) for i in range(k)]
 
-    def commit_by(self, leaf: int, **kw: object) -> tuple[float, bytes]:
+    def commit_by(self, leaf: int, **kw: Any) -> tuple[float, bytes]:
         g = self.members[leaf]
-        dt, staged = timed(lambda: g.commit(**kw))  # type: ignore[arg-type]
-        g.merge_staged_commit(staged)  # type: ignore[arg-type]
-        return dt, staged.message  # type: ignore[attr-defined]
+        dt, staged = timed(lambda: g.commit(**kw))
+        g.merge_staged_commit(staged)
+        assert staged.message is not None
+        return dt, staged.message
 
     def deliver(self, committer: int, message: bytes, timed_leaf: int | None = None) -> float:
         dt = 0.0
@@ -198,10 +203,10 @@ def bench_updates(n: int, runs: int) -> dict[str, float]:
     out["process remove"] = median_ms(rps)
     g = b.members[committer]
     to_b, blob = timed(g.to_bytes)
-    from_b, _ = timed(lambda: Group.from_bytes(crypto, blob))  # type: ignore[arg-type]
+    from_b, _ = timed(lambda: Group.from_bytes(crypto, blob))
     out["to_bytes ms"] = to_b * 1000
     out["from_bytes ms"] = from_b * 1000
-    out["state bytes"] = len(blob)  # type: ignore[arg-type]
+    out["state bytes"] = len(blob)
     first, later = per_message_bytes(g)
     out["first message bytes"] = first
     out["per-message bytes"] = later

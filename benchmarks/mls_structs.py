@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Callable
 
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.structs import (
@@ -54,7 +55,7 @@ def make_tree(n_leaves: int) -> RatchetTree:
     return RatchetTree(tuple(nodes))
 
 
-def best_of(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
@@ -63,7 +64,7 @@ def best_of(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def rate(fn, n: int = 20000) -> float:  # type: ignore[no-untyped-def]
+def rate(fn: Callable[[], object], n: int = 20000) -> float:
     """Operations per second (best of 3 runs of n calls)."""
     best = float("inf")
     for _ in range(3):

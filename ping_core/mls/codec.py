@@ -242,21 +242,24 @@ class Reader:
         if pos + 2 > self.end:
             raise MlsDecodeError("truncated input")
         self.pos = pos + 2
-        return _U16.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
+        value: int = _U16.unpack_from(self.data, pos)[0]
+        return value
 
     def u32(self) -> int:
         pos = self.pos
         if pos + 4 > self.end:
             raise MlsDecodeError("truncated input")
         self.pos = pos + 4
-        return _U32.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
+        value: int = _U32.unpack_from(self.data, pos)[0]
+        return value
 
     def u64(self) -> int:
         pos = self.pos
         if pos + 8 > self.end:
             raise MlsDecodeError("truncated input")
         self.pos = pos + 8
-        return _U64.unpack_from(self.data, pos)[0]  # type: ignore[no-any-return]
+        value: int = _U64.unpack_from(self.data, pos)[0]
+        return value
 
     def u64_pair(self) -> tuple[int, int]:
         """Two uint64 values (e.g. a Lifetime) in one bounds check."""

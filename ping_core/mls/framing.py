@@ -255,7 +255,7 @@ def _encrypt(
     crypto: CryptoProvider,
     ep: EpochFraming,
     leaf: int,
-    ct: int,
+    ct: ContentType,
     authenticated_data: bytes,
     plaintext: bytes,
     reuse_guard: bytes | None,
@@ -271,7 +271,7 @@ def _encrypt(
     sender_data = leaf.to_bytes(4, "big") + step.generation.to_bytes(4, "big") + reuse_guard
     encrypted_sender_data = crypto.aead_seal(sd_key, sd_nonce, ep._sender_data_aad[ct], sender_data)
     ep.secret_tree.commit(step)
-    return PrivateMessage(ep.group_id, ep.epoch, ct, authenticated_data, encrypted_sender_data, ciphertext)  # type: ignore[arg-type]
+    return PrivateMessage(ep.group_id, ep.epoch, ct, authenticated_data, encrypted_sender_data, ciphertext)
 
 
 def _plaintext(content_bytes: bytes, auth: FramedContentAuthData, padding: int) -> bytes:

@@ -29,7 +29,7 @@ exactly as it was. TreeKEM (path secrets, UpdatePath) is in
 from __future__ import annotations
 
 from struct import Struct
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence, TypeVar, cast
 
 from ping_core.errors import CryptoError, InvalidSignature, MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, decode_with, encode, opaque, varint
@@ -64,6 +64,8 @@ _LEAF = LeafNodeSource
 _LEAF_NODE_TBS_LABEL = b"LeafNodeTBS"
 # Largest tree this engine accepts: 2^20 leaves (a million members).
 MAX_LEAF_WIDTH = 1 << 20
+
+_K = TypeVar("_K")
 
 
 def _level(x: int) -> int:
@@ -155,11 +157,11 @@ class _Index:
         return other
 
     @staticmethod
-    def _inc(d: dict, key: object) -> None:  # type: ignore[type-arg]
+    def _inc(d: dict[_K, int], key: _K) -> None:
         d[key] = d.get(key, 0) + 1
 
     @staticmethod
-    def _dec(d: dict, key: object) -> None:  # type: ignore[type-arg]
+    def _dec(d: dict[_K, int], key: _K) -> None:
         n = d[key] - 1
         if n:
             d[key] = n
@@ -368,7 +370,7 @@ class RatchetTree:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RatchetTree) and self._nodes == other._nodes
 
-    __hash__ = None  # type: ignore[assignment]
+    # Defining __eq__ without __hash__ makes instances unhashable (they are mutable).
 
     def __repr__(self) -> str:
         return f"RatchetTree(n_leaves={self._n_leaves}, members={sum(1 for _ in self.members())})"
@@ -398,7 +400,11 @@ class RatchetTree:
         """The leaf at ``leaf_index`` (``None`` when blank); ``MlsError`` outside the tree."""
         if not 0 <= leaf_index < self._n_leaves:
             raise MlsError(f"leaf {leaf_index} is outside a tree of {self._n_leaves} leaves")
-        return self._nodes[2 * leaf_index]  # type: ignore[return-value]
+        return self._leaf_at(leaf_index)
+
+    def _leaf_at(self, leaf_index: int) -> LeafNode | None:
+        # Even array positions hold leaves only (checked where trees are built).
+        return cast("LeafNode | None", self._nodes[2 * leaf_index])
 
     def members(self) -> Iterator[tuple[int, LeafNode]]:
         """``(leaf_index, leaf)`` of every non-blank leaf, ascending."""
@@ -406,7 +412,7 @@ class RatchetTree:
         for x in range(0, len(nodes), 2):
             node = nodes[x]
             if node is not None:
-                yield x >> 1, node  # type: ignore[misc]
+                yield x >> 1, cast(LeafNode, node)
 
     def member_count(self) -> int:
         nodes = self._nodes
@@ -469,7 +475,7 @@ class RatchetTree:
         if node is not None:
             out.append(x)
             if x & 1:
-                out.extend([2 * leaf for leaf in node.unmerged_leaves])  # type: ignore[union-attr]
+                out.extend([2 * leaf for leaf in cast(ParentNode, node).unmerged_leaves])
             return
         if not x & 1:
             return
@@ -665,9 +671,9 @@ class RatchetTree:
                 break
             idx = self._own_index()
             if idx is not None:
-                for x in range(half - 1, len(nodes)):
-                    if nodes[x] is not None:
-                        idx.remove(nodes[x])  # type: ignore[arg-type]
+                for node in nodes[half - 1 :]:
+                    if node is not None:
+                        idx.remove(node)
             del nodes[half - 1 :]
             del self._enc[half - 1 :]
             del self._hash[half - 1 :]
@@ -773,8 +779,8 @@ class RatchetTree:
         """Whether a member other than ``ignore_leaf`` has this signature key."""
         n = self._keys().sig.get(key, 0)
         if n and ignore_leaf is not None:
-            leaf = self._nodes[2 * ignore_leaf] if 0 <= ignore_leaf < self._n_leaves else None
-            if leaf is not None and leaf.signature_key == key:  # type: ignore[union-attr]
+            leaf = self._leaf_at(ignore_leaf) if 0 <= ignore_leaf < self._n_leaves else None
+            if leaf is not None and leaf.signature_key == key:
                 n -= 1
         return n > 0
 
@@ -831,7 +837,7 @@ class RatchetTree:
         now_s: int | None = None,
         max_lifetime_s: int | None = None,
         enc: bytes | None = None,
-        required: RequiredCapabilities | None | bool = False,
+        required: RequiredCapabilities | None | Literal[False] = False,
     ) -> None:
         """The part of :meth:`verify_leaf` that looks at the leaf and the group context only.
 
@@ -867,8 +873,8 @@ class RatchetTree:
             if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
                 raise MlsError(f"{where}: does not support the group's extension type {t}")
         req = _required_capabilities(gc) if required is False else required
-        if req is not None:
-            _check_required(where, leaf, req)  # type: ignore[arg-type]
+        if isinstance(req, RequiredCapabilities):
+            _check_required(where, leaf, req)
         if source == _LEAF.KEY_PACKAGE and now_s is not None:
             lt = leaf.lifetime
             assert lt is not None
@@ -901,20 +907,20 @@ class RatchetTree:
         idx = self._keys()
         old = None
         if replaced is not None and replaced < self._n_leaves:
-            old = self._nodes[2 * replaced]
+            old = self._leaf_at(replaced)
         where = f"leaf {replaced}" if replaced is not None else "new leaf"
         if leaf.encryption_key in idx.enc:
             raise MlsError(f"{where}: its encryption key is already used in the tree")
         n = idx.sig.get(leaf.signature_key, 0)
-        if old is not None and old.signature_key == leaf.signature_key:  # type: ignore[union-attr]
+        if old is not None and old.signature_key == leaf.signature_key:
             n -= 1
         if n > 0:
             raise MlsError(f"{where}: its signature key is already used by another member")
         # Credential types: the other members' (the replaced leaf's excluded).
         ctype = leaf.credential.credential_type
         ccaps_own = leaf.capabilities.credentials
-        old_ctype = old.credential.credential_type if old is not None else None  # type: ignore[union-attr]
-        old_ccaps = old.capabilities.credentials if old is not None else None  # type: ignore[union-attr]
+        old_ctype = old.credential.credential_type if old is not None else None
+        old_ccaps = old.capabilities.credentials if old is not None else None
         for t, count in idx.ctype.items():
             if t == old_ctype:
                 count -= 1
@@ -982,7 +988,8 @@ class RatchetTree:
                 if len(rest) != 1:
                     continue
                 d = nodes[rest[0]]
-                ph = d.parent_hash  # type: ignore[union-attr]
+                assert d is not None  # a resolution holds non-blank nodes only
+                ph = d.parent_hash
                 if not ph:  # a key_package/update leaf, or the root's empty hash
                     continue
                 if ph == self.parent_hash_of(crypto, p, s):
@@ -1013,8 +1020,8 @@ class RatchetTree:
                     raise MlsError(f"parent node {p}: unmerged leaf {leaf} is blank")
                 y = _parent(x)
                 while y != p:
-                    mid = nodes[y]
-                    if mid is not None and leaf not in mid.unmerged_leaves:  # type: ignore[union-attr]
+                    mid = cast("ParentNode | None", nodes[y])
+                    if mid is not None and leaf not in mid.unmerged_leaves:
                         raise MlsError(
                             f"parent node {p}: unmerged leaf {leaf} is missing from node {y}'s unmerged leaves"
                         )

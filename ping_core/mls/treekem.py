@@ -98,7 +98,7 @@ class PathKeys:
             and self.node_secrets == other.node_secrets
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    # Defining __eq__ without __hash__ makes instances unhashable (they are mutable).
 
     def encode(self) -> bytes:
         """``uint8 version = 1; opaque leaf<V>; struct { uint32 node; opaque key<V>; } nodes<V>``,

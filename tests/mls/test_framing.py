@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -57,7 +57,7 @@ def state(ep: framing.EpochFraming) -> tuple[object, object]:
 
 
 @pytest.fixture
-def pair() -> tuple[framing.EpochFraming, framing.EpochFraming]:
+def pair() -> Pair:
     return epoch_of(context()), epoch_of(context())
 
 
@@ -65,13 +65,18 @@ def send(ep: framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: 
     return framing.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
 
 
-def wire(msg: PrivateMessage | PublicMessage) -> PrivateMessage | PublicMessage:
+M = TypeVar("M", PrivateMessage, PublicMessage)
+Pair = tuple[framing.EpochFraming, framing.EpochFraming]
+
+
+def wire(msg: M) -> M:
+    """``msg`` as a receiver decodes it from the wire."""
     body = decode_exact(MLSMessage, encode(MLSMessage(msg))).body
-    assert isinstance(body, (PrivateMessage, PublicMessage))
+    assert isinstance(body, type(msg))
     return body
 
 
-def test_private_roundtrips(pair) -> None:  # type: ignore[no-untyped-def]
+def test_private_roundtrips(pair: Pair) -> None:
     s, r = pair
     cases: list[tuple[bytes, dict[str, Any]]] = [
         (b"", {}),
@@ -88,33 +93,33 @@ def test_private_roundtrips(pair) -> None:  # type: ignore[no-untyped-def]
         assert out.ratchet_key is not None and out.ratchet_key.kind == APPLICATION
     proposal, commit = Remove(2), Commit((Remove(1),))
     msg = framing.protect_private(crypto, s, 1, proposal, KEYS[1][0])
-    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal  # type: ignore[arg-type]
+    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal
     msg = framing.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
-    out = framing.unprotect_private(crypto, r, wire(msg), signer_key)  # type: ignore[arg-type]
+    out = framing.unprotect_private(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == commit and out.content.auth.confirmation_tag == b"T" * 32
     assert out.ratchet_key is not None and out.ratchet_key.kind == HANDSHAKE
 
 
-def test_commit_built_in_two_steps(pair) -> None:  # type: ignore[no-untyped-def]
+def test_commit_built_in_two_steps(pair: Pair) -> None:
     s, r = pair
     fc = FramedContent(b"group", 5, Sender.member(1), b"", Commit(()))
     sig = framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[1][0])
     ac = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, fc, FramedContentAuthData(sig, b"tag"))
     msg = framing.encrypt_private(crypto, s, ac, padding=3)
-    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content == ac  # type: ignore[arg-type]
+    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content == ac
     framing.verify_framed(crypto, r, ac, KEYS[1][1])
     pub_sig = framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, KEYS[1][0])
     pub = framing.frame_public(
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(pub_sig, b"tag"))
     )
-    assert framing.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc  # type: ignore[arg-type]
+    assert framing.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc
 
 
-def test_public_roundtrip_and_rules(pair) -> None:  # type: ignore[no-untyped-def]
+def test_public_roundtrip_and_rules(pair: Pair) -> None:
     s, r = pair
     before = state(r)
     msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
-    out = framing.unprotect_public(crypto, r, wire(msg), signer_key)  # type: ignore[arg-type]
+    out = framing.unprotect_public(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == Remove(0) and out.ratchet_key is None
     assert state(r) == before  # a PublicMessage uses no ratchet
     with pytest.raises(MlsError, match="application"):
@@ -133,7 +138,7 @@ def test_public_roundtrip_and_rules(pair) -> None:  # type: ignore[no-untyped-de
         framing.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
 
 
-def test_external_sender_proposal(pair) -> None:  # type: ignore[no-untyped-def]
+def test_external_sender_proposal(pair: Pair) -> None:
     s, r = pair
     ext_sk, ext_pk = crypto.sign_keygen()
     fc = FramedContent(b"group", 5, Sender.external(0), b"", Remove(1))
@@ -142,7 +147,7 @@ def test_external_sender_proposal(pair) -> None:  # type: ignore[no-untyped-def]
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(sig, None))
     )
     assert pub.membership_tag is None
-    out = framing.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)  # type: ignore[arg-type]
+    out = framing.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
     assert out.content.content == fc
     with pytest.raises(MlsDecodeError):  # a non-member message with a membership tag
         framing.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
@@ -165,7 +170,9 @@ def flip(data: bytes, i: int) -> bytes:
         (lambda m: replace(m, group_id=b"other"), MlsError),
     ],
 )
-def test_tampered_private_changes_nothing(pair, tamper, error) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_private_changes_nothing(
+    pair: Pair, tamper: Callable[[PrivateMessage], PrivateMessage], error: type[Exception]
+) -> None:
     s, r = pair
     msg = send(s)
     before = state(r)
@@ -176,7 +183,7 @@ def test_tampered_private_changes_nothing(pair, tamper, error) -> None:  # type:
     assert framing.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
 
 
-def test_bad_signature_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signature_changes_nothing(pair: Pair) -> None:
     s, r = pair
     forged = framing.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
     before = state(r)
@@ -186,7 +193,7 @@ def test_bad_signature_changes_nothing(pair) -> None:  # type: ignore[no-untyped
     assert r.secret_tree.next_generation(1, APPLICATION) == 0
 
 
-def test_unknown_sender_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_sender_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msg = framing.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
     before = state(r)
@@ -195,7 +202,7 @@ def test_unknown_sender_changes_nothing(pair) -> None:  # type: ignore[no-untype
     assert state(r) == before
 
 
-def test_non_zero_padding_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+def test_non_zero_padding_changes_nothing(pair: Pair) -> None:
     s, r = pair
     data = b"padded"
     fc = FramedContent(b"group", 5, Sender.member(0), b"", data)
@@ -208,7 +215,7 @@ def test_non_zero_padding_changes_nothing(pair) -> None:  # type: ignore[no-unty
     assert state(r) == before
 
 
-def test_bad_membership_tag(pair) -> None:  # type: ignore[no-untyped-def]
+def test_bad_membership_tag(pair: Pair) -> None:
     s, r = pair
     msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
     assert msg.membership_tag is not None
@@ -225,7 +232,7 @@ def test_bad_membership_tag(pair) -> None:  # type: ignore[no-untyped-def]
         framing.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
 
 
-def test_wrong_epoch_or_group(pair) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_epoch_or_group(pair: Pair) -> None:
     s, _ = pair
     for other in (epoch_of(context(epoch=6)), epoch_of(context(group_id=b"other"))):
         before = state(other)
@@ -237,7 +244,7 @@ def test_wrong_epoch_or_group(pair) -> None:  # type: ignore[no-untyped-def]
         assert state(other) == before
 
 
-def test_reused_generation_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+def test_reused_generation_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
     framing.unprotect_private(crypto, r, msg, signer_key)
@@ -247,7 +254,7 @@ def test_reused_generation_changes_nothing(pair) -> None:  # type: ignore[no-unt
     assert state(r) == before
 
 
-def test_out_of_order_within_and_beyond_tolerance(pair) -> None:  # type: ignore[no-untyped-def]
+def test_out_of_order_within_and_beyond_tolerance(pair: Pair) -> None:
     s, r = pair
     msgs = [send(s, b"m%d" % i) for i in range(8)]
     # Receive generation 7 first: with tolerance 3, generations 4, 5, 6 stay readable.
@@ -261,7 +268,7 @@ def test_out_of_order_within_and_beyond_tolerance(pair) -> None:  # type: ignore
     assert state(r) == before
 
 
-def test_too_far_ahead_changes_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+def test_too_far_ahead_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msgs = [send(s) for _ in range(22)]
     before = state(r)
@@ -271,7 +278,7 @@ def test_too_far_ahead_changes_nothing(pair) -> None:  # type: ignore[no-untyped
     framing.unprotect_private(crypto, r, msgs[20], signer_key)
 
 
-def test_defer_commit(pair) -> None:  # type: ignore[no-untyped-def]
+def test_defer_commit(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
     before = state(r)
@@ -283,7 +290,7 @@ def test_defer_commit(pair) -> None:  # type: ignore[no-untyped-def]
         framing.unprotect_private(crypto, r, msg, signer_key)
 
 
-def test_sender_consumes_generations(pair) -> None:  # type: ignore[no-untyped-def]
+def test_sender_consumes_generations(pair: Pair) -> None:
     s, _ = pair
     gens = [s.secret_tree.next_generation(0, APPLICATION)]
     send(s)
@@ -296,7 +303,7 @@ def test_sender_consumes_generations(pair) -> None:  # type: ignore[no-untyped-d
     assert s.secret_tree.next_generation(0, APPLICATION) == 1
 
 
-def test_repr_hides_secrets(pair) -> None:  # type: ignore[no-untyped-def]
+def test_repr_hides_secrets(pair: Pair) -> None:
     s, r = pair
     out = framing.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
     text = repr(out) + repr(r)

@@ -5,6 +5,7 @@ from their persisted state at random points and must behave identically."""
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from ping_core.errors import MlsError
 from ping_core.mls.group import ApplicationMessage, CommitApplied, Group, GroupConfig, ProposalStored
 
-from test_group_support import agree, commit_all, crypto, key_package, make_group, signer
+from test_group_support import agree, app_data, commit_all, crypto, key_package, make_group, signer
 
 
 def test_to_bytes_is_deterministic_and_round_trips() -> None:
@@ -24,7 +25,7 @@ def test_to_bytes_is_deterministic_and_round_trips() -> None:
     assert again.to_bytes() == blob
     assert again.epoch_authenticator == a.epoch_authenticator and again.members() == a.members()
     msg = again.protect(b"from the restored copy")
-    assert b.process_message(msg).data == b"from the restored copy"  # type: ignore[union-attr]
+    assert app_data(b.process_message(msg)) == b"from the restored copy"
 
 
 def test_from_bytes_refuses_garbage() -> None:
@@ -114,15 +115,14 @@ class World:
         self.cfg = GroupConfig(encrypt_handshake=False, max_past_epochs=1)
         self.members = make_group(3, config=self.cfg)
         self.serial = 3
+        # Each member's persisted records (what a storage backend would hold).
+        self.stores: WeakKeyDictionary[Group, dict[str, bytes]] = WeakKeyDictionary()
         for g in self.members:
             self._save(g)
 
-    @staticmethod
-    def store(g: Group) -> dict[str, bytes]:
+    def store(self, g: Group) -> dict[str, bytes]:
         """The member's persisted records (what a storage backend would hold)."""
-        if not hasattr(g, "test_store"):
-            g.test_store = {}  # type: ignore[attr-defined]
-        return g.test_store  # type: ignore[attr-defined,no-any-return]
+        return self.stores.setdefault(g, {})
 
     def _save(self, g: Group) -> None:
         _apply(self.store(g), g)
@@ -194,7 +194,7 @@ class World:
             old = members[i]
             self._save(old)
             new = Group.from_bytes(crypto, old.to_bytes())
-            new.test_store = dict(self.store(old))  # type: ignore[attr-defined]
+            self.stores[new] = dict(self.store(old))
             members[i] = new
         elif op == "restore_records":
             i = who % len(members)
@@ -202,7 +202,7 @@ class World:
             self._save(old)
             new = Group.from_records(crypto, self.store(old))
             assert new.to_bytes() == old.to_bytes()
-            new.test_store = dict(self.store(old))  # type: ignore[attr-defined]
+            self.stores[new] = dict(self.store(old))
             members[i] = new
 
 

@@ -11,10 +11,12 @@ from typing import Any, Iterator, Sequence
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import (
+    ApplicationMessage,
     CommitApplied,
     Group,
     GroupConfig,
     KeyPackageBundle,
+    Member,
     Signer,
     StagedCommit,
     generate_key_package,
@@ -51,6 +53,19 @@ def make_group(n: int, *, config: GroupConfig = PUBLIC, names: Sequence[str] | N
         for s, b in zip(signers[1:], bundles):
             groups.append(Group.join(crypto, staged.welcome, b, s, config=config))
     return groups
+
+
+def member(g: Group, leaf_index: int) -> Member:
+    """The member at ``leaf_index`` (fails when the leaf is blank)."""
+    m = g.member(leaf_index)
+    assert m is not None, f"leaf {leaf_index} is blank"
+    return m
+
+
+def app_data(result: object) -> bytes:
+    """The data of a processed application message (fails for any other result)."""
+    assert isinstance(result, ApplicationMessage), result
+    return result.data
 
 
 def deliver(message: bytes, sender: Group | None, groups: Sequence[Group]) -> list[Any]:

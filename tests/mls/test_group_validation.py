@@ -31,6 +31,7 @@ from ping_core.mls.structs import (
 
 from test_group_support import (
     agree,
+    app_data,
     commit_all,
     forge_commit,
     forge_external_commit,
@@ -98,7 +99,7 @@ def test_private_message_tampering(trio: list[Group]) -> None:
         t[i] ^= 0x01
         refused(b, bytes(t))
     refused(b, msg + b"\x00", "trailing")
-    assert b.process_message(msg).data == b"payload"  # type: ignore[union-attr]
+    assert app_data(b.process_message(msg)) == b"payload"
     refused(b, msg, "already used")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidKey
 from ping_core.mls import hpke
-from ping_core.mls.crypto import default_provider
+from ping_core.mls.crypto import CryptoProvider, default_provider
 
 h = bytes.fromhex
 
@@ -25,29 +25,29 @@ CT0 = h("f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770a
 
 
 @pytest.fixture(scope="module")
-def crypto():  # type: ignore[no-untyped-def]
+def crypto() -> CryptoProvider:
     return default_provider()
 
 
-def test_derive_key_pair(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_derive_key_pair(crypto: CryptoProvider) -> None:
     assert hpke.derive_key_pair(crypto, IKM_E) == (SK_E, PK_E)
     assert hpke.derive_key_pair(crypto, IKM_R) == (SK_R, PK_R)
 
 
-def test_encap_decap_known_answer(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_encap_decap_known_answer(crypto: CryptoProvider) -> None:
     shared, enc = hpke.encap(crypto, PK_R, ephemeral=SK_E)
     assert (shared, enc) == (SHARED, PK_E)
     assert hpke.decap(crypto, enc, SK_R) == SHARED
     assert hpke.decap(crypto, enc, SK_R, PK_R) == SHARED
 
 
-def test_seal_open_known_answer(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_seal_open_known_answer(crypto: CryptoProvider) -> None:
     enc, ct = hpke.seal(crypto, PK_R, INFO, AAD0, PT0, ephemeral=SK_E)
     assert (enc, ct) == (PK_E, CT0)
     assert hpke.open(crypto, enc, SK_R, INFO, AAD0, CT0) == PT0
 
 
-def test_context_sequence_numbers(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_context_sequence_numbers(crypto: CryptoProvider) -> None:
     enc, sender = hpke.setup_base_s(crypto, PK_R, INFO, ephemeral=SK_E)
     recipient = hpke.setup_base_r(crypto, enc, SK_R, INFO)
     cts = [sender.seal(b"aad%d" % i, b"msg%d" % i) for i in range(3)]
@@ -61,20 +61,20 @@ def test_context_sequence_numbers(crypto) -> None:  # type: ignore[no-untyped-de
     assert "seq" in repr(sender) and SK_E.hex() not in repr(sender)
 
 
-def test_export_roundtrip(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_export_roundtrip(crypto: CryptoProvider) -> None:
     enc, exported = hpke.export(crypto, PK_R, INFO, b"context", 42)
     assert len(exported) == 42
     assert hpke.receive_export(crypto, enc, SK_R, INFO, b"context", 42) == exported
 
 
-def test_random_roundtrip(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_random_roundtrip(crypto: CryptoProvider) -> None:
     sk, pk = crypto.dh_keygen()
     enc, ct = hpke.seal(crypto, pk, b"info", b"aad", b"hello")
     assert hpke.open(crypto, enc, sk, b"info", b"aad", ct) == b"hello"
 
 
 @pytest.mark.parametrize("what", ["ct", "aad", "info", "enc", "key"])
-def test_open_refuses_tampering(crypto, what: str) -> None:  # type: ignore[no-untyped-def]
+def test_open_refuses_tampering(crypto: CryptoProvider, what: str) -> None:
     enc, ct = hpke.seal(crypto, PK_R, INFO, AAD0, PT0)
     sk, info, aad = SK_R, INFO, AAD0
     if what == "ct":
@@ -91,14 +91,14 @@ def test_open_refuses_tampering(crypto, what: str) -> None:  # type: ignore[no-u
         hpke.open(crypto, enc, sk, info, aad, ct)
 
 
-def test_bad_enc(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_bad_enc(crypto: CryptoProvider) -> None:
     with pytest.raises(InvalidKey):
         hpke.open(crypto, b"short", SK_R, INFO, b"", CT0)
     with pytest.raises(InvalidKey):  # the all-zero point is low-order
         hpke.open(crypto, bytes(32), SK_R, INFO, b"", CT0)
 
 
-def test_prepared_info_matches_single_shot(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_prepared_info_matches_single_shot(crypto: CryptoProvider) -> None:
     prepared = hpke.PreparedInfo(crypto, INFO)
     # The RFC 9180 known answer through the prepared path, sealing and opening.
     assert prepared.seal(PK_R, AAD0, PT0, ephemeral=SK_E) == (PK_E, CT0)

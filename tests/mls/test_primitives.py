@@ -7,15 +7,15 @@ import pytest
 from ping_core.errors import DecryptionFailed, InvalidSignature
 from ping_core.mls import primitives as p
 from ping_core.mls.codec import opaque
-from ping_core.mls.crypto import default_provider
+from ping_core.mls.crypto import CryptoProvider, default_provider
 
 
 @pytest.fixture(scope="module")
-def crypto():  # type: ignore[no-untyped-def]
+def crypto() -> CryptoProvider:
     return default_provider()
 
 
-def test_expand_with_label_layout(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_expand_with_label_layout(crypto: CryptoProvider) -> None:
     secret = bytes(range(32))
     info = (20).to_bytes(2, "big") + opaque(b"MLS 1.0 lbl") + opaque(b"ctx")
     assert p.expand_with_label(crypto, secret, b"lbl", b"ctx", 20) == crypto.hkdf_expand(secret, info, 20)
@@ -25,13 +25,13 @@ def test_expand_with_label_layout(crypto) -> None:  # type: ignore[no-untyped-de
     )
 
 
-def test_refs(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_refs(crypto: CryptoProvider) -> None:
     v = b"value"
     assert p.make_key_package_ref(crypto, v) == crypto.hash(opaque(b"MLS 1.0 KeyPackage Reference") + opaque(v))
     assert p.make_proposal_ref(crypto, v) == crypto.hash(opaque(b"MLS 1.0 Proposal Reference") + opaque(v))
 
 
-def test_sign_verify(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_sign_verify(crypto: CryptoProvider) -> None:
     sk, pk = crypto.sign_keygen()
     sig = p.sign_with_label(crypto, sk, b"L", b"content")
     p.verify_with_label(crypto, pk, b"L", b"content", sig)
@@ -43,7 +43,7 @@ def test_sign_verify(crypto) -> None:  # type: ignore[no-untyped-def]
         p.verify_with_label(crypto, pk, b"L", b"content", sig[:-1] + bytes([sig[-1] ^ 1]))
 
 
-def test_encrypt_decrypt(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_encrypt_decrypt(crypto: CryptoProvider) -> None:
     sk, pk = crypto.dh_keygen()
     kem, ct = p.encrypt_with_label(crypto, pk, b"L", b"ctx", b"secret")
     assert p.decrypt_with_label(crypto, sk, b"L", b"ctx", kem, ct) == b"secret"
@@ -54,7 +54,7 @@ def test_encrypt_decrypt(crypto) -> None:  # type: ignore[no-untyped-def]
         p.decrypt_with_label(crypto, sk, b"L", b"other", kem, ct)
 
 
-def test_labeled_encryption_matches_encrypt_with_label(crypto) -> None:  # type: ignore[no-untyped-def]
+def test_labeled_encryption_matches_encrypt_with_label(crypto: CryptoProvider) -> None:
     sk, pk = crypto.dh_keygen()
     eph = crypto.dh_keygen()[0]
     sealer = p.LabeledEncryption(crypto, b"label", b"context")

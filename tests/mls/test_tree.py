@@ -321,7 +321,7 @@ def test_validate_refuses_a_missing_own_leaf() -> None:
 
 def _tampered_parent(tree: RatchetTree) -> RatchetTree:
     nodes = [tree.node(x) for x in range(tree.n_nodes)]
-    x = next(i for i in range(1, len(nodes), 2) if nodes[i] is not None and nodes[i].parent_hash)  # type: ignore[union-attr]
+    x = next(i for i, n in enumerate(nodes) if isinstance(n, ParentNode) and n.parent_hash)
     p = nodes[x]
     assert isinstance(p, ParentNode)
     nodes[x] = replace(p, parent_hash=bytes(32))
@@ -488,9 +488,9 @@ def test_update_and_commit_leaf_uniqueness() -> None:
     m1 = g.members[1]
     fresh = m1.update_leaf()
     t.verify_leaf(crypto, fresh, 1, gc, source=LeafNodeSource.UPDATE)  # same signature key is fine
-    stale = sign_leaf_node(
-        crypto, replace(fresh, encryption_key=t.leaf(1).encryption_key), m1.sig_priv, GROUP_ID, 1  # type: ignore[union-attr]
-    )
+    current = t.leaf(1)
+    assert current is not None
+    stale = sign_leaf_node(crypto, replace(fresh, encryption_key=current.encryption_key), m1.sig_priv, GROUP_ID, 1)
     with pytest.raises(MlsError, match="encryption key is already used"):
         t.verify_leaf(crypto, stale, 1, gc, source=LeafNodeSource.UPDATE)
     # Leaf 2 may not take leaf 1's signature key.
@@ -502,7 +502,7 @@ def test_update_and_commit_leaf_uniqueness() -> None:
         t.verify_leaf(crypto, fresh, 2, gc, source=LeafNodeSource.UPDATE)
     # A KeyPackage leaf equal to a member's: its keys are taken.
     with pytest.raises(MlsError, match="already used"):
-        t.verify_leaf(crypto, g.members[2].leaf, None, gc, source=LeafNodeSource.KEY_PACKAGE)  # type: ignore[arg-type]
+        t.verify_leaf(crypto, g.members[2].leaf, None, gc, source=LeafNodeSource.KEY_PACKAGE)
 
 
 def test_key_index_follows_changes_and_copies() -> None:

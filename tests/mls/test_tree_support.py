@@ -8,11 +8,13 @@ other member processes on its own copy). No tests here; the tests import it
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.structs.credential import Credential
 from ping_core.mls.structs.enums import LeafNodeSource
+from ping_core.mls.structs.extensions import Extension
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime
 from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node
@@ -35,10 +37,10 @@ class Member:
     """A client: signature key pair, a KeyPackage-style leaf, and (once in) its PathKeys."""
 
     name: bytes
-    sig_priv: bytes = b""
-    sig_pub: bytes = b""
-    enc_priv: bytes = b""
-    leaf: LeafNode | None = None
+    sig_priv: bytes
+    sig_pub: bytes
+    enc_priv: bytes
+    leaf: LeafNode
     index: int = -1
     keys: PathKeys | None = None
     pending: dict[bytes, bytes] = field(default_factory=dict)
@@ -68,7 +70,7 @@ class Member:
         return sign_leaf_node(crypto, leaf, self.sig_priv, GROUP_ID, self.index)
 
 
-def context(tree_hash: bytes, epoch: int, extensions: tuple = ()) -> GroupContext:  # type: ignore[type-arg]
+def context(tree_hash: bytes, epoch: int, extensions: tuple[Extension, ...] = ()) -> GroupContext:
     return GroupContext(
         cipher_suite=SUITE,
         group_id=GROUP_ID,
@@ -91,7 +93,7 @@ class Group:
         self.epoch = 0
         self.commit_secrets: list[bytes] = []
 
-    def context_for(self, epoch: int):  # type: ignore[no-untyped-def]
+    def context_for(self, epoch: int) -> Callable[[bytes], bytes]:
         def make(tree_hash: bytes) -> bytes:
             return encode(context(tree_hash, epoch))
 

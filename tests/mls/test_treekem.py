@@ -10,8 +10,10 @@ import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError
 from ping_core.mls import treekem
+from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePath, UpdatePathNode
 from ping_core.mls.structs.leaf import LeafNode
+from ping_core.mls.structs.tree_nodes import ParentNode
 from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node
 from ping_core.mls.treekem import (
     GeneratedPath,
@@ -64,7 +66,8 @@ def test_unmerged_leaves_are_encrypted_to_directly() -> None:
     newcomer.keys = PathKeys(newcomer.enc_priv, {})
     g.members[idx] = newcomer
     g.epoch += 1
-    assert any(idx in g.tree.node(x).unmerged_leaves for x in g.tree.direct_path(2 * idx) if g.tree.node(x))  # type: ignore[union-attr]
+    path_nodes = [g.tree.node(x) for x in g.tree.direct_path(2 * idx)]
+    assert any(isinstance(n, ParentNode) and idx in n.unmerged_leaves for n in path_nodes)
     g.tree.check_parent_hashes(crypto)  # still valid: unmerged leaves are accounted for
     gen = g.commit(1)
     # Leaf 4's own node appears in a resolution (it is unmerged below the root).
@@ -112,7 +115,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
     g = build_group(3)
     adds = [Member.new(b"a"), Member.new(b"b")]
     staged = g.tree.copy()
-    added = [staged.add_leaf(m.leaf) for m in adds]  # type: ignore[arg-type]
+    added = [staged.add_leaf(m.leaf) for m in adds]
     base = staged.leaf(0)
     assert base is not None
     gen = generate_update_path(
@@ -132,12 +135,15 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
             crypto, staged, i, lowest_common_ancestor(i, 0), gen.path_secret_for(i), m.enc_priv
         )
         for x, priv in keys.node_secrets.items():
-            assert crypto.dh_public(priv) == staged.node(x).encryption_key  # type: ignore[union-attr]
+            node = staged.node(x)
+            assert node is not None and crypto.dh_public(priv) == node.encryption_key
         assert staged.root in keys.node_secrets
     # Processing with the wrong exclusion list counts the ciphertexts wrong.
     other = g.tree.copy()
     for m in adds:
-        other.add_leaf(m.leaf)  # type: ignore[arg-type]
+        other.add_leaf(m.leaf)
+    receiver_keys = g.members[1].keys
+    assert receiver_keys is not None
     with pytest.raises(MlsError, match="ciphertexts"):
         apply_update_path(
             crypto,
@@ -145,7 +151,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
             0,
             gen.update_path,
             own_leaf=1,
-            own_keys=g.members[1].keys,  # type: ignore[arg-type]
+            own_keys=receiver_keys,
             group_context_for=g.context_for(1),
         )
     # A new member does not process the commit that added it.
@@ -272,7 +278,7 @@ def test_mismatching_derived_public_key_is_refused(setup: Setup, monkeypatch: py
     # lie about the root, which every receiver derives.
     lie_at = 1 + len(setup.g.tree.filtered_direct_path(1))
 
-    def lying(c, secret):  # type: ignore[no-untyped-def]
+    def lying(c: CryptoProvider, secret: bytes) -> tuple[bytes, bytes]:
         priv, pub = real(c, secret)
         calls["n"] += 1
         if calls["n"] == lie_at:
@@ -320,7 +326,9 @@ def test_reused_keys_are_refused(setup: Setup) -> None:
     with pytest.raises(MlsError, match="encryption key is already used"):
         setup.process(replace(up, leaf_node=stale))
     # A path node reuses another node's key.
-    existing = tree.leaf(3).encryption_key  # type: ignore[union-attr]
+    leaf3 = tree.leaf(3)
+    assert leaf3 is not None
+    existing = leaf3.encryption_key
     nodes = (UpdatePathNode(existing, up.nodes[0].encrypted_path_secret),) + up.nodes[1:]
     with pytest.raises(MlsError, match="already used"):
         setup.process(replace(up, nodes=nodes))
@@ -401,7 +409,7 @@ def test_path_keys_pruned_drops_blank_nodes() -> None:
     m = g.members[0]
     assert m.keys is not None and m.keys.node_secrets
     t = g.tree.copy()
-    t.update_leaf(0, g.members[0].leaf)  # type: ignore[arg-type]  # blanks leaf 0's direct path
+    t.update_leaf(0, g.members[0].leaf)  # blanks leaf 0's direct path
     assert m.keys.pruned(t).node_secrets == {}
     assert m.keys.pruned(g.tree) is m.keys
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.vectors import PASSED, detect_family, run_case
+from ping_core.mls.vectors.registry import Case, Family
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
-def _cases() -> list[object]:
+def _cases() -> Sequence[object]:
     params = []
     for path in sorted(VECTORS.glob("*.json")):
         cases = json.loads(path.read_text())
@@ -29,6 +31,6 @@ def _cases() -> list[object]:
 
 
 @pytest.mark.parametrize(("family", "case"), _cases())
-def test_vector(family, case) -> None:  # type: ignore[no-untyped-def]
+def test_vector(family: Family, case: Case) -> None:
     result = run_case(family, case, default_provider())
     assert result.status == PASSED, result.detail

@@ -10,9 +10,10 @@ from ping_core.errors import DecryptionFailed, InvalidSignature, MlsError
 from ping_core.mls import welcome as w
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.schedule import epoch_secrets, joiner_secret
+from ping_core.mls.schedule import EpochSecrets, epoch_secrets, joiner_secret
 from ping_core.mls.structs.group_info import GroupContext, GroupInfo
 from ping_core.mls.structs.psk import PreSharedKeyID
+from ping_core.mls.structs.welcome import Welcome
 from ping_core.mls.transcript import confirmation_tag
 
 crypto = default_provider()
@@ -24,7 +25,7 @@ PSK_ID = PreSharedKeyID.external(b"psk-id", b"n" * 32)
 PSK = b"p" * 32
 
 
-def build(psks: list[tuple[PreSharedKeyID, bytes]] | None = None, tag_ok: bool = True):  # type: ignore[no-untyped-def]
+def build(psks: list[tuple[PreSharedKeyID, bytes]] | None = None, tag_ok: bool = True) -> tuple[Welcome, EpochSecrets]:
     psks = psks or []
     from ping_core.mls.psk import psk_secret
 

@@ -57,7 +57,7 @@ class _KeyCache:
             if len(self._items) >= self._limit:
                 self._items.clear()
             self._items[key] = obj
-        return obj  # type: ignore[no-any-return]
+        return obj
 
 
 class PycaProvider(HashlibKdf):

@@ -122,9 +122,10 @@ class PreEncodedCommit(Commit):
     bytes instead of re-encoding hundreds of KeyPackages each time."""
 
     __slots__ = ("_encoding",)
+    _encoding: bytes
 
     def write(self, w: Writer) -> None:
-        w.raw(self._encoding)  # type: ignore[attr-defined]
+        w.raw(self._encoding)
 
 
 def pre_encoded_commit(
