@@ -74,6 +74,7 @@ def run(crypto: Any, n: int = 100, quick: bool = False) -> dict[str, float]:
     update = creator.commit()
     creator.merge_staged_commit(update)
     out[f"group of {n}: self-update commit"] = (time.perf_counter() - t0) * 1000
+    assert update.message is not None
     t0 = time.perf_counter()
     last.process_message(update.message)
     out[f"group of {n}: process it"] = (time.perf_counter() - t0) * 1000
