@@ -192,8 +192,8 @@ def bench_updates(n: int, runs: int) -> dict[str, float]:
     out["steady update"] = median_ms(ups)
     out["steady process"] = median_ms(procs)
     rms, rps = [], []
-    for i in range(runs):
-        victim = next(l for l in range(2, n) if l not in b.members and l not in b._removed)
+    for _ in range(runs):
+        victim = next(x for x in range(2, n) if x not in b.members and x not in b._removed)
         b._removed.add(victim)
         dt, msg = b.commit_by(committer, remove=[victim])
         b._log.append(msg)

@@ -1065,10 +1065,9 @@ class RatchetTree:
         # A fresh index: counts of 2 or more are duplicates.
         self._index = None
         idx = self._keys()
-        for key, count in idx.enc.items():
-            if count > 1:
-                raise MlsError("an encryption key appears in more than one node of the tree")
-        for key, count in idx.sig.items():
+        if any(count > 1 for count in idx.enc.values()):
+            raise MlsError("an encryption key appears in more than one node of the tree")
+        for count in idx.sig.values():
             if count > 1:
                 raise MlsError("a signature key is used by more than one member")
         for caps in idx.ccaps:

@@ -238,7 +238,7 @@ def test_results_match_pyca_on_random_inputs(ping_page) -> None:  # type: ignore
     got = _exec(ping_page, f"DATA = {data!r}\n" + CROSS_CHECK)
 
     pyca = PycaProvider()
-    for (seed, msg, bad), (pub, sig, ok, refused) in zip(sign, got["sign"], strict=True):
+    for (seed, msg, _bad), (pub, sig, ok, refused) in zip(sign, got["sign"], strict=True):
         assert pub == pyca.sign_public(bytes.fromhex(seed)).hex()
         assert sig == pyca.sign(bytes.fromhex(seed), bytes.fromhex(msg)).hex()
         assert ok is None and refused == {"error": "InvalidSignature"}

@@ -150,7 +150,7 @@ class World:
         g.merge_staged_commit(staged)
         self.deliver(staged.message or b"", g)
         if staged.welcome:
-            for leaf, bundle, s in self.pending_joiners:
+            for _, bundle, s in self.pending_joiners:
                 self.members.append(Group.join(crypto, staged.welcome, bundle, s, config=self.cfg))
                 self._save(self.members[-1])
             self.pending_joiners = []

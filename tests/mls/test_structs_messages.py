@@ -209,7 +209,7 @@ def test_sender_strictness() -> None:
         encode(Sender(SenderType.NEW_MEMBER_COMMIT, 3))
     assert Sender.member(4).leaf_index == 4
     with pytest.raises(ValueError):
-        Sender.external(1).leaf_index
+        _ = Sender.external(1).leaf_index
 
 
 def test_welcome_group_secrets() -> None:

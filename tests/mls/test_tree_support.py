@@ -32,6 +32,9 @@ GROUP_ID = b"tree test group"
 SUITE = 1
 
 
+_DEFAULT_CAPABILITIES = Capabilities()  # frozen: one shared default is safe
+
+
 @dataclass(eq=False)
 class Member:
     """A client: signature key pair, a KeyPackage-style leaf, and (once in) its PathKeys."""
@@ -46,7 +49,7 @@ class Member:
     pending: dict[bytes, bytes] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, name: bytes, capabilities: Capabilities = Capabilities()) -> Member:
+    def new(cls, name: bytes, capabilities: Capabilities = _DEFAULT_CAPABILITIES) -> Member:
         sig_priv, sig_pub = crypto.sign_keygen()
         enc_priv, enc_pub = crypto.dh_keygen()
         leaf = LeafNode(

@@ -24,7 +24,7 @@ from ping_core.mls.treekem import (
     path_keys_from_path_secret,
     process_update_path,
 )
-from test_tree_support import GROUP_ID, Group, Member, build_group, context, crypto
+from test_tree_support import GROUP_ID, Member, build_group, context, crypto
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9])
@@ -127,7 +127,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
         exclude=added,
     )
     # Leaf 3's node (6) and leaf 4's (8) receive nothing in the path.
-    for (p, s), upn in zip(staged.filtered_direct_path_with_copath(0), gen.update_path.nodes):
+    for (_, s), upn in zip(staged.filtered_direct_path_with_copath(0), gen.update_path.nodes):
         expected = [r for r in staged.resolution(s) if r not in (6, 8)]
         assert len(upn.encrypted_path_secret) == len(expected)
     for m, i in zip(adds, added):

@@ -47,7 +47,7 @@ def test_any_leaf_count(n: int) -> None:
 
 
 def test_full_tree_matches_rfc_formulas() -> None:
-    for k in range(0, 8):
+    for k in range(8):
         n = 1 << k
         for x in range(tm.node_width(n)):
             if x == tm.root(n):

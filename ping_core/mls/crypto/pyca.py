@@ -19,7 +19,6 @@ from .provider import (
     AEAD_NONCE_LEN,
     DH_PUBLIC_LEN,
     DH_SECRET_LEN,
-    SIGN_PUBLIC_LEN,
     SIGN_SECRET_LEN,
     HashlibKdf,
     check_bytes,

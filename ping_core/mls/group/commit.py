@@ -313,8 +313,8 @@ def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
     chosen: list[Item] = []
     seen_update: set[int] = set()
     seen_remove: set[int] = set()
-    seen_add: set[bytes] = set(p.key_package.leaf_node.signature_key for p in by_value if isinstance(p, Add))
-    seen_psk: set[bytes] = set(encode(p.psk) for p in by_value if isinstance(p, PreSharedKey))
+    seen_add: set[bytes] = {p.key_package.leaf_node.signature_key for p in by_value if isinstance(p, Add)}
+    seen_psk: set[bytes] = {encode(p.psk) for p in by_value if isinstance(p, PreSharedKey)}
     has_gce = any(isinstance(p, GroupContextExtensions) for p in by_value)
     members_keys = {leaf.signature_key: i for i, leaf in state.tree.members()}
     # The most recent Update of each leaf wins: walk backwards for Updates.
@@ -545,7 +545,7 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
             if isinstance(por, bytes):
                 raise MlsError("an external commit may not include proposals by reference")
             items.append((por, sender, None))
-        init, resync = validate_external_list([(p, s) for p, s, _ in items])
+        _, resync = validate_external_list([(p, s) for p, s, _ in items])
         if commit.path is None:
             raise MlsError("an external commit must have a path")
         committer = -1

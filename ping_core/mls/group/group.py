@@ -256,9 +256,9 @@ class Group:
         """Leaf indices of the members with this credential identity or signature key."""
         out = []
         for i, leaf in self._state.tree.members():
-            if identity is not None and leaf.credential.identity == identity:
-                out.append(i)
-            elif signature_key is not None and leaf.signature_key == signature_key:
+            if (identity is not None and leaf.credential.identity == identity) or (
+                signature_key is not None and leaf.signature_key == signature_key
+            ):
                 out.append(i)
         return out
 

@@ -17,14 +17,14 @@ malformed.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming
 from ping_core.mls.schedule import EpochSecrets
-from ping_core.mls.secret_tree import RatchetConfig, SecretTree
+from ping_core.mls.secret_tree import RatchetConfig, RecordChanges, SecretTree
 from ping_core.mls.structs import GroupContext, LeafNode, ReInit
 from ping_core.mls.tree import RatchetTree
 from ping_core.mls.treekem import PathKeys
@@ -241,11 +241,7 @@ def encode_reinit(reinit: ReInit | None) -> bytes:
 # costs the sender's leaf record (a few hundred bytes at most, independent of
 # the group's size).
 
-import typing as _t
-
-from ping_core.mls.secret_tree import RecordChanges as _RecordChanges
-
-if _t.TYPE_CHECKING:
+if TYPE_CHECKING:
     from .commit import StagedCommit
     from .group import Group
 
@@ -299,7 +295,7 @@ def _encode_proposals(group: Group) -> bytes:
     return w.getvalue()
 
 
-def _encode_result(w: Writer, r: _t.Any) -> None:
+def _encode_result(w: Writer, r: Any) -> None:
     w.u64(r.epoch)
     w.u32(r.committer & 0xFFFFFFFF)
     w.uint32s(r.added)
@@ -313,7 +309,7 @@ def _encode_result(w: Writer, r: _t.Any) -> None:
     w.optional(r.reinit)
 
 
-def _read_result(r: Reader) -> _t.Any:
+def _read_result(r: Reader) -> Any:
     from .results import CommitApplied
 
     epoch = r.u64()
@@ -427,10 +423,10 @@ def group_records(group: Group) -> dict[str, bytes]:
     return out
 
 
-def group_changes(group: Group) -> _RecordChanges:
+def group_changes(group: Group) -> RecordChanges:
     """Puts and deletes since the last ``mark_saved``."""
     if group._all_dirty:
-        return _RecordChanges(group_records(group), frozenset(group._deleted))
+        return RecordChanges(group_records(group), frozenset(group._deleted))
     written: dict[str, bytes] = {}
     deleted = set(group._deleted)
     for name in group._dirty:
@@ -453,7 +449,7 @@ def group_changes(group: Group) -> _RecordChanges:
         for n in ch.deleted:
             deleted.add(prefix + n)
     deleted.difference_update(written)
-    return _RecordChanges(written, frozenset(deleted))
+    return RecordChanges(written, frozenset(deleted))
 
 
 def records_to_bytes(records: Mapping[str, bytes]) -> bytes:
@@ -488,7 +484,7 @@ def bytes_to_records(data: bytes) -> dict[str, bytes]:
     return decode_with(read, data)
 
 
-def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: _t.Any = None) -> Group:
+def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Any = None) -> Group:
     """Rebuild a group; every record must be one the state names."""
     from collections import OrderedDict
 
@@ -500,7 +496,7 @@ def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mappin
     if raw is None or "tree" not in records or "proposals" not in records:
         raise MlsError("group records lack state, tree or proposals")
 
-    def read(r: Reader) -> tuple[_t.Any, ...]:
+    def read(r: Reader) -> tuple[Any, ...]:
         if r.u8() != _STATE_VERSION:
             raise MlsDecodeError("unknown group state version")
         config = GroupConfig.decode(r.opaque())
@@ -542,7 +538,7 @@ def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mappin
 
     def read_props(r: Reader) -> tuple[ProposalStore, dict[bytes, bytes]]:
         store = ProposalStore.decode(r.opaque())
-        own = {d: ref for d, ref in r.vector(lambda rr: (rr.opaque(255), rr.opaque(255)))}
+        own = dict(r.vector(lambda rr: (rr.opaque(255), rr.opaque(255))))
         return store, own
 
     group._proposals, group._own_proposal_messages = decode_with(read_props, records["proposals"])

@@ -259,7 +259,7 @@ def validate_regular_list(
     gce = 0
     reinit = 0
     removed: set[int] = set()
-    for proposal, sender in items:
+    for proposal, _ in items:
         if isinstance(proposal, Remove):
             removed.add(proposal.removed)
     for proposal, sender in items:
