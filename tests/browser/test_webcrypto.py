@@ -25,9 +25,7 @@ from ping_core.mls.crypto.pyca import PycaProvider
 from test_worker import _vector_cases, counts_expected_total, run_vector_cases
 
 RFC8032_SK = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
-RFC8032_SIG = (
-    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
-)
+RFC8032_SIG = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
 
 
 def _exec(page, code: str) -> Any:  # type: ignore[no-untyped-def]
@@ -78,7 +76,9 @@ def test_workers_that_must_not_use_webcrypto_boot_on_noble(ping_page, query: str
     mismatches = run_vector_cases(ping_page, cases, "webcrypto")
     assert not mismatches, "\n".join(mismatches)
     counts = ping_page.evaluate("ping.call('dev.crypto_counts', {backend: 'webcrypto'})")
-    can_run_sync = _exec(ping_page, "import json\nfrom pyodide.ffi import can_run_sync\nresult = json.dumps(can_run_sync())")
+    can_run_sync = _exec(
+        ping_page, "import json\nfrom pyodide.ffi import can_run_sync\nresult = json.dumps(can_run_sync())"
+    )
     if query == "jspi=0":
         # ...through noble: no call could block on a promise.
         assert can_run_sync is False
