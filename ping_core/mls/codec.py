@@ -19,7 +19,7 @@ Structs implement ``write(w: Writer)`` and a ``read(r: Reader)`` classmethod;
 from __future__ import annotations
 
 from struct import Struct
-from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+from typing import Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from ping_core.errors import MlsDecodeError
 
@@ -172,6 +172,15 @@ class Writer:
     def uint32s(self, values: Sequence[int]) -> None:
         """``uint32 values<V>``."""
         self.opaque(_pack_many(">%dI", values))
+
+    def u32_map(self, mapping: Mapping[int, bytes]) -> None:
+        """``struct { uint32 key; opaque value<V>; } entries<V>``, keys ascending
+        (one encoding per map: persisted state is deterministic)."""
+        start = self.begin_vector()
+        for key in sorted(mapping):
+            self.u32(key)
+            self.opaque(mapping[key])
+        self.end_vector(start)
 
     def optional(self, item: Writable | None) -> None:
         """``optional<T>``: a presence byte then the struct."""
@@ -407,6 +416,17 @@ class Reader:
         if len(data) & 3:
             raise MlsDecodeError("uint32 vector of a length not a multiple of 4")
         return _unpack_many(">%dI", len(data) >> 2, data)
+
+    def u32_map(self, max_value: int | None = None) -> dict[int, bytes]:
+        """Inverse of :meth:`Writer.u32_map`: keys must be strictly ascending."""
+        out: dict[int, bytes] = {}
+        last = -1
+        for key, value in self.vector(lambda r: (r.u32(), r.opaque(max_value))):
+            if key <= last:
+                raise MlsDecodeError("map keys are not strictly ascending")
+            last = key
+            out[key] = value
+        return out
 
     def optional(self, read_item: Callable[["Reader"], T]) -> T | None:
         flag = self.u8()

@@ -106,11 +106,7 @@ class PathKeys:
         w = Writer()
         w.u8(_PATH_KEYS_VERSION)
         w.opaque(self.leaf_secret)
-        start = w.begin_vector()
-        for node in sorted(self.node_secrets):
-            w.u32(node)
-            w.opaque(self.node_secrets[node])
-        w.end_vector(start)
+        w.u32_map(self.node_secrets)
         return w.getvalue()
 
     @classmethod
@@ -124,16 +120,10 @@ class PathKeys:
         if version != _PATH_KEYS_VERSION:
             raise MlsDecodeError(f"unknown PathKeys version {version}")
         leaf = r.opaque(MAX_HASH)
-        items = r.vector(lambda rr: (rr.u32(), rr.opaque(MAX_HASH)))
-        nodes: dict[int, bytes] = {}
-        last = -1
-        for node, key in items:
-            if node <= last:
-                raise MlsDecodeError("PathKeys nodes are not strictly ascending")
+        nodes = r.u32_map(MAX_HASH)
+        for node in nodes:
             if not node & 1:
                 raise MlsDecodeError(f"PathKeys node {node} is not a parent node")
-            last = node
-            nodes[node] = key
         return cls(leaf, nodes)
 
     def pruned(self, tree: RatchetTree) -> PathKeys:

@@ -108,6 +108,21 @@ def test_integer_lists() -> None:
         Reader(b"\x02\x00\x01").uint32s()
 
 
+def test_u32_map_is_sorted_and_strict() -> None:
+    w = Writer()
+    w.u32_map({7: b"b", 1: b"a"})
+    w.u32_map({})
+    data = w.getvalue()
+    assert data == bytes.fromhex("0c 00000001 0161 00000007 0162 00".replace(" ", ""))
+    r = Reader(data)
+    assert r.u32_map() == {1: b"a", 7: b"b"} and r.u32_map() == {}
+    for body in ("00000007 0162 00000001 0161", "00000001 0161 00000001 0162"):  # descending; repeated
+        with pytest.raises(MlsDecodeError, match="ascending"):
+            Reader(bytes.fromhex(("0c" + body).replace(" ", ""))).u32_map()
+    with pytest.raises(MlsDecodeError):  # a value over the bound
+        Reader(bytes.fromhex("07 00000001 02 6161")).u32_map(1)
+
+
 def test_nested_vectors_written_in_place() -> None:
     w = Writer()
     w.opaques([b"a" * 70, b"", b"bc"])

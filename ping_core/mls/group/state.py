@@ -180,11 +180,7 @@ class PastEpoch:
         w.opaque(f.group_context)
         w.opaque(f.sender_data_secret)
         w.opaque(f.membership_key)
-        start = w.begin_vector()
-        for leaf in sorted(self.signature_keys):
-            w.u32(leaf)
-            w.opaque(self.signature_keys[leaf])
-        w.end_vector(start)
+        w.u32_map(self.signature_keys)
         return w.getvalue()
 
     @classmethod
@@ -193,12 +189,7 @@ class PastEpoch:
             if r.u8() != _PAST_VERSION:
                 raise MlsDecodeError("unknown past epoch version")
             cb, sds, mk = r.opaque(), r.opaque(64), r.opaque(64)
-            keys: dict[int, bytes] = {}
-            for leaf, key in r.vector(lambda rr: (rr.u32(), rr.opaque(64))):
-                if leaf in keys:
-                    raise MlsDecodeError("duplicate leaf in a past epoch roster")
-                keys[leaf] = key
-            return cb, sds, mk, keys
+            return cb, sds, mk, r.u32_map(64)
 
         cb, sds, mk, keys = decode_with(read, meta)
         context = decode_exact(GroupContext, cb)
