@@ -109,14 +109,37 @@ export function ed25519Sign(buf) {
   return concat(R, Fn.toBytes(s));
 }
 
-/** buf = public(32) || signature(64) || message: true when it verifies. */
+/**
+ * buf = public(32) || signature(64) || message: true when it verifies.
+ *
+ * The cofactorLESS equation of RFC 8032 §5.1.7 as OpenSSL (pyca) and WebCrypto
+ * check it: encode([S]B - [k]A) must equal R byte for byte. noble's own verify
+ * uses the cofactored equation, which also accepts signatures whose R carries a
+ * small-order component; a member could then craft a message that browsers on
+ * noble accept and every other client refuses, and split the group.
+ */
 export function ed25519Verify(buf) {
   try {
-    const sig = buf.subarray(ED_PUBLIC, ED_PUBLIC + ED_SIG);
-    return ed25519.verify(sig, buf.subarray(ED_PUBLIC + ED_SIG), buf.subarray(0, ED_PUBLIC), STRICT);
+    const pub = buf.subarray(0, ED_PUBLIC);
+    const r = buf.subarray(ED_PUBLIC, ED_PUBLIC + 32);
+    const s = bytesToNumberLE(buf.subarray(ED_PUBLIC + 32, ED_PUBLIC + ED_SIG));
+    const msg = buf.subarray(ED_PUBLIC + ED_SIG);
+    if (s >= Fn.ORDER) return false;
+    const A = ed25519.Point.fromBytes(pub, STRICT.zip215);
+    if (A.isSmallOrder()) return false;
+    const k = Fn.create(bytesToNumberLE(sha512(concat(r, pub, msg))));
+    const R = BASE.multiplyUnsafe(s).subtract(A.multiplyUnsafe(k));
+    return equalBytes(R.toBytes(), r);
   } catch (e) {
     return false;
   }
+}
+
+function equalBytes(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
 }
 
 // -- X25519 ----------------------------------------------------------------

@@ -326,18 +326,7 @@ def _signature_with_torsion(seed: bytes, message: bytes) -> tuple[bytes, bytes]:
 VERIFY = "async ([pub, sig, backend]) => tryCall('dev.crypto', {op: 'verify', backend, args: [unhex(pub), unhex('68656c6c6f'), unhex(sig)]})"
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "webcrypto",
-        pytest.param(
-            "noble",
-            marks=pytest.mark.xfail(
-                strict=True, reason="known gap: js/pingcrypto.mjs verifies with the cofactored equation (noble)"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["webcrypto", "noble"])
 def test_ed25519_verification_is_cofactorless_like_pyca(ping_page, backend: str) -> None:  # type: ignore[no-untyped-def]
     public, signature = _signature_with_torsion(bytes(range(32)), b"hello")
     pyca = PycaProvider()
