@@ -36,9 +36,9 @@ from ping_core.mls.codec import Reader, decode_with, encode, opaque, varint
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import tree_nodes
 from ping_core.mls.structs.enums import ExtensionType, LeafNodeSource, ProposalType
-from ping_core.mls.structs.extensions import RequiredCapabilities, has_unique_types
+from ping_core.mls.structs.extensions import Extension, RequiredCapabilities, has_unique_types
 from ping_core.mls.structs.group_info import GroupContext
-from ping_core.mls.structs.leaf import LeafNode
+from ping_core.mls.structs.leaf import Capabilities, LeafNode
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
 
 from .primitives import sign_with_label, verify_with_label
@@ -49,6 +49,9 @@ __all__ = [
     "DEFAULT_PROPOSAL_TYPES",
     "HPKE_PUBLIC_KEY_LEN",
     "sign_leaf_node",
+    "check_extensions_listed",
+    "check_supports_group",
+    "required_capabilities",
     "lowest_common_ancestor",
 ]
 
@@ -864,17 +867,9 @@ class RatchetTree:
         if leaf.extensions:
             if not has_unique_types(leaf.extensions):
                 raise MlsError(f"{where}: an extension type occurs twice")
-            for ext in leaf.extensions:
-                t = ext.extension_type
-                if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-                    raise MlsError(f"{where}: extension type {t} is not listed in its capabilities")
-        for ext in gc.extensions:
-            t = ext.extension_type
-            if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-                raise MlsError(f"{where}: does not support the group's extension type {t}")
-        req = _required_capabilities(gc) if required is False else required
-        if isinstance(req, RequiredCapabilities):
-            _check_required(where, leaf, req)
+            check_extensions_listed(leaf.extensions, caps, where)
+        req = required_capabilities(gc.extensions) if required is False else required
+        check_supports_group(leaf, gc.extensions, req, where)
         if source == _LEAF.KEY_PACKAGE and now_s is not None:
             lt = leaf.lifetime
             assert lt is not None
@@ -1074,7 +1069,7 @@ class RatchetTree:
             for t in idx.ctype:
                 if t not in caps:
                     raise MlsError(f"credential type {t} is in use but not supported by every member")
-        req = _required_capabilities(gc)
+        req = required_capabilities(gc.extensions)
         self.check_parent_hashes(crypto)
         for x in range(0, len(nodes), 2):
             leaf = nodes[x]
@@ -1094,14 +1089,39 @@ class RatchetTree:
             )
 
 
-def _required_capabilities(gc: GroupContext) -> RequiredCapabilities | None:
-    for ext in gc.extensions:
+def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabilities | None:
+    """The parsed required_capabilities extension among GroupContext ``extensions``, if any."""
+    for ext in extensions:
         if ext.extension_type == ExtensionType.REQUIRED_CAPABILITIES:
             try:
                 return ext.parse(RequiredCapabilities)
             except MlsDecodeError as exc:
                 raise MlsError(f"malformed required_capabilities extension: {exc}") from None
     return None
+
+
+def check_extensions_listed(extensions: Sequence[Extension], caps: Capabilities, where: str = "leaf node") -> None:
+    """§7.2/§7.3: every non-default extension type a leaf carries is listed in its
+    capabilities (default types are not listed: §7.2 says they MUST NOT be)."""
+    for ext in extensions:
+        t = ext.extension_type
+        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
+            raise MlsError(f"{where}: extension type {t} is not listed in its capabilities")
+
+
+def check_supports_group(
+    leaf: LeafNode, extensions: Sequence[Extension], required: RequiredCapabilities | None, where: str = "leaf node"
+) -> None:
+    """§7.3, §12.1.7: the leaf supports every non-default extension type of the
+    GroupContext ``extensions`` and every type ``required`` (their parsed
+    required_capabilities) names."""
+    listed = leaf.capabilities.extensions
+    for ext in extensions:
+        t = ext.extension_type
+        if t not in DEFAULT_EXTENSION_TYPES and t not in listed:
+            raise MlsError(f"{where}: does not support the group's extension type {t}")
+    if required is not None:
+        _check_required(where, leaf, required)
 
 
 def _check_required(where: str, leaf: LeafNode, req: RequiredCapabilities) -> None:

@@ -33,6 +33,7 @@ from test_group_support import (
     agree,
     app_data,
     commit_all,
+    crypto,
     forge_commit,
     forge_external_commit,
     forge_proposal,
@@ -225,6 +226,23 @@ def test_required_capabilities(trio: list[Group]) -> None:
     refused(b, forge_commit(a, [Add(plain.key_package)]), "extension")
     ok = key_package(signer("erin"))
     commit_all(a, [a, b, c], add=[ok.message()])
+
+
+def test_leaf_extensions_of_default_types_need_not_be_listed(trio: list[Group]) -> None:
+    # §7.2: default extension types (application_id, ...) are never listed in
+    # capabilities, so a leaf may carry one unlisted; a non-default one must be
+    # listed. KeyPackage generation, standalone validation and Add agree.
+    from ping_core.mls.group import validate_key_package
+    from ping_core.mls.structs import ApplicationId
+
+    a, b, c = trio
+    app_id = Extension.of(ApplicationId(b"device 7"))
+    kb = key_package(signer("dave"), leaf_extensions=(app_id,))
+    assert 1 not in kb.key_package.leaf_node.capabilities.extensions
+    validate_key_package(crypto, kb.message())
+    commit_all(a, [a, b, c], add=[kb.message()])
+    with pytest.raises(MlsError, match="not listed in its capabilities"):
+        key_package(signer("erin"), leaf_extensions=(Extension(0xFF00, b""),))
 
 
 # -- senders --------------------------------------------------------------------

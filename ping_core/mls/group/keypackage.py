@@ -22,6 +22,7 @@ from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import make_key_package_ref, sign_with_label, verify_with_label
+from ping_core.mls.tree import check_extensions_listed
 from ping_core.mls.structs import (
     Capabilities,
     Credential,
@@ -42,7 +43,6 @@ __all__ = [
     "KeyPackageBundle",
     "generate_key_package",
     "validate_key_package",
-    "check_leaf_extensions_supported",
     "check_lifetime",
     "DEFAULT_LIFETIME_S",
     "CLOCK_SKEW_S",
@@ -195,7 +195,7 @@ def generate_key_package(
     ``leaf_extensions`` must be listed in them.
     """
     caps = default_capabilities() if capabilities is None else capabilities
-    check_leaf_extensions_supported(leaf_extensions, caps)
+    check_extensions_listed(leaf_extensions, caps, "the KeyPackage's leaf")
     if not has_unique_types(extensions) or not has_unique_types(leaf_extensions):
         raise MlsError("duplicate extension types")
     t = _now(now)
@@ -237,14 +237,6 @@ def generate_key_package(
         signature=kp_sig,
     )
     return KeyPackageBundle(crypto, kp, init_private, enc_private, key_package_bytes=kp_tbs + opaque(kp_sig))
-
-
-def check_leaf_extensions_supported(extensions: tuple[Extension, ...], capabilities: Capabilities) -> None:
-    """§7.3: every extension a leaf carries must be listed in its own capabilities."""
-    listed = capabilities.extensions
-    for ext in extensions:
-        if ext.extension_type not in listed:
-            raise MlsError(f"the leaf carries extension {ext.extension_type} its capabilities do not list")
 
 
 def check_lifetime(lifetime: Lifetime | None, now: int) -> None:
@@ -291,7 +283,7 @@ def validate_key_package(
     validate_key_package_header(crypto, kp)
     leaf = kp.leaf_node
     verify_with_label(crypto, leaf.signature_key, b"LeafNodeTBS", leaf.tbs(), leaf.signature)
-    check_leaf_extensions_supported(leaf.extensions, leaf.capabilities)
+    check_extensions_listed(leaf.extensions, leaf.capabilities, "the KeyPackage's leaf")
     if not has_unique_types(leaf.extensions):
         raise MlsError("the leaf node has duplicate extension types")
     if check_lifetime_:

@@ -41,7 +41,7 @@ from ping_core.mls.structs import (
     get_extension,
     has_unique_types,
 )
-from ping_core.mls.tree import RatchetTree
+from ping_core.mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, check_supports_group, required_capabilities
 
 from .config import ConversationName
 from .keypackage import validate_key_package_header
@@ -70,8 +70,6 @@ PATH_REQUIRED = frozenset({ProposalType.UPDATE, ProposalType.REMOVE, ProposalTyp
 EXTERNAL_SENDER_TYPES = frozenset(
     {ProposalType.ADD, ProposalType.REMOVE, ProposalType.PSK, ProposalType.REINIT, ProposalType.GROUP_CONTEXT_EXTENSIONS}
 )
-#: Extension types every client supports without listing them (§7.2).
-DEFAULT_EXTENSION_TYPES = frozenset(int(t) for t in ExtensionType)
 #: Extension types that may appear in a GroupContext (§17.3 "Messages" column: GC).
 _NOT_IN_GROUP_CONTEXT = frozenset({ExtensionType.APPLICATION_ID, ExtensionType.RATCHET_TREE, ExtensionType.EXTERNAL_PUB})
 _NH = 32
@@ -96,36 +94,10 @@ def check_proposal_sender(proposal: Proposal, sender: Sender) -> None:
     raise MlsError(f"a {st.name} sender may not send proposals")
 
 
-def check_extensions_supported(leaf: LeafNode, extensions: Iterable[Extension]) -> None:
-    """The leaf supports every non-default extension type in ``extensions``."""
-    listed = leaf.capabilities.extensions
-    for ext in extensions:
-        t = ext.extension_type
-        if t not in DEFAULT_EXTENSION_TYPES and t not in listed:
-            raise MlsError(f"a member does not support GroupContext extension {t}")
-
-
-def check_required_capabilities(leaf: LeafNode, required: RequiredCapabilities | None) -> None:
-    """The leaf lists every extension, proposal and credential type ``required`` names."""
-    if required is None:
-        return
-    caps = leaf.capabilities
-    for t in required.extension_types:
-        if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-            raise MlsError(f"a member lacks the required extension type {t}")
-    for t in required.proposal_types:
-        if not 1 <= t <= 7 and t not in caps.proposals:
-            raise MlsError(f"a member lacks the required proposal type {t}")
-    for t in required.credential_types:
-        if t not in caps.credentials:
-            raise MlsError(f"a member lacks the required credential type {t}")
-
-
 def check_leaf_supports_group(leaf: LeafNode, extensions: Sequence[Extension]) -> None:
     """A leaf fits a group with these GroupContext extensions: it supports each of
     them and the required capabilities (used for members, joiners and GCE)."""
-    check_extensions_supported(leaf, extensions)
-    check_required_capabilities(leaf, get_extension(extensions, RequiredCapabilities))
+    check_supports_group(leaf, extensions, required_capabilities(extensions), "a member")
 
 
 def check_group_context_extensions(extensions: Sequence[Extension]) -> None:
