@@ -20,6 +20,7 @@ from ping_core.mls.structs import (
     ExternalSender,
     ExternalSenders,
     GroupContextExtensions,
+    LeafNodeSource,
     PreSharedKey,
     PreSharedKeyID,
     PublicMessage,
@@ -38,6 +39,7 @@ from test_group_support import (
     forge_external_commit,
     forge_proposal,
     key_package,
+    lenient_sender,
     make_group,
     public_body,
     reframe,
@@ -142,6 +144,40 @@ def test_update_and_remove_of_the_same_leaf(trio: list[Group]) -> None:
     for g in (a, b):
         g.process_message(p.message)
     refused(b, forge_commit(a, [p.ref, Remove(2)]), "several Update/Remove")
+
+
+def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
+    # §5.3.1: a replacement leaf must present a valid successor credential;
+    # Ping's policy is the same credential. A member may not rename itself
+    # into someone else by an Update or by its commit's path leaf.
+    from ping_core.mls.primitives import sign_with_label
+    from ping_core.mls.structs import Credential, LeafNode
+    from ping_core.mls.treekem import commit_leaf_maker
+
+    a, b, c = trio
+    mallory = Credential.basic(b"mallory")
+    own = c._state.own_leaf_node()
+    leaf = dataclasses.replace(
+        own, encryption_key=crypto.dh_keygen()[1], credential=mallory, leaf_node_source=LeafNodeSource.UPDATE,
+        lifetime=None, parent_hash=None,
+    )
+    tbs = leaf.tbs(c.group_id, c.own_leaf_index)
+    leaf = dataclasses.replace(leaf, signature=sign_with_label(crypto, c.signer.private_key, b"LeafNodeTBS", tbs))
+    assert isinstance(leaf, LeafNode)
+    refused(b, forge_proposal(c, Update(leaf)), "may not change the member's credential")
+    # The same leaf with c's own credential is a valid Update.
+    honest = c.propose_update()
+    assert b.process_message(honest.message)
+
+    def renamed(crypto_: Any, base: LeafNode, *args: Any) -> Any:
+        return commit_leaf_maker(crypto_, dataclasses.replace(base, credential=mallory), *args)
+
+    with lenient_sender(commit_leaf_maker=renamed):
+        forged = a.commit(include_pending=False, force_path=True)
+    assert forged.message is not None
+    refused(b, forged.message, "may not change the member's credential")
+    a.discard_staged_commit()
+    commit_all(a, [a, b, c], include_pending=False)  # an honest path is still fine
 
 
 def test_commit_without_required_path(trio: list[Group]) -> None:

@@ -50,7 +50,9 @@ its signature key in that epoch, data, authenticated data, epoch),
 ``ProposalStored`` or ``CommitApplied``
 (epoch, committer, added/removed/updated leaves, ``removed_self``, ``own``,
 ``already_applied``); with ``merge=False`` a received commit comes back as a
-``StagedCommit`` to merge or drop. Application messages of the last
+``StagedCommit`` to merge or drop. A member's credential never changes: an
+Update or a commit path leaf with another credential is refused (RFC 9420
+§5.3.1 leaves the successor rule to the application). Application messages of the last
 ``GroupConfig.max_past_epochs`` epochs still decrypt; out-of-order tolerance
 and maximum forward distance are ``GroupConfig.ratchet``.
 

@@ -71,6 +71,7 @@ from .state import EpochState
 from .validate import (
     check_leaf_supports_group,
     check_proposal_sender,
+    check_successor,
     path_required,
     validate_add,
     validate_external_list,
@@ -569,6 +570,11 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
     applied = apply_proposals(crypto, state, items, now=now)
     if applied.path_required and commit.path is None:
         raise MlsError("the commit lacks the path its proposals require")
+    if not external and commit.path is not None:
+        old_leaf = state.tree.leaf(committer)
+        if old_leaf is None:  # pragma: no cover - its signature was verified with this leaf's key
+            raise MlsError(f"a commit from blank leaf {committer}")
+        check_successor(old_leaf, commit.path.leaf_node, "a commit's path")
     if external:
         assert commit.path is not None
         if resync is not None:

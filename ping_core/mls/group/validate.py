@@ -6,6 +6,7 @@ lifetime, unique keys) is the ratchet tree's (:meth:`RatchetTree.verify_leaf`);
 this module adds what belongs to proposals: who may send which type, the
 KeyPackage rules of §10.1, Update and Remove targets, PSK usage, ReInit
 version, GroupContextExtensions support, and the list rules of a commit.
+A member's credential never changes (:func:`check_successor`, §5.3.1).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "validate_proposal",
     "validate_add",
     "validate_update",
+    "check_successor",
     "validate_remove",
     "validate_psk_id",
     "validate_reinit",
@@ -131,15 +133,26 @@ def validate_add(
     check_leaf_supports_group(kp.leaf_node, context.extensions)
 
 
+def check_successor(old: LeafNode, new: LeafNode, what: str) -> None:
+    """§5.3.1: a member's replacement leaf (Update, or a commit's path leaf) must
+    present a credential that is a valid successor of the old one. Ping's
+    policy: the same credential (a member may rotate its keys, never become
+    someone else)."""
+    if new.credential != old.credential:
+        raise MlsError(f"{what} may not change the member's credential")
+
+
 def validate_update(
     crypto: CryptoProvider, tree: RatchetTree, context: GroupContext, update: Update, sender_leaf: int, *, now: int | None
 ) -> None:
-    """§12.1.2: a valid update leaf for the sender's leaf, with a new encryption key."""
+    """§12.1.2: a valid update leaf for the sender's leaf, with a new encryption
+    key and the same credential (:func:`check_successor`)."""
     old = tree.leaf(sender_leaf)
     if old is None:
         raise MlsError(f"an Update from blank leaf {sender_leaf}")
     if update.leaf_node.encryption_key == old.encryption_key:
         raise MlsError("an Update must change the leaf's encryption key")
+    check_successor(old, update.leaf_node, "an Update")
     tree.verify_leaf(crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
     check_leaf_supports_group(update.leaf_node, context.extensions)
 
