@@ -313,6 +313,12 @@ def test_external_commit_rules(trio: list[Group]) -> None:
     kp = key_package(signer("dave")).key_package
     refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Add(kp)], eve), "may not contain")
     refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], eve), "resync")
+    # A resync by b itself (same credential) must still bring a new encryption key,
+    # as an Update of the removed leaf would (§12.4.3.2).
+    old = b._state.own_leaf_node()
+    same_key = dataclasses.replace(old, leaf_node_source=LeafNodeSource.COMMIT, lifetime=None, parent_hash=b"")
+    _, _, c = trio
+    refused(c, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], b.signer, leaf=same_key), "encryption key")
 
 
 def test_removed_member_refuses_handshakes(trio: list[Group]) -> None:

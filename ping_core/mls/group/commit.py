@@ -581,6 +581,9 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
             old = state.tree.leaf(resync.removed)
             if old is None or old.credential != commit.path.leaf_node.credential:
                 raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
+            # §12.4.3.2: the new leaf meets the criteria of an Update of the removed one.
+            if old.encryption_key == commit.path.leaf_node.encryption_key:
+                raise MlsError("an external resync must change the leaf's encryption key")
         # The joiner takes the leftmost blank leaf (or extends the tree): the
         # path processing puts its leaf there.
         committer = applied.tree.free_leaf_index()
