@@ -175,6 +175,7 @@ def main() -> int:
     parser.add_argument("--db", default=None, help="postgresql:// URL (default: a fresh SQLite file)")
     parser.add_argument("--sqlite-synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--sqlite-batch", type=int, default=32, help="SQLite group commit size (1: one transaction per request)")
+    parser.add_argument("--sqlite-thread", action="store_true", help="SQLite on a writer thread (server option)")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     parser.add_argument(
         "--server-python", default=None,
@@ -186,6 +187,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ping-load-") as tmp:
         db = args.db or str(Path(tmp) / "load.sqlite")
         extra = ["--rate-limit", "0", "--sqlite-synchronous", args.sqlite_synchronous, "--sqlite-batch", str(args.sqlite_batch)]
+        extra += ["--sqlite-thread"] if args.sqlite_thread else []
         proc, url = spawn(*extra, db=db, python=args.server_python)
         try:
             cpu0_server = cpu_seconds(proc.pid)
@@ -204,7 +206,8 @@ def main() -> int:
     assert isinstance(lat, list)
     elapsed = float(result["elapsed"])  # type: ignore[arg-type]
     sent = int(result["sent"])  # type: ignore[call-overload]
-    kind = "postgres" if args.db else f"sqlite (synchronous={args.sqlite_synchronous}, batch {args.sqlite_batch})"
+    where = "writer thread" if args.sqlite_thread else "event loop"
+    kind = "postgres" if args.db else f"sqlite (synchronous={args.sqlite_synchronous}, batch {args.sqlite_batch}, {where})"
     print(f"server_load: {args.clients} clients x {args.messages} messages, conversations of {args.group}, "
           f"{args.payload}-byte payloads, {kind}, receive interval {args.receive_interval_ms} ms, "
           f"{os.cpu_count()} cores, load average before {load_before}")  # fmt: skip

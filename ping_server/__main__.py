@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         help="SQLite group commit: at most this many queued requests share one COMMIT, each in its own savepoint "
         "(1: one transaction per request; default 32)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sqlite-thread", action="store_true",
+        help="run SQLite on a writer thread instead of the event loop (for disks whose fsync takes milliseconds)",
+    )  # fmt: skip
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections (default 8)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             config=config,
             sqlite_synchronous=args.sqlite_synchronous,
             sqlite_batch=args.sqlite_batch,
+            sqlite_threaded=args.sqlite_thread,
             pool_size=args.pool_size,
         )
     except Exception as exc:  # the one place a startup failure becomes a readable line

@@ -23,12 +23,15 @@ def build_app(
     config: ApiConfig | None = None,
     sqlite_synchronous: str = "FULL",
     sqlite_batch: int = 32,
+    sqlite_threaded: bool = False,
     pool_size: int = 8,
 ) -> Starlette:
     """The server app. ``db``: a SQLite file path, a ``postgresql://`` URL, or None for a private
     in-memory SQLite database (gone when the process ends). The database is opened (and its schema
     created) here, so a bad ``db`` fails at once; it is closed at shutdown."""
-    database = open_database(db, sqlite_synchronous=sqlite_synchronous, sqlite_batch=sqlite_batch, pool_size=pool_size)
+    database = open_database(
+        db, sqlite_synchronous=sqlite_synchronous, sqlite_batch=sqlite_batch, sqlite_threaded=sqlite_threaded, pool_size=pool_size
+    )
     api = Api(database, config)
 
     @contextlib.asynccontextmanager

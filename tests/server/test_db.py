@@ -15,14 +15,16 @@ class Boom(Exception):
     pass
 
 
-@pytest.fixture(params=["sqlite", "sqlite-batch-1", "memory", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-batch-1", "sqlite-thread", "memory", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "postgres":
         database: Database = PostgresDatabase(request.getfixturevalue("postgres_db"), pool_size=4)
     elif request.param == "memory":
         database = SqliteDatabase(":memory:")
     else:
-        database = SqliteDatabase(str(tmp_path / "t.sqlite"), batch=1 if request.param.endswith("1") else 32)
+        database = SqliteDatabase(
+            str(tmp_path / "t.sqlite"), batch=1 if request.param.endswith("1") else 32, threaded=request.param.endswith("thread")
+        )
     await database.run(lambda tx: tx.execute("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)"))
     await database.run(lambda tx: tx.execute("DELETE FROM t"))
     yield database
