@@ -23,6 +23,7 @@ from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming
+from ping_core.mls.primitives import zero_secret
 from ping_core.mls.schedule import EpochSecrets
 from ping_core.mls.secret_tree import RatchetConfig, RecordChanges, SecretTree
 from ping_core.mls.structs import GroupContext, LeafNode, ReInit
@@ -169,9 +170,14 @@ class PastEpoch:
 
     @classmethod
     def of(cls, state: EpochState) -> PastEpoch:
-        """Keep ``state``'s framing (the same secret tree object) and roster keys."""
+        """Keep what late application messages need: ``state``'s sender-data
+        secret and secret tree (the same object), and the roster's signature
+        keys. The membership key is erased: it only tags PublicMessages, and a
+        past epoch accepts nothing but application PrivateMessages."""
+        f = state.framing
+        framing = EpochFraming(f.group_id, f.epoch, f.group_context, f.sender_data_secret, zero_secret(), f.secret_tree)
         keys = {i: leaf.signature_key for i, leaf in state.tree.members()}
-        return cls(state.epoch, state.framing, keys)
+        return cls(state.epoch, framing, keys)
 
     def encode_meta(self) -> bytes:
         f = self.framing
