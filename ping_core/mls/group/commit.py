@@ -317,7 +317,7 @@ def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
     seen_add: set[bytes] = {p.key_package.leaf_node.signature_key for p in by_value if isinstance(p, Add)}
     seen_psk: set[bytes] = {encode(p.psk) for p in by_value if isinstance(p, PreSharedKey)}
     has_gce = any(isinstance(p, GroupContextExtensions) for p in by_value)
-    members_keys = {leaf.signature_key: i for i, leaf in state.tree.members()}
+    members_keys: dict[bytes, int] | None = None  # built on the first pending Add: O(n)
     # The most recent Update of each leaf wins: walk backwards for Updates.
     latest_update: dict[int, bytes] = {}
     for p in reversed(pending):
@@ -338,6 +338,8 @@ def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
             seen_remove.add(prop.removed)
         elif isinstance(prop, Add):
             key = prop.key_package.leaf_node.signature_key
+            if members_keys is None:
+                members_keys = {leaf.signature_key: i for i, leaf in state.tree.members()}
             if key in seen_add or (key in members_keys and members_keys[key] not in removed):
                 continue
             seen_add.add(key)
