@@ -10,7 +10,7 @@ dist/ gets:
                       with pip into .build-cache/, then reused offline), and freshly
                       built py3-none-any wheels of ping_core and pyodide_app
   pingcrypto.mjs      the esbuild bundle of js/pingcrypto.mjs (noble)
-  manifest.json       what the worker installs, in order
+  manifest.json       what the worker installs, in order, and the files the service worker caches
   the files of static/
 
 Idempotent: a file is written only when its bytes change, files that no longer
@@ -92,9 +92,8 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 
 def copy_if_changed(src: Path, dst: Path) -> bool:
     """Copy ``src`` to ``dst`` unless ``dst`` has the same size and content."""
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-        if _digest(src) == _digest(dst):
-            return False
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _digest(src) == _digest(dst):
+        return False
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
@@ -309,6 +308,9 @@ def build(with_test_wheels: bool = False) -> dict[str, object]:
         "micropip": wheel_names[0],
         "wheels": wheel_names[1:],
         "build": build_id.hexdigest()[:16],
+        # What the service worker (static/sw.mjs) caches for offline starts: every
+        # file of dist/ but itself (the browser keeps the service worker script).
+        "files": sorted(p.relative_to(DIST).as_posix() for p in wanted if p.name != "sw.mjs"),
     }
     write_if_changed(put(DIST / "manifest.json"), (json.dumps(manifest, indent=2) + "\n").encode())
 

@@ -229,7 +229,9 @@ def boot(options: Any = None) -> dict[str, Any]:
     over crypto.
 
     Options: ``dev`` (bool) adds the ``dev.*`` methods the browser tests use;
-    ``crypto`` is "auto" (default) or "noble" (never WebCrypto).
+    ``crypto`` is "auto" (default) or "noble" (never WebCrypto); ``sdk``
+    (default true) adds the SDK's methods (:mod:`pyodide_app.sdk`), for the
+    context named by ``context`` ("worker" or "sw").
     Returns what the worker reports in its ``ready`` message.
     """
     from ping_core.mls.crypto import default_provider
@@ -244,6 +246,11 @@ def boot(options: Any = None) -> dict[str, Any]:
         from . import devtools
 
         devtools.register()
+    if opts.get("sdk", True):
+        from . import sdk
+
+        context = opts.get("context", "worker")
+        sdk.register(context=context if context in ("worker", "sw") else "worker", dev=bool(opts.get("dev")))
     return {
         "crypto": default_provider().name,
         "crypto_reason": choice.reason,

@@ -15,10 +15,22 @@ function promised(request) {
 
 /** Opens (creating if needed) database `name` with one object store `store`. */
 export function open(name, store) {
+  return openStores(name, [store]);
+}
+
+/**
+ * Opens (creating if needed) database `name` with the object stores `stores`
+ * (an array of names, all created at version 1), so one transaction can span
+ * several of them (see writeMany).
+ */
+export function openStores(name, stores) {
+  const wanted = Array.from(stores);
   const request = indexedDB.open(name, 1);
   request.onupgradeneeded = () => {
     const db = request.result;
-    if (!db.objectStoreNames.contains(store)) db.createObjectStore(store);
+    for (const store of wanted) {
+      if (!db.objectStoreNames.contains(store)) db.createObjectStore(store);
+    }
   };
   return new Promise((resolve, reject) => {
     request.onsuccess = () => {
@@ -57,15 +69,49 @@ export async function entries(db, store, prefix) {
 }
 
 /**
+ * [keys, values] of the LAST `count` records whose key starts with `prefix`
+ * (in ascending key order), from one transaction: a chat's newest messages.
+ */
+export function tail(db, store, prefix, count) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(store, "readonly");
+    const range = IDBKeyRange.bound(prefix, prefix + "\uffff");
+    const request = tx.objectStore(store).openCursor(range, "prev");
+    const keys = [];
+    const values = [];
+    request.onsuccess = () => {
+      const cursor = request.result;
+      if (cursor && keys.length < count) {
+        keys.push(cursor.key);
+        const v = cursor.value;
+        values.push(v instanceof Uint8Array ? v : new Uint8Array(v));
+        cursor.continue();
+      } else {
+        resolve([keys.reverse(), values.reverse()]);
+      }
+    };
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/**
  * One atomic transaction: `puts` is an array of [key, Uint8Array], `deletes`
  * an array of keys (applied before the puts). Resolves once it committed.
  */
 export function write(db, store, puts, deletes) {
+  return writeMany(db, [[store, puts, deletes]]);
+}
+
+/**
+ * One atomic transaction over several object stores: `ops` is an array of
+ * [store, puts, deletes] as in write(). All of it commits, or none of it.
+ */
+export function writeMany(db, ops) {
   return new Promise((resolve, reject) => {
     let tx;
     let failure = null;
     try {
-      tx = db.transaction(store, "readwrite", { durability: "strict" });
+      tx = db.transaction([...new Set(ops.map((op) => op[0]))], "readwrite", { durability: "strict" });
     } catch (e) {
       reject(e);
       return;
@@ -74,10 +120,12 @@ export function write(db, store, puts, deletes) {
     tx.onabort = () => reject(failure || tx.error || new Error("IndexedDB transaction aborted"));
     tx.onerror = () => {}; // onabort follows and reports the cause
     try {
-      const os = tx.objectStore(store);
-      for (const key of deletes) os.delete(key);
-      // Store a copy that owns its buffer, not a view into Python's memory.
-      for (const [key, value] of puts) os.put(value.slice(), key);
+      for (const [store, puts, deletes] of ops) {
+        const os = tx.objectStore(store);
+        for (const key of deletes) os.delete(key);
+        // Store a copy that owns its buffer, not a view into Python's memory.
+        for (const [key, value] of puts) os.put(value.slice(), key);
+      }
     } catch (e) {
       failure = e;
       tx.abort();

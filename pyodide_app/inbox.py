@@ -1,0 +1,106 @@
+"""The messages the page shows, as records of the account database's ``app`` store.
+
+Whoever decrypts a message (a tab's worker or the service worker on a cold
+start) stores it here, in the same transaction as the MLS state that consumed
+it (:meth:`pyodide_app.accountdb.StateBlobStore.flush`); a sent message is
+stored once the server accepted it. The page reads them back through the
+worker (RPC ``messages``), also after a reload or a browser restart: the
+MLS layer cannot decrypt a message twice, so this is the only history.
+
+Key ``m/<conversation id hex>/<seq as 16 hex digits>``: the server's log
+position, so keys sort in the conversation's order and a message stored twice
+(two contexts, a retried write) is the same record. Value: UTF-8 JSON
+``{"seq", "user", "device", "text", "time", "epoch"}`` (user and device ids in
+hex, ``time`` the sender's clock in ms). Pure Python: tested on CPython.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ping_core.errors import InvalidInput
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import IncomingMessage
+
+__all__ = [
+    "MESSAGE_PREFIX",
+    "message_key",
+    "conversation_prefix",
+    "text_of",
+    "record_of",
+    "incoming_record",
+    "encode_message",
+    "decode_message",
+]
+
+MESSAGE_PREFIX = "m/"
+_MAX_SEQ = (1 << 64) - 1
+
+
+def conversation_prefix(conv_hex: str) -> str:
+    """The key prefix of one conversation's messages."""
+    ConversationId.from_hex(conv_hex)  # validates
+    return f"{MESSAGE_PREFIX}{conv_hex}/"
+
+
+def message_key(conv_hex: str, seq: int) -> str:
+    if type(seq) is not int or not 0 < seq <= _MAX_SEQ:
+        raise InvalidInput("a stored message needs its server seq (1..2^64-1)")
+    return f"{conversation_prefix(conv_hex)}{seq:016x}"
+
+
+def text_of(plaintext: bytes) -> str:
+    """The displayed text: UTF-8, undecodable bytes replaced (never an error)."""
+    return plaintext.decode("utf-8", errors="replace")
+
+
+def record_of(
+    conversation_id: ConversationId,
+    seq: int,
+    user: UserId,
+    device: DeviceId,
+    plaintext: bytes,
+    time_ms: int,
+    epoch: int,
+) -> tuple[str, bytes]:
+    """(key, value) of one message."""
+    conv_hex = conversation_id.as_hex()
+    value = {
+        "seq": seq,
+        "user": user.as_hex(),
+        "device": device.as_hex(),
+        "text": text_of(plaintext),
+        "time": time_ms,
+        "epoch": epoch,
+    }
+    return message_key(conv_hex, seq), encode_message(value)
+
+
+def incoming_record(msg: IncomingMessage) -> tuple[str, bytes]:
+    """(key, value) of a decrypted message."""
+    return record_of(
+        msg.conversation_id, msg.seq, msg.sender_user_id, msg.sender_device, msg.plaintext, msg.hlc.wall_ms, msg.epoch
+    )
+
+
+def encode_message(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode_message(key: str, raw: bytes) -> dict[str, Any]:
+    """The page's view of a stored message: the JSON fields plus ``conv``; InvalidInput if malformed."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] + "/" != MESSAGE_PREFIX:
+        raise InvalidInput(f"not a message key: {key!r}")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput(f"stored message {key!r} is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"stored message {key!r} is not an object")
+    for name, kind in (("seq", int), ("user", str), ("device", str), ("text", str), ("time", int), ("epoch", int)):
+        if not isinstance(value.get(name), kind):
+            raise InvalidInput(f"stored message {key!r} lacks {name}")
+    value["conv"] = parts[1]
+    return value

@@ -1,0 +1,738 @@
+"""The SDK in the browser: ``connect`` for Pyodide and the RPC methods the page calls.
+
+One :class:`BrowserSdk` per context (a tab's worker, or the service worker).
+It keeps which account this browser holds in the registry database
+``ping-accounts`` (store ``kv``: ``current`` = the account's user id in hex;
+``link-pending`` = a new device's linking secrets), and opens that account as
+an :class:`~pyodide_app.session.AccountSession` (MLS state, host records and
+decrypted messages in the account's IndexedDB database; a ``FetchTransport``
+to the page's origin; one writer at a time through the account's Web Lock).
+
+What :meth:`BrowserSdk.ensure_online` does is what ``ping_core.connect`` does on
+CPython: register the device (every start: idempotent, refreshes the label)
+and, the first time, publish ``KEY_PACKAGES`` one-time KeyPackages plus a
+last-resort one. Joining a Welcome uses up one of ours: the same number of
+fresh ones is published after the join (top-up).
+
+RPC methods (params and results are plain data; ids are lowercase hex):
+
+==========================  ==================================================================
+``account.status``          ``{state: "none" | "linking" | "ready", ...}`` (``ready``: as ``whoami``)
+``account.create``          ``{label}`` -> whoami: a new account and this device, registered
+``whoami``                  ``{user_id, device_id, label, registered}``
+``conversations``           ``[{id, name, epoch, member_count, created_at, last, removed}]`` (no DeviceGroup;
+                            ``removed``: the server refused this device (403), i.e. it was removed)
+``conversation.create``     ``{name}`` -> conversation (the account's other devices are added)
+``conversation.invite``     ``{conv, user_id}`` -> ``{added}``: every device of that user
+``conversation.rename``     ``{conv, name}`` -> conversation
+``conversation.remove``     ``{conv, user_id}`` -> ``{removed}``: every device of that user
+``conversation.members``    ``{conv}`` -> ``[{user_id, device_id, leaf, label, me}]``
+``messages``                ``{conv, limit=200}`` -> the newest stored messages, oldest first
+``send``                    ``{conv, text}`` -> the stored message (after the server took it)
+``sync``                    -> ``{messages, conversations}``: one round now
+``labels``                  ``{users}`` -> ``{device_id: {label, user_id}}`` from the directory
+``devices``                 -> ``[{device_id, label, created_at, this}]`` of this account
+``device.revoke``           ``{device_id}`` -> ``{removed_from}``
+``link.request``            ``{label}`` -> ``{code, device_id}`` (this browser as the new device)
+``link.finish``             ``{grant, timeout_s=300}`` -> whoami, once the ticket came and was used
+``link.cancel``             forget a pending request
+``link.grant``              ``{request}`` -> ``{grant, device_id}`` (this browser's account admits)
+``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``
+``live.start``              ``{interval_ms=2000}``: sync rounds + long poll, events to the page
+``live.focus``              ``{conv}``: the conversation to long-poll (the one on screen)
+``live.stop``
+``sw.cold_sync``            (service worker) one round; ``{account, messages, ms}``
+==========================  ==================================================================
+
+Events (``pinghost.emit``; the page gets them whichever context produced them):
+``{type: "messages", conv, messages}``, ``{type: "conversations", changed}``,
+``{type: "status", online, error}``, ``{type: "account", state}``.
+
+Errors are ``ping_core.errors`` exceptions (the RPC layer turns them into
+``{name, message[, status, code]}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ping_core.clock import Hlc
+from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.link import open_ticket, seal_ticket
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.meta import ConversationMeta
+from ping_core.client import MessagingClient
+
+from . import inbox
+from .idb import IndexedDbBlobStore
+from .linkcodes import LinkRequestCode, PendingLink, make_grant, open_grant
+from .live import LiveSync
+from .locks import WebLock
+from .session import HOST_NS, AccountSession, now_ms
+from .worker import register_method
+
+__all__ = ["BrowserSdk", "register", "sdk", "KEY_PACKAGES", "REGISTRY_DB"]
+
+log = logging.getLogger("pyodide_app.sdk")
+
+REGISTRY_DB = "ping-accounts"
+REGISTRY_STORE = "kv"
+_CURRENT = "current"
+_PENDING_LINK = "link-pending"
+KEY_PACKAGES = 20
+_PUBLISHED = "key_packages_published"
+_MAX_LINK_WAIT = 900.0
+_MAX_TEXT = 64 * 1024
+
+
+# -- plain-data views -------------------------------------------------------------
+
+
+def _conv_view(meta: ConversationMeta, last: dict[str, Any] | None = None, *, removed: bool = False) -> dict[str, Any]:
+    return {
+        "id": meta.id.as_hex(),
+        "removed": removed,
+        "name": meta.name,
+        "epoch": meta.epoch,
+        "member_count": meta.member_count,
+        "created_at": meta.created_at_ms,
+        "last": last,
+    }
+
+
+def _param(params: dict[str, Any], name: str) -> Any:
+    if name not in params or params[name] is None:
+        raise InvalidInput(f"missing parameter {name!r}")
+    return params[name]
+
+
+def _text_param(params: dict[str, Any], name: str, *, max_len: int = 4096, allow_empty: bool = False) -> str:
+    value = _param(params, name)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be text")
+    value = value.strip()
+    if not value and not allow_empty:
+        raise InvalidInput(f"{name} must not be empty")
+    if len(value.encode("utf-8")) > max_len:
+        raise InvalidInput(f"{name} is longer than {max_len} bytes")
+    return value
+
+
+def _conv_param(params: dict[str, Any]) -> ConversationId:
+    return ConversationId.from_hex(_text_param(params, "conv"))
+
+
+def _user_param(params: dict[str, Any]) -> UserId:
+    return UserId.from_hex(_text_param(params, "user_id").lower())
+
+
+def _timeout_param(params: dict[str, Any]) -> float:
+    value = params.get("timeout_s", 300)
+    if not isinstance(value, (int, float)) or not 0 < value <= _MAX_LINK_WAIT:
+        raise InvalidInput(f"timeout_s must be in (0, {_MAX_LINK_WAIT:.0f}]")
+    return float(value)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    """Hand an event to the JS host (worker: page + other tabs; service worker: clients)."""
+    try:
+        import pinghost  # type: ignore[import-not-found]  # registered by worker.mjs / sw.mjs
+    except ImportError:
+        _unsent.append(event)  # CPython / Node: kept for tests
+        return
+    from js import Object  # type: ignore[attr-defined]
+    from pyodide.ffi import to_js  # type: ignore[import-not-found,unused-ignore]
+
+    pinghost.emit(to_js(event, dict_converter=Object.fromEntries))
+
+
+_unsent: list[dict[str, Any]] = []
+
+
+class BrowserSdk:
+    """The account of this browser profile, its session and live updates (one per context)."""
+
+    def __init__(self, *, server_url: str = "", context: str = "worker") -> None:
+        self.server_url = server_url
+        self.context = context
+        self.session: AccountSession | None = None
+        self._registry: IndexedDbBlobStore | None = None
+        self._registered = False
+        self._labels: dict[str, dict[str, str]] = {}
+        self._live: LiveSync | None = None
+        self._pending: PendingLink | None = None
+        # Conversations the server refused to let this device read (403): it was removed.
+        self._forbidden: set[ConversationId] = set()
+        self._open_lock = asyncio.Lock()
+
+    # -- account -------------------------------------------------------------------
+
+    async def registry(self) -> IndexedDbBlobStore:
+        if self._registry is None:
+            self._registry = await IndexedDbBlobStore.open(REGISTRY_DB, REGISTRY_STORE)
+        return self._registry
+
+    async def current(self) -> AccountSession | None:
+        """The session of this browser's account, opened on first use (None: no account yet)."""
+        async with self._open_lock:
+            if self.session is None:
+                raw = await (await self.registry()).get(_CURRENT)
+                if raw is not None:
+                    self.session = await AccountSession.open(raw.decode("ascii"), server_url=self.server_url)
+            return self.session
+
+    async def require(self) -> AccountSession:
+        session = await self.current()
+        if session is None:
+            raise InvalidInput("this browser has no Ping account yet: create one or link this device")
+        return session
+
+    async def _adopt(self, session: AccountSession) -> None:
+        """Make ``session`` this browser's account (after creating or linking it)."""
+        await (await self.registry()).put(_CURRENT, session.user_hex.encode("ascii"))
+        self.session = session
+
+    async def whoami(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        s = await self.require()
+        async with s.use() as c:
+            info = c.device_info(now_ms())
+        return {
+            "user_id": s.user_hex,
+            "device_id": info.device_id.as_hex(),
+            "label": info.label,
+            "registered": self._registered,
+        }
+
+    async def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        if await self.current() is not None:
+            return {"state": "ready", **(await self.whoami())}
+        pending = await self._pending_link()
+        if pending is not None:
+            return {
+                "state": "linking",
+                "request": pending.request().encode(),
+                "device_id": pending.device_id.as_hex(),
+                "label": pending.label,
+            }
+        return {"state": "none"}
+
+    async def create_account(self, params: dict[str, Any]) -> dict[str, Any]:
+        label = _text_param(params, "label", max_len=256)
+        async with WebLock(REGISTRY_DB):  # two tabs never make two accounts
+            if await self.current() is not None:
+                raise InvalidInput("this browser already has a Ping account")
+            identity = Identity.generate()
+            session = await AccountSession.open(
+                identity.user_id.as_hex(), identity=identity, label=label, server_url=self.server_url
+            )
+            async with session.use():
+                pass  # the first init: device record and DeviceGroup
+            await self._adopt(session)
+            await (await self.registry()).delete(_PENDING_LINK)
+        error = None
+        try:
+            await self.ensure_online()
+        except PingError as exc:  # kept locally; live updates retry the registration
+            error = f"{type(exc).__name__}: {exc}"
+        _emit({"type": "account", "state": "ready"})
+        return {**(await self.whoami()), "error": error}
+
+    async def ensure_online(self) -> None:
+        """Register this device (once per start) and publish the first KeyPackages (once ever)."""
+        if self._registered:
+            return
+        s = await self.require()
+        async with s.use() as c:
+            now = now_ms()
+            await s.transport.register_device(c.device_info(now), s.identity.device_binding(c.device_id()))
+            if await s.db.host.get(HOST_NS, _PUBLISHED) is None:
+                await self._publish_key_packages(s, c, KEY_PACKAGES, last_resort=True)
+                await s.db.host.put(HOST_NS, _PUBLISHED, str(KEY_PACKAGES).encode())
+        self._registered = True
+
+    @staticmethod
+    async def _publish_key_packages(
+        s: AccountSession, c: MessagingClient, count: int, *, last_resort: bool = False
+    ) -> None:
+        # Generated with deferred checkpoints and made durable in ONE transaction
+        # BEFORE any of them is published (invariant 1).
+        with s.deferring():
+            fresh = [await c.fresh_key_package() for _ in range(count)]
+            spare = await c.fresh_key_package(last_resort=True) if last_resort else None
+            await s.db.state.flush()
+        await s.transport.publish_key_packages(fresh, last_resort=spare)
+
+    # -- sync ----------------------------------------------------------------------
+
+    async def _join_welcomes(self, s: AccountSession, c: MessagingClient) -> list[ConversationId]:
+        """Join the conversations whose Welcomes wait in the inbox, as the CLI does; then ack and top up.
+
+        A Welcome into this account's DeviceGroup is a linking ticket: used
+        only while a link of ours is pending (see ``link.finish``).
+        """
+        welcomes = await s.transport.fetch_welcomes()
+        dg = ConversationId.device_group(c.user_id())
+        joined: list[ConversationId] = []
+        for env in welcomes:
+            try:
+                if env.conversation_id == dg:
+                    if self._pending is None:
+                        continue
+                    ticket = open_ticket(env.payload, self._pending.keys, c.device_id())
+                    await c.consume_linking_ticket(ticket, now_ms())
+                    catchup = ticket.catchup()
+                    if catchup is not None:
+                        for entry in catchup.conversation_metas:
+                            await c.import_state_snapshot(entry.group_state_bytes, now_ms())
+                    self._pending = None
+                    joined.append(dg)
+                else:
+                    joined.append(await c.join_conversation(env, now_ms()))
+            except PingError as exc:
+                log.warning("a Welcome could not be used: %s: %s", type(exc).__name__, exc)
+        if welcomes:
+            await s.transport.ack_welcomes(welcomes[-1].seq)
+        used = sum(1 for conv in joined if conv != dg)
+        if used:
+            try:
+                await self._publish_key_packages(s, c, used)
+            except PingError as exc:  # the last-resort KeyPackage covers until the next top-up
+                log.warning("KeyPackage top-up failed: %s", type(exc).__name__)
+        return joined
+
+    async def sync_round(self) -> dict[str, Any]:
+        """Welcomes, then every conversation; decrypted messages stored with the state that consumed them."""
+        s = await self.require()
+        async with s.use() as c:
+            before = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
+            joined = await self._join_welcomes(s, c)
+            with s.deferring():
+                incoming = await c.sync_conversations(now_ms())
+                records = dict(inbox.incoming_record(m) for m in incoming)
+                await s.db.state.flush(records)
+            after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
+        self._forbidden.difference_update(joined)
+        changed = sorted(
+            cid.as_hex() for cid in set(before) | set(after) if before.get(cid) != after.get(cid) or cid in joined
+        )
+        messages = [inbox.decode_message(k, v) for k, v in sorted(records.items())]
+        self._emit_messages(s, messages)
+        if changed:
+            _emit({"type": "conversations", "changed": changed})
+        return {"messages": messages, "conversations": changed}
+
+    def _emit_messages(self, s: AccountSession, messages: list[dict[str, Any]]) -> None:
+        by_conv: dict[str, list[dict[str, Any]]] = {}
+        for m in messages:
+            by_conv.setdefault(m["conv"], []).append(m)
+        for conv, items in by_conv.items():
+            _emit({"type": "messages", "conv": conv, "messages": items})
+
+    async def cold_sync(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The service worker's wake-up: one round if this browser has an account."""
+        t0 = time.perf_counter()
+        if await self.current() is None:
+            return {"account": None, "messages": 0, "ms": 0}
+        result = await self.sync_round()
+        return {
+            "account": self.session.user_hex if self.session else None,
+            "messages": len(result["messages"]),
+            "conversations": result["conversations"],
+            "ms": round((time.perf_counter() - t0) * 1000),
+        }
+
+    async def sync(self, params: dict[str, Any]) -> dict[str, Any]:
+        await self.ensure_online()
+        return await self.sync_round()
+
+    async def _live_round(self) -> None:
+        await self.ensure_online()
+        await self.sync_round()
+
+    async def live_start(self, params: dict[str, Any]) -> dict[str, Any]:
+        interval = params.get("interval_ms", 2000)
+        if not isinstance(interval, int) or not 200 <= interval <= 600_000:
+            raise InvalidInput("interval_ms must be 200..600000")
+        await self.require()
+        if self._live is None:
+            self._live = LiveSync(
+                self._live_round,
+                lambda: self.session.transport if self.session else None,
+                lambda conv: self.session.cursor_hint(conv) if self.session else 0,
+                lambda online, error: _emit({"type": "status", "online": online, "error": error}),
+                on_access=self._set_access,
+            )
+        self._live.interval = interval / 1000
+        self._live.start()
+        return {"running": True, "online": self._live.online}
+
+    def _set_access(self, conv: ConversationId, allowed: bool) -> None:
+        if allowed == (conv in self._forbidden):
+            if allowed:
+                self._forbidden.discard(conv)
+            else:
+                self._forbidden.add(conv)
+            _emit({"type": "conversations", "changed": [conv.as_hex()]})
+
+    async def live_focus(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv = _conv_param(params) if params.get("conv") else None
+        if self._live is not None and conv != self._live.focus:
+            self._live.focus = conv
+            self._live.kick()
+        return {"focus": conv.as_hex() if conv else None}
+
+    async def live_stop(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self._live is not None:
+            self._live.stop()
+        return {"running": False}
+
+    # -- conversations -------------------------------------------------------------
+
+    async def conversations(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        s = await self.require()
+        async with s.use() as c:
+            metas = [m for m in c.list_conversations() if not m.is_device_group]
+        out = []
+        for meta in metas:
+            last = await s.db.tail(inbox.conversation_prefix(meta.id.as_hex()), 1)
+            out.append(
+                _conv_view(meta, inbox.decode_message(*last[0]) if last else None, removed=meta.id in self._forbidden)
+            )
+        out.sort(key=lambda v: max(v["created_at"], v["last"]["time"] if v["last"] else 0), reverse=True)
+        return out
+
+    async def _meta(self, c: MessagingClient, conv: ConversationId) -> ConversationMeta:
+        for meta in c.list_conversations():
+            if meta.id == conv:
+                return meta
+        raise InvalidInput("no such conversation on this device")
+
+    async def create_conversation(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = _text_param(params, "name", max_len=256)
+        s = await self.require()
+        async with s.use() as c:
+            conv = await c.create_conversation(name, now_ms())
+            # The account's other devices read it too (best effort: the chat exists either way).
+            try:
+                mine = [(d, kp) for d, kp in await s.transport.claim_key_packages(c.user_id()) if d != c.device_id()]
+                if mine:
+                    await c.add_members(conv, mine, now_ms())
+            except PingError as exc:
+                log.warning("create: the account's other devices were not added: %s", type(exc).__name__)
+            meta = await self._meta(c, conv)
+        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return _conv_view(meta)
+
+    async def invite(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv, user = _conv_param(params), _user_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            present = {m.device_id for m in c.members(conv)}
+            claimed = await s.transport.claim_key_packages(user)
+            entries = [(d, kp) for d, kp in claimed if d not in present]
+            if not entries:
+                raise InvalidInput("that user has no device to add (not registered, or already a member)")
+            await c.add_members(conv, entries, now_ms())
+        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return {"added": len(entries)}
+
+    async def rename(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv = _conv_param(params)
+        name = _text_param(params, "name", max_len=256, allow_empty=True) or None
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            await c.set_conversation_name(conv, name, now_ms())
+            meta = await self._meta(c, conv)
+        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return _conv_view(meta)
+
+    async def remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv, user = _conv_param(params), _user_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            leaves = [m.leaf_index for m in c.members(conv) if m.user_id == user and m.device_id != c.device_id()]
+            if not leaves:
+                raise InvalidInput("that user has no device in this conversation")
+            await c.remove_members(conv, leaves, now_ms())
+        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return {"removed": len(leaves)}
+
+    async def members(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        conv = _conv_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            roster = c.members(conv)
+            me = c.device_id()
+        labels = await self._resolve({m.user_id for m in roster})
+        return [
+            {
+                "user_id": m.user_id.as_hex(),
+                "device_id": m.device_id.as_hex(),
+                "leaf": m.leaf_index,
+                "label": labels.get(m.device_id.as_hex(), {}).get("label"),
+                "me": m.device_id == me,
+            }
+            for m in roster
+        ]
+
+    async def messages(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        conv = _conv_param(params)
+        limit = params.get("limit", 200)
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be 1..10000")
+        s = await self.require()
+        out = []
+        for key, raw in await s.db.tail(inbox.conversation_prefix(conv.as_hex()), limit):
+            try:
+                out.append(inbox.decode_message(key, raw))
+            except InvalidInput as exc:
+                log.warning("skipping a stored message: %s", exc)
+        return out
+
+    async def send(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv = _conv_param(params)
+        text = _param(params, "text")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("a message is non-empty text")
+        plaintext = text.encode("utf-8")
+        if len(plaintext) > _MAX_TEXT:
+            raise InvalidInput(f"a message is at most {_MAX_TEXT} bytes")
+        s = await self.require()
+        async with s.use() as c:
+            try:
+                env = await c.send(conv, plaintext, now_ms())
+            except TransportError as exc:
+                if exc.status == 403:
+                    self._set_access(conv, False)
+                raise
+            key, value = inbox.record_of(
+                conv, env.seq, c.user_id(), c.device_id(), plaintext, env.hlc.wall_ms, env.epoch
+            )
+            await s.db.state.flush({key: value})
+        message = inbox.decode_message(key, value)
+        _emit({"type": "messages", "conv": conv.as_hex(), "messages": [message]})
+        return message
+
+    # -- directory -----------------------------------------------------------------
+
+    async def _resolve(self, users: set[UserId]) -> dict[str, dict[str, str]]:
+        """Device labels of ``users`` from the directory (cached; unknown ones left out)."""
+        s = await self.require()
+        for user in users:
+            if any(v["user_id"] == user.as_hex() for v in self._labels.values()):
+                continue
+            try:
+                for info in await s.transport.list_devices(user):
+                    self._labels[info.device_id.as_hex()] = {"label": info.label, "user_id": user.as_hex()}
+            except PingError as exc:
+                log.info("labels of %s...: %s", user.as_hex()[:16], type(exc).__name__)
+        wanted = {u.as_hex() for u in users}
+        return {d: v for d, v in self._labels.items() if v["user_id"] in wanted}
+
+    async def labels(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = _param(params, "users")
+        if not isinstance(users, list) or len(users) > 1000:
+            raise InvalidInput("users is a list of user ids")
+        return await self._resolve({UserId.from_hex(u) for u in users})
+
+    async def devices(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        s = await self.require()
+        me = await self.whoami()
+        infos = await s.transport.list_devices(s.identity.user_id)
+        for info in infos:
+            self._labels[info.device_id.as_hex()] = {"label": info.label, "user_id": s.user_hex}
+        return [
+            {
+                "device_id": i.device_id.as_hex(),
+                "label": i.label,
+                "created_at": i.created_at_ms,
+                "this": i.device_id.as_hex() == me["device_id"],
+            }
+            for i in infos
+        ]
+
+    async def revoke(self, params: dict[str, Any]) -> dict[str, Any]:
+        device = DeviceId.from_hex(_text_param(params, "device_id").lower())
+        s = await self.require()
+        async with s.use() as c:
+            envelopes = await c.revoke_device(device, now_ms())
+        _emit({"type": "conversations", "changed": sorted({e.conversation_id.as_hex() for e in envelopes})})
+        return {"removed_from": len(envelopes)}
+
+    # -- linking -------------------------------------------------------------------
+
+    async def _pending_link(self) -> PendingLink | None:
+        raw = await (await self.registry()).get(_PENDING_LINK)
+        return PendingLink.decode(raw) if raw is not None else None
+
+    async def link_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """This browser as a NEW device of an existing account: make the request code."""
+        label = _text_param(params, "label", max_len=256)
+        if await self.current() is not None:
+            raise InvalidInput("this browser already has a Ping account")
+        pending = PendingLink.new(label)
+        await (await self.registry()).put(_PENDING_LINK, pending.encode())
+        return {"code": pending.request().encode(), "device_id": pending.device_id.as_hex()}
+
+    async def link_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        await (await self.registry()).delete(_PENDING_LINK)
+        return {"state": "none"}
+
+    async def link_finish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Open the grant, register as the account's new device, wait for the ticket and use it."""
+        timeout = _timeout_param(params)
+        pending = await self._pending_link()
+        if pending is None:
+            raise InvalidInput("no pending link here: make a link request first")
+        identity = open_grant(_param(params, "grant"), pending)
+        session = await AccountSession.open(
+            identity.user_id.as_hex(),
+            identity=identity,
+            device_secret=pending.device_secret,
+            label=pending.label,
+            server_url=self.server_url,
+        )
+        if self.session is not None and self.session.user_hex != session.user_hex:
+            raise InvalidInput("this browser already has another account")
+        self.session = session  # adopted (registry) only once linked: a reload resumes with the same grant
+        self._pending = pending
+        linked = False
+        try:
+            await self.ensure_online()
+            deadline = time.monotonic() + timeout
+            while True:
+                async with session.use() as c:
+                    await self._join_welcomes(session, c)
+                if self._pending is None:
+                    linked = True
+                    break
+                if time.monotonic() > deadline:
+                    raise InvalidInput(f"no linking ticket arrived within {timeout:.0f} s")
+                await asyncio.sleep(1.0)
+        finally:
+            if not linked:
+                self._pending = None
+                self.session = None
+                self._registered = False
+        await self._adopt(session)
+        await (await self.registry()).delete(_PENDING_LINK)
+        _emit({"type": "account", "state": "ready"})
+        await self.sync_round()
+        return await self.whoami()
+
+    async def link_grant(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An existing device: the grant code for a new device's request."""
+        request = LinkRequestCode.decode(_param(params, "request"))
+        s = await self.require()
+        return {"grant": make_grant(s.identity.export(), request), "device_id": request.device_id.as_hex()}
+
+    async def link_admit(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An existing device: wait for the new device to register, then send its ticket and admit it to every chat."""
+        request = LinkRequestCode.decode(_param(params, "request"))
+        timeout = _timeout_param(params)
+        s = await self.require()
+        new_device = request.device_id
+        deadline = time.monotonic() + timeout
+        # Waiting needs no state: the lock stays free for the page and the other contexts.
+        while not any(d.device_id == new_device for d in await s.transport.list_devices(s.identity.user_id)):
+            if time.monotonic() > deadline:
+                raise InvalidInput(f"the new device did not register within {timeout:.0f} s")
+            await asyncio.sleep(1.0)
+        failed: list[dict[str, str]] = []
+        async with s.use() as c:
+            chats = [m.id for m in c.list_conversations() if not m.is_device_group]
+            kps = await s.transport.claim_device_key_packages(new_device, 1 + len(chats))
+            if not kps:
+                raise InvalidInput("the new device has no KeyPackage in the directory")
+            ticket = await c.build_linking_ticket(new_device, kps[0], [], now_ms())
+            dg = ConversationId.device_group(c.user_id())
+            await s.transport.set_next_welcome_recipients(dg, [new_device])
+            sealed = seal_ticket(ticket, request.link_public_key)
+            await s.transport.send(
+                MessageEnvelope(dg, 0, MessageKind.WELCOME, c.device_id(), 0, Hlc(now_ms(), 0), sealed)
+            )
+            pairs = [(chat, kps[min(i + 1, len(kps) - 1)]) for i, chat in enumerate(chats)]
+            outcomes = await c.admit_device_to_chats(new_device, pairs, now_ms())
+        admitted = 0
+        for outcome in outcomes:
+            status = type(outcome.status).__name__
+            if status == "Admitted":
+                admitted += 1
+            elif status == "Failed":
+                failed.append({"conv": outcome.conversation_id.as_hex(), "error": getattr(outcome.status, "error", "")})
+        _emit({"type": "conversations", "changed": [chat.as_hex() for chat in chats]})
+        return {"device_id": new_device.as_hex(), "admitted": admitted, "failed": failed}
+
+    # -- diagnostics (dev=1 only) ----------------------------------------------------
+
+    async def dev_state(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fork check for tests: epoch and an exported secret per conversation, and how often this context reloaded."""
+        s = await self.require()
+        out = {}
+        async with s.use() as c:
+            for meta in c.list_conversations():
+                try:
+                    secret = c.export_conversation_secret(meta.id, "ping browser test", b"", 16).hex()
+                except PingError as exc:  # e.g. history-only state
+                    secret = f"{type(exc).__name__}"
+                out[meta.id.as_hex()] = {"epoch": meta.epoch, "secret": secret, "device_group": meta.is_device_group}
+        return {"conversations": out, "reloads": s.reloads, "generation": (await s.db.generation() or b"").hex()}
+
+
+_sdk: BrowserSdk | None = None
+
+
+def sdk() -> BrowserSdk:
+    """This context's SDK (created by :func:`register`)."""
+    if _sdk is None:
+        raise StorageError("the SDK is not registered in this context")
+    return _sdk
+
+
+def register(*, context: str = "worker", server_url: str = "", dev: bool = False) -> BrowserSdk:
+    """Create this context's :class:`BrowserSdk` and add its RPC methods to the worker's table."""
+    global _sdk
+    if _sdk is not None:
+        return _sdk
+    s = _sdk = BrowserSdk(server_url=server_url, context=context)
+    table: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+        "account.status": s.status,
+        "account.create": s.create_account,
+        "whoami": s.whoami,
+        "conversations": s.conversations,
+        "conversation.create": s.create_conversation,
+        "conversation.invite": s.invite,
+        "conversation.rename": s.rename,
+        "conversation.remove": s.remove,
+        "conversation.members": s.members,
+        "messages": s.messages,
+        "send": s.send,
+        "sync": s.sync,
+        "labels": s.labels,
+        "devices": s.devices,
+        "device.revoke": s.revoke,
+        "link.request": s.link_request,
+        "link.finish": s.link_finish,
+        "link.cancel": s.link_cancel,
+        "link.grant": s.link_grant,
+        "link.admit": s.link_admit,
+        "live.start": s.live_start,
+        "live.focus": s.live_focus,
+        "live.stop": s.live_stop,
+        "sw.cold_sync": s.cold_sync,
+    }
+    if dev:
+        table["dev.sdk.state"] = s.dev_state
+    for name, handler in table.items():
+        register_method(name, handler)
+    return s
