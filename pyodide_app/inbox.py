@@ -32,10 +32,16 @@ __all__ = [
     "incoming_record",
     "encode_message",
     "decode_message",
+    "history_event",
+    "records_from_history_event",
+    "MAX_HISTORY_EVENT",
 ]
 
 MESSAGE_PREFIX = "m/"
 _MAX_SEQ = (1 << 64) - 1
+#: The largest "what you missed" bundle put into a linking ticket per conversation.
+MAX_HISTORY_EVENT = 256 * 1024
+_HISTORY_VERSION = 1
 
 
 def conversation_prefix(conv_hex: str) -> str:
@@ -104,3 +110,59 @@ def decode_message(key: str, raw: bytes) -> dict[str, Any]:
             raise InvalidInput(f"stored message {key!r} lacks {name}")
     value["conv"] = parts[1]
     return value
+
+
+# -- history for a newly linked device ---------------------------------------------------
+#
+# A new device cannot decrypt what was sent before it was linked (MLS forward
+# secrecy; the catch-up snapshot only reads from the linking device's cursor
+# on). The linking device therefore puts its latest stored messages into the
+# ticket's catch-up snapshot as one app event per conversation (the spec's
+# ``last_app_events``): UTF-8 JSON ``{"v": 1, "messages": [message, ...]}``
+# where each message is a stored value (see above). The ticket is sealed to the
+# new device, so the history travels end-to-end encrypted like everything else.
+
+
+def history_event(stored: list[tuple[str, bytes]], max_size: int = MAX_HISTORY_EVENT) -> bytes | None:
+    """One conversation's newest stored messages (``(key, value)`` in key order) as an app event.
+
+    Oldest messages are left out until it fits ``max_size``; None when nothing fits.
+    """
+    items: list[dict[str, Any]] = []
+    for key, raw in stored:
+        try:
+            value = decode_message(key, raw)
+        except InvalidInput:
+            continue
+        del value["conv"]
+        items.append(value)
+    while items:
+        data = json.dumps(
+            {"v": _HISTORY_VERSION, "messages": items}, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+        ).encode()
+        if len(data) <= max_size:
+            return data
+        items = items[max(1, len(items) // 8) :]
+    return None
+
+
+def records_from_history_event(conv_hex: str, raw: bytes) -> dict[str, bytes]:
+    """The stored-message records in a :func:`history_event`; InvalidInput when it is not one."""
+    if len(raw) > MAX_HISTORY_EVENT:
+        raise InvalidInput("history event too large")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("history event is not JSON") from None
+    if not isinstance(value, dict) or value.get("v") != _HISTORY_VERSION or not isinstance(value.get("messages"), list):
+        raise InvalidInput("not a history event")
+    out: dict[str, bytes] = {}
+    for item in value["messages"]:
+        if not isinstance(item, dict) or type(item.get("seq")) is not int:
+            raise InvalidInput("malformed message in a history event")
+        key = message_key(conv_hex, item["seq"])
+        fields = {k: item.get(k) for k in ("seq", "user", "device", "text", "time", "epoch")}
+        encoded = encode_message(fields)
+        decode_message(key, encoded)  # the same checks as any stored message
+        out[key] = encoded
+    return out

@@ -13,10 +13,12 @@ Two asyncio tasks:
   removing Commit, so the device never reads that Commit): ``on_access(conv, False)``;
   a later answer: ``on_access(conv, True)``.
 
-Only one conversation is long-polled: a browser keeps about six connections
-per origin, shared by every tab, and each long poll holds one. The other
-conversations and the Welcome inbox are read by the rounds (the server has no
-"any of my conversations" long poll; see the report). A long poll is never
+Only one conversation is long-polled, and only by one tab of the account at a
+time (the holder of the Web Lock ``watch_lock``; the lock passes on when that
+tab closes): a browser keeps about six HTTP/1.1 connections per origin, shared
+by every tab, and each long poll holds one. The other conversations, the other
+tabs and the Welcome inbox are read by the rounds (the server has no "any of
+my conversations" long poll). A long poll is never
 cancelled half-way (an abandoned fetch would keep its connection until its
 deadline); a new focus takes effect when the current poll returns.
 """
@@ -51,6 +53,7 @@ class LiveSync:
         on_status: Callable[[bool, str | None], None],
         *,
         on_access: Callable[[ConversationId, bool], None] | None = None,
+        watch_lock: str | None = None,
         interval: float = 2.0,
     ) -> None:
         self._round = round
@@ -58,6 +61,7 @@ class LiveSync:
         self._cursor_of = cursor_of
         self._on_status = on_status
         self._on_access = on_access
+        self._watch_lock = watch_lock
         self.interval = interval
         self.focus: ConversationId | None = None
         self.online: bool | None = None
@@ -124,6 +128,15 @@ class LiveSync:
                 pass
 
     async def _watch(self) -> None:
+        if self._watch_lock is None:
+            await self._watch_loop()
+            return
+        from .locks import WebLock
+
+        async with WebLock(self._watch_lock):  # held while this tab lives; a waiting request costs nothing
+            await self._watch_loop()
+
+    async def _watch_loop(self) -> None:
         while True:
             conv, transport = self.focus, self._transport()
             if conv is None or transport is None or not self.online:

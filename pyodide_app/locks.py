@@ -50,11 +50,19 @@ class WebLock:
         self.held = False
 
     async def __aenter__(self) -> WebLock:
-        from pyodide.ffi import JsException  # type: ignore[import-not-found,unused-ignore]
+        import asyncio
+
+        from pyodide.ffi import JsException, create_once_callable  # type: ignore[import-not-found,unused-ignore]
 
         js = _module()
+        request = js.tryAcquire(self.name) if self._if_available else js.acquire(self.name)
         try:
-            release = await (js.tryAcquire(self.name) if self._if_available else js.acquire(self.name))
+            release = await request
+        except asyncio.CancelledError:
+            # The JS request still stands: release the lock as soon as it is granted,
+            # or this context would hold it until it ends.
+            request.then(create_once_callable(lambda r: r() if r is not None else None))
+            raise
         except JsException as exc:
             raise StorageError(f"Web Lock {self.name!r} could not be taken: {exc}") from None
         if release is None:

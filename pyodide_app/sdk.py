@@ -37,7 +37,8 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 ``link.finish``             ``{grant, timeout_s=300}`` -> whoami, once the ticket came and was used
 ``link.cancel``             forget a pending request
 ``link.grant``              ``{request}`` -> ``{grant, device_id}`` (this browser's account admits)
-``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``
+``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``; the
+                            ticket carries each chat's latest ``HISTORY_MESSAGES`` messages
 ``live.start``              ``{interval_ms=2000}``: sync rounds + long poll, events to the page
 ``live.focus``              ``{conv}``: the conversation to long-poll (the one on screen)
 ``live.stop``
@@ -57,10 +58,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ping_core.clock import Hlc
+from ping_core.device import CatchupAppEventEntry
 from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
@@ -89,6 +91,8 @@ KEY_PACKAGES = 20
 _PUBLISHED = "key_packages_published"
 _MAX_LINK_WAIT = 900.0
 _MAX_TEXT = 64 * 1024
+#: Stored messages per conversation handed to a newly linked device (its "what you missed").
+HISTORY_MESSAGES = 200
 
 
 # -- plain-data views -------------------------------------------------------------
@@ -290,6 +294,7 @@ class BrowserSdk:
                     if catchup is not None:
                         for entry in catchup.conversation_metas:
                             await c.import_state_snapshot(entry.group_state_bytes, now_ms())
+                        await self._import_history(s, catchup.last_app_events_per_conv)
                     self._pending = None
                     joined.append(dg)
                 else:
@@ -298,13 +303,26 @@ class BrowserSdk:
                 log.warning("a Welcome could not be used: %s: %s", type(exc).__name__, exc)
         if welcomes:
             await s.transport.ack_welcomes(welcomes[-1].seq)
-        used = sum(1 for conv in joined if conv != dg)
+        # Each join used one of our KeyPackages (the linking ticket's too), unless it was
+        # the last-resort one: publishing one more than needed is harmless.
+        used = len(joined)
         if used:
             try:
                 await self._publish_key_packages(s, c, used)
             except PingError as exc:  # the last-resort KeyPackage covers until the next top-up
                 log.warning("KeyPackage top-up failed: %s", type(exc).__name__)
         return joined
+
+    @staticmethod
+    async def _import_history(s: AccountSession, events: Sequence[CatchupAppEventEntry]) -> None:
+        """Store the linking device's latest messages (its ticket's app events) for display."""
+        records: dict[str, bytes] = {}
+        for event in events:
+            try:
+                records.update(inbox.records_from_history_event(event.conversation_id.as_hex(), event.app_event_bytes))
+            except InvalidInput as exc:  # another host's events (e.g. none from the CLI): not ours to show
+                log.info("history event skipped: %s", exc)
+        await s.db.state.flush(records)
 
     async def sync_round(self) -> dict[str, Any]:
         """Welcomes, then every conversation; decrypted messages stored with the state that consumed them."""
@@ -367,6 +385,7 @@ class BrowserSdk:
                 lambda conv: self.session.cursor_hint(conv) if self.session else 0,
                 lambda online, error: _emit({"type": "status", "online": online, "error": error}),
                 on_access=self._set_access,
+                watch_lock=f"{self.session.db.name}/watch" if self.session else None,
             )
         self._live.interval = interval / 1000
         self._live.start()
@@ -654,7 +673,12 @@ class BrowserSdk:
             kps = await s.transport.claim_device_key_packages(new_device, 1 + len(chats))
             if not kps:
                 raise InvalidInput("the new device has no KeyPackage in the directory")
-            ticket = await c.build_linking_ticket(new_device, kps[0], [], now_ms())
+            history = []
+            for chat in chats:
+                event = inbox.history_event(await s.db.tail(inbox.conversation_prefix(chat.as_hex()), HISTORY_MESSAGES))
+                if event is not None:
+                    history.append((chat, event))
+            ticket = await c.build_linking_ticket(new_device, kps[0], history, now_ms())
             dg = ConversationId.device_group(c.user_id())
             await s.transport.set_next_welcome_recipients(dg, [new_device])
             sealed = seal_ticket(ticket, request.link_public_key)

@@ -471,10 +471,12 @@ ping.on("status", (event) => {
 ping.on("account", () => showAccount().catch(showError));
 
 document.addEventListener("visibilitychange", () => {
-  // Coming back: catch up now. Leaving: let the service worker catch up later
-  // (Background Sync, where the browser offers it).
+  // Coming back: catch up now, rounds every 2 s. Hidden: rounds every 15 s, and
+  // the service worker may catch up later (Background Sync, where offered).
   if (!state.me) return;
-  if (document.visibilityState === "visible") ping.sync().catch(() => {});
+  const visible = document.visibilityState === "visible";
+  if (LIVE) ping.startLive({ intervalMs: visible ? 2000 : 15000 }).catch(() => {});
+  if (visible) ping.sync().catch(() => {});
   else registerBackgroundSync();
 });
 

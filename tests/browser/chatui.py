@@ -137,6 +137,24 @@ class ChatUser:
             text,
         )
 
+    def grant_link(self, request: str) -> str:
+        """Devices -> Link a new device: paste ``request``; the grant code shown."""
+        self.page.evaluate("() => { document.getElementById('link-accept-box').open = true; }")
+        self.page.fill("#link-accept-request", request)
+        self.page.click("#link-accept")
+        self.page.wait_for_function(
+            "(r) => document.getElementById('link-grant-code').value.length > 20 && document.getElementById('link-accept-request').value === r",
+            arg=request,
+            timeout=UI_TIMEOUT_MS,
+        )
+        return self.page.input_value("#link-grant-code")
+
+    def wait_linked(self) -> None:
+        self.page.wait_for_function(
+            "() => document.getElementById('link-accept-status').textContent.startsWith('Linked')",
+            timeout=UI_TIMEOUT_MS,
+        )
+
     def shown_texts(self) -> list[str]:
         return self.page.eval_on_selector_all("#messages li.msg .text", "(els) => els.map((e) => e.textContent)")
 

@@ -249,11 +249,7 @@ def test_link_a_cli_device_then_revoke_it(pair: tuple[ChatUser, ChatUser], serve
     laptop = tmp_path / "alice-laptop"
     request = cli(server_url, laptop, "link-new", "--label", "alice-cli").strip()
     page = alice.page
-    page.click("#link-accept-box summary")
-    page.fill("#link-accept-request", request)
-    page.click("#link-accept")
-    page.wait_for_function("() => document.getElementById('link-grant-code').value.length > 20", timeout=UI_TIMEOUT_MS)
-    grant = page.input_value("#link-grant-code")
+    grant = alice.grant_link(request)
     finish = subprocess.run(
         [sys.executable, "-m", "ping_core", "--server", server_url, "--state", str(laptop), "link-new", "--grant", grant, "--timeout", "60"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -261,9 +257,7 @@ def test_link_a_cli_device_then_revoke_it(pair: tuple[ChatUser, ChatUser], serve
     assert finish.returncode == 0, finish.stderr
     assert finish.stdout.split()[1] == alice.user_id
     laptop_device = finish.stdout.split()[3]
-    page.wait_for_function(
-        "() => document.getElementById('link-accept-status').textContent.startsWith('Linked')", timeout=UI_TIMEOUT_MS
-    )
+    alice.wait_linked()
     page.wait_for_selector(f'#devices li.device[data-device="{laptop_device}"]', timeout=UI_TIMEOUT_MS)
 
     # The laptop is in the chat: it reads new messages from Alice's browser and Bob.
@@ -333,5 +327,51 @@ def test_link_this_browser_to_a_cli_account(browser: Any, server_url: str, tmp_p
         browser_user.wait_message("to my new browser")
         browser_user.send("browser to phone")
         cli_wait(server_url, phone, "browser to phone")
+    finally:
+        context.close()
+
+
+def test_link_a_second_browser_which_gets_the_history(
+    browser: Any, server_url: str, pair: tuple[ChatUser, ChatUser]
+) -> None:
+    alice, bob = pair
+    conv = alice.create_conversation("history")
+    alice.invite(bob.user_id)
+    bob.select(conv)
+    alice.send("said before the laptop existed")
+    bob.send("bob too")
+    alice.wait_message("bob too")
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server_url + "/?dev=1")
+        wait_ready(page)
+        page.fill("#link-label", "alice-laptop")
+        page.click("#link-request")
+        page.wait_for_function(
+            "() => document.getElementById('link-request-code').value.length > 20", timeout=UI_TIMEOUT_MS
+        )
+
+        page.fill("#link-grant", alice.grant_link(page.input_value("#link-request-code")))
+        page.click("#link-finish")
+        page.wait_for_selector("#app:not([hidden])", timeout=60_000)
+        alice.wait_linked()
+        laptop = ChatUser(page)
+        laptop._read_identity()
+        assert laptop.user_id == alice.user_id and laptop.device_id != alice.device_id
+
+        # What was said before the link: from the ticket (MLS cannot decrypt the past).
+        laptop.select(conv)
+        laptop.wait_message("bob too")
+        assert laptop.shown_texts() == ["said before the laptop existed", "bob too"]
+        assert laptop.wait_message("said before the laptop existed")["sender"] == "alice (you, other device)"
+        # And it is a full member now.
+        bob.send("hello laptop")
+        laptop.wait_message("hello laptop")
+        laptop.send("typed on the laptop")
+        bob.wait_message("typed on the laptop")
+        alice.wait_message("typed on the laptop")
+        _same_group([alice, laptop, bob], conv)
     finally:
         context.close()

@@ -1,0 +1,125 @@
+"""The pure-Python parts of the browser SDK, on CPython: linking codes and stored messages.
+
+(The browser tests drive the same code inside Pyodide against the ``ping``
+command line; these pin the formats and the strictness of the decoders.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatui import cli
+from ping_core.clock import Hlc
+from ping_core.errors import InvalidInput
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId, DeviceId, UserId
+from ping_core.message import IncomingMessage
+from pyodide_app import inbox
+from pyodide_app.linkcodes import LinkRequestCode, PendingLink, decode_code, make_grant, open_grant
+
+
+def test_a_cli_request_code_and_pending_file_are_ours(tmp_path: Path) -> None:
+    # A subprocess: this folder's Playwright tests keep an event loop running in this thread.
+    out = cli("http://127.0.0.1:9", tmp_path / "new", "link-new", "--label", "cli")
+    request = LinkRequestCode.decode(out.strip())
+    pending = PendingLink.decode((tmp_path / "new" / "link-pending").read_bytes())
+    assert pending.request() == request
+    assert pending.label == "cli"
+
+
+def test_grant_round_trip_and_refusals() -> None:
+    identity = Identity.generate()
+    pending = PendingLink.new("laptop")
+    assert "secret" not in repr(pending) and pending.device_secret.hex() not in repr(pending)
+    code = pending.request().encode()
+    grant = make_grant(identity.export(), LinkRequestCode.decode(code))
+    assert open_grant(grant, pending) == identity
+    assert PendingLink.decode(pending.encode()).request() == pending.request()
+
+    with pytest.raises(InvalidInput, match="not for this device"):
+        open_grant(grant, PendingLink.new("other"))
+    tampered = grant[:-4] + ("AAAA" if grant[-4:] != "AAAA" else "BBBB")
+    with pytest.raises(InvalidInput):
+        open_grant(tampered, pending)
+    for bad in ("", "   ", "!!!", "a" * 5000, 42, None):
+        with pytest.raises(InvalidInput):
+            LinkRequestCode.decode(bad)
+    with pytest.raises(InvalidInput):
+        PendingLink(pending.keys, b"short", "x")
+
+
+@given(st.binary(max_size=200))
+def test_request_decoder_only_raises_invalid_input(raw: bytes) -> None:
+    from ping_core.codec import encode_record
+    from pyodide_app.linkcodes import encode_code
+
+    for text in (encode_code(raw), encode_code(encode_record(1, {"device_id": raw, "link_public_key": raw}))):
+        try:
+            LinkRequestCode.decode(text)
+        except InvalidInput:
+            pass
+
+
+def test_decode_code_ignores_whitespace_inside() -> None:
+    assert decode_code(" QUJD\nREVG ", "test") == b"ABCDEF"
+
+
+def test_stored_messages_sort_by_log_position_and_round_trip() -> None:
+    conv = ConversationId.new(1)
+    user, device = UserId(bytes(32)), DeviceId(b"\x01" * 32)
+    records = []
+    for seq in (2, 10, 255, 4096):
+        msg = IncomingMessage(
+            conv, user, device, f"m{seq} \u00e9\xff".encode("utf-8", "surrogatepass"), Hlc(1000 + seq, 0), seq, 1
+        )
+        records.append(inbox.incoming_record(msg))
+    keys = [k for k, _ in records]
+    assert keys == sorted(keys)  # IndexedDB key order is log order
+    decoded = inbox.decode_message(*records[1])
+    assert decoded == {"conv": conv.as_hex(), "seq": 10, "user": user.as_hex(), "device": device.as_hex(),
+                       "text": "m10 \u00e9\xff", "time": 1010, "epoch": 1}  # fmt: skip
+    # Undecodable bytes are replaced, never an error.
+    key, value = inbox.record_of(conv, 1, user, device, b"\xff\xfe ok", 5, 0)
+    assert inbox.decode_message(key, value)["text"] == "\ufffd\ufffd ok"
+
+
+def test_stored_message_decoder_is_strict() -> None:
+    conv = ConversationId.new(1).as_hex()
+    with pytest.raises(InvalidInput):
+        inbox.message_key(conv, 0)  # a stored message always has its server seq
+    for key, raw in (
+        ("x/1/2", b"{}"),
+        (f"m/{conv}/01", b"not json"),
+        (f"m/{conv}/01", b"[]"),
+        (f"m/{conv}/01", b'{"seq": 1}'),
+        (f"m/{conv}/01", b"\xff"),
+    ):
+        with pytest.raises(InvalidInput):
+            inbox.decode_message(key, raw)
+
+
+def test_history_event_round_trip_and_size_bound() -> None:
+    conv = ConversationId.new(1)
+    user, device = UserId(bytes(32)), DeviceId(b"\x01" * 32)
+    stored = [inbox.record_of(conv, seq, user, device, b"x" * 1000, seq, 0) for seq in range(1, 301)]
+    event = inbox.history_event(stored, max_size=50_000)
+    assert event is not None and len(event) <= 50_000
+    records = inbox.records_from_history_event(conv.as_hex(), event)
+    assert 10 < len(records) < 300
+    newest = dict(stored)
+    assert all(newest[k] == v for k, v in records.items())  # the newest ones, unchanged
+    assert max(records) == stored[-1][0]
+    assert inbox.history_event([]) is None
+    for bad in (
+        b"",
+        b"[]",
+        b'{"v": 2, "messages": []}',
+        b'{"v": 1, "messages": [{"seq": 0}]}',
+        b'{"v": 1, "messages": [{"seq": 1}]}',
+    ):
+        with pytest.raises(InvalidInput):
+            inbox.records_from_history_event(conv.as_hex(), bad)
