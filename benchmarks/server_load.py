@@ -176,6 +176,7 @@ def main() -> int:
     parser.add_argument("--sqlite-synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--sqlite-batch", type=int, default=32, help="SQLite group commit size (1: one transaction per request)")
     parser.add_argument("--sqlite-thread", action="store_true", help="SQLite on a writer thread (server option)")
+    parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections of the server")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     parser.add_argument(
         "--server-python", default=None,
@@ -188,6 +189,7 @@ def main() -> int:
         db = args.db or str(Path(tmp) / "load.sqlite")
         extra = ["--rate-limit", "0", "--sqlite-synchronous", args.sqlite_synchronous, "--sqlite-batch", str(args.sqlite_batch)]
         extra += ["--sqlite-thread"] if args.sqlite_thread else []
+        extra += ["--pool-size", str(args.pool_size)]
         proc, url = spawn(*extra, db=db, python=args.server_python)
         try:
             cpu0_server = cpu_seconds(proc.pid)
@@ -207,7 +209,8 @@ def main() -> int:
     elapsed = float(result["elapsed"])  # type: ignore[arg-type]
     sent = int(result["sent"])  # type: ignore[call-overload]
     where = "writer thread" if args.sqlite_thread else "event loop"
-    kind = "postgres" if args.db else f"sqlite (synchronous={args.sqlite_synchronous}, batch {args.sqlite_batch}, {where})"
+    sqlite = f"sqlite (synchronous={args.sqlite_synchronous}, batch {args.sqlite_batch}, {where})"
+    kind = f"postgres (pool {args.pool_size})" if args.db else sqlite
     print(f"server_load: {args.clients} clients x {args.messages} messages, conversations of {args.group}, "
           f"{args.payload}-byte payloads, {kind}, receive interval {args.receive_interval_ms} ms, "
           f"{os.cpu_count()} cores, load average before {load_before}")  # fmt: skip
