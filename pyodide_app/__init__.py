@@ -11,6 +11,13 @@ as RPC dispatch and HTTP error parsing, are tested there too).
 - :mod:`pyodide_app.fetch`   ``request``: JS fetch with ``TransportError`` for failures
 - :mod:`pyodide_app.transport` ``FetchTransport``: the SDK's Transport to ping_server over fetch
 - :mod:`pyodide_app.worker`  the RPC method table and dispatch for static/worker.mjs
+- :mod:`pyodide_app.sdk`     the SDK's RPC methods for the web chat (``BrowserSdk``; registered at boot)
+- :mod:`pyodide_app.session` ``AccountSession``: one account's client, one writer per database (Web Lock)
+- :mod:`pyodide_app.accountdb` the account's IndexedDB database (state, host, app stores; generation tag)
+- :mod:`pyodide_app.inbox`   decrypted messages as stored for the page
+- :mod:`pyodide_app.live`    ``LiveSync``: sync rounds and a long poll, events to the page
+- :mod:`pyodide_app.locks`   ``WebLock`` (navigator.locks)
+- :mod:`pyodide_app.linkcodes` device linking codes, in the ``ping`` command line's format
 """
 
 from __future__ import annotations
