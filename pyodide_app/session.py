@@ -69,9 +69,6 @@ async def _indexeddb_opener(name: str) -> BlobStore:
     return (await _open_db(name)).state
 
 
-register_indexeddb_opener(_indexeddb_opener)
-
-
 class AccountSession:
     """An account opened in this context. Create with :meth:`open`; operate inside :meth:`use`."""
 
@@ -110,6 +107,8 @@ class AccountSession:
         account has no identity here and none was given, ``IdentityError``
         when the given one is another account's.
         """
+        # Registered here, not at import: importing this module changes nothing global.
+        register_indexeddb_opener(_indexeddb_opener)
         db = await _open_db(account_db_name(user_hex))
         async with WebLock(db.lock_name):
             stored = await db.host.get(HOST_NS, "identity")

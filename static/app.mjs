@@ -413,6 +413,9 @@ async function loadDevices() {
 $("link-accept-form").onsubmit = (event) => {
   event.preventDefault();
   const request = $("link-accept-request").value.trim();
+  $("link-accept-out").hidden = true; // never show an earlier link's grant for this request
+  $("link-grant-code").value = "";
+  $("link-accept-status").textContent = "";
   busy($("link-accept"), async () => {
     const { grant } = await ping.linkGrant(request);
     $("link-grant-code").value = grant;

@@ -18,7 +18,7 @@ from typing import Any
 
 from pingpage import wait_ready
 
-__all__ = ["ChatUser", "cli", "UI_TIMEOUT_MS", "ROOT"]
+__all__ = ["ChatUser", "cli", "cli_run", "cli_wait", "UI_TIMEOUT_MS", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_TIMEOUT_MS = 30_000
@@ -137,14 +137,28 @@ class ChatUser:
             text,
         )
 
+    @classmethod
+    def request_link(cls, context: Any, server_url: str, label: str) -> tuple[Any, str]:
+        """A new profile's page asks to be linked: (page, request code)."""
+        page = context.new_page()
+        page.goto(server_url + "/?dev=1")
+        wait_ready(page)
+        page.fill("#link-label", label)
+        page.click("#link-request")
+        page.wait_for_function(
+            "() => document.getElementById('link-request-code').value.length > 20", timeout=UI_TIMEOUT_MS
+        )
+        return page, page.input_value("#link-request-code")
+
     def grant_link(self, request: str) -> str:
         """Devices -> Link a new device: paste ``request``; the grant code shown."""
         self.page.evaluate("() => { document.getElementById('link-accept-box').open = true; }")
+        before = self.page.input_value("#link-grant-code")
         self.page.fill("#link-accept-request", request)
         self.page.click("#link-accept")
         self.page.wait_for_function(
-            "(r) => document.getElementById('link-grant-code').value.length > 20 && document.getElementById('link-accept-request').value === r",
-            arg=request,
+            "(old) => { const g = document.getElementById('link-grant-code').value; return g.length > 20 && g !== old; }",
+            arg=before,
             timeout=UI_TIMEOUT_MS,
         )
         return self.page.input_value("#link-grant-code")
@@ -166,9 +180,9 @@ class ChatUser:
         return self.call("dev.sdk.state")
 
 
-def cli(server_url: str, state: Path, *args: str, timeout: float = 120) -> str:
-    """Run ``python -m ping_core --server URL --state DIR ARGS``; its stdout (fails on a non-zero status)."""
-    proc = subprocess.run(
+def cli_run(server_url: str, state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ping_core --server URL --state DIR ARGS`` to its end."""
+    return subprocess.run(
         [sys.executable, "-m", "ping_core", "--server", server_url, "--state", str(state), *args],
         capture_output=True,
         text=True,
@@ -176,6 +190,11 @@ def cli(server_url: str, state: Path, *args: str, timeout: float = 120) -> str:
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+def cli(server_url: str, state: Path, *args: str, timeout: float = 120) -> str:
+    """:func:`cli_run`'s stdout; fails on a non-zero status."""
+    proc = cli_run(server_url, state, *args, timeout=timeout)
     assert proc.returncode == 0, f"ping {' '.join(args)}: {proc.stderr.strip()}"
     return proc.stdout
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from chatui import ROOT, UI_TIMEOUT_MS, ChatUser, cli, cli_wait
+from chatui import ROOT, UI_TIMEOUT_MS, ChatUser, cli, cli_run, cli_wait
 from pingpage import wait_ready
 
 
@@ -250,10 +250,7 @@ def test_link_a_cli_device_then_revoke_it(pair: tuple[ChatUser, ChatUser], serve
     request = cli(server_url, laptop, "link-new", "--label", "alice-cli").strip()
     page = alice.page
     grant = alice.grant_link(request)
-    finish = subprocess.run(
-        [sys.executable, "-m", "ping_core", "--server", server_url, "--state", str(laptop), "link-new", "--grant", grant, "--timeout", "60"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    finish = cli_run(server_url, laptop, "link-new", "--grant", grant, "--timeout", "60")
     assert finish.returncode == 0, finish.stderr
     assert finish.stdout.split()[1] == alice.user_id
     laptop_device = finish.stdout.split()[3]
@@ -277,10 +274,7 @@ def test_link_a_cli_device_then_revoke_it(pair: tuple[ChatUser, ChatUser], serve
     )
     alice.send("after the revocation")
     bob.wait_message("after the revocation")
-    proc = subprocess.run(
-        [sys.executable, "-m", "ping_core", "--server", server_url, "--state", str(laptop), "sync"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    proc = cli_run(server_url, laptop, "sync")
     assert "after the revocation" not in proc.stdout
     _same_group([alice, bob], conv)
 
@@ -293,15 +287,7 @@ def test_link_this_browser_to_a_cli_account(browser: Any, server_url: str, tmp_p
 
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.goto(server_url + "/?dev=1")
-        wait_ready(page)
-        page.fill("#link-label", "frank-browser")
-        page.click("#link-request")
-        page.wait_for_function(
-            "() => document.getElementById('link-request-code').value.length > 20", timeout=UI_TIMEOUT_MS
-        )
-        request = page.input_value("#link-request-code")
+        page, request = ChatUser.request_link(context, server_url, "frank-browser")
         accept = subprocess.Popen(
             [sys.executable, "-m", "ping_core", "--server", server_url, "--state", str(phone), "link-accept", request, "--timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -344,16 +330,8 @@ def test_link_a_second_browser_which_gets_the_history(
 
     context = browser.new_context()
     try:
-        page = context.new_page()
-        page.goto(server_url + "/?dev=1")
-        wait_ready(page)
-        page.fill("#link-label", "alice-laptop")
-        page.click("#link-request")
-        page.wait_for_function(
-            "() => document.getElementById('link-request-code').value.length > 20", timeout=UI_TIMEOUT_MS
-        )
-
-        page.fill("#link-grant", alice.grant_link(page.input_value("#link-request-code")))
+        page, request = ChatUser.request_link(context, server_url, "alice-laptop")
+        page.fill("#link-grant", alice.grant_link(request))
         page.click("#link-finish")
         page.wait_for_selector("#app:not([hidden])", timeout=60_000)
         alice.wait_linked()
