@@ -50,7 +50,13 @@ its signature key in that epoch, data, authenticated data, epoch),
 ``ProposalStored`` or ``CommitApplied``
 (epoch, committer, added/removed/updated leaves, ``removed_self``, ``own``,
 ``already_applied``); with ``merge=False`` a received commit comes back as a
-``StagedCommit`` to merge or drop. A member's credential never changes: an
+``StagedCommit`` to merge or drop (``staged.added_members()``: whom it adds).
+``process_message(data, check_sender=hook)``: ``hook(SenderInfo)`` (sender,
+its signature key, epoch, content type, authenticated data, the proposal of a
+proposal message, ``own``) runs once the sender is authenticated and before
+anything changes; whatever it raises aborts with the group unchanged (no
+ratchet generation consumed, no proposal stored) — the place for an
+application's own sender policy. A member's credential never changes: an
 Update or a commit path leaf with another credential is refused (RFC 9420
 §5.3.1 leaves the successor rule to the application). Application messages of the last
 ``GroupConfig.max_past_epochs`` epochs still decrypt; out-of-order tolerance
@@ -71,12 +77,24 @@ Reading
 -------
 ``epoch``, ``group_id``, ``own_leaf_index``, ``epoch_authenticator``,
 ``export_secret(label, context, length)``, ``members()`` (``Member``: leaf
-index, credential, identity, signature key), ``extensions``,
+index, credential, identity, signature key), ``member(leaf)``,
+``signature_key(leaf, epoch=None)`` (also in a retained past epoch),
+``retained_epochs``, ``extensions``,
 ``conversation_name``, ``group_info()``, ``ratchet_tree()``, ``active``,
 ``removed``, ``pending_proposals``, ``pending_commit``, ``pending_reinit``,
 ``resumption_psk(epoch)`` and ``psk_source()`` (for PSKs across groups).
 External PSKs are given to the calls that need them as ``psks=`` (a mapping
 ``psk_id -> secret`` or a callable).
+
+History for another device
+--------------------------
+``group.export_history_view()`` -> ``HistoryView``: an independent copy of
+the current and retained past epochs' message secrets (no signing key, no
+path keys, nothing that derives another epoch). ``view.decrypt(data,
+check_sender=...)`` reads those epochs' application messages;
+``epochs``, ``signature_key(leaf, epoch)``, ``forget_before(epoch)``;
+persisted as ``records()`` / ``changed_records()`` / ``mark_saved()`` /
+``HistoryView.from_records``.
 
 Persisting
 ----------
@@ -95,14 +113,27 @@ from .commit import StagedCommit
 from .external import external_proposal
 from .config import PING_CONVERSATION_NAME, ConversationName, GroupConfig, default_capabilities
 from .group import Group
+from .history import HistoryView
 from .join import welcome_key_package_refs
 from .keypackage import KeyPackageBundle, Signer, generate_key_package, validate_key_package
 from .proposals import PendingProposal
 from .psks import PskSource
-from .results import ApplicationMessage, CommitApplied, Member, ProcessResult, ProposalMessage, ProposalStored
+from .results import (
+    ApplicationMessage,
+    CommitApplied,
+    Member,
+    ProcessResult,
+    ProposalMessage,
+    ProposalStored,
+    SenderCheck,
+    SenderInfo,
+)
 
 __all__ = [
     "Group",
+    "HistoryView",
+    "SenderInfo",
+    "SenderCheck",
     "GroupConfig",
     "RatchetConfig",
     "Signer",

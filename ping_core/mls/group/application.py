@@ -3,20 +3,21 @@ unprotect in the current or a retained past epoch."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import encode, varint
+from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming, protect_private, unprotect_private
-from ping_core.mls.structs import FramedContent, PrivateMessage
+from ping_core.mls.structs import ContentType, FramedContent, PrivateMessage
 
 from .messages import PRIVATE_PREFIX
-from .results import ApplicationMessage
+from .results import ApplicationMessage, SenderCheck, SenderInfo
 
 if TYPE_CHECKING:
     from .group import Group
 
-__all__ = ["protect", "unprotect_application"]
+__all__ = ["protect", "unprotect_application", "open_application"]
 
 _SIGNATURE_FIELD = len(varint(64)) + 64
 
@@ -49,54 +50,58 @@ def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes
     return PRIVATE_PREFIX + encode(msg)
 
 
-def unprotect_application(group: Group, msg: PrivateMessage) -> ApplicationMessage:
+def unprotect_application(group: Group, msg: PrivateMessage, check_sender: SenderCheck | None = None) -> ApplicationMessage:
     """Decrypt an application PrivateMessage of the current or a retained past epoch.
 
     After a commit removed us the group stays at its last epoch, whose
     messages still decrypt. The ratchet generation is consumed only when the
-    message authenticated.
+    message authenticated and ``check_sender`` (if given) accepted it.
     """
     state = group._state
-    framing: EpochFraming
     if msg.epoch == state.epoch:
-        framing = state.framing
         tree = state.tree
 
-        def signer_key(content: FramedContent) -> bytes:
-            i = content.sender.index
-            leaf = tree.leaf(i) if i < tree.n_leaves else None
-            if leaf is None:
-                raise MlsError(f"a message from blank leaf {i}")
-            return leaf.signature_key
+        def key_of(leaf_index: int) -> bytes | None:
+            leaf = tree.leaf(leaf_index) if leaf_index < tree.n_leaves else None
+            return None if leaf is None else leaf.signature_key
 
-    else:
-        past = group._past_epochs.get(msg.epoch)
-        if past is None:
-            if msg.epoch > state.epoch:
-                raise MlsError(f"an application message for future epoch {msg.epoch} (we are at {state.epoch})")
-            raise MlsError(f"an application message for epoch {msg.epoch}, whose secrets are gone")
-        framing = past.framing
-        keys = past.signature_keys
+        return open_application(group.crypto, state.framing, key_of, msg, check_sender)
+    past = group._past_epochs.get(msg.epoch)
+    if past is None:
+        if msg.epoch > state.epoch:
+            raise MlsError(f"an application message for future epoch {msg.epoch} (we are at {state.epoch})")
+        raise MlsError(f"an application message for epoch {msg.epoch}, whose secrets are gone")
+    return open_application(group.crypto, past.framing, past.signature_keys.get, msg, check_sender)
 
-        def signer_key(content: FramedContent) -> bytes:
-            key = keys.get(content.sender.index)
-            if key is None:
-                raise MlsError(f"a message from blank leaf {content.sender.index}")
-            return key
 
+def open_application(
+    crypto: CryptoProvider,
+    framing: EpochFraming,
+    key_of: Callable[[int], bytes | None],
+    msg: PrivateMessage,
+    check_sender: SenderCheck | None = None,
+) -> ApplicationMessage:
+    """Decrypt and verify an application PrivateMessage of the epoch ``framing``
+    belongs to (``key_of(leaf)``: the member's signature key in that epoch, or
+    ``None`` for a blank leaf), let ``check_sender`` refuse it, and only then
+    consume its ratchet generation. On failure nothing changed."""
     used: list[bytes] = []
 
-    def recording_signer_key(content: FramedContent) -> bytes:
-        key = signer_key(content)
+    def signer_key(content: FramedContent) -> bytes:
+        key = key_of(content.sender.index)
+        if key is None:
+            raise MlsError(f"a message from blank leaf {content.sender.index}")
         used.append(key)
         return key
 
-    un = unprotect_private(group.crypto, framing, msg, recording_signer_key, defer_commit=True)
+    un = unprotect_private(crypto, framing, msg, signer_key, defer_commit=True)
     framed = un.content.content
     data = framed.content
     step = un.ratchet_key
     if not isinstance(data, bytes) or step is None:  # pragma: no cover - the content type said application
         raise MlsError("not application data")
+    if check_sender is not None:
+        check_sender(SenderInfo(framed.sender, used[-1], msg.epoch, ContentType.APPLICATION, msg.authenticated_data))
     framing.secret_tree.commit(step)
     return ApplicationMessage(
         sender=framed.sender.index,

@@ -66,7 +66,7 @@ from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_inf
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
-from .results import CommitApplied
+from .results import CommitApplied, Member
 from .state import EpochState
 from .validate import (
     check_leaf_supports_group,
@@ -121,6 +121,20 @@ class StagedCommit:
     def epoch(self) -> int:
         """The epoch the commit leads to."""
         return self.result.epoch
+
+    def added_members(self) -> list[Member]:
+        """The members this commit adds (``result.added``), as leaves of the new epoch: for
+        our own commit, whom its Welcome goes to; for an external commit, the joiner."""
+        ns = self.next_state
+        if ns is None:
+            return []
+        leaves = sorted({*self.result.added, *((self.result.committer,) if self.result.external else ())})
+        out = []
+        for i in leaves:
+            leaf = ns.tree.leaf(i)
+            if leaf is not None:
+                out.append(Member(i, leaf.credential, leaf.signature_key, leaf.encryption_key))
+        return out
 
     @property
     def ratchet_tree(self) -> bytes | None:

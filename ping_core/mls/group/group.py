@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact, encode
@@ -43,9 +43,12 @@ from .keypackage import KeyPackageBundle, Signer
 from .messages import GROUP_INFO_PREFIX, frame_signed, proposal_ref, sign_content
 from .proposals import PendingProposal, ProposalStore
 from .psks import PskSource
-from .results import CommitApplied, Member, ProcessResult, ProposalMessage
+from .results import CommitApplied, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
 from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_proposal
+
+if TYPE_CHECKING:
+    from .history import HistoryView
 
 __all__ = ["Group"]
 
@@ -271,6 +274,32 @@ class Group:
     def pending_commit(self) -> StagedCommit | None:
         """Our own staged commit, awaiting :meth:`merge_staged_commit`."""
         return self._pending_commit
+
+    def signature_key(self, leaf_index: int, epoch: int | None = None) -> bytes | None:
+        """The signature key of the member at ``leaf_index`` in ``epoch`` (default:
+        the current one; a retained past epoch keeps its roster's keys, so a late
+        message's sender can be told even after it left). ``None`` for a blank
+        leaf or an epoch whose state is gone."""
+        if epoch is None or epoch == self.epoch:
+            member = self.member(leaf_index)
+            return None if member is None else member.signature_key
+        past = self._past_epochs.get(epoch)
+        return None if past is None else past.signature_keys.get(leaf_index)
+
+    @property
+    def retained_epochs(self) -> tuple[int, ...]:
+        """The epochs whose application messages still decrypt: the retained past ones and the current one."""
+        return (*self._past_epochs, self.epoch)
+
+    def export_history_view(self) -> HistoryView:
+        """SECRET: a :class:`HistoryView` of the current and retained past epochs: an
+        independent copy that decrypts those epochs' application messages (from
+        where our ratchets are now) and nothing else — no signing key, no path
+        keys, no secret that derives another epoch. For a device of the same
+        account that must read this conversation's recent messages."""
+        from .history import HistoryView
+
+        return HistoryView.of_group(self)
 
     def export_secret(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """``MLS-Exporter(label, context, length)`` of the current epoch (§8.5)."""
@@ -585,14 +614,29 @@ class Group:
 
     # -- messages ----------------------------------------------------------
 
-    def process_message(self, data: bytes, *, merge: bool = True, psks: PskSource = None) -> ProcessResult | StagedCommit:
+    def process_message(
+        self,
+        data: bytes,
+        *,
+        merge: bool = True,
+        psks: PskSource = None,
+        check_sender: SenderCheck | None = None,
+    ) -> ProcessResult | StagedCommit:
         """Process a received MLSMessage. See :mod:`.process`. Returns an
         :class:`ApplicationMessage`, a :class:`ProposalStored`, a
         :class:`CommitApplied` or (``merge=False``) a :class:`StagedCommit`.
-        On failure ``MlsError`` and the group is unchanged."""
+        On failure ``MlsError`` and the group is unchanged.
+
+        ``check_sender(info)`` (a :class:`SenderInfo`: sender, its signature
+        key, epoch, content type, authenticated data, the proposal of a
+        proposal message) is called once the sender is authenticated and
+        before ANY state changes (no ratchet generation consumed, no proposal
+        stored, no commit staged); whatever it raises propagates and the group
+        is unchanged. Our own echoed messages are checked too (``own=True``).
+        """
         from .process import process_message
 
-        return process_message(self, data, merge=merge, psks=psks)
+        return process_message(self, data, merge=merge, psks=psks, check_sender=check_sender)
 
     def protect(self, data: bytes, authenticated_data: bytes = b"") -> bytes:
         """Encrypt application ``data`` as a PrivateMessage (MLSMessage bytes)."""

@@ -29,15 +29,17 @@ from ping_core.mls.structs import (
     PrivateMessage,
     Proposal,
     PublicMessage,
+    Sender,
     SenderType,
 )
+from ping_core.mls.structs.framing import content_type_of
 
 from .application import unprotect_application
 from .commit import StagedCommit, stage_commit
 from .messages import proposal_ref
 from .proposals import PendingProposal
 from .psks import PskSource
-from .results import CommitApplied, ProcessResult, ProposalStored
+from .results import CommitApplied, ProcessResult, ProposalStored, SenderCheck, SenderInfo
 from .validate import external_sender_key, validate_proposal
 
 if TYPE_CHECKING:
@@ -46,12 +48,13 @@ if TYPE_CHECKING:
 __all__ = ["process_message"]
 
 
-def _signer_key_for(group: Group) -> SignerKey:
-    """Who may sign a handshake message in the current epoch, and with which key."""
+def _signer_key_for(group: Group, used: list[bytes]) -> SignerKey:
+    """Who may sign a handshake message in the current epoch, and with which key
+    (each key handed out is appended to ``used``)."""
     state = group._state
     tree = state.tree
 
-    def signer_key(content: FramedContent) -> bytes:
+    def key_of(content: FramedContent) -> bytes:
         sender = content.sender
         st = sender.sender_type
         if st == SenderType.MEMBER:
@@ -74,12 +77,30 @@ def _signer_key_for(group: Group) -> SignerKey:
             return body.path.leaf_node.signature_key
         raise MlsError(f"unknown sender type {st}")  # pragma: no cover
 
+    def signer_key(content: FramedContent) -> bytes:
+        key = key_of(content)
+        used.append(key)
+        return key
+
     return signer_key
 
 
-def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskSource = None) -> ProcessResult | StagedCommit:
+def process_message(
+    group: Group,
+    data: bytes,
+    *,
+    merge: bool = True,
+    psks: PskSource = None,
+    check_sender: SenderCheck | None = None,
+) -> ProcessResult | StagedCommit:
     """See the module docstring. With ``merge=False`` a valid commit is returned
-    as a :class:`StagedCommit` for the caller to merge or drop."""
+    as a :class:`StagedCommit` for the caller to merge or drop.
+
+    ``check_sender`` is called once the message's sender is authenticated
+    (signature, and membership tag or AEAD, verified; for our own echoed
+    messages: recognised by their bytes) and before anything changes; if it
+    raises, the exception propagates and the group is unchanged. A commit is
+    checked before it is staged (the cheap refusal comes first)."""
     if not isinstance(data, bytes):
         raise MlsError("a message must be bytes")
     crypto = group.crypto
@@ -88,7 +109,7 @@ def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskS
     if not isinstance(body, (PublicMessage, PrivateMessage)):
         raise MlsError(f"a {type(body).__name__} is not a group message (use join for a Welcome)")
     digest = crypto.hash(data)
-    echo = _own_echo(group, digest, merge)
+    echo = _own_echo(group, digest, merge, body, check_sender)
     if echo is not None:
         return echo
     state = group._state
@@ -97,20 +118,33 @@ def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskS
     if group_id != state.context.group_id:
         raise MlsError("the message is for another group")
     if isinstance(body, PrivateMessage) and body.content_type == ContentType.APPLICATION:
-        return unprotect_application(group, body)
+        return unprotect_application(group, body, check_sender)
     if not group.active:
         raise MlsError("we are no longer a member of this group")
     if epoch != state.epoch:
         raise MlsError(f"a handshake message for epoch {epoch}, but the group is at epoch {state.epoch}")
-    signer_key = _signer_key_for(group)
+    used: list[bytes] = []
+    signer_key = _signer_key_for(group, used)
     if isinstance(body, PublicMessage):
         un = unprotect_public(crypto, state.framing, body, signer_key)
     else:
         un = unprotect_private(crypto, state.framing, body, signer_key, defer_commit=True)
     auth = un.content
-    content = auth.content.content
+    framed = auth.content
+    content = framed.content
+    if check_sender is not None:
+        check_sender(
+            SenderInfo(
+                framed.sender,
+                used[-1],
+                epoch,
+                content_type_of(content),
+                framed.authenticated_data,
+                content if isinstance(content, Proposal) else None,
+            )
+        )
     if isinstance(content, Proposal):
-        sender = auth.content.sender
+        sender = framed.sender
         validate_proposal(crypto, state.tree, state.context, content, sender, now=group.now())
         ref = proposal_ref(crypto, auth)
         # Store first (it may refuse: too many pending), then consume the generation.
@@ -127,18 +161,39 @@ def process_message(group: Group, data: bytes, *, merge: bool = True, psks: PskS
     raise MlsError("application data must be sent as a PrivateMessage")
 
 
-def _own_echo(group: Group, digest: bytes, merge: bool) -> ProcessResult | StagedCommit | None:
+def _own_echo(
+    group: Group,
+    digest: bytes,
+    merge: bool,
+    body: PublicMessage | PrivateMessage,
+    check_sender: SenderCheck | None,
+) -> ProcessResult | StagedCommit | None:
+    """Our own commit or proposal, recognised by the hash of its bytes (``None``: not ours)."""
     staged = group._pending_commit
+    last = group._last_own_commit
     if staged is not None and staged.message_hash == digest:
+        _check_own(group, staged.base_epoch, body, None, check_sender)
         if not merge:
             return staged
         return group.merge_staged_commit(staged)
-    last = group._last_own_commit
     if last is not None and last[0] == digest:
+        _check_own(group, last[1] - 1, body, None, check_sender)
         return CommitApplied(epoch=last[1], committer=group.own_leaf_index, own=True, already_applied=True)
     ref = group._own_proposal_messages.get(digest)
     if ref is not None:
         pending = group._proposals.get(ref)
         if pending is not None:
+            _check_own(group, group.epoch, body, pending.proposal, check_sender)
             return ProposalStored(ref, pending.proposal, pending.sender, own=True)
     return None
+
+
+def _check_own(
+    group: Group, epoch: int, body: PublicMessage | PrivateMessage, proposal: Proposal | None, check_sender: SenderCheck | None
+) -> None:
+    if check_sender is None:
+        return
+    aad = body.content.authenticated_data if isinstance(body, PublicMessage) else body.authenticated_data
+    content_type = ContentType.PROPOSAL if proposal is not None else ContentType.COMMIT
+    info = SenderInfo(Sender.member(group.own_leaf_index), group.signer.public_key, epoch, content_type, aad, proposal, own=True)
+    check_sender(info)

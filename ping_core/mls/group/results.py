@@ -7,9 +7,9 @@ appears in a ``repr``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
-from ping_core.mls.structs import Credential, Proposal, ReInit, Sender
+from ping_core.mls.structs import ContentType, Credential, Proposal, ReInit, Sender, SenderType
 
 __all__ = [
     "Member",
@@ -18,6 +18,8 @@ __all__ = [
     "ProposalStored",
     "CommitApplied",
     "ProcessResult",
+    "SenderInfo",
+    "SenderCheck",
 ]
 
 
@@ -104,3 +106,34 @@ class CommitApplied:
 
 
 ProcessResult = Union[ApplicationMessage, ProposalStored, CommitApplied]
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """Who sent a message that :meth:`Group.process_message` is processing, as
+    authenticated: what a ``check_sender`` hook gets to accept or refuse it.
+
+    ``sender`` is the framing's Sender (type and index); ``signature_key`` the
+    key the message's signature verified with (a member's leaf key in
+    ``epoch``, an external sender's key, or for a new member the key of its
+    KeyPackage or commit path leaf); ``authenticated_data`` the message's
+    authenticated data; ``proposal`` the proposal of a proposal message;
+    ``own`` is true for our own message echoed back.
+    """
+
+    sender: Sender
+    signature_key: bytes
+    epoch: int
+    content_type: ContentType
+    authenticated_data: bytes = b""
+    proposal: Proposal | None = None
+    own: bool = False
+
+    @property
+    def leaf_index(self) -> int | None:
+        """The sender's leaf index when it is a member, else ``None``."""
+        return self.sender.index if self.sender.sender_type == SenderType.MEMBER else None
+
+
+SenderCheck = Callable[[SenderInfo], None]
+"""A ``check_sender`` hook: raise (anything) to refuse the message; the group is then unchanged."""
