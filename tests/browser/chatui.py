@@ -79,7 +79,7 @@ class ChatUser:
             timeout=UI_TIMEOUT_MS,
         )
         selected = self.page.get_attribute("#conv-list li.selected", "data-id")
-        assert selected, "the new conversation is not selected"
+        assert isinstance(selected, str) and selected, "the new conversation is not selected"
         return selected
 
     def wait_conversation(self, conv: str, timeout_ms: int = UI_TIMEOUT_MS) -> None:
@@ -128,7 +128,7 @@ class ChatUser:
             arg=text,
             timeout=timeout_ms,
         )
-        return self.page.evaluate(
+        found: dict[str, Any] = self.page.evaluate(
             """(t) => {
                 const li = [...document.querySelectorAll('#messages li.msg')].find((e) => e.querySelector('.text').textContent === t);
                 return { sender: li.querySelector('.sender').textContent, time: li.querySelector('time').textContent,
@@ -136,6 +136,7 @@ class ChatUser:
             }""",
             text,
         )
+        return found
 
     @classmethod
     def request_link(cls, context: Any, server_url: str, label: str) -> tuple[Any, str]:
@@ -161,7 +162,8 @@ class ChatUser:
             arg=before,
             timeout=UI_TIMEOUT_MS,
         )
-        return self.page.input_value("#link-grant-code")
+        grant: str = self.page.input_value("#link-grant-code")
+        return grant
 
     def wait_linked(self) -> None:
         self.page.wait_for_function(
@@ -170,14 +172,18 @@ class ChatUser:
         )
 
     def shown_texts(self) -> list[str]:
-        return self.page.eval_on_selector_all("#messages li.msg .text", "(els) => els.map((e) => e.textContent)")
+        texts: list[str] = self.page.eval_on_selector_all(
+            "#messages li.msg .text", "(els) => els.map((e) => e.textContent)"
+        )
+        return texts
 
     def member_ids(self) -> set[str]:
         return set(self.page.eval_on_selector_all("#members li.member", "(els) => els.map((e) => e.dataset.user)"))
 
     def state(self) -> dict[str, Any]:
         """Per conversation: epoch and an exported secret (equal on every member iff no fork)."""
-        return self.call("dev.sdk.state")
+        state: dict[str, Any] = self.call("dev.sdk.state")
+        return state
 
 
 def cli_run(server_url: str, state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

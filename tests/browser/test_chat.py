@@ -38,7 +38,7 @@ def pair(browser: Any, server_url: str) -> Iterator[tuple[ChatUser, ChatUser]]:
 
 def _same_group(users: list[ChatUser], conv: str) -> dict[str, Any]:
     """Every user's view of ``conv`` (epoch, exported secret); asserts they agree."""
-    views = [u.state()["conversations"][conv] for u in users]
+    views: list[dict[str, Any]] = [u.state()["conversations"][conv] for u in users]
     assert all(v == views[0] for v in views), views
     return views[0]
 

@@ -140,6 +140,22 @@ def test_cold_start_sync_in_the_service_worker(browser: Any, server_url: str) ->
             f"service worker warm sync on request: {answer['total_ms']} ms ({time.monotonic() - t0:.2f} s to the page)"
         )
         assert bob.call("sync")["messages"] == []
+
+        # The service worker and Bob's tab at the same time: one writer at a time (the
+        # account's Web Lock), the other reloads; Alice decrypts everything Bob sends.
+        alice.send("fourth")
+        both = bob.page.evaluate(
+            """(conv) => import('./ping.js').then(({ Ping }) => Promise.all([
+                Ping.swSync(),
+                (async () => { for (let i = 0; i < 4; i++) await window.ping.send(conv, `bob ${i}`); })(),
+            ]))""",
+            conv,
+        )
+        assert both[0]["messages"] in (0, 1)
+        for i in range(4):
+            alice.wait_message(f"bob {i}")
+        bob.call("sync")
+        assert "fourth" in [m["text"] for m in bob.call("messages", {"conv": conv})]
         views = [u.state()["conversations"][conv] for u in (alice, bob)]
         assert views[0] == views[1]
     finally:
