@@ -91,22 +91,30 @@ from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import MAX_NAME_LEN, ConversationMeta
-from ping_core.mls.codec import decode_exact
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.mls.group import (
     PING_CONVERSATION_NAME,
     ApplicationMessage,
-    CommitApplied,
     Group,
     KeyPackageBundle,
-    ProposalStored,
+    SenderCheck,
+    SenderInfo,
     Signer,
     StagedCommit,
     generate_key_package,
     validate_key_package,
     welcome_key_package_refs,
 )
-from ping_core.mls.structs import Credential, KeyPackage, MLSMessage, PrivateMessage, SenderType
+from ping_core.mls.structs import (
+    Add,
+    ContentType,
+    Credential,
+    GroupContextExtensions,
+    KeyPackage,
+    Remove,
+    SenderType,
+    Update,
+)
 from ping_core.storage import STATE_STORE_VERSION, BlobStore, MlsStateStore, Storage, StorageBackend
 from ping_core.sync import SyncCursor
 from ping_core.transport import Transport
@@ -130,6 +138,10 @@ DEVICE_GROUP_NAME = "device-group"
 _KP_PREFIX = "kp/"  # one-time KeyPackage bundles (deleted once used)
 _KPL_PREFIX = "kpl/"  # last-resort KeyPackage bundles (kept)
 _MAX_EXPORT_LEN = 255 * 32  # HKDF-Expand limit of the MLS exporter (SHA-256)
+#: Proposals accepted from other members: the ones this SDK can commit. A ReInit (this SDK
+#: cannot move a conversation to a new group), a PreSharedKey (external PSKs are not
+#: distributed) or any other kind is refused when it arrives, so it can never stall sending.
+COMMITTABLE_PROPOSALS = (Add, Remove, Update, GroupContextExtensions)
 
 
 # ---------------------------------------------------------------------------
@@ -950,8 +962,10 @@ class MessagingClient:
             group = self._group(conv)
             try:
                 msg = self._process_mls(conv, group, env, now_ms)
+            except PingError:
+                raise  # refused before anything changed (see _process_mls)
             except BaseException:
-                conv.reload()
+                conv.reload()  # not a refusal: do not trust the cached state
                 raise
         if seq:
             if in_order or seq == conv.cursor.seq + 1:
@@ -966,6 +980,8 @@ class MessagingClient:
         return msg
 
     def _process_mls(self, conv: Conversation, group: Group | None, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
+        """Process ``env``'s MLS message. Every check that can refuse it runs in the engine's
+        ``check_sender`` hook, before the group changes: a ``PingError`` means nothing changed."""
         history = conv.history
         if group is None:
             if env.kind is not MessageKind.APPLICATION:
@@ -979,16 +995,9 @@ class MessagingClient:
             return None  # from before we joined: not for us
         if env.kind is MessageKind.COMMIT and env.epoch < group.epoch:
             return None  # a commit we are already past (exactly one commit per epoch)
-        out = group.process_message(env.payload, merge=False)
+        facts: list[tuple[UserId, Hlc]] = []
+        out = group.process_message(env.payload, merge=False, check_sender=self._sender_check(conv, env, facts))
         if isinstance(out, StagedCommit):
-            if not out.own:
-                if out.result.external and out.next_state is not None:
-                    leaf = out.next_state.tree.leaf(out.result.committer)
-                    key = leaf.signature_key if leaf is not None else b""
-                else:
-                    member = group.member(out.result.committer)
-                    key = member.signature_key if member is not None else b""
-                self._check_sender(conv, key, env)
             for leaf_index in out.result.removed:
                 m = group.member(leaf_index)
                 if m is not None and len(m.identity) == 32:
@@ -997,33 +1006,33 @@ class MessagingClient:
             self._after_commit(conv, group, own=out.own)
             return None
         if isinstance(out, ApplicationMessage):
-            key = self._signature_key_of(group, out.sender, out.epoch)
-            self._check_sender(conv, key, env)
-            return self._incoming(conv, env, out.data, out.authenticated_data, out.epoch, now_ms)
-        if isinstance(out, ProposalStored):
-            if not out.own:
-                sender = out.sender
-                if sender.sender_type != SenderType.MEMBER:
+            return self._delivered(conv, env, facts[-1], out, now_ms)
+        return None  # a proposal (stored) or our own commit, already merged
+
+    def _sender_check(self, conv: Conversation, env: MessageEnvelope, facts: list[tuple[UserId, Hlc]]) -> SenderCheck:
+        """The SDK's sender rules as the engine's ``check_sender`` hook for ``env``: the MLS
+        sender must be ``env.sender_device``; proposals must come from members and be of a kind
+        this SDK can commit (see :data:`COMMITTABLE_PROPOSALS`); an application message's
+        authenticated HLC must be the envelope's and its sender's account must be known (the
+        sender's account and HLC are appended to ``facts``)."""
+
+        def check(info: SenderInfo) -> None:
+            if conv.device_of_key(info.signature_key) != env.sender_device:
+                raise InvalidInput("the envelope's sender_device is not the MLS sender of its message")
+            if info.content_type == ContentType.PROPOSAL and not info.own:
+                if info.sender.sender_type != SenderType.MEMBER:
                     raise InvalidInput("only member proposals are accepted")
-                member = group.member(sender.index)
-                self._check_sender(conv, member.signature_key if member is not None else b"", env)
-            return None
-        if isinstance(out, CommitApplied):
-            return None  # our own commit, already merged
-        raise MlsError("unexpected processing result")  # pragma: no cover
+                if not isinstance(info.proposal, COMMITTABLE_PROPOSALS):
+                    raise InvalidInput(f"a {type(info.proposal).__name__} proposal is not accepted (this SDK cannot commit it)")
+            elif info.content_type == ContentType.APPLICATION:
+                hlc = hlc_from_aad(info.authenticated_data)
+                if hlc is None:
+                    hlc = env.hlc  # a sender that does not authenticate its clock
+                elif hlc != env.hlc:
+                    raise InvalidInput("the envelope's HLC is not the one authenticated in the message")
+                facts.append((self._user_of(conv, env.sender_device), hlc))
 
-    @staticmethod
-    def _signature_key_of(group: Group, leaf: int, epoch: int) -> bytes:
-        if epoch == group.epoch:
-            m = group.member(leaf)
-            return m.signature_key if m is not None else b""
-        # A retained past epoch: the engine keeps its roster's signature keys.
-        past = group._past_epochs.get(epoch)
-        return past.signature_keys.get(leaf, b"") if past is not None else b""
-
-    def _check_sender(self, conv: Conversation, signature_key: bytes, env: MessageEnvelope) -> None:
-        if not signature_key or conv.device_of_key(signature_key) != env.sender_device:
-            raise InvalidInput("the envelope's sender_device is not the MLS sender of its message")
+        return check
 
     def _user_of(self, conv: Conversation, device: DeviceId) -> UserId:
         group = conv.group
@@ -1045,16 +1054,14 @@ class MessagingClient:
             raise MlsError("the sender left the conversation and its account is not known any more")
         return user
 
-    def _incoming(
-        self, conv: Conversation, env: MessageEnvelope, data: bytes, aad: bytes, epoch: int, now_ms: int
+    @staticmethod
+    def _delivered(
+        conv: Conversation, env: MessageEnvelope, facts: tuple[UserId, Hlc], app: ApplicationMessage, now_ms: int
     ) -> IncomingMessage:
-        hlc = hlc_from_aad(aad)
-        if hlc is None:
-            hlc = env.hlc  # a sender that does not authenticate its clock
-        elif hlc != env.hlc:
-            raise InvalidInput("the envelope's HLC is not the one authenticated in the message")
+        """The IncomingMessage of an accepted application message; this device's clock moves past the sender's."""
+        user, hlc = facts
         conv.set_hlc(conv.hlc.receive(hlc, now_ms))
-        return IncomingMessage(conv.id, self._user_of(conv, env.sender_device), env.sender_device, data, hlc, env.seq, epoch)
+        return IncomingMessage(conv.id, user, env.sender_device, app.data, hlc, env.seq, app.epoch)
 
     def _decrypt_history(self, conv: Conversation, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
         history = conv.history
@@ -1063,15 +1070,9 @@ class MessagingClient:
                 # A later epoch: this device's own Welcome will bring its keys. Do not consume it.
                 raise _WaitForWelcome(f"conversation {conv.id.as_hex()}: epoch {env.epoch} waits for this device's Welcome")
             return None  # an epoch before everything this device holds keys for
-        body = decode_exact(MLSMessage, env.payload).body
-        if not isinstance(body, PrivateMessage):
-            raise InvalidInput("an application message must be a PrivateMessage")
-
-        def check(key: bytes) -> None:
-            self._check_sender(conv, key, env)
-
-        _, data, aad = history.decrypt(body, check)
-        return self._incoming(conv, env, data, aad, env.epoch, now_ms)
+        facts: list[tuple[UserId, Hlc]] = []
+        app = history.decrypt(env.payload, self._sender_check(conv, env, facts))
+        return self._delivered(conv, env, facts[-1], app, now_ms)
 
     async def sync_conversations(self, now_ms: int) -> list[IncomingMessage]:
         """Catch-up: fetch and process every open conversation's log since its cursor; returns the
@@ -1285,7 +1286,7 @@ class MessagingClient:
             history = HistoryReader.from_records(self._crypto, h_records)
         except MlsError as exc:
             raise InvalidInput(f"the snapshot's state is malformed: {exc}") from None
-        if any(p.framing.group_id != conv_id.value for p in history.epochs.values()):
+        if history.view.group_id != conv_id.value:
             raise InvalidInput("the snapshot's state is for another group")
         meta = ConversationMeta(conv_id, meta.name, max(history.epochs), len(history.roster), False, meta.created_at_ms)
         async with self._create_lock:

@@ -31,7 +31,7 @@ A linked device receives, in the catch-up snapshot, what lets it read the
 messages of the epochs another device of the account is in — but NOT that
 device's leaf: no signing key, no HPKE path keys, no init/exporter secrets.
 :class:`HistoryReader` keeps, per epoch, only the framing secrets and the
-secret tree (the engine's ``PastEpoch``), so it can decrypt application
+secret tree (the engine's ``HistoryView``), so it can decrypt application
 messages of those epochs and can never send (it would reuse the other
 device's ratchet generations), never process a commit and never follow the
 group into a later epoch (so revoking the device also ends what it can read).
@@ -45,20 +45,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from ping_core.clock import Hlc
 from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
-from ping_core.errors import InvalidInput, MlsDecodeError, MlsError, PingError, StorageError
+from ping_core.errors import InvalidInput, MlsDecodeError, PingError, StorageError
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.mls.codec import Reader
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing import unprotect_private
-from ping_core.mls.group import Group
-from ping_core.mls.group.state import PastEpoch
-from ping_core.mls.structs import ContentType, FramedContent, PrivateMessage
+from ping_core.mls.group import ApplicationMessage, Group, HistoryView, RecordChanges, SenderCheck
+from ping_core.mls.structs import ContentType
 from ping_core.storage import MlsStateStore
 from ping_core.sync import SyncCursor
 
@@ -319,17 +317,17 @@ def _decode_roster(data: bytes) -> list[MemberInfo]:
 class HistoryReader:
     """Read-only application-message decryption for epochs imported from another device.
 
-    Holds per epoch the engine's ``PastEpoch`` (framing secrets, secret tree,
-    the roster's signature keys) and nothing else: it cannot sign, cannot
-    process a commit and cannot derive any later epoch. Records (relative to
-    ``c/<id>/h/``): ``past:<e>``, ``st:<e>:<name>`` and ``roster``.
+    The engine's :class:`~ping_core.mls.group.HistoryView` (per epoch: framing
+    secrets, secret tree, the roster's signature keys) plus the roster as the
+    SDK sees it; nothing else: it cannot sign, cannot process a commit and
+    cannot derive any later epoch. Records (relative to ``c/<id>/h/``): the
+    view's (``past:<e>``, ``st:<e>:<name>``) and ``roster``.
     """
 
-    __slots__ = ("_crypto", "epochs", "roster")
+    __slots__ = ("view", "roster")
 
-    def __init__(self, crypto: CryptoProvider, epochs: dict[int, PastEpoch], roster: list[MemberInfo]) -> None:
-        self._crypto = crypto
-        self.epochs = epochs
+    def __init__(self, view: HistoryView, roster: list[MemberInfo]) -> None:
+        self.view = view
         self.roster = roster
 
     @classmethod
@@ -338,96 +336,47 @@ class HistoryReader:
         roster_raw = records.get("roster")
         if roster_raw is None:
             raise InvalidInput("history records lack the roster")
-        epochs: dict[int, PastEpoch] = {}
-        names = set(records) - {"roster"}
-        for name in list(names):
-            if name.startswith("past:"):
-                try:
-                    epoch = int(name[5:])
-                except ValueError:
-                    raise InvalidInput(f"malformed history record {name!r}") from None
-                if name != f"past:{epoch}" or epoch < 0:
-                    raise InvalidInput(f"malformed history record {name!r}")
-                prefix = f"st:{epoch}:"
-                st = {k[len(prefix) :]: v for k, v in records.items() if k.startswith(prefix)}
-                epochs[epoch] = PastEpoch.decode(crypto, records[name], st)
-                names.discard(name)
-                names.difference_update(prefix + k for k in st)
-        if names:
-            raise InvalidInput("history records hold an unexpected record")
-        if not epochs:
-            raise InvalidInput("history records hold no epoch")
-        return cls(crypto, epochs, _decode_roster(roster_raw))
+        view = HistoryView.from_records(crypto, {k: v for k, v in records.items() if k != "roster"})
+        return cls(view, _decode_roster(roster_raw))
 
     @staticmethod
     def export_records(group: Group, members: list[MemberInfo]) -> dict[str, bytes]:
-        """The history-only records of ``group``'s current and retained past epochs.
-
-        Built from the group's records plus the framing of its current epoch;
-        the signing key, the path keys and every secret that derives a later
-        epoch are left out by construction.
-        """
-        records = group.records()
-        out: dict[str, bytes] = {}
-        epoch = group.epoch
-        # The engine offers no public "history view"; PastEpoch.of is what it
-        # keeps of an epoch for late messages, so it is exactly what we want.
-        out[f"past:{epoch}"] = PastEpoch.of(group._state).encode_meta()
-        for name, value in records.items():
-            if name.startswith("past:") or name.startswith("st:"):
-                out[name] = value
+        """SECRET: the history-only records of ``group``'s current and retained past epochs
+        (the engine's history view: no signing key, no path keys, nothing that derives a later epoch)."""
+        out = group.export_history_view().records()
         out["roster"] = _encode_roster(members)
         return out
 
-    def decrypt(self, msg: PrivateMessage, check_sender: Callable[[bytes], None]) -> tuple[int, bytes, bytes]:
-        """Decrypt an application message of an imported epoch.
+    @property
+    def epochs(self) -> tuple[int, ...]:
+        """The imported epochs, ascending."""
+        return self.view.epochs
 
-        ``check_sender(signature_key)`` runs before anything changes and may
-        raise to refuse the message. Returns (sender leaf, data, authenticated
-        data); the consumed generation shows in :meth:`changes`.
+    def decrypt(self, payload: bytes, check_sender: SenderCheck) -> ApplicationMessage:
+        """Decrypt an application message (MLSMessage bytes) of an imported epoch.
+
+        ``check_sender`` runs once the sender is authenticated and before
+        anything changes, and may raise to refuse the message; the consumed
+        generation shows in :meth:`changes`.
         """
-        past = self.epochs.get(msg.epoch)
-        if past is None:
-            raise MlsError(f"no history for epoch {msg.epoch}")
-        if msg.content_type != ContentType.APPLICATION:
-            raise MlsError("history-only state reads application messages only")
-        keys = past.signature_keys
+        return self.view.decrypt(payload, check_sender=check_sender)
 
-        def signer_key(content: FramedContent) -> bytes:
-            key = keys.get(content.sender.index)
-            if key is None:
-                raise MlsError(f"a message from blank leaf {content.sender.index}")
-            check_sender(key)
-            return key
+    def forget_before(self, epoch: int) -> bool:
+        """Forget imported epochs older than ``epoch``; False when none would be left (drop the reader)."""
+        if all(e < epoch for e in self.view.epochs):
+            return False
+        self.view.forget_before(epoch)
+        return True
 
-        un = unprotect_private(self._crypto, past.framing, msg, signer_key, defer_commit=True)
-        data = un.content.content.content
-        if not isinstance(data, bytes):  # pragma: no cover - the content type said application
-            raise MlsError("not application data")
-        step = un.ratchet_key
-        assert step is not None
-        tree = past.framing.secret_tree
-        tree.commit(step)
-        return un.content.content.sender.index, data, msg.authenticated_data
-
-    def changes(self) -> tuple[dict[str, bytes], set[str]]:
+    def changes(self) -> RecordChanges:
         """Records (relative to ``h/``) written and deleted since the last :meth:`mark_saved`."""
-        written: dict[str, bytes] = {}
-        deleted: set[str] = set()
-        for epoch, past in self.epochs.items():
-            ch = past.framing.secret_tree.changes()
-            for n, v in ch.written.items():
-                written[f"st:{epoch}:{n}"] = v
-            for n in ch.deleted:
-                deleted.add(f"st:{epoch}:{n}")
-        return written, deleted
+        return self.view.changed_records()
 
     def mark_saved(self) -> None:
-        for past in self.epochs.values():
-            past.framing.secret_tree.mark_saved()
+        self.view.mark_saved()
 
     def __repr__(self) -> str:
-        return f"HistoryReader(epochs={sorted(self.epochs)})"
+        return f"HistoryReader(epochs={list(self.epochs)}, roster={len(self.roster)})"
 
 
 # ---------------------------------------------------------------------------
@@ -694,18 +643,24 @@ class Conversation:
     def prune_history(self, undo: StoreUndo, keep_from_epoch: int) -> None:
         """Forget imported epochs older than ``keep_from_epoch`` (all of them when none is left)."""
         h = self.history
-        if h is None:
+        if h is None or all(e >= keep_from_epoch for e in h.epochs):
             return
-        old = [e for e in h.epochs if e < keep_from_epoch]
-        if not old:
-            return
-        for e in old:
-            del h.epochs[e]
-            undo.delete(self.prefix + f"h/past:{e}")
-            undo.delete_prefix(self.prefix + f"h/st:{e}:")
-        if not h.epochs:
+        if h.forget_before(keep_from_epoch):
+            self._write_history(undo)
+        else:
             undo.delete_prefix(self.prefix + "h/")
             self._history = None
+
+    def _write_history(self, undo: StoreUndo) -> None:
+        h = self._history
+        if h is None:
+            return
+        ch = h.changes()
+        for name, value in ch.written.items():
+            undo.put(self.prefix + "h/" + name, value)
+        for name in ch.deleted:
+            undo.delete(self.prefix + "h/" + name)
+        h.mark_saved()
 
     def _write_group(self, undo: StoreUndo, *, full: bool = False) -> None:
         g = self._group
@@ -731,14 +686,7 @@ class Conversation:
             self.prune_history(undo, keep)
         if self._loaded:
             self._write_group(undo)
-            h = self._history
-            if h is not None:
-                written, deleted = h.changes()
-                for name, value in written.items():
-                    undo.put(p + "h/" + name, value)
-                for name in deleted:
-                    undo.delete(p + "h/" + name)
-                h.mark_saved()
+            self._write_history(undo)
         for name in self._dirty:
             if name == "meta":
                 undo.put(p + "meta", self.meta.encode())

@@ -54,9 +54,12 @@ def _state(d: Device, conv: ConversationId) -> tuple[object, ...]:
 
 async def _refused(d: Device, env: MessageEnvelope) -> None:
     before = _state(d, env.conversation_id)
+    group = d.client._convs[env.conversation_id].group
     with pytest.raises(PingError):
         await d.client.process_envelope(env, NOW)
     assert _state(d, env.conversation_id) == before
+    # Refused before anything changed (the engine's check_sender hook): the group was not rebuilt.
+    assert d.client._convs[env.conversation_id].group is group
 
 
 async def test_foreign_and_forged_envelopes_change_nothing(setup: Setup) -> None:
