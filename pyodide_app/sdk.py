@@ -325,7 +325,10 @@ class BrowserSdk:
         await s.db.state.flush(records)
 
     async def sync_round(self) -> dict[str, Any]:
-        """Welcomes, then every conversation; decrypted messages stored with the state that consumed them."""
+        """Welcomes, then every conversation; decrypted messages stored with the state that consumed them.
+
+        Returns (and announces) the messages this browser had not stored before.
+        """
         s = await self.require()
         async with s.use() as c:
             before = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
@@ -333,13 +336,17 @@ class BrowserSdk:
             with s.deferring():
                 incoming = await c.sync_conversations(now_ms())
                 records = dict(inbox.incoming_record(m) for m in incoming)
+                # The SDK may hand a message out again (to another context, after a
+                # restart) until it is acknowledged: storing it again is harmless (same
+                # key, same value), announcing it again is not useful.
+                known = {k for k in records if await s.db.app.get(k) is not None}
                 await s.db.state.flush(records)
             after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
         self._forbidden.difference_update(joined)
         changed = sorted(
             cid.as_hex() for cid in set(before) | set(after) if before.get(cid) != after.get(cid) or cid in joined
         )
-        messages = [inbox.decode_message(k, v) for k, v in sorted(records.items())]
+        messages = [inbox.decode_message(k, v) for k, v in sorted(records.items()) if k not in known]
         self._emit_messages(s, messages)
         if changed:
             _emit({"type": "conversations", "changed": changed})

@@ -188,6 +188,8 @@ class AccountSession:
         client = self._client
         if client is None:
             return 0
-        # ping_core has no public accessor for a conversation's sync cursor.
-        c = client._convs.get(conv)  # noqa: SLF001
-        return c.cursor.seq if c is not None else 0
+        # ping_core has no public accessor for a conversation's sync cursor; a hint of 0
+        # (if that private layout ever changes) only costs an early return of the long poll.
+        c = getattr(client, "_convs", {}).get(conv)
+        seq = getattr(getattr(c, "cursor", None), "seq", 0)
+        return seq if isinstance(seq, int) else 0
