@@ -88,6 +88,7 @@ from ping_core.errors import (
     UnknownConversation,
 )
 from ping_core.identity import Identity
+from ping_core.inbox import INBOX_DIR, inbox_name
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import MAX_NAME_LEN, ConversationMeta
@@ -159,6 +160,12 @@ class ClientConfig:
     ``device_signing_secret_key`` (32-byte Ed25519 seed) fixes the device key
     on FIRST init only. ``crypto`` overrides the crypto provider (default:
     ``default_provider()``).
+
+    ``explicit_ack`` (beyond the spec) chooses when a decrypted message leaves
+    the durable inbox (see :meth:`MessagingClient.sync_conversations`):
+    ``False`` (the spec's contract): when the call that returns it returns;
+    ``True``: when the app calls :meth:`MessagingClient.ack_messages` — at
+    least once across crashes.
     """
 
     identity: Identity
@@ -169,6 +176,7 @@ class ClientConfig:
     storage_backend: StorageBackend | BlobStore = field(default_factory=StorageBackend.Memory)
     device_signing_secret_key: bytes | None = field(default=None, repr=False)
     crypto: CryptoProvider | None = field(default=None, repr=False)
+    explicit_ack: bool = False
 
     @classmethod
     def new_in_memory(
@@ -282,6 +290,7 @@ class MessagingClient:
         store: MlsStateStore,
         storage: Storage,
         transport: Transport,
+        explicit_ack: bool = False,
     ) -> None:
         """Internal: use :meth:`init`."""
         self._identity = identity
@@ -291,6 +300,7 @@ class MessagingClient:
         self._store = store
         self._storage = storage
         self._transport = transport
+        self._explicit_ack = explicit_ack
         self._convs: dict[ConversationId, Conversation] = {}
         self._dg_id = ConversationId.device_group(identity.user_id)
         # Serialises creating conversations (create / join / import) so an id is installed once.
@@ -338,6 +348,7 @@ class MessagingClient:
             store=store,
             storage=cfg.storage,
             transport=cfg.transport,
+            explicit_ack=bool(cfg.explicit_ack),
         )
         client._rehydrate()
         await client._ensure_device_group(now_ms)
@@ -367,16 +378,19 @@ class MessagingClient:
         return device
 
     def _rehydrate(self) -> None:
-        ids: set[str] = set()
+        # One pass over the keys: the conversation ids and each one's inbox record names.
+        inboxes: dict[str, list[str]] = {}
         n = len(CONVERSATIONS_PREFIX)
         for key in self._store.keys(CONVERSATIONS_PREFIX):
             slash = key.find("/", n)
             if slash > n:
-                ids.add(key[n:slash])
-        for hex_id in sorted(ids):
+                names = inboxes.setdefault(key[n:slash], [])
+                if key.startswith(INBOX_DIR, slash + 1):
+                    names.append(key[slash + 1 + len(INBOX_DIR) :])
+        for hex_id, names in sorted(inboxes.items()):
             try:
                 conv_id = ConversationId.from_hex(hex_id)
-                conv = Conversation.open(self._store, self._crypto, conv_id)
+                conv = Conversation.open(self._store, self._crypto, conv_id, names)
             except PingError as exc:
                 log.warning("skipping stored conversation %s: %s: %s", hex_id, type(exc).__name__, exc)
                 continue
@@ -932,14 +946,17 @@ class MessagingClient:
         conv = self._conv(env.conversation_id)
         async with conv.lock:
             undo = StoreUndo(self._store)
-            msg = self._process_one(conv, env, now_ms, undo)
+            # Returned at once: in the inbox only until the app acknowledges it, if it does so explicitly.
+            msg = self._process_one(conv, env, now_ms, undo, keep=self._explicit_ack)
             await self._persist(conv, undo)
+            if msg is not None and self._explicit_ack:
+                conv.inbox.hand_out(inbox_name(msg))
             if conv.op is not None and conv.op.merged:
                 await self._finish_op(conv, raise_errors=False)
             return msg
 
     def _process_one(
-        self, conv: Conversation, env: MessageEnvelope, now_ms: int, undo: StoreUndo, *, in_order: bool = False
+        self, conv: Conversation, env: MessageEnvelope, now_ms: int, undo: StoreUndo, *, in_order: bool = False, keep: bool = True
     ) -> IncomingMessage | None:
         """Process ``env`` and write the result to the working set (synchronous: no other task
         sees a half-applied envelope). On failure the cached conversation is restored.
@@ -947,7 +964,7 @@ class MessagingClient:
         ``in_order``: the envelope comes from ``fetch_since`` (the log is
         authoritative, the cursor moves to it); otherwise (a live push) the
         cursor only moves over contiguous positions, so a gap is still fetched
-        by the next sync."""
+        by the next sync. ``keep``: store the message in the inbox with that state."""
         seq = env.seq
         if seq and (seq <= conv.cursor.seq or seq in conv.seen_above_cursor):
             return None  # already consumed
@@ -976,6 +993,8 @@ class MessagingClient:
             else:
                 conv.seen_above_cursor.add(seq)  # out of order (a live push): the cursor waits for the gap
                 undo.seen.append((conv.seen_above_cursor, seq))
+        if msg is not None and keep:
+            conv.keep_incoming(msg, undo)  # in the inbox, durable with the state that consumed it
         conv.save(undo)
         return msg
 
@@ -1076,30 +1095,113 @@ class MessagingClient:
 
     async def sync_conversations(self, now_ms: int) -> list[IncomingMessage]:
         """Catch-up: fetch and process every open conversation's log since its cursor; returns the
-        new application messages in apply order.
+        inbox's undelivered messages, then the new application messages in apply order.
 
         Per-conversation isolation (a failing conversation is logged and
         skipped) and per-envelope isolation (a bad envelope is logged and
         skipped for good: the cursor moves past it). Beyond the spec: pages of
         ``SYNC_PAGE`` with the cursor advancing between pages (the spec
-        re-fetched a full page with an unchanged cursor); each page is
-        checkpointed with its cursor before its messages are returned, so a
-        crash re-delivers nothing twice and loses nothing; an interrupted
+        re-fetched a full page with an unchanged cursor); an interrupted
         commit of ours is settled afterwards (see the module docstring).
+
+        Beyond the spec, durable delivery: every message is stored in its
+        conversation's inbox (``ping_core.inbox``) in the same checkpoint as
+        the state and cursor that consumed it, and leaves the inbox when it is
+        acknowledged; messages stored but not yet returned by this client come
+        first (those a crash or a cancelled call kept from the app, those
+        decrypted while :meth:`send` caught up). When is a message acknowledged?
+
+        * ``ClientConfig.explicit_ack=False`` (default, the spec's contract):
+          when it is returned — this call deletes the records of what it
+          returns in its last checkpoint, just before it returns. A crash or
+          cancellation anywhere before that (between pages, between
+          conversations) loses nothing: the next call returns them.
+        * ``explicit_ack=True``: when the app calls :meth:`ack_messages` after
+          it stored them. Until then this client does not return them again,
+          but after a restart every unacknowledged message is returned again:
+          at least once, a duplicate only across a crash, identifiable by
+          (conversation_id, seq).
         """
         now_ms = _check_now(now_ms)
-        delivered: list[IncomingMessage] = []
-        for conv in list(self._convs.values()):
+        convs = list(self._convs.values())
+        delivered: list[tuple[Conversation, IncomingMessage]] = []
+        for conv in convs:
+            async with conv.lock:
+                delivered += ((conv, m) for m in self._undelivered(conv))
+        for conv in convs:
+            fresh: list[IncomingMessage] = []
             try:
                 async with conv.lock:
-                    await self._sync_one(conv, now_ms, delivered)
+                    await self._sync_one(conv, now_ms, fresh)
             except PingError as exc:
                 # A history-only conversation is normally not readable before its Welcome (403).
                 quiet = isinstance(exc, TransportError) and exc.status == 403 and conv.loaded and conv.group is None
                 (log.debug if quiet else log.warning)(
                     "sync: conversation %s skipped: %s: %s", conv.id.as_hex(), type(exc).__name__, exc
                 )
-        return delivered
+            delivered += ((conv, m) for m in fresh)  # durable: _sync_one checkpointed their pages
+        return await self._return(delivered)
+
+    async def pending_messages(self) -> list[IncomingMessage]:
+        """Beyond the spec: the inbox's messages this client has not returned yet, per conversation
+        in log order, without touching the network (after a restart: what a crash kept from the
+        app). Acknowledged as :meth:`sync_conversations` says (returned, or by :meth:`ack_messages`)."""
+        delivered: list[tuple[Conversation, IncomingMessage]] = []
+        for conv in list(self._convs.values()):
+            async with conv.lock:
+                delivered += ((conv, m) for m in self._undelivered(conv))
+        return await self._return(delivered)
+
+    async def ack_messages(self, messages: Iterable[IncomingMessage]) -> None:
+        """Beyond the spec: acknowledge ``messages`` (the app stored them; see
+        :meth:`sync_conversations`): their inbox records are deleted and checkpointed. Unknown or
+        already acknowledged messages are ignored. ``StorageError`` when the checkpoint fails
+        (the deletions stay pending; the next checkpoint writes them)."""
+        if isinstance(messages, IncomingMessage) or not isinstance(messages, Iterable):
+            raise InvalidInput("ack_messages needs an iterable of IncomingMessage")
+        by_conv: dict[ConversationId, list[str]] = {}
+        for msg in messages:
+            if not isinstance(msg, IncomingMessage):
+                raise InvalidInput("ack_messages needs an iterable of IncomingMessage")
+            by_conv.setdefault(msg.conversation_id, []).append(inbox_name(msg))
+        for conv_id, names in by_conv.items():
+            conv = self._convs.get(conv_id)
+            if conv is None:
+                continue
+            async with conv.lock:
+                for name in names:
+                    if name in conv.inbox:
+                        conv.drop_incoming(name)
+        if self._store.pending:
+            await self._store.checkpoint()
+
+    @staticmethod
+    def _undelivered(conv: Conversation) -> list[IncomingMessage]:
+        """The inbox's messages not yet returned by this client (caller holds ``conv.lock``)."""
+        out = []
+        for name in conv.inbox.undelivered():
+            msg = conv.read_incoming(name)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    async def _return(self, delivered: list[tuple[Conversation, IncomingMessage]]) -> list[IncomingMessage]:
+        """Hand ``delivered`` (durable in the inbox) to the app: with explicit acks they wait for
+        :meth:`ack_messages`; otherwise returning them acknowledges them, so their records are
+        deleted in one last checkpoint (if it fails they are returned all the same and the next
+        checkpoint writes the deletions: a crash before that repeats them, never loses them)."""
+        for conv, msg in delivered:
+            name = inbox_name(msg)
+            if self._explicit_ack:
+                conv.inbox.hand_out(name)
+            elif name in conv.inbox:
+                conv.drop_incoming(name)
+        if not self._explicit_ack and self._store.pending:
+            try:
+                await self._store.checkpoint()
+            except StorageError as exc:
+                log.warning("inbox: acknowledgements not written yet (%s); the next checkpoint writes them", type(exc).__name__)
+        return [msg for _, msg in delivered]
 
     async def _sync_one(self, conv: Conversation, now_ms: int, delivered: list[IncomingMessage]) -> None:
         while True:

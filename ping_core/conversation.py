@@ -12,6 +12,7 @@ writes tears them apart)::
     c/<id>/info        {"v":1, "joined_epoch": uint}           (first epoch of our own leaf)
     c/<id>/leaves      {"v":1, "leaves": [[device_id, leaf], ...]}   derived from the tree
     c/<id>/op          our commit in flight (see PendingOp)    (present only while one is)
+    c/<id>/i/<seq>     a decrypted message the app has not acknowledged (see ping_core.inbox)
     c/<id>/g/<name>    the live MLS group's records (Group.records(); a send changes one small record)
     c/<id>/h/<name>    history-only epochs imported from another device (see HistoryReader)
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -51,7 +53,8 @@ from ping_core.clock import Hlc
 from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
 from ping_core.errors import InvalidInput, MlsDecodeError, PingError, StorageError
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.message import MessageKind
+from ping_core.inbox import INBOX_DIR, Inbox, decode_incoming, encode_incoming, inbox_name
+from ping_core.message import IncomingMessage, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.mls.codec import Reader
 from ping_core.mls.crypto import CryptoProvider
@@ -76,6 +79,8 @@ __all__ = [
     "hlc_aad",
     "hlc_from_aad",
 ]
+
+log = logging.getLogger("ping_core.conversation")
 
 CONVERSATIONS_PREFIX = "c/"
 _INFO_VERSION = 1
@@ -430,6 +435,7 @@ class Conversation:
         "seen_above_cursor",
         "departed",
         "_prune_below",
+        "inbox",
     )
 
     def __init__(
@@ -465,6 +471,8 @@ class Conversation:
         # Accounts of devices that left the group (for late messages of past epochs), in memory only.
         self.departed: dict[DeviceId, UserId] = {}
         self._prune_below: int | None = None
+        # Decrypted messages not acknowledged by the app (records under i/, see ping_core.inbox).
+        self.inbox = Inbox()
 
     def __repr__(self) -> str:
         return f"Conversation(id={self.id.as_hex()}, epoch={self.meta.epoch}, cursor={self.cursor.seq})"
@@ -472,9 +480,12 @@ class Conversation:
     # -- loading -------------------------------------------------------------
 
     @classmethod
-    def open(cls, store: MlsStateStore, crypto: CryptoProvider, conv_id: ConversationId) -> Conversation:
-        """The conversation's header records (meta, cursor, clock, info, op, leaves); the group
-        and history are parsed on first use. ``InvalidInput`` when a header record is corrupt."""
+    def open(
+        cls, store: MlsStateStore, crypto: CryptoProvider, conv_id: ConversationId, inbox_names: Iterable[str] | None = None
+    ) -> Conversation:
+        """The conversation's header records (meta, cursor, clock, info, op, leaves) and its inbox
+        index (``inbox_names``: the names under ``i/``, when the caller listed them already); the
+        group and history are parsed on first use. ``InvalidInput`` when a header record is corrupt."""
         p = conversation_prefix(conv_id)
         raw_meta = store.get(p + "meta")
         if raw_meta is None:
@@ -494,7 +505,12 @@ class Conversation:
         leaves = _decode_leaves(raw) if raw is not None else {}
         if store.get(p + "g/state") is None and store.get(p + "h/roster") is None:
             raise InvalidInput("the conversation has neither group nor history records")
-        return cls(conv_id, store, crypto, meta, cursor, hlc, joined, op, leaves)
+        conv = cls(conv_id, store, crypto, meta, cursor, hlc, joined, op, leaves)
+        if inbox_names is None:
+            n = len(p) + len(INBOX_DIR)
+            inbox_names = [k[n:] for k in store.keys(p + INBOX_DIR)]
+        conv.inbox = Inbox(inbox_names)
+        return conv
 
     def _load(self) -> None:
         if self._loaded:
@@ -542,6 +558,8 @@ class Conversation:
         fresh = Conversation.open(self.store, self.crypto, self.id)
         self.meta, self.cursor, self.hlc = fresh.meta, fresh.cursor, fresh.hlc
         self.joined_epoch, self.op, self.leaves = fresh.joined_epoch, fresh.op, fresh.leaves
+        # What was handed to the app stays handed out (it must not be delivered twice).
+        self.inbox = Inbox(fresh.inbox.undelivered(), self.inbox.handed())
         self._group = self._history = None
         self._loaded = False
         self._dirty.clear()
@@ -573,6 +591,32 @@ class Conversation:
 
     def leaf_of(self, device_id: DeviceId) -> int | None:
         return self.leaves.get(device_id)
+
+    # -- the inbox -----------------------------------------------------------
+
+    def keep_incoming(self, msg: IncomingMessage, undo: StoreUndo) -> str:
+        """Write ``msg`` to the inbox (working set: durable with the state that consumed it)."""
+        name = inbox_name(msg)
+        undo.put(self.prefix + INBOX_DIR + name, encode_incoming(msg))
+        self.inbox.add(name)
+        return name
+
+    def read_incoming(self, name: str) -> IncomingMessage | None:
+        """The inbox message ``name``; ``None`` (and the record is deleted, with a warning)
+        when it is missing or unreadable."""
+        raw = self.store.get(self.prefix + INBOX_DIR + name)
+        if raw is not None:
+            try:
+                return decode_incoming(self.id, raw)
+            except InvalidInput as exc:
+                log.warning("conversation %s: inbox record %s is unreadable (%s); dropped", self.id.as_hex(), name, exc)
+        self.drop_incoming(name)
+        return None
+
+    def drop_incoming(self, name: str) -> None:
+        """Delete an inbox record (an acknowledgement: straight to the working set, never undone)."""
+        self.store.delete(self.prefix + INBOX_DIR + name)
+        self.inbox.remove(name)
 
     # -- changes -------------------------------------------------------------
 

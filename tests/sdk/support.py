@@ -125,8 +125,9 @@ class CrashingTransport:
 class Device:
     """One device of an account on a :class:`World`."""
 
-    def __init__(self, world: World, identity: Identity, label: str, plan: CrashPlan | None) -> None:
+    def __init__(self, world: World, identity: Identity, label: str, plan: CrashPlan | None, explicit_ack: bool = False) -> None:
         self.world = world
+        self.explicit_ack = explicit_ack
         self.identity = identity
         self.label = label
         self.secret = os.urandom(32)
@@ -153,6 +154,7 @@ class Device:
             now_ms=NOW,
             storage_backend=StorageBackend.Custom(self.blob_store),
             device_signing_secret_key=self.secret,
+            explicit_ack=self.explicit_ack,
         )
 
     async def start(self) -> MessagingClient:
@@ -217,8 +219,10 @@ class World:
         self.service = MemoryDeliveryService()
         self.skipped_welcomes: list[tuple[str, str]] = []
 
-    async def device(self, label: str, identity: Identity | None = None, *, crashable: bool = False) -> Device:
-        dev = Device(self, identity or Identity.generate(), label, CrashPlan() if crashable else None)
+    async def device(
+        self, label: str, identity: Identity | None = None, *, crashable: bool = False, explicit_ack: bool = False
+    ) -> Device:
+        dev = Device(self, identity or Identity.generate(), label, CrashPlan() if crashable else None, explicit_ack)
         await self.service.connect(dev.identity, dev.local, NOW)
         await dev.start()
         return dev
