@@ -128,6 +128,8 @@ __all__ = [
     "MemberInfo",
     "SYNC_PAGE",
     "DEVICE_GROUP_NAME",
+    "COMMITTABLE_PROPOSALS",
+    "PROPOSAL_COMMIT_DELAY_MS",
 ]
 
 log = logging.getLogger("ping_core.client")
@@ -143,6 +145,11 @@ _MAX_EXPORT_LEN = 255 * 32  # HKDF-Expand limit of the MLS exporter (SHA-256)
 #: cannot move a conversation to a new group), a PreSharedKey (external PSKs are not
 #: distributed) or any other kind is refused when it arrives, so it can never stall sending.
 COMMITTABLE_PROPOSALS = (Add, Remove, Update, GroupContextExtensions)
+#: How long a member that is not the designated committer lets proposals of others stay pending
+#: before its sync commits them (see :meth:`MessagingClient.commit_pending_proposals`).
+PROPOSAL_COMMIT_DELAY_MS = 10_000
+#: Attempts to commit pending proposals when other commits keep winning the epoch.
+_PROPOSAL_COMMIT_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------------------
@@ -228,6 +235,46 @@ for _variant, _name in ((_Admitted, "Admitted"), (_Skipped, "Skipped"), (_Failed
 class AdmitChatOutcome:
     conversation_id: ConversationId
     status: AdmitChatStatus
+
+
+def _pending_op(kind: str, conv: Conversation, group: Group, staged: StagedCommit, *, deliver_welcome: bool) -> PendingOp:
+    """The PendingOp of our ``staged`` commit in ``group``: its Welcome goes to the devices it adds
+    (device id = SHA-256 of the new leaf's key), and the devices whose leaves it removes are
+    announced to the delivery service before each send."""
+    welcome_to: tuple[DeviceId, ...] = ()
+    if deliver_welcome and staged.welcome is not None:
+        welcome_to = tuple(conv.device_of_key(m.signature_key) for m in staged.added_members())
+    removals = []
+    for leaf in staged.result.removed:
+        key = group.signature_key(leaf)
+        if key is not None:
+            removals.append(conv.device_of_key(key))
+    return PendingOp(kind, staged.base_epoch, staged.welcome, welcome_to, tuple(removals))
+
+
+def _commit_pending(group: Group) -> StagedCommit:
+    """A commit of the pending proposals. If the engine refuses them (one this device cannot
+    commit, e.g. a KeyPackage that expired since it was proposed), an empty commit instead: the
+    epoch change drops them all, as RFC 9420 lets a committer leave proposals out."""
+    try:
+        return group.commit()
+    except MlsError as exc:
+        log.warning("pending proposals cannot be committed (%s); committing without them", exc)
+        return group.commit(include_pending=False)
+
+
+def _designated_committer(group: Group) -> bool:
+    """Whether we are the member that commits pending proposals at once: the lowest leaf index
+    that no pending Remove proposal removes."""
+    removed = {p.proposal.removed for p in group.pending_proposals if isinstance(p.proposal, Remove)}
+    for member in group.members():
+        if member.leaf_index not in removed:
+            return member.leaf_index == group.own_leaf_index
+    return False
+
+
+def _remove_leaf(leaf: int) -> Callable[[Group], StagedCommit]:
+    return lambda g: g.commit(remove=[leaf])
 
 
 class _WaitForWelcome(InvalidInput):
@@ -633,12 +680,24 @@ class MessagingClient:
         dies in between. If the transport then fails, the generation is
         simply lost (harmless) and the ``TransportError`` propagates. The
         HLC is authenticated inside the message (MLS authenticated data).
+
+        Beyond the spec (never stalled by proposals): MLS forbids sending
+        application data while proposals are pending, so when other members'
+        proposals are pending this device first commits them (the
+        send-then-merge discipline of :meth:`add_members`; if another commit
+        wins the epoch, it catches up on the log and tries again, up to 3
+        times). Messages decrypted while catching up wait in the inbox: the
+        next :meth:`sync_conversations` or :meth:`pending_messages` returns
+        them.
         """
         plaintext = _check_bytes(plaintext, "plaintext")
         now_ms = _check_now(now_ms)
         conv = self._conv(conv_id)
         async with conv.lock:
             group = self._live(conv)
+            if group.pending_proposals:
+                await self._commit_proposals(conv, now_ms, [])
+                group = self._live(conv)
             hlc = conv.hlc.tick(now_ms)
             payload = group.protect(plaintext, hlc_aad(hlc))
             conv.set_hlc(hlc)
@@ -646,6 +705,64 @@ class MessagingClient:
             env = MessageEnvelope(conv.id, group.epoch, MessageKind.APPLICATION, self.device_id(), 0, hlc, payload)
             seq = await self._transport.send(env)
             return env.with_seq(seq) if seq else env
+
+    # -- pending proposals ----------------------------------------------------------
+
+    async def commit_pending_proposals(self, now_ms: int) -> list[ConversationId]:
+        """Beyond the spec: commit other members' pending proposals where the policy says so;
+        returns the conversations where a commit of ours took effect. ``sync_conversations`` does
+        this at its end unless told not to.
+
+        The policy, so that a group converges without every member racing to
+        commit: the designated committer — the active member with the lowest
+        leaf index that no pending proposal removes — commits at once; any
+        other member commits once the proposals have been pending for
+        :data:`PROPOSAL_COMMIT_DELAY_MS` by its clock (``now_ms``; counted from
+        when this client first saw them, so a restart starts over). Commits
+        follow the send-then-merge discipline; one that loses the epoch to
+        another commit catches up and retries. A failing conversation is
+        logged and skipped.
+        """
+        now_ms = _check_now(now_ms)
+        committed = []
+        for conv in list(self._convs.values()):
+            try:
+                async with conv.lock:
+                    if await self._commit_proposals_by_policy(conv, now_ms, []):
+                        committed.append(conv.id)
+            except PingError as exc:
+                log.warning("conversation %s: pending proposals not committed: %s", conv.id.as_hex(), type(exc).__name__)
+        return committed
+
+    async def _commit_proposals_by_policy(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
+        group = self._group(conv)
+        if group is None or not group.active or not group.pending_proposals:
+            return False
+        since = conv.proposals_pending_since(group.epoch, now_ms)
+        if now_ms - since < PROPOSAL_COMMIT_DELAY_MS and not _designated_committer(group):
+            return False
+        return await self._commit_proposals(conv, now_ms, sink)
+
+    async def _commit_proposals(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
+        """Commit the pending proposals (caller holds ``conv.lock``): True once a commit of ours
+        took effect, False when another commit cleared them first. A commit that loses the epoch
+        is dropped; the log is caught up (its messages go to the inbox and ``sink``) and, if
+        proposals are still pending, it is tried again."""
+        for _ in range(_PROPOSAL_COMMIT_ATTEMPTS):
+            if not self._live(conv).pending_proposals:
+                return False
+            try:
+                await self._commit_op(conv, "proposals", _commit_pending, now_ms)
+                return True
+            except TransportError as exc:
+                if exc.code != "epoch_advanced":
+                    raise
+            await self._sync_one(conv, now_ms, sink)
+        if self._live(conv).pending_proposals:
+            raise TransportError(
+                "other commits kept winning the epoch; the pending proposals are still uncommitted", status=409, code="epoch_advanced"
+            )
+        return False
 
     # -- commits (stage, checkpoint, send, merge) ---------------------------------
 
@@ -666,12 +783,12 @@ class MessagingClient:
         host's word for it.
         """
         now_ms = _check_now(now_ms)
-        kps, devices = self._check_entries(entries)
+        kps = self._check_entries(entries)
         conv = self._conv(conv_id)
         async with conv.lock:
-            await self._commit_op(conv, "add", lambda g: g.commit(add=kps), now_ms, welcome_to=devices)
+            await self._commit_op(conv, "add", lambda g: g.commit(add=kps), now_ms)
 
-    def _check_entries(self, entries: object) -> tuple[list[KeyPackage], list[DeviceId]]:
+    def _check_entries(self, entries: object) -> list[KeyPackage]:
         if not isinstance(entries, (list, tuple)) or not entries:
             raise InvalidInput("entries must be a non-empty list of (DeviceId, KeyPackage bytes)")
         kps, devices = [], []
@@ -688,7 +805,7 @@ class MessagingClient:
                 raise InvalidInput("a device appears twice")
             kps.append(kp)
             devices.append(dev)
-        return kps, devices
+        return kps
 
     async def set_conversation_name(self, conv_id: ConversationId, name: str | None, now_ms: int) -> None:
         """Set (or, with ``None``, clear) the conversation name carried in the GroupContext, by a
@@ -724,15 +841,12 @@ class MessagingClient:
         conv = self._conv(conv_id)
         async with conv.lock:
             group = self._live(conv)
-            removals = []
             for leaf in leaves:
-                member = group.member(leaf)
-                if member is None:
+                if group.member(leaf) is None:
                     raise InvalidInput(f"leaf {leaf} is not a member")
                 if leaf == group.own_leaf_index:
                     raise InvalidInput("a device cannot remove its own leaf with a commit")
-                removals.append(conv.device_of_key(member.signature_key))
-            await self._commit_op(conv, "remove", lambda g: g.commit(remove=leaves), now_ms, removals=removals)
+            await self._commit_op(conv, "remove", lambda g: g.commit(remove=leaves), now_ms)
 
     async def _commit_op(
         self,
@@ -741,17 +855,21 @@ class MessagingClient:
         build: Callable[[Group], StagedCommit],
         now_ms: int,
         *,
-        welcome_to: Sequence[DeviceId] = (),
-        removals: Sequence[DeviceId] = (),
+        deliver_welcome: bool = True,
     ) -> tuple[StagedCommit, MessageEnvelope]:
         """Stage, checkpoint, send, merge (caller holds ``conv.lock``). Returns the staged commit
-        (for its Welcome) and the Commit envelope."""
+        (for its Welcome) and the Commit envelope.
+
+        Who gets the Welcome and whose membership ends are read off the staged
+        commit (see :func:`_pending_op`), so the proposals of others it
+        includes are served as well as ours. ``deliver_welcome=False``: the
+        Welcome travels another way (a linking ticket)."""
         await self._settle(conv)  # an interrupted commit of ours goes first (raises if it cannot be settled now)
         group = self._live(conv)
         if group.pending_commit is not None:  # pragma: no cover - _settle resolved it or raised
             raise MlsError("an earlier commit of ours is still unresolved; sync and retry")
         staged = build(group)
-        conv.set_op(PendingOp(kind, staged.base_epoch, staged.welcome, tuple(welcome_to), tuple(removals)))
+        conv.set_op(_pending_op(kind, conv, group, staged, deliver_welcome=deliver_welcome))
         conv.set_hlc(conv.hlc.tick(now_ms))
         await self._persist(conv)
         env = self._commit_envelope(conv, staged)
@@ -877,7 +995,7 @@ class MessagingClient:
                     await self._persist(conv)
             return
         if conv.op is None or conv.op.base_epoch != staged.base_epoch:
-            conv.set_op(PendingOp("resume", staged.base_epoch, staged.welcome, (), ()))
+            conv.set_op(_pending_op("resume", conv, group, staged, deliver_welcome=True))
         found = await self._find_commit(conv, staged)
         if found == "ours":
             await self._merge_own(conv, staged, raise_welcome=False)
@@ -1093,7 +1211,7 @@ class MessagingClient:
         app = history.decrypt(env.payload, self._sender_check(conv, env, facts))
         return self._delivered(conv, env, facts[-1], app, now_ms)
 
-    async def sync_conversations(self, now_ms: int) -> list[IncomingMessage]:
+    async def sync_conversations(self, now_ms: int, *, commit_proposals: bool = True) -> list[IncomingMessage]:
         """Catch-up: fetch and process every open conversation's log since its cursor; returns the
         inbox's undelivered messages, then the new application messages in apply order.
 
@@ -1121,6 +1239,14 @@ class MessagingClient:
           but after a restart every unacknowledged message is returned again:
           at least once, a duplicate only across a crash, identifiable by
           (conversation_id, seq).
+
+        Beyond the spec: then, unless ``commit_proposals`` is false, the
+        pending proposals of other members are committed where the policy of
+        :meth:`commit_pending_proposals` says so. A host that buffers
+        checkpoints during a sync (so that they are not durable before the
+        sync returns) must pass ``commit_proposals=False`` and call
+        :meth:`commit_pending_proposals` outside that buffer: a commit may
+        only be sent once its staged state is durable.
         """
         now_ms = _check_now(now_ms)
         convs = list(self._convs.values())
@@ -1133,6 +1259,8 @@ class MessagingClient:
             try:
                 async with conv.lock:
                     await self._sync_one(conv, now_ms, fresh)
+                    if commit_proposals:
+                        await self._commit_proposals_by_policy(conv, now_ms, fresh)
             except PingError as exc:
                 # A history-only conversation is normally not readable before its Welcome (403).
                 quiet = isinstance(exc, TransportError) and exc.status == 403 and conv.loaded and conv.group is None
@@ -1283,7 +1411,7 @@ class MessagingClient:
         async with dg.lock:
             if new_device_id in dg.leaves:
                 raise InvalidInput("the device is already in the DeviceGroup")
-            staged, _ = await self._commit_op(dg, "link", lambda g: g.commit(add=[kp]), now_ms)
+            staged, _ = await self._commit_op(dg, "link", lambda g: g.commit(add=[kp]), now_ms, deliver_welcome=False)
         assert staged.welcome is not None
         entries = []
         for conv in list(self._convs.values()):
@@ -1440,7 +1568,7 @@ class MessagingClient:
                     leaf = conv.leaves.get(device_id)
                     if leaf is None:
                         continue
-                    _, env = await self._commit_op(conv, "remove", lambda g: g.commit(remove=[leaf]), now_ms, removals=[device_id])
+                    _, env = await self._commit_op(conv, "remove", _remove_leaf(leaf), now_ms)
                     envelopes.append(env)
             except PingError as exc:
                 log.warning("revoke: conversation %s failed: %s", conv.id.as_hex(), type(exc).__name__)

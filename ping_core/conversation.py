@@ -436,6 +436,7 @@ class Conversation:
         "departed",
         "_prune_below",
         "inbox",
+        "_proposals_seen",
     )
 
     def __init__(
@@ -473,6 +474,8 @@ class Conversation:
         self._prune_below: int | None = None
         # Decrypted messages not acknowledged by the app (records under i/, see ping_core.inbox).
         self.inbox = Inbox()
+        # (epoch, now_ms) when this client first saw proposals pending in that epoch; in memory only.
+        self._proposals_seen: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"Conversation(id={self.id.as_hex()}, epoch={self.meta.epoch}, cursor={self.cursor.seq})"
@@ -591,6 +594,14 @@ class Conversation:
 
     def leaf_of(self, device_id: DeviceId) -> int | None:
         return self.leaves.get(device_id)
+
+    def proposals_pending_since(self, epoch: int, now_ms: int) -> int:
+        """When this client first noticed proposals pending in ``epoch`` (``now_ms`` the first time
+        it is asked for that epoch). In memory only: a restart starts the clock again."""
+        seen = self._proposals_seen
+        if seen is None or seen[0] != epoch:
+            seen = self._proposals_seen = (epoch, now_ms)
+        return seen[1]
 
     # -- the inbox -----------------------------------------------------------
 
