@@ -26,21 +26,31 @@ method docstring says so under "Beyond the spec"; the list:
   stranding, in every case.
 * **Welcomes and removals drive the delivery service's membership**: Welcome
   recipients are primed with device ids before each Welcome; removed devices
-  are announced before each (re)send of a removing commit. An interrupted
-  add re-delivers its Welcome after the restart.
+  are announced before each (re)send of a removing commit. Both are read off
+  the staged commit, so proposals of others it includes are served too. An
+  interrupted add re-delivers its Welcome after the restart.
 * **Sender checks.** ``process_envelope`` refuses an envelope whose
   ``sender_device`` is not the MLS sender (DeviceId = SHA-256 of the leaf
   signature key) or whose routing fields (conversation, epoch, kind) disagree
-  with the MLS message, and an application message whose envelope HLC is not
-  the HLC authenticated inside the message. A failed ``process_envelope``
-  leaves the conversation exactly as it was, in memory and in storage.
+  with the MLS message, an application message whose envelope HLC is not
+  the HLC authenticated inside the message, and proposals this SDK could not
+  commit. The checks run in the engine's ``check_sender`` hook, before the
+  group changes, so a failed ``process_envelope`` leaves the conversation
+  exactly as it was, in memory and in storage, without rebuilding anything.
+* **Pending proposals never stall a conversation**: ``send`` commits other
+  members' proposals first; ``sync_conversations`` commits them by a policy
+  that lets the group converge (``commit_pending_proposals``).
 * **Device ids are verified**: ``add_members`` checks each claimed DeviceId
   against the KeyPackage's leaf key; device->leaf maps are derived from the
   tree, so ``revoke_device`` finds peer-admitted devices too.
 * **Sync** advances its cursor page by page (the spec re-fetched a full page
   with an unchanged cursor), persists the cursor with the processed state,
-  returns only messages whose processing is durable, and isolates failures
-  per conversation and per envelope.
+  and isolates failures per conversation and per envelope.
+* **Durable delivery**: a decrypted message is stored in the conversation's
+  inbox in the same checkpoint as the state that consumed it, and leaves it
+  once acknowledged (when returned, or with ``ClientConfig.explicit_ack`` by
+  ``ack_messages``): no crash or cancellation loses it
+  (``sync_conversations``, ``pending_messages``).
 * **Linking** hands over history-only state (no leaf keys, cannot send or
   follow the group; see ``HistoryReader``) and verifies that every member of
   the DeviceGroup it joins belongs to the account.
@@ -60,11 +70,12 @@ from ping_core.clock import Hlc
 from ping_core.conversation import (
     CONVERSATIONS_PREFIX,
     Conversation,
-    HistoryReader,
     MemberInfo,
     PendingOp,
     StoreUndo,
     conversation_prefix,
+    decode_history_snapshot,
+    encode_history_snapshot,
     hlc_aad,
     hlc_from_aad,
     peek_mls,
@@ -74,7 +85,6 @@ from ping_core.device import (
     CatchupConversationEntry,
     CatchupSnapshot,
     DeviceInfo,
-    GroupStateSnapshot,
     LinkingTicket,
     LocalDevice,
 )
@@ -116,8 +126,7 @@ from ping_core.mls.structs import (
     SenderType,
     Update,
 )
-from ping_core.storage import STATE_STORE_VERSION, BlobStore, MlsStateStore, Storage, StorageBackend
-from ping_core.sync import SyncCursor
+from ping_core.storage import BlobStore, MlsStateStore, Storage, StorageBackend
 from ping_core.transport import Transport
 
 __all__ = [
@@ -274,6 +283,7 @@ def _designated_committer(group: Group) -> bool:
 
 
 def _remove_leaf(leaf: int) -> Callable[[Group], StagedCommit]:
+    # A function, not a lambda in the caller's loop: the lambda would see the loop's last leaf.
     return lambda g: g.commit(remove=[leaf])
 
 
@@ -425,7 +435,8 @@ class MessagingClient:
         return device
 
     def _rehydrate(self) -> None:
-        # One pass over the keys: the conversation ids and each one's inbox record names.
+        # One pass over the keys gives the conversation ids and their inbox names: listing each
+        # conversation's inbox by prefix would scan the whole working set once per conversation.
         inboxes: dict[str, list[str]] = {}
         n = len(CONVERSATIONS_PREFIX)
         for key in self._store.keys(CONVERSATIONS_PREFIX):
@@ -487,11 +498,7 @@ class MessagingClient:
         key = (_KPL_PREFIX if last_resort else _KP_PREFIX) + bundle.ref.hex()
         undo = StoreUndo(self._store)
         undo.put(key, bundle.to_bytes())
-        try:
-            await self._store.checkpoint()
-        except StorageError:
-            undo.revert()
-            raise
+        await self._checkpoint(undo)
         return bundle.message()
 
     def _bundles_for(self, refs: Iterable[bytes]) -> dict[bytes, tuple[str, KeyPackageBundle]]:
@@ -531,15 +538,23 @@ class MessagingClient:
             return conv.live_group()  # raises: history-only
         return g
 
+    async def _checkpoint(self, undo: StoreUndo) -> None:
+        """Checkpoint the working set; if that fails, put back what ``undo`` recorded (so the
+        working set again matches the disk) and raise the ``StorageError``."""
+        try:
+            await self._store.checkpoint()
+        except StorageError:
+            undo.revert()
+            raise
+
     async def _persist(self, conv: Conversation, undo: StoreUndo | None = None) -> None:
         """Save the conversation's changes to the working set and checkpoint them. On a failed
         checkpoint the working set and the cached conversation are put back as they were."""
         undo = undo if undo is not None else StoreUndo(self._store)
         conv.save(undo)
         try:
-            await self._store.checkpoint()
+            await self._checkpoint(undo)
         except StorageError:
-            undo.revert()
             conv.reload()
             raise
 
@@ -553,11 +568,7 @@ class MessagingClient:
             meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
             undo = StoreUndo(self._store)
             conv = Conversation.create(self._store, self._crypto, group, meta, undo)
-            try:
-                await self._store.checkpoint()
-            except StorageError:
-                undo.revert()
-                raise
+            await self._checkpoint(undo)
             self._convs[conv_id] = conv
             return conv
 
@@ -589,60 +600,67 @@ class MessagingClient:
         return await self._join(welcome_envelope, now_ms, relink=False)
 
     async def _join(self, welcome_envelope: MessageEnvelope, now_ms: int, *, relink: bool) -> ConversationId:
-        if not isinstance(welcome_envelope, MessageEnvelope):
-            raise InvalidInput("join_conversation needs a MessageEnvelope")
-        if welcome_envelope.kind is not MessageKind.WELCOME:
-            raise InvalidInput("expected a Welcome envelope")
         now_ms = _check_now(now_ms)
-        payload = welcome_envelope.payload
+        group, used = self._group_from_welcome(welcome_envelope)
+        conv_id = ConversationId(group.group_id)
+        async with self._create_lock:
+            existing = self._convs.get(conv_id)
+            if existing is None:
+                meta = ConversationMeta(
+                    conv_id, group.conversation_name, group.epoch, group.member_count, conv_id.is_device_group_id, now_ms
+                )
+                undo = StoreUndo(self._store)
+                conv = Conversation.create(self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch)
+                for key in used:
+                    undo.delete(key)
+                await self._checkpoint(undo)
+                self._convs[conv_id] = conv
+                return conv_id
+        async with existing.lock:
+            await self._rejoin(existing, group, used, relink=relink)
+        return conv_id
+
+    def _group_from_welcome(self, env: MessageEnvelope) -> tuple[Group, list[str]]:
+        """The group a Welcome envelope joins with one of this device's KeyPackages, checked
+        against the envelope (and, for a DeviceGroup, against this account), and the records of
+        the one-time KeyPackages it used (to delete with the join). Nothing is stored."""
+        if not isinstance(env, MessageEnvelope):
+            raise InvalidInput("join_conversation needs a MessageEnvelope")
+        if env.kind is not MessageKind.WELCOME:
+            raise InvalidInput("expected a Welcome envelope")
         try:
-            refs = welcome_key_package_refs(payload)
+            refs = welcome_key_package_refs(env.payload)
         except MlsError:
             raise InvalidInput("the envelope's payload is not an MLS Welcome") from None
         bundles = self._bundles_for(refs)
         if not bundles:
             raise MlsError("no KeyPackage of this device matches the Welcome")
-        group = Group.join(self._crypto, payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer)
+        group = Group.join(self._crypto, env.payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer)
         if len(group.group_id) != ConversationId.LENGTH:
             raise InvalidInput("the Welcome's group id is not a Ping conversation id")
         conv_id = ConversationId(group.group_id)
-        if conv_id != welcome_envelope.conversation_id:
+        if conv_id != env.conversation_id:
             raise InvalidInput("the envelope names another conversation than its Welcome")
-        is_dg = conv_id.is_device_group_id
-        if is_dg:
+        if conv_id.is_device_group_id:
             self._check_device_group(conv_id, group)
-        used = [key for key, _ in bundles.values() if key.startswith(_KP_PREFIX)]
-        async with self._create_lock:
-            existing = self._convs.get(conv_id)
-            if existing is None:
-                meta = ConversationMeta(conv_id, group.conversation_name, group.epoch, group.member_count, is_dg, now_ms)
-                undo = StoreUndo(self._store)
-                conv = Conversation.create(self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch)
-                for key in used:
-                    undo.delete(key)
-                try:
-                    await self._store.checkpoint()
-                except StorageError:
-                    undo.revert()
-                    raise
-                self._convs[conv_id] = conv
-                return conv_id
-        async with existing.lock:
-            old = self._group(existing)
-            # Linking replaces this device's own still-alone DeviceGroup (created at init) by the account's.
-            replaceable = relink and conv_id == self._dg_id and old is not None and old.member_count == 1
-            if old is not None and old.active and not replaceable:
-                raise InvalidInput(f"already a member of conversation {conv_id.as_hex()}")
-            undo = StoreUndo(self._store)
-            existing.replace_group(group, undo)
-            existing.set_joined_epoch(group.epoch)
-            existing.refresh_from_group()
-            existing.set_op(None)
-            existing.prune_history(undo, group.epoch - group.config.max_past_epochs)
-            for key in used:
-                undo.delete(key)
-            await self._persist(existing, undo)
-        return conv_id
+        return group, [key for key, _ in bundles.values() if key.startswith(_KP_PREFIX)]
+
+    async def _rejoin(self, conv: Conversation, group: Group, used: list[str], *, relink: bool) -> None:
+        """Install a joined group in a conversation we hold (history-only, removed, or our own
+        one-member DeviceGroup being replaced by the account's when linking). Caller holds the lock."""
+        old = self._group(conv)
+        replaceable = relink and conv.id == self._dg_id and old is not None and old.member_count == 1
+        if old is not None and old.active and not replaceable:
+            raise InvalidInput(f"already a member of conversation {conv.id.as_hex()}")
+        undo = StoreUndo(self._store)
+        conv.replace_group(group, undo)
+        conv.set_joined_epoch(group.epoch)
+        conv.refresh_from_group()
+        conv.set_op(None)
+        conv.prune_history(undo, group.epoch - group.config.max_past_epochs)
+        for key in used:
+            undo.delete(key)
+        await self._persist(conv, undo)
 
     def _check_device_group(self, conv_id: ConversationId, group: Group) -> None:
         if conv_id != self._dg_id:
@@ -1055,6 +1073,10 @@ class MessagingClient:
         back merges our pending commit (and delivers its Welcome). A failure
         raises and leaves the conversation exactly as it was, in memory and
         in storage; success is durable (with the cursor) before it returns.
+        A proposal is only stored: the next :meth:`send`, sync or
+        :meth:`commit_pending_proposals` commits it. With
+        ``ClientConfig.explicit_ack`` the message also waits in the inbox
+        until :meth:`ack_messages` (see :meth:`sync_conversations`).
         """
         if not isinstance(env, MessageEnvelope):
             raise InvalidInput("process_envelope needs a MessageEnvelope")
@@ -1064,13 +1086,14 @@ class MessagingClient:
         conv = self._conv(env.conversation_id)
         async with conv.lock:
             undo = StoreUndo(self._store)
-            # Returned at once: in the inbox only until the app acknowledges it, if it does so explicitly.
+            # Without explicit acks this call's return acknowledges the message, in the same
+            # checkpoint that would store it: so it is not stored at all.
             msg = self._process_one(conv, env, now_ms, undo, keep=self._explicit_ack)
             await self._persist(conv, undo)
-            if msg is not None and self._explicit_ack:
-                conv.inbox.hand_out(inbox_name(msg))
             if conv.op is not None and conv.op.merged:
                 await self._finish_op(conv, raise_errors=False)
+            if msg is not None and self._explicit_ack:
+                conv.inbox.hand_out(inbox_name(msg))  # only now: if we raised, the next sync returns it
             return msg
 
     def _process_one(
@@ -1332,35 +1355,16 @@ class MessagingClient:
         return [msg for _, msg in delivered]
 
     async def _sync_one(self, conv: Conversation, now_ms: int, delivered: list[IncomingMessage]) -> None:
+        """Catch ``conv`` up on its log, page by page (caller holds its lock): each page is
+        checkpointed with its cursor (and its messages in the inbox) before its messages are
+        appended to ``delivered``; then an interrupted commit of ours is settled."""
         while True:
             start = conv.cursor
             batch = await self._transport.fetch_since(conv.id, start, SYNC_PAGE)
             if not batch:
                 break
             undo = StoreUndo(self._store)
-            page: list[IncomingMessage] = []
-            waiting = False
-            for env in batch:
-                if env.conversation_id != conv.id:
-                    continue
-                try:
-                    msg = self._process_one(conv, env, now_ms, undo, in_order=True)
-                except _WaitForWelcome:
-                    waiting = True
-                    break
-                except StorageError:
-                    raise
-                except PingError as exc:
-                    log.warning(
-                        "sync: conversation %s envelope seq=%d skipped: %s: %s",
-                        conv.id.as_hex(), env.seq, type(exc).__name__, exc,
-                    )
-                    if env.seq:
-                        conv.set_cursor(conv.cursor.advance(env.seq))
-                        conv.save(undo)
-                    continue
-                if msg is not None:
-                    page.append(msg)
+            page, waiting = self._process_page(conv, batch, now_ms, undo)
             await self._persist(conv, undo)
             delivered.extend(page)
             if conv.op is not None and conv.op.merged:
@@ -1370,6 +1374,34 @@ class MessagingClient:
         group = conv.group
         if group is not None and (group.pending_commit is not None or conv.op is not None):
             await self._settle(conv)
+
+    def _process_page(
+        self, conv: Conversation, batch: list[MessageEnvelope], now_ms: int, undo: StoreUndo
+    ) -> tuple[list[IncomingMessage], bool]:
+        """Process one fetched page into the working set: its messages, and whether processing
+        stopped at an envelope that must wait for this device's Welcome. A refused envelope is
+        logged and skipped for good (the cursor moves past it: a retry would refuse it again)."""
+        page: list[IncomingMessage] = []
+        for env in batch:
+            if env.conversation_id != conv.id:
+                continue
+            try:
+                msg = self._process_one(conv, env, now_ms, undo, in_order=True)
+            except _WaitForWelcome:
+                return page, True
+            except StorageError:
+                raise
+            except PingError as exc:
+                log.warning(
+                    "sync: conversation %s envelope seq=%d skipped: %s: %s", conv.id.as_hex(), env.seq, type(exc).__name__, exc
+                )
+                if env.seq:
+                    conv.set_cursor(conv.cursor.advance(env.seq))
+                    conv.save(undo)
+                continue
+            if msg is not None:
+                page.append(msg)
+        return page, False
 
     # -- linking ---------------------------------------------------------------------
 
@@ -1413,6 +1445,15 @@ class MessagingClient:
                 raise InvalidInput("the device is already in the DeviceGroup")
             staged, _ = await self._commit_op(dg, "link", lambda g: g.commit(add=[kp]), now_ms, deliver_welcome=False)
         assert staged.welcome is not None
+        entries = await self._catchup_entries(now_ms)
+        catchup = b""
+        if entries or events:
+            catchup = CatchupSnapshot.new(entries, events).encode()
+        return LinkingTicket.new(self._identity, new_device_id, staged.welcome, catchup)
+
+    async def _catchup_entries(self, now_ms: int) -> list[CatchupConversationEntry]:
+        """SECRET: a history-only snapshot of every conversation this device is an active member
+        of (not the DeviceGroup); one with corrupt stored state is left out."""
         entries = []
         for conv in list(self._convs.values()):
             if conv.meta.is_device_group or conv.id == self._dg_id:
@@ -1422,14 +1463,9 @@ class MessagingClient:
                     group = self._group(conv)
                 except StorageError:
                     continue
-                if group is None or not group.active:
-                    continue
-                snap = self._snapshot(conv, group, now_ms)
-                entries.append(CatchupConversationEntry(conv.id, conv.meta, snap))
-        catchup = b""
-        if entries or events:
-            catchup = CatchupSnapshot.new(entries, events).encode()
-        return LinkingTicket.new(self._identity, new_device_id, staged.welcome, catchup)
+                if group is not None and group.active:
+                    entries.append(CatchupConversationEntry(conv.id, conv.meta, self._snapshot(conv, group, now_ms)))
+        return entries
 
     @staticmethod
     def _check_events(events: object) -> list[CatchupAppEventEntry]:
@@ -1482,10 +1518,7 @@ class MessagingClient:
         return self._snapshot(conv, group, now_ms)
 
     def _snapshot(self, conv: Conversation, group: Group, now_ms: int) -> bytes:
-        records = HistoryReader.export_records(group, conv.members())
-        entries = [("meta", conv.meta.encode()), ("cursor", conv.cursor.encode())]
-        entries += [("h/" + name, value) for name, value in sorted(records.items())]
-        return GroupStateSnapshot(conv.id, STATE_STORE_VERSION, now_ms, tuple(entries)).encode()
+        return encode_history_snapshot(conv, group, now_ms)
 
     async def import_state_snapshot(self, snapshot_bytes: bytes, now_ms: int) -> ConversationId:
         """Import another device's ``GroupStateSnapshot`` as a history-only conversation.
@@ -1498,37 +1531,16 @@ class MessagingClient:
         (joined by Welcome), a conversation already open.
         """
         now_ms = _check_now(now_ms)
-        snap = GroupStateSnapshot.decode(_check_bytes(snapshot_bytes, "snapshot"))
-        if snap.storage_version != STATE_STORE_VERSION:
-            raise InvalidInput(f"snapshot storage_version {snap.storage_version} is not supported (this SDK reads {STATE_STORE_VERSION})")
-        conv_id = snap.group_id
-        if conv_id.is_device_group_id:
-            raise InvalidInput("a DeviceGroup is joined by its Welcome, not imported")
-        entries = dict(snap.entries)
-        if set(entries) - {"meta", "cursor"} != {k for k in entries if k.startswith("h/")} or "meta" not in entries or "cursor" not in entries:
-            raise InvalidInput("the snapshot does not have the history-only layout")
-        meta = ConversationMeta.decode(entries["meta"])
-        cursor = SyncCursor.decode(entries["cursor"])
-        if meta.id != conv_id:
-            raise InvalidInput("the snapshot's meta is for another conversation")
-        h_records = {k[2:]: v for k, v in entries.items() if k.startswith("h/")}
-        try:
-            history = HistoryReader.from_records(self._crypto, h_records)
-        except MlsError as exc:
-            raise InvalidInput(f"the snapshot's state is malformed: {exc}") from None
-        if history.view.group_id != conv_id.value:
-            raise InvalidInput("the snapshot's state is for another group")
-        meta = ConversationMeta(conv_id, meta.name, max(history.epochs), len(history.roster), False, meta.created_at_ms)
+        snap = decode_history_snapshot(self._crypto, _check_bytes(snapshot_bytes, "snapshot"))
+        conv_id = snap.meta.id
         async with self._create_lock:
             if conv_id in self._convs:
                 raise InvalidInput(f"conversation {conv_id.as_hex()} is already open")
             undo = StoreUndo(self._store)
-            conv = Conversation.create(self._store, self._crypto, None, meta, undo, cursor=cursor, history=(history, h_records))
-            try:
-                await self._store.checkpoint()
-            except StorageError:
-                undo.revert()
-                raise
+            conv = Conversation.create(
+                self._store, self._crypto, None, snap.meta, undo, cursor=snap.cursor, history=(snap.history, snap.records)
+            )
+            await self._checkpoint(undo)
             self._convs[conv_id] = conv
         return conv_id
 

@@ -51,7 +51,8 @@ from typing import Iterable, Mapping
 
 from ping_core.clock import Hlc
 from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
-from ping_core.errors import InvalidInput, MlsDecodeError, PingError, StorageError
+from ping_core.device import GroupStateSnapshot
+from ping_core.errors import InvalidInput, MlsDecodeError, MlsError, PingError, StorageError
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.inbox import INBOX_DIR, Inbox, decode_incoming, encode_incoming, inbox_name
 from ping_core.message import IncomingMessage, MessageKind
@@ -60,7 +61,7 @@ from ping_core.mls.codec import Reader
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.group import ApplicationMessage, Group, HistoryView, RecordChanges, SenderCheck
 from ping_core.mls.structs import ContentType
-from ping_core.storage import MlsStateStore
+from ping_core.storage import STATE_STORE_VERSION, MlsStateStore
 from ping_core.sync import SyncCursor
 
 __all__ = [
@@ -69,6 +70,9 @@ __all__ = [
     "MemberInfo",
     "Conversation",
     "HistoryReader",
+    "HistorySnapshot",
+    "encode_history_snapshot",
+    "decode_history_snapshot",
     "PendingOp",
     "StoreUndo",
     "MlsPeek",
@@ -382,6 +386,60 @@ class HistoryReader:
 
     def __repr__(self) -> str:
         return f"HistoryReader(epochs={list(self.epochs)}, roster={len(self.roster)})"
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySnapshot:
+    """A decoded history-only ``GroupStateSnapshot``: the conversation's meta (epoch and member
+    count taken from the history), the cursor to read from, the history and its records."""
+
+    meta: ConversationMeta
+    cursor: SyncCursor
+    history: HistoryReader
+    records: Mapping[str, bytes]
+
+    def __repr__(self) -> str:
+        return f"HistorySnapshot(conversation={self.meta.id.as_hex()}, cursor={self.cursor.seq}, {self.history!r})"
+
+
+def encode_history_snapshot(conv: Conversation, group: Group, now_ms: int) -> bytes:
+    """SECRET: ``conv`` as a ``GroupStateSnapshot`` a device of the same account imports as
+    history-only state. Entries: ``meta``, ``cursor`` and ``h/<name>`` (the records of
+    :meth:`HistoryReader.export_records`: no signing key, no path keys, nothing that derives a
+    later epoch)."""
+    records = HistoryReader.export_records(group, conv.members())
+    entries = [("meta", conv.meta.encode()), ("cursor", conv.cursor.encode())]
+    entries += [("h/" + name, value) for name, value in sorted(records.items())]
+    return GroupStateSnapshot(conv.id, STATE_STORE_VERSION, now_ms, tuple(entries)).encode()
+
+
+def decode_history_snapshot(crypto: CryptoProvider, data: bytes) -> HistorySnapshot:
+    """Inverse of :func:`encode_history_snapshot`. ``InvalidInput`` for a malformed snapshot,
+    an unknown ``storage_version``, a DeviceGroup (joined by its Welcome, never imported),
+    another layout, or state of another group than the snapshot names."""
+    snap = GroupStateSnapshot.decode(data)
+    if snap.storage_version != STATE_STORE_VERSION:
+        raise InvalidInput(f"snapshot storage_version {snap.storage_version} is not supported (this SDK reads {STATE_STORE_VERSION})")
+    conv_id = snap.group_id
+    if conv_id.is_device_group_id:
+        raise InvalidInput("a DeviceGroup is joined by its Welcome, not imported")
+    entries = dict(snap.entries)
+    history_names = {k for k in entries if k.startswith("h/")}
+    if "meta" not in entries or "cursor" not in entries or set(entries) - {"meta", "cursor"} != history_names:
+        raise InvalidInput("the snapshot does not have the history-only layout")
+    meta = ConversationMeta.decode(entries["meta"])
+    cursor = SyncCursor.decode(entries["cursor"])
+    if meta.id != conv_id:
+        raise InvalidInput("the snapshot's meta is for another conversation")
+    records = {k[2:]: entries[k] for k in history_names}
+    try:
+        history = HistoryReader.from_records(crypto, records)
+    except MlsError as exc:
+        raise InvalidInput(f"the snapshot's state is malformed: {exc}") from None
+    if history.view.group_id != conv_id.value:
+        raise InvalidInput("the snapshot's state is for another group")
+    meta = ConversationMeta(conv_id, meta.name, max(history.epochs), len(history.roster), False, meta.created_at_ms)
+    return HistorySnapshot(meta, cursor, history, records)
 
 
 # ---------------------------------------------------------------------------
@@ -769,12 +827,12 @@ class Conversation:
         meta: ConversationMeta,
         undo: StoreUndo,
         *,
-        cursor: SyncCursor = SyncCursor(),
+        cursor: SyncCursor | None = None,
         joined_epoch: int = 0,
         history: tuple[HistoryReader, Mapping[str, bytes]] | None = None,
     ) -> Conversation:
         """A new conversation written to the working set (the caller checkpoints)."""
-        conv = cls(meta.id, store, crypto, meta, cursor, Hlc.ZERO, joined_epoch, None, {})
+        conv = cls(meta.id, store, crypto, meta, cursor or SyncCursor(), Hlc.ZERO, joined_epoch, None, {})
         undo.delete_prefix(conv.prefix)
         conv._loaded = True
         conv._group = group

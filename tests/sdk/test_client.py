@@ -87,9 +87,8 @@ async def test_corrupt_group_records_are_found_on_first_use_and_quarantined(capl
     await a.blobs.commit({conversation_prefix(conv) + "g/tree": b"\x01\x02"}, ())
     c = await a.restart()
     assert conv in [m.id for m in c.list_conversations()]  # lazy: only headers were read
-    with caplog.at_level(logging.WARNING, logger="ping_core.client"):
-        with pytest.raises(StorageError):
-            await c.send(conv, b"x", NOW)
+    with caplog.at_level(logging.WARNING, logger="ping_core.client"), pytest.raises(StorageError):
+        await c.send(conv, b"x", NOW)
     assert conv not in [m.id for m in c.list_conversations()]
     assert conv.as_hex() in caplog.text
 
@@ -232,7 +231,7 @@ async def test_out_of_order_pushes_do_not_skip_the_gap() -> None:
     w = World()
     a, b = await w.device("alice"), await w.device("bob")
     conv = await pair(w, a, b)
-    e1 = await a.client.send(conv, b"one", NOW)
+    await a.client.send(conv, b"one", NOW)
     e2 = await a.client.send(conv, b"two", NOW)
     assert (await b.client.process_envelope(e2, NOW)).plaintext == b"two"  # type: ignore[union-attr]
     # The cursor waited for the gap: sync still brings "one", and does not deliver "two" again.
