@@ -14,6 +14,9 @@ Prints:
 * cold ``MessagingClient.init`` with 100 stored conversations (memory and
   SQLite), then ``list_conversations``, and the first send (which parses that
   one group).
+* the durable inbox's cost: bytes and blob-store commits per message received
+  by sync, acknowledged on return (default) and with ``explicit_ack`` plus one
+  ``ack_messages`` per sync.
 
 Goals on CPython: >= 1,000 send+process/s in memory, >= 300/s with SQLite,
 the same checkpoint bytes per send for 2 and 1000 members, cold init with 100
@@ -55,13 +58,17 @@ class _Dev:
         self.client, self.blobs, self.storage, self.cfg = client, blobs, storage, cfg
 
 
-async def _device(service: MemoryDeliveryService, label: str, blobs: Any, identity: Identity | None = None) -> _Dev:
+async def _device(
+    service: MemoryDeliveryService, label: str, blobs: Any, identity: Identity | None = None, *, explicit_ack: bool = False
+) -> _Dev:
     identity = identity or Identity.generate()
     secret = os.urandom(32)
     local = LocalDevice.from_signing_secret(identity.user_id, label, NOW, secret)
     transport = await service.connect(identity, local, NOW)
     storage = MemoryStorage()
-    cfg = ClientConfig(identity, label, storage, transport, NOW, StorageBackend.Custom(blobs), device_signing_secret_key=secret)
+    cfg = ClientConfig(
+        identity, label, storage, transport, NOW, StorageBackend.Custom(blobs), device_signing_secret_key=secret, explicit_ack=explicit_ack
+    )
     return _Dev(await MessagingClient.init(cfg), blobs, storage, cfg)
 
 
@@ -135,7 +142,7 @@ async def bench_checkpoint_bytes(members: int, sends: int = 50) -> float:
     client = await MessagingClient.init(cfg)
     conv = await client.create_conversation("big", NOW)
     entries = []
-    for i in range(members - 1):
+    for _ in range(members - 1):
         signer = Signer.generate(crypto, identity.user_id.value)
         kp = generate_key_package(crypto, signer).message()
         entries.append((DeviceId.from_public_key(signer.public_key), kp))
@@ -194,6 +201,29 @@ async def bench_cold_init(n_convs: int, make_blobs: Any, label: str, runs: int =
     )
 
 
+async def bench_inbox(n: int, explicit_ack: bool) -> None:
+    service = MemoryDeliveryService()
+    a = await _device(service, "alice", MemoryBlobStore())
+    blobs = MemoryBlobStore()
+    b = await _device(service, "bob", blobs, explicit_ack=explicit_ack)
+    conv = await _pair(service, a, b)
+    await b.client.ack_messages(await b.client.sync_conversations(NOW))
+    for _ in range(n):
+        await a.client.send(conv, b"x" * 64, NOW)
+    before_bytes, before_commits = blobs.bytes_written, blobs.commits
+    t0 = time.perf_counter()
+    got = await b.client.sync_conversations(NOW)
+    if explicit_ack:
+        await b.client.ack_messages(got)
+    dt = time.perf_counter() - t0
+    assert len(got) == n
+    label = "explicit_ack + ack_messages" if explicit_ack else "acknowledged on return"
+    print(
+        f"  {label:34s} receive by sync: {n / dt:8.0f}/s   {(blobs.bytes_written - before_bytes) / n:6.0f} bytes and "
+        f"{blobs.commits - before_commits} blob commits for {n} messages"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     n = args.messages
     directory = args.dir or tempfile.mkdtemp(prefix="ping-sdk-bench-")
@@ -209,6 +239,9 @@ async def main(args: argparse.Namespace) -> None:
     print("cold init")
     await bench_cold_init(100, lambda _: MemoryBlobStore(), "memory blob store")
     await bench_cold_init(100, lambda name: _sqlite(directory, f"{name}-{next(counter)}.db", "FULL"), "encrypted SQLite")
+    print(f"durable inbox, {n} messages of 64 bytes received by one sync (memory blob store)")
+    await bench_inbox(n, explicit_ack=False)
+    await bench_inbox(n, explicit_ack=True)
 
 
 if __name__ == "__main__":
