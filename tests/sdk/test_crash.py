@@ -14,7 +14,8 @@ storage, everyone syncs, the operation is redone if it did not happen, and:
 * no lost KeyPackage private key: a KeyPackage returned before the crash still
   joins a group after it;
 * process_envelope: a message is delivered at most once, and exactly once when
-  the crash came before its checkpoint.
+  the crash came before its checkpoint (the default: returning a message
+  acknowledges it; with ``explicit_ack`` it is exactly once, see test_inbox.py).
 """
 
 from __future__ import annotations
