@@ -538,6 +538,12 @@ class MessagingClient:
             return conv.live_group()  # raises: history-only
         return g
 
+    def _checkpoints_durable(self) -> bool:
+        """False while the blob store buffers its commits (it says so with a true ``deferring``
+        attribute, as pyodide_app's IndexedDB store does during a sync): a checkpoint then does
+        not make anything durable, so no new commit may be sent."""
+        return not getattr(self._store.blob_store, "deferring", False)
+
     async def _checkpoint(self, undo: StoreUndo) -> None:
         """Checkpoint the working set; if that fails, put back what ``undo`` recorded (so the
         working set again matches the disk) and raise the ``StorageError``."""
@@ -739,7 +745,8 @@ class MessagingClient:
         when this client first saw them, so a restart starts over). Commits
         follow the send-then-merge discipline; one that loses the epoch to
         another commit catches up and retries. A failing conversation is
-        logged and skipped.
+        logged and skipped. Nothing is committed while the blob store buffers
+        its commits (see :meth:`sync_conversations`).
         """
         now_ms = _check_now(now_ms)
         committed = []
@@ -754,7 +761,7 @@ class MessagingClient:
 
     async def _commit_proposals_by_policy(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
         group = self._group(conv)
-        if group is None or not group.active or not group.pending_proposals:
+        if group is None or not group.active or not group.pending_proposals or not self._checkpoints_durable():
             return False
         since = conv.proposals_pending_since(group.epoch, now_ms)
         if now_ms - since < PROPOSAL_COMMIT_DELAY_MS and not _designated_committer(group):
@@ -882,6 +889,8 @@ class MessagingClient:
         commit (see :func:`_pending_op`), so the proposals of others it
         includes are served as well as ours. ``deliver_welcome=False``: the
         Welcome travels another way (a linking ticket)."""
+        if not self._checkpoints_durable():
+            raise StorageError("checkpoints are buffered (not durable yet): a commit is never sent before its staged state is durable")
         await self._settle(conv)  # an interrupted commit of ours goes first (raises if it cannot be settled now)
         group = self._live(conv)
         if group.pending_commit is not None:  # pragma: no cover - _settle resolved it or raised
@@ -1265,11 +1274,11 @@ class MessagingClient:
 
         Beyond the spec: then, unless ``commit_proposals`` is false, the
         pending proposals of other members are committed where the policy of
-        :meth:`commit_pending_proposals` says so. A host that buffers
-        checkpoints during a sync (so that they are not durable before the
-        sync returns) must pass ``commit_proposals=False`` and call
-        :meth:`commit_pending_proposals` outside that buffer: a commit may
-        only be sent once its staged state is durable.
+        :meth:`commit_pending_proposals` says so — but never while the blob
+        store buffers its commits (a ``deferring`` attribute that is true): a
+        commit is only sent once its staged state is durable, so a host that
+        buffers a sync's checkpoints calls :meth:`commit_pending_proposals`
+        after its flush.
         """
         now_ms = _check_now(now_ms)
         convs = list(self._convs.values())

@@ -294,3 +294,36 @@ async def test_crash_while_send_commits_proposals() -> None:
             await dave.follow()
             assert len(_authenticators([a, b], dave, conv)) == 1, (steps[index], when)
             assert_agree(conv, [a, b])
+
+
+class _Deferring:
+    """A blob store that says its commits are buffered (as pyodide_app's does during a sync)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.deferring = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_no_commit_is_sent_while_checkpoints_are_buffered() -> None:
+    from ping_core.errors import StorageError
+
+    w, a, b, dave, conv = await _setup()
+    assert dave.group is not None
+    deferring = _Deferring(a.client._store.blob_store)
+    a.client._store._blobs = deferring  # what StorageBackend.Custom(deferring) would have opened
+    await dave.post(dave.group.propose_update())
+    deferring.deferring = True
+    await a.sync()  # alice is the designated committer, but her checkpoints are not durable now
+    assert w.service.log(conv)[-1].kind is MessageKind.PROPOSAL
+    with pytest.raises(StorageError):
+        await a.client.send(conv, b"needs a commit first", NOW)
+    with pytest.raises(StorageError):
+        await a.client.set_conversation_name(conv, "no", NOW)
+    assert await a.client.commit_pending_proposals(NOW) == []
+    deferring.deferring = False  # flushed
+    assert await a.client.commit_pending_proposals(NOW) == [conv]
+    await a.client.send(conv, b"now it goes", NOW)
+    assert [m.plaintext for m in await b.sync()] == [b"now it goes"]
