@@ -15,16 +15,25 @@ the delivery service and the transport, not MLS.
 
 Prints msgs/s (messages sent / time from the first send to the last delivery),
 deliveries/s, p50/p99/max send-to-receive latency over every delivery to every
-other member, request counts and the CPU time of the server and of this
-process. Checks, and exits 1 on failure, that every member received every
-message of its conversation exactly once, that all members saw the same order,
-and that each sender's messages kept their order. Bounded by ``--timeout``.
+other member, request counts, the CPU time of the server and of this process
+(also per message), and the load average before and after (other work on the
+machine shares its cores). Checks, and exits 1 on failure, that every member
+received every message of its conversation exactly once, that all members saw
+the same order, and that each sender's messages kept their order. Bounded by
+``--timeout``.
+
+The load generator is one process: the clients share one event loop (uvloop
+when installed, ``--client-loop``), each an ``HttpTransport`` (which signs
+every request, as a real client does). ``--server-http`` / ``--server-loop``
+/ ``--sqlite-commit-on-loop`` select the server's HTTP parser, event loop and
+where SQLite commits, to compare configurations.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import resource
 import statistics
@@ -34,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,7 +55,6 @@ from ping_core.ids import ConversationId  # noqa: E402
 from ping_core.message import MessageEnvelope, MessageKind  # noqa: E402
 from ping_core.sync import SyncCursor  # noqa: E402
 from ping_core.transport.http import HttpTransport  # noqa: E402
-from ping_server.process import spawn  # noqa: E402
 
 _HEADER = struct.Struct(">HId")  # sender index, message number, send time (perf_counter)
 
@@ -71,6 +80,7 @@ def cpu_seconds(pid: int) -> float:
 async def run(
     url: str, n_clients: int, n_messages: int, group: int, payload_size: int, wait_ms: int, interval_ms: int = 0
 ) -> dict[str, object]:
+    """Register, set up the conversations, then send and receive; the figures and the problems found."""
     clients = []
     for i in range(n_clients):
         ident = Identity.generate()
@@ -161,6 +171,28 @@ async def run(
     }
 
 
+def spawn_server(extra: list[str], db: str, python: str | None) -> tuple[Any, str, str]:
+    """Start the server; (process, URL, "PARSER, LOOP" as it reports them)."""
+    from ping_server.process import start
+
+    return start(*extra, db=db, python=python)
+
+
+def _client_loop(choice: str) -> str:
+    if choice == "auto":
+        return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return choice
+
+
+def _run_on(loop: str, work: Any) -> Any:
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(work)
+    return asyncio.run(work)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -178,6 +210,10 @@ def main() -> int:
     parser.add_argument("--sqlite-thread", action="store_true", help="SQLite on a writer thread (server option)")
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections of the server")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument("--client-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="this process's event loop")
+    parser.add_argument("--server-http", default="auto", choices=["auto", "httptools", "h11"], help="the server's HTTP parser")
+    parser.add_argument("--server-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="the server's event loop")
+    parser.add_argument("--sqlite-commit-on-loop", action="store_true", help="the server commits SQLite on its event loop")
     parser.add_argument(
         "--server-python", default=None,
         help="the Python that runs the server (e.g. a venv with uvicorn's optional httptools/uvloop); default: this one",
@@ -187,16 +223,18 @@ def main() -> int:
     load_before = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     with tempfile.TemporaryDirectory(prefix="ping-load-") as tmp:
         db = args.db or str(Path(tmp) / "load.sqlite")
-        extra = ["--rate-limit", "0", "--sqlite-synchronous", args.sqlite_synchronous, "--sqlite-batch", str(args.sqlite_batch)]
+        extra = ["--rate-limit", "0", "--address-rate-limit", "0", "--sqlite-synchronous", args.sqlite_synchronous]
+        extra += ["--sqlite-batch", str(args.sqlite_batch), "--http", args.server_http, "--loop", args.server_loop]
         extra += ["--sqlite-thread"] if args.sqlite_thread else []
+        extra += ["--sqlite-commit-on-loop"] if args.sqlite_commit_on_loop else []
         extra += ["--pool-size", str(args.pool_size)]
-        proc, url = spawn(*extra, db=db, python=args.server_python)
+        proc, url, server_impl = spawn_server(extra, db, args.server_python)
+        client_loop = _client_loop(args.client_loop)
         try:
             cpu0_server = cpu_seconds(proc.pid)
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
-            result = asyncio.run(
-                asyncio.wait_for(run(url, args.clients, args.messages, args.group, args.payload, args.wait_ms, args.receive_interval_ms), args.timeout)
-            )
+            work = run(url, args.clients, args.messages, args.group, args.payload, args.wait_ms, args.receive_interval_ms)
+            result = _run_on(client_loop, asyncio.wait_for(work, args.timeout))
             server_cpu = cpu_seconds(proc.pid) - cpu0_server
             usage1 = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
@@ -211,9 +249,12 @@ def main() -> int:
     where = "writer thread" if args.sqlite_thread else "event loop"
     sqlite = f"sqlite (synchronous={args.sqlite_synchronous}, batch {args.sqlite_batch}, {where})"
     kind = f"postgres (pool {args.pool_size})" if args.db else sqlite
+    load_after = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    where_commit = ", commit on the loop" if args.sqlite_commit_on_loop else ""
     print(f"server_load: {args.clients} clients x {args.messages} messages, conversations of {args.group}, "
-          f"{args.payload}-byte payloads, {kind}, receive interval {args.receive_interval_ms} ms, "
-          f"{os.cpu_count()} cores, load average before {load_before}")  # fmt: skip
+          f"{args.payload}-byte payloads, {kind}{where_commit}, receive interval {args.receive_interval_ms} ms, "
+          f"{os.cpu_count()} cores, load average before {load_before} / after {load_after}")  # fmt: skip
+    print(f"  server: {server_impl}; clients: one process, {client_loop} loop")
     print(f"  sent {sent} messages in {elapsed:.2f} s: {sent / elapsed:,.0f} msgs/s "
           f"(send phase {float(result['send_phase']):.2f} s)")  # type: ignore[arg-type]  # fmt: skip
     print(f"  deliveries {result['deliveries']} ({int(result['deliveries']) / elapsed:,.0f}/s), "  # type: ignore[call-overload]
@@ -223,7 +264,8 @@ def main() -> int:
         p99 = statistics.quantiles(lat, n=100)[98] if len(lat) > 1 else lat[0]
         print(f"  send-to-receive latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms "
               f"over {len(lat)} deliveries to other members")  # fmt: skip
-    print(f"  CPU: server {server_cpu:.1f} s, clients (this process) {client_cpu:.1f} s")
+    print(f"  CPU: server {server_cpu:.1f} s ({server_cpu / sent * 1e3:.2f} ms/msg), "
+          f"clients (this process) {client_cpu:.1f} s ({client_cpu / sent * 1e3:.2f} ms/msg)")  # fmt: skip
     problems = result["problems"]
     assert isinstance(problems, list)
     if problems:

@@ -8,7 +8,7 @@
     ping ... invite CONV USER_ID                         adds every device of that user
     ping ... send CONV TEXT
     ping ... sync                                        prints "CONV_ID SENDER_USER_ID: TEXT" per new message
-    ping ... watch [--interval S]                        sync until interrupted
+    ping ... watch [--interval S] [--topup-interval S]   sync until interrupted (and keep KeyPackages topped up)
     ping ... members CONV | rename CONV NAME | remove CONV USER_ID | revoke DEVICE_ID
     ping ... link-new --label NAME                       (new device) prints a request code
     ping ... link-accept REQUEST                         (linked device) prints a grant code, waits, admits
@@ -213,9 +213,22 @@ async def cmd_sync(args: argparse.Namespace) -> None:
 
 
 async def cmd_watch(args: argparse.Namespace) -> None:
+    from ping_core.connect import top_up_key_packages
+
     async def run(c: MessagingClient) -> None:
+        checked = time.monotonic()  # connect() has just topped up
+        print("ping: watching (interrupt to stop)", file=sys.stderr, flush=True)
         while True:
             await _sync_once(c)
+            if time.monotonic() - checked >= args.topup_interval:
+                checked = time.monotonic()
+                try:
+                    published = await top_up_key_packages(c)
+                except TransportError as exc:  # not fatal: the next round tries again
+                    print(f"ping: KeyPackage top-up failed ({exc})", file=sys.stderr, flush=True)
+                else:
+                    if published:
+                        print(f"ping: published {published} KeyPackages", file=sys.stderr, flush=True)
             await asyncio.sleep(args.interval)
 
     await _with_client(args, run)
@@ -419,7 +432,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("conv")
     p.add_argument("text")
     add("sync", cmd_sync, "join new conversations, print new messages as CONV_ID SENDER_USER_ID: TEXT")
-    add("watch", cmd_watch, "sync until interrupted").add_argument("--interval", type=float, default=1.0)
+    watch = add("watch", cmd_watch, "sync until interrupted")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between syncs (default 1)")
+    watch.add_argument(
+        "--topup-interval", type=float, default=60.0, help="seconds between KeyPackage stock checks (default 60)"
+    )
     add("list", cmd_list, "list this device's conversations")
     add("members", cmd_members, "list a conversation's members (user id, device id)").add_argument("conv")
     p = add("rename", cmd_rename, "rename a conversation")

@@ -17,8 +17,12 @@ What it wires (CPython; the browser worker builds its client itself):
   Ed25519 seed the host chose, e.g. announced in a linking request), else a new one;
 * :class:`~ping_core.transport.http.HttpTransport` signing as that device;
 * registration with the server (every call: it is idempotent and refreshes the
-  label), and on the first registration ``key_packages`` one-time KeyPackages
-  plus a last-resort one, so others can always add this device.
+  label), then a KeyPackage top-up (:func:`top_up_key_packages`): when the
+  server holds fewer than half of ``key_packages`` unclaimed one-time
+  KeyPackages of this device, fresh ones fill it up to ``key_packages``, and a
+  last-resort one is published when the server has none (an existing one is
+  kept), so others can always add this device. Long-running hosts (``ping
+  watch``) call :func:`top_up_key_packages` now and then.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ from ping_core.device import LocalDevice
 from ping_core.errors import IdentityError, InvalidInput, StorageError
 from ping_core.identity import Identity
 from ping_core.storage import BlobStorage, SqliteBlobStore, StorageBackend
-from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH
+from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageSupply
 
-__all__ = ["connect", "KEY_FILE", "HOST_DB", "STATE_DB"]
+__all__ = ["connect", "top_up_key_packages", "KEY_PACKAGE_TARGET", "KEY_FILE", "HOST_DB", "STATE_DB"]
+
+# One-time KeyPackages a device keeps on the server (connect's ``key_packages``).
+KEY_PACKAGE_TARGET = 20
 
 KEY_FILE = "storage.key"
 HOST_DB = "host.sqlite"
@@ -63,7 +70,7 @@ def _storage_key(folder: Path) -> bytes:
         except OSError as exc:
             raise StorageError(f"cannot read {str(path)!r}: {exc.strerror}") from None
         if len(key) != 32:
-            raise StorageError(f"{str(path)!r} is not a 32-byte storage key")
+            raise StorageError(f"{str(path)!r} is not a 32-byte storage key") from None
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)  # never leave the key readable by others
         return key
@@ -86,7 +93,7 @@ async def connect(
     storage_key: bytes | None = None,
     identity: Identity | None = None,
     device_secret: bytes | None = None,
-    key_packages: int = 20,
+    key_packages: int = KEY_PACKAGE_TARGET,
     timeout: float = 30.0,
     now_ms: int | None = None,
 ) -> MessagingClient:
@@ -140,11 +147,35 @@ async def connect(
             )
         )
         await transport.register_device(client.device_info(now), account.device_binding(client.device_id()))
-        if await host.get(_NS, "key_packages_published") is None:
-            fresh = [await client.fresh_key_package() for _ in range(key_packages)]
-            await transport.publish_key_packages(fresh, last_resort=await client.fresh_key_package(last_resort=True))
-            await host.put(_NS, "key_packages_published", str(len(fresh)).encode())
+        if key_packages:
+            await top_up_key_packages(client, key_packages)
     except BaseException:
         await transport.aclose()
         raise
     return client
+
+
+async def top_up_key_packages(client: MessagingClient, target: int = KEY_PACKAGE_TARGET, *, low_water: int | None = None) -> int:
+    """Keep this device reachable: ask the server how many of its one-time KeyPackages are still
+    unclaimed; below ``low_water`` (default half of ``target``, rounded up, so a busy device does
+    not publish one at a time) publish fresh ones up to ``target``; publish a last-resort KeyPackage when the
+    server has none (an existing one is kept: peers may hold it). Returns the number of
+    one-time KeyPackages published.
+
+    The client's transport must offer ``key_package_count`` (:class:`~ping_core.transport.base.KeyPackageSupply`,
+    as ``HttpTransport`` does; ``InvalidInput`` otherwise). Each KeyPackage's private keys are
+    durable before it is published (``fresh_key_package``). Raises ``TransportError`` when the
+    server refuses or does not answer (nothing is lost: unpublished KeyPackages are only unused).
+    """
+    if not 0 <= target <= MAX_KEY_PACKAGES_PER_PUBLISH:
+        raise InvalidInput(f"target must be 0..{MAX_KEY_PACKAGES_PER_PUBLISH}")
+    low = (target + 1) // 2 if low_water is None else low_water
+    transport = client.transport
+    if not isinstance(transport, KeyPackageSupply):
+        raise InvalidInput("the client's transport cannot count KeyPackages (no key_package_count)")
+    stock = await transport.key_package_count()
+    fresh = [await client.fresh_key_package() for _ in range(target - stock.unclaimed)] if stock.unclaimed < low else []
+    last_resort = None if stock.last_resort else await client.fresh_key_package(last_resort=True)
+    if fresh or last_resort is not None:
+        await transport.publish_key_packages(fresh, last_resort=last_resort)
+    return len(fresh)

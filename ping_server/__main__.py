@@ -1,14 +1,20 @@
 """``python -m ping_server --host 127.0.0.1 --port 8080 [--db PATH|postgresql://...] [--dist DIR]``.
 
-Prints ``ping_server: listening on http://HOST:PORT`` once it accepts
-connections (``--port 0`` picks a free port; tests read the line).
+Prints ``ping_server: listening on http://HOST:PORT (HTTP, LOOP)`` once it
+accepts connections (``--port 0`` picks a free port; tests read the line).
+HTTP is uvicorn's parser (httptools when installed, the ``server`` extra's
+``uvicorn[standard]``, else h11) and LOOP the event loop (uvloop when
+installed, else asyncio); ``--http`` / ``--loop`` choose explicitly.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import socket
 import sys
+
+from ping_core.transport.base import MAX_INBOX_BYTES, MAX_INBOX_ENTRIES
 
 from .api import ApiConfig
 from .app import DEFAULT_DIST
@@ -39,7 +45,31 @@ def main(argv: list[str] | None = None) -> int:
         "--sqlite-thread", action="store_true",
         help="run SQLite on a writer thread instead of the event loop (for disks whose fsync takes milliseconds)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sqlite-commit-on-loop", action="store_true",
+        help="SQLite: COMMIT (and its fsync) on the event loop too, instead of the committer thread",
+    )  # fmt: skip
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections (default 8)")
+    parser.add_argument(
+        "--address-rate-limit", type=float, default=10.0,
+        help="unauthenticated requests (failed authentication, new devices' registrations) per second per client "
+        "address (0: off; default 10)",
+    )  # fmt: skip
+    parser.add_argument("--address-rate-burst", type=float, default=100.0, help="burst of the per-address limit (default 100)")
+    parser.add_argument(
+        "--inbox-limit", type=int, default=MAX_INBOX_ENTRIES,
+        help=f"unacknowledged Welcomes a device's inbox holds (default {MAX_INBOX_ENTRIES}; then 409 inbox_full)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inbox-bytes", type=int, default=MAX_INBOX_BYTES, help=f"bytes a device's inbox holds (default {MAX_INBOX_BYTES})"
+    )
+    parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"], help="HTTP parser (auto: httptools when installed)")
+    parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="event loop (auto: uvloop when installed)")
+    parser.add_argument(
+        "--forwarded-allow-ips", default=None,
+        help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated, '*' for any); "
+        "default: none, the client address is the TCP peer's",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
@@ -48,7 +78,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from .service import build_app
 
-    config = ApiConfig(rate_limit=args.rate_limit, rate_burst=args.rate_burst, poll_interval=args.poll_interval)
+    http = _pick(args.http, "httptools", "h11")
+    loop = _pick(args.loop, "uvloop", "asyncio")
+    for name in (http, loop):
+        if name in ("httptools", "uvloop") and importlib.util.find_spec(name) is None:
+            print(f"ping_server: {name} is not installed (pip install 'ping-core[server]')", file=sys.stderr)
+            return 2
+    config = ApiConfig(
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        address_rate_limit=args.address_rate_limit,
+        address_rate_burst=args.address_rate_burst,
+        inbox_entries=args.inbox_limit,
+        inbox_bytes=args.inbox_bytes,
+        poll_interval=args.poll_interval,
+    )
     try:
         app = build_app(
             db=args.db,
@@ -57,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             sqlite_synchronous=args.sqlite_synchronous,
             sqlite_batch=args.sqlite_batch,
             sqlite_threaded=args.sqlite_thread,
+            sqlite_commit_thread=False if args.sqlite_commit_on_loop else None,
             pool_size=args.pool_size,
         )
     except Exception as exc:  # the one place a startup failure becomes a readable line
@@ -80,12 +125,31 @@ def main(argv: list[str] | None = None) -> int:
     sock.listen(2048)  # connections queue from now on, even before uvicorn accepts them
     host, port = sock.getsockname()[:2]
     # Long polls hold requests up to 30 s; shutting down should not wait for all of them.
-    config_u = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log, timeout_graceful_shutdown=3)
+    config_u = uvicorn.Config(
+        app,
+        http=http,
+        loop=loop,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+        # The per-address limit keys on the client address: take it from X-Forwarded-For only
+        # when a trusted proxy is named (uvicorn would trust any local client by default).
+        proxy_headers=args.forwarded_allow_ips is not None,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
     server = uvicorn.Server(config_u)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"ping_server: listening on http://{shown}:{port}", flush=True)
+    print(f"ping_server: listening on http://{shown}:{port} ({http}, {loop})", flush=True)
     server.run(sockets=[sock])
     return 0
+
+
+def _pick(choice: str, optional: str, fallback: str) -> str:
+    """``auto``: the optional module when it is installed, else the fallback."""
+    if choice != "auto":
+        return choice
+    return optional if importlib.util.find_spec(optional) is not None else fallback
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Every request goes through the same steps, each refusing with its own code
 and none storing anything before the transaction:
 
+0. the client address has not sent too many unauthenticated requests lately
+   (429 ``rate_limited``; see :class:`ApiConfig`);
 1. body read with the route's size limit (413 ``too_large``);
 2. authentication headers parsed, timestamp within ``MAX_CLOCK_SKEW_MS``
    (401 ``unauthorized``, a stale one answered with ``Ping-Server-Time``),
@@ -15,20 +17,23 @@ and none storing anything before the transaction:
    in a savepoint. An operation that refuses (its ApiError) rolls back to the
    savepoint, so only the nonce is kept (so that the same signed request can
    never be replayed later, when the state may let it through).
+
+A request that fails step 2, and the registration of a device the server has
+not seen, are "unauthenticated": each takes a token from its client address's
+bucket, and an address whose bucket is empty is refused at step 0.
+
+The handlers run on :mod:`ping_server.asgi` (no web framework on this path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from ping_core.errors import CryptoError, InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
@@ -39,14 +44,17 @@ from ping_core.transport.base import (
     MAX_DEVICE_LIST,
     MAX_FETCH_LIMIT,
     MAX_FETCH_WAIT_MS,
+    MAX_INBOX_BYTES,
+    MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
 )
 
 from . import delivery
 from .app import ApiError
+from .asgi import Reply, Request, Router
 from .db import Database, DatabaseUnavailable, Tx
-from .delivery import Caller
+from .delivery import Caller, InboxLimit
 from .limits import Notifier, RateLimiter
 
 __all__ = ["Api", "ApiConfig"]
@@ -60,6 +68,7 @@ _UINT = re.compile(r"0|[1-9][0-9]{0,18}")
 _MAX_REGISTER_BODY = 4096
 _MAX_ACK_BODY = 64
 _MAX_KEY_CACHE = 100_000
+_NO_CONTENT = Reply(204)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,11 @@ class ApiConfig:
 
     rate_limit: float = 100.0  # requests per second per device (<= 0: off)
     rate_burst: float = 200.0
+    # Unauthenticated requests (failed authentication, first registrations) per second per client address.
+    address_rate_limit: float = 10.0  # <= 0: off
+    address_rate_burst: float = 100.0
+    inbox_entries: int = MAX_INBOX_ENTRIES  # per device: unacknowledged Welcomes ...
+    inbox_bytes: int = MAX_INBOX_BYTES  # ... and their bytes
     max_clock_skew_ms: int = wire.MAX_CLOCK_SKEW_MS
     poll_interval: float = 0.5  # long polls re-read this often (appends by other processes)
     nonce_prune_interval: float = 60.0
@@ -107,24 +121,13 @@ def _unauthorized(message: str, headers: dict[str, str] | None = None) -> ApiErr
     return ApiError(401, "unauthorized", message, headers)
 
 
-def _cbor(data: bytes, status: int = 200) -> Response:
-    return Response(data, status_code=status, media_type=wire.CBOR_MEDIA_TYPE)
-
-
-def _no_content() -> Response:
-    return Response(status_code=204)
-
-
-def _target(request: Request) -> str:
-    """The request target as the client sent (and signed) it."""
-    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
-    query: bytes = request.scope.get("query_string") or b""
-    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+def _cbor(data: bytes) -> Reply:
+    return Reply(200, data, wire.CBOR_MEDIA_TYPE)
 
 
 def _query(request: Request, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, int]:
     """Strict ``name=uint&...`` query: each name at most once, only the given ones, canonical decimals."""
-    raw = (request.scope.get("query_string") or b"").decode("latin-1")
+    raw = request.query_string
     out: dict[str, int] = {}
     for part in raw.split("&") if raw else []:
         name, sep, value = part.partition("=")
@@ -137,12 +140,27 @@ def _query(request: Request, required: tuple[str, ...], optional: tuple[str, ...
     return out
 
 
-def _path_id(request: Request, name: str, cls: type[_T]) -> _T:
-    value = request.path_params[name]
-    pattern = _HEX32 if cls is ConversationId else _HEX64
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise _invalid(f"malformed {name} in path (lower-case hex)")
-    return cls(bytes.fromhex(value))  # type: ignore[call-arg]
+def _no_query(request: Request) -> None:
+    if request.query_string:
+        raise _invalid("this route takes no query parameters")
+
+
+def _conversation_id(value: str) -> ConversationId:
+    if not _HEX32.fullmatch(value):
+        raise _invalid("malformed conversation id in path (32 lower-case hex digits)")
+    return ConversationId(bytes.fromhex(value))
+
+
+def _device_id(value: str) -> DeviceId:
+    if not _HEX64.fullmatch(value):
+        raise _invalid("malformed device id in path (64 lower-case hex digits)")
+    return DeviceId(bytes.fromhex(value))
+
+
+def _user_id(value: str) -> UserId:
+    if not _HEX64.fullmatch(value):
+        raise _invalid("malformed user id in path (64 lower-case hex digits)")
+    return UserId(bytes.fromhex(value))
 
 
 def _parse(decode: Callable[[bytes], _T], body: bytes) -> _T:
@@ -160,26 +178,29 @@ class Api:
         self.config = config or ApiConfig()
         self.crypto = default_provider()
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_burst)
+        self.address_limiter = RateLimiter(self.config.address_rate_limit, self.config.address_rate_burst)
         self.notifier = Notifier()
+        self.inbox = InboxLimit(self.config.inbox_entries, self.config.inbox_bytes)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
         self._keys: dict[DeviceId, bytes] = {}
 
-    def routes(self) -> list[BaseRoute]:
-        """The routes, relative to the API prefixes (``create_app`` mounts them under each)."""
-        return [
-            Route("/devices", self.register_device, methods=["POST"]),
-            Route("/devices/{device}", self.revoke_device, methods=["DELETE"]),
-            Route("/devices/{device}/key-packages/claim", self.claim_device_key_packages, methods=["POST"]),
-            Route("/accounts/{user}/devices", self.list_devices, methods=["GET"]),
-            Route("/accounts/{user}/key-packages/claim", self.claim_key_packages, methods=["POST"]),
-            Route("/key-packages", self.publish_key_packages, methods=["POST"]),
-            Route("/conversations/{cid}/messages", self.post_message, methods=["POST"]),
-            Route("/conversations/{cid}/messages", self.fetch_messages, methods=["GET"]),
-            Route("/conversations/{cid}/welcomes", self.post_welcome, methods=["POST"]),
-            Route("/welcomes", self.fetch_welcomes, methods=["GET"]),
-            Route("/welcomes/ack", self.ack_welcomes, methods=["POST"]),
-        ]
+    def router(self) -> Router:
+        """The routes, relative to the API prefixes (``PingApp`` serves them under each)."""
+        r = Router()
+        r.add("POST", "/devices", self.register_device)
+        r.add("DELETE", "/devices/{device}", self.revoke_device)
+        r.add("POST", "/devices/{device}/key-packages/claim", self.claim_device_key_packages)
+        r.add("GET", "/accounts/{user}/devices", self.list_devices)
+        r.add("POST", "/accounts/{user}/key-packages/claim", self.claim_key_packages)
+        r.add("POST", "/key-packages", self.publish_key_packages)
+        r.add("GET", "/key-packages", self.count_key_packages)
+        r.add("POST", "/conversations/{cid}/messages", self.post_message)
+        r.add("GET", "/conversations/{cid}/messages", self.fetch_messages)
+        r.add("POST", "/conversations/{cid}/welcomes", self.post_welcome)
+        r.add("GET", "/welcomes", self.fetch_welcomes)
+        r.add("POST", "/welcomes/ack", self.ack_welcomes)
+        return r
 
     # -- plumbing -------------------------------------------------------------
 
@@ -190,26 +211,21 @@ class Api:
         except DatabaseUnavailable as exc:
             raise ApiError(503, "server_error", f"database unavailable: {exc}") from None
 
-    @staticmethod
-    async def _body(request: Request, limit: int) -> bytes:
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise _invalid("malformed content-length")
-            if int(length) > limit:
-                raise ApiError(413, "too_large", f"body of {length} bytes exceeds {limit}")
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "too_large", f"body exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _address_open(self, request: Request) -> None:
+        """Step 0: 429 while the client's address has spent its unauthenticated-request budget."""
+        retry = self.address_limiter.wait(request.client_host, time.monotonic())
+        if retry is not None:
+            raise ApiError(
+                429, "rate_limited", "too many unauthenticated requests from this address",
+                {"retry-after": RateLimiter.retry_after_header(retry)},
+            )  # fmt: skip
+
+    def _charge_address(self, request: Request) -> None:
+        self.address_limiter.take(request.client_host, time.monotonic())
 
     def _headers(self, request: Request) -> wire.AuthHeaders:
         try:
-            auth = wire.parse_auth_headers(request.headers.get)
+            auth = wire.parse_auth_headers(request.header)
         except InvalidInput as exc:
             raise _unauthorized(str(exc)) from None
         now = self._clock_ms()
@@ -217,11 +233,13 @@ class Api:
             raise _unauthorized("stale timestamp (check the clock)", {wire.HEADER_SERVER_TIME: str(now)})
         return auth
 
-    def _verify(self, request: Request, auth: wire.AuthHeaders, body: bytes, key: bytes) -> None:
+    def _verify(self, request: Request, auth: wire.AuthHeaders, body: bytes, key: bytes, *, key_checked: bool = False) -> None:
         try:
-            wire.verify_request(auth, request.method, _target(request), body, key, self.crypto)
+            wire.verify_request(auth, request.method, request.target, body, key, self.crypto, key_checked=key_checked)
         except CryptoError:
             raise _unauthorized("bad request signature") from None
+
+    def _device_rate(self, auth: wire.AuthHeaders) -> None:
         retry = self.limiter.take(auth.device_id.value, time.monotonic())
         if retry is not None:
             raise ApiError(
@@ -229,18 +247,26 @@ class Api:
             )
 
     async def _authenticate(self, request: Request, max_body: int) -> tuple[wire.AuthHeaders, bytes]:
-        """Steps 1-3 of the module docstring for a registered device."""
-        body = await self._body(request, max_body)
-        auth = self._headers(request)
-        key = self._keys.get(auth.device_id)
-        if key is None:
-            key = await self.run(lambda tx: delivery.device_key(tx, auth.device_id))
+        """Steps 0-3 of the module docstring for a registered device."""
+        self._address_open(request)
+        body = await request.body(max_body)
+        try:
+            auth = self._headers(request)
+            key = self._keys.get(auth.device_id)
             if key is None:
-                raise _unauthorized("device is not registered")
-            if len(self._keys) >= _MAX_KEY_CACHE:
-                self._keys.clear()
-            self._keys[auth.device_id] = key
-        self._verify(request, auth, body, key)
+                key = await self.run(lambda tx: delivery.device_key(tx, auth.device_id))
+                if key is None:
+                    raise _unauthorized("device is not registered")
+                if len(self._keys) >= _MAX_KEY_CACHE:
+                    self._keys.clear()
+                self._keys[auth.device_id] = key
+            # The key is the registered one of this id (registration checked id == SHA-256(key)).
+            self._verify(request, auth, body, key, key_checked=True)
+        except ApiError as exc:
+            if exc.status == 401:
+                self._charge_address(request)
+            raise
+        self._device_rate(auth)
         return auth, body
 
     async def _call(self, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T]) -> _T:
@@ -254,15 +280,31 @@ class Api:
 
     # -- devices ---------------------------------------------------------------
 
-    async def register_device(self, request: Request) -> Response:
+    async def register_device(self, request: Request) -> Reply:
         """``POST /devices``: the request is signed with the key being registered."""
-        body = await self._body(request, _MAX_REGISTER_BODY)
-        auth = self._headers(request)
+        self._address_open(request)
+        body = await request.body(_MAX_REGISTER_BODY)
+        try:
+            auth = self._headers(request)
+        except ApiError:
+            self._charge_address(request)
+            raise
+        _no_query(request)
         info, binding = _parse(wire.decode_register, body)
         if info.device_id != auth.device_id:
             raise ApiError(403, "forbidden", "a device registers itself only")
+        known = info.device_id in self._keys
+        if not known:
+            # A device this process has not seen: the unauthenticated way in, paid by the address.
+            self._charge_address(request)
         delivery.verify_registration(info, binding)
-        self._verify(request, auth, body, info.signing_public_key)
+        try:
+            self._verify(request, auth, body, info.signing_public_key)
+        except ApiError:
+            if known:
+                self._charge_address(request)
+            raise
+        self._device_rate(auth)
 
         def txn(tx: Tx) -> _Done[None] | _Refused:
             delivery.record_nonce(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
@@ -270,24 +312,27 @@ class Api:
 
         _settle(await self.run(txn))
         self._keys[info.device_id] = info.signing_public_key
-        return _no_content()
+        return _NO_CONTENT
 
-    async def list_devices(self, request: Request) -> Response:
+    async def list_devices(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
-        user_id = _path_id(request, "user", UserId)
+        user_id = _user_id(request.params[0])
+        _no_query(request)
         infos = await self._call(auth, lambda tx, caller: delivery.list_devices(tx, caller, user_id))
         return _cbor(wire.encode_device_list(infos))
 
-    async def revoke_device(self, request: Request) -> Response:
+    async def revoke_device(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
-        device_id = _path_id(request, "device", DeviceId)
+        device_id = _device_id(request.params[0])
+        _no_query(request)
         await self._call(auth, lambda tx, caller: delivery.revoke(tx, caller, device_id))
-        return _no_content()
+        return _NO_CONTENT
 
     # -- KeyPackages --------------------------------------------------------------
 
-    async def publish_key_packages(self, request: Request) -> Response:
+    async def publish_key_packages(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_PUBLISH_BODY)
+        _no_query(request)
         kps, last_resort = _parse(wire.decode_publish, body)
         if len(kps) > MAX_KEY_PACKAGES_PER_PUBLISH:
             raise ApiError(413, "too_large", "too many KeyPackages in one call")
@@ -295,17 +340,24 @@ class Api:
             if not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise _invalid("malformed KeyPackage")
         await self._call(auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort))
-        return _no_content()
+        return _NO_CONTENT
 
-    async def claim_key_packages(self, request: Request) -> Response:
+    async def count_key_packages(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
-        user_id = _path_id(request, "user", UserId)
+        _no_query(request)
+        count = await self._call(auth, delivery.key_package_count)
+        return _cbor(wire.encode_key_package_count(count))
+
+    async def claim_key_packages(self, request: Request) -> Reply:
+        auth, _ = await self._authenticate(request, 0)
+        user_id = _user_id(request.params[0])
+        _no_query(request)
         claimed = await self._call(auth, lambda tx, caller: delivery.claim(tx, caller, user_id))
         return _cbor(wire.encode_claim(claimed))
 
-    async def claim_device_key_packages(self, request: Request) -> Response:
+    async def claim_device_key_packages(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
-        device_id = _path_id(request, "device", DeviceId)
+        device_id = _device_id(request.params[0])
         count = _query(request, ("count",))["count"]
         if not 1 <= count <= MAX_CLAIM_COUNT:
             raise _invalid(f"count must be 1..{MAX_CLAIM_COUNT}")
@@ -314,23 +366,24 @@ class Api:
 
     # -- conversation logs ----------------------------------------------------------
 
-    async def post_message(self, request: Request) -> Response:
+    async def post_message(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
-        cid = _path_id(request, "cid", ConversationId)
-        env, removes = _parse(wire.decode_post_message, body)
-        if env.conversation_id != cid:
+        cid = _conversation_id(request.params[0])
+        _no_query(request)
+        posted = _parse(wire.decode_post_message, body)
+        if posted.envelope.conversation_id != cid:
             raise _invalid("the envelope is for another conversation than the path's")
-        if len(removes) > MAX_DEVICE_LIST:
+        if len(posted.removes) > MAX_DEVICE_LIST:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} removed devices")
-        removes = list(dict.fromkeys(removes))
+        removes = list(dict.fromkeys(posted.removes))
         now = self._clock_ms()
-        seq = await self._call(auth, lambda tx, caller: delivery.append(tx, caller, env, removes, now))
+        seq = await self._call(auth, lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, posted.stored))
         self.notifier.notify(cid.value)
         return _cbor(wire.encode_seq(seq))
 
-    async def fetch_messages(self, request: Request) -> Response:
+    async def fetch_messages(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
-        cid = _path_id(request, "cid", ConversationId)
+        cid = _conversation_id(request.params[0])
         q = _query(request, ("after", "limit"), ("wait_ms",))
         after, limit, wait_ms = q["after"], q["limit"], q.get("wait_ms", 0)
         if after > _MAX_SEQ:
@@ -356,7 +409,7 @@ class Api:
                     break
                 try:
                     await asyncio.wait_for(event.wait(), min(remaining, self.config.poll_interval))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self.notifier.unsubscribe(cid.value, event)
                 event = self.notifier.subscribe(cid.value)
@@ -370,9 +423,10 @@ class Api:
             self.notifier.unsubscribe(cid.value, event)
         return _cbor(wire.encode_page(stored, more))
 
-    async def post_welcome(self, request: Request) -> Response:
+    async def post_welcome(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
-        cid = _path_id(request, "cid", ConversationId)
+        cid = _conversation_id(request.params[0])
+        _no_query(request)
         env, recipients = _parse(wire.decode_post_welcome, body)
         if env.conversation_id != cid:
             raise _invalid("the envelope is for another conversation than the path's")
@@ -380,10 +434,11 @@ class Api:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} Welcome recipients")
         recipients = list(dict.fromkeys(recipients))
         now = self._clock_ms()
-        await self._call(auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now))
-        return _no_content()
+        inbox = self.inbox
+        await self._call(auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, inbox))
+        return _NO_CONTENT
 
-    async def fetch_welcomes(self, request: Request) -> Response:
+    async def fetch_welcomes(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
         after = _query(request, ("after",))["after"]
         if after > _MAX_SEQ:
@@ -391,11 +446,12 @@ class Api:
         stored, more = await self._call(auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
         return _cbor(wire.encode_page(stored, more))
 
-    async def ack_welcomes(self, request: Request) -> Response:
+    async def ack_welcomes(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, _MAX_ACK_BODY)
+        _no_query(request)
         up_to = _parse(wire.decode_ack, body)
         await self._call(auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
-        return _no_content()
+        return _NO_CONTENT
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -403,8 +459,8 @@ class Api:
         """Every ``nonce_prune_interval`` seconds, forget nonces too old to be accepted again."""
         while True:
             await asyncio.sleep(self.config.nonce_prune_interval)
-            horizon = self._clock_ms() - self.config.max_clock_skew_ms - 60_000
+            prune = functools.partial(delivery.prune_nonces, older_than_ms=self._clock_ms() - self.config.max_clock_skew_ms - 60_000)
             try:
-                await self.db.run(lambda tx: delivery.prune_nonces(tx, horizon))
+                await self.db.run(prune)
             except DatabaseUnavailable:
                 pass  # try again next round

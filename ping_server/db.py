@@ -38,11 +38,10 @@ __all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase",
 _T = TypeVar("_T")
 Params = Sequence[Any]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 # Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL){norowid};
 CREATE TABLE IF NOT EXISTS devices (
@@ -68,7 +67,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     created_ms BIGINT NOT NULL
 ){norowid};
 CREATE TABLE IF NOT EXISTS members (
-    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, PRIMARY KEY (conversation_id, device_id)
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT,
+    PRIMARY KEY (conversation_id, device_id)
 ){norowid};
 CREATE INDEX IF NOT EXISTS members_by_device ON members (device_id);
 CREATE TABLE IF NOT EXISTS messages (
@@ -80,9 +80,21 @@ CREATE TABLE IF NOT EXISTS welcomes (
     PRIMARY KEY (device_id, seq)
 );
 CREATE TABLE IF NOT EXISTS nonces (
-    device_id {blob} NOT NULL, nonce {blob} NOT NULL, ts_ms BIGINT NOT NULL, PRIMARY KEY (device_id, nonce)
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
 ){norowid};
-CREATE INDEX IF NOT EXISTS nonces_by_time ON nonces (ts_ms);
+"""
+
+# Schema 1 -> 2: members gain end_seq (a removed device reads up to the Commit that removed it);
+# nonces are keyed by time first (pruning is a range of the key; no second index to maintain).
+# Nonce rows are copied: dropping them would let requests of the last minutes be replayed.
+_MIGRATE_1_TO_2 = """
+ALTER TABLE members ADD COLUMN end_seq BIGINT;
+CREATE TABLE nonces_v2 (
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
+){norowid};
+INSERT INTO nonces_v2 (ts_ms, device_id, nonce) SELECT ts_ms, device_id, nonce FROM nonces;
+DROP TABLE nonces;
+ALTER TABLE nonces_v2 RENAME TO nonces
 """
 
 # Tables that hold the service's data (the nonce table is authentication bookkeeping).
@@ -210,15 +222,21 @@ class SqliteDatabase:
     ambiguous, as it should be). ``batch=1`` gives one transaction per request.
 
     Where the SQL runs: by default on the event loop's thread, a batch being
-    every request that asked during one turn of the loop. The loop then waits
-    for each COMMIT's fsync (~0.1 ms on a local SSD), but no thread ever waits
-    for the GIL: with a writer thread (``threaded=True``) every SQLite call
-    releases the GIL and the thread then waits for the busy event loop to give
-    it back, which costs more than the fsync. Choose ``threaded`` for a disk
-    whose fsync takes milliseconds.
+    every request that asked since the last one. Each statement takes
+    microseconds, but a COMMIT that syncs (``synchronous`` FULL or EXTRA, a
+    file) waits for the disk: that one call runs on a committer thread
+    (``commit_thread``, the default then), so the loop goes on parsing,
+    verifying and queueing requests meanwhile, and they form the next batch
+    when the COMMIT returns (at most one COMMIT in flight: the connection is
+    not shared while it runs). Only one thread hand-off per batch: with a
+    writer thread for every statement (``threaded=True``) each SQLite call
+    hands the GIL over and waits for the busy event loop to give it back,
+    which costs more than it saves unless the disk's fsync takes milliseconds.
     """
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", batch: int = 32, threaded: bool = False) -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", batch: int = 32, threaded: bool = False, commit_thread: bool | None = None
+    ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         if batch < 1:
@@ -232,6 +250,12 @@ class SqliteDatabase:
         # Event-loop mode: requests waiting for the next flush.
         self._pending: list[_Job] = []
         self._flush_scheduled = False
+        if commit_thread is None:
+            commit_thread = path != ":memory:" and self._synchronous != "NORMAL"
+        self._committer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ping-sqlite-commit") if commit_thread and not threaded else None
+        )
+        self._inflight: asyncio.Future[DatabaseUnavailable | None] | None = None  # the COMMIT on the committer thread
         # Thread mode: the writer thread's queue (None stops it).
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -239,13 +263,15 @@ class SqliteDatabase:
         try:
             self._conn = self._open()
         except (sqlite3.Error, DatabaseUnavailable) as exc:
+            if self._committer is not None:
+                self._committer.shutdown(wait=False)
             raise DatabaseUnavailable(f"sqlite: cannot open {path}: {exc}") from None
         if threaded:
             self._thread = threading.Thread(target=self._worker, name="ping-sqlite", daemon=True)
             self._thread.start()
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0, cached_statements=256)
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
             if self._path != ":memory:":
@@ -271,25 +297,57 @@ class SqliteDatabase:
             self._queue.put(job)
         else:
             self._pending.append(job)
-            if not self._flush_scheduled:
+            if not self._flush_scheduled and self._inflight is None:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
         return await future
 
-    def _flush(self) -> None:
-        """Event-loop mode: run the waiting requests as one batch (the rest at the next turn)."""
+    def _flush(self, *, commit_here: bool = False) -> None:
+        """Event-loop mode: run the waiting requests as one batch (the rest at the next turn).
+
+        With a committer thread the batch's COMMIT runs there and :meth:`_committed` delivers the
+        results and starts the next batch; ``commit_here`` commits on this thread (at close)."""
         self._flush_scheduled = False
+        if self._inflight is not None:
+            return  # _committed flushes when the COMMIT in flight returns
         jobs, self._pending = self._pending[: self._batch], self._pending[self._batch :]
-        if self._pending:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
         if not jobs:
             return
-        if self._conn is None:
-            outcomes: list[tuple[bool, Any]] = [(False, DatabaseUnavailable("database is closed"))] * len(jobs)
+        conn = self._conn
+        if conn is None:
+            _deliver([(j, False, DatabaseUnavailable("database is closed")) for j in jobs])
+        elif self._committer is None or commit_here:
+            outcomes = self._run_batch(conn, [j.fn for j in jobs])
+            _deliver([(j, ok, value) for j, (ok, value) in zip(jobs, outcomes)])
         else:
-            outcomes = self._run_batch(self._conn, [j.fn for j in jobs])
-        _deliver([(j, ok, value) for j, (ok, value) in zip(jobs, outcomes)])
+            changes = conn.total_changes
+            ran = self._run_jobs(conn, [j.fn for j in jobs])
+            if isinstance(ran, DatabaseUnavailable):
+                _deliver([(j, False, ran) for j in jobs])
+            elif conn.total_changes == changes:
+                # Nothing written (e.g. long polls re-reading): the COMMIT has nothing to sync.
+                failure = self._commit(conn)
+                _deliver([(j, False, failure) if failure else (j, ok, value) for j, (ok, value) in zip(jobs, ran)])
+            else:
+                loop = asyncio.get_running_loop()
+                inflight = loop.run_in_executor(self._committer, self._commit, conn)
+                self._inflight = inflight
+                inflight.add_done_callback(lambda f: self._committed(f, jobs, ran))
+                return
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _committed(self, done: "asyncio.Future[DatabaseUnavailable | None]", jobs: list[_Job], ran: list[tuple[bool, Any]]) -> None:
+        """The committer thread's COMMIT returned: answer the batch, then run the next one."""
+        self._inflight = None
+        failure = done.exception() or done.result()
+        if failure is not None and not isinstance(failure, DatabaseUnavailable):
+            failure = DatabaseUnavailable(f"sqlite: {type(failure).__name__}")
+        _deliver([(j, False, failure) if failure else (j, ok, value) for j, (ok, value) in zip(jobs, ran)])
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _worker(self) -> None:
         """Thread mode: take the queued requests in batches until stopped."""
@@ -321,19 +379,21 @@ class SqliteDatabase:
                 return
 
     @staticmethod
-    def _run_batch(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
-        """Run ``fns`` in one transaction, each in a savepoint; (ok, result or exception) for each."""
+    def _run_jobs(conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]] | DatabaseUnavailable:
+        """BEGIN, then run ``fns`` each in a savepoint: (ok, result or exception) for each; the
+        transaction is left open for :meth:`_commit`. On a failure of the machinery itself the
+        transaction is rolled back and the failure returned (the whole batch fails)."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            failure = DatabaseUnavailable(f"sqlite: {exc}")
-            return [(False, failure)] * len(fns)
+            return DatabaseUnavailable(f"sqlite: {exc}")
         outcomes: list[tuple[bool, Any]] = []
+        tx = _SqliteTx(conn)
         try:
             for fn in fns:
                 conn.execute("SAVEPOINT job")
                 try:
-                    value = fn(_SqliteTx(conn))
+                    value = fn(tx)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
@@ -343,14 +403,28 @@ class SqliteDatabase:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((True, value))
+        except sqlite3.Error as exc:
+            return _abort(conn, exc)
+        return outcomes
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection) -> DatabaseUnavailable | None:
+        """COMMIT the open transaction (any thread); on failure roll it back and return the failure."""
+        try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            # The savepoint machinery or the COMMIT failed: nothing of the batch is applied.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            failure = DatabaseUnavailable(f"sqlite: {exc}")
+            return _abort(conn, exc)
+        return None
+
+    @classmethod
+    def _run_batch(cls, conn: sqlite3.Connection, fns: list[Callable[[Tx], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``fns`` in one transaction, each in a savepoint, and COMMIT; (ok, result or exception) for each."""
+        ran = cls._run_jobs(conn, fns)
+        failure = ran if isinstance(ran, DatabaseUnavailable) else cls._commit(conn)
+        if failure is not None:
             return [(False, failure)] * len(fns)
-        return outcomes
+        assert not isinstance(ran, DatabaseUnavailable)
+        return ran
 
     def on_append(self, callback: Callable[[bytes], None]) -> None:
         pass
@@ -360,11 +434,23 @@ class SqliteDatabase:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
             self._thread = None
-        if self._pending:
-            self._flush()  # requests already accepted still get their answer
+        if self._inflight is not None:
+            await asyncio.wait([self._inflight])
+            await asyncio.sleep(0)  # let _committed run
+        while self._pending:
+            self._flush(commit_here=True)  # requests already accepted still get their answer
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _abort(conn: sqlite3.Connection, exc: sqlite3.Error) -> DatabaseUnavailable:
+    """Roll the whole transaction back (nothing of the batch is applied); the failure to report."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
+    return DatabaseUnavailable(f"sqlite: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,27 +614,46 @@ class PostgresDatabase:
             self._all.clear()
 
 
+def _statements(script: str, dialect: Dialect) -> list[str]:
+    return [stmt for stmt in script.format(blob=dialect.blob, norowid=dialect.norowid).split(";") if stmt.strip()]
+
+
 def _create_schema(tx: Tx) -> None:
+    """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``."""
     d = tx.dialect
     if d.name == "postgres":
         # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
         tx.execute("SELECT pg_advisory_xact_lock(7031985)")
-    for stmt in _SCHEMA.format(blob=d.blob, norowid=d.norowid).split(";"):
-        if stmt.strip():
-            tx.execute(stmt)
-    tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+    tx.execute("CREATE TABLE IF NOT EXISTS ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
     row = tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")
-    if row is None or row[0] != SCHEMA_VERSION:
-        raise DatabaseUnavailable(f"database schema {row[0] if row else None} is not {SCHEMA_VERSION}")
+    version = None if row is None else str(row[0])
+    if version is None:
+        for stmt in _statements(_SCHEMA, d):
+            tx.execute(stmt)
+        tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    elif version == "1":
+        for stmt in _statements(_MIGRATE_1_TO_2, d):
+            tx.execute(stmt)
+        tx.execute("UPDATE ping_meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
+    elif version != SCHEMA_VERSION:
+        raise DatabaseUnavailable(f"database schema {version} is not {SCHEMA_VERSION} (a newer server made it?)")
     tx.execute("INSERT INTO counters (name, value) VALUES ('device', 0) ON CONFLICT DO NOTHING")
 
 
 def open_database(
-    url: str | None, *, sqlite_synchronous: str = "FULL", sqlite_batch: int = 32, sqlite_threaded: bool = False, pool_size: int = 8
+    url: str | None,
+    *,
+    sqlite_synchronous: str = "FULL",
+    sqlite_batch: int = 32,
+    sqlite_threaded: bool = False,
+    sqlite_commit_thread: bool | None = None,
+    pool_size: int = 8,
 ) -> Database:
     """``None`` or ``":memory:"``: private in-memory SQLite; ``postgresql://...`` / ``postgres://...``:
     PostgreSQL; anything else: the path of a SQLite file (created when missing)."""
     if url is not None and url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url, pool_size=pool_size)
     path = ":memory:" if url is None else url
-    return SqliteDatabase(path, synchronous=sqlite_synchronous, batch=sqlite_batch, threaded=sqlite_threaded)
+    return SqliteDatabase(
+        path, synchronous=sqlite_synchronous, batch=sqlite_batch, threaded=sqlite_threaded, commit_thread=sqlite_commit_thread
+    )

@@ -15,6 +15,7 @@ conversation and per device exactly as SQLite's single writer does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ping_core.device import DeviceInfo
@@ -22,7 +23,7 @@ from ping_core.errors import IdentityError
 from ping_core.identity import DeviceBinding
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
-from ping_core.transport.base import MAX_EPOCH
+from ping_core.transport.base import MAX_EPOCH, KeyPackageCount
 from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE
 
 from .app import ApiError
@@ -38,6 +39,8 @@ __all__ = [
     "publish",
     "claim",
     "claim_device",
+    "key_package_count",
+    "InboxLimit",
     "append",
     "fetch",
     "post_welcome",
@@ -46,6 +49,14 @@ __all__ = [
     "device_key",
     "prune_nonces",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxLimit:
+    """What one device's Welcome inbox may hold (entries not yet acknowledged)."""
+
+    entries: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +86,14 @@ def device_key(tx: Tx, device_id: DeviceId) -> bytes | None:
 
 
 def record_nonce(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -> None:
-    """Remember (device, nonce); 401 when it was seen before (a replayed request)."""
+    """Remember (timestamp, device, nonce); 401 when it was seen before (a replayed request).
+
+    The timestamp is part of the key: a replay repeats the signed timestamp
+    exactly, and another timestamp is another signed message that only the
+    device can make. Keyed by time first, old rows are pruned as one range."""
     if tx.execute(
-        "INSERT INTO nonces (device_id, nonce, ts_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        (device_id.value, nonce, timestamp_ms),
+        "INSERT INTO nonces (ts_ms, device_id, nonce) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (timestamp_ms, device_id.value, nonce),
     ) != 1:
         raise ApiError(401, "unauthorized", "replayed request (nonce already used)")
 
@@ -217,6 +232,14 @@ def claim_device(tx: Tx, caller: Caller, device_id: DeviceId, count: int) -> lis
     return out
 
 
+def key_package_count(tx: Tx, caller: Caller) -> KeyPackageCount:
+    """The caller's unclaimed one-time KeyPackages, and whether it has a last-resort one."""
+    n = tx.one("SELECT COUNT(*) FROM key_packages WHERE device_id = ?", (caller.device_id.value,))
+    row = tx.one("SELECT last_resort IS NOT NULL FROM devices WHERE device_id = ?", (caller.device_id.value,))
+    assert n is not None and row is not None  # authenticate() found the device in this transaction
+    return KeyPackageCount(int(n[0]), bool(row[0]))
+
+
 # --------------------------------------------------------------------------
 # Conversations and membership
 
@@ -231,17 +254,38 @@ def _conversation(tx: Tx, conversation_id: ConversationId) -> tuple[int, int | N
 
 
 def _check_member(tx: Tx, caller: Caller, conversation_id: ConversationId, exists: bool) -> None:
-    """403 unless the caller may use the conversation: its owner's device for a DeviceGroup, else a
-    member (anyone may create a conversation that does not exist yet)."""
+    """403 unless the caller may post to the conversation: its owner's device for a DeviceGroup,
+    else a current member (anyone may create a conversation that does not exist yet)."""
     if conversation_id.is_device_group_id:
         if ConversationId.device_group(caller.user_id) != conversation_id:
             raise _forbidden("another user's device group")
         return
-    if exists and tx.one(
-        "SELECT 1 FROM members WHERE conversation_id = ? AND device_id = ?",
+    if not exists:
+        return
+    row = tx.one(
+        "SELECT end_seq FROM members WHERE conversation_id = ? AND device_id = ?",
         (conversation_id.value, caller.device_id.value),
-    ) is None:
+    )
+    if row is None:
         raise _forbidden("not a member of this conversation")
+    if row[0] is not None:
+        raise _forbidden(f"removed from this conversation by the Commit at seq {row[0]}")
+
+
+def _readable_until(tx: Tx, caller: Caller, conversation_id: ConversationId) -> int | None:
+    """How far the caller may read an existing conversation: None for all of it (a member), the
+    seq of the Commit that removed it for a removed device; 403 for anybody else."""
+    if conversation_id.is_device_group_id:
+        if ConversationId.device_group(caller.user_id) != conversation_id:
+            raise _forbidden("another user's device group")
+        return None
+    row = tx.one(
+        "SELECT end_seq FROM members WHERE conversation_id = ? AND device_id = ?",
+        (conversation_id.value, caller.device_id.value),
+    )
+    if row is None:
+        raise _forbidden("not a member of this conversation")
+    return None if row[0] is None else int(row[0])
 
 
 def _open_conversation(tx: Tx, caller: Caller, conversation_id: ConversationId, now_ms: int) -> tuple[int, int | None] | None:
@@ -271,8 +315,17 @@ def _create(tx: Tx, caller: Caller, conversation_id: ConversationId, now_ms: int
     return conv
 
 
-def append(tx: Tx, caller: Caller, env: MessageEnvelope, removes: list[DeviceId], now_ms: int) -> int:
-    """Append an Application, Commit or Proposal envelope; the server-assigned seq."""
+def append(
+    tx: Tx,
+    caller: Caller,
+    env: MessageEnvelope,
+    removes: list[DeviceId],
+    now_ms: int,
+    encode: Callable[[int], bytes] | None = None,
+) -> int:
+    """Append an Application, Commit or Proposal envelope; the server-assigned seq. The removed
+    devices' memberships end at this Commit (they may still read up to it). ``encode(seq)`` gives
+    the envelope's encoding with that seq (default ``env.with_seq(seq).encode()``)."""
     if env.sender_device != caller.device_id:
         raise _forbidden("sender_device is not the authenticated device")
     if env.kind is MessageKind.WELCOME:
@@ -296,13 +349,14 @@ def append(tx: Tx, caller: Caller, env: MessageEnvelope, removes: list[DeviceId]
     tx.execute(
         "UPDATE conversations SET next_seq = ?, epoch = ? WHERE conversation_id = ?", (seq + 1, new_epoch, cid.value)
     )
-    data = env.with_seq(seq).encode()
+    data = env.with_seq(seq).encode() if encode is None else encode(seq)
     tx.execute(
         "INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (cid.value, seq, len(data), data)
     )
     if removes and not cid.is_device_group_id:
         tx.executemany(
-            "DELETE FROM members WHERE conversation_id = ? AND device_id = ?", [(cid.value, d.value) for d in removes]
+            "UPDATE members SET end_seq = ? WHERE conversation_id = ? AND device_id = ? AND end_seq IS NULL",
+            [(seq, cid.value, d.value) for d in removes],
         )
     tx.appended(cid.value)
     return seq
@@ -331,11 +385,17 @@ def _page(tx: Tx, table: str, key_column: str, key: bytes, after: int, limit: in
 
 
 def fetch(tx: Tx, caller: Caller, conversation_id: ConversationId, after: int, limit: int) -> tuple[list[bytes], bool]:
-    """A page of the log after ``after`` (``[]`` for a conversation that does not exist; 403 for a non-member)."""
+    """A page of the log after ``after`` (``[]`` for a conversation that does not exist; 403 for a
+    non-member). A device removed by a Commit reads up to that Commit (so it learns it was
+    removed), and is refused (403) once its cursor is there."""
     exists = tx.one("SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id.value,)) is not None
     if not exists:
         return [], False
-    _check_member(tx, caller, conversation_id, True)
+    end = _readable_until(tx, caller, conversation_id)
+    if end is not None:
+        if after >= end:
+            raise _forbidden(f"removed from this conversation by the Commit at seq {end}")
+        limit = min(limit, end - after)  # seqs have no gaps: exactly the entries up to the Commit
     return _page(tx, "messages", "conversation_id", conversation_id.value, after, limit)
 
 
@@ -346,8 +406,11 @@ def check_caller(tx: Tx, caller: Caller) -> None:
         raise _forbidden("device is revoked")
 
 
-def post_welcome(tx: Tx, caller: Caller, env: MessageEnvelope, recipients: list[DeviceId], now_ms: int) -> None:
-    """Deliver a Welcome to each recipient's inbox and make them members (all or nothing)."""
+def post_welcome(
+    tx: Tx, caller: Caller, env: MessageEnvelope, recipients: list[DeviceId], now_ms: int, inbox: InboxLimit
+) -> None:
+    """Deliver a Welcome to each recipient's inbox and make them members (all or nothing); 409
+    ``inbox_full`` when a recipient's inbox would exceed ``inbox``."""
     if env.sender_device != caller.device_id:
         raise _forbidden("sender_device is not the authenticated device")
     if env.kind is not MessageKind.WELCOME:
@@ -365,24 +428,32 @@ def post_welcome(tx: Tx, caller: Caller, env: MessageEnvelope, recipients: list[
         )
         if row is not None:
             found[device_id] = (UserId(bytes(row[0])), bool(row[1]), int(row[2]))
+    entries: list[tuple[DeviceId, int, bytes]] = []
     for device_id in recipients:
         entry = found.get(device_id)
         if entry is None or entry[1]:
             raise ApiError(404, "not_found", "unknown or revoked Welcome recipient")
         if cid.is_device_group_id and ConversationId.device_group(entry[0]) != cid:
             raise _forbidden("a device group admits its owner's devices only")
+        seq = entry[2]
+        data = env.with_seq(seq).encode()
+        held = tx.one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM welcomes WHERE device_id = ?", (device_id.value,))
+        assert held is not None
+        if int(held[0]) >= inbox.entries or int(held[1]) + len(data) > inbox.bytes:
+            raise ApiError(409, "inbox_full", "a recipient's Welcome inbox is full (it must acknowledge its Welcomes)")
+        entries.append((device_id, seq, data))
     if conv is None:
         _create(tx, caller, cid, now_ms)
-    for device_id in recipients:
-        seq = found[device_id][2]
-        data = env.with_seq(seq).encode()
+    for device_id, seq, data in entries:
         tx.execute(
             "INSERT INTO welcomes (device_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (device_id.value, seq, len(data), data)
         )
         tx.execute("UPDATE devices SET inbox_next = ? WHERE device_id = ?", (seq + 1, device_id.value))
         if not cid.is_device_group_id:
+            # A member again (also after a removal: it was welcomed back).
             tx.execute(
-                "INSERT INTO members (conversation_id, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO members (conversation_id, device_id, end_seq) VALUES (?, ?, NULL)"
+                " ON CONFLICT (conversation_id, device_id) DO UPDATE SET end_seq = NULL",
                 (cid.value, device_id.value),
             )
 

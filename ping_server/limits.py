@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Hashable
 
 __all__ = ["RateLimiter", "Notifier"]
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` requests per second sustained, bursts up to ``burst``.
+    """A token bucket per key (a device id, a client address): ``rate`` requests per second
+    sustained, bursts up to ``burst``.
 
     ``rate <= 0`` disables limiting. State is per server process: with several
-    processes behind one database each enforces its own bucket.
+    processes behind one database each enforces its own bucket. At most
+    ``_MAX_KEYS`` buckets are kept (full ones are dropped first: they carry no
+    information).
     """
 
     _MAX_KEYS = 100_000
@@ -20,9 +24,19 @@ class RateLimiter:
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = max(burst, 1.0)
-        self._buckets: dict[bytes, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._buckets: dict[Hashable, tuple[float, float]] = {}  # key -> (tokens, at)
 
-    def take(self, key: bytes, now: float) -> float | None:
+    def wait(self, key: Hashable, now: float) -> float | None:
+        """Without spending: None when ``key`` has a token, else the seconds until it has one."""
+        if self.rate <= 0:
+            return None
+        entry = self._buckets.get(key)
+        if entry is None:
+            return None
+        tokens = min(self.burst, entry[0] + (now - entry[1]) * self.rate)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def take(self, key: Hashable, now: float) -> float | None:
         """Spend one token; None when allowed, else the seconds until one is available."""
         if self.rate <= 0:
             return None
@@ -33,6 +47,8 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
         if len(self._buckets) >= self._MAX_KEYS and key not in self._buckets:
             self._prune(now)
+            if len(self._buckets) >= self._MAX_KEYS:
+                self._buckets.clear()  # all busy (a flood of keys): start over rather than grow
         self._buckets[key] = (tokens - 1.0, now)
         return None
 

@@ -1,8 +1,9 @@
 """Start ``python -m ping_server`` as a child process and learn its URL (tests, benchmarks, tools).
 
-The server prints ``ping_server: listening on http://HOST:PORT`` once its
-socket accepts connections (``--port 0`` picks a free port); :func:`spawn`
-waits for that line.
+The server prints ``ping_server: listening on http://HOST:PORT (HTTP, LOOP)``
+once its socket accepts connections (``--port 0`` picks a free port);
+:func:`spawn` waits for that line (:func:`start` also returns what it says
+about the HTTP parser and event loop).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
-__all__ = ["spawn", "REPO_ROOT"]
+__all__ = ["spawn", "start", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,16 @@ def spawn(
     *args: str, db: str | None = None, python: str | None = None, stderr: IO[bytes] | int | None = None, timeout: float = 30.0
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server on 127.0.0.1 (a free port) with this checkout's code; return (process, URL).
+    See :func:`start`."""
+    proc, url, _ = start(*args, db=db, python=python, stderr=stderr, timeout=timeout)
+    return proc, url
+
+
+def start(
+    *args: str, db: str | None = None, python: str | None = None, stderr: IO[bytes] | int | None = None, timeout: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start a server on 127.0.0.1 (a free port) with this checkout's code; return (process, URL,
+    "HTTP, LOOP" as the server names its HTTP parser and event loop).
 
     ``args`` are more ``ping_server`` options; ``db`` its ``--db``; ``python``
     the interpreter (default: this one). The web client is not served. Raises
@@ -35,14 +46,14 @@ def spawn(
         cmd += ["--db", db]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, env=env)
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
 
     def read() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
-            match = re.search(rb"listening on (http://\S+)", raw)
+            match = re.search(rb"listening on (http://\S+)(?: \(([^)]*)\))?", raw)
             if match:
-                found.append(match.group(1).decode())
+                found.append((match.group(1).decode(), (match.group(2) or b"?").decode()))
                 return
 
     reader = threading.Thread(target=read, daemon=True)
@@ -52,4 +63,4 @@ def spawn(
         proc.kill()
         proc.wait()
         raise RuntimeError(f"ping_server did not start within {timeout} s (exit status {proc.returncode})")
-    return proc, found[0]
+    return proc, found[0][0], found[0][1]

@@ -1,4 +1,9 @@
-"""``build_app``: the whole server (web client, health, delivery service API) over one database."""
+"""``build_app``: the whole server (web client, health, delivery service API) over one database.
+
+The API routes are answered by :class:`ping_server.asgi.PingApp` directly;
+the rest (health, the web client, JSON 404s, the lifespan that opens and
+closes the database) by the Starlette app of :func:`ping_server.app.create_app`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from starlette.applications import Starlette
 
 from .api import Api, ApiConfig
 from .app import create_app
+from .asgi import PingApp
 from .db import open_database
 
 __all__ = ["build_app"]
@@ -24,13 +30,20 @@ def build_app(
     sqlite_synchronous: str = "FULL",
     sqlite_batch: int = 32,
     sqlite_threaded: bool = False,
+    sqlite_commit_thread: bool | None = None,
     pool_size: int = 8,
-) -> Starlette:
-    """The server app. ``db``: a SQLite file path, a ``postgresql://`` URL, or None for a private
-    in-memory SQLite database (gone when the process ends). The database is opened (and its schema
-    created) here, so a bad ``db`` fails at once; it is closed at shutdown."""
+) -> PingApp:
+    """The server app (``app.state`` holds ``api``, ``dist_ready``, ``db_kind``). ``db``: a SQLite
+    file path, a ``postgresql://`` URL, or None for a private in-memory SQLite database (gone when
+    the process ends). The database is opened (and its schema created or migrated) here, so a bad
+    ``db`` fails at once; it is closed at shutdown."""
     database = open_database(
-        db, sqlite_synchronous=sqlite_synchronous, sqlite_batch=sqlite_batch, sqlite_threaded=sqlite_threaded, pool_size=pool_size
+        db,
+        sqlite_synchronous=sqlite_synchronous,
+        sqlite_batch=sqlite_batch,
+        sqlite_threaded=sqlite_threaded,
+        sqlite_commit_thread=sqlite_commit_thread,
+        pool_size=pool_size,
     )
     api = Api(database, config)
 
@@ -46,6 +59,6 @@ def build_app(
                 await pruner
             await database.close()
 
-    app = create_app(dist=dist, db=db, api_routes=api.routes(), state={"api": api}, lifespan=lifespan)
-    app.state.db_kind = database.kind
-    return app
+    shell = create_app(dist=dist, db=db, state={"api": api}, lifespan=lifespan)
+    shell.state.db_kind = database.kind
+    return PingApp(api.router(), shell, shell.state)

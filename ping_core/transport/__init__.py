@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ERROR_CODES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH, Transport
+from .base import ERROR_CODES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageCount, KeyPackageSupply, Transport
 from .memory import Fault, MemoryDeliveryService, MemoryTransport
 from .remote import RawResponse, RemoteTransport
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Transport",
+    "KeyPackageSupply",
+    "KeyPackageCount",
     "ERROR_CODES",
     "MAX_FETCH_LIMIT",
     "MAX_KEY_PACKAGES_PER_PUBLISH",

@@ -24,7 +24,9 @@ membership from routing, never from payloads:
 * a Welcome sent by a member makes its recipients members;
 * a Commit sent after :meth:`Transport.set_next_commit_removals` takes the
   declared devices out, atomically with the Commit's acceptance (nothing
-  changes when the Commit is refused);
+  changes when the Commit is refused). A removed device may still read the log
+  up to and including that Commit (so its client learns it was removed), and
+  nothing after it (403 once its cursor is at the Commit); it may not post;
 * a revoked device loses every membership;
 * a user's DeviceGroup (id ``FF DC || SHA-256(user_id)[:14]``) has implicit
   membership: exactly that user's non-revoked devices. Nobody else may create,
@@ -46,7 +48,8 @@ timeout, connection refused) and ``code`` the server's machine-readable code.
 test of "the server did not apply it"; callers never parse message text.
 Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
 ``forbidden`` 403 (e.g. a revoked device, a non-member), ``not_found`` 404,
-``epoch_advanced`` 409, ``conflict`` 409, ``too_large`` 413,
+``epoch_advanced`` 409, ``conflict`` 409, ``inbox_full`` 409 (a Welcome
+recipient's inbox holds ``MAX_INBOX_ENTRIES`` / ``MAX_INBOX_BYTES`` already), ``too_large`` 413,
 ``rate_limited`` 429; and ``server_error`` 5xx, ``timeout`` / ``network``
 without a status (ambiguous).
 
@@ -60,6 +63,7 @@ Arguments are validated by the caller's types; a transport may raise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ping_core.device import DeviceInfo
@@ -71,6 +75,10 @@ from ping_core.sync import SyncCursor
 
 __all__ = [
     "Transport",
+    "KeyPackageSupply",
+    "KeyPackageCount",
+    "MAX_INBOX_ENTRIES",
+    "MAX_INBOX_BYTES",
     "MAX_FETCH_LIMIT",
     "MAX_FETCH_WAIT_MS",
     "MAX_KEY_PACKAGES_PER_PUBLISH",
@@ -95,6 +103,10 @@ MAX_KEY_PACKAGE_LEN = 64 * 1024
 MAX_DEVICE_LIST = 1000
 # ``claim_device_key_packages(count=...)`` is 1..MAX_CLAIM_COUNT.
 MAX_CLAIM_COUNT = 100
+# What one device's Welcome inbox holds at most (unacknowledged entries, and their bytes);
+# a Welcome that would overflow a recipient's inbox is refused with 409 ``inbox_full``.
+MAX_INBOX_ENTRIES = 1000
+MAX_INBOX_BYTES = 64 * 1024 * 1024
 # The largest epoch a Commit may carry: the next epoch must fit a signed 64-bit column.
 MAX_EPOCH = (1 << 63) - 2
 # The codes a delivery service puts in ``TransportError.code`` (see module docstring).
@@ -106,6 +118,7 @@ ERROR_CODES = frozenset(
         "not_found",
         "epoch_advanced",
         "conflict",
+        "inbox_full",
         "too_large",
         "rate_limited",
         "server_error",
@@ -181,7 +194,10 @@ class Transport(Protocol):
           members. Without recipients: 400 ``invalid_request``; the caller
           must be a member (or create the conversation), else 403; an unknown
           or revoked recipient: 404 ``not_found`` and nobody gets it; a
-          recipient outside the owner's account for a DeviceGroup: 403.
+          recipient outside the owner's account for a DeviceGroup: 403; a
+          recipient whose inbox is full (``MAX_INBOX_ENTRIES`` entries, or
+          ``MAX_INBOX_BYTES`` with this one): 409 ``inbox_full`` and nobody
+          gets it.
 
         When this returns, the server has durably applied the envelope. When it
         raises a definite rejection, the server did not apply it; any other
@@ -201,7 +217,9 @@ class Transport(Protocol):
 
         A conversation nobody has posted to yet has an empty log (``[]``, not
         an error); a non-member of an existing conversation and a revoked
-        device get 403 ``forbidden``.
+        device get 403 ``forbidden``. A device removed by a Commit reads up to
+        and including that Commit (fewer than ``limit`` then, as at the end of
+        the log) and gets 403 once ``cursor`` is at it.
         """
         ...
 
@@ -285,4 +303,22 @@ class Transport(Protocol):
 
     async def ack_welcomes(self, up_to_seq: int) -> None:
         """Drop every inbox entry with ``seq <= up_to_seq`` (call after joining or refusing them)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPackageCount:
+    """A device's KeyPackage stock on the delivery service."""
+
+    unclaimed: int  # one-time KeyPackages in its pool, not claimed yet
+    last_resort: bool  # whether it has a last-resort KeyPackage
+
+
+@runtime_checkable
+class KeyPackageSupply(Protocol):
+    """Optional beside :class:`Transport` (the SDK does not need it; ``ping_core.connect`` and the
+    command line use it to top up): how many KeyPackages this device has left on the service."""
+
+    async def key_package_count(self) -> KeyPackageCount:
+        """This device's unclaimed one-time KeyPackages and whether a last-resort one is stored."""
         ...

@@ -10,12 +10,13 @@ no answer is ``TransportError(status=None)`` with code ``timeout`` (the
 deadline passed) or ``network`` (refused, reset, DNS, TLS ...), which are
 ambiguous: the server may have applied the request.
 
-By default the httpx client runs on :class:`KeepAliveTransport`, a small
-HTTP/1.1 keep-alive connection pool on asyncio streams that writes each
-request in one piece. It replaces httpx's default transport (httpcore over
-anyio), which costs more than twice the client CPU per request
-(benchmarks/server_load.py); it does not do proxies or HTTP/2. Pass your own
-``httpx.AsyncClient`` (``client=``) to use httpx's transports instead.
+By default requests go straight to :class:`ConnectionPool`, a small HTTP/1.1
+keep-alive pool on asyncio streams that writes each request in one piece and
+parses the answer itself: no httpx ``Request``/``Response``/URL objects per
+request, which cost more CPU than signing it (benchmarks/server_load.py).
+It does not do proxies or HTTP/2. Pass your own ``httpx.AsyncClient``
+(``client=``) to use httpx and its transports instead;
+:class:`KeepAliveTransport` puts the same pool under an httpx client.
 
 ::
 
@@ -42,7 +43,7 @@ from .wire import RequestSigner
 if TYPE_CHECKING:
     from ping_core.device import LocalDevice
 
-__all__ = ["HttpTransport", "KeepAliveTransport"]
+__all__ = ["HttpTransport", "ConnectionPool", "KeepAliveTransport", "BodyTooLarge"]
 
 # Connecting should never take long on a working network; the rest of the
 # budget is for the server's answer.
@@ -55,8 +56,9 @@ class HttpTransport(RemoteTransport):
     ``signing_secret`` is the device's 32-byte Ed25519 seed
     (``LocalDevice.signing_secret``); :meth:`for_device` takes the device.
     ``timeout`` bounds each request (long polls get ``wait_ms`` more).
-    ``client`` lets the caller share an ``httpx.AsyncClient`` (it is then not
-    closed by :meth:`aclose`).
+    ``client`` lets the caller send through an ``httpx.AsyncClient`` of its own
+    (it is then not closed by :meth:`aclose`); without one the transport keeps
+    its own :class:`ConnectionPool`.
     """
 
     def __init__(
@@ -81,11 +83,15 @@ class HttpTransport(RemoteTransport):
             rate_limit_retries=rate_limit_retries,
             max_retry_wait=max_retry_wait,
         )
-        self._origin = httpx.URL(self.server_url).copy_with(path="/", query=None, fragment=None)
-        self._owns_client = client is None
-        if client is None:
-            client = httpx.AsyncClient(transport=KeepAliveTransport(), follow_redirects=False, trust_env=False)
+        origin = httpx.URL(self.server_url)
+        self._origin = origin.copy_with(path="/", query=None, fragment=None)
+        port = origin.port or (443 if origin.scheme == "https" else 80)
+        self._key = (origin.scheme, origin.host, port)
+        default_port = port == (443 if origin.scheme == "https" else 80)
+        host = f"[{origin.host}]" if ":" in origin.host else origin.host
+        self._host_header = (host if default_port else f"{host}:{port}").encode("ascii")
         self._client = client
+        self._pool = ConnectionPool() if client is None else None
 
     @classmethod
     def for_device(cls, server_url: str, device: "LocalDevice", **kwargs: object) -> "HttpTransport":
@@ -95,6 +101,38 @@ class HttpTransport(RemoteTransport):
     async def _exchange(
         self, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float, max_response: int
     ) -> RawResponse:
+        try:
+            if self._pool is not None:
+                return await self._exchange_pool(self._pool, method, target, body, headers, timeout, max_response)
+            return await self._exchange_httpx(method, target, body, headers, timeout, max_response)
+        except BodyTooLarge as exc:
+            raise TransportError(f"response exceeds {max_response} bytes", status=exc.status) from None
+        except httpx.TimeoutException:
+            raise TransportError(f"{method} {target.split('?', 1)[0]}: timed out", status=None, code="timeout") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"{method} {target.split('?', 1)[0]}: no answer ({type(exc).__name__})", status=None, code="network"
+            ) from None
+
+    async def _exchange_pool(
+        self, pool: "ConnectionPool", method: str, target: str, body: bytes, headers: dict[str, str], timeout: float,
+        max_response: int,
+    ) -> RawResponse:  # fmt: skip
+        head = [(b"host", self._host_header)]
+        head += [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+        if body or method in ("POST", "PUT", "PATCH"):
+            head.append((b"content-length", str(len(body)).encode("ascii")))
+        connect = min(timeout, _CONNECT_TIMEOUT)
+        status, raw_headers, content = await pool.request(
+            self._key, method, target, head, body, connect_timeout=connect, write_timeout=timeout, read_timeout=timeout,
+            max_body=max_response,
+        )  # fmt: skip
+        return RawResponse(status, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}, content)
+
+    async def _exchange_httpx(
+        self, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float, max_response: int
+    ) -> RawResponse:
+        assert self._client is not None
         url = self._origin.copy_with(raw_path=target.encode("ascii"))
         headers["accept-encoding"] = "identity"  # bodies are CBOR; never ask for compression
         request = self._client.build_request(
@@ -104,33 +142,26 @@ class HttpTransport(RemoteTransport):
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
         )
+        response = await self._client.send(request, stream=True)
         try:
-            response = await self._client.send(request, stream=True)
-            try:
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > max_response:
-                    raise TransportError(f"response of {length} bytes exceeds {max_response}", status=response.status_code)
-                chunks = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_response:
-                        raise TransportError(f"response exceeds {max_response} bytes", status=response.status_code)
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException:
-            raise TransportError(f"{method} {target.split('?', 1)[0]}: timed out", status=None, code="timeout") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"{method} {target.split('?', 1)[0]}: no answer ({type(exc).__name__})", status=None, code="network"
-            ) from None
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > max_response:
+                raise BodyTooLarge(response.status_code, max_response)
+            chunks = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_response:
+                    raise BodyTooLarge(response.status_code, max_response)
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
         return RawResponse(response.status_code, response.headers, b"".join(chunks))
 
     async def aclose(self) -> None:
-        """Close the connections (only those of a client this transport created)."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the connections (those of its own pool; a caller's ``client`` stays open)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def __aenter__(self) -> "HttpTransport":
         return self
@@ -165,6 +196,8 @@ _MAX_HEADER_BYTES = 64 * 1024
 _NO_BODY_STATUS = {204, 304}
 _DEFAULT_TLS: ssl.SSLContext | None = None
 
+Origin = tuple[str, str, int]  # (scheme, host, port)
+
 
 def _tls_context() -> ssl.SSLContext:
     global _DEFAULT_TLS
@@ -173,16 +206,26 @@ def _tls_context() -> ssl.SSLContext:
     return _DEFAULT_TLS
 
 
-class KeepAliveTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 for httpx over asyncio streams: one request at a time per connection, idle
+class BodyTooLarge(httpx.RemoteProtocolError):
+    """The answer's body exceeds the request's ``max_body`` (``status`` is the answer's status)."""
+
+    def __init__(self, status: int, limit: int) -> None:
+        super().__init__(f"answer exceeds {limit} bytes")
+        self.status = status
+
+
+class ConnectionPool:
+    """HTTP/1.1 client connections on asyncio streams: one request at a time per connection, idle
     connections kept (at most ``max_idle_per_host``, for ``keepalive_expiry`` seconds, below
     uvicorn's 5 s) and reused, each request written with one ``write``.
 
     Answers with ``Content-Length``, chunked bodies or a body up to the connection's close; no
-    body for HEAD, 1xx, 204 and 304. A body over ``max_body`` bytes, a malformed answer or a
-    dropped connection raise ``httpx.RemoteProtocolError`` / ``httpx.ReadError`` (ambiguous);
-    deadlines raise httpx's timeout exceptions. A request is never retried here: a signed request
-    sent twice would be refused as a replay although the first one may have been applied.
+    body for HEAD, 1xx, 204 and 304. A body over ``max_body`` bytes raises :class:`BodyTooLarge`,
+    a malformed answer or a dropped connection ``httpx.RemoteProtocolError`` / ``httpx.ReadError``
+    (ambiguous); deadlines raise httpx's timeout exceptions, a failed connect
+    ``httpx.ConnectError``. A request is never retried here: a signed request sent twice would be
+    refused as a replay although the first one may have been applied. A cancelled request closes
+    its connection (its answer may still come).
     """
 
     def __init__(
@@ -192,26 +235,33 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._ssl = ssl_context
         self._max_idle = max_idle_per_host
         self._expiry = keepalive_expiry
-        self._max_body = max_body
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self.max_body = max_body
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(
+        self,
+        origin: Origin,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        write_timeout: float | None = None,
+        read_timeout: float | None = None,
+        max_body: int | None = None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send one request (``headers`` must include ``host`` and the body's framing) and return
+        (status, headers, body); ``read_timeout`` bounds the whole answer."""
         if self._closed:
             raise httpx.ConnectError("transport is closed")
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.scheme, url.host, port)
-        timeouts = request.extensions.get("timeout", {})
-        connect_timeout, read_timeout, write_timeout = (timeouts.get(k) for k in ("connect", "read", "write"))
-        conn = self._take_idle(key)
+        limit = self.max_body if max_body is None else max_body
+        conn = self._take_idle(origin)
         if conn is None:
-            conn = await self._connect(key, connect_timeout)
-        body = await request.aread()
-        head = [f"{request.method} {url.raw_path.decode('ascii')} HTTP/1.1\r\n".encode("ascii")]
-        head.extend(name + b": " + value + b"\r\n" for name, value in request.headers.raw)
+            conn = await self._connect(origin, connect_timeout)
+        head = [f"{method} {target} HTTP/1.1\r\n".encode("ascii")]
+        head.extend(name + b": " + value + b"\r\n" for name, value in headers)
         head.append(b"\r\n")
         head.append(body)
         reusable = False
@@ -219,13 +269,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.writer.write(b"".join(head))
             try:
                 await asyncio.wait_for(conn.writer.drain(), write_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise httpx.WriteTimeout("timed out sending the request") from None
             try:
-                status, headers, content, reusable = await asyncio.wait_for(
-                    self._read_response(conn.reader, request.method), read_timeout
+                status, answer_headers, content, reusable = await asyncio.wait_for(
+                    self._read_response(conn.reader, method, limit), read_timeout
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise httpx.ReadTimeout("timed out waiting for the answer") from None
         except (ConnectionError, OSError) as exc:
             raise httpx.ReadError(f"connection failed: {type(exc).__name__}") from None
@@ -235,15 +285,15 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError("answer headers too long") from None
         finally:
             # Anything unfinished (an error, a cancelled task) leaves the connection in an unknown state.
-            if reusable and not self._closed and len(self._idle.get(key, ())) < self._max_idle:
+            if reusable and not self._closed and len(self._idle.get(origin, ())) < self._max_idle:
                 conn.idle_since = time.monotonic()
-                self._idle.setdefault(key, []).append(conn)
+                self._idle.setdefault(origin, []).append(conn)
             else:
                 conn.close()
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        return status, answer_headers, content
 
-    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
-        idle = self._idle.get(key)
+    def _take_idle(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if conn.usable(self._expiry):
@@ -251,20 +301,22 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(self, key: tuple[str, str, int], timeout: float | None) -> _Connection:
-        scheme, host, port = key
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
+        scheme, host, port = origin
         tls = (self._ssl or _tls_context()) if scheme == "https" else None
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=tls, limit=_MAX_HEADER_BYTES), timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {type(exc).__name__}") from None
         return _Connection(reader, writer)
 
-    async def _read_response(self, reader: asyncio.StreamReader, method: str) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    async def _read_response(
+        self, reader: asyncio.StreamReader, method: str, limit: int
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         while True:
             raw = await reader.readuntil(b"\r\n\r\n")
             lines = raw[:-4].split(b"\r\n")
@@ -296,22 +348,23 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         if method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
             return status, headers, b"", not close
         if chunked:
-            return status, _strip_framing(headers), await self._read_chunked(reader), not close
+            return status, _strip_framing(headers), await self._read_chunked(reader, status, limit), not close
         if length is not None:
-            if length > self._max_body:
-                raise httpx.RemoteProtocolError(f"answer of {length} bytes exceeds {self._max_body}")
+            if length > limit:
+                raise BodyTooLarge(status, limit)
             return status, headers, await reader.readexactly(length), not close
         # Delimited by the connection's close.
         chunks = []
         size = 0
         while chunk := await reader.read(65536):
             size += len(chunk)
-            if size > self._max_body:
-                raise httpx.RemoteProtocolError(f"answer exceeds {self._max_body} bytes")
+            if size > limit:
+                raise BodyTooLarge(status, limit)
             chunks.append(chunk)
         return status, headers, b"".join(chunks), False
 
-    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
+    @staticmethod
+    async def _read_chunked(reader: asyncio.StreamReader, status: int, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -325,8 +378,10 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                     pass  # trailers
                 return b"".join(chunks)
             size += n
-            if n < 0 or size > self._max_body:
-                raise httpx.RemoteProtocolError(f"answer exceeds {self._max_body} bytes")
+            if n < 0:
+                raise httpx.RemoteProtocolError("malformed chunk size")
+            if size > limit:
+                raise BodyTooLarge(status, limit)
             chunks.append(await reader.readexactly(n))
             if await reader.readexactly(2) != b"\r\n":
                 raise httpx.RemoteProtocolError("malformed chunk")
@@ -339,6 +394,35 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
+class KeepAliveTransport(httpx.AsyncBaseTransport):
+    """:class:`ConnectionPool` under an ``httpx.AsyncClient`` (``httpx.AsyncClient(transport=KeepAliveTransport())``):
+    httpx's API on the lean HTTP/1.1 pool. The arguments are the pool's."""
+
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_host: int = 16, keepalive_expiry: float = 4.0,
+        max_body: int = 64 * 1024 * 1024,
+    ) -> None:  # fmt: skip
+        self._pool = ConnectionPool(
+            ssl_context=ssl_context, max_idle_per_host=max_idle_per_host, keepalive_expiry=keepalive_expiry, max_body=max_body
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        timeouts = request.extensions.get("timeout", {})
+        body = await request.aread()
+        status, headers, content = await self._pool.request(
+            (url.scheme, url.host, port), request.method, url.raw_path.decode("ascii"), list(request.headers.raw), body,
+            connect_timeout=timeouts.get("connect"), write_timeout=timeouts.get("write"), read_timeout=timeouts.get("read"),
+        )  # fmt: skip
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
 def _strip_framing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    # The body handed to httpx is already de-chunked.
+    # The body handed on is already de-chunked.
     return [(k, v) for k, v in headers if k.lower() != b"transfer-encoding"]

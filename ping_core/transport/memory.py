@@ -4,9 +4,9 @@
 ``ping_core.transport.base`` for the contract): one ordered log per
 conversation numbered from 1, a Commit for any epoch but the current one
 refused with 409 ``epoch_advanced``, conversation membership learnt from
-routing (creator, Welcome recipients, declared Commit removals; DeviceGroups
-belong to their owner's devices), a Welcome inbox and a KeyPackage pool per
-device, registration checked against the account binding (trust on first use
+routing (creator, Welcome recipients, declared Commit removals, after which a
+removed device reads up to the removing Commit; DeviceGroups belong to their
+owner's devices), a bounded Welcome inbox and a KeyPackage pool per device, registration checked against the account binding (trust on first use
 of the account key), revoked devices refused with 403 ``forbidden``, long
 polling (``fetch_since(wait_ms=...)``). Envelopes
 cross it as encoded bytes (like the wire), so what a client gets back is never
@@ -54,8 +54,11 @@ from .base import (
     MAX_EPOCH,
     MAX_FETCH_LIMIT,
     MAX_FETCH_WAIT_MS,
+    MAX_INBOX_BYTES,
+    MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    KeyPackageCount,
     PendingRouting,
 )
 
@@ -92,8 +95,9 @@ class _Log:
     entries: list[bytes] = field(default_factory=list)  # encoded envelopes, seq = index + 1
     epoch: int | None = None  # the epoch the next Commit must carry; None until the first Commit
     members: set[DeviceId] = field(default_factory=set)  # unused for a DeviceGroup (implicit)
+    # Devices removed by a Commit -> that Commit's seq (they read up to it); cleared by a new Welcome.
+    removed: dict[DeviceId, int] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced on each append
-
 
 
 @dataclass
@@ -111,11 +115,16 @@ class MemoryDeliveryService:
 
     ``require_registration`` (default True) refuses every call but
     ``register_device`` from a device that has not registered (401
-    ``unauthorized``), like the real server.
+    ``unauthorized``), like the real server. ``inbox_entries`` /
+    ``inbox_bytes`` bound each device's Welcome inbox (409 ``inbox_full``).
     """
 
-    def __init__(self, *, require_registration: bool = True) -> None:
+    def __init__(
+        self, *, require_registration: bool = True, inbox_entries: int = MAX_INBOX_ENTRIES, inbox_bytes: int = MAX_INBOX_BYTES
+    ) -> None:
         self.require_registration = require_registration
+        self.inbox_entries = inbox_entries
+        self.inbox_bytes = inbox_bytes
         self._logs: dict[ConversationId, _Log] = {}
         # Conversations that do not exist yet, waited on by long polls.
         self._pending: dict[ConversationId, asyncio.Event] = {}
@@ -299,9 +308,12 @@ class MemoryDeliveryService:
         if log is None:
             log = self._create(caller, env.conversation_id)
         log.epoch = next_epoch
-        if not env.conversation_id.is_device_group_id:
-            log.members.difference_update(removes)
         seq = len(log.entries) + 1
+        if not env.conversation_id.is_device_group_id:
+            for device_id in removes:
+                if device_id in log.members:
+                    log.members.discard(device_id)
+                    log.removed[device_id] = seq
         log.entries.append(env.with_seq(seq).encode())
         log.arrived.set()
         log.arrived = asyncio.Event()
@@ -319,14 +331,18 @@ class MemoryDeliveryService:
                 raise TransportError("unknown or revoked Welcome recipient", status=404, code="not_found")
             if env.conversation_id.is_device_group_id and not self._owns(dev, env.conversation_id):
                 raise TransportError("a device group admits its owner's devices only", status=403, code="forbidden")
-            targets.append(dev)
+            data = env.with_seq(dev.inbox_next).encode()
+            if len(dev.inbox) >= self.inbox_entries or sum(map(len, dev.inbox)) + len(data) > self.inbox_bytes:
+                raise TransportError("a recipient's Welcome inbox is full", status=409, code="inbox_full")
+            targets.append((dev, data))
         if log is None:
             log = self._create(caller, env.conversation_id)
-        for dev in targets:
-            dev.inbox.append(env.with_seq(dev.inbox_next).encode())
+        for dev, data in targets:
+            dev.inbox.append(data)
             dev.inbox_next += 1
             if not env.conversation_id.is_device_group_id:
                 log.members.add(dev.info.device_id)
+                log.removed.pop(dev.info.device_id, None)
 
     async def _fetch_since(
         self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int, wait_ms: int
@@ -339,9 +355,15 @@ class MemoryDeliveryService:
         deadline = asyncio.get_running_loop().time() + wait_ms / 1000
         while True:
             log = self._logs.get(conversation_id)
+            end = None
             if log is not None:
-                self._admit(caller, conversation_id)
-            out = log.entries[cursor.seq : cursor.seq + limit] if log else []
+                end = log.removed.get(caller) if caller not in log.members else None
+                if end is None:
+                    self._admit(caller, conversation_id)
+                elif cursor.seq >= end:
+                    raise TransportError(f"removed from this conversation at seq {end}", status=403, code="forbidden")
+            stop = cursor.seq + limit if end is None else min(cursor.seq + limit, end)
+            out = log.entries[cursor.seq : stop] if log else []
             remaining = deadline - asyncio.get_running_loop().time()
             if out or remaining <= 0:
                 break
@@ -351,7 +373,7 @@ class MemoryDeliveryService:
                 event = self._pending.setdefault(conversation_id, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             dev = self._devices.get(caller)
             if dev is not None and dev.revoked:  # revoked while waiting
@@ -408,6 +430,7 @@ class MemoryDeliveryService:
         target.inbox.clear()
         for log in self._logs.values():
             log.members.discard(device_id)
+            log.removed.pop(device_id, None)
         self._after(fault)
 
     async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None) -> None:
@@ -424,6 +447,15 @@ class MemoryDeliveryService:
         if last_resort is not None:
             dev.last_resort = last_resort
         self._after(fault)
+
+    async def _key_package_count(self, caller: DeviceId) -> KeyPackageCount:
+        fault = await self._enter("key_package_count", caller)
+        dev = self._devices.get(caller)
+        if dev is None:
+            raise TransportError("device is not registered", status=401, code="unauthorized")
+        count = KeyPackageCount(len(dev.key_packages), dev.last_resort is not None)
+        self._after(fault)
+        return count
 
     @staticmethod
     def _claim_one(dev: _Device) -> bytes | None:
@@ -527,6 +559,9 @@ class MemoryTransport:
 
     async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
         await self.service._publish(self.device_id, list(key_packages), last_resort)
+
+    async def key_package_count(self) -> KeyPackageCount:
+        return await self.service._key_package_count(self.device_id)
 
     async def claim_key_packages(self, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
         return await self.service._claim(self.device_id, user_id)

@@ -39,7 +39,7 @@ from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
 from . import wire
-from .base import PendingRouting
+from .base import KeyPackageCount, PendingRouting
 
 __all__ = ["RemoteTransport", "RawResponse"]
 
@@ -216,6 +216,11 @@ class RemoteTransport:
             if not isinstance(kp, bytes):
                 raise InvalidInput("a KeyPackage is bytes")
         await self._request(wire.publish_request(kps, last_resort))
+
+    async def key_package_count(self) -> KeyPackageCount:
+        """This device's KeyPackage stock on the server (:class:`~ping_core.transport.base.KeyPackageSupply`)."""
+        resp = await self._request(wire.key_package_count_request())
+        return self._decode(resp, wire.decode_key_package_count, "key_package_count")
 
     async def claim_key_packages(self, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
         resp = await self._request(wire.claim_request(user_id))

@@ -45,11 +45,11 @@ from ping_core.device import DeviceInfo
 from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError
 from ping_core.identity import DeviceBinding
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.message import MAX_ENVELOPE_SIZE, MessageEnvelope
+from ping_core.message import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, MessageEnvelope
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.sync import SyncCursor
 
-from .base import MAX_CLAIM_COUNT, MAX_DEVICE_LIST, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_PUBLISH
+from .base import MAX_CLAIM_COUNT, MAX_DEVICE_LIST, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageCount
 
 __all__ = [
     "API_PREFIX",
@@ -89,11 +89,15 @@ __all__ = [
     "claim_request",
     "encode_claim",
     "decode_claim",
+    "key_package_count_request",
+    "encode_key_package_count",
+    "decode_key_package_count",
     "claim_device_request",
     "encode_claim_device",
     "decode_claim_device",
     "post_message_request",
     "decode_post_message",
+    "PostedMessage",
     "encode_seq",
     "decode_seq",
     "post_welcome_request",
@@ -241,10 +245,13 @@ def parse_auth_headers(get: Callable[[str], str | None]) -> AuthHeaders:
     )
 
 
-def verify_request(auth: AuthHeaders, method: str, target: str, body: bytes, public_key: bytes, crypto: CryptoProvider) -> None:
+def verify_request(
+    auth: AuthHeaders, method: str, target: str, body: bytes, public_key: bytes, crypto: CryptoProvider, *, key_checked: bool = False
+) -> None:
     """Return if ``auth.signature`` signs this request with ``public_key``; raise ``InvalidSignature``
-    otherwise (also when ``public_key`` is not the key of ``auth.device_id``)."""
-    if DeviceId.from_public_key(public_key) != auth.device_id:
+    otherwise (also when ``public_key`` is not the key of ``auth.device_id``, unless the caller
+    already knows it is: ``key_checked``, e.g. a key looked up by that id among registered ones)."""
+    if not key_checked and DeviceId.from_public_key(public_key) != auth.device_id:
         raise InvalidSignature("the key is not the device's key")
     try:
         message = signing_message(method, target, auth.device_id, auth.timestamp_ms, auth.nonce, hashlib.sha256(body).digest())
@@ -398,6 +405,23 @@ def decode_claim(data: bytes) -> list[tuple[DeviceId, bytes]]:
     return out
 
 
+def key_package_count_request() -> WireRequest:
+    """``GET /v1/key-packages`` -> ``{"v": 1, "unclaimed": uint, "last_resort": bool}``: the caller's stock."""
+    return WireRequest("GET", f"{API_PREFIX}/key-packages")
+
+
+def encode_key_package_count(count: KeyPackageCount) -> bytes:
+    return _record({"unclaimed": count.unclaimed, "last_resort": count.last_resort})
+
+
+def decode_key_package_count(data: bytes) -> KeyPackageCount:
+    rec = _open(data, "KeyPackageCount", ("unclaimed", "last_resort"), 64)
+    return KeyPackageCount(
+        as_uint(rec["unclaimed"], "KeyPackageCount.unclaimed", max_value=_MAX_SEQ),
+        as_bool(rec["last_resort"], "KeyPackageCount.last_resort"),
+    )
+
+
 def claim_device_request(device_id: DeviceId, count: int) -> WireRequest:
     """``POST /v1/devices/{device_id}/key-packages/claim?count=N`` -> ``{"v": 1, "key_packages": [bstr, ...]}``."""
     if type(count) is not int:
@@ -427,10 +451,48 @@ def post_message_request(envelope: MessageEnvelope, removes: list[DeviceId]) -> 
     return WireRequest("POST", f"{API_PREFIX}/conversations/{envelope.conversation_id.as_hex()}/messages", body)
 
 
-def decode_post_message(data: bytes) -> tuple[MessageEnvelope, list[DeviceId]]:
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    """A decoded ``POST .../messages`` body: the envelope, the declared removals, and the envelope's
+    canonical encoding exactly as sent (``raw``, a slice of the body)."""
+
+    envelope: MessageEnvelope
+    removes: list[DeviceId]
+    raw: bytes
+
+    def stored(self, seq: int) -> bytes:
+        """The envelope's encoding with ``seq``: ``envelope.with_seq(seq).encode()``, made by putting
+        the new seq into ``raw`` instead of encoding the envelope again.
+
+        In canonical order an envelope map starts ``"v": 1, "hlc": [wall_ms, counter], "seq": ...``
+        (keys sort by encoded length, then bytes), so the seq's place follows from the HLC's
+        two integer heads."""
+        env = self.envelope
+        at = len(_ENVELOPE_HEAD) + 1 + len(_head(0, env.hlc.wall_ms)) + len(_head(0, env.hlc.counter)) + len(_SEQ_KEY)
+        raw = self.raw
+        if raw[: len(_ENVELOPE_HEAD)] != _ENVELOPE_HEAD or raw[at - len(_SEQ_KEY) : at] != _SEQ_KEY:
+            return env.with_seq(seq).encode()  # not the layout above: never expected, but stay exact
+        return b"".join((raw[:at], _head(0, seq), raw[at + len(_head(0, env.seq)) :]))
+
+
+# {"v": 1, "hlc": ...: the first bytes of every envelope's canonical encoding (8 keys).
+_ENVELOPE_HEAD = b"\xa8" + dumps("v") + dumps(ENVELOPE_VERSION) + dumps("hlc")
+_SEQ_KEY = dumps("seq")
+# {"v": 1, "removes": [...], "envelope": {...}}: "envelope" sorts last, so its value ends the body.
+_POST_PREFIX = b"\xa3" + dumps("v") + dumps(1) + dumps("removes")
+_ENVELOPE_KEY = dumps("envelope")
+
+
+def decode_post_message(data: bytes) -> PostedMessage:
     """Structure only: the server applies the Transport's rules to the values."""
     rec = _open(data, "PostMessage", ("envelope", "removes"), MAX_POST_BODY)
-    return MessageEnvelope.from_value(rec["envelope"], "PostMessage.envelope"), _device_ids(rec["removes"], "PostMessage.removes")
+    envelope = MessageEnvelope.from_value(rec["envelope"], "PostMessage.envelope")
+    removes = _device_ids(rec["removes"], "PostMessage.removes")
+    # The body is canonical (checked by _open): the envelope's bytes are what follows its key.
+    start = len(_POST_PREFIX) + len(_head(4, len(removes))) + len(removes) * (2 + DeviceId.LENGTH) + len(_ENVELOPE_KEY)
+    if data[start - len(_ENVELOPE_KEY) : start] != _ENVELOPE_KEY:
+        raise InvalidInput("PostMessage: unexpected layout")  # cannot happen for a canonical body
+    return PostedMessage(envelope, removes, data[start:])
 
 
 def encode_seq(seq: int) -> bytes:

@@ -63,14 +63,14 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sqlite_server(server_logs: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(str(server_logs / "ping.sqlite"), "--rate-limit", "0", log_dir=server_logs)
+    server = ServerProcess(str(server_logs / "ping.sqlite"), "--rate-limit", "0", "--address-rate-limit", "0", log_dir=server_logs)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def postgres_server(postgres_db: str, server_logs: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(postgres_db, "--rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
+    server = ServerProcess(postgres_db, "--rate-limit", "0", "--address-rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
     yield server
     server.stop()
 
@@ -78,7 +78,7 @@ def postgres_server(postgres_db: str, server_logs: Path) -> Iterator[ServerProce
 @pytest.fixture(scope="session")
 def postgres_server_2(postgres_db: str, postgres_server: ServerProcess, server_logs: Path) -> Iterator[ServerProcess]:
     """A second server process on the SAME PostgreSQL database."""
-    server = ServerProcess(postgres_db, "--rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
+    server = ServerProcess(postgres_db, "--rate-limit", "0", "--address-rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
     yield server
     server.stop()
 

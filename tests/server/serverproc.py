@@ -19,7 +19,7 @@ class ServerProcess:
     def __init__(self, db: str | None, *extra: str, log_dir: Path) -> None:
         self.db = db
         self.log_path = log_dir / f"server-{secrets.token_hex(4)}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (open for the process's lifetime, closed by stop())
         try:
             self.proc, self.url = spawn(*extra, db=db, stderr=self._log)
         except RuntimeError as exc:

@@ -469,6 +469,50 @@ async def test_rate_limit(limited_server: ServerProcess) -> None:
             await t.aclose()
 
 
+async def test_address_limit_on_unauthenticated_requests(server_logs: Any) -> None:
+    """Requests that fail authentication, and registrations of new devices, spend the client
+    address's budget (burst 3, then 1/s here); an address that spent it is refused 429 before any
+    work, even with a good signature. Authenticated requests of registered devices do not spend it."""
+    server = ServerProcess(None, "--rate-limit", "0", "--address-rate-limit", "1", "--address-rate-burst", "3", log_dir=server_logs)
+    alice = Identity.generate()
+    devs = [LocalDevice.generate(alice.user_id, f"d{i}", 1) for i in range(3)]
+    ts = [HttpTransport.for_device(server.url, d, rate_limit_retries=0) for d in devs]
+    raw = Raw(server.url, devs[0])
+    try:
+        await ts[0].register_device(devs[0].info(1), alice.device_binding(devs[0].device_id))  # new: 1 of 3
+        for _ in range(30):  # authenticated requests: free
+            assert await ts[0].fetch_welcomes() == []
+        await ts[0].register_device(devs[0].info(2), alice.device_binding(devs[0].device_id))  # known device: free
+        target = "/v1/welcomes?after=0"
+        bad = dict(raw.headers("GET", target), **{wire.HEADER_SIGNATURE: "00" * 64})
+        _error(await raw.request("GET", target, headers=bad), 401, "unauthorized")  # 2 of 3
+        unregistered = Raw(server.url, devs[2])
+        try:
+            _error(await unregistered.request("GET", target), 401, "unauthorized")  # 3 of 3
+            resp = await unregistered.request("GET", target)
+            _error(resp, 429, "rate_limited")
+            assert int(resp.headers["retry-after"]) >= 1
+        finally:
+            await unregistered.aclose()
+        # The address is refused now, a good signature of a registered device included.
+        _error(await raw.request("GET", target), 429, "rate_limited")
+        with pytest.raises(TransportError) as err:
+            await ts[1].register_device(devs[1].info(1), alice.device_binding(devs[1].device_id))
+        assert (err.value.status, err.value.code) == (429, "rate_limited")
+        await asyncio.sleep(1.1)  # one token back
+        await ts[1].register_device(devs[1].info(1), alice.device_binding(devs[1].device_id))
+        with pytest.raises(TransportError) as err:
+            await ts[2].register_device(devs[2].info(1), alice.device_binding(devs[2].device_id))
+        assert err.value.status == 429
+        await asyncio.sleep(1.1)
+        assert [d.label for d in await ts[0].list_devices(alice.user_id)] == ["d0", "d1"]
+    finally:
+        await raw.aclose()
+        for t in ts:
+            await t.aclose()
+        server.stop()
+
+
 async def test_shutdown_does_not_wait_for_long_polls(server_logs: Any) -> None:
     server = ServerProcess(None, "--rate-limit", "0", log_dir=server_logs)
     world = await World(server.url).setup()

@@ -3,13 +3,19 @@ server process using only ``python -m ping_core`` commands, on SQLite and on Pos
 
 from __future__ import annotations
 
+import asyncio
 import os
+import queue
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from serverproc import ServerProcess
+
+from ping_core.connect import KEY_PACKAGE_TARGET, connect
+from ping_core.ids import DeviceId
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,3 +143,37 @@ def test_errors_are_one_line(sqlite_server: ServerProcess, tmp_path: Path) -> No
     offline = User("http://127.0.0.1:9", tmp_path / "me")
     run = offline.run("sync", ok=False)
     assert run.code == 1 and "no answer" in run.err
+
+
+def test_watch_tops_up_key_packages(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    """``ping watch`` checks the device's KeyPackage stock (here every 0.3 s) and refills it when
+    others have claimed it low; the last-resort KeyPackage stays the same."""
+    alice = User(sqlite_server.url, tmp_path / "alice").init("alice")
+    bob = User(sqlite_server.url, tmp_path / "bob").init("bob")
+
+    async def claim(count: int) -> list[bytes]:
+        client = await connect(sqlite_server.url, bob.state, key_packages=0)
+        try:
+            return await client.transport.claim_device_key_packages(DeviceId.from_hex(alice.device), count)
+        finally:
+            await client.transport.aclose()  # type: ignore[attr-defined]
+
+    watch = subprocess.Popen(
+        alice.args("watch", "--interval", "0.1", "--topup-interval", "0.3"), cwd=ROOT, env=alice.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    assert watch.stderr is not None
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in watch.stderr], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        assert lines.get(timeout=60).startswith("ping: watching")  # connected (its stock was full: nothing published)
+        first = asyncio.run(claim(KEY_PACKAGE_TARGET + 1))  # every one-time KeyPackage, then the last resort
+        assert len(set(first)) == KEY_PACKAGE_TARGET + 1
+        assert lines.get(timeout=60) == f"ping: published {KEY_PACKAGE_TARGET} KeyPackages"
+        again = asyncio.run(claim(KEY_PACKAGE_TARGET + 1))
+        assert not set(again[:-1]) & set(first) and again[-1] == first[-1]  # fresh ones; the same last resort
+        assert lines.get(timeout=60) == f"ping: published {KEY_PACKAGE_TARGET} KeyPackages"
+        assert watch.poll() is None
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=30)

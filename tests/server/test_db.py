@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ping_server.db import Database, DatabaseUnavailable, PostgresDatabase, SqliteDatabase, Tx
+from ping_server.db import SCHEMA_VERSION, Database, DatabaseUnavailable, PostgresDatabase, SqliteDatabase, Tx, open_database
 
 
 class Boom(Exception):
@@ -70,10 +74,9 @@ async def test_calls_see_each_other_in_order(db: Database) -> None:
 async def test_savepoint_inside_a_call(db: Database) -> None:
     def fn(tx: Tx) -> None:
         tx.execute("INSERT INTO t (k, v) VALUES ('outer', 1)")
-        with pytest.raises(Boom):
-            with tx.savepoint():
-                tx.execute("INSERT INTO t (k, v) VALUES ('inner', 2)")
-                raise Boom()
+        with pytest.raises(Boom), tx.savepoint():
+            tx.execute("INSERT INTO t (k, v) VALUES ('inner', 2)")
+            raise Boom()
         with tx.savepoint():
             tx.execute("INSERT INTO t (k, v) VALUES ('kept', 3)")
 
@@ -99,3 +102,91 @@ async def test_closed_database_refuses(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(DatabaseUnavailable):
         await db.run(lambda tx: None)
+
+
+# The schema as version 1 wrote it (ping_server before end_seq and the time-keyed nonces).
+_SCHEMA_V1 = """
+CREATE TABLE ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE accounts (user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL){norowid};
+CREATE TABLE devices (
+    device_id {blob} PRIMARY KEY, user_id {blob} NOT NULL, reg_seq BIGINT NOT NULL, signing_key {blob} NOT NULL,
+    info {blob} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1, inbox_next BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX devices_by_user ON devices (user_id, reg_seq);
+CREATE TABLE key_packages (device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n));
+CREATE TABLE conversations (
+    conversation_id {blob} PRIMARY KEY, next_seq BIGINT NOT NULL, epoch BIGINT, created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL
+){norowid};
+CREATE TABLE members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX members_by_device ON members (device_id);
+CREATE TABLE messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL, PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE nonces (
+    device_id {blob} NOT NULL, nonce {blob} NOT NULL, ts_ms BIGINT NOT NULL, PRIMARY KEY (device_id, nonce)
+){norowid};
+CREATE INDEX nonces_by_time ON nonces (ts_ms);
+INSERT INTO ping_meta (name, value) VALUES ('schema', '1');
+INSERT INTO counters (name, value) VALUES ('device', 0);
+INSERT INTO members (conversation_id, device_id) VALUES (x'01', x'02');
+INSERT INTO nonces (device_id, nonce, ts_ms) VALUES (x'02', x'03', 1234)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v1_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that ping_server's schema 1 made (with a member and a nonce), as a path or URL."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "v1.sqlite")
+        conn = sqlite3.connect(path)
+        conn.executescript(_SCHEMA_V1.format(blob="BLOB", norowid=" WITHOUT ROWID"))
+        conn.close()
+        yield path
+        return
+    import psycopg
+
+    url = request.getfixturevalue("postgres_db")
+    name = f"ping_v1_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    target = urlunsplit(urlsplit(url)._replace(path="/" + name))
+    try:
+        with psycopg.connect(target, autocommit=True) as conn:
+            for stmt in _SCHEMA_V1.format(blob="BYTEA", norowid="").replace("x'", "'\\x").split(";"):
+                conn.execute(stmt)
+        yield target
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_schema_1_is_migrated(v1_database: str) -> None:
+    """Opening a schema-1 database migrates it in place: members keep their rows (end_seq NULL:
+    still members), nonces keep theirs (a migration must not reopen the replay window)."""
+    database = open_database(v1_database)
+    try:
+        def read(tx: Tx) -> tuple[Any, ...]:
+            version = tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")
+            members = tx.query("SELECT conversation_id, device_id, end_seq FROM members")
+            nonces = tx.query("SELECT ts_ms, device_id, nonce FROM nonces")
+            return version, [tuple(bytes(v) if isinstance(v, (bytes, memoryview)) else v for v in r) for r in members], [
+                tuple(bytes(v) if isinstance(v, (bytes, memoryview)) else v for v in r) for r in nonces
+            ]
+
+        version, members, nonces = await database.run(read)
+        assert version == (SCHEMA_VERSION,)
+        assert members == [(b"\x01", b"\x02", None)]
+        assert nonces == [(1234, b"\x02", b"\x03")]
+    finally:
+        await database.close()
+    again = open_database(v1_database)  # opening a migrated database changes nothing
+    await again.close()

@@ -1,5 +1,6 @@
-"""ping_core.transport.http.KeepAliveTransport: HTTP/1.1 framing, connection reuse and failures,
-against a tiny asyncio server that gives canned answers."""
+"""ping_core.transport.http: the HTTP/1.1 connection pool (under httpx as KeepAliveTransport, and
+under HttpTransport directly): framing, connection reuse and failures, against a tiny asyncio server
+that gives canned answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from ping_core.transport.http import KeepAliveTransport
+from ping_core.clock import Hlc
+from ping_core.device import LocalDevice
+from ping_core.errors import TransportError
+from ping_core.identity import Identity
+from ping_core.ids import ConversationId
+from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.transport import wire
+from ping_core.transport.http import HttpTransport, KeepAliveTransport
 
 Handler = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close without answering)
 
@@ -200,3 +208,60 @@ async def test_cancelled_request_does_not_poison_the_pool(client: httpx.AsyncCli
         assert canned.connections == 2
     finally:
         await canned.stop()
+
+
+# ---------------------------------------------------------------------------
+# HttpTransport on its own pool (the default) and on a caller's httpx client
+
+
+async def test_http_transport_requests_and_errors() -> None:
+    """What HttpTransport writes (one request per connection turn, signed headers, the body's
+    length) and how answers map to TransportError: status and code kept; an oversized body keeps
+    its status (no code: ambiguous); a broken answer is a network error without status."""
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    answers = iter(
+        [
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/cbor\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(wire.encode_seq(7)), wire.encode_seq(7)),
+            b'HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 41\r\n\r\n{"code":"epoch_advanced","message":"no!"}',
+            b"HTTP/1.1 200 OK\r\ncontent-length: 999999999\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ]
+    )
+    canned = Canned(lambda head: next(answers))
+    url = await canned.start()
+    t = HttpTransport.for_device(url, dev, rate_limit_retries=0)
+    try:
+        env = MessageEnvelope(ConversationId.new(), 0, MessageKind.APPLICATION, dev.device_id, 0, Hlc(1, 0), b"x")
+        assert await t.send(env) == 7
+        head = canned.requests[0].decode()
+        assert head.startswith(f"POST /v1/conversations/{env.conversation_id.as_hex()}/messages HTTP/1.1\r\n")
+        assert f"host: 127.0.0.1:{url.rsplit(':', 1)[1]}\r\n" in head and f"ping-device: {dev.device_id.as_hex()}\r\n" in head
+        assert f"content-length: {len(canned.bodies[0])}\r\n" in head and "content-type: application/cbor\r\n" in head
+        with pytest.raises(TransportError) as err:
+            await t.send(env)
+        assert (err.value.status, err.value.code) == (409, "epoch_advanced")
+        with pytest.raises(TransportError) as err:
+            await t.fetch_welcomes()
+        assert (err.value.status, err.value.code, err.value.is_definite_rejection) == (200, None, False)
+        with pytest.raises(TransportError) as err:
+            await t.fetch_welcomes()
+        assert (err.value.status, err.value.code) == (None, "network")
+        assert canned.connections == 2  # kept alive; the oversized answer closed its connection
+    finally:
+        await t.aclose()
+        await canned.stop()
+
+
+async def test_http_transport_on_a_callers_httpx_client() -> None:
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    canned = Canned(lambda head: b"HTTP/1.1 204 No Content\r\n\r\n")
+    url = await canned.start()
+    async with httpx.AsyncClient() as client:
+        t = HttpTransport.for_device(url, dev, client=client)
+        await t.ack_welcomes(3)
+        await t.aclose()  # the caller's client stays open
+        await t.ack_welcomes(4)
+    await canned.stop()
+    assert len(canned.requests) == 2 and canned.requests[0].startswith(b"POST /v1/welcomes/ack HTTP/1.1\r\n")
+    assert canned.bodies[0] == wire.ack_welcomes_request(3).body

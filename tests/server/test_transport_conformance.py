@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from ping_core.identity import DeviceBinding, Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-from ping_core.transport import MemoryDeliveryService, Transport
+from ping_core.transport import KeyPackageCount, KeyPackageSupply, MemoryDeliveryService, Transport
 from ping_core.transport.base import MAX_EPOCH
 from ping_core.transport.http import HttpTransport
 
@@ -30,10 +31,10 @@ from serverproc import ServerProcess
 class Backend:
     """Makes transports for devices on one delivery service."""
 
-    def __init__(self, name: str, url: str | None) -> None:
+    def __init__(self, name: str, url: str | None, memory: MemoryDeliveryService | None = None) -> None:
         self.name = name
         self.url = url
-        self.memory = MemoryDeliveryService() if url is None else None
+        self.memory = (memory or MemoryDeliveryService()) if url is None else None
         self._open: list[HttpTransport] = []
 
     def transport(self, device: LocalDevice) -> Any:
@@ -66,6 +67,34 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         server: ServerProcess = request.getfixturevalue("postgres_server")
         url = server.url
     b = Backend(request.param, url)
+    yield b
+    await b.aclose()
+
+
+# Small Welcome inboxes, on every backend, for the inbox limit.
+SMALL_INBOX_ENTRIES = 3
+SMALL_INBOX_BYTES = 10_000
+
+
+@pytest.fixture(scope="module")
+def small_inbox_servers(postgres_db: str, server_logs: Path) -> Iterator[dict[str, ServerProcess]]:
+    limits = ("--inbox-limit", str(SMALL_INBOX_ENTRIES), "--inbox-bytes", str(SMALL_INBOX_BYTES))
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for name, db in (("http-sqlite", str(server_logs / "small-inbox.sqlite")), ("http-postgres", postgres_db)):
+            servers[name] = ServerProcess(db, "--rate-limit", "0", "--address-rate-limit", "0", *limits, log_dir=server_logs)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(params=["memory", "http-sqlite", "http-postgres"])
+async def small_inbox_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        b = Backend("memory", None, MemoryDeliveryService(inbox_entries=SMALL_INBOX_ENTRIES, inbox_bytes=SMALL_INBOX_BYTES))
+    else:
+        b = Backend(request.param, request.getfixturevalue("small_inbox_servers")[request.param].url)
     yield b
     await b.aclose()
 
@@ -256,7 +285,9 @@ async def test_membership_removed_by_accepted_commit_only(backend: Backend) -> N
     await ta.send(_env(conv, a.device_id, MessageKind.APPLICATION, epoch=2))
     assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 3
     await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=2))
-    await _rejects(tb.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    # b reads up to the Commit that removed it, nothing after, and may not post.
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3, 4]
+    await _rejects(tb.fetch_since(conv, SyncCursor(4), 10), 403, "forbidden")
     await _rejects(tb.send(_env(conv, b.device_id, MessageKind.APPLICATION, epoch=3)), 403, "forbidden")
     assert len(await tc.fetch_since(conv, SyncCursor(), 10)) == 4  # c is unaffected
     # An empty declaration clears a pending one.
@@ -266,13 +297,61 @@ async def test_membership_removed_by_accepted_commit_only(backend: Backend) -> N
     assert len(await tc.fetch_since(conv, SyncCursor(), 10)) == 5
     # A member may leave (remove itself); a re-Welcome brings b back.
     await tc.set_next_commit_removals(conv, [c.device_id])
-    await tc.send(_env(conv, c.device_id, MessageKind.COMMIT, epoch=4))
-    await _rejects(tc.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    assert await tc.send(_env(conv, c.device_id, MessageKind.COMMIT, epoch=4)) == 6
+    assert [e.seq for e in await tc.fetch_since(conv, SyncCursor(5), 10)] == [6]
+    await _rejects(tc.fetch_since(conv, SyncCursor(6), 10), 403, "forbidden")
     await _welcome(ta, a, conv, b)
     assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 6
     with pytest.raises(TransportError) as err:
         await ta.set_next_commit_removals(conv, [DeviceId(bytes([i % 256, i // 256]) + b"\x00" * 30) for i in range(1001)])
     assert (err.value.status, err.value.code) == (413, "too_large")
+
+
+async def test_removed_device_reads_up_to_its_removal(backend: Backend) -> None:
+    """A device removed by a Commit (not revoked) can read that Commit, so its client learns it was
+    removed, live (a long poll) or later; nothing after it; it cannot post or welcome."""
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    c, tc = await backend.device(carol, "c")
+    conv = ConversationId.new()
+    assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=0)) == 1
+    await _welcome(ta, a, conv, b, c)
+    assert await ta.send(_env(conv, a.device_id, payload=b"before")) == 2
+    # b is waiting for news when the removing Commit arrives.
+    polling = asyncio.create_task(tb.fetch_since(conv, SyncCursor(2), 10, wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await ta.set_next_commit_removals(conv, [b.device_id])
+    assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=1)) == 3
+    got = await polling
+    assert [(e.seq, e.kind, e.epoch) for e in got] == [(3, MessageKind.COMMIT, 1)]
+    assert await ta.send(_env(conv, a.device_id, payload=b"after")) == 4
+    await ta.set_next_commit_removals(conv, [b.device_id])  # declared again: its end stays at seq 3
+    assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=2)) == 5
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3]
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(1), 1)] == [2]
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(2), 1000)] == [3]
+    await _rejects(tb.fetch_since(conv, SyncCursor(3), 10), 403, "forbidden")
+    await _rejects(tb.fetch_since(conv, SyncCursor(4), 10), 403, "forbidden")
+    start = time.monotonic()
+    await _rejects(tb.fetch_since(conv, SyncCursor(3), 10, wait_ms=5000), 403, "forbidden")  # no waiting for nothing
+    assert time.monotonic() - start < 2
+    await _rejects(tb.send(_env(conv, b.device_id, payload=b"still here?")), 403, "forbidden")
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.COMMIT, epoch=3)), 403, "forbidden")
+    await tb.set_next_welcome_recipients(conv, [b.device_id])
+    await _rejects(tb.send(_env(conv, b.device_id, MessageKind.WELCOME)), 403, "forbidden")
+    assert [e.seq for e in await tc.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3, 4, 5]  # c is unaffected
+    # Welcomed back: a member again, the whole log readable, posting allowed.
+    await _welcome(ta, a, conv, b)
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3, 4, 5]
+    assert await tb.send(_env(conv, b.device_id, payload=b"back")) == 6
+    # Revoked after a removal: nothing at all.
+    await ta.set_next_commit_removals(conv, [b.device_id])
+    assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=3)) == 7
+    assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(5), 10)] == [6, 7]
+    bob2, tbob2 = await backend.device(bob, "b2")
+    await tbob2.revoke_device_remote(b.device_id)
+    await _rejects(tb.fetch_since(conv, SyncCursor(5), 10), 403, "forbidden")
 
 
 async def test_revocation_ends_membership(backend: Backend) -> None:
@@ -422,6 +501,36 @@ async def test_many_welcomes_page(backend: Backend) -> None:
     assert [e.payload for e in inbox] == [i.to_bytes(2, "big") for i in range(130)]
 
 
+async def test_welcome_inbox_is_bounded(small_inbox_backend: Backend) -> None:
+    """A recipient's inbox holds at most SMALL_INBOX_ENTRIES Welcomes and SMALL_INBOX_BYTES; a Welcome
+    that would overflow any recipient's inbox is refused for all (409 inbox_full) and admits nobody."""
+    backend = small_inbox_backend
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice)
+    b, tb = await backend.device(bob)
+    c, tc = await backend.device(carol)
+    conv = ConversationId.new()
+    for i in range(SMALL_INBOX_ENTRIES):
+        await _welcome(ta, a, conv, b, payload=b"w%d" % i)
+    await ta.set_next_welcome_recipients(conv, [c.device_id, b.device_id])
+    await _rejects(ta.send(_env(conv, a.device_id, MessageKind.WELCOME, payload=b"one too many")), 409, "inbox_full")
+    assert await tc.fetch_welcomes() == []  # all or nothing: c got nothing ...
+    await _rejects(tc.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")  # ... and is no member
+    assert len(await tb.fetch_welcomes()) == SMALL_INBOX_ENTRIES
+    await tb.ack_welcomes(1)  # acknowledging makes room
+    await ta.send(_env(conv, a.device_id, MessageKind.WELCOME, payload=b"now it fits"))  # the recipients were kept
+    assert [e.payload for e in await tb.fetch_welcomes()] == [b"w1", b"w2", b"now it fits"]
+    assert [e.payload for e in await tc.fetch_welcomes()] == [b"now it fits"]
+    # The byte bound: c's inbox holds one small Welcome; a large one fits once, not twice.
+    big = b"x" * (SMALL_INBOX_BYTES // 2)
+    await _welcome(ta, a, conv, c, payload=big)
+    await ta.set_next_welcome_recipients(conv, [c.device_id])
+    await _rejects(ta.send(_env(conv, a.device_id, MessageKind.WELCOME, payload=big)), 409, "inbox_full")
+    await tc.ack_welcomes(100)
+    await ta.send(_env(conv, a.device_id, MessageKind.WELCOME, payload=big))
+    assert [len(e.payload) for e in await tc.fetch_welcomes()] == [len(big)]
+
+
 async def test_welcome_recipients_survive_a_failed_send(backend: Backend) -> None:
     alice, bob = Identity.generate(), Identity.generate()
     a, ta = await backend.device(alice)
@@ -468,6 +577,28 @@ async def test_key_packages(backend: Backend) -> None:
     big = [bytes([i]) * (64 * 1024) for i in range(200)]  # the largest batch
     await tb2.publish_key_packages(big, last_resort=b"z" * (64 * 1024))
     assert await ta.claim_device_key_packages(b2.device_id, 100) == big[:100]
+
+
+async def test_key_package_count(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    assert isinstance(tb, KeyPackageSupply)
+    assert await tb.key_package_count() == KeyPackageCount(0, False)
+    await tb.publish_key_packages([b"k1", b"k2", b"k3"], last_resort=b"last")
+    assert await tb.key_package_count() == KeyPackageCount(3, True)
+    assert await ta.key_package_count() == KeyPackageCount(0, False)  # each device sees its own stock
+    await ta.claim_key_packages(bob.user_id)
+    assert await tb.key_package_count() == KeyPackageCount(2, True)
+    assert await ta.claim_device_key_packages(b.device_id, 4) == [b"k2", b"k3", b"last", b"last"]
+    assert await tb.key_package_count() == KeyPackageCount(0, True)  # the last resort is never used up
+    await tb.publish_key_packages([b"k4"])
+    assert await tb.key_package_count() == KeyPackageCount(1, True)
+    stranger = LocalDevice.generate(bob.user_id, "unregistered", 1)
+    await _rejects(backend.transport(stranger).key_package_count(), 401, "unauthorized")
+    b2, tb2 = await backend.device(bob, "b2")
+    await tb2.revoke_device_remote(b.device_id)
+    await _rejects(tb.key_package_count(), 403, "forbidden")
 
 
 # ---------------------------------------------------------------------------
