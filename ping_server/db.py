@@ -138,6 +138,12 @@ class Tx(Protocol):
         """The first row, or None."""
         ...
 
+    @property
+    def writes(self) -> int:
+        """How many statements other than plain ``SELECT``s ran through this Tx so far (a change
+        of it tells a caller that something may have been written)."""
+        ...
+
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         """A nested transaction: rolled back alone when its block raises (the exception propagates)."""
         ...
@@ -169,23 +175,31 @@ class Database(Protocol):
 
 
 class _SqliteTx:
-    __slots__ = ("_conn", "dialect", "_depth")
+    __slots__ = ("_conn", "dialect", "_depth", "writes")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.dialect = SQLITE
         self._depth = 0
+        self.writes = 0
 
     def execute(self, sql: str, params: Params = ()) -> int:
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         return self._conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self.writes += 1
         self._conn.executemany(sql, rows)
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         return self._conn.execute(sql, params).fetchall()
 
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
         return row
 
@@ -475,14 +489,17 @@ def _deliver(items: list[tuple[_Job, bool, Any]]) -> None:
 
 
 class _PgTx:
-    __slots__ = ("_conn", "dialect", "_sql")
+    __slots__ = ("_conn", "dialect", "_sql", "writes")
 
     def __init__(self, conn: Any, sql_cache: dict[str, str]) -> None:
         self._conn = conn
         self.dialect = POSTGRES
         self._sql = sql_cache
+        self.writes = 0
 
     def _q(self, sql: str) -> str:
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         out = self._sql.get(sql)
         if out is None:
             # Our statements contain no literal "?" or "%"; psycopg wants %s.
@@ -494,6 +511,7 @@ class _PgTx:
         return int(cur.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self.writes += 1
         with self._conn.cursor() as cur:
             cur.executemany(self._q(sql), rows)
 

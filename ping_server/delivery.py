@@ -3,7 +3,9 @@
 Each public function here is one API operation, run by
 :meth:`ping_server.db.Database.run` inside one transaction; it raises
 :class:`~ping_server.app.ApiError` to refuse (the transaction then changes
-nothing of the service's data). The semantics are those of the reference
+nothing of the service's data). Each makes all its checks before its first
+write, so a refusal has nothing to undo (``ping_server.api`` relies on it,
+and refuses, 500, a refusal that comes after a write). The semantics are those of the reference
 ``ping_core.transport.memory.MemoryDeliveryService`` (the conformance suite
 ``tests/server/test_transport_conformance.py`` runs both), in the order of
 checks ``ping_core.transport.base`` documents.
@@ -121,22 +123,25 @@ def prune_nonces(tx: Tx, older_than_ms: int) -> int:
 
 def register(tx: Tx, info: DeviceInfo, binding: DeviceBinding) -> None:
     """Register (or re-register) ``info``'s device. The caller has shown it holds the device key
-    (the request is signed with ``info.signing_public_key``) and ``binding`` verifies."""
+    (the request is signed with ``info.signing_public_key``) and ``binding`` verifies. Every check
+    comes before the first write (a refusal then has nothing to undo)."""
     if binding.device_id != info.device_id or binding.user_id != info.user_id:
         raise _invalid("binding is for another device or account")
     lock = tx.dialect.for_update
-    row = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
-    if row is None:
-        tx.execute(
-            "INSERT INTO accounts (user_id, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (info.user_id.value, binding.user_public_key),
-        )
-        row = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
-    if row is None or bytes(row[0]) != binding.user_public_key:
+    account = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
+    if account is not None and bytes(account[0]) != binding.user_public_key:
         raise _forbidden("account key differs from the registered one")
     dev = tx.one("SELECT revoked FROM devices WHERE device_id = ?" + lock, (info.device_id.value,))
     if dev is not None and dev[0]:
         raise _forbidden("device is revoked")
+    if account is None and tx.execute(
+        "INSERT INTO accounts (user_id, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (info.user_id.value, binding.user_public_key),
+    ) == 0:
+        # Registered concurrently by another request (PostgreSQL): nothing was written here.
+        account = tx.one("SELECT public_key FROM accounts WHERE user_id = ?" + lock, (info.user_id.value,))
+        if account is None or bytes(account[0]) != binding.user_public_key:
+            raise _forbidden("account key differs from the registered one")
     if dev is None:
         counter = tx.one("UPDATE counters SET value = value + 1 WHERE name = 'device' RETURNING value")
         assert counter is not None

@@ -190,3 +190,37 @@ async def test_schema_1_is_migrated(v1_database: str) -> None:
         await database.close()
     again = open_database(v1_database)  # opening a migrated database changes nothing
     await again.close()
+
+
+async def test_refusals_come_before_writes(db: Database) -> None:
+    """ping_server.api runs each operation without a savepoint: a refusal (ApiError) before any
+    write keeps what the request wrote before the operation (its nonce); a refusal after a write
+    is a bug, and then the whole request is rolled back (RefusedAfterWriting, answered 500)."""
+    from ping_server.api import RefusedAfterWriting, _guarded, _Refused
+    from ping_server.app import ApiError
+
+    def clean(tx: Tx) -> Any:
+        tx.execute("INSERT INTO t (k, v) VALUES ('nonce-1', 1)")
+        tx.one("SELECT COUNT(*) FROM t")  # reads are fine
+
+        def op() -> None:
+            tx.one("SELECT v FROM t WHERE k = 'nonce-1'")
+            raise ApiError(403, "forbidden", "no")
+
+        return _guarded(tx, op)
+
+    refused = await db.run(clean)
+    assert isinstance(refused, _Refused) and refused.error.code == "forbidden"
+
+    def dirty(tx: Tx) -> Any:
+        tx.execute("INSERT INTO t (k, v) VALUES ('nonce-2', 2)")
+
+        def op() -> None:
+            tx.execute("INSERT INTO t (k, v) VALUES ('half-done', 3)")
+            raise ApiError(409, "conflict", "too late")
+
+        return _guarded(tx, op)
+
+    with pytest.raises(RefusedAfterWriting):
+        await db.run(dirty)
+    assert await _rows(db) == {"nonce-1": 1}
