@@ -71,9 +71,10 @@ class Client:
     sends: int = 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process, or of one of its threads (Linux /proc)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -232,10 +233,12 @@ def main() -> int:
         client_loop = _client_loop(args.client_loop)
         try:
             cpu0_server = cpu_seconds(proc.pid)
+            cpu0_loop = cpu_seconds(proc.pid, proc.pid)  # the main thread runs the event loop
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
             work = run(url, args.clients, args.messages, args.group, args.payload, args.wait_ms, args.receive_interval_ms)
             result = _run_on(client_loop, asyncio.wait_for(work, args.timeout))
             server_cpu = cpu_seconds(proc.pid) - cpu0_server
+            loop_cpu = cpu_seconds(proc.pid, proc.pid) - cpu0_loop
             usage1 = resource.getrusage(resource.RUSAGE_SELF)
             client_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
         finally:
@@ -264,7 +267,8 @@ def main() -> int:
         p99 = statistics.quantiles(lat, n=100)[98] if len(lat) > 1 else lat[0]
         print(f"  send-to-receive latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms "
               f"over {len(lat)} deliveries to other members")  # fmt: skip
-    print(f"  CPU: server {server_cpu:.1f} s ({server_cpu / sent * 1e3:.2f} ms/msg), "
+    print(f"  CPU: server {server_cpu:.1f} s ({server_cpu / sent * 1e3:.2f} ms/msg; its event-loop thread "
+          f"{loop_cpu:.1f} s, busy {loop_cpu / elapsed:.0%} of the run), "
           f"clients (this process) {client_cpu:.1f} s ({client_cpu / sent * 1e3:.2f} ms/msg)")  # fmt: skip
     problems = result["problems"]
     assert isinstance(problems, list)
