@@ -140,8 +140,9 @@ class Tx(Protocol):
 
     @property
     def writes(self) -> int:
-        """How many statements other than plain ``SELECT``s ran through this Tx so far (a change
-        of it tells a caller that something may have been written)."""
+        """Rows written through this Tx so far (inserted, updated or deleted; an ``INSERT ... ON
+        CONFLICT DO NOTHING`` that inserted nothing counts none): a change of it tells a caller
+        that something was written."""
         ...
 
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
@@ -175,31 +176,27 @@ class Database(Protocol):
 
 
 class _SqliteTx:
-    __slots__ = ("_conn", "dialect", "_depth", "writes")
+    __slots__ = ("_conn", "dialect", "_depth")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.dialect = SQLITE
         self._depth = 0
-        self.writes = 0
+
+    @property
+    def writes(self) -> int:
+        return self._conn.total_changes  # SQLite counts exactly the rows changed
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        if not sql.startswith("SELECT"):
-            self.writes += 1
         return self._conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        self.writes += 1
         self._conn.executemany(sql, rows)
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        if not sql.startswith("SELECT"):
-            self.writes += 1
         return self._conn.execute(sql, params).fetchall()
 
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-        if not sql.startswith("SELECT"):
-            self.writes += 1
         row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
         return row
 
@@ -498,29 +495,32 @@ class _PgTx:
         self.writes = 0
 
     def _q(self, sql: str) -> str:
-        if not sql.startswith("SELECT"):
-            self.writes += 1
         out = self._sql.get(sql)
         if out is None:
             # Our statements contain no literal "?" or "%"; psycopg wants %s.
             out = self._sql[sql] = sql.replace("?", "%s")
         return out
 
-    def execute(self, sql: str, params: Params = ()) -> int:
+    def _run(self, sql: str, params: Params) -> Any:
         cur = self._conn.execute(self._q(sql), params)
-        return int(cur.rowcount)
+        if not sql.startswith("SELECT"):
+            self.writes += max(int(cur.rowcount), 0)  # rows inserted, updated or deleted
+        return cur
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return int(self._run(sql, params).rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        self.writes += 1
+        self.writes += len(rows)  # at most one row per parameter set in our statements; never fewer counted than written
         with self._conn.cursor() as cur:
             cur.executemany(self._q(sql), rows)
 
     def query(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self._conn.execute(self._q(sql), params).fetchall()
+        rows: list[tuple[Any, ...]] = self._run(sql, params).fetchall()
         return rows
 
     def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = self._conn.execute(self._q(sql), params).fetchone()
+        row: tuple[Any, ...] | None = self._run(sql, params).fetchone()
         return row
 
     @contextlib.contextmanager

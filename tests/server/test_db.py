@@ -212,6 +212,17 @@ async def test_refusals_come_before_writes(db: Database) -> None:
     refused = await db.run(clean)
     assert isinstance(refused, _Refused) and refused.error.code == "forbidden"
 
+    def lost_race(tx: Tx) -> Any:
+        def op() -> None:
+            # A concurrent request made the row first: this insert writes nothing, the refusal is clean.
+            assert tx.execute("INSERT INTO t (k, v) VALUES ('nonce-1', 9) ON CONFLICT DO NOTHING") == 0
+            raise ApiError(409, "epoch_advanced", "the other one won")
+
+        return _guarded(tx, op)
+
+    refused = await db.run(lost_race)
+    assert isinstance(refused, _Refused) and refused.error.code == "epoch_advanced"
+
     def dirty(tx: Tx) -> Any:
         tx.execute("INSERT INTO t (k, v) VALUES ('nonce-2', 2)")
 
