@@ -30,7 +30,6 @@ from ping_core.mls.crypto.provider import (
     AEAD_NONCE_LEN,
     DH_PUBLIC_LEN,
     DH_SECRET_LEN,
-    SIGN_PUBLIC_LEN,
     SIGN_SECRET_LEN,
     SIGNATURE_LEN,
     check_bytes,

@@ -15,7 +15,7 @@ nows = st.integers(0, 2**40)
 
 
 def test_zero_and_order() -> None:
-    assert Hlc.ZERO == Hlc(0, 0) and Hlc.ZERO < Hlc(0, 1) < Hlc(1, 0)
+    assert Hlc(0, 0) == Hlc.ZERO and Hlc.ZERO < Hlc(0, 1) < Hlc(1, 0)
     with pytest.raises(InvalidInput):
         Hlc(-1, 0)
     with pytest.raises(InvalidInput):

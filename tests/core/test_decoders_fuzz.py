@@ -20,7 +20,7 @@ from ping_core.device import (
     LocalDevice,
 )
 from ping_core.identity import DeviceBinding, Identity
-from ping_core.ids import ConversationId, DeviceId
+from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.sync import SyncCursor
