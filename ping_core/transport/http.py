@@ -10,17 +10,19 @@ no answer is ``TransportError(status=None)`` with code ``timeout`` (the
 deadline passed) or ``network`` (refused, reset, DNS, TLS ...), which are
 ambiguous: the server may have applied the request.
 
-By default requests go straight to :class:`ConnectionPool`, a small HTTP/1.1
-keep-alive pool on asyncio streams that writes each request in one piece and
-parses the answer itself: no httpx ``Request``/``Response``/URL objects per
-request, which cost more CPU than signing it (benchmarks/server_load.py).
-It does not do proxies or HTTP/2. Pass your own ``httpx.AsyncClient``
-(``client=``) to use httpx and its transports instead;
+By default requests go through an ``httpx.AsyncClient`` the transport makes
+and owns (HTTP/1.1, TLS verified, proxies and CA bundle from the environment);
+``client=`` sends through a caller's client instead. ``pool=`` sends through
+:class:`ConnectionPool`, a small HTTP/1.1 keep-alive pool on asyncio streams
+that writes each request in one piece and parses the answer itself: no httpx
+``Request``/``Response``/URL objects per request, which cost more CPU than
+signing it (benchmarks/server_load.py uses it: its clients share the machine
+with the server). It does not do proxies or HTTP/2.
 :class:`KeepAliveTransport` puts the same pool under an httpx client.
 
 ::
 
-    async with HttpTransport.for_device("http://127.0.0.1:8080", device) as transport:
+    async with HttpTransport.for_device("https://ping.example", device) as transport:
         await transport.register_device(device.info(now_ms), identity.device_binding(device.device_id))
 """
 
@@ -48,17 +50,39 @@ __all__ = ["HttpTransport", "ConnectionPool", "KeepAliveTransport", "BodyTooLarg
 # Connecting should never take long on a working network; the rest of the
 # budget is for the server's answer.
 _CONNECT_TIMEOUT = 10.0
+# Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them
+# under a request we are writing.
+_KEEPALIVE_EXPIRY = 4.0
+_MAX_IDLE_PER_HOST = 16
 
 
 class HttpTransport(RemoteTransport):
-    """A device's transport to ping_server at ``server_url`` (e.g. ``http://127.0.0.1:8080``).
+    """A device's transport to ping_server at ``server_url`` (e.g. ``https://ping.example``).
 
     ``signing_secret`` is the device's 32-byte Ed25519 seed
     (``LocalDevice.signing_secret``); :meth:`for_device` takes the device.
-    ``timeout`` bounds each request (long polls get ``wait_ms`` more).
-    ``client`` lets the caller send through an ``httpx.AsyncClient`` of its own
-    (it is then not closed by :meth:`aclose`); without one the transport keeps
-    its own :class:`ConnectionPool`.
+    ``timeout`` bounds each request (long polls get ``wait_ms`` more); connecting
+    gets at most 10 s of it on top.
+
+    How requests travel (at most one of ``client`` and ``pool``; ``InvalidInput`` otherwise):
+
+    * default: an ``httpx.AsyncClient`` of the transport's own, closed by
+      :meth:`aclose`: HTTP/1.1 with keep-alive (up to 16 idle connections, dropped
+      after 4 s idle), no redirects followed, ``trust_env`` (``HTTP(S)_PROXY`` /
+      ``NO_PROXY``, ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), and the server's
+      certificate verified against ``verify`` (an ``ssl.SSLContext``), by default
+      httpx's: the environment's CA file or directory, else certifi's bundle.
+    * ``client=``: the caller's ``httpx.AsyncClient``, with whatever it was
+      configured with; :meth:`aclose` leaves it open.
+    * ``pool=``: a caller's :class:`ConnectionPool` (lean HTTP/1.1 on asyncio
+      streams, for load generators); TLS verified with its ``ssl_context``
+      (default: httpx's default context as above); no proxies; :meth:`aclose`
+      leaves it open.
+
+    On every path the errors are the same (see the module docstring), a request
+    is never retried on a new connection (a signed request sent twice is refused
+    as a replay though the first may have been applied), and an answer bigger
+    than the request allows is ``TransportError`` with the answer's status.
     """
 
     def __init__(
@@ -69,12 +93,22 @@ class HttpTransport(RemoteTransport):
         timeout: float = 30.0,
         crypto: CryptoProvider | None = None,
         client: httpx.AsyncClient | None = None,
+        pool: "ConnectionPool | None" = None,
+        verify: ssl.SSLContext | None = None,
         clock_ms: Callable[[], int] | None = None,
         rate_limit_retries: int = 2,
         max_retry_wait: float = 2.0,
     ) -> None:
         if not isinstance(server_url, str) or not server_url.startswith(("http://", "https://")):
             raise InvalidInput("server_url must be an http:// or https:// URL")
+        if client is not None and pool is not None:
+            raise InvalidInput("pass either client or pool, not both")
+        if verify is not None and (client is not None or pool is not None):
+            raise InvalidInput(
+                "verify is for the transport's own client; configure a client or pool of your own instead"
+            )
+        if verify is not None and not isinstance(verify, ssl.SSLContext):
+            raise InvalidInput("verify must be an ssl.SSLContext")
         super().__init__(
             server_url,
             RequestSigner(signing_secret, crypto),
@@ -90,8 +124,22 @@ class HttpTransport(RemoteTransport):
         default_port = port == (443 if origin.scheme == "https" else 80)
         host = f"[{origin.host}]" if ":" in origin.host else origin.host
         self._host_header = (host if default_port else f"{host}:{port}").encode("ascii")
+        self._pool = pool
+        self._owns_client = client is None and pool is None
+        if self._owns_client:
+            client = httpx.AsyncClient(
+                http1=True,
+                http2=False,
+                verify=verify if verify is not None else _tls_context(),
+                trust_env=True,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=100,
+                    max_keepalive_connections=_MAX_IDLE_PER_HOST,
+                    keepalive_expiry=_KEEPALIVE_EXPIRY,
+                ),
+            )
         self._client = client
-        self._pool = ConnectionPool() if client is None else None
 
     @classmethod
     def for_device(cls, server_url: str, device: "LocalDevice", **kwargs: object) -> "HttpTransport":
@@ -104,11 +152,14 @@ class HttpTransport(RemoteTransport):
         try:
             if self._pool is not None:
                 return await self._exchange_pool(self._pool, method, target, body, headers, timeout, max_response)
-            return await self._exchange_httpx(method, target, body, headers, timeout, max_response)
+            assert self._client is not None
+            return await self._exchange_httpx(self._client, method, target, body, headers, timeout, max_response)
         except BodyTooLarge as exc:
             raise TransportError(f"response exceeds {max_response} bytes", status=exc.status) from None
-        except httpx.TimeoutException:
-            raise TransportError(f"{method} {target.split('?', 1)[0]}: timed out", status=None, code="timeout") from None
+        except (httpx.TimeoutException, TimeoutError):
+            raise TransportError(
+                f"{method} {target.split('?', 1)[0]}: timed out", status=None, code="timeout"
+            ) from None
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"{method} {target.split('?', 1)[0]}: no answer ({type(exc).__name__})", status=None, code="network"
@@ -130,38 +181,45 @@ class HttpTransport(RemoteTransport):
         return RawResponse(status, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}, content)
 
     async def _exchange_httpx(
-        self, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float, max_response: int
-    ) -> RawResponse:
-        assert self._client is not None
+        self, client: httpx.AsyncClient, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float,
+        max_response: int,
+    ) -> RawResponse:  # fmt: skip
+        if client.is_closed:  # httpx would raise RuntimeError; a closed transport has no answer
+            raise httpx.ConnectError("the client is closed")
         url = self._origin.copy_with(raw_path=target.encode("ascii"))
         headers["accept-encoding"] = "identity"  # bodies are CBOR; never ask for compression
-        request = self._client.build_request(
+        connect = min(timeout, _CONNECT_TIMEOUT)
+        request = client.build_request(
             method,
             url,
             content=body if body else None,
             headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, _CONNECT_TIMEOUT)),
+            timeout=httpx.Timeout(timeout, connect=connect),
         )
-        response = await self._client.send(request, stream=True)
-        try:
-            length = response.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > max_response:
-                raise BodyTooLarge(response.status_code, max_response)
-            chunks = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_response:
+        # httpx's timeouts bound each step (each read, each write); the deadline bounds the whole
+        # answer, as the pool's read timeout does, so a server trickling bytes cannot hold us.
+        async with asyncio.timeout(connect + timeout):
+            response = await client.send(request, stream=True)
+            try:
+                length = response.headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > max_response:
                     raise BodyTooLarge(response.status_code, max_response)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
+                chunks = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_response:
+                        raise BodyTooLarge(response.status_code, max_response)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
         return RawResponse(response.status_code, response.headers, b"".join(chunks))
 
     async def aclose(self) -> None:
-        """Close the connections (those of its own pool; a caller's ``client`` stays open)."""
-        if self._pool is not None:
-            await self._pool.aclose()
+        """Close the transport's own client; its requests then fail with ``TransportError`` code
+        ``network``. A caller's ``client`` or ``pool`` stays open."""
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
 
     async def __aenter__(self) -> "HttpTransport":
         return self
@@ -186,7 +244,9 @@ class _Connection:
 
     def usable(self, max_idle: float) -> bool:
         # A server that closed an idle connection has fed EOF long before we reuse it.
-        return not self.reader.at_eof() and not self.writer.is_closing() and time.monotonic() - self.idle_since < max_idle
+        return (
+            not self.reader.at_eof() and not self.writer.is_closing() and time.monotonic() - self.idle_since < max_idle
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -200,9 +260,12 @@ Origin = tuple[str, str, int]  # (scheme, host, port)
 
 
 def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else certifi's
+    bundle), made once: building it loads the CA bundle (about 17 ms) and it is shared by every
+    transport's own client and every pool without a context of its own."""
     global _DEFAULT_TLS
     if _DEFAULT_TLS is None:
-        _DEFAULT_TLS = ssl.create_default_context()
+        _DEFAULT_TLS = httpx.create_ssl_context(verify=True, trust_env=True)
     return _DEFAULT_TLS
 
 
@@ -217,7 +280,9 @@ class BodyTooLarge(httpx.RemoteProtocolError):
 class ConnectionPool:
     """HTTP/1.1 client connections on asyncio streams: one request at a time per connection, idle
     connections kept (at most ``max_idle_per_host``, for ``keepalive_expiry`` seconds, below
-    uvicorn's 5 s) and reused, each request written with one ``write``.
+    uvicorn's 5 s) and reused, each request written with one ``write``. ``https`` servers are
+    verified (certificate chain and host name) with ``ssl_context``, by default httpx's default
+    context (``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else certifi's bundle). No proxies, no HTTP/2.
 
     Answers with ``Content-Length``, chunked bodies or a body up to the connection's close; no
     body for HEAD, 1xx, 204 and 304. A body over ``max_body`` bytes raises :class:`BodyTooLarge`,
@@ -229,8 +294,8 @@ class ConnectionPool:
     """
 
     def __init__(
-        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_host: int = 16, keepalive_expiry: float = 4.0,
-        max_body: int = 64 * 1024 * 1024,
+        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_host: int = _MAX_IDLE_PER_HOST,
+        keepalive_expiry: float = _KEEPALIVE_EXPIRY, max_body: int = 64 * 1024 * 1024,
     ) -> None:  # fmt: skip
         self._ssl = ssl_context
         self._max_idle = max_idle_per_host
@@ -322,7 +387,12 @@ class ConnectionPool:
             raw = await reader.readuntil(b"\r\n\r\n")
             lines = raw[:-4].split(b"\r\n")
             parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not parts[1].isdigit() or len(parts[1]) != 3:
+            if (
+                len(parts) < 2
+                or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
+                or not parts[1].isdigit()
+                or len(parts[1]) != 3
+            ):
                 raise httpx.RemoteProtocolError("malformed status line")
             status = int(parts[1])
             if status >= 200 or status == 101:
@@ -400,11 +470,14 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     httpx's API on the lean HTTP/1.1 pool. The arguments are the pool's."""
 
     def __init__(
-        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_host: int = 16, keepalive_expiry: float = 4.0,
-        max_body: int = 64 * 1024 * 1024,
+        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_per_host: int = _MAX_IDLE_PER_HOST,
+        keepalive_expiry: float = _KEEPALIVE_EXPIRY, max_body: int = 64 * 1024 * 1024,
     ) -> None:  # fmt: skip
         self._pool = ConnectionPool(
-            ssl_context=ssl_context, max_idle_per_host=max_idle_per_host, keepalive_expiry=keepalive_expiry, max_body=max_body
+            ssl_context=ssl_context,
+            max_idle_per_host=max_idle_per_host,
+            keepalive_expiry=keepalive_expiry,
+            max_body=max_body,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

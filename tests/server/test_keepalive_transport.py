@@ -1,10 +1,12 @@
-"""ping_core.transport.http: the HTTP/1.1 connection pool (under httpx as KeepAliveTransport, and
-under HttpTransport directly): framing, connection reuse and failures, against a tiny asyncio server
-that gives canned answers."""
+"""ping_core.transport.http: the HTTP/1.1 connection pool (under httpx as KeepAliveTransport) and
+HttpTransport on each of its paths (its own httpx client, a caller's pool, a caller's client):
+framing, connection reuse, deadlines and failures, against tiny asyncio servers that give canned
+answers. tests/server/test_tls.py covers TLS on both paths."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,12 +15,12 @@ import pytest
 
 from ping_core.clock import Hlc
 from ping_core.device import LocalDevice
-from ping_core.errors import TransportError
+from ping_core.errors import InvalidInput, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.transport import wire
-from ping_core.transport.http import HttpTransport, KeepAliveTransport
+from ping_core.transport.http import ConnectionPool, HttpTransport, KeepAliveTransport
 
 Handler = Callable[[bytes], bytes | None]  # request head -> raw answer (None: close without answering)
 
@@ -211,13 +213,30 @@ async def test_cancelled_request_does_not_poison_the_pool(client: httpx.AsyncCli
 
 
 # ---------------------------------------------------------------------------
-# HttpTransport on its own pool (the default) and on a caller's httpx client
+# HttpTransport on each path: its own httpx client (the default), a caller's pool, a caller's client
+
+PATHS = ["httpx", "pool"]
 
 
-async def test_http_transport_requests_and_errors() -> None:
-    """What HttpTransport writes (one request per connection turn, signed headers, the body's
-    length) and how answers map to TransportError: status and code kept; an oversized body keeps
-    its status (no code: ambiguous); a broken answer is a network error without status."""
+def _transport(url: str, dev: LocalDevice, path: str, **kwargs: Any) -> tuple[HttpTransport, ConnectionPool | None]:
+    """HttpTransport on ``path`` ("httpx": the default, its own client; "pool": a ConnectionPool of
+    the caller's), and that pool, for the test to close."""
+    pool = ConnectionPool() if path == "pool" else None
+    return HttpTransport.for_device(url, dev, pool=pool, **kwargs), pool
+
+
+async def _close(t: HttpTransport, pool: ConnectionPool | None) -> None:
+    await t.aclose()
+    if pool is not None:
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_http_transport_requests_and_errors(path: str) -> None:
+    """What HttpTransport writes (the signed request and its body's length, on a kept-alive
+    connection) and how answers map to TransportError, the same on both paths: status and code
+    kept; an oversized body keeps its status (no code: ambiguous); a broken answer is a network
+    error without status."""
     dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
     answers = iter(
         [
@@ -230,12 +249,12 @@ async def test_http_transport_requests_and_errors() -> None:
     )
     canned = Canned(lambda head: next(answers))
     url = await canned.start()
-    t = HttpTransport.for_device(url, dev, rate_limit_retries=0)
+    t, pool = _transport(url, dev, path, rate_limit_retries=0)
     try:
         env = MessageEnvelope(ConversationId.new(), 0, MessageKind.APPLICATION, dev.device_id, 0, Hlc(1, 0), b"x")
         assert await t.send(env) == 7
-        head = canned.requests[0].decode()
-        assert head.startswith(f"POST /v1/conversations/{env.conversation_id.as_hex()}/messages HTTP/1.1\r\n")
+        head = canned.requests[0].decode().lower()
+        assert head.startswith(f"post /v1/conversations/{env.conversation_id.as_hex()}/messages http/1.1\r\n")
         assert f"host: 127.0.0.1:{url.rsplit(':', 1)[1]}\r\n" in head and f"ping-device: {dev.device_id.as_hex()}\r\n" in head
         assert f"content-length: {len(canned.bodies[0])}\r\n" in head and "content-type: application/cbor\r\n" in head
         with pytest.raises(TransportError) as err:
@@ -249,8 +268,96 @@ async def test_http_transport_requests_and_errors() -> None:
         assert (err.value.status, err.value.code) == (None, "network")
         assert canned.connections == 2  # kept alive; the oversized answer closed its connection
     finally:
-        await t.aclose()
+        await _close(t, pool)
         await canned.stop()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_http_transport_oversized_chunked_answer(path: str) -> None:
+    """A body without Content-Length that grows past the limit is refused while it streams."""
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    chunk = b"x" * 65536
+    big = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(wire.MAX_RESPONSE_BYTES // len(chunk) + 2))
+    canned = Canned(lambda head: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + big + b"0\r\n\r\n")
+    url = await canned.start()
+    t, pool = _transport(url, dev, path)
+    try:
+        with pytest.raises(TransportError) as err:
+            await t.fetch_welcomes()
+        assert (err.value.status, err.value.code) == (200, None)
+    finally:
+        await _close(t, pool)
+        await canned.stop()
+
+
+async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with a 100-byte body, one byte every 0.1 s: each read is quick, the whole is not."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+        for _ in range(100):
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"x")
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("behaviour", ["silent", "trickle"])
+async def test_http_transport_deadline(path: str, behaviour: str) -> None:
+    """No whole answer within the deadline is TransportError "timeout" on both paths, also when
+    the server keeps every single read quick (the deadline bounds the whole answer)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers
+        writer.close()
+
+    server = await asyncio.start_server(silent if behaviour == "silent" else _trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    t, pool = _transport(f"http://127.0.0.1:{port}", dev, path, timeout=0.3)
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(TransportError) as err:
+            await t.fetch_welcomes()
+        assert (err.value.status, err.value.code) == (None, "timeout")
+        assert asyncio.get_running_loop().time() - started < 3  # not the trickle's 10 s
+    finally:
+        await _close(t, pool)
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_http_transport_refused_and_closed(path: str) -> None:
+    """Nothing listening is "network"; after aclose the transport's own client is closed (its
+    requests are "network" too), while a caller's pool stays usable."""
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    canned = Canned(lambda head: b"HTTP/1.1 204 No Content\r\n\r\n")
+    url = await canned.start()
+    t, pool = _transport(url, dev, path)
+    try:
+        await t.ack_welcomes(1)
+        await t.aclose()
+        if pool is None:
+            with pytest.raises(TransportError) as err:
+                await t.ack_welcomes(2)
+            assert (err.value.status, err.value.code) == (None, "network")
+        else:
+            await t.ack_welcomes(2)  # the caller's pool is the caller's to close
+    finally:
+        await _close(t, pool)
+        await canned.stop()
+    t, pool = _transport(url, dev, path)  # nothing listens there now
+    try:
+        with pytest.raises(TransportError) as err:
+            await t.ack_welcomes(3)
+        assert (err.value.status, err.value.code) == (None, "network")
+    finally:
+        await _close(t, pool)
 
 
 async def test_http_transport_on_a_callers_httpx_client() -> None:
@@ -265,3 +372,19 @@ async def test_http_transport_on_a_callers_httpx_client() -> None:
     await canned.stop()
     assert len(canned.requests) == 2 and canned.requests[0].startswith(b"POST /v1/welcomes/ack HTTP/1.1\r\n")
     assert canned.bodies[0] == wire.ack_welcomes_request(3).body
+
+
+async def test_http_transport_options_are_checked() -> None:
+    dev = LocalDevice.generate(Identity.generate().user_id, "d", 1)
+    ctx = ssl.create_default_context()
+    async with httpx.AsyncClient() as client:
+        pool = ConnectionPool()
+        for kwargs in ({"client": client, "pool": pool}, {"client": client, "verify": ctx}, {"pool": pool, "verify": ctx},
+                       {"verify": "/etc/ssl/certs"}):  # fmt: skip
+            with pytest.raises(InvalidInput):
+                HttpTransport.for_device("http://127.0.0.1:1", dev, **kwargs)
+        await pool.aclose()
+    with pytest.raises(InvalidInput):
+        HttpTransport.for_device("ftp://127.0.0.1:1", dev)
+    t = HttpTransport.for_device("https://127.0.0.1:1", dev, verify=ctx)
+    await t.aclose()
