@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import sys
 import time
@@ -48,18 +47,13 @@ from typing import Any, NoReturn
 
 from ping_core.client import MessagingClient
 from ping_core.clock import Hlc
-from ping_core.codec import decode_record, encode_record
-from ping_core.errors import CryptoError, InvalidInput, PingError, TransportError
-from ping_core.identity import Identity
+from ping_core.errors import InvalidInput, PingError, TransportError
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.link import LinkKeyPair, open_ticket, seal_ticket
+from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
 from ping_core.message import MessageEnvelope, MessageKind
-from ping_core.mls import hpke
-from ping_core.mls.crypto import default_provider
 
 __all__ = ["main"]
 
-GRANT_INFO = b"ping account grant v1"
 _PENDING_LINK = "link-pending"
 _WAIT_SECONDS = 300.0
 
@@ -74,17 +68,6 @@ def _now() -> int:
 
 def _out(line: str) -> None:
     print(line, flush=True)
-
-
-def _code(record: bytes) -> str:
-    return base64.urlsafe_b64encode(record).decode("ascii").rstrip("=")
-
-
-def _uncode(text: str, what: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
-    except ValueError:
-        raise CliError(f"that is not a {what} code") from None
 
 
 def _conv(text: str) -> ConversationId:
@@ -312,28 +295,22 @@ def _link_request(args: argparse.Namespace) -> None:
     folder = Path(args.state).expanduser()
     if (folder / HOST_DB).exists():
         raise CliError(f"{args.state} already holds a device; link a new state folder")
+    pending = PendingLink.new(args.label or "device")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys = LinkKeyPair.generate()
-    device_secret = os.urandom(32)
-    label = args.label or "device"
-    record = encode_record(1, {"link_secret": keys.secret, "device_secret": device_secret, "label": label})
-    path = _pending_path(args.state)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(_pending_path(args.state), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, record)
+        os.write(fd, pending.encode())
     finally:
         os.close(fd)
-    device_id = DeviceId.from_public_key(default_provider().sign_public(device_secret))
-    _out(_code(encode_record(1, {"device_id": device_id.value, "link_public_key": keys.public_key})))
+    _out(pending.request().encode())
 
 
-def _read_pending(state: str) -> tuple[LinkKeyPair, bytes, str]:
+def _read_pending(state: str) -> PendingLink:
     try:
         raw = _pending_path(state).read_bytes()
     except FileNotFoundError:
         raise CliError("no pending link here: run `ping link-new --label NAME` first") from None
-    rec = decode_record(raw, what="PendingLink", version=1, keys=("link_secret", "device_secret", "label"))
-    return LinkKeyPair(rec.get_bytes("link_secret", length=32)), rec.get_bytes("device_secret", length=32), rec.get_text("label", max_len=256)
+    return PendingLink.decode(raw)
 
 
 async def _wait(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> None:
@@ -345,23 +322,15 @@ async def _wait(what: str, check: Callable[[], Awaitable[bool]], timeout: float)
 
 
 async def _link_finish(args: argparse.Namespace) -> None:
-    keys, device_secret, label = _read_pending(args.state)
-    grant = decode_record(_uncode(args.grant, "grant"), what="Grant", version=1, keys=("enc", "ciphertext"), max_size=4096)
-    try:
-        seed = hpke.open(
-            default_provider(), grant.get_bytes("enc", length=hpke.N_ENC), keys.secret, GRANT_INFO, b"",
-            grant.get_bytes("ciphertext", max_len=1024), pk_r=keys.public_key,
-        )  # fmt: skip
-    except CryptoError:
-        raise CliError("that grant is not for this device (or was altered)") from None
-    identity = Identity.import_(seed)
-    client = await _open(args, label=label, identity=identity, device_secret=device_secret)
+    pending = _read_pending(args.state)
+    identity = open_grant(args.grant, pending.keys)
+    client = await _open(args, label=pending.label, identity=identity, device_secret=pending.device_secret)
     try:
         linked = False
 
         async def ticket_arrived() -> bool:
             nonlocal linked
-            linked = await _join_inbox(client, keys)
+            linked = await _join_inbox(client, pending.keys)
             return linked
 
         await _wait("the linking ticket", ticket_arrived, args.timeout)
@@ -373,16 +342,11 @@ async def _link_finish(args: argparse.Namespace) -> None:
 
 
 async def cmd_link_accept(args: argparse.Namespace) -> None:
-    request = decode_record(_uncode(args.request, "request"), what="LinkRequest", version=1, keys=("device_id", "link_public_key"))
-    new_device = DeviceId(request.get_bytes("device_id", length=32))
-    link_public_key = request.get_bytes("link_public_key", length=hpke.N_PK)
+    request = LinkRequestCode.decode(args.request)
+    new_device = request.device_id
 
     async def run(c: MessagingClient) -> None:
-        try:
-            enc, ciphertext = hpke.seal(default_provider(), link_public_key, GRANT_INFO, b"", c.export_identity())
-        except CryptoError:
-            raise CliError("that request's link key is not usable") from None
-        _out(_code(encode_record(1, {"enc": enc, "ciphertext": ciphertext})))
+        _out(seal_grant(c.export_identity(), request))
 
         async def registered() -> bool:
             return any(d.device_id == new_device for d in await c.transport.list_devices(c.user_id()))
@@ -395,7 +359,7 @@ async def cmd_link_accept(args: argparse.Namespace) -> None:
         ticket = await c.build_linking_ticket(new_device, kps[0], [], _now())
         dg = ConversationId.device_group(c.user_id())
         await c.transport.set_next_welcome_recipients(dg, [new_device])
-        sealed = seal_ticket(ticket, link_public_key)
+        sealed = seal_ticket(ticket, request.link_public_key)
         await c.transport.send(MessageEnvelope(dg, 0, MessageKind.WELCOME, c.device_id(), 0, Hlc(_now(), 0), sealed))
         pairs = [(chat, kps[min(i + 1, len(kps) - 1)]) for i, chat in enumerate(chats)]
         outcomes = await c.admit_device_to_chats(new_device, pairs, _now())

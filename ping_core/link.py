@@ -26,15 +26,41 @@ CBOR layouts::
 
 HPKE binds the recipient's public key into the key schedule, so a ticket
 sealed to one request opens with that request's secret only.
+
+One-line codes (what ``ping link-new`` / ``link-accept`` print and the
+browser app shows; the two link each other). The request code carries no
+KeyPackage (the existing device claims one from the directory), and a grant
+code moves the account identity to the new device before its ticket comes:
+
+1. the new device keeps a :class:`PendingLink` (link key pair, device signing
+   secret, label) and shows ``PendingLink.request().encode()``, a
+   :class:`LinkRequestCode` (device id and link public key; nothing secret);
+2. a device of the account shows :func:`seal_grant`: the identity export
+   sealed with HPKE (as above, ``info = b"ping account grant v1"``,
+   ``aad = b""``) to the request's link key; it later seals the ticket to the
+   same key (:func:`seal_ticket`);
+3. the new device opens the grant with :func:`open_grant` and its link key.
+
+A code is the record's bytes in unpadded URL-safe base64 (:func:`encode_code`)::
+
+    LinkRequestCode  {"v": 1, "device_id": bstr(32), "link_public_key": bstr(32)}
+    Grant            {"v": 1, "enc": bstr(32), "ciphertext": bstr(<= 1024)}
+    PendingLink      {"v": 1, "link_secret": bstr(32), "device_secret": bstr(32),
+                      "label": tstr(1..256 bytes)}     SECRET, kept by the new device only
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import re
 from dataclasses import dataclass
 
 from ping_core.codec import decode_record, encode_record
-from ping_core.device import MAX_TICKET_SIZE, LinkingTicket
+from ping_core.device import MAX_LABEL_LEN, MAX_TICKET_SIZE, LinkingTicket
 from ping_core.errors import CryptoError, InvalidInput
+from ping_core.identity import Identity
 from ping_core.ids import DeviceId
 from ping_core.mls import hpke
 from ping_core.mls.crypto import default_provider
@@ -47,6 +73,14 @@ __all__ = [
     "LINK_INFO",
     "LINK_REQUEST_VERSION",
     "SEALED_TICKET_VERSION",
+    "LinkRequestCode",
+    "PendingLink",
+    "seal_grant",
+    "open_grant",
+    "encode_code",
+    "decode_code",
+    "GRANT_INFO",
+    "MAX_CODE_LEN",
 ]
 
 LINK_INFO = b"ping linking ticket v1"
@@ -55,6 +89,13 @@ SEALED_TICKET_VERSION = 1
 MAX_KEY_PACKAGE_LEN = 64 * 1024
 _TAG_LEN = 16
 MAX_SEALED_SIZE = MAX_TICKET_SIZE + 1024
+
+GRANT_INFO = b"ping account grant v1"
+#: Longest code text accepted (whitespace included); real codes are under 200 characters.
+MAX_CODE_LEN = 4096
+_CODE_VERSION = 1
+_MAX_GRANT_CIPHERTEXT = 1024
+_CODE_CHARS = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class LinkKeyPair:
@@ -169,3 +210,164 @@ def open_ticket(sealed: bytes, key_pair: LinkKeyPair, expected_device_id: Device
         raise InvalidInput("the ticket is addressed to another device")
     ticket.verify_binding()
     return ticket
+
+
+# ---------------------------------------------------------------------------
+# One-line codes (the command line's and the browser's format)
+
+
+def encode_code(record: bytes) -> str:
+    """``record`` as a one-line code: unpadded URL-safe base64 (``A-Z a-z 0-9 - _``)."""
+    return base64.urlsafe_b64encode(record).decode("ascii").rstrip("=")
+
+
+def decode_code(text: object, what: str) -> bytes:
+    """The bytes of an :func:`encode_code` code; whitespace anywhere in it is ignored (a wrapped paste).
+
+    Strict: ``InvalidInput("that is not a <what> code")`` for anything that is not
+    text of at most ``MAX_CODE_LEN`` characters in that alphabet, or whose
+    base64 is not the canonical encoding of its bytes.
+    """
+    if not isinstance(text, str) or len(text) > MAX_CODE_LEN:
+        raise InvalidInput(f"that is not a {what} code")
+    clean = "".join(text.split())
+    if not clean or not _CODE_CHARS.fullmatch(clean):
+        raise InvalidInput(f"that is not a {what} code")
+    try:
+        raw = base64.urlsafe_b64decode(clean + "=" * (-len(clean) % 4))
+    except (ValueError, binascii.Error):
+        raise InvalidInput(f"that is not a {what} code") from None
+    if encode_code(raw) != clean:  # a length of 4k+1, or stray bits in the last character
+        raise InvalidInput(f"that is not a {what} code")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRequestCode:
+    """The request code a new device shows: its device id and its link public key (nothing secret)."""
+
+    device_id: DeviceId
+    link_public_key: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device_id, DeviceId):
+            raise InvalidInput("LinkRequestCode.device_id must be a DeviceId")
+        if not isinstance(self.link_public_key, bytes) or len(self.link_public_key) != hpke.N_PK:
+            raise InvalidInput("LinkRequestCode.link_public_key must be 32 bytes")
+
+    def encode(self) -> str:
+        """The one-line code."""
+        fields = {"device_id": self.device_id.value, "link_public_key": self.link_public_key}
+        return encode_code(encode_record(_CODE_VERSION, fields))
+
+    @classmethod
+    def decode(cls, text: object) -> "LinkRequestCode":
+        """Parse :meth:`encode` output (surrounding or embedded whitespace allowed); ``InvalidInput`` on anything else."""
+        rec = decode_record(
+            decode_code(text, "link request"),
+            what="LinkRequest",
+            version=_CODE_VERSION,
+            keys=("device_id", "link_public_key"),
+            max_size=MAX_CODE_LEN,
+        )
+        return cls(DeviceId(rec.get_bytes("device_id", length=32)), rec.get_bytes("link_public_key", length=hpke.N_PK))
+
+
+class PendingLink:
+    """The new device's secrets between its request and the grant. SECRET (safe ``repr``, no pickling).
+
+    ``keys`` opens the grant and the ticket; ``device_secret`` is the Ed25519
+    seed of the device the request announced; ``label`` its name.
+    """
+
+    __slots__ = ("keys", "device_secret", "label")
+
+    keys: LinkKeyPair
+    device_secret: bytes
+    label: str
+
+    def __init__(self, keys: LinkKeyPair, device_secret: bytes, label: str) -> None:
+        if not isinstance(keys, LinkKeyPair):
+            raise InvalidInput("a pending link needs a LinkKeyPair")
+        if not isinstance(device_secret, bytes) or len(device_secret) != 32:
+            raise InvalidInput("a device secret is a 32-byte Ed25519 seed")
+        if not isinstance(label, str) or not label or len(label.encode("utf-8")) > MAX_LABEL_LEN:
+            raise InvalidInput(f"a device label is 1..{MAX_LABEL_LEN} bytes of text")
+        self.keys = keys
+        self.device_secret = device_secret
+        self.label = label
+
+    @classmethod
+    def new(cls, label: str) -> "PendingLink":
+        """A fresh link key pair and device key for a device named ``label``."""
+        return cls(LinkKeyPair.generate(), os.urandom(32), label)
+
+    def __repr__(self) -> str:
+        return f"PendingLink(device_id={self.device_id.as_hex()[:16]}..., label={self.label!r})"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("PendingLink cannot be pickled")
+
+    @property
+    def device_id(self) -> DeviceId:
+        """The id of the device this link makes (from ``device_secret``'s public key)."""
+        return DeviceId.from_public_key(default_provider().sign_public(self.device_secret))
+
+    def request(self) -> LinkRequestCode:
+        """What to show the existing device."""
+        return LinkRequestCode(self.device_id, self.keys.public_key)
+
+    def encode(self) -> bytes:
+        """SECRET record: store it owner-only (the command line's ``link-pending`` file)."""
+        return encode_record(
+            _CODE_VERSION, {"link_secret": self.keys.secret, "device_secret": self.device_secret, "label": self.label}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "PendingLink":
+        """Parse :meth:`encode` output; ``InvalidInput`` on anything else."""
+        keys = ("link_secret", "device_secret", "label")
+        rec = decode_record(raw, what="PendingLink", version=_CODE_VERSION, keys=keys, max_size=1024)
+        return cls(
+            LinkKeyPair(rec.get_bytes("link_secret", length=hpke.N_SK)),
+            rec.get_bytes("device_secret", length=32),
+            rec.get_text("label", max_len=MAX_LABEL_LEN),
+        )
+
+
+def seal_grant(identity_export: bytes, request: LinkRequestCode) -> str:
+    """The grant code: ``identity_export`` (SECRET, ``Identity.export()`` output) sealed to ``request``'s link key.
+
+    Raises ``InvalidInput`` when ``identity_export`` is not an identity export
+    (so every grant made here opens to an :class:`Identity`) or the request's
+    link key is not usable (a low-order point).
+    """
+    if not isinstance(request, LinkRequestCode):
+        raise InvalidInput("seal_grant needs a LinkRequestCode")
+    if not isinstance(identity_export, bytes):
+        raise InvalidInput("seal_grant needs the identity export (bytes)")
+    Identity.import_(identity_export)
+    try:
+        enc, ciphertext = hpke.seal(default_provider(), request.link_public_key, GRANT_INFO, b"", identity_export)
+    except CryptoError:
+        raise InvalidInput("that request's link key is not usable") from None
+    return encode_code(encode_record(_CODE_VERSION, {"enc": enc, "ciphertext": ciphertext}))
+
+
+def open_grant(text: object, keys: LinkKeyPair) -> Identity:
+    """The account identity in a grant code made for the request of ``keys``.
+
+    Raises ``InvalidInput`` when the code is malformed, was made for another
+    request, or was altered; returns only an identity that decrypted and decoded.
+    """
+    if not isinstance(keys, LinkKeyPair):
+        raise InvalidInput("open_grant needs the LinkKeyPair the request was made with")
+    raw = decode_code(text, "grant")
+    rec = decode_record(raw, what="Grant", version=_CODE_VERSION, keys=("enc", "ciphertext"), max_size=MAX_CODE_LEN)
+    enc = rec.get_bytes("enc", length=hpke.N_ENC)
+    ciphertext = rec.get_bytes("ciphertext", max_len=_MAX_GRANT_CIPHERTEXT)
+    try:
+        seed = hpke.open(default_provider(), enc, keys.secret, GRANT_INFO, b"", ciphertext, pk_r=keys.public_key)
+    except CryptoError:
+        raise InvalidInput("that grant is not for this device (or was altered)") from None
+    return Identity.import_(seed)

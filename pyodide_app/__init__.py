@@ -17,7 +17,6 @@ as RPC dispatch and HTTP error parsing, are tested there too).
 - :mod:`pyodide_app.inbox`   decrypted messages as stored for the page
 - :mod:`pyodide_app.live`    ``LiveSync``: sync rounds and a long poll, events to the page
 - :mod:`pyodide_app.locks`   ``WebLock`` (navigator.locks)
-- :mod:`pyodide_app.linkcodes` device linking codes, in the ``ping`` command line's format
 """
 
 from __future__ import annotations

@@ -66,14 +66,13 @@ from ping_core.device import CatchupAppEventEntry
 from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.link import open_ticket, seal_ticket
+from ping_core.link import LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.client import MessagingClient
 
 from . import inbox
 from .idb import IndexedDbBlobStore
-from .linkcodes import LinkRequestCode, PendingLink, make_grant, open_grant
 from .live import LiveSync
 from .locks import WebLock
 from .session import HOST_NS, AccountSession, now_ms
@@ -620,7 +619,7 @@ class BrowserSdk:
         pending = await self._pending_link()
         if pending is None:
             raise InvalidInput("no pending link here: make a link request first")
-        identity = open_grant(_param(params, "grant"), pending)
+        identity = open_grant(_param(params, "grant"), pending.keys)
         session = await AccountSession.open(
             identity.user_id.as_hex(),
             identity=identity,
@@ -660,7 +659,7 @@ class BrowserSdk:
         """An existing device: the grant code for a new device's request."""
         request = LinkRequestCode.decode(_param(params, "request"))
         s = await self.require()
-        return {"grant": make_grant(s.identity.export(), request), "device_id": request.device_id.as_hex()}
+        return {"grant": seal_grant(s.identity.export(), request), "device_id": request.device_id.as_hex()}
 
     async def link_admit(self, params: dict[str, Any]) -> dict[str, Any]:
         """An existing device: wait for the new device to register, then send its ticket and admit it to every chat."""

@@ -1,71 +1,20 @@
-"""The pure-Python parts of the browser SDK, on CPython: linking codes and stored messages.
+"""The pure-Python parts of the browser SDK, on CPython: stored messages.
 
 (The browser tests drive the same code inside Pyodide against the ``ping``
-command line; these pin the formats and the strictness of the decoders.)
+command line; these pin the formats and the strictness of the decoders. The
+linking codes the browser shares with the command line are ping_core.link's:
+tests/sdk/test_link_codes.py.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from chatui import cli
 from ping_core.clock import Hlc
 from ping_core.errors import InvalidInput
-from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage
 from pyodide_app import inbox
-from pyodide_app.linkcodes import LinkRequestCode, PendingLink, decode_code, make_grant, open_grant
-
-
-def test_a_cli_request_code_and_pending_file_are_ours(tmp_path: Path) -> None:
-    # A subprocess: this folder's Playwright tests keep an event loop running in this thread.
-    out = cli("http://127.0.0.1:9", tmp_path / "new", "link-new", "--label", "cli")
-    request = LinkRequestCode.decode(out.strip())
-    pending = PendingLink.decode((tmp_path / "new" / "link-pending").read_bytes())
-    assert pending.request() == request
-    assert pending.label == "cli"
-
-
-def test_grant_round_trip_and_refusals() -> None:
-    identity = Identity.generate()
-    pending = PendingLink.new("laptop")
-    assert "secret" not in repr(pending) and pending.device_secret.hex() not in repr(pending)
-    code = pending.request().encode()
-    grant = make_grant(identity.export(), LinkRequestCode.decode(code))
-    assert open_grant(grant, pending) == identity
-    assert PendingLink.decode(pending.encode()).request() == pending.request()
-
-    with pytest.raises(InvalidInput, match="not for this device"):
-        open_grant(grant, PendingLink.new("other"))
-    tampered = grant[:-4] + ("AAAA" if grant[-4:] != "AAAA" else "BBBB")
-    with pytest.raises(InvalidInput):
-        open_grant(tampered, pending)
-    for bad in ("", "   ", "!!!", "a" * 5000, 42, None):
-        with pytest.raises(InvalidInput):
-            LinkRequestCode.decode(bad)
-    with pytest.raises(InvalidInput):
-        PendingLink(pending.keys, b"short", "x")
-
-
-@given(st.binary(max_size=200))
-def test_request_decoder_only_raises_invalid_input(raw: bytes) -> None:
-    from ping_core.codec import encode_record
-    from pyodide_app.linkcodes import encode_code
-
-    for text in (encode_code(raw), encode_code(encode_record(1, {"device_id": raw, "link_public_key": raw}))):
-        try:
-            LinkRequestCode.decode(text)
-        except InvalidInput:
-            pass
-
-
-def test_decode_code_ignores_whitespace_inside() -> None:
-    assert decode_code(" QUJD\nREVG ", "test") == b"ABCDEF"
 
 
 def test_stored_messages_sort_by_log_position_and_round_trip() -> None:
