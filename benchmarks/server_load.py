@@ -24,7 +24,11 @@ the same order, and that each sender's messages kept their order. Bounded by
 
 The load generator is one process: the clients share one event loop (uvloop
 when installed, ``--client-loop``), each an ``HttpTransport`` (which signs
-every request, as a real client does). ``--server-http`` / ``--server-loop``
+every request, as a real client does). By default each sends through a
+``ConnectionPool`` of its own (``--client pool``: HttpTransport's lean HTTP/1.1
+path, less CPU per request, since the clients share the machine's cores with
+the server); ``--client httpx`` measures HttpTransport's default, an
+``httpx.AsyncClient`` per transport. ``--server-http`` / ``--server-loop``
 / ``--sqlite-commit-on-loop`` select the server's HTTP parser, event loop and
 where SQLite commits, to compare configurations.
 """
@@ -54,7 +58,7 @@ from ping_core.identity import Identity  # noqa: E402
 from ping_core.ids import ConversationId  # noqa: E402
 from ping_core.message import MessageEnvelope, MessageKind  # noqa: E402
 from ping_core.sync import SyncCursor  # noqa: E402
-from ping_core.transport.http import HttpTransport  # noqa: E402
+from ping_core.transport.http import ConnectionPool, HttpTransport  # noqa: E402
 
 _HEADER = struct.Struct(">HId")  # sender index, message number, send time (perf_counter)
 
@@ -64,6 +68,7 @@ class Client:
     index: int
     device: LocalDevice
     transport: HttpTransport
+    pool: ConnectionPool | None = None  # the transport's pool (--client pool), closed with it
     conv: ConversationId | None = None
     received: list[tuple[int, int, int]] = field(default_factory=list)  # (seq, sender, number)
     latencies: list[float] = field(default_factory=list)
@@ -79,16 +84,19 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
 
 
 async def run(
-    url: str, n_clients: int, n_messages: int, group: int, payload_size: int, wait_ms: int, interval_ms: int = 0
-) -> dict[str, object]:
-    """Register, set up the conversations, then send and receive; the figures and the problems found."""
+    url: str, n_clients: int, n_messages: int, group: int, payload_size: int, wait_ms: int, interval_ms: int = 0,
+    client_kind: str = "pool",
+) -> dict[str, object]:  # fmt: skip
+    """Register, set up the conversations, then send and receive; the figures and the problems found.
+    ``client_kind``: "pool" (a ConnectionPool per transport) or "httpx" (HttpTransport's default)."""
     clients = []
     for i in range(n_clients):
         ident = Identity.generate()
         dev = LocalDevice.generate(ident.user_id, f"load-{i}", 1)
-        t = HttpTransport.for_device(url, dev)
+        pool = ConnectionPool() if client_kind == "pool" else None
+        t = HttpTransport.for_device(url, dev, pool=pool)
         await t.register_device(dev.info(1), ident.device_binding(dev.device_id))
-        clients.append(Client(i, dev, t))
+        clients.append(Client(i, dev, t, pool))
     groups = [clients[i : i + group] for i in range(0, n_clients, group)]
     for members in groups:
         conv = ConversationId.new()
@@ -141,6 +149,8 @@ async def run(
     t_end = max(ends)
     for c in clients:
         await c.transport.aclose()
+        if c.pool is not None:
+            await c.pool.aclose()
 
     # Checks: exactly once, same order for every member, each sender's order kept.
     problems = []
@@ -211,6 +221,10 @@ def main() -> int:
     parser.add_argument("--sqlite-thread", action="store_true", help="SQLite on a writer thread (server option)")
     parser.add_argument("--pool-size", type=int, default=8, help="PostgreSQL connections of the server")
     parser.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    parser.add_argument(
+        "--client", default="pool", choices=["pool", "httpx"],
+        help="how the clients' HttpTransports send: a lean ConnectionPool each (default) or their default httpx client",
+    )  # fmt: skip
     parser.add_argument("--client-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="this process's event loop")
     parser.add_argument("--server-http", default="auto", choices=["auto", "httptools", "h11"], help="the server's HTTP parser")
     parser.add_argument("--server-loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="the server's event loop")
@@ -235,7 +249,10 @@ def main() -> int:
             cpu0_server = cpu_seconds(proc.pid)
             cpu0_loop = cpu_seconds(proc.pid, proc.pid)  # the main thread runs the event loop
             usage0 = resource.getrusage(resource.RUSAGE_SELF)
-            work = run(url, args.clients, args.messages, args.group, args.payload, args.wait_ms, args.receive_interval_ms)
+            work = run(
+                url, args.clients, args.messages, args.group, args.payload, args.wait_ms, args.receive_interval_ms,
+                args.client,
+            )  # fmt: skip
             result = _run_on(client_loop, asyncio.wait_for(work, args.timeout))
             server_cpu = cpu_seconds(proc.pid) - cpu0_server
             loop_cpu = cpu_seconds(proc.pid, proc.pid) - cpu0_loop
@@ -257,7 +274,8 @@ def main() -> int:
     print(f"server_load: {args.clients} clients x {args.messages} messages, conversations of {args.group}, "
           f"{args.payload}-byte payloads, {kind}{where_commit}, receive interval {args.receive_interval_ms} ms, "
           f"{os.cpu_count()} cores, load average before {load_before} / after {load_after}")  # fmt: skip
-    print(f"  server: {server_impl}; clients: one process, {client_loop} loop")
+    sending = "a ConnectionPool each" if args.client == "pool" else "HttpTransport's default httpx.AsyncClient each"
+    print(f"  server: {server_impl}; clients: one process, {client_loop} loop, --client {args.client} ({sending})")
     print(f"  sent {sent} messages in {elapsed:.2f} s: {sent / elapsed:,.0f} msgs/s "
           f"(send phase {float(result['send_phase']):.2f} s)")  # type: ignore[arg-type]  # fmt: skip
     print(f"  deliveries {result['deliveries']} ({int(result['deliveries']) / elapsed:,.0f}/s), "  # type: ignore[call-overload]
