@@ -691,6 +691,26 @@ class MessagingClient:
             return []
         return conv.members()
 
+    def sync_position(self, conv_id: ConversationId) -> int:
+        """Beyond the spec: how far this client has consumed ``conv_id``'s log (its sync cursor).
+
+        Every envelope with a server ``seq`` up to and including the returned
+        value has been processed (applied, or refused and skipped for good);
+        0 when none has. The next :meth:`sync_conversations` fetches from
+        ``seq > position``, so it is where a long poll for new envelopes waits.
+        (Envelopes above it may be processed too: a live push out of order
+        waits there until the gap is filled.)
+
+        Read from memory, without waiting for the conversation's lock: during
+        a sync it may already count a page whose checkpoint is being written
+        (if that checkpoint fails the position falls back). It is durable
+        once the call that consumed the envelopes has returned and the blob
+        store is not deferring its commits. Raises ``UnknownConversation``
+        for a conversation not open on this client, ``InvalidInput`` for a
+        value that is not a ``ConversationId``. Changes nothing.
+        """
+        return self._conv(conv_id).cursor.seq
+
     # -- sending -----------------------------------------------------------------
 
     async def send(self, conv_id: ConversationId, plaintext: bytes, now_ms: int) -> MessageEnvelope:

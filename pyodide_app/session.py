@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 from ping_core.client import ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
-from ping_core.errors import IdentityError, StorageError
+from ping_core.errors import IdentityError, StorageError, UnknownConversation
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId
 from ping_core.storage import BlobStore, StorageBackend, register_indexeddb_opener
@@ -188,8 +188,7 @@ class AccountSession:
         client = self._client
         if client is None:
             return 0
-        # ping_core has no public accessor for a conversation's sync cursor; a hint of 0
-        # (if that private layout ever changes) only costs an early return of the long poll.
-        c = getattr(client, "_convs", {}).get(conv)
-        seq = getattr(getattr(c, "cursor", None), "seq", 0)
-        return seq if isinstance(seq, int) else 0
+        try:
+            return client.sync_position(conv)
+        except UnknownConversation:  # not joined here (yet): the long poll returns at once
+            return 0

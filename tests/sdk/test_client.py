@@ -467,3 +467,36 @@ async def test_own_commit_echo_pushed_merges_and_delivers_the_welcome() -> None:
     assert await a.client.process_envelope(echo, NOW) is None  # again: a duplicate, nothing happens
     await b.sync()
     assert_agree(conv, [a, b, c])
+
+
+async def test_sync_position_follows_the_consumed_log() -> None:
+    w = World()
+    a, b = await w.device("alice"), await w.device("bob")
+    conv = await pair(w, a, b)
+    with pytest.raises(UnknownConversation):
+        b.client.sync_position(ConversationId.new(NOW))
+    with pytest.raises(InvalidInput):
+        b.client.sync_position(conv.as_hex())  # type: ignore[arg-type]
+    start = b.client.sync_position(conv)
+    assert start == b.client._convs[conv].cursor.seq and start <= w.service.log(conv)[-1].seq
+    e1 = await a.client.send(conv, b"one", NOW)
+    e2 = await a.client.send(conv, b"two", NOW)
+    assert b.client.sync_position(conv) == start  # nothing consumed yet
+    # Out of order: "two" is processed, but the position waits for the gap.
+    await b.client.process_envelope(e2, NOW)
+    assert b.client.sync_position(conv) == start
+    await b.sync()
+    assert b.client.sync_position(conv) == e2.seq > e1.seq
+    # A failed checkpoint leaves the position where the disk has it.
+    e3 = await a.client.send(conv, b"three", NOW)
+    b.blobs.fail_next_commits = 1
+    with pytest.raises(StorageError):
+        await b.client.process_envelope(e3, NOW)
+    assert b.client.sync_position(conv) == e2.seq
+    await b.sync()
+    assert b.client.sync_position(conv) == e3.seq
+    # It is the durable cursor: a restarted client reads the same position.
+    assert (await b.restart()).sync_position(conv) == e3.seq
+    # The sender's own position moves when it syncs past its own messages.
+    await a.sync()
+    assert a.client.sync_position(conv) == e3.seq
