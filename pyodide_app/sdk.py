@@ -67,7 +67,7 @@ from ping_core.errors import InvalidInput, PingError, StorageError, TransportErr
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.link import LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
-from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.client import MessagingClient
 
@@ -182,12 +182,17 @@ class BrowserSdk:
         return self._registry
 
     async def current(self) -> AccountSession | None:
-        """The session of this browser's account, opened on first use (None: no account yet)."""
+        """The session of this browser's account, opened on first use (None: no account yet).
+
+        Opening it hands the page what the SDK decrypted but the app store
+        never got (see :meth:`deliver_pending`).
+        """
         async with self._open_lock:
             if self.session is None:
                 raw = await (await self.registry()).get(_CURRENT)
                 if raw is not None:
                     self.session = await AccountSession.open(raw.decode("ascii"), server_url=self.server_url)
+                    await self.deliver_pending(self.session)
             return self.session
 
     async def require(self) -> AccountSession:
@@ -323,29 +328,66 @@ class BrowserSdk:
                 log.info("history event skipped: %s", exc)
         await s.db.state.flush(records)
 
+    @staticmethod
+    async def _store_messages(
+        s: AccountSession, take: Callable[[], Awaitable[list[IncomingMessage]]]
+    ) -> list[dict[str, Any]]:
+        """Run ``take`` (an SDK call that returns, and so acknowledges, messages) with deferred
+        checkpoints, and write its state and the messages' app records in ONE transaction.
+
+        Returns the messages the app store did not hold yet, in log order per
+        conversation. Inside :meth:`AccountSession.use` only.
+        """
+        with s.deferring():
+            incoming = await take()
+            records = dict(inbox.incoming_record(m) for m in incoming)
+            # The SDK may hand a message out again (to another context, after a
+            # restart) until it is acknowledged: storing it again is harmless (same
+            # key, same value), announcing it again is not useful.
+            known = {k for k in records if await s.db.app.get(k) is not None}
+            await s.db.state.flush(records)
+        return [inbox.decode_message(k, v) for k, v in sorted(records.items()) if k not in known]
+
+    async def deliver_pending(self, s: AccountSession) -> list[dict[str, Any]]:
+        """Store and announce the messages the SDK holds but never handed out (``pending_messages``).
+
+        What an operation other than a sync decrypted while it caught up with
+        the log (a ``send`` committing other members' proposals, say) waits in
+        the SDK's inbox until the next sync; a tab closed or reloaded before
+        that would not show it. Called when the session opens. Never raises
+        a ``PingError`` (logged: the next sync delivers them).
+        """
+        try:
+            async with s.use() as c:
+                messages = await self._store_messages(s, c.pending_messages)
+        except PingError as exc:
+            log.warning("pending messages not delivered yet: %s: %s", type(exc).__name__, exc)
+            return []
+        self._emit_messages(s, messages)
+        return messages
+
     async def sync_round(self) -> dict[str, Any]:
         """Welcomes, then every conversation; decrypted messages stored with the state that consumed them.
 
-        Returns (and announces) the messages this browser had not stored before.
+        The sync's checkpoints are deferred (one IndexedDB transaction with
+        the messages), and no commit is sent on deferred checkpoints; so once
+        they are flushed, other members' pending proposals are committed
+        (``commit_pending_proposals``, the SDK's policy) and what catching up
+        for it decrypted is stored the same way. Returns (and announces) the
+        messages this browser had not stored before.
         """
         s = await self.require()
         async with s.use() as c:
             before = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
             joined = await self._join_welcomes(s, c)
-            with s.deferring():
-                incoming = await c.sync_conversations(now_ms())
-                records = dict(inbox.incoming_record(m) for m in incoming)
-                # The SDK may hand a message out again (to another context, after a
-                # restart) until it is acknowledged: storing it again is harmless (same
-                # key, same value), announcing it again is not useful.
-                known = {k for k in records if await s.db.app.get(k) is not None}
-                await s.db.state.flush(records)
+            messages = await self._store_messages(s, lambda: c.sync_conversations(now_ms(), commit_proposals=False))
+            await c.commit_pending_proposals(now_ms())  # logs and skips what fails
+            messages += await self._store_messages(s, c.pending_messages)
             after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
         self._forbidden.difference_update(joined)
         changed = sorted(
             cid.as_hex() for cid in set(before) | set(after) if before.get(cid) != after.get(cid) or cid in joined
         )
-        messages = [inbox.decode_message(k, v) for k, v in sorted(records.items()) if k not in known]
         self._emit_messages(s, messages)
         if changed:
             _emit({"type": "conversations", "changed": changed})
@@ -706,17 +748,21 @@ class BrowserSdk:
     # -- diagnostics (dev=1 only) ----------------------------------------------------
 
     async def dev_state(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Fork check for tests: epoch and an exported secret per conversation, and how often this context reloaded."""
+        """Fork check for tests: epoch and an exported secret per conversation, how often this context
+        reloaded, and per conversation the log position the long poll waits after (``positions``)."""
         s = await self.require()
         out = {}
+        positions = {}
         async with s.use() as c:
             for meta in c.list_conversations():
+                positions[meta.id.as_hex()] = s.cursor_hint(meta.id)
                 try:
                     secret = c.export_conversation_secret(meta.id, "ping browser test", b"", 16).hex()
                 except PingError as exc:  # e.g. history-only state
                     secret = f"{type(exc).__name__}"
                 out[meta.id.as_hex()] = {"epoch": meta.epoch, "secret": secret, "device_group": meta.is_device_group}
-        return {"conversations": out, "reloads": s.reloads, "generation": (await s.db.generation() or b"").hex()}
+        generation = (await s.db.generation() or b"").hex()
+        return {"conversations": out, "positions": positions, "reloads": s.reloads, "generation": generation}
 
 
 _sdk: BrowserSdk | None = None
