@@ -13,11 +13,15 @@ import argparse
 import importlib.util
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from ping_core.transport.base import MAX_INBOX_BYTES, MAX_INBOX_ENTRIES
 
 from .api import ApiConfig
 from .app import DEFAULT_DIST
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,11 +142,32 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=args.forwarded_allow_ips is not None,
         forwarded_allow_ips=args.forwarded_allow_ips,
     )
-    server = uvicorn.Server(config_u)
+    server = _server(config_u)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"ping_server: listening on http://{shown}:{port} ({http}, {loop})", flush=True)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught
+        return 130
     return 0
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, whose shutdown first lets the open long polls answer.
+
+    Otherwise each would hold its connection until the graceful shutdown time
+    is over and then be cancelled mid-wait.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            api = getattr(getattr(self.config.app, "state", None), "api", None)
+            if api is not None:
+                api.begin_shutdown()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 def _pick(choice: str, optional: str, fallback: str) -> str:

@@ -192,10 +192,17 @@ class Api:
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_burst)
         self.address_limiter = RateLimiter(self.config.address_rate_limit, self.config.address_rate_burst)
         self.notifier = Notifier()
+        self.closing = False  # see begin_shutdown
         self.inbox = InboxLimit(self.config.inbox_entries, self.config.inbox_bytes)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
         self._keys: dict[DeviceId, bytes] = {}
+
+    def begin_shutdown(self) -> None:
+        """The server stops: open long polls answer now with what they have (an empty page),
+        later ones do not wait. Nothing else changes (requests in progress finish)."""
+        self.closing = True
+        self.notifier.notify_all()
 
     def router(self) -> Router:
         """The routes, relative to the API prefixes (``PingApp`` serves them under each)."""
@@ -404,7 +411,7 @@ class Api:
             raise _invalid(f"limit must be 1..{MAX_FETCH_LIMIT}")
         if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
             raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
-        if not wait_ms:
+        if not wait_ms or self.closing:
             stored, more = await self._call(auth, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit))
             return _cbor(wire.encode_page(stored, more))
         # Long poll: subscribe before each read so no append between read and wait is missed.
@@ -423,6 +430,8 @@ class Api:
                     await asyncio.wait_for(event.wait(), min(remaining, self.config.poll_interval))
                 except TimeoutError:
                     pass
+                if self.closing:  # answer now: the server would otherwise wait for us, then cancel us
+                    break
                 self.notifier.unsubscribe(cid.value, event)
                 event = self.notifier.subscribe(cid.value)
 

@@ -17,11 +17,13 @@ static files, the lifespan) to the Starlette app of :func:`ping_server.app.creat
 
 Errors are the API's JSON ``{"code", "message"}``: a handler raises
 :class:`~ping_server.app.ApiError`; anything else is logged and answered 500
-``server_error`` without echoing the exception.
+``server_error`` without echoing the exception. A request the server cancels
+(its graceful shutdown time is over) is answered 503 ``shutting_down``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -201,6 +203,12 @@ class PingApp:
             reply = json_error(exc.status, exc.code, exc.message, exc.headers)
         except ClientGone:
             return
+        except asyncio.CancelledError:
+            # uvicorn cancels a request only when its graceful shutdown time is over. Answer
+            # instead of a logged traceback and uvicorn's 500; a 5xx leaves the client unsure
+            # whether the request was applied, which is the truth.
+            log.info("ping_server: %s %s cancelled by the shutdown", scope["method"], scope["path"])
+            reply = json_error(503, "shutting_down", "the server is shutting down")
         except Exception:  # a bug or an unexpected failure: logged here, never echoed (it may carry data)
             log.exception("ping_server: %s %s failed", scope["method"], scope["path"])
             reply = json_error(500, "server_error", "internal server error")

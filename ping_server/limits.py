@@ -90,5 +90,11 @@ class Notifier:
         for event in self._waiters.get(key, ()):
             event.set()
 
+    def notify_all(self) -> None:
+        """Wake every waiter (the server is shutting down)."""
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())

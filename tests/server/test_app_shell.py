@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from ping_server.app import ApiError, create_app
+from ping_server.asgi import PingApp, Reply, Request, Router
 
 
 @pytest.fixture
@@ -89,3 +95,34 @@ def test_extra_api_routes_and_api_errors(dist: Path) -> None:
     assert resp.json() == {"code": "epoch_advanced", "message": "the group is at epoch 4"}
     assert client.get("/api/echo/5").json() == {"n": 5}
     assert client.get("/api/echo/x").json()["code"] == "not_found"
+
+
+async def test_a_cancelled_api_request_answers_503_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn cancels requests still running when its graceful shutdown time is over: the
+    answer is 503 ``shutting_down`` (a 5xx: the client cannot rule out that it was applied)."""
+    started = asyncio.Event()
+
+    async def stuck(request: Request) -> Reply:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+    router = Router()
+    router.add("GET", "/stuck", stuck)
+    app = PingApp(router, create_app(dist="/nonexistent"), None)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/stuck", "headers": [], "query_string": b""}
+    task = asyncio.create_task(app(scope, receive, send))
+    await started.wait()
+    task.cancel()
+    await task  # the app returns: nothing for the server to log
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"]) == {"code": "shutting_down", "message": "the server is shutting down"}
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
