@@ -9,12 +9,37 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from ping_server.app import ApiError, create_app
 from ping_server.asgi import PingApp, Reply, Request, Router
+
+
+class TestClient:
+    """Requests to an ASGI app in-process through httpx's ASGITransport (one event loop per call)."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self._app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                response = await client.request(method, path, **kwargs)
+                await response.aread()
+                return response
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
 
 
 @pytest.fixture
