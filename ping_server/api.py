@@ -48,6 +48,7 @@ from ping_core.transport.base import (
     MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_WATCH_CONVERSATIONS,
 )
 
 from . import delivery
@@ -219,6 +220,7 @@ class Api:
         r.add("POST", "/conversations/{cid}/welcomes", self.post_welcome)
         r.add("GET", "/welcomes", self.fetch_welcomes)
         r.add("POST", "/welcomes/ack", self.ack_welcomes)
+        r.add("POST", "/watch", self.watch)
         return r
 
     # -- plumbing -------------------------------------------------------------
@@ -414,15 +416,30 @@ class Api:
         if not wait_ms or self.closing:
             stored, more = await self._call(auth, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit))
             return _cbor(wire.encode_page(stored, more))
-        # Long poll: subscribe before each read so no append between read and wait is missed.
+        stored, more = await self._hold(
+            auth, [cid.value], wait_ms, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit), lambda r: not r[0]
+        )
+        return _cbor(wire.encode_page(stored, more))
+
+    async def _hold(
+        self,
+        auth: wire.AuthHeaders,
+        keys: list[bytes],
+        wait_ms: int,
+        read: Callable[[Tx, Caller], _T],
+        empty: Callable[[_T], bool],
+    ) -> _T:
+        """A long poll: ``read`` (in the request's transaction, then re-checking the caller) until
+        its answer is not ``empty``, ``wait_ms`` is up or the server closes. Woken by a
+        notification of one of ``keys`` (subscribed BEFORE the first read and the event cleared
+        before each re-read, so nothing that commits in between is missed) or every
+        ``poll_interval`` (changes made by processes that cannot notify us)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
-        event = self.notifier.subscribe(cid.value)
+        event = self.notifier.subscribe(keys)
         try:
-            caller, (stored, more) = await self._call(
-                auth, lambda tx, caller: (caller, delivery.fetch(tx, caller, cid, after, limit))
-            )
-            while not stored:
+            caller, result = await self._call(auth, lambda tx, caller: (caller, read(tx, caller)))
+            while empty(result):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -432,17 +449,16 @@ class Api:
                     pass
                 if self.closing:  # answer now: the server would otherwise wait for us, then cancel us
                     break
-                self.notifier.unsubscribe(cid.value, event)
-                event = self.notifier.subscribe(cid.value)
+                event.clear()
 
-                def again(tx: Tx) -> tuple[list[bytes], bool]:
+                def again(tx: Tx) -> _T:
                     delivery.check_caller(tx, caller)
-                    return delivery.fetch(tx, caller, cid, after, limit)
+                    return read(tx, caller)
 
-                stored, more = await self.run(again)
+                result = await self.run(again)
         finally:
-            self.notifier.unsubscribe(cid.value, event)
-        return _cbor(wire.encode_page(stored, more))
+            self.notifier.unsubscribe(keys, event)
+        return result
 
     async def post_welcome(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
@@ -457,6 +473,8 @@ class Api:
         now = self._clock_ms()
         inbox = self.inbox
         await self._call(auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, inbox))
+        for device_id in recipients:
+            self.notifier.notify(delivery.inbox_key(device_id))
         return _NO_CONTENT
 
     async def fetch_welcomes(self, request: Request) -> Reply:
@@ -473,6 +491,29 @@ class Api:
         up_to = _parse(wire.decode_ack, body)
         await self._call(auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
         return _NO_CONTENT
+
+    async def watch(self, request: Request) -> Reply:
+        """``POST /watch``: long-poll several conversations and the caller's Welcome inbox
+        (``Transport.watch``). Checks after authentication: body structure (400), more than
+        ``MAX_WATCH_CONVERSATIONS`` positions (413), a repeated conversation or ``wait_ms`` out of
+        range (400); then in the transaction the caller (401/403)."""
+        auth, body = await self._authenticate(request, wire.MAX_WATCH_BODY)
+        _no_query(request)
+        positions, wait_ms = _parse(wire.decode_watch, body)
+        if len(positions) > MAX_WATCH_CONVERSATIONS:
+            raise ApiError(413, "too_large", f"more than {MAX_WATCH_CONVERSATIONS} conversations in one watch")
+        if len({cid for cid, _ in positions}) != len(positions):
+            raise _invalid("a conversation is named twice")
+        if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
+            raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
+        if not wait_ms or self.closing:
+            result = await self._call(auth, lambda tx, caller: delivery.watch(tx, caller, positions))
+            return _cbor(wire.encode_watch_result(result))
+        keys = [cid.value for cid, _ in positions] + [delivery.inbox_key(auth.device_id)]
+        result = await self._hold(
+            auth, keys, wait_ms, lambda tx, caller: delivery.watch(tx, caller, positions), lambda r: not r.news
+        )
+        return _cbor(wire.encode_watch_result(result))
 
     # -- housekeeping ---------------------------------------------------------------
 

@@ -150,7 +150,8 @@ class Tx(Protocol):
         ...
 
     def appended(self, key: bytes) -> None:
-        """Announce, at commit, an append to conversation ``key`` to other processes (see ``on_append``)."""
+        """Announce, at commit, an append to conversation ``key`` (or a Welcome delivered to the inbox
+        ``delivery.inbox_key``) to other processes (see ``on_append``)."""
         ...
 
 
@@ -163,8 +164,8 @@ class Database(Protocol):
         ...
 
     def on_append(self, callback: Callable[[bytes], None]) -> None:
-        """Call ``callback(conversation_id)`` on the event loop when ANOTHER process sharing the
-        database appends to a conversation (``Tx.appended`` announced it). A no-op where the engine
+        """Call ``callback(key)`` on the event loop when ANOTHER process sharing the database appends
+        to a conversation or delivers a Welcome (``Tx.appended`` announced ``key``). A no-op where the engine
         cannot tell (SQLite: other processes' appends are seen by the long polls' re-reads)."""
         ...
 

@@ -25,7 +25,7 @@ from ping_core.errors import IdentityError
 from ping_core.identity import DeviceBinding
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
-from ping_core.transport.base import MAX_EPOCH, KeyPackageCount
+from ping_core.transport.base import MAX_EPOCH, KeyPackageCount, WatchResult
 from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE
 
 from .app import ApiError
@@ -48,6 +48,8 @@ __all__ = [
     "post_welcome",
     "fetch_welcomes",
     "ack_welcomes",
+    "watch",
+    "inbox_key",
     "device_key",
     "prune_nonces",
 ]
@@ -461,6 +463,53 @@ def post_welcome(
                 " ON CONFLICT (conversation_id, device_id) DO UPDATE SET end_seq = NULL",
                 (cid.value, device_id.value),
             )
+        tx.appended(inbox_key(device_id))  # wakes the recipient's watches in other processes
+
+
+def inbox_key(device_id: DeviceId) -> bytes:
+    """The wake-up key of a device's Welcome inbox (``Notifier``, ``Tx.appended``). Conversation
+    keys are 16-byte ids, so this 33-byte key never collides with one."""
+    return b"W" + device_id.value
+
+
+def watch(tx: Tx, caller: Caller, positions: list[tuple[ConversationId, int]]) -> WatchResult:
+    """What the caller's watch reports now (see ``Transport.watch``): the conversations whose
+    readable log goes beyond the given seq, with their heads; those it may not read from there
+    (``fetch`` would refuse them 403); whether its Welcome inbox is non-empty. Reads only.
+
+    One query gives all the caller's memberships with their heads; only the ids it is not a
+    member of cost one more lookup each (to tell "may not read" from "does not exist yet")."""
+    rows = tx.query(
+        "SELECT m.conversation_id, m.end_seq, c.next_seq FROM members m"
+        " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.device_id = ?",
+        (caller.device_id.value,),
+    )
+    member: dict[bytes, tuple[int | None, int]] = {
+        bytes(r[0]): (None if r[1] is None else int(r[1]), int(r[2]) - 1) for r in rows
+    }
+    own_group = ConversationId.device_group(caller.user_id)
+    heads: dict[ConversationId, int] = {}
+    forbidden: set[ConversationId] = set()
+    for cid, after in positions:
+        entry = member.get(cid.value)
+        if entry is None:
+            row = tx.one("SELECT next_seq FROM conversations WHERE conversation_id = ?", (cid.value,))
+            if row is None:
+                continue  # nobody posted yet: nothing to read, as fetch says with []
+            if cid != own_group:
+                forbidden.add(cid)
+                continue
+            entry = (None, int(row[0]) - 1)
+        end, head = entry
+        if end is not None:
+            if after >= end:
+                forbidden.add(cid)
+                continue
+            head = end  # a removed device reads up to the Commit that removed it
+        if head > after:
+            heads[cid] = head
+    inbox = tx.one("SELECT 1 FROM welcomes WHERE device_id = ? LIMIT 1", (caller.device_id.value,))
+    return WatchResult(heads, frozenset(forbidden), inbox is not None)
 
 
 def fetch_welcomes(tx: Tx, caller: Caller, after: int) -> tuple[list[bytes], bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 __all__ = ["RateLimiter", "Notifier"]
 
@@ -63,7 +63,8 @@ class RateLimiter:
 
 
 class Notifier:
-    """Wakes long polls of a conversation when this process appends to it.
+    """Wakes long polls of a conversation when this process appends to it (and watches of a
+    device's Welcome inbox when a Welcome is delivered to it: any ``bytes`` key works).
 
     A waiter subscribes BEFORE it reads, so an append that commits between its
     read and its wait still wakes it. Appends made by another process sharing
@@ -74,17 +75,20 @@ class Notifier:
     def __init__(self) -> None:
         self._waiters: dict[bytes, set[asyncio.Event]] = {}
 
-    def subscribe(self, key: bytes) -> asyncio.Event:
+    def subscribe(self, keys: Iterable[bytes]) -> asyncio.Event:
+        """One event, set by a notification of any of ``keys`` (a watch names several conversations)."""
         event = asyncio.Event()
-        self._waiters.setdefault(key, set()).add(event)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(event)
         return event
 
-    def unsubscribe(self, key: bytes, event: asyncio.Event) -> None:
-        waiters = self._waiters.get(key)
-        if waiters is not None:
-            waiters.discard(event)
-            if not waiters:
-                del self._waiters[key]
+    def unsubscribe(self, keys: Iterable[bytes], event: asyncio.Event) -> None:
+        for key in keys:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[key]
 
     def notify(self, key: bytes) -> None:
         for event in self._waiters.get(key, ()):

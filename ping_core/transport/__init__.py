@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ERROR_CODES, MAX_FETCH_LIMIT, MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageCount, KeyPackageSupply, Transport
+from .base import (
+    ERROR_CODES,
+    MAX_FETCH_LIMIT,
+    MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_WATCH_CONVERSATIONS,
+    KeyPackageCount,
+    KeyPackageSupply,
+    Transport,
+    WatchResult,
+)
 from .memory import Fault, MemoryDeliveryService, MemoryTransport
 from .remote import RawResponse, RemoteTransport
 
@@ -28,6 +37,8 @@ __all__ = [
     "ERROR_CODES",
     "MAX_FETCH_LIMIT",
     "MAX_KEY_PACKAGES_PER_PUBLISH",
+    "MAX_WATCH_CONVERSATIONS",
+    "WatchResult",
     "MemoryDeliveryService",
     "MemoryTransport",
     "Fault",

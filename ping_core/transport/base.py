@@ -63,7 +63,8 @@ Arguments are validated by the caller's types; a transport may raise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ping_core.device import DeviceInfo
@@ -81,6 +82,8 @@ __all__ = [
     "MAX_INBOX_BYTES",
     "MAX_FETCH_LIMIT",
     "MAX_FETCH_WAIT_MS",
+    "MAX_WATCH_CONVERSATIONS",
+    "WatchResult",
     "MAX_KEY_PACKAGES_PER_PUBLISH",
     "MAX_KEY_PACKAGE_LEN",
     "MAX_DEVICE_LIST",
@@ -95,6 +98,8 @@ __all__ = [
 MAX_FETCH_LIMIT = 1000
 # Upper bound on ``fetch_since(wait_ms=...)`` (long polling).
 MAX_FETCH_WAIT_MS = 30_000
+# Upper bound on the conversations one ``watch`` call names (413 ``too_large`` beyond).
+MAX_WATCH_CONVERSATIONS = 1000
 # Upper bound on one ``publish_key_packages`` batch, and on one KeyPackage's size.
 MAX_KEY_PACKAGES_PER_PUBLISH = 200
 MAX_KEY_PACKAGE_LEN = 64 * 1024
@@ -169,6 +174,30 @@ class PendingRouting:
         return self._removals.pop(conversation_id, [])
 
 
+@dataclass(frozen=True, slots=True)
+class WatchResult:
+    """What :meth:`Transport.watch` found (all empty: nothing happened before the deadline).
+
+    ``heads``: the watched conversations whose log, as far as this device may
+    read it, goes beyond the position it was given: conversation id -> the
+    seq of its last readable envelope (always greater than that position).
+    ``forbidden``: the watched conversations this device may not read from the
+    given position on (not a member of an existing conversation, another
+    user's DeviceGroup, removed by a Commit at or before the position):
+    ``fetch_since`` would answer 403 for them. ``welcomes``: this device's
+    Welcome inbox holds at least one entry (``fetch_welcomes`` is not empty).
+    """
+
+    heads: Mapping[ConversationId, int] = field(default_factory=dict)
+    forbidden: frozenset[ConversationId] = frozenset()
+    welcomes: bool = False
+
+    @property
+    def news(self) -> bool:
+        """Whether anything was reported (False: the wait ran out)."""
+        return bool(self.heads or self.forbidden or self.welcomes)
+
+
 @runtime_checkable
 class Transport(Protocol):
     """The delivery service as one device sees it. All methods are coroutines."""
@@ -220,6 +249,34 @@ class Transport(Protocol):
         device get 403 ``forbidden``. A device removed by a Commit reads up to
         and including that Commit (fewer than ``limit`` then, as at the end of
         the log) and gets 403 once ``cursor`` is at it.
+        """
+        ...
+
+    async def watch(self, positions: Mapping[ConversationId, int], *, wait_ms: int = 0) -> WatchResult:
+        """Long-poll several conversations and the Welcome inbox at once: "has anything happened?".
+
+        ``positions`` maps each watched conversation (at most
+        ``MAX_WATCH_CONVERSATIONS``; none is allowed: then only the inbox is
+        watched) to the seq this device has consumed up to (its cursor, 0 for
+        none). The answer (a :class:`WatchResult`) names the conversations whose
+        readable log goes beyond that seq, with their head seq; those this
+        device may not read (reported, never their heads: the call says
+        nothing about conversations the device is not in, except that it may
+        not read them, which ``fetch_since`` says too); and whether the
+        device's Welcome inbox is non-empty. A conversation nobody has posted
+        to yet has no news (as ``fetch_since`` gives ``[]``).
+
+        When there is something to report the call answers at once. Otherwise
+        it waits up to ``wait_ms`` (0..``MAX_FETCH_WAIT_MS``) for an append to
+        one of the conversations, a Welcome for this device, or a change that
+        makes one forbidden, and answers as soon as one happens (an empty
+        result when none did). It returns envelopes of no kind: fetch them
+        with :meth:`fetch_since` / :meth:`fetch_welcomes`. It changes nothing.
+
+        Order of checks: 400 ``invalid_request`` for a seq outside
+        0..2**63-1 or a ``wait_ms`` outside its range; 413 ``too_large`` for
+        more than ``MAX_WATCH_CONVERSATIONS`` conversations; then the caller
+        (401 / 403 revoked, also when revoked during the wait).
         """
         ...
 

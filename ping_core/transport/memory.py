@@ -8,7 +8,7 @@ routing (creator, Welcome recipients, declared Commit removals, after which a
 removed device reads up to the removing Commit; DeviceGroups belong to their
 owner's devices), a bounded Welcome inbox and a KeyPackage pool per device, registration checked against the account binding (trust on first use
 of the account key), revoked devices refused with 403 ``forbidden``, long
-polling (``fetch_since(wait_ms=...)``). Envelopes
+polling (``fetch_since(wait_ms=...)``, ``watch``). Envelopes
 cross it as encoded bytes (like the wire), so what a client gets back is never
 an object another client holds.
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,9 +59,13 @@ from .base import (
     MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_WATCH_CONVERSATIONS,
     KeyPackageCount,
     PendingRouting,
+    WatchResult,
 )
+
+_MAX_SEQ = (1 << 63) - 1
 
 __all__ = ["MemoryDeliveryService", "MemoryTransport", "Fault"]
 
@@ -128,6 +133,8 @@ class MemoryDeliveryService:
         self._logs: dict[ConversationId, _Log] = {}
         # Conversations that do not exist yet, waited on by long polls.
         self._pending: dict[ConversationId, asyncio.Event] = {}
+        # Set and replaced on every change a ``watch`` may report (append, Welcome, revocation).
+        self._changed = asyncio.Event()
         self._devices: dict[DeviceId, _Device] = {}
         self._accounts: dict[UserId, bytes] = {}
         self._faults: list[_FaultRule] = []
@@ -317,6 +324,7 @@ class MemoryDeliveryService:
         log.entries.append(env.with_seq(seq).encode())
         log.arrived.set()
         log.arrived = asyncio.Event()
+        self._announce()
         self._after(fault)
         return seq
 
@@ -343,6 +351,12 @@ class MemoryDeliveryService:
             if not env.conversation_id.is_device_group_id:
                 log.members.add(dev.info.device_id)
                 log.removed.pop(dev.info.device_id, None)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Wake every ``watch`` waiting: something it may report changed."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _fetch_since(
         self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int, wait_ms: int
@@ -380,6 +394,58 @@ class MemoryDeliveryService:
                 raise TransportError("device is revoked", status=403, code="forbidden")
         self._after(fault)
         return list(out)
+
+    def _readable_head(self, caller: DeviceId, conversation_id: ConversationId, after: int) -> int | None:
+        """The seq of the last envelope the caller may read (0: none yet), or None when it may not
+        read from ``after`` on (``_fetch_since`` would refuse 403)."""
+        log = self._logs.get(conversation_id)
+        if log is None:
+            return 0
+        if conversation_id.is_device_group_id:
+            return len(log.entries) if self._owns(self._devices[caller], conversation_id) else None
+        if caller in log.members:
+            return len(log.entries)
+        end = log.removed.get(caller)
+        return None if end is None or after >= end else end
+
+    async def _watch(self, caller: DeviceId, positions: Mapping[ConversationId, int], wait_ms: int) -> WatchResult:
+        for cid, seq in positions.items():
+            if not isinstance(cid, ConversationId) or type(seq) is not int:
+                raise InvalidInput("watch positions map ConversationId -> int")  # as the wire client does
+            if not 0 <= seq <= _MAX_SEQ:
+                raise TransportError("a watch position's seq is 0..2**63-1", status=400, code="invalid_request")
+        if type(wait_ms) is not int:
+            raise InvalidInput("wait_ms must be an integer")
+        if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
+            raise TransportError(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}", status=400, code="invalid_request")
+        if len(positions) > MAX_WATCH_CONVERSATIONS:
+            raise TransportError(f"more than {MAX_WATCH_CONVERSATIONS} conversations", status=413, code="too_large")
+        asked = dict(positions)
+        fault = await self._enter("watch", caller)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
+        while True:
+            dev = self._devices.get(caller)
+            if dev is not None and dev.revoked:  # revoked while waiting
+                raise TransportError("device is revoked", status=403, code="forbidden")
+            heads: dict[ConversationId, int] = {}
+            forbidden: set[ConversationId] = set()
+            for cid, after in asked.items():
+                head = self._readable_head(caller, cid, after)
+                if head is None:
+                    forbidden.add(cid)
+                elif head > after:
+                    heads[cid] = head
+            result = WatchResult(heads, frozenset(forbidden), bool(dev and dev.inbox))
+            remaining = deadline - loop.time()
+            if result.news or remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+        self._after(fault)
+        return result
 
     # directory
 
@@ -431,6 +497,7 @@ class MemoryDeliveryService:
         for log in self._logs.values():
             log.members.discard(device_id)
             log.removed.pop(device_id, None)
+        self._announce()
         self._after(fault)
 
     async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None) -> None:
@@ -541,6 +608,11 @@ class MemoryTransport:
         self, conversation_id: ConversationId, cursor: SyncCursor, limit: int, *, wait_ms: int = 0
     ) -> list[MessageEnvelope]:
         return _decode_all(await self.service._fetch_since(self.device_id, conversation_id, cursor, limit, wait_ms))
+
+    async def watch(self, positions: Mapping[ConversationId, int], *, wait_ms: int = 0) -> WatchResult:
+        if not isinstance(positions, Mapping):
+            raise InvalidInput("watch needs a mapping ConversationId -> seq")
+        return await self.service._watch(self.device_id, positions, wait_ms)
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
         self._pending.set_welcome_recipients(conversation_id, device_ids)

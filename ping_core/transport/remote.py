@@ -39,7 +39,7 @@ from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
 from . import wire
-from .base import KeyPackageCount, PendingRouting
+from .base import KeyPackageCount, PendingRouting, WatchResult
 
 __all__ = ["RemoteTransport", "RawResponse"]
 
@@ -186,6 +186,14 @@ class RemoteTransport:
                 if len(out) > limit:
                     raise TransportError("malformed fetch response: more than the limit", status=resp.status)
                 return out
+
+    async def watch(self, positions: Mapping[ConversationId, int], *, wait_ms: int = 0) -> WatchResult:
+        if not isinstance(positions, Mapping):
+            raise InvalidInput("watch needs a mapping ConversationId -> seq")
+        asked = dict(positions)
+        req = wire.watch_request(asked, wait_ms)
+        resp = await self._request(req, extra_timeout=wait_ms / 1000 if wait_ms > 0 else 0.0)
+        return self._decode(resp, lambda b: wire.decode_watch_result(b, asked), "watch")
 
     async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
         self._pending.set_welcome_recipients(conversation_id, device_ids)

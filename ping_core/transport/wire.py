@@ -49,7 +49,15 @@ from ping_core.message import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, MessageEnvelo
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.sync import SyncCursor
 
-from .base import MAX_CLAIM_COUNT, MAX_DEVICE_LIST, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageCount
+from .base import (
+    MAX_CLAIM_COUNT,
+    MAX_DEVICE_LIST,
+    MAX_KEY_PACKAGE_LEN,
+    MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_WATCH_CONVERSATIONS,
+    KeyPackageCount,
+    WatchResult,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -106,6 +114,11 @@ __all__ = [
     "fetch_welcomes_request",
     "ack_welcomes_request",
     "decode_ack",
+    "MAX_WATCH_BODY",
+    "watch_request",
+    "decode_watch",
+    "encode_watch_result",
+    "decode_watch_result",
 ]
 
 API_PREFIX = "/v1"
@@ -540,6 +553,75 @@ def ack_welcomes_request(up_to_seq: int) -> WireRequest:
 
 def decode_ack(data: bytes) -> int:
     return as_uint(_open(data, "AckWelcomes", ("up_to_seq",), 64)["up_to_seq"], "AckWelcomes.up_to_seq", max_value=_MAX_SEQ)
+
+
+# Watching many conversations -----------------------------------------------
+
+# Largest watch body: each position is [bstr16, uint64] (at most 28 bytes); room for one too many,
+# so that the server can tell "too many" (413) from a malformed body (400).
+MAX_WATCH_BODY = (MAX_WATCH_CONVERSATIONS + 1) * 28 + 64
+_WATCH_ITEMS = MAX_WATCH_BODY // 19  # the fewest bytes a position takes: [bstr16, small uint]
+
+
+def watch_request(positions: Mapping[ConversationId, int], wait_ms: int) -> WireRequest:
+    """``POST /v1/watch``: ``{"v": 1, "positions": [[conversation_id, seq], ...], "wait_ms": uint}``
+    -> ``{"v": 1, "heads": [[conversation_id, seq], ...], "forbidden": [conversation_id, ...],
+    "welcomes": bool}``.
+
+    Out-of-range integers are sent as they are (the server answers 400, as the in-memory service
+    does); a key that is not a ``ConversationId`` or a value that is not an integer is
+    ``InvalidInput`` here."""
+    items: list[CborValue] = []
+    for cid, seq in positions.items():
+        if not isinstance(cid, ConversationId) or type(seq) is not int:
+            raise InvalidInput("watch positions map ConversationId -> int")
+        items.append([cid.value, seq])
+    if type(wait_ms) is not int:
+        raise InvalidInput("wait_ms must be an integer")
+    return WireRequest("POST", f"{API_PREFIX}/watch", _record({"positions": items, "wait_ms": wait_ms}))
+
+
+def _position(value: object, what: str) -> tuple[ConversationId, int]:
+    pair = as_list(value, what, max_items=2)
+    if len(pair) != 2:
+        raise InvalidInput(f"{what}: expected [conversation_id, seq]")
+    cid = ConversationId(as_bytes(pair[0], f"{what}[0]", length=ConversationId.LENGTH))
+    return cid, as_uint(pair[1], f"{what}[1]", max_value=_MAX_SEQ)
+
+
+def decode_watch(data: bytes) -> tuple[list[tuple[ConversationId, int]], int]:
+    """Structure only (the positions in order, repeats kept; ``wait_ms``): the server checks the
+    count (413), repeats and ``wait_ms``'s range (400)."""
+    rec = _open(data, "Watch", ("positions", "wait_ms"), MAX_WATCH_BODY)
+    items = as_list(rec["positions"], "Watch.positions", max_items=_WATCH_ITEMS)
+    positions = [_position(item, "Watch.positions[]") for item in items]
+    return positions, as_uint(rec["wait_ms"], "Watch.wait_ms")
+
+
+def encode_watch_result(result: WatchResult) -> bytes:
+    heads: list[CborValue] = [[cid.value, seq] for cid, seq in result.heads.items()]
+    forbidden: list[CborValue] = [cid.value for cid in result.forbidden]
+    return _record({"heads": heads, "forbidden": forbidden, "welcomes": result.welcomes})
+
+
+def decode_watch_result(data: bytes, positions: Mapping[ConversationId, int]) -> WatchResult:
+    """Parse a watch answer to a request for ``positions``; ``InvalidInput`` for anything else,
+    including a conversation that was not asked about or a head not beyond its position."""
+    rec = _open(data, "Watched", ("heads", "forbidden", "welcomes"), MAX_WATCH_BODY + 32 * MAX_WATCH_CONVERSATIONS)
+    heads: dict[ConversationId, int] = {}
+    for item in as_list(rec["heads"], "Watched.heads", max_items=MAX_WATCH_CONVERSATIONS):
+        cid, seq = _position(item, "Watched.heads[]")
+        after = positions.get(cid)
+        if after is None or seq <= after or cid in heads:
+            raise InvalidInput("Watched.heads: a conversation not asked about, repeated, or not beyond its position")
+        heads[cid] = seq
+    forbidden: set[ConversationId] = set()
+    for item in as_list(rec["forbidden"], "Watched.forbidden", max_items=MAX_WATCH_CONVERSATIONS):
+        cid = ConversationId(as_bytes(item, "Watched.forbidden[]", length=ConversationId.LENGTH))
+        if cid not in positions or cid in heads or cid in forbidden:
+            raise InvalidInput("Watched.forbidden: a conversation not asked about, or repeated")
+        forbidden.add(cid)
+    return WatchResult(heads, frozenset(forbidden), as_bool(rec["welcomes"], "Watched.welcomes"))
 
 
 # Envelope pages ----------------------------------------------------------

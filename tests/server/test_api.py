@@ -27,7 +27,7 @@ from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-from ping_core.transport import wire
+from ping_core.transport import WatchResult, wire
 from ping_core.transport.http import HttpTransport
 
 
@@ -516,17 +516,19 @@ async def test_address_limit_on_unauthenticated_requests(server_logs: Any) -> No
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_shutdown_answers_open_long_polls_and_is_quiet(server_logs: Any, sig: signal.Signals) -> None:
-    """Ctrl-C (or SIGTERM) with a long poll open: the poll answers at once (nothing new), the
+    """Ctrl-C (or SIGTERM) with a long poll and a watch open: they answer at once (nothing new), the
     server exits well within its graceful shutdown time, and its log has no error."""
     server = ServerProcess(None, "--rate-limit", "0", log_dir=server_logs)
     world = await World(server.url).setup()
     try:
         poll = asyncio.create_task(world.ta.fetch_since(world.conv, SyncCursor(1), 10, wait_ms=30_000))
+        watch = asyncio.create_task(world.te.watch({}, wait_ms=30_000))
         await asyncio.sleep(0.5)
-        assert not poll.done()
+        assert not poll.done() and not watch.done()
         start = time.monotonic()
         server.proc.send_signal(sig)
         assert await poll == []
+        assert await watch == WatchResult()
         status = await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, 20)
         assert time.monotonic() - start < 2.5  # not held for the 3 s graceful shutdown time
         assert status == (130 if sig == signal.SIGINT else -signal.SIGTERM)
@@ -535,3 +537,28 @@ async def test_shutdown_answers_open_long_polls_and_is_quiet(server_logs: Any, s
     finally:
         server.stop()
         await world.aclose()
+
+
+async def test_watch_route_refuses_malformed_bodies(world: World) -> None:
+    """``POST /v1/watch`` bodies the transport cannot produce: each refused 400 (too many: 413)."""
+    target = "/v1/watch"
+    c = world.conv.value
+
+    async def post(value: Any) -> httpx.Response:
+        body = dumps(value)
+        return await world.ra.request("POST", target, body, headers={**world.ra.headers("POST", target, body), "content-type": "application/cbor"})
+
+    for bad in (
+        {"v": 1, "positions": [[c, 0], [c, 1]], "wait_ms": 0},  # a conversation twice
+        {"v": 1, "positions": [[c[:15], 0]], "wait_ms": 0},  # not a conversation id
+        {"v": 1, "positions": [[c, 0, 0]], "wait_ms": 0},
+        {"v": 1, "positions": [[c, 0]]},  # no wait_ms
+        {"v": 1, "positions": [[c, 0]], "wait_ms": 0, "extra": 1},
+        {"v": 2, "positions": [], "wait_ms": 0},
+    ):
+        _error(await post(bad), 400, "invalid_request")
+    many = [[i.to_bytes(16, "big"), 0] for i in range(1, 1002)]
+    _error(await post({"v": 1, "positions": many, "wait_ms": 0}), 413, "too_large")
+    ok = await post({"v": 1, "positions": [[c, 0]], "wait_ms": 0})
+    assert ok.status_code == 200 and wire.decode_watch_result(ok.content, {world.conv: 0}).heads == {world.conv: 1}
+    _error(await world.ra.request("POST", target + "?x=1", b""), 400, "invalid_request")

@@ -192,3 +192,34 @@ async def test_long_poll_wakes_on_another_process_append(slow_polling_pair: list
         assert elapsed < 5, elapsed  # not the 30 s re-read
     finally:
         await cluster.aclose()
+
+
+async def test_watch_wakes_on_another_process_append_and_welcome(slow_polling_pair: list[ServerProcess]) -> None:
+    """A watch held by one process wakes on an append and on a Welcome made through the other
+    (the Welcome's inbox key travels by the same NOTIFY channel as appends)."""
+    cluster = Cluster([s.url for s in slow_polling_pair])
+    try:
+        (a, ta), (b, tb) = await cluster.devices(2)  # a talks to the first process, b to the second
+        conv = await _shared_conversation([(a, ta), (b, tb)])
+        other = ConversationId.new()
+        await tb.send(_env(other, b, MessageKind.APPLICATION, 0, b"b alone"))
+
+        async def later(step: Any) -> None:
+            await asyncio.sleep(0.3)
+            await step
+
+        loop = asyncio.get_running_loop()
+        poster = asyncio.create_task(later(tb.send(_env(conv, b, MessageKind.APPLICATION, 0, b"across"))))
+        start = loop.time()
+        got = await ta.watch({conv: 1}, wait_ms=20_000)
+        await poster
+        assert got.heads == {conv: 2} and loop.time() - start < 5  # not the 30 s re-read
+
+        await tb.set_next_welcome_recipients(other, [a.device_id])
+        poster = asyncio.create_task(later(tb.send(_env(other, b, MessageKind.WELCOME, 0))))
+        start = loop.time()
+        got = await ta.watch({conv: 2}, wait_ms=20_000)
+        await poster
+        assert got.welcomes and not got.heads and loop.time() - start < 5
+    finally:
+        await cluster.aclose()

@@ -22,7 +22,7 @@ from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 from ping_core.transport import KeyPackageCount, KeyPackageSupply, MemoryDeliveryService, Transport
-from ping_core.transport.base import MAX_EPOCH
+from ping_core.transport.base import MAX_EPOCH, MAX_FETCH_WAIT_MS, MAX_WATCH_CONVERSATIONS, WatchResult
 from ping_core.transport.http import HttpTransport
 
 from serverproc import ServerProcess
@@ -239,6 +239,126 @@ async def test_long_poll_on_a_conversation_that_does_not_exist_yet(backend: Back
 
 
 # ---------------------------------------------------------------------------
+# Watching many conversations at once
+
+
+async def test_watch_answers_at_once_with_what_is_new(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    busy, quiet, empty = ConversationId.new(), ConversationId.new(), ConversationId.new()
+    for payload in (b"1", b"2", b"3"):
+        await ta.send(_env(busy, a.device_id, payload=payload))
+    await ta.send(_env(quiet, a.device_id))
+    start = time.monotonic()
+    got = await ta.watch({busy: 1, quiet: 1, empty: 0}, wait_ms=5000)
+    assert time.monotonic() - start < 2
+    assert got == WatchResult({busy: 3}, frozenset(), False) and got.news
+    assert (await ta.watch({busy: 0, quiet: 0})).heads == {busy: 3, quiet: 1}
+    assert await ta.watch({busy: 3, quiet: 1}) == WatchResult()  # nothing new, no wait asked
+    assert await ta.watch({}) == WatchResult()  # only the inbox
+    # A Welcome waiting in the inbox is news until acknowledged.
+    await _welcome(ta, a, quiet, b)
+    assert await tb.watch({}, wait_ms=5000) == WatchResult(welcomes=True)
+    assert await tb.watch({quiet: 0}) == WatchResult({quiet: 1}, frozenset(), True)
+    await tb.ack_welcomes((await tb.fetch_welcomes())[-1].seq)
+    assert await tb.watch({quiet: 1}) == WatchResult()
+
+
+async def test_watch_waits_for_an_append_or_the_deadline(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    c1, c2, fresh = ConversationId.new(), ConversationId.new(), ConversationId.new()
+    await t.send(_env(c1, dev.device_id))
+    await t.send(_env(c2, dev.device_id))
+    start = time.monotonic()
+    assert await t.watch({c1: 1, c2: 1, fresh: 0}, wait_ms=300) == WatchResult()  # nothing came
+    assert time.monotonic() - start >= 0.28
+
+    async def later(conv: ConversationId) -> None:
+        await asyncio.sleep(0.2)
+        await t.send(_env(conv, dev.device_id, payload=b"news"))
+
+    for conv, head in ((c2, 2), (fresh, 1)):  # an existing conversation, then one nobody had posted to
+        start = time.monotonic()
+        poster = asyncio.create_task(later(conv))
+        got = await t.watch({c1: 1, c2: 2 if conv is fresh else 1, fresh: 0}, wait_ms=10_000)
+        await poster
+        assert got == WatchResult({conv: head}, frozenset(), False)
+        assert time.monotonic() - start < 5
+
+
+async def test_watch_wakes_on_a_welcome(backend: Backend) -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    mine = ConversationId.new()
+    await tb.send(_env(mine, b.device_id))
+    conv = ConversationId.new()
+    await ta.send(_env(conv, a.device_id))
+
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await _welcome(ta, a, conv, b)
+
+    start = time.monotonic()
+    poster = asyncio.create_task(later())
+    got = await tb.watch({mine: 1}, wait_ms=10_000)
+    await poster
+    assert got == WatchResult(welcomes=True)
+    assert time.monotonic() - start < 5
+
+
+async def test_watch_reports_what_the_device_may_not_read_never_its_head(backend: Backend) -> None:
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    c, tc = await backend.device(carol, "c")
+    secret, shared = ConversationId.new(), ConversationId.new()
+    await ta.send(_env(secret, a.device_id))
+    assert await ta.send(_env(shared, a.device_id, MessageKind.COMMIT, epoch=0)) == 1
+    await _welcome(ta, a, shared, b, c)
+    await ta.send(_env(shared, a.device_id, payload=b"2"))
+    alice_group = ConversationId.device_group(alice.user_id)
+    await ta.send(_env(alice_group, a.device_id))
+    start = time.monotonic()
+    got = await tc.watch({secret: 0, shared: 2, alice_group: 0}, wait_ms=5000)  # answers at once
+    assert time.monotonic() - start < 2
+    assert got == WatchResult({}, frozenset({secret, alice_group}), True)
+    assert await tc.watch({secret: 5}) == WatchResult({}, frozenset({secret}), True)  # whatever the position
+    assert (await ta.watch({alice_group: 0})).heads == {alice_group: 1}  # its owner's devices read it
+    # b is watching when a Commit removes it: news (it reads up to that Commit), then forbidden.
+    await tb.ack_welcomes((await tb.fetch_welcomes())[-1].seq)
+    watching = asyncio.create_task(tb.watch({shared: 2}, wait_ms=10_000))
+    await asyncio.sleep(0.2)
+    await ta.set_next_commit_removals(shared, [b.device_id])
+    assert await ta.send(_env(shared, a.device_id, MessageKind.COMMIT, epoch=1)) == 3
+    assert (await watching).heads == {shared: 3}
+    await ta.send(_env(shared, a.device_id, payload=b"after"))
+    assert (await tb.watch({shared: 1})).heads == {shared: 3}  # not 4: that is past its removal
+    assert (await tb.watch({shared: 3}, wait_ms=5000)).forbidden == {shared}
+    assert (await tc.watch({shared: 3})).heads == {shared: 4}
+
+
+async def test_watch_bad_input_and_limits(backend: Backend) -> None:
+    dev, t = await backend.device(Identity.generate())
+    conv = ConversationId.new()
+    await _rejects(t.watch({conv: -1}), 400, "invalid_request")
+    await _rejects(t.watch({conv: 1 << 63}), 400, "invalid_request")
+    for bad_wait in (-1, MAX_FETCH_WAIT_MS + 1):
+        await _rejects(t.watch({conv: 0}, wait_ms=bad_wait), 400, "invalid_request")
+    many = {ConversationId.new(): 0 for _ in range(MAX_WATCH_CONVERSATIONS + 1)}
+    await _rejects(t.watch(many), 413, "too_large")
+    many.popitem()
+    assert await t.watch(many) == WatchResult()  # exactly the limit is fine
+    with pytest.raises(InvalidInput):
+        await t.watch({conv.value: 0})
+    with pytest.raises(InvalidInput):
+        await t.watch({conv: "0"})
+    stranger = LocalDevice.generate(Identity.generate().user_id, "x", 1)
+    await _rejects(backend.transport(stranger).watch({conv: 0}), 401, "unauthorized")
+
+
+# ---------------------------------------------------------------------------
 # Membership
 
 
@@ -366,7 +486,7 @@ async def test_revocation_ends_membership(backend: Backend) -> None:
     await _rejects(tlaptop.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
 
 
-async def test_revocation_during_a_long_poll(backend: Backend) -> None:
+async def test_revocation_during_a_long_poll_or_watch(backend: Backend) -> None:
     alice = Identity.generate()
     phone, tphone = await backend.device(alice, "phone")
     laptop, tlaptop = await backend.device(alice, "laptop")
@@ -379,9 +499,13 @@ async def test_revocation_during_a_long_poll(backend: Backend) -> None:
         await tphone.revoke_device_remote(laptop.device_id)
         await tphone.send(_env(conv, phone.device_id))
 
+    await tlaptop.ack_welcomes((await tlaptop.fetch_welcomes())[-1].seq)  # else the watch answers at once
     task = asyncio.create_task(revoke_then_post())
+    watch = asyncio.create_task(_rejects(tlaptop.watch({conv: 1}, wait_ms=10_000), 403, "forbidden"))
     await _rejects(tlaptop.fetch_since(conv, SyncCursor(1), 10, wait_ms=10_000), 403, "forbidden")
+    await watch
     await task
+    await _rejects(tlaptop.watch({}), 403, "forbidden")
 
 
 async def test_device_group_membership(backend: Backend) -> None:
