@@ -18,7 +18,7 @@ from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.storage import StorageBackend
-from ping_core.sync import SyncCursor
+from ping_core.sync import News, SyncCursor
 
 __all__ = [
     "__version__",
@@ -43,5 +43,6 @@ __all__ = [
     "MemberInfo",
     "Hlc",
     "SyncCursor",
+    "News",
     "StorageBackend",
 ]
