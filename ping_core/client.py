@@ -127,7 +127,9 @@ from ping_core.mls.structs import (
     Update,
 )
 from ping_core.storage import BlobStore, MlsStateStore, Storage, StorageBackend
-from ping_core.transport import Transport
+from ping_core.sync import News
+from ping_core.transport import MAX_WATCH_CONVERSATIONS, Transport, WatchResult
+from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
 __all__ = [
     "MessagingClient",
@@ -362,6 +364,9 @@ class MessagingClient:
         self._dg_id = ConversationId.device_group(identity.user_id)
         # Serialises creating conversations (create / join / import) so an id is installed once.
         self._create_lock = asyncio.Lock()
+        # wait_for_news: conversations the server said we may not read, at that sync position
+        # (left out of later watches until the position moves or a Welcome arrives).
+        self._unreadable: dict[ConversationId, int] = {}
 
     def __repr__(self) -> str:
         return (
@@ -710,6 +715,58 @@ class MessagingClient:
         value that is not a ``ConversationId``. Changes nothing.
         """
         return self._conv(conv_id).cursor.seq
+
+    async def wait_for_news(self, timeout_ms: int) -> News:
+        """Beyond the spec: wait until something is new for this device, without fetching it.
+
+        One long poll (``Transport.watch``) over every open conversation, each
+        at its :meth:`sync_position`, and the Welcome inbox. Returns at once
+        when a conversation has envelopes beyond its position, one became
+        unreadable (removed, revoked, history-only before its Welcome) or a
+        Welcome waits; otherwise when one of those happens, or after
+        ``timeout_ms`` (0..``MAX_FETCH_WAIT_MS``) with an empty (falsy)
+        :class:`~ping_core.sync.News`. The caller then runs
+        :meth:`sync_conversations` (and joins the Welcomes). An unreadable
+        conversation is reported once: later calls leave it out until its
+        position moves or a Welcome is reported (a Welcome may readmit it), so
+        a loop over this call does not spin on it.
+
+        Changes no state and takes no conversation lock (positions are read
+        from memory, as :meth:`sync_position`), so it may run beside a sync.
+        More than ``MAX_WATCH_CONVERSATIONS`` conversations are watched by
+        that many per request, concurrently. ``TransportError`` when the
+        request fails (the caller backs off); ``InvalidInput`` for a bad
+        ``timeout_ms``.
+        """
+        if type(timeout_ms) is not int or not 0 <= timeout_ms <= MAX_FETCH_WAIT_MS:
+            raise InvalidInput(f"timeout_ms must be 0..{MAX_FETCH_WAIT_MS}")
+        self._unreadable = {c: at for c, at in self._unreadable.items() if c in self._convs}
+        positions = {
+            cid: conv.cursor.seq for cid, conv in self._convs.items() if self._unreadable.get(cid) != conv.cursor.seq
+        }
+        items = list(positions.items())
+        chunks = [dict(items[i : i + MAX_WATCH_CONVERSATIONS]) for i in range(0, len(items), MAX_WATCH_CONVERSATIONS)]
+        results = await self._watch_all(chunks or [{}], timeout_ms)
+        heads = {c: h for r in results for c, h in r.heads.items()}
+        forbidden = {c for r in results for c in r.forbidden}
+        welcomes = any(r.welcomes for r in results)
+        if welcomes:
+            self._unreadable.clear()
+        for cid in forbidden:
+            self._unreadable[cid] = positions[cid]
+        return News(tuple(c for c in positions if c in heads), tuple(c for c in positions if c in forbidden), welcomes)
+
+    async def _watch_all(self, chunks: list[dict[ConversationId, int]], timeout_ms: int) -> list[WatchResult]:
+        """One watch per chunk; with several, the answers of those done when the first one is (the others are cancelled)."""
+        if len(chunks) == 1:
+            return [await self._transport.watch(chunks[0], wait_ms=timeout_ms)]
+        tasks = [asyncio.ensure_future(self._transport.watch(chunk, wait_ms=timeout_ms)) for chunk in chunks]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return [task.result() for task in tasks if task in done]
 
     # -- sending -----------------------------------------------------------------
 

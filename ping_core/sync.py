@@ -16,8 +16,9 @@ from typing import Iterable
 
 from ping_core.codec import MAX_UINT, decode_record, encode_record
 from ping_core.errors import InvalidInput
+from ping_core.ids import ConversationId
 
-__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION"]
+__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "News"]
 
 SYNC_CURSOR_VERSION = 1
 _MAX_SEQ = (1 << 63) - 1  # fits a signed 64-bit column in the server's database
@@ -54,3 +55,22 @@ class SyncCursor:
         """Parse :meth:`encode` output; ``InvalidInput`` on anything else."""
         rec = decode_record(data, what="SyncCursor", version=SYNC_CURSOR_VERSION, keys=("seq",), max_size=32)
         return cls(rec.get_uint("seq", max_value=min(MAX_UINT, _MAX_SEQ)))
+
+
+@dataclass(frozen=True, slots=True)
+class News:
+    """What ``MessagingClient.wait_for_news`` found; all empty when the wait ran out.
+
+    ``conversations``: open conversations with envelopes beyond their sync
+    position (a :meth:`~ping_core.client.MessagingClient.sync_conversations`
+    fetches them). ``forbidden``: open conversations this device may no longer
+    read (removed, revoked, or a history-only chat before its Welcome),
+    reported once. ``welcomes``: the device's Welcome inbox is not empty.
+    """
+
+    conversations: tuple[ConversationId, ...] = ()
+    forbidden: tuple[ConversationId, ...] = ()
+    welcomes: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.conversations or self.forbidden or self.welcomes)
