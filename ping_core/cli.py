@@ -8,7 +8,7 @@
     ping ... invite CONV USER_ID                         adds every device of that user
     ping ... send CONV TEXT
     ping ... sync                                        prints "CONV_ID SENDER_USER_ID: TEXT" per new message
-    ping ... watch [--interval S] [--topup-interval S]   sync until interrupted (and keep KeyPackages topped up)
+    ping ... watch [--interval S] [--topup-interval S]   sync on news until interrupted (and keep KeyPackages topped up)
     ping ... members CONV | rename CONV NAME | remove CONV USER_ID | revoke DEVICE_ID
     ping ... link-new --label NAME                       (new device) prints a request code
     ping ... link-accept REQUEST                         (linked device) prints a grant code, waits, admits
@@ -51,6 +51,7 @@ from ping_core.errors import InvalidInput, PingError, TransportError
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
 from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
 __all__ = ["main"]
 
@@ -212,7 +213,15 @@ async def cmd_watch(args: argparse.Namespace) -> None:
                 else:
                     if published:
                         print(f"ping: published {published} KeyPackages", file=sys.stderr, flush=True)
-            await asyncio.sleep(args.interval)
+            # One long poll over every conversation and the Welcome inbox: news ends it at once,
+            # else it ends after --interval (or at the next KeyPackage check) and we sync anyway.
+            until_topup = checked + args.topup_interval - time.monotonic()
+            wait_ms = int(max(0.0, min(args.interval, until_topup)) * 1000)
+            try:
+                await c.wait_for_news(min(wait_ms, MAX_FETCH_WAIT_MS))
+            except TransportError as exc:  # offline or refused: wait, then the sync says what is wrong
+                print(f"ping: waiting for news failed ({exc})", file=sys.stderr, flush=True)
+                await asyncio.sleep(min(args.interval, 5.0))
 
     await _with_client(args, run)
 
@@ -397,7 +406,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     add("sync", cmd_sync, "join new conversations, print new messages as CONV_ID SENDER_USER_ID: TEXT")
     watch = add("watch", cmd_watch, "sync until interrupted")
-    watch.add_argument("--interval", type=float, default=1.0, help="seconds between syncs (default 1)")
+    watch.add_argument(
+        "--interval", type=float, default=25.0,
+        help="longest wait for news between syncs, in seconds (default 25, at most 30); news from the server ends it at once",
+    )  # fmt: skip
     watch.add_argument(
         "--topup-interval", type=float, default=60.0, help="seconds between KeyPackage stock checks (default 60)"
     )

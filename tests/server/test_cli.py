@@ -9,6 +9,8 @@ import queue
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +175,40 @@ def test_watch_tops_up_key_packages(sqlite_server: ServerProcess, tmp_path: Path
         again = asyncio.run(claim(KEY_PACKAGE_TARGET + 1))
         assert not set(again[:-1]) & set(first) and again[-1] == first[-1]  # fresh ones; the same last resort
         assert lines.get(timeout=60) == f"ping: published {KEY_PACKAGE_TARGET} KeyPackages"
+        assert watch.poll() is None
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=30)
+
+
+def test_watch_prints_news_at_once_not_at_its_interval(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    """``ping watch`` waits on the server's watch (all conversations and the Welcome inbox): with
+    30 s between syncs, a new chat and a message in it are printed within seconds."""
+    alice = User(sqlite_server.url, tmp_path / "alice").init("alice")
+    bob = User(sqlite_server.url, tmp_path / "bob").init("bob")
+    watch = subprocess.Popen(
+        bob.args("watch", "--interval", "30"), cwd=ROOT, env=bob.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out: queue.Queue[str] = queue.Queue()
+    err: queue.Queue[str] = queue.Queue()
+
+    def pump(stream: Iterable[str] | None, lines: queue.Queue[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.put(line.strip())
+
+    threading.Thread(target=pump, args=(watch.stdout, out), daemon=True).start()
+    threading.Thread(target=pump, args=(watch.stderr, err), daemon=True).start()
+    try:
+        assert err.get(timeout=60).startswith("ping: watching")
+        time.sleep(0.5)  # in its wait for news
+        (chat,) = alice.run("create", "lunch").out
+        alice.run("invite", chat, bob.user)
+        assert err.get(timeout=10) == f"ping: joined {chat}"  # the Welcome ended the wait
+        time.sleep(0.5)
+        alice.run("send", chat, "hi bob")
+        assert out.get(timeout=10) == f"{chat} {alice.user}: hi bob"  # within seconds, not 30
         assert watch.poll() is None
     finally:
         watch.terminate()
