@@ -13,8 +13,9 @@ and Debian's Chromium (``PING_CHROMIUM`` overrides) through Playwright. Prints:
   from its cache);
 * **send to display** between two browsers (two profiles): from just before
   Alice's page calls ``send`` until Bob's page receives the message event
-  (decrypted and stored), with Bob's conversation on screen (long poll) and
-  with another conversation on screen (found by the periodic sync rounds);
+  (decrypted and stored), with Bob's conversation on screen and with another
+  conversation on screen (both found by the long poll over all his
+  conversations, ``POST /v1/watch``, which wakes the sync round);
 * **send round trip**: Alice's ``send`` call (encrypt, checkpoint, POST,
   store), alone and right after a second tab of hers wrote (so it reloads
   the state from IndexedDB first);
@@ -133,9 +134,9 @@ def main() -> int:
                 return out
 
             print(f"send to display, Alice's page -> Bob's page ({args.messages} messages each):")
-            line("Bob has the conversation open (long poll)", series("focused"))
-            bob.page.evaluate("(c) => window.ping.focus(c)", other)  # nothing to long-poll there
-            line("Bob looks elsewhere (sync rounds, 2 s)", series("unfocused"))
+            line("Bob has the conversation open (watch)", series("focused"))
+            bob.page.evaluate("(c) => window.ping.focus(c)", other)  # the on-screen chat no longer matters
+            line("Bob looks elsewhere (watch)", series("unfocused"))
 
             sends_alone = []
             for i in range(args.messages):

@@ -1,26 +1,29 @@
-"""Live updates in the worker: sync rounds, woken early by a long poll on the focused conversation.
+"""Live updates in the worker: sync rounds, woken at once by a long poll over every conversation.
 
 Two asyncio tasks:
 
 * **rounds**: ``round()`` (the SDK's sync: Welcome inbox, every conversation,
-  events to the page) every ``interval`` seconds, or at once when woken. A
-  failure makes the status offline and backs off (1 s doubling to 30 s).
-* **watch**: a long poll (``fetch_since(..., wait_ms=...)``, no lock, no
-  state) on the conversation the page shows. When something is appended,
-  it wakes the rounds and waits for a round that began after the news, so
-  the message is decrypted and shown within a round trip. A 403 there means
-  this device was removed (the server ends a removed device's access with the
-  removing Commit, so the device never reads that Commit): ``on_access(conv, False)``;
-  a later answer: ``on_access(conv, True)``.
+  events to the page) at once when woken, else every ``interval`` seconds
+  (every ``max(interval, FALLBACK_INTERVAL)`` while the watch below works: the
+  rounds are then only a fallback). A failure makes the status offline and
+  backs off (1 s doubling to 30 s).
+* **watch**: one long poll (``MessagingClient.wait_for_news``: the server's
+  ``POST /v1/watch`` over every open conversation at its sync position and
+  the Welcome inbox; no lock, no state) through ``news(wait_ms)``. When
+  something is new anywhere, it wakes the rounds and waits for a round that
+  began after the news, so the message is decrypted and shown within a round
+  trip whichever conversation is on screen. A conversation the server says
+  this device may no longer read (removed: the server ends its access at the
+  removing Commit) is reported with ``on_access(conv, False)``; one with news
+  with ``on_access(conv, True)``.
 
-Only one conversation is long-polled, and only by one tab of the account at a
-time (the holder of the Web Lock ``watch_lock``; the lock passes on when that
-tab closes): a browser keeps about six HTTP/1.1 connections per origin, shared
-by every tab, and each long poll holds one. The other conversations, the other
-tabs and the Welcome inbox are read by the rounds (the server has no "any of
-my conversations" long poll). A long poll is never
-cancelled half-way (an abandoned fetch would keep its connection until its
-deadline); a new focus takes effect when the current poll returns.
+Only one tab of the account watches at a time (the holder of the Web Lock
+``watch_lock``; the lock passes on when that tab closes): a browser keeps
+about six HTTP/1.1 connections per origin, shared by every tab, and the long
+poll holds one. The other tabs keep their rounds every ``interval``. A long
+poll is never cancelled half-way (an abandoned fetch would keep its
+connection until its deadline). ``focus`` (the conversation on screen) no
+longer decides what is watched; setting it runs a round (``kick``).
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ from collections.abc import Awaitable, Callable
 
 from ping_core.errors import PingError, TransportError
 from ping_core.ids import ConversationId
-from ping_core.sync import SyncCursor
-from ping_core.transport import Transport
+from ping_core.sync import News
 
-__all__ = ["LiveSync", "WATCH_WAIT_MS"]
+__all__ = ["LiveSync", "WATCH_WAIT_MS", "FALLBACK_INTERVAL"]
 
 log = logging.getLogger("pyodide_app.live")
 
 WATCH_WAIT_MS = 20_000
+# Seconds between rounds while the watch works (news wakes them at once anyway).
+FALLBACK_INTERVAL = 30.0
 _MAX_BACKOFF = 30.0
 
 
@@ -48,7 +52,7 @@ class LiveSync:
     def __init__(
         self,
         round: Callable[[], Awaitable[None]],
-        transport: Callable[[], Transport | None],
+        news: Callable[[int], Awaitable[News | None]],
         cursor_of: Callable[[ConversationId], int],
         on_status: Callable[[bool, str | None], None],
         *,
@@ -57,7 +61,7 @@ class LiveSync:
         interval: float = 2.0,
     ) -> None:
         self._round = round
-        self._transport = transport
+        self._news = news
         self._cursor_of = cursor_of
         self._on_status = on_status
         self._on_access = on_access
@@ -65,6 +69,9 @@ class LiveSync:
         self.interval = interval
         self.focus: ConversationId | None = None
         self.online: bool | None = None
+        self.watching = False  # this tab's watch is answering (then the rounds are only a fallback)
+        # Conversations whose news a round could not consume, at that position (see _watch_loop).
+        self._stuck: dict[ConversationId, int] = {}
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
         self._started = 0
@@ -122,6 +129,8 @@ class LiveSync:
             async with self._done:
                 self._finished += 1
                 self._done.notify_all()
+            if self.watching and delay == self.interval:
+                delay = max(delay, FALLBACK_INTERVAL)
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
@@ -137,30 +146,49 @@ class LiveSync:
             await self._watch_loop()
 
     async def _watch_loop(self) -> None:
-        while True:
-            conv, transport = self.focus, self._transport()
-            if conv is None or transport is None or not self.online:
-                await asyncio.sleep(1.0)
-                continue
-            cursor = self._cursor_of(conv)
-            try:
-                envelopes = await transport.fetch_since(conv, SyncCursor(cursor), 1, wait_ms=WATCH_WAIT_MS)
-            except TransportError as exc:
-                if exc.status == 403 and self._on_access is not None:
-                    self._on_access(conv, False)  # removed from it: the server no longer lets us read it
-                await asyncio.sleep(2.0)  # offline, or a history-only chat: the rounds report it
-                continue
-            except PingError:
-                await asyncio.sleep(2.0)
-                continue
-            if self._on_access is not None:
+        try:
+            while True:
+                await self._watch_once()
+        finally:
+            self.watching = False
+
+    async def _watch_once(self) -> None:
+        if not self.online:
+            self.watching = False
+            await asyncio.sleep(1.0)
+            return
+        try:
+            news = await self._news(WATCH_WAIT_MS)
+        except PingError as exc:  # offline, or refused: the rounds report it (and run at their interval)
+            self.watching = False
+            if not isinstance(exc, TransportError):
+                log.warning("live: watch failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(2.0)
+            return
+        if news is None:  # no client loaded yet: the next round loads it
+            self.watching = False
+            await asyncio.sleep(1.0)
+            return
+        self.watching = True
+        if self._on_access is not None:
+            for conv in news.forbidden:
+                self._on_access(conv, False)  # removed from it: the server no longer lets us read it
+            for conv in news.conversations:
                 self._on_access(conv, True)
-            if envelopes and conv == self.focus:
-                # A round that STARTS after this point sees the news: wake it and wait for it.
-                target = self._started + 1
-                self._wake.set()
-                await self.wait_round(target)
-                if self._cursor_of(conv) <= cursor:
-                    # The round could not consume it (e.g. a chat waiting for its Welcome):
-                    # do not spin on the same envelope.
-                    await asyncio.sleep(self.interval)
+        before = {conv: self._cursor_of(conv) for conv in news.conversations}
+        fresh = [conv for conv in news.conversations if self._stuck.get(conv) != before[conv]]
+        if not (fresh or news.welcomes):
+            if news.conversations:
+                # Only news a round could not consume (e.g. a broken conversation, logged by the
+                # sync): do not spin on it; the rounds retry it, this waits like the old rounds.
+                await asyncio.sleep(min(self.interval, 2.0))
+            return
+        # A round that STARTS after this point sees the news: wake it and wait for it.
+        target = self._started + 1
+        self._wake.set()
+        await self.wait_round(target)
+        for conv, cursor in before.items():
+            if self._cursor_of(conv) <= cursor:
+                self._stuck[conv] = cursor
+            else:
+                self._stuck.pop(conv, None)

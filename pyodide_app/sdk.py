@@ -39,8 +39,9 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 ``link.grant``              ``{request}`` -> ``{grant, device_id}`` (this browser's account admits)
 ``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``; the
                             ticket carries each chat's latest ``HISTORY_MESSAGES`` messages
-``live.start``              ``{interval_ms=2000}``: sync rounds + long poll, events to the page
-``live.focus``              ``{conv}``: the conversation to long-poll (the one on screen)
+``live.start``              ``{interval_ms=2000}``: sync rounds + a long poll over every
+                            conversation and the Welcome inbox, events to the page
+``live.focus``              ``{conv}``: the conversation on screen (runs a round when it changes)
 ``live.stop``
 ``sw.cold_sync``            (service worker) one round; ``{account, messages, ms}``
 ==========================  ==================================================================
@@ -69,6 +70,7 @@ from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.link import LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
+from ping_core.sync import News
 from ping_core.client import MessagingClient
 
 from . import inbox
@@ -429,7 +431,7 @@ class BrowserSdk:
         if self._live is None:
             self._live = LiveSync(
                 self._live_round,
-                lambda: self.session.transport if self.session else None,
+                self._live_news,
                 lambda conv: self.session.cursor_hint(conv) if self.session else 0,
                 lambda online, error: _emit({"type": "status", "online": online, "error": error}),
                 on_access=self._set_access,
@@ -438,6 +440,9 @@ class BrowserSdk:
         self._live.interval = interval / 1000
         self._live.start()
         return {"running": True, "online": self._live.online}
+
+    async def _live_news(self, wait_ms: int) -> News | None:
+        return await self.session.wait_for_news(wait_ms) if self.session else None
 
     def _set_access(self, conv: ConversationId, allowed: bool) -> None:
         if allowed == (conv in self._forbidden):

@@ -39,6 +39,7 @@ from ping_core.errors import IdentityError, StorageError, UnknownConversation
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId
 from ping_core.storage import BlobStore, StorageBackend, register_indexeddb_opener
+from ping_core.sync import News
 
 from .accountdb import AccountDb, account_db_name
 from .locks import WebLock
@@ -192,3 +193,12 @@ class AccountSession:
             return client.sync_position(conv)
         except UnknownConversation:  # not joined here (yet): the long poll returns at once
             return 0
+
+    async def wait_for_news(self, wait_ms: int) -> News | None:
+        """This context's client's ``wait_for_news`` (None while no client is loaded): the live
+        watch. Without the lock, like :meth:`cursor_hint` (it changes nothing; a stale client
+        waits at stale positions, so it answers at once and the round that follows reloads)."""
+        client = self._client
+        if client is None:
+            return None
+        return await client.wait_for_news(wait_ms)

@@ -10,7 +10,7 @@
 //   await ping.send(conv.id, "hello");
 //   ping.on("messages", ({ conv, messages }) => ...);
 //   await ping.startLive();                     // sync rounds + long poll -> events
-//   ping.focus(conv.id);                        // the conversation on screen (long-polled)
+//   ping.focus(conv.id);                        // the conversation on screen
 //
 // Every method returns a Promise. A failed call rejects with a PingError whose
 // .name is the Python exception class (TransportError, InvalidInput, ...) and,
@@ -181,10 +181,10 @@ export class Ping {
   linkGrant(request) { return this.call("link.grant", { request }); }
   /** Waits for the new device, sends its ticket, adds it to every chat: {device_id, admitted, failed}. */
   linkAdmit(request, timeoutS = 300) { return this.call("link.admit", { request, timeout_s: timeoutS }); }
-  /** Live updates: sync rounds every `intervalMs` and a long poll on the focused chat. */
+  /** Live updates: a long poll over every chat and the Welcome inbox wakes the sync rounds; rounds every `intervalMs` (30 s at least while the long poll works) as a fallback. */
   startLive({ intervalMs = 2000 } = {}) { return this.call("live.start", { interval_ms: intervalMs }); }
   stopLive() { return this.call("live.stop"); }
-  /** The conversation on screen (long-polled for low latency); null for none. */
+  /** The conversation on screen (a round runs when it changes); null for none. */
   focus(conv) { return this.call("live.focus", { conv }); }
 
   // -- the service worker ----------------------------------------------------------

@@ -353,3 +353,31 @@ def test_link_a_second_browser_which_gets_the_history(
         _same_group([alice, laptop, bob], conv)
     finally:
         context.close()
+
+
+def test_news_in_a_conversation_not_on_screen_shows_within_a_round_trip(pair: tuple[ChatUser, ChatUser]) -> None:
+    """Bob's worker long-polls ALL his conversations and his Welcome inbox (one ``POST /v1/watch``).
+    His sync rounds are set 10 minutes apart here, so only that long poll can bring a new chat
+    (its Welcome) and a message in a chat he is not looking at within a couple of seconds."""
+    alice, bob = pair
+    bob.call("live.start", {"interval_ms": 600_000})
+    bob.page.wait_for_timeout(300)  # the round live.start may have woken is over
+    try:
+        on_screen = alice.create_conversation("on screen")
+        alice.invite(bob.user_id)
+        bob.wait_conversation(on_screen, timeout_ms=5000)  # the Welcome woke the round
+        elsewhere = alice.create_conversation("elsewhere")
+        alice.invite(bob.user_id)
+        bob.wait_conversation(elsewhere, timeout_ms=5000)
+        bob.select(on_screen)
+        bob.page.wait_for_timeout(300)
+        for i in range(3):
+            text = f"psst {i}, over here"
+            alice.send(text)
+            # 5 s against rounds 600 s apart: only the watch can have brought it (speed: benchmarks/).
+            bob.page.wait_for_selector(
+                f'#conv-list li[data-id="{elsewhere}"] .preview:text-is("alice: {text}")', timeout=5000
+            )
+        assert bob.page.get_attribute("#conv-list li.selected", "data-id") == on_screen
+    finally:
+        bob.call("live.start", {"interval_ms": 2000})
