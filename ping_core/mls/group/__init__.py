@@ -42,6 +42,13 @@ consumes a handshake-ratchet generation (a key is never used twice).
 After a commit with a ReInit the group can no longer send;
 ``group.reinit_group(key_packages)`` makes the new group and its first
 commit, and joiners pass the old group to ``Group.join(..., reinit_from=)``.
+``group.branch(key_packages, group_id=None)`` -> ``(subgroup, staged)``
+branches a subgroup off the group (RFC 9420 §11.3): fresh KeyPackages of
+some members (same credential and signature key as their leaves), a first
+commit with the group's resumption PSK (usage branch) of the current epoch;
+the group itself is unchanged. Joiners pass their state of the old group, at
+that epoch, to ``Group.join(..., branch_from=)``, which checks that every
+leaf of the subgroup is a client of the old group (see ``resumption.py``).
 
 Receiving
 ---------

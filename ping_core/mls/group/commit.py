@@ -80,6 +80,7 @@ from .validate import (
     validate_regular_list,
     validate_reinit,
     validate_remove,
+    validate_resumption_links,
     validate_update,
 )
 
@@ -227,6 +228,8 @@ def apply_proposals(
             applied.reinit = proposal
         elif isinstance(proposal, ExternalInit):
             applied.external_init = proposal
+    if validate:
+        validate_resumption_links(applied.psks)
     if updates or removes or adds:
         tree = tree.copy()
         for leaf_index, update, pending in updates:

@@ -1,8 +1,8 @@
 """The :class:`Group`: one member's view of one MLS group, and every operation on it.
 
 See the package docstring (``ping_core.mls.group``) for the API tour. The
-operations live in the sibling modules (create, join, proposals, commit,
-process, application, state); this class holds the state and offers them as
+operations live in the sibling modules (create, join, resumption, proposals,
+commit, process, application, state); this class holds the state and offers them as
 methods. Nothing here does I/O; the clock is read only to check lifetimes.
 """
 
@@ -139,6 +139,7 @@ class Group:
         config: GroupConfig | None = None,
         psks: PskSource = None,
         reinit_from: Group | None = None,
+        branch_from: Group | None = None,
         clock: Clock | None = None,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
@@ -153,6 +154,7 @@ class Group:
             config=config,
             psks=psks,
             reinit_from=reinit_from,
+            branch_from=branch_from,
             clock=clock,
         )
 
@@ -515,40 +517,47 @@ class Group:
         Send the commit's Welcome once the staged commit is merged into the new
         group; joiners pass this old group to :meth:`join` as ``reinit_from``.
         """
-        reinit = self._reinit
-        if reinit is None:
-            raise MlsError("no ReInit was committed in this group")
-        if not self._active:
-            raise MlsError("we are no longer a member of this group")
-        if reinit.version != self.group_context.version or reinit.cipher_suite != self.group_context.cipher_suite:
-            raise MlsError("the ReInit asks for a protocol version or cipher suite this engine does not implement")
-        from .create import create_group
+        from .resumption import reinit_group
 
-        new = create_group(
-            self.crypto,
-            self.signer,
-            group_id=reinit.group_id,
-            config=config or self.config,
-            extensions=reinit.extensions,
-            capabilities=self._state.own_leaf_node().capabilities,
-            clock=self.clock,
+        return reinit_group(
+            self, key_packages, config=config, encrypt=encrypt, ratchet_tree_extension=ratchet_tree_extension
         )
-        by_value, raw_kps = _adds(key_packages)
-        psk = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, self.group_id, self.epoch, self.crypto.random(32))
-        by_value.append(PreSharedKey(psk))
-        staged = create_commit(
-            new,
-            by_value=by_value,
-            include_pending=False,
+
+    def branch(
+        self,
+        key_packages: Sequence[KeyPackage | KeyPackageBundle | bytes],
+        *,
+        group_id: bytes | None = None,
+        extensions: Sequence[Extension] | None = None,
+        config: GroupConfig | None = None,
+        encrypt: bool | None = None,
+        ratchet_tree_extension: bool | None = None,
+    ) -> tuple[Group, StagedCommit]:
+        """Branch a subgroup off this group (§11.3): a new group (``group_id``,
+        default 32 random bytes, never this group's; same protocol version and
+        cipher suite; ``extensions`` default to this group's; us as its creator)
+        and its staged first commit, which adds ``key_packages`` — fresh
+        KeyPackages of members of this group, at least one — and injects this
+        group's resumption PSK (usage branch) of the current epoch.
+
+        Each KeyPackage must be of a current member: same credential and same
+        signature key (the same client, not just the same account); our own is
+        refused (we are already in). ``MlsError`` otherwise. This group is not
+        changed and carries on as before. Merge the staged commit into the new
+        group, then deliver its Welcome; joiners pass this group (at this epoch)
+        to :meth:`join` as ``branch_from``.
+        """
+        from .resumption import branch_group
+
+        return branch_group(
+            self,
+            key_packages,
+            group_id=group_id,
+            extensions=extensions,
+            config=config,
             encrypt=encrypt,
             ratchet_tree_extension=ratchet_tree_extension,
-            psks=self.psk_source(),
-            key_package_bytes=raw_kps,
-            psk_usage=ResumptionPSKUsage.REINIT,
         )
-        new._pending_commit = staged
-        new._touch("staged")
-        return new, staged
 
     def discard_staged_commit(self) -> None:
         """Forget our pending commit (the server refused it)."""

@@ -3,6 +3,8 @@
 Both verify the GroupInfo's signature with the signer's leaf in the ratchet
 tree (from the ratchet_tree extension, or given out of band) and validate the
 whole tree (tree hash, parent hashes, every leaf) before anything is built.
+A Welcome that resumes another group (reinit §11.2, branch §11.3) is checked
+against that group by :mod:`.resumption`.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ from .group import Clock, Group
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
 from .psks import PskSource, resolve_psks
+from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
 from .state import EpochState
-from .validate import check_leaf_supports_group
+from .validate import check_leaf_supports_group, validate_resumption_links
 
 __all__ = ["join_welcome", "join_external", "welcome_key_package_refs"]
 
@@ -123,6 +126,7 @@ def join_welcome(
     config: GroupConfig | None = None,
     psks: PskSource = None,
     reinit_from: Group | None = None,
+    branch_from: Group | None = None,
     clock: Clock | None = None,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
@@ -133,8 +137,12 @@ def join_welcome(
     ``signer`` must be the one the KeyPackage was made with.
     ``reinit_from``: for the Welcome of a reinitialised group (§11.2), the old
     group, whose ReInit the new group must match and whose resumption PSK the
-    Welcome uses. Raises ``MlsError`` for anything that does not verify;
-    nothing is kept then.
+    Welcome uses. ``branch_from``: for the Welcome of a subgroup branched off
+    a group (§11.3), that group at the epoch the branch PSK names; the new
+    group must keep its version and cipher suite, have another group id, and
+    each of its leaves must be a client of it (same credential and signature
+    key). See :mod:`.resumption`. Raises ``MlsError`` for anything that does
+    not verify; nothing is kept then, and the old group is never changed.
     """
     cfg = config or GroupConfig()
     w = _welcome_of(welcome)
@@ -159,16 +167,7 @@ def join_welcome(
         trees.append(tree)
         return _signer_leaf(tree, info).signature_key
 
-    old_source = None if reinit_from is None else reinit_from.psk_source()
-
-    def psk_lookup(psk: PreSharedKeyID) -> bytes:
-        if psk.psktype == PSKType.RESUMPTION and psk.usage == ResumptionPSKUsage.REINIT and old_source is None:
-            raise MlsError("the Welcome reinitialises a group: pass the old group as reinit_from")
-        if old_source is not None:
-            value = old_source(psk)
-            if value is not None:
-                return value
-        return resolve_psks([psk], psks)[0][1]
+    psk_lookup = resumption_psk_lookup(reinit_from, branch_from, lambda psk: resolve_psks([psk], psks)[0][1])
 
     joined = decrypt_welcome(
         crypto, w, bundle.ref, bundle.init_private, signer_key, init_public_key=kp.init_key, psk_lookup=psk_lookup
@@ -176,9 +175,11 @@ def join_welcome(
     _check_welcome_psks(joined.psk_ids, joined.group_info.group_context.epoch)
     info = joined.group_info
     gc = info.group_context
-    _check_reinit(joined.psk_ids, gc, reinit_from)
+    branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
     tree = trees[-1]
     tree.validate(crypto, gc)
+    if branched_from is not None:
+        check_branch_members(tree, branched_from)
     own = _find_own_leaf(tree, kp.leaf_node)
     check_leaf_supports_group(kp.leaf_node, gc.extensions)
     if joined.path_secret is not None:
@@ -204,39 +205,13 @@ def join_welcome(
 
 
 def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
+    validate_resumption_links(psk_ids)
     special = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
-    if len(special) > 1:
-        raise MlsError("a Welcome with several reinit/branch resumption PSKs")
     if special and epoch != 1:
         raise MlsError("a reinit/branch Welcome must start the group at epoch 1")
     for p in psk_ids:
         if len(p.psk_nonce) != _NH:
             raise MlsError("a PSK nonce must be 32 bytes")
-
-
-def _check_reinit(psk_ids: Sequence[PreSharedKeyID], gc: GroupContext, old: Group | None) -> None:
-    """§12.4.3.1: a Welcome with a reinit PSK must match the old group's ReInit."""
-    reinit_psks = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage == ResumptionPSKUsage.REINIT]
-    branch = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage == ResumptionPSKUsage.BRANCH]
-    if branch:
-        raise MlsError("joining a branched subgroup is not supported")
-    if not reinit_psks:
-        if old is not None:
-            raise MlsError("reinit_from was given but the Welcome carries no reinit PSK")
-        return
-    if old is None:
-        raise MlsError("the Welcome reinitialises a group: pass the old group as reinit_from")
-    psk = reinit_psks[0]
-    reinit = old.pending_reinit
-    if psk.psk_group_id != old.group_id or psk.psk_epoch != old.epoch or reinit is None:
-        raise MlsError("the reinit PSK does not name the last epoch of the old group, or it committed no ReInit")
-    if (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions) != (
-        gc.group_id,
-        gc.version,
-        gc.cipher_suite,
-        gc.extensions,
-    ):
-        raise MlsError("the new group does not match the old group's ReInit")
 
 
 def _find_own_leaf(tree: RatchetTree, leaf: LeafNode) -> int:

@@ -59,6 +59,7 @@ __all__ = [
     "validate_remove",
     "validate_psk_id",
     "validate_reinit",
+    "validate_resumption_links",
     "validate_group_context_extensions",
     "check_leaf_supports_group",
     "validate_regular_list",
@@ -169,6 +170,14 @@ def validate_psk_id(psk: PreSharedKeyID, *, allowed_usage: ResumptionPSKUsage = 
         raise MlsError("a PSK nonce must be 32 bytes")
     if psk.psktype == PSKType.RESUMPTION and psk.usage != allowed_usage:
         raise MlsError(f"a resumption PSK with usage {psk.usage!r} is not allowed here")
+
+
+def validate_resumption_links(psks: Sequence[PreSharedKeyID]) -> None:
+    """§11.2/§11.3: at most one resumption PSK with usage reinit or branch (it
+    ties the group to the one old group it resumes)."""
+    links = [p for p in psks if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
+    if len(links) > 1:
+        raise MlsError("several resumption PSKs with usage reinit or branch")
 
 
 def validate_reinit(reinit: ReInit) -> None:
