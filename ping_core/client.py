@@ -646,7 +646,12 @@ class MessagingClient:
         bundles = self._bundles_for(refs)
         if not bundles:
             raise MlsError("no KeyPackage of this device matches the Welcome")
-        group = Group.join(self._crypto, env.payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer)
+        # No lifetime check on the received tree: a member who only chats keeps its KeyPackage's
+        # 90-day lifetime in its leaf, and one such member would make the conversation unjoinable
+        # (§7.3 only recommends the check). Members are authenticated by their device bindings.
+        group = Group.join(
+            self._crypto, env.payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer, check_lifetimes=False
+        )
         if len(group.group_id) != ConversationId.LENGTH:
             raise InvalidInput("the Welcome's group id is not a Ping conversation id")
         conv_id = ConversationId(group.group_id)

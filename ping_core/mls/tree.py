@@ -874,7 +874,9 @@ class RatchetTree:
             lt = leaf.lifetime
             assert lt is not None
             if not lt.not_before <= now_s <= lt.not_after:
-                raise MlsError(f"{where}: the lifetime does not cover the current time")
+                raise MlsError(
+                    f"{where}: its lifetime {lt.not_before}..{lt.not_after} does not cover the current time {now_s}"
+                )
             if max_lifetime_s is not None and lt.not_after - lt.not_before > max_lifetime_s:
                 raise MlsError(f"{where}: the lifetime exceeds the allowed {max_lifetime_s} s")
         # The signature last: the cheapest checks refuse garbage first.

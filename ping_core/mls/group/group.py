@@ -141,6 +141,7 @@ class Group:
         reinit_from: Group | None = None,
         branch_from: Group | None = None,
         clock: Clock | None = None,
+        check_lifetimes: bool = True,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
         from .join import join_welcome
@@ -156,6 +157,7 @@ class Group:
             reinit_from=reinit_from,
             branch_from=branch_from,
             clock=clock,
+            check_lifetimes=check_lifetimes,
         )
 
     @classmethod
@@ -173,6 +175,7 @@ class Group:
         authenticated_data: bytes = b"",
         capabilities: Capabilities | None = None,
         clock: Clock | None = None,
+        check_lifetimes: bool = True,
     ) -> tuple[Group, bytes]:
         """Join by external commit. See :func:`.join.join_external`."""
         from .join import join_external
@@ -189,6 +192,7 @@ class Group:
             authenticated_data=authenticated_data,
             capabilities=capabilities,
             clock=clock,
+            check_lifetimes=check_lifetimes,
         )
 
     # -- what the group is -------------------------------------------------

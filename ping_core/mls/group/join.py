@@ -9,6 +9,7 @@ against that group by :mod:`.resumption`.
 
 from __future__ import annotations
 
+import time
 from typing import Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
@@ -108,6 +109,10 @@ def _signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
     return leaf
 
 
+def _now_s(clock: Clock | None) -> int:
+    return int((clock or time.time)())
+
+
 def _check_group_info(info: GroupInfo) -> None:
     gc = info.group_context
     if gc.version != ProtocolVersion.MLS10 or gc.cipher_suite != SUITE:
@@ -128,6 +133,7 @@ def join_welcome(
     reinit_from: Group | None = None,
     branch_from: Group | None = None,
     clock: Clock | None = None,
+    check_lifetimes: bool = True,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
 
@@ -141,8 +147,13 @@ def join_welcome(
     a group (§11.3), that group at the epoch the branch PSK names; the new
     group must keep its version and cipher suite, have another group id, and
     each of its leaves must be a client of it (same credential and signature
-    key). See :mod:`.resumption`. Raises ``MlsError`` for anything that does
-    not verify; nothing is kept then, and the old group is never changed.
+    key). See :mod:`.resumption`. ``check_lifetimes``: every leaf of the
+    tree that still carries its KeyPackage's lifetime must cover the
+    current time (``clock``), as §7.3 recommends; pass ``False`` where
+    members may go months without an Update, since one such member would
+    otherwise make the group unjoinable. Raises ``MlsError`` for anything
+    that does not verify; nothing is kept then, and the old group is never
+    changed.
     """
     cfg = config or GroupConfig()
     w = _welcome_of(welcome)
@@ -177,7 +188,7 @@ def join_welcome(
     gc = info.group_context
     branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
     tree = trees[-1]
-    tree.validate(crypto, gc)
+    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None)
     if branched_from is not None:
         check_branch_members(tree, branched_from)
     own = _find_own_leaf(tree, kp.leaf_node)
@@ -264,6 +275,7 @@ def join_external(
     authenticated_data: bytes = b"",
     capabilities: Capabilities | None = None,
     clock: Clock | None = None,
+    check_lifetimes: bool = True,
 ) -> tuple[Group, bytes]:
     """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
     carries external_pub.
@@ -273,6 +285,7 @@ def join_external(
     the delivery service refuses the commit, drop the group. ``resync``
     removes our old leaf (same credential) in the same commit. ``psk_ids``
     are injected as PreSharedKey proposals (their secrets from ``psks``).
+    ``check_lifetimes`` as for :func:`join_welcome`.
     """
     cfg = config or GroupConfig()
     info = _group_info_of(group_info)
@@ -280,7 +293,7 @@ def join_external(
     gc = info.group_context
     tree = _tree_from(info, ratchet_tree)
     verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
-    tree.validate(crypto, gc)
+    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None)
     external_pub = _external_pub(info)
     kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
     proposals: list[Proposal] = [ExternalInit(kem_output)]

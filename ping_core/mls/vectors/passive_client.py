@@ -37,7 +37,12 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     expect_equal("signature key", signer.public_key, kp.leaf_node.signature_key)
     psks = {h(p["psk_id"]): h(p["psk"]) for p in case["external_psks"]}
     tree = case.get("ratchet_tree")
-    group = Group.join(crypto, h(case["welcome"]), bundle, signer, ratchet_tree=h(tree) if tree else None, psks=psks)
+    # The members' KeyPackage leaves in these vectors carry one-year lifetimes that ended in
+    # March 2025; the lifetime check on join is a §7.3 recommendation these vectors do not test.
+    group = Group.join(
+        crypto, h(case["welcome"]), bundle, signer, ratchet_tree=h(tree) if tree else None, psks=psks,
+        check_lifetimes=False,
+    )  # fmt: skip
     expect_equal("initial epoch_authenticator", group.epoch_authenticator, h(case["initial_epoch_authenticator"]))
     for n, epoch in enumerate(case["epochs"]):
         for proposal in epoch["proposals"]:
