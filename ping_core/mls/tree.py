@@ -38,7 +38,7 @@ from ping_core.mls.structs import tree_nodes
 from ping_core.mls.structs.enums import ExtensionType, LeafNodeSource, ProposalType
 from ping_core.mls.structs.extensions import Extension, RequiredCapabilities, has_unique_types
 from ping_core.mls.structs.group_info import GroupContext
-from ping_core.mls.structs.leaf import Capabilities, LeafNode
+from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
 
 from .primitives import sign_with_label, verify_with_label
@@ -50,6 +50,7 @@ __all__ = [
     "HPKE_PUBLIC_KEY_LEN",
     "sign_leaf_node",
     "check_extensions_listed",
+    "check_lifetime_span",
     "check_supports_group",
     "required_capabilities",
     "lowest_common_ancestor",
@@ -812,8 +813,10 @@ class RatchetTree:
         capabilities, no type twice; credential type compatibility with every
         other member both ways; an X25519-sized encryption key that no node
         of the tree has (so an Update or commit leaf must bring a new one); a
-        signature key no other member has; for key_package leaves with
-        ``now_s``, the lifetime (and with ``max_lifetime_s``, its length).
+        signature key no other member has; for key_package leaves, a total
+        lifetime (``not_after - not_before``) of at most ``max_lifetime_s``
+        (§7.2; ``None``, the default, sets no maximum) and, with ``now_s``, a
+        lifetime that covers it.
         Credential validation by the application's authentication service
         (§5.3.1) is the caller's.
         """
@@ -846,7 +849,8 @@ class RatchetTree:
 
         Source, key size, capabilities (version, suite, own credential type,
         own extensions, GroupContext extensions, required_capabilities),
-        lifetime (with ``now_s``) and, last, the signature. ``enc`` (the
+        lifetime (its span with ``max_lifetime_s``, the current time with
+        ``now_s``) and, last, the signature. ``enc`` (the
         leaf's encoding) and ``required`` (the parsed required_capabilities,
         or ``None``) are internal shortcuts for :meth:`validate`.
         """
@@ -870,15 +874,15 @@ class RatchetTree:
             check_extensions_listed(leaf.extensions, caps, where)
         req = required_capabilities(gc.extensions) if required is False else required
         check_supports_group(leaf, gc.extensions, req, where)
-        if source == _LEAF.KEY_PACKAGE and now_s is not None:
+        if source == _LEAF.KEY_PACKAGE:
             lt = leaf.lifetime
-            assert lt is not None
-            if not lt.not_before <= now_s <= lt.not_after:
+            # The span is checked with or without a clock: it is a property of the leaf alone.
+            check_lifetime_span(lt, max_lifetime_s, where)
+            assert lt is not None  # check_lifetime_span refuses a missing one
+            if now_s is not None and not lt.not_before <= now_s <= lt.not_after:
                 raise MlsError(
                     f"{where}: its lifetime {lt.not_before}..{lt.not_after} does not cover the current time {now_s}"
                 )
-            if max_lifetime_s is not None and lt.not_after - lt.not_before > max_lifetime_s:
-                raise MlsError(f"{where}: the lifetime exceeds the allowed {max_lifetime_s} s")
         # The signature last: the cheapest checks refuse garbage first.
         if enc is None:
             tbs = leaf.tbs(None, None) if source == _LEAF.KEY_PACKAGE else leaf.tbs(gc.group_id, leaf_index)
@@ -1042,8 +1046,10 @@ class RatchetTree:
         every leaf supports the group's version, cipher suite,
         required_capabilities and GroupContext extensions and lists its own
         extension types; with ``now_s``, every key_package leaf's lifetime
-        covers it (``None`` skips lifetimes: §7.3 only recommends the check
-        for received leaves, and reading the clock is the caller's); every
+        covers it (``None`` skips that: §7.3 only recommends the check
+        for received leaves, and reading the clock is the caller's); with
+        ``max_lifetime_s``, no key_package leaf's lifetime spans more (§7.2,
+        checked with or without ``now_s``); every
         non-blank parent is parent-hash valid; every leaf signature verifies.
         ``own_leaf``, when given, must be a non-blank leaf. Raises
         ``MlsError`` / ``InvalidSignature`` naming the first failure.
@@ -1109,6 +1115,23 @@ def check_extensions_listed(extensions: Sequence[Extension], caps: Capabilities,
         t = ext.extension_type
         if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
             raise MlsError(f"{where}: extension type {t} is not listed in its capabilities")
+
+
+def check_lifetime_span(lifetime: Lifetime | None, max_lifetime_s: int | None, where: str = "leaf node") -> None:
+    """RFC 9420 §7.2: the application's maximum total lifetime of a key_package
+    leaf. ``MlsError`` when ``not_after - not_before`` exceeds ``max_lifetime_s``
+    (``None``: no maximum, the engine's default, for peers and test vectors
+    with very long lifetimes) or when the leaf has no lifetime at all."""
+    if lifetime is None:
+        raise MlsError(f"{where}: a key_package leaf node needs a lifetime")
+    if max_lifetime_s is None:
+        return
+    span = lifetime.not_after - lifetime.not_before
+    if span > max_lifetime_s:
+        raise MlsError(
+            f"{where}: its lifetime {lifetime.not_before}..{lifetime.not_after} spans {span} s, "
+            f"more than the maximum of {max_lifetime_s} s this application accepts (RFC 9420 §7.2)"
+        )
 
 
 def check_supports_group(

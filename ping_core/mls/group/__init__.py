@@ -23,6 +23,15 @@ Getting a group
   ``(group, commit)``: send ``commit``; if refused, drop the group.
 * ``Group.from_bytes(crypto, data)`` / ``Group.from_records(crypto, records)``.
 
+Each takes ``max_lifetime_s=``: the application's maximum total lifetime of
+a KeyPackage's leaf (RFC 9420 §7.2 makes defining one the application's
+duty). The group refuses any Add whose KeyPackage spans longer (ours,
+received proposals, received commits) and the joins refuse a tree with such
+a leaf. It is ``group.max_lifetime_s`` (settable), not part of the stored
+state: give it again on every load. The engine default is ``None`` (no
+maximum); ``validate_key_package(..., max_lifetime_s=)`` applies it to a
+KeyPackage on its own.
+
 Changing it (send-then-merge)
 -----------------------------
 ``staged = group.commit(add=[kp, ...], remove=[leaf, ...],

@@ -187,10 +187,12 @@ def apply_proposals(
     validate: bool = True,
     key_package_bytes: Mapping[int, bytes] | None = None,
     psk_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
+    max_lifetime_s: int | None = None,
 ) -> Applied:
     """Validate each proposal (when ``validate``) and apply the list to a copy of
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
-    Adds (in list order); note PSKs, ExternalInit and ReInit."""
+    Adds (in list order); note PSKs, ExternalInit and ReInit. ``max_lifetime_s``
+    bounds each Add's KeyPackage lifetime (§7.2, :func:`.validate.validate_add`)."""
     context = state.context
     extensions = context.extensions
     gce: GroupContextExtensions | None = None
@@ -248,7 +250,7 @@ def apply_proposals(
             # commit, two Adds may not share keys.
             if validate:
                 raw = None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
-                validate_add(crypto, tree, ctx, add, now=now, key_package_bytes=raw)
+                validate_add(crypto, tree, ctx, add, now=now, key_package_bytes=raw, max_lifetime_s=max_lifetime_s)
             applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
         applied.tree = tree
     if gce is not None and validate:
@@ -420,7 +422,9 @@ def create_commit(
     refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
     items += [(p, own_sender, None) for p in by_value]
     validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
-    applied = apply_proposals(crypto, state, items, now=now, key_package_bytes=raw_kps, psk_usage=psk_usage)
+    applied = apply_proposals(
+        crypto, state, items, now=now, key_package_bytes=raw_kps, psk_usage=psk_usage, max_lifetime_s=group.max_lifetime_s
+    )
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
     keys = _pruned_keys(state.keys, applied.tree, None)
@@ -586,7 +590,7 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
     else:
         raise MlsError(f"a {sender.sender_type.name} sender may not commit")
     now = group.now()
-    applied = apply_proposals(crypto, state, items, now=now)
+    applied = apply_proposals(crypto, state, items, now=now, max_lifetime_s=group.max_lifetime_s)
     if applied.path_required and commit.path is None:
         raise MlsError("the commit lacks the path its proposals require")
     if not external and commit.path is not None:

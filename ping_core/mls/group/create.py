@@ -33,6 +33,7 @@ def create_group(
     conversation_name: str | None = None,
     capabilities: Capabilities | None = None,
     clock: Clock | None = None,
+    max_lifetime_s: int | None = None,
 ) -> Group:
     """A new group whose only member is ``signer`` (leaf 0), at epoch 0.
 
@@ -41,7 +42,8 @@ def create_group(
     extension. Our leaf must support every extension (``capabilities``
     default to Ping's). The first epoch's secrets come from a fresh random
     init secret; the interim transcript hash from the confirmation tag over
-    the empty confirmed transcript hash (§11).
+    the empty confirmed transcript hash (§11). ``max_lifetime_s``: see
+    :attr:`.Group.max_lifetime_s`.
     """
     cfg = config or GroupConfig()
     gid = crypto.random(32) if group_id is None else group_id
@@ -74,4 +76,4 @@ def create_group(
     interim = interim_transcript_hash(crypto, b"", tag)
     keys = PathKeys(bundle.encryption_private, {})
     state = EpochState.new(crypto, context, tree, 0, keys, secrets, interim, tag, cfg.ratchet, context_bytes=cb)
-    return Group(crypto, signer, state, cfg, clock=clock)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)

@@ -71,12 +71,14 @@ class Group:
         config: GroupConfig,
         *,
         clock: Clock | None = None,
+        max_lifetime_s: int | None = None,
     ) -> None:
         """Internal: use the class methods."""
         self.crypto = crypto
         self.signer = signer
         self.config = config
         self.clock: Clock = clock or time.time
+        self.max_lifetime_s = max_lifetime_s
         self._state = state
         self._proposals = ProposalStore()
         self._past_epochs: OrderedDict[int, PastEpoch] = OrderedDict()
@@ -112,6 +114,7 @@ class Group:
         conversation_name: str | None = None,
         capabilities: Capabilities | None = None,
         clock: Clock | None = None,
+        max_lifetime_s: int | None = None,
     ) -> Group:
         """A new one-member group at epoch 0 (RFC 9420 §11). See :func:`.create.create_group`."""
         from .create import create_group
@@ -125,6 +128,7 @@ class Group:
             conversation_name=conversation_name,
             capabilities=capabilities,
             clock=clock,
+            max_lifetime_s=max_lifetime_s,
         )
 
     @classmethod
@@ -142,6 +146,7 @@ class Group:
         branch_from: Group | None = None,
         clock: Clock | None = None,
         check_lifetimes: bool = True,
+        max_lifetime_s: int | None = None,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
         from .join import join_welcome
@@ -158,6 +163,7 @@ class Group:
             branch_from=branch_from,
             clock=clock,
             check_lifetimes=check_lifetimes,
+            max_lifetime_s=max_lifetime_s,
         )
 
     @classmethod
@@ -176,6 +182,7 @@ class Group:
         capabilities: Capabilities | None = None,
         clock: Clock | None = None,
         check_lifetimes: bool = True,
+        max_lifetime_s: int | None = None,
     ) -> tuple[Group, bytes]:
         """Join by external commit. See :func:`.join.join_external`."""
         from .join import join_external
@@ -193,6 +200,7 @@ class Group:
             capabilities=capabilities,
             clock=clock,
             check_lifetimes=check_lifetimes,
+            max_lifetime_s=max_lifetime_s,
         )
 
     # -- what the group is -------------------------------------------------
@@ -325,6 +333,28 @@ class Group:
     def now(self) -> int:
         return int(self.clock())
 
+    @property
+    def max_lifetime_s(self) -> int | None:
+        """The application's maximum total lifetime of a key_package leaf, in
+        seconds (RFC 9420 §7.2: "Applications MUST define a maximum total
+        lifetime that is acceptable for a LeafNode"), or ``None`` for none.
+
+        Applied to every Add this group validates: our own (:meth:`commit`,
+        :meth:`propose_add`), Add proposals received (by reference) and Adds in
+        received commits (by value); the joins check the received tree with
+        it. A refusal is an ``MlsError`` and changes nothing. The engine
+        default is ``None`` (peers such as ts-mls and the test vectors use
+        very long lifetimes); the application sets its limit. Like ``clock``
+        it is policy, not state: :meth:`to_bytes` does not store it, so give
+        it again to :meth:`from_bytes` / :meth:`from_records` (or set it)."""
+        return self._max_lifetime_s
+
+    @max_lifetime_s.setter
+    def max_lifetime_s(self, value: int | None) -> None:
+        if value is not None and (type(value) is not int or value < 0):
+            raise MlsError("max_lifetime_s is a non-negative int of seconds, or None")
+        self._max_lifetime_s = value
+
     def _require_active(self) -> None:
         if not self._active:
             raise MlsError("we are no longer a member of this group")
@@ -373,7 +403,9 @@ class Group:
         sender = state.framing.member(state.own_leaf)
         check_proposal_sender(proposal, sender)
         if not isinstance(proposal, Update):
-            validate_proposal(self.crypto, state.tree, state.context, proposal, sender, now=self.now())
+            validate_proposal(
+                self.crypto, state.tree, state.context, proposal, sender, now=self.now(), max_lifetime_s=self.max_lifetime_s
+            )
         enc = self.config.encrypt_handshake if encrypt is None else encrypt
         auth = sign_content(
             self.crypto, state.framing, state.own_leaf, proposal, self.signer.private_key, encrypt=enc,
@@ -688,19 +720,32 @@ class Group:
         return records_to_bytes(self.records())
 
     @classmethod
-    def from_bytes(cls, crypto: CryptoProvider, data: bytes, *, clock: Clock | None = None) -> Group:
-        """Inverse of :meth:`to_bytes`."""
+    def from_bytes(
+        cls, crypto: CryptoProvider, data: bytes, *, clock: Clock | None = None, max_lifetime_s: int | None = None
+    ) -> Group:
+        """Inverse of :meth:`to_bytes`. ``clock`` and ``max_lifetime_s`` are not
+        stored: give them again (see :attr:`max_lifetime_s`)."""
         from .state import bytes_to_records
 
-        return cls.from_records(crypto, bytes_to_records(data), clock=clock)
+        return cls.from_records(crypto, bytes_to_records(data), clock=clock, max_lifetime_s=max_lifetime_s)
 
     @classmethod
-    def from_records(cls, crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Clock | None = None) -> Group:
+    def from_records(
+        cls,
+        crypto: CryptoProvider,
+        records: Mapping[str, bytes],
+        *,
+        clock: Clock | None = None,
+        max_lifetime_s: int | None = None,
+    ) -> Group:
         """A group from its records (as :meth:`records` gave them, or as
-        applied from :meth:`changed_records`). ``MlsError`` for a malformed set."""
+        applied from :meth:`changed_records`). ``MlsError`` for a malformed set.
+        ``clock`` and ``max_lifetime_s`` as for :meth:`from_bytes`."""
         from .state import group_from_records
 
-        return group_from_records(cls, crypto, records, clock=clock)
+        group = group_from_records(cls, crypto, records, clock=clock)
+        group.max_lifetime_s = max_lifetime_s
+        return group
 
 
 def _adds(values: Sequence[KeyPackage | KeyPackageBundle | bytes]) -> tuple[list[Proposal], dict[int, bytes]]:

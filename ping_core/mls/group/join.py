@@ -134,6 +134,7 @@ def join_welcome(
     branch_from: Group | None = None,
     clock: Clock | None = None,
     check_lifetimes: bool = True,
+    max_lifetime_s: int | None = None,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
 
@@ -151,7 +152,10 @@ def join_welcome(
     tree that still carries its KeyPackage's lifetime must cover the
     current time (``clock``), as §7.3 recommends; pass ``False`` where
     members may go months without an Update, since one such member would
-    otherwise make the group unjoinable. Raises ``MlsError`` for anything
+    otherwise make the group unjoinable. ``max_lifetime_s``: no leaf of
+    the tree that carries a KeyPackage's lifetime may span more (§7.2,
+    checked even without ``check_lifetimes``); the group keeps it as its
+    :attr:`.Group.max_lifetime_s`. Raises ``MlsError`` for anything
     that does not verify; nothing is kept then, and the old group is never
     changed.
     """
@@ -188,7 +192,7 @@ def join_welcome(
     gc = info.group_context
     branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
     tree = trees[-1]
-    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None)
+    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
     if branched_from is not None:
         check_branch_members(tree, branched_from)
     own = _find_own_leaf(tree, kp.leaf_node)
@@ -212,7 +216,7 @@ def join_welcome(
         cfg.ratchet,
         context_bytes=joined.group_context_bytes,
     )
-    return Group(crypto, signer, state, cfg, clock=clock)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)
 
 
 def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
@@ -276,6 +280,7 @@ def join_external(
     capabilities: Capabilities | None = None,
     clock: Clock | None = None,
     check_lifetimes: bool = True,
+    max_lifetime_s: int | None = None,
 ) -> tuple[Group, bytes]:
     """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
     carries external_pub.
@@ -285,7 +290,7 @@ def join_external(
     the delivery service refuses the commit, drop the group. ``resync``
     removes our old leaf (same credential) in the same commit. ``psk_ids``
     are injected as PreSharedKey proposals (their secrets from ``psks``).
-    ``check_lifetimes`` as for :func:`join_welcome`.
+    ``check_lifetimes`` and ``max_lifetime_s`` as for :func:`join_welcome`.
     """
     cfg = config or GroupConfig()
     info = _group_info_of(group_info)
@@ -293,7 +298,7 @@ def join_external(
     gc = info.group_context
     tree = _tree_from(info, ratchet_tree)
     verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
-    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None)
+    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
     external_pub = _external_pub(info)
     kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
     proposals: list[Proposal] = [ExternalInit(kem_output)]
@@ -338,6 +343,6 @@ def join_external(
     interim = interim_transcript_hash(crypto, confirmed, tag)
     message = PUBLIC_PREFIX + encode(PublicMessage(content, FramedContentAuthData(signature, tag), None))
     state = EpochState.new(crypto, ctx, new_tree, own, gen.keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes)
-    group = Group(crypto, signer, state, cfg, clock=clock)
+    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)
     group._last_own_commit = (crypto.hash(message), ctx.epoch)
     return group, message

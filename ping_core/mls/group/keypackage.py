@@ -9,7 +9,9 @@ make it durable *before* it publishes the public KeyPackage.
 
 :func:`validate_key_package` checks what can be checked without a group
 (version, suite, both signatures, leaf source, lifetime, extension support,
-distinct init and encryption keys); a group checks the rest (capabilities
+distinct init and encryption keys) and, when the application gives one, the
+maximum total lifetime RFC 9420 §7.2 asks applications to define (the engine
+sets none by default); a group checks the rest (capabilities
 against the group, uniqueness of keys in the tree) when it adds the member.
 """
 
@@ -22,7 +24,7 @@ from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import make_key_package_ref, sign_with_label, verify_with_label
-from ping_core.mls.tree import check_extensions_listed
+from ping_core.mls.tree import check_extensions_listed, check_lifetime_span
 from ping_core.mls.structs import (
     Capabilities,
     Credential,
@@ -271,10 +273,20 @@ def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage, encoding
 
 
 def validate_key_package(
-    crypto: CryptoProvider, key_package: KeyPackage | bytes, *, now: int | None = None, check_lifetime_: bool = True
+    crypto: CryptoProvider,
+    key_package: KeyPackage | bytes,
+    *,
+    now: int | None = None,
+    check_lifetime_: bool = True,
+    max_lifetime_s: int | None = None,
 ) -> KeyPackage:
     """Validate a KeyPackage on its own (no group): §10.1 and the group-independent
     parts of §7.3. Accepts the struct, its encoding or an MLSMessage.
+
+    ``max_lifetime_s``: the application's maximum total lifetime (§7.2): a
+    KeyPackage whose ``not_after - not_before`` is longer is refused, whether
+    or not ``check_lifetime_`` checks the current time. ``None`` (the
+    default) sets no maximum.
 
     Returns the KeyPackage; raises ``MlsError`` (``InvalidSignature``,
     ``MlsDecodeError``) otherwise.
@@ -286,6 +298,7 @@ def validate_key_package(
     check_extensions_listed(leaf.extensions, leaf.capabilities, "the KeyPackage's leaf")
     if not has_unique_types(leaf.extensions):
         raise MlsError("the leaf node has duplicate extension types")
+    check_lifetime_span(leaf.lifetime, max_lifetime_s, "the KeyPackage's leaf")
     if check_lifetime_:
         check_lifetime(leaf.lifetime, _now(now))
     return kp

@@ -145,7 +145,9 @@ def process_message(
         )
     if isinstance(content, Proposal):
         sender = framed.sender
-        validate_proposal(crypto, state.tree, state.context, content, sender, now=group.now())
+        validate_proposal(
+            crypto, state.tree, state.context, content, sender, now=group.now(), max_lifetime_s=group.max_lifetime_s
+        )
         ref = proposal_ref(crypto, auth)
         # Store first (it may refuse: too many pending), then consume the generation.
         if group._proposals.add(PendingProposal(ref, content, sender)):

@@ -88,6 +88,7 @@ def _start(
         extensions=extensions,
         capabilities=old._state.own_leaf_node().capabilities,
         clock=old.clock,
+        max_lifetime_s=old.max_lifetime_s,
     )
     psk = PreSharedKeyID.resumption(usage, old.group_id, old.epoch, old.crypto.random(32))
     staged = create_commit(

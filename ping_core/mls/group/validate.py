@@ -124,13 +124,17 @@ def validate_add(
     *,
     now: int | None,
     key_package_bytes: bytes | None = None,
+    max_lifetime_s: int | None = None,
 ) -> None:
-    """§12.1.1: the KeyPackage is valid (§10.1) for this group."""
+    """§12.1.1: the KeyPackage is valid (§10.1) for this group; its leaf's total
+    lifetime is at most ``max_lifetime_s`` (§7.2; ``None``: no maximum)."""
     kp = add.key_package
     if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
         raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
     validate_key_package_header(crypto, kp, key_package_bytes)
-    tree.verify_leaf(crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now)
+    tree.verify_leaf(
+        crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now, max_lifetime_s=max_lifetime_s
+    )
     check_leaf_supports_group(kp.leaf_node, context.extensions)
 
 
@@ -204,14 +208,16 @@ def validate_proposal(
     sender: Sender,
     *,
     now: int | None,
+    max_lifetime_s: int | None = None,
 ) -> None:
     """One proposal on its own, against the current epoch (checked when it is
-    received; the commit that covers it checks the list again)."""
+    received; the commit that covers it checks the list again).
+    ``max_lifetime_s`` bounds an Add's KeyPackage lifetime (:func:`validate_add`)."""
     check_proposal_sender(proposal, sender)
     if isinstance(proposal, Add):
         # (A new_member_proposal was verified with the KeyPackage's own key:
         # the joiner adds itself, §12.1.8.)
-        validate_add(crypto, tree, context, proposal, now=now)
+        validate_add(crypto, tree, context, proposal, now=now, max_lifetime_s=max_lifetime_s)
     elif isinstance(proposal, Update):
         if sender.sender_type != SenderType.MEMBER:
             raise MlsError("only members send Update proposals")
