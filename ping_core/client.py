@@ -40,6 +40,17 @@ method docstring says so under "Beyond the spec"; the list:
 * **Pending proposals never stall a conversation**: ``send`` commits other
   members' proposals first; ``sync_conversations`` commits them by a policy
   that lets the group converge (``commit_pending_proposals``).
+* **Leaf lifetimes are bounded** (RFC 9420 §7.2 leaves the maximum to the
+  application): ``MAX_LEAF_LIFETIME_S`` (``ping_core.conversation``) is 90
+  days plus the 1-hour backdating, exactly what every KeyPackage Ping makes
+  spans (one-time and last-resort). A KeyPackage spanning longer is refused
+  like any other invalid one (``MlsError``: by ``add_members``, so by
+  ``admit_device_to_chats`` as a ``Failed`` chat, and by
+  ``build_linking_ticket``); a received proposal or commit that would add one is
+  refused with the conversation unchanged; a Welcome whose tree holds one is
+  refused. Every group the SDK creates, joins or loads carries the limit.
+  With the clock check on claimed KeyPackages and Adds (``not_before <= now``)
+  it also bounds how far ahead a KeyPackage may be valid.
 * **Device ids are verified**: ``add_members`` checks each claimed DeviceId
   against the KeyPackage's leaf key; device->leaf maps are derived from the
   tree, so ``revoke_device`` finds peer-admitted devices too.
@@ -69,6 +80,7 @@ from typing import Callable, ClassVar, Iterable, Sequence
 from ping_core.clock import Hlc
 from ping_core.conversation import (
     CONVERSATIONS_PREFIX,
+    MAX_LEAF_LIFETIME_S,
     Conversation,
     MemberInfo,
     PendingOp,
@@ -141,6 +153,7 @@ __all__ = [
     "DEVICE_GROUP_NAME",
     "COMMITTABLE_PROPOSALS",
     "PROPOSAL_COMMIT_DELAY_MS",
+    "MAX_LEAF_LIFETIME_S",
 ]
 
 log = logging.getLogger("ping_core.client")
@@ -575,7 +588,9 @@ class MessagingClient:
         async with self._create_lock:
             if conv_id in self._convs:
                 raise InvalidInput(f"conversation {conv_id.as_hex()} already exists")
-            group = Group.create(self._crypto, self._signer, group_id=conv_id.value, conversation_name=name)
+            group = Group.create(
+                self._crypto, self._signer, group_id=conv_id.value, conversation_name=name, max_lifetime_s=MAX_LEAF_LIFETIME_S
+            )
             meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
             undo = StoreUndo(self._store)
             conv = Conversation.create(self._store, self._crypto, group, meta, undo)
@@ -646,11 +661,17 @@ class MessagingClient:
         bundles = self._bundles_for(refs)
         if not bundles:
             raise MlsError("no KeyPackage of this device matches the Welcome")
-        # No lifetime check on the received tree: a member who only chats keeps its KeyPackage's
-        # 90-day lifetime in its leaf, and one such member would make the conversation unjoinable
-        # (§7.3 only recommends the check). Members are authenticated by their device bindings.
+        # No check of the received tree's lifetimes against the clock: a member who only chats
+        # keeps its KeyPackage's 90-day lifetime in its leaf, and one such member would make the
+        # conversation unjoinable (§7.3 only recommends the check). Members are authenticated by
+        # their device bindings. Their spans are checked: none may exceed Ping's maximum (§7.2).
         group = Group.join(
-            self._crypto, env.payload, {ref: b for ref, (_, b) in bundles.items()}, self._signer, check_lifetimes=False
+            self._crypto,
+            env.payload,
+            {ref: b for ref, (_, b) in bundles.items()},
+            self._signer,
+            check_lifetimes=False,
+            max_lifetime_s=MAX_LEAF_LIFETIME_S,
         )
         if len(group.group_id) != ConversationId.LENGTH:
             raise InvalidInput("the Welcome's group id is not a Ping conversation id")
@@ -905,7 +926,7 @@ class MessagingClient:
             dev, raw = entry
             if not isinstance(dev, DeviceId):
                 raise InvalidInput("each entry's device must be a DeviceId")
-            kp = validate_key_package(self._crypto, _check_bytes(raw, "KeyPackage"))
+            kp = validate_key_package(self._crypto, _check_bytes(raw, "KeyPackage"), max_lifetime_s=MAX_LEAF_LIFETIME_S)
             if DeviceId.from_public_key(kp.leaf_node.signature_key) != dev:
                 raise InvalidInput("the DeviceId is not the KeyPackage's device (SHA-256 of its leaf signature key)")
             if dev in devices:
@@ -1521,7 +1542,9 @@ class MessagingClient:
         if not isinstance(new_device_id, DeviceId):
             raise InvalidInput("new_device_id must be a DeviceId")
         now_ms = _check_now(now_ms)
-        kp = validate_key_package(self._crypto, _check_bytes(new_device_kp, "new_device_kp"))
+        kp = validate_key_package(
+            self._crypto, _check_bytes(new_device_kp, "new_device_kp"), max_lifetime_s=MAX_LEAF_LIFETIME_S
+        )
         if DeviceId.from_public_key(kp.leaf_node.signature_key) != new_device_id:
             raise InvalidInput("the KeyPackage is not the new device's (SHA-256 of its leaf key)")
         if kp.leaf_node.credential.identity != self.user_id().value:

@@ -59,7 +59,15 @@ from ping_core.message import IncomingMessage, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.mls.codec import Reader
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.group import ApplicationMessage, Group, HistoryView, RecordChanges, SenderCheck
+from ping_core.mls.group import (
+    CLOCK_SKEW_S,
+    DEFAULT_LIFETIME_S,
+    ApplicationMessage,
+    Group,
+    HistoryView,
+    RecordChanges,
+    SenderCheck,
+)
 from ping_core.mls.structs import ContentType
 from ping_core.storage import STATE_STORE_VERSION, MlsStateStore
 from ping_core.sync import SyncCursor
@@ -79,6 +87,7 @@ __all__ = [
     "peek_mls",
     "conversation_prefix",
     "CONVERSATIONS_PREFIX",
+    "MAX_LEAF_LIFETIME_S",
     "HLC_AAD_VERSION",
     "hlc_aad",
     "hlc_from_aad",
@@ -87,6 +96,16 @@ __all__ = [
 log = logging.getLogger("ping_core.conversation")
 
 CONVERSATIONS_PREFIX = "c/"
+
+#: Ping's maximum total lifetime of a KeyPackage leaf (RFC 9420 §7.2: "Applications MUST
+#: define a maximum total lifetime that is acceptable for a LeafNode"): exactly what every
+#: KeyPackage Ping makes spans, one-time and last-resort alike, and the leaf of a group's
+#: creator (``generate_key_package``: valid from ``now - CLOCK_SKEW_S`` to
+#: ``now + DEFAULT_LIFETIME_S``, 90 days and 1 hour). A longer one is refused wherever it
+#: would enter a conversation: claimed KeyPackages (``add_members``), Adds received from
+#: other members, and the tree of a joined group. Every Group the SDK creates, joins or
+#: loads carries it as ``Group.max_lifetime_s`` (policy, not stored with the group).
+MAX_LEAF_LIFETIME_S = DEFAULT_LIFETIME_S + CLOCK_SKEW_S
 _INFO_VERSION = 1
 _LEAVES_VERSION = 1
 _OP_VERSION = 1
@@ -578,7 +597,7 @@ class Conversation:
             return
         try:
             g_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "g/")}
-            group = Group.from_records(self.crypto, g_records) if g_records else None
+            group = Group.from_records(self.crypto, g_records, max_lifetime_s=MAX_LEAF_LIFETIME_S) if g_records else None
             h_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "h/")}
             history = HistoryReader.from_records(self.crypto, h_records) if h_records else None
         except PingError as exc:

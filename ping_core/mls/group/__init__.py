@@ -131,7 +131,7 @@ from .config import PING_CONVERSATION_NAME, ConversationName, GroupConfig, defau
 from .group import Group
 from .history import HistoryView
 from .join import welcome_key_package_refs
-from .keypackage import KeyPackageBundle, Signer, generate_key_package, validate_key_package
+from .keypackage import CLOCK_SKEW_S, DEFAULT_LIFETIME_S, KeyPackageBundle, Signer, generate_key_package, validate_key_package
 from .proposals import PendingProposal
 from .psks import PskSource
 from .results import (
@@ -156,6 +156,8 @@ __all__ = [
     "KeyPackageBundle",
     "generate_key_package",
     "validate_key_package",
+    "DEFAULT_LIFETIME_S",
+    "CLOCK_SKEW_S",
     "welcome_key_package_refs",
     "external_proposal",
     "default_capabilities",
