@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac as _hmac
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from ping_core.errors import CryptoError, InvalidKey
 
@@ -152,7 +152,19 @@ def check_bytes(value: object, what: str) -> bytes:
 
 
 _sha256 = hashlib.sha256
-_hmac_digest = _hmac.digest
+_hmac_digest: Callable[[bytes, bytes, str], bytes] = _hmac.digest
+try:
+    # The C function behind ``hmac.digest`` when OpenSSL backs hashlib (CPython,
+    # and Pyodide once its hashlib package is loaded): calling it directly
+    # skips a Python frame on every HKDF call (10 per message round trip).
+    # Same arguments, same TypeError for non-bytes; used only if it agrees
+    # with ``hmac.digest`` here.
+    from _hashlib import hmac_digest as _c_hmac_digest
+
+    if _c_hmac_digest(b"k", b"m", "sha256") == _hmac.digest(b"k", b"m", "sha256"):
+        _hmac_digest = _c_hmac_digest
+except Exception:  # no OpenSSL hashlib: keep hmac.digest
+    pass
 
 
 class HashlibKdf:
@@ -181,10 +193,15 @@ class HashlibKdf:
             raise CryptoError("salt and ikm must be bytes") from None
 
     def hkdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        if type(length) is int and 0 <= length <= HASH_LEN:  # the common case in MLS: one block
+            try:
+                return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
+            except TypeError:
+                raise CryptoError("prk and info must be bytes") from None
         if not isinstance(length, int) or not 0 <= length <= 255 * HASH_LEN:
             raise CryptoError("HKDF-Expand length out of range")
         try:
-            if length <= HASH_LEN:  # the common case in MLS: one block
+            if length <= HASH_LEN:  # a bool length
                 return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
             out = b""
             block = b""

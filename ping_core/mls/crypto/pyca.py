@@ -59,6 +59,18 @@ class _KeyCache:
         return obj
 
 
+def _plain_aead_args(key: object, nonce: object, aad: object, data: object) -> bool:
+    """Whether AEAD arguments are exact ``bytes`` with a valid key and nonce length (no checks needed)."""
+    return (
+        type(key) is bytes
+        and len(key) == AEAD_KEY_LEN
+        and type(nonce) is bytes
+        and len(nonce) == AEAD_NONCE_LEN
+        and type(aad) is bytes
+        and type(data) is bytes
+    )
+
+
 class PycaProvider(HashlibKdf):
     """The default backend on CPython (and in a Pyodide distribution that ships pyca)."""
 
@@ -85,14 +97,25 @@ class PycaProvider(HashlibKdf):
         check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce")
         return self._aead.get(key, AESGCM)
 
+    # The AEAD and signature methods run several times per message. Each has a
+    # fast path for arguments that are plainly valid (exact ``bytes`` of the
+    # right length), which skips the generic checks; anything else takes the
+    # checked path, so wrong input raises exactly as before.
+
     def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        if _plain_aead_args(key, nonce, aad, plaintext):
+            return self._aead.get(key, AESGCM).encrypt(nonce, plaintext, aad)
         cipher = self._aesgcm(key, nonce)
         return cipher.encrypt(bytes(nonce), check_bytes(plaintext, "plaintext"), check_bytes(aad, "aad"))
 
     def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
-        cipher = self._aesgcm(key, nonce)
+        if _plain_aead_args(key, nonce, aad, ciphertext):
+            cipher = self._aead.get(key, AESGCM)
+        else:
+            cipher = self._aesgcm(key, nonce)
+            nonce, ciphertext, aad = bytes(nonce), check_bytes(ciphertext, "ciphertext"), check_bytes(aad, "aad")
         try:
-            return cipher.decrypt(bytes(nonce), check_bytes(ciphertext, "ciphertext"), check_bytes(aad, "aad"))
+            return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise DecryptionFailed("AEAD ciphertext does not authenticate") from None
 
@@ -110,16 +133,23 @@ class PycaProvider(HashlibKdf):
         return self._sign_key(secret).public_key().public_bytes(_RAW, _RAW_PUB)
 
     def sign(self, secret: bytes, message: bytes) -> bytes:
+        if type(secret) is bytes and type(message) is bytes:
+            key: Ed25519PrivateKey | None = self._sign_priv._items.get(secret)  # cached: checked when added
+            if key is not None:
+                return key.sign(message)
         return self._sign_key(secret).sign(check_bytes(message, "message"))
 
     def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
-        public = check_ed25519_public(public)
-        message = check_bytes(message, "message")
-        signature = check_bytes(signature, "signature")
-        try:
-            key = self._sign_pub.get(public, Ed25519PublicKey.from_public_bytes)
-        except ValueError:
-            raise InvalidKey("not an Ed25519 public key") from None
+        # A cached key passed check_ed25519_public when it was added.
+        key: Ed25519PublicKey | None = self._sign_pub._items.get(public) if type(public) is bytes else None
+        if key is None or type(message) is not bytes or type(signature) is not bytes:
+            public = check_ed25519_public(public)
+            message = check_bytes(message, "message")
+            signature = check_bytes(signature, "signature")
+            try:
+                key = self._sign_pub.get(public, Ed25519PublicKey.from_public_bytes)
+            except ValueError:
+                raise InvalidKey("not an Ed25519 public key") from None
         try:
             key.verify(signature, message)
         except _PycaInvalidSignature:
