@@ -234,10 +234,11 @@ _SD_KEY_INFO = NK.to_bytes(2, "big") + opaque(b"MLS 1.0 key")
 _SD_NONCE_INFO = NN.to_bytes(2, "big") + opaque(b"MLS 1.0 nonce")
 
 
-def _sender_data_key_nonce(crypto: CryptoProvider, secret: bytes, ciphertext: bytes) -> tuple[bytes, bytes]:
-    sample = opaque(ciphertext[:NH])
-    expand = crypto.hkdf_expand
-    return expand(secret, _SD_KEY_INFO + sample, NK), expand(secret, _SD_NONCE_INFO + sample, NN)
+def _sender_data_key_nonce(crypto: CryptoProvider, secret: bytes, ciphertext: bytes) -> list[bytes]:
+    """``[key, nonce]`` of the sender data: ExpandWithLabel of one secret, twice."""
+    sample = ciphertext[:NH]
+    sample = bytes((len(sample),)) + sample  # opaque<V> of at most 32 bytes: a one-byte length
+    return crypto.hkdf_expand_many(secret, ((_SD_KEY_INFO + sample, NK), (_SD_NONCE_INFO + sample, NN)))
 
 
 def _guarded_nonce(nonce: bytes, reuse_guard: bytes) -> bytes:

@@ -56,7 +56,7 @@ from ping_core.mls.crypto import CryptoProvider
 
 from . import treemath as tm
 from .codec import opaque
-from .primitives import NH, NK, NN, expand_with_label
+from .primitives import NH, NK, NN
 
 __all__ = [
     "HANDSHAKE",
@@ -82,6 +82,11 @@ MAX_GENERATION = 0xFFFFFFFE
 _KEY_INFO = NK.to_bytes(2, "big") + opaque(b"MLS 1.0 key") + b"\x04"
 _NONCE_INFO = NN.to_bytes(2, "big") + opaque(b"MLS 1.0 nonce") + b"\x04"
 _SECRET_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 secret") + b"\x04"
+# ExpandWithLabel(s, "tree", "left"/"right", Nh) and (s, "handshake"/"application", "", Nh).
+_LEFT_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 tree") + opaque(b"left")
+_RIGHT_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 tree") + opaque(b"right")
+_HANDSHAKE_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 handshake") + b"\x00"
+_APPLICATION_INFO = NH.to_bytes(2, "big") + opaque(b"MLS 1.0 application") + b"\x00"
 
 _META = "meta"
 _NODE = "node:"
@@ -266,27 +271,27 @@ class SecretTree:
         frontier = self._frontier
         while anc not in frontier:
             anc = tm.parent(anc, n)  # an unused leaf always has a frontier ancestor
-        crypto = self._crypto
+        expand_many = self._crypto.hkdf_expand_many
         node, secret = anc, frontier[anc]
         added: list[tuple[int, bytes]] = []
         while node != x:
             left, right = tm.left(node), tm.right(node, n)
-            ls = expand_with_label(crypto, secret, b"tree", b"left", NH)
-            rs = expand_with_label(crypto, secret, b"tree", b"right", NH)
+            ls, rs = expand_many(secret, ((_LEFT_INFO, NH), (_RIGHT_INFO, NH)))
             if x < node:
                 added.append((right, rs))
                 node, secret = left, ls
             else:
                 added.append((left, ls))
                 node, secret = right, rs
-        hs = expand_with_label(crypto, secret, b"handshake", b"", NH)
-        app = expand_with_label(crypto, secret, b"application", b"", NH)
+        hs, app = expand_many(secret, ((_HANDSHAKE_INFO, NH), (_APPLICATION_INFO, NH)))
         return (_Ratchet(0, hs, {}), _Ratchet(0, app, {})), anc, frontier[anc], tuple(added)
 
-    def _key_nonce(self, secret: bytes, generation: int) -> tuple[bytes, bytes]:
-        expand = self._crypto.hkdf_expand
+    def _ratchet_step(self, secret: bytes, generation: int) -> list[bytes]:
+        """``[key, nonce, next secret]`` of ``generation`` from its ratchet secret: one PRK, three expansions."""
         g = generation.to_bytes(4, "big")
-        return expand(secret, _KEY_INFO + g, NK), expand(secret, _NONCE_INFO + g, NN)
+        return self._crypto.hkdf_expand_many(
+            secret, ((_KEY_INFO + g, NK), (_NONCE_INFO + g, NN), (_SECRET_INFO + g, NH))
+        )
 
     def _step(self, leaf: int, kind: int, generation: int | None) -> RatchetKey:
         ratchets = self._leaves.get(leaf)
@@ -329,22 +334,21 @@ class SecretTree:
                     f"generation {generation} of the {_KIND_NAMES[kind]} ratchet of leaf {leaf} is too far ahead "
                     f"(next expected {g_next}, maximum forward distance {self.config.maximum_forward_distance})"
                 )
-            expand = self._crypto.hkdf_expand
-            secret = r.secret
             if distance == 0 and not r.skipped:  # the common case: the next message, in order
-                g = generation.to_bytes(4, "big")
-                key = expand(secret, _KEY_INFO + g, NK)
-                nonce = expand(secret, _NONCE_INFO + g, NN)
-                new = _Ratchet(generation + 1, expand(secret, _SECRET_INFO + g, NH), {})
+                key, nonce, secret = self._ratchet_step(r.secret, generation)
+                new = _Ratchet(generation + 1, secret, {})
             else:
+                expand = self._crypto.hkdf_expand
+                secret = r.secret
                 keep_from = generation - tolerance
                 skipped = {g: kn for g, kn in r.skipped.items() if g >= keep_from}
                 for j in range(g_next, generation):
                     if j >= keep_from:
-                        skipped[j] = self._key_nonce(secret, j)
-                    secret = expand(secret, _SECRET_INFO + j.to_bytes(4, "big"), NH)
-                key, nonce = self._key_nonce(secret, generation)
-                secret = expand(secret, _SECRET_INFO + generation.to_bytes(4, "big"), NH)
+                        k, n, secret = self._ratchet_step(secret, j)
+                        skipped[j] = (k, n)
+                    else:  # too old to keep: only the next secret is needed
+                        secret = expand(secret, _SECRET_INFO + j.to_bytes(4, "big"), NH)
+                key, nonce, secret = self._ratchet_step(secret, generation)
                 new = _Ratchet(generation + 1, secret, skipped)
         pair = (new, ratchets[1]) if kind == HANDSHAKE else (ratchets[0], new)
         return RatchetKey(leaf, kind, generation, key, nonce, base, pair, frontier_node, frontier_secret, added)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -198,6 +199,23 @@ def test_hkdf_rfc5869(
 ) -> None:
     assert crypto.hkdf_extract(h(salt), h(ikm)) == h(prk)
     assert crypto.hkdf_expand(h(prk), h(info), length) == h(okm)
+    assert crypto.hkdf_expand_many(h(prk), [(h(info), length), (h(info), 16)]) == [h(okm), h(okm)[:16]]
+
+
+def test_hkdf_expand_many_is_hkdf_expand(crypto: CryptoProvider) -> None:
+    # One block, several blocks, empty, a bytearray info: each the same as hkdf_expand.
+    prk = bytes(range(32))
+    mutable: Any = bytearray(b"ba")  # bytes-like inputs take the checked path
+    requests: list[tuple[bytes, int]] = [(b"key", 16), (b"secret", 32), (b"", 0), (b"long", 100), (mutable, 12)]
+    expected = [crypto.hkdf_expand(prk, i, n) for i, n in requests]
+    assert crypto.hkdf_expand_many(prk, requests) == expected
+    assert crypto.hkdf_expand_many(bytearray(prk), requests[:2]) == expected[:2]  # type: ignore[arg-type]
+    assert crypto.hkdf_expand_many(prk, []) == []
+    for bad in ([(b"x", -1)], [(b"x", 255 * 32 + 1)], [("text", 16)], [(b"x", 16), (None, 16)]):
+        with pytest.raises(CryptoError):
+            crypto.hkdf_expand_many(prk, bad)  # type: ignore[arg-type]
+    with pytest.raises(CryptoError):
+        crypto.hkdf_expand_many("prk", [(b"x", 16)])  # type: ignore[arg-type]
 
 
 # -- RFC 4231, section 4: HMAC-SHA256 ---------------------------------------------------
