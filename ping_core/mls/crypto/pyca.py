@@ -40,7 +40,9 @@ class _KeyCache:
     """A bounded map from key bytes to the backend's parsed key object.
 
     Parsing a key costs as much as a small AEAD operation; MLS uses the same
-    keys over and over (a member's signature key, a ratchet's AEAD key).
+    signature keys over and over. Only long-lived keys are cached: AEAD and
+    X25519 private keys are used once or for one epoch, and MLS deletes them
+    after use (forward secrecy), so no copy of them may outlive the caller's.
     """
 
     __slots__ = ("_items", "_limit")
@@ -77,10 +79,8 @@ class PycaProvider(HashlibKdf):
     name = "pyca"
 
     def __init__(self) -> None:
-        self._aead = _KeyCache()
         self._sign_priv = _KeyCache(64)
         self._sign_pub = _KeyCache(4096)
-        self._dh_priv = _KeyCache(256)
 
     def __repr__(self) -> str:
         return "PycaProvider()"
@@ -95,7 +95,7 @@ class PycaProvider(HashlibKdf):
     def _aesgcm(self, key: bytes, nonce: bytes) -> AESGCM:
         key = check_len(key, AEAD_KEY_LEN, "AEAD key")
         check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce")
-        return self._aead.get(key, AESGCM)
+        return AESGCM(key)
 
     # The AEAD and signature methods run several times per message. Each has a
     # fast path for arguments that are plainly valid (exact ``bytes`` of the
@@ -104,13 +104,13 @@ class PycaProvider(HashlibKdf):
 
     def aead_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         if _plain_aead_args(key, nonce, aad, plaintext):
-            return self._aead.get(key, AESGCM).encrypt(nonce, plaintext, aad)
+            return AESGCM(key).encrypt(nonce, plaintext, aad)
         cipher = self._aesgcm(key, nonce)
         return cipher.encrypt(bytes(nonce), check_bytes(plaintext, "plaintext"), check_bytes(aad, "aad"))
 
     def aead_open(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
         if _plain_aead_args(key, nonce, aad, ciphertext):
-            cipher = self._aead.get(key, AESGCM)
+            cipher = AESGCM(key)
         else:
             cipher = self._aesgcm(key, nonce)
             nonce, ciphertext, aad = bytes(nonce), check_bytes(ciphertext, "ciphertext"), check_bytes(aad, "aad")
@@ -163,7 +163,7 @@ class PycaProvider(HashlibKdf):
 
     def _dh_key(self, secret: bytes) -> X25519PrivateKey:
         secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
-        return self._dh_priv.get(secret, X25519PrivateKey.from_private_bytes)
+        return X25519PrivateKey.from_private_bytes(secret)
 
     def dh_public(self, secret: bytes) -> bytes:
         return self._dh_key(secret).public_key().public_bytes(_RAW, _RAW_PUB)
