@@ -94,7 +94,17 @@ class ChatUser:
     def invite(self, user_id: str) -> None:
         self.page.fill("#invite-user", user_id)
         self.page.click("#invite-btn")
-        self.page.wait_for_selector(f'#members li.member[data-user="{user_id}"]', timeout=UI_TIMEOUT_MS)
+        self.wait_shown(f'#members li.member[data-user="{user_id}"]')
+
+    def wait_shown(self, selector: str) -> None:
+        """Wait for ``selector``; on a timeout, fail with the error the page shows (if any)."""
+        try:
+            self.page.wait_for_selector(selector, timeout=UI_TIMEOUT_MS)
+        except Exception as exc:  # playwright's TimeoutError
+            shown = self.page.evaluate(
+                "() => document.getElementById('error').hidden ? null : document.getElementById('error-text').textContent"
+            )
+            raise AssertionError(f"{selector} did not appear; the page shows the error: {shown!r}") from exc
 
     def remove(self, user_id: str) -> None:
         self.page.click(f'#members li.member[data-user="{user_id}"] button.remove-member')
