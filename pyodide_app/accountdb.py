@@ -36,7 +36,7 @@ from ping_core.errors import InvalidInput, StorageError
 from ping_core.storage import BlobStorage
 from ping_core.storage.base import check_key, check_value
 
-from .idb import JS_MODULE_NAME, IndexedDbBlobStore, _js_reason
+from .idb import IndexedDbBlobStore, _js_reason, registered_js_module
 
 __all__ = [
     "AccountDb",
@@ -189,11 +189,7 @@ class AccountDb:
     async def open(cls, name: str, js_module: Any = None) -> AccountDb:
         from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found,unused-ignore]
 
-        if js_module is None:
-            try:
-                js_module = __import__(JS_MODULE_NAME)
-            except ImportError as exc:
-                raise StorageError(f"the JS module {JS_MODULE_NAME!r} is not registered") from exc
+        js_module = registered_js_module(js_module)
         try:
             db = await js_module.openStores(name, to_js(list(_STORES)))
         except JsException as exc:

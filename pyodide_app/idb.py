@@ -48,11 +48,7 @@ class IndexedDbBlobStore:
         """Open (creating if needed) ``db_name`` with the object store ``store``."""
         from pyodide.ffi import JsException  # type: ignore[import-not-found,unused-ignore]
 
-        if js_module is None:
-            try:
-                js_module = __import__(JS_MODULE_NAME)
-            except ImportError as exc:
-                raise StorageError(f"the JS module {JS_MODULE_NAME!r} is not registered") from exc
+        js_module = registered_js_module(js_module)
         try:
             db = await js_module.open(db_name, store)
         except JsException as exc:
@@ -128,6 +124,16 @@ class IndexedDbBlobStore:
             self._js.close(self._db)
         except self._js_error:
             pass
+
+
+def registered_js_module(js_module: Any = None) -> Any:
+    """``js_module`` if given, else the registered IndexedDB JS module (``StorageError`` if it is not)."""
+    if js_module is not None:
+        return js_module
+    try:
+        return __import__(JS_MODULE_NAME)
+    except ImportError as exc:
+        raise StorageError(f"the JS module {JS_MODULE_NAME!r} is not registered") from exc
 
 
 def _js_reason(exc: BaseException) -> str:
