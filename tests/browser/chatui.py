@@ -102,9 +102,12 @@ class ChatUser:
             self.page.wait_for_selector(selector, timeout=UI_TIMEOUT_MS)
         except Exception as exc:  # playwright's TimeoutError
             shown = self.page.evaluate(
-                "() => document.getElementById('error').hidden ? null : document.getElementById('error-text').textContent"
+                "() => [document.getElementById('error').hidden ? null : document.getElementById('error-text').textContent,"
+                " document.getElementById('invite-btn').disabled]"
             )
-            raise AssertionError(f"{selector} did not appear; the page shows the error: {shown!r}") from exc
+            raise AssertionError(
+                f"{selector} did not appear; the page shows the error {shown[0]!r} (an operation still running: {shown[1]})"
+            ) from exc
 
     def remove(self, user_id: str) -> None:
         self.page.click(f'#members li.member[data-user="{user_id}"] button.remove-member')
