@@ -39,9 +39,11 @@ It never fails where noble would not:
   checks (lengths, small-order Ed25519 keys) are the shared ones of
   :mod:`ping_core.mls.crypto.provider`.
 
-Imported keys are CryptoKey objects cached per key bytes (bounded, cleared
-when full): importKey is async and costs 3-45 us. Secrets stay in the
-caches' keys and in WebCrypto's key objects; nothing here logs or reprs them.
+Imported Ed25519 keys are CryptoKey objects cached per key bytes (bounded,
+cleared when full): importKey is async and costs 3-45 us, and MLS uses the
+same signature keys over and over. X25519 private keys are not cached: MLS
+uses each for one encap or one epoch and then deletes it (forward secrecy),
+so no copy may outlive the caller's. Nothing here logs or reprs a secret.
 
 Concurrency: while a call waits in ``run_sync``, the JS event loop runs, and
 so may other asyncio tasks of the same interpreter (Pyodide saves and
@@ -84,7 +86,7 @@ PRIORITY = 75
 # WebCrypto. benchmarks/crypto_bench.py prints the figures.
 AEAD_WEBCRYPTO_MIN = 3072
 # Cached CryptoKeys per kind. MLS signs with one key and verifies a group's
-# members' keys over and over; HPKE adds one fresh X25519 key per encap.
+# members' keys over and over.
 _KEY_CACHE_LIMIT = 256
 
 
@@ -125,7 +127,6 @@ class WebCryptoProvider(HashlibKdf):
         # public key bytes -> public CryptoKey
         self._ed_public: dict[bytes, Any] = {}
         # scalar -> private CryptoKey
-        self._x_private: dict[bytes, Any] = {}
         #: Calls answered by WebCrypto, calls sent to noble because the entry
         #: was synchronous, and calls re-run through noble after WebCrypto
         #: rejected (or could not be reached). Diagnostics for tests and
@@ -282,14 +283,11 @@ class WebCryptoProvider(HashlibKdf):
     def dh_keygen(self) -> tuple[bytes, bytes]:
         if self._usable():
             try:
-                pair = self._run(self._wc.xKeygen())
-                key, both = pair[0], pair[1].to_bytes()
+                both = self._run(self._wc.xKeygen())[1].to_bytes()  # its CryptoKey is not kept
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 keygen")
             else:
                 secret, public = both[:DH_SECRET_LEN], both[DH_SECRET_LEN:]
-                # HPKE uses a fresh key pair at once (encap): keep its CryptoKey.
-                self._cache(self._x_private, secret, key)
                 self.counts["webcrypto"] += 1
                 return secret, public
         return self._noble.dh_keygen()
@@ -298,13 +296,7 @@ class WebCryptoProvider(HashlibKdf):
         secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
         if self._usable():
             try:
-                key = self._x_private.get(secret)
-                if key is None:
-                    pair = self._run(self._wc.xPrivate(self._to_js(secret)))
-                    self._cache(self._x_private, secret, pair[0])
-                    public: bytes = pair[1].to_bytes()
-                else:
-                    public = self._run(self._wc.xPublic(key)).to_bytes()
+                public: bytes = self._run(self._wc.xPrivate(self._to_js(secret)))[1].to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 public key")
             else:
@@ -317,13 +309,7 @@ class WebCryptoProvider(HashlibKdf):
         public = check_len(public, DH_PUBLIC_LEN, "X25519 public key")
         if self._usable():
             try:
-                key = self._x_private.get(secret)
-                if key is None:
-                    pair = self._run(self._wc.xDhImport(self._to_js(secret + public)))
-                    self._cache(self._x_private, secret, pair[0])
-                    shared: bytes = pair[1].to_bytes()
-                else:
-                    shared = self._run(self._wc.xDh(key, self._to_js(public))).to_bytes()
+                shared: bytes = self._run(self._wc.xDhImport(self._to_js(secret + public)))[1].to_bytes()
             except Exception:  # noqa: BLE001  (an all-zero secret rejects: noble raises InvalidKey)
                 self._fell_back("X25519")
             else:
