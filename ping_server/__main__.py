@@ -15,7 +15,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from ping_core.transport.base import MAX_INBOX_BYTES, MAX_INBOX_ENTRIES
+from ping_core.transport.base import DeliveryLimits
 
 from .api import ApiConfig
 from .app import DEFAULT_DIST
@@ -60,12 +60,40 @@ def main(argv: list[str] | None = None) -> int:
         "address (0: off; default 10)",
     )  # fmt: skip
     parser.add_argument("--address-rate-burst", type=float, default=100.0, help="burst of the per-address limit (default 100)")
+    d = DeliveryLimits()
+    limit_options = (  # (option, DeliveryLimits field, help); 0 turns a limit off
+        ("--inbox-limit", "inbox_entries", "unacknowledged Welcomes a device's inbox holds (then 409 inbox_full)"),
+        ("--inbox-bytes", "inbox_bytes", "bytes a device's inbox holds (each entry at the size its recipient downloads)"),
+        ("--stranger-welcomes-per-sender", "stranger_per_sender",
+         "unacknowledged Welcomes one account that shares no conversation with a device may leave in its inbox "
+         "(then 409 invite_limit)"),
+        ("--stranger-welcomes", "stranger_entries", "unacknowledged Welcomes from all such accounts together per device"),
+        ("--stranger-welcome-bytes", "stranger_bytes", "their bytes per device"),
+        ("--conversation-max-envelopes", "conversation_envelopes", "envelopes one conversation's log holds (then 413 quota_exceeded)"),
+        ("--conversation-max-bytes", "conversation_bytes", "bytes one conversation's log holds"),
+        ("--account-max-bytes", "account_bytes",
+         "bytes one account stores: its devices' log envelopes, Welcome payloads (once) and KeyPackages"),
+        ("--claims-per-claimer", "claims_per_claimer",
+         "one-time KeyPackages of one device another account may claim per window (then its last-resort one)"),
+        ("--claims-per-device", "claims_per_device", "one-time KeyPackages one device hands out to other accounts per window"),
+    )  # fmt: skip
+    for option, field, text in limit_options:
+        default = getattr(d, field)
+        parser.add_argument(option, type=int, default=default, dest=field, help=f"{text} (default {default}; 0: off)")
     parser.add_argument(
-        "--inbox-limit", type=int, default=MAX_INBOX_ENTRIES,
-        help=f"unacknowledged Welcomes a device's inbox holds (default {MAX_INBOX_ENTRIES}; then 409 inbox_full)",
+        "--claim-window", type=float, default=d.claim_window_ms / 1000,
+        help=f"the KeyPackage claim window in seconds (default {d.claim_window_ms // 1000})",
     )  # fmt: skip
     parser.add_argument(
-        "--inbox-bytes", type=int, default=MAX_INBOX_BYTES, help=f"bytes a device's inbox holds (default {MAX_INBOX_BYTES})"
+        "--body-timeout", type=float, default=30.0,
+        help="a request body must arrive whole within this many seconds (default 30; then 408 and the connection closed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-pending", type=int, default=256,
+        help="requests not authenticated yet (reading their body or being verified) at once (default 256; then 429)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-pending-per-address", type=int, default=32, help="... of them from one client address (default 32; 0: no bound)"
     )
     parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"], help="HTTP parser (auto: httptools when installed)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="event loop (auto: uvloop when installed)")
@@ -93,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         rate_burst=args.rate_burst,
         address_rate_limit=args.address_rate_limit,
         address_rate_burst=args.address_rate_burst,
-        inbox_entries=args.inbox_limit,
-        inbox_bytes=args.inbox_bytes,
+        limits=DeliveryLimits(
+            **{field: getattr(args, field) for _, field, _ in limit_options},
+            claim_window_ms=max(1, round(args.claim_window * 1000)),
+        ),
+        body_timeout=args.body_timeout,
+        max_pending=args.max_pending,
+        max_pending_per_address=args.max_pending_per_address,
         poll_interval=args.poll_interval,
     )
     try:

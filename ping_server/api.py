@@ -3,24 +3,32 @@
 Every request goes through the same steps, each refusing with its own code
 and none storing anything before the transaction:
 
-0. the client address has not sent too many unauthenticated requests lately
-   (429 ``rate_limited``; see :class:`ApiConfig`);
-1. body read with the route's size limit (413 ``too_large``);
-2. authentication headers parsed, timestamp within ``MAX_CLOCK_SKEW_MS``
-   (401 ``unauthorized``, a stale one answered with ``Ping-Server-Time``),
-   signature verified with the device's registered key (401);
-3. per-device rate limit (429 ``rate_limited`` with ``Retry-After``);
-4. path, query and CBOR body parsed and checked (400 ``invalid_request`` /
+0. admission: at most ``max_pending`` requests (``max_pending_per_address``
+   per client address) may be unauthenticated at once, i.e. reading their
+   body or not yet verified (429 ``rate_limited`` beyond, with ``Retry-After``);
+1. authentication headers parsed, timestamp within ``MAX_CLOCK_SKEW_MS``
+   (401 ``unauthorized``, a stale one answered with ``Ping-Server-Time``);
+2. body read with the route's size limit (413 ``too_large``) within
+   ``body_timeout`` seconds (408 ``request_timeout``; both close the connection);
+3. signature verified with the device's registered key (401); from here on
+   the request is authenticated (registration: see :meth:`Api.register_device`);
+4. per-device rate limit (429 ``rate_limited`` with ``Retry-After``);
+5. path, query and CBOR body parsed and checked (400 ``invalid_request`` /
    413 ``too_large``);
-5. ONE database transaction: the caller is registered (401) and not revoked
-   (403), its nonce is new (401 replay) and recorded, then the operation runs
-   in a savepoint. An operation that refuses (its ApiError) rolls back to the
-   savepoint, so only the nonce is kept (so that the same signed request can
-   never be replayed later, when the state may let it through).
+6. ONE database transaction: the caller is registered (401) and not revoked
+   (403), its nonce is new (401 replay) and recorded, then the operation runs.
+   An operation that refuses (its ApiError) has written nothing, so only the
+   nonce is kept (so that the same signed request can never be replayed later,
+   when the state may let it through).
 
-A request that fails step 2, and the registration of a device the server has
-not seen, are "unauthenticated": each takes a token from its client address's
-bucket, and an address whose bucket is empty is refused at step 0.
+A request that fails before it is authenticated (steps 0-3, the caller check
+of step 6), whatever its status, and the registration of a device the server
+does not know, are "unauthenticated": each takes a token from its client
+address's bucket, and while that bucket is empty they are answered 429. A
+request with a valid signature of a registered, non-revoked device never
+touches that bucket (it has the per-device limit, which its failures spend
+like any of its requests): junk from an address never locks out the honest
+devices behind it.
 
 The handlers run on :mod:`ping_server.asgi` (no web framework on this path).
 """
@@ -44,19 +52,18 @@ from ping_core.transport.base import (
     MAX_DEVICE_LIST,
     MAX_FETCH_LIMIT,
     MAX_FETCH_WAIT_MS,
-    MAX_INBOX_BYTES,
-    MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
     MAX_WATCH_CONVERSATIONS,
+    DeliveryLimits,
 )
 
 from . import delivery
 from .app import ApiError
 from .asgi import Reply, Request, Router
 from .db import Database, DatabaseUnavailable, Tx
-from .delivery import Caller, InboxLimit
-from .limits import Notifier, RateLimiter
+from .delivery import Caller, CallerRefused
+from .limits import Admission, Notifier, RateLimiter, Subscription
 
 __all__ = ["Api", "ApiConfig"]
 
@@ -78,11 +85,14 @@ class ApiConfig:
 
     rate_limit: float = 100.0  # requests per second per device (<= 0: off)
     rate_burst: float = 200.0
-    # Unauthenticated requests (failed authentication, first registrations) per second per client address.
+    # Unauthenticated requests (failures before or of authentication, first registrations) per
+    # second per client address.
     address_rate_limit: float = 10.0  # <= 0: off
     address_rate_burst: float = 100.0
-    inbox_entries: int = MAX_INBOX_ENTRIES  # per device: unacknowledged Welcomes ...
-    inbox_bytes: int = MAX_INBOX_BYTES  # ... and their bytes
+    limits: DeliveryLimits = DeliveryLimits()  # inbox, strangers' Welcomes, quotas, KeyPackage claims
+    body_timeout: float = 30.0  # a request body must arrive whole within this (408 beyond)
+    max_pending: int = 256  # requests not authenticated yet (reading their body, verifying) at once ...
+    max_pending_per_address: int = 32  # ... and from one client address (0: no bound)
     max_clock_skew_ms: int = wire.MAX_CLOCK_SKEW_MS
     poll_interval: float = 0.5  # long polls re-read this often (appends by other processes)
     nonce_prune_interval: float = 60.0
@@ -189,12 +199,13 @@ class Api:
     def __init__(self, db: Database, config: ApiConfig | None = None, *, clock_ms: Callable[[], int] | None = None) -> None:
         self.db = db
         self.config = config or ApiConfig()
+        self.limits = self.config.limits
         self.crypto = default_provider()
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_burst)
         self.address_limiter = RateLimiter(self.config.address_rate_limit, self.config.address_rate_burst)
+        self.admission = Admission(self.config.max_pending, self.config.max_pending_per_address)
         self.notifier = Notifier()
         self.closing = False  # see begin_shutdown
-        self.inbox = InboxLimit(self.config.inbox_entries, self.config.inbox_bytes)
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
         self._keys: dict[DeviceId, bytes] = {}
@@ -218,6 +229,7 @@ class Api:
         r.add("POST", "/conversations/{cid}/messages", self.post_message)
         r.add("GET", "/conversations/{cid}/messages", self.fetch_messages)
         r.add("POST", "/conversations/{cid}/welcomes", self.post_welcome)
+        r.add("POST", "/conversations/{cid}/leave", self.leave_conversation)
         r.add("GET", "/welcomes", self.fetch_welcomes)
         r.add("POST", "/welcomes/ack", self.ack_welcomes)
         r.add("POST", "/watch", self.watch)
@@ -232,17 +244,25 @@ class Api:
         except DatabaseUnavailable as exc:
             raise ApiError(503, "server_error", f"database unavailable: {exc}") from None
 
-    def _address_open(self, request: Request) -> None:
-        """Step 0: 429 while the client's address has spent its unauthenticated-request budget."""
-        retry = self.address_limiter.wait(request.client_host, time.monotonic())
-        if retry is not None:
-            raise ApiError(
-                429, "rate_limited", "too many unauthenticated requests from this address",
-                {"retry-after": RateLimiter.retry_after_header(retry)},
-            )  # fmt: skip
+    def _unauthenticated(self, request: Request, exc: ApiError) -> ApiError:
+        """Charge a request that did not authenticate to its address's budget; the error to answer:
+        ``exc``, or 429 while the budget is spent (keeping a ``connection: close`` of ``exc``)."""
+        retry = self.address_limiter.take(request.client_host, time.monotonic())
+        if retry is None:
+            return exc
+        headers = {"retry-after": RateLimiter.retry_after_header(retry)}
+        if "connection" in exc.headers:
+            headers["connection"] = exc.headers["connection"]
+        return ApiError(429, "rate_limited", "too many unauthenticated requests from this address", headers)
 
-    def _charge_address(self, request: Request) -> None:
-        self.address_limiter.take(request.client_host, time.monotonic())
+    def _admit(self, request: Request) -> str:
+        """Step 0: count the request as pending authentication (429 beyond the bounds, charged)."""
+        address = request.client_host
+        if not self.admission.enter(address):
+            raise self._unauthenticated(
+                request, ApiError(429, "rate_limited", "too many requests waiting to be authenticated", {"retry-after": "1"})
+            )
+        return address
 
     def _headers(self, request: Request) -> wire.AuthHeaders:
         try:
@@ -253,6 +273,17 @@ class Api:
         if abs(now - auth.timestamp_ms) > self.config.max_clock_skew_ms:
             raise _unauthorized("stale timestamp (check the clock)", {wire.HEADER_SERVER_TIME: str(now)})
         return auth
+
+    async def _key(self, device_id: DeviceId) -> bytes | None:
+        """The registered signing key of ``device_id`` (cached), or None."""
+        key = self._keys.get(device_id)
+        if key is None:
+            key = await self.run(lambda tx: delivery.device_key(tx, device_id))
+            if key is not None:
+                if len(self._keys) >= _MAX_KEY_CACHE:
+                    self._keys.clear()
+                self._keys[device_id] = key
+        return key
 
     def _verify(self, request: Request, auth: wire.AuthHeaders, body: bytes, key: bytes, *, key_checked: bool = False) -> None:
         try:
@@ -268,70 +299,85 @@ class Api:
             )
 
     async def _authenticate(self, request: Request, max_body: int) -> tuple[wire.AuthHeaders, bytes]:
-        """Steps 0-3 of the module docstring for a registered device."""
-        self._address_open(request)
-        body = await request.body(max_body)
+        """Steps 0-4 of the module docstring for a registered device."""
+        address = self._admit(request)
         try:
             auth = self._headers(request)
-            key = self._keys.get(auth.device_id)
+            body = await request.body(max_body, self.config.body_timeout)
+            key = await self._key(auth.device_id)
             if key is None:
-                key = await self.run(lambda tx: delivery.device_key(tx, auth.device_id))
-                if key is None:
-                    raise _unauthorized("device is not registered")
-                if len(self._keys) >= _MAX_KEY_CACHE:
-                    self._keys.clear()
-                self._keys[auth.device_id] = key
+                raise _unauthorized("device is not registered")
             # The key is the registered one of this id (registration checked id == SHA-256(key)).
             self._verify(request, auth, body, key, key_checked=True)
         except ApiError as exc:
-            if exc.status == 401:
-                self._charge_address(request)
-            raise
+            raise self._unauthenticated(request, exc) from None
+        finally:
+            self.admission.leave(address)
         self._device_rate(auth)
         return auth, body
 
-    async def _call(self, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T]) -> _T:
-        """Step 5: authenticate the caller, record the nonce and run ``op`` in one transaction."""
+    async def _call(self, request: Request, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T]) -> _T:
+        """Step 6: authenticate the caller, record the nonce and run ``op`` in one transaction."""
 
         def txn(tx: Tx) -> _Done[_T] | _Refused:
             caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
             return _guarded(tx, lambda: op(tx, caller))
 
-        return _settle(await self.run(txn))
+        try:
+            return _settle(await self.run(txn))
+        except CallerRefused as exc:  # not a registered, non-revoked device with a fresh nonce
+            raise self._unauthenticated(request, exc) from None
 
     # -- devices ---------------------------------------------------------------
 
     async def register_device(self, request: Request) -> Reply:
-        """``POST /devices``: the request is signed with the key being registered."""
-        self._address_open(request)
-        body = await request.body(_MAX_REGISTER_BODY)
+        """``POST /devices``. A device the server knows proves itself with its registered key, as on
+        every route (then only its own limit applies). A new device is the unauthenticated way in:
+        it takes a token of its address's budget before its body is parsed (429 while spent), and
+        its request must be signed with the key in the body."""
+        address = self._admit(request)
+        charged = authenticated = False
         try:
             auth = self._headers(request)
-        except ApiError:
-            self._charge_address(request)
-            raise
-        _no_query(request)
-        info, binding = _parse(wire.decode_register, body)
-        if info.device_id != auth.device_id:
-            raise ApiError(403, "forbidden", "a device registers itself only")
-        known = info.device_id in self._keys
-        if not known:
-            # A device this process has not seen: the unauthenticated way in, paid by the address.
-            self._charge_address(request)
-        delivery.verify_registration(info, binding)
-        try:
-            self._verify(request, auth, body, info.signing_public_key)
-        except ApiError:
-            if known:
-                self._charge_address(request)
-            raise
+            body = await request.body(_MAX_REGISTER_BODY, self.config.body_timeout)
+            known = await self._key(auth.device_id)
+            if known is not None:
+                self._verify(request, auth, body, known, key_checked=True)
+                authenticated = True
+            else:
+                charged = True
+                retry = self.address_limiter.take(request.client_host, time.monotonic())
+                if retry is not None:
+                    raise ApiError(
+                        429, "rate_limited", "too many unauthenticated requests from this address",
+                        {"retry-after": RateLimiter.retry_after_header(retry)},
+                    )  # fmt: skip
+            _no_query(request)
+            info, binding = _parse(wire.decode_register, body)
+            if info.device_id != auth.device_id:
+                raise ApiError(403, "forbidden", "a device registers itself only")
+            delivery.verify_registration(info, binding)
+            if known is None:
+                self._verify(request, auth, body, info.signing_public_key)
+        except ApiError as exc:
+            if authenticated or charged:
+                raise
+            raise self._unauthenticated(request, exc) from None
+        finally:
+            self.admission.leave(address)
         self._device_rate(auth)
 
         def txn(tx: Tx) -> _Done[None] | _Refused:
             delivery.record_nonce(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
             return _guarded(tx, lambda: delivery.register(tx, info, binding))
 
-        _settle(await self.run(txn))
+        try:
+            result = await self.run(txn)
+        except CallerRefused as exc:
+            raise (exc if charged else self._unauthenticated(request, exc)) from None
+        if isinstance(result, _Refused) and result.error.status == 403 and not charged:
+            raise self._unauthenticated(request, result.error)  # a revoked device or a foreign account key
+        _settle(result)
         self._keys[info.device_id] = info.signing_public_key
         return _NO_CONTENT
 
@@ -339,14 +385,15 @@ class Api:
         auth, _ = await self._authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
-        infos = await self._call(auth, lambda tx, caller: delivery.list_devices(tx, caller, user_id))
+        infos = await self._call(request, auth, lambda tx, caller: delivery.list_devices(tx, caller, user_id))
         return _cbor(wire.encode_device_list(infos))
 
     async def revoke_device(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
         device_id = _device_id(request.params[0])
         _no_query(request)
-        await self._call(auth, lambda tx, caller: delivery.revoke(tx, caller, device_id))
+        await self._call(request, auth, lambda tx, caller: delivery.revoke(tx, caller, device_id))
+        self.notifier.notify(delivery.inbox_key(device_id))
         return _NO_CONTENT
 
     # -- KeyPackages --------------------------------------------------------------
@@ -360,20 +407,22 @@ class Api:
         for kp in [*kps, *([last_resort] if last_resort is not None else [])]:
             if not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise _invalid("malformed KeyPackage")
-        await self._call(auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort))
+        limits = self.limits
+        await self._call(request, auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort, limits))
         return _NO_CONTENT
 
     async def count_key_packages(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
         _no_query(request)
-        count = await self._call(auth, delivery.key_package_count)
+        count = await self._call(request, auth, delivery.key_package_count)
         return _cbor(wire.encode_key_package_count(count))
 
     async def claim_key_packages(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
-        claimed = await self._call(auth, lambda tx, caller: delivery.claim(tx, caller, user_id))
+        limits, now = self.limits, self._clock_ms()
+        claimed = await self._call(request, auth, lambda tx, caller: delivery.claim(tx, caller, user_id, limits, now))
         return _cbor(wire.encode_claim(claimed))
 
     async def claim_device_key_packages(self, request: Request) -> Reply:
@@ -382,7 +431,8 @@ class Api:
         count = _query(request, ("count",))["count"]
         if not 1 <= count <= MAX_CLAIM_COUNT:
             raise _invalid(f"count must be 1..{MAX_CLAIM_COUNT}")
-        kps = await self._call(auth, lambda tx, caller: delivery.claim_device(tx, caller, device_id, count))
+        limits, now = self.limits, self._clock_ms()
+        kps = await self._call(request, auth, lambda tx, caller: delivery.claim_device(tx, caller, device_id, count, limits, now))
         return _cbor(wire.encode_claim_device(kps))
 
     # -- conversation logs ----------------------------------------------------------
@@ -397,8 +447,10 @@ class Api:
         if len(posted.removes) > MAX_DEVICE_LIST:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} removed devices")
         removes = list(dict.fromkeys(posted.removes))
-        now = self._clock_ms()
-        seq = await self._call(auth, lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, posted.stored))
+        now, limits = self._clock_ms(), self.limits
+        seq = await self._call(
+            request, auth, lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, limits, posted.stored)
+        )
         self.notifier.notify(cid.value)
         return _cbor(wire.encode_seq(seq))
 
@@ -413,52 +465,44 @@ class Api:
             raise _invalid(f"limit must be 1..{MAX_FETCH_LIMIT}")
         if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
             raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
-        if not wait_ms or self.closing:
-            stored, more = await self._call(auth, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit))
-            return _cbor(wire.encode_page(stored, more))
-        stored, more = await self._hold(
-            auth, [cid.value], wait_ms, lambda tx, caller: delivery.fetch(tx, caller, cid, after, limit), lambda r: not r[0]
-        )
-        return _cbor(wire.encode_page(stored, more))
 
-    async def _hold(
-        self,
-        auth: wire.AuthHeaders,
-        keys: list[bytes],
-        wait_ms: int,
-        read: Callable[[Tx, Caller], _T],
-        empty: Callable[[_T], bool],
-    ) -> _T:
-        """A long poll: ``read`` (in the request's transaction, then re-checking the caller) until
-        its answer is not ``empty``, ``wait_ms`` is up or the server closes. Woken by a
-        notification of one of ``keys`` (subscribed BEFORE the first read and the event cleared
-        before each re-read, so nothing that commits in between is missed) or every
-        ``poll_interval`` (changes made by processes that cannot notify us)."""
+        def read(tx: Tx, caller: Caller) -> tuple[list[bytes], bool]:
+            return delivery.fetch(tx, caller, cid, after, limit)
+
+        if not wait_ms or self.closing:
+            stored, more = await self._call(request, auth, read)
+            return _cbor(wire.encode_page(stored, more))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
-        event = self.notifier.subscribe(keys)
+        sub = self.notifier.subscribe([cid.value])
         try:
-            caller, result = await self._call(auth, lambda tx, caller: (caller, read(tx, caller)))
-            while empty(result):
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, self.config.poll_interval))
-                except TimeoutError:
-                    pass
-                if self.closing:  # answer now: the server would otherwise wait for us, then cancel us
-                    break
-                event.clear()
+            caller, (stored, more) = await self._call(request, auth, lambda tx, caller: (caller, read(tx, caller)))
+            while not stored and await self._wait(sub, deadline):
 
-                def again(tx: Tx) -> _T:
+                def again(tx: Tx) -> tuple[list[bytes], bool]:
                     delivery.check_caller(tx, caller)
                     return read(tx, caller)
 
-                result = await self.run(again)
+                stored, more = await self.run(again)
         finally:
-            self.notifier.unsubscribe(keys, event)
-        return result
+            self.notifier.unsubscribe(sub)
+        return _cbor(wire.encode_page(stored, more))
+
+    async def _wait(self, sub: Subscription, deadline: float) -> bool:
+        """A long poll's wait: until a notification of the subscription, the ``poll_interval``
+        (changes made by processes that cannot notify us) or ``deadline``. False when the poll
+        is over (deadline, or the server is closing: answer now). The subscription's fired keys
+        are left for the caller, the event cleared (subscribed BEFORE the first read and cleared
+        before each re-read, so nothing that commits in between is missed)."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0 or self.closing:
+            return False
+        try:
+            await asyncio.wait_for(sub.event.wait(), min(remaining, self.config.poll_interval))
+        except TimeoutError:
+            pass
+        sub.event.clear()
+        return not self.closing
 
     async def post_welcome(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
@@ -470,11 +514,22 @@ class Api:
         if len(recipients) > MAX_DEVICE_LIST:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} Welcome recipients")
         recipients = list(dict.fromkeys(recipients))
-        now = self._clock_ms()
-        inbox = self.inbox
-        await self._call(auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, inbox))
+        now, limits = self._clock_ms(), self.limits
+        await self._call(request, auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, limits))
         for device_id in recipients:
             self.notifier.notify(delivery.inbox_key(device_id))
+        return _NO_CONTENT
+
+    async def leave_conversation(self, request: Request) -> Reply:
+        """``POST /conversations/{cid}/leave``: end the caller's membership, drop its pending Welcomes there."""
+        auth, _ = await self._authenticate(request, 0)
+        cid = _conversation_id(request.params[0])
+        _no_query(request)
+        if cid.is_device_group_id:
+            raise _invalid("a device group's members are its owner's devices (revoke a device instead)")
+        await self._call(request, auth, lambda tx, caller: delivery.leave(tx, caller, cid))
+        self.notifier.notify(cid.value)
+        self.notifier.notify(delivery.inbox_key(auth.device_id))
         return _NO_CONTENT
 
     async def fetch_welcomes(self, request: Request) -> Reply:
@@ -482,21 +537,26 @@ class Api:
         after = _query(request, ("after",))["after"]
         if after > _MAX_SEQ:
             raise _invalid("after out of range")
-        stored, more = await self._call(auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
+        stored, more = await self._call(request, auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
         return _cbor(wire.encode_page(stored, more))
 
     async def ack_welcomes(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, _MAX_ACK_BODY)
         _no_query(request)
         up_to = _parse(wire.decode_ack, body)
-        await self._call(auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
+        await self._call(request, auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
         return _NO_CONTENT
 
     async def watch(self, request: Request) -> Reply:
         """``POST /watch``: long-poll several conversations and the caller's Welcome inbox
         (``Transport.watch``). Checks after authentication: body structure (400), more than
         ``MAX_WATCH_CONVERSATIONS`` positions (413), a repeated conversation or ``wait_ms`` out of
-        range (400); then in the transaction the caller (401/403)."""
+        range (400); then in the transaction the caller (401/403).
+
+        Each (re-)read is two queries whatever the number of conversations
+        (:func:`delivery.watch`). Conversations that do not exist are left out of the periodic
+        re-reads: only a wake-up naming them (an append to them, in this process or announced by
+        another through PostgreSQL) brings them back; forbidden ones answer at once anyway."""
         auth, body = await self._authenticate(request, wire.MAX_WATCH_BODY)
         _no_query(request)
         positions, wait_ms = _parse(wire.decode_watch, body)
@@ -507,22 +567,41 @@ class Api:
         if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
             raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
         if not wait_ms or self.closing:
-            result = await self._call(auth, lambda tx, caller: delivery.watch(tx, caller, positions))
+            result, _ = await self._call(request, auth, lambda tx, caller: delivery.watch(tx, caller, positions))
             return _cbor(wire.encode_watch_result(result))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_ms / 1000
         keys = [cid.value for cid, _ in positions] + [delivery.inbox_key(auth.device_id)]
-        result = await self._hold(
-            auth, keys, wait_ms, lambda tx, caller: delivery.watch(tx, caller, positions), lambda r: not r.news
-        )
+        sub = self.notifier.subscribe(keys)
+        try:
+            caller, (result, absent) = await self._call(
+                request, auth, lambda tx, caller: (caller, delivery.watch(tx, caller, positions))
+            )
+            dormant = set(absent)  # not re-read until a wake-up names them
+            while not result.news and await self._wait(sub, deadline):
+                fired = sub.take_fired()
+                dormant -= {cid for cid in dormant if cid.value in fired}
+                live = [(cid, seq) for cid, seq in positions if cid not in dormant]
+                result, absent = await self.run(functools.partial(delivery.watch, caller=caller, positions=live))
+                dormant |= absent
+        finally:
+            self.notifier.unsubscribe(sub)
         return _cbor(wire.encode_watch_result(result))
 
     # -- housekeeping ---------------------------------------------------------------
 
     async def prune_nonces_forever(self) -> None:
-        """Every ``nonce_prune_interval`` seconds, forget nonces too old to be accepted again."""
+        """Every ``nonce_prune_interval`` seconds, forget nonces too old to be accepted again and
+        KeyPackage claim counters of past windows."""
         while True:
             await asyncio.sleep(self.config.nonce_prune_interval)
-            prune = functools.partial(delivery.prune_nonces, older_than_ms=self._clock_ms() - self.config.max_clock_skew_ms - 60_000)
+            def prune(tx: Tx, now: int = self._clock_ms()) -> None:
+                delivery.prune_nonces(tx, older_than_ms=now - self.config.max_clock_skew_ms - 60_000)
+                delivery.prune_claims(tx, now, self.limits)
+
             try:
                 await self.db.run(prune)
             except DatabaseUnavailable:
                 pass  # try again next round
+
+

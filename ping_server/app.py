@@ -12,6 +12,11 @@
 - everything else: the static files of dist/ (``python build.py`` makes it),
   with the right MIME types for ``.mjs`` and ``.wasm`` and ``Cache-Control:
   no-cache`` so a rebuilt client is picked up (ETag revalidation keeps it cheap).
+- security headers (:class:`SecurityHeaders`): every answer of the web client's
+  pages and files carries :data:`PAGE_HEADERS` (a Content-Security-Policy that
+  allows the app's own scripts, WebAssembly compilation for Pyodide, its own
+  workers and its own origin's API, nothing inline and no framing;
+  ``nosniff``; no referrer); API answers carry ``nosniff``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.types import Lifespan, Scope
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-__all__ = ["create_app", "ApiError", "error_response", "API_PREFIXES", "DEFAULT_DIST", "VERSION"]
+__all__ = [
+    "create_app", "ApiError", "error_response", "API_PREFIXES", "DEFAULT_DIST", "VERSION",
+    "CONTENT_SECURITY_POLICY", "PAGE_HEADERS", "API_HEADERS", "SecurityHeaders",
+]  # fmt: skip
 
 VERSION = "0.1.0"
 DEFAULT_DIST = Path(__file__).resolve().parent.parent / "dist"
@@ -48,6 +57,53 @@ MEDIA_TYPES = {
     ".css": "text/css",
 }
 
+# What the web client needs and no more: its own scripts and module workers (page, worker,
+# service worker), WebAssembly compilation for Pyodide ('wasm-unsafe-eval', not 'unsafe-eval':
+# Pyodide 0.22+ runs without JS eval), fetch to its own origin (the API, Pyodide's files and the
+# wheels), its stylesheet, the data: favicon. No inline script or style, no plugins, no <base>,
+# forms only to itself, never framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode("ascii")),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`PAGE_HEADERS` on every answer outside the API prefixes,
+    :data:`API_HEADERS` on the API's (a header the app set itself is kept)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = API_HEADERS if _is_api(scope["path"]) else PAGE_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in extra if h[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 _STATUS_CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -56,6 +112,7 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    408: "request_timeout",
 }
 
 
@@ -157,6 +214,7 @@ def create_app(
         routes.append(Mount("/", app=DistFiles(directory=dist_path, html=True), name="client"))
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _http_error, ApiError: _api_error, Exception: _server_error},
         lifespan=lifespan,
     )

@@ -32,13 +32,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .app import API_PREFIXES, ApiError
+from .app import API_HEADERS, API_PREFIXES, ApiError
 
 __all__ = ["Request", "Reply", "Router", "PingApp", "ClientGone", "json_error"]
 
 log = logging.getLogger("ping_server")
 
 Handler = Callable[["Request"], Awaitable["Reply"]]
+
+_CLOSE = {"connection": "close"}
 
 
 class ClientGone(Exception):
@@ -102,29 +104,35 @@ class Request:
             self._headers = headers
         return headers.get(name)
 
-    async def body(self, limit: int) -> bytes:
+    async def body(self, limit: int, timeout: float | None = None) -> bytes:
         """The whole body; 413 ``too_large`` over ``limit`` bytes (before reading when
-        ``Content-Length`` says so), 400 for a malformed ``Content-Length``."""
+        ``Content-Length`` says so), 400 for a malformed ``Content-Length``, 408
+        ``request_timeout`` when it has not arrived whole within ``timeout`` seconds. A 408 or
+        413 answer closes the connection (the rest of the body is never read)."""
         length = self.header("content-length")
         if length is not None:
             if not length.isdigit():
-                raise ApiError(400, "invalid_request", "malformed content-length")
+                raise ApiError(400, "invalid_request", "malformed content-length", _CLOSE)
             if int(length) > limit:
-                raise ApiError(413, "too_large", f"body of {length} bytes exceeds {limit}")
+                raise ApiError(413, "too_large", f"body of {length} bytes exceeds {limit}", _CLOSE)
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, "too_large", f"body exceeds {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await self._receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone()
+                    chunk: bytes = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise ApiError(413, "too_large", f"body exceeds {limit} bytes", _CLOSE)
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within {timeout} s", _CLOSE) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -217,5 +225,6 @@ class PingApp:
             headers.append((b"content-type", reply.media_type.encode("latin-1")))
         for name, value in reply.headers:
             headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        headers.extend(API_HEADERS)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})

@@ -38,12 +38,18 @@ __all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase",
 _T = TypeVar("_T")
 Params = Sequence[Any]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
+# Counters kept in the same transaction as the rows they count (never summed per request):
+# accounts.stored_bytes (the account's devices' log envelopes, Welcome payloads and KeyPackages),
+# conversations.bytes (its log), devices.inbox_* (its Welcome inbox as the recipient downloads it:
+# each entry's full size) and devices.kp_bytes (its one-time KeyPackages).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL){norowid};
+CREATE TABLE IF NOT EXISTS accounts (
+    user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL, stored_bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
 CREATE TABLE IF NOT EXISTS devices (
     device_id {blob} PRIMARY KEY,
     user_id {blob} NOT NULL,
@@ -53,21 +59,33 @@ CREATE TABLE IF NOT EXISTS devices (
     revoked INTEGER NOT NULL DEFAULT 0,
     last_resort {blob},
     kp_next BIGINT NOT NULL DEFAULT 1,
-    inbox_next BIGINT NOT NULL DEFAULT 1
+    inbox_next BIGINT NOT NULL DEFAULT 1,
+    inbox_count BIGINT NOT NULL DEFAULT 0,
+    inbox_bytes BIGINT NOT NULL DEFAULT 0,
+    inbox_strangers BIGINT NOT NULL DEFAULT 0,
+    inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_window BIGINT NOT NULL DEFAULT 0,
+    kp_window_claims BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id, reg_seq);
 CREATE TABLE IF NOT EXISTS key_packages (
     device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
 );
+CREATE TABLE IF NOT EXISTS kp_claims (
+    device_id {blob} NOT NULL, claimer {blob} NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (device_id, claimer)
+){norowid};
 CREATE TABLE IF NOT EXISTS conversations (
     conversation_id {blob} PRIMARY KEY,
     next_seq BIGINT NOT NULL,
     epoch BIGINT,
     created_by {blob} NOT NULL,
-    created_ms BIGINT NOT NULL
+    created_ms BIGINT NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0
 ){norowid};
 CREATE TABLE IF NOT EXISTS members (
-    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT,
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT, consent INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (conversation_id, device_id)
 ){norowid};
 CREATE INDEX IF NOT EXISTS members_by_device ON members (device_id);
@@ -75,10 +93,16 @@ CREATE TABLE IF NOT EXISTS messages (
     conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
     PRIMARY KEY (conversation_id, seq)
 );
-CREATE TABLE IF NOT EXISTS welcomes (
-    device_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
-    PRIMARY KEY (device_id, seq)
+CREATE TABLE IF NOT EXISTS welcome_payloads (
+    id BIGINT PRIMARY KEY, sender_user {blob} NOT NULL, conversation_id {blob} NOT NULL, refs BIGINT NOT NULL,
+    size BIGINT NOT NULL, envelope {blob} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, payload_id BIGINT NOT NULL, size BIGINT NOT NULL,
+    conversation_id {blob} NOT NULL, stranger {blob},
+    PRIMARY KEY (device_id, seq)
+){norowid};
+CREATE INDEX IF NOT EXISTS welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
 CREATE TABLE IF NOT EXISTS nonces (
     ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
 ){norowid};
@@ -97,8 +121,55 @@ DROP TABLE nonces;
 ALTER TABLE nonces_v2 RENAME TO nonces
 """
 
+# Schema 2 -> 3: the incremental counters (filled from the data below), members' consent, the
+# KeyPackage claim counters, and Welcome payloads stored once (welcomes rows reference them).
+# Each old inbox row becomes a payload of its own (see _migrate_welcomes_2_to_3).
+_MIGRATE_2_TO_3 = """
+ALTER TABLE accounts ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN inbox_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN inbox_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN inbox_strangers BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN kp_bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN kp_window BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN kp_window_claims BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN consent INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE kp_claims (
+    device_id {blob} NOT NULL, claimer {blob} NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (device_id, claimer)
+){norowid};
+CREATE TABLE welcome_payloads (
+    id BIGINT PRIMARY KEY, sender_user {blob} NOT NULL, conversation_id {blob} NOT NULL, refs BIGINT NOT NULL,
+    size BIGINT NOT NULL, envelope {blob} NOT NULL
+);
+ALTER TABLE welcomes RENAME TO welcomes_v2;
+CREATE TABLE welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, payload_id BIGINT NOT NULL, size BIGINT NOT NULL,
+    conversation_id {blob} NOT NULL, stranger {blob},
+    PRIMARY KEY (device_id, seq)
+){norowid};
+CREATE INDEX welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
+INSERT INTO counters (name, value) VALUES ('welcome', 0) ON CONFLICT DO NOTHING
+"""
+
+# Counters of the migrated data (one pass each, once). Log envelopes stored before schema 3 count
+# in their conversation's bytes but in no account's: schema 2 did not record who posted them.
+_MIGRATE_2_TO_3_COUNTS = """
+UPDATE conversations SET bytes = COALESCE((SELECT SUM(m.size) FROM messages m WHERE m.conversation_id = conversations.conversation_id), 0);
+UPDATE devices SET kp_bytes = COALESCE((SELECT SUM(LENGTH(k.data)) FROM key_packages k WHERE k.device_id = devices.device_id), 0);
+UPDATE devices SET
+    inbox_count = (SELECT COUNT(*) FROM welcomes w WHERE w.device_id = devices.device_id),
+    inbox_bytes = COALESCE((SELECT SUM(w.size) FROM welcomes w WHERE w.device_id = devices.device_id), 0);
+UPDATE accounts SET stored_bytes =
+    COALESCE((SELECT SUM(d.kp_bytes + COALESCE(LENGTH(d.last_resort), 0)) FROM devices d WHERE d.user_id = accounts.user_id), 0)
+    + COALESCE((SELECT SUM(p.size) FROM welcome_payloads p WHERE p.sender_user = accounts.user_id), 0)
+"""
+
 # Tables that hold the service's data (the nonce table is authentication bookkeeping).
-DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
+DATA_TABLES = (
+    "accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes", "welcome_payloads", "kp_claims",
+)
 
 
 class DatabaseUnavailable(Exception):
@@ -291,6 +362,8 @@ class SqliteDatabase:
                 if mode is None or str(mode[0]).lower() != "wal":
                     raise DatabaseUnavailable(f"cannot use WAL journal on {self._path}")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # Deleted rows (claimed KeyPackages, acknowledged Welcomes) are overwritten, not left in free pages.
+            conn.execute("PRAGMA secure_delete = ON")
             ((ok, error),) = self._run_batch(conn, [_create_schema])
             if not ok:
                 raise error
@@ -638,7 +711,8 @@ def _statements(script: str, dialect: Dialect) -> list[str]:
 
 
 def _create_schema(tx: Tx) -> None:
-    """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``."""
+    """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``
+    (1 -> 2 -> 3, in this one transaction); a newer one is refused."""
     d = tx.dialect
     if d.name == "postgres":
         # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
@@ -650,13 +724,62 @@ def _create_schema(tx: Tx) -> None:
         for stmt in _statements(_SCHEMA, d):
             tx.execute(stmt)
         tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    elif version == "1":
-        for stmt in _statements(_MIGRATE_1_TO_2, d):
+    elif version in ("1", "2"):
+        if version == "1":
+            for stmt in _statements(_MIGRATE_1_TO_2, d):
+                tx.execute(stmt)
+        for stmt in _statements(_MIGRATE_2_TO_3, d):
+            tx.execute(stmt)
+        _migrate_welcomes_2_to_3(tx)
+        tx.execute("DROP TABLE welcomes_v2")
+        for stmt in _statements(_MIGRATE_2_TO_3_COUNTS, d):
             tx.execute(stmt)
         tx.execute("UPDATE ping_meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
     elif version != SCHEMA_VERSION:
         raise DatabaseUnavailable(f"database schema {version} is not {SCHEMA_VERSION} (a newer server made it?)")
     tx.execute("INSERT INTO counters (name, value) VALUES ('device', 0) ON CONFLICT DO NOTHING")
+    tx.execute("INSERT INTO counters (name, value) VALUES ('welcome', 0) ON CONFLICT DO NOTHING")
+
+
+def _migrate_welcomes_2_to_3(tx: Tx) -> None:
+    """Each schema-2 inbox row (a recipient's own copy) becomes one payload with one reference,
+    charged to its sender's account; the envelope is decoded once for its conversation and sender
+    (keyset pages of 500 rows, so memory stays bounded)."""
+    from ping_core.errors import InvalidInput
+    from ping_core.message import MessageEnvelope
+
+    after: tuple[bytes, int] | None = None
+    next_id = 0
+    while True:
+        if after is None:
+            rows = tx.query("SELECT device_id, seq, size, envelope FROM welcomes_v2 ORDER BY device_id, seq LIMIT 500")
+        else:
+            rows = tx.query(
+                "SELECT device_id, seq, size, envelope FROM welcomes_v2 WHERE device_id > ? OR (device_id = ? AND seq > ?)"
+                " ORDER BY device_id, seq LIMIT 500",
+                (after[0], after[0], after[1]),
+            )
+        if not rows:
+            break
+        for device_id, seq, size, envelope in rows:
+            data = bytes(envelope)
+            try:
+                env = MessageEnvelope.decode(data)
+            except InvalidInput:
+                continue  # cannot happen (the server stored only what it decoded); dropped rather than kept unreadable
+            sender = tx.one("SELECT user_id FROM devices WHERE device_id = ?", (env.sender_device.value,))
+            sender_user = bytes(sender[0]) if sender is not None else env.sender_device.value
+            next_id += 1
+            tx.execute(
+                "INSERT INTO welcome_payloads (id, sender_user, conversation_id, refs, size, envelope) VALUES (?, ?, ?, 1, ?, ?)",
+                (next_id, sender_user, env.conversation_id.value, len(data), data),
+            )
+            tx.execute(
+                "INSERT INTO welcomes (device_id, seq, payload_id, size, conversation_id, stranger) VALUES (?, ?, ?, ?, ?, NULL)",
+                (bytes(device_id), int(seq), next_id, int(size), env.conversation_id.value),
+            )
+        after = (bytes(rows[-1][0]), int(rows[-1][1]))
+    tx.execute("UPDATE counters SET value = ? WHERE name = 'welcome'", (next_id,))
 
 
 def open_database(

@@ -1,4 +1,5 @@
-"""Per-device request rate limiting (token buckets) and long-poll wake-ups. In-process state only."""
+"""Rate limiting (token buckets), the bound on requests pending authentication, and long-poll
+wake-ups. In-process state only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import math
 from collections.abc import Hashable, Iterable
 
-__all__ = ["RateLimiter", "Notifier"]
+__all__ = ["RateLimiter", "Admission", "Notifier", "Subscription"]
 
 
 class RateLimiter:
@@ -62,43 +63,92 @@ class RateLimiter:
         return str(max(1, math.ceil(seconds)))
 
 
+class Admission:
+    """Counts the requests that are not authenticated yet (reading their body, being verified):
+    at most ``total`` at once, and ``per_address`` from one client address (0: no bound)."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self.pending = 0
+        self._by_address: dict[str, int] = {}
+
+    def enter(self, address: str) -> bool:
+        """Count one more for ``address``; False (nothing counted) when a bound is reached."""
+        held = self._by_address.get(address, 0)
+        if (self.total and self.pending >= self.total) or (self.per_address and held >= self.per_address):
+            return False
+        self.pending += 1
+        self._by_address[address] = held + 1
+        return True
+
+    def leave(self, address: str) -> None:
+        self.pending -= 1
+        held = self._by_address[address] - 1
+        if held:
+            self._by_address[address] = held
+        else:
+            del self._by_address[address]
+
+
+class Subscription:
+    """One long poll's wake-up: ``event`` is set by a notification of any of its keys, and
+    :meth:`take_fired` says which keys fired since it was last asked."""
+
+    __slots__ = ("keys", "event", "_fired")
+
+    def __init__(self, keys: Iterable[bytes]) -> None:
+        self.keys = tuple(keys)
+        self.event = asyncio.Event()
+        self._fired: set[bytes] = set()
+
+    def fire(self, key: bytes | None) -> None:
+        if key is not None:
+            self._fired.add(key)
+        self.event.set()
+
+    def take_fired(self) -> set[bytes]:
+        fired, self._fired = self._fired, set()
+        return fired
+
+
 class Notifier:
     """Wakes long polls of a conversation when this process appends to it (and watches of a
     device's Welcome inbox when a Welcome is delivered to it: any ``bytes`` key works).
 
     A waiter subscribes BEFORE it reads, so an append that commits between its
     read and its wait still wakes it. Appends made by another process sharing
-    the database are seen by the waiters' periodic re-read (the server's
-    ``poll_interval``), not through here.
+    the database arrive through ``Database.on_append`` (PostgreSQL's NOTIFY) or
+    are seen by the waiters' periodic re-read (the server's ``poll_interval``).
     """
 
     def __init__(self) -> None:
-        self._waiters: dict[bytes, set[asyncio.Event]] = {}
+        self._waiters: dict[bytes, set[Subscription]] = {}
 
-    def subscribe(self, keys: Iterable[bytes]) -> asyncio.Event:
-        """One event, set by a notification of any of ``keys`` (a watch names several conversations)."""
-        event = asyncio.Event()
-        for key in keys:
-            self._waiters.setdefault(key, set()).add(event)
-        return event
+    def subscribe(self, keys: Iterable[bytes]) -> Subscription:
+        """One subscription, woken by a notification of any of ``keys`` (a watch names several conversations)."""
+        sub = Subscription(keys)
+        for key in sub.keys:
+            self._waiters.setdefault(key, set()).add(sub)
+        return sub
 
-    def unsubscribe(self, keys: Iterable[bytes], event: asyncio.Event) -> None:
-        for key in keys:
+    def unsubscribe(self, sub: Subscription) -> None:
+        for key in sub.keys:
             waiters = self._waiters.get(key)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(sub)
                 if not waiters:
                     del self._waiters[key]
 
     def notify(self, key: bytes) -> None:
-        for event in self._waiters.get(key, ()):
-            event.set()
+        for sub in self._waiters.get(key, ()):
+            sub.fire(key)
 
     def notify_all(self) -> None:
         """Wake every waiter (the server is shutting down)."""
         for waiters in self._waiters.values():
-            for event in waiters:
-                event.set()
+            for sub in waiters:
+                sub.fire(None)
 
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import (
     ERROR_CODES,
+    DeliveryLimits,
     MAX_FETCH_LIMIT,
     MAX_KEY_PACKAGES_PER_PUBLISH,
     MAX_WATCH_CONVERSATIONS,
@@ -34,6 +35,7 @@ __all__ = [
     "Transport",
     "KeyPackageSupply",
     "KeyPackageCount",
+    "DeliveryLimits",
     "ERROR_CODES",
     "MAX_FETCH_LIMIT",
     "MAX_KEY_PACKAGES_PER_PUBLISH",

@@ -21,7 +21,10 @@ membership from routing, never from payloads:
 
 * the device whose envelope (any kind) is the first for a conversation id
   creates the conversation and is its first member;
-* a Welcome sent by a member makes its recipients members;
+* a Welcome sent by a member makes its recipients members (a pending,
+  not yet consented membership when the sender is a stranger to the
+  recipient, see :class:`DeliveryLimits`; :meth:`Transport.leave_conversation`
+  declines it);
 * a Commit sent after :meth:`Transport.set_next_commit_removals` takes the
   declared devices out, atomically with the Commit's acceptance (nothing
   changes when the Commit is refused). A removed device may still read the log
@@ -49,7 +52,11 @@ test of "the server did not apply it"; callers never parse message text.
 Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
 ``forbidden`` 403 (e.g. a revoked device, a non-member), ``not_found`` 404,
 ``epoch_advanced`` 409, ``conflict`` 409, ``inbox_full`` 409 (a Welcome
-recipient's inbox holds ``MAX_INBOX_ENTRIES`` / ``MAX_INBOX_BYTES`` already), ``too_large`` 413,
+recipient's inbox holds ``MAX_INBOX_ENTRIES`` / ``MAX_INBOX_BYTES`` already),
+``invite_limit`` 409 (too many unacknowledged Welcomes from accounts the
+recipient has no relation with, see :class:`DeliveryLimits`), ``too_large`` 413,
+``quota_exceeded`` 413 (a storage quota of the conversation or of the sender's
+account), ``request_timeout`` 408 (the body did not arrive in time),
 ``rate_limited`` 429; and ``server_error`` 5xx, ``timeout`` / ``network``
 without a status (ambiguous).
 
@@ -77,6 +84,7 @@ from ping_core.sync import SyncCursor
 __all__ = [
     "Transport",
     "KeyPackageSupply",
+    "DeliveryLimits",
     "KeyPackageCount",
     "MAX_INBOX_ENTRIES",
     "MAX_INBOX_BYTES",
@@ -89,6 +97,16 @@ __all__ = [
     "MAX_DEVICE_LIST",
     "MAX_CLAIM_COUNT",
     "MAX_EPOCH",
+    "MAX_STRANGER_WELCOMES_PER_SENDER",
+    "MAX_STRANGER_WELCOMES",
+    "MAX_STRANGER_WELCOME_BYTES",
+    "MAX_CONVERSATION_BYTES",
+    "MAX_CONVERSATION_ENVELOPES",
+    "MAX_ACCOUNT_BYTES",
+    "KEY_PACKAGE_CLAIM_WINDOW_MS",
+    "MAX_KEY_PACKAGE_CLAIMS_PER_CLAIMER",
+    "MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE",
+    "within",
     "ERROR_CODES",
     "unique_devices",
     "PendingRouting",
@@ -112,6 +130,21 @@ MAX_CLAIM_COUNT = 100
 # a Welcome that would overflow a recipient's inbox is refused with 409 ``inbox_full``.
 MAX_INBOX_ENTRIES = 1000
 MAX_INBOX_BYTES = 64 * 1024 * 1024
+# Welcomes from accounts the recipient has no relation with (see DeliveryLimits): at most this
+# many unacknowledged ones per (sender account, recipient device), per recipient device from all
+# such senders together, and their bytes per recipient device (409 ``invite_limit`` beyond).
+MAX_STRANGER_WELCOMES_PER_SENDER = 10
+MAX_STRANGER_WELCOMES = 100
+MAX_STRANGER_WELCOME_BYTES = 16 * 1024 * 1024
+# Storage quotas (413 ``quota_exceeded`` beyond): one conversation's log, and what one account stores.
+MAX_CONVERSATION_BYTES = 4 * 1024 * 1024 * 1024
+MAX_CONVERSATION_ENVELOPES = 10_000_000
+MAX_ACCOUNT_BYTES = 4 * 1024 * 1024 * 1024
+# One-time KeyPackage claims per window: of one device by one claiming account, and of one device
+# by all other accounts together. Beyond, claims get the device's last-resort KeyPackage.
+KEY_PACKAGE_CLAIM_WINDOW_MS = 60 * 60 * 1000
+MAX_KEY_PACKAGE_CLAIMS_PER_CLAIMER = 4
+MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE = 16
 # The largest epoch a Commit may carry: the next epoch must fit a signed 64-bit column.
 MAX_EPOCH = (1 << 63) - 2
 # The codes a delivery service puts in ``TransportError.code`` (see module docstring).
@@ -124,7 +157,10 @@ ERROR_CODES = frozenset(
         "epoch_advanced",
         "conflict",
         "inbox_full",
+        "invite_limit",
         "too_large",
+        "quota_exceeded",
+        "request_timeout",
         "rate_limited",
         "server_error",
         "timeout",
@@ -172,6 +208,56 @@ class PendingRouting:
     def take_commit_removals(self, conversation_id: ConversationId) -> list[DeviceId]:
         """The declared removals, consumed by this Commit send whatever its outcome."""
         return self._removals.pop(conversation_id, [])
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLimits:
+    """The abuse limits of a delivery service (``ping_server`` options; the memory service takes
+    the same). A count or size of 0 turns that limit off.
+
+    * Welcome inbox of each device: ``inbox_entries`` unacknowledged Welcomes and
+      ``inbox_bytes`` (each entry counted at the size its recipient downloads): 409 ``inbox_full``.
+    * Welcomes from a *stranger*: a sender account that is not the recipient's own and shares no
+      conversation with it in which a device of each is a current member that has consented (a
+      device consents to a membership by creating the conversation, by reading or posting to it,
+      or when a non-stranger welcomed it; a stranger's Welcome makes a pending membership, which
+      :meth:`Transport.leave_conversation` declines). At most ``stranger_per_sender``
+      unacknowledged entries per (sender account, recipient device), ``stranger_entries`` and
+      ``stranger_bytes`` per recipient device from all strangers together: 409 ``invite_limit``.
+    * Storage quotas: a conversation's log holds at most ``conversation_envelopes`` envelopes
+      and ``conversation_bytes``; an account stores at most ``account_bytes`` (what its devices
+      posted to logs, its Welcome payloads, each stored once however many recipients, until the
+      last recipient acknowledges it, and its unclaimed KeyPackages): 413 ``quota_exceeded``.
+    * KeyPackage claims per ``claim_window_ms`` (fixed windows): another account gets at most
+      ``claims_per_claimer`` one-time KeyPackages of one device, and all other accounts together
+      ``claims_per_device``; beyond, a claim gets the device's last-resort KeyPackage (never an
+      error). Claims of the device's own account are not limited.
+    """
+
+    inbox_entries: int = MAX_INBOX_ENTRIES
+    inbox_bytes: int = MAX_INBOX_BYTES
+    stranger_per_sender: int = MAX_STRANGER_WELCOMES_PER_SENDER
+    stranger_entries: int = MAX_STRANGER_WELCOMES
+    stranger_bytes: int = MAX_STRANGER_WELCOME_BYTES
+    conversation_bytes: int = MAX_CONVERSATION_BYTES
+    conversation_envelopes: int = MAX_CONVERSATION_ENVELOPES
+    account_bytes: int = MAX_ACCOUNT_BYTES
+    claim_window_ms: int = KEY_PACKAGE_CLAIM_WINDOW_MS
+    claims_per_claimer: int = MAX_KEY_PACKAGE_CLAIMS_PER_CLAIMER
+    claims_per_device: int = MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"DeliveryLimits.{name} must be a non-negative int")
+        if self.claim_window_ms == 0:
+            raise ValueError("DeliveryLimits.claim_window_ms must be positive")
+
+
+def within(limit: int, value: int) -> bool:
+    """``value`` respects ``limit`` (0: no limit)."""
+    return limit == 0 or value <= limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +312,14 @@ class Transport(Protocol):
           recipient outside the owner's account for a DeviceGroup: 403; a
           recipient whose inbox is full (``MAX_INBOX_ENTRIES`` entries, or
           ``MAX_INBOX_BYTES`` with this one): 409 ``inbox_full`` and nobody
-          gets it.
+          gets it; a recipient beyond the limits on Welcomes from strangers
+          (:class:`DeliveryLimits`): 409 ``invite_limit`` and nobody gets it;
+          the Welcome (stored once for all recipients) over the sender
+          account's storage quota: 413 ``quota_exceeded``.
+
+        Storage quotas of appended envelopes, checked after the epoch: the
+        conversation's log full (envelopes or bytes) or the sender's account
+        over its quota: 413 ``quota_exceeded``.
 
         When this returns, the server has durably applied the envelope. When it
         raises a definite rejection, the server did not apply it; any other
@@ -360,6 +453,15 @@ class Transport(Protocol):
 
     async def ack_welcomes(self, up_to_seq: int) -> None:
         """Drop every inbox entry with ``seq <= up_to_seq`` (call after joining or refusing them)."""
+        ...
+
+    async def leave_conversation(self, conversation_id: ConversationId) -> None:
+        """End this device's membership of the conversation on the service and drop its pending
+        Welcomes for it (declining an invitation, or leaving without a Commit): from then on it
+        may not read or post there (403) until a member welcomes it again. Succeeds when the
+        device is no member (nothing to do). A DeviceGroup cannot be left (400
+        ``invalid_request``: its members are its owner's devices; revoke a device instead).
+        The MLS group still lists the device until a member commits its removal."""
         ...
 
 

@@ -8,7 +8,10 @@ routing (creator, Welcome recipients, declared Commit removals, after which a
 removed device reads up to the removing Commit; DeviceGroups belong to their
 owner's devices), a bounded Welcome inbox and a KeyPackage pool per device, registration checked against the account binding (trust on first use
 of the account key), revoked devices refused with 403 ``forbidden``, long
-polling (``fetch_since(wait_ms=...)``, ``watch``). Envelopes
+polling (``fetch_since(wait_ms=...)``, ``watch``), and the abuse limits of
+:class:`~ping_core.transport.base.DeliveryLimits` (Welcomes from strangers and
+pending memberships, storage quotas with each Welcome counted once for its
+sender, KeyPackage claims per window, ``leave_conversation``). Envelopes
 cross it as encoded bytes (like the wire), so what a client gets back is never
 an object another client holds.
 
@@ -38,8 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections import deque
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -55,14 +60,14 @@ from .base import (
     MAX_EPOCH,
     MAX_FETCH_LIMIT,
     MAX_FETCH_WAIT_MS,
-    MAX_INBOX_BYTES,
-    MAX_INBOX_ENTRIES,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
     MAX_WATCH_CONVERSATIONS,
+    DeliveryLimits,
     KeyPackageCount,
     PendingRouting,
     WatchResult,
+    within,
 )
 
 _MAX_SEQ = (1 << 63) - 1
@@ -100,9 +105,30 @@ class _Log:
     entries: list[bytes] = field(default_factory=list)  # encoded envelopes, seq = index + 1
     epoch: int | None = None  # the epoch the next Commit must carry; None until the first Commit
     members: set[DeviceId] = field(default_factory=set)  # unused for a DeviceGroup (implicit)
+    # Members a stranger's Welcome made that have not consented yet (read, posted, or welcomed by a non-stranger).
+    pending: set[DeviceId] = field(default_factory=set)
+    size: int = 0  # bytes of the stored entries
     # Devices removed by a Commit -> that Commit's seq (they read up to it); cleared by a new Welcome.
     removed: dict[DeviceId, int] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced on each append
+
+
+@dataclass
+class _Payload:
+    """A Welcome as the server stores it: once, charged to its sender, until its last recipient drops it."""
+
+    sender: UserId
+    size: int
+    refs: int
+
+
+@dataclass
+class _InboxItem:
+    data: bytes  # the encoded Welcome envelope with its inbox seq
+    seq: int
+    conversation_id: ConversationId
+    payload: _Payload
+    stranger: UserId | None  # the sender account when it was a stranger to the recipient
 
 
 @dataclass
@@ -111,8 +137,10 @@ class _Device:
     revoked: bool = False
     key_packages: deque[bytes] = field(default_factory=deque)
     last_resort: bytes | None = None
-    inbox: list[bytes] = field(default_factory=list)  # encoded Welcome envelopes with their inbox seq
+    inbox: list[_InboxItem] = field(default_factory=list)
     inbox_next: int = 1
+    claim_window: int = 0  # KeyPackage claims by other accounts in this window
+    window_claims: int = 0
 
 
 class MemoryDeliveryService:
@@ -120,16 +148,33 @@ class MemoryDeliveryService:
 
     ``require_registration`` (default True) refuses every call but
     ``register_device`` from a device that has not registered (401
-    ``unauthorized``), like the real server. ``inbox_entries`` /
-    ``inbox_bytes`` bound each device's Welcome inbox (409 ``inbox_full``).
+    ``unauthorized``), like the real server. ``limits`` are the server's abuse
+    limits (default: the server's defaults); ``inbox_entries`` / ``inbox_bytes``
+    override its inbox bounds (409 ``inbox_full``). ``clock_ms`` gives the time
+    of the KeyPackage claim windows.
     """
 
     def __init__(
-        self, *, require_registration: bool = True, inbox_entries: int = MAX_INBOX_ENTRIES, inbox_bytes: int = MAX_INBOX_BYTES
+        self,
+        *,
+        require_registration: bool = True,
+        limits: DeliveryLimits | None = None,
+        inbox_entries: int | None = None,
+        inbox_bytes: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.require_registration = require_registration
-        self.inbox_entries = inbox_entries
-        self.inbox_bytes = inbox_bytes
+        limits = limits or DeliveryLimits()
+        if inbox_entries is not None or inbox_bytes is not None:
+            limits = dataclasses.replace(
+                limits,
+                inbox_entries=limits.inbox_entries if inbox_entries is None else inbox_entries,
+                inbox_bytes=limits.inbox_bytes if inbox_bytes is None else inbox_bytes,
+            )
+        self.limits = limits
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._stored: dict[UserId, int] = {}  # bytes each account stores (DeliveryLimits.account_bytes)
+        self._claims: dict[tuple[DeviceId, UserId], tuple[int, int]] = {}  # (device, claimer) -> (window, claimed)
         self._logs: dict[ConversationId, _Log] = {}
         # Conversations that do not exist yet, waited on by long polls.
         self._pending: dict[ConversationId, asyncio.Event] = {}
@@ -196,7 +241,11 @@ class MemoryDeliveryService:
 
     def inbox(self, device_id: DeviceId) -> list[MessageEnvelope]:
         dev = self._devices.get(device_id)
-        return [MessageEnvelope.decode(b) for b in dev.inbox] if dev else []
+        return [MessageEnvelope.decode(item.data) for item in dev.inbox] if dev else []
+
+    def stored_bytes(self, user_id: UserId) -> int:
+        """What the account stores as the server counts it (``DeliveryLimits.account_bytes``)."""
+        return self._stored.get(user_id, 0)
 
     def key_package_count(self, device_id: DeviceId) -> int:
         dev = self._devices.get(device_id)
@@ -290,6 +339,24 @@ class MemoryDeliveryService:
 
     # conversation logs
 
+    def _quota(self, message: str) -> TransportError:
+        return TransportError(message, status=413, code="quota_exceeded")
+
+    def _account_room(self, user_id: UserId, size: int) -> None:
+        limit = self.limits.account_bytes
+        if size > 0 and not within(limit, self._stored.get(user_id, 0) + size):
+            raise self._quota("over the account's storage quota")
+
+    def _charge(self, user_id: UserId, delta: int) -> None:
+        self._stored[user_id] = self._stored.get(user_id, 0) + delta
+
+    def _log_room(self, log: _Log | None, size: int) -> None:
+        entries, held = (0, 0) if log is None else (len(log.entries), log.size)
+        if not within(self.limits.conversation_envelopes, entries + 1):
+            raise self._quota("the conversation's log holds its quota of envelopes")
+        if not within(self.limits.conversation_bytes, held + size):
+            raise self._quota("over the conversation's storage quota")
+
     async def _send(self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None, removes: list[DeviceId]) -> int:
         env = MessageEnvelope.decode(data)
         fault = await self._enter("send", caller, kind=env.kind, conversation=env.conversation_id)
@@ -311,27 +378,48 @@ class MemoryDeliveryService:
             if env.epoch > MAX_EPOCH:
                 raise TransportError("epoch out of range", status=400, code="invalid_request")
             next_epoch = env.epoch + 1
+        seq = 1 if log is None else len(log.entries) + 1
+        stored = env.with_seq(seq).encode()
+        self._log_room(log, len(stored))
+        user = self._devices[caller].info.user_id
+        self._account_room(user, len(stored))
         # Every check passed: apply.
         if log is None:
             log = self._create(caller, env.conversation_id)
         log.epoch = next_epoch
-        seq = len(log.entries) + 1
         if not env.conversation_id.is_device_group_id:
             for device_id in removes:
                 if device_id in log.members:
                     log.members.discard(device_id)
+                    log.pending.discard(device_id)
                     log.removed[device_id] = seq
-        log.entries.append(env.with_seq(seq).encode())
+        log.entries.append(stored)
+        log.size += len(stored)
+        log.pending.discard(caller)  # posting consents to a pending membership
+        self._charge(user, len(stored))
         log.arrived.set()
         log.arrived = asyncio.Event()
         self._announce()
         self._after(fault)
         return seq
 
+    def _related(self, sender: UserId, recipient: UserId) -> bool:
+        """The same account, or a conversation where a device of each is a current, consented member."""
+        if sender == recipient:
+            return True
+        for log in self._logs.values():
+            consented = [self._devices[m].info.user_id for m in log.members - log.pending if not self._devices[m].revoked]
+            if sender in consented and recipient in consented:
+                return True
+        return False
+
     def _welcome(self, caller: DeviceId, env: MessageEnvelope, welcome_to: list[DeviceId]) -> None:
         if not welcome_to:
             raise TransportError("a Welcome needs recipients", status=400, code="invalid_request")
         log = self._admit(caller, env.conversation_id)
+        limits = self.limits
+        sender = self._devices[caller].info.user_id
+        related: dict[UserId, bool] = {}
         targets = []
         for device_id in welcome_to:
             dev = self._devices.get(device_id)
@@ -340,18 +428,52 @@ class MemoryDeliveryService:
             if env.conversation_id.is_device_group_id and not self._owns(dev, env.conversation_id):
                 raise TransportError("a device group admits its owner's devices only", status=403, code="forbidden")
             data = env.with_seq(dev.inbox_next).encode()
-            if len(dev.inbox) >= self.inbox_entries or sum(map(len, dev.inbox)) + len(data) > self.inbox_bytes:
+            if not within(limits.inbox_entries, len(dev.inbox) + 1) or not within(
+                limits.inbox_bytes, sum(len(i.data) for i in dev.inbox) + len(data)
+            ):
                 raise TransportError("a recipient's Welcome inbox is full", status=409, code="inbox_full")
-            targets.append((dev, data))
+            user = dev.info.user_id
+            if user not in related:
+                related[user] = self._related(sender, user)
+            if not related[user]:
+                strangers = [i for i in dev.inbox if i.stranger is not None]
+                if limits.stranger_per_sender and sum(i.stranger == sender for i in strangers) >= limits.stranger_per_sender:
+                    raise TransportError("too many unacknowledged Welcomes from this account", status=409, code="invite_limit")
+                if not within(limits.stranger_entries, len(strangers) + 1) or not within(
+                    limits.stranger_bytes, sum(len(i.data) for i in strangers) + len(data)
+                ):
+                    raise TransportError("too many Welcomes from strangers", status=409, code="invite_limit")
+            targets.append((dev, data, not related[user]))
+        payload_size = len(env.with_seq(0).encode())
+        self._account_room(sender, payload_size)
         if log is None:
             log = self._create(caller, env.conversation_id)
-        for dev, data in targets:
-            dev.inbox.append(data)
+        payload = _Payload(sender, payload_size, len(targets))
+        self._charge(sender, payload_size)
+        log.pending.discard(caller)  # welcoming others consents to a pending membership
+        for dev, data, stranger in targets:
+            dev.inbox.append(_InboxItem(data, dev.inbox_next, env.conversation_id, payload, sender if stranger else None))
             dev.inbox_next += 1
             if not env.conversation_id.is_device_group_id:
-                log.members.add(dev.info.device_id)
-                log.removed.pop(dev.info.device_id, None)
+                device_id = dev.info.device_id
+                if stranger and not (device_id in log.members and device_id not in log.pending):
+                    log.pending.add(device_id)
+                elif not stranger:
+                    log.pending.discard(device_id)
+                log.members.add(device_id)
+                log.removed.pop(device_id, None)
         self._announce()
+
+    def _drop_inbox(self, dev: _Device, drop: Callable[[_InboxItem], bool]) -> None:
+        kept = []
+        for item in dev.inbox:
+            if not drop(item):
+                kept.append(item)
+                continue
+            item.payload.refs -= 1
+            if item.payload.refs == 0:
+                self._charge(item.payload.sender, -item.payload.size)
+        dev.inbox = kept
 
     def _announce(self) -> None:
         """Wake every ``watch`` waiting: something it may report changed."""
@@ -374,6 +496,7 @@ class MemoryDeliveryService:
                 end = log.removed.get(caller) if caller not in log.members else None
                 if end is None:
                     self._admit(caller, conversation_id)
+                    log.pending.discard(caller)  # reading consents to a pending membership
                 elif cursor.seq >= end:
                     raise TransportError(f"removed from this conversation at seq {end}", status=403, code="forbidden")
             stop = cursor.seq + limit if end is None else min(cursor.seq + limit, end)
@@ -491,11 +614,15 @@ class MemoryDeliveryService:
         if me is None or me.info.user_id != target.info.user_id:
             raise TransportError("only a device of the same account may revoke", status=403, code="forbidden")
         target.revoked = True
+        held = sum(map(len, target.key_packages)) + len(target.last_resort or b"")
+        self._charge(target.info.user_id, -held)
         target.key_packages.clear()
         target.last_resort = None
-        target.inbox.clear()
+        self._drop_inbox(target, lambda item: True)
+        self._claims = {k: v for k, v in self._claims.items() if k[0] != device_id}
         for log in self._logs.values():
             log.members.discard(device_id)
+            log.pending.discard(device_id)
             log.removed.pop(device_id, None)
         self._announce()
         self._after(fault)
@@ -510,9 +637,14 @@ class MemoryDeliveryService:
         dev = self._devices.get(caller)
         if dev is None:
             raise TransportError("device is not registered", status=401, code="unauthorized")
+        delta = sum(map(len, key_packages))
+        if last_resort is not None:
+            delta += len(last_resort) - len(dev.last_resort or b"")
+        self._account_room(dev.info.user_id, delta)
         dev.key_packages.extend(key_packages)
         if last_resort is not None:
             dev.last_resort = last_resort
+        self._charge(dev.info.user_id, delta)
         self._after(fault)
 
     async def _key_package_count(self, caller: DeviceId) -> KeyPackageCount:
@@ -524,11 +656,30 @@ class MemoryDeliveryService:
         self._after(fault)
         return count
 
-    @staticmethod
-    def _claim_one(dev: _Device) -> bytes | None:
-        if dev.key_packages:
-            return dev.key_packages.popleft()
-        return dev.last_resort
+    def _take(self, caller: DeviceId, dev: _Device, want: int) -> list[bytes]:
+        """Up to ``want`` one-time KeyPackages of ``dev``, as far as the claim limits allow (see
+        ``DeliveryLimits``); counted in the window's claim counters."""
+        limits = self.limits
+        claimer = self._devices[caller].info.user_id
+        owner = dev.info.user_id
+        limited = claimer != owner and bool(limits.claims_per_claimer or limits.claims_per_device)
+        allowed = want
+        if limited:
+            window = self._clock_ms() // limits.claim_window_ms
+            device_used = dev.window_claims if dev.claim_window == window else 0
+            win, n = self._claims.get((dev.info.device_id, claimer), (window, 0))
+            pair_used = n if win == window else 0
+            if limits.claims_per_claimer:
+                allowed = min(allowed, max(0, limits.claims_per_claimer - pair_used))
+            if limits.claims_per_device:
+                allowed = min(allowed, max(0, limits.claims_per_device - device_used))
+        out = [dev.key_packages.popleft() for _ in range(min(allowed, len(dev.key_packages)))]
+        if out:
+            self._charge(owner, -sum(map(len, out)))
+            if limited:
+                self._claims[(dev.info.device_id, claimer)] = (window, pair_used + len(out))
+                dev.claim_window, dev.window_claims = window, device_used + len(out)
+        return out
 
     async def _claim(self, caller: DeviceId, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
         fault = await self._enter("claim_key_packages", caller)
@@ -536,7 +687,8 @@ class MemoryDeliveryService:
         for dev in self._active(user_id):
             if dev.info.device_id == caller:
                 continue
-            kp = self._claim_one(dev)
+            taken = self._take(caller, dev, 1)
+            kp = taken[0] if taken else dev.last_resort
             if kp is not None:
                 out.append((dev.info.device_id, kp))
         self._after(fault)
@@ -549,19 +701,16 @@ class MemoryDeliveryService:
         dev = self._devices.get(device_id)
         if dev is None or dev.revoked:
             raise TransportError("unknown or revoked device", status=404, code="not_found")
-        out = []
-        for _ in range(count):
-            kp = self._claim_one(dev)
-            if kp is None:
-                break
-            out.append(kp)
+        out = self._take(caller, dev, count)
+        if dev.last_resort is not None:
+            out.extend([dev.last_resort] * (count - len(out)))
         self._after(fault)
         return out
 
     async def _fetch_welcomes(self, caller: DeviceId) -> list[bytes]:
         fault = await self._enter("fetch_welcomes", caller)
         dev = self._devices.get(caller)
-        out = list(dev.inbox) if dev else []
+        out = [item.data for item in dev.inbox] if dev else []
         self._after(fault)
         return out
 
@@ -569,7 +718,24 @@ class MemoryDeliveryService:
         fault = await self._enter("ack_welcomes", caller)
         dev = self._devices.get(caller)
         if dev is not None:
-            dev.inbox = [b for b in dev.inbox if MessageEnvelope.decode(b).seq > up_to_seq]
+            self._drop_inbox(dev, lambda item: item.seq <= up_to_seq)
+        self._after(fault)
+
+    async def _leave(self, caller: DeviceId, conversation_id: ConversationId) -> None:
+        if not isinstance(conversation_id, ConversationId):
+            raise InvalidInput("leave_conversation needs a ConversationId")
+        if conversation_id.is_device_group_id:
+            raise TransportError("a device group's members are its owner's devices", status=400, code="invalid_request")
+        fault = await self._enter("leave_conversation", caller, conversation=conversation_id)
+        dev = self._devices.get(caller)
+        if dev is not None:
+            self._drop_inbox(dev, lambda item: item.conversation_id == conversation_id)
+        log = self._logs.get(conversation_id)
+        if log is not None:
+            log.members.discard(caller)
+            log.pending.discard(caller)
+            log.removed.pop(caller, None)
+        self._announce()
         self._after(fault)
 
 
@@ -646,6 +812,9 @@ class MemoryTransport:
 
     async def ack_welcomes(self, up_to_seq: int) -> None:
         await self.service._ack_welcomes(self.device_id, up_to_seq)
+
+    async def leave_conversation(self, conversation_id: ConversationId) -> None:
+        await self.service._leave(self.device_id, conversation_id)
 
     def __repr__(self) -> str:
         return f"MemoryTransport(device_id={self.device_id.as_hex()[:16]}...)"

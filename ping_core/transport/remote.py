@@ -261,6 +261,11 @@ class RemoteTransport:
     async def ack_welcomes(self, up_to_seq: int) -> None:
         await self._request(wire.ack_welcomes_request(up_to_seq))
 
+    async def leave_conversation(self, conversation_id: ConversationId) -> None:
+        if not isinstance(conversation_id, ConversationId):
+            raise InvalidInput("leave_conversation needs a ConversationId")
+        await self._request(wire.leave_request(conversation_id))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.server_url!r}, device_id={self.device_id.as_hex()[:16]}...)"
 

@@ -114,6 +114,8 @@ __all__ = [
     "fetch_welcomes_request",
     "ack_welcomes_request",
     "decode_ack",
+    "leave_request",
+    "restamp_seq",
     "MAX_WATCH_BODY",
     "watch_request",
     "decode_watch",
@@ -553,6 +555,45 @@ def ack_welcomes_request(up_to_seq: int) -> WireRequest:
 
 def decode_ack(data: bytes) -> int:
     return as_uint(_open(data, "AckWelcomes", ("up_to_seq",), 64)["up_to_seq"], "AckWelcomes.up_to_seq", max_value=_MAX_SEQ)
+
+
+def leave_request(conversation_id: ConversationId) -> WireRequest:
+    """``POST /v1/conversations/{id}/leave`` (no body) -> 204: end the caller's membership and drop
+    its pending Welcomes for the conversation."""
+    return WireRequest("POST", f"{API_PREFIX}/conversations/{conversation_id.as_hex()}/leave")
+
+
+def _uint_head_len(data: bytes, at: int) -> int:
+    """The length of the canonical CBOR unsigned-integer head at ``data[at]``; ``InvalidInput`` otherwise."""
+    if at >= len(data) or data[at] >> 5 != 0:
+        raise InvalidInput("expected an unsigned integer")
+    extra = data[at] & 0x1F
+    if extra < 24:
+        return 1
+    if extra > 27:
+        raise InvalidInput("malformed unsigned integer")
+    return 1 + (1 << (extra - 24))
+
+
+def restamp_seq(stored: bytes, seq: int) -> bytes:
+    """A canonical envelope encoding ``stored`` with its ``seq`` set to ``seq``, without decoding it
+    (the server keeps one copy of a Welcome and gives each recipient its inbox seq).
+
+    In canonical order an envelope map starts ``"v": 1, "hlc": [wall_ms, counter], "seq": ...``
+    (see :meth:`PostedMessage.stored`). Anything else is decoded and encoded again."""
+    try:
+        if stored[: len(_ENVELOPE_HEAD)] != _ENVELOPE_HEAD or stored[len(_ENVELOPE_HEAD)] != 0x82:
+            raise InvalidInput("not the canonical envelope layout")
+        at = len(_ENVELOPE_HEAD) + 1
+        at += _uint_head_len(stored, at)
+        at += _uint_head_len(stored, at)
+        if stored[at : at + len(_SEQ_KEY)] != _SEQ_KEY:
+            raise InvalidInput("not the canonical envelope layout")
+        at += len(_SEQ_KEY)
+        end = at + _uint_head_len(stored, at)
+    except (InvalidInput, IndexError):
+        return MessageEnvelope.decode(stored).with_seq(seq).encode()
+    return b"".join((stored[:at], _head(0, seq), stored[end:]))
 
 
 # Watching many conversations -----------------------------------------------

@@ -20,6 +20,9 @@ import pytest
 from serverproc import Inspector, ServerProcess
 
 DEFAULT_PG_ADMIN = "postgresql://ping:ping@127.0.0.1:5432/postgres"
+# The session's servers: no rate limits and no KeyPackage claim limits (tests that need limits
+# start servers of their own); every other limit at its default.
+UNLIMITED = ("--rate-limit", "0", "--address-rate-limit", "0", "--claims-per-claimer", "0", "--claims-per-device", "0")
 
 
 def _pg_admin() -> str:
@@ -63,14 +66,14 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def sqlite_server(server_logs: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(str(server_logs / "ping.sqlite"), "--rate-limit", "0", "--address-rate-limit", "0", log_dir=server_logs)
+    server = ServerProcess(str(server_logs / "ping.sqlite"), *UNLIMITED, log_dir=server_logs)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def postgres_server(postgres_db: str, server_logs: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(postgres_db, "--rate-limit", "0", "--address-rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
+    server = ServerProcess(postgres_db, *UNLIMITED, "--poll-interval", "0.1", log_dir=server_logs)
     yield server
     server.stop()
 
@@ -78,7 +81,7 @@ def postgres_server(postgres_db: str, server_logs: Path) -> Iterator[ServerProce
 @pytest.fixture(scope="session")
 def postgres_server_2(postgres_db: str, postgres_server: ServerProcess, server_logs: Path) -> Iterator[ServerProcess]:
     """A second server process on the SAME PostgreSQL database."""
-    server = ServerProcess(postgres_db, "--rate-limit", "0", "--address-rate-limit", "0", "--poll-interval", "0.1", log_dir=server_logs)
+    server = ServerProcess(postgres_db, *UNLIMITED, "--poll-interval", "0.1", log_dir=server_logs)
     yield server
     server.stop()
 

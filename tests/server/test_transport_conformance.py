@@ -22,7 +22,7 @@ from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 from ping_core.transport import KeyPackageCount, KeyPackageSupply, MemoryDeliveryService, Transport
-from ping_core.transport.base import MAX_EPOCH, MAX_FETCH_WAIT_MS, MAX_WATCH_CONVERSATIONS, WatchResult
+from ping_core.transport.base import MAX_EPOCH, MAX_FETCH_WAIT_MS, MAX_WATCH_CONVERSATIONS, DeliveryLimits, WatchResult
 from ping_core.transport.http import HttpTransport
 
 from serverproc import ServerProcess
@@ -66,14 +66,20 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     elif request.param == "http-postgres":
         server: ServerProcess = request.getfixturevalue("postgres_server")
         url = server.url
-    b = Backend(request.param, url)
+    b = Backend(request.param, url, MemoryDeliveryService(limits=UNLIMITED_CLAIMS))
     yield b
     await b.aclose()
+
+
+# The session's servers run without KeyPackage claim limits (tests/server/conftest.py); so does
+# the memory service of ``backend`` (the limits have their own servers below).
+UNLIMITED_CLAIMS = DeliveryLimits(claims_per_claimer=0, claims_per_device=0)
 
 
 # Small Welcome inboxes, on every backend, for the inbox limit.
 SMALL_INBOX_ENTRIES = 3
 SMALL_INBOX_BYTES = 10_000
+SMALL_INBOX = DeliveryLimits(inbox_entries=SMALL_INBOX_ENTRIES, inbox_bytes=SMALL_INBOX_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +98,7 @@ def small_inbox_servers(postgres_db: str, server_logs: Path) -> Iterator[dict[st
 @pytest.fixture(params=["memory", "http-sqlite", "http-postgres"])
 async def small_inbox_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
-        b = Backend("memory", None, MemoryDeliveryService(inbox_entries=SMALL_INBOX_ENTRIES, inbox_bytes=SMALL_INBOX_BYTES))
+        b = Backend("memory", None, MemoryDeliveryService(limits=SMALL_INBOX))
     else:
         b = Backend(request.param, request.getfixturevalue("small_inbox_servers")[request.param].url)
     yield b
@@ -620,6 +626,8 @@ async def test_many_welcomes_page(backend: Backend) -> None:
     conv = ConversationId.new()
     for i in range(130):  # more than one inbox page of the HTTP API
         await _welcome(ta, a, conv, b, payload=i.to_bytes(2, "big"))
+        if i == 0:
+            assert await tb.fetch_since(conv, SyncCursor(), 10) == []  # b accepts: a is no stranger any more
     inbox = await tb.fetch_welcomes()
     assert [e.seq for e in inbox] == list(range(1, 131))
     assert [e.payload for e in inbox] == [i.to_bytes(2, "big") for i in range(130)]
