@@ -32,6 +32,13 @@ atomicity but may lose the last commits on power loss (not on a process
 crash). Each :meth:`commit` is one short ``BEGIN IMMEDIATE`` transaction;
 sealing happens before it starts.
 
+Deleted secrets do not linger in the files: ``secure_delete`` is on (SQLite
+overwrites deleted and replaced content with zeros instead of leaving it in
+free pages), and after a commit that deleted records the WAL is checkpointed
+into the database and truncated (``wal_checkpoint(TRUNCATE)``), so the old page
+images that still held them are gone from the ``-wal`` file too. Commits that
+only write (the per-message checkpoints) do not pay for that.
+
 sqlite3 is synchronous. Reads and ``NORMAL`` commits are short (tens of
 microseconds) and run inline. A ``FULL`` commit waits for fsync (4-8 ms on
 this project's disk, see ``benchmarks/storage_bench.py``), which would stall
@@ -152,6 +159,7 @@ class SqliteBlobStore:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute("PRAGMA secure_delete = ON")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
             conn.execute("CREATE TABLE IF NOT EXISTS records (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
             if offload is None:
@@ -299,6 +307,15 @@ class SqliteBlobStore:
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"SQLite write failed: {exc}") from None
             raise
+        if gone:
+            # The deleted records' old page images are still in the WAL: copy the WAL into the
+            # (zeroed, secure_delete) database pages and truncate it. The commit is durable already;
+            # a checkpoint that cannot complete now (another connection reading) is retried after
+            # the next deletion, and SQLite's own checkpoints overwrite the frames meanwhile.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         """Close the database; later calls raise ``StorageError``. Idempotent.

@@ -158,6 +158,38 @@ async def test_sqlite_persists_and_encrypts(tmp_path: Path) -> None:
         await again.get("conv/1/state")
 
 
+def _raw_files(path: Path) -> bytes:
+    """The bytes of the database file and of its WAL (as another process would find them)."""
+    wal = Path(str(path) + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+async def test_sqlite_deleted_records_leave_no_trace_in_the_files(tmp_path: Path) -> None:
+    """A deleted record (e.g. a used KeyPackage's private keys) is gone from the raw bytes of the
+    database file and its WAL once the commit that deleted it returns: ``secure_delete`` zeroes
+    the cell, and the WAL, which still held the page images with it, is checkpointed and
+    truncated. Records are sealed, so the test looks for the record's stored ciphertext."""
+    path = tmp_path / "secure.db"
+    store = SqliteBlobStore.open(path, KEY)
+    secret_key = "kp/0123/private"
+    await store.commit({secret_key: os.urandom(600), "c/1/state": b"kept" * 50}, [])
+    await store.commit({f"c/1/other{i}": os.urandom(100) for i in range(20)}, [])
+    sealed = sqlite3.connect(path).execute("SELECT value FROM records WHERE key = ?", (secret_key.encode(),)).fetchone()[0]
+    assert len(sealed) > 600 and sealed in _raw_files(path)  # the marker is findable before the deletion
+    await store.commit({"c/1/state": b"still here"}, [secret_key])
+    raw = _raw_files(path)
+    assert sealed not in raw
+    assert sealed[100:132] not in raw  # not even a piece of it
+    assert await store.get(secret_key) is None and await store.get("c/1/state") == b"still here"
+    # Commits without deletions do not checkpoint: the WAL keeps growing until SQLite's own checkpoint.
+    await store.commit({"c/1/state": b"again"}, [])
+    assert Path(str(path) + "-wal").stat().st_size > 0
+    store.close()
+    reopened = SqliteBlobStore.open(path, KEY)
+    assert await reopened.get("c/1/state") == b"again" and await reopened.get(secret_key) is None
+    reopened.close()
+
+
 async def test_sqlite_wrong_key_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
     store = SqliteBlobStore.open(path, KEY)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from ping_core.ids import DeviceId, UserId
 from ping_server.db import SCHEMA_VERSION, Database, DatabaseUnavailable, PostgresDatabase, SqliteDatabase, Tx, open_database
 
 
@@ -235,3 +236,168 @@ async def test_refusals_come_before_writes(db: Database) -> None:
     with pytest.raises(RefusedAfterWriting):
         await db.run(dirty)
     assert await _rows(db) == {"nonce-1": 1}
+
+
+# The schema as version 2 wrote it (ping_server before the Welcome payload table, the counters,
+# consent and the claim limits), with the SQL of that version.
+_SCHEMA_V2 = """
+CREATE TABLE ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE accounts (user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL){norowid};
+CREATE TABLE devices (
+    device_id {blob} PRIMARY KEY, user_id {blob} NOT NULL, reg_seq BIGINT NOT NULL, signing_key {blob} NOT NULL,
+    info {blob} NOT NULL, revoked INTEGER NOT NULL DEFAULT 0, last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1, inbox_next BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX devices_by_user ON devices (user_id, reg_seq);
+CREATE TABLE key_packages (device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n));
+CREATE TABLE conversations (
+    conversation_id {blob} PRIMARY KEY, next_seq BIGINT NOT NULL, epoch BIGINT, created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL
+){norowid};
+CREATE TABLE members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT, PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX members_by_device ON members (device_id);
+CREATE TABLE messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL, PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE nonces (
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
+){norowid};
+INSERT INTO ping_meta (name, value) VALUES ('schema', '2');
+INSERT INTO counters (name, value) VALUES ('device', 2)
+"""
+
+
+class _V2:
+    """What a schema-2 server stored for: alice (device a) created conversation C, posted two
+    messages and welcomed bob's device b (twice: two inbox rows, each with its own copy); b has
+    two KeyPackages and a last-resort one; a nonce."""
+
+    def __init__(self) -> None:
+        from ping_core.clock import Hlc
+        from ping_core.ids import ConversationId
+        from ping_core.message import MessageEnvelope, MessageKind
+
+        self.alice, self.bob = b"\xa1" * 32, b"\xb0" * 32
+        self.a, self.b = b"\x0a" * 32, b"\x0b" * 32
+        self.conv = ConversationId(b"\xcc" * 16)
+        msgs = [MessageEnvelope(self.conv, 0, MessageKind.APPLICATION, DeviceId(self.a), s, Hlc(5, 0), b"m" * 40) for s in (1, 2)]
+        self.messages = [m.encode() for m in msgs]
+        self.welcomes = [
+            MessageEnvelope(self.conv, 1, MessageKind.WELCOME, DeviceId(self.a), seq, Hlc(7, seq), b"w" * 300).encode() for seq in (1, 2)
+        ]
+        self.kps, self.last_resort = [b"k" * 100, b"K" * 120], b"L" * 90
+
+    def rows(self) -> list[tuple[str, tuple[Any, ...]]]:
+        out: list[tuple[str, tuple[Any, ...]]] = [
+            ("INSERT INTO accounts (user_id, public_key) VALUES (?, ?)", (self.alice, b"pa")),
+            ("INSERT INTO accounts (user_id, public_key) VALUES (?, ?)", (self.bob, b"pb")),
+            ("INSERT INTO devices (device_id, user_id, reg_seq, signing_key, info) VALUES (?, ?, 1, ?, ?)", (self.a, self.alice, b"sa", b"ia")),
+            (
+                "INSERT INTO devices (device_id, user_id, reg_seq, signing_key, info, last_resort, kp_next, inbox_next)"
+                " VALUES (?, ?, 2, ?, ?, ?, 3, 3)",
+                (self.b, self.bob, b"sb", b"ib", self.last_resort),
+            ),
+            ("INSERT INTO conversations (conversation_id, next_seq, epoch, created_by, created_ms) VALUES (?, 3, NULL, ?, 1)", (self.conv.value, self.a)),
+            ("INSERT INTO members (conversation_id, device_id, end_seq) VALUES (?, ?, NULL)", (self.conv.value, self.a)),
+            ("INSERT INTO members (conversation_id, device_id, end_seq) VALUES (?, ?, NULL)", (self.conv.value, self.b)),
+            ("INSERT INTO nonces (ts_ms, device_id, nonce) VALUES (1234, ?, ?)", (self.a, b"\x03" * 16)),
+        ]
+        for i, kp in enumerate(self.kps):
+            out.append(("INSERT INTO key_packages (device_id, n, data) VALUES (?, ?, ?)", (self.b, i + 1, kp)))
+        for seq, data in enumerate(self.messages, 1):
+            out.append(("INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (self.conv.value, seq, len(data), data)))
+        for seq, data in enumerate(self.welcomes, 1):
+            out.append(("INSERT INTO welcomes (device_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (self.b, seq, len(data), data)))
+        return out
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v2_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V2]]:
+    """A database that ping_server's schema 2 made, with data, as a path or URL."""
+    data = _V2()
+    if request.param == "sqlite":
+        path = str(tmp_path / "v2.sqlite")
+        conn = sqlite3.connect(path)
+        conn.executescript(_SCHEMA_V2.format(blob="BLOB", norowid=" WITHOUT ROWID"))
+        for sql, params in data.rows():
+            conn.execute(sql, params)
+        conn.commit()
+        conn.close()
+        yield path, data
+        return
+    import psycopg
+
+    url = request.getfixturevalue("postgres_db")
+    name = f"ping_v2_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    target = urlunsplit(urlsplit(url)._replace(path="/" + name))
+    try:
+        with psycopg.connect(target, autocommit=True) as conn:
+            for stmt in _SCHEMA_V2.format(blob="BYTEA", norowid="").split(";"):
+                conn.execute(stmt)
+            for sql, params in data.rows():
+                conn.execute(sql.replace("?", "%s"), params)
+        yield target, data
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
+    """Opening a schema-2 database migrates it in place to schema 3: each old inbox row becomes a
+    payload of its own (charged to its sender's account) and the recipient reads exactly the
+    Welcomes it had; the counters are filled from the data (conversation bytes, inbox count and
+    bytes, KeyPackage bytes, the accounts' stored bytes: KeyPackages and Welcome payloads; log
+    envelopes of schema 2 name no account). Acknowledging releases the payloads. A database of a
+    newer schema is refused."""
+    from ping_server import delivery
+    from ping_server.delivery import Caller
+
+    url, v2 = v2_database
+    database = open_database(url)
+    try:
+        def read(tx: Tx) -> dict[str, Any]:
+            def one(sql: str, *params: Any) -> Any:
+                row = tx.one(sql, params)
+                return None if row is None else row[0]
+
+            return {
+                "version": one("SELECT value FROM ping_meta WHERE name = 'schema'"),
+                "payloads": int(one("SELECT COUNT(*) FROM welcome_payloads")),
+                "conv_bytes": int(one("SELECT bytes FROM conversations WHERE conversation_id = ?", v2.conv.value)),
+                "inbox": [int(v) for v in tx.query("SELECT inbox_count, inbox_bytes, kp_bytes FROM devices WHERE device_id = ?", (v2.b,))[0]],
+                "alice": int(one("SELECT stored_bytes FROM accounts WHERE user_id = ?", v2.alice)),
+                "bob": int(one("SELECT stored_bytes FROM accounts WHERE user_id = ?", v2.bob)),
+                "consent": [int(r[0]) for r in tx.query("SELECT consent FROM members")],
+                "nonces": int(one("SELECT COUNT(*) FROM nonces")),
+                "welcomes": delivery.fetch_welcomes(tx, Caller(DeviceId(v2.b), UserId(v2.bob)), 0),
+            }
+
+        got = await database.run(read)
+        assert got["version"] == SCHEMA_VERSION == "3"
+        assert got["payloads"] == 2
+        assert got["conv_bytes"] == sum(map(len, v2.messages))
+        assert got["inbox"] == [2, sum(map(len, v2.welcomes)), sum(map(len, v2.kps))]
+        assert got["alice"] == sum(map(len, v2.welcomes))  # her Welcome payloads
+        assert got["bob"] == sum(map(len, v2.kps)) + len(v2.last_resort)
+        assert got["consent"] == [1, 1] and got["nonces"] == 1
+        assert got["welcomes"] == (v2.welcomes, False)  # byte for byte what schema 2 served
+        bob_b = Caller(DeviceId(v2.b), UserId(v2.bob))
+        await database.run(lambda tx: delivery.ack_welcomes(tx, bob_b, 2))
+        left = await database.run(
+            lambda tx: (tx.one("SELECT COUNT(*) FROM welcome_payloads"), tx.one("SELECT stored_bytes FROM accounts WHERE user_id = ?", (v2.alice,)))
+        )
+        assert (int(left[0][0]), int(left[1][0])) == (0, 0)
+        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '4' WHERE name = 'schema'"))
+    finally:
+        await database.close()
+    with pytest.raises(DatabaseUnavailable, match="schema 4"):
+        open_database(url)
