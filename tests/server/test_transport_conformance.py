@@ -770,3 +770,219 @@ async def test_revocation(backend: Backend) -> None:
     await tphone.revoke_device_remote(phone.device_id)
     await _rejects(tphone.list_devices(alice.user_id), 403, "forbidden")
     assert await tb.list_devices(alice.user_id) == []
+
+
+# ---------------------------------------------------------------------------
+# Abuse limits (DeliveryLimits), small on every backend
+
+
+LIMITED = DeliveryLimits(
+    stranger_per_sender=2,
+    stranger_entries=3,
+    stranger_bytes=200_000,
+    conversation_envelopes=5,
+    conversation_bytes=30_000,
+    account_bytes=50_000,
+    claims_per_claimer=2,
+    claims_per_device=3,
+)
+LIMITED_ARGS = (
+    "--stranger-welcomes-per-sender", str(LIMITED.stranger_per_sender),
+    "--stranger-welcomes", str(LIMITED.stranger_entries),
+    "--stranger-welcome-bytes", str(LIMITED.stranger_bytes),
+    "--conversation-max-envelopes", str(LIMITED.conversation_envelopes),
+    "--conversation-max-bytes", str(LIMITED.conversation_bytes),
+    "--account-max-bytes", str(LIMITED.account_bytes),
+    "--claims-per-claimer", str(LIMITED.claims_per_claimer),
+    "--claims-per-device", str(LIMITED.claims_per_device),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def limited_servers(postgres_db: str, server_logs: Path) -> Iterator[dict[str, ServerProcess]]:
+    """Servers with LIMITED: SQLite, and two processes sharing one PostgreSQL database."""
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for name, db in (("http-sqlite", str(server_logs / "limited.sqlite")), ("http-postgres", postgres_db), ("http-postgres-2", postgres_db)):
+            servers[name] = ServerProcess(db, "--rate-limit", "0", "--address-rate-limit", "0", *LIMITED_ARGS, log_dir=server_logs)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(params=["memory", "http-sqlite", "http-postgres"])
+async def limited_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        b = Backend("memory", None, MemoryDeliveryService(limits=LIMITED))
+    else:
+        b = Backend(request.param, request.getfixturevalue("limited_servers")[request.param].url)
+    yield b
+    await b.aclose()
+
+
+async def test_welcomes_from_strangers_are_limited(limited_backend: Backend) -> None:
+    """An account that shares no conversation with the recipient (where both have consented) may
+    leave at most 2 unacknowledged Welcomes per device, all strangers together 3 (409
+    invite_limit, and then nobody gets it); the recipient's own account and accounts it shares a
+    conversation with are not limited; accepting (reading) or acknowledging makes room."""
+    backend = limited_backend
+    alice, bob, carol, dave = (Identity.generate() for _ in range(4))
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    b2, tb2 = await backend.device(bob, "b2")
+    c, tc = await backend.device(carol, "c")
+    d, td = await backend.device(dave, "d")
+    spam = [ConversationId.new() for _ in range(4)]
+    await _welcome(ta, a, spam[0], b)
+    await _welcome(ta, a, spam[1], b)
+    await ta.set_next_welcome_recipients(spam[2], [b2.device_id, b.device_id])
+    await _rejects(ta.send(_env(spam[2], a.device_id, MessageKind.WELCOME)), 409, "invite_limit")  # per sender
+    assert len(await tb2.fetch_welcomes()) == 0  # all or nothing
+    await _welcome(tc, c, spam[3], b)  # a third stranger entry: the last one allowed
+    dconv = ConversationId.new()
+    await td.set_next_welcome_recipients(dconv, [b.device_id])
+    await _rejects(td.send(_env(dconv, d.device_id, MessageKind.WELCOME)), 409, "invite_limit")  # all strangers together
+    # A pending membership: b may read (which consents); the others were never made members.
+    assert [e.conversation_id for e in await tb.fetch_welcomes()] == [spam[0], spam[1], spam[3]]
+    # Bob's own account is never limited, nor is a related one.
+    own = ConversationId.new()
+    for _ in range(4):
+        await _welcome(tb2, b2, own, b)
+    # Acknowledging makes room; accepting (reading the conversation) makes alice related.
+    await tb.ack_welcomes((await tb.fetch_welcomes())[-1].seq)
+    await _welcome(td, d, dconv, b)
+    assert await tb.fetch_since(spam[0], SyncCursor(), 10) == []  # b accepts alice's invitation
+    for i in range(4):
+        await _welcome(ta, a, spam[1], b, payload=b"friend %d" % i)
+    assert [e.payload for e in await tb.fetch_welcomes()][-4:] == [b"friend %d" % i for i in range(4)]
+
+
+async def test_leave_conversation(backend: Backend) -> None:
+    """A device declines an invitation: its membership ends on the service (403 from then on,
+    forbidden for its watches) and its pending Welcomes for that conversation are dropped; other
+    Welcomes stay. Leaving again, or a conversation it is not in, changes nothing; a DeviceGroup
+    cannot be left (400); a Welcome makes it a member again."""
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    conv, other = ConversationId.new(), ConversationId.new()
+    await ta.send(_env(conv, a.device_id))
+    await _welcome(ta, a, conv, b, payload=b"w1")
+    await _welcome(ta, a, other, b, payload=b"w-other")
+    await _welcome(ta, a, conv, b, payload=b"w2")
+    await tb.leave_conversation(conv)
+    assert [e.payload for e in await tb.fetch_welcomes()] == [b"w-other"]
+    await _rejects(tb.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    await _rejects(tb.send(_env(conv, b.device_id)), 403, "forbidden")
+    assert await tb.watch({conv: 0}) == WatchResult({}, frozenset({conv}), True)
+    assert len(await ta.fetch_since(conv, SyncCursor(), 10)) == 1  # the others are unaffected
+    await tb.leave_conversation(conv)  # again: nothing to do
+    await tb.leave_conversation(ConversationId.new())  # never a member
+    await _rejects(tb.leave_conversation(ConversationId.device_group(bob.user_id)), 400, "invalid_request")
+    with pytest.raises(InvalidInput):
+        await tb.leave_conversation(conv.value)
+    await _welcome(ta, a, conv, b, payload=b"w3")  # welcomed back
+    assert len(await tb.fetch_since(conv, SyncCursor(), 10)) == 1
+    stranger = LocalDevice.generate(Identity.generate().user_id, "x", 1)
+    await _rejects(backend.transport(stranger).leave_conversation(conv), 401, "unauthorized")
+    b2, tb2 = await backend.device(bob, "b2")
+    await tb2.revoke_device_remote(b.device_id)
+    await _rejects(tb.leave_conversation(conv), 403, "forbidden")
+
+
+async def test_storage_quotas(limited_backend: Backend) -> None:
+    """A conversation's log holds at most 5 envelopes and 30,000 bytes; an account stores at most
+    50,000 bytes of log envelopes, Welcome payloads and KeyPackages (413 quota_exceeded, nothing
+    stored). A Welcome to three devices counts once, until its last recipient acknowledges it."""
+    backend = limited_backend
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    bs = [await backend.device(bob, f"b{i}") for i in range(3)]
+    full = ConversationId.new()
+    for i in range(5):
+        assert await ta.send(_env(full, a.device_id, payload=bytes([i]))) == i + 1
+    await _rejects(ta.send(_env(full, a.device_id, payload=b"one too many")), 413, "quota_exceeded")
+    await _rejects(ta.send(_env(full, a.device_id, MessageKind.COMMIT, epoch=0)), 413, "quota_exceeded")
+    assert len(await ta.fetch_since(full, SyncCursor(), 10)) == 5
+    big = ConversationId.new()
+    await _rejects(ta.send(_env(big, a.device_id, payload=b"x" * 30_000)), 413, "quota_exceeded")  # over the log's bytes
+    assert await ta.fetch_since(big, SyncCursor(), 10) == []  # not even created
+    # The account: a 15,000-byte Welcome to three devices counts once ...
+    invite = ConversationId.new()
+    await _welcome(ta, a, invite, *(d for d, _ in bs), payload=b"w" * 15_000)
+    assert await ta.send(_env(big, a.device_id, payload=b"y" * 25_000)) == 1  # 15k + 25k + a little < 50k
+    await _rejects(ta.send(_env(ConversationId.new(), a.device_id, payload=b"z" * 10_000)), 413, "quota_exceeded")
+    await _rejects(ta.publish_key_packages([b"k" * 10_000]), 413, "quota_exceeded")
+    # ... and is released when its last recipient acknowledges it (or leaves).
+    await bs[0][1].ack_welcomes(1)
+    await bs[1][1].leave_conversation(invite)
+    await _rejects(ta.send(_env(ConversationId.new(), a.device_id, payload=b"z" * 10_000)), 413, "quota_exceeded")
+    await bs[2][1].ack_welcomes(1)
+    assert await ta.send(_env(ConversationId.new(), a.device_id, payload=b"z" * 10_000)) == 1
+    # KeyPackages count while unclaimed.
+    b0, tb0 = bs[0]
+    await tb0.publish_key_packages([b"k" * 20_000, b"k" * 20_000], last_resort=b"L" * 5_000)
+    await _rejects(tb0.publish_key_packages([b"k" * 6_000]), 413, "quota_exceeded")
+    assert len(await ta.claim_device_key_packages(b0.device_id, 1)) == 1  # claimed: its bytes are free again
+    await tb0.publish_key_packages([b"k" * 6_000])
+    await _rejects(tb0.publish_key_packages([], last_resort=b"L" * 30_000), 413, "quota_exceeded")  # replacing counts the difference
+    await tb0.publish_key_packages([], last_resort=b"L" * 10_000)
+
+
+async def test_key_package_claims_are_limited(limited_backend: Backend) -> None:
+    """Per window, another account gets at most 2 one-time KeyPackages of one device and all other
+    accounts together 3; beyond, claims get the last-resort KeyPackage (never an error). The
+    device's own account is not limited."""
+    backend = limited_backend
+    alice, bob, carol, dave = (Identity.generate() for _ in range(4))
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    b2, tb2 = await backend.device(bob, "b2")
+    c, tc = await backend.device(carol, "c")
+    d, td = await backend.device(dave, "d")
+    await tb.publish_key_packages([b"kp%d" % i for i in range(10)], last_resort=b"last")
+    assert await ta.claim_key_packages(bob.user_id) == [(b.device_id, b"kp0")]
+    assert await ta.claim_device_key_packages(b.device_id, 3) == [b"kp1", b"last", b"last"]  # alice's 2 are used
+    assert await ta.claim_key_packages(bob.user_id) == [(b.device_id, b"last")]
+    assert await tc.claim_device_key_packages(b.device_id, 2) == [b"kp2", b"last"]  # the device's 3 are used
+    assert await td.claim_key_packages(bob.user_id) == [(b.device_id, b"last")]
+    assert await tb2.claim_device_key_packages(b.device_id, 4) == [b"kp3", b"kp4", b"kp5", b"kp6"]  # its own account
+    assert await tb.key_package_count() == KeyPackageCount(3, True)
+    # Without a last-resort KeyPackage a limited claim returns nothing for that device (no error).
+    await tc.publish_key_packages([b"c0", b"c1", b"c2"])
+    assert await td.claim_device_key_packages(c.device_id, 3) == [b"c0", b"c1"]
+    assert await td.claim_key_packages(carol.user_id) == []
+
+
+async def test_claim_limits_hold_across_processes(limited_servers: dict[str, ServerProcess]) -> None:
+    """Two server processes sharing one PostgreSQL database count claims in the database."""
+    one, two = Backend("p1", limited_servers["http-postgres"].url), Backend("p2", limited_servers["http-postgres-2"].url)
+    try:
+        alice, bob = Identity.generate(), Identity.generate()
+        a1 = LocalDevice.generate(alice.user_id, "a", 1)
+        ta1, ta2 = one.transport(a1), two.transport(a1)
+        await ta1.register_device(a1.info(1), alice.device_binding(a1.device_id))
+        b, tb = await one.device(bob, "b")
+        await tb.publish_key_packages([b"kp0", b"kp1", b"kp2"], last_resort=b"last")
+        assert await ta1.claim_device_key_packages(b.device_id, 1) == [b"kp0"]
+        assert await ta2.claim_device_key_packages(b.device_id, 2) == [b"kp1", b"last"]
+        assert await ta1.claim_key_packages(bob.user_id) == [(b.device_id, b"last")]
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_claim_window_passes() -> None:
+    """The claim counters are per window: in the next window a claimer gets one-time KeyPackages
+    again (memory service with a clock of its own; the servers use the same arithmetic)."""
+    now = [10 * LIMITED.claim_window_ms]
+    service = MemoryDeliveryService(limits=LIMITED, clock_ms=lambda: now[0])
+    backend = Backend("memory", None, service)
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    await tb.publish_key_packages([b"kp%d" % i for i in range(5)], last_resort=b"last")
+    assert await ta.claim_device_key_packages(b.device_id, 3) == [b"kp0", b"kp1", b"last"]
+    now[0] += LIMITED.claim_window_ms
+    assert await ta.claim_device_key_packages(b.device_id, 3) == [b"kp2", b"kp3", b"last"]
