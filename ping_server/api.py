@@ -577,13 +577,17 @@ class Api:
             caller, (result, absent) = await self._call(
                 request, auth, lambda tx, caller: (caller, delivery.watch(tx, caller, positions))
             )
-            dormant = set(absent)  # not re-read until a wake-up names them
+            dormant = {cid.value for cid in absent}  # not re-read until a wake-up names them
+            live = [(cid, seq) for cid, seq in positions if cid.value not in dormant]
             while not result.news and await self._wait(sub, deadline):
-                fired = sub.take_fired()
-                dormant -= {cid for cid in dormant if cid.value in fired}
-                live = [(cid, seq) for cid, seq in positions if cid not in dormant]
+                woken = dormant.intersection(sub.take_fired())
+                if woken:
+                    dormant -= woken
+                    live = [(cid, seq) for cid, seq in positions if cid.value not in dormant]
                 result, absent = await self.run(functools.partial(delivery.watch, caller=caller, positions=live))
-                dormant |= absent
+                if absent:
+                    dormant |= {cid.value for cid in absent}
+                    live = [(cid, seq) for cid, seq in live if cid not in absent]
         finally:
             self.notifier.unsubscribe(sub)
         return _cbor(wire.encode_watch_result(result))
