@@ -9,20 +9,44 @@ Encoding is deterministic: RFC 8949 §4.2.3 "length-first" canonical form as
 cbor2 writes it with ``canonical=True`` (map keys sorted by encoded length,
 then bytewise; shortest-form heads; definite lengths).
 
-Decoding is strict. :func:`loads` accepts exactly the bytes :func:`dumps`
-would produce for the decoded value, so it refuses trailing bytes, duplicate
-map keys, unsorted keys, non-minimal integer or length heads, indefinite
-lengths, tags (dates, bignums, ...), floats, ``undefined`` and simple values.
-Sizes are bounded before any parsing. The only exception that escapes is
-:class:`ping_core.errors.InvalidInput`; cbor2's own exceptions, ``KeyError``
-and ``TypeError`` never reach a caller.
+Decoding is Ping's own single-pass decoder, not cbor2's: a general CBOR
+decoder resolves tags while it reads (RFC 8949 §3.4), and some tags expand
+their input. Shared values (tags 28/29) turn a 1.3 KB body into a DAG whose
+tree is exponentially large, so any later walk or re-encoding runs out of
+time and memory. :func:`loads` accepts exactly the bytes :func:`dumps` would
+produce for the decoded value, and refuses, at the head that starts it and
+before anything is built from it:
 
-On CPython cbor2 uses its C extension; in Pyodide its pure-Python code. Both
-behave the same here (the tests run both).
+* every tag (major type 6, RFC 8949 §3.4: shared values 28/29, embedded CBOR
+  24, bignums 2/3, dates 0/1, ...);
+* indefinite lengths (§3.2.2) and the reserved additional information 28-30
+  (§3);
+* floats and every simple value but false/true/null (major type 7, §3.3);
+* non-minimal heads for integers and lengths (§4.2.1: preferred serialization);
+* map keys that are not text, duplicated (§5.6), or not in strictly
+  ascending length-first order (§4.2.3);
+* text that is not valid UTF-8 (§3.1, major type 3);
+* nesting of more than ``MAX_DEPTH`` arrays/maps (refused while reading;
+  the decoder keeps its own stack, so no input can reach Python's recursion
+  limit);
+* a declared count or length larger than the bytes that remain (every item
+  takes at least one byte, every map entry two), so a header announcing 2^60
+  items is refused before anything is allocated;
+* truncation, and trailing bytes after the one top-level item.
+
+Every step consumes at least one input byte, so work is linear in the input
+and at most a few Python objects are built per input byte. Sizes are bounded
+before any parsing. The only exception that escapes is
+:class:`ping_core.errors.InvalidInput`.
+
+The decoder is pure Python and runs the same on CPython and in Pyodide.
+Encoding uses cbor2 (its C extension on CPython, its pure-Python code in
+Pyodide; the tests run both through ``_dumps``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import cbor2
@@ -46,20 +70,19 @@ __all__ = [
     "MAX_UINT",
     "MAX_DEPTH",
     "DEFAULT_MAX_SIZE",
+    "loads_json",
 ]
 
 CborValue = Union[int, bytes, str, bool, None, list["CborValue"], dict[str, "CborValue"]]
 
 MAX_UINT = (1 << 64) - 1
-_MIN_INT = -(1 << 64)
 # Ping's records nest at most a few levels (a snapshot of conversations of
 # metas); anything deeper is malformed.
 MAX_DEPTH = 8
 # A bound for records that do not give their own.
 DEFAULT_MAX_SIZE = 1 << 20
 
-# Indirection so the tests can run the pure-Python cbor2 code that Pyodide uses.
-_loads: Callable[[bytes], Any] = cbor2.loads
+# Indirection so the tests can run the pure-Python cbor2 encoder that Pyodide uses.
 _dumps: Callable[..., bytes] = cbor2.dumps
 
 
@@ -71,28 +94,138 @@ def dumps(value: CborValue) -> bytes:
         raise InvalidInput(f"value cannot be encoded as CBOR: {type(exc).__name__}") from None
 
 
-def _check_types(value: Any, depth: int) -> None:
-    """Refuse every decoded type outside Ping's subset (see module docstring)."""
-    t = type(value)
-    if t is bytes or t is str or t is bool or value is None:
-        return
-    if t is int:
-        if not _MIN_INT <= value <= MAX_UINT:
-            raise InvalidInput("CBOR integer out of the 64-bit range")
-        return
-    if depth >= MAX_DEPTH:
-        raise InvalidInput("CBOR nesting too deep")
-    if t is list:
-        for item in value:
-            _check_types(item, depth + 1)
-        return
-    if t is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise InvalidInput("CBOR map keys must be text")
-            _check_types(item, depth + 1)
-        return
-    raise InvalidInput(f"CBOR value of a type Ping does not use ({t.__name__})")
+# RFC 8949 §3: additional information 24..27 means the argument follows in
+# 1, 2, 4 or 8 bytes. §4.2.1: the shortest form is required, so an argument
+# in the n-byte form must not fit a shorter one.
+_ARG_MIN = (24, 1 << 8, 1 << 16, 1 << 32)
+# Major type 7 (§3.3): only false, true and null belong to Ping's subset.
+_SIMPLE: dict[int, CborValue] = {0xF4: False, 0xF5: True, 0xF6: None}
+
+_Container = Union[list[CborValue], dict[str, CborValue]]
+
+
+def _decode(data: bytes) -> CborValue:
+    """Decode the one canonical item that fills ``data``; ``InvalidInput`` (without ``what``) otherwise.
+
+    One loop reads one head per turn and always consumes at least one byte;
+    open arrays/maps live on an explicit stack of at most ``MAX_DEPTH``
+    frames. Nothing is allocated from a declared count: containers grow as
+    their items are read.
+    """
+    end = len(data)
+    pos = 0
+    # The innermost open container and its state; ``holder`` stands for the
+    # top level, which takes exactly one item.
+    holder: list[CborValue] = []
+    top: _Container = holder
+    left = 1  # items (array) or entries (map) the innermost container still lacks
+    want_key = False  # the innermost container is a map and its next item is a key
+    key = ""
+    last_key: bytes | None = None  # the previous key's UTF-8 bytes in the innermost map
+    stack: list[tuple[_Container, int, str, bytes | None]] = []
+    value: CborValue
+    while True:
+        if pos >= end:
+            raise InvalidInput("truncated CBOR")
+        at = pos  # where this item's head starts, for error messages
+        ib = data[pos]
+        pos += 1
+        major = ib >> 5
+        if want_key and major != 3:
+            raise InvalidInput(f"CBOR map key at byte {at} is not a text string")
+        if major >= 6:
+            if ib in _SIMPLE:
+                value = _SIMPLE[ib]
+            elif major == 6:
+                raise InvalidInput(f"CBOR tag at byte {at} (Ping's records use no tags)")
+            else:
+                raise InvalidInput(f"CBOR float or simple value 0x{ib:02x} at byte {at} (only false/true/null)")
+        else:
+            info = ib & 0x1F
+            if info < 24:
+                arg = info
+            elif info < 28:
+                stop = pos + (1 << (info - 24))
+                if stop > end:
+                    raise InvalidInput("truncated CBOR")
+                arg = int.from_bytes(data[pos:stop], "big")
+                pos = stop
+                if arg < _ARG_MIN[info - 24]:
+                    raise InvalidInput(f"non-minimal CBOR head at byte {at}")
+            elif info == 31:
+                raise InvalidInput(f"indefinite-length CBOR item at byte {at}")
+            else:
+                raise InvalidInput(f"reserved CBOR additional information {info} at byte {at}")
+            if major == 3 or major == 2:
+                stop = pos + arg
+                if stop > end:
+                    raise InvalidInput(f"CBOR string of {arg} bytes at byte {at} is longer than the input")
+                chunk = data[pos:stop]
+                pos = stop
+                if major == 2:
+                    value = chunk
+                else:
+                    try:
+                        text = chunk.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise InvalidInput(f"CBOR text at byte {at} is not valid UTF-8") from None
+                    if not want_key:
+                        value = text
+                    else:
+                        # RFC 8949 §4.2.3: keys sorted by encoded length, then
+                        # bytewise. All keys are text, whose heads grow with
+                        # the length, so (UTF-8 length, UTF-8 bytes) orders them
+                        # the same way; strictly ascending also refuses
+                        # duplicates (§5.6).
+                        if last_key is not None and (
+                            arg < len(last_key) or (arg == len(last_key) and chunk <= last_key)
+                        ):
+                            problem = "duplicated" if chunk == last_key else "out of canonical order"
+                            raise InvalidInput(f"CBOR map key {text[:40]!r} is {problem}")
+                        last_key = chunk
+                        key = text
+                        want_key = False
+                        continue
+            elif major == 0:
+                value = arg
+            elif major == 1:
+                value = -1 - arg
+            else:  # 4: array, 5: map
+                if len(stack) >= MAX_DEPTH:
+                    raise InvalidInput(f"CBOR nesting deeper than {MAX_DEPTH}")
+                # Each item takes at least one byte (a map entry two), so a
+                # count beyond what remains is malformed; refusing it here
+                # also keeps the count from ever sizing anything.
+                if arg > (end - pos if major == 4 else (end - pos) >> 1):
+                    raise InvalidInput(f"CBOR count of {arg} at byte {at} exceeds the remaining input")
+                if arg:
+                    stack.append((top, left, key, last_key))
+                    left = arg
+                    if major == 4:
+                        top = []
+                    else:
+                        top = {}
+                        want_key = True
+                        last_key = None
+                    continue
+                value = [] if major == 4 else {}
+        # Attach ``value`` to the innermost container; close every container it completes.
+        while True:
+            if isinstance(top, dict):
+                top[key] = value
+                want_key = True
+            else:
+                top.append(value)
+                want_key = False
+            left -= 1
+            if left:
+                break
+            if not stack:
+                if pos != end:
+                    raise InvalidInput(f"{end - pos} trailing bytes after the CBOR item")
+                return holder[0]
+            value = top
+            top, left, key, last_key = stack.pop()
 
 
 def loads(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "record") -> CborValue:
@@ -100,32 +233,40 @@ def loads(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_S
 
     ``max_size`` bounds the input before it is parsed. Raises ``InvalidInput``
     (naming ``what``) for anything that is not the canonical encoding of a
-    value of Ping's subset.
+    value of Ping's subset, and for nothing else.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"{what}: expected bytes, got {type(data).__name__}")
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if size > max_size:
+        raise InvalidInput(f"{what}: {size} bytes exceeds the limit of {max_size}")
     raw = bytes(data)
-    if len(raw) > max_size:
-        raise InvalidInput(f"{what}: {len(raw)} bytes exceeds the limit of {max_size}")
     if not raw:
         raise InvalidInput(f"{what}: empty input")
     try:
-        value = _loads(raw)
-    except Exception:  # any cbor2 failure (truncation, bad UTF-8, depth, ...) is malformed input
-        raise InvalidInput(f"{what}: malformed CBOR") from None
-    try:
-        _check_types(value, 0)
-    except RecursionError:
-        raise InvalidInput(f"{what}: CBOR nesting too deep") from None
+        return _decode(raw)
     except InvalidInput as exc:
         raise InvalidInput(f"{what}: {exc}") from None
-    # Canonical form check: one encoding per value. This rejects duplicate or
-    # unsorted keys, non-minimal heads, indefinite lengths and trailing bytes,
-    # so two parsers (client, server, another language) can never disagree on
-    # what a record says.
-    if _dumps(value, canonical=True) != raw:
-        raise InvalidInput(f"{what}: not in canonical CBOR form (or trailing bytes)")
-    return value  # type: ignore[no-any-return]
+    except MemoryError:
+        # The decoder builds a few objects per input byte; only a caller's
+        # very large ``max_size`` on a small heap (Pyodide) can reach this.
+        # The record cannot be decoded here, which is a refusal of its bytes.
+        raise InvalidInput(f"{what}: {len(raw)} bytes of CBOR are too large to decode in the available memory") from None
+
+
+def loads_json(data: bytes | str, *, max_size: int, what: str) -> Any:
+    """Parse JSON that came from elsewhere (a server's error body, another tab's event).
+
+    ``InvalidInput`` (naming ``what``) for input over ``max_size`` bytes,
+    invalid UTF-8 or JSON, and for nesting deep enough to exhaust the
+    parser's recursion (``[[[[...``) or memory: nothing else escapes.
+    """
+    if len(data) > max_size:
+        raise InvalidInput(f"{what}: {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError, MemoryError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidInput(f"{what}: not JSON ({type(exc).__name__})") from None
 
 
 # --------------------------------------------------------------------------

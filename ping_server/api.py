@@ -3,9 +3,10 @@
 Every request goes through the same steps, each refusing with its own code
 and none storing anything before the transaction:
 
-0. admission: at most ``max_pending`` requests (``max_pending_per_address``
-   per client address) may be unauthenticated at once, i.e. reading their
-   body or not yet verified (429 ``rate_limited`` beyond, with ``Retry-After``);
+0. admission: at most ``max_pending`` requests with a body
+   (``max_pending_per_address`` per client address) may be unauthenticated at
+   once, i.e. reading their body or not yet verified (429 ``rate_limited``
+   beyond, with ``Retry-After``);
 1. authentication headers parsed, timestamp within ``MAX_CLOCK_SKEW_MS``
    (401 ``unauthorized``, a stale one answered with ``Ping-Server-Time``);
 2. body read with the route's size limit (413 ``too_large``) within
@@ -255,8 +256,12 @@ class Api:
             headers["connection"] = exc.headers["connection"]
         return ApiError(429, "rate_limited", "too many unauthenticated requests from this address", headers)
 
-    def _admit(self, request: Request) -> str:
-        """Step 0: count the request as pending authentication (429 beyond the bounds, charged)."""
+    def _admit(self, request: Request) -> str | None:
+        """Step 0: count a request that sends a body as pending authentication (429 beyond the
+        bounds, charged); the address it is counted under, None for a request without a body (it
+        cannot hold a slot: nothing to wait for but its key lookup)."""
+        if request.header("transfer-encoding") is None and request.header("content-length") in (None, "0"):
+            return None
         address = request.client_host
         if not self.admission.enter(address):
             raise self._unauthenticated(
@@ -312,7 +317,8 @@ class Api:
         except ApiError as exc:
             raise self._unauthenticated(request, exc) from None
         finally:
-            self.admission.leave(address)
+            if address is not None:
+                self.admission.leave(address)
         self._device_rate(auth)
         return auth, body
 
@@ -364,7 +370,8 @@ class Api:
                 raise
             raise self._unauthenticated(request, exc) from None
         finally:
-            self.admission.leave(address)
+            if address is not None:
+                self.admission.leave(address)
         self._device_rate(auth)
 
         def txn(tx: Tx) -> _Done[None] | _Refused:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
-__all__ = ["spawn", "start", "REPO_ROOT"]
+__all__ = ["spawn", "start", "stop", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +64,17 @@ def start(
         proc.wait()
         raise RuntimeError(f"ping_server did not start within {timeout} s (exit status {proc.returncode})")
     return proc, found[0][0], found[0][1]
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a server started here: SIGTERM, then SIGKILL after ``timeout`` seconds; reaps it and
+    closes its stdout pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -16,12 +16,12 @@ that talks to ping_server (it lives in ``ping_core.transport.wire``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ping_core.errors import TransportError
+from ping_core.codec import loads_json
+from ping_core.errors import InvalidInput, TransportError
 from ping_core.transport.wire import error_from_response
 
 __all__ = ["HttpResponse", "request", "error_from_response", "DEFAULT_TIMEOUT"]
@@ -44,8 +44,8 @@ class HttpResponse:
     def json(self) -> Any:
         """The body parsed as JSON; ``TransportError`` when it is not JSON."""
         try:
-            return json.loads(self.body)
-        except ValueError:
+            return loads_json(self.body, max_size=len(self.body), what="response body")
+        except InvalidInput:
             raise TransportError("response body is not JSON", status=self.status) from None
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ping_core.codec import loads_json
 from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.message import IncomingMessage
+from ping_core.message import MAX_PAYLOAD_LEN, IncomingMessage
 
 __all__ = [
     "MESSAGE_PREFIX",
@@ -42,6 +43,9 @@ _MAX_SEQ = (1 << 64) - 1
 #: The largest "what you missed" bundle put into a linking ticket per conversation.
 MAX_HISTORY_EVENT = 256 * 1024
 _HISTORY_VERSION = 1
+# A stored message is its payload as JSON text (an escape takes at most six
+# characters per byte) plus a few short fields.
+MAX_STORED_MESSAGE = 6 * MAX_PAYLOAD_LEN + 4096
 
 
 def conversation_prefix(conv_hex: str) -> str:
@@ -99,10 +103,7 @@ def decode_message(key: str, raw: bytes) -> dict[str, Any]:
     parts = key.split("/")
     if len(parts) != 3 or parts[0] + "/" != MESSAGE_PREFIX:
         raise InvalidInput(f"not a message key: {key!r}")
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInput(f"stored message {key!r} is not JSON") from None
+    value = loads_json(raw, max_size=MAX_STORED_MESSAGE, what=f"stored message {key!r}")
     if not isinstance(value, dict):
         raise InvalidInput(f"stored message {key!r} is not an object")
     for name, kind in (("seq", int), ("user", str), ("device", str), ("text", str), ("time", int), ("epoch", int)):
@@ -150,10 +151,7 @@ def records_from_history_event(conv_hex: str, raw: bytes) -> dict[str, bytes]:
     """The stored-message records in a :func:`history_event`; InvalidInput when it is not one."""
     if len(raw) > MAX_HISTORY_EVENT:
         raise InvalidInput("history event too large")
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInput("history event is not JSON") from None
+    value = loads_json(raw, max_size=MAX_HISTORY_EVENT, what="history event")
     if not isinstance(value, dict) or value.get("v") != _HISTORY_VERSION or not isinstance(value.get("messages"), list):
         raise InvalidInput("not a history event")
     out: dict[str, bytes] = {}

@@ -35,12 +35,11 @@ every record is a map with ``"v": 1``. Errors are JSON ``{"code", "message"}``.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads
+from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads, loads_json
 from ping_core.device import DeviceInfo
 from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError
 from ping_core.identity import DeviceBinding
@@ -289,8 +288,8 @@ def error_from_response(status: int, body: bytes, content_type: str = "") -> Tra
     message = f"HTTP {status}"
     if body and len(body) <= _MAX_ERROR_BODY and ("json" in content_type or body[:1] == b"{"):
         try:
-            doc = json.loads(body)
-        except ValueError:
+            doc = loads_json(body, max_size=_MAX_ERROR_BODY, what="error body")
+        except InvalidInput:  # not JSON, or nested past the parser (a hostile server's b"[" * 65536)
             doc = None
         if isinstance(doc, dict):
             if isinstance(doc.get("code"), str):

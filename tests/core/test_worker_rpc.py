@@ -133,6 +133,9 @@ def test_from_js_normalizes_buffers() -> None:
         (503, b'{"code": 5}', "application/json", None, "HTTP 503", False),
         (502, b"{not json", "application/json", None, "HTTP 502", False),
         (400, b"", "", None, "HTTP 400", True),
+        # A hostile server's body nested past json's recursion limit (RecursionError before).
+        (502, b"[" * 65536, "application/json", None, "HTTP 502", False),
+        (502, b'{"a":' * 20000 + b"1" + b"}" * 20000, "application/json", None, "HTTP 502", False),
     ],
 )  # fmt: skip
 def test_error_from_response(status, body, ctype, code, message, definite) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ClientFactory, Server
+from .support import ClientFactory, Server
 
 from ping_core.client import MessagingClient
 from ping_core.clock import Hlc
@@ -35,6 +35,7 @@ from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 from ping_core.transport import wire
 from ping_core.transport.http import ConnectionPool, HttpTransport
+from ping_server.process import stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -454,12 +455,7 @@ class CountingServer:
         return int(self.count_file.read_text())
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 async def test_watches_of_unknown_conversations_are_not_reread(tmp_path: Path, pool: ConnectionPool) -> None:

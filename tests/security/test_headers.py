@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server
+from .support import Server
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from ping_server.process import spawn
+from ping_server.process import spawn, stop
 
 DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
 
@@ -27,15 +26,7 @@ class ServerProcess:
             raise RuntimeError(f"{exc}: {self.log_path.read_text(errors='replace')[-2000:]}") from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop(self.proc)
         self._log.close()
 
 
