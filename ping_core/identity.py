@@ -15,12 +15,27 @@
   these signatures from every other use of the key; all fields have fixed
   lengths, so the message is unambiguous. The delivery service verifies it at
   device registration (:class:`DeviceBinding`), a new device verifies it in its
-  linking ticket.
+  linking ticket, and every member verifies it in every MLS leaf: the leaf's
+  basic credential carries it (:func:`credential_identity`,
+  :func:`verify_credential_identity`), so a device can only ever appear in a
+  conversation as the account that signed it in.
+* A device revocation is the account key's signature over::
+
+      b"ping device revocation v1\x00" || user_id (32 bytes) || device_id (32 bytes)
+
+  (:class:`DeviceRevocation`). It travels in the authenticated data of the
+  commits that remove the device and to the delivery service; whoever has seen
+  it refuses the device for good, whatever the server says later.
+
+The account key need not be on every device: a device that does not hold it
+keeps only its own :class:`DeviceBinding` (see ``docs/security.md``). Only a
+device holding the account key can link new devices and revoke devices.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from ping_core.codec import decode_record, encode_record
 from ping_core.errors import CryptoError, IdentityError, InvalidInput
@@ -31,24 +46,57 @@ __all__ = [
     "Identity",
     "UserId",
     "DeviceBinding",
+    "DeviceRevocation",
     "DEVICE_BINDING_LABEL",
+    "DEVICE_REVOCATION_LABEL",
     "IDENTITY_EXPORT_VERSION",
+    "CREDENTIAL_IDENTITY_LEN",
+    "LEGACY_CREDENTIAL_IDENTITY_LEN",
     "device_binding_message",
+    "credential_identity",
+    "verify_credential_identity",
+    "claimed_user_of_credential",
 ]
 
 DEVICE_BINDING_LABEL = b"ping device binding v1\x00"
+DEVICE_REVOCATION_LABEL = b"ping device revocation v1\x00"
 IDENTITY_EXPORT_VERSION = 1
 DEVICE_BINDING_VERSION = 1
+DEVICE_REVOCATION_VERSION = 1
 _SEED_LEN = 32
 _PUBLIC_LEN = 32
 _SIGNATURE_LEN = 64
+#: A Ping leaf's basic-credential identity: user_id (32) || account public key (32) || binding signature (64).
+CREDENTIAL_IDENTITY_LEN = 32 + _PUBLIC_LEN + _SIGNATURE_LEN
+#: What leaves made before account bindings carried: the bare user_id, asserted by the device itself.
+LEGACY_CREDENTIAL_IDENTITY_LEN = 32
+
+
+def _statement(label: bytes, user_id: UserId, device_id: DeviceId) -> bytes:
+    if not isinstance(user_id, UserId) or not isinstance(device_id, DeviceId):
+        raise InvalidInput("an account statement about a device needs a UserId and a DeviceId")
+    return label + user_id.value + device_id.value
 
 
 def device_binding_message(user_id: UserId, device_id: DeviceId) -> bytes:
     """The exact bytes an account key signs to bind ``device_id`` to ``user_id``."""
+    return _statement(DEVICE_BINDING_LABEL, user_id, device_id)
+
+
+def _verify_statement(label: bytes, user_public_key: object, user_id: object, device_id: object, signature: object) -> None:
+    """Raise ``IdentityError`` unless ``signature`` is ``user_id``'s account key signing ``label`` for ``device_id``."""
+    if not isinstance(user_public_key, bytes) or len(user_public_key) != _PUBLIC_LEN:
+        raise IdentityError("user public key must be 32 bytes")
+    if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_LEN:
+        raise IdentityError("an account signature must be 64 bytes")
     if not isinstance(user_id, UserId) or not isinstance(device_id, DeviceId):
-        raise InvalidInput("device binding needs a UserId and a DeviceId")
-    return DEVICE_BINDING_LABEL + user_id.value + device_id.value
+        raise IdentityError("an account statement needs a UserId and a DeviceId")
+    if UserId.from_public_key(user_public_key) != user_id:
+        raise IdentityError("user id does not match the user public key")
+    try:
+        default_provider().verify(user_public_key, _statement(label, user_id, device_id), signature)
+    except CryptoError:
+        raise IdentityError("the account signature does not verify") from None
 
 
 class Identity:
@@ -105,6 +153,11 @@ class Identity:
         """A :class:`DeviceBinding` for ``device_id`` (what a device presents at registration)."""
         return DeviceBinding(self._user_id, self._public_key, device_id, self.sign_device_binding(device_id))
 
+    def revoke(self, device_id: DeviceId) -> "DeviceRevocation":
+        """A :class:`DeviceRevocation` of ``device_id`` signed by this account."""
+        message = _statement(DEVICE_REVOCATION_LABEL, self._user_id, device_id)
+        return DeviceRevocation(self._user_id, self._public_key, device_id, default_provider().sign(self._seed, message))
+
     @staticmethod
     def verify_device_binding(user_public_key: bytes, user_id: UserId, device_id: DeviceId, signature: bytes) -> None:
         """Return if ``signature`` binds ``device_id`` to ``user_id``; raise ``IdentityError`` otherwise.
@@ -112,18 +165,7 @@ class Identity:
         Also checks that ``user_id`` is the id of ``user_public_key``, so a
         binding made by one account cannot be presented for another.
         """
-        if not isinstance(user_public_key, bytes) or len(user_public_key) != _PUBLIC_LEN:
-            raise IdentityError("user public key must be 32 bytes")
-        if not isinstance(signature, bytes) or len(signature) != _SIGNATURE_LEN:
-            raise IdentityError("device binding signature must be 64 bytes")
-        if not isinstance(user_id, UserId) or not isinstance(device_id, DeviceId):
-            raise IdentityError("device binding needs a UserId and a DeviceId")
-        if UserId.from_public_key(user_public_key) != user_id:
-            raise IdentityError("user id does not match the user public key")
-        try:
-            default_provider().verify(user_public_key, device_binding_message(user_id, device_id), signature)
-        except CryptoError:
-            raise IdentityError("device binding signature does not verify") from None
+        _verify_statement(DEVICE_BINDING_LABEL, user_public_key, user_id, device_id, signature)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Identity):
@@ -144,12 +186,13 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceBinding:
-    """Proof that an account authorised a device, as the delivery service receives it.
+class _AccountStatement:
+    """The account key's signature over ``LABEL || user_id || device_id``, as a CBOR record:
+    ``{"v": 1, "user_id": bstr(32), "user_public_key": bstr(32), "device_id": bstr(32),
+    "signature": bstr(64)}``."""
 
-    CBOR: ``{"v": 1, "user_id": bstr(32), "user_public_key": bstr(32),
-    "device_id": bstr(32), "signature": bstr(64)}``.
-    """
+    LABEL: ClassVar[bytes]
+    VERSION: ClassVar[int]
 
     user_id: UserId
     user_public_key: bytes
@@ -157,12 +200,12 @@ class DeviceBinding:
     signature: bytes
 
     def verify(self) -> None:
-        """Raise ``IdentityError`` unless the signature binds ``device_id`` to ``user_id``."""
-        Identity.verify_device_binding(self.user_public_key, self.user_id, self.device_id, self.signature)
+        """Raise ``IdentityError`` unless the account key of ``user_id`` signed this statement."""
+        _verify_statement(self.LABEL, self.user_public_key, self.user_id, self.device_id, self.signature)
 
     def encode(self) -> bytes:
         return encode_record(
-            DEVICE_BINDING_VERSION,
+            self.VERSION,
             {
                 "user_id": self.user_id.value,
                 "user_public_key": self.user_public_key,
@@ -172,12 +215,12 @@ class DeviceBinding:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> "DeviceBinding":
+    def decode(cls, data: bytes) -> Self:
         """Parse (does not verify: call :meth:`verify`). Malformed bytes raise ``InvalidInput``."""
         rec = decode_record(
             data,
-            what="DeviceBinding",
-            version=DEVICE_BINDING_VERSION,
+            what=cls.__name__,
+            version=cls.VERSION,
             keys=("user_id", "user_public_key", "device_id", "signature"),
             max_size=512,
         )
@@ -187,3 +230,75 @@ class DeviceBinding:
             DeviceId(rec.get_bytes("device_id", length=32)),
             rec.get_bytes("signature", length=_SIGNATURE_LEN),
         )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(user_id={self.user_id.as_hex()}, device_id={self.device_id.as_hex()})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DeviceBinding(_AccountStatement):
+    """Proof that an account authorised a device (what the delivery service receives at
+    registration, and what a device that does not hold the account key keeps instead of it).
+    Public: it proves membership of the account, it grants nothing by itself."""
+
+    LABEL: ClassVar[bytes] = DEVICE_BINDING_LABEL
+    VERSION: ClassVar[int] = DEVICE_BINDING_VERSION
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DeviceRevocation(_AccountStatement):
+    """The account's statement that a device no longer belongs to it. Public and permanent."""
+
+    LABEL: ClassVar[bytes] = DEVICE_REVOCATION_LABEL
+    VERSION: ClassVar[int] = DEVICE_REVOCATION_VERSION
+
+
+# ---------------------------------------------------------------------------
+# Leaf credentials: the binding carried inside every MLS leaf
+
+# Verifying a binding costs one Ed25519 verification; a tree of N leaves is checked on every
+# join and a roster on every members() call. The result depends only on the bytes, so verified
+# (identity, signature key) pairs are remembered (bounded; public data only).
+_VERIFIED: dict[tuple[bytes, bytes], UserId] = {}
+_MAX_VERIFIED = 65536
+
+
+def credential_identity(binding: DeviceBinding) -> bytes:
+    """The basic-credential identity of a Ping leaf: ``user_id || user_public_key || signature``
+    (128 bytes). It proves, to anyone holding the leaf, that the account signed in the device
+    whose MLS signature key the leaf carries (device id = SHA-256 of that key)."""
+    if not isinstance(binding, DeviceBinding):
+        raise InvalidInput("credential_identity needs a DeviceBinding")
+    return binding.user_id.value + binding.user_public_key + binding.signature
+
+
+def verify_credential_identity(identity: bytes, signature_key: bytes) -> UserId:
+    """The account a leaf belongs to, verified: ``identity`` must be a :func:`credential_identity`
+    whose binding signature is the account key's over SHA-256(``signature_key``).
+    ``IdentityError`` otherwise (a legacy 32-byte identity included: it proves nothing)."""
+    if type(identity) is not bytes or type(signature_key) is not bytes:
+        raise IdentityError("a credential identity and a signature key are bytes")
+    key = (identity, signature_key)
+    user = _VERIFIED.get(key)
+    if user is not None:
+        return user
+    if len(identity) != CREDENTIAL_IDENTITY_LEN:
+        if len(identity) == LEGACY_CREDENTIAL_IDENTITY_LEN:
+            raise IdentityError("a legacy credential: the device asserts its account without the account's signature")
+        raise IdentityError("not a Ping account credential")
+    if len(signature_key) != _PUBLIC_LEN:
+        raise IdentityError("a Ping leaf's signature key is 32 bytes (Ed25519)")
+    user = UserId(identity[:32])
+    _verify_statement(DEVICE_BINDING_LABEL, identity[32:64], user, DeviceId.from_public_key(signature_key), identity[64:])
+    if len(_VERIFIED) >= _MAX_VERIFIED:
+        _VERIFIED.clear()
+    _VERIFIED[key] = user
+    return user
+
+
+def claimed_user_of_credential(identity: bytes) -> UserId | None:
+    """The account a credential identity NAMES, unverified (``None`` when it names none): for
+    comparing a leaf with its successor, never to attribute anything to anybody."""
+    if type(identity) is bytes and len(identity) in (CREDENTIAL_IDENTITY_LEN, LEGACY_CREDENTIAL_IDENTITY_LEN):
+        return UserId(identity[:32])
+    return None

@@ -9,6 +9,7 @@ import pytest
 
 from ping_core.errors import IdentityError, InvalidInput
 from ping_core.identity import DEVICE_BINDING_LABEL, DeviceBinding, Identity, UserId, device_binding_message
+from ping_core.device import LocalDevice
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.mls.crypto import default_provider
 
@@ -115,3 +116,62 @@ def test_device_binding_record() -> None:
     forged = DeviceBinding(binding.user_id, binding.user_public_key, DeviceId(b"\x04" * 32), binding.signature)
     with pytest.raises(IdentityError):
         DeviceBinding.decode(forged.encode()).verify()
+
+
+# -- account statements in leaves and revocations ---------------------------------------
+
+
+def _device() -> tuple[bytes, DeviceId]:
+    """A fresh device signature key and its id."""
+    dev = LocalDevice.generate(UserId(b"\x00" * 32), "x", 0)
+    return dev.signing_public_key, dev.device_id
+
+
+def test_credential_identity_proves_the_account_for_that_key_only() -> None:
+    from ping_core.identity import CREDENTIAL_IDENTITY_LEN, claimed_user_of_credential, credential_identity, verify_credential_identity
+
+    alice, eve = Identity.generate(), Identity.generate()
+    key, device = _device()
+    ident = credential_identity(alice.device_binding(device))
+    assert len(ident) == CREDENTIAL_IDENTITY_LEN
+    assert verify_credential_identity(ident, key) == alice.user_id
+    assert claimed_user_of_credential(ident) == alice.user_id
+    other_key, _ = _device()
+    with pytest.raises(IdentityError):
+        verify_credential_identity(ident, other_key)  # the binding is for another device key
+    # Eve claims Alice's account with her own account key's signature: refused.
+    forged = alice.user_id.value + eve.device_binding(device).user_public_key + eve.sign_device_binding(device)
+    with pytest.raises(IdentityError):
+        verify_credential_identity(forged, key)
+    # ... and with Alice's public key but Eve's signature.
+    forged = alice.user_id.value + alice.device_binding(device).user_public_key + eve.sign_device_binding(device)
+    with pytest.raises(IdentityError):
+        verify_credential_identity(forged, key)
+    with pytest.raises(IdentityError, match="legacy"):
+        verify_credential_identity(alice.user_id.value, key)  # the bare id asserted by the device
+    for junk in (b"", b"\x00" * 127, ident + b"\x00"):
+        with pytest.raises(IdentityError):
+            verify_credential_identity(junk, key)
+    flipped = bytearray(ident)
+    flipped[100] ^= 1
+    with pytest.raises(IdentityError):
+        verify_credential_identity(bytes(flipped), key)
+
+
+def test_device_revocation_round_trip_and_domain_separation() -> None:
+    from ping_core.identity import DeviceRevocation
+
+    alice = Identity.generate()
+    _, device = _device()
+    rev = alice.revoke(device)
+    rev.verify()
+    assert DeviceRevocation.decode(rev.encode()) == rev
+    assert repr(rev).startswith("DeviceRevocation(") and alice.user_id.as_hex() in repr(rev)
+    # A binding's signature is not a revocation's, nor the other way round.
+    binding = alice.device_binding(device)
+    with pytest.raises(IdentityError):
+        DeviceRevocation(binding.user_id, binding.user_public_key, binding.device_id, binding.signature).verify()
+    with pytest.raises(IdentityError):
+        DeviceBinding(rev.user_id, rev.user_public_key, rev.device_id, rev.signature).verify()
+    with pytest.raises(InvalidInput):
+        DeviceRevocation.decode(binding.encode()[:-1])
