@@ -23,6 +23,13 @@ Getting a group
   ``(group, commit)``: send ``commit``; if refused, drop the group.
 * ``Group.from_bytes(crypto, data)`` / ``Group.from_records(crypto, records)``.
 
+Each also takes ``leaf_check=`` (a ``LeafCheck``: ``hook(new_leaf,
+previous_leaf)``, raise to refuse): the application's policy for every leaf
+that enters the group (Adds, Update proposals, received commits' path
+leaves, the tree of a group joined); ``group.leaf_check`` (settable), not
+stored, inherited by branched and reinitialised groups. See
+``results.LeafCheck`` for exactly when it is called.
+
 Each takes ``max_lifetime_s=``: the application's maximum total lifetime of
 a KeyPackage's leaf (RFC 9420 §7.2 makes defining one the application's
 duty). The group refuses any Add whose KeyPackage spans longer (ours,
@@ -137,6 +144,7 @@ from .psks import PskSource
 from .results import (
     ApplicationMessage,
     CommitApplied,
+    LeafCheck,
     Member,
     ProcessResult,
     ProposalMessage,
@@ -150,6 +158,7 @@ __all__ = [
     "HistoryView",
     "SenderInfo",
     "SenderCheck",
+    "LeafCheck",
     "GroupConfig",
     "RatchetConfig",
     "Signer",

@@ -66,7 +66,7 @@ from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_inf
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
-from .results import CommitApplied, Member
+from .results import CommitApplied, LeafCheck, Member
 from .state import EpochState
 from .validate import (
     check_leaf_supports_group,
@@ -188,11 +188,13 @@ def apply_proposals(
     key_package_bytes: Mapping[int, bytes] | None = None,
     psk_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> Applied:
     """Validate each proposal (when ``validate``) and apply the list to a copy of
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
     Adds (in list order); note PSKs, ExternalInit and ReInit. ``max_lifetime_s``
-    bounds each Add's KeyPackage lifetime (§7.2, :func:`.validate.validate_add`)."""
+    bounds each Add's KeyPackage lifetime (§7.2, :func:`.validate.validate_add`);
+    ``leaf_check`` (when ``validate``) is asked about every Add and Update leaf."""
     context = state.context
     extensions = context.extensions
     gce: GroupContextExtensions | None = None
@@ -212,7 +214,7 @@ def apply_proposals(
             if sender.sender_type != SenderType.MEMBER:
                 raise MlsError("an Update from a non-member")
             if validate:
-                validate_update(crypto, tree, ctx, proposal, sender.index, now=now)
+                validate_update(crypto, tree, ctx, proposal, sender.index, now=now, leaf_check=leaf_check)
             updates.append((sender.index, proposal, pending))
         elif isinstance(proposal, Remove):
             if validate:
@@ -250,7 +252,9 @@ def apply_proposals(
             # commit, two Adds may not share keys.
             if validate:
                 raw = None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
-                validate_add(crypto, tree, ctx, add, now=now, key_package_bytes=raw, max_lifetime_s=max_lifetime_s)
+                validate_add(
+                    crypto, tree, ctx, add, now=now, key_package_bytes=raw, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check
+                )
             applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
         applied.tree = tree
     if gce is not None and validate:
@@ -423,7 +427,14 @@ def create_commit(
     items += [(p, own_sender, None) for p in by_value]
     validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
     applied = apply_proposals(
-        crypto, state, items, now=now, key_package_bytes=raw_kps, psk_usage=psk_usage, max_lifetime_s=group.max_lifetime_s
+        crypto,
+        state,
+        items,
+        now=now,
+        key_package_bytes=raw_kps,
+        psk_usage=psk_usage,
+        max_lifetime_s=group.max_lifetime_s,
+        leaf_check=group.leaf_check,
     )
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
@@ -590,9 +601,10 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
     else:
         raise MlsError(f"a {sender.sender_type.name} sender may not commit")
     now = group.now()
-    applied = apply_proposals(crypto, state, items, now=now, max_lifetime_s=group.max_lifetime_s)
+    applied = apply_proposals(crypto, state, items, now=now, max_lifetime_s=group.max_lifetime_s, leaf_check=group.leaf_check)
     if applied.path_required and commit.path is None:
         raise MlsError("the commit lacks the path its proposals require")
+    old_leaf = None
     if not external and commit.path is not None:
         old_leaf = state.tree.leaf(committer)
         if old_leaf is None:  # pragma: no cover - its signature was verified with this leaf's key
@@ -625,9 +637,12 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
         psks=len(applied.psks),
         reinit=applied.reinit,
     )
+    leaf_check = group.leaf_check
     if removed_self:
         # We cannot follow into the new epoch (the path is not encrypted to us);
         # everything verifiable was verified: signature, tags, proposals.
+        if leaf_check is not None and commit.path is not None:
+            leaf_check(commit.path.leaf_node, old_leaf)
         return _received(state, result, message_hash, None, un, applied)
     keys = _pruned_keys(state.keys, applied.tree, applied.own_update_secret)
     commit_secret: bytes | None = None
@@ -644,6 +659,9 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
             group_context_for=_context_bytes_for(state.context, applied.extensions),
             exclude=added_leaves,
         )
+        if leaf_check is not None:
+            # §12.4.2: the path leaf verified (signature, parent hash, keys); now the application's policy.
+            leaf_check(commit.path.leaf_node, old_leaf)
     if external:
         assert applied.external_init is not None
         ext_priv, _ = external_key_pair(crypto, state.secrets.external_secret)

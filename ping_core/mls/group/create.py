@@ -16,6 +16,7 @@ from ping_core.mls.treekem import PathKeys
 
 from .config import SUITE, ConversationName, GroupConfig
 from .group import Clock, Group
+from .results import LeafCheck
 from .keypackage import Signer, generate_key_package
 from .state import EpochState
 from .validate import check_group_context_extensions, check_leaf_supports_group
@@ -34,6 +35,7 @@ def create_group(
     capabilities: Capabilities | None = None,
     clock: Clock | None = None,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> Group:
     """A new group whose only member is ``signer`` (leaf 0), at epoch 0.
 
@@ -43,7 +45,8 @@ def create_group(
     default to Ping's). The first epoch's secrets come from a fresh random
     init secret; the interim transcript hash from the confirmation tag over
     the empty confirmed transcript hash (§11). ``max_lifetime_s``: see
-    :attr:`.Group.max_lifetime_s`.
+    :attr:`.Group.max_lifetime_s`; ``leaf_check``: :attr:`.Group.leaf_check`
+    (our own leaf is not passed to it).
     """
     cfg = config or GroupConfig()
     gid = crypto.random(32) if group_id is None else group_id
@@ -76,4 +79,4 @@ def create_group(
     interim = interim_transcript_hash(crypto, b"", tag)
     keys = PathKeys(bundle.encryption_private, {})
     state = EpochState.new(crypto, context, tree, 0, keys, secrets, interim, tag, cfg.ratchet, context_bytes=cb)
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)

@@ -34,6 +34,7 @@ from ping_core.mls.structs import (
     ReInit,
     Remove,
     ResumptionPSKUsage,
+    Sender,
     Update,
 )
 
@@ -43,7 +44,7 @@ from .keypackage import KeyPackageBundle, Signer
 from .messages import GROUP_INFO_PREFIX, frame_signed, proposal_ref, sign_content
 from .proposals import PendingProposal, ProposalStore
 from .psks import PskSource
-from .results import CommitApplied, Member, ProcessResult, ProposalMessage, SenderCheck
+from .results import CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
 from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_proposal
 
@@ -72,6 +73,7 @@ class Group:
         *,
         clock: Clock | None = None,
         max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> None:
         """Internal: use the class methods."""
         self.crypto = crypto
@@ -79,6 +81,10 @@ class Group:
         self.config = config
         self.clock: Clock = clock or time.time
         self.max_lifetime_s = max_lifetime_s
+        #: The application's leaf policy (:data:`.results.LeafCheck`), or ``None``.
+        #: Policy, not state: not stored by :meth:`to_bytes`; settable; a branch or
+        #: reinitialised successor inherits it.
+        self.leaf_check: LeafCheck | None = leaf_check
         self._state = state
         self._proposals = ProposalStore()
         self._past_epochs: OrderedDict[int, PastEpoch] = OrderedDict()
@@ -115,6 +121,7 @@ class Group:
         capabilities: Capabilities | None = None,
         clock: Clock | None = None,
         max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> Group:
         """A new one-member group at epoch 0 (RFC 9420 §11). See :func:`.create.create_group`."""
         from .create import create_group
@@ -129,6 +136,7 @@ class Group:
             capabilities=capabilities,
             clock=clock,
             max_lifetime_s=max_lifetime_s,
+            leaf_check=leaf_check,
         )
 
     @classmethod
@@ -147,6 +155,7 @@ class Group:
         clock: Clock | None = None,
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
         from .join import join_welcome
@@ -164,6 +173,7 @@ class Group:
             clock=clock,
             check_lifetimes=check_lifetimes,
             max_lifetime_s=max_lifetime_s,
+            leaf_check=leaf_check,
         )
 
     @classmethod
@@ -183,6 +193,7 @@ class Group:
         clock: Clock | None = None,
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> tuple[Group, bytes]:
         """Join by external commit. See :func:`.join.join_external`."""
         from .join import join_external
@@ -201,6 +212,7 @@ class Group:
             clock=clock,
             check_lifetimes=check_lifetimes,
             max_lifetime_s=max_lifetime_s,
+            leaf_check=leaf_check,
         )
 
     # -- what the group is -------------------------------------------------
@@ -395,6 +407,21 @@ class Group:
 
     # -- proposals ---------------------------------------------------------
 
+    def _validate_proposal(self, proposal: Proposal, sender: Sender) -> None:
+        """One proposal against the current epoch with this group's policy
+        (clock, ``max_lifetime_s``, ``leaf_check``); see :func:`.validate.validate_proposal`."""
+        state = self._state
+        validate_proposal(
+            self.crypto,
+            state.tree,
+            state.context,
+            proposal,
+            sender,
+            now=self.now(),
+            max_lifetime_s=self.max_lifetime_s,
+            leaf_check=self.leaf_check,
+        )
+
     def _propose(
         self, proposal: Proposal, *, encrypt: bool | None, authenticated_data: bytes, leaf_secret: bytes | None = None
     ) -> ProposalMessage:
@@ -403,9 +430,7 @@ class Group:
         sender = state.framing.member(state.own_leaf)
         check_proposal_sender(proposal, sender)
         if not isinstance(proposal, Update):
-            validate_proposal(
-                self.crypto, state.tree, state.context, proposal, sender, now=self.now(), max_lifetime_s=self.max_lifetime_s
-            )
+            self._validate_proposal(proposal, sender)
         enc = self.config.encrypt_handshake if encrypt is None else encrypt
         auth = sign_content(
             self.crypto, state.framing, state.own_leaf, proposal, self.signer.private_key, encrypt=enc,
@@ -721,13 +746,22 @@ class Group:
 
     @classmethod
     def from_bytes(
-        cls, crypto: CryptoProvider, data: bytes, *, clock: Clock | None = None, max_lifetime_s: int | None = None
+        cls,
+        crypto: CryptoProvider,
+        data: bytes,
+        *,
+        clock: Clock | None = None,
+        max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> Group:
-        """Inverse of :meth:`to_bytes`. ``clock`` and ``max_lifetime_s`` are not
-        stored: give them again (see :attr:`max_lifetime_s`)."""
+        """Inverse of :meth:`to_bytes`. ``clock``, ``max_lifetime_s`` and
+        ``leaf_check`` are policy, not stored: give them again (see
+        :attr:`max_lifetime_s`, :attr:`leaf_check`)."""
         from .state import bytes_to_records
 
-        return cls.from_records(crypto, bytes_to_records(data), clock=clock, max_lifetime_s=max_lifetime_s)
+        return cls.from_records(
+            crypto, bytes_to_records(data), clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check
+        )
 
     @classmethod
     def from_records(
@@ -737,14 +771,16 @@ class Group:
         *,
         clock: Clock | None = None,
         max_lifetime_s: int | None = None,
+        leaf_check: LeafCheck | None = None,
     ) -> Group:
         """A group from its records (as :meth:`records` gave them, or as
         applied from :meth:`changed_records`). ``MlsError`` for a malformed set.
-        ``clock`` and ``max_lifetime_s`` as for :meth:`from_bytes`."""
+        ``clock``, ``max_lifetime_s`` and ``leaf_check`` as for :meth:`from_bytes`."""
         from .state import group_from_records
 
         group = group_from_records(cls, crypto, records, clock=clock)
         group.max_lifetime_s = max_lifetime_s
+        group.leaf_check = leaf_check
         return group
 
 

@@ -60,6 +60,7 @@ from .group import Clock, Group
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
 from .psks import PskSource, resolve_psks
+from .results import LeafCheck
 from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
 from .state import EpochState
 from .validate import check_leaf_supports_group, validate_resumption_links
@@ -135,6 +136,7 @@ def join_welcome(
     clock: Clock | None = None,
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
 
@@ -155,7 +157,11 @@ def join_welcome(
     otherwise make the group unjoinable. ``max_lifetime_s``: no leaf of
     the tree that carries a KeyPackage's lifetime may span more (§7.2,
     checked even without ``check_lifetimes``); the group keeps it as its
-    :attr:`.Group.max_lifetime_s`. Raises ``MlsError`` for anything
+    :attr:`.Group.max_lifetime_s`. ``leaf_check``: the application's leaf
+    policy (:attr:`.Group.leaf_check`), called as ``leaf_check(leaf, None)``
+    for every leaf of the tree once the tree validated; what it raises
+    propagates. When omitted, a reinitialised or branched group takes the old
+    group's (``reinit_from`` / ``branch_from``). Raises ``MlsError`` for anything
     that does not verify; nothing is kept then, and the old group is never
     changed.
     """
@@ -195,6 +201,10 @@ def join_welcome(
     tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
     if branched_from is not None:
         check_branch_members(tree, branched_from)
+    if leaf_check is None:
+        predecessor = reinit_from if reinit_from is not None else branch_from
+        leaf_check = None if predecessor is None else predecessor.leaf_check
+    check_tree_leaves(tree, leaf_check)
     own = _find_own_leaf(tree, kp.leaf_node)
     check_leaf_supports_group(kp.leaf_node, gc.extensions)
     if joined.path_secret is not None:
@@ -216,7 +226,15 @@ def join_welcome(
         cfg.ratchet,
         context_bytes=joined.group_context_bytes,
     )
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
+
+
+def check_tree_leaves(tree: RatchetTree, leaf_check: LeafCheck | None) -> None:
+    """The application's ``leaf_check(leaf, None)`` for every leaf of a received,
+    validated tree (joining, §12.4.3.1); what it raises propagates."""
+    if leaf_check is not None:
+        for _, leaf in tree.members():
+            leaf_check(leaf, None)
 
 
 def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
@@ -281,6 +299,7 @@ def join_external(
     clock: Clock | None = None,
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> tuple[Group, bytes]:
     """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
     carries external_pub.
@@ -290,7 +309,8 @@ def join_external(
     the delivery service refuses the commit, drop the group. ``resync``
     removes our old leaf (same credential) in the same commit. ``psk_ids``
     are injected as PreSharedKey proposals (their secrets from ``psks``).
-    ``check_lifetimes`` and ``max_lifetime_s`` as for :func:`join_welcome`.
+    ``check_lifetimes``, ``max_lifetime_s`` and ``leaf_check`` (every leaf of
+    the tree, once it validated) as for :func:`join_welcome`.
     """
     cfg = config or GroupConfig()
     info = _group_info_of(group_info)
@@ -299,6 +319,7 @@ def join_external(
     tree = _tree_from(info, ratchet_tree)
     verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
     tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
+    check_tree_leaves(tree, leaf_check)
     external_pub = _external_pub(info)
     kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
     proposals: list[Proposal] = [ExternalInit(kem_output)]
@@ -343,6 +364,6 @@ def join_external(
     interim = interim_transcript_hash(crypto, confirmed, tag)
     message = PUBLIC_PREFIX + encode(PublicMessage(content, FramedContentAuthData(signature, tag), None))
     state = EpochState.new(crypto, ctx, new_tree, own, gen.keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes)
-    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s)
+    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
     group._last_own_commit = (crypto.hash(message), ctx.epoch)
     return group, message

@@ -39,6 +39,7 @@ from ping_core.mls.structs import (
 )
 
 from .config import SUITE, default_capabilities
+from .results import LeafCheck
 
 __all__ = [
     "Signer",
@@ -279,6 +280,7 @@ def validate_key_package(
     now: int | None = None,
     check_lifetime_: bool = True,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> KeyPackage:
     """Validate a KeyPackage on its own (no group): §10.1 and the group-independent
     parts of §7.3. Accepts the struct, its encoding or an MLSMessage.
@@ -287,6 +289,10 @@ def validate_key_package(
     KeyPackage whose ``not_after - not_before`` is longer is refused, whether
     or not ``check_lifetime_`` checks the current time. ``None`` (the
     default) sets no maximum.
+
+    ``leaf_check``: the application's leaf policy (see
+    :data:`.results.LeafCheck`), called as ``leaf_check(leaf, None)`` once
+    every other check passed; what it raises propagates unchanged.
 
     Returns the KeyPackage; raises ``MlsError`` (``InvalidSignature``,
     ``MlsDecodeError``) otherwise.
@@ -301,6 +307,8 @@ def validate_key_package(
     check_lifetime_span(leaf.lifetime, max_lifetime_s, "the KeyPackage's leaf")
     if check_lifetime_:
         check_lifetime(leaf.lifetime, _now(now))
+    if leaf_check is not None:
+        leaf_check(leaf, None)
     return kp
 
 

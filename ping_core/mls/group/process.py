@@ -40,7 +40,7 @@ from .messages import proposal_ref
 from .proposals import PendingProposal
 from .psks import PskSource
 from .results import CommitApplied, ProcessResult, ProposalStored, SenderCheck, SenderInfo
-from .validate import external_sender_key, validate_proposal
+from .validate import external_sender_key
 
 if TYPE_CHECKING:
     from .group import Group
@@ -145,9 +145,7 @@ def process_message(
         )
     if isinstance(content, Proposal):
         sender = framed.sender
-        validate_proposal(
-            crypto, state.tree, state.context, content, sender, now=group.now(), max_lifetime_s=group.max_lifetime_s
-        )
+        group._validate_proposal(content, sender)
         ref = proposal_ref(crypto, auth)
         # Store first (it may refuse: too many pending), then consume the generation.
         if group._proposals.add(PendingProposal(ref, content, sender)):

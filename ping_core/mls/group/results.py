@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
-from ping_core.mls.structs import ContentType, Credential, Proposal, ReInit, Sender, SenderType
+from ping_core.mls.structs import ContentType, Credential, LeafNode, Proposal, ReInit, Sender, SenderType
 
 __all__ = [
     "Member",
@@ -20,6 +20,7 @@ __all__ = [
     "ProcessResult",
     "SenderInfo",
     "SenderCheck",
+    "LeafCheck",
 ]
 
 
@@ -137,3 +138,22 @@ class SenderInfo:
 
 SenderCheck = Callable[[SenderInfo], None]
 """A ``check_sender`` hook: raise (anything) to refuse the message; the group is then unchanged."""
+
+
+LeafCheck = Callable[[LeafNode, LeafNode | None], None]
+"""A ``leaf_check`` policy hook: ``leaf_check(new_leaf, previous_leaf)``.
+
+The application's own rules for the leaves that enter a group (RFC 9420
+§5.3.1 and §7.3 leave credential validation and successor rules to the
+application). It is called with a leaf that already passed the engine's own
+checks: for every Add (``previous_leaf`` ``None``: by value in a commit, as a
+proposal, by reference when committed, and the KeyPackages our own commits
+add), every Update proposal (the sender's current leaf), a received commit's
+UpdatePath leaf (the committer's current leaf; ``None`` for an external
+commit's joiner), every leaf of the tree of a group joined by Welcome or by
+external commit (``None``), and by ``validate_key_package(..., leaf_check=)``.
+
+Return ``None`` to accept; raise to refuse. Whatever it raises propagates
+unchanged (a ``PingError`` is never wrapped) and the operation then changes
+nothing: no proposal stored, no commit staged, no group built.
+"""

@@ -89,6 +89,7 @@ def _start(
         capabilities=old._state.own_leaf_node().capabilities,
         clock=old.clock,
         max_lifetime_s=old.max_lifetime_s,
+        leaf_check=old.leaf_check,
     )
     psk = PreSharedKeyID.resumption(usage, old.group_id, old.epoch, old.crypto.random(32))
     staged = create_commit(

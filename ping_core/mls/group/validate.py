@@ -46,6 +46,7 @@ from ping_core.mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, check_suppo
 
 from .config import ConversationName
 from .keypackage import validate_key_package_header
+from .results import LeafCheck
 
 __all__ = [
     "PATH_REQUIRED",
@@ -125,9 +126,12 @@ def validate_add(
     now: int | None,
     key_package_bytes: bytes | None = None,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> None:
     """§12.1.1: the KeyPackage is valid (§10.1) for this group; its leaf's total
-    lifetime is at most ``max_lifetime_s`` (§7.2; ``None``: no maximum)."""
+    lifetime is at most ``max_lifetime_s`` (§7.2; ``None``: no maximum); then
+    the application's ``leaf_check(leaf, None)`` accepts it (what it raises
+    propagates)."""
     kp = add.key_package
     if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
         raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
@@ -136,6 +140,8 @@ def validate_add(
         crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now, max_lifetime_s=max_lifetime_s
     )
     check_leaf_supports_group(kp.leaf_node, context.extensions)
+    if leaf_check is not None:
+        leaf_check(kp.leaf_node, None)
 
 
 def check_successor(old: LeafNode, new: LeafNode, what: str) -> None:
@@ -148,10 +154,18 @@ def check_successor(old: LeafNode, new: LeafNode, what: str) -> None:
 
 
 def validate_update(
-    crypto: CryptoProvider, tree: RatchetTree, context: GroupContext, update: Update, sender_leaf: int, *, now: int | None
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    context: GroupContext,
+    update: Update,
+    sender_leaf: int,
+    *,
+    now: int | None,
+    leaf_check: LeafCheck | None = None,
 ) -> None:
     """§12.1.2: a valid update leaf for the sender's leaf, with a new encryption
-    key and the same credential (:func:`check_successor`)."""
+    key and the same credential (:func:`check_successor`); then the
+    application's ``leaf_check(new leaf, sender's current leaf)`` accepts it."""
     old = tree.leaf(sender_leaf)
     if old is None:
         raise MlsError(f"an Update from blank leaf {sender_leaf}")
@@ -160,6 +174,8 @@ def validate_update(
     check_successor(old, update.leaf_node, "an Update")
     tree.verify_leaf(crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
     check_leaf_supports_group(update.leaf_node, context.extensions)
+    if leaf_check is not None:
+        leaf_check(update.leaf_node, old)
 
 
 def validate_remove(tree: RatchetTree, remove: Remove) -> None:
@@ -209,19 +225,21 @@ def validate_proposal(
     *,
     now: int | None,
     max_lifetime_s: int | None = None,
+    leaf_check: LeafCheck | None = None,
 ) -> None:
     """One proposal on its own, against the current epoch (checked when it is
     received; the commit that covers it checks the list again).
-    ``max_lifetime_s`` bounds an Add's KeyPackage lifetime (:func:`validate_add`)."""
+    ``max_lifetime_s`` bounds an Add's KeyPackage lifetime (:func:`validate_add`);
+    ``leaf_check`` is the application's hook for Add and Update leaves."""
     check_proposal_sender(proposal, sender)
     if isinstance(proposal, Add):
         # (A new_member_proposal was verified with the KeyPackage's own key:
         # the joiner adds itself, §12.1.8.)
-        validate_add(crypto, tree, context, proposal, now=now, max_lifetime_s=max_lifetime_s)
+        validate_add(crypto, tree, context, proposal, now=now, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
     elif isinstance(proposal, Update):
         if sender.sender_type != SenderType.MEMBER:
             raise MlsError("only members send Update proposals")
-        validate_update(crypto, tree, context, proposal, sender.index, now=now)
+        validate_update(crypto, tree, context, proposal, sender.index, now=now, leaf_check=leaf_check)
     elif isinstance(proposal, Remove):
         validate_remove(tree, proposal)
     elif isinstance(proposal, PreSharedKey):
