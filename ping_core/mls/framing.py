@@ -80,6 +80,7 @@ __all__ = [
     "frame_public",
     "protect_public",
     "unprotect_public",
+    "verify_public",
     "MAX_PADDING",
 ]
 
@@ -188,13 +189,14 @@ class Unprotected:
 # -- signatures ------------------------------------------------------------
 
 
-def _tbs(ep: EpochFraming, wire_format: int, content: FramedContent) -> bytes:
-    """FramedContentTBS; the GroupContext is included for member and new_member_commit senders."""
+def _tbs(group_context: bytes, wire_format: int, content: FramedContent) -> bytes:
+    """FramedContentTBS (§6.1); the encoded GroupContext is included for member and
+    new_member_commit senders."""
     head = b"\x00\x01" + wire_format.to_bytes(2, "big")
     body = encode(content)
     st = content.sender.sender_type
     if st == _MEMBER or st == SenderType.NEW_MEMBER_COMMIT:
-        return head + body + ep.group_context
+        return head + body + group_context
     return head + body
 
 
@@ -202,21 +204,29 @@ def sign_framed(
     crypto: CryptoProvider, ep: EpochFraming, wire_format: int, content: FramedContent, signature_key: bytes
 ) -> bytes:
     """The signature of ``content`` sent as ``wire_format``: ``SignWithLabel(., "FramedContentTBS", TBS)``."""
-    tbs = _tbs(ep, wire_format, content)
+    tbs = _tbs(ep.group_context, wire_format, content)
     return crypto.sign(signature_key, _TBS_LABEL + opaque(tbs))
 
 
 def verify_framed(crypto: CryptoProvider, ep: EpochFraming, auth: AuthenticatedContent, public_key: bytes) -> None:
     """Verify an AuthenticatedContent's signature; ``InvalidSignature`` otherwise."""
-    tbs = _tbs(ep, auth.wire_format, auth.content)
+    _verify_signature(crypto, ep.group_context, auth, public_key)
+
+
+def _verify_signature(crypto: CryptoProvider, group_context: bytes, auth: AuthenticatedContent, public_key: bytes) -> None:
+    tbs = _tbs(group_context, auth.wire_format, auth.content)
     crypto.verify(public_key, _TBS_LABEL + opaque(tbs), auth.auth.signature)
 
 
 def _check_content(ep: EpochFraming, content: FramedContent) -> None:
-    if content.group_id != ep.group_id:
+    _check_group_epoch(ep.group_id, ep.epoch, content)
+
+
+def _check_group_epoch(group_id: bytes, epoch: int, content: FramedContent) -> None:
+    if content.group_id != group_id:
         raise MlsError("the message is for another group")
-    if content.epoch != ep.epoch:
-        raise MlsError(f"the message is for epoch {content.epoch}, not {ep.epoch}")
+    if content.epoch != epoch:
+        raise MlsError(f"the message is for epoch {content.epoch}, not {epoch}")
 
 
 def _member_content(
@@ -457,9 +467,9 @@ def _check_public_sender(content: FramedContent) -> None:
         raise MlsError("a new_member_commit sender may only send commits")
 
 
-def _tbm(ep: EpochFraming, content: FramedContent, auth: FramedContentAuthData) -> bytes:
+def _tbm(group_context: bytes, content: FramedContent, auth: FramedContentAuthData) -> bytes:
     # AuthenticatedContentTBM = FramedContentTBS || FramedContentAuthData.
-    return _tbs(ep, _PUBLIC, content) + auth.encode_for(content_type_of(content.content))
+    return _tbs(group_context, _PUBLIC, content) + auth.encode_for(content_type_of(content.content))
 
 
 def frame_public(crypto: CryptoProvider, ep: EpochFraming, authenticated: AuthenticatedContent) -> PublicMessage:
@@ -471,7 +481,7 @@ def frame_public(crypto: CryptoProvider, ep: EpochFraming, authenticated: Authen
     _check_public_sender(content)
     if content.sender.sender_type != _MEMBER:
         return PublicMessage(content, authenticated.auth, None)
-    tag = crypto.hmac(ep.membership_key, _tbm(ep, content, authenticated.auth))
+    tag = crypto.hmac(ep.membership_key, _tbm(ep.group_context, content, authenticated.auth))
     return PublicMessage(content, authenticated.auth, tag)
 
 
@@ -499,18 +509,47 @@ def unprotect_public(crypto: CryptoProvider, ep: EpochFraming, msg: PublicMessag
     Changes no state. Raises ``MlsError`` (``InvalidSignature`` for the
     signature) when anything does not verify.
     """
+    authenticated = verify_public(
+        crypto, ep.group_id, ep.epoch, ep.group_context, msg, signer_key, membership_key=ep.membership_key
+    )
+    return Unprotected(authenticated, None)
+
+
+def verify_public(
+    crypto: CryptoProvider,
+    group_id: bytes,
+    epoch: int,
+    group_context: bytes,
+    msg: PublicMessage,
+    signer_key: SignerKey,
+    *,
+    membership_key: bytes | None,
+) -> AuthenticatedContent:
+    """Verify a PublicMessage of epoch ``epoch`` of group ``group_id`` whose
+    GroupContext encodes to ``group_context`` (§6.2): group and epoch, the
+    sender/content-type rules, the membership tag of a member's message, and
+    the signature over FramedContentTBS (§6.1) with ``signer_key(content)``.
+
+    ``membership_key=None`` is for a verifier outside the group (a delivery
+    service): it cannot compute the tag, which is keyed by the epoch's
+    membership key, so only its presence (member senders) or absence (others)
+    is checked; the signature, which binds the GroupContext, is checked as
+    always. Changes nothing; ``MlsError`` (``InvalidSignature``,
+    ``MlsDecodeError``) when anything does not verify.
+    """
     content = msg.content
-    _check_content(ep, content)
+    _check_group_epoch(group_id, epoch, content)
     _check_public_sender(content)
     if content.sender.sender_type == _MEMBER:
         tag = msg.membership_tag
         if tag is None:
             raise MlsDecodeError("a member's PublicMessage lacks its membership tag")
-        want = crypto.hmac(ep.membership_key, _tbm(ep, content, msg.auth))
-        if not _hmac.compare_digest(want, tag):
-            raise MlsError("membership tag does not verify")
+        if membership_key is not None:
+            want = crypto.hmac(membership_key, _tbm(group_context, content, msg.auth))
+            if not _hmac.compare_digest(want, tag):
+                raise MlsError("membership tag does not verify")
     elif msg.membership_tag is not None:
         raise MlsDecodeError("only a member's PublicMessage has a membership tag")
     authenticated = AuthenticatedContent(_PUBLIC, content, msg.auth)
-    verify_framed(crypto, ep, authenticated, signer_key(content))
-    return Unprotected(authenticated, None)
+    _verify_signature(crypto, group_context, authenticated, signer_key(content))
+    return authenticated

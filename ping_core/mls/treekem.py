@@ -9,9 +9,11 @@
   leaves added by the same commit excluded.
 * :func:`process_update_path` / :func:`apply_update_path` — every other
   member's side: the path's length, keys and leaf are checked, the path is
-  merged and its parent-hash chain verified, the path secret decrypted where
-  our subtree meets the sender's path, every later path secret derived and
-  every derived public key compared with the one sent.
+  merged and its parent-hash chain verified (:func:`merge_update_path`, the
+  part a non-member such as a delivery service can check too), the path
+  secret decrypted where our subtree meets the sender's path, every later
+  path secret derived and every derived public key compared with the one
+  sent (:func:`decrypt_update_path`).
 * :func:`path_keys_from_path_secret` — a joiner's private path keys from the
   Welcome's ``path_secret``.
 
@@ -54,6 +56,10 @@ __all__ = [
     "generate_update_path",
     "process_update_path",
     "apply_update_path",
+    "MergedPath",
+    "merge_update_path",
+    "decrypt_update_path",
+    "check_receiver",
     "path_keys_from_path_secret",
     "node_key_pair",
     "commit_leaf_maker",
@@ -278,18 +284,34 @@ def generate_update_path(
     )
 
 
-def process_update_path(
+@dataclass(frozen=True, eq=False)
+class MergedPath:
+    """An UpdatePath verified and merged into a tree by :func:`merge_update_path`.
+
+    ``pairs``: the sender's filtered direct path with each node's copath child
+    (§4.1.2); ``resolutions``: for each of them, the copath child's resolution
+    without the excluded (newly added) leaves, one ciphertext each;
+    ``context``: the encoded provisional GroupContext the path secrets are
+    encrypted to.
+    """
+
+    pairs: list[tuple[int, int]]
+    resolutions: list[list[int]]
+    context: bytes
+
+
+def merge_update_path(
     crypto: CryptoProvider,
     tree: RatchetTree,
     sender: int,
     update_path: UpdatePath,
     *,
-    own_leaf: int,
-    own_keys: PathKeys,
     group_context_for: GroupContextFor,
     exclude: Iterable[int] = (),
-) -> ProcessedPath:
-    """Verify the UpdatePath of ``sender``, merge it into ``tree`` and decrypt it (§7.5, §12.4.2).
+) -> MergedPath:
+    """Verify the public part of ``sender``'s UpdatePath and merge it into ``tree``
+    (§7.5, §7.9, §12.4.2): what anyone holding the public tree can check, a
+    member or a delivery service.
 
     ``tree`` is the caller's staged copy with the commit's proposals applied
     (extended first if ``sender`` lies beyond it: external commit). Checked,
@@ -300,21 +322,11 @@ def process_update_path(
     the tree; the leaf (source commit) has an encryption key new to the tree
     and a signature key no other member has, supports the group, and its
     signature verifies (group_id from the provisional GroupContext, leaf index
-    ``sender``); its parent_hash equals the one the merged path gives; the
-    path secret decrypts (``DecryptionFailed`` otherwise) and every public
-    key derived from it and its successors equals the one in the path.
-
-    ``own_keys`` is not modified; the result carries our new keys (keys of
-    the sender's direct path replaced, keys of blank nodes dropped).
+    ``sender``); its parent_hash equals the one the merged path gives (the
+    parent-hash chain of §7.9.2 along the new path). On failure ``tree`` may
+    be partly changed: discard it.
     """
-    if sender == own_leaf:
-        raise MlsError("the committer does not process its own UpdatePath (it keeps its GeneratedPath)")
     excluded = _excluded_nodes(exclude)
-    own_node = 2 * own_leaf
-    if own_node in excluded:
-        raise MlsError("a member added by this commit gets its path secret from the Welcome")
-    if tree.leaf(own_leaf) is None:
-        raise MlsError(f"our leaf {own_leaf} is blank in this tree")
     tree.ensure_leaf(sender)
     pairs = tree.filtered_direct_path_with_copath(sender)
     path_nodes = update_path.nodes
@@ -322,20 +334,15 @@ def process_update_path(
         raise MlsError(
             f"the UpdatePath has {len(path_nodes)} nodes but the sender's filtered direct path has {len(pairs)}"
         )
-    # Where our subtree meets the sender's path: the copath child containing our leaf.
-    pos = -1
-    target_res: list[int] = []
-    for i, ((p, s), upn) in enumerate(zip(pairs, path_nodes)):
+    resolutions: list[list[int]] = []
+    for (p, s), upn in zip(pairs, path_nodes):
         res = [r for r in tree.resolution(s) if r not in excluded]
         if len(upn.encrypted_path_secret) != len(res):
             raise MlsError(
                 f"UpdatePath node for {p} has {len(upn.encrypted_path_secret)} ciphertexts "
                 f"for a copath resolution of {len(res)}"
             )
-        if pos < 0 and _covers(s, own_node):
-            pos, target_res = i, res
-    if pos < 0:
-        raise MlsError("our leaf is not below the sender's filtered direct path")
+        resolutions.append(res)
 
     leaf = update_path.leaf_node
     if type(leaf) is not LeafNode:
@@ -360,6 +367,32 @@ def process_update_path(
     except MlsDecodeError as exc:
         raise MlsError(f"group_context_for returned a malformed GroupContext: {exc}") from None
     tree.check_leaf_content(crypto, leaf, sender, gc, source=LeafNodeSource.COMMIT)
+    return MergedPath(pairs, resolutions, context)
+
+
+def decrypt_update_path(
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    sender: int,
+    update_path: UpdatePath,
+    merged: MergedPath,
+    *,
+    own_leaf: int,
+    own_keys: PathKeys,
+) -> ProcessedPath:
+    """Our side of an UpdatePath that :func:`merge_update_path` merged into ``tree``
+    (§12.4.2): decrypt the path secret where our subtree meets the sender's
+    path (``DecryptionFailed`` otherwise), derive every later one and check
+    each derived public key equals the one in the path (``MlsError``).
+    ``own_keys`` is not modified; the result carries our new keys (keys of the
+    sender's direct path replaced, keys of blank nodes dropped)."""
+    own_node = 2 * own_leaf
+    pairs, path_nodes = merged.pairs, update_path.nodes
+    # Where our subtree meets the sender's path: the copath child containing our leaf.
+    pos = next((i for i, (_, s) in enumerate(pairs) if _covers(s, own_node)), -1)
+    if pos < 0:
+        raise MlsError("our leaf is not below the sender's filtered direct path")
+    target_res = merged.resolutions[pos]
 
     # Decrypt with the first resolution node we hold a key for: our leaf or
     # one of our ancestors.
@@ -381,7 +414,7 @@ def process_update_path(
     assert holder is not None
     try:
         path_secret = decrypt_with_label(
-            crypto, priv, _LABEL, context, ct.kem_output, ct.ciphertext, public=holder.encryption_key
+            crypto, priv, _LABEL, merged.context, ct.kem_output, ct.ciphertext, public=holder.encryption_key
         )
     except CryptoError as exc:
         raise DecryptionFailed(f"the path secret for node {p0} does not decrypt with node {r}'s key ({exc})") from None
@@ -406,6 +439,41 @@ def process_update_path(
     }
     kept.update(derived)
     return ProcessedPath(secret, PathKeys(own_keys.leaf_secret, kept), path_secret, p0)
+
+
+def process_update_path(
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    sender: int,
+    update_path: UpdatePath,
+    *,
+    own_leaf: int,
+    own_keys: PathKeys,
+    group_context_for: GroupContextFor,
+    exclude: Iterable[int] = (),
+) -> ProcessedPath:
+    """Verify the UpdatePath of ``sender``, merge it into ``tree`` and decrypt it (§7.5, §12.4.2):
+    :func:`merge_update_path` (every public check), then
+    :func:`decrypt_update_path` (our path secret and the keys it derives).
+
+    ``own_keys`` is not modified; the result carries our new keys (keys of
+    the sender's direct path replaced, keys of blank nodes dropped).
+    """
+    check_receiver(tree, sender, own_leaf, exclude)
+    merged = merge_update_path(crypto, tree, sender, update_path, group_context_for=group_context_for, exclude=exclude)
+    return decrypt_update_path(crypto, tree, sender, update_path, merged, own_leaf=own_leaf, own_keys=own_keys)
+
+
+def check_receiver(tree: RatchetTree, sender: int, own_leaf: int, exclude: Iterable[int] = ()) -> None:
+    """We may process ``sender``'s UpdatePath: we are not its sender, not added by
+    the same commit (a joiner's path secret comes in the Welcome), and our leaf
+    is in ``tree``. ``MlsError`` otherwise."""
+    if sender == own_leaf:
+        raise MlsError("the committer does not process its own UpdatePath (it keeps its GeneratedPath)")
+    if 2 * own_leaf in _excluded_nodes(exclude):
+        raise MlsError("a member added by this commit gets its path secret from the Welcome")
+    if tree.leaf(own_leaf) is None:
+        raise MlsError(f"our leaf {own_leaf} is blank in this tree")
 
 
 def apply_update_path(

@@ -92,6 +92,18 @@ builds a proposal of an external sender (the group's external_senders
 extension) or, with ``sender_index=None``, a new member's proposal to add
 itself.
 
+For a delivery service (not a member)
+-------------------------------------
+``PublicGroup.from_group_info(crypto, group_info, ratchet_tree=None)`` keeps
+the public state of a group (context, tree, transcript hashes) and verifies
+its handshake PublicMessages without any secret:
+``public.process_proposal(data)``; ``commit = public.process_commit(data)``
+(a ``PublicCommit``: new epoch, added/removed/updated members, committer,
+external; nothing changes) then ``public.merge(commit)`` once it is
+accepted; ``public.check_group_info(data)`` for a member's GroupInfo of the
+current epoch; ``to_bytes()``/``from_bytes()``. See ``public.py`` for what a
+non-member cannot check (membership and confirmation tags, PrivateMessages).
+
 Sending
 -------
 ``group.protect(data, authenticated_data)`` -> PrivateMessage (MLSMessage).
@@ -140,6 +152,7 @@ from .history import HistoryView
 from .join import welcome_key_package_refs
 from .keypackage import CLOCK_SKEW_S, DEFAULT_LIFETIME_S, KeyPackageBundle, Signer, generate_key_package, validate_key_package
 from .proposals import PendingProposal
+from .public import AddedMember, PublicCommit, PublicGroup, RemovedMember, UpdatedMember
 from .psks import PskSource
 from .results import (
     ApplicationMessage,
@@ -156,6 +169,11 @@ from .results import (
 __all__ = [
     "Group",
     "HistoryView",
+    "PublicGroup",
+    "PublicCommit",
+    "AddedMember",
+    "RemovedMember",
+    "UpdatedMember",
     "SenderInfo",
     "SenderCheck",
     "LeafCheck",

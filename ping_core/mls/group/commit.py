@@ -13,15 +13,19 @@ confirmation tag, frame the commit in the old epoch, and build the GroupInfo
 and the Welcome for the new members (with each joiner's path secret).
 
 Staging (:func:`stage_commit`): resolve references, validate the list and
-every proposal, check the path rule, apply the proposals and the path
-(verifying it and decrypting our path secret), derive the epoch and verify
-the confirmation tag. Any failure raises ``MlsError`` and there is nothing to
-undo.
+every proposal, check the path rule, apply the proposals
+(:func:`check_received_commit`), verify and merge the path's public part
+(:func:`merge_commit_path`), decrypt our path secret, derive the epoch and
+verify the confirmation tag. Any failure raises ``MlsError`` and there is
+nothing to undo. The first two steps need no secret: a verifier outside the
+group (:class:`~.public.PublicGroup`, a delivery service) runs the very same
+functions.
 """
 
 from __future__ import annotations
 
 import hmac as _hmac
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -44,6 +48,7 @@ from ping_core.mls.structs import (
     GroupContext,
     GroupContextExtensions,
     GroupInfo,
+    LeafNode,
     PreSharedKey,
     PreSharedKeyID,
     Proposal,
@@ -59,14 +64,22 @@ from ping_core.mls.structs.proposals import ProposalOrRef
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree
-from ping_core.mls.treekem import PathKeys, apply_update_path, commit_leaf_maker, generate_update_path
+from ping_core.mls.treekem import (
+    MergedPath,
+    PathKeys,
+    check_receiver,
+    commit_leaf_maker,
+    decrypt_update_path,
+    generate_update_path,
+    merge_update_path,
+)
 from ping_core.mls.treemath import common_ancestor
 from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
 
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
-from .results import CommitApplied, LeafCheck, Member
+from .results import CommitApplied, LeafCheck, Member, Policy
 from .state import EpochState
 from .validate import (
     check_leaf_supports_group,
@@ -87,7 +100,18 @@ from .validate import (
 if TYPE_CHECKING:
     from .group import Group
 
-__all__ = ["StagedCommit", "Applied", "apply_proposals", "create_commit", "stage_commit", "EXTERNAL_INIT_LABEL"]
+__all__ = [
+    "StagedCommit",
+    "Applied",
+    "ReceivedCommit",
+    "apply_proposals",
+    "check_received_commit",
+    "merge_commit_path",
+    "next_group_context",
+    "create_commit",
+    "stage_commit",
+    "EXTERNAL_INIT_LABEL",
+]
 
 EXTERNAL_INIT_LABEL = b"MLS 1.0 external init secret"
 _NH = 32
@@ -180,9 +204,11 @@ def _provisional(context: GroupContext, extensions: tuple[Extension, ...]) -> Gr
 
 def apply_proposals(
     crypto: CryptoProvider,
-    state: EpochState,
+    tree: RatchetTree,
+    context: GroupContext,
     items: Sequence[Item],
     *,
+    own_leaf: int | None,
     now: int | None,
     validate: bool = True,
     key_package_bytes: Mapping[int, bytes] | None = None,
@@ -194,8 +220,10 @@ def apply_proposals(
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
     Adds (in list order); note PSKs, ExternalInit and ReInit. ``max_lifetime_s``
     bounds each Add's KeyPackage lifetime (§7.2, :func:`.validate.validate_add`);
-    ``leaf_check`` (when ``validate``) is asked about every Add and Update leaf."""
-    context = state.context
+    ``leaf_check`` (when ``validate``) is asked about every Add and Update leaf.
+    ``own_leaf``: our leaf (an Update of it takes the private key we kept with
+    our proposal), ``None`` for a verifier outside the group. ``tree`` is not
+    changed (``Applied.tree`` is a copy when anything changed)."""
     extensions = context.extensions
     gce: GroupContextExtensions | None = None
     for proposal, _, _ in items:
@@ -203,7 +231,6 @@ def apply_proposals(
             gce = proposal
             extensions = proposal.extensions
     ctx = _provisional(context, extensions)
-    tree = state.tree
     applied = Applied(tree, extensions, extensions_changed=gce is not None)
     applied.path_required = path_required(p for p, _, _ in items)
     updates: list[tuple[int, Update, PendingProposal | None]] = []
@@ -239,7 +266,7 @@ def apply_proposals(
         for leaf_index, update, pending in updates:
             tree.update_leaf(leaf_index, update.leaf_node)
             applied.updated.append(leaf_index)
-            if leaf_index == state.own_leaf:
+            if leaf_index == own_leaf:
                 if pending is None or pending.leaf_secret is None:
                     raise MlsError("an Update of our leaf that we did not propose")
                 applied.own_update_secret = pending.leaf_secret
@@ -268,22 +295,29 @@ def _pruned_keys(keys: PathKeys, tree: RatchetTree, leaf_secret: bytes | None) -
     return keys if leaf_secret is None else PathKeys(leaf_secret, keys.node_secrets)
 
 
+def next_group_context(
+    context: GroupContext, tree_hash: bytes, confirmed_transcript_hash: bytes, extensions: tuple[Extension, ...]
+) -> GroupContext:
+    """The GroupContext of the epoch after ``context`` (§8.1, §12.4.2): epoch + 1,
+    same version, cipher suite and group id, the given tree hash, confirmed
+    transcript hash and extensions."""
+    return GroupContext(
+        version=context.version,
+        cipher_suite=context.cipher_suite,
+        group_id=context.group_id,
+        epoch=context.epoch + 1,
+        tree_hash=tree_hash,
+        confirmed_transcript_hash=confirmed_transcript_hash,
+        extensions=extensions,
+    )
+
+
 def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]) -> Callable[[bytes], bytes]:
     """``group_context_for(tree_hash)``: the provisional GroupContext of §12.4.1,
     encoded: new epoch and tree hash, OLD confirmed transcript hash, new extensions."""
 
     def f(tree_hash: bytes) -> bytes:
-        return encode(
-            GroupContext(
-                version=context.version,
-                cipher_suite=context.cipher_suite,
-                group_id=context.group_id,
-                epoch=context.epoch + 1,
-                tree_hash=tree_hash,
-                confirmed_transcript_hash=context.confirmed_transcript_hash,
-                extensions=extensions,
-            )
-        )
+        return encode(next_group_context(context, tree_hash, context.confirmed_transcript_hash, extensions))
 
     return f
 
@@ -308,17 +342,8 @@ def _next_epoch(
 ) -> tuple[GroupContext, EpochSecrets, bytes, bytes]:
     """The new GroupContext, epoch secrets, confirmation tag and interim hash."""
     state = group._state
-    old = state.context
     confirmed = confirmed_transcript_hash(crypto, state.interim, auth.confirmed_transcript_hash_input())
-    ctx = GroupContext(
-        version=old.version,
-        cipher_suite=old.cipher_suite,
-        group_id=old.group_id,
-        epoch=old.epoch + 1,
-        tree_hash=applied.tree.tree_hash(crypto),
-        confirmed_transcript_hash=confirmed,
-        extensions=applied.extensions,
-    )
+    ctx = next_group_context(state.context, applied.tree.tree_hash(crypto), confirmed, applied.extensions)
     secrets = epoch_secrets(crypto, init_secret, commit_secret, psk_secret, encode(ctx))
     tag = confirmation_tag(crypto, secrets.confirmation_key, confirmed)
     return ctx, secrets, tag, interim_transcript_hash(crypto, confirmed, tag)
@@ -428,8 +453,10 @@ def create_commit(
     validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
     applied = apply_proposals(
         crypto,
-        state,
+        state.tree,
+        state.context,
         items,
+        own_leaf=own,
         now=now,
         key_package_bytes=raw_kps,
         psk_usage=psk_usage,
@@ -447,6 +474,11 @@ def create_commit(
         applied.tree = tree
         own_leaf_node = state.own_leaf_node()
         check_leaf_supports_group(own_leaf_node, applied.extensions)
+        if own_leaf_node.credential != group.signer.credential and own_leaf_node.signature_key == group.signer.public_key:
+            # The signer's credential changed (same key): the path's new leaf carries it, as an
+            # Update's would (RFC 9420 §7.3 lets a member replace its credential; the
+            # application's leaf check decides whether the new one is acceptable).
+            own_leaf_node = dataclasses.replace(own_leaf_node, credential=group.signer.credential)
         make_leaf = commit_leaf_maker(crypto, own_leaf_node, group.signer.private_key, state.context.group_id, own)
         gen = generate_update_path(
             crypto,
@@ -560,19 +592,60 @@ def group_info_for(crypto: CryptoProvider, group: Group, *, ratchet_tree: bool, 
 # -- staging a received commit -------------------------------------------------
 
 
-def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: PskSource = None) -> StagedCommit:
-    """Validate and compute a received commit (see the module docstring)."""
-    crypto = group.crypto
-    state = group._state
-    auth = un.content
+@dataclass
+class ReceivedCommit:
+    """A received commit whose proposals are resolved, validated and applied to a
+    copy of the tree (:func:`check_received_commit`); its path not yet merged.
+
+    ``committer`` is the committer's leaf index in the new epoch (for an
+    external commit the joiner's: the leftmost blank leaf after the
+    proposals); ``previous_leaf`` the committer's current leaf (``None`` for an
+    external commit); ``resync`` the Remove of an external resync.
+    """
+
+    commit: Commit
+    sender: Sender
+    external: bool
+    committer: int
+    previous_leaf: LeafNode | None
+    applied: Applied
+    base_tree: RatchetTree
+    resync: Remove | None = None
+
+    @property
+    def added_leaves(self) -> list[int]:
+        return [i for i, _ in self.applied.added]
+
+
+def check_received_commit(
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    context: GroupContext,
+    auth: AuthenticatedContent,
+    pending: Callable[[bytes], PendingProposal | None],
+    *,
+    own_leaf: int | None,
+    policy: Policy,
+) -> ReceivedCommit:
+    """Everything a received, authenticated commit must satisfy before its path
+    (§12.2, §12.4.2, §12.4.3.2), for a member and for a verifier outside the
+    group alike: the sender may commit (a member, not ``own_leaf``, or a new
+    member by external commit in a PublicMessage); proposals by reference
+    resolve through ``pending`` (ProposalRef -> a proposal verified this epoch);
+    each proposal's sender may send it; the list rules (regular or external);
+    each proposal is valid and applied to a copy of ``tree`` (§12.3, with
+    ``policy``'s clock, ``max_lifetime_s`` and ``leaf_check``); the path is there when the proposals require it
+    (an external commit always has one); a path leaf keeps the committer's
+    credential; an external resync removes the joiner's own old leaf.
+    Changes nothing; ``MlsError`` for the first rule broken."""
     content = auth.content
     commit = content.content
-    if not isinstance(commit, Commit):  # pragma: no cover - the caller dispatches on the type
+    if not isinstance(commit, Commit):  # pragma: no cover - the callers dispatch on the type
         raise MlsError("not a commit")
     sender = content.sender
     external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
-    own = state.own_leaf
     items: list[Item] = []
+    resync: Remove | None = None
     if external:
         if auth.wire_format != WireFormat.PUBLIC_MESSAGE:
             raise MlsError("an external commit must be a PublicMessage")
@@ -586,34 +659,42 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
         committer = -1
     elif sender.sender_type == SenderType.MEMBER:
         committer = sender.index
-        if committer == own:
+        if committer == own_leaf:
             raise MlsError("a commit from our own leaf that is not our pending commit")
         for por in commit.proposals:
             if isinstance(por, bytes):
-                pending = group._proposals.get(por)
-                if pending is None:
+                found = pending(por)
+                if found is None:
                     raise MlsError(f"the commit references an unknown proposal {por.hex()}")
-                items.append((pending.proposal, pending.sender, pending))
+                items.append((found.proposal, found.sender, found))
             else:
                 check_proposal_sender(por, sender)
                 items.append((por, sender, None))
-        validate_regular_list([(p, s) for p, s, _ in items], committer, state.tree)
+        validate_regular_list([(p, s) for p, s, _ in items], committer, tree)
     else:
         raise MlsError(f"a {sender.sender_type.name} sender may not commit")
-    now = group.now()
-    applied = apply_proposals(crypto, state, items, now=now, max_lifetime_s=group.max_lifetime_s, leaf_check=group.leaf_check)
+    applied = apply_proposals(
+        crypto,
+        tree,
+        context,
+        items,
+        own_leaf=own_leaf,
+        now=policy.now(),
+        max_lifetime_s=policy.max_lifetime_s,
+        leaf_check=policy.leaf_check,
+    )
     if applied.path_required and commit.path is None:
         raise MlsError("the commit lacks the path its proposals require")
-    old_leaf = None
+    previous_leaf = None
     if not external and commit.path is not None:
-        old_leaf = state.tree.leaf(committer)
-        if old_leaf is None:  # pragma: no cover - its signature was verified with this leaf's key
+        previous_leaf = tree.leaf(committer)
+        if previous_leaf is None:  # pragma: no cover - its signature was verified with this leaf's key
             raise MlsError(f"a commit from blank leaf {committer}")
-        check_successor(old_leaf, commit.path.leaf_node, "a commit's path")
+        check_successor(previous_leaf, commit.path.leaf_node, "a commit's path", policy.leaf_check)
     if external:
         assert commit.path is not None
         if resync is not None:
-            old = state.tree.leaf(resync.removed)
+            old = tree.leaf(resync.removed)
             if old is None or old.credential != commit.path.leaf_node.credential:
                 raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
             # §12.4.3.2: the new leaf meets the criteria of an Update of the removed one.
@@ -622,7 +703,48 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
         # The joiner takes the leftmost blank leaf (or extends the tree): the
         # path processing puts its leaf there.
         committer = applied.tree.free_leaf_index()
-    added_leaves = [i for i, _ in applied.added]
+    return ReceivedCommit(commit, sender, external, committer, previous_leaf, applied, tree, resync)
+
+
+def merge_commit_path(
+    crypto: CryptoProvider, context: GroupContext, received: ReceivedCommit, *, leaf_check: LeafCheck | None = None
+) -> MergedPath | None:
+    """Verify the public part of a received commit's UpdatePath and merge it
+    into the staged tree (``received.applied.tree``, copied first if the
+    proposals left it shared): path length, ciphertext counts, new keys, the
+    leaf (source commit, signature, capabilities) and the parent-hash chain
+    (:func:`~ping_core.mls.treekem.merge_update_path`, §7.9, §12.4.2); then the
+    application's ``leaf_check(path leaf, committer's current leaf)``. ``None``
+    for a commit without a path. Only the staged tree changes."""
+    path = received.commit.path
+    if path is None:
+        return None
+    applied = received.applied
+    if applied.tree is received.base_tree:
+        applied.tree = applied.tree.copy()
+    merged = merge_update_path(
+        crypto,
+        applied.tree,
+        received.committer,
+        path,
+        group_context_for=_context_bytes_for(context, applied.extensions),
+        exclude=received.added_leaves,
+    )
+    if leaf_check is not None:
+        leaf_check(path.leaf_node, received.previous_leaf)
+    return merged
+
+
+def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: PskSource = None) -> StagedCommit:
+    """Validate and compute a received commit (see the module docstring)."""
+    crypto = group.crypto
+    state = group._state
+    auth = un.content
+    own = state.own_leaf
+    received = check_received_commit(crypto, state.tree, state.context, auth, group._proposals.get, own_leaf=own, policy=group)
+    applied = received.applied
+    committer, external = received.committer, received.external
+    added_leaves = received.added_leaves
     removed_self = own in applied.removed
     psk_secret, _ = _psk_secret(group, applied, psks)
     result = CommitApplied(
@@ -637,31 +759,18 @@ def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: Ps
         psks=len(applied.psks),
         reinit=applied.reinit,
     )
-    leaf_check = group.leaf_check
+    merged = merge_commit_path(crypto, state.context, received, leaf_check=group.leaf_check)
     if removed_self:
         # We cannot follow into the new epoch (the path is not encrypted to us);
-        # everything verifiable was verified: signature, tags, proposals.
-        if leaf_check is not None and commit.path is not None:
-            leaf_check(commit.path.leaf_node, old_leaf)
+        # everything verifiable was verified: signature, tags, proposals, the path's public part.
         return _received(state, result, message_hash, None, un, applied)
     keys = _pruned_keys(state.keys, applied.tree, applied.own_update_secret)
     commit_secret: bytes | None = None
-    if commit.path is not None:
-        tree = applied.tree if applied.tree is not state.tree else state.tree.copy()
-        applied.tree = tree
-        commit_secret, keys = apply_update_path(
-            crypto,
-            tree,
-            committer,
-            commit.path,
-            own_leaf=own,
-            own_keys=keys,
-            group_context_for=_context_bytes_for(state.context, applied.extensions),
-            exclude=added_leaves,
-        )
-        if leaf_check is not None:
-            # §12.4.2: the path leaf verified (signature, parent hash, keys); now the application's policy.
-            leaf_check(commit.path.leaf_node, old_leaf)
+    path = received.commit.path
+    if merged is not None and path is not None:
+        check_receiver(applied.tree, committer, own, added_leaves)
+        done = decrypt_update_path(crypto, applied.tree, committer, path, merged, own_leaf=own, own_keys=keys)
+        commit_secret, keys = done.commit_secret, done.keys
     if external:
         assert applied.external_init is not None
         ext_priv, _ = external_key_pair(crypto, state.secrets.external_secret)

@@ -46,7 +46,7 @@ from .proposals import PendingProposal, ProposalStore
 from .psks import PskSource
 from .results import CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
-from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_proposal
+from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_received_proposal
 
 if TYPE_CHECKING:
     from .history import HistoryView
@@ -411,16 +411,7 @@ class Group:
         """One proposal against the current epoch with this group's policy
         (clock, ``max_lifetime_s``, ``leaf_check``); see :func:`.validate.validate_proposal`."""
         state = self._state
-        validate_proposal(
-            self.crypto,
-            state.tree,
-            state.context,
-            proposal,
-            sender,
-            now=self.now(),
-            max_lifetime_s=self.max_lifetime_s,
-            leaf_check=self.leaf_check,
-        )
+        validate_received_proposal(self.crypto, self, state.tree, state.context, proposal, sender)
 
     def _propose(
         self, proposal: Proposal, *, encrypt: bool | None, authenticated_data: bytes, leaf_secret: bytes | None = None

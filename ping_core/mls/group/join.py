@@ -27,7 +27,6 @@ from ping_core.mls.structs import (
     ExternalPub,
     FramedContent,
     FramedContentAuthData,
-    GroupContext,
     GroupInfo,
     LeafNode,
     LeafNodeSource,
@@ -54,7 +53,7 @@ from ping_core.mls.treekem import PathKeys, commit_leaf_maker, generate_update_p
 from ping_core.mls.treemath import common_ancestor
 from ping_core.mls.welcome import decrypt_welcome, verify_group_info
 
-from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for
+from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for, next_group_context
 from .config import SUITE, GroupConfig, default_capabilities
 from .group import Clock, Group
 from .keypackage import KeyPackageBundle, Signer
@@ -65,7 +64,7 @@ from .resumption import check_branch_members, check_resumption_welcome, resumpti
 from .state import EpochState
 from .validate import check_leaf_supports_group, validate_resumption_links
 
-__all__ = ["join_welcome", "join_external", "welcome_key_package_refs"]
+__all__ = ["join_welcome", "join_external", "welcome_key_package_refs", "group_info_of", "verified_group_info"]
 
 _NH = 32
 
@@ -275,13 +274,42 @@ def _external_pub(info: GroupInfo) -> bytes:
     return ext.parse(ExternalPub).external_pub
 
 
-def _group_info_of(data: bytes) -> GroupInfo:
+def group_info_of(data: bytes | GroupInfo) -> GroupInfo:
+    """A GroupInfo from its MLSMessage or bare encoding (strictly decoded), or as given."""
+    if isinstance(data, GroupInfo):
+        return data
+    if not isinstance(data, bytes):
+        raise MlsError("a GroupInfo must be bytes")
     if data[:4] == b"\x00\x01\x00\x04":
         body = decode_exact(MLSMessage, data).body
         if not isinstance(body, GroupInfo):  # pragma: no cover
             raise MlsError("not a GroupInfo")
         return body
     return decode_exact(GroupInfo, data)
+
+
+def verified_group_info(
+    crypto: CryptoProvider,
+    info: GroupInfo,
+    ratchet_tree: bytes | None,
+    now_s: int | None,
+    max_lifetime_s: int | None,
+    leaf_check: LeafCheck | None,
+) -> RatchetTree:
+    """The validated ratchet tree of a GroupInfo received outside a Welcome
+    (§12.4.3.2; an external joiner, or a delivery service's PublicGroup):
+    protocol version and cipher suite, unique extension types, the tree (from
+    the ratchet_tree extension, else ``ratchet_tree``), the signature with the
+    signer's leaf key, the full tree validation against the GroupContext (tree
+    hash, parent hashes, every leaf; lifetimes at ``now_s`` unless ``None``,
+    ``max_lifetime_s``), then ``leaf_check(leaf, None)`` for every leaf.
+    ``MlsError`` (or what ``leaf_check`` raises) otherwise."""
+    _check_group_info(info)
+    tree = _tree_from(info, ratchet_tree)
+    verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
+    tree.validate(crypto, info.group_context, now_s=now_s, max_lifetime_s=max_lifetime_s)
+    check_tree_leaves(tree, leaf_check)
+    return tree
 
 
 def join_external(
@@ -313,13 +341,10 @@ def join_external(
     the tree, once it validated) as for :func:`join_welcome`.
     """
     cfg = config or GroupConfig()
-    info = _group_info_of(group_info)
-    _check_group_info(info)
+    info = group_info_of(group_info)
     gc = info.group_context
-    tree = _tree_from(info, ratchet_tree)
-    verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
-    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
-    check_tree_leaves(tree, leaf_check)
+    now_s = _now_s(clock) if check_lifetimes else None
+    tree = verified_group_info(crypto, info, ratchet_tree, now_s, max_lifetime_s, leaf_check)
     external_pub = _external_pub(info)
     kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
     proposals: list[Proposal] = [ExternalInit(kem_output)]
@@ -348,15 +373,7 @@ def join_external(
     auth = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, content, FramedContentAuthData(signature, b""))
     interim_before = interim_transcript_hash(crypto, gc.confirmed_transcript_hash, info.confirmation_tag)
     confirmed = confirmed_transcript_hash(crypto, interim_before, auth.confirmed_transcript_hash_input())
-    ctx = GroupContext(
-        version=gc.version,
-        cipher_suite=gc.cipher_suite,
-        group_id=gid,
-        epoch=gc.epoch + 1,
-        tree_hash=new_tree.tree_hash(crypto),
-        confirmed_transcript_hash=confirmed,
-        extensions=gc.extensions,
-    )
+    ctx = next_group_context(gc, new_tree.tree_hash(crypto), confirmed, gc.extensions)
     psk_secret = compute_psk_secret(crypto, resolve_psks(list(psk_ids), psks)) if psk_ids else None
     ctx_bytes = encode(ctx)
     secrets = epoch_secrets(crypto, init_secret, gen.commit_secret, psk_secret, ctx_bytes)

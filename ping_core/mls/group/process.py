@@ -21,7 +21,6 @@ from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.framing import SignerKey, unprotect_private, unprotect_public
 from ping_core.mls.structs import (
-    Add,
     Commit,
     ContentType,
     FramedContent,
@@ -30,7 +29,6 @@ from ping_core.mls.structs import (
     Proposal,
     PublicMessage,
     Sender,
-    SenderType,
 )
 from ping_core.mls.structs.framing import content_type_of
 
@@ -40,7 +38,7 @@ from .messages import proposal_ref
 from .proposals import PendingProposal
 from .psks import PskSource
 from .results import CommitApplied, ProcessResult, ProposalStored, SenderCheck, SenderInfo
-from .validate import external_sender_key
+from .validate import sender_signature_key
 
 if TYPE_CHECKING:
     from .group import Group
@@ -52,33 +50,9 @@ def _signer_key_for(group: Group, used: list[bytes]) -> SignerKey:
     """Who may sign a handshake message in the current epoch, and with which key
     (each key handed out is appended to ``used``)."""
     state = group._state
-    tree = state.tree
-
-    def key_of(content: FramedContent) -> bytes:
-        sender = content.sender
-        st = sender.sender_type
-        if st == SenderType.MEMBER:
-            i = sender.index
-            leaf = tree.leaf(i) if i < tree.n_leaves else None
-            if leaf is None:
-                raise MlsError(f"a message from blank leaf {i}")
-            return leaf.signature_key
-        if st == SenderType.EXTERNAL:
-            return external_sender_key(state.context, sender.index)
-        if st == SenderType.NEW_MEMBER_PROPOSAL:
-            body = content.content
-            if not isinstance(body, Add):
-                raise MlsError("a new_member_proposal sender may only propose Add")
-            return body.key_package.leaf_node.signature_key
-        if st == SenderType.NEW_MEMBER_COMMIT:
-            body = content.content
-            if not isinstance(body, Commit) or body.path is None:
-                raise MlsError("an external commit must have a path")
-            return body.path.leaf_node.signature_key
-        raise MlsError(f"unknown sender type {st}")  # pragma: no cover
 
     def signer_key(content: FramedContent) -> bytes:
-        key = key_of(content)
+        key = sender_signature_key(state.tree, state.context, content)
         used.append(key)
         return key
 

@@ -7,7 +7,7 @@ appears in a ``repr``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Protocol, Union
 
 from ping_core.mls.structs import ContentType, Credential, LeafNode, Proposal, ReInit, Sender, SenderType
 
@@ -21,6 +21,7 @@ __all__ = [
     "SenderInfo",
     "SenderCheck",
     "LeafCheck",
+    "Policy",
 ]
 
 
@@ -157,3 +158,19 @@ Return ``None`` to accept; raise to refuse. Whatever it raises propagates
 unchanged (a ``PingError`` is never wrapped) and the operation then changes
 nothing: no proposal stored, no commit staged, no group built.
 """
+
+
+class Policy(Protocol):
+    """The application's policy a group applies to what it receives: the clock
+    (KeyPackage lifetimes), the maximum KeyPackage lifetime (§7.2) and the
+    ``leaf_check`` hook. :class:`.Group` and :class:`.PublicGroup` are ones."""
+
+    @property
+    def max_lifetime_s(self) -> int | None: ...
+
+    @property
+    def leaf_check(self) -> LeafCheck | None: ...
+
+    def now(self) -> int:
+        """The current time, in whole seconds since the epoch."""
+        ...

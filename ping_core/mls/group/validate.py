@@ -6,7 +6,8 @@ lifetime, unique keys) is the ratchet tree's (:meth:`RatchetTree.verify_leaf`);
 this module adds what belongs to proposals: who may send which type, the
 KeyPackage rules of §10.1, Update and Remove targets, PSK usage, ReInit
 version, GroupContextExtensions support, and the list rules of a commit.
-A member's credential never changes (:func:`check_successor`, §5.3.1).
+A member's credential never changes unless the application's leaf check
+accepts the successor (:func:`check_successor`, §5.3.1).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import (
     Add,
+    Commit,
     Extension,
     ExtensionType,
     ExternalInit,
     ExternalSenders,
+    FramedContent,
     GroupContext,
     GroupContextExtensions,
     LeafNode,
@@ -46,7 +49,7 @@ from ping_core.mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, check_suppo
 
 from .config import ConversationName
 from .keypackage import validate_key_package_header
-from .results import LeafCheck
+from .results import LeafCheck, Policy
 
 __all__ = [
     "PATH_REQUIRED",
@@ -54,6 +57,7 @@ __all__ = [
     "DEFAULT_EXTENSION_TYPES",
     "check_proposal_sender",
     "validate_proposal",
+    "validate_received_proposal",
     "validate_add",
     "validate_update",
     "check_successor",
@@ -66,6 +70,8 @@ __all__ = [
     "validate_regular_list",
     "validate_external_list",
     "path_required",
+    "external_sender_key",
+    "sender_signature_key",
 ]
 
 #: Proposal types whose presence makes a commit's path mandatory (§12.4).
@@ -144,12 +150,13 @@ def validate_add(
         leaf_check(kp.leaf_node, None)
 
 
-def check_successor(old: LeafNode, new: LeafNode, what: str) -> None:
+def check_successor(old: LeafNode, new: LeafNode, what: str, leaf_check: LeafCheck | None = None) -> None:
     """§5.3.1: a member's replacement leaf (Update, or a commit's path leaf) must
-    present a credential that is a valid successor of the old one. Ping's
-    policy: the same credential (a member may rotate its keys, never become
-    someone else)."""
-    if new.credential != old.credential:
+    present a credential that is a valid successor of the old one. With an
+    application ``leaf_check`` that is its decision (it is called with the old
+    leaf); without one, the engine's default: the same credential (a member may
+    rotate its keys, never become someone else)."""
+    if leaf_check is None and new.credential != old.credential:
         raise MlsError(f"{what} may not change the member's credential")
 
 
@@ -171,7 +178,7 @@ def validate_update(
         raise MlsError(f"an Update from blank leaf {sender_leaf}")
     if update.leaf_node.encryption_key == old.encryption_key:
         raise MlsError("an Update must change the leaf's encryption key")
-    check_successor(old, update.leaf_node, "an Update")
+    check_successor(old, update.leaf_node, "an Update", leaf_check)
     tree.verify_leaf(crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
     check_leaf_supports_group(update.leaf_node, context.extensions)
     if leaf_check is not None:
@@ -252,6 +259,22 @@ def validate_proposal(
         raise MlsError("an ExternalInit proposal is only valid inside an external commit")
     else:  # pragma: no cover - the decoder knows no other types
         raise MlsError(f"unsupported proposal type {proposal.proposal_type}")
+
+
+def validate_received_proposal(
+    crypto: CryptoProvider, policy: Policy, tree: RatchetTree, context: GroupContext, proposal: Proposal, sender: Sender
+) -> None:
+    """:func:`validate_proposal` with ``policy``'s clock, ``max_lifetime_s`` and ``leaf_check``."""
+    validate_proposal(
+        crypto,
+        tree,
+        context,
+        proposal,
+        sender,
+        now=policy.now(),
+        max_lifetime_s=policy.max_lifetime_s,
+        leaf_check=policy.leaf_check,
+    )
 
 
 def path_required(proposals: Iterable[Proposal]) -> bool:
@@ -367,3 +390,32 @@ def external_sender_key(context: GroupContext, index: int) -> bytes:
         raise MlsError(f"unknown external sender {index}")
     return senders.senders[index].signature_key
 
+
+
+def sender_signature_key(tree: RatchetTree, context: GroupContext, content: FramedContent) -> bytes:
+    """Who may sign a handshake message in this epoch, and with which key
+    (§6.1, §12.1.8): a member's leaf key, an external sender's key from the
+    external_senders extension, a new member's own key (its KeyPackage's for an
+    Add it proposes, its path leaf's for an external commit). ``MlsError`` for
+    a blank or out-of-range leaf, an unknown external sender, or content a new
+    member may not send."""
+    sender = content.sender
+    st = sender.sender_type
+    if st == SenderType.MEMBER:
+        i = sender.index
+        leaf = tree.leaf(i) if i < tree.n_leaves else None
+        if leaf is None:
+            raise MlsError(f"a message from blank leaf {i}")
+        return leaf.signature_key
+    if st == SenderType.EXTERNAL:
+        return external_sender_key(context, sender.index)
+    body = content.content
+    if st == SenderType.NEW_MEMBER_PROPOSAL:
+        if not isinstance(body, Add):
+            raise MlsError("a new_member_proposal sender may only propose Add")
+        return body.key_package.leaf_node.signature_key
+    if st == SenderType.NEW_MEMBER_COMMIT:
+        if not isinstance(body, Commit) or body.path is None:
+            raise MlsError("an external commit must have a path")
+        return body.path.leaf_node.signature_key
+    raise MlsError(f"unknown sender type {st}")  # pragma: no cover
