@@ -221,9 +221,11 @@ class Api:
         """The routes, relative to the API prefixes (``PingApp`` serves them under each)."""
         r = Router()
         r.add("POST", "/devices", self.register_device)
-        r.add("DELETE", "/devices/{device}", self.revoke_device)
+        r.add("POST", "/devices/{device}/revoke", self.revoke_device)
+        r.add("DELETE", "/devices/{device}", self.revoke_device_unsigned)
         r.add("POST", "/devices/{device}/key-packages/claim", self.claim_device_key_packages)
         r.add("GET", "/accounts/{user}/devices", self.list_devices)
+        r.add("GET", "/accounts/{user}/revocations", self.list_revocations)
         r.add("POST", "/accounts/{user}/key-packages/claim", self.claim_key_packages)
         r.add("POST", "/key-packages", self.publish_key_packages)
         r.add("GET", "/key-packages", self.count_key_packages)
@@ -388,34 +390,64 @@ class Api:
         self._keys[info.device_id] = info.signing_public_key
         return _NO_CONTENT
 
-    async def list_devices(self, request: Request) -> Reply:
+    async def _account_listing(
+        self, request: Request, read: Callable[[Tx, Caller, UserId], list[bytes]], encode: Callable[[list[bytes]], bytes]
+    ) -> Reply:
+        """``GET /accounts/{user}/...``: ``read`` the account's stored records, answer them ``encode``d."""
         auth, _ = await self._authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
-        infos = await self._call(request, auth, lambda tx, caller: delivery.list_devices(tx, caller, user_id))
-        return _cbor(wire.encode_device_list(infos))
+        stored = await self._call(request, auth, lambda tx, caller: read(tx, caller, user_id))
+        return _cbor(encode(stored))
+
+    async def list_devices(self, request: Request) -> Reply:
+        """``GET /accounts/{user}/devices``: the account's non-revoked devices."""
+        return await self._account_listing(request, delivery.list_devices, wire.encode_device_list)
 
     async def revoke_device(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        """``POST /devices/{device}/revoke``: body ``{"v": 1, "revocation": DeviceRevocation}``, the
+        account's signed statement, delivered by a device of that account (``delivery.revoke``).
+        A statement for another device than the path's: 400."""
+        auth, body = await self._authenticate(request, wire.MAX_REVOKE_BODY)
         device_id = _device_id(request.params[0])
         _no_query(request)
-        await self._call(request, auth, lambda tx, caller: delivery.revoke(tx, caller, device_id))
+        revocation = _parse(wire.decode_revoke, body)
+        if revocation.device_id != device_id:
+            raise _invalid("the revocation is for another device than the path's")
+        await self._call(request, auth, lambda tx, caller: delivery.revoke(tx, caller, device_id, revocation))
         self.notifier.notify(delivery.inbox_key(device_id))
         return _NO_CONTENT
+
+    async def revoke_device_unsigned(self, request: Request) -> Reply:
+        """``DELETE /devices/{device}`` (clients before signed revocations): always 403 ``forbidden``,
+        nothing stored: a revocation needs the account's statement (``POST /devices/{device}/revoke``)."""
+        auth, _ = await self._authenticate(request, 0)
+        _device_id(request.params[0])
+        _no_query(request)
+
+        def refuse(tx: Tx, caller: Caller) -> None:
+            raise ApiError(403, "forbidden", "a revocation needs the account's signed statement: POST /devices/{id}/revoke")
+
+        await self._call(request, auth, refuse)
+        return _NO_CONTENT
+
+    async def list_revocations(self, request: Request) -> Reply:
+        """``GET /accounts/{user}/revocations``: the account's kept revocation statements, newest first."""
+        return await self._account_listing(request, delivery.list_revocations, wire.encode_revocation_list)
 
     # -- KeyPackages --------------------------------------------------------------
 
     async def publish_key_packages(self, request: Request) -> Reply:
         auth, body = await self._authenticate(request, wire.MAX_PUBLISH_BODY)
         _no_query(request)
-        kps, last_resort = _parse(wire.decode_publish, body)
+        kps, last_resort, replace = _parse(wire.decode_publish, body)
         if len(kps) > MAX_KEY_PACKAGES_PER_PUBLISH:
             raise ApiError(413, "too_large", "too many KeyPackages in one call")
         for kp in [*kps, *([last_resort] if last_resort is not None else [])]:
             if not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise _invalid("malformed KeyPackage")
         limits = self.limits
-        await self._call(request, auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort, limits))
+        await self._call(request, auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort, limits, replace))
         return _NO_CONTENT
 
     async def count_key_packages(self, request: Request) -> Reply:

@@ -38,7 +38,7 @@ __all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase",
 _T = TypeVar("_T")
 Params = Sequence[Any]
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 # Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
 # Counters kept in the same transaction as the rows they count (never summed per request):
@@ -66,9 +66,12 @@ CREATE TABLE IF NOT EXISTS devices (
     inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0,
     kp_bytes BIGINT NOT NULL DEFAULT 0,
     kp_window BIGINT NOT NULL DEFAULT 0,
-    kp_window_claims BIGINT NOT NULL DEFAULT 0
+    kp_window_claims BIGINT NOT NULL DEFAULT 0,
+    revocation {blob},
+    revocation_seq BIGINT
 );
 CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id, reg_seq);
+CREATE INDEX IF NOT EXISTS devices_revocations ON devices (user_id, revocation_seq) WHERE revocation IS NOT NULL;
 CREATE TABLE IF NOT EXISTS key_packages (
     device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
 );
@@ -164,6 +167,14 @@ UPDATE devices SET
 UPDATE accounts SET stored_bytes =
     COALESCE((SELECT SUM(d.kp_bytes + COALESCE(LENGTH(d.last_resort), 0)) FROM devices d WHERE d.user_id = accounts.user_id), 0)
     + COALESCE((SELECT SUM(p.size) FROM welcome_payloads p WHERE p.sender_user = accounts.user_id), 0)
+"""
+
+# Schema 3 -> 4: devices keep the account's signed revocation statement (a DeviceRevocation) and
+# the order it came in. Devices revoked before have neither (they stay revoked: the flag is kept).
+_MIGRATE_3_TO_4 = """
+ALTER TABLE devices ADD COLUMN revocation {blob};
+ALTER TABLE devices ADD COLUMN revocation_seq BIGINT;
+CREATE INDEX devices_revocations ON devices (user_id, revocation_seq) WHERE revocation IS NOT NULL
 """
 
 # Tables that hold the service's data (the nonce table is authentication bookkeeping).
@@ -712,7 +723,7 @@ def _statements(script: str, dialect: Dialect) -> list[str]:
 
 def _create_schema(tx: Tx) -> None:
     """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``
-    (1 -> 2 -> 3, in this one transaction); a newer one is refused."""
+    (1 -> 2 -> 3 -> 4, in this one transaction); a newer one is refused."""
     d = tx.dialect
     if d.name == "postgres":
         # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
@@ -724,21 +735,25 @@ def _create_schema(tx: Tx) -> None:
         for stmt in _statements(_SCHEMA, d):
             tx.execute(stmt)
         tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    elif version in ("1", "2"):
+    elif version in ("1", "2", "3"):
         if version == "1":
             for stmt in _statements(_MIGRATE_1_TO_2, d):
                 tx.execute(stmt)
-        for stmt in _statements(_MIGRATE_2_TO_3, d):
-            tx.execute(stmt)
-        _migrate_welcomes_2_to_3(tx)
-        tx.execute("DROP TABLE welcomes_v2")
-        for stmt in _statements(_MIGRATE_2_TO_3_COUNTS, d):
+        if version in ("1", "2"):
+            for stmt in _statements(_MIGRATE_2_TO_3, d):
+                tx.execute(stmt)
+            _migrate_welcomes_2_to_3(tx)
+            tx.execute("DROP TABLE welcomes_v2")
+            for stmt in _statements(_MIGRATE_2_TO_3_COUNTS, d):
+                tx.execute(stmt)
+        for stmt in _statements(_MIGRATE_3_TO_4, d):
             tx.execute(stmt)
         tx.execute("UPDATE ping_meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
     elif version != SCHEMA_VERSION:
         raise DatabaseUnavailable(f"database schema {version} is not {SCHEMA_VERSION} (a newer server made it?)")
     tx.execute("INSERT INTO counters (name, value) VALUES ('device', 0) ON CONFLICT DO NOTHING")
     tx.execute("INSERT INTO counters (name, value) VALUES ('welcome', 0) ON CONFLICT DO NOTHING")
+    tx.execute("INSERT INTO counters (name, value) VALUES ('revocation', 0) ON CONFLICT DO NOTHING")
 
 
 def _migrate_welcomes_2_to_3(tx: Tx) -> None:

@@ -24,10 +24,19 @@ from dataclasses import dataclass
 
 from ping_core.device import DeviceInfo
 from ping_core.errors import IdentityError
-from ping_core.identity import DeviceBinding
+from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
-from ping_core.transport.base import MAX_EPOCH, DeliveryLimits, KeyPackageCount, WatchResult, within
+from ping_core.transport.base import (
+    DEVICE_REVOKED,
+    MAX_EPOCH,
+    MAX_REVOCATION_LIST,
+    DeliveryLimits,
+    KeyPackageCount,
+    WatchResult,
+    revocation_refusal,
+    within,
+)
 from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE, restamp_seq
 
 from .app import ApiError
@@ -41,6 +50,7 @@ __all__ = [
     "register",
     "list_devices",
     "revoke",
+    "list_revocations",
     "publish",
     "claim",
     "claim_device",
@@ -80,6 +90,11 @@ def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_request", message)
 
 
+def _revoked() -> CallerRefused:
+    """The refusal of every request of a revoked device (403 ``device_revoked``)."""
+    return CallerRefused(403, DEVICE_REVOKED, "device is revoked")
+
+
 def _quota(message: str) -> ApiError:
     return ApiError(413, "quota_exceeded", message)
 
@@ -114,12 +129,13 @@ def record_nonce(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -
 
 def authenticate(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -> Caller:
     """The caller of a request whose signature has been verified: 401 when the device is not
-    registered, 403 when it is revoked, 401 when the nonce was used before (all CallerRefused)."""
+    registered, 403 ``device_revoked`` when it is revoked, 401 when the nonce was used before (all
+    CallerRefused)."""
     row = tx.one("SELECT user_id, revoked FROM devices WHERE device_id = ?", (device_id.value,))
     if row is None:
         raise CallerRefused(401, "unauthorized", "device is not registered")
     if row[1]:
-        raise CallerRefused(403, "forbidden", "device is revoked")
+        raise _revoked()
     record_nonce(tx, device_id, nonce, timestamp_ms)
     return Caller(device_id, UserId(bytes(row[0])))
 
@@ -169,7 +185,7 @@ def register(tx: Tx, info: DeviceInfo, binding: DeviceBinding) -> None:
         raise _forbidden("account key differs from the registered one")
     dev = tx.one("SELECT revoked FROM devices WHERE device_id = ?" + lock, (info.device_id.value,))
     if dev is not None and dev[0]:
-        raise _forbidden("device is revoked")
+        raise _revoked()  # for good: a revoked device id never registers again
     if account is None and tx.execute(
         "INSERT INTO accounts (user_id, public_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (info.user_id.value, binding.user_public_key),
@@ -198,57 +214,88 @@ def list_devices(tx: Tx, caller: Caller, user_id: UserId) -> list[bytes]:
     return [bytes(r[0]) for r in rows]
 
 
-def revoke(tx: Tx, caller: Caller, device_id: DeviceId) -> None:
-    """Revoke a device of the caller's account: purge its KeyPackages, inbox and memberships
-    (and release what they held of the account's quota)."""
+def revoke(tx: Tx, caller: Caller, device_id: DeviceId, revocation: DeviceRevocation) -> None:
+    """Revoke a device with its account's signed statement (``revocation``, which names
+    ``device_id``: the API checked that), delivered by a device of that account: keep the
+    statement, purge the device's KeyPackages, inbox and memberships (and release what they held
+    of the account's quota). Refusals: 404 unknown device, 403 ``forbidden`` when the caller is
+    of another account or the statement is not the device's account's (other account or key, or
+    a signature that does not verify: one Ed25519 verification, in the transaction so that the
+    order of checks is the Transport's). Idempotent: an already revoked device keeps its first
+    statement (one revoked before statements were kept gets this one)."""
     row = tx.one(
-        "SELECT user_id, kp_bytes, LENGTH(last_resort) FROM devices WHERE device_id = ?" + tx.dialect.for_update,
+        "SELECT d.user_id, d.kp_bytes, LENGTH(d.last_resort), d.revoked, d.revocation IS NOT NULL, a.public_key"
+        " FROM devices d JOIN accounts a ON a.user_id = d.user_id WHERE d.device_id = ?" + tx.dialect.for_update,
         (device_id.value,),
     )
     if row is None:
         raise ApiError(404, "not_found", "unknown device")
-    if bytes(row[0]) != caller.user_id.value:
-        raise _forbidden("only a device of the same account may revoke")
+    owner = bytes(row[0])
+    if owner != caller.user_id.value:
+        raise _forbidden("only a device of the same account may deliver its revocation")
+    refusal = revocation_refusal(revocation, UserId(owner), bytes(row[5]))
+    if refusal is not None:
+        raise _forbidden(refusal)
     key = (device_id.value,)
+    if not row[4]:
+        counter = tx.one("UPDATE counters SET value = value + 1 WHERE name = 'revocation' RETURNING value")
+        assert counter is not None
+        tx.execute(
+            "UPDATE devices SET revocation = ?, revocation_seq = ? WHERE device_id = ?",
+            (revocation.encode(), counter[0], device_id.value),
+        )
+    if row[3]:
+        return  # already revoked: its purge was done then
     tx.execute("UPDATE devices SET revoked = 1, last_resort = NULL, kp_bytes = 0 WHERE device_id = ?", key)
     tx.execute("DELETE FROM key_packages WHERE device_id = ?", key)
     tx.execute("DELETE FROM kp_claims WHERE device_id = ?", key)
     _drop_inbox(tx, device_id.value, "", ())
     tx.execute("DELETE FROM members WHERE device_id = ?", key)
-    _charge(tx, caller.user_id.value, -(int(row[1]) + int(row[2] or 0)))
+    _charge(tx, owner, -(int(row[1]) + int(row[2] or 0)))
+
+
+def list_revocations(tx: Tx, caller: Caller, user_id: UserId) -> list[bytes]:
+    """The encoded ``DeviceRevocation`` statements kept for the account's devices, newest first, at
+    most ``MAX_REVOCATION_LIST`` (one range of the ``devices_revocations`` index)."""
+    rows = tx.query(
+        "SELECT revocation FROM devices WHERE user_id = ? AND revocation IS NOT NULL ORDER BY revocation_seq DESC LIMIT ?",
+        (user_id.value, MAX_REVOCATION_LIST),
+    )
+    return [bytes(r[0]) for r in rows]
 
 
 # --------------------------------------------------------------------------
 # KeyPackages
 
 
-def publish(tx: Tx, caller: Caller, key_packages: list[bytes], last_resort: bytes | None, limits: DeliveryLimits) -> None:
-    """Append one-time KeyPackages to the caller's pool; replace its last-resort one when given.
-    (Counts and sizes were checked before the transaction.) 413 ``quota_exceeded`` when the
-    account cannot store them."""
+def publish(
+    tx: Tx, caller: Caller, key_packages: list[bytes], last_resort: bytes | None, limits: DeliveryLimits, replace: bool = False
+) -> None:
+    """Append one-time KeyPackages to the caller's pool (after deleting its unclaimed ones when
+    ``replace``, in this transaction: a claim sees the old pool or the new one); replace its
+    last-resort one when given. (Counts and sizes were checked before the transaction.) 413
+    ``quota_exceeded`` when the account cannot store what the pool then holds."""
     row = tx.one(
-        "SELECT kp_next, LENGTH(last_resort) FROM devices WHERE device_id = ?" + tx.dialect.for_update,
+        "SELECT kp_next, LENGTH(last_resort), kp_bytes FROM devices WHERE device_id = ?" + tx.dialect.for_update,
         (caller.device_id.value,),
     )
     assert row is not None  # authenticate() found it in this transaction
     first = int(row[0])
+    dropped = int(row[2]) if replace else 0
     pool_bytes = sum(len(kp) for kp in key_packages)
-    delta = pool_bytes + (len(last_resort) - int(row[1] or 0) if last_resort is not None else 0)
+    delta = pool_bytes - dropped + (len(last_resort) - int(row[1] or 0) if last_resort is not None else 0)
     _account_room(tx, caller.user_id.value, delta, limits)
+    if replace:
+        tx.execute("DELETE FROM key_packages WHERE device_id = ?", (caller.device_id.value,))
     if key_packages:
         tx.executemany(
             "INSERT INTO key_packages (device_id, n, data) VALUES (?, ?, ?)",
             [(caller.device_id.value, first + i, kp) for i, kp in enumerate(key_packages)],
         )
-    if last_resort is not None:
+    if last_resort is not None or key_packages or replace:
         tx.execute(
-            "UPDATE devices SET kp_next = ?, kp_bytes = kp_bytes + ?, last_resort = ? WHERE device_id = ?",
-            (first + len(key_packages), pool_bytes, last_resort, caller.device_id.value),
-        )
-    elif key_packages:
-        tx.execute(
-            "UPDATE devices SET kp_next = ?, kp_bytes = kp_bytes + ? WHERE device_id = ?",
-            (first + len(key_packages), pool_bytes, caller.device_id.value),
+            "UPDATE devices SET kp_next = ?, kp_bytes = kp_bytes + ?, last_resort = COALESCE(?, last_resort) WHERE device_id = ?",
+            (first + len(key_packages), pool_bytes - dropped, last_resort, caller.device_id.value),
         )
     _charge(tx, caller.user_id.value, delta)
 
@@ -568,10 +615,11 @@ def fetch(tx: Tx, caller: Caller, conversation_id: ConversationId, after: int, l
 
 
 def check_caller(tx: Tx, caller: Caller) -> None:
-    """403 when the caller was revoked since its request was authenticated (long polls re-check)."""
+    """403 ``device_revoked`` when the caller was revoked since its request was authenticated (long
+    polls re-check)."""
     row = tx.one("SELECT revoked FROM devices WHERE device_id = ?", (caller.device_id.value,))
     if row is None or row[0]:
-        raise _forbidden("device is revoked")
+        raise _revoked()
 
 
 def _related(tx: Tx, sender_devices: Sequence[bytes], recipient_user: bytes) -> bool:
@@ -740,7 +788,7 @@ def watch(tx: Tx, caller: Caller, positions: Sequence[tuple[ConversationId, int]
     count) and one for every named conversation with the caller's membership."""
     dev = tx.one("SELECT revoked, inbox_count FROM devices WHERE device_id = ?", (caller.device_id.value,))
     if dev is None or dev[0]:
-        raise _forbidden("device is revoked")
+        raise _revoked()
     found: dict[bytes, tuple[int, bool, int | None]] = {}
     if positions:
         ids = [cid.value for cid, _ in positions]

@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .base import (
+    DEVICE_REVOKED,
     ERROR_CODES,
     DeliveryLimits,
     MAX_FETCH_LIMIT,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_REVOCATION_LIST,
     MAX_WATCH_CONVERSATIONS,
     KeyPackageCount,
     KeyPackageSupply,
@@ -37,6 +39,8 @@ __all__ = [
     "KeyPackageCount",
     "DeliveryLimits",
     "ERROR_CODES",
+    "DEVICE_REVOKED",
+    "MAX_REVOCATION_LIST",
     "MAX_FETCH_LIMIT",
     "MAX_KEY_PACKAGES_PER_PUBLISH",
     "MAX_WATCH_CONVERSATIONS",

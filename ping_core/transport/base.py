@@ -30,7 +30,8 @@ membership from routing, never from payloads:
   changes when the Commit is refused). A removed device may still read the log
   up to and including that Commit (so its client learns it was removed), and
   nothing after it (403 once its cursor is at the Commit); it may not post;
-* a revoked device loses every membership;
+* a revoked device loses every membership (a revocation is the account key's signed
+  :class:`~ping_core.identity.DeviceRevocation`, see :meth:`Transport.revoke_device_remote`);
 * a user's DeviceGroup (id ``FF DC || SHA-256(user_id)[:14]``) has implicit
   membership: exactly that user's non-revoked devices. Nobody else may create,
   read, post to or be welcomed into it.
@@ -50,7 +51,8 @@ timeout, connection refused) and ``code`` the server's machine-readable code.
 ``TransportError.is_definite_rejection`` (4xx or a known code) is the ONLY
 test of "the server did not apply it"; callers never parse message text.
 Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
-``forbidden`` 403 (e.g. a revoked device, a non-member), ``not_found`` 404,
+``device_revoked`` 403 (:data:`DEVICE_REVOKED`: the calling device is revoked, on every
+method, registration included), ``forbidden`` 403 (e.g. a non-member), ``not_found`` 404,
 ``epoch_advanced`` 409, ``conflict`` 409, ``inbox_full`` 409 (a Welcome
 recipient's inbox holds ``MAX_INBOX_ENTRIES`` / ``MAX_INBOX_BYTES`` already),
 ``invite_limit`` 409 (too many unacknowledged Welcomes from accounts the
@@ -61,8 +63,12 @@ account), ``request_timeout`` 408 (the body did not arrive in time),
 without a status (ambiguous).
 
 Order of checks (which error wins when several apply): argument validation
-(400/413) first, then the caller (401 not registered, 403 revoked), then the
+(400/413) first, then the caller (401 not registered, 403 ``device_revoked``), then the
 method's own rules in the order its docstring lists them.
+
+A revoked device's requests are refused with 403 ``device_revoked`` whatever they ask, and
+only that code says so: a client that gets it knows its device was revoked (for good: a
+revoked device id can never register again), not merely that one request was not allowed.
 
 Arguments are validated by the caller's types; a transport may raise
 ``InvalidInput`` for a call it can tell is malformed before sending anything.
@@ -75,8 +81,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ping_core.device import DeviceInfo
-from ping_core.errors import TransportError
-from ping_core.identity import DeviceBinding
+from ping_core.errors import IdentityError, TransportError
+from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope
 from ping_core.sync import SyncCursor
@@ -96,6 +102,8 @@ __all__ = [
     "MAX_KEY_PACKAGE_LEN",
     "MAX_DEVICE_LIST",
     "MAX_CLAIM_COUNT",
+    "MAX_REVOCATION_LIST",
+    "DEVICE_REVOKED",
     "MAX_EPOCH",
     "MAX_STRANGER_WELCOMES_PER_SENDER",
     "MAX_STRANGER_WELCOMES",
@@ -109,6 +117,7 @@ __all__ = [
     "within",
     "ERROR_CODES",
     "unique_devices",
+    "revocation_refusal",
     "PendingRouting",
 ]
 
@@ -126,6 +135,8 @@ MAX_KEY_PACKAGE_LEN = 64 * 1024
 MAX_DEVICE_LIST = 1000
 # ``claim_device_key_packages(count=...)`` is 1..MAX_CLAIM_COUNT.
 MAX_CLAIM_COUNT = 100
+# ``list_revocations`` returns at most this many revocations (the newest).
+MAX_REVOCATION_LIST = 1000
 # What one device's Welcome inbox holds at most (unacknowledged entries, and their bytes);
 # a Welcome that would overflow a recipient's inbox is refused with 409 ``inbox_full``.
 MAX_INBOX_ENTRIES = 1000
@@ -147,11 +158,14 @@ MAX_KEY_PACKAGE_CLAIMS_PER_CLAIMER = 4
 MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE = 16
 # The largest epoch a Commit may carry: the next epoch must fit a signed 64-bit column.
 MAX_EPOCH = (1 << 63) - 2
+# The code of every refusal of a revoked device's request (403), distinct from other ``forbidden``s.
+DEVICE_REVOKED = "device_revoked"
 # The codes a delivery service puts in ``TransportError.code`` (see module docstring).
 ERROR_CODES = frozenset(
     {
         "invalid_request",
         "unauthorized",
+        DEVICE_REVOKED,
         "forbidden",
         "not_found",
         "epoch_advanced",
@@ -175,6 +189,20 @@ def unique_devices(device_ids: list[DeviceId], what: str) -> list[DeviceId]:
     if len(device_ids) > MAX_DEVICE_LIST:
         raise TransportError(f"more than {MAX_DEVICE_LIST} {what}", status=413, code="too_large")
     return list(dict.fromkeys(device_ids))
+
+
+def revocation_refusal(revocation: DeviceRevocation, owner: UserId, owner_key: bytes) -> str | None:
+    """Why a delivery service refuses (403 ``forbidden``) ``revocation`` as the statement revoking a
+    device of account ``owner``, whose registered account key is ``owner_key``: it names another
+    account or key, or its signature does not verify. None when it holds. Pure (one Ed25519
+    verification); the memory service and ping_server share it."""
+    if revocation.user_id != owner or revocation.user_public_key != owner_key:
+        return "the revocation is not a statement of the device's account"
+    try:
+        revocation.verify()
+    except IdentityError:
+        return "the revocation's account signature does not verify"
+    return None
 
 
 class PendingRouting:
@@ -338,8 +366,9 @@ class Transport(Protocol):
         and return as soon as one does (``[]`` when none came).
 
         A conversation nobody has posted to yet has an empty log (``[]``, not
-        an error); a non-member of an existing conversation and a revoked
-        device get 403 ``forbidden``. A device removed by a Commit reads up to
+        an error); a non-member of an existing conversation gets 403
+        ``forbidden``, a revoked device 403 ``device_revoked`` (also when
+        revoked during the wait). A device removed by a Commit reads up to
         and including that Commit (fewer than ``limit`` then, as at the end of
         the log) and gets 403 once ``cursor`` is at it.
         """
@@ -369,7 +398,7 @@ class Transport(Protocol):
         Order of checks: 400 ``invalid_request`` for a seq outside
         0..2**63-1 or a ``wait_ms`` outside its range; 413 ``too_large`` for
         more than ``MAX_WATCH_CONVERSATIONS`` conversations; then the caller
-        (401 / 403 revoked, also when revoked during the wait).
+        (401 / 403 ``device_revoked``, also when revoked during the wait).
         """
         ...
 
@@ -399,8 +428,8 @@ class Transport(Protocol):
         ``binding.verify()``, that ``binding`` names ``info.device_id`` and
         ``info.user_id``, and that the account public key is the one the
         account first registered with (trust on first use). Registering the
-        same device again updates its label; a revoked device is refused
-        (403 ``forbidden``).
+        same device again updates its label; a revoked device id is refused
+        for good (403 ``device_revoked``).
         """
         ...
 
@@ -408,19 +437,45 @@ class Transport(Protocol):
         """The account's registered, non-revoked devices (empty for an unknown account)."""
         ...
 
-    async def revoke_device_remote(self, device_id: DeviceId) -> None:
-        """Mark ``device_id`` revoked: its KeyPackages are deleted, its Welcome inbox dropped and
-        every later request it makes is refused. Only a device of the same account may
-        revoke it (403 ``forbidden`` otherwise). Revoking an already revoked device succeeds.
+    async def revoke_device_remote(self, device_id: DeviceId, revocation: DeviceRevocation) -> None:
+        """Revoke ``device_id`` on the service with the account's signed statement ``revocation``
+        (``Identity.revoke(device_id)``): its KeyPackages are deleted, its Welcome inbox dropped,
+        its memberships ended, every later request it makes is refused (403 ``device_revoked``)
+        and the statement is kept for :meth:`list_revocations`.
+
+        Any registered device of the device's account may deliver the statement (one that does
+        not hold the account key included), the device itself too. Checks, in order:
+        ``revocation.device_id`` is ``device_id`` (else 400 ``invalid_request``); the caller
+        (401 / 403 ``device_revoked``); ``device_id`` is registered (404 ``not_found``); the
+        caller belongs to the device's account (403 ``forbidden``); ``revocation`` names that
+        account, with its registered key, and its signature verifies (403 ``forbidden``). A
+        refusal stores nothing. Revoking an already revoked device with a valid statement
+        succeeds (a device revoked before statements were kept gets this one).
+        """
+        ...
+
+    async def list_revocations(self, user_id: UserId) -> list[DeviceRevocation]:
+        """The revocations of ``user_id``'s devices the service holds, newest first, at most
+        ``MAX_REVOCATION_LIST`` (empty for an unknown account). Public facts: any registered
+        device may ask, so a member learns revocations it missed. The service checked each when
+        it received it; a caller that does not trust the service calls ``verify()`` on each.
         """
         ...
 
     # -- directory: KeyPackages -----------------------------------------
 
-    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
+    async def publish_key_packages(
+        self, key_packages: list[bytes], last_resort: bytes | None = None, *, replace: bool = False
+    ) -> None:
         """Add one-time KeyPackages (TLS-serialized MLSMessage(KeyPackage)) to this device's pool,
         and replace its last-resort KeyPackage when ``last_resort`` is given. At most
         ``MAX_KEY_PACKAGES_PER_PUBLISH`` per call.
+
+        ``replace=True`` first deletes this device's unclaimed one-time KeyPackages, in the same
+        atomic step (a claim sees either the old pool or the new one, never a mix or none): for a
+        device whose published KeyPackages carry an outdated credential. The account's storage
+        quota (413 ``quota_exceeded``) counts what the pool holds after the call; a refusal
+        changes nothing.
 
         Publish only KeyPackages whose private keys are already durable
         (``MessagingClient.fresh_key_package`` checkpoints before returning).

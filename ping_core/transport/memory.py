@@ -7,7 +7,8 @@ refused with 409 ``epoch_advanced``, conversation membership learnt from
 routing (creator, Welcome recipients, declared Commit removals, after which a
 removed device reads up to the removing Commit; DeviceGroups belong to their
 owner's devices), a bounded Welcome inbox and a KeyPackage pool per device, registration checked against the account binding (trust on first use
-of the account key), revoked devices refused with 403 ``forbidden``, long
+of the account key), revocation only by the account's signed statement (kept and listed),
+revoked devices refused with 403 ``device_revoked``, long
 polling (``fetch_since(wait_ms=...)``, ``watch``), and the abuse limits of
 :class:`~ping_core.transport.base.DeliveryLimits` (Welcomes from strangers and
 pending memberships, storage quotas with each Welcome counted once for its
@@ -50,7 +51,7 @@ from typing import Callable
 
 from ping_core.device import DeviceInfo, LocalDevice
 from ping_core.errors import IdentityError, InvalidInput, TransportError
-from ping_core.identity import DeviceBinding, Identity
+from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
@@ -62,11 +63,14 @@ from .base import (
     MAX_FETCH_WAIT_MS,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_REVOCATION_LIST,
     MAX_WATCH_CONVERSATIONS,
+    DEVICE_REVOKED,
     DeliveryLimits,
     KeyPackageCount,
     PendingRouting,
     WatchResult,
+    revocation_refusal,
     within,
 )
 
@@ -135,6 +139,8 @@ class _InboxItem:
 class _Device:
     info: DeviceInfo
     revoked: bool = False
+    revocation: bytes | None = None  # the account's DeviceRevocation, encoded (None: none kept)
+    revocation_order: int = 0  # when it was kept (larger: newer)
     key_packages: deque[bytes] = field(default_factory=deque)
     last_resort: bytes | None = None
     inbox: list[_InboxItem] = field(default_factory=list)
@@ -182,6 +188,7 @@ class MemoryDeliveryService:
         self._changed = asyncio.Event()
         self._devices: dict[DeviceId, _Device] = {}
         self._accounts: dict[UserId, bytes] = {}
+        self._revocations = 0  # revocations kept so far (their order)
         self._faults: list[_FaultRule] = []
         self.calls: list[tuple[str, DeviceId]] = []  # (method, caller), for assertions
 
@@ -280,7 +287,7 @@ class MemoryDeliveryService:
             if dev is None and self.require_registration:
                 raise TransportError("device is not registered", status=401, code="unauthorized")
             if dev is not None and dev.revoked:
-                raise TransportError("device is revoked", status=403, code="forbidden")
+                raise _revoked()
         return fault[0] if fault is not None else None
 
     def _take_fault(
@@ -514,7 +521,7 @@ class MemoryDeliveryService:
                 pass
             dev = self._devices.get(caller)
             if dev is not None and dev.revoked:  # revoked while waiting
-                raise TransportError("device is revoked", status=403, code="forbidden")
+                raise _revoked()
         self._after(fault)
         return list(out)
 
@@ -550,7 +557,7 @@ class MemoryDeliveryService:
         while True:
             dev = self._devices.get(caller)
             if dev is not None and dev.revoked:  # revoked while waiting
-                raise TransportError("device is revoked", status=403, code="forbidden")
+                raise _revoked()
             heads: dict[ConversationId, int] = {}
             forbidden: set[ConversationId] = set()
             for cid, after in asked.items():
@@ -588,7 +595,7 @@ class MemoryDeliveryService:
             raise TransportError("account key differs from the registered one", status=403, code="forbidden")
         dev = self._devices.get(info.device_id)
         if dev is not None and dev.revoked:
-            raise TransportError("device is revoked", status=403, code="forbidden")
+            raise _revoked()
         self._accounts[info.user_id] = binding.user_public_key
         if dev is None:
             self._devices[info.device_id] = _Device(info)
@@ -605,42 +612,66 @@ class MemoryDeliveryService:
         self._after(fault)
         return out
 
-    async def _revoke(self, caller: DeviceId, device_id: DeviceId) -> None:
+    async def _revoke(self, caller: DeviceId, device_id: DeviceId, revocation: DeviceRevocation) -> None:
+        if revocation.device_id != device_id:
+            raise TransportError("the revocation is for another device", status=400, code="invalid_request")
         fault = await self._enter("revoke_device_remote", caller)
         target = self._devices.get(device_id)
         if target is None:
             raise TransportError("unknown device", status=404, code="not_found")
         me = self._devices.get(caller)
-        if me is None or me.info.user_id != target.info.user_id:
-            raise TransportError("only a device of the same account may revoke", status=403, code="forbidden")
-        target.revoked = True
-        held = sum(map(len, target.key_packages)) + len(target.last_resort or b"")
-        self._charge(target.info.user_id, -held)
-        target.key_packages.clear()
-        target.last_resort = None
-        self._drop_inbox(target, lambda item: True)
-        self._claims = {k: v for k, v in self._claims.items() if k[0] != device_id}
-        for log in self._logs.values():
-            log.members.discard(device_id)
-            log.pending.discard(device_id)
-            log.removed.pop(device_id, None)
+        owner = target.info.user_id
+        if me is None or me.info.user_id != owner:
+            raise TransportError("only a device of the same account may deliver its revocation", status=403, code="forbidden")
+        refusal = revocation_refusal(revocation, owner, self._accounts[owner])
+        if refusal is not None:
+            raise TransportError(refusal, status=403, code="forbidden")
+        if target.revocation is None:
+            self._revocations += 1
+            target.revocation, target.revocation_order = revocation.encode(), self._revocations
+        if not target.revoked:
+            target.revoked = True
+            held = sum(map(len, target.key_packages)) + len(target.last_resort or b"")
+            self._charge(owner, -held)
+            target.key_packages.clear()
+            target.last_resort = None
+            self._drop_inbox(target, lambda item: True)
+            self._claims = {k: v for k, v in self._claims.items() if k[0] != device_id}
+            for log in self._logs.values():
+                log.members.discard(device_id)
+                log.pending.discard(device_id)
+                log.removed.pop(device_id, None)
         self._announce()
         self._after(fault)
 
-    async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None) -> None:
+    async def _list_revocations(self, caller: DeviceId, user_id: UserId) -> list[bytes]:
+        fault = await self._enter("list_revocations", caller)
+        kept = sorted(
+            (d for d in self._devices.values() if d.info.user_id == user_id and d.revocation is not None),
+            key=lambda d: -d.revocation_order,
+        )
+        out = [d.revocation for d in kept[:MAX_REVOCATION_LIST] if d.revocation is not None]
+        self._after(fault)
+        return out
+
+    async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None, replace: bool) -> None:
         if len(key_packages) > MAX_KEY_PACKAGES_PER_PUBLISH:
             raise TransportError("too many KeyPackages in one call", status=413, code="too_large")
         for kp in [*key_packages, *([last_resort] if last_resort is not None else [])]:
             if not isinstance(kp, bytes) or not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise TransportError("malformed KeyPackage", status=400, code="invalid_request")
+        if type(replace) is not bool:
+            raise InvalidInput("replace must be a bool")  # as the wire client does
         fault = await self._enter("publish_key_packages", caller)
         dev = self._devices.get(caller)
         if dev is None:
             raise TransportError("device is not registered", status=401, code="unauthorized")
-        delta = sum(map(len, key_packages))
+        delta = sum(map(len, key_packages)) - (sum(map(len, dev.key_packages)) if replace else 0)
         if last_resort is not None:
             delta += len(last_resort) - len(dev.last_resort or b"")
         self._account_room(dev.info.user_id, delta)
+        if replace:
+            dev.key_packages.clear()
         dev.key_packages.extend(key_packages)
         if last_resort is not None:
             dev.last_resort = last_resort
@@ -739,6 +770,10 @@ class MemoryDeliveryService:
         self._after(fault)
 
 
+def _revoked() -> TransportError:
+    return TransportError("device is revoked", status=403, code=DEVICE_REVOKED)
+
+
 def _raise(fault: tuple[Fault, int, str]) -> None:
     kind, status, code = fault
     if kind is Fault.REJECT:
@@ -792,11 +827,20 @@ class MemoryTransport:
     async def list_devices(self, user_id: UserId) -> list[DeviceInfo]:
         return [DeviceInfo.decode(b) for b in await self.service._list_devices(self.device_id, user_id)]
 
-    async def revoke_device_remote(self, device_id: DeviceId) -> None:
-        await self.service._revoke(self.device_id, device_id)
+    async def revoke_device_remote(self, device_id: DeviceId, revocation: DeviceRevocation) -> None:
+        if not isinstance(device_id, DeviceId) or not isinstance(revocation, DeviceRevocation):
+            raise InvalidInput("revoke_device_remote needs a DeviceId and a DeviceRevocation")
+        await self.service._revoke(self.device_id, device_id, DeviceRevocation.decode(revocation.encode()))
 
-    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
-        await self.service._publish(self.device_id, list(key_packages), last_resort)
+    async def list_revocations(self, user_id: UserId) -> list[DeviceRevocation]:
+        if not isinstance(user_id, UserId):
+            raise InvalidInput("list_revocations needs a UserId")
+        return [DeviceRevocation.decode(b) for b in await self.service._list_revocations(self.device_id, user_id)]
+
+    async def publish_key_packages(
+        self, key_packages: list[bytes], last_resort: bytes | None = None, *, replace: bool = False
+    ) -> None:
+        await self.service._publish(self.device_id, list(key_packages), last_resort, replace)
 
     async def key_package_count(self) -> KeyPackageCount:
         return await self.service._key_package_count(self.device_id)

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from ping_core.device import DeviceInfo
 from ping_core.errors import InvalidInput, TransportError
-from ping_core.identity import DeviceBinding
+from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
@@ -213,17 +213,29 @@ class RemoteTransport:
         devices = self._decode(resp, wire.decode_device_list, "list_devices")
         return devices
 
-    async def revoke_device_remote(self, device_id: DeviceId) -> None:
-        await self._request(wire.revoke_request(device_id))
+    async def revoke_device_remote(self, device_id: DeviceId, revocation: DeviceRevocation) -> None:
+        if not isinstance(device_id, DeviceId) or not isinstance(revocation, DeviceRevocation):
+            raise InvalidInput("revoke_device_remote needs a DeviceId and a DeviceRevocation")
+        await self._request(wire.revoke_request(device_id, revocation))
+
+    async def list_revocations(self, user_id: UserId) -> list[DeviceRevocation]:
+        if not isinstance(user_id, UserId):
+            raise InvalidInput("list_revocations needs a UserId")
+        resp = await self._request(wire.list_revocations_request(user_id))
+        return self._decode(resp, lambda b: wire.decode_revocation_list(b, user_id), "list_revocations")
 
     # -- directory: KeyPackages ------------------------------------------------
 
-    async def publish_key_packages(self, key_packages: list[bytes], last_resort: bytes | None = None) -> None:
+    async def publish_key_packages(
+        self, key_packages: list[bytes], last_resort: bytes | None = None, *, replace: bool = False
+    ) -> None:
         kps = list(key_packages)
         for kp in [*kps, *([last_resort] if last_resort is not None else [])]:
             if not isinstance(kp, bytes):
                 raise InvalidInput("a KeyPackage is bytes")
-        await self._request(wire.publish_request(kps, last_resort))
+        if type(replace) is not bool:
+            raise InvalidInput("replace must be a bool")
+        await self._request(wire.publish_request(kps, last_resort, replace))
 
     async def key_package_count(self) -> KeyPackageCount:
         """This device's KeyPackage stock on the server (:class:`~ping_core.transport.base.KeyPackageSupply`)."""

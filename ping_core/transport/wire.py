@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads, loads_json
 from ping_core.device import DeviceInfo
 from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError
-from ping_core.identity import DeviceBinding
+from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, MessageEnvelope
 from ping_core.mls.crypto import CryptoProvider, default_provider
@@ -53,6 +53,7 @@ from .base import (
     MAX_DEVICE_LIST,
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
+    MAX_REVOCATION_LIST,
     MAX_WATCH_CONVERSATIONS,
     KeyPackageCount,
     WatchResult,
@@ -91,6 +92,11 @@ __all__ = [
     "encode_device_list",
     "decode_device_list",
     "revoke_request",
+    "decode_revoke",
+    "MAX_REVOKE_BODY",
+    "list_revocations_request",
+    "encode_revocation_list",
+    "decode_revocation_list",
     "publish_request",
     "decode_publish",
     "claim_request",
@@ -318,13 +324,16 @@ def _record(fields: Mapping[str, CborValue]) -> bytes:
     return dumps(body)
 
 
-def _open(data: bytes, what: str, keys: tuple[str, ...], max_size: int) -> dict[str, CborValue]:
-    """Decode a record with exactly ``keys`` (plus "v" = 1); ``InvalidInput`` otherwise."""
+def _open(data: bytes, what: str, keys: tuple[str, ...], max_size: int, optional: tuple[str, ...] = ()) -> dict[str, CborValue]:
+    """Decode a record with exactly ``keys`` (plus "v" = 1), and any of the ``optional`` keys
+    (added to a record later: older writers leave them out); ``InvalidInput`` otherwise. The
+    result has the optional keys that were present only."""
     value = loads(data, max_size=max_size, what=what)
-    rec = as_map(value, what, frozenset(keys) | {"v"})
+    present = tuple(k for k in optional if type(value) is dict and k in value)
+    rec = as_map(value, what, frozenset(keys) | frozenset(present) | {"v"})
     if rec["v"] != _VERSION:
         raise InvalidInput(f"{what}: version {rec['v']!r} is not supported")
-    return {k: rec[k] for k in keys}
+    return {k: rec[k] for k in (*keys, *present)}
 
 
 def _device_ids(value: object, what: str) -> list[DeviceId]:
@@ -372,9 +381,47 @@ def decode_device_list(data: bytes) -> list[DeviceInfo]:
     return [DeviceInfo.decode(_embedded(item, "DeviceList.devices[]")) for item in items]
 
 
-def revoke_request(device_id: DeviceId) -> WireRequest:
-    """``DELETE /v1/devices/{device_id}`` -> 204."""
-    return WireRequest("DELETE", f"{API_PREFIX}/devices/{device_id.as_hex()}")
+# A revocation body: a DeviceRevocation map (about 180 bytes) in the record.
+MAX_REVOKE_BODY = 512
+
+
+def revoke_request(device_id: DeviceId, revocation: DeviceRevocation) -> WireRequest:
+    """``POST /v1/devices/{device_id}/revoke``: ``{"v": 1, "revocation": DeviceRevocation}`` -> 204."""
+    body = _record({"revocation": loads(revocation.encode())})
+    return WireRequest("POST", f"{API_PREFIX}/devices/{device_id.as_hex()}/revoke", body)
+
+
+def decode_revoke(data: bytes) -> DeviceRevocation:
+    """Structure only (the server verifies the statement)."""
+    rec = _open(data, "RevokeDevice", ("revocation",), MAX_REVOKE_BODY)
+    return DeviceRevocation.decode(_embedded(rec["revocation"], "RevokeDevice.revocation"))
+
+
+def list_revocations_request(user_id: UserId) -> WireRequest:
+    """``GET /v1/accounts/{user_id}/revocations`` -> ``{"v": 1, "revocations": [DeviceRevocation, ...]}``
+    (newest first, at most ``MAX_REVOCATION_LIST``)."""
+    return WireRequest("GET", f"{API_PREFIX}/accounts/{user_id.as_hex()}/revocations")
+
+
+def encode_revocation_list(stored: list[bytes]) -> bytes:
+    """The revocation list from stored ``DeviceRevocation`` encodings."""
+    return _record({"revocations": [loads(b) for b in stored]})
+
+
+def decode_revocation_list(data: bytes, user_id: UserId) -> list[DeviceRevocation]:
+    """Parse the answer to :func:`list_revocations_request` for ``user_id``; ``InvalidInput`` for
+    anything else, a revocation of another account or one listed twice included (signatures are
+    not checked here: ``DeviceRevocation.verify``)."""
+    rec = _open(data, "RevocationList", ("revocations",), 256 * (MAX_REVOCATION_LIST + 1))
+    out: list[DeviceRevocation] = []
+    seen: set[DeviceId] = set()
+    for item in as_list(rec["revocations"], "RevocationList.revocations", max_items=MAX_REVOCATION_LIST):
+        revocation = DeviceRevocation.decode(_embedded(item, "RevocationList.revocations[]"))
+        if revocation.user_id != user_id or revocation.device_id in seen:
+            raise InvalidInput("RevocationList: a revocation of another account, or one listed twice")
+        seen.add(revocation.device_id)
+        out.append(revocation)
+    return out
 
 
 # KeyPackages -------------------------------------------------------------
@@ -383,17 +430,25 @@ def revoke_request(device_id: DeviceId) -> WireRequest:
 MAX_PUBLISH_BODY = (MAX_KEY_PACKAGES_PER_PUBLISH + 1) * (MAX_KEY_PACKAGE_LEN + 8) + 64
 
 
-def publish_request(key_packages: list[bytes], last_resort: bytes | None) -> WireRequest:
-    """``POST /v1/key-packages``: ``{"v": 1, "key_packages": [bstr, ...], "last_resort": bstr / null}`` -> 204."""
-    return WireRequest("POST", f"{API_PREFIX}/key-packages", _record({"key_packages": list(key_packages), "last_resort": last_resort}))
+def publish_request(key_packages: list[bytes], last_resort: bytes | None, replace: bool = False) -> WireRequest:
+    """``POST /v1/key-packages``: ``{"v": 1, "key_packages": [bstr, ...], "last_resort": bstr / null
+    [, "replace": bool]}`` -> 204. ``"replace"`` is sent only when true (so a request that does not
+    replace is exactly what servers before it accept, and one that does is refused by them, 400,
+    rather than applied without the replacement)."""
+    fields: dict[str, CborValue] = {"key_packages": list(key_packages), "last_resort": last_resort}
+    if replace:
+        fields["replace"] = True
+    return WireRequest("POST", f"{API_PREFIX}/key-packages", _record(fields))
 
 
-def decode_publish(data: bytes) -> tuple[list[bytes], bytes | None]:
-    """Structure only; the server checks counts and sizes with the Transport's rules (400/413)."""
-    rec = _open(data, "PublishKeyPackages", ("key_packages", "last_resort"), MAX_PUBLISH_BODY)
+def decode_publish(data: bytes) -> tuple[list[bytes], bytes | None, bool]:
+    """Structure only; the server checks counts and sizes with the Transport's rules (400/413).
+    A record without ``"replace"`` (older clients) does not replace."""
+    rec = _open(data, "PublishKeyPackages", ("key_packages", "last_resort"), MAX_PUBLISH_BODY, optional=("replace",))
     kps = [as_bytes(kp, "PublishKeyPackages.key_packages[]") for kp in as_list(rec["key_packages"], "PublishKeyPackages.key_packages", max_items=10_000)]
     last = rec["last_resort"]
-    return kps, (None if last is None else as_bytes(last, "PublishKeyPackages.last_resort"))
+    replace = as_bool(rec["replace"], "PublishKeyPackages.replace") if "replace" in rec else False
+    return kps, (None if last is None else as_bytes(last, "PublishKeyPackages.last_resort")), replace
 
 
 def claim_request(user_id: UserId) -> WireRequest:

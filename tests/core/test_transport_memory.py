@@ -185,22 +185,27 @@ async def test_revocation(ds: MemoryDeliveryService) -> None:
     b, tb = await _device(ds, bob)
     await tlaptop.publish_key_packages([b"kp"])
     with pytest.raises(TransportError) as err:
-        await tb.revoke_device_remote(laptop.device_id)
+        await tb.revoke_device_remote(laptop.device_id, alice.revoke(laptop.device_id))
     assert err.value.code == "forbidden"
+    with pytest.raises(TransportError) as err:  # not the account's statement
+        await tphone.revoke_device_remote(laptop.device_id, bob.revoke(laptop.device_id))
+    assert err.value.code == "forbidden" and not ds.is_revoked(laptop.device_id)
     with pytest.raises(TransportError) as err:
-        await tphone.revoke_device_remote(DeviceId(b"\x00" * 32))
+        await tphone.revoke_device_remote(DeviceId(b"\x00" * 32), alice.revoke(DeviceId(b"\x00" * 32)))
     assert err.value.code == "not_found"
-    await tphone.revoke_device_remote(laptop.device_id)
-    await tphone.revoke_device_remote(laptop.device_id)  # idempotent
+    await tphone.revoke_device_remote(laptop.device_id, alice.revoke(laptop.device_id))
+    await tphone.revoke_device_remote(laptop.device_id, alice.revoke(laptop.device_id))  # idempotent
     assert ds.is_revoked(laptop.device_id) and ds.key_package_count(laptop.device_id) == 0
     assert [d.device_id for d in await tb.list_devices(alice.user_id)] == [phone.device_id]
     assert await tb.claim_key_packages(alice.user_id) == []
     for call in (tlaptop.send(_env(laptop.device_id)), tlaptop.fetch_since(CONV, SyncCursor(), 1), tlaptop.fetch_welcomes()):
         with pytest.raises(TransportError) as err:
             await call
-        assert err.value.code == "forbidden"
-    with pytest.raises(TransportError):
+        assert (err.value.status, err.value.code) == (403, "device_revoked")
+    with pytest.raises(TransportError) as err:
         await tlaptop.register_device(laptop.info(1), alice.device_binding(laptop.device_id))
+    assert err.value.code == "device_revoked"
+    assert await tb.list_revocations(alice.user_id) == [alice.revoke(laptop.device_id)]
     await tb.set_next_welcome_recipients(CONV, [laptop.device_id])
     with pytest.raises(TransportError):
         await tb.send(_env(b.device_id, MessageKind.WELCOME))

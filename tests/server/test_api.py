@@ -604,3 +604,58 @@ async def test_watch_route_refuses_malformed_bodies(world: World) -> None:
     ok = await post({"v": 1, "positions": [[c, 0]], "wait_ms": 0})
     assert ok.status_code == 200 and wire.decode_watch_result(ok.content, {world.conv: 0}).heads == {world.conv: 1}
     _error(await world.ra.request("POST", target + "?x=1", b""), 400, "invalid_request")
+
+
+async def test_revocation_routes_refuse_and_store_nothing(world: World, inspector: Inspector) -> None:
+    """``DELETE /devices/{id}`` (a revocation without the account's statement, what clients did
+    before) is refused 403; ``POST /devices/{id}/revoke`` refuses a malformed body or a statement
+    for another device (400), a forged one (403); none stores anything (no statement kept, the
+    device not revoked)."""
+    laptop = LocalDevice.generate(world.alice.user_id, "laptop", 1)
+    tl = HttpTransport.for_device(world.url, laptop)
+    try:
+        await tl.register_device(laptop.info(1), world.alice.device_binding(laptop.device_id))
+        before = inspector.counts()
+        kept = "SELECT COUNT(*) FROM devices WHERE revoked = 1 OR revocation IS NOT NULL"
+        _error(await world.ra.request("DELETE", f"/v1/devices/{laptop.device_id.as_hex()}"), 403, "forbidden")
+        target = f"/v1/devices/{laptop.device_id.as_hex()}/revoke"
+        good = world.alice.revoke(laptop.device_id)
+        for body in (b"", b"\x82\x01", dumps({"v": 1}), dumps({"v": 1, "revocation": {"v": 1}}),
+                     dumps({"v": 1, "revocation": dumps(good.encode())}),
+                     wire.revoke_request(laptop.device_id, world.alice.revoke(world.a.device_id)).body):  # fmt: skip
+            _error(await world.ra.request("POST", target, body), 400, "invalid_request")
+        forged = wire.revoke_request(laptop.device_id, type(good)(good.user_id, good.user_public_key, good.device_id, bytes(64)))
+        _error(await world.ra.request("POST", forged.target, forged.body), 403, "forbidden")
+        _error(await world.re.request("POST", target, wire.revoke_request(laptop.device_id, good).body), 403, "forbidden")
+        _error(await world.ra.request("POST", target + "?x=1", wire.revoke_request(laptop.device_id, good).body), 400, "invalid_request")
+        assert inspector.counts() == before and inspector.scalar(kept) == 0
+        assert await tl.key_package_count() is not None  # still a working device
+        ok = wire.revoke_request(laptop.device_id, good)
+        assert (await world.ra.request("POST", ok.target, ok.body)).status_code == 204
+        assert inspector.scalar(kept) == 1
+        with pytest.raises(TransportError) as err:
+            await tl.key_package_count()
+        assert (err.value.status, err.value.code) == (403, "device_revoked")
+    finally:
+        await tl.aclose()
+
+
+async def test_publish_record_with_and_without_replace(world: World, inspector: Inspector) -> None:
+    """The publish record of clients before ``replace`` (no such key) is accepted as before; an
+    explicit ``"replace": false`` too; ``"replace"`` that is not a bool, or an unknown key: 400."""
+    target = "/v1/key-packages"
+    old = dumps({"v": 1, "key_packages": [b"k1"], "last_resort": None})
+    assert (await world.ra.request("POST", target, old)).status_code == 204
+    explicit = dumps({"v": 1, "key_packages": [b"k2"], "last_resort": None, "replace": False})
+    assert (await world.ra.request("POST", target, explicit)).status_code == 204
+    assert (await world.ta.key_package_count()).unclaimed == 2
+    before = inspector.counts()
+    for body in (dumps({"v": 1, "key_packages": [b"k3"], "last_resort": None, "replace": 1}),
+                 dumps({"v": 1, "key_packages": [b"k3"], "last_resort": None, "replace": True, "more": 1})):  # fmt: skip
+        _error(await world.ra.request("POST", target, body), 400, "invalid_request")
+    assert inspector.counts() == before
+    replacing = wire.publish_request([b"k4"], None, True)
+    assert replacing.body == dumps({"v": 1, "key_packages": [b"k4"], "last_resort": None, "replace": True})
+    assert wire.publish_request([b"k4"], None).body == dumps({"v": 1, "key_packages": [b"k4"], "last_resort": None})
+    assert (await world.ra.request("POST", target, replacing.body)).status_code == 204
+    assert (await world.ta.key_package_count()).unclaimed == 1

@@ -318,41 +318,52 @@ class _V2:
         return out
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def v2_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V2]]:
-    """A database that ping_server's schema 2 made, with data, as a path or URL."""
-    data = _V2()
+def _old_database(
+    request: pytest.FixtureRequest, tmp_path: Path, version: str, schema: str, rows: list[tuple[str, tuple[Any, ...]]]
+) -> Iterator[str]:
+    """A database that ping_server's schema ``version`` made (its SQL ``schema``, then ``rows``), on
+    SQLite or PostgreSQL as the fixture's parameter says: its path or URL (a PostgreSQL database
+    of its own, dropped afterwards)."""
     if request.param == "sqlite":
-        path = str(tmp_path / "v2.sqlite")
+        path = str(tmp_path / f"v{version}.sqlite")
         conn = sqlite3.connect(path)
-        conn.executescript(_SCHEMA_V2.format(blob="BLOB", norowid=" WITHOUT ROWID"))
-        for sql, params in data.rows():
+        conn.executescript(schema.format(blob="BLOB", norowid=" WITHOUT ROWID"))
+        for sql, params in rows:
             conn.execute(sql, params)
         conn.commit()
         conn.close()
-        yield path, data
+        yield path
         return
     import psycopg
 
     url = request.getfixturevalue("postgres_db")
-    name = f"ping_v2_{secrets.token_hex(4)}"
+    name = f"ping_v{version}_{secrets.token_hex(4)}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
     target = urlunsplit(urlsplit(url)._replace(path="/" + name))
     try:
         with psycopg.connect(target, autocommit=True) as conn:
-            for stmt in _SCHEMA_V2.format(blob="BYTEA", norowid="").split(";"):
-                conn.execute(stmt)
-            for sql, params in data.rows():
+            for stmt in schema.format(blob="BYTEA", norowid="").split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            for sql, params in rows:
                 conn.execute(sql.replace("?", "%s"), params)
-        yield target, data
+        yield target
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def v2_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V2]]:
+    """A database that ping_server's schema 2 made, with data, as a path or URL."""
+    data = _V2()
+    for url in _old_database(request, tmp_path, "2", _SCHEMA_V2, data.rows()):
+        yield url, data
+
+
 async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
-    """Opening a schema-2 database migrates it in place to schema 3: each old inbox row becomes a
+    """Opening a schema-2 database migrates it in place (through schema 3): each old inbox row becomes a
     payload of its own (charged to its sender's account) and the recipient reads exactly the
     Welcomes it had; the counters are filled from the data (conversation bytes, inbox count and
     bytes, KeyPackage bytes, the accounts' stored bytes: KeyPackages and Welcome payloads; log
@@ -382,7 +393,7 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             }
 
         got = await database.run(read)
-        assert got["version"] == SCHEMA_VERSION == "3"
+        assert got["version"] == SCHEMA_VERSION == "4"
         assert got["payloads"] == 2
         assert got["conv_bytes"] == sum(map(len, v2.messages))
         assert got["inbox"] == [2, sum(map(len, v2.welcomes)), sum(map(len, v2.kps))]
@@ -396,8 +407,153 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             lambda tx: (tx.one("SELECT COUNT(*) FROM welcome_payloads"), tx.one("SELECT stored_bytes FROM accounts WHERE user_id = ?", (v2.alice,)))
         )
         assert (int(left[0][0]), int(left[1][0])) == (0, 0)
-        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '4' WHERE name = 'schema'"))
+        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '5' WHERE name = 'schema'"))
     finally:
         await database.close()
-    with pytest.raises(DatabaseUnavailable, match="schema 4"):
+    with pytest.raises(DatabaseUnavailable, match="schema 5"):
         open_database(url)
+
+
+# The schema as version 3 wrote it (ping_server before kept revocation statements), with the SQL
+# of that version.
+_SCHEMA_V3 = """
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE accounts (
+    user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL, stored_bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE devices (
+    device_id {blob} PRIMARY KEY,
+    user_id {blob} NOT NULL,
+    reg_seq BIGINT NOT NULL,
+    signing_key {blob} NOT NULL,
+    info {blob} NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1,
+    inbox_next BIGINT NOT NULL DEFAULT 1,
+    inbox_count BIGINT NOT NULL DEFAULT 0,
+    inbox_bytes BIGINT NOT NULL DEFAULT 0,
+    inbox_strangers BIGINT NOT NULL DEFAULT 0,
+    inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_window BIGINT NOT NULL DEFAULT 0,
+    kp_window_claims BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX devices_by_user ON devices (user_id, reg_seq);
+CREATE TABLE key_packages (
+    device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
+);
+CREATE TABLE kp_claims (
+    device_id {blob} NOT NULL, claimer {blob} NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (device_id, claimer)
+){norowid};
+CREATE TABLE conversations (
+    conversation_id {blob} PRIMARY KEY,
+    next_seq BIGINT NOT NULL,
+    epoch BIGINT,
+    created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT, consent INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX members_by_device ON members (device_id);
+CREATE TABLE messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE welcome_payloads (
+    id BIGINT PRIMARY KEY, sender_user {blob} NOT NULL, conversation_id {blob} NOT NULL, refs BIGINT NOT NULL,
+    size BIGINT NOT NULL, envelope {blob} NOT NULL
+);
+CREATE TABLE welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, payload_id BIGINT NOT NULL, size BIGINT NOT NULL,
+    conversation_id {blob} NOT NULL, stranger {blob},
+    PRIMARY KEY (device_id, seq)
+){norowid};
+CREATE INDEX welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
+CREATE TABLE nonces (
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
+){norowid};
+
+CREATE TABLE ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO ping_meta (name, value) VALUES ('schema', '3');
+INSERT INTO counters (name, value) VALUES ('device', 2);
+INSERT INTO counters (name, value) VALUES ('welcome', 0)
+"""
+
+
+class _V3:
+    """What a schema-3 server stored for: alice's devices a (active) and r (revoked the old way,
+    by any device of the account, no statement kept), with real keys."""
+
+    def __init__(self) -> None:
+        from ping_core.device import LocalDevice
+        from ping_core.identity import Identity
+
+        self.alice = Identity.generate()
+        self.a = LocalDevice.generate(self.alice.user_id, "a", 1)
+        self.r = LocalDevice.generate(self.alice.user_id, "r", 1)
+
+    def rows(self) -> list[tuple[str, tuple[Any, ...]]]:
+        out: list[tuple[str, tuple[Any, ...]]] = [
+            ("INSERT INTO accounts (user_id, public_key, stored_bytes) VALUES (?, ?, 0)", (self.alice.user_id.value, self.alice.public_key)),
+        ]
+        for n, (dev, revoked) in enumerate(((self.a, 0), (self.r, 1)), 1):
+            out.append(
+                (
+                    "INSERT INTO devices (device_id, user_id, reg_seq, signing_key, info, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+                    (dev.device_id.value, self.alice.user_id.value, n, dev.info(1).signing_public_key, dev.info(1).encode(), revoked),
+                )
+            )
+        return out
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v3_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V3]]:
+    """A database that ping_server's schema 3 made, with data, as a path or URL."""
+    data = _V3()
+    for url in _old_database(request, tmp_path, "3", _SCHEMA_V3, data.rows()):
+        yield url, data
+
+
+async def test_schema_3_is_migrated(v3_database: tuple[str, _V3]) -> None:
+    """Opening a schema-3 database migrates it in place to schema 4: devices gain the kept
+    revocation statement (none for the ones revoked before: they stay revoked, refused with
+    ``device_revoked``, and never listed); the account's statement can then be kept for such a
+    device (revoking it again succeeds) and is listed."""
+    from ping_server import delivery
+    from ping_server.app import ApiError
+    from ping_server.delivery import Caller
+
+    url, v3 = v3_database
+    database = open_database(url)
+    a = Caller(v3.a.device_id, v3.alice.user_id)
+    try:
+        def read(tx: Tx) -> tuple[Any, ...]:
+            version = tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")
+            rows = tx.query("SELECT revoked, revocation, revocation_seq FROM devices ORDER BY reg_seq")
+            return version, [(int(r[0]), r[1], r[2]) for r in rows], delivery.list_revocations(tx, a, v3.alice.user_id)
+
+        version, rows, listed = await database.run(read)
+        assert version == (SCHEMA_VERSION,) == ("4",)
+        assert rows == [(0, None, None), (1, None, None)] and listed == []
+
+        def as_revoked(tx: Tx) -> str:
+            try:
+                delivery.authenticate(tx, v3.r.device_id, b"\x01" * 16, 1)
+            except ApiError as exc:
+                return f"{exc.status} {exc.code}"
+            return "accepted"
+
+        assert await database.run(as_revoked) == "403 device_revoked"
+        statement = v3.alice.revoke(v3.r.device_id)
+        await database.run(lambda tx: delivery.revoke(tx, a, v3.r.device_id, statement))
+        stored = await database.run(lambda tx: delivery.list_revocations(tx, a, v3.alice.user_id))
+        assert stored == [statement.encode()]
+    finally:
+        await database.close()
+    again = open_database(url)  # opening a migrated database changes nothing
+    await again.close()

@@ -75,6 +75,23 @@ try:
     await te.fetch_since(conv, SyncCursor(), 10)
 except TransportError as exc:
     out["non_member"] = [exc.status, exc.code]
+# Revocation by the account's statement, its listing, and a revoked device's refusals.
+a2 = LocalDevice.generate(alice.user_id, "a2", 1)
+ta2 = FetchTransport(URL, a2.signing_secret)
+await ta2.register_device(a2.info(1), alice.device_binding(a2.device_id))
+await ta2.publish_key_packages([b"a2-old"])
+await ta2.publish_key_packages([b"a2-new"], replace=True)
+out["replaced"] = [kp.decode() for kp in await te.claim_device_key_packages(a2.device_id, 2)]
+try:
+    await ta.revoke_device_remote(a2.device_id, eve.revoke(a2.device_id))
+except TransportError as exc:
+    out["foreign_revocation"] = [exc.status, exc.code]
+await ta.revoke_device_remote(a2.device_id, alice.revoke(a2.device_id))
+out["revocations"] = [r.device_id == a2.device_id and r == alice.revoke(a2.device_id) for r in await te.list_revocations(alice.user_id)]
+try:
+    await ta2.fetch_welcomes()
+except TransportError as exc:
+    out["revoked"] = [exc.status, exc.code]
 nowhere = FetchTransport("http://127.0.0.1:9", a.signing_secret, timeout=5)
 try:
     await nowhere.fetch_welcomes()
@@ -104,5 +121,9 @@ def test_fetch_transport_against_the_server(pyodide_host: Any, sqlite_server: Se
     assert result["log"] == [[1, "commit"]]
     assert result["stale_commit"] == [409, "epoch_advanced", True]
     assert result["non_member"] == [403, "forbidden"]
+    assert result["replaced"] == ["a2-new"]
+    assert result["foreign_revocation"] == [403, "forbidden"]
+    assert result["revocations"] == [True]
+    assert result["revoked"] == [403, "device_revoked"]
     assert result["no_server"] == [None, "network", False]
     assert result["deadline"] == [None, "timeout", False]

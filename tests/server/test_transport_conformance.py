@@ -17,7 +17,7 @@ import pytest
 from ping_core.clock import Hlc
 from ping_core.device import LocalDevice
 from ping_core.errors import InvalidInput, TransportError
-from ping_core.identity import DeviceBinding, Identity
+from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
@@ -476,8 +476,8 @@ async def test_removed_device_reads_up_to_its_removal(backend: Backend) -> None:
     assert await ta.send(_env(conv, a.device_id, MessageKind.COMMIT, epoch=3)) == 7
     assert [e.seq for e in await tb.fetch_since(conv, SyncCursor(5), 10)] == [6, 7]
     bob2, tbob2 = await backend.device(bob, "b2")
-    await tbob2.revoke_device_remote(b.device_id)
-    await _rejects(tb.fetch_since(conv, SyncCursor(5), 10), 403, "forbidden")
+    await tbob2.revoke_device_remote(b.device_id, bob.revoke(b.device_id))
+    await _rejects(tb.fetch_since(conv, SyncCursor(5), 10), 403, "device_revoked")
 
 
 async def test_revocation_ends_membership(backend: Backend) -> None:
@@ -488,8 +488,8 @@ async def test_revocation_ends_membership(backend: Backend) -> None:
     await tphone.send(_env(conv, phone.device_id))
     await _welcome(tphone, phone, conv, laptop)
     assert len(await tlaptop.fetch_since(conv, SyncCursor(), 10)) == 1
-    await tphone.revoke_device_remote(laptop.device_id)
-    await _rejects(tlaptop.fetch_since(conv, SyncCursor(), 10), 403, "forbidden")
+    await tphone.revoke_device_remote(laptop.device_id, alice.revoke(laptop.device_id))
+    await _rejects(tlaptop.fetch_since(conv, SyncCursor(), 10), 403, "device_revoked")
 
 
 async def test_revocation_during_a_long_poll_or_watch(backend: Backend) -> None:
@@ -502,16 +502,16 @@ async def test_revocation_during_a_long_poll_or_watch(backend: Backend) -> None:
 
     async def revoke_then_post() -> None:
         await asyncio.sleep(0.2)
-        await tphone.revoke_device_remote(laptop.device_id)
+        await tphone.revoke_device_remote(laptop.device_id, alice.revoke(laptop.device_id))
         await tphone.send(_env(conv, phone.device_id))
 
     await tlaptop.ack_welcomes((await tlaptop.fetch_welcomes())[-1].seq)  # else the watch answers at once
     task = asyncio.create_task(revoke_then_post())
-    watch = asyncio.create_task(_rejects(tlaptop.watch({conv: 1}, wait_ms=10_000), 403, "forbidden"))
-    await _rejects(tlaptop.fetch_since(conv, SyncCursor(1), 10, wait_ms=10_000), 403, "forbidden")
+    watch = asyncio.create_task(_rejects(tlaptop.watch({conv: 1}, wait_ms=10_000), 403, "device_revoked"))
+    await _rejects(tlaptop.fetch_since(conv, SyncCursor(1), 10, wait_ms=10_000), 403, "device_revoked")
     await watch
     await task
-    await _rejects(tlaptop.watch({}), 403, "forbidden")
+    await _rejects(tlaptop.watch({}), 403, "device_revoked")
 
 
 async def test_device_group_membership(backend: Backend) -> None:
@@ -538,8 +538,8 @@ async def test_device_group_membership(backend: Backend) -> None:
     await ta1.set_next_commit_removals(dg, [a2.device_id])
     await ta1.send(_env(dg, a1.device_id, MessageKind.COMMIT, epoch=2))
     assert len(await ta2.fetch_since(dg, SyncCursor(), 10)) == 3
-    await ta1.revoke_device_remote(a2.device_id)
-    await _rejects(ta2.fetch_since(dg, SyncCursor(), 10), 403, "forbidden")
+    await ta1.revoke_device_remote(a2.device_id, alice.revoke(a2.device_id))
+    await _rejects(ta2.fetch_since(dg, SyncCursor(), 10), 403, "device_revoked")
 
 
 # ---------------------------------------------------------------------------
@@ -729,8 +729,8 @@ async def test_key_package_count(backend: Backend) -> None:
     stranger = LocalDevice.generate(bob.user_id, "unregistered", 1)
     await _rejects(backend.transport(stranger).key_package_count(), 401, "unauthorized")
     b2, tb2 = await backend.device(bob, "b2")
-    await tb2.revoke_device_remote(b.device_id)
-    await _rejects(tb.key_package_count(), 403, "forbidden")
+    await tb2.revoke_device_remote(b.device_id, bob.revoke(b.device_id))
+    await _rejects(tb.key_package_count(), 403, "device_revoked")
 
 
 # ---------------------------------------------------------------------------
@@ -745,31 +745,138 @@ async def test_revocation(backend: Backend) -> None:
     await tlaptop.publish_key_packages([b"kp"], last_resort=b"last")
     conv = ConversationId.new()
     await _welcome(tb, b, conv, laptop)
-    await _rejects(tb.revoke_device_remote(laptop.device_id), 403, "forbidden")
-    await _rejects(tphone.revoke_device_remote(DeviceId(b"\x00" * 32)), 404, "not_found")
-    await tphone.revoke_device_remote(laptop.device_id)
-    await tphone.revoke_device_remote(laptop.device_id)  # idempotent
+    statement = alice.revoke(laptop.device_id)
+    await _rejects(tb.revoke_device_remote(laptop.device_id, statement), 403, "forbidden")  # bob's device delivers it
+    nobody = DeviceId(b"\x00" * 32)
+    await _rejects(tphone.revoke_device_remote(nobody, alice.revoke(nobody)), 404, "not_found")
+    await tphone.revoke_device_remote(laptop.device_id, statement)
+    await tphone.revoke_device_remote(laptop.device_id, statement)  # idempotent
     assert [d.device_id for d in await tb.list_devices(alice.user_id)] == [phone.device_id]
     assert await tb.claim_key_packages(alice.user_id) == []  # KeyPackages purged (last resort too)
     await _rejects(tb.claim_device_key_packages(laptop.device_id, 1), 404, "not_found")
     for call in (
         tlaptop.send(_env(conv, laptop.device_id)),
         tlaptop.fetch_since(conv, SyncCursor(), 1),
+        tlaptop.fetch_since(conv, SyncCursor(), 1, wait_ms=100),
+        tlaptop.watch({conv: 0}),
+        tlaptop.watch({}, wait_ms=100),
         tlaptop.fetch_welcomes(),
         tlaptop.ack_welcomes(1),
         tlaptop.list_devices(alice.user_id),
+        tlaptop.list_revocations(alice.user_id),
         tlaptop.publish_key_packages([b"again"]),
+        tlaptop.publish_key_packages([b"again"], replace=True),
+        tlaptop.key_package_count(),
         tlaptop.claim_key_packages(bob.user_id),
-        tlaptop.revoke_device_remote(phone.device_id),
+        tlaptop.claim_device_key_packages(b.device_id, 1),
+        tlaptop.leave_conversation(conv),
+        tlaptop.revoke_device_remote(phone.device_id, alice.revoke(phone.device_id)),
+        tlaptop.revoke_device_remote(laptop.device_id, statement),
     ):
-        await _rejects(call, 403, "forbidden")
-    await _rejects(tlaptop.register_device(laptop.info(1), alice.device_binding(laptop.device_id)), 403, "forbidden")
+        await _rejects(call, 403, "device_revoked")
+    # A revoked device id never registers again.
+    await _rejects(tlaptop.register_device(laptop.info(1), alice.device_binding(laptop.device_id)), 403, "device_revoked")
+    await _rejects(tlaptop.register_device(laptop.info(5), alice.device_binding(laptop.device_id)), 403, "device_revoked")
     await tb.set_next_welcome_recipients(conv, [laptop.device_id])
     await _rejects(tb.send(_env(conv, b.device_id, MessageKind.WELCOME)), 404, "not_found")
-    # a device may revoke itself
-    await tphone.revoke_device_remote(phone.device_id)
-    await _rejects(tphone.list_devices(alice.user_id), 403, "forbidden")
+    # a device may revoke itself with the account's statement
+    await tphone.revoke_device_remote(phone.device_id, alice.revoke(phone.device_id))
+    await _rejects(tphone.list_devices(alice.user_id), 403, "device_revoked")
     assert await tb.list_devices(alice.user_id) == []
+    assert [r.device_id for r in await tb.list_revocations(alice.user_id)] == [phone.device_id, laptop.device_id]
+
+
+async def test_revocation_needs_the_accounts_statement(backend: Backend) -> None:
+    """Only the account key's signed statement revokes, whoever of the account delivers it: a forged
+    signature, another account's statement, a statement for another device, or the right statement
+    delivered by another account's device are refused and change nothing."""
+    alice, mallory = Identity.generate(), Identity.generate()
+    phone, tphone = await backend.device(alice, "phone")
+    laptop, tlaptop = await backend.device(alice, "laptop")
+    m, tm = await backend.device(mallory, "m")
+    await tlaptop.publish_key_packages([b"kp"], last_resort=b"last")
+    conv = ConversationId.new()
+    await tphone.send(_env(conv, phone.device_id))
+    await _welcome(tphone, phone, conv, laptop)
+    good = alice.revoke(laptop.device_id)
+    forged = DeviceRevocation(good.user_id, good.user_public_key, good.device_id, bytes(64))
+    flipped = DeviceRevocation(good.user_id, good.user_public_key, good.device_id, bytes([good.signature[0] ^ 1]) + good.signature[1:])
+    a_binding = alice.device_binding(laptop.device_id)
+    binding_as_revocation = DeviceRevocation(a_binding.user_id, a_binding.user_public_key, a_binding.device_id, a_binding.signature)
+    foreign = mallory.revoke(laptop.device_id)  # mallory's key, naming herself
+    # mallory's key, claiming alice's account: verify() fails (user id is not her key's hash)
+    impostor = DeviceRevocation(alice.user_id, mallory.public_key, laptop.device_id, foreign.signature)
+    for who, statement in ((tphone, forged), (tphone, flipped), (tphone, binding_as_revocation), (tphone, foreign), (tphone, impostor), (tlaptop, forged)):
+        await _rejects(who.revoke_device_remote(laptop.device_id, statement), 403, "forbidden")
+    # the account's statement about the phone does not revoke the laptop
+    await _rejects(tphone.revoke_device_remote(laptop.device_id, alice.revoke(phone.device_id)), 400, "invalid_request")
+    # the right statement, delivered by a device of another account
+    await _rejects(tm.revoke_device_remote(laptop.device_id, good), 403, "forbidden")
+    # mallory's own statement about her own device names her account, not alice's laptop
+    await _rejects(tm.revoke_device_remote(laptop.device_id, mallory.revoke(laptop.device_id)), 403, "forbidden")
+    with pytest.raises(InvalidInput):
+        await tphone.revoke_device_remote(laptop.device_id, alice.device_binding(laptop.device_id))  # type: ignore[arg-type]
+    # Nothing changed: the laptop works, keeps its KeyPackages and membership, no revocation is listed.
+    assert [d.device_id for d in await tm.list_devices(alice.user_id)] == [phone.device_id, laptop.device_id]
+    assert await tm.list_revocations(alice.user_id) == []
+    assert await tlaptop.key_package_count() == KeyPackageCount(1, True)
+    assert len(await tlaptop.fetch_since(conv, SyncCursor(), 10)) == 1
+    # The laptop itself may deliver the account's statement about itself.
+    await tlaptop.revoke_device_remote(laptop.device_id, good)
+    await _rejects(tlaptop.fetch_since(conv, SyncCursor(), 10), 403, "device_revoked")
+    assert await tm.list_revocations(alice.user_id) == [good]
+
+
+async def test_list_revocations(backend: Backend) -> None:
+    """Any registered device may read an account's revocations: the kept statements, newest first,
+    each verifying; an account without any (or unknown) has none; unregistered callers get 401."""
+    alice, bob = Identity.generate(), Identity.generate()
+    keeper, tkeeper = await backend.device(alice, "keeper")
+    devices = [await backend.device(alice, f"d{i}") for i in range(3)]
+    b, tb = await backend.device(bob)
+    assert await tb.list_revocations(alice.user_id) == []
+    assert await tb.list_revocations(Identity.generate().user_id) == []
+    for dev, _t in (devices[1], devices[0], devices[2]):
+        await tkeeper.revoke_device_remote(dev.device_id, alice.revoke(dev.device_id))
+    await tkeeper.revoke_device_remote(devices[1][0].device_id, alice.revoke(devices[1][0].device_id))  # again: stays where it was
+    listed = await tb.list_revocations(alice.user_id)
+    assert [r.device_id for r in listed] == [devices[2][0].device_id, devices[0][0].device_id, devices[1][0].device_id]
+    for r in listed:
+        r.verify()
+        assert r.user_id == alice.user_id
+    assert await tb.list_revocations(bob.user_id) == []
+    assert await tkeeper.list_revocations(alice.user_id) == listed
+    stranger = LocalDevice.generate(bob.user_id, "unregistered", 1)
+    await _rejects(backend.transport(stranger).list_revocations(alice.user_id), 401, "unauthorized")
+    with pytest.raises(InvalidInput):
+        await tb.list_revocations(alice.user_id.value)  # type: ignore[arg-type]
+
+
+async def test_publish_replacing_key_packages(backend: Backend) -> None:
+    """``replace=True`` drops the device's unclaimed one-time KeyPackages and stores the new ones in
+    one step (the last resort is replaced only when given); the quota counts the pool after it; a
+    refused replace keeps the old pool."""
+    alice, bob = Identity.generate(), Identity.generate()
+    a, ta = await backend.device(alice, "a")
+    b, tb = await backend.device(bob, "b")
+    await tb.publish_key_packages([b"old-1", b"old-2", b"old-3"], last_resort=b"old-last")
+    assert await ta.claim_device_key_packages(b.device_id, 1) == [b"old-1"]
+    await tb.publish_key_packages([b"new-1", b"new-2"], replace=True)
+    assert await tb.key_package_count() == KeyPackageCount(2, True)
+    assert await ta.claim_device_key_packages(b.device_id, 4) == [b"new-1", b"new-2", b"old-last", b"old-last"]
+    await tb.publish_key_packages([b"n3"], last_resort=b"new-last")
+    await tb.publish_key_packages([], replace=True)  # empty the pool
+    assert await tb.key_package_count() == KeyPackageCount(0, True)
+    assert await ta.claim_device_key_packages(b.device_id, 1) == [b"new-last"]
+    await tb.publish_key_packages([b"n4"], last_resort=b"newer-last", replace=True)
+    assert await ta.claim_device_key_packages(b.device_id, 2) == [b"n4", b"newer-last"]
+    await tb.publish_key_packages([b"n5", b"n6"])
+    await _rejects(tb.publish_key_packages([b"k"] * 201, replace=True), 413, "too_large")
+    await _rejects(tb.publish_key_packages([b""], replace=True), 400, "invalid_request")
+    assert await tb.key_package_count() == KeyPackageCount(2, True)  # refused: the old pool is intact
+    with pytest.raises(InvalidInput):
+        await tb.publish_key_packages([b"x"], replace=1)  # type: ignore[arg-type]
+    assert await ta.claim_device_key_packages(b.device_id, 2) == [b"n5", b"n6"]
 
 
 # ---------------------------------------------------------------------------
@@ -887,8 +994,8 @@ async def test_leave_conversation(backend: Backend) -> None:
     stranger = LocalDevice.generate(Identity.generate().user_id, "x", 1)
     await _rejects(backend.transport(stranger).leave_conversation(conv), 401, "unauthorized")
     b2, tb2 = await backend.device(bob, "b2")
-    await tb2.revoke_device_remote(b.device_id)
-    await _rejects(tb.leave_conversation(conv), 403, "forbidden")
+    await tb2.revoke_device_remote(b.device_id, bob.revoke(b.device_id))
+    await _rejects(tb.leave_conversation(conv), 403, "device_revoked")
 
 
 async def test_storage_quotas(limited_backend: Backend) -> None:
@@ -928,6 +1035,12 @@ async def test_storage_quotas(limited_backend: Backend) -> None:
     await tb0.publish_key_packages([b"k" * 6_000])
     await _rejects(tb0.publish_key_packages([], last_resort=b"L" * 30_000), 413, "quota_exceeded")  # replacing counts the difference
     await tb0.publish_key_packages([], last_resort=b"L" * 10_000)
+    # A replacing publish counts what the pool holds after it (26,000 + 10,000 stored now).
+    await _rejects(tb0.publish_key_packages([b"r" * 30_000]), 413, "quota_exceeded")
+    await tb0.publish_key_packages([b"r" * 30_000], replace=True)
+    assert await tb0.key_package_count() == KeyPackageCount(1, True)
+    await _rejects(tb0.publish_key_packages([b"s" * 41_000], replace=True), 413, "quota_exceeded")
+    assert await ta.claim_device_key_packages(b0.device_id, 2) == [b"r" * 30_000, b"L" * 10_000]
 
 
 async def test_key_package_claims_are_limited(limited_backend: Backend) -> None:
