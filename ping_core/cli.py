@@ -7,11 +7,12 @@
     ping ... create NAME                                 prints the conversation id
     ping ... invite CONV USER_ID                         adds every device of that user
     ping ... send CONV TEXT
-    ping ... sync                                        prints "CONV_ID SENDER_USER_ID: TEXT" per new message
+    ping ... sync [--auto-join]                          prints "CONV_ID SENDER_USER_ID: TEXT" per new message
+    ping ... invitations | accept CONV | decline CONV    invitations wait for the user (unless --auto-join)
     ping ... watch [--interval S] [--topup-interval S]   sync on news until interrupted (and keep KeyPackages topped up)
     ping ... members CONV | rename CONV NAME | remove CONV USER_ID | revoke DEVICE_ID
     ping ... link-new --label NAME                       (new device) prints a request code
-    ping ... link-accept REQUEST                         (linked device) prints a grant code, waits, admits
+    ping ... link-accept REQUEST [--with-account-key]    (device with the account key) prints a grant code, waits, admits
     ping ... link-new --grant GRANT                      (new device) joins the account and its chats
 
 ``--server`` and ``--state`` default to ``$PING_SERVER`` and ``$PING_STATE``.
@@ -24,8 +25,10 @@ Linking a device (the account key moves sealed, never in a code in clear):
 1. the new device: ``link-new --label L`` makes its device key and a one-time
    X25519 link key pair (kept in the state folder, owner-only) and prints the
    request code (device id and link public key, nothing secret);
-2. a device of the account: ``link-accept REQUEST`` prints the grant code
-   (the account identity sealed with HPKE to the link key), then waits for
+2. a device holding the account key: ``link-accept REQUEST`` prints the
+   grant code (the account's binding of the new device, and with
+   ``--with-account-key`` the account key too, sealed with HPKE to the link
+   key), then waits for
    the new device to register, adds it to the DeviceGroup (its linking ticket,
    sealed to the same key, travels through the new device's Welcome inbox)
    and to every chat, and prints ``linked <device>``;
@@ -41,15 +44,18 @@ import asyncio
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ping_core.account import claim_new_device, take_welcomes
 from ping_core.client import MessagingClient
+from ping_core.invitation import Invitation
 from ping_core.clock import Hlc
 from ping_core.errors import InvalidInput, PingError, TransportError
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
+from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, seal_grant, seal_ticket
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
@@ -75,8 +81,20 @@ def _conv(text: str) -> ConversationId:
     return ConversationId.from_hex(text)
 
 
+# Unicode categories that must never reach a terminal from a peer: controls (ESC sequences,
+# CR, newlines that would let a member print a fake line), format characters (bidi overrides
+# that reorder what follows), line/paragraph separators, surrogates and private use.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character a peer could use to forge or hide output replaced by U+FFFD."""
+    return "".join("\ufffd" if unicodedata.category(ch) in _UNPRINTABLE else ch for ch in text)
+
+
 def _display(text: bytes) -> str:
-    return text.decode("utf-8", errors="replace").replace("\n", " ")
+    """A message's bytes as one line of printable text."""
+    return _printable(text.decode("utf-8", errors="replace"))
 
 
 # ---------------------------------------------------------------------------
@@ -120,7 +138,7 @@ async def cmd_whoami(args: argparse.Namespace) -> None:
     async def run(c: MessagingClient) -> None:
         info = c.device_info(_now())
         _out(f"user {c.user_id().as_hex()}")
-        _out(f"device {c.device_id().as_hex()} {info.label}")
+        _out(f"device {c.device_id().as_hex()} {_printable(info.label)}")
 
     await _with_client(args, run)
 
@@ -141,7 +159,8 @@ async def cmd_invite(args: argparse.Namespace) -> None:
         entries = [(d, kp) for d, kp in claimed if d not in present]
         if not entries:
             raise CliError("that user has no device to add (none registered, or all already members)")
-        await c.add_members(conv, entries, _now())
+        # The KeyPackages must prove they are that user's devices: the server cannot slip in others.
+        await c.add_members(conv, entries, _now(), for_user=user)
         _out(f"invited {len(entries)} device{'s' if len(entries) != 1 else ''}")
 
     await _with_client(args, run)
@@ -154,46 +173,54 @@ async def cmd_send(args: argparse.Namespace) -> None:
     await _with_client(args, run)
 
 
-async def _join_inbox(c: MessagingClient, link_keys: LinkKeyPair | None = None) -> bool:
-    """Join the conversations whose Welcomes wait in the inbox; True when a linking ticket was consumed.
-
-    A Welcome into this account's DeviceGroup carries a sealed linking ticket
-    (see the module docstring); it is used only with the pending link key.
-    """
-    welcomes = await c.transport.fetch_welcomes()
-    dg = ConversationId.device_group(c.user_id())
-    linked = False
-    for env in welcomes:
-        try:
-            if env.conversation_id == dg:
-                if link_keys is None:
-                    continue  # a ticket for an earlier link (or not for us): nothing to do
-                ticket = open_ticket(env.payload, link_keys, c.device_id())
-                await c.consume_linking_ticket(ticket, _now())
-                catchup = ticket.catchup()
-                if catchup is not None:
-                    for entry in catchup.conversation_metas:
-                        await c.import_state_snapshot(entry.group_state_bytes, _now())
-                linked = True
-                link_keys = None
-            else:
-                conv = await c.join_conversation(env, _now())
-                print(f"ping: joined {conv.as_hex()}", file=sys.stderr, flush=True)
-        except PingError as exc:
-            print(f"ping: a Welcome could not be used ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
-    if welcomes:
-        await c.transport.ack_welcomes(welcomes[-1].seq)
-    return linked
+async def _join_inbox(c: MessagingClient, link_keys: LinkKeyPair | None = None, *, auto_join: bool = False) -> bool:
+    """Take the Welcome inbox (``ping_core.account.take_welcomes``); True when a linking ticket
+    was consumed. New invitations that wait for the user are listed on stderr."""
+    done = await take_welcomes(c, _now(), auto_join=auto_join, link_keys=link_keys)
+    for conv in done.joined:
+        print(f"ping: joined {conv.as_hex()}", file=sys.stderr, flush=True)
+    for inv in done.new:
+        print(f"ping: {_invitation_line(inv)} (ping accept / decline {inv.conversation_id.as_hex()})", file=sys.stderr, flush=True)
+    return done.linked
 
 
-async def _sync_once(c: MessagingClient) -> None:
-    await _join_inbox(c)
+def _invitation_line(inv: Invitation) -> str:
+    who = inv.inviter_user_id.as_hex() if inv.inviter_user_id is not None else "an unverified member"
+    return f"invitation to {inv.conversation_id.as_hex()} {_printable(inv.name or '-')} from {who} ({inv.member_count} members)"
+
+
+async def _sync_once(c: MessagingClient, auto_join: bool = False) -> None:
+    await _join_inbox(c, auto_join=auto_join)
     for m in await c.sync_conversations(_now()):
         _out(f"{m.conversation_id.as_hex()} {m.sender_user_id.as_hex()}: {_display(m.plaintext)}")
 
 
 async def cmd_sync(args: argparse.Namespace) -> None:
-    await _with_client(args, _sync_once)
+    await _with_client(args, lambda c: _sync_once(c, args.auto_join))
+
+
+async def cmd_invitations(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        await _join_inbox(c)  # fetch new ones first (prints nothing on stdout)
+        for inv in c.invitations():
+            _out(_invitation_line(inv))
+
+    await _with_client(args, run)
+
+
+async def cmd_accept(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        _out(f"joined {(await c.accept_invitation(_conv(args.conv), _now())).as_hex()}")
+
+    await _with_client(args, run)
+
+
+async def cmd_decline(args: argparse.Namespace) -> None:
+    async def run(c: MessagingClient) -> None:
+        await c.decline_invitation(_conv(args.conv))
+        _out("declined")
+
+    await _with_client(args, run)
 
 
 async def cmd_watch(args: argparse.Namespace) -> None:
@@ -203,7 +230,7 @@ async def cmd_watch(args: argparse.Namespace) -> None:
         checked = time.monotonic()  # connect() has just topped up
         print("ping: watching (interrupt to stop)", file=sys.stderr, flush=True)
         while True:
-            await _sync_once(c)
+            await _sync_once(c, args.auto_join)
             if time.monotonic() - checked >= args.topup_interval:
                 checked = time.monotonic()
                 try:
@@ -230,7 +257,7 @@ async def cmd_list(args: argparse.Namespace) -> None:
     async def run(c: MessagingClient) -> None:
         for meta in sorted(c.list_conversations(), key=lambda m: m.id.value):
             kind = " (device group)" if meta.is_device_group else ""
-            _out(f"{meta.id.as_hex()} {meta.name or '-'}{kind} members={meta.member_count} epoch={meta.epoch}")
+            _out(f"{meta.id.as_hex()} {_printable(meta.name or '-')}{kind} members={meta.member_count} epoch={meta.epoch}")
 
     await _with_client(args, run)
 
@@ -241,7 +268,8 @@ async def cmd_members(args: argparse.Namespace) -> None:
         if not members:
             raise CliError("no such conversation here")
         for m in members:
-            _out(f"{m.user_id.as_hex()} {m.device_id.as_hex()}")
+            # An unverified member (a leaf without its account's binding) is never shown as anybody.
+            _out(f"{m.user_id.as_hex() if m.user_id is not None else 'unverified'} {m.device_id.as_hex()}")
 
     await _with_client(args, run)
 
@@ -270,7 +298,7 @@ async def cmd_devices(args: argparse.Namespace) -> None:
     async def run(c: MessagingClient) -> None:
         for info in await c.transport.list_devices(c.user_id()):
             this = " (this device)" if info.device_id == c.device_id() else ""
-            _out(f"{info.device_id.as_hex()} {info.label}{this}")
+            _out(f"{info.device_id.as_hex()} {_printable(info.label)}{this}")
 
     await _with_client(args, run)
 
@@ -332,8 +360,8 @@ async def _wait(what: str, check: Callable[[], Awaitable[bool]], timeout: float)
 
 async def _link_finish(args: argparse.Namespace) -> None:
     pending = _read_pending(args.state)
-    identity = open_grant(args.grant, pending.keys)
-    client = await _open(args, label=pending.label, identity=identity, device_secret=pending.device_secret)
+    grant = open_grant(args.grant, pending.keys, pending.device_id)
+    client = await _open(args, label=pending.label, identity=grant.account, device_secret=pending.device_secret)
     try:
         linked = False
 
@@ -355,16 +383,10 @@ async def cmd_link_accept(args: argparse.Namespace) -> None:
     new_device = request.device_id
 
     async def run(c: MessagingClient) -> None:
-        _out(seal_grant(c.export_identity(), request))
+        _out(seal_grant(c.grant_device(new_device, with_account_key=args.with_account_key), request))
 
-        async def registered() -> bool:
-            return any(d.device_id == new_device for d in await c.transport.list_devices(c.user_id()))
-
-        await _wait("the new device to register", registered, args.timeout)
         chats = [m.id for m in c.list_conversations() if not m.is_device_group]
-        kps = await c.transport.claim_device_key_packages(new_device, 1 + len(chats))
-        if len(kps) < 1:
-            raise CliError("the new device has no KeyPackage in the directory")
+        kps = await claim_new_device(c.transport, c.user_id(), new_device, 1 + len(chats), args.timeout)
         ticket = await c.build_linking_ticket(new_device, kps[0], [], _now())
         dg = ConversationId.device_group(c.user_id())
         await c.transport.set_next_welcome_recipients(dg, [new_device])
@@ -404,8 +426,15 @@ def _parser() -> argparse.ArgumentParser:
     p = add("send", cmd_send, "send a message")
     p.add_argument("conv")
     p.add_argument("text")
-    add("sync", cmd_sync, "join new conversations, print new messages as CONV_ID SENDER_USER_ID: TEXT")
+    auto_help = "join every conversation this device is invited to (default: only those of this account's devices; the others wait for `accept`)"
+    add("sync", cmd_sync, "print new messages as CONV_ID SENDER_USER_ID: TEXT; list new invitations").add_argument(
+        "--auto-join", action="store_true", help=auto_help
+    )
+    add("invitations", cmd_invitations, "list the conversations this device is invited to")
+    add("accept", cmd_accept, "join a conversation this device is invited to").add_argument("conv")
+    add("decline", cmd_decline, "decline an invitation (the server ends that membership)").add_argument("conv")
     watch = add("watch", cmd_watch, "sync until interrupted")
+    watch.add_argument("--auto-join", action="store_true", help=auto_help)
     watch.add_argument(
         "--interval", type=float, default=25.0,
         help="longest wait for news between syncs, in seconds (default 25, at most 30); news from the server ends it at once",
@@ -430,11 +459,15 @@ def _parser() -> argparse.ArgumentParser:
     p = add("link-accept", cmd_link_accept, "on a linked device: grant a link request and admit the new device")
     p.add_argument("request")
     p.add_argument("--timeout", type=float, default=_WAIT_SECONDS)
+    p.add_argument(
+        "--with-account-key", action="store_true",
+        help="also give the new device the account key (it can then link and revoke devices itself)",
+    )  # fmt: skip
     return parser
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"ping: error: {message}", file=sys.stderr, flush=True)
+    print(f"ping: error: {_printable(message)}", file=sys.stderr, flush=True)  # may quote a server
     sys.exit(1)
 
 

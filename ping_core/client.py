@@ -75,7 +75,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable, Sequence
+from typing import Callable, ClassVar, Iterable, NoReturn, Sequence
 
 from ping_core.clock import Hlc
 from ping_core.conversation import (
@@ -101,6 +101,7 @@ from ping_core.device import (
     LocalDevice,
 )
 from ping_core.errors import (
+    DeviceRevoked,
     IdentityError,
     InvalidInput,
     MlsError,
@@ -109,8 +110,18 @@ from ping_core.errors import (
     TransportError,
     UnknownConversation,
 )
-from ping_core.identity import Identity
+from ping_core.identity import (
+    LEGACY_CREDENTIAL_IDENTITY_LEN,
+    DeviceBinding,
+    DeviceRevocation,
+    Identity,
+    claimed_user_of_credential,
+    credential_identity,
+)
+from ping_core.link import AccountGrant
+from ping_core.membership import AccountVerifier
 from ping_core.inbox import INBOX_DIR, inbox_name
+from ping_core.invitation import INVITATIONS_PREFIX, MAX_INVITATIONS, Invitation, decode_invitation, encode_invitation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import MAX_NAME_LEN, ConversationMeta
@@ -139,7 +150,7 @@ from ping_core.mls.structs import (
     Update,
 )
 from ping_core.storage import BlobStore, MlsStateStore, Storage, StorageBackend
-from ping_core.sync import News
+from ping_core.sync import News, SyncProblem, SyncProblemKind, SyncResult
 from ping_core.transport import MAX_WATCH_CONVERSATIONS, Transport, WatchResult
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
@@ -162,8 +173,12 @@ log = logging.getLogger("ping_core.client")
 SYNC_PAGE = 256
 #: The name the DeviceGroup is created with (as in the spec).
 DEVICE_GROUP_NAME = "device-group"
+_DEVICE_REVOKED = "device_revoked"
+_MAX_EPOCHS_AHEAD = 1000  # an envelope further ahead of our epoch is not held  # the delivery service's error code for a revoked device
+_REVOKED_KEY = "revoked"  # host storage, namespace "device": this device's own revocation (a tombstone)
 _KP_PREFIX = "kp/"  # one-time KeyPackage bundles (deleted once used)
 _KPL_PREFIX = "kpl/"  # last-resort KeyPackage bundles (kept)
+_KPO_PREFIX = "kpo/"  # retired bundles with an outdated credential (usable once more, deleted once used)
 _MAX_EXPORT_LEN = 255 * 32  # HKDF-Expand limit of the MLS exporter (SHA-256)
 #: Proposals accepted from other members: the ones this SDK can commit. A ReInit (this SDK
 #: cannot move a conversation to a new group), a PreSharedKey (external PSKs are not
@@ -192,6 +207,14 @@ class ClientConfig:
     on FIRST init only. ``crypto`` overrides the crypto provider (default:
     ``default_provider()``).
 
+    ``identity`` (beyond the spec) is the account as this device holds it:
+    the account key (:class:`~ping_core.identity.Identity`: this device can
+    link and revoke devices) or only the account's
+    :class:`~ping_core.identity.DeviceBinding` of this device (it can do
+    everything else; the binding's device must be this device's key, so give
+    ``device_signing_secret_key`` on first init). Either way every MLS leaf of
+    this device carries the binding (see ``ping_core.membership``).
+
     ``explicit_ack`` (beyond the spec) chooses when a decrypted message leaves
     the durable inbox (see :meth:`MessagingClient.sync_conversations`):
     ``False`` (the spec's contract): when the call that returns it returns;
@@ -199,7 +222,7 @@ class ClientConfig:
     least once across crashes.
     """
 
-    identity: Identity
+    identity: Identity | DeviceBinding
     device_label: str
     storage: Storage
     transport: Transport
@@ -211,7 +234,7 @@ class ClientConfig:
 
     @classmethod
     def new_in_memory(
-        cls, identity: Identity, device_label: str, storage: Storage, transport: Transport, now_ms: int
+        cls, identity: Identity | DeviceBinding, device_label: str, storage: Storage, transport: Transport, now_ms: int
     ) -> ClientConfig:
         """A config with ``StorageBackend.Memory()`` (tests, ephemeral clients)."""
         return cls(identity, device_label, storage, transport, now_ms)
@@ -297,9 +320,9 @@ def _designated_committer(group: Group) -> bool:
     return False
 
 
-def _remove_leaf(leaf: int) -> Callable[[Group], StagedCommit]:
+def _remove_leaf(leaf: int, authenticated_data: bytes = b"") -> Callable[[Group], StagedCommit]:
     # A function, not a lambda in the caller's loop: the lambda would see the loop's last leaf.
-    return lambda g: g.commit(remove=[leaf])
+    return lambda g: g.commit(remove=[leaf], authenticated_data=authenticated_data)
 
 
 class _WaitForWelcome(InvalidInput):
@@ -355,7 +378,8 @@ class MessagingClient:
     def __init__(
         self,
         *,
-        identity: Identity,
+        account: Identity | None,
+        binding: DeviceBinding,
         device: LocalDevice,
         signer: Signer,
         crypto: CryptoProvider,
@@ -365,7 +389,12 @@ class MessagingClient:
         explicit_ack: bool = False,
     ) -> None:
         """Internal: use :meth:`init`."""
-        self._identity = identity
+        self._account = account  # None: this device holds only its binding
+        self._binding = binding
+        self._verifier = AccountVerifier(store)
+        # Set when this device learns its own revocation: the client then wipes and locks out.
+        self._revoked_by: DeviceRevocation | None = None
+        self._locked = False
         self._device = device
         self._signer = signer
         self._crypto = crypto
@@ -374,7 +403,7 @@ class MessagingClient:
         self._transport = transport
         self._explicit_ack = explicit_ack
         self._convs: dict[ConversationId, Conversation] = {}
-        self._dg_id = ConversationId.device_group(identity.user_id)
+        self._dg_id = ConversationId.device_group(binding.user_id)
         # Serialises creating conversations (create / join / import) so an id is installed once.
         self._create_lock = asyncio.Lock()
         # wait_for_news: conversations the server said we may not read, at that sync position
@@ -407,16 +436,27 @@ class MessagingClient:
         """
         if not isinstance(cfg, ClientConfig):
             raise InvalidInput("init needs a ClientConfig")
-        if not isinstance(cfg.identity, Identity):
-            raise InvalidInput("ClientConfig.identity must be an Identity")
+        if not isinstance(cfg.identity, (Identity, DeviceBinding)):
+            raise InvalidInput("ClientConfig.identity must be an Identity or a DeviceBinding")
         now_ms = _check_now(cfg.now_ms)
         crypto = cfg.crypto or default_provider()
+        revoked = await cfg.storage.get("device", _REVOKED_KEY)
+        if revoked is not None:
+            raise DeviceRevoked("this device was revoked by its account; its state was wiped")
         store = await MlsStateStore.open_backend(cfg.storage_backend)
         device = await cls._load_device(cfg, now_ms)
-        user_id = cfg.identity.user_id
-        signer = Signer(Credential.basic(user_id.value), device.signing_secret, device.signing_public_key)
+        if isinstance(cfg.identity, Identity):
+            account: Identity | None = cfg.identity
+            binding = cfg.identity.device_binding(device.device_id)
+        else:
+            account, binding = None, cfg.identity
+            binding.verify()
+            if binding.device_id != device.device_id:
+                raise IdentityError("ClientConfig.identity binds another device than this device's key")
+        signer = Signer(Credential.basic(credential_identity(binding)), device.signing_secret, device.signing_public_key)
         client = cls(
-            identity=cfg.identity,
+            account=account,
+            binding=binding,
             device=device,
             signer=signer,
             crypto=crypto,
@@ -466,7 +506,7 @@ class MessagingClient:
         for hex_id, names in sorted(inboxes.items()):
             try:
                 conv_id = ConversationId.from_hex(hex_id)
-                conv = Conversation.open(self._store, self._crypto, conv_id, names)
+                conv = Conversation.open(self._store, self._crypto, conv_id, names, verifier=self._verifier)
             except PingError as exc:
                 log.warning("skipping stored conversation %s: %s: %s", hex_id, type(exc).__name__, exc)
                 continue
@@ -484,12 +524,37 @@ class MessagingClient:
     # -- identity --------------------------------------------------------------
 
     def user_id(self) -> UserId:
-        return self._identity.user_id
+        return self._binding.user_id
+
+    def holds_account_key(self) -> bool:
+        """Beyond the spec: whether this device holds the account key (it can link and revoke
+        devices); otherwise it holds only the account's binding of itself."""
+        return self._account is not None
+
+    def device_binding(self) -> DeviceBinding:
+        """Beyond the spec: the account's binding of this device (public; what registration
+        presents and every MLS leaf of this device carries)."""
+        return self._binding
+
+    def _account_key(self, what: str) -> Identity:
+        if self._account is None:
+            raise IdentityError(f"{what} needs the account key, which this device does not hold")
+        return self._account
 
     def export_identity(self) -> bytes:
         """SECRET: the account identity export (``Identity.import_`` reads it). Hosts move it to a
-        newly linked device over the sealed linking channel; never log or store it in clear."""
-        return self._identity.export()
+        newly linked device over the sealed linking channel; never log or store it in clear.
+        ``IdentityError`` on a device that does not hold the account key."""
+        return self._account_key("export_identity").export()
+
+    def grant_device(self, device_id: DeviceId, *, with_account_key: bool = False) -> AccountGrant:
+        """Beyond the spec: what a new device of this account receives when it is linked (seal it
+        with ``ping_core.link.seal_grant``): the account's binding of ``device_id`` and, only
+        with ``with_account_key``, the account key itself. Needs the account key."""
+        if not isinstance(device_id, DeviceId):
+            raise InvalidInput("device_id must be a DeviceId")
+        account = self._account_key("grant_device")
+        return AccountGrant(account.device_binding(device_id), account if with_account_key else None)
 
     def device_id(self) -> DeviceId:
         return self._device.device_id
@@ -519,10 +584,32 @@ class MessagingClient:
         await self._checkpoint(undo)
         return bundle.message()
 
+    async def retire_outdated_key_packages(self) -> int:
+        """Beyond the spec: retire the stored KeyPackages whose leaf carries another credential than
+        this client's (made before account bindings: peers refuse them). Returns how many; the
+        host then publishes fresh ones with ``replace=True`` and a new last-resort KeyPackage
+        (``ping_core.connect.top_up_key_packages`` does). A retired KeyPackage can still be joined
+        with once (a peer may have claimed it just before) and is deleted then."""
+        undo = StoreUndo(self._store)
+        retired = 0
+        for prefix in (_KP_PREFIX, _KPL_PREFIX):
+            for key, raw in self._store.items(prefix):
+                try:
+                    bundle = KeyPackageBundle.from_bytes(self._crypto, raw)
+                except PingError:
+                    continue
+                if bundle.key_package.leaf_node.credential != self._signer.credential:
+                    undo.delete(key)
+                    undo.put(_KPO_PREFIX + key[len(prefix) :], raw)
+                    retired += 1
+        if retired:
+            await self._checkpoint(undo)
+        return retired
+
     def _bundles_for(self, refs: Iterable[bytes]) -> dict[bytes, tuple[str, KeyPackageBundle]]:
         out: dict[bytes, tuple[str, KeyPackageBundle]] = {}
         for ref in refs:
-            for prefix in (_KP_PREFIX, _KPL_PREFIX):
+            for prefix in (_KP_PREFIX, _KPL_PREFIX, _KPO_PREFIX):
                 key = prefix + ref.hex()
                 raw = self._store.get(key)
                 if raw is not None:
@@ -535,7 +622,44 @@ class MessagingClient:
 
     # -- conversations ---------------------------------------------------------
 
+    # -- revocation of this device --------------------------------------------------
+
+    async def _revoked_at_server(self) -> NoReturn:
+        """The delivery service refused this device as revoked. The state is wiped only on the
+        account's own signed statement (the server cannot wipe a device by saying so)."""
+        try:
+            statements = await self._transport.list_revocations(self.user_id())
+        except (PingError, AttributeError):
+            statements = []
+        for rev in statements:
+            if isinstance(rev, DeviceRevocation) and rev.device_id == self.device_id() and rev.user_id == self.user_id():
+                try:
+                    rev.verify()
+                except IdentityError:
+                    continue
+                self._revoked_by = rev
+                await self._lock_out()
+        raise DeviceRevoked("the delivery service refuses this device as revoked (no statement of the account seen: state kept)")
+
+    async def _lock_out(self) -> NoReturn:
+        """This device saw its account's revocation of it: wipe every conversation, KeyPackage and
+        the device key, leave a tombstone (``init`` raises ``DeviceRevoked`` from then on), raise."""
+        rev = self._revoked_by
+        assert rev is not None
+        self._locked = True
+        self._convs.clear()
+        try:
+            await self._storage.put("device", _REVOKED_KEY, rev.encode())
+            self._store.delete_prefix("")
+            await self._store.checkpoint()
+            await self._storage.delete("device", "local")
+        except PingError as exc:  # the tombstone or the wipe may be incomplete; init still refuses
+            log.warning("revoked: wiping the local state failed: %s", type(exc).__name__)
+        raise DeviceRevoked("this device was revoked by its account; its local state is wiped")
+
     def _conv(self, conv_id: object) -> Conversation:
+        if self._locked:
+            raise DeviceRevoked("this device was revoked by its account")
         conv = self._convs.get(_check_conv_id(conv_id))
         if conv is None:
             raise UnknownConversation(f"conversation {conv_id} is not open on this client")
@@ -544,11 +668,14 @@ class MessagingClient:
     def _group(self, conv: Conversation) -> Group | None:
         """The conversation's group (parsed on first use); a corrupt one quarantines the conversation."""
         try:
-            return conv.group
+            group = conv.group
         except StorageError:
             log.warning("conversation %s has corrupt stored state; it is closed", conv.id.as_hex())
             self._convs.pop(conv.id, None)
             raise
+        if group is not None and group.signer.credential != self._signer.credential and group.signer.public_key == self._signer.public_key:
+            group.signer = self._signer  # stored before account bindings: our next path carries the binding
+        return group
 
     def _live(self, conv: Conversation) -> Group:
         g = self._group(conv)
@@ -589,11 +716,16 @@ class MessagingClient:
             if conv_id in self._convs:
                 raise InvalidInput(f"conversation {conv_id.as_hex()} already exists")
             group = Group.create(
-                self._crypto, self._signer, group_id=conv_id.value, conversation_name=name, max_lifetime_s=MAX_LEAF_LIFETIME_S
+                self._crypto,
+                self._signer,
+                group_id=conv_id.value,
+                conversation_name=name,
+                max_lifetime_s=MAX_LEAF_LIFETIME_S,
+                leaf_check=self._verifier.check_leaf,
             )
             meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
             undo = StoreUndo(self._store)
-            conv = Conversation.create(self._store, self._crypto, group, meta, undo)
+            conv = Conversation.create(self._store, self._crypto, group, meta, undo, verifier=self._verifier)
             await self._checkpoint(undo)
             self._convs[conv_id] = conv
             return conv
@@ -629,6 +761,8 @@ class MessagingClient:
         now_ms = _check_now(now_ms)
         group, used = self._group_from_welcome(welcome_envelope)
         conv_id = ConversationId(group.group_id)
+        if self._store.get(INVITATIONS_PREFIX + conv_id.as_hex()) is not None:
+            used = [*used, INVITATIONS_PREFIX + conv_id.as_hex()]  # accepted: forgotten with the join
         async with self._create_lock:
             existing = self._convs.get(conv_id)
             if existing is None:
@@ -636,7 +770,9 @@ class MessagingClient:
                     conv_id, group.conversation_name, group.epoch, group.member_count, conv_id.is_device_group_id, now_ms
                 )
                 undo = StoreUndo(self._store)
-                conv = Conversation.create(self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch)
+                conv = Conversation.create(
+                    self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch, verifier=self._verifier
+                )
                 for key in used:
                     undo.delete(key)
                 await self._checkpoint(undo)
@@ -665,6 +801,8 @@ class MessagingClient:
         # keeps its KeyPackage's 90-day lifetime in its leaf, and one such member would make the
         # conversation unjoinable (§7.3 only recommends the check). Members are authenticated by
         # their device bindings. Their spans are checked: none may exceed Ping's maximum (§7.2).
+        # Every leaf of the tree must carry its account's binding (a leaf made before bindings
+        # existed is tolerated as an unverified member); every later change is checked strictly.
         group = Group.join(
             self._crypto,
             env.payload,
@@ -672,7 +810,9 @@ class MessagingClient:
             self._signer,
             check_lifetimes=False,
             max_lifetime_s=MAX_LEAF_LIFETIME_S,
+            leaf_check=self._verifier.check_joined_leaf,
         )
+        group.leaf_check = self._verifier.check_leaf
         if len(group.group_id) != ConversationId.LENGTH:
             raise InvalidInput("the Welcome's group id is not a Ping conversation id")
         conv_id = ConversationId(group.group_id)
@@ -680,7 +820,105 @@ class MessagingClient:
             raise InvalidInput("the envelope names another conversation than its Welcome")
         if conv_id.is_device_group_id:
             self._check_device_group(conv_id, group)
-        return group, [key for key, _ in bundles.values() if key.startswith(_KP_PREFIX)]
+        return group, [key for key, _ in bundles.values() if not key.startswith(_KPL_PREFIX)]
+
+    # -- invitations ---------------------------------------------------------------
+
+    async def add_invitations(self, welcomes: Iterable[MessageEnvelope], now_ms: int) -> list[Invitation]:
+        """Beyond the spec: keep Welcome envelopes (from the Welcome inbox) as pending invitations,
+        durable on return; the new ones are returned. Joining is the user's decision:
+        :meth:`accept_invitation` or :meth:`decline_invitation`.
+
+        Each Welcome is checked as :meth:`join_conversation` checks it (one of this device's
+        KeyPackages, every leaf of the tree bound to its account, ...) without joining; one that
+        fails is logged and left out, as are a DeviceGroup's (linking tickets), duplicates and
+        conversations this device is an active member of. At most ``MAX_INVITATIONS`` are kept."""
+        now_ms = _check_now(now_ms)
+        undo = StoreUndo(self._store)
+        out: list[Invitation] = []
+        count = len(self._store.keys(INVITATIONS_PREFIX))
+        for env in welcomes:
+            if not isinstance(env, MessageEnvelope) or env.kind is not MessageKind.WELCOME:
+                raise InvalidInput("add_invitations needs Welcome envelopes")
+            key = INVITATIONS_PREFIX + env.conversation_id.as_hex()
+            existing = self._convs.get(env.conversation_id)
+            if env.conversation_id.is_device_group_id or self._store.get(key) is not None:
+                continue
+            try:
+                if existing is not None and (g := self._group(existing)) is not None and g.active:
+                    continue
+                group, _ = self._group_from_welcome(env)
+            except PingError as exc:
+                log.warning("a Welcome for %s is refused: %s: %s", env.conversation_id.as_hex(), type(exc).__name__, exc)
+                continue
+            if count >= MAX_INVITATIONS:
+                log.warning("too many pending invitations; a Welcome for %s is left out", env.conversation_id.as_hex())
+                continue
+            inviter = next((m for m in group.members() if DeviceId.from_public_key(m.signature_key) == env.sender_device), None)
+            inv = Invitation(
+                env.conversation_id,
+                self._verifier.user_of(inviter) if inviter is not None else None,
+                env.sender_device,
+                group.conversation_name,
+                group.member_count,
+                now_ms,
+            )
+            undo.put(key, encode_invitation(env, inv))
+            count += 1
+            out.append(inv)
+        if out:
+            await self._checkpoint(undo)
+        return out
+
+    def invitations(self) -> list[Invitation]:
+        """Beyond the spec: the pending invitations, oldest first (no network)."""
+        out = []
+        for key, raw in self._store.items(INVITATIONS_PREFIX):
+            try:
+                out.append(decode_invitation(raw)[1])
+            except PingError:
+                log.warning("a stored invitation is corrupt; ignored")
+        return sorted(out, key=lambda i: (i.received_ms, i.conversation_id.value))
+
+    def _invitation(self, conv_id: object) -> tuple[str, MessageEnvelope]:
+        key = INVITATIONS_PREFIX + _check_conv_id(conv_id).as_hex()
+        raw = self._store.get(key)
+        if raw is None:
+            raise UnknownConversation(f"no pending invitation to {conv_id}")
+        try:
+            return key, decode_invitation(raw)[0]
+        except InvalidInput:
+            raise StorageError("the stored invitation is corrupt") from None
+
+    async def accept_invitation(self, conv_id: ConversationId, now_ms: int) -> ConversationId:
+        """Beyond the spec: join the conversation of a pending invitation (as
+        :meth:`join_conversation`) and forget the invitation. ``UnknownConversation`` when there is
+        none; a Welcome that no longer joins (its KeyPackage used meanwhile) raises and is forgotten."""
+        key, env = self._invitation(conv_id)
+        try:
+            return await self.join_conversation(env, now_ms)  # deletes the invitation with the join
+        except (MlsError, IdentityError, InvalidInput):
+            undo = StoreUndo(self._store)
+            undo.delete(key)
+            await self._checkpoint(undo)
+            raise
+
+    async def decline_invitation(self, conv_id: ConversationId) -> None:
+        """Beyond the spec: refuse a pending invitation: the delivery service ends the membership
+        the Welcome opened (``Transport.leave_conversation``), the invitation and the one-time
+        KeyPackage it would have used are deleted. ``UnknownConversation`` when there is none."""
+        key, env = self._invitation(conv_id)
+        await self._transport.leave_conversation(env.conversation_id)
+        undo = StoreUndo(self._store)
+        undo.delete(key)
+        try:
+            refs = welcome_key_package_refs(env.payload)
+        except MlsError:
+            refs = []
+        for bundle_key, _ in self._bundles_for(refs).values():
+            if not bundle_key.startswith(_KPL_PREFIX):
+                undo.delete(bundle_key)
+        await self._checkpoint(undo)
 
     async def _rejoin(self, conv: Conversation, group: Group, used: list[str], *, relink: bool) -> None:
         """Install a joined group in a conversation we hold (history-only, removed, or our own
@@ -700,11 +938,16 @@ class MessagingClient:
         await self._persist(conv, undo)
 
     def _check_device_group(self, conv_id: ConversationId, group: Group) -> None:
+        """Every member of our DeviceGroup must be a device of this account: proven by its
+        binding, or (a leaf made before bindings, only ever added by our own devices) naming it."""
         if conv_id != self._dg_id:
             raise IdentityError("a Welcome into another account's DeviceGroup")
         for m in group.members():
-            if m.identity != self.user_id().value:
-                raise IdentityError("the DeviceGroup has a member of another account")
+            user = self._verifier.user_of(m)
+            if user is None and len(m.identity) == LEGACY_CREDENTIAL_IDENTITY_LEN:
+                user = claimed_user_of_credential(m.identity)
+            if user != self.user_id():
+                raise IdentityError("the DeviceGroup has a member that is not a device of this account")
 
     def list_conversations(self) -> list[ConversationMeta]:
         """The metas of every open conversation (no group is parsed)."""
@@ -712,7 +955,8 @@ class MessagingClient:
 
     def members(self, conv_id: ConversationId) -> list[MemberInfo]:
         """The roster, recovered from the group's leaves (device id from the leaf key, account from
-        the credential). Empty for an unknown conversation (as in the spec)."""
+        the account binding in the leaf's credential, verified: ``MemberInfo.user_id`` is ``None``
+        for a leaf that proves no account). Empty for an unknown conversation (as in the spec)."""
         conv = self._convs.get(_check_conv_id(conv_id))
         if conv is None:
             return []
@@ -825,6 +1069,9 @@ class MessagingClient:
             if group.pending_proposals:
                 await self._commit_proposals(conv, now_ms, [])
                 group = self._live(conv)
+            if self._leaf_is_stale(group):  # peers would refuse a message from an unverified leaf
+                await self._refresh_own_leaf(conv, now_ms, [])
+                group = self._live(conv)
             hlc = conv.hlc.tick(now_ms)
             payload = group.protect(plaintext, hlc_aad(hlc))
             conv.set_hlc(hlc)
@@ -873,28 +1120,56 @@ class MessagingClient:
 
     async def _commit_proposals(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
         """Commit the pending proposals (caller holds ``conv.lock``): True once a commit of ours
-        took effect, False when another commit cleared them first. A commit that loses the epoch
-        is dropped; the log is caught up (its messages go to the inbox and ``sink``) and, if
-        proposals are still pending, it is tried again."""
+        took effect, False when another commit cleared them first (see :meth:`_commit_while`)."""
+        return await self._commit_while(conv, now_ms, sink, "proposals", lambda g: bool(g.pending_proposals), _commit_pending)
+
+    async def _commit_while(
+        self,
+        conv: Conversation,
+        now_ms: int,
+        sink: list[IncomingMessage],
+        kind: str,
+        needed: Callable[[Group], bool],
+        build: Callable[[Group], StagedCommit],
+    ) -> bool:
+        """Commit ``build`` while ``needed`` holds (caller holds ``conv.lock``): True once a commit
+        of ours took effect, False when another commit made it unneeded first. A commit that loses
+        the epoch is dropped; the log is caught up (its messages go to the inbox and ``sink``) and
+        it is tried again, at most ``_PROPOSAL_COMMIT_ATTEMPTS`` times."""
         for _ in range(_PROPOSAL_COMMIT_ATTEMPTS):
-            if not self._live(conv).pending_proposals:
+            if not needed(self._live(conv)):
                 return False
             try:
-                await self._commit_op(conv, "proposals", _commit_pending, now_ms)
+                await self._commit_op(conv, kind, build, now_ms)
                 return True
             except TransportError as exc:
                 if exc.code != "epoch_advanced":
                     raise
             await self._sync_one(conv, now_ms, sink)
-        if self._live(conv).pending_proposals:
-            raise TransportError(
-                "other commits kept winning the epoch; the pending proposals are still uncommitted", status=409, code="epoch_advanced"
-            )
+        if needed(self._live(conv)):
+            raise TransportError(f"other commits kept winning the epoch; our {kind} commit did not get in", status=409, code="epoch_advanced")
         return False
+
+    # -- account bindings in our own leaves ---------------------------------------------
+
+    def _leaf_is_stale(self, group: Group) -> bool:
+        """Whether our leaf in ``group`` still carries another credential than this client's (a
+        leaf made before account bindings: peers show it unverified and refuse its messages)."""
+        own = group.member(group.own_leaf_index) if group.active else None
+        return own is not None and own.credential != self._signer.credential
+
+    async def _refresh_own_leaf(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
+        """Migrate our leaf to this client's credential (the account binding) with a commit of our
+        path (it commits pending proposals too). Caller holds ``conv.lock``."""
+        return await self._commit_while(
+            conv, now_ms, sink, "update", self._leaf_is_stale, lambda g: g.commit(force_path=True)
+        )
 
     # -- commits (stage, checkpoint, send, merge) ---------------------------------
 
-    async def add_members(self, conv_id: ConversationId, entries: Sequence[tuple[DeviceId, bytes]], now_ms: int) -> None:
+    async def add_members(
+        self, conv_id: ConversationId, entries: Sequence[tuple[DeviceId, bytes]], now_ms: int, *, for_user: UserId | None = None
+    ) -> None:
         """Add devices, each ``(DeviceId, KeyPackage MLSMessage bytes)``: one Commit, then the
         Welcome to the new devices (primed as Welcome recipients).
 
@@ -908,15 +1183,21 @@ class MessagingClient:
 
         Beyond the spec: each DeviceId must be SHA-256 of the KeyPackage's
         leaf signature key (``InvalidInput`` otherwise); the spec took the
-        host's word for it.
+        host's word for it. Each KeyPackage's leaf must carry a valid binding
+        to an account whose device is not known revoked, and, with
+        ``for_user``, that account must be ``for_user`` (``IdentityError``):
+        a delivery service that hands out another account's KeyPackages for a
+        user cannot smuggle that account in under the user's name.
         """
         now_ms = _check_now(now_ms)
-        kps = self._check_entries(entries)
+        kps = self._check_entries(entries, for_user)
         conv = self._conv(conv_id)
         async with conv.lock:
             await self._commit_op(conv, "add", lambda g: g.commit(add=kps), now_ms)
 
-    def _check_entries(self, entries: object) -> list[KeyPackage]:
+    def _check_entries(self, entries: object, for_user: UserId | None = None) -> list[KeyPackage]:
+        if for_user is not None and not isinstance(for_user, UserId):
+            raise InvalidInput("for_user must be a UserId")
         if not isinstance(entries, (list, tuple)) or not entries:
             raise InvalidInput("entries must be a non-empty list of (DeviceId, KeyPackage bytes)")
         kps, devices = [], []
@@ -926,14 +1207,24 @@ class MessagingClient:
             dev, raw = entry
             if not isinstance(dev, DeviceId):
                 raise InvalidInput("each entry's device must be a DeviceId")
-            kp = validate_key_package(self._crypto, _check_bytes(raw, "KeyPackage"), max_lifetime_s=MAX_LEAF_LIFETIME_S)
-            if DeviceId.from_public_key(kp.leaf_node.signature_key) != dev:
-                raise InvalidInput("the DeviceId is not the KeyPackage's device (SHA-256 of its leaf signature key)")
+            kp = self._verified_key_package(raw, dev, for_user)
             if dev in devices:
                 raise InvalidInput("a device appears twice")
             kps.append(kp)
             devices.append(dev)
         return kps
+
+    def _verified_key_package(self, raw: object, device: DeviceId, user: UserId | None) -> KeyPackage:
+        """A claimed KeyPackage, validated (RFC 9420 §10.1), of ``device`` (``InvalidInput``), its
+        leaf bound to an account (``IdentityError``), that account ``user`` when given."""
+        kp = validate_key_package(
+            self._crypto, _check_bytes(raw, "KeyPackage"), max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._verifier.check_leaf
+        )
+        if DeviceId.from_public_key(kp.leaf_node.signature_key) != device:
+            raise InvalidInput("the DeviceId is not the KeyPackage's device (SHA-256 of its leaf signature key)")
+        if user is not None and self._verifier.user_of(kp.leaf_node) != user:
+            raise IdentityError("the KeyPackage belongs to another account than the one asked for")
+        return kp
 
     async def set_conversation_name(self, conv_id: ConversationId, name: str | None, now_ms: int) -> None:
         """Set (or, with ``None``, clear) the conversation name carried in the GroupContext, by a
@@ -1163,7 +1454,7 @@ class MessagingClient:
                 status = AdmitChatStatus.Skipped("already_member")
             else:
                 try:
-                    await self.add_members(conv_id, [(new_device_id, kp)], now_ms)
+                    await self.add_members(conv_id, [(new_device_id, kp)], now_ms, for_user=self.user_id())
                     status = AdmitChatStatus.Admitted()
                 except PingError as exc:
                     status = AdmitChatStatus.Failed(f"{type(exc).__name__}: {exc}", exc)
@@ -1201,7 +1492,11 @@ class MessagingClient:
             # Without explicit acks this call's return acknowledges the message, in the same
             # checkpoint that would store it: so it is not stored at all.
             msg = self._process_one(conv, env, now_ms, undo, keep=self._explicit_ack)
+            if env.kind is MessageKind.COMMIT:
+                self._release_held(conv, now_ms, undo, keep=True)  # returned by the next sync
             await self._persist(conv, undo)
+            if self._revoked_by is not None:
+                await self._lock_out()
             if conv.op is not None and conv.op.merged:
                 await self._finish_op(conv, raise_errors=False)
             if msg is not None and self._explicit_ack:
@@ -1230,13 +1525,17 @@ class MessagingClient:
             if peek.epoch != env.epoch or peek.kind is not env.kind:
                 raise InvalidInput("the envelope's epoch or kind disagrees with its MLS message")
             group = self._group(conv)
-            try:
-                msg = self._process_mls(conv, group, env, now_ms)
-            except PingError:
-                raise  # refused before anything changed (see _process_mls)
-            except BaseException:
-                conv.reload()  # not a refusal: do not trust the cached state
-                raise
+            if group is not None and group.active and env.epoch > group.epoch and seq:
+                self._hold(conv, group, env, undo)
+                msg = None
+            else:
+                try:
+                    msg = self._process_mls(conv, group, env, now_ms, undo)
+                except PingError:
+                    raise  # refused before anything changed (see _process_mls)
+                except BaseException:
+                    conv.reload()  # not a refusal: do not trust the cached state
+                    raise
         if seq:
             if in_order or seq == conv.cursor.seq + 1:
                 cursor = conv.cursor.advance(seq)
@@ -1251,7 +1550,61 @@ class MessagingClient:
         conv.save(undo)
         return msg
 
-    def _process_mls(self, conv: Conversation, group: Group | None, env: MessageEnvelope, now_ms: int) -> IncomingMessage | None:
+    def _hold(self, conv: Conversation, group: Group, env: MessageEnvelope, undo: StoreUndo) -> None:
+        """Keep an envelope of a later epoch than ours until the commit that opens it (its log
+        position is consumed). A later epoch seen without its commit means this device does not
+        follow the group any more: reported as DESYNCED (once per epoch of ours)."""
+        if env.epoch > group.epoch + _MAX_EPOCHS_AHEAD or not conv.hold(env, undo):
+            self._problem(conv, SyncProblemKind.UNREADABLE, env, "of an epoch too far ahead, or too many held")
+            return
+        self._problem(conv, SyncProblemKind.HELD, env, f"epoch {env.epoch}, ours is {group.epoch}")
+        if env.kind is MessageKind.COMMIT and env.epoch > group.epoch:
+            self._problem(conv, SyncProblemKind.DESYNCED, env, f"a commit of epoch {env.epoch} came before one of {group.epoch}")
+
+    def _release_held(self, conv: Conversation, now_ms: int, undo: StoreUndo, keep: bool) -> list[IncomingMessage]:
+        """Process the held envelopes our epoch has reached (after a commit), oldest first; each is
+        processed or reported UNREADABLE, and its record goes in the same checkpoint."""
+        out: list[IncomingMessage] = []
+        while True:
+            group = self._group(conv)
+            if group is None or not group.active:
+                return out
+            ready = conv.held(group.epoch)
+            if not ready:
+                return out
+            progressed = False
+            for key, env in ready:
+                undo.delete(key)
+                if env is None or env.conversation_id != conv.id:
+                    continue
+                if env.epoch < group.epoch and env.kind is not MessageKind.APPLICATION:
+                    self._problem(conv, SyncProblemKind.UNREADABLE, env, "its epoch ended before it could be processed")
+                    continue
+                try:
+                    msg = self._process_mls(conv, group, env, now_ms, undo)
+                except PingError as exc:
+                    self._problem(conv, SyncProblemKind.UNREADABLE, env, type(exc).__name__)
+                    continue
+                if msg is not None:
+                    if keep:
+                        conv.keep_incoming(msg, undo)
+                    out.append(msg)
+                progressed = progressed or self._group(conv) is not group or group.epoch != env.epoch
+                if group.epoch != env.epoch:
+                    break  # a held commit moved us on: re-read what is ready now
+            conv.save(undo)
+            if not progressed:
+                return out
+
+    @staticmethod
+    def _problem(conv: Conversation, kind: SyncProblemKind, env: MessageEnvelope | None, detail: str) -> None:
+        conv.problems.append(
+            SyncProblem(conv.id, kind, env.seq if env is not None else None, env.sender_device if env is not None else None, detail)
+        )
+
+    def _process_mls(
+        self, conv: Conversation, group: Group | None, env: MessageEnvelope, now_ms: int, undo: StoreUndo
+    ) -> IncomingMessage | None:
         """Process ``env``'s MLS message. Every check that can refuse it runs in the engine's
         ``check_sender`` hook, before the group changes: a ``PingError`` means nothing changed."""
         history = conv.history
@@ -1268,12 +1621,16 @@ class MessagingClient:
         if env.kind is MessageKind.COMMIT and env.epoch < group.epoch:
             return None  # a commit we are already past (exactly one commit per epoch)
         facts: list[tuple[UserId, Hlc]] = []
-        out = group.process_message(env.payload, merge=False, check_sender=self._sender_check(conv, env, facts))
+        revocations: list[DeviceRevocation] = []
+        out = group.process_message(env.payload, merge=False, check_sender=self._sender_check(conv, env, facts, revocations))
         if isinstance(out, StagedCommit):
+            for rev in revocations:
+                self._learn_revocation(rev, undo)
             for leaf_index in out.result.removed:
                 m = group.member(leaf_index)
-                if m is not None and len(m.identity) == 32:
-                    conv.departed[conv.device_of_key(m.signature_key)] = UserId(m.identity)
+                user = self._verifier.user_of(m) if m is not None else None
+                if m is not None and user is not None:
+                    conv.departed[conv.device_of_key(m.signature_key)] = user
             group.merge_staged_commit(out)
             self._after_commit(conv, group, own=out.own)
             return None
@@ -1281,12 +1638,19 @@ class MessagingClient:
             return self._delivered(conv, env, facts[-1], out, now_ms)
         return None  # a proposal (stored) or our own commit, already merged
 
-    def _sender_check(self, conv: Conversation, env: MessageEnvelope, facts: list[tuple[UserId, Hlc]]) -> SenderCheck:
+    def _sender_check(
+        self,
+        conv: Conversation,
+        env: MessageEnvelope,
+        facts: list[tuple[UserId, Hlc]],
+        revocations: list[DeviceRevocation] | None = None,
+    ) -> SenderCheck:
         """The SDK's sender rules as the engine's ``check_sender`` hook for ``env``: the MLS
         sender must be ``env.sender_device``; proposals must come from members and be of a kind
         this SDK can commit (see :data:`COMMITTABLE_PROPOSALS`); an application message's
-        authenticated HLC must be the envelope's and its sender's account must be known (the
-        sender's account and HLC are appended to ``facts``)."""
+        authenticated HLC must be the envelope's and its sender's account must be verified (the
+        sender's account and HLC are appended to ``facts``). A commit's authenticated data may
+        carry an account's revocation of a device (appended to ``revocations`` when it verifies)."""
 
         def check(info: SenderInfo) -> None:
             if conv.device_of_key(info.signature_key) != env.sender_device:
@@ -1303,23 +1667,35 @@ class MessagingClient:
                 elif hlc != env.hlc:
                     raise InvalidInput("the envelope's HLC is not the one authenticated in the message")
                 facts.append((self._user_of(conv, env.sender_device), hlc))
+            elif info.content_type == ContentType.COMMIT and revocations is not None:
+                rev = self._verifier.parse(info.authenticated_data)
+                if rev is not None:
+                    revocations.append(rev)
 
         return check
 
+    def _learn_revocation(self, rev: DeviceRevocation, undo: StoreUndo) -> None:
+        """Remember an account's verified revocation of a device (durable with the commit that
+        carried it); when it is this device's own, the client locks out after the checkpoint."""
+        self._verifier.remember(rev, undo.put)
+        if rev.device_id == self.device_id() and rev.user_id == self.user_id():
+            self._revoked_by = rev
+
     def _user_of(self, conv: Conversation, device: DeviceId) -> UserId:
+        """The verified account of a sending device (``IdentityError`` when its leaf proves none)."""
         group = conv.group
         leaf = conv.leaves.get(device)
         if group is not None and leaf is not None:
             m = group.member(leaf)
             if m is not None:
-                try:
-                    return UserId(m.identity)
-                except InvalidInput:
-                    raise InvalidInput("the sender's credential is not a Ping account id") from None
+                user = self._verifier.user_of(m)
+                if user is None:
+                    raise IdentityError("the sender's leaf carries no valid binding to an account; its message is refused")
+                return user
         history = conv.history
         if history is not None:
             for info in history.roster:
-                if info.device_id == device:
+                if info.device_id == device and info.user_id is not None:
                     return info.user_id
         user = conv.departed.get(device)
         if user is None:
@@ -1350,9 +1726,22 @@ class MessagingClient:
         """Catch-up: fetch and process every open conversation's log since its cursor; returns the
         inbox's undelivered messages, then the new application messages in apply order.
 
+        The messages of :meth:`sync` (which also reports what went wrong)."""
+        return list((await self.sync(now_ms, commit_proposals=commit_proposals)).messages)
+
+    async def sync(self, now_ms: int, *, commit_proposals: bool = True) -> SyncResult:
+        """Beyond the spec: :meth:`sync_conversations` with its report. ``SyncResult.messages``
+        are what ``sync_conversations`` returns; ``SyncResult.problems`` what following the logs
+        met since the last report (``ping_core.sync.SyncProblemKind``): a page that did not
+        continue the cursor exactly (nothing past the break is consumed; the next sync asks
+        again), envelopes that can never be read, envelopes of a later epoch held until their
+        commit, and a group this device no longer follows.
+
         Per-conversation isolation (a failing conversation is logged and
-        skipped) and per-envelope isolation (a bad envelope is logged and
-        skipped for good: the cursor moves past it). Beyond the spec: pages of
+        skipped) and per-envelope isolation (a bad envelope is logged,
+        reported UNREADABLE and skipped for good: the cursor moves past it; an
+        envelope of a later epoch than ours is held, durably, and processed
+        once the commit that opens its epoch is). Beyond the spec: pages of
         ``SYNC_PAGE`` with the cursor advancing between pages (the spec
         re-fetched a full page with an unchanged cursor); an interrupted
         commit of ours is settled afterwards (see the module docstring).
@@ -1396,14 +1785,25 @@ class MessagingClient:
                     await self._sync_one(conv, now_ms, fresh)
                     if commit_proposals:
                         await self._commit_proposals_by_policy(conv, now_ms, fresh)
+                        group = self._group(conv)
+                        if group is not None and self._leaf_is_stale(group) and self._checkpoints_durable():
+                            await self._refresh_own_leaf(conv, now_ms, fresh)
             except PingError as exc:
+                if isinstance(exc, TransportError) and exc.code == _DEVICE_REVOKED:
+                    await self._revoked_at_server()
                 # A history-only conversation is normally not readable before its Welcome (403).
                 quiet = isinstance(exc, TransportError) and exc.status == 403 and conv.loaded and conv.group is None
                 (log.debug if quiet else log.warning)(
                     "sync: conversation %s skipped: %s: %s", conv.id.as_hex(), type(exc).__name__, exc
                 )
             delivered += ((conv, m) for m in fresh)  # durable: _sync_one checkpointed their pages
-        return await self._return(delivered)
+            if self._revoked_by is not None:
+                await self._lock_out()
+        problems: list[SyncProblem] = []
+        for conv in convs:
+            problems += conv.problems
+            conv.problems.clear()
+        return SyncResult(tuple(await self._return(delivered)), tuple(problems))
 
     async def pending_messages(self) -> list[IncomingMessage]:
         """Beyond the spec: the inbox's messages this client has not returned yet, per conversation
@@ -1494,9 +1894,17 @@ class MessagingClient:
         stopped at an envelope that must wait for this device's Welcome. A refused envelope is
         logged and skipped for good (the cursor moves past it: a retry would refuse it again)."""
         page: list[IncomingMessage] = []
+        expected = conv.cursor.seq + 1
         for env in batch:
-            if env.conversation_id != conv.id:
-                continue
+            if env.conversation_id != conv.id or env.seq != expected:
+                # The log is append-only and numbered 1, 2, 3...: a page must continue the cursor
+                # exactly. A gap (a withheld envelope), a reorder, a duplicate or an absurd seq is
+                # the transport's fault: nothing past it is consumed, the next sync asks again.
+                what = "another conversation's envelope" if env.conversation_id != conv.id else f"seq {env.seq}"
+                self._problem(conv, SyncProblemKind.LOG_DISCONTINUITY, None, f"the server sent {what} where seq {expected} was due")
+                log.warning("sync: conversation %s: the log does not continue at seq %d (%s)", conv.id.as_hex(), expected, what)
+                return page, True
+            expected += 1  # (the cursor may be ahead: envelopes pushed live were consumed already)
             try:
                 msg = self._process_one(conv, env, now_ms, undo, in_order=True)
             except _WaitForWelcome:
@@ -1507,13 +1915,23 @@ class MessagingClient:
                 log.warning(
                     "sync: conversation %s envelope seq=%d skipped: %s: %s", conv.id.as_hex(), env.seq, type(exc).__name__, exc
                 )
-                if env.seq:
-                    conv.set_cursor(conv.cursor.advance(env.seq))
-                    conv.save(undo)
+                self._problem(conv, SyncProblemKind.UNREADABLE, env, type(exc).__name__)
+                if env.kind is MessageKind.COMMIT and self._commit_was_for_us(conv, env):
+                    self._problem(conv, SyncProblemKind.DESYNCED, env, "a commit of our epoch could not be processed")
+                conv.set_cursor(conv.cursor.advance(env.seq))
+                conv.save(undo)
                 continue
             if msg is not None:
                 page.append(msg)
+            if env.kind is MessageKind.COMMIT:
+                page.extend(self._release_held(conv, now_ms, undo, keep=True))
         return page, False
+
+    def _commit_was_for_us(self, conv: Conversation, env: MessageEnvelope) -> bool:
+        """Whether a refused commit was one of our current epoch (then nobody else's commit can
+        take that epoch: the group moved on without us)."""
+        group = conv.group
+        return group is not None and group.active and env.epoch == group.epoch
 
     # -- linking ---------------------------------------------------------------------
 
@@ -1542,13 +1960,8 @@ class MessagingClient:
         if not isinstance(new_device_id, DeviceId):
             raise InvalidInput("new_device_id must be a DeviceId")
         now_ms = _check_now(now_ms)
-        kp = validate_key_package(
-            self._crypto, _check_bytes(new_device_kp, "new_device_kp"), max_lifetime_s=MAX_LEAF_LIFETIME_S
-        )
-        if DeviceId.from_public_key(kp.leaf_node.signature_key) != new_device_id:
-            raise InvalidInput("the KeyPackage is not the new device's (SHA-256 of its leaf key)")
-        if kp.leaf_node.credential.identity != self.user_id().value:
-            raise IdentityError("the new device's KeyPackage is for another account")
+        account = self._account_key("build_linking_ticket")
+        kp = self._verified_key_package(new_device_kp, new_device_id, self.user_id())
         if new_device_id == self.device_id():
             raise InvalidInput("a device cannot link itself")
         events = self._check_events(last_app_events)
@@ -1563,7 +1976,7 @@ class MessagingClient:
         catchup = b""
         if entries or events:
             catchup = CatchupSnapshot.new(entries, events).encode()
-        return LinkingTicket.new(self._identity, new_device_id, staged.welcome, catchup)
+        return LinkingTicket.new(account, new_device_id, staged.welcome, catchup)
 
     async def _catchup_entries(self, now_ms: int) -> list[CatchupConversationEntry]:
         """SECRET: a history-only snapshot of every conversation this device is an active member
@@ -1683,6 +2096,11 @@ class MessagingClient:
         now_ms = _check_now(now_ms)
         if device_id == self.device_id():
             raise InvalidInput("a device cannot revoke itself")
+        revocation = self._account_key("revoke_device").revoke(device_id)
+        undo = StoreUndo(self._store)
+        self._verifier.remember(revocation, undo.put)
+        await self._checkpoint(undo)
+        statement = revocation.encode()
         envelopes: list[MessageEnvelope] = []
         first_error: PingError | None = None
         for conv in list(self._convs.values()):
@@ -1694,13 +2112,13 @@ class MessagingClient:
                     leaf = conv.leaves.get(device_id)
                     if leaf is None:
                         continue
-                    _, env = await self._commit_op(conv, "remove", _remove_leaf(leaf), now_ms)
+                    _, env = await self._commit_op(conv, "remove", _remove_leaf(leaf, statement), now_ms)
                     envelopes.append(env)
             except PingError as exc:
                 log.warning("revoke: conversation %s failed: %s", conv.id.as_hex(), type(exc).__name__)
                 first_error = first_error or exc
         try:
-            await self._transport.revoke_device_remote(device_id)
+            await self._transport.revoke_device_remote(device_id, revocation)
         except PingError as exc:
             first_error = first_error or exc
         if first_error is not None:

@@ -11,8 +11,10 @@ What it wires (CPython; the browser worker builds its client itself):
   host records: the account identity and the device record) and
   ``state.sqlite`` (the MLS state), both encrypted with that key
   (``ping_core.storage.sqlite``);
-* the account: the stored one, else ``identity`` (e.g. moved here by linking),
-  else a new one; a folder never changes account (``IdentityError``);
+* the account: the stored one, else ``identity`` (e.g. moved here by linking:
+  the account key, or only the account's ``DeviceBinding`` of this device),
+  else a new one; a folder never changes account (``IdentityError``); a
+  folder holding only a binding takes the account key when it is given;
 * the device key: the stored device's, else ``device_secret`` (a 32-byte
   Ed25519 seed the host chose, e.g. announced in a linking request), else a new one;
 * :class:`~ping_core.transport.http.HttpTransport` signing as that device;
@@ -31,10 +33,11 @@ import os
 import time
 from pathlib import Path
 
+from ping_core.account import stored_account
 from ping_core.client import ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
-from ping_core.errors import IdentityError, InvalidInput, StorageError
-from ping_core.identity import Identity
+from ping_core.errors import InvalidInput, StorageError
+from ping_core.identity import DeviceBinding, Identity
 from ping_core.storage import BlobStorage, SqliteBlobStore, StorageBackend
 from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageSupply
 
@@ -91,7 +94,7 @@ async def connect(
     device_label: str = "device",
     *,
     storage_key: bytes | None = None,
-    identity: Identity | None = None,
+    identity: Identity | DeviceBinding | None = None,
     device_secret: bytes | None = None,
     key_packages: int = KEY_PACKAGE_TARGET,
     timeout: float = 30.0,
@@ -115,15 +118,8 @@ async def connect(
         raise InvalidInput("storage_key must be 32 bytes")
     host = BlobStorage(SqliteBlobStore.open(folder / HOST_DB, key))
 
-    stored = await host.get(_NS, "identity")
-    if stored is not None:
-        account = Identity.import_(stored)
-        if identity is not None and identity != account:
-            raise IdentityError("this state folder belongs to another account")
-    else:
-        account = identity if identity is not None else Identity.generate()
-        await host.put(_NS, "identity", account.export())
-
+    account = await stored_account(host, _NS, identity)
+    assert account is not None
     raw_device = await host.get("device", "local")
     if raw_device is not None:
         secret = LocalDevice.decode(raw_device, account.user_id).signing_secret
@@ -146,7 +142,7 @@ async def connect(
                 device_signing_secret_key=secret,
             )
         )
-        await transport.register_device(client.device_info(now), account.device_binding(client.device_id()))
+        await transport.register_device(client.device_info(now), client.device_binding())
         if key_packages:
             await top_up_key_packages(client, key_packages)
     except BaseException:
@@ -173,6 +169,12 @@ async def top_up_key_packages(client: MessagingClient, target: int = KEY_PACKAGE
     transport = client.transport
     if not isinstance(transport, KeyPackageSupply):
         raise InvalidInput("the client's transport cannot count KeyPackages (no key_package_count)")
+    if await client.retire_outdated_key_packages():
+        # KeyPackages made before account bindings: peers refuse them, so the server's pool is
+        # replaced at once, the last-resort one too.
+        fresh = [await client.fresh_key_package() for _ in range(target)]
+        await transport.publish_key_packages(fresh, last_resort=await client.fresh_key_package(last_resort=True), replace=True)
+        return len(fresh)
     stock = await transport.key_package_count()
     fresh = [await client.fresh_key_package() for _ in range(target - stock.unclaimed)] if stock.unclaimed < low else []
     last_resort = None if stock.last_resort else await client.fresh_key_package(last_resort=True)

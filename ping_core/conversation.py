@@ -55,7 +55,8 @@ from ping_core.device import GroupStateSnapshot
 from ping_core.errors import InvalidInput, MlsDecodeError, MlsError, PingError, StorageError
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.inbox import INBOX_DIR, Inbox, decode_incoming, encode_incoming, inbox_name
-from ping_core.message import IncomingMessage, MessageKind
+from ping_core.membership import AccountVerifier
+from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.mls.codec import Reader
 from ping_core.mls.crypto import CryptoProvider
@@ -65,14 +66,17 @@ from ping_core.mls.group import (
     ApplicationMessage,
     Group,
     HistoryView,
+    LeafCheck,
     RecordChanges,
     SenderCheck,
 )
 from ping_core.mls.structs import ContentType
 from ping_core.storage import STATE_STORE_VERSION, MlsStateStore
-from ping_core.sync import SyncCursor
+from ping_core.sync import SyncCursor, SyncProblem
 
 __all__ = [
+    "HELD_DIR",
+    "MAX_HELD",
     "ConversationId",
     "ConversationMeta",
     "MemberInfo",
@@ -106,6 +110,10 @@ CONVERSATIONS_PREFIX = "c/"
 #: other members, and the tree of a joined group. Every Group the SDK creates, joins or
 #: loads carries it as ``Group.max_lifetime_s`` (policy, not stored with the group).
 MAX_LEAF_LIFETIME_S = DEFAULT_LIFETIME_S + CLOCK_SKEW_S
+#: Envelopes of later epochs than ours a conversation keeps until their commit (records
+#: ``c/<id>/x/<epoch hex16>-<seq hex16>``: the MessageEnvelope encoding); beyond, unreadable.
+HELD_DIR = "x/"
+MAX_HELD = 1024
 _INFO_VERSION = 1
 _LEAVES_VERSION = 1
 _OP_VERSION = 1
@@ -142,12 +150,21 @@ class MemberInfo:
 
     ``device_id`` is SHA-256 of the leaf's signature key (the device signing
     key is the MLS leaf key), so it is derived from the group state, never
-    taken on trust. ``user_id`` is the identity of the leaf's basic credential.
+    taken on trust. ``user_id`` is the account whose binding the leaf's
+    credential carries, verified (``ping_core.membership``); ``None`` for a
+    member whose leaf proves no account (made before account bindings, or
+    not by Ping): such a member can read the conversation, but nothing it
+    sends is delivered as anybody's.
     """
 
     leaf_index: int
-    user_id: UserId
+    user_id: UserId | None
     device_id: DeviceId
+
+    @property
+    def verified(self) -> bool:
+        """Whether the member's account is proven by its leaf."""
+        return self.user_id is not None
 
 
 # ---------------------------------------------------------------------------
@@ -321,7 +338,9 @@ class PendingOp:
 
 def _encode_roster(members: Iterable[MemberInfo]) -> bytes:
     return encode_record(
-        _ROSTER_VERSION, {"members": [[m.leaf_index, m.user_id.value, m.device_id.value] for m in members]}
+        _ROSTER_VERSION,
+        # Only verified members: a history message from another is not delivered as anybody's.
+        {"members": [[m.leaf_index, m.user_id.value, m.device_id.value] for m in members if m.user_id is not None]},
     )
 
 
@@ -514,6 +533,8 @@ class Conversation:
         "_prune_below",
         "inbox",
         "_proposals_seen",
+        "verifier",
+        "problems",
     )
 
     def __init__(
@@ -527,8 +548,13 @@ class Conversation:
         joined_epoch: int,
         op: PendingOp | None,
         leaves: dict[DeviceId, int],
+        verifier: AccountVerifier | None = None,
     ) -> None:
         self.id = conv_id
+        # Checks every leaf that enters or changes the group and attributes members to accounts.
+        self.verifier = verifier
+        # What following the log met since the last sync report (in memory; see ping_core.sync).
+        self.problems: list[SyncProblem] = []
         self.store = store
         self.crypto = crypto
         self.prefix = conversation_prefix(conv_id)
@@ -561,7 +587,13 @@ class Conversation:
 
     @classmethod
     def open(
-        cls, store: MlsStateStore, crypto: CryptoProvider, conv_id: ConversationId, inbox_names: Iterable[str] | None = None
+        cls,
+        store: MlsStateStore,
+        crypto: CryptoProvider,
+        conv_id: ConversationId,
+        inbox_names: Iterable[str] | None = None,
+        *,
+        verifier: AccountVerifier | None = None,
     ) -> Conversation:
         """The conversation's header records (meta, cursor, clock, info, op, leaves) and its inbox
         index (``inbox_names``: the names under ``i/``, when the caller listed them already); the
@@ -585,7 +617,7 @@ class Conversation:
         leaves = _decode_leaves(raw) if raw is not None else {}
         if store.get(p + "g/state") is None and store.get(p + "h/roster") is None:
             raise InvalidInput("the conversation has neither group nor history records")
-        conv = cls(conv_id, store, crypto, meta, cursor, hlc, joined, op, leaves)
+        conv = cls(conv_id, store, crypto, meta, cursor, hlc, joined, op, leaves, verifier)
         if inbox_names is None:
             n = len(p) + len(INBOX_DIR)
             inbox_names = [k[n:] for k in store.keys(p + INBOX_DIR)]
@@ -597,7 +629,11 @@ class Conversation:
             return
         try:
             g_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "g/")}
-            group = Group.from_records(self.crypto, g_records, max_lifetime_s=MAX_LEAF_LIFETIME_S) if g_records else None
+            group = (
+                Group.from_records(self.crypto, g_records, max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._leaf_check())
+                if g_records
+                else None
+            )
             h_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "h/")}
             history = HistoryReader.from_records(self.crypto, h_records) if h_records else None
         except PingError as exc:
@@ -607,6 +643,9 @@ class Conversation:
         if group is not None and group.group_id != self.id.value:
             raise StorageError(f"conversation {self.id.as_hex()}: stored group is another group")
         self._group, self._history, self._loaded = group, history, True
+
+    def _leaf_check(self) -> LeafCheck | None:
+        return self.verifier.check_leaf if self.verifier is not None else None
 
     @property
     def loaded(self) -> bool:
@@ -635,7 +674,7 @@ class Conversation:
 
     def reload(self) -> None:
         """Drop every cached value and re-read the records (after an undo)."""
-        fresh = Conversation.open(self.store, self.crypto, self.id)
+        fresh = Conversation.open(self.store, self.crypto, self.id, verifier=self.verifier)
         self.meta, self.cursor, self.hlc = fresh.meta, fresh.cursor, fresh.hlc
         self.joined_epoch, self.op, self.leaves = fresh.joined_epoch, fresh.op, fresh.leaves
         # What was handed to the app stays handed out (it must not be delivered twice).
@@ -660,14 +699,11 @@ class Conversation:
         g = self.group
         if g is None:
             return list(self.history.roster) if self.history is not None else []
-        out = []
-        for m in g.members():
-            try:
-                user = UserId(m.identity)
-            except InvalidInput:
-                continue  # not a Ping credential; it cannot be resolved to an account
-            out.append(MemberInfo(m.leaf_index, user, self.device_of_key(m.signature_key)))
-        return out
+        verifier = self.verifier
+        return [
+            MemberInfo(m.leaf_index, verifier.user_of(m) if verifier is not None else None, self.device_of_key(m.signature_key))
+            for m in g.members()
+        ]
 
     def leaf_of(self, device_id: DeviceId) -> int | None:
         return self.leaves.get(device_id)
@@ -705,6 +741,41 @@ class Conversation:
         """Delete an inbox record (an acknowledgement: straight to the working set, never undone)."""
         self.store.delete(self.prefix + INBOX_DIR + name)
         self.inbox.remove(name)
+
+    # -- envelopes of a later epoch, held until its commit ---------------------------
+
+    def hold(self, env: MessageEnvelope, undo: StoreUndo) -> bool:
+        """Keep ``env`` (of a later epoch than ours) durably with the state that consumed its log
+        position; False when the conversation already holds ``MAX_HELD`` envelopes."""
+        if len(self.store.keys(self.prefix + HELD_DIR)) >= MAX_HELD:
+            return False
+        undo.put(f"{self.prefix}{HELD_DIR}{env.epoch:016x}-{env.seq:016x}", env.encode())
+        return True
+
+    def held(self, up_to_epoch: int) -> list[tuple[str, MessageEnvelope | None]]:
+        """The held envelopes of epochs up to ``up_to_epoch``, oldest epoch and seq first (``None``
+        for a record that no longer decodes), with their record keys."""
+        out: list[tuple[str, MessageEnvelope | None]] = []
+        n = len(self.prefix) + len(HELD_DIR)
+        for key in sorted(self.store.keys(self.prefix + HELD_DIR)):
+            try:
+                epoch = int(key[n : n + 16], 16)
+            except ValueError:
+                epoch = -1
+            if epoch > up_to_epoch:
+                break
+            raw = self.store.get(key)
+            env = None
+            if raw is not None:
+                try:
+                    env = MessageEnvelope.decode(raw)
+                except InvalidInput:
+                    env = None
+            out.append((key, env))
+        return out
+
+    def held_count(self) -> int:
+        return len(self.store.keys(self.prefix + HELD_DIR))
 
     # -- changes -------------------------------------------------------------
 
@@ -849,9 +920,10 @@ class Conversation:
         cursor: SyncCursor | None = None,
         joined_epoch: int = 0,
         history: tuple[HistoryReader, Mapping[str, bytes]] | None = None,
+        verifier: AccountVerifier | None = None,
     ) -> Conversation:
         """A new conversation written to the working set (the caller checkpoints)."""
-        conv = cls(meta.id, store, crypto, meta, cursor or SyncCursor(), Hlc.ZERO, joined_epoch, None, {})
+        conv = cls(meta.id, store, crypto, meta, cursor or SyncCursor(), Hlc.ZERO, joined_epoch, None, {}, verifier)
         undo.delete_prefix(conv.prefix)
         conv._loaded = True
         conv._group = group

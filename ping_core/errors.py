@@ -24,6 +24,7 @@ __all__ = [
     "IdentityError",
     "InvalidInput",
     "UnknownConversation",
+    "DeviceRevoked",
 ]
 
 
@@ -41,6 +42,7 @@ DEFINITE_REJECTION_CODES = frozenset(
         "not_found",
         "conflict",
         "forbidden",
+        "device_revoked",
         "unauthorized",
         "too_large",
     }
@@ -105,6 +107,15 @@ class InvalidKey(CryptoError):
 
 class IdentityError(PingError):
     """An identity, device binding or key is invalid or does not verify."""
+
+
+class DeviceRevoked(IdentityError):
+    """This device was revoked by its account: its conversations are wiped and the client is
+    locked (every later ``MessagingClient.init`` on its storage raises this too).
+
+    Learnt from the account's signed revocation in a commit that removes this
+    device, or from the delivery service (403 ``device_revoked``).
+    """
 
 
 class InvalidInput(PingError):

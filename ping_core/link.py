@@ -35,16 +35,19 @@ code moves the account identity to the new device before its ticket comes:
 1. the new device keeps a :class:`PendingLink` (link key pair, device signing
    secret, label) and shows ``PendingLink.request().encode()``, a
    :class:`LinkRequestCode` (device id and link public key; nothing secret);
-2. a device of the account shows :func:`seal_grant`: the identity export
-   sealed with HPKE (as above, ``info = b"ping account grant v1"``,
-   ``aad = b""``) to the request's link key; it later seals the ticket to the
-   same key (:func:`seal_ticket`);
-3. the new device opens the grant with :func:`open_grant` and its link key.
+2. a device of the account that holds the account key shows :func:`seal_grant`:
+   an :class:`AccountGrant` (the account's binding of the requesting device
+   and, only if the user chose so, the account key) sealed with HPKE (as
+   above, ``info = b"ping account grant v1"``, ``aad = b""``) to the
+   request's link key; it later seals the ticket to the same key
+   (:func:`seal_ticket`);
+3. the new device opens the grant with :func:`open_grant` and its link key,
+   and opens its client with ``grant.account`` (its binding, or the key).
 
 A code is the record's bytes in unpadded URL-safe base64 (:func:`encode_code`)::
 
     LinkRequestCode  {"v": 1, "device_id": bstr(32), "link_public_key": bstr(32)}
-    Grant            {"v": 1, "enc": bstr(32), "ciphertext": bstr(<= 1024)}
+    Grant            {"v": 1, "enc": bstr(32), "ciphertext": bstr(<= 1024)}   ciphertext = HPKE(AccountGrant)
     PendingLink      {"v": 1, "link_secret": bstr(32), "device_secret": bstr(32),
                       "label": tstr(1..256 bytes)}     SECRET, kept by the new device only
 """
@@ -55,12 +58,13 @@ import base64
 import binascii
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ping_core.codec import decode_record, encode_record
 from ping_core.device import MAX_LABEL_LEN, MAX_TICKET_SIZE, LinkingTicket
-from ping_core.errors import CryptoError, InvalidInput
-from ping_core.identity import Identity
+from ping_core.errors import CryptoError, IdentityError, InvalidInput
+from ping_core.identity import DeviceBinding, Identity
 from ping_core.ids import DeviceId
 from ping_core.mls import hpke
 from ping_core.mls.crypto import default_provider
@@ -75,6 +79,7 @@ __all__ = [
     "SEALED_TICKET_VERSION",
     "LinkRequestCode",
     "PendingLink",
+    "AccountGrant",
     "seal_grant",
     "open_grant",
     "encode_code",
@@ -335,39 +340,96 @@ class PendingLink:
         )
 
 
-def seal_grant(identity_export: bytes, request: LinkRequestCode) -> str:
-    """The grant code: ``identity_export`` (SECRET, ``Identity.export()`` output) sealed to ``request``'s link key.
+@dataclass(frozen=True, slots=True)
+class AccountGrant:
+    """What a device of the account grants a new one before its ticket: the account's binding of
+    the new device and, only when the user chose to, the account key itself. SECRET when it
+    carries the key (``repr`` never shows it).
 
-    Raises ``InvalidInput`` when ``identity_export`` is not an identity export
-    (so every grant made here opens to an :class:`Identity`) or the request's
-    link key is not usable (a low-order point).
+    CBOR (v2; a v1 plaintext is a bare identity export, read as a grant of the key)::
+
+        {"v": 2, "binding": DeviceBinding encoding, "account_key": Identity export / null}
+    """
+
+    binding: DeviceBinding
+    identity: Identity | None = field(default=None, repr=False)
+
+    VERSION: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.binding, DeviceBinding):
+            raise InvalidInput("an AccountGrant needs a DeviceBinding")
+        if self.identity is not None:
+            if not isinstance(self.identity, Identity):
+                raise InvalidInput("AccountGrant.identity must be an Identity or None")
+            if self.identity.user_id != self.binding.user_id:
+                raise InvalidInput("the granted account key is not the binding's account")
+
+    @property
+    def account(self) -> Identity | DeviceBinding:
+        """What the new device opens its client with: the account key when granted, else its binding."""
+        return self.identity if self.identity is not None else self.binding
+
+    def encode(self) -> bytes:
+        key = None if self.identity is None else self.identity.export()
+        return encode_record(self.VERSION, {"binding": self.binding.encode(), "account_key": key})
+
+    @classmethod
+    def decode(cls, raw: bytes, device_id: DeviceId) -> "AccountGrant":
+        """Parse and verify a grant for ``device_id``: the binding must verify and name that device
+        (``IdentityError``), a granted key must be the binding's account. A v1 grant (a bare identity
+        export, made by an older Ping) is a grant of the key; its binding is made here."""
+        try:
+            identity = Identity.import_(raw)
+        except InvalidInput:
+            identity = None
+        if identity is not None:
+            return cls(identity.device_binding(device_id), identity)
+        rec = decode_record(raw, what="AccountGrant", version=cls.VERSION, keys=("binding", "account_key"), max_size=1024)
+        binding = DeviceBinding.decode(rec.get_bytes("binding", max_len=512))
+        binding.verify()
+        if binding.device_id != device_id:
+            raise IdentityError("the grant binds another device to the account")
+        key = rec.get_opt_bytes("account_key", max_len=256)
+        return cls(binding, None if key is None else Identity.import_(key))
+
+
+def seal_grant(grant: AccountGrant, request: LinkRequestCode) -> str:
+    """The grant code: ``grant`` sealed to ``request``'s link key (HPKE, ``GRANT_INFO``).
+
+    Raises ``InvalidInput`` when the grant is not for the request's device or
+    the request's link key is not usable (a low-order point).
     """
     if not isinstance(request, LinkRequestCode):
         raise InvalidInput("seal_grant needs a LinkRequestCode")
-    if not isinstance(identity_export, bytes):
-        raise InvalidInput("seal_grant needs the identity export (bytes)")
-    Identity.import_(identity_export)
+    if not isinstance(grant, AccountGrant):
+        raise InvalidInput("seal_grant needs an AccountGrant (MessagingClient.grant_device)")
+    if grant.binding.device_id != request.device_id:
+        raise InvalidInput("the grant is for another device than the request's")
     try:
-        enc, ciphertext = hpke.seal(default_provider(), request.link_public_key, GRANT_INFO, b"", identity_export)
+        enc, ciphertext = hpke.seal(default_provider(), request.link_public_key, GRANT_INFO, b"", grant.encode())
     except CryptoError:
         raise InvalidInput("that request's link key is not usable") from None
     return encode_code(encode_record(_CODE_VERSION, {"enc": enc, "ciphertext": ciphertext}))
 
 
-def open_grant(text: object, keys: LinkKeyPair) -> Identity:
-    """The account identity in a grant code made for the request of ``keys``.
+def open_grant(text: object, keys: LinkKeyPair, device_id: DeviceId) -> AccountGrant:
+    """The :class:`AccountGrant` in a grant code made for the request of ``keys`` and ``device_id``.
 
     Raises ``InvalidInput`` when the code is malformed, was made for another
-    request, or was altered; returns only an identity that decrypted and decoded.
+    request, or was altered; ``IdentityError`` when its binding does not verify
+    or is for another device. Returns only a verified grant.
     """
     if not isinstance(keys, LinkKeyPair):
         raise InvalidInput("open_grant needs the LinkKeyPair the request was made with")
+    if not isinstance(device_id, DeviceId):
+        raise InvalidInput("open_grant needs the DeviceId the request announced")
     raw = decode_code(text, "grant")
     rec = decode_record(raw, what="Grant", version=_CODE_VERSION, keys=("enc", "ciphertext"), max_size=MAX_CODE_LEN)
     enc = rec.get_bytes("enc", length=hpke.N_ENC)
     ciphertext = rec.get_bytes("ciphertext", max_len=_MAX_GRANT_CIPHERTEXT)
     try:
-        seed = hpke.open(default_provider(), enc, keys.secret, GRANT_INFO, b"", ciphertext, pk_r=keys.public_key)
+        plaintext = hpke.open(default_provider(), enc, keys.secret, GRANT_INFO, b"", ciphertext, pk_r=keys.public_key)
     except CryptoError:
         raise InvalidInput("that grant is not for this device (or was altered)") from None
-    return Identity.import_(seed)
+    return AccountGrant.decode(plaintext, device_id)

@@ -11,14 +11,18 @@ CBOR: ``{"v": 1, "seq": uint}``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ping_core.codec import MAX_UINT, decode_record, encode_record
 from ping_core.errors import InvalidInput
-from ping_core.ids import ConversationId
+from ping_core.ids import ConversationId, DeviceId
 
-__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "News"]
+if TYPE_CHECKING:
+    from ping_core.message import IncomingMessage
+
+__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "News", "SyncProblem", "SyncProblemKind", "SyncResult"]
 
 SYNC_CURSOR_VERSION = 1
 _MAX_SEQ = (1 << 63) - 1  # fits a signed 64-bit column in the server's database
@@ -74,3 +78,43 @@ class News:
 
     def __bool__(self) -> bool:
         return bool(self.conversations or self.forbidden or self.welcomes)
+
+
+class SyncProblemKind(enum.Enum):
+    """What went wrong while following a conversation's log (see :class:`SyncProblem`)."""
+
+    #: The server's page did not continue the cursor exactly (a gap, a reorder, a duplicate or
+    #: an absurd seq). Nothing past the break was consumed; the next sync fetches it again.
+    LOG_DISCONTINUITY = "log_discontinuity"
+    #: An envelope this device could not read and will never read (refused by a check, or
+    #: undecryptable); ``seq`` and ``sender_device`` say which.
+    UNREADABLE = "unreadable"
+    #: A message of a later epoch than ours: kept (durably) until the commit that opens it is
+    #: processed. Reported once per envelope.
+    HELD = "held"
+    #: A commit this device could not process, or a later epoch seen without its commit: this
+    #: device no longer follows the group (it heals by rejoining when it can).
+    DESYNCED = "desynced"
+    #: The device rejoined the group from the server's GroupInfo (an external commit); what
+    #: was sent in between is reported UNREADABLE.
+    HEALED = "healed"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProblem:
+    """One problem a sync met in one conversation (never carries plaintext or secrets)."""
+
+    conversation_id: ConversationId
+    kind: SyncProblemKind
+    seq: int | None = None
+    sender_device: DeviceId | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What :meth:`~ping_core.client.MessagingClient.sync` returns: the new messages (as
+    ``sync_conversations`` returns them) and the problems met, in the order they were met."""
+
+    messages: tuple["IncomingMessage", ...] = ()
+    problems: tuple[SyncProblem, ...] = ()

@@ -26,7 +26,11 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 ``conversation.invite``     ``{conv, user_id}`` -> ``{added}``: every device of that user
 ``conversation.rename``     ``{conv, name}`` -> conversation
 ``conversation.remove``     ``{conv, user_id}`` -> ``{removed}``: every device of that user
-``conversation.members``    ``{conv}`` -> ``[{user_id, device_id, leaf, label, me}]``
+``conversation.members``    ``{conv}`` -> ``[{user_id, device_id, leaf, label, me}]`` (``user_id`` null: unverified)
+``invitations``             -> ``[{conv, name, inviter, inviter_device, members, received_ms}]`` pending
+``invitation.accept``       ``{conv}`` -> the joined conversation
+``invitation.decline``      ``{conv}`` -> ``{declined}`` (the server ends that membership)
+``settings``                ``{auto_join?}`` -> ``{auto_join}`` (join every invitation without asking)
 ``messages``                ``{conv, limit=200}`` -> the newest stored messages, oldest first
 ``send``                    ``{conv, text}`` -> the stored message (after the server took it)
 ``sync``                    -> ``{messages, conversations}``: one round now
@@ -36,7 +40,8 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 ``link.request``            ``{label}`` -> ``{code, device_id}`` (this browser as the new device)
 ``link.finish``             ``{grant, timeout_s=300}`` -> whoami, once the ticket came and was used
 ``link.cancel``             forget a pending request
-``link.grant``              ``{request}`` -> ``{grant, device_id}`` (this browser's account admits)
+``link.grant``              ``{request, with_account_key=false}`` -> ``{grant, device_id}`` (this browser's account admits;
+                            the new device gets the account key only with ``with_account_key``)
 ``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``; the
                             ticket carries each chat's latest ``HISTORY_MESSAGES`` messages
 ``live.start``              ``{interval_ms=2000}``: sync rounds + a long poll over every
@@ -48,6 +53,7 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 
 Events (``pinghost.emit``; the page gets them whichever context produced them):
 ``{type: "messages", conv, messages}``, ``{type: "conversations", changed}``,
+``{type: "invitations", pending}``,
 ``{type: "status", online, error}``, ``{type: "account", state}``.
 
 Errors are ``ping_core.errors`` exceptions (the RPC layer turns them into
@@ -62,16 +68,18 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ping_core.account import claim_new_device, take_welcomes
 from ping_core.clock import Hlc
 from ping_core.device import CatchupAppEventEntry
 from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.link import LinkRequestCode, PendingLink, open_grant, open_ticket, seal_grant, seal_ticket
+from ping_core.invitation import Invitation
+from ping_core.link import LinkRequestCode, PendingLink, open_grant, seal_grant, seal_ticket
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.sync import News
-from ping_core.client import MessagingClient
+from ping_core.client import MemberInfo, MessagingClient
 
 from . import inbox
 from .idb import IndexedDbBlobStore
@@ -88,6 +96,7 @@ REGISTRY_DB = "ping-accounts"
 REGISTRY_STORE = "kv"
 _CURRENT = "current"
 _PENDING_LINK = "link-pending"
+_AUTO_JOIN = "auto-join"  # registry: b"1" when every invitation is joined without asking
 KEY_PACKAGES = 20
 _PUBLISHED = "key_packages_published"
 _MAX_LINK_WAIT = 900.0
@@ -127,6 +136,18 @@ def _text_param(params: dict[str, Any], name: str, *, max_len: int = 4096, allow
     if len(value.encode("utf-8")) > max_len:
         raise InvalidInput(f"{name} is longer than {max_len} bytes")
     return value
+
+
+def _invitation_view(inv: Invitation) -> dict[str, Any]:
+    return {
+        "conv": inv.conversation_id.as_hex(),
+        "name": inv.name,
+        # None: the inviter's leaf proves no account; shown as such, never as anybody.
+        "inviter": inv.inviter_user_id.as_hex() if inv.inviter_user_id is not None else None,
+        "inviter_device": inv.inviter_device.as_hex(),
+        "members": inv.member_count,
+        "received_ms": inv.received_ms,
+    }
 
 
 def _conv_param(params: dict[str, Any]) -> ConversationId:
@@ -260,7 +281,7 @@ class BrowserSdk:
         s = await self.require()
         async with s.use() as c:
             now = now_ms()
-            await s.transport.register_device(c.device_info(now), s.identity.device_binding(c.device_id()))
+            await s.transport.register_device(c.device_info(now), c.device_binding())
             if await s.db.host.get(HOST_NS, _PUBLISHED) is None:
                 await self._publish_key_packages(s, c, KEY_PACKAGES, last_resort=True)
                 await s.db.host.put(HOST_NS, _PUBLISHED, str(KEY_PACKAGES).encode())
@@ -281,43 +302,68 @@ class BrowserSdk:
     # -- sync ----------------------------------------------------------------------
 
     async def _join_welcomes(self, s: AccountSession, c: MessagingClient) -> list[ConversationId]:
-        """Join the conversations whose Welcomes wait in the inbox, as the CLI does; then ack and top up.
-
-        A Welcome into this account's DeviceGroup is a linking ticket: used
-        only while a link of ours is pending (see ``link.finish``).
-        """
-        welcomes = await s.transport.fetch_welcomes()
-        dg = ConversationId.device_group(c.user_id())
-        joined: list[ConversationId] = []
-        for env in welcomes:
-            try:
-                if env.conversation_id == dg:
-                    if self._pending is None:
-                        continue
-                    ticket = open_ticket(env.payload, self._pending.keys, c.device_id())
-                    await c.consume_linking_ticket(ticket, now_ms())
-                    catchup = ticket.catchup()
-                    if catchup is not None:
-                        for entry in catchup.conversation_metas:
-                            await c.import_state_snapshot(entry.group_state_bytes, now_ms())
-                        await self._import_history(s, catchup.last_app_events_per_conv)
-                    self._pending = None
-                    joined.append(dg)
-                else:
-                    joined.append(await c.join_conversation(env, now_ms()))
-            except PingError as exc:
-                log.warning("a Welcome could not be used: %s: %s", type(exc).__name__, exc)
-        if welcomes:
-            await s.transport.ack_welcomes(welcomes[-1].seq)
+        """The Welcome inbox, as the CLI takes it (``ping_core.account.take_welcomes``): a linking
+        ticket (only while a link of ours is pending, see ``link.finish``), invitations kept for
+        the user unless auto-join is on (those of this account's devices are joined); then a
+        KeyPackage top-up. New invitations are announced (``invitations`` event)."""
+        done = await take_welcomes(
+            c, now_ms(), auto_join=await self._auto_join(), link_keys=self._pending.keys if self._pending is not None else None
+        )
+        if done.ticket is not None:
+            catchup = done.ticket.catchup()
+            if catchup is not None:
+                await self._import_history(s, catchup.last_app_events_per_conv)
+            self._pending = None
+        if done.new:
+            _emit({"type": "invitations", "pending": [_invitation_view(i) for i in done.pending]})
         # Each join used one of our KeyPackages (the linking ticket's too), unless it was
         # the last-resort one: publishing one more than needed is harmless.
-        used = len(joined)
+        used = len(done.joined)
         if used:
             try:
                 await self._publish_key_packages(s, c, used)
             except PingError as exc:  # the last-resort KeyPackage covers until the next top-up
                 log.warning("KeyPackage top-up failed: %s", type(exc).__name__)
-        return joined
+        return list(done.joined)
+
+    async def _auto_join(self) -> bool:
+        return (await (await self.registry()).get(_AUTO_JOIN)) == b"1"
+
+    async def invitations(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pending invitations (fetches new Welcomes first)."""
+        s = await self.require()
+        async with s.use() as c:
+            await self._join_welcomes(s, c)
+            return [_invitation_view(i) for i in c.invitations()]
+
+    async def invitation_accept(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv = _conv_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await c.accept_invitation(conv, now_ms())
+            meta = await self._meta(c, conv)
+        self._forbidden.discard(conv)
+        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return _conv_view(meta)
+
+    async def invitation_decline(self, params: dict[str, Any]) -> dict[str, Any]:
+        conv = _conv_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await c.decline_invitation(conv)
+            pending = [_invitation_view(i) for i in c.invitations()]
+        _emit({"type": "invitations", "pending": pending})
+        return {"declined": conv.as_hex()}
+
+    async def settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{auto_join?}``: set what is given; returns the settings (``auto_join``: join every
+        invitation without asking; off by default)."""
+        if "auto_join" in params:
+            value = params["auto_join"]
+            if type(value) is not bool:
+                raise InvalidInput("auto_join must be a boolean")
+            await (await self.registry()).put(_AUTO_JOIN, b"1" if value else b"0")
+        return {"auto_join": await self._auto_join()}
 
     @staticmethod
     async def _import_history(s: AccountSession, events: Sequence[CatchupAppEventEntry]) -> None:
@@ -511,7 +557,8 @@ class BrowserSdk:
             entries = [(d, kp) for d, kp in claimed if d not in present]
             if not entries:
                 raise InvalidInput("that user has no device to add (not registered, or already a member)")
-            await c.add_members(conv, entries, now_ms())
+            # The KeyPackages must prove they are that user's devices: the server cannot slip in others.
+            await c.add_members(conv, entries, now_ms(), for_user=user)
         _emit({"type": "conversations", "changed": [conv.as_hex()]})
         return {"added": len(entries)}
 
@@ -545,13 +592,21 @@ class BrowserSdk:
             await self._meta(c, conv)
             roster = c.members(conv)
             me = c.device_id()
-        labels = await self._resolve({m.user_id for m in roster})
+        labels = await self._resolve({m.user_id for m in roster if m.user_id is not None})
+
+        def label(m: MemberInfo) -> str | None:
+            # The directory's label, only where the directory agrees with the verified account
+            # (a label is a device's free text; the page shows it beside the account, not for it).
+            entry = labels.get(m.device_id.as_hex(), {})
+            return entry.get("label") if m.user_id is not None and entry.get("user_id") == m.user_id.as_hex() else None
+
         return [
             {
-                "user_id": m.user_id.as_hex(),
+                # None: the leaf proves no account (made before account bindings); never shown as anybody.
+                "user_id": m.user_id.as_hex() if m.user_id is not None else None,
                 "device_id": m.device_id.as_hex(),
                 "leaf": m.leaf_index,
-                "label": labels.get(m.device_id.as_hex(), {}).get("label"),
+                "label": label(m),
                 "me": m.device_id == me,
             }
             for m in roster
@@ -666,10 +721,10 @@ class BrowserSdk:
         pending = await self._pending_link()
         if pending is None:
             raise InvalidInput("no pending link here: make a link request first")
-        identity = open_grant(_param(params, "grant"), pending.keys)
+        grant = open_grant(_param(params, "grant"), pending.keys, pending.device_id)
         session = await AccountSession.open(
-            identity.user_id.as_hex(),
-            identity=identity,
+            grant.binding.user_id.as_hex(),
+            identity=grant.account,
             device_secret=pending.device_secret,
             label=pending.label,
             server_url=self.server_url,
@@ -705,8 +760,13 @@ class BrowserSdk:
     async def link_grant(self, params: dict[str, Any]) -> dict[str, Any]:
         """An existing device: the grant code for a new device's request."""
         request = LinkRequestCode.decode(_param(params, "request"))
+        with_key = params.get("with_account_key", False)
+        if type(with_key) is not bool:
+            raise InvalidInput("with_account_key must be a boolean")
         s = await self.require()
-        return {"grant": seal_grant(s.identity.export(), request), "device_id": request.device_id.as_hex()}
+        async with s.use() as c:
+            grant = c.grant_device(request.device_id, with_account_key=with_key)
+        return {"grant": seal_grant(grant, request), "device_id": request.device_id.as_hex()}
 
     async def link_admit(self, params: dict[str, Any]) -> dict[str, Any]:
         """An existing device: wait for the new device to register, then send its ticket and admit it to every chat."""
@@ -714,18 +774,13 @@ class BrowserSdk:
         timeout = _timeout_param(params)
         s = await self.require()
         new_device = request.device_id
-        deadline = time.monotonic() + timeout
         # Waiting needs no state: the lock stays free for the page and the other contexts.
-        while not any(d.device_id == new_device for d in await s.transport.list_devices(s.identity.user_id)):
-            if time.monotonic() > deadline:
-                raise InvalidInput(f"the new device did not register within {timeout:.0f} s")
-            await asyncio.sleep(1.0)
+        async with s.use() as c:
+            n_chats = sum(1 for m in c.list_conversations() if not m.is_device_group)
+        kps = await claim_new_device(s.transport, s.identity.user_id, new_device, 1 + n_chats, timeout, poll_s=1.0)
         failed: list[dict[str, str]] = []
         async with s.use() as c:
             chats = [m.id for m in c.list_conversations() if not m.is_device_group]
-            kps = await s.transport.claim_device_key_packages(new_device, 1 + len(chats))
-            if not kps:
-                raise InvalidInput("the new device has no KeyPackage in the directory")
             history = []
             for chat in chats:
                 event = inbox.history_event(await s.db.tail(inbox.conversation_prefix(chat.as_hex()), HISTORY_MESSAGES))
@@ -796,6 +851,10 @@ def register(*, context: str = "worker", server_url: str = "", dev: bool = False
         "conversation.rename": s.rename,
         "conversation.remove": s.remove,
         "conversation.members": s.members,
+        "invitations": s.invitations,
+        "invitation.accept": s.invitation_accept,
+        "invitation.decline": s.invitation_decline,
+        "settings": s.settings,
         "messages": s.messages,
         "send": s.send,
         "sync": s.sync,

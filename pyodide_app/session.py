@@ -36,7 +36,7 @@ from contextlib import asynccontextmanager, contextmanager
 from ping_core.client import ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
 from ping_core.errors import IdentityError, StorageError, UnknownConversation
-from ping_core.identity import Identity
+from ping_core.account import Account, stored_account
 from ping_core.ids import ConversationId
 from ping_core.storage import BlobStore, StorageBackend, register_indexeddb_opener
 from ping_core.sync import News
@@ -73,7 +73,7 @@ async def _indexeddb_opener(name: str) -> BlobStore:
 class AccountSession:
     """An account opened in this context. Create with :meth:`open`; operate inside :meth:`use`."""
 
-    def __init__(self, db: AccountDb, identity: Identity, device_secret: bytes, label: str, server_url: str) -> None:
+    def __init__(self, db: AccountDb, identity: Account, device_secret: bytes, label: str, server_url: str) -> None:
         self.db = db
         self.identity = identity
         self.label = label
@@ -94,7 +94,7 @@ class AccountSession:
         cls,
         user_hex: str,
         *,
-        identity: Identity | None = None,
+        identity: Account | None = None,
         device_secret: bytes | None = None,
         label: str = "browser",
         server_url: str = "",
@@ -112,18 +112,11 @@ class AccountSession:
         register_indexeddb_opener(_indexeddb_opener)
         db = await _open_db(account_db_name(user_hex))
         async with WebLock(db.lock_name):
-            stored = await db.host.get(HOST_NS, "identity")
-            if stored is not None:
-                account = Identity.import_(stored)
-                if identity is not None and identity != account:
-                    raise IdentityError("this browser's account database belongs to another account")
-            elif identity is None:
+            if identity is not None and identity.user_id.as_hex() != user_hex:
+                raise IdentityError("the identity is not the account being opened")
+            account = await stored_account(db.host, HOST_NS, identity, create=False)
+            if account is None:
                 raise StorageError(f"no account {user_hex[:16]}... in this browser")
-            else:
-                if identity.user_id.as_hex() != user_hex:
-                    raise IdentityError("the identity is not the account being opened")
-                account = identity
-                await db.host.put(HOST_NS, "identity", account.export())
             raw_device = await db.host.get("device", "local")
             if raw_device is not None:
                 device = LocalDevice.decode(raw_device, account.user_id)

@@ -79,8 +79,9 @@ function formatTime(ms) {
 
 function senderName(m) {
   if (state.me && m.device === state.me.device_id) return "You";
+  // A label is a device's free text: shown beside the verified account, never instead of it.
   const label = state.labels.get(m.device);
-  const who = label || short(m.user);
+  const who = label ? `${label} · ${short(m.user)}` : short(m.user);
   return state.me && m.user === state.me.user_id ? `${who} (you, other device)` : who;
 }
 
@@ -122,7 +123,57 @@ async function showAccount() {
   const remembered = sessionStorage.getItem("ping.selected");
   if (remembered && state.conversations.some((c) => c.id === remembered)) await select(remembered);
   loadDevices();
+  loadInvitations().catch(showError);
+  ping.settings().then((s) => ($("auto-join").checked = s.auto_join)).catch(showError);
 }
+
+// -- invitations: joining is the user's decision ------------------------------------------
+
+function renderInvitations(pending) {
+  $("invitations-box").hidden = pending.length === 0;
+  $("invitations").replaceChildren(
+    ...pending.map((inv) =>
+      el(
+        "li",
+        { class: "invitation", dataset: { conv: inv.conv } },
+        el("span", { class: "who" },
+          // The name is the inviter's free text; the inviter is shown by its verified account.
+          el("span", { class: "label", textContent: `${inv.name || "Unnamed conversation"} · ${inv.members} members` }),
+          el("code", { textContent: inv.inviter ? `from ${short(inv.inviter)}` : "from an unverified member", title: inv.inviter || "" }),
+        ),
+        el("button", {
+          class: "accept-invitation",
+          type: "button",
+          textContent: "Join",
+          onclick: (event) => busy(event.target, async () => {
+            await ping.acceptInvitation(inv.conv);
+            await loadInvitations();
+            await loadConversations();
+          }),
+        }),
+        el("button", {
+          class: "danger decline-invitation",
+          type: "button",
+          textContent: "Decline",
+          onclick: (event) => busy(event.target, async () => {
+            await ping.declineInvitation(inv.conv);
+            await loadInvitations();
+          }),
+        }),
+      ),
+    ),
+  );
+}
+
+async function loadInvitations() {
+  renderInvitations(await ping.invitations());
+}
+
+$("auto-join").onchange = () =>
+  busy(null, async () => {
+    await ping.settings($("auto-join").checked);
+    if ($("auto-join").checked) await ping.sync();
+  });
 
 $("copy-user-id").onclick = async () => {
   try {
@@ -334,6 +385,7 @@ async function loadMembers(id) {
   // One row per user, with the number of their devices.
   const users = new Map();
   for (const m of members) {
+    // user_id null: the leaf proves no account (made before account bindings).
     const entry = users.get(m.user_id) || { user_id: m.user_id, labels: [], devices: 0, me: false };
     entry.devices += 1;
     if (m.label && !entry.labels.includes(m.label)) entry.labels.push(m.label);
@@ -348,10 +400,10 @@ async function loadMembers(id) {
         el(
           "span",
           { class: "who" },
-          el("span", { class: "label", textContent: `${u.labels.join(", ") || short(u.user_id)}${u.me ? " (you)" : ""}${u.devices > 1 ? ` · ${u.devices} devices` : ""}` }),
-          el("code", { textContent: u.user_id, title: u.user_id }),
+          el("span", { class: "label", textContent: `${u.user_id === null ? "unverified member" : u.labels.length ? `${u.labels.join(", ")} · ${short(u.user_id)}` : short(u.user_id)}${u.me ? " (you)" : ""}${u.devices > 1 ? ` · ${u.devices} devices` : ""}` }),
+          el("code", { textContent: u.user_id || "no account binding", title: u.user_id || "" }),
         ),
-        u.me
+        u.me || u.user_id === null
           ? null
           : !member
           ? null
@@ -422,7 +474,7 @@ $("link-accept-form").onsubmit = (event) => {
   $("link-grant-code").value = "";
   $("link-accept-status").textContent = "";
   busy($("link-accept"), async () => {
-    const { grant } = await ping.linkGrant(request);
+    const { grant } = await ping.linkGrant(request, $("link-with-key").checked);
     $("link-grant-code").value = grant;
     $("link-accept-out").hidden = false;
     $("link-accept-status").textContent = "Waiting for the new device to register…";
@@ -477,6 +529,10 @@ ping.on("status", (event) => {
 });
 
 ping.on("account", () => showAccount().catch(showError));
+
+ping.on("invitations", (event) => {
+  if (state.me) renderInvitations(event.pending);
+});
 
 document.addEventListener("visibilitychange", () => {
   // Coming back: catch up now, rounds every 2 s. Hidden: rounds every 15 s, and

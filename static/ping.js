@@ -158,8 +158,15 @@ export class Ping {
   rename(conv, name) { return this.call("conversation.rename", { conv, name }); }
   /** Removes every device of `userId`: {removed}. */
   remove(conv, userId) { return this.call("conversation.remove", { conv, user_id: userId }); }
-  /** [{user_id, device_id, leaf, label, me}] */
+  /** [{user_id, device_id, leaf, label, me}]; user_id null: the leaf proves no account. */
   members(conv) { return this.call("conversation.members", { conv }); }
+  /** Pending invitations: [{conv, name, inviter, inviter_device, members, received_ms}]. */
+  invitations() { return this.call("invitations"); }
+  acceptInvitation(conv) { return this.call("invitation.accept", { conv }); }
+  /** Declines: the server ends the membership the Welcome opened. */
+  declineInvitation(conv) { return this.call("invitation.decline", { conv }); }
+  /** {auto_join}: with autoJoin given, sets it first (join every invitation without asking). */
+  settings(autoJoin) { return this.call("settings", autoJoin === undefined ? {} : { auto_join: autoJoin }); }
   /** The newest `limit` stored messages, oldest first. */
   messages(conv, limit = 200) { return this.call("messages", { conv, limit }); }
   /** Resolves with the stored message once the server accepted it. */
@@ -177,8 +184,9 @@ export class Ping {
   /** Finish linking with the grant code; resolves once the ticket arrived (whoami). */
   linkFinish(grant, timeoutS = 300) { return this.call("link.finish", { grant, timeout_s: timeoutS }); }
   linkCancel() { return this.call("link.cancel"); }
-  /** This browser's account admits a new device: {grant} for the request code. */
-  linkGrant(request) { return this.call("link.grant", { request }); }
+  /** This browser's account admits a new device: {grant} for the request code.
+   * withAccountKey: the new device also gets the account key (it can then link and revoke devices). */
+  linkGrant(request, withAccountKey = false) { return this.call("link.grant", { request, with_account_key: withAccountKey }); }
   /** Waits for the new device, sends its ticket, adds it to every chat: {device_id, admitted, failed}. */
   linkAdmit(request, timeoutS = 300) { return this.call("link.admit", { request, timeout_s: timeoutS }); }
   /** Live updates: a long poll over every chat and the Welcome inbox wakes the sync rounds; rounds every `intervalMs` (30 s at least while the long poll works) as a fallback. */

@@ -83,7 +83,13 @@ class ChatUser:
         return selected
 
     def wait_conversation(self, conv: str, timeout_ms: int = UI_TIMEOUT_MS) -> None:
-        self.page.wait_for_selector(f'#conv-list li[data-id="{conv}"]', timeout=timeout_ms)
+        """Wait for ``conv`` in the list; an invitation to it (joining is the user's decision) is
+        accepted on the way, as a user would."""
+        listed, invited = f'#conv-list li[data-id="{conv}"]', f'#invitations li[data-conv="{conv}"]'
+        self.page.wait_for_selector(f"{listed}, {invited}", timeout=timeout_ms)
+        if self.page.locator(listed).count() == 0:
+            self.page.click(f"{invited} button.accept-invitation")
+        self.page.wait_for_selector(listed, timeout=timeout_ms)
 
     def select(self, conv: str) -> None:
         self.wait_conversation(conv)
@@ -149,6 +155,13 @@ class ChatUser:
             }""",
             text,
         )
+        # The sender line is "label · account" (a device label is free text: shown beside the
+        # verified account, never instead of it): "sender" is the label, "account" the short id.
+        line = found["sender"]
+        found["sender_line"] = line
+        if " · " in line:
+            found["sender"], found["account"] = line.split(" · ", 1)
+            assert found["user"].startswith(found["account"].split("…")[0]), line
         return found
 
     @classmethod
@@ -223,7 +236,7 @@ def cli_wait(server_url: str, state: Path, expect: str, timeout: float = 60) -> 
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while True:
-        seen += cli(server_url, state, "sync").splitlines()
+        seen += cli(server_url, state, "sync", "--auto-join").splitlines()  # the CLI user joins what it is invited to
         if any(expect in line for line in seen):
             return seen
         assert time.monotonic() < deadline, f"{expect!r} never came; saw {seen}"

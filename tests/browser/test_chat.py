@@ -58,6 +58,7 @@ def test_two_users_chat_rename_and_remove(pair: tuple[ChatUser, ChatUser]) -> No
     alice.send("hello bob")
     got = bob.wait_message("hello bob")
     assert got["sender"] == "alice" and not got["own"] and got["user"] == alice.user_id
+    assert got["account"] == alice.user_id[:8] + "…"  # the label is shown beside the verified account
     assert got["time"]  # a clock time is shown
     bob.send("hi alice, what time?")
     assert alice.wait_message("hi alice, what time?")["sender"] == "bob"
@@ -265,7 +266,8 @@ def test_link_a_cli_device_then_revoke_it(pair: tuple[ChatUser, ChatUser], serve
     assert f"{conv} {alice.user_id}: to both of my devices" in lines
     cli(server_url, laptop, "send", conv, "alice from the terminal")
     bob.wait_message("alice from the terminal")
-    assert alice.wait_message("alice from the terminal")["sender"] == "alice-cli (you, other device)"
+    got = alice.wait_message("alice from the terminal")
+    assert got["sender"] == "alice-cli" and got["sender_line"].endswith("(you, other device)")
 
     # Revoked from the browser: out of the chat, refused by the server.
     page.click(f'#devices li.device[data-device="{laptop_device}"] button.revoke-device')
@@ -343,7 +345,8 @@ def test_link_a_second_browser_which_gets_the_history(
         laptop.select(conv)
         laptop.wait_message("bob too")
         assert laptop.shown_texts() == ["said before the laptop existed", "bob too"]
-        assert laptop.wait_message("said before the laptop existed")["sender"] == "alice (you, other device)"
+        got = laptop.wait_message("said before the laptop existed")
+        assert got["sender"] == "alice" and got["sender_line"].endswith("(you, other device)")
         # And it is a full member now.
         bob.send("hello laptop")
         laptop.wait_message("hello laptop")

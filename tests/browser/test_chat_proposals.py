@@ -26,7 +26,7 @@ import pytest
 from chatui import ChatUser
 from ping_core.clock import Hlc
 from ping_core.device import LocalDevice
-from ping_core.identity import Identity
+from ping_core.identity import Identity, credential_identity
 from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.mls.crypto import default_provider
@@ -56,7 +56,9 @@ class EngineMember:
         self.identity = Identity.generate()
         self.local = LocalDevice.generate(self.identity.user_id, "dave", _now())
         self.signer = Signer(
-            Credential.basic(self.identity.user_id.value), self.local.signing_secret, self.local.signing_public_key
+            Credential.basic(credential_identity(self.identity.device_binding(self.local.device_id))),
+            self.local.signing_secret,
+            self.local.signing_public_key,
         )
         self.bundle = generate_key_package(crypto, self.signer)
         self.group: Group | None = None
@@ -180,7 +182,8 @@ def test_messages_decrypted_by_a_send_appear_after_a_reload(
     conv = alice.create_conversation("race")
     alice.invite(bob.user_id)
     alice.invite(dave.user_hex)
-    bob.call("sync")  # joins (both adds are in his Welcome's epoch or after it)
+    bob.call("sync")  # gets the invitation (both adds are in his Welcome's epoch or after it)
+    bob.call("invitation.accept", {"conv": conv})
     dave.join()
     assert _epoch(bob, conv) == _epoch(alice, conv) == 2
 

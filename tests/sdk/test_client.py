@@ -381,7 +381,8 @@ async def test_set_conversation_name_and_clear_it() -> None:
 
 async def test_admit_device_to_chats_outcomes() -> None:
     w = World()
-    a, b, c = await w.device("alice"), await w.device("bob"), await w.device("carol")
+    a, b = await w.device("alice"), await w.device("bob")
+    c = await w.device("alice-tablet", a.identity)  # a new device of alice's account
     chat1 = await pair(w, a, b)
     chat2 = await a.client.create_conversation("two", NOW)
     dg = ConversationId.device_group(a.identity.user_id)
@@ -403,6 +404,10 @@ async def test_admit_device_to_chats_outcomes() -> None:
     await converse(chat1, [a, b, c])
     with pytest.raises(InvalidInput):
         await a.client.admit_device_to_chats("c", [], NOW)  # type: ignore[arg-type]
+    # A device of another account is never admitted as alice's.
+    d = await w.device("dave")
+    other = await a.client.admit_device_to_chats(d.device_id, [(chat2, await d.claim())], NOW)
+    assert isinstance(other[0].status, AdmitChatStatus.Failed) and isinstance(other[0].status.exception, IdentityError)
 
 
 async def test_concurrent_operations_on_one_conversation_do_not_interleave() -> None:

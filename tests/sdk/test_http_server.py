@@ -18,7 +18,7 @@ import pytest
 
 from ping_core import AdmitChatStatus, ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
-from ping_core.errors import PingError, TransportError
+from ping_core.errors import DeviceRevoked, PingError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId
 from ping_core.link import LinkKeyPair, open_ticket, seal_ticket
@@ -161,7 +161,8 @@ async def test_whole_flow_over_http(server: ServerProcess, devices: dict[str, Ht
     await bob.client.sync_conversations(NOW)
     _agree(chat, [phone, bob])
     await _converse(chat, [phone, bob], b"without the laptop ")
-    assert await laptop.client.sync_conversations(NOW) == []
+    with pytest.raises(DeviceRevoked):  # the server refuses it as revoked, and it is told
+        await laptop.client.sync_conversations(NOW)
     with pytest.raises(PingError):
         await laptop.client.send(chat, b"revoked", NOW)
     await laptop.transport.aclose()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ping_core import cli
 from ping_core.codec import encode_record
-from ping_core.errors import InvalidInput, PingError
+from ping_core.errors import IdentityError, InvalidInput, PingError
 from ping_core.identity import Identity
 from ping_core.ids import DeviceId
 from ping_core.link import (
@@ -28,6 +28,7 @@ from ping_core.link import (
     PendingLink,
     decode_code,
     encode_code,
+    AccountGrant,
     open_grant,
     seal_grant,
 )
@@ -56,7 +57,9 @@ def test_pinned_codes_still_decode_and_encode_the_same() -> None:
     request = LinkRequestCode.decode(PINNED_REQUEST)
     assert request == LinkRequestCode(PENDING.device_id, PENDING.keys.public_key)
     assert request.device_id == DeviceId.from_public_key(default_provider().sign_public(b"\x06" * 32))
-    assert open_grant(PINNED_GRANT, PENDING.keys) == IDENT
+    # A v1 grant (an older Ping: the bare identity export) is read as a grant of the key.
+    old = open_grant(PINNED_GRANT, PENDING.keys, PENDING.device_id)
+    assert old.identity == IDENT and old.account == IDENT and old.binding == IDENT.device_binding(PENDING.device_id)
     # The layouts are the documented ones.
     raw = base64.urlsafe_b64decode(PINNED_REQUEST + "==")
     assert cbor2.loads(raw) == {"v": 1, "device_id": request.device_id.value, "link_public_key": request.link_public_key}
@@ -66,37 +69,53 @@ def test_pinned_codes_still_decode_and_encode_the_same() -> None:
     assert plain == IDENT.export()
 
 
+def _grant(identity: Identity, device: DeviceId, *, key: bool = False) -> AccountGrant:
+    return AccountGrant(identity.device_binding(device), identity if key else None)
+
+
 def test_grant_round_trip_opens_only_for_its_request() -> None:
     pending = PendingLink.new("phone")
+    dev = pending.device_id
     code = pending.request().encode()
     assert "=" not in code and code.isascii()
-    grant = seal_grant(IDENT.export(), LinkRequestCode.decode(code))
-    assert grant != seal_grant(IDENT.export(), pending.request())  # fresh HPKE ephemeral key each time
-    assert open_grant(grant, pending.keys) == IDENT
-    assert open_grant(f"  {grant[:40]}\n{grant[40:]}\n", pending.keys) == IDENT  # a wrapped paste
+    grant = seal_grant(_grant(IDENT, dev), LinkRequestCode.decode(code))
+    assert grant != seal_grant(_grant(IDENT, dev), pending.request())  # fresh HPKE ephemeral key each time
+    opened = open_grant(grant, pending.keys, dev)
+    # By default the new device gets its binding only, never the account key.
+    assert opened.identity is None and opened.account == IDENT.device_binding(dev)
+    assert open_grant(f"  {grant[:40]}\n{grant[40:]}\n", pending.keys, dev) == opened  # a wrapped paste
+    with_key = open_grant(seal_grant(_grant(IDENT, dev, key=True), pending.request()), pending.keys, dev)
+    assert with_key.account == IDENT and "seed" not in repr(with_key) and IDENT.export().hex() not in repr(with_key)
     assert IDENT.export() not in base64.urlsafe_b64decode(grant + "=" * (-len(grant) % 4))
 
     with pytest.raises(InvalidInput, match="not for this device"):
-        open_grant(grant, PendingLink.new("other").keys)
+        open_grant(grant, PendingLink.new("other").keys, dev)
+    with pytest.raises(IdentityError):  # the binding names another device than the one asking
+        open_grant(grant, pending.keys, PendingLink.new("other").device_id)
     for i in (len(grant) // 2, len(grant) - 2):
         flipped = grant[:i] + ("A" if grant[i] != "A" else "B") + grant[i + 1 :]
         with pytest.raises(InvalidInput):
-            open_grant(flipped, pending.keys)
+            open_grant(flipped, pending.keys, dev)
     with pytest.raises(InvalidInput):
-        open_grant(grant, pending)  # type: ignore[arg-type]  # the key pair, not the pending link
+        open_grant(grant, pending, dev)  # type: ignore[arg-type]  # the key pair, not the pending link
 
 
 def test_seal_grant_refusals() -> None:
     request = PENDING.request()
+    grant = _grant(IDENT, PENDING.device_id)
     with pytest.raises(InvalidInput):
-        seal_grant(b"not an identity", request)
+        seal_grant(b"not an identity", request)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         seal_grant(IDENT, request)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
-        seal_grant(IDENT.export(), PINNED_REQUEST)  # type: ignore[arg-type]
+        seal_grant(grant, PINNED_REQUEST)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="another device"):
+        seal_grant(_grant(IDENT, PendingLink.new("x").device_id), request)
+    with pytest.raises(InvalidInput):
+        AccountGrant(grant.binding, Identity.generate())  # the key of another account than the binding's
     low_order = LinkRequestCode(request.device_id, b"\x00" * 32)
     with pytest.raises(InvalidInput, match="not usable"):
-        seal_grant(IDENT.export(), low_order)
+        seal_grant(grant, low_order)
 
 
 def test_bad_codes_are_invalid_input() -> None:
@@ -104,12 +123,12 @@ def test_bad_codes_are_invalid_input() -> None:
         with pytest.raises(InvalidInput, match="not a link request code"):
             LinkRequestCode.decode(bad)
     with pytest.raises(InvalidInput, match="not a grant code"):
-        open_grant("a+b/", PENDING.keys)  # standard base64's alphabet is not ours
+        open_grant("a+b/", PENDING.keys, PENDING.device_id)  # standard base64's alphabet is not ours
     # Right alphabet, wrong record: a grant is not a request and vice versa, nor another version.
     with pytest.raises(InvalidInput):
         LinkRequestCode.decode(PINNED_GRANT)
     with pytest.raises(InvalidInput):
-        open_grant(PINNED_REQUEST, PENDING.keys)
+        open_grant(PINNED_REQUEST, PENDING.keys, PENDING.device_id)
     v2 = encode_code(encode_record(2, {"device_id": bytes(32), "link_public_key": PENDING.keys.public_key}))
     with pytest.raises(InvalidInput):
         LinkRequestCode.decode(v2)
@@ -156,7 +175,7 @@ def test_decoders_only_raise_ping_errors(raw: bytes) -> None:
         encode_code(encode_record(1, {"device_id": raw, "link_public_key": raw})),
         encode_code(encode_record(1, {"enc": raw, "ciphertext": raw})),
     ):
-        for decode in (LinkRequestCode.decode, lambda t: open_grant(t, PENDING.keys)):
+        for decode in (LinkRequestCode.decode, lambda t: open_grant(t, PENDING.keys, PENDING.device_id)):
             try:
                 decode(text)
             except PingError:
@@ -173,4 +192,5 @@ def test_cli_request_code_and_pending_file_are_this_format(tmp_path: Path, capsy
     pending = PendingLink.decode((tmp_path / "link-pending").read_bytes())
     assert pending.request() == request and pending.label == "cli"
     identity = Identity.generate()
-    assert open_grant(seal_grant(identity.export(), request), pending.keys) == identity
+    grant = open_grant(seal_grant(_grant(identity, request.device_id), request), pending.keys, pending.device_id)
+    assert grant.account == identity.device_binding(pending.device_id)

@@ -12,6 +12,7 @@ import pytest
 
 from ping_core.client import PROPOSAL_COMMIT_DELAY_MS
 from ping_core.clock import Hlc
+from ping_core.identity import credential_identity
 from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.mls.crypto import default_provider
@@ -37,7 +38,11 @@ class RawMember:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.signer = Signer(Credential.basic(device.identity.user_id.value), device.local.signing_secret, device.local.signing_public_key)
+        self.signer = Signer(
+            Credential.basic(credential_identity(device.identity.device_binding(device.local.device_id))),
+            device.local.signing_secret,
+            device.local.signing_public_key,
+        )
         self.bundle: KeyPackageBundle = generate_key_package(crypto, self.signer)
         self.group: Group | None = None
         self.cursor = SyncCursor()

@@ -70,7 +70,12 @@ def test_three_users_and_a_linked_device(server: ServerProcess, tmp_path: Path) 
     (chat,) = alice.run("create", "lunch").out
     assert len(chat) == 32
     assert alice.run("invite", chat, bob.user).out == ["invited 1 device"]
-    assert bob.sync() == []
+    # Joining is bob's decision: the invitation waits, shown with alice's verified account.
+    first = bob.run("sync")
+    assert first.out == [] and f"invitation to {chat} lunch from {alice.user} (2 members)" in first.err
+    assert bob.run("invitations").out == [f"invitation to {chat} lunch from {alice.user} (2 members)"]
+    assert bob.run("accept", chat).out == [f"joined {chat}"]
+    assert bob.run("invitations").out == []
     alice.run("send", chat, "hi bob")
     assert bob.sync() == [f"{chat} {alice.user}: hi bob"]
     bob.run("send", chat, "hi alice")
@@ -81,7 +86,7 @@ def test_three_users_and_a_linked_device(server: ServerProcess, tmp_path: Path) 
 
     # Three users.
     alice.run("invite", chat, carol.user)
-    carol.sync()
+    carol.run("sync", "--auto-join")
     carol.run("send", chat, "hello all")
     assert alice.sync() == [f"{chat} {carol.user}: hello all"]
     assert bob.sync() == [f"{chat} {carol.user}: hello all"]
@@ -127,9 +132,20 @@ def test_three_users_and_a_linked_device(server: ServerProcess, tmp_path: Path) 
     assert alice.run("revoke", laptop.device).out[0].startswith("revoked")
     assert alice.run("devices").out == [f"{alice.device} alice-phone (this device)"]
     refused = laptop.run("send", chat, "still here?", ok=False)
-    assert refused.code == 1 and "403" in refused.err
+    assert refused.code == 1 and ("403" in refused.err or "DeviceRevoked" in refused.err)
     carol.run("send", chat, "after the revocation")
     assert alice.sync() == [f"{chat} {carol.user}: after the revocation"]
+
+    # A declined invitation ends the membership the Welcome opened on the server.
+    dave = User(server.url, tmp_path / "dave").init("dave-phone")
+    (other,) = carol.run("create", "carol's").out
+    carol.run("invite", other, dave.user)
+    assert [line.split()[2] for line in dave.run("invitations").out] == [other]
+    assert dave.run("decline", other).out == ["declined"]
+    assert dave.run("invitations").out == [] and dave.run("list").out == [
+        line for line in dave.run("list").out if "(device group)" in line
+    ]
+    assert dave.run("send", other, "let me in", ok=False).code == 1
 
 
 def test_errors_are_one_line(sqlite_server: ServerProcess, tmp_path: Path) -> None:
@@ -187,7 +203,7 @@ def test_watch_prints_news_at_once_not_at_its_interval(sqlite_server: ServerProc
     alice = User(sqlite_server.url, tmp_path / "alice").init("alice")
     bob = User(sqlite_server.url, tmp_path / "bob").init("bob")
     watch = subprocess.Popen(
-        bob.args("watch", "--interval", "30"), cwd=ROOT, env=bob.env(),
+        bob.args("watch", "--interval", "30", "--auto-join"), cwd=ROOT, env=bob.env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     out: queue.Queue[str] = queue.Queue()
