@@ -233,6 +233,7 @@ class Api:
         r.add("GET", "/conversations/{cid}/messages", self.fetch_messages)
         r.add("POST", "/conversations/{cid}/welcomes", self.post_welcome)
         r.add("POST", "/conversations/{cid}/leave", self.leave_conversation)
+        r.add("GET", "/conversations/{cid}/group-info", self.fetch_group_info)
         r.add("GET", "/welcomes", self.fetch_welcomes)
         r.add("POST", "/welcomes/ack", self.ack_welcomes)
         r.add("POST", "/watch", self.watch)
@@ -329,7 +330,7 @@ class Api:
 
         def txn(tx: Tx) -> _Done[_T] | _Refused:
             caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
-            return _guarded(tx, lambda: op(tx, caller))
+            return _guarded(tx, lambda: delivery.as_caller(tx, caller, op))
 
         try:
             return _settle(await self.run(txn))
@@ -477,7 +478,7 @@ class Api:
     # -- conversation logs ----------------------------------------------------------
 
     async def post_message(self, request: Request) -> Reply:
-        auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
+        auth, body = await self._authenticate(request, wire.MAX_MESSAGE_POST_BODY)
         cid = _conversation_id(request.params[0])
         _no_query(request)
         posted = _parse(wire.decode_post_message, body)
@@ -488,7 +489,9 @@ class Api:
         removes = list(dict.fromkeys(posted.removes))
         now, limits = self._clock_ms(), self.limits
         seq = await self._call(
-            request, auth, lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, limits, posted.stored)
+            request,
+            auth,
+            lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, limits, posted.stored, posted.group_info),
         )
         self.notifier.notify(cid.value)
         return _cbor(wire.encode_seq(seq))
@@ -520,7 +523,7 @@ class Api:
 
                 def again(tx: Tx) -> tuple[list[bytes], bool]:
                     delivery.check_caller(tx, caller)
-                    return read(tx, caller)
+                    return delivery.as_caller(tx, caller, read)
 
                 stored, more = await self.run(again)
         finally:
@@ -570,6 +573,17 @@ class Api:
         self.notifier.notify(cid.value)
         self.notifier.notify(delivery.inbox_key(auth.device_id))
         return _NO_CONTENT
+
+    async def fetch_group_info(self, request: Request) -> Reply:
+        """``GET /conversations/{cid}/group-info``: the verified conversation's latest GroupInfo
+        (members only, 403); 404 ``not_found`` when it is not verified."""
+        auth, _ = await self._authenticate(request, 0)
+        cid = _conversation_id(request.params[0])
+        _no_query(request)
+        info = await self._call(request, auth, lambda tx, caller: delivery.group_info(tx, caller, cid))
+        if info is None:
+            raise ApiError(404, "not_found", "the conversation is not verified (no GroupInfo was uploaded)")
+        return _cbor(wire.encode_group_info(info))
 
     async def fetch_welcomes(self, request: Request) -> Reply:
         auth, _ = await self._authenticate(request, 0)

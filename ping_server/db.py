@@ -38,7 +38,7 @@ __all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase",
 _T = TypeVar("_T")
 Params = Sequence[Any]
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 # Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
 # Counters kept in the same transaction as the rows they count (never summed per request):
@@ -106,6 +106,10 @@ CREATE TABLE IF NOT EXISTS welcomes (
     PRIMARY KEY (device_id, seq)
 ){norowid};
 CREATE INDEX IF NOT EXISTS welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
+CREATE TABLE IF NOT EXISTS public_groups (
+    conversation_id {blob} PRIMARY KEY, epoch BIGINT NOT NULL, state {blob} NOT NULL, group_info {blob} NOT NULL,
+    welcome_to {blob} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS nonces (
     ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
 ){norowid};
@@ -177,9 +181,20 @@ ALTER TABLE devices ADD COLUMN revocation_seq BIGINT;
 CREATE INDEX devices_revocations ON devices (user_id, revocation_seq) WHERE revocation IS NOT NULL
 """
 
+# Schema 4 -> 5: verified conversations (ping_core.transport.handshake): the public group state,
+# the latest GroupInfo and the devices the latest Commit added. Existing conversations have no
+# row: they keep the routing rules until a Commit brings a GroupInfo.
+_MIGRATE_4_TO_5 = """
+CREATE TABLE public_groups (
+    conversation_id {blob} PRIMARY KEY, epoch BIGINT NOT NULL, state {blob} NOT NULL, group_info {blob} NOT NULL,
+    welcome_to {blob} NOT NULL
+)
+"""
+
 # Tables that hold the service's data (the nonce table is authentication bookkeeping).
 DATA_TABLES = (
     "accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes", "welcome_payloads", "kp_claims",
+    "public_groups",
 )
 
 
@@ -723,7 +738,7 @@ def _statements(script: str, dialect: Dialect) -> list[str]:
 
 def _create_schema(tx: Tx) -> None:
     """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``
-    (1 -> 2 -> 3 -> 4, in this one transaction); a newer one is refused."""
+    (1 -> 2 -> 3 -> 4 -> 5, in this one transaction); a newer one is refused."""
     d = tx.dialect
     if d.name == "postgres":
         # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
@@ -735,7 +750,7 @@ def _create_schema(tx: Tx) -> None:
         for stmt in _statements(_SCHEMA, d):
             tx.execute(stmt)
         tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    elif version in ("1", "2", "3"):
+    elif version in ("1", "2", "3", "4"):
         if version == "1":
             for stmt in _statements(_MIGRATE_1_TO_2, d):
                 tx.execute(stmt)
@@ -746,7 +761,10 @@ def _create_schema(tx: Tx) -> None:
             tx.execute("DROP TABLE welcomes_v2")
             for stmt in _statements(_MIGRATE_2_TO_3_COUNTS, d):
                 tx.execute(stmt)
-        for stmt in _statements(_MIGRATE_3_TO_4, d):
+        if version in ("1", "2", "3"):
+            for stmt in _statements(_MIGRATE_3_TO_4, d):
+                tx.execute(stmt)
+        for stmt in _statements(_MIGRATE_4_TO_5, d):
             tx.execute(stmt)
         tx.execute("UPDATE ping_meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
     elif version != SCHEMA_VERSION:

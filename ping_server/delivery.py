@@ -21,9 +21,10 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ping_core.device import DeviceInfo
-from ping_core.errors import IdentityError
+from ping_core.errors import IdentityError, TransportError
 from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
@@ -37,10 +38,13 @@ from ping_core.transport.base import (
     revocation_refusal,
     within,
 )
+from ping_core.transport.handshake import CheckedCommit, check_commit, check_proposal, decode_devices, encode_devices
 from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE, restamp_seq
 
 from .app import ApiError
 from .db import Tx
+
+_V = TypeVar("_V")
 
 __all__ = [
     "Caller",
@@ -61,7 +65,10 @@ __all__ = [
     "fetch_welcomes",
     "ack_welcomes",
     "leave",
+    "group_info",
     "watch",
+    "as_caller",
+    "check_caller",
     "inbox_key",
     "device_key",
     "prune_nonces",
@@ -506,6 +513,21 @@ def _log_room(conv: _Conv, size: int, limits: DeliveryLimits) -> None:
         raise _quota(f"the conversation's log holds {conv.bytes} bytes; {size} more exceed its quota of {limits.conversation_bytes}")
 
 
+def _public_group(tx: Tx, conversation_id: ConversationId) -> tuple[bytes, frozenset[DeviceId]] | None:
+    """A verified conversation's public group state and the devices its latest Commit added
+    (None: not verified). Read under the conversation row's lock."""
+    row = tx.one("SELECT state, welcome_to FROM public_groups WHERE conversation_id = ?", (conversation_id.value,))
+    return None if row is None else (bytes(row[0]), decode_devices(bytes(row[1])))
+
+
+def _checked(verify: Callable[[], _V]) -> _V:
+    """``verify()``, its ``TransportError`` (``ping_core.transport.handshake``) refused as an ApiError."""
+    try:
+        return verify()
+    except TransportError as exc:
+        raise ApiError(exc.status or 400, exc.code or "invalid_request", str(exc)) from None
+
+
 def append(
     tx: Tx,
     caller: Caller,
@@ -514,26 +536,44 @@ def append(
     now_ms: int,
     limits: DeliveryLimits,
     encode: Callable[[int], bytes] | None = None,
+    group_info: bytes | None = None,
 ) -> int:
     """Append an Application, Commit or Proposal envelope; the server-assigned seq. The removed
     devices' memberships end at this Commit (they may still read up to it). ``encode(seq)`` gives
-    the envelope's encoding with that seq (default ``env.with_seq(seq).encode()``). Quotas (413)
-    come after the membership and epoch checks."""
+    the envelope's encoding with that seq (default ``env.with_seq(seq).encode()``).
+
+    A Commit that brings ``group_info``, or any Commit or Proposal of a verified conversation, is
+    verified (``ping_core.transport.handshake``, after the epoch check: 400 ``invalid_commit`` /
+    ``invalid_proposal``; in the transaction, under the conversation's lock); an accepted one
+    stores the new public state, and a Commit's removed leaves end their devices' memberships
+    (instead of the declared ``removes``). Quotas (413) come after the membership, epoch and
+    handshake checks."""
     if env.sender_device != caller.device_id:
         raise _forbidden("sender_device is not the authenticated device")
     if env.kind is MessageKind.WELCOME:
         raise _invalid("a Welcome goes to /conversations/{id}/welcomes")
-    if removes and env.kind is not MessageKind.COMMIT:
-        raise _invalid("removals ride only on a Commit")
+    if (removes or group_info is not None) and env.kind is not MessageKind.COMMIT:
+        raise _invalid("removals and a GroupInfo ride only on a Commit")
     cid = env.conversation_id
     conv = _conversation(tx, cid)
     pending = _check_member(tx, caller, cid, conv is not None)
     epoch = None if conv is None else conv.epoch
+    public = None if conv is None else _public_group(tx, cid)
+    checked: CheckedCommit | None = None
+    state = None if public is None else public[0]
     if env.kind is MessageKind.COMMIT:
         if epoch is not None and env.epoch != epoch:
             raise ApiError(409, "epoch_advanced", f"commit for epoch {env.epoch}, conversation is at {epoch}")
         if env.epoch > MAX_EPOCH:
             raise _invalid("epoch out of range")
+        checked = _checked(lambda: check_commit(state, cid, caller.device_id, env.epoch, env.payload, group_info))
+        if checked is not None:
+            removes = list(checked.removed)
+    elif env.kind is MessageKind.PROPOSAL and state is not None:
+        if env.epoch != epoch:
+            raise ApiError(409, "epoch_advanced", f"proposal for epoch {env.epoch}, conversation is at {epoch}")
+        proposed = state
+        state = _checked(lambda: check_proposal(proposed, env.payload))
     make = (lambda seq: env.with_seq(seq).encode()) if encode is None else encode
     data = make((conv or _NEW_CONV).next_seq)
     _log_room(conv or _NEW_CONV, len(data), limits)
@@ -555,6 +595,15 @@ def append(
         "INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (cid.value, seq, len(data), data)
     )
     _charge(tx, caller.user_id.value, len(data))
+    if checked is not None:
+        tx.execute(
+            "INSERT INTO public_groups (conversation_id, epoch, state, group_info, welcome_to) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (conversation_id) DO UPDATE SET epoch = excluded.epoch, state = excluded.state,"
+            " group_info = excluded.group_info, welcome_to = excluded.welcome_to",
+            (cid.value, checked.epoch, checked.state, checked.group_info, encode_devices(checked.added)),
+        )
+    elif public is not None and state is not public[0]:
+        tx.execute("UPDATE public_groups SET state = ? WHERE conversation_id = ?", (state, cid.value))
     if removes and not cid.is_device_group_id:
         tx.executemany(
             "UPDATE members SET end_seq = ? WHERE conversation_id = ? AND device_id = ? AND end_seq IS NULL",
@@ -622,6 +671,18 @@ def check_caller(tx: Tx, caller: Caller) -> None:
         raise _revoked()
 
 
+def as_caller(tx: Tx, caller: Caller, op: Callable[[Tx, Caller], _V]) -> _V:
+    """``op(tx, caller)``; when it refuses with a 403, the caller is checked again first, so a
+    device revoked while its request ran is refused ``device_revoked``, never ``forbidden`` (on
+    PostgreSQL a revocation may commit between the caller check and the operation's reads)."""
+    try:
+        return op(tx, caller)
+    except ApiError as exc:
+        if exc.status == 403:
+            check_caller(tx, caller)
+        raise
+
+
 def _related(tx: Tx, sender_devices: Sequence[bytes], recipient_user: bytes) -> bool:
     """Whether a device of the recipient's account and one of ``sender_devices`` are both current,
     consented members of one conversation (primary-key probes per membership of the recipient)."""
@@ -664,6 +725,7 @@ def post_welcome(
     cid = env.conversation_id
     conv = _conversation(tx, cid)
     pending = _check_member(tx, caller, cid, conv is not None)
+    public = None if conv is None else _public_group(tx, cid)
     # Lock recipients in one global order (no deadlock between concurrent Welcomes), check in the given order.
     found: dict[DeviceId, tuple[bytes, bool, int, int, int, int, int]] = {}
     for device_id in sorted(set(recipients)):
@@ -686,6 +748,8 @@ def post_welcome(
         user, _, seq, count, held, strangers, stranger_bytes = entry
         if cid.is_device_group_id and ConversationId.device_group(UserId(user)) != cid:
             raise _forbidden("a device group admits its owner's devices only")
+        if public is not None and device_id not in public[1]:
+            raise _forbidden("a Welcome of a verified conversation goes only to devices the latest Commit added")
         size = base + _uint_len(seq)
         if not within(limits.inbox_entries, count + 1) or not within(limits.inbox_bytes, held + size):
             raise ApiError(409, "inbox_full", "a recipient's Welcome inbox is full (it must acknowledge its Welcomes)")
@@ -851,6 +915,15 @@ def leave(tx: Tx, caller: Caller, conversation_id: ConversationId) -> None:
         "DELETE FROM members WHERE conversation_id = ? AND device_id = ?", (conversation_id.value, caller.device_id.value)
     ):
         tx.appended(conversation_id.value)  # its watches of the conversation now see it forbidden
+
+
+def group_info(tx: Tx, caller: Caller, conversation_id: ConversationId) -> bytes | None:
+    """The GroupInfo of a verified conversation's current epoch (None: not verified, or no such
+    conversation); 403 unless the caller is a current member (its owner's device for a DeviceGroup)."""
+    exists = tx.one("SELECT 1 FROM conversations WHERE conversation_id = ?", (conversation_id.value,)) is not None
+    _check_member(tx, caller, conversation_id, exists)
+    row = tx.one("SELECT group_info FROM public_groups WHERE conversation_id = ?", (conversation_id.value,))
+    return None if row is None else bytes(row[0])
 
 
 def verify_registration(info: DeviceInfo, binding: DeviceBinding) -> None:

@@ -32,6 +32,10 @@ membership from routing, never from payloads:
   nothing after it (403 once its cursor is at the Commit); it may not post;
 * a revoked device loses every membership (a revocation is the account key's signed
   :class:`~ping_core.identity.DeviceRevocation`, see :meth:`Transport.revoke_device_remote`);
+* a *verified* conversation (its Commits bring GroupInfos, its handshake messages are MLS
+  PublicMessages: :meth:`Transport.set_next_commit_group_info`, ``ping_core.transport.handshake``)
+  is followed by the service: a Commit removing a leaf ends that device's membership, and
+  Welcomes go only to the devices the latest Commit added;
 * a user's DeviceGroup (id ``FF DC || SHA-256(user_id)[:14]``) has implicit
   membership: exactly that user's non-revoked devices. Nobody else may create,
   read, post to or be welcomed into it.
@@ -53,7 +57,9 @@ test of "the server did not apply it"; callers never parse message text.
 Codes the server uses: ``invalid_request`` 400, ``unauthorized`` 401,
 ``device_revoked`` 403 (:data:`DEVICE_REVOKED`: the calling device is revoked, on every
 method, registration included), ``forbidden`` 403 (e.g. a non-member), ``not_found`` 404,
-``epoch_advanced`` 409, ``conflict`` 409, ``inbox_full`` 409 (a Welcome
+``epoch_advanced`` 409, ``invalid_commit`` / ``invalid_proposal`` 400 (a verified
+conversation's handshake message that does not verify, see
+:meth:`Transport.set_next_commit_group_info`), ``conflict`` 409, ``inbox_full`` 409 (a Welcome
 recipient's inbox holds ``MAX_INBOX_ENTRIES`` / ``MAX_INBOX_BYTES`` already),
 ``invite_limit`` 409 (too many unacknowledged Welcomes from accounts the
 recipient has no relation with, see :class:`DeliveryLimits`), ``too_large`` 413,
@@ -81,7 +87,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ping_core.device import DeviceInfo
-from ping_core.errors import IdentityError, TransportError
+from ping_core.errors import IdentityError, InvalidInput, TransportError
 from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope
@@ -116,6 +122,8 @@ __all__ = [
     "MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE",
     "within",
     "ERROR_CODES",
+    "INVALID_COMMIT",
+    "INVALID_PROPOSAL",
     "unique_devices",
     "revocation_refusal",
     "PendingRouting",
@@ -158,6 +166,9 @@ MAX_KEY_PACKAGE_CLAIMS_PER_CLAIMER = 4
 MAX_KEY_PACKAGE_CLAIMS_PER_DEVICE = 16
 # The largest epoch a Commit may carry: the next epoch must fit a signed 64-bit column.
 MAX_EPOCH = (1 << 63) - 2
+# A Commit / Proposal a verified conversation refuses (400; ``ping_core.transport.handshake``).
+INVALID_COMMIT = "invalid_commit"
+INVALID_PROPOSAL = "invalid_proposal"
 # The code of every refusal of a revoked device's request (403), distinct from other ``forbidden``s.
 DEVICE_REVOKED = "device_revoked"
 # The codes a delivery service puts in ``TransportError.code`` (see module docstring).
@@ -166,6 +177,8 @@ ERROR_CODES = frozenset(
         "invalid_request",
         "unauthorized",
         DEVICE_REVOKED,
+        INVALID_COMMIT,
+        INVALID_PROPOSAL,
         "forbidden",
         "not_found",
         "epoch_advanced",
@@ -209,11 +222,12 @@ class PendingRouting:
     """What a transport remembers between ``set_next_welcome_recipients`` /
     ``set_next_commit_removals`` and the send that uses it (the rules of those two methods)."""
 
-    __slots__ = ("_welcome", "_removals")
+    __slots__ = ("_welcome", "_removals", "_group_info")
 
     def __init__(self) -> None:
         self._welcome: dict[ConversationId, list[DeviceId]] = {}
         self._removals: dict[ConversationId, list[DeviceId]] = {}
+        self._group_info: dict[ConversationId, bytes] = {}
 
     def set_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
         self._welcome[conversation_id] = unique_devices(list(device_ids), "Welcome recipients")
@@ -236,6 +250,18 @@ class PendingRouting:
     def take_commit_removals(self, conversation_id: ConversationId) -> list[DeviceId]:
         """The declared removals, consumed by this Commit send whatever its outcome."""
         return self._removals.pop(conversation_id, [])
+
+    def set_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
+        if group_info is None:
+            self._group_info.pop(conversation_id, None)
+        elif type(group_info) is not bytes:
+            raise InvalidInput("a GroupInfo is bytes")
+        else:
+            self._group_info[conversation_id] = group_info
+
+    def take_commit_group_info(self, conversation_id: ConversationId) -> bytes | None:
+        """The GroupInfo for the next Commit, consumed by this Commit send whatever its outcome."""
+        return self._group_info.pop(conversation_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +443,30 @@ class Transport(Protocol):
         Commit (call it again before re-sending). May be a no-op (then removed devices keep
         reading ciphertext they cannot decrypt until they are revoked).
         """
+        ...
+
+    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
+        """Send ``group_info`` (MLSMessage bytes: the GroupInfo of the epoch the Commit starts, with
+        its ratchet tree) with the next Commit sent for ``conversation_id`` (None clears it); the
+        next Commit send consumes it whatever its outcome, as :meth:`set_next_commit_removals`.
+
+        A conversation whose Commits bring GroupInfos is *verified* by the service
+        (``ping_core.transport.handshake``): from the first such Commit on (the bootstrap) every
+        Commit must be a current member's valid MLS PublicMessage commit for the current epoch,
+        signed by the sending device's leaf, and bring the new epoch's GroupInfo, else 400
+        ``invalid_commit`` (409 ``epoch_advanced`` first for another epoch); Proposals must be
+        valid PublicMessage proposals of the current epoch (409 ``epoch_advanced`` /
+        400 ``invalid_proposal``); the devices whose leaves a Commit removes stop being members at
+        it (declared removals are not needed there); a Welcome goes only to devices the latest
+        Commit added (403 ``forbidden``). A conversation never sent a GroupInfo keeps the
+        routing rules alone.
+        """
+        ...
+
+    async def fetch_group_info(self, conversation_id: ConversationId) -> bytes | None:
+        """The GroupInfo of the verified conversation's current epoch, as its latest Commit brought
+        it (for a member to rejoin by external commit); None when the conversation is not verified
+        (or does not exist). Members only (403 ``forbidden``, a removed device too)."""
         ...
 
     # -- directory: devices ----------------------------------------------

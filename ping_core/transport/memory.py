@@ -56,6 +56,7 @@ from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
+from .handshake import CheckedCommit, check_commit, check_proposal
 from .base import (
     MAX_CLAIM_COUNT,
     MAX_EPOCH,
@@ -115,6 +116,11 @@ class _Log:
     # Devices removed by a Commit -> that Commit's seq (they read up to it); cleared by a new Welcome.
     removed: dict[DeviceId, int] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced on each append
+    # A verified conversation (``handshake``): its public group state, the latest GroupInfo, and
+    # the devices the latest Commit added (the only Welcome recipients).
+    public: bytes | None = None
+    group_info: bytes | None = None
+    welcome_to: frozenset[DeviceId] = frozenset()
 
 
 @dataclass
@@ -364,7 +370,9 @@ class MemoryDeliveryService:
         if not within(self.limits.conversation_bytes, held + size):
             raise self._quota("over the conversation's storage quota")
 
-    async def _send(self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None, removes: list[DeviceId]) -> int:
+    async def _send(
+        self, caller: DeviceId, data: bytes, welcome_to: list[DeviceId] | None, removes: list[DeviceId], group_info: bytes | None = None
+    ) -> int:
         env = MessageEnvelope.decode(data)
         fault = await self._enter("send", caller, kind=env.kind, conversation=env.conversation_id)
         if env.sender_device != caller:
@@ -373,10 +381,12 @@ class MemoryDeliveryService:
             self._welcome(caller, env, welcome_to or [])
             self._after(fault)
             return 0
-        if removes and env.kind is not MessageKind.COMMIT:
-            raise TransportError("removals ride only on a Commit", status=400, code="invalid_request")
+        if (removes or group_info is not None) and env.kind is not MessageKind.COMMIT:
+            raise TransportError("removals and a GroupInfo ride only on a Commit", status=400, code="invalid_request")
         log = self._admit(caller, env.conversation_id)
         next_epoch = None if log is None else log.epoch
+        public = None if log is None else log.public
+        checked: CheckedCommit | None = None
         if env.kind is MessageKind.COMMIT:
             if next_epoch is not None and env.epoch != next_epoch:
                 raise TransportError(
@@ -385,6 +395,13 @@ class MemoryDeliveryService:
             if env.epoch > MAX_EPOCH:
                 raise TransportError("epoch out of range", status=400, code="invalid_request")
             next_epoch = env.epoch + 1
+            checked = check_commit(public, env.conversation_id, caller, env.epoch, env.payload, group_info)
+            if checked is not None:
+                public, removes = checked.state, list(checked.removed)
+        elif env.kind is MessageKind.PROPOSAL and public is not None:
+            if env.epoch != next_epoch:
+                raise TransportError(f"proposal for epoch {env.epoch}, conversation is at {next_epoch}", status=409, code="epoch_advanced")
+            public = check_proposal(public, env.payload)
         seq = 1 if log is None else len(log.entries) + 1
         stored = env.with_seq(seq).encode()
         self._log_room(log, len(stored))
@@ -394,6 +411,9 @@ class MemoryDeliveryService:
         if log is None:
             log = self._create(caller, env.conversation_id)
         log.epoch = next_epoch
+        log.public = public
+        if checked is not None:
+            log.group_info, log.welcome_to = checked.group_info, checked.added
         if not env.conversation_id.is_device_group_id:
             for device_id in removes:
                 if device_id in log.members:
@@ -434,6 +454,8 @@ class MemoryDeliveryService:
                 raise TransportError("unknown or revoked Welcome recipient", status=404, code="not_found")
             if env.conversation_id.is_device_group_id and not self._owns(dev, env.conversation_id):
                 raise TransportError("a device group admits its owner's devices only", status=403, code="forbidden")
+            if log is not None and log.public is not None and device_id not in log.welcome_to:
+                raise TransportError("a Welcome goes only to devices the latest Commit added", status=403, code="forbidden")
             data = env.with_seq(dev.inbox_next).encode()
             if not within(limits.inbox_entries, len(dev.inbox) + 1) or not within(
                 limits.inbox_bytes, sum(len(i.data) for i in dev.inbox) + len(data)
@@ -752,6 +774,15 @@ class MemoryDeliveryService:
             self._drop_inbox(dev, lambda item: item.seq <= up_to_seq)
         self._after(fault)
 
+    async def _group_info(self, caller: DeviceId, conversation_id: ConversationId) -> bytes | None:
+        if not isinstance(conversation_id, ConversationId):
+            raise InvalidInput("fetch_group_info needs a ConversationId")
+        fault = await self._enter("fetch_group_info", caller, conversation=conversation_id)
+        log = self._admit(caller, conversation_id)
+        out = None if log is None else log.group_info
+        self._after(fault)
+        return out
+
     async def _leave(self, caller: DeviceId, conversation_id: ConversationId) -> None:
         if not isinstance(conversation_id, ConversationId):
             raise InvalidInput("leave_conversation needs a ConversationId")
@@ -796,11 +827,13 @@ class MemoryTransport:
             raise InvalidInput("send needs a MessageEnvelope")
         recipients = None
         removes: list[DeviceId] = []
+        group_info = None
         if envelope.kind is MessageKind.WELCOME:
             recipients = self._pending.welcome_recipients(envelope.conversation_id)
         elif envelope.kind is MessageKind.COMMIT:
             removes = self._pending.take_commit_removals(envelope.conversation_id)
-        seq = await self.service._send(self.device_id, envelope.encode(), recipients, removes)
+            group_info = self._pending.take_commit_group_info(envelope.conversation_id)
+        seq = await self.service._send(self.device_id, envelope.encode(), recipients, removes, group_info)
         if recipients is not None:
             self._pending.welcome_delivered(envelope.conversation_id)
         return seq
@@ -820,6 +853,12 @@ class MemoryTransport:
 
     async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
         self._pending.set_commit_removals(conversation_id, device_ids)
+
+    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
+        self._pending.set_commit_group_info(conversation_id, group_info)
+
+    async def fetch_group_info(self, conversation_id: ConversationId) -> bytes | None:
+        return await self.service._group_info(self.device_id, conversation_id)
 
     async def register_device(self, info: DeviceInfo, binding: DeviceBinding) -> None:
         await self.service._register(self.device_id, DeviceInfo.decode(info.encode()), DeviceBinding.decode(binding.encode()))

@@ -157,9 +157,11 @@ class RemoteTransport:
             self._pending.welcome_delivered(cid)
             return 0
         removes: list[DeviceId] = []
+        group_info = None
         if envelope.kind is MessageKind.COMMIT:
             removes = self._pending.take_commit_removals(cid)
-        resp = await self._request(wire.post_message_request(envelope, removes))
+            group_info = self._pending.take_commit_group_info(cid)
+        resp = await self._request(wire.post_message_request(envelope, removes, group_info))
         seq = self._decode(resp, wire.decode_seq, "send")
         if seq < 1:
             raise TransportError("malformed send response: seq 0", status=resp.status)
@@ -200,6 +202,20 @@ class RemoteTransport:
 
     async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
         self._pending.set_commit_removals(conversation_id, device_ids)
+
+    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
+        self._pending.set_commit_group_info(conversation_id, group_info)
+
+    async def fetch_group_info(self, conversation_id: ConversationId) -> bytes | None:
+        if not isinstance(conversation_id, ConversationId):
+            raise InvalidInput("fetch_group_info needs a ConversationId")
+        try:
+            resp = await self._request(wire.group_info_request(conversation_id))
+        except TransportError as exc:
+            if exc.status == 404:  # not verified (or a server before verified conversations)
+                return None
+            raise
+        return self._decode(resp, wire.decode_group_info, "fetch_group_info")
 
     # -- directory: devices -------------------------------------------------
 

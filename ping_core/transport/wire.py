@@ -48,6 +48,7 @@ from ping_core.message import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, MessageEnvelo
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.sync import SyncCursor
 
+from .handshake import MAX_GROUP_INFO_LEN
 from .base import (
     MAX_CLAIM_COUNT,
     MAX_DEVICE_LIST,
@@ -75,6 +76,8 @@ __all__ = [
     "MAX_WELCOME_PAGE",
     "MAX_PUBLISH_BODY",
     "MAX_POST_BODY",
+    "MAX_MESSAGE_POST_BODY",
+    "MAX_GROUP_INFO_LEN",
     "WireRequest",
     "RequestSigner",
     "AuthHeaders",
@@ -110,6 +113,9 @@ __all__ = [
     "decode_claim_device",
     "post_message_request",
     "decode_post_message",
+    "group_info_request",
+    "encode_group_info",
+    "decode_group_info",
     "PostedMessage",
     "encode_seq",
     "decode_seq",
@@ -511,23 +517,31 @@ def decode_claim_device(data: bytes) -> list[bytes]:
 # Conversation logs ------------------------------------------------------
 
 MAX_POST_BODY = MAX_ENVELOPE_SIZE + (MAX_DEVICE_LIST + 1) * (DeviceId.LENGTH + 2) + 64
+# A message post may also carry a Commit's GroupInfo.
+MAX_MESSAGE_POST_BODY = MAX_POST_BODY + MAX_GROUP_INFO_LEN + 16
 
 
-def post_message_request(envelope: MessageEnvelope, removes: list[DeviceId]) -> WireRequest:
-    """``POST /v1/conversations/{id}/messages``: ``{"v": 1, "envelope": MessageEnvelope, "removes": [bstr32, ...]}``
-    -> ``{"v": 1, "seq": uint}``."""
-    body = _record({"envelope": envelope.to_value(), "removes": [d.value for d in removes]})
-    return WireRequest("POST", f"{API_PREFIX}/conversations/{envelope.conversation_id.as_hex()}/messages", body)
+def post_message_request(envelope: MessageEnvelope, removes: list[DeviceId], group_info: bytes | None = None) -> WireRequest:
+    """``POST /v1/conversations/{id}/messages``: ``{"v": 1, "envelope": MessageEnvelope, "removes": [bstr32, ...]
+    [, "group_info": bstr]}`` -> ``{"v": 1, "seq": uint}``. ``group_info`` (a Commit's: the GroupInfo
+    of the epoch it starts, MLSMessage bytes) is sent only when given, so a post without one is
+    exactly what servers before it accept."""
+    fields: dict[str, CborValue] = {"envelope": envelope.to_value(), "removes": [d.value for d in removes]}
+    if group_info is not None:
+        fields["group_info"] = group_info
+    return WireRequest("POST", f"{API_PREFIX}/conversations/{envelope.conversation_id.as_hex()}/messages", _record(fields))
 
 
 @dataclass(frozen=True, slots=True)
 class PostedMessage:
-    """A decoded ``POST .../messages`` body: the envelope, the declared removals, and the envelope's
-    canonical encoding exactly as sent (``raw``, a slice of the body)."""
+    """A decoded ``POST .../messages`` body: the envelope, the declared removals, the Commit's
+    GroupInfo (None: none sent), and the envelope's canonical encoding exactly as sent (``raw``,
+    a slice of the body)."""
 
     envelope: MessageEnvelope
     removes: list[DeviceId]
     raw: bytes
+    group_info: bytes | None = None
 
     def stored(self, seq: int) -> bytes:
         """The envelope's encoding with ``seq``: ``envelope.with_seq(seq).encode()``, made by putting
@@ -547,21 +561,44 @@ class PostedMessage:
 # {"v": 1, "hlc": ...: the first bytes of every envelope's canonical encoding (8 keys).
 _ENVELOPE_HEAD = b"\xa8" + dumps("v") + dumps(ENVELOPE_VERSION) + dumps("hlc")
 _SEQ_KEY = dumps("seq")
-# {"v": 1, "removes": [...], "envelope": {...}}: "envelope" sorts last, so its value ends the body.
-_POST_PREFIX = b"\xa3" + dumps("v") + dumps(1) + dumps("removes")
+# {"v": 1, "removes": [...], "envelope": {...}[, "group_info": bstr]}: "envelope" sorts after
+# "removes", "group_info" after "envelope" (canonical order: by encoded length), so the envelope's
+# bytes run from its key to the end, or to the "group_info" key.
+_POST_KEYS = dumps("v") + dumps(1) + dumps("removes")
 _ENVELOPE_KEY = dumps("envelope")
+_GROUP_INFO_KEY = dumps("group_info")
 
 
 def decode_post_message(data: bytes) -> PostedMessage:
     """Structure only: the server applies the Transport's rules to the values."""
-    rec = _open(data, "PostMessage", ("envelope", "removes"), MAX_POST_BODY)
+    rec = _open(data, "PostMessage", ("envelope", "removes"), MAX_MESSAGE_POST_BODY, optional=("group_info",))
     envelope = MessageEnvelope.from_value(rec["envelope"], "PostMessage.envelope")
     removes = _device_ids(rec["removes"], "PostMessage.removes")
+    group_info = None
+    end = len(data)
+    if "group_info" in rec:
+        group_info = as_bytes(rec["group_info"], "PostMessage.group_info", max_len=MAX_GROUP_INFO_LEN)
+        end -= len(_GROUP_INFO_KEY) + len(_head(2, len(group_info))) + len(group_info)
     # The body is canonical (checked by _open): the envelope's bytes are what follows its key.
-    start = len(_POST_PREFIX) + len(_head(4, len(removes))) + len(removes) * (2 + DeviceId.LENGTH) + len(_ENVELOPE_KEY)
-    if data[start - len(_ENVELOPE_KEY) : start] != _ENVELOPE_KEY:
+    start = 1 + len(_POST_KEYS) + len(_head(4, len(removes))) + len(removes) * (2 + DeviceId.LENGTH) + len(_ENVELOPE_KEY)
+    if data[start - len(_ENVELOPE_KEY) : start] != _ENVELOPE_KEY or (group_info is not None and data[end : end + len(_GROUP_INFO_KEY)] != _GROUP_INFO_KEY):
         raise InvalidInput("PostMessage: unexpected layout")  # cannot happen for a canonical body
-    return PostedMessage(envelope, removes, data[start:])
+    return PostedMessage(envelope, removes, data[start:end], group_info)
+
+
+def group_info_request(conversation_id: ConversationId) -> WireRequest:
+    """``GET /v1/conversations/{id}/group-info`` -> ``{"v": 1, "group_info": bstr}``: the GroupInfo
+    of the conversation's current epoch (members only; 404 when the conversation is not verified)."""
+    return WireRequest("GET", f"{API_PREFIX}/conversations/{conversation_id.as_hex()}/group-info")
+
+
+def encode_group_info(group_info: bytes) -> bytes:
+    return _record({"group_info": group_info})
+
+
+def decode_group_info(data: bytes) -> bytes:
+    rec = _open(data, "GroupInfo", ("group_info",), MAX_GROUP_INFO_LEN + 64)
+    return as_bytes(rec["group_info"], "GroupInfo.group_info", max_len=MAX_GROUP_INFO_LEN)
 
 
 def encode_seq(seq: int) -> bytes:

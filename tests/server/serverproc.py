@@ -9,7 +9,7 @@ from typing import Any
 
 from ping_server.process import spawn, stop
 
-DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes")
+DATA_TABLES = ("accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes", "public_groups")
 
 
 class ServerProcess:

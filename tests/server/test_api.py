@@ -372,7 +372,8 @@ async def test_oversized_body(world: World, inspector: Inspector) -> None:
 
     # Refused from the Content-Length alone, before reading (nothing of the body is sent here).
     for method, path, limit in (
-        ("POST", target, wire.MAX_POST_BODY),
+        ("POST", target, wire.MAX_MESSAGE_POST_BODY),
+        ("POST", f"/v1/conversations/{world.conv.as_hex()}/welcomes", wire.MAX_POST_BODY),
         ("GET", "/v1/welcomes?after=0", 0),
         ("POST", "/v1/welcomes/ack", 64),
         ("POST", "/v1/devices", 4096),
@@ -383,7 +384,7 @@ async def test_oversized_body(world: World, inspector: Inspector) -> None:
     # Chunked (no Content-Length): refused while reading, once past the limit, and the connection
     # closed with the rest of the body unread (so the kernel may reset it before the answer is read).
     chunk = b"\x00" * 65536
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(wire.MAX_POST_BODY // 65536 + 1))
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(wire.MAX_MESSAGE_POST_BODY // 65536 + 1))
     try:
         status, headers, content, closed = await raw_exchange(world.url, head("POST", target, b"", "transfer-encoding: chunked"), chunks)
     except (ConnectionResetError, asyncio.IncompleteReadError, BrokenPipeError):
@@ -616,7 +617,9 @@ async def test_revocation_routes_refuse_and_store_nothing(world: World, inspecto
     try:
         await tl.register_device(laptop.info(1), world.alice.device_binding(laptop.device_id))
         before = inspector.counts()
-        kept = "SELECT COUNT(*) FROM devices WHERE revoked = 1 OR revocation IS NOT NULL"
+        laptop_hex = laptop.device_id.as_hex()
+        match = f"device_id = X'{laptop_hex}'" if not inspector.db.startswith("postgresql://") else f"device_id = '\\x{laptop_hex}'::bytea"
+        kept = f"SELECT COUNT(*) FROM devices WHERE (revoked = 1 OR revocation IS NOT NULL) AND {match}"
         _error(await world.ra.request("DELETE", f"/v1/devices/{laptop.device_id.as_hex()}"), 403, "forbidden")
         target = f"/v1/devices/{laptop.device_id.as_hex()}/revoke"
         good = world.alice.revoke(laptop.device_id)

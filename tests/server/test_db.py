@@ -393,7 +393,7 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             }
 
         got = await database.run(read)
-        assert got["version"] == SCHEMA_VERSION == "4"
+        assert got["version"] == SCHEMA_VERSION == "5"
         assert got["payloads"] == 2
         assert got["conv_bytes"] == sum(map(len, v2.messages))
         assert got["inbox"] == [2, sum(map(len, v2.welcomes)), sum(map(len, v2.kps))]
@@ -407,10 +407,10 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             lambda tx: (tx.one("SELECT COUNT(*) FROM welcome_payloads"), tx.one("SELECT stored_bytes FROM accounts WHERE user_id = ?", (v2.alice,)))
         )
         assert (int(left[0][0]), int(left[1][0])) == (0, 0)
-        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '5' WHERE name = 'schema'"))
+        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '6' WHERE name = 'schema'"))
     finally:
         await database.close()
-    with pytest.raises(DatabaseUnavailable, match="schema 5"):
+    with pytest.raises(DatabaseUnavailable, match="schema 6"):
         open_database(url)
 
 
@@ -520,7 +520,7 @@ def v3_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
 
 
 async def test_schema_3_is_migrated(v3_database: tuple[str, _V3]) -> None:
-    """Opening a schema-3 database migrates it in place to schema 4: devices gain the kept
+    """Opening a schema-3 database migrates it in place (through schema 4): devices gain the kept
     revocation statement (none for the ones revoked before: they stay revoked, refused with
     ``device_revoked``, and never listed); the account's statement can then be kept for such a
     device (revoking it again succeeds) and is listed."""
@@ -538,7 +538,7 @@ async def test_schema_3_is_migrated(v3_database: tuple[str, _V3]) -> None:
             return version, [(int(r[0]), r[1], r[2]) for r in rows], delivery.list_revocations(tx, a, v3.alice.user_id)
 
         version, rows, listed = await database.run(read)
-        assert version == (SCHEMA_VERSION,) == ("4",)
+        assert version == (SCHEMA_VERSION,)
         assert rows == [(0, None, None), (1, None, None)] and listed == []
 
         def as_revoked(tx: Tx) -> str:
@@ -556,4 +556,118 @@ async def test_schema_3_is_migrated(v3_database: tuple[str, _V3]) -> None:
     finally:
         await database.close()
     again = open_database(url)  # opening a migrated database changes nothing
+    await again.close()
+
+
+# The schema as version 4 wrote it (ping_server before verified conversations), with its SQL.
+_SCHEMA_V4 = """
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE accounts (
+    user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL, stored_bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE devices (
+    device_id {blob} PRIMARY KEY,
+    user_id {blob} NOT NULL,
+    reg_seq BIGINT NOT NULL,
+    signing_key {blob} NOT NULL,
+    info {blob} NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1,
+    inbox_next BIGINT NOT NULL DEFAULT 1,
+    inbox_count BIGINT NOT NULL DEFAULT 0,
+    inbox_bytes BIGINT NOT NULL DEFAULT 0,
+    inbox_strangers BIGINT NOT NULL DEFAULT 0,
+    inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_window BIGINT NOT NULL DEFAULT 0,
+    kp_window_claims BIGINT NOT NULL DEFAULT 0,
+    revocation {blob},
+    revocation_seq BIGINT
+);
+CREATE INDEX devices_by_user ON devices (user_id, reg_seq);
+CREATE INDEX devices_revocations ON devices (user_id, revocation_seq) WHERE revocation IS NOT NULL;
+CREATE TABLE key_packages (
+    device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
+);
+CREATE TABLE kp_claims (
+    device_id {blob} NOT NULL, claimer {blob} NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (device_id, claimer)
+){norowid};
+CREATE TABLE conversations (
+    conversation_id {blob} PRIMARY KEY,
+    next_seq BIGINT NOT NULL,
+    epoch BIGINT,
+    created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT, consent INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX members_by_device ON members (device_id);
+CREATE TABLE messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE welcome_payloads (
+    id BIGINT PRIMARY KEY, sender_user {blob} NOT NULL, conversation_id {blob} NOT NULL, refs BIGINT NOT NULL,
+    size BIGINT NOT NULL, envelope {blob} NOT NULL
+);
+CREATE TABLE welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, payload_id BIGINT NOT NULL, size BIGINT NOT NULL,
+    conversation_id {blob} NOT NULL, stranger {blob},
+    PRIMARY KEY (device_id, seq)
+){norowid};
+CREATE INDEX welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
+CREATE TABLE nonces (
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
+){norowid};
+CREATE TABLE ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO ping_meta (name, value) VALUES ('schema', '4');
+INSERT INTO counters (name, value) VALUES ('device', 1);
+INSERT INTO counters (name, value) VALUES ('welcome', 0);
+INSERT INTO counters (name, value) VALUES ('revocation', 0)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v4_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V3]]:
+    """A database that ping_server's schema 4 made (alice's devices as in schema 3, a conversation
+    of device a at epoch 3), as a path or URL."""
+    data = _V3()
+    rows = [*data.rows(), (
+        "INSERT INTO conversations (conversation_id, next_seq, epoch, created_by, created_ms) VALUES (?, 1, 3, ?, 1)",
+        (b"\xcc" * 16, data.a.device_id.value),
+    ), ("INSERT INTO members (conversation_id, device_id) VALUES (?, ?)", (b"\xcc" * 16, data.a.device_id.value))]
+    for url in _old_database(request, tmp_path, "4", _SCHEMA_V4, rows):
+        yield url, data
+
+
+async def test_schema_4_is_migrated(v4_database: tuple[str, _V3]) -> None:
+    """Opening a schema-4 database migrates it in place to schema 5: the ``public_groups`` table
+    is created, empty; a conversation of before is not verified (its Commits keep the routing
+    rules: one without a GroupInfo is accepted at its epoch) and has no GroupInfo."""
+    from ping_core.clock import Hlc
+    from ping_core.ids import ConversationId
+    from ping_core.message import MessageEnvelope, MessageKind
+    from ping_core.transport.base import DeliveryLimits
+    from ping_server import delivery
+    from ping_server.delivery import Caller
+
+    url, v4 = v4_database
+    conv = ConversationId(b"\xcc" * 16)
+    a = Caller(v4.a.device_id, v4.alice.user_id)
+    database = open_database(url)
+    try:
+        version = await database.run(lambda tx: tx.one("SELECT value FROM ping_meta WHERE name = 'schema'"))
+        assert version == (SCHEMA_VERSION,) == ("5",)
+        assert await database.run(lambda tx: tx.one("SELECT COUNT(*) FROM public_groups")) == (0,)
+        assert await database.run(lambda tx: delivery.group_info(tx, a, conv)) is None
+        env = MessageEnvelope(conv, 3, MessageKind.COMMIT, v4.a.device_id, 0, Hlc(1, 0), b"opaque commit")
+        assert await database.run(lambda tx: delivery.append(tx, a, env, [], 1, DeliveryLimits())) == 1
+    finally:
+        await database.close()
+    again = open_database(url)
     await again.close()

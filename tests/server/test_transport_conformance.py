@@ -1099,3 +1099,196 @@ async def test_claim_window_passes() -> None:
     assert await ta.claim_device_key_packages(b.device_id, 3) == [b"kp0", b"kp1", b"last"]
     now[0] += LIMITED.claim_window_ms
     assert await ta.claim_device_key_packages(b.device_id, 3) == [b"kp2", b"kp3", b"last"]
+
+
+# ---------------------------------------------------------------------------
+# Verified conversations: the service follows the group's public state (ping_core.transport.handshake)
+
+
+class _Member:
+    """A device of the conversation's MLS group: its transport, and an MLS signer on the device's
+    own signing key (a Ping leaf's key is its device's)."""
+
+    def __init__(self, dev: LocalDevice, t: Any) -> None:
+        from ping_core.mls.crypto import default_provider
+        from ping_core.mls.group import Signer
+        from ping_core.mls.structs import Credential
+
+        self.dev, self.t = dev, t
+        self.bundle: Any = None
+        self.signer = Signer.from_private_key(default_provider(), Credential.basic(dev.user_id.value), dev.signing_secret)
+        self.group: Any = None
+
+    def key_package(self) -> Any:
+        from ping_core.mls.crypto import default_provider
+        from ping_core.mls.group import generate_key_package
+
+        return generate_key_package(default_provider(), self.signer)
+
+    def env(self, conv: ConversationId, kind: MessageKind, payload: bytes, epoch: int | None = None) -> MessageEnvelope:
+        return _env(conv, self.dev.device_id, kind, self.group.epoch if epoch is None else epoch, payload)
+
+    async def commit(self, conv: ConversationId, *, group_info: bool = True, **kw: Any) -> tuple[int, Any]:
+        """Stage a commit, merge it (a test shortcut: the SDK sends first) and post it with the new
+        epoch's GroupInfo; its seq and the staged commit."""
+        staged = self.group.commit(**kw)
+        env = self.env(conv, MessageKind.COMMIT, staged.message)
+        self.group.merge_staged_commit(staged)
+        if group_info:
+            await self.t.set_next_commit_group_info(conv, self.group.group_info())
+        return await self.t.send(env), staged
+
+    def join(self, staged: Any) -> None:
+        from ping_core.mls.crypto import default_provider
+        from ping_core.mls.group import Group
+
+        assert staged.welcome is not None and self.bundle is not None
+        self.group = Group.join(default_provider(), staged.welcome, self.bundle, self.signer, config=_public())
+
+    def fresh_key_package(self) -> bytes:
+        self.bundle = self.key_package()
+        return bytes(self.bundle.message())
+
+
+def _public() -> Any:
+    from ping_core.mls.group import GroupConfig
+
+    return GroupConfig(encrypt_handshake=False)
+
+
+async def _verified(backend: Backend) -> tuple[ConversationId, _Member, _Member, _Member]:
+    """alice (a) creates a conversation whose group sends PublicMessages, adds bob (b) with the
+    bootstrapping Commit and welcomes him; carol (c) is registered, in no group."""
+    from ping_core.mls.crypto import default_provider
+    from ping_core.mls.group import Group
+
+    members = []
+    for label in ("a", "b", "c"):
+        dev, t = await backend.device(Identity.generate(), label)
+        members.append(_Member(dev, t))
+    a, b, c = members
+    conv = ConversationId.new()
+    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
+    seq, staged = await a.commit(conv, add=[b.fresh_key_package()])
+    assert seq == 1
+    await _welcome(a.t, a.dev, conv, b.dev, payload=staged.welcome)
+    b.join(staged)
+    return conv, a, b, c
+
+
+async def test_verified_conversation_refuses_what_the_group_would(backend: Backend) -> None:
+    """From its bootstrapping Commit (with a GroupInfo) on, a conversation takes only a current
+    member's valid PublicMessage commit of the current epoch, posted by the committer's own
+    device with the new epoch's GroupInfo (400 ``invalid_commit``, 409 for another epoch);
+    nothing of a refused one is stored; the GroupInfo is served to members only."""
+    conv, a, b, c = await _verified(backend)
+    info = await b.t.fetch_group_info(conv)
+    assert info is not None and info == await a.t.fetch_group_info(conv)
+    await _rejects(c.t.fetch_group_info(conv), 403, "forbidden")
+    assert await c.t.fetch_group_info(ConversationId.new()) is None
+    staged = b.group.commit()
+    # without a GroupInfo; with the current epoch's instead of the next one's
+    await _rejects(b.t.send(b.env(conv, MessageKind.COMMIT, staged.message)), 400, "invalid_commit")
+    await b.t.set_next_commit_group_info(conv, b.group.group_info())
+    await _rejects(b.t.send(b.env(conv, MessageKind.COMMIT, staged.message)), 400, "invalid_commit")
+    # another member's commit posted by a; garbage; a PrivateMessage commit; not even a commit
+    for sender, payload in (
+        (a, staged.message),
+        (b, b"\x00\x01garbage"),
+        (b, b.group.commit(encrypt=True).message),
+        (b, b.group.propose_update().message),
+    ):
+        await sender.t.set_next_commit_group_info(conv, b.group.group_info())
+        await _rejects(sender.t.send(sender.env(conv, MessageKind.COMMIT, payload, epoch=1)), 400, "invalid_commit")
+    await b.t.set_next_commit_group_info(conv, b.group.group_info())
+    await _rejects(b.t.send(b.env(conv, MessageKind.COMMIT, staged.message, epoch=0)), 409, "epoch_advanced")
+    # The GroupInfo is consumed by the send that failed: none rides on the next Commit.
+    await _rejects(b.t.send(b.env(conv, MessageKind.COMMIT, staged.message)), 400, "invalid_commit")
+    assert [e.seq for e in await a.t.fetch_since(conv, SyncCursor(), 10)] == [1]
+    assert await b.t.fetch_group_info(conv) == info
+    # The same commit, right: accepted at epoch 1.
+    b.group.merge_staged_commit(staged)
+    await b.t.set_next_commit_group_info(conv, b.group.group_info())
+    assert await b.t.send(b.env(conv, MessageKind.COMMIT, staged.message, epoch=1)) == 2
+    assert await a.t.fetch_group_info(conv) != info
+
+
+async def test_verified_conversation_membership_follows_the_tree(backend: Backend) -> None:
+    """Welcomes go only to devices the latest Commit added (403 otherwise); a Commit that removes
+    a leaf ends its device's membership at that Commit, undeclared; proposals must verify (400
+    ``invalid_proposal``, 409 for another epoch) and are kept for commits by reference."""
+    conv, a, b, c = await _verified(backend)
+    await _welcome(a.t, a.dev, conv, b.dev)  # b was added by the latest Commit: again is fine
+    await a.t.set_next_welcome_recipients(conv, [c.dev.device_id])
+    await _rejects(a.t.send(_env(conv, a.dev.device_id, MessageKind.WELCOME)), 403, "forbidden")
+    seq, staged = await b.commit(conv, add=[c.fresh_key_package()])
+    assert seq == 2
+    a.group.process_message(staged.message)
+    await b.t.set_next_welcome_recipients(conv, [a.dev.device_id, c.dev.device_id])
+    await _rejects(b.t.send(_env(conv, b.dev.device_id, MessageKind.WELCOME)), 403, "forbidden")  # a was not added
+    await _welcome(b.t, b.dev, conv, c.dev, payload=staged.welcome)
+    c.join(staged)
+    # Proposals: verified, kept, and committed by reference.
+    await _rejects(c.t.send(c.env(conv, MessageKind.PROPOSAL, b"\x00garbage")), 400, "invalid_proposal")
+    update = c.group.propose_update()
+    await _rejects(c.t.send(c.env(conv, MessageKind.PROPOSAL, update.message, epoch=1)), 409, "epoch_advanced")
+    assert await c.t.send(c.env(conv, MessageKind.PROPOSAL, update.message)) == 3
+    for g in (a.group, b.group):
+        g.process_message(update.message)
+    # b commits c's update (by reference) and removes a, without declaring the removal.
+    seq, staged = await b.commit(conv, remove=[0])
+    assert seq == 4
+    c.group.process_message(staged.message)
+    assert [e.seq for e in await a.t.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3, 4]
+    await _rejects(a.t.fetch_since(conv, SyncCursor(4), 10), 403, "forbidden")
+    await _rejects(a.t.fetch_group_info(conv), 403, "forbidden")
+    await _rejects(a.t.send(_env(conv, a.dev.device_id, payload=b"still here?")), 403, "forbidden")
+    assert await c.t.send(c.env(conv, MessageKind.APPLICATION, b"hi")) == 5
+
+
+async def test_unverified_conversation_bootstraps_on_its_first_group_info(backend: Backend) -> None:
+    """A conversation whose Commits never brought a GroupInfo keeps the routing rules (any payload
+    at the current epoch, no GroupInfo served); its first Commit with one (signed by the caller's
+    leaf, for the epoch it starts) makes it verified; then opaque Commits are refused."""
+    from ping_core.mls.crypto import default_provider
+    from ping_core.mls.group import Group
+
+    alice, bob = Identity.generate(), Identity.generate()
+    a = _Member(*(await backend.device(alice, "a")))
+    b = _Member(*(await backend.device(bob, "b")))
+    conv = ConversationId.new()
+    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
+    assert (await a.commit(conv, group_info=False))[0] == 1
+    assert await a.t.fetch_group_info(conv) is None
+    # A bootstrap GroupInfo must be for the epoch the Commit starts, of this group, signed by the caller.
+    staged = a.group.commit(add=[b.fresh_key_package()])
+    other = Group.create(default_provider(), a.signer, group_id=ConversationId.new().value, config=_public())
+    other.merge_staged_commit(other.commit())
+    for info in (a.group.group_info(), other.group_info(), b"\x00bad"):
+        await a.t.set_next_commit_group_info(conv, info)
+        await _rejects(a.t.send(a.env(conv, MessageKind.COMMIT, staged.message)), 400, "invalid_commit")
+    a.group.merge_staged_commit(staged)
+    b.join(staged)
+    await b.t.set_next_commit_group_info(conv, a.group.group_info())  # a's leaf signed it, b posts it
+    await _welcome(a.t, a.dev, conv, b.dev)  # (unverified: any recipient)
+    await _rejects(b.t.send(b.env(conv, MessageKind.COMMIT, staged.message, epoch=1)), 400, "invalid_commit")
+    await a.t.set_next_commit_group_info(conv, a.group.group_info())
+    assert await a.t.send(a.env(conv, MessageKind.COMMIT, staged.message, epoch=1)) == 2
+    assert await b.t.fetch_group_info(conv) is not None
+    await _rejects(a.t.send(_env(conv, a.dev.device_id, MessageKind.COMMIT, epoch=2, payload=b"opaque")), 400, "invalid_commit")
+    seq, _ = await b.commit(conv)
+    assert seq == 3
+
+
+async def test_verified_conversation_ignores_declared_removals(backend: Backend) -> None:
+    """In a verified conversation the tree says who is removed: a member that declares removals its
+    Commit does not make (to cut others off the log) removes nobody."""
+    conv, a, b, c = await _verified(backend)
+    await a.t.set_next_commit_removals(conv, [b.dev.device_id])
+    seq, staged = await a.commit(conv)
+    b.group.process_message(staged.message)
+    assert seq == 2
+    assert await a.t.send(a.env(conv, MessageKind.APPLICATION, b"after")) == 3
+    assert [e.seq for e in await b.t.fetch_since(conv, SyncCursor(), 10)] == [1, 2, 3]
+    seq, _ = await b.commit(conv)
+    assert seq == 4
