@@ -73,6 +73,7 @@ method docstring says so under "Beyond the spec"; the list:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterable, NoReturn, Sequence
@@ -150,7 +151,7 @@ from ping_core.mls.structs import (
     Update,
 )
 from ping_core.storage import BlobStore, MlsStateStore, Storage, StorageBackend
-from ping_core.sync import News, SyncProblem, SyncProblemKind, SyncResult
+from ping_core.sync import News, SyncCursor, SyncProblem, SyncProblemKind, SyncResult
 from ping_core.transport import MAX_WATCH_CONVERSATIONS, Transport, WatchResult
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
@@ -507,6 +508,7 @@ class MessagingClient:
             try:
                 conv_id = ConversationId.from_hex(hex_id)
                 conv = Conversation.open(self._store, self._crypto, conv_id, names, verifier=self._verifier)
+                conv.adopt = self._adopt
             except PingError as exc:
                 log.warning("skipping stored conversation %s: %s: %s", hex_id, type(exc).__name__, exc)
                 continue
@@ -673,9 +675,19 @@ class MessagingClient:
             log.warning("conversation %s has corrupt stored state; it is closed", conv.id.as_hex())
             self._convs.pop(conv.id, None)
             raise
-        if group is not None and group.signer.credential != self._signer.credential and group.signer.public_key == self._signer.public_key:
-            group.signer = self._signer  # stored before account bindings: our next path carries the binding
+        if group is not None:
+            self._adopt(group)
         return group
+
+    def _adopt(self, group: Group) -> None:
+        """This client's policy on a loaded group: our current credential (a group stored before
+        account bindings: our next path carries the binding), and handshake messages as MLS
+        PublicMessages (the delivery service verifies commits and proposals, see
+        ``ping_core.transport.handshake``; application messages stay PrivateMessages)."""
+        if group.signer.credential != self._signer.credential and group.signer.public_key == self._signer.public_key:
+            group.signer = self._signer
+        if group.config.encrypt_handshake:
+            group.config = dataclasses.replace(group.config, encrypt_handshake=False)
 
     def _live(self, conv: Conversation) -> Group:
         g = self._group(conv)
@@ -723,9 +735,11 @@ class MessagingClient:
                 max_lifetime_s=MAX_LEAF_LIFETIME_S,
                 leaf_check=self._verifier.check_leaf,
             )
+            self._adopt(group)
             meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
             undo = StoreUndo(self._store)
             conv = Conversation.create(self._store, self._crypto, group, meta, undo, verifier=self._verifier)
+            conv.adopt = self._adopt
             await self._checkpoint(undo)
             self._convs[conv_id] = conv
             return conv
@@ -773,6 +787,7 @@ class MessagingClient:
                 conv = Conversation.create(
                     self._store, self._crypto, group, meta, undo, joined_epoch=group.epoch, verifier=self._verifier
                 )
+                conv.adopt = self._adopt
                 for key in used:
                     undo.delete(key)
                 await self._checkpoint(undo)
@@ -813,6 +828,7 @@ class MessagingClient:
             leaf_check=self._verifier.check_joined_leaf,
         )
         group.leaf_check = self._verifier.check_leaf
+        self._adopt(group)
         if len(group.group_id) != ConversationId.LENGTH:
             raise InvalidInput("the Welcome's group id is not a Ping conversation id")
         conv_id = ConversationId(group.group_id)
@@ -1307,6 +1323,9 @@ class MessagingClient:
         try:
             if op is not None and op.removals:
                 await self._transport.set_next_commit_removals(conv.id, list(op.removals))
+            # The new epoch's GroupInfo: the service checks the commit against it and keeps it
+            # for members that must rejoin (healing by external commit).
+            await self._transport.set_next_commit_group_info(conv.id, self._live(conv).group_info_after(staged))
             await self._transport.send(self._commit_envelope(conv, staged))
         except TransportError as exc:
             if exc.is_definite_rejection and exc.code != "epoch_advanced":
@@ -1783,6 +1802,8 @@ class MessagingClient:
             try:
                 async with conv.lock:
                     await self._sync_one(conv, now_ms, fresh)
+                    if self._needs_heal(conv) and await self._heal(conv, now_ms):
+                        await self._sync_one(conv, now_ms, fresh)  # what came after our rejoin
                     if commit_proposals:
                         await self._commit_proposals_by_policy(conv, now_ms, fresh)
                         group = self._group(conv)
@@ -1927,6 +1948,72 @@ class MessagingClient:
                 page.extend(self._release_held(conv, now_ms, undo, keep=True))
         return page, False
 
+    # -- healing a group this device no longer follows -------------------------------------
+
+    def _needs_heal(self, conv: Conversation) -> bool:
+        """Whether this sync found that the group moved on without us: a commit of our epoch we
+        could not process, a later epoch's commit, or (the log read to its end, unbroken)
+        envelopes held for an epoch whose commit never came."""
+        group = conv.group if conv.loaded else None
+        if group is None or not group.active:
+            return False
+        kinds = {p.kind for p in conv.problems}
+        if SyncProblemKind.LOG_DISCONTINUITY in kinds:
+            return False  # first read the log as it is; the gap may be the server's to fill
+        return SyncProblemKind.DESYNCED in kinds or any(
+            env is not None and env.epoch > group.epoch for _, env in conv.held(1 << 62)
+        )
+
+    async def _heal(self, conv: Conversation, now_ms: int) -> bool:
+        """Rejoin a group this device no longer follows by an external commit (RFC 9420
+        §12.4.3.2, resync: our old leaf is replaced) from the GroupInfo the delivery service keeps
+        (caller holds ``conv.lock``). At most once per epoch of ours; True when healed. What was
+        held for the epochs we missed is reported UNREADABLE; the log is read on from our commit."""
+        group = self._live(conv)
+        if conv.heal_tried == group.epoch or not self._checkpoints_durable():
+            return False
+        conv.heal_tried = group.epoch
+        try:
+            info = await self._transport.fetch_group_info(conv.id)
+            if info is None:
+                self._problem(conv, SyncProblemKind.DESYNCED, None, "the server keeps no GroupInfo to rejoin from")
+                return False
+            rejoined, commit = Group.join_external(
+                self._crypto,
+                info,
+                self._signer,
+                resync=True,
+                check_lifetimes=False,
+                max_lifetime_s=MAX_LEAF_LIFETIME_S,
+                leaf_check=self._verifier.check_joined_leaf,
+            )
+            if rejoined.group_id != conv.id.value:
+                raise InvalidInput("the server's GroupInfo is for another group")
+            rejoined.leaf_check = self._verifier.check_leaf
+            self._adopt(rejoined)
+            await self._transport.set_next_commit_group_info(conv.id, rejoined.group_info())
+            hlc = conv.hlc.tick(now_ms)
+            seq = await self._transport.send(MessageEnvelope(conv.id, rejoined.epoch - 1, MessageKind.COMMIT, self.device_id(), 0, hlc, commit))
+        except PingError as exc:
+            log.warning("conversation %s: rejoining failed: %s: %s", conv.id.as_hex(), type(exc).__name__, exc)
+            self._problem(conv, SyncProblemKind.DESYNCED, None, f"rejoining failed: {type(exc).__name__}")
+            return False
+        undo = StoreUndo(self._store)
+        for key, env in conv.held(1 << 62):
+            undo.delete(key)
+            if env is not None:
+                self._problem(conv, SyncProblemKind.UNREADABLE, env, "sent in an epoch this device missed")
+        conv.replace_group(rejoined, undo)
+        conv.set_joined_epoch(rejoined.epoch)
+        conv.set_hlc(hlc)
+        conv.set_op(None)
+        if seq:
+            conv.set_cursor(SyncCursor(seq))
+        conv.refresh_from_group()
+        await self._persist(conv, undo)
+        self._problem(conv, SyncProblemKind.HEALED, None, f"rejoined at epoch {rejoined.epoch}")
+        return True
+
     def _commit_was_for_us(self, conv: Conversation, env: MessageEnvelope) -> bool:
         """Whether a refused commit was one of our current epoch (then nobody else's commit can
         take that epoch: the group moved on without us)."""
@@ -2065,8 +2152,16 @@ class MessagingClient:
                 raise InvalidInput(f"conversation {conv_id.as_hex()} is already open")
             undo = StoreUndo(self._store)
             conv = Conversation.create(
-                self._store, self._crypto, None, snap.meta, undo, cursor=snap.cursor, history=(snap.history, snap.records)
+                self._store,
+                self._crypto,
+                None,
+                snap.meta,
+                undo,
+                cursor=snap.cursor,
+                history=(snap.history, snap.records),
+                verifier=self._verifier,
             )
+            conv.adopt = self._adopt
             await self._checkpoint(undo)
             self._convs[conv_id] = conv
         return conv_id

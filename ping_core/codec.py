@@ -47,6 +47,7 @@ Pyodide; the tests run both through ``_dumps``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import cbor2
@@ -71,6 +72,7 @@ __all__ = [
     "MAX_DEPTH",
     "DEFAULT_MAX_SIZE",
     "loads_json",
+    "MAX_JSON_DEPTH",
 ]
 
 CborValue = Union[int, bytes, str, bool, None, list["CborValue"], dict[str, "CborValue"]]
@@ -254,6 +256,12 @@ def loads(data: bytes | bytearray | memoryview, *, max_size: int = DEFAULT_MAX_S
         raise InvalidInput(f"{what}: {len(raw)} bytes of CBOR are too large to decode in the available memory") from None
 
 
+#: Deepest nesting :func:`loads_json` accepts (Ping's JSON is a few levels deep).
+MAX_JSON_DEPTH = 32
+# A JSON string (with its escapes) or a bracket: strings are skipped, brackets counted.
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
 def loads_json(data: bytes | str, *, max_size: int, what: str) -> Any:
     """Parse JSON that came from elsewhere (a server's error body, another tab's event).
 
@@ -263,8 +271,21 @@ def loads_json(data: bytes | str, *, max_size: int, what: str) -> Any:
     """
     if len(data) > max_size:
         raise InvalidInput(f"{what}: {len(data)} bytes exceeds the limit of {max_size}")
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    # Nesting is bounded before the parser sees it: json's C scanner recurses per level, and in
+    # Pyodide the WebAssembly stack overflows (a fatal error, not a RecursionError) well
+    # before Python's recursion limit. One regex pass skips strings and counts brackets.
+    depth = 0
+    for m in _JSON_TOKENS.finditer(raw):
+        token = m.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidInput(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        elif token in (b"]", b"}"):
+            depth -= 1
     try:
-        return json.loads(data)
+        return json.loads(raw)
     except (ValueError, RecursionError, MemoryError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidInput(f"{what}: not JSON ({type(exc).__name__})") from None
 

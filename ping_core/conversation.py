@@ -47,7 +47,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ping_core.clock import Hlc
 from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
@@ -535,6 +535,8 @@ class Conversation:
         "_proposals_seen",
         "verifier",
         "problems",
+        "heal_tried",
+        "adopt",
     )
 
     def __init__(
@@ -555,6 +557,10 @@ class Conversation:
         self.verifier = verifier
         # What following the log met since the last sync report (in memory; see ping_core.sync).
         self.problems: list[SyncProblem] = []
+        # Our epoch when this device last tried to rejoin (once per epoch; in memory).
+        self.heal_tried: int | None = None
+        # The client's policy applied to every group this conversation loads or installs.
+        self.adopt: Callable[[Group], None] | None = None
         self.store = store
         self.crypto = crypto
         self.prefix = conversation_prefix(conv_id)
@@ -642,6 +648,8 @@ class Conversation:
             ) from None
         if group is not None and group.group_id != self.id.value:
             raise StorageError(f"conversation {self.id.as_hex()}: stored group is another group")
+        if group is not None and self.adopt is not None:
+            self.adopt(group)
         self._group, self._history, self._loaded = group, history, True
 
     def _leaf_check(self) -> LeafCheck | None:

@@ -61,12 +61,12 @@ class AccountVerifier:
 
     __slots__ = ("_revoked",)
 
-    def __init__(self, store: MlsStateStore) -> None:
+    def __init__(self, store: MlsStateStore | None = None) -> None:
+        """With a client's ``store``: the revocations it remembered. Without: a verifier of
+        bindings alone (what a delivery service checks in the leaves of the groups it follows)."""
         self._revoked: dict[DeviceId, DeviceRevocation] = {}
-        for key in store.keys(REVOKED_PREFIX):
-            raw = store.get(key)
-            if raw is None:
-                continue
+        records = store.items(REVOKED_PREFIX) if store is not None else []
+        for _, raw in records:
             try:
                 rev = DeviceRevocation.decode(raw)
                 rev.verify()

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.errors import MlsError, TransportError
+from ping_core.errors import IdentityError, MlsError, TransportError
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import PublicGroup
 from ping_core.mls.group.join import group_info_of
+from ping_core.membership import AccountVerifier
 from ping_core.mls.structs import LeafNode
 
 from .base import INVALID_COMMIT, INVALID_PROPOSAL
@@ -46,6 +47,11 @@ __all__ = [
     "encode_devices",
     "decode_devices",
 ]
+
+# Every leaf a verified conversation takes in must carry its account's binding, as members check
+# it (``ping_core.membership``): a leaf made before bindings is tolerated only in the tree a
+# conversation is verified from; a replacing leaf keeps its device key and account.
+_BINDINGS = AccountVerifier()
 
 #: The largest GroupInfo (MLSMessage, with its ratchet tree) a Commit may bring.
 MAX_GROUP_INFO_LEN = 1024 * 1024
@@ -87,6 +93,8 @@ def check_commit(
       current epoch, signed by a current member (or an external joiner) and valid as a member
       checks it (``PublicGroup.process_commit``), its committer's leaf must be the caller's
       device, and ``group_info`` must be the new epoch's (``PublicGroup.check_group_info``).
+    Every leaf that enters or changes must carry its account's binding (``ping_core.membership``).
+
     * Not verified, with a GroupInfo: the bootstrap. The GroupInfo must verify on its own
       (``PublicGroup.from_group_info``: signature, tree; leaf lifetimes are not checked: a
       member keeps its KeyPackage's), be for this conversation's group (group id = the
@@ -102,8 +110,8 @@ def check_commit(
         if group_info is None:
             return None
         try:
-            group = PublicGroup.from_group_info(crypto, group_info, check_lifetimes=False)
-        except MlsError as exc:
+            group = PublicGroup.from_group_info(crypto, group_info, check_lifetimes=False, leaf_check=_BINDINGS.check_joined_leaf)
+        except (MlsError, IdentityError) as exc:
             raise _invalid_commit(f"the GroupInfo does not verify: {exc}") from None
         if group.group_id != conversation_id.value:
             raise _invalid_commit("the GroupInfo is for another group than this conversation's")
@@ -117,9 +125,9 @@ def check_commit(
     if group_info is None:
         raise _invalid_commit("a Commit of a verified conversation brings the GroupInfo of the epoch it starts")
     try:
-        group = PublicGroup.from_bytes(crypto, state)
+        group = PublicGroup.from_bytes(crypto, state, leaf_check=_BINDINGS.check_leaf)
         commit = group.process_commit(payload)
-    except MlsError as exc:
+    except (MlsError, IdentityError) as exc:
         raise _invalid_commit(f"the Commit does not verify: {exc}") from None
     committer = commit.tree.leaf(commit.committer)
     if committer is None or _device(committer) != caller:
@@ -142,9 +150,9 @@ def check_proposal(state: bytes, payload: bytes) -> bytes:
     ``invalid_proposal`` otherwise. Pure."""
     crypto = default_provider()
     try:
-        group = PublicGroup.from_bytes(crypto, state)
+        group = PublicGroup.from_bytes(crypto, state, leaf_check=_BINDINGS.check_leaf)
         group.process_proposal(payload)
-    except MlsError as exc:
+    except (MlsError, IdentityError) as exc:
         raise TransportError(f"the Proposal does not verify: {exc}", status=400, code=INVALID_PROPOSAL) from None
     return group.to_bytes()
 

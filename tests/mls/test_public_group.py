@@ -673,3 +673,27 @@ def test_passive_client_vectors(name: str, n: int, case: dict[str, Any]) -> None
         pg.merge(commit)
         assert group.epoch_authenticator == h(epoch["epoch_authenticator"])
         same(pg, group)
+
+
+def test_group_info_after_a_staged_commit_is_the_next_epochs() -> None:
+    """``Group.group_info_after``: what a member uploads with its commit, before merging it, is
+    the GroupInfo the merged group gives and what the delivery service's PublicGroup checks."""
+    from ping_core.mls.crypto import default_provider as _provider
+    from ping_core.mls.group import Group as _Group, Signer as _Signer, generate_key_package as _kp
+
+    crypto = _provider()
+    a, b = _Signer.generate(crypto, b"a"), _Signer.generate(crypto, b"b")
+    group = _Group.create(crypto, a, group_id=b"g" * 16, config=GroupConfig(encrypt_handshake=False))
+    public = PublicGroup.from_group_info(crypto, group.group_info())
+    for staged in (group.commit(add=[_kp(crypto, b).message()]), None):
+        staged = staged or group.commit(force_path=True)
+        info = group.group_info_after(staged)
+        commit = public.process_commit(staged.message)
+        public.merge(commit)
+        public.check_group_info(info)
+        group.merge_staged_commit(staged)
+        assert info == group.group_info()
+    stale = group.commit()
+    group.merge_staged_commit(stale)
+    with pytest.raises(MlsError):
+        group.group_info_after(stale)  # its epoch is over

@@ -10,7 +10,8 @@ from ping_core.errors import DeviceRevoked, IdentityError, TransportError
 from ping_core.identity import DeviceRevocation, Identity, claimed_user_of_credential, credential_identity
 from ping_core.ids import UserId
 from ping_core.membership import AccountVerifier, HasCredential
-from ping_core.message import MessageKind
+from ping_core.clock import Hlc
+from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.mls.group import Signer
 from ping_core.mls.structs import Credential, LeafNode
 
@@ -80,9 +81,17 @@ async def test_a_legacy_leaf_cannot_migrate_to_another_account() -> None:
     group = e.client._convs[chat].group
     assert group is not None
     group.signer = e.client._signer
-    await e.client._refresh_own_leaf(e.client._convs[chat], NOW, [])
+    # The delivery service refuses the commit (it checks bindings in the trees it follows) ...
+    with pytest.raises(TransportError) as refused:
+        await e.client._refresh_own_leaf(e.client._convs[chat], NOW, [])
+    assert refused.value.code == "invalid_commit"
+    # ... and so does Alice when it reaches her another way: her chat is unchanged.
+    staged = group.commit(force_path=True)
+    assert staged.message is not None
+    env = MessageEnvelope(chat, staged.base_epoch, MessageKind.COMMIT, e.device_id, 0, Hlc.ZERO, staged.message)
     epoch = a.client._convs[chat].meta.epoch
-    await a.sync()  # the commit is refused (skipped), Alice's chat unchanged
+    with pytest.raises(IdentityError, match="another account"):
+        await a.client.process_envelope(env, NOW)
     assert a.client._convs[chat].meta.epoch == epoch
     assert {m.user_id for m in a.client.members(chat) if m.device_id == e.device_id} == {None}
 

@@ -155,9 +155,9 @@ def _cases() -> list[tuple[str, int, str]]:
 async def test_step_boundaries() -> None:
     """The crash matrix below covers every step boundary each operation has."""
     expected = {
-        "add": ["blob.commit", "send.commit", "blob.commit", "set_next_welcome_recipients", "send.welcome", "blob.commit"],
-        "remove": ["blob.commit", "set_next_commit_removals", "send.commit", "blob.commit"],
-        "name": ["blob.commit", "send.commit", "blob.commit"],
+        "add": ["blob.commit", "set_next_commit_group_info", "send.commit", "blob.commit", "set_next_welcome_recipients", "send.welcome", "blob.commit"],
+        "remove": ["blob.commit", "set_next_commit_removals", "set_next_commit_group_info", "send.commit", "blob.commit"],
+        "name": ["blob.commit", "set_next_commit_group_info", "send.commit", "blob.commit"],
         "send": ["blob.commit", "send.application"],
         "fresh_key_package": ["blob.commit"],
         "process_app": ["blob.commit"],

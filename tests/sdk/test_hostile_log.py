@@ -29,6 +29,7 @@ class _LyingServer:
     def __init__(self, inner: object) -> None:
         self._inner = inner
         self.lie: Callable[[Page], Page] | None = None
+        self.hide_group_info = False
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
@@ -36,6 +37,11 @@ class _LyingServer:
     async def fetch_since(self, *args: object, **kwargs: object) -> Page:
         page: Page = await self._inner.fetch_since(*args, **kwargs)  # type: ignore[attr-defined]
         return self.lie(page) if self.lie is not None and page else page
+
+    async def fetch_group_info(self, *args: object, **kwargs: object) -> bytes | None:
+        if self.hide_group_info:
+            return None
+        return await self._inner.fetch_group_info(*args, **kwargs)  # type: ignore[attr-defined, no-any-return]
 
 
 async def _setup() -> tuple[World, Device, Device, object, _LyingServer]:
@@ -134,8 +140,9 @@ async def test_a_held_message_survives_a_restart() -> None:
     commit, message = w.service.log(conv)[-2:]
     # The message is served (at the commit's position) and the page ends there...
     lying.lie = lambda page: [dataclasses.replace(message, seq=commit.seq)] if page[0].seq == commit.seq else page
+    lying.hide_group_info = True  # so Bob cannot rejoin instead: he keeps what he holds
     result = await b.client.sync(NOW)
-    assert result.messages == () and SyncProblemKind.HELD in _kinds(result)
+    assert result.messages == () and SyncProblemKind.HELD in _kinds(result) and SyncProblemKind.HEALED not in _kinds(result)
     assert b.client._convs[conv].held_count() == 1
     # ... the process restarts; then the commit comes (at the message's position).
     await b.restart()
@@ -145,3 +152,30 @@ async def test_a_held_message_survives_a_restart() -> None:
     assert [m.plaintext for m in await b.sync()] == [b"held across a restart"]
     assert b.client._convs[conv].held_count() == 0
     assert_agree(conv, [a, b])
+
+
+async def test_a_commit_this_device_cannot_process_is_healed_by_rejoining() -> None:
+    """Bob is served a commit he cannot process (here: altered on its way to him): before, he
+    skipped it and every later message "for good", silently. Now he reports it, rejoins by an
+    external commit from the GroupInfo the server keeps, learns which messages he lost, and the
+    conversation goes on with everyone in step."""
+    w, a, b, conv, lying = await _setup()
+    await a.client.set_conversation_name(conv, "renamed", NOW)
+    await a.client.send(conv, b"lost to bob", NOW)
+    commit_seq = w.service.log(conv)[-2].seq
+
+    def spoil(page: Page) -> Page:
+        return [dataclasses.replace(e, payload=e.payload[:-1] + bytes([e.payload[-1] ^ 1])) if e.seq == commit_seq else e for e in page]
+
+    lying.lie = spoil
+    result = await b.client.sync(NOW)
+    lying.lie = None
+    kinds = _kinds(result)
+    assert SyncProblemKind.DESYNCED in kinds and SyncProblemKind.HEALED in kinds
+    lost = [p for p in result.problems if p.kind is SyncProblemKind.UNREADABLE]
+    assert {p.seq for p in lost} >= {commit_seq + 1}  # the message of the epoch he missed
+    assert b"lost to bob" not in [m.plaintext for m in result.messages]
+    await a.sync()  # alice processes bob's external commit
+    assert_agree(conv, [a, b])
+    await converse(conv, [a, b], b"healed")
+    assert {m.device_id for m in a.client.members(conv)} == {a.device_id, b.device_id}

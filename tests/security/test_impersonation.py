@@ -16,7 +16,7 @@ import pytest
 
 from ping_core.client import MessagingClient
 from ping_core.connect import connect
-from ping_core.errors import IdentityError
+from ping_core.errors import IdentityError, TransportError
 from ping_core.identity import credential_identity
 from ping_core.ids import ConversationId
 from ping_core.membership import AccountVerifier
@@ -54,10 +54,19 @@ def _forgeries(eve: MessagingClient, bob: MessagingClient) -> dict[str, bytes]:
     }
 
 
-def _pose_as(eve: MessagingClient, identity: bytes) -> None:
+def _pose_as(eve: MessagingClient, identity: bytes, *, hide_group_info: bool = False) -> None:
+    """Eve's client puts ``identity`` in her leaves; with ``hide_group_info`` it never uploads a
+    GroupInfo either, so the server cannot verify her conversations' commits (only the members
+    then stand between her and Alice)."""
     signer = eve._signer
     eve._signer = Signer(Credential.basic(identity), signer.private_key, signer.public_key)
     eve._verifier = _TrustsAnything(eve._store)
+    if hide_group_info:
+
+        async def upload_nothing(conversation_id: ConversationId, group_info: bytes | None) -> None:
+            return None
+
+        eve.transport.set_next_commit_group_info = upload_nothing  # type: ignore[method-assign]
 
 
 async def _trio(server: Server, clients: ClientFactory, **eve_kwargs: object) -> tuple[MessagingClient, MessagingClient, MessagingClient]:
@@ -111,12 +120,29 @@ async def _eve_invites_alice(alice: MessagingClient, eve: MessagingClient) -> tu
     return chat, welcomes
 
 
-@pytest.mark.parametrize("forgery", ["bob id, eve key", "bob key, eve signature", "replayed bob binding"])
-async def test_a_welcome_whose_tree_has_a_forged_leaf_is_refused(server: Server, clients: ClientFactory, forgery: str) -> None:
-    """Eve creates a chat with her own leaf naming Bob and invites Alice: before, Alice joined and
-    saw Bob. Now the join is refused (IdentityError) and Alice holds nothing of that chat."""
+FORGED = ["bob id, eve key", "bob key, eve signature", "replayed bob binding"]
+
+
+@pytest.mark.parametrize("forgery", FORGED)
+async def test_the_server_refuses_a_conversation_with_a_forged_leaf(server: Server, clients: ClientFactory, forgery: str) -> None:
+    """Eve's commit that would invite Alice into a chat where Eve's leaf names Bob: the server
+    checks the bindings of the tree it verifies the conversation from, and refuses it
+    (400 invalid_commit); no Welcome reaches Alice."""
     alice, bob, eve = await _trio(server, clients)
     _pose_as(eve, _forgeries(eve, bob)[forgery])
+    with pytest.raises(TransportError) as refused:
+        await _eve_invites_alice(alice, eve)
+    assert refused.value.code == "invalid_commit"
+    assert await alice.transport.fetch_welcomes() == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("forgery", FORGED)
+async def test_a_welcome_whose_tree_has_a_forged_leaf_is_refused(server: Server, clients: ClientFactory, forgery: str) -> None:
+    """Eve creates a chat with her own leaf naming Bob, hides it from the server's checks (no
+    GroupInfo) and invites Alice: before, Alice joined and saw Bob. Now the join is refused
+    (IdentityError) and Alice holds nothing of that chat."""
+    alice, bob, eve = await _trio(server, clients)
+    _pose_as(eve, _forgeries(eve, bob)[forgery], hide_group_info=True)
     chat, welcomes = await _eve_invites_alice(alice, eve)
     (welcome,) = [w for w in welcomes if w.conversation_id == chat]
     with pytest.raises(IdentityError):

@@ -1109,14 +1109,17 @@ class _Member:
     """A device of the conversation's MLS group: its transport, and an MLS signer on the device's
     own signing key (a Ping leaf's key is its device's)."""
 
-    def __init__(self, dev: LocalDevice, t: Any) -> None:
+    def __init__(self, dev: LocalDevice, t: Any, identity: Identity) -> None:
+        from ping_core.identity import credential_identity
         from ping_core.mls.crypto import default_provider
         from ping_core.mls.group import Signer
         from ping_core.mls.structs import Credential
 
         self.dev, self.t = dev, t
         self.bundle: Any = None
-        self.signer = Signer.from_private_key(default_provider(), Credential.basic(dev.user_id.value), dev.signing_secret)
+        # A Ping leaf: the account's binding of the device (the service checks it).
+        credential = Credential.basic(credential_identity(identity.device_binding(dev.device_id)))
+        self.signer = Signer.from_private_key(default_provider(), credential, dev.signing_secret)
         self.group: Any = None
 
     def key_package(self) -> Any:
@@ -1164,8 +1167,9 @@ async def _verified(backend: Backend) -> tuple[ConversationId, _Member, _Member,
 
     members = []
     for label in ("a", "b", "c"):
-        dev, t = await backend.device(Identity.generate(), label)
-        members.append(_Member(dev, t))
+        identity = Identity.generate()
+        dev, t = await backend.device(identity, label)
+        members.append(_Member(dev, t, identity))
     a, b, c = members
     conv = ConversationId.new()
     a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
@@ -1254,8 +1258,8 @@ async def test_unverified_conversation_bootstraps_on_its_first_group_info(backen
     from ping_core.mls.group import Group
 
     alice, bob = Identity.generate(), Identity.generate()
-    a = _Member(*(await backend.device(alice, "a")))
-    b = _Member(*(await backend.device(bob, "b")))
+    a = _Member(*(await backend.device(alice, "a")), alice)
+    b = _Member(*(await backend.device(bob, "b")), bob)
     conv = ConversationId.new()
     a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
     assert (await a.commit(conv, group_info=False))[0] == 1

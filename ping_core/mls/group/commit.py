@@ -576,9 +576,12 @@ def _welcome(
     return WELCOME_PREFIX + encode(welcome), refs
 
 
-def group_info_for(crypto: CryptoProvider, group: Group, *, ratchet_tree: bool, external_pub: bool) -> GroupInfo:
-    """A signed GroupInfo of the current epoch (§12.4.3)."""
-    state = group._state
+def group_info_for(
+    crypto: CryptoProvider, group: Group, *, ratchet_tree: bool, external_pub: bool, state: EpochState | None = None
+) -> GroupInfo:
+    """A signed GroupInfo of the current epoch (§12.4.3), or of ``state`` (the next epoch of a
+    commit of ours, staged: what a delivery service keeps for members that rejoin)."""
+    state = group._state if state is None else state
     extensions: list[Extension] = []
     if ratchet_tree:
         extensions.append(Extension(RatchetTreeExt.EXTENSION_TYPE, state.tree.encode()))
@@ -695,8 +698,14 @@ def check_received_commit(
         assert commit.path is not None
         if resync is not None:
             old = tree.leaf(resync.removed)
-            if old is None or old.credential != commit.path.leaf_node.credential:
+            new = commit.path.leaf_node
+            # The joiner's own old leaf: its credential, or (when the application checks leaves)
+            # its signature key, the application deciding whether the credential may change.
+            same_key = policy.leaf_check is not None and old is not None and old.signature_key == new.signature_key
+            if old is None or (old.credential != new.credential and not same_key):
                 raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
+            if policy.leaf_check is not None:
+                policy.leaf_check(new, old)
             # §12.4.3.2: the new leaf meets the criteria of an Update of the removed one.
             if old.encryption_key == commit.path.leaf_node.encryption_key:
                 raise MlsError("an external resync must change the leaf's encryption key")

@@ -342,6 +342,15 @@ class Group:
         self._require_active()
         return GROUP_INFO_PREFIX + encode(group_info_for(self.crypto, self, ratchet_tree=ratchet_tree, external_pub=external_pub))
 
+    def group_info_after(self, staged: StagedCommit, *, ratchet_tree: bool = True, external_pub: bool = True) -> bytes:
+        """A signed GroupInfo (MLSMessage) of the epoch our staged commit starts, before it is
+        merged: the delivery service checks it against the commit and keeps it for members
+        that rejoin by external commit (§12.4.3.2)."""
+        if not staged.own or staged.next_state is None or staged.base_epoch != self.epoch:
+            raise MlsError("a GroupInfo after a commit needs our own commit staged in this epoch")
+        info = group_info_for(self.crypto, self, ratchet_tree=ratchet_tree, external_pub=external_pub, state=staged.next_state)
+        return GROUP_INFO_PREFIX + encode(info)
+
     def now(self) -> int:
         return int(self.clock())
 

@@ -351,7 +351,11 @@ def join_external(
     new_tree = tree.copy()
     gid = gc.group_id
     if resync:
-        old = [i for i, leaf in tree.members() if leaf.credential == signer.credential]
+        # Our old leaf: the one with our credential, else the one with our signature key (a
+        # credential the application has since replaced, e.g. migrated to a new format).
+        old = [i for i, leaf in tree.members() if leaf.credential == signer.credential] or [
+            i for i, leaf in tree.members() if leaf.signature_key == signer.public_key
+        ]
         if len(old) != 1:
             raise MlsError(f"resync needs exactly one leaf with our credential, found {len(old)}")
         proposals.append(Remove(old[0]))
