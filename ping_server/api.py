@@ -325,11 +325,14 @@ class Api:
         self._device_rate(auth)
         return auth, body
 
-    async def _call(self, request: Request, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T]) -> _T:
-        """Step 6: authenticate the caller, record the nonce and run ``op`` in one transaction."""
+    async def _call(
+        self, request: Request, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T], *, revoked_ok: bool = False
+    ) -> _T:
+        """Step 6: authenticate the caller, record the nonce and run ``op`` in one transaction
+        (``revoked_ok``: a revoked caller reaches ``op``, which decides)."""
 
         def txn(tx: Tx) -> _Done[_T] | _Refused:
-            caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
+            caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms, revoked_ok=revoked_ok)
             return _guarded(tx, lambda: delivery.as_caller(tx, caller, op))
 
         try:
@@ -392,13 +395,18 @@ class Api:
         return _NO_CONTENT
 
     async def _account_listing(
-        self, request: Request, read: Callable[[Tx, Caller, UserId], list[bytes]], encode: Callable[[list[bytes]], bytes]
+        self,
+        request: Request,
+        read: Callable[[Tx, Caller, UserId], list[bytes]],
+        encode: Callable[[list[bytes]], bytes],
+        *,
+        revoked_ok: bool = False,
     ) -> Reply:
         """``GET /accounts/{user}/...``: ``read`` the account's stored records, answer them ``encode``d."""
         auth, _ = await self._authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
-        stored = await self._call(request, auth, lambda tx, caller: read(tx, caller, user_id))
+        stored = await self._call(request, auth, lambda tx, caller: read(tx, caller, user_id), revoked_ok=revoked_ok)
         return _cbor(encode(stored))
 
     async def list_devices(self, request: Request) -> Reply:
@@ -434,7 +442,7 @@ class Api:
 
     async def list_revocations(self, request: Request) -> Reply:
         """``GET /accounts/{user}/revocations``: the account's kept revocation statements, newest first."""
-        return await self._account_listing(request, delivery.list_revocations, wire.encode_revocation_list)
+        return await self._account_listing(request, delivery.list_revocations, wire.encode_revocation_list, revoked_ok=True)
 
     # -- KeyPackages --------------------------------------------------------------
 

@@ -78,10 +78,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated, registered, non-revoked device making the request."""
+    """The authenticated, registered device making the request (non-revoked, unless the route
+    takes revoked callers: ``revoked`` then says so)."""
 
     device_id: DeviceId
     user_id: UserId
+    revoked: bool = False
 
 
 class CallerRefused(ApiError):
@@ -134,17 +136,18 @@ def record_nonce(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -
         raise CallerRefused(401, "unauthorized", "replayed request (nonce already used)")
 
 
-def authenticate(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int) -> Caller:
+def authenticate(tx: Tx, device_id: DeviceId, nonce: bytes, timestamp_ms: int, *, revoked_ok: bool = False) -> Caller:
     """The caller of a request whose signature has been verified: 401 when the device is not
-    registered, 403 ``device_revoked`` when it is revoked, 401 when the nonce was used before (all
-    CallerRefused)."""
+    registered, 403 ``device_revoked`` when it is revoked (unless ``revoked_ok``: the one route a
+    revoked device may use, to fetch its account's statement), 401 when the nonce was used before
+    (all CallerRefused)."""
     row = tx.one("SELECT user_id, revoked FROM devices WHERE device_id = ?", (device_id.value,))
     if row is None:
         raise CallerRefused(401, "unauthorized", "device is not registered")
-    if row[1]:
+    if row[1] and not revoked_ok:
         raise _revoked()
     record_nonce(tx, device_id, nonce, timestamp_ms)
-    return Caller(device_id, UserId(bytes(row[0])))
+    return Caller(device_id, UserId(bytes(row[0])), bool(row[1]))
 
 
 def prune_nonces(tx: Tx, older_than_ms: int) -> int:
@@ -263,7 +266,14 @@ def revoke(tx: Tx, caller: Caller, device_id: DeviceId, revocation: DeviceRevoca
 
 def list_revocations(tx: Tx, caller: Caller, user_id: UserId) -> list[bytes]:
     """The encoded ``DeviceRevocation`` statements kept for the account's devices, newest first, at
-    most ``MAX_REVOCATION_LIST`` (one range of the ``devices_revocations`` index)."""
+    most ``MAX_REVOCATION_LIST`` (one range of the ``devices_revocations`` index). A revoked
+    caller gets only its own statement, and only from its own account (how it learns it was
+    revoked, and can verify it before it wipes itself); anything else is 403 ``device_revoked``."""
+    if caller.revoked:
+        if user_id != caller.user_id:
+            raise _revoked()
+        own = tx.one("SELECT revocation FROM devices WHERE device_id = ? AND revocation IS NOT NULL", (caller.device_id.value,))
+        return [] if own is None else [bytes(own[0])]
     rows = tx.query(
         "SELECT revocation FROM devices WHERE user_id = ? AND revocation IS NOT NULL ORDER BY revocation_seq DESC LIMIT ?",
         (user_id.value, MAX_REVOCATION_LIST),

@@ -509,6 +509,8 @@ class Transport(Protocol):
         ``MAX_REVOCATION_LIST`` (empty for an unknown account). Public facts: any registered
         device may ask, so a member learns revocations it missed. The service checked each when
         it received it; a caller that does not trust the service calls ``verify()`` on each.
+        The one call a revoked device may make: it gets its own statement (from its own
+        account only; 403 ``device_revoked`` otherwise), so it can verify it before it wipes.
         """
         ...
 

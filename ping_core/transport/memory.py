@@ -278,6 +278,7 @@ class MemoryDeliveryService:
         kind: MessageKind | None = None,
         conversation: ConversationId | None = None,
         registration: bool = False,
+        revoked_ok: bool = False,
     ) -> Fault | None:
         """Yield once, authenticate the caller, and pick the fault (if any) for this call.
 
@@ -292,7 +293,7 @@ class MemoryDeliveryService:
             dev = self._devices.get(caller)
             if dev is None and self.require_registration:
                 raise TransportError("device is not registered", status=401, code="unauthorized")
-            if dev is not None and dev.revoked:
+            if dev is not None and dev.revoked and not revoked_ok:
                 raise _revoked()
         return fault[0] if fault is not None else None
 
@@ -667,6 +668,13 @@ class MemoryDeliveryService:
         self._after(fault)
 
     async def _list_revocations(self, caller: DeviceId, user_id: UserId) -> list[bytes]:
+        me = self._devices.get(caller)
+        if me is not None and me.revoked:
+            # A revoked device gets its own statement, from its own account only (ping_server's rule).
+            await self._enter("list_revocations", caller, revoked_ok=True)
+            if me.info.user_id != user_id:
+                raise _revoked()
+            return [me.revocation] if me.revocation is not None else []
         fault = await self._enter("list_revocations", caller)
         kept = sorted(
             (d for d in self._devices.values() if d.info.user_id == user_id and d.revocation is not None),

@@ -136,7 +136,7 @@ async def test_the_accounts_statement_revokes_everywhere(server: Server, pool: C
         lambda: laptop.t.ack_welcomes(10),
         lambda: laptop.t.leave_conversation(conv),
         lambda: laptop.t.list_devices(alice.user_id),
-        lambda: laptop.t.list_revocations(alice.user_id),
+        lambda: laptop.t.list_revocations(bob.user_id),  # only its own account's (below)
         lambda: laptop.t.publish_key_packages([b"again"]),
         lambda: laptop.t.publish_key_packages([b"again"], replace=True),
         lambda: laptop.t.key_package_count(),
@@ -148,6 +148,8 @@ async def test_the_accounts_statement_revokes_everywhere(server: Server, pool: C
     ]
     for call in calls:
         await _refused(call(), 403, DEVICE_REVOKED)
+    # The one thing it may still ask: its own statement, to verify it before it wipes itself.
+    assert await laptop.t.list_revocations(alice.user_id) == [statement]
     # Posting a Welcome needs recipients set first.
     await laptop.t.set_next_welcome_recipients(conv, [b.id])
     await _refused(laptop.t.send(laptop.env(conv, MessageKind.WELCOME)), 403, DEVICE_REVOKED)

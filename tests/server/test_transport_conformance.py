@@ -763,7 +763,7 @@ async def test_revocation(backend: Backend) -> None:
         tlaptop.fetch_welcomes(),
         tlaptop.ack_welcomes(1),
         tlaptop.list_devices(alice.user_id),
-        tlaptop.list_revocations(alice.user_id),
+        tlaptop.list_revocations(bob.user_id),  # only its own account's statement (below)
         tlaptop.publish_key_packages([b"again"]),
         tlaptop.publish_key_packages([b"again"], replace=True),
         tlaptop.key_package_count(),
@@ -774,6 +774,8 @@ async def test_revocation(backend: Backend) -> None:
         tlaptop.revoke_device_remote(laptop.device_id, statement),
     ):
         await _rejects(call, 403, "device_revoked")
+    # The one call a revoked device may make: its own statement, to verify before it wipes itself.
+    assert await tlaptop.list_revocations(alice.user_id) == [statement]
     # A revoked device id never registers again.
     await _rejects(tlaptop.register_device(laptop.info(1), alice.device_binding(laptop.device_id)), 403, "device_revoked")
     await _rejects(tlaptop.register_device(laptop.info(5), alice.device_binding(laptop.device_id)), 403, "device_revoked")
