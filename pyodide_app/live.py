@@ -77,6 +77,7 @@ class LiveSync:
         self._started = 0
         self._finished = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: asyncio.Future[News | None] | None = None  # the watch request in flight
 
     @property
     def running(self) -> bool:
@@ -96,6 +97,12 @@ class LiveSync:
     def kick(self) -> None:
         """Run a round now (e.g. the page came back to the foreground)."""
         self._wake.set()
+
+    def rewatch(self) -> None:
+        """Start the watch again at once (the set of conversations changed, e.g. an invitation
+        was accepted): the request in flight would wait on the old set until it times out."""
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
 
     async def wait_round(self, after: int) -> None:
         """Wait until at least ``after`` rounds have finished."""
@@ -145,6 +152,12 @@ class LiveSync:
         async with WebLock(self._watch_lock):  # held while this tab lives; a waiting request costs nothing
             await self._watch_loop()
 
+    @staticmethod
+    def _cancelling() -> bool:
+        """Whether this task itself is being cancelled (stop()), not only its watch request."""
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
     async def _watch_loop(self) -> None:
         try:
             while True:
@@ -157,8 +170,14 @@ class LiveSync:
             self.watching = False
             await asyncio.sleep(1.0)
             return
+        self._waiting = asyncio.ensure_future(self._news(WATCH_WAIT_MS))
         try:
-            news = await self._news(WATCH_WAIT_MS)
+            news = await asyncio.shield(self._waiting)
+        except asyncio.CancelledError:
+            if self._waiting.cancelled() and not self._cancelling():
+                return  # rewatch(): the next turn watches the current conversations
+            self._waiting.cancel()
+            raise
         except PingError as exc:  # offline, or refused: the rounds report it (and run at their interval)
             self.watching = False
             if not isinstance(exc, TransportError):

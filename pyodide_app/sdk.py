@@ -343,6 +343,8 @@ class BrowserSdk:
             await c.accept_invitation(conv, now_ms())
             meta = await self._meta(c, conv)
         self._forbidden.discard(conv)
+        if self._live is not None:
+            self._live.rewatch()  # the long poll must include the conversation joined now
         _emit({"type": "conversations", "changed": [conv.as_hex()]})
         return _conv_view(meta)
 

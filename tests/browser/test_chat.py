@@ -378,9 +378,10 @@ def test_news_in_a_conversation_not_on_screen_shows_within_a_round_trip(pair: tu
             text = f"psst {i}, over here"
             alice.send(text)
             # 5 s against rounds 600 s apart: only the watch can have brought it (speed: benchmarks/).
-            bob.page.wait_for_selector(
-                f'#conv-list li[data-id="{elsewhere}"] .preview:text-is("alice: {text}")', timeout=5000
-            )
+            preview = f'#conv-list li[data-id="{elsewhere}"] .preview'
+            bob.page.wait_for_selector(f'{preview}:has-text("{text}")', timeout=5000)
+            # The sender is its verified account, with its label beside it once known.
+            assert bob.page.text_content(preview).endswith(f"{alice.user_id[:8]}…: {text}")
         assert bob.page.get_attribute("#conv-list li.selected", "data-id") == on_screen
     finally:
         bob.call("live.start", {"interval_ms": 2000})

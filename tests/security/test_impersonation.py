@@ -16,7 +16,7 @@ import pytest
 
 from ping_core.client import MessagingClient
 from ping_core.connect import connect
-from ping_core.errors import IdentityError, TransportError
+from ping_core.errors import IdentityError, PingError, TransportError
 from ping_core.identity import credential_identity
 from ping_core.ids import ConversationId
 from ping_core.membership import AccountVerifier
@@ -207,3 +207,40 @@ async def test_key_packages_made_before_bindings_are_replaced_on_the_server(serv
         assert {m.user_id for m in alice.members(chat)} == {alice.user_id(), bob.user_id()}
     finally:
         await alice.transport.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("as_alice", [False, True])
+async def test_nobody_else_gets_into_an_accounts_device_group(server: Server, clients: ClientFactory, as_alice: bool) -> None:
+    """Eve tries to become one of Alice's devices: the server refuses her posts and Welcomes to
+    Alice's DeviceGroup (implicit membership: Alice's devices only); a DeviceGroup Welcome that
+    reaches Alice another way with Eve's device in its tree is refused by Alice's client; and
+    Alice's linking refuses Eve's KeyPackage as a new device of hers."""
+    from ping_core.clock import Hlc
+    from ping_core.message import MessageEnvelope, MessageKind
+    from ping_core.mls.crypto import default_provider
+    from ping_core.mls.group import Group
+
+    alice, eve = await clients(server, "alice"), await clients(server, "eve")
+    dg = ConversationId.device_group(alice.user_id())
+    if as_alice:  # Eve's leaf names Alice the old way (a bare id)
+        _pose_as(eve, alice.user_id().value)
+    # Eve's own group under Alice's DeviceGroup id, with Alice's device added.
+    group = Group.create(default_provider(), eve._signer, group_id=dg.value)
+    (alice_kp,) = [kp for d, kp in await eve.transport.claim_key_packages(alice.user_id()) if d == alice.device_id()]  # type: ignore[attr-defined]
+    staged = group.commit(add=[alice_kp])
+    commit = MessageEnvelope(dg, 0, MessageKind.COMMIT, eve.device_id(), 0, Hlc(1, 0), staged.message)
+    welcome = MessageEnvelope(dg, 0, MessageKind.WELCOME, eve.device_id(), 0, Hlc(1, 0), staged.welcome)
+    for env in (commit, welcome):
+        with pytest.raises(TransportError) as refused:
+            if env.kind is MessageKind.WELCOME:
+                await eve.transport.set_next_welcome_recipients(dg, [alice.device_id()])  # type: ignore[attr-defined]
+            await eve.transport.send(env)  # type: ignore[attr-defined]
+        assert refused.value.status == 403
+    with pytest.raises(PingError):  # another account's device, or (named as Alice's) not a linking ticket
+        await alice.join_conversation(welcome, 1)
+    assert [m.device_id for m in alice.members(dg)] == [alice.device_id()]
+    # Linking Eve's device as Alice's: refused before anything is committed.
+    (eve_kp,) = [kp for d, kp in await alice.transport.claim_key_packages(eve.user_id()) if d == eve.device_id()]  # type: ignore[attr-defined]
+    with pytest.raises(IdentityError):
+        await alice.build_linking_ticket(eve.device_id(), eve_kp, [], 1)
+    assert alice._convs[dg].meta.epoch == 0
