@@ -1099,9 +1099,10 @@ class MessagingClient:
     # -- pending proposals ----------------------------------------------------------
 
     async def commit_pending_proposals(self, now_ms: int) -> list[ConversationId]:
-        """Beyond the spec: commit other members' pending proposals where the policy says so;
-        returns the conversations where a commit of ours took effect. ``sync_conversations`` does
-        this at its end unless told not to.
+        """Beyond the spec: make the commits this device owes: rejoin the groups it no longer
+        follows, migrate its leaf to its account binding, and commit other members' pending
+        proposals where the policy says so; returns the conversations where a commit of ours
+        took effect. ``sync_conversations`` does this at its end unless told not to.
 
         The policy, so that a group converges without every member racing to
         commit: the designated committer — the active member with the lowest
@@ -1119,11 +1120,28 @@ class MessagingClient:
         for conv in list(self._convs.values()):
             try:
                 async with conv.lock:
-                    if await self._commit_proposals_by_policy(conv, now_ms, []):
+                    if await self._owed_commits(conv, now_ms, []):
                         committed.append(conv.id)
             except PingError as exc:
                 log.warning("conversation %s: pending proposals not committed: %s", conv.id.as_hex(), type(exc).__name__)
         return committed
+
+    async def _owed_commits(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
+        """What this device owes a conversation once its log is read (caller holds its lock):
+        rejoining it when it no longer follows the group, committing pending proposals by the
+        policy, migrating its own leaf to its account binding. True when a commit of ours took
+        effect. Nothing while the blob store buffers its commits."""
+        if not self._checkpoints_durable():
+            return False
+        done = False
+        if self._needs_heal(conv) and await self._heal(conv, now_ms):
+            done = True
+            await self._sync_one(conv, now_ms, sink)  # what came after our rejoin
+        done = await self._commit_proposals_by_policy(conv, now_ms, sink) or done
+        group = self._group(conv)
+        if group is not None and group.active and self._leaf_is_stale(group):
+            done = await self._refresh_own_leaf(conv, now_ms, sink) or done
+        return done
 
     async def _commit_proposals_by_policy(self, conv: Conversation, now_ms: int, sink: list[IncomingMessage]) -> bool:
         group = self._group(conv)
@@ -1386,6 +1404,7 @@ class MessagingClient:
 
     def _after_commit(self, conv: Conversation, group: Group, *, own: bool) -> None:
         """Bookkeeping after a merged commit (ours or another member's)."""
+        conv.desynced = False  # following the group again
         op = conv.op
         if op is not None and not op.merged:
             # Our commit merged: only its Welcome may be left to deliver (kept durable until it went).
@@ -1617,6 +1636,8 @@ class MessagingClient:
 
     @staticmethod
     def _problem(conv: Conversation, kind: SyncProblemKind, env: MessageEnvelope | None, detail: str) -> None:
+        if kind is SyncProblemKind.DESYNCED:
+            conv.desynced = True  # until a commit is processed or we rejoin
         conv.problems.append(
             SyncProblem(conv.id, kind, env.seq if env is not None else None, env.sender_device if env is not None else None, detail)
         )
@@ -1784,7 +1805,9 @@ class MessagingClient:
           (conversation_id, seq).
 
         Beyond the spec: then, unless ``commit_proposals`` is false, the
-        pending proposals of other members are committed where the policy of
+        commits this device owes are made: rejoining a group it no longer
+        follows (DESYNCED -> HEALED), migrating its own leaf to its account
+        binding, and the pending proposals of other members where the policy of
         :meth:`commit_pending_proposals` says so — but never while the blob
         store buffers its commits (a ``deferring`` attribute that is true): a
         commit is only sent once its staged state is durable, so a host that
@@ -1802,13 +1825,8 @@ class MessagingClient:
             try:
                 async with conv.lock:
                     await self._sync_one(conv, now_ms, fresh)
-                    if self._needs_heal(conv) and await self._heal(conv, now_ms):
-                        await self._sync_one(conv, now_ms, fresh)  # what came after our rejoin
                     if commit_proposals:
-                        await self._commit_proposals_by_policy(conv, now_ms, fresh)
-                        group = self._group(conv)
-                        if group is not None and self._leaf_is_stale(group) and self._checkpoints_durable():
-                            await self._refresh_own_leaf(conv, now_ms, fresh)
+                        await self._owed_commits(conv, now_ms, fresh)
             except PingError as exc:
                 if isinstance(exc, TransportError) and exc.code == _DEVICE_REVOKED:
                     await self._revoked_at_server()
@@ -1957,10 +1975,9 @@ class MessagingClient:
         group = conv.group if conv.loaded else None
         if group is None or not group.active:
             return False
-        kinds = {p.kind for p in conv.problems}
-        if SyncProblemKind.LOG_DISCONTINUITY in kinds:
+        if SyncProblemKind.LOG_DISCONTINUITY in {p.kind for p in conv.problems}:
             return False  # first read the log as it is; the gap may be the server's to fill
-        return SyncProblemKind.DESYNCED in kinds or any(
+        return conv.desynced or any(
             env is not None and env.epoch > group.epoch for _, env in conv.held(1 << 62)
         )
 
@@ -2011,6 +2028,7 @@ class MessagingClient:
             conv.set_cursor(SyncCursor(seq))
         conv.refresh_from_group()
         await self._persist(conv, undo)
+        conv.desynced = False
         self._problem(conv, SyncProblemKind.HEALED, None, f"rejoined at epoch {rejoined.epoch}")
         return True
 

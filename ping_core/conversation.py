@@ -536,6 +536,7 @@ class Conversation:
         "verifier",
         "problems",
         "heal_tried",
+        "desynced",
         "adopt",
     )
 
@@ -559,6 +560,8 @@ class Conversation:
         self.problems: list[SyncProblem] = []
         # Our epoch when this device last tried to rejoin (once per epoch; in memory).
         self.heal_tried: int | None = None
+        # This device found the group moved on without it (it heals when it can; in memory).
+        self.desynced = False
         # The client's policy applied to every group this conversation loads or installs.
         self.adopt: Callable[[Group], None] | None = None
         self.store = store

@@ -53,7 +53,9 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 
 Events (``pinghost.emit``; the page gets them whichever context produced them):
 ``{type: "messages", conv, messages}``, ``{type: "conversations", changed}``,
-``{type: "invitations", pending}``,
+``{type: "invitations", pending}``, ``{type: "problems", problems: [{conv, kind, seq, sender_device,
+detail}]}`` (what a sync met: ``ping_core.sync.SyncProblemKind`` values), ``{type: "fork-healed", conv}``,
+``{type: "revoked", message}`` (this device was revoked: its state is wiped),
 ``{type: "status", online, error}``, ``{type: "account", state}``.
 
 Errors are ``ping_core.errors`` exceptions (the RPC layer turns them into
@@ -71,14 +73,14 @@ from typing import Any
 from ping_core.account import claim_new_device, take_welcomes
 from ping_core.clock import Hlc
 from ping_core.device import CatchupAppEventEntry
-from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
+from ping_core.errors import DeviceRevoked, InvalidInput, PingError, StorageError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.invitation import Invitation
 from ping_core.link import LinkRequestCode, PendingLink, open_grant, seal_grant, seal_ticket
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
-from ping_core.sync import News
+from ping_core.sync import News, SyncProblem, SyncProblemKind
 from ping_core.client import MemberInfo, MessagingClient
 
 from . import inbox
@@ -136,6 +138,16 @@ def _text_param(params: dict[str, Any], name: str, *, max_len: int = 4096, allow
     if len(value.encode("utf-8")) > max_len:
         raise InvalidInput(f"{name} is longer than {max_len} bytes")
     return value
+
+
+def _problem_view(p: SyncProblem) -> dict[str, Any]:
+    return {
+        "conv": p.conversation_id.as_hex(),
+        "kind": p.kind.value,
+        "seq": p.seq,
+        "sender_device": p.sender_device.as_hex() if p.sender_device is not None else None,
+        "detail": p.detail,
+    }
 
 
 def _invitation_view(inv: Invitation) -> dict[str, Any]:
@@ -427,13 +439,29 @@ class BrowserSdk:
         messages this browser had not stored before.
         """
         s = await self.require()
-        async with s.use() as c:
-            before = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
-            joined = await self._join_welcomes(s, c)
-            messages = await self._store_messages(s, lambda: c.sync_conversations(now_ms(), commit_proposals=False))
-            await c.commit_pending_proposals(now_ms())  # logs and skips what fails
-            messages += await self._store_messages(s, c.pending_messages)
-            after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
+        problems: list[SyncProblem] = []
+
+        async def take() -> list[IncomingMessage]:
+            result = await c.sync(now_ms(), commit_proposals=False)
+            problems.extend(result.problems)
+            return list(result.messages)
+
+        try:
+            async with s.use() as c:
+                before = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
+                joined = await self._join_welcomes(s, c)
+                messages = await self._store_messages(s, take)
+                await c.commit_pending_proposals(now_ms())  # rejoins, migrations, proposals; logs and skips what fails
+                messages += await self._store_messages(s, c.pending_messages)
+                after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
+        except DeviceRevoked as exc:
+            _emit({"type": "revoked", "message": str(exc)})
+            raise
+        if problems:
+            _emit({"type": "problems", "problems": [_problem_view(p) for p in problems]})
+            for p in problems:
+                if p.kind is SyncProblemKind.HEALED:
+                    _emit({"type": "fork-healed", "conv": p.conversation_id.as_hex()})
         self._forbidden.difference_update(joined)
         changed = sorted(
             cid.as_hex() for cid in set(before) | set(after) if before.get(cid) != after.get(cid) or cid in joined

@@ -109,7 +109,7 @@ def _db(db: str, sql: str) -> list[tuple[object, ...]]:
 async def test_a_welcome_to_1000_recipients_stores_its_payload_once(server: Server, pool: ConnectionPool) -> None:
     """A 256 KiB Welcome to 1,000 devices stores its payload once: 1 ``welcome_payloads`` row
     of 256 KiB + 131 bytes (the envelope) and 1,000 inbox rows; the database files grow by less than
-    1 MiB (the old server wrote the payload 1,000 times: 256 MiB). Each recipient still downloads
+    4 MiB (about 1.1 MiB; the old server wrote the payload 1,000 times: 256 MiB). Each recipient still downloads
     the whole Welcome with its own inbox seq; the payload goes when the last recipient drops it."""
     alice = await Dev(server.url, Identity.generate(), pool, "alice").register()
     recipients = await _devices(server.url, pool, Identity.generate(), 1000)
@@ -119,7 +119,8 @@ async def test_a_welcome_to_1000_recipients_stores_its_payload_once(server: Serv
     async with asyncio.timeout(60):
         await alice.welcome(conv, *recipients, payload=payload)
     grown = _files_size(server.db) - before
-    assert grown < 1024 * 1024, f"the database grew by {grown} bytes"
+    # 1,000 inbox rows and their index entries, the payload once, WAL pages: about 1.1 MiB here.
+    assert grown < 4 * 1024 * 1024, f"the database grew by {grown} bytes"
     rows = _db(server.db, "SELECT refs, size FROM welcome_payloads")
     assert len(rows) == 1 and rows[0][0] == 1000 and 256 * 1024 < int(rows[0][1]) < 256 * 1024 + 200  # type: ignore[call-overload]
     assert _db(server.db, "SELECT COUNT(*) FROM welcomes")[0][0] == 1000
