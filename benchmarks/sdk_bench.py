@@ -41,11 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ping_core import ClientConfig, MessagingClient  # noqa: E402
 from ping_core.device import LocalDevice  # noqa: E402
-from ping_core.identity import Identity  # noqa: E402
+from ping_core.identity import Identity, credential_identity  # noqa: E402
 from ping_core.ids import ConversationId, DeviceId  # noqa: E402
 from ping_core.message import MessageEnvelope  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.group import Signer, generate_key_package  # noqa: E402
+from ping_core.mls.structs import Credential  # noqa: E402
 from ping_core.storage import MemoryBlobStore, MemoryStorage, SqliteBlobStore, StorageBackend  # noqa: E402
 from ping_core.transport import MemoryDeliveryService  # noqa: E402
 
@@ -133,6 +134,12 @@ class _AcceptAll:
     async def set_next_commit_removals(self, *args: Any) -> None:
         return None
 
+    async def set_next_commit_group_info(self, *args: Any) -> None:
+        return None
+
+    async def fetch_group_info(self, *args: Any) -> None:
+        return None
+
 
 async def bench_checkpoint_bytes(members: int, sends: int = 50) -> float:
     crypto = default_provider()
@@ -143,7 +150,10 @@ async def bench_checkpoint_bytes(members: int, sends: int = 50) -> float:
     conv = await client.create_conversation("big", NOW)
     entries = []
     for _ in range(members - 1):
-        signer = Signer.generate(crypto, identity.user_id.value)
+        # A device of the account: its leaf carries the account's binding (members check it).
+        private, public = crypto.sign_keygen()
+        binding = identity.device_binding(DeviceId.from_public_key(public))
+        signer = Signer(Credential.basic(credential_identity(binding)), private, public)
         kp = generate_key_package(crypto, signer).message()
         entries.append((DeviceId.from_public_key(signer.public_key), kp))
     t0 = time.perf_counter()
