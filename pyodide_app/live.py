@@ -21,8 +21,9 @@ Only one tab of the account watches at a time (the holder of the Web Lock
 ``watch_lock``; the lock passes on when that tab closes): a browser keeps
 about six HTTP/1.1 connections per origin, shared by every tab, and the long
 poll holds one. The other tabs keep their rounds every ``interval``. A long
-poll is never cancelled half-way (an abandoned fetch would keep its
-connection until its deadline). ``focus`` (the conversation on screen) no
+poll is cancelled only by ``rewatch`` (the set of conversations changed: an
+invitation was accepted), and the cancellation aborts its fetch, so no
+abandoned request keeps a connection until its deadline. ``focus`` (the conversation on screen) no
 longer decides what is watched; setting it runs a round (``kick``).
 """
 

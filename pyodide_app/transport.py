@@ -16,6 +16,8 @@ serves the client and the API on one port).
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 from ping_core.errors import TransportError
@@ -41,13 +43,19 @@ class FetchTransport(RemoteTransport):
     async def _exchange(
         self, method: str, target: str, body: bytes, headers: dict[str, str], timeout: float, max_response: int
     ) -> RawResponse:
-        from js import AbortSignal  # type: ignore[attr-defined]
+        from js import AbortController, AbortSignal  # type: ignore[attr-defined]
+        from pyodide.ffi import to_js  # type: ignore[import-not-found,unused-ignore]
         from pyodide.http import pyfetch  # type: ignore[import-not-found,unused-ignore]
 
+        # The deadline, and an abort when this call is cancelled (a long poll the live sync
+        # restarts): an abandoned fetch would hold one of the origin's few connections.
+        deadline = AbortSignal.timeout(max(1, int(timeout * 1000)))
+        controller = AbortController.new()
+        signal = AbortSignal.any(to_js([deadline, controller.signal])) if hasattr(AbortSignal, "any") else deadline
         options: dict[str, Any] = {
             "method": method,
             "headers": headers,
-            "signal": AbortSignal.timeout(max(1, int(timeout * 1000))),
+            "signal": signal,
             "cache": "no-store",
             "redirect": "error",
         }
@@ -63,6 +71,9 @@ class FetchTransport(RemoteTransport):
                 raise TransportError(f"response of {length} bytes exceeds {max_response}", status=status)
             data = bytes(await resp.bytes())
         except TransportError:
+            raise
+        except asyncio.CancelledError:
+            controller.abort()
             raise
         except Exception as exc:  # the fetch boundary: every failure here means "no complete answer"
             name = str(getattr(exc, "name", "") or type(exc).__name__)
