@@ -531,7 +531,13 @@ class Api:
 
                 def again(tx: Tx) -> tuple[list[bytes], bool]:
                     delivery.check_caller(tx, caller)
-                    return delivery.as_caller(tx, caller, read)
+                    page = delivery.as_caller(tx, caller, read)
+                    # Checked again after the read: on PostgreSQL each statement has its own
+                    # snapshot, so an envelope posted after a revocation may be visible to the
+                    # read when the first check ran before the revocation committed.
+                    if page[0]:
+                        delivery.check_caller(tx, caller)
+                    return page
 
                 stored, more = await self.run(again)
         finally:

@@ -901,6 +901,8 @@ def watch(tx: Tx, caller: Caller, positions: Sequence[tuple[ConversationId, int]
             head = end  # a removed device reads up to the Commit that removed it
         if head > after:
             heads[cid] = head
+    if heads:
+        check_caller(tx, caller)  # after the read (see fetch's long poll): news posted after a revocation
     return WatchResult(heads, frozenset(forbidden), int(dev[1]) > 0), frozenset(absent)
 
 
