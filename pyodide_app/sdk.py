@@ -30,7 +30,8 @@ RPC methods (params and results are plain data; ids are lowercase hex):
 ``invitations``             -> ``[{conv, name, inviter, inviter_device, members, received_ms}]`` pending
 ``invitation.accept``       ``{conv}`` -> the joined conversation
 ``invitation.decline``      ``{conv}`` -> ``{declined}`` (the server ends that membership)
-``settings``                ``{auto_join?}`` -> ``{auto_join}`` (join every invitation without asking)
+``settings``                ``{auto_join?, notify?}`` -> ``{auto_join, notify}`` (join every invitation without
+                            asking; what a push notification shows: "text", "generic" or "off")
 ``messages``                ``{conv, limit=200}`` -> the newest stored messages, oldest first
 ``send``                    ``{conv, text}`` -> the stored message (after the server took it)
 ``sync``                    -> ``{messages, conversations}``: one round now
@@ -48,7 +49,7 @@ RPC methods (params and results are plain data; ids are lowercase hex):
                             conversation and the Welcome inbox, events to the page
 ``live.focus``              ``{conv}``: the conversation on screen (runs a round when it changes)
 ``live.stop``
-``sw.cold_sync``            (service worker) one round; ``{account, messages, ms}``
+``sw.cold_sync``            (service worker) one round; ``{account, messages (count), new, conversations, notify, ms}``
 ==========================  ==================================================================
 
 Events (``pinghost.emit``; the page gets them whichever context produced them):
@@ -99,6 +100,8 @@ REGISTRY_STORE = "kv"
 _CURRENT = "current"
 _PENDING_LINK = "link-pending"
 _AUTO_JOIN = "auto-join"  # registry: b"1" when every invitation is joined without asking
+_NOTIFY = "notify"  # registry: what a push-woken service worker shows (_NOTIFY_MODES)
+_NOTIFY_MODES = ("text", "generic", "off")
 KEY_PACKAGES = 20
 _PUBLISHED = "key_packages_published"
 _MAX_LINK_WAIT = 900.0
@@ -370,14 +373,25 @@ class BrowserSdk:
         return {"declined": conv.as_hex()}
 
     async def settings(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``{auto_join?}``: set what is given; returns the settings (``auto_join``: join every
-        invitation without asking; off by default)."""
+        """``{auto_join?, notify?}``: set what is given; returns the settings (``auto_join``: join every
+        invitation without asking, off by default; ``notify``: what a push-woken service worker shows,
+        "text" (the decrypted message, the default), "generic" or "off")."""
         if "auto_join" in params:
             value = params["auto_join"]
             if type(value) is not bool:
                 raise InvalidInput("auto_join must be a boolean")
             await (await self.registry()).put(_AUTO_JOIN, b"1" if value else b"0")
-        return {"auto_join": await self._auto_join()}
+        if "notify" in params:
+            mode = params["notify"]
+            if mode not in _NOTIFY_MODES:
+                raise InvalidInput(f"notify is one of {', '.join(_NOTIFY_MODES)}")
+            await (await self.registry()).put(_NOTIFY, mode.encode("ascii"))
+        return {"auto_join": await self._auto_join(), "notify": await self._notify()}
+
+    async def _notify(self) -> str:
+        raw = await (await self.registry()).get(_NOTIFY)
+        mode = raw.decode("ascii", "replace") if raw is not None else _NOTIFY_MODES[0]
+        return mode if mode in _NOTIFY_MODES else _NOTIFY_MODES[0]
 
     @staticmethod
     async def _import_history(s: AccountSession, events: Sequence[CatchupAppEventEntry]) -> None:
@@ -479,15 +493,25 @@ class BrowserSdk:
             _emit({"type": "messages", "conv": conv, "messages": items})
 
     async def cold_sync(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The service worker's wake-up: one round if this browser has an account."""
+        """The service worker's wake-up: one round if this browser has an account.
+
+        ``new`` lists the messages this round stored for the first time (each
+        with ``account``: the user id it was decrypted for); ``notify`` is the
+        notification setting (``settings``): "text" (show the decrypted
+        text), "generic" (say only that something came) or "off".
+        """
         t0 = time.perf_counter()
+        notify = await self._notify()
         if await self.current() is None:
-            return {"account": None, "messages": 0, "ms": 0}
+            return {"account": None, "messages": 0, "new": [], "conversations": [], "notify": notify, "ms": 0}
         result = await self.sync_round()
+        account = self.session.user_hex if self.session else None
         return {
-            "account": self.session.user_hex if self.session else None,
+            "account": account,
             "messages": len(result["messages"]),
+            "new": [{**m, "account": account} for m in result["messages"]],
             "conversations": result["conversations"],
+            "notify": notify,
             "ms": round((time.perf_counter() - t0) * 1000),
         }
 
