@@ -1,0 +1,264 @@
+"""Ping in Chromium against issue 11's goals, and Ping's MLS engine beside ts-mls in the same browser.
+
+    python benchmarks/browser_bench.py            # every row
+    python benchmarks/browser_bench.py --quick    # fewer repetitions (noisier)
+    python benchmarks/browser_bench.py --only mls # just the MLS rows (also: boot, sdk)
+
+Builds dist/ (``build.build()``), copies it to a temporary folder with this
+benchmark's page and the esbuild bundle of ``benchmarks/browser/tsmls_bench.mjs``
+under ``/bench/`` (so a concurrent rebuild of dist/ cannot change what is
+measured, and everything is one origin under the server's CSP), starts
+``ping_server`` on it and Debian's Chromium (``PING_CHROMIUM`` overrides)
+through Playwright, and prints one table:
+
+* bare Pyodide boot (``loadPyodide`` in a module worker, nothing else);
+* Ping's worker cold boot to ready, without and with the memory snapshot;
+* page ready with 50 stored conversations, and its delta against none;
+* service-worker cold start to a decrypted message;
+* send-to-receive between two browser contexts;
+* the MLS rows (KeyPackage, N=100 add commit and join, self-update commit and
+  its processing by another member, 100 B protect+unprotect): Ping's engine in
+  Pyodide in its worker (``dev.exec`` runs ``benchmarks/mls_e2e_ops.py`` there
+  with the worker's own crypto provider) beside ts-mls (npm, pinned in
+  tests/interop/package.json) in a module worker of the same page, with the
+  ratio Ping/ts-mls.
+
+Each row shows issue 11's goal beside the figure. Times are wall clock on this
+machine (2 cores, shared); nothing here asserts a goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+BOOT_TIMEOUT_MS = 180_000
+TSMLS_NODE_MODULES = ROOT / "tests" / "interop" / "node_modules"
+
+# One row of the table: what, Ping's figure, ts-mls's (MLS rows), the goal.
+Row = tuple[str, float | None, float | None, str]
+
+
+# -- the served copy of dist/ -----------------------------------------------------
+
+
+def bundle_tsmls(out: Path) -> None:
+    """esbuild benchmarks/browser/tsmls_bench.mjs with ts-mls from tests/interop/node_modules."""
+    esbuild = ROOT / "node_modules" / ".bin" / "esbuild"
+    if not (TSMLS_NODE_MODULES / "ts-mls").is_dir():
+        raise SystemExit("ts-mls is not installed: (cd tests/interop && npm ci)")
+    env = dict(os.environ, NODE_PATH=str(TSMLS_NODE_MODULES))
+    cmd = [str(esbuild), str(HERE / "browser" / "tsmls_bench.mjs"), "--bundle", "--format=esm",
+           f"--outfile={out}", "--log-level=warning"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"esbuild failed:\n{proc.stderr}")
+
+
+@contextmanager
+def served_dist() -> Iterator[Path]:
+    """A private copy of a fresh dist/ with /bench/ (this page and the ts-mls bundle)."""
+    import build
+
+    build.build()
+    with tempfile.TemporaryDirectory(prefix="ping-bench-") as tmp:
+        dist = Path(tmp) / "dist"
+        shutil.copytree(ROOT / "dist", dist)
+        bench = dist / "bench"
+        bench.mkdir()
+        shutil.copy(HERE / "browser" / "index.html", bench / "index.html")
+        bundle_tsmls(bench / "tsmls_bench.mjs")
+        yield dist
+
+
+@contextmanager
+def server_and_browser(dist: Path) -> Iterator[tuple[Any, str]]:
+    from playwright.sync_api import sync_playwright
+
+    from ping_server.process import spawn, stop
+
+    proc, url = spawn("--dist", str(dist))
+    chromium = os.environ.get("PING_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+            try:
+                yield browser, url
+            finally:
+                browser.close()
+    finally:
+        stop(proc)
+
+
+# -- JS run in the bench page ---------------------------------------------------------
+
+# Starts a worker of this origin and speaks Ping's worker protocol to it directly
+# ({id, method, params} -> {id, result | error}; {type: "boot", stage} messages), so the
+# MLS rows need neither the page API (static/ping.js) nor the demo app.
+START_PING_WORKER = """async (query) => {
+  const t0 = performance.now();
+  const worker = new Worker('/worker.mjs' + query, { type: 'module' });
+  const pending = new Map();
+  let nextId = 1;
+  const ready = new Promise((resolve, reject) => {
+    worker.onmessage = (e) => {
+      const m = e.data;
+      if (m && m.type === 'boot') {
+        if (m.stage === 'ready') resolve({ ...m, wall_ms: performance.now() - t0 });
+        else if (m.stage === 'failed') reject(new Error(JSON.stringify(m.error)));
+        return;
+      }
+      if (m && 'id' in m && pending.has(m.id)) {
+        const { resolve: ok, reject: ko } = pending.get(m.id);
+        pending.delete(m.id);
+        if (m.error) ko(new Error(m.error.name + ': ' + m.error.message)); else ok(m.result);
+      }
+    };
+  });
+  window.pingWorker = {
+    worker,
+    call(method, params = {}) {
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, method, params });
+      });
+    },
+  };
+  const info = await ready;
+  return JSON.parse(JSON.stringify(info));
+}"""
+
+RUN_TSMLS = """async (params) => {
+  const worker = new Worker('/bench/tsmls_bench.mjs', { type: 'module' });
+  try {
+    return await new Promise((resolve, reject) => {
+      worker.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data.ok));
+      worker.onerror = (e) => reject(new Error(e.message || 'ts-mls worker failed'));
+      worker.postMessage(params);
+    });
+  } finally {
+    worker.terminate();
+  }
+}"""
+
+# Runs in Ping's worker (dev.exec): mls_e2e_ops.py with the worker's default provider.
+MLS_IN_WORKER = """
+import json
+from ping_core.mls.crypto import default_provider
+_ns = {"__name__": "mls_e2e_ops"}
+exec(compile(MLS_OPS, "mls_e2e_ops.py", "exec"), _ns)
+_p = default_provider()
+_counts = getattr(_p, "counts", None)
+_before = dict(_counts) if isinstance(_counts, dict) else {}
+_rows = _ns["run"](_p, n=N, quick=QUICK)
+_after = dict(_counts) if isinstance(_counts, dict) else {}
+result = json.dumps({"backend": _p.name, "rows": _rows,
+                     "counts": {k: _after[k] - _before.get(k, 0) for k in _after}})
+"""
+
+
+def open_bench_page(browser: Any, url: str) -> Any:
+    page = browser.new_page()
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    page.goto(url + "/bench/index.html")
+    return page
+
+
+def run_in_worker(page: Any, code: str) -> Any:
+    return json.loads(page.evaluate("(code) => window.pingWorker.call('dev.exec', { code })", code))
+
+
+# -- MLS rows ---------------------------------------------------------------------------
+
+MLS_ROWS = [
+    ("KeyPackage generation", "KeyPackage"),
+    ("group of 100: one add commit", "N=100 add commit (99 Adds)"),
+    ("group of 100: join", "N=100 join (Welcome + tree)"),
+    ("group of 100: self-update commit", "N=100 self-update commit"),
+    ("group of 100: process it", "N=100 self-update, processed"),
+    ("protect+unprotect 100 B", "100 B protect + unprotect"),
+]
+
+
+def bench_mls(browser: Any, url: str, runs: int, quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    """Medians over ``runs`` fresh workers of each side (each run builds its own group)."""
+    page = open_bench_page(browser, url)
+    source = (HERE / "mls_e2e_ops.py").read_text()
+    ping_runs, tsmls_runs, notes = [], [], {}
+    for _ in range(runs):
+        info = page.evaluate(START_PING_WORKER, "?dev=1")
+        notes["crypto"] = info.get("crypto_selection") or info.get("crypto")
+        out = run_in_worker(page, f"MLS_OPS = {source!r}\nN = 100\nQUICK = {quick}\n" + MLS_IN_WORKER)
+        ping_runs.append(out["rows"])
+        notes["backend"], notes["counts"] = out["backend"], out["counts"]
+        page.evaluate("window.pingWorker.worker.terminate()")
+        tsmls_runs.append(page.evaluate(RUN_TSMLS, {"n": 100, "reps": 3 if quick else 9}))
+    page.close()
+    rows: list[Row] = []
+    for key, label in MLS_ROWS:
+        ping = statistics.median(r[key] for r in ping_runs)
+        ts = statistics.median(r[key] for r in tsmls_runs)
+        rows.append((label, ping, ts, "<= ts-mls"))
+    return rows, notes
+
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f} ms" if value < 10 else f"{value:.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
+def print_table(title: str, rows: list[Row], with_tsmls: bool) -> None:
+    print(title)
+    head = f"  {'':<36}{'Ping':>12}"
+    if with_tsmls:
+        head += f"{'ts-mls':>12}{'Ping/ts-mls':>13}"
+    print(head + "   goal")
+    for label, ping, ts, goal in rows:
+        line = f"  {label:<36}{fmt_ms(ping):>12}"
+        if with_tsmls:
+            ratio = f"{ping / ts:.2f}x" if ping is not None and ts else ""
+            met = "" if ping is None or not ts else ("  ok" if ping <= ts else "  SLOWER")
+            line += f"{fmt_ms(ts):>12}{ratio:>13}"
+            goal += met
+        print(line + "   " + goal)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (noisier)")
+    parser.add_argument("--runs", type=int, default=3, help="fresh workers per side for the MLS rows (default 3)")
+    parser.add_argument("--only", choices=["mls", "boot", "sdk"], default=None, help="one group of rows")
+    args = parser.parse_args()
+    with served_dist() as dist, server_and_browser(dist) as (browser, url):
+        print(f"browser benchmark: Chromium {browser.version}, server {url}, {os.cpu_count()} cores")
+        if args.only in (None, "mls"):
+            rows, notes = bench_mls(browser, url, 1 if args.quick else args.runs, args.quick)
+            print_table(f"MLS, cipher suite 1, medians of {1 if args.quick else args.runs} fresh workers each:", rows, True)
+            print(f"  (Ping: {notes.get('backend')} provider, {notes.get('crypto')}; calls in one run: {notes.get('counts')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
