@@ -206,3 +206,140 @@ export function gcmSeal(buf, aadLen) {
 export function gcmOpen(buf, aadLen) {
   return gcm(buf, aadLen, "decrypt");
 }
+
+// -- batches -----------------------------------------------------------------
+//
+// The MLS engine has many independent operations at once (a commit's path
+// secrets to ~N leaves, a Welcome to N joiners, a tree of N signed leaves).
+// Each call from Python costs one JSPI stack switch (far more than the
+// operation itself), so these take a whole batch in ONE buffer and answer it
+// behind ONE promise. Per item they report a status instead of rejecting:
+// Python re-runs a failed item through noble, as for the single calls.
+
+function u32At(buf, offset) {
+  return new DataView(buf.buffer, buf.byteOffset + offset, 4).getUint32(0, true);
+}
+
+/**
+ * `n` items of public(32) || signature(64) || u32le message length || message
+ * -> Uint8Array(n): 1 verifies, 0 does not, 2 WebCrypto rejected (Python decides).
+ */
+export async function edVerifyMany(buf, n) {
+  const jobs = [];
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const pub = buf.subarray(off, off + KEY_LEN);
+    const sig = buf.subarray(off + KEY_LEN, off + KEY_LEN + SIG_LEN);
+    const len = u32At(buf, off + KEY_LEN + SIG_LEN);
+    const start = off + KEY_LEN + SIG_LEN + 4;
+    const msg = buf.subarray(start, start + len);
+    off = start + len;
+    jobs.push(
+      subtle
+        .importKey("raw", pub, ED25519, false, ["verify"])
+        .then((key) => subtle.verify(ED25519, key, sig, msg))
+        .then(
+          (ok) => (ok ? 1 : 0),
+          () => 2,
+        ),
+    );
+  }
+  return Uint8Array.from(await Promise.all(jobs));
+}
+
+/**
+ * `n` X25519 public keys (32 bytes each) -> n x (status(1) || ephemeral public(32) || shared(32)):
+ * for each, a fresh ephemeral key pair (its private key never leaves WebCrypto) and
+ * its DH with that key (RFC 9180 Encap needs nothing else). Status 1: done; 0: rejected
+ * (an all-zero shared secret or anything else: Python asks noble, which says why).
+ */
+export async function xEncapMany(buf) {
+  const n = buf.length / KEY_LEN;
+  const jobs = [];
+  for (let i = 0; i < n; i++) {
+    const peer = buf.subarray(i * KEY_LEN, (i + 1) * KEY_LEN);
+    jobs.push(
+      Promise.all([subtle.generateKey(X25519, false, ["deriveBits"]), xPublicKey(peer)])
+        .then(([pair, peerKey]) => Promise.all([subtle.exportKey("raw", pair.publicKey), derive(pair.privateKey, peerKey)]))
+        .catch(() => null),
+    );
+  }
+  const results = await Promise.all(jobs);
+  const out = new Uint8Array(n * (1 + 2 * KEY_LEN));
+  results.forEach((r, i) => {
+    if (r === null) return;
+    const at = i * (1 + 2 * KEY_LEN);
+    out[at] = 1;
+    out.set(new Uint8Array(r[0]), at + 1);
+    out.set(new Uint8Array(r[1]), at + 1 + KEY_LEN);
+  });
+  return out;
+}
+
+/**
+ * `n` items of key(16) || nonce(12) || u32le aad length || u32le plaintext length || aad || plaintext
+ * -> the ciphertexts (each plaintext length + 16) concatenated in order; rejects if any fails.
+ */
+export async function gcmSealMany(buf, n) {
+  const jobs = [];
+  let off = 0;
+  for (let i = 0; i < n; i++) {
+    const key = buf.subarray(off, off + GCM_KEY);
+    const iv = buf.subarray(off + GCM_KEY, off + GCM_KEY + GCM_NONCE);
+    const aadLen = u32At(buf, off + GCM_KEY + GCM_NONCE);
+    const ptLen = u32At(buf, off + GCM_KEY + GCM_NONCE + 4);
+    const start = off + GCM_KEY + GCM_NONCE + 8;
+    const additionalData = buf.subarray(start, start + aadLen);
+    const data = buf.subarray(start + aadLen, start + aadLen + ptLen);
+    off = start + aadLen + ptLen;
+    jobs.push(
+      subtle
+        .importKey("raw", key, AES_GCM, false, ["encrypt"])
+        .then((k) => subtle.encrypt({ name: "AES-GCM", iv, additionalData, tagLength: 128 }, k, data)),
+    );
+  }
+  const parts = await Promise.all(jobs);
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(new Uint8Array(p), at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** -> n x (scalar(32) || public(32)) for fresh random scalars (two per KeyPackage). */
+export async function xKeygenMany(n) {
+  const pairs = await Promise.all(Array.from({ length: n }, () => xKeygen()));
+  const out = new Uint8Array(n * 2 * KEY_LEN);
+  pairs.forEach(([, both], i) => {
+    out.set(both, i * 2 * KEY_LEN);
+    both.fill(0);
+  });
+  return out;
+}
+
+async function signSpliced(key, first, second, offset) {
+  const sig1 = new Uint8Array(await subtle.sign(ED25519, key, first));
+  second.set(sig1, offset);
+  const sig2 = new Uint8Array(await subtle.sign(ED25519, key, second));
+  const out = new Uint8Array(2 * SIG_LEN);
+  out.set(sig1, 0);
+  out.set(sig2, SIG_LEN);
+  return out;
+}
+
+/**
+ * (private key, first || second) -> sig1(64) || sig2(64): signs `first` (its first
+ * `firstLen` bytes), writes that signature into `second` at `offset`, signs `second`
+ * (a KeyPackage signs its leaf node, which it contains with that signature).
+ */
+export function edSignSpliced(key, buf, firstLen, offset) {
+  return signSpliced(key, buf.subarray(0, firstLen), buf.subarray(firstLen), offset);
+}
+
+/** seed(32) || first || second -> [private key, sig1 || sig2]: edSignSpliced with a new key. */
+export async function edSignSplicedImport(buf, firstLen, offset) {
+  const key = await edImportKey(buf.subarray(0, KEY_LEN));
+  return [key, await signSpliced(key, buf.subarray(KEY_LEN, KEY_LEN + firstLen), buf.subarray(KEY_LEN + firstLen), offset)];
+}

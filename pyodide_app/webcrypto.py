@@ -55,12 +55,14 @@ conversation) across the whole operation, as DESIGN.md requires anyway.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ping_core.errors import CryptoError, InvalidSignature
 from ping_core.mls.crypto import HashlibKdf, register_backend
 from ping_core.mls.crypto.provider import (
     AEAD_KEY_LEN,
+    AEAD_TAG_LEN,
     AEAD_NONCE_LEN,
     DH_PUBLIC_LEN,
     DH_SECRET_LEN,
@@ -88,6 +90,8 @@ AEAD_WEBCRYPTO_MIN = 3072
 # Cached CryptoKeys per kind. MLS signs with one key and verifies a group's
 # members' keys over and over.
 _KEY_CACHE_LIMIT = 256
+# Prefetched signature verdicts kept at most (a group's leaves, a commit's Adds).
+_VERDICT_LIMIT = 4096
 
 
 class WebCryptoProvider(HashlibKdf):
@@ -126,12 +130,14 @@ class WebCryptoProvider(HashlibKdf):
         self._ed_private: dict[bytes, list[Any]] = {}
         # public key bytes -> public CryptoKey
         self._ed_public: dict[bytes, Any] = {}
-        # scalar -> private CryptoKey
+        # (public, signature, message) -> verdict, from prefetch_verify; each is
+        # used once. Public data only.
+        self._verdicts: dict[tuple[bytes, bytes, bytes], bool] = {}
         #: Calls answered by WebCrypto, calls sent to noble because the entry
         #: was synchronous, and calls re-run through noble after WebCrypto
         #: rejected (or could not be reached). Diagnostics for tests and
         #: benchmarks; they hold no secret.
-        self.counts = {"webcrypto": 0, "sync_entry": 0, "fallback": 0}
+        self.counts = {"webcrypto": 0, "sync_entry": 0, "fallback": 0, "batches": 0, "prefetched": 0}
 
     def __repr__(self) -> str:
         return f"WebCryptoProvider(aead_min={self._aead_min})"
@@ -198,6 +204,37 @@ class WebCryptoProvider(HashlibKdf):
         out = self._gcm("open", key, nonce, aad, ciphertext)
         return out if out is not None else self._noble.aead_open(key, nonce, aad, ciphertext)
 
+    def aead_seal_many(self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
+        """``[aead_seal(*item) for item in items]`` in ONE WebCrypto call (two or more
+        items; the same results, and the same first error for a bad argument)."""
+        checked = [
+            (
+                check_len(key, AEAD_KEY_LEN, "AEAD key"),
+                check_len(nonce, AEAD_NONCE_LEN, "AEAD nonce"),
+                check_bytes(aad, "aad"),
+                check_bytes(plaintext, "plaintext"),
+            )
+            for key, nonce, aad, plaintext in items
+        ]
+        if len(checked) >= 2 and self._usable():
+            buf = b"".join(
+                key + nonce + len(aad).to_bytes(4, "little") + len(pt).to_bytes(4, "little") + aad + pt
+                for key, nonce, aad, pt in checked
+            )
+            try:
+                sealed: bytes = self._run(self._wc.gcmSealMany(self._to_js(buf), len(checked))).to_bytes()
+            except Exception:  # noqa: BLE001  (noble answers each below)
+                self._fell_back("AEAD seal batch")
+            else:
+                self.counts["batches"] += 1
+                out, at = [], 0
+                for _, _, _, pt in checked:
+                    end = at + len(pt) + AEAD_TAG_LEN
+                    out.append(sealed[at:end])
+                    at = end
+                return out
+        return [self.aead_seal(*item) for item in checked]
+
     # -- Ed25519 -------------------------------------------------------------
 
     def sign_keygen(self) -> tuple[bytes, bytes]:
@@ -252,6 +289,29 @@ class WebCryptoProvider(HashlibKdf):
                 return out
         return self._noble.sign(secret, message)
 
+    def sign_spliced(self, secret: bytes, first: bytes, second: bytes, offset: int) -> tuple[bytes, bytes]:
+        """Both signatures of :func:`ping_core.mls.crypto.provider.sign_spliced` behind
+        ONE promise (the second message gets the first signature in JS)."""
+        secret = check_len(secret, SIGN_SECRET_LEN, "Ed25519 secret key")
+        first = check_bytes(first, "message")
+        second = check_bytes(second, "message")
+        if self._usable():
+            try:
+                entry = self._ed_private.get(secret)
+                if entry is None:
+                    res = self._run(self._wc.edSignSplicedImport(self._to_js(secret + first + second), len(first), offset))
+                    self._cache(self._ed_private, secret, [res[0], None])
+                    both: bytes = res[1].to_bytes()
+                else:
+                    both = self._run(self._wc.edSignSpliced(entry[0], self._to_js(first + second), len(first), offset)).to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("Ed25519 sign")
+            else:
+                self.counts["webcrypto"] += 1
+                return both[:SIGNATURE_LEN], both[SIGNATURE_LEN:]
+        sig1 = self._noble.sign(secret, first)
+        return sig1, self._noble.sign(secret, second[:offset] + sig1 + second[offset + SIGNATURE_LEN :])
+
     def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
         # The shared checks first: wrong lengths and small-order or
         # non-canonical keys get the same errors as on every backend.
@@ -259,6 +319,12 @@ class WebCryptoProvider(HashlibKdf):
         message = check_bytes(message, "message")
         signature = check_bytes(signature, "signature")
         if len(signature) != SIGNATURE_LEN:
+            raise InvalidSignature("Ed25519 signature does not verify")
+        verdict = self._verdicts.pop((public, signature, message), None) if self._verdicts else None
+        if verdict is not None:  # WebCrypto's verdict for exactly these bytes, from prefetch_verify
+            self.counts["prefetched"] += 1
+            if verdict:
+                return
             raise InvalidSignature("Ed25519 signature does not verify")
         if self._usable():
             try:
@@ -278,7 +344,91 @@ class WebCryptoProvider(HashlibKdf):
                 raise InvalidSignature("Ed25519 signature does not verify")
         self._noble.verify(public, message, signature)
 
+    def prefetch_verify(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        """Verify ``(public, message, signature)`` items in ONE WebCrypto call and
+        keep the verdicts for the :meth:`verify` calls with exactly those bytes
+        (see :func:`ping_core.mls.crypto.provider.prefetch_verify`). Items that
+        the shared checks refuse, and any WebCrypto rejection, are left to
+        :meth:`verify` itself; nothing here raises."""
+        batch: list[tuple[bytes, bytes, bytes]] = []
+        for public, message, signature in items[:_VERDICT_LIMIT]:
+            try:
+                check_ed25519_public(public)
+            except CryptoError:
+                continue
+            if type(message) is bytes and type(signature) is bytes and len(signature) == SIGNATURE_LEN:
+                batch.append((public, message, signature))
+        if not batch or not self._usable():
+            return
+        buf = b"".join(pub + sig + len(msg).to_bytes(4, "little") + msg for pub, msg, sig in batch)
+        try:
+            verdicts: bytes = self._run(self._wc.edVerifyMany(self._to_js(buf), len(batch))).to_bytes()
+        except Exception:  # noqa: BLE001  (each verify() then asks on its own)
+            self._fell_back("Ed25519 verify batch")
+            return
+        if len(self._verdicts) + len(batch) > _VERDICT_LIMIT:
+            self._verdicts.clear()
+        self.counts["batches"] += 1
+        for (public, message, signature), verdict in zip(batch, verdicts):
+            if verdict in (0, 1):
+                self._verdicts[(public, signature, message)] = verdict == 1
+
     # -- X25519 --------------------------------------------------------------
+
+    def encap_dh_many(self, publics: Sequence[bytes]) -> list[tuple[bytes, bytes] | CryptoError]:
+        """For each public key a fresh ephemeral key's public and its DH with it, in
+        ONE WebCrypto call (see :func:`ping_core.mls.crypto.provider.encap_dh_many`).
+        The ephemeral private keys are made inside WebCrypto, non-extractable, and
+        dropped there. An item WebCrypto rejects is re-run through noble (which
+        raises ``InvalidKey`` for a low-order point)."""
+        checked: list[bytes | CryptoError] = []
+        for public in publics:
+            try:
+                checked.append(check_len(public, DH_PUBLIC_LEN, "X25519 public key"))
+            except CryptoError as exc:
+                checked.append(exc)
+        valid = [c for c in checked if isinstance(c, bytes)]
+        answers: bytes | None = None
+        if valid and self._usable():
+            try:
+                answers = self._run(self._wc.xEncapMany(self._to_js(b"".join(valid)))).to_bytes()
+            except Exception:  # noqa: BLE001  (noble answers every item below)
+                self._fell_back("X25519 encap batch")
+            else:
+                self.counts["batches"] += 1
+        results: list[tuple[bytes, bytes] | CryptoError] = []
+        step = 1 + 2 * DH_PUBLIC_LEN
+        at = 0
+        for item in checked:
+            if not isinstance(item, bytes):
+                results.append(item)
+                continue
+            if answers is not None and answers[at] == 1:
+                results.append((answers[at + 1 : at + 1 + DH_PUBLIC_LEN], answers[at + 1 + DH_PUBLIC_LEN : at + step]))
+                at += step
+                continue
+            if answers is not None:
+                self._fell_back("X25519 encap")
+                at += step
+            try:
+                sk_e, pk_e = self._noble.dh_keygen()
+                results.append((pk_e, self._noble.dh(sk_e, item)))
+            except CryptoError as exc:
+                results.append(exc)
+        return results
+
+    def dh_keygen_many(self, n: int) -> list[tuple[bytes, bytes]]:
+        """``n`` fresh X25519 key pairs behind ONE promise (noble without JSPI)."""
+        if n > 0 and self._usable():
+            try:
+                raw: bytes = self._run(self._wc.xKeygenMany(n)).to_bytes()
+            except Exception:  # noqa: BLE001
+                self._fell_back("X25519 keygen")
+            else:
+                self.counts["webcrypto"] += 1
+                step = DH_SECRET_LEN + DH_PUBLIC_LEN
+                return [(raw[i : i + DH_SECRET_LEN], raw[i + DH_SECRET_LEN : i + step]) for i in range(0, n * step, step)]
+        return [self._noble.dh_keygen() for _ in range(n)]
 
     def dh_keygen(self) -> tuple[bytes, bytes]:
         if self._usable():

@@ -22,8 +22,11 @@ Guarantees:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ping_core.errors import CryptoError, InvalidKey
 from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.crypto.provider import aead_seal_many, encap_dh_many
 
 __all__ = [
     "KEM_ID",
@@ -177,6 +180,24 @@ class PreparedInfo:
         _, key, base_nonce = self._key_nonce(shared_secret)
         # Sequence number 0: the nonce is the base nonce. No exporter secret is needed.
         return enc, self._crypto.aead_seal(key, base_nonce, aad, plaintext)
+
+    def seal_many(self, items: Sequence[tuple[bytes, bytes]], aad: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """``[seal(pk_r, aad, plaintext) for pk_r, plaintext in items]``, with the
+        encapsulations and the AEAD encryptions each done as one batch of the
+        provider (one crossing each in the browser). Raises the error the first
+        failing item would raise (``InvalidKey`` for a low-order key)."""
+        crypto = self._crypto
+        encaps = encap_dh_many(crypto, [pk_r for pk_r, _ in items])
+        encs: list[bytes] = []
+        seals: list[tuple[bytes, bytes, bytes, bytes]] = []
+        for (pk_r, plaintext), got in zip(items, encaps):
+            if isinstance(got, CryptoError):
+                raise got
+            pk_e, dh = got
+            _, key, base_nonce = self._key_nonce(_extract_and_expand(crypto, dh, pk_e + pk_r))
+            encs.append(pk_e)
+            seals.append((key, base_nonce, aad, plaintext))
+        return list(zip(encs, aead_seal_many(crypto, seals)))
 
     def open(self, enc: bytes, sk_r: bytes, aad: bytes, ciphertext: bytes, *, pk_r: bytes | None = None) -> bytes:
         """Single-shot ``OpenBase(enc, skR, info, aad, ct)``: the plaintext, or

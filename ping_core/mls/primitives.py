@@ -18,6 +18,7 @@ a malformed KEM output). Nothing returns a flag the caller could forget.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from ping_core.mls.codec import opaque
@@ -140,6 +141,11 @@ class LabeledEncryption:
         """``(kem_output, ciphertext)`` of HPKE ``SealBase`` to ``public`` with an empty aad.
         ``ephemeral`` is for known-answer tests only."""
         return self._hpke.seal(public, b"", plaintext, ephemeral=ephemeral)
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``[encrypt(public, plaintext) for public, plaintext in items]`` as one
+        batch of the provider (see :meth:`hpke.PreparedInfo.seal_many`)."""
+        return self._hpke.seal_many(items)
 
     def decrypt(self, secret: bytes, kem_output: bytes, ciphertext: bytes, *, public: bytes | None = None) -> bytes:
         """The plaintext, or ``DecryptionFailed``/``InvalidKey``. ``public`` (the

@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Literal, Sequence, TypeVar, cast
 from ping_core.errors import CryptoError, InvalidSignature, MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, decode_with, encode, opaque, varint
 from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.crypto.provider import prefetch_verify, wants_prefetch
 from ping_core.mls.structs import tree_nodes
 from ping_core.mls.structs.enums import ExtensionType, LeafNodeSource, ProposalType
 from ping_core.mls.structs.extensions import Extension, RequiredCapabilities, has_unique_types
@@ -41,7 +42,7 @@ from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
 
-from .primitives import sign_with_label, verify_with_label
+from .primitives import sign_content, sign_with_label, verify_with_label
 
 __all__ = [
     "RatchetTree",
@@ -884,12 +885,7 @@ class RatchetTree:
                     f"{where}: its lifetime {lt.not_before}..{lt.not_after} does not cover the current time {now_s}"
                 )
         # The signature last: the cheapest checks refuse garbage first.
-        if enc is None:
-            tbs = leaf.tbs(None, None) if source == _LEAF.KEY_PACKAGE else leaf.tbs(gc.group_id, leaf_index)
-        else:
-            tbs = _leaf_content(leaf, enc)
-            if source != _LEAF.KEY_PACKAGE:
-                tbs = tbs + opaque(gc.group_id) + _U32.pack(leaf_index)
+        tbs = _leaf_tbs(leaf, leaf_index, gc.group_id, source, enc)
         try:
             verify_with_label(crypto, leaf.signature_key, _LEAF_NODE_TBS_LABEL, tbs, leaf.signature)
         except CryptoError as exc:
@@ -1079,6 +1075,16 @@ class RatchetTree:
                     raise MlsError(f"credential type {t} is in use but not supported by every member")
         req = required_capabilities(gc.extensions)
         self.check_parent_hashes(crypto)
+        if wants_prefetch(crypto):
+            # Every leaf signature is verified below, one by one in order; a
+            # provider with a per-call cost verifies them all in one batch now.
+            signed = []
+            for x in range(0, len(nodes), 2):
+                member = cast("LeafNode | None", nodes[x])
+                if member is not None:
+                    tbs = _leaf_tbs(member, x >> 1, gc.group_id, member.leaf_node_source, self._encoding(x))
+                    signed.append((member.signature_key, sign_content(_LEAF_NODE_TBS_LABEL, tbs), member.signature))
+            prefetch_verify(crypto, signed)
         for x in range(0, len(nodes), 2):
             leaf = nodes[x]
             if leaf is None:
@@ -1095,6 +1101,17 @@ class RatchetTree:
                 enc=self._encoding(x),
                 required=req,
             )
+
+
+def _leaf_tbs(leaf: LeafNode, leaf_index: int | None, group_id: bytes, source: LeafNodeSource, enc: bytes | None) -> bytes:
+    """The LeafNodeTBS of ``leaf`` (§7.2): group id and leaf index only for update
+    and commit leaves; ``enc`` is the leaf's encoding when at hand."""
+    if enc is None:
+        return leaf.tbs(None, None) if source == _LEAF.KEY_PACKAGE else leaf.tbs(group_id, leaf_index)
+    tbs = _leaf_content(leaf, enc)
+    if source != _LEAF.KEY_PACKAGE:
+        tbs = tbs + opaque(group_id) + _U32.pack(leaf_index)
+    return tbs
 
 
 def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabilities | None:

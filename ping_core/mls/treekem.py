@@ -263,18 +263,25 @@ def generate_update_path(
     # One HPKE info (the new GroupContext) for every path secret: hashed once.
     sealer = LabeledEncryption(crypto, _LABEL, group_context_for(tree.tree_hash(crypto)))
     excluded = _excluded_nodes(exclude)
-    nodes: list[UpdatePathNode] = []
-    for (p, s), pub in zip(pairs, publics):
+    # Every path secret to every node of its copath child's resolution, as ONE
+    # batch of encryptions (one crossing per kind of operation in the browser).
+    counts: list[int] = []
+    items: list[tuple[bytes, bytes]] = []
+    for p, s in pairs:
         secret = path_secrets[p]
-        cts: list[HPKECiphertext] = []
+        before = len(items)
         for r in tree.resolution(s):
             if r in excluded:
                 continue
             target = tree.node(r)
             assert target is not None
-            kem_output, ciphertext = sealer.encrypt(target.encryption_key, secret)
-            cts.append(HPKECiphertext(kem_output, ciphertext))
-        nodes.append(UpdatePathNode(pub, tuple(cts)))
+            items.append((target.encryption_key, secret))
+        counts.append(len(items) - before)
+    sealed = iter(sealer.encrypt_many(items))
+    nodes: list[UpdatePathNode] = []
+    for count, pub in zip(counts, publics):
+        cts = tuple(HPKECiphertext(*next(sealed)) for _ in range(count))
+        nodes.append(UpdatePathNode(pub, cts))
     return GeneratedPath(
         leaf_index,
         UpdatePath(leaf, tuple(nodes)),

@@ -164,12 +164,15 @@ def seal_welcome(
     encrypted_group_info = crypto.aead_seal(ws.key, ws.nonce, b"", encode(group_info))
     sealer = LabeledEncryption(crypto, b"Welcome", encrypted_group_info)
     psk_ids = tuple(psk_id for psk_id, _ in psks)
-    entries = []
-    for rcpt in recipients:
-        plaintext = encode(GroupSecrets(joiner_secret, rcpt.path_secret, psk_ids))
-        kem_output, ciphertext = sealer.encrypt(rcpt.init_key, plaintext)
-        entries.append(EncryptedGroupSecrets(rcpt.key_package_ref, HPKECiphertext(kem_output, ciphertext)))
-    return Welcome(int(SUITE), tuple(entries), encrypted_group_info)
+    # One batch of encryptions for all recipients (one crossing per kind in the browser).
+    sealed = sealer.encrypt_many(
+        [(rcpt.init_key, encode(GroupSecrets(joiner_secret, rcpt.path_secret, psk_ids))) for rcpt in recipients]
+    )
+    entries = tuple(
+        EncryptedGroupSecrets(rcpt.key_package_ref, HPKECiphertext(kem_output, ciphertext))
+        for rcpt, (kem_output, ciphertext) in zip(recipients, sealed)
+    )
+    return Welcome(int(SUITE), entries, encrypted_group_info)
 
 
 def decrypt_welcome(

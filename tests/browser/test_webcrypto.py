@@ -372,3 +372,66 @@ result = json.dumps(sigs)
     log = _exec(ping_page, "import builtins, json\nresult = json.dumps(builtins._ping_interleave_log)")
     assert sorted(log) == [1] * 8 + [2] * 8 + [3] * 8
     assert log != sorted(log), "the three requests ran one after another: no stack switch happened"
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def test_batches_answer_like_the_single_calls_in_one_crossing_each(ping_page) -> None:  # type: ignore[no-untyped-def]
+    # The engine's batches (ping_core.mls.crypto.provider): one WebCrypto call per
+    # batch, results checked against pyca on CPython, every refusal kept.
+    result = _exec(
+        ping_page,
+        """
+import json
+from ping_core.errors import InvalidKey, InvalidSignature
+from ping_core.mls.crypto import default_provider
+from ping_core.mls.crypto.provider import aead_seal_many, dh_keygen_many, encap_dh_many, prefetch_verify, sign_spliced
+
+p = default_provider()
+out = {"name": p.name}
+sk, pk = p.sign_keygen()
+good = p.sign(sk, b"good")
+small_order = bytes(32)
+before = dict(p.counts)
+prefetch_verify(p, [(pk, b"good", good), (pk, b"bad", good), (small_order, b"x", good)])
+after_prefetch = dict(p.counts)
+p.verify(pk, b"good", good)
+try:
+    p.verify(pk, b"bad", good)
+    out["bad"] = "accepted"
+except InvalidSignature:
+    out["bad"] = "InvalidSignature"
+try:
+    p.verify(small_order, b"x", good)
+    out["small_order"] = "accepted"
+except InvalidKey:
+    out["small_order"] = "InvalidKey"
+out["prefetch_batches"] = after_prefetch["batches"] - before["batches"]
+out["prefetched"] = p.counts["prefetched"] - before["prefetched"]
+recipients = [p.dh_keygen() for _ in range(3)]
+before = dict(p.counts)
+encaps = encap_dh_many(p, [r[1] for r in recipients] + [bytes(32), b"short"])
+out["encap_batches"] = p.counts["batches"] - before["batches"]
+out["encap_ok"] = [p.dh(r[0], e[0]) == e[1] for r, e in zip(recipients, encaps[:3])]
+out["encap_errors"] = [type(e).__name__ for e in encaps[3:]]
+items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 40)) for i in range(4)]
+out["seal"] = [c.hex() for c in aead_seal_many(p, items)]
+out["pairs"] = [[a.hex(), b.hex()] for a, b in dh_keygen_many(p, 2)]
+seed = bytes(range(32))
+out["spliced"] = [s.hex() for s in sign_spliced(p, seed, b"first", b"head" + bytes(64) + b"tail", 4)]
+result = json.dumps(out)
+""",
+    )
+    assert result["name"] == "webcrypto"
+    assert (result["bad"], result["small_order"]) == ("InvalidSignature", "InvalidKey")
+    assert result["prefetch_batches"] == 1 and result["prefetched"] == 2  # the small-order key was left out
+    assert result["encap_batches"] == 1 and result["encap_ok"] == [True, True, True]
+    assert result["encap_errors"] == ["InvalidKey", "InvalidKey"]
+    pyca = PycaProvider()
+    items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 40)) for i in range(4)]
+    assert result["seal"] == [pyca.aead_seal(*item).hex() for item in items]
+    assert all(pyca.dh_public(bytes.fromhex(sk)) == bytes.fromhex(pk) for sk, pk in result["pairs"])
+    seed = bytes(range(32))
+    sig1 = pyca.sign(seed, b"first")
+    assert result["spliced"] == [sig1.hex(), pyca.sign(seed, b"head" + sig1 + b"tail").hex()]

@@ -23,7 +23,20 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ping_core.errors import CryptoError, InvalidKey
 
-__all__ = ["CryptoProvider", "HashlibKdf", "HASH_LEN", "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN"]
+__all__ = [
+    "CryptoProvider",
+    "HashlibKdf",
+    "HASH_LEN",
+    "AEAD_KEY_LEN",
+    "AEAD_NONCE_LEN",
+    "AEAD_TAG_LEN",
+    "encap_dh_many",
+    "dh_keygen_many",
+    "sign_spliced",
+    "aead_seal_many",
+    "prefetch_verify",
+    "wants_prefetch",
+]
 
 HASH_LEN = 32
 AEAD_KEY_LEN = 16
@@ -253,3 +266,88 @@ class HashlibKdf:
             return out[:length]
         except TypeError:
             raise CryptoError("prk and info must be bytes") from None
+
+
+# -- batches ------------------------------------------------------------------
+#
+# Optional provider methods for work the engine has many independent pieces of
+# (a commit encrypting path secrets to ~N leaves, a Welcome to N joiners, a tree
+# of N signed leaves). A backend whose every call has a fixed cost (the browser's
+# WebCrypto: one JSPI stack switch per call) answers a whole batch in one call;
+# the helpers below fall back to the single-operation methods for any provider
+# that lacks them, so results and errors are the same on every backend.
+
+
+def encap_dh_many(crypto: CryptoProvider, publics: Sequence[bytes]) -> list[tuple[bytes, bytes] | CryptoError]:
+    """For each X25519 public key: a fresh ephemeral key pair's public key and
+    its DH shared secret with that key, ``(ephemeral public, shared)``, or the
+    ``CryptoError`` that ``dh_keygen``/``dh`` raised for it (``InvalidKey`` for
+    a low-order point). The ephemeral private keys are not returned (RFC 9180
+    ``Encap`` needs only these two values), so no copy of them outlives the call.
+    """
+    batch = getattr(crypto, "encap_dh_many", None)
+    if batch is not None:
+        out: list[tuple[bytes, bytes] | CryptoError] = batch(publics)
+        return out
+    results: list[tuple[bytes, bytes] | CryptoError] = []
+    for public in publics:
+        try:
+            sk_e, pk_e = crypto.dh_keygen()
+            results.append((pk_e, crypto.dh(sk_e, public)))
+        except CryptoError as exc:
+            results.append(exc)
+    return results
+
+
+def dh_keygen_many(crypto: CryptoProvider, n: int) -> list[tuple[bytes, bytes]]:
+    """``[dh_keygen() for _ in range(n)]``: ``n`` fresh X25519 key pairs."""
+    batch = getattr(crypto, "dh_keygen_many", None)
+    if batch is not None:
+        out: list[tuple[bytes, bytes]] = batch(n)
+        return out
+    return [crypto.dh_keygen() for _ in range(n)]
+
+
+def sign_spliced(crypto: CryptoProvider, secret: bytes, first: bytes, second: bytes, offset: int) -> tuple[bytes, bytes]:
+    """``(sig1, sig2)``: ``sig1 = sign(secret, first)``, and ``sig2`` the signature of
+    ``second`` with ``sig1`` written over its 64 bytes at ``offset`` (a KeyPackage's
+    signed content holds its leaf node's signature). The same results and errors
+    as those two ``sign`` calls."""
+    if not isinstance(offset, int) or not 0 <= offset <= len(second) - SIGNATURE_LEN:
+        raise CryptoError("the splice offset must leave room for a signature in the second message")
+    batch = getattr(crypto, "sign_spliced", None)
+    if batch is not None:
+        out: tuple[bytes, bytes] = batch(secret, first, second, offset)
+        return out
+    sig1 = crypto.sign(secret, first)
+    return sig1, crypto.sign(secret, second[:offset] + sig1 + second[offset + SIGNATURE_LEN :])
+
+
+def aead_seal_many(crypto: CryptoProvider, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
+    """``[aead_seal(key, nonce, aad, plaintext) for ...]``: the same results and errors."""
+    batch = getattr(crypto, "aead_seal_many", None)
+    if batch is not None:
+        out: list[bytes] = batch(items)
+        return out
+    return [crypto.aead_seal(*item) for item in items]
+
+
+def wants_prefetch(crypto: CryptoProvider) -> bool:
+    """Whether :func:`prefetch_verify` does anything for this provider (so the
+    caller computes the signed contents ahead only when it pays)."""
+    return getattr(crypto, "prefetch_verify", None) is not None
+
+
+def prefetch_verify(crypto: CryptoProvider, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+    """A hint: ``verify(public, message, signature)`` will be called for these.
+
+    A provider that supports it verifies them all at once and answers those
+    later calls from the verdicts (each call still checks its arguments and
+    raises exactly as without the hint); others ignore it. Never raises for a
+    bad item: the later ``verify`` call reports it. Verdicts are kept only for
+    the exact bytes given, so a hint that does not match a later call changes
+    nothing but the time that call takes.
+    """
+    hint = getattr(crypto, "prefetch_verify", None)
+    if hint is not None and items:
+        hint(items)

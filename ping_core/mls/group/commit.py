@@ -33,6 +33,7 @@ from ping_core.errors import MlsError
 from ping_core.mls import hpke
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.crypto.provider import prefetch_verify, wants_prefetch
 from ping_core.mls.framing import Unprotected
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.psk import psk_secret as compute_psk_secret
@@ -76,6 +77,7 @@ from ping_core.mls.treekem import (
 from ping_core.mls.treemath import common_ancestor
 from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
 
+from .keypackage import key_package_signatures
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
@@ -273,6 +275,19 @@ def apply_proposals(
         for remove in removes:
             tree.remove_leaf(remove.removed)
             applied.removed.append(remove.removed)
+        if validate and adds and wants_prefetch(crypto):
+            # Each Add's two signatures are verified in the loop below, in order;
+            # a provider with a per-call cost verifies them all in one batch now.
+            prefetch_verify(
+                crypto,
+                [
+                    item
+                    for add in adds
+                    for item in key_package_signatures(
+                        add.key_package, None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
+                    )
+                ],
+            )
         for add in adds:
             # Checked against the tree as it is by now (Updates, Removes and the
             # earlier Adds applied): a removed client may come back in the same

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.primitives import make_key_package_ref, sign_with_label, verify_with_label
+from ping_core.mls.crypto.provider import dh_keygen_many, sign_spliced
+from ping_core.mls.primitives import make_key_package_ref, sign_content, verify_with_label
 from ping_core.mls.tree import check_extensions_listed, check_lifetime_span
 from ping_core.mls.structs import (
     Capabilities,
@@ -58,6 +59,8 @@ CLOCK_SKEW_S = 3600
 
 _SIGNER_VERSION = 1
 _BUNDLE_VERSION = 1
+# An Ed25519 signature (RFC 8032).
+_SIG_LEN = 64
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -203,23 +206,27 @@ def generate_key_package(
         raise MlsError("duplicate extension types")
     t = _now(now)
     lifetime = Lifetime(max(0, t - CLOCK_SKEW_S), t + lifetime_s)
-    init_private, init_public = crypto.dh_keygen()
-    enc_private, enc_public = crypto.dh_keygen()
+    # Both key pairs at once, and both signatures at once (one crossing each in the browser).
+    (init_private, init_public), (enc_private, enc_public) = dh_keygen_many(crypto, 2)
     leaf = LeafNode(
         enc_public, signer.public_key, signer.credential, caps, LeafNodeSource.KEY_PACKAGE, lifetime, None, leaf_extensions
     )
     leaf_tbs = leaf.tbs()
-    leaf_sig = sign_with_label(crypto, signer.private_key, b"LeafNodeTBS", leaf_tbs)
-    # KeyPackageTBS = version, suite, init_key, LeafNode (tbs || signature), extensions.
+    # KeyPackageTBS = version, suite, init_key, LeafNode (tbs || signature), extensions;
+    # the leaf's signature is spliced in where the zeros are.
     w = Writer()
     w.u16(ProtocolVersion.MLS10)
     w.u16(SUITE)
     w.opaque(init_public)
     w.raw(leaf_tbs)
-    w.opaque(leaf_sig)
+    w.opaque(bytes(_SIG_LEN))
+    head = len(w.getvalue()) - _SIG_LEN
     w.structs(extensions)
-    kp_tbs = w.getvalue()
-    kp_sig = sign_with_label(crypto, signer.private_key, b"KeyPackageTBS", kp_tbs)
+    template = w.getvalue()
+    kp_content = sign_content(b"KeyPackageTBS", template)
+    at = len(kp_content) - len(template) + head
+    leaf_sig, kp_sig = sign_spliced(crypto, signer.private_key, sign_content(b"LeafNodeTBS", leaf_tbs), kp_content, at)
+    kp_tbs = template[:head] + leaf_sig + template[head + _SIG_LEN :]
     leaf = LeafNode(
         enc_public,
         signer.public_key,
@@ -265,12 +272,25 @@ def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage, encoding
         raise MlsError("the KeyPackage's init key equals its encryption key")
     if not has_unique_types(kp.extensions):
         raise MlsError("the KeyPackage has duplicate extension types")
+    verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", _key_package_tbs(kp, encoding), kp.signature)
+
+
+def _key_package_tbs(kp: KeyPackage, encoding: bytes | None) -> bytes:
     sig_field = opaque(kp.signature)
     if encoding is not None and encoding.endswith(sig_field):
-        tbs = encoding[: len(encoding) - len(sig_field)]
-    else:
-        tbs = kp.tbs()
-    verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", tbs, kp.signature)
+        return encoding[: len(encoding) - len(sig_field)]
+    return kp.tbs()
+
+
+def key_package_signatures(kp: KeyPackage, encoding: bytes | None = None) -> list[tuple[bytes, bytes, bytes]]:
+    """The two ``(public key, signed content, signature)`` an Add's validation
+    verifies: the KeyPackage's and its leaf node's (for
+    :func:`~ping_core.mls.crypto.provider.prefetch_verify`)."""
+    leaf = kp.leaf_node
+    return [
+        (leaf.signature_key, sign_content(b"KeyPackageTBS", _key_package_tbs(kp, encoding)), kp.signature),
+        (leaf.signature_key, sign_content(b"LeafNodeTBS", leaf.tbs(None, None)), leaf.signature),
+    ]
 
 
 def validate_key_package(

@@ -1,0 +1,87 @@
+"""The provider batch helpers (ping_core.mls.crypto.provider): same results and errors as the single calls.
+
+A provider without the optional batch methods (pyca here) gets the fallbacks;
+the browser's WebCrypto provider, which has them, is checked against the same
+expectations in tests/browser/test_webcrypto.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ping_core.errors import CryptoError, InvalidKey, InvalidSignature
+from ping_core.mls import hpke
+from ping_core.mls.crypto.provider import (
+    aead_seal_many,
+    dh_keygen_many,
+    encap_dh_many,
+    prefetch_verify,
+    sign_spliced,
+    wants_prefetch,
+)
+from ping_core.mls.crypto.pyca import PycaProvider
+
+crypto = PycaProvider()
+LOW_ORDER = bytes(32)  # the all-zero X25519 point: the shared secret is all zero
+
+
+def test_encap_dh_many_gives_each_recipient_a_shared_secret_it_can_derive() -> None:
+    recipients = [crypto.dh_keygen() for _ in range(3)]
+    results = encap_dh_many(crypto, [pk for _, pk in recipients])
+    ephemerals = set()
+    for (sk, _), got in zip(recipients, results):
+        assert not isinstance(got, CryptoError)
+        pk_e, shared = got
+        assert crypto.dh(sk, pk_e) == shared
+        ephemerals.add(pk_e)
+    assert len(ephemerals) == 3  # a fresh ephemeral key per recipient
+
+
+def test_encap_dh_many_reports_each_bad_key_in_place() -> None:
+    _, good = crypto.dh_keygen()
+    results = encap_dh_many(crypto, [good, LOW_ORDER, b"short"])
+    assert not isinstance(results[0], CryptoError)
+    assert isinstance(results[1], InvalidKey) and isinstance(results[2], InvalidKey)
+
+
+def test_seal_many_opens_like_seal_and_raises_the_first_error() -> None:
+    info = hpke.PreparedInfo(crypto, b"info")
+    keys = [crypto.dh_keygen() for _ in range(3)]
+    sealed = info.seal_many([(pk, f"secret {i}".encode()) for i, (_, pk) in enumerate(keys)], b"aad")
+    for i, ((sk, pk), (enc, ct)) in enumerate(zip(keys, sealed)):
+        assert info.open(enc, sk, b"aad", ct, pk_r=pk) == f"secret {i}".encode()
+    with pytest.raises(InvalidKey):
+        info.seal_many([(keys[0][1], b"x"), (LOW_ORDER, b"y")])
+
+
+def test_aead_seal_many_equals_aead_seal() -> None:
+    items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 7)) for i in range(4)]
+    assert aead_seal_many(crypto, items) == [crypto.aead_seal(*item) for item in items]
+    with pytest.raises(InvalidKey):
+        aead_seal_many(crypto, [(bytes(15), bytes(12), b"", b"")])
+
+
+def test_dh_keygen_many_gives_distinct_valid_pairs() -> None:
+    pairs = dh_keygen_many(crypto, 3)
+    assert len({sk for sk, _ in pairs}) == 3
+    assert all(crypto.dh_public(sk) == pk for sk, pk in pairs)
+
+
+def test_sign_spliced_signs_the_second_message_with_the_first_signature_in_it() -> None:
+    sk, pk = crypto.sign_keygen()
+    second = b"head" + bytes(64) + b"tail"
+    sig1, sig2 = sign_spliced(crypto, sk, b"first", second, 4)
+    assert sig1 == crypto.sign(sk, b"first")
+    crypto.verify(pk, b"head" + sig1 + b"tail", sig2)
+    with pytest.raises(CryptoError):
+        sign_spliced(crypto, sk, b"first", second, len(second) - 63)  # no room for the signature
+
+
+def test_prefetch_is_a_hint_only() -> None:
+    sk, pk = crypto.sign_keygen()
+    sig = crypto.sign(sk, b"m")
+    assert not wants_prefetch(crypto)
+    prefetch_verify(crypto, [(pk, b"m", sig), (pk, b"other", sig)])  # ignored, never raises
+    crypto.verify(pk, b"m", sig)
+    with pytest.raises(InvalidSignature):
+        crypto.verify(pk, b"other", sig)
