@@ -19,6 +19,7 @@ from ping_core.transport.base import DeliveryLimits
 
 from .api import ApiConfig
 from .app import DEFAULT_DIST
+from .push import PushConfig
 
 if TYPE_CHECKING:
     import uvicorn
@@ -95,6 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-pending-per-address", type=int, default=32, help="... of them from one client address (default 32; 0: no bound)"
     )
+    pd = PushConfig()
+    parser.add_argument("--no-push", action="store_true", help="no Web Push (the push routes answer 404)")
+    parser.add_argument(
+        "--vapid-key-file", default=None,
+        help="the VAPID private key as a PEM file (created, mode 0600, when missing); default: kept in the database",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vapid-subject", default=pd.subject,
+        help=f"the VAPID contact (RFC 8292 'sub': a mailto: or https: URL; default {pd.subject})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--push-interval", type=float, default=pd.interval,
+        help=f"at most one push per device per this many seconds (default {pd.interval})",
+    )  # fmt: skip
+    parser.add_argument("--push-ttl", type=int, default=pd.ttl, help=f"push TTL in seconds (default {pd.ttl})")
+    parser.add_argument(
+        "--push-allow-http-loopback", action="store_true",
+        help="TESTS ONLY: accept http://127.0.0.1:PORT push endpoints (a local fake push service)",
+    )  # fmt: skip
     parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"], help="HTTP parser (auto: httptools when installed)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="event loop (auto: uvloop when installed)")
     parser.add_argument(
@@ -129,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         max_pending=args.max_pending,
         max_pending_per_address=args.max_pending_per_address,
         poll_interval=args.poll_interval,
+        push=PushConfig(
+            enabled=not args.no_push,
+            key_file=args.vapid_key_file,
+            subject=args.vapid_subject,
+            interval=max(0.0, args.push_interval),
+            ttl=max(0, args.push_ttl),
+            allow_http_loopback=args.push_allow_http_loopback,
+        ),
     )
     try:
         app = build_app(

@@ -47,7 +47,7 @@ from typing import Generic, TypeVar
 from ping_core.errors import CryptoError, InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.mls.crypto import default_provider
-from ping_core.transport import wire
+from ping_core.transport import pushwire, wire
 from ping_core.transport.base import (
     MAX_CLAIM_COUNT,
     MAX_DEVICE_LIST,
@@ -59,12 +59,13 @@ from ping_core.transport.base import (
     DeliveryLimits,
 )
 
-from . import delivery
+from . import delivery, pushstore
 from .app import ApiError
 from .asgi import Reply, Request, Router
 from .db import Database, DatabaseUnavailable, Tx
 from .delivery import Caller, CallerRefused
 from .limits import Admission, Notifier, RateLimiter, Subscription
+from .push import PushConfig, PushDispatcher, check_subscription
 
 __all__ = ["Api", "ApiConfig"]
 
@@ -97,6 +98,7 @@ class ApiConfig:
     max_clock_skew_ms: int = wire.MAX_CLOCK_SKEW_MS
     poll_interval: float = 0.5  # long polls re-read this often (appends by other processes)
     nonce_prune_interval: float = 60.0
+    push: PushConfig = PushConfig()  # Web Push (ping_server.push)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +208,7 @@ class Api:
         self.address_limiter = RateLimiter(self.config.address_rate_limit, self.config.address_rate_burst)
         self.admission = Admission(self.config.max_pending, self.config.max_pending_per_address)
         self.notifier = Notifier()
+        self.push = PushDispatcher(db, self.config.push)
         self.closing = False  # see begin_shutdown
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
@@ -237,6 +240,10 @@ class Api:
         r.add("GET", "/welcomes", self.fetch_welcomes)
         r.add("POST", "/welcomes/ack", self.ack_welcomes)
         r.add("POST", "/watch", self.watch)
+        r.add("GET", "/push/vapid-key", self.push_vapid_key)
+        r.add("POST", "/push/subscriptions", self.push_subscribe)
+        r.add("GET", "/push/subscriptions", self.push_subscriptions)
+        r.add("POST", "/push/unsubscribe", self.push_unsubscribe)
         return r
 
     # -- plumbing -------------------------------------------------------------
@@ -502,6 +509,7 @@ class Api:
             lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, limits, posted.stored, posted.group_info),
         )
         self.notifier.notify(cid.value)
+        self.push.conversation_news(cid, seq, auth.device_id)
         return _cbor(wire.encode_seq(seq))
 
     async def fetch_messages(self, request: Request) -> Reply:
@@ -574,6 +582,7 @@ class Api:
         await self._call(request, auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, limits))
         for device_id in recipients:
             self.notifier.notify(delivery.inbox_key(device_id))
+        self.push.inbox_news(recipients, auth.device_id)
         return _NO_CONTENT
 
     async def leave_conversation(self, request: Request) -> Reply:
@@ -658,6 +667,49 @@ class Api:
         finally:
             self.notifier.unsubscribe(sub)
         return _cbor(wire.encode_watch_result(result))
+
+    # -- Web Push (ping_core.transport.pushwire, ping_server.push) --------------------------
+
+    def _push_keys(self) -> bytes:
+        if self.push.keys is None:
+            raise ApiError(404, "not_found", "Web Push is not enabled on this server")
+        return self.push.keys.public_key
+
+    async def push_vapid_key(self, request: Request) -> Reply:
+        """``GET /push/vapid-key``: the VAPID public key (404 when push is off)."""
+        auth, _ = await self._authenticate(request, 0)
+        _no_query(request)
+        key = self._push_keys()
+        await self._call(request, auth, lambda tx, caller: None)
+        return _cbor(pushwire.encode_vapid_key(key))
+
+    async def push_subscribe(self, request: Request) -> Reply:
+        """``POST /push/subscriptions``: add or refresh one of the caller's subscriptions. Refusals:
+        400 malformed (structure, endpoint scheme or host, p256dh not on P-256, auth not 16
+        bytes), 409 ``push_limit`` (``MAX_SUBSCRIPTIONS_PER_DEVICE``), 404 push off."""
+        auth, body = await self._authenticate(request, pushwire.MAX_PUSH_BODY)
+        _no_query(request)
+        self._push_keys()
+        sub = _parse(pushwire.decode_subscribe, body)
+        check_subscription(sub, allow_http_loopback=self.config.push.allow_http_loopback)
+        now = self._clock_ms()
+        await self._call(request, auth, lambda tx, caller: pushstore.subscribe(tx, caller.device_id, sub, now))
+        return _NO_CONTENT
+
+    async def push_unsubscribe(self, request: Request) -> Reply:
+        """``POST /push/unsubscribe``: drop one (``endpoint``) or all of the caller's subscriptions."""
+        auth, body = await self._authenticate(request, pushwire.MAX_PUSH_BODY)
+        _no_query(request)
+        endpoint = _parse(pushwire.decode_unsubscribe, body)
+        await self._call(request, auth, lambda tx, caller: pushstore.unsubscribe(tx, caller.device_id, endpoint))
+        return _NO_CONTENT
+
+    async def push_subscriptions(self, request: Request) -> Reply:
+        """``GET /push/subscriptions``: the caller's subscriptions (endpoint, created_ms)."""
+        auth, _ = await self._authenticate(request, 0)
+        _no_query(request)
+        subs = await self._call(request, auth, lambda tx, caller: pushstore.list_subscriptions(tx, caller.device_id))
+        return _cbor(pushwire.encode_subscriptions(subs))
 
     # -- housekeeping ---------------------------------------------------------------
 

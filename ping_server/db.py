@@ -38,7 +38,7 @@ __all__ = ["Database", "Tx", "Dialect", "DatabaseUnavailable", "SqliteDatabase",
 _T = TypeVar("_T")
 Params = Sequence[Any]
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 # Portable DDL: {blob} is the binary type, {norowid} SQLite's WITHOUT ROWID for small keyed rows.
 # Counters kept in the same transaction as the rows they count (never summed per request):
@@ -113,6 +113,11 @@ CREATE TABLE IF NOT EXISTS public_groups (
 CREATE TABLE IF NOT EXISTS nonces (
     ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
 ){norowid};
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    device_id {blob} NOT NULL, endpoint TEXT NOT NULL, p256dh {blob} NOT NULL, auth {blob} NOT NULL, created_ms BIGINT NOT NULL,
+    PRIMARY KEY (device_id, endpoint)
+);
+CREATE TABLE IF NOT EXISTS push_keys (name TEXT PRIMARY KEY, private_key {blob} NOT NULL);
 """
 
 # Schema 1 -> 2: members gain end_seq (a removed device reads up to the Commit that removed it);
@@ -191,10 +196,20 @@ CREATE TABLE public_groups (
 )
 """
 
+# Schema 5 -> 6: Web Push (ping_server.push): the devices' push subscriptions (RFC 8030 endpoint,
+# RFC 8291 keys) and the server's VAPID key pair (RFC 8292), generated once and kept here.
+_MIGRATE_5_TO_6 = """
+CREATE TABLE push_subscriptions (
+    device_id {blob} NOT NULL, endpoint TEXT NOT NULL, p256dh {blob} NOT NULL, auth {blob} NOT NULL, created_ms BIGINT NOT NULL,
+    PRIMARY KEY (device_id, endpoint)
+);
+CREATE TABLE push_keys (name TEXT PRIMARY KEY, private_key {blob} NOT NULL)
+"""
+
 # Tables that hold the service's data (the nonce table is authentication bookkeeping).
 DATA_TABLES = (
     "accounts", "devices", "key_packages", "conversations", "members", "messages", "welcomes", "welcome_payloads", "kp_claims",
-    "public_groups",
+    "public_groups", "push_subscriptions",
 )
 
 
@@ -738,7 +753,7 @@ def _statements(script: str, dialect: Dialect) -> list[str]:
 
 def _create_schema(tx: Tx) -> None:
     """Create the schema in an empty database, or migrate an older one to ``SCHEMA_VERSION``
-    (1 -> 2 -> 3 -> 4 -> 5, in this one transaction); a newer one is refused."""
+    (1 -> 2 -> 3 -> 4 -> 5 -> 6, in this one transaction); a newer one is refused."""
     d = tx.dialect
     if d.name == "postgres":
         # Several processes may start at once; CREATE ... IF NOT EXISTS races in PostgreSQL.
@@ -750,7 +765,7 @@ def _create_schema(tx: Tx) -> None:
         for stmt in _statements(_SCHEMA, d):
             tx.execute(stmt)
         tx.execute("INSERT INTO ping_meta (name, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    elif version in ("1", "2", "3", "4"):
+    elif version in ("1", "2", "3", "4", "5"):
         if version == "1":
             for stmt in _statements(_MIGRATE_1_TO_2, d):
                 tx.execute(stmt)
@@ -764,7 +779,10 @@ def _create_schema(tx: Tx) -> None:
         if version in ("1", "2", "3"):
             for stmt in _statements(_MIGRATE_3_TO_4, d):
                 tx.execute(stmt)
-        for stmt in _statements(_MIGRATE_4_TO_5, d):
+        if version in ("1", "2", "3", "4"):
+            for stmt in _statements(_MIGRATE_4_TO_5, d):
+                tx.execute(stmt)
+        for stmt in _statements(_MIGRATE_5_TO_6, d):
             tx.execute(stmt)
         tx.execute("UPDATE ping_meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
     elif version != SCHEMA_VERSION:

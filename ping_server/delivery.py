@@ -41,6 +41,7 @@ from ping_core.transport.base import (
 from ping_core.transport.handshake import CheckedCommit, check_commit, check_proposal, decode_devices, encode_devices
 from ping_core.transport.wire import MAX_PAGE_BYTES, MAX_WELCOME_PAGE, restamp_seq
 
+from . import pushstore
 from .app import ApiError
 from .db import Tx
 
@@ -227,7 +228,7 @@ def list_devices(tx: Tx, caller: Caller, user_id: UserId) -> list[bytes]:
 def revoke(tx: Tx, caller: Caller, device_id: DeviceId, revocation: DeviceRevocation) -> None:
     """Revoke a device with its account's signed statement (``revocation``, which names
     ``device_id``: the API checked that), delivered by a device of that account: keep the
-    statement, purge the device's KeyPackages, inbox and memberships (and release what they held
+    statement, purge the device's KeyPackages, inbox, memberships and push subscriptions (and release what they held
     of the account's quota). Refusals: 404 unknown device, 403 ``forbidden`` when the caller is
     of another account or the statement is not the device's account's (other account or key, or
     a signature that does not verify: one Ed25519 verification, in the transaction so that the
@@ -261,6 +262,7 @@ def revoke(tx: Tx, caller: Caller, device_id: DeviceId, revocation: DeviceRevoca
     tx.execute("DELETE FROM kp_claims WHERE device_id = ?", key)
     _drop_inbox(tx, device_id.value, "", ())
     tx.execute("DELETE FROM members WHERE device_id = ?", key)
+    pushstore.drop_device(tx, device_id.value)  # a revoked device is never woken again
     _charge(tx, owner, -(int(row[1]) + int(row[2] or 0)))
 
 

@@ -51,12 +51,14 @@ def build_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database.on_append(api.notifier.notify)  # other processes' appends wake our long polls
         pruner = asyncio.create_task(api.prune_nonces_forever())
+        await api.push.start()  # the VAPID key: loaded, or made once and kept
         try:
             yield
         finally:
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            await api.push.close()
             await database.close()
 
     shell = create_app(dist=dist, db=db, state={"api": api}, lifespan=lifespan)

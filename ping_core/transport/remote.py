@@ -38,7 +38,7 @@ from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
-from . import wire
+from . import pushwire, wire
 from .base import KeyPackageCount, PendingRouting, WatchResult
 
 __all__ = ["RemoteTransport", "RawResponse"]
@@ -293,6 +293,31 @@ class RemoteTransport:
         if not isinstance(conversation_id, ConversationId):
             raise InvalidInput("leave_conversation needs a ConversationId")
         await self._request(wire.leave_request(conversation_id))
+
+    # -- Web Push (ping_core.transport.pushwire; ping_server only, not part of Transport) ----
+
+    async def push_vapid_key(self) -> bytes:
+        """The server's VAPID public key (65 bytes, an uncompressed P-256 point): the
+        ``applicationServerKey`` a browser's ``pushManager.subscribe`` needs."""
+        resp = await self._request(pushwire.vapid_key_request())
+        return self._decode(resp, pushwire.decode_vapid_key, "push_vapid_key")
+
+    async def push_subscribe(self, subscription: pushwire.PushSubscription) -> None:
+        """Register (or refresh) this device's push subscription: the server then wakes it there
+        when its logs or Welcome inbox have news. ``InvalidInput`` before sending when it is
+        malformed; the server refuses (400) what only it can check (scheme, host, key)."""
+        if not isinstance(subscription, pushwire.PushSubscription):
+            raise InvalidInput("push_subscribe needs a PushSubscription")
+        await self._request(pushwire.subscribe_request(subscription))
+
+    async def push_unsubscribe(self, endpoint: str | None = None) -> None:
+        """Drop this device's subscription at ``endpoint``, or all of them (None)."""
+        await self._request(pushwire.unsubscribe_request(endpoint))
+
+    async def push_subscriptions(self) -> list[pushwire.SubscriptionInfo]:
+        """This device's registered push subscriptions."""
+        resp = await self._request(pushwire.subscriptions_request())
+        return self._decode(resp, pushwire.decode_subscriptions, "push_subscriptions")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.server_url!r}, device_id={self.device_id.as_hex()[:16]}...)"

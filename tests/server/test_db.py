@@ -393,7 +393,7 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             }
 
         got = await database.run(read)
-        assert got["version"] == SCHEMA_VERSION == "5"
+        assert got["version"] == SCHEMA_VERSION == "6"
         assert got["payloads"] == 2
         assert got["conv_bytes"] == sum(map(len, v2.messages))
         assert got["inbox"] == [2, sum(map(len, v2.welcomes)), sum(map(len, v2.kps))]
@@ -407,10 +407,10 @@ async def test_schema_2_is_migrated(v2_database: tuple[str, _V2]) -> None:
             lambda tx: (tx.one("SELECT COUNT(*) FROM welcome_payloads"), tx.one("SELECT stored_bytes FROM accounts WHERE user_id = ?", (v2.alice,)))
         )
         assert (int(left[0][0]), int(left[1][0])) == (0, 0)
-        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '6' WHERE name = 'schema'"))
+        await database.run(lambda tx: tx.execute("UPDATE ping_meta SET value = '7' WHERE name = 'schema'"))
     finally:
         await database.close()
-    with pytest.raises(DatabaseUnavailable, match="schema 6"):
+    with pytest.raises(DatabaseUnavailable, match="schema 7"):
         open_database(url)
 
 
@@ -646,7 +646,7 @@ def v4_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
 
 
 async def test_schema_4_is_migrated(v4_database: tuple[str, _V3]) -> None:
-    """Opening a schema-4 database migrates it in place to schema 5: the ``public_groups`` table
+    """Opening a schema-4 database migrates it in place (to schema 6 now): the ``public_groups`` table
     is created, empty; a conversation of before is not verified (its Commits keep the routing
     rules: one without a GroupInfo is accepted at its epoch) and has no GroupInfo."""
     from ping_core.clock import Hlc
@@ -662,7 +662,7 @@ async def test_schema_4_is_migrated(v4_database: tuple[str, _V3]) -> None:
     database = open_database(url)
     try:
         version = await database.run(lambda tx: tx.one("SELECT value FROM ping_meta WHERE name = 'schema'"))
-        assert version == (SCHEMA_VERSION,) == ("5",)
+        assert version == (SCHEMA_VERSION,) == ("6",)
         assert await database.run(lambda tx: tx.one("SELECT COUNT(*) FROM public_groups")) == (0,)
         assert await database.run(lambda tx: delivery.group_info(tx, a, conv)) is None
         env = MessageEnvelope(conv, 3, MessageKind.COMMIT, v4.a.device_id, 0, Hlc(1, 0), b"opaque commit")
