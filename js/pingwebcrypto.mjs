@@ -319,27 +319,56 @@ export async function xKeygenMany(n) {
   return out;
 }
 
-async function signSpliced(key, first, second, offset) {
-  const sig1 = new Uint8Array(await subtle.sign(ED25519, key, first));
-  second.set(sig1, offset);
-  const sig2 = new Uint8Array(await subtle.sign(ED25519, key, second));
-  const out = new Uint8Array(2 * SIG_LEN);
-  out.set(sig1, 0);
-  out.set(sig2, SIG_LEN);
+/**
+ * One KeyPackage's whole public-key work behind ONE promise: `nKeys` fresh X25519
+ * pairs, then each template signed in order after the splices wrote into it the
+ * public key of a pair (src >= 0) or the signature of an earlier template
+ * (src < 0: template -src-1). Layout of `buf`: u32le nKeys, nTemplates, nSplices;
+ * nTemplates x u32le length; nSplices x (u32le template, u32le offset, i32le src);
+ * the templates. -> nKeys x (scalar(32) || public(32)) || nTemplates x signature(64).
+ */
+async function signTemplates(key, buf) {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const nKeys = view.getUint32(0, true);
+  const nTemplates = view.getUint32(4, true);
+  const nSplices = view.getUint32(8, true);
+  let at = 12;
+  const lens = [];
+  for (let i = 0; i < nTemplates; i++, at += 4) lens.push(view.getUint32(at, true));
+  const splices = [];
+  for (let i = 0; i < nSplices; i++, at += 12) {
+    splices.push([view.getUint32(at, true), view.getUint32(at + 4, true), view.getInt32(at + 8, true)]);
+  }
+  const templates = lens.map((len) => {
+    const t = buf.slice(at, at + len);
+    at += len;
+    return t;
+  });
+  const pairs = await Promise.all(Array.from({ length: nKeys }, () => xKeygen()));
+  const sigs = [];
+  for (let i = 0; i < nTemplates; i++) {
+    for (const [t, offset, src] of splices) {
+      if (t !== i) continue;
+      templates[i].set(src >= 0 ? pairs[src][1].subarray(KEY_LEN) : sigs[-src - 1], offset);
+    }
+    sigs.push(new Uint8Array(await subtle.sign(ED25519, key, templates[i])));
+  }
+  const out = new Uint8Array(nKeys * 2 * KEY_LEN + nTemplates * SIG_LEN);
+  pairs.forEach(([, both], i) => {
+    out.set(both, i * 2 * KEY_LEN);
+    both.fill(0);
+  });
+  sigs.forEach((sig, i) => out.set(sig, nKeys * 2 * KEY_LEN + i * SIG_LEN));
   return out;
 }
 
-/**
- * (private key, first || second) -> sig1(64) || sig2(64): signs `first` (its first
- * `firstLen` bytes), writes that signature into `second` at `offset`, signs `second`
- * (a KeyPackage signs its leaf node, which it contains with that signature).
- */
-export function edSignSpliced(key, buf, firstLen, offset) {
-  return signSpliced(key, buf.subarray(0, firstLen), buf.subarray(firstLen), offset);
+/** (private key, layout above) -> keys || signatures. */
+export function edSignTemplates(key, buf) {
+  return signTemplates(key, buf);
 }
 
-/** seed(32) || first || second -> [private key, sig1 || sig2]: edSignSpliced with a new key. */
-export async function edSignSplicedImport(buf, firstLen, offset) {
+/** seed(32) || layout above -> [private key, keys || signatures]: with a new key. */
+export async function edSignTemplatesImport(buf) {
   const key = await edImportKey(buf.subarray(0, KEY_LEN));
-  return [key, await signSpliced(key, buf.subarray(KEY_LEN, KEY_LEN + firstLen), buf.subarray(KEY_LEN + firstLen), offset)];
+  return [key, await signTemplates(key, buf.subarray(KEY_LEN))];
 }

@@ -56,6 +56,7 @@ conversation) across the whole operation, as DESIGN.md requires anyway.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from struct import Struct
 from typing import Any
 
 from ping_core.errors import CryptoError, InvalidSignature
@@ -71,6 +72,7 @@ from ping_core.mls.crypto.provider import (
     check_bytes,
     check_ed25519_public,
     check_len,
+    keygen_and_sign,
 )
 
 from .crypto import JS_MODULE_NAME, NobleProvider, _load_js_module
@@ -90,6 +92,9 @@ AEAD_WEBCRYPTO_MIN = 3072
 # Cached CryptoKeys per kind. MLS signs with one key and verifies a group's
 # members' keys over and over.
 _KEY_CACHE_LIMIT = 256
+_U32 = Struct("<I")
+# A splice of keygen_and_sign: template, offset, source (a signed index).
+_SPLICE = Struct("<IIi")
 # Prefetched signature verdicts kept at most (a group's leaves, a commit's Adds).
 _VERDICT_LIMIT = 4096
 
@@ -289,28 +294,37 @@ class WebCryptoProvider(HashlibKdf):
                 return out
         return self._noble.sign(secret, message)
 
-    def sign_spliced(self, secret: bytes, first: bytes, second: bytes, offset: int) -> tuple[bytes, bytes]:
-        """Both signatures of :func:`ping_core.mls.crypto.provider.sign_spliced` behind
-        ONE promise (the second message gets the first signature in JS)."""
+    def keygen_and_sign(
+        self, secret: bytes, n_keys: int, templates: Sequence[bytes], splices: Sequence[tuple[int, int, int]]
+    ) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+        """:func:`ping_core.mls.crypto.provider.keygen_and_sign` (which checked the
+        splices) behind ONE promise: the keys are made and written in, and the
+        templates signed, in JS."""
         secret = check_len(secret, SIGN_SECRET_LEN, "Ed25519 secret key")
-        first = check_bytes(first, "message")
-        second = check_bytes(second, "message")
+        templates = [check_bytes(t, "message") for t in templates]
         if self._usable():
+            u32 = _U32.pack
+            header = u32(n_keys) + u32(len(templates)) + u32(len(splices))
+            buf = b"".join(
+                [header, *(u32(len(t)) for t in templates), *(_SPLICE.pack(*sp) for sp in splices), *templates]
+            )
             try:
                 entry = self._ed_private.get(secret)
                 if entry is None:
-                    res = self._run(self._wc.edSignSplicedImport(self._to_js(secret + first + second), len(first), offset))
+                    res = self._run(self._wc.edSignTemplatesImport(self._to_js(secret + buf)))
                     self._cache(self._ed_private, secret, [res[0], None])
-                    both: bytes = res[1].to_bytes()
+                    raw: bytes = res[1].to_bytes()
                 else:
-                    both = self._run(self._wc.edSignSpliced(entry[0], self._to_js(first + second), len(first), offset)).to_bytes()
+                    raw = self._run(self._wc.edSignTemplates(entry[0], self._to_js(buf))).to_bytes()
             except Exception:  # noqa: BLE001
-                self._fell_back("Ed25519 sign")
+                self._fell_back("X25519 keygen and Ed25519 sign")
             else:
                 self.counts["webcrypto"] += 1
-                return both[:SIGNATURE_LEN], both[SIGNATURE_LEN:]
-        sig1 = self._noble.sign(secret, first)
-        return sig1, self._noble.sign(secret, second[:offset] + sig1 + second[offset + SIGNATURE_LEN :])
+                step = DH_SECRET_LEN + DH_PUBLIC_LEN
+                keys = n_keys * step
+                pairs = [(raw[i : i + DH_SECRET_LEN], raw[i + DH_SECRET_LEN : i + step]) for i in range(0, keys, step)]
+                return pairs, [raw[i : i + SIGNATURE_LEN] for i in range(keys, len(raw), SIGNATURE_LEN)]
+        return keygen_and_sign(self._noble, secret, n_keys, templates, splices)  # noble has no batch: one by one
 
     def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
         # The shared checks first: wrong lengths and small-order or

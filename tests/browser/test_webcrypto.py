@@ -386,7 +386,7 @@ def test_batches_answer_like_the_single_calls_in_one_crossing_each(ping_page) ->
 import json
 from ping_core.errors import InvalidKey, InvalidSignature
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.crypto.provider import aead_seal_many, dh_keygen_many, encap_dh_many, prefetch_verify, sign_spliced
+from ping_core.mls.crypto.provider import aead_seal_many, dh_keygen_many, encap_dh_many, keygen_and_sign, prefetch_verify
 
 p = default_provider()
 out = {"name": p.name}
@@ -419,7 +419,10 @@ items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 40)) for i in range(4)]
 out["seal"] = [c.hex() for c in aead_seal_many(p, items)]
 out["pairs"] = [[a.hex(), b.hex()] for a, b in dh_keygen_many(p, 2)]
 seed = bytes(range(32))
-out["spliced"] = [s.hex() for s in sign_spliced(p, seed, b"first", b"head" + bytes(64) + b"tail", 4)]
+before = dict(p.counts)
+pairs, sigs = keygen_and_sign(p, seed, 1, [b"A" + bytes(32), b"head" + bytes(64) + b"tail"], [(0, 1, 0), (1, 4, -1)])
+out["templates_calls"] = p.counts["webcrypto"] - before["webcrypto"]
+out["templates"] = [[a.hex(), b.hex()] for a, b in pairs] + [[s.hex() for s in sigs]]
 result = json.dumps(out)
 """,
     )
@@ -433,5 +436,8 @@ result = json.dumps(out)
     assert result["seal"] == [pyca.aead_seal(*item).hex() for item in items]
     assert all(pyca.dh_public(bytes.fromhex(sk)) == bytes.fromhex(pk) for sk, pk in result["pairs"])
     seed = bytes(range(32))
-    sig1 = pyca.sign(seed, b"first")
-    assert result["spliced"] == [sig1.hex(), pyca.sign(seed, b"head" + sig1 + b"tail").hex()]
+    (sk_hex, pk_hex), (sig1_hex, sig2_hex) = result["templates"]
+    assert pyca.dh_public(bytes.fromhex(sk_hex)) == bytes.fromhex(pk_hex)
+    sig1 = pyca.sign(seed, b"A" + bytes.fromhex(pk_hex))
+    assert sig1_hex == sig1.hex() and sig2_hex == pyca.sign(seed, b"head" + sig1 + b"tail").hex()
+    assert result["templates_calls"] == 1

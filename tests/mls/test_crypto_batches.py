@@ -16,7 +16,7 @@ from ping_core.mls.crypto.provider import (
     dh_keygen_many,
     encap_dh_many,
     prefetch_verify,
-    sign_spliced,
+    keygen_and_sign,
     wants_prefetch,
 )
 from ping_core.mls.crypto.pyca import PycaProvider
@@ -67,14 +67,17 @@ def test_dh_keygen_many_gives_distinct_valid_pairs() -> None:
     assert all(crypto.dh_public(sk) == pk for sk, pk in pairs)
 
 
-def test_sign_spliced_signs_the_second_message_with_the_first_signature_in_it() -> None:
+def test_keygen_and_sign_writes_the_new_keys_and_earlier_signatures_in_before_signing() -> None:
     sk, pk = crypto.sign_keygen()
-    second = b"head" + bytes(64) + b"tail"
-    sig1, sig2 = sign_spliced(crypto, sk, b"first", second, 4)
-    assert sig1 == crypto.sign(sk, b"first")
-    crypto.verify(pk, b"head" + sig1 + b"tail", sig2)
-    with pytest.raises(CryptoError):
-        sign_spliced(crypto, sk, b"first", second, len(second) - 63)  # no room for the signature
+    first = b"A" + bytes(32) + b"B"
+    second = b"head" + bytes(64) + bytes(32) + b"tail"
+    pairs, (sig1, sig2) = keygen_and_sign(crypto, sk, 2, [first, second], [(0, 1, 1), (1, 4, -1), (1, 68, 0)])
+    assert len(pairs) == 2 and all(crypto.dh_public(s) == p for s, p in pairs)
+    crypto.verify(pk, b"A" + pairs[1][1] + b"B", sig1)
+    crypto.verify(pk, b"head" + sig1 + pairs[0][1] + b"tail", sig2)
+    for bad in ([(0, 3, 0)], [(0, 1, 2)], [(0, 1, -1)], [(2, 0, 0)]):  # too long, no key 2, no earlier sig, no template
+        with pytest.raises(CryptoError):
+            keygen_and_sign(crypto, sk, 2, [first, second], bad)
 
 
 def test_prefetch_is_a_hint_only() -> None:

@@ -32,7 +32,7 @@ __all__ = [
     "AEAD_TAG_LEN",
     "encap_dh_many",
     "dh_keygen_many",
-    "sign_spliced",
+    "keygen_and_sign",
     "aead_seal_many",
     "prefetch_verify",
     "wants_prefetch",
@@ -308,19 +308,45 @@ def dh_keygen_many(crypto: CryptoProvider, n: int) -> list[tuple[bytes, bytes]]:
     return [crypto.dh_keygen() for _ in range(n)]
 
 
-def sign_spliced(crypto: CryptoProvider, secret: bytes, first: bytes, second: bytes, offset: int) -> tuple[bytes, bytes]:
-    """``(sig1, sig2)``: ``sig1 = sign(secret, first)``, and ``sig2`` the signature of
-    ``second`` with ``sig1`` written over its 64 bytes at ``offset`` (a KeyPackage's
-    signed content holds its leaf node's signature). The same results and errors
-    as those two ``sign`` calls."""
-    if not isinstance(offset, int) or not 0 <= offset <= len(second) - SIGNATURE_LEN:
-        raise CryptoError("the splice offset must leave room for a signature in the second message")
-    batch = getattr(crypto, "sign_spliced", None)
+def keygen_and_sign(
+    crypto: CryptoProvider,
+    secret: bytes,
+    n_keys: int,
+    templates: Sequence[bytes],
+    splices: Sequence[tuple[int, int, int]],
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """``n_keys`` fresh X25519 key pairs, then each template signed with the Ed25519
+    ``secret`` in order, after writing into it, for each splice ``(template, offset,
+    source)``: the public key (32 bytes) of pair ``source`` when ``source >= 0``, else
+    the signature (64 bytes) of the earlier template ``-source - 1``. Returns
+    ``(pairs, signatures)``: what ``dh_keygen`` and ``sign`` calls would give (a
+    KeyPackage signs its leaf node, which holds a new key, and then itself, which
+    holds another new key and that signature: one call instead of four).
+    """
+    if not isinstance(n_keys, int) or n_keys < 0:
+        raise CryptoError("n_keys must be a non-negative int")
+    for t, offset, source in splices:
+        if not 0 <= t < len(templates):
+            raise CryptoError("a splice names no template")
+        size = DH_PUBLIC_LEN if source >= 0 else SIGNATURE_LEN
+        if source >= n_keys or (source < 0 and not -source - 1 < t):
+            raise CryptoError("a splice names a key that is not made or a signature that is not earlier")
+        if not 0 <= offset <= len(templates[t]) - size:
+            raise CryptoError("a splice does not fit in its template")
+    batch = getattr(crypto, "keygen_and_sign", None)
     if batch is not None:
-        out: tuple[bytes, bytes] = batch(secret, first, second, offset)
+        out: tuple[list[tuple[bytes, bytes]], list[bytes]] = batch(secret, n_keys, templates, splices)
         return out
-    sig1 = crypto.sign(secret, first)
-    return sig1, crypto.sign(secret, second[:offset] + sig1 + second[offset + SIGNATURE_LEN :])
+    pairs = dh_keygen_many(crypto, n_keys)
+    signatures: list[bytes] = []
+    for i, template in enumerate(templates):
+        message = bytearray(template)
+        for t, offset, source in splices:
+            if t == i:
+                value = pairs[source][1] if source >= 0 else signatures[-source - 1]
+                message[offset : offset + len(value)] = value
+        signatures.append(crypto.sign(secret, bytes(message)))
+    return pairs, signatures
 
 
 def aead_seal_many(crypto: CryptoProvider, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.crypto.provider import dh_keygen_many, sign_spliced
+from ping_core.mls.crypto.provider import keygen_and_sign
 from ping_core.mls.primitives import make_key_package_ref, sign_content, verify_with_label
 from ping_core.mls.tree import check_extensions_listed, check_lifetime_span
 from ping_core.mls.structs import (
@@ -59,8 +59,11 @@ CLOCK_SKEW_S = 3600
 
 _SIGNER_VERSION = 1
 _BUNDLE_VERSION = 1
-# An Ed25519 signature (RFC 8032).
+# An Ed25519 signature (RFC 8032) and an X25519 public key (RFC 7748).
 _SIG_LEN = 64
+_KEY_LEN = 32
+# Where a LeafNode's encryption_key (its first field, opaque<V>) starts in its encoding.
+_LEAF_KEY_AT = len(opaque(bytes(_KEY_LEN))) - _KEY_LEN
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -206,27 +209,41 @@ def generate_key_package(
         raise MlsError("duplicate extension types")
     t = _now(now)
     lifetime = Lifetime(max(0, t - CLOCK_SKEW_S), t + lifetime_s)
-    # Both key pairs at once, and both signatures at once (one crossing each in the browser).
-    (init_private, init_public), (enc_private, enc_public) = dh_keygen_many(crypto, 2)
-    leaf = LeafNode(
-        enc_public, signer.public_key, signer.credential, caps, LeafNodeSource.KEY_PACKAGE, lifetime, None, leaf_extensions
-    )
-    leaf_tbs = leaf.tbs()
-    # KeyPackageTBS = version, suite, init_key, LeafNode (tbs || signature), extensions;
-    # the leaf's signature is spliced in where the zeros are.
+    # The two key pairs and the two signatures in ONE provider call (one crossing in
+    # the browser): the signed contents are built with zeros where the new public
+    # keys and the leaf's signature go, and the provider writes them in (fixed sizes).
+    leaf_tbs = LeafNode(
+        bytes(_KEY_LEN), signer.public_key, signer.credential, caps, LeafNodeSource.KEY_PACKAGE, lifetime, None, leaf_extensions
+    ).tbs()
+    # KeyPackageTBS = version, suite, init_key, LeafNode (tbs || signature), extensions.
     w = Writer()
     w.u16(ProtocolVersion.MLS10)
     w.u16(SUITE)
-    w.opaque(init_public)
+    w.opaque(bytes(_KEY_LEN))
+    init_at = len(w.getvalue()) - _KEY_LEN
+    leaf_at = len(w.getvalue())
     w.raw(leaf_tbs)
     w.opaque(bytes(_SIG_LEN))
-    head = len(w.getvalue()) - _SIG_LEN
+    sig_at = len(w.getvalue()) - _SIG_LEN
     w.structs(extensions)
     template = w.getvalue()
+    leaf_content = sign_content(b"LeafNodeTBS", leaf_tbs)
     kp_content = sign_content(b"KeyPackageTBS", template)
-    at = len(kp_content) - len(template) + head
-    leaf_sig, kp_sig = sign_spliced(crypto, signer.private_key, sign_content(b"LeafNodeTBS", leaf_tbs), kp_content, at)
-    kp_tbs = template[:head] + leaf_sig + template[head + _SIG_LEN :]
+    leaf_base, kp_base = len(leaf_content) - len(leaf_tbs), len(kp_content) - len(template)
+    init, enc, leaf_sig_src = 0, 1, -1  # key pair 0 is the init key, 1 the leaf's; template 0's signature
+    splices = [
+        (0, leaf_base + _LEAF_KEY_AT, enc),
+        (1, kp_base + init_at, init),
+        (1, kp_base + leaf_at + _LEAF_KEY_AT, enc),
+        (1, kp_base + sig_at, leaf_sig_src),
+    ]
+    pairs, (leaf_sig, kp_sig) = keygen_and_sign(crypto, signer.private_key, 2, [leaf_content, kp_content], splices)
+    (init_private, init_public), (enc_private, enc_public) = pairs
+    filled = bytearray(template)
+    filled[init_at : init_at + _KEY_LEN] = init_public
+    filled[leaf_at + _LEAF_KEY_AT : leaf_at + _LEAF_KEY_AT + _KEY_LEN] = enc_public
+    filled[sig_at : sig_at + _SIG_LEN] = leaf_sig
+    kp_tbs = bytes(filled)
     leaf = LeafNode(
         enc_public,
         signer.public_key,
