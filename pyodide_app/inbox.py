@@ -10,8 +10,16 @@ MLS layer cannot decrypt a message twice, so this is the only history.
 Key ``m/<conversation id hex>/<seq as 16 hex digits>``: the server's log
 position, so keys sort in the conversation's order and a message stored twice
 (two contexts, a retried write) is the same record. Value: UTF-8 JSON
-``{"seq", "user", "device", "text", "time", "epoch"}`` (user and device ids in
-hex, ``time`` the sender's clock in ms). Pure Python: tested on CPython.
+``{"seq", "user", "device", "hex", "text", "time", "epoch"}`` (user and device
+ids in hex, ``hex`` the exact payload bytes in hex, ``text`` the payload when it
+is valid UTF-8 else null, ``time`` the sender's clock in ms). Records written
+before payloads were binary have no ``hex`` and a lossily decoded ``text``:
+they are read as the UTF-8 bytes of that text (the original bytes were never
+stored), so no rewrite is needed. Pure Python: tested on CPython.
+
+Key ``u/<conversation id hex>/<seq>`` (empty value): a message not yet
+acknowledged by the page, in the explicit acknowledgement mode
+(``message.ack``); written in the same transaction as the message.
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ from ping_core.message import MAX_PAYLOAD_LEN, IncomingMessage
 
 __all__ = [
     "MESSAGE_PREFIX",
+    "UNACKED_PREFIX",
+    "unacked_key",
+    "message_of_unacked",
+    "message_view",
     "message_key",
     "conversation_prefix",
     "text_of",
@@ -39,13 +51,14 @@ __all__ = [
 ]
 
 MESSAGE_PREFIX = "m/"
+UNACKED_PREFIX = "u/"
 _MAX_SEQ = (1 << 64) - 1
 #: The largest "what you missed" bundle put into a linking ticket per conversation.
 MAX_HISTORY_EVENT = 256 * 1024
 _HISTORY_VERSION = 1
-# A stored message is its payload as JSON text (an escape takes at most six
-# characters per byte) plus a few short fields.
-MAX_STORED_MESSAGE = 6 * MAX_PAYLOAD_LEN + 4096
+# A stored message is its payload in hex plus, when it is UTF-8, as JSON text
+# (an escape takes at most six characters per byte), plus a few short fields.
+MAX_STORED_MESSAGE = 8 * MAX_PAYLOAD_LEN + 4096
 
 
 def conversation_prefix(conv_hex: str) -> str:
@@ -60,9 +73,24 @@ def message_key(conv_hex: str, seq: int) -> str:
     return f"{conversation_prefix(conv_hex)}{seq:016x}"
 
 
-def text_of(plaintext: bytes) -> str:
-    """The displayed text: UTF-8, undecodable bytes replaced (never an error)."""
-    return plaintext.decode("utf-8", errors="replace")
+def unacked_key(conv_hex: str, seq: int) -> str:
+    """The marker of a message the page has not acknowledged yet."""
+    return UNACKED_PREFIX + message_key(conv_hex, seq)[len(MESSAGE_PREFIX) :]
+
+
+def message_of_unacked(key: str) -> str:
+    """The message key an :func:`unacked_key` marks."""
+    if not key.startswith(UNACKED_PREFIX):
+        raise InvalidInput(f"not an acknowledgement marker: {key!r}")
+    return MESSAGE_PREFIX + key[len(UNACKED_PREFIX) :]
+
+
+def text_of(plaintext: bytes) -> str | None:
+    """The payload as text when it is valid UTF-8, else None (binary)."""
+    try:
+        return plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def record_of(
@@ -80,6 +108,7 @@ def record_of(
         "seq": seq,
         "user": user.as_hex(),
         "device": device.as_hex(),
+        "hex": plaintext.hex(),
         "text": text_of(plaintext),
         "time": time_ms,
         "epoch": epoch,
@@ -98,17 +127,42 @@ def encode_message(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def message_view(key: str, raw: bytes) -> dict[str, Any]:
+    """The page's view of a stored message: ``{conv, seq, user, device, bytes, text, time, epoch}``
+    (``bytes`` the exact payload, ``text`` it as text when it is UTF-8, else None); InvalidInput if malformed."""
+    value = decode_message(key, raw)
+    payload = _payload(key, value)
+    value.pop("hex", None)
+    value["bytes"] = payload
+    value["text"] = text_of(payload)
+    return value
+
+
+def _payload(key: str, value: dict[str, Any]) -> bytes:
+    if "hex" not in value:  # a record from before binary payloads: its text is all there is
+        return str(value["text"]).encode("utf-8")
+    try:
+        return bytes.fromhex(value["hex"])
+    except (TypeError, ValueError):
+        raise InvalidInput(f"stored message {key!r} has a malformed payload") from None
+
+
 def decode_message(key: str, raw: bytes) -> dict[str, Any]:
-    """The page's view of a stored message: the JSON fields plus ``conv``; InvalidInput if malformed."""
+    """A stored message's JSON fields plus ``conv`` (no ``bytes``: see :func:`message_view`);
+    InvalidInput if malformed."""
     parts = key.split("/")
     if len(parts) != 3 or parts[0] + "/" != MESSAGE_PREFIX:
         raise InvalidInput(f"not a message key: {key!r}")
     value = loads_json(raw, max_size=MAX_STORED_MESSAGE, what=f"stored message {key!r}")
     if not isinstance(value, dict):
         raise InvalidInput(f"stored message {key!r} is not an object")
-    for name, kind in (("seq", int), ("user", str), ("device", str), ("text", str), ("time", int), ("epoch", int)):
+    for name, kind in (("seq", int), ("user", str), ("device", str), ("time", int), ("epoch", int)):
         if not isinstance(value.get(name), kind):
             raise InvalidInput(f"stored message {key!r} lacks {name}")
+    if not isinstance(value.get("hex"), str) and not isinstance(value.get("text"), str):
+        raise InvalidInput(f"stored message {key!r} lacks its payload")
+    if value.get("text") is not None and not isinstance(value["text"], str):
+        raise InvalidInput(f"stored message {key!r} has a malformed text")
     value["conv"] = parts[1]
     return value
 
@@ -159,7 +213,7 @@ def records_from_history_event(conv_hex: str, raw: bytes) -> dict[str, bytes]:
         if not isinstance(item, dict) or type(item.get("seq")) is not int:
             raise InvalidInput("malformed message in a history event")
         key = message_key(conv_hex, item["seq"])
-        fields = {k: item.get(k) for k in ("seq", "user", "device", "text", "time", "epoch")}
+        fields = {k: item.get(k) for k in ("seq", "user", "device", "hex", "text", "time", "epoch") if k in item}
         encoded = encode_message(fields)
         decode_message(key, encoded)  # the same checks as any stored message
         out[key] = encoded

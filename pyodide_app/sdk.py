@@ -1,9 +1,9 @@
 """The SDK in the browser: ``connect`` for Pyodide and the RPC methods the page calls.
 
 One :class:`BrowserSdk` per context (a tab's worker, or the service worker).
-It keeps which account this browser holds in the registry database
-``ping-accounts`` (store ``kv``: ``current`` = the account's user id in hex;
-``link-pending`` = a new device's linking secrets), and opens that account as
+It keeps which account a profile of this browser holds in the registry database
+``ping-accounts`` (store ``kv``, keys ``profile/<name>/...``: ``current`` = the account's
+user id in hex; ``link-pending`` = a new device's linking secrets), and opens that account as
 an :class:`~pyodide_app.session.AccountSession` (MLS state, host records and
 decrypted messages in the account's IndexedDB database; a ``FetchTransport``
 to the page's origin; one writer at a time through the account's Web Lock).
@@ -14,50 +14,29 @@ and, the first time, publish ``KEY_PACKAGES`` one-time KeyPackages plus a
 last-resort one. Joining a Welcome uses up one of ours: the same number of
 fresh ones is published after the join (top-up).
 
-RPC methods (params and results are plain data; ids are lowercase hex):
+RPC methods: each handler below declares its name with
+:func:`pyodide_app.worker.rpc` ("<noun>.<verb>", snake_case: ``account.whoami``,
+``conversation.send``...); that is the one table. docs/browser-sdk.md
+documents each method's params and result, static/ping.js wraps each one
+in camelCase and static/ping.d.ts types them; tests/browser/test_types.py
+checks the four agree. Params and results are plain data; ids are lowercase
+hex; payloads, KeyPackages, envelopes, snapshots and secrets are bytes
+(Uint8Array in JS). A message is ``{conv, seq, user, device, bytes, text, time,
+epoch}`` (``text``: the payload when it is valid UTF-8, else null).
 
-==========================  ==================================================================
-``account.status``          ``{state: "none" | "linking" | "ready", ...}`` (``ready``: as ``whoami``)
-``account.create``          ``{label}`` -> whoami: a new account and this device, registered
-``whoami``                  ``{user_id, device_id, label, registered}``
-``conversations``           ``[{id, name, epoch, member_count, created_at, last, removed}]`` (no DeviceGroup;
-                            ``removed``: the server refused this device (403), i.e. it was removed)
-``conversation.create``     ``{name}`` -> conversation (the account's other devices are added)
-``conversation.invite``     ``{conv, user_id}`` -> ``{added}``: every device of that user
-``conversation.rename``     ``{conv, name}`` -> conversation
-``conversation.remove``     ``{conv, user_id}`` -> ``{removed}``: every device of that user
-``conversation.members``    ``{conv}`` -> ``[{user_id, device_id, leaf, label, me}]`` (``user_id`` null: unverified)
-``invitations``             -> ``[{conv, name, inviter, inviter_device, members, received_ms}]`` pending
-``invitation.accept``       ``{conv}`` -> the joined conversation
-``invitation.decline``      ``{conv}`` -> ``{declined}`` (the server ends that membership)
-``settings``                ``{auto_join?, notify?}`` -> ``{auto_join, notify}`` (join every invitation without
-                            asking; what a push notification shows: "text", "generic" or "off")
-``messages``                ``{conv, limit=200}`` -> the newest stored messages, oldest first
-``send``                    ``{conv, text}`` -> the stored message (after the server took it)
-``sync``                    -> ``{messages, conversations}``: one round now
-``labels``                  ``{users}`` -> ``{device_id: {label, user_id}}`` from the directory
-``devices``                 -> ``[{device_id, label, created_at, this}]`` of this account
-``device.revoke``           ``{device_id}`` -> ``{removed_from}``
-``link.request``            ``{label}`` -> ``{code, device_id}`` (this browser as the new device)
-``link.finish``             ``{grant, timeout_s=300}`` -> whoami, once the ticket came and was used
-``link.cancel``             forget a pending request
-``link.grant``              ``{request, with_account_key=false}`` -> ``{grant, device_id}`` (this browser's account admits;
-                            the new device gets the account key only with ``with_account_key``)
-``link.admit``              ``{request, timeout_s=300}`` -> ``{device_id, admitted, failed}``; the
-                            ticket carries each chat's latest ``HISTORY_MESSAGES`` messages
-``live.start``              ``{interval_ms=2000}``: sync rounds + a long poll over every
-                            conversation and the Welcome inbox, events to the page
-``live.focus``              ``{conv}``: the conversation on screen (runs a round when it changes)
-``live.stop``
-``sw.cold_sync``            (service worker) one round; ``{account, messages (count), new, conversations, notify, ms}``
-==========================  ==================================================================
-
-Events (``pinghost.emit``; the page gets them whichever context produced them):
+Events (``pinghost.emit``; the page gets them whichever context produced them;
+each carries ``profile``, the local profile it belongs to):
 ``{type: "messages", conv, messages}``, ``{type: "conversations", changed}``,
-``{type: "invitations", pending}``, ``{type: "problems", problems: [{conv, kind, seq, sender_device,
+``{type: "invitations", pending}`` and, for each new one, ``{type: "invitation", invitation}``,
+``{type: "problems", problems: [{conv, kind, seq, sender_device,
 detail}]}`` (what a sync met: ``ping_core.sync.SyncProblemKind`` values), ``{type: "fork-healed", conv}``,
 ``{type: "revoked", message}`` (this device was revoked: its state is wiped),
 ``{type: "status", online, error}``, ``{type: "account", state}``.
+
+Profiles: several accounts per origin. A profile is a local name (default
+"default"); the registry maps it to one account, whose data is its own
+database ``ping-account-<user hex>`` under its own Web Lock; one worker per
+open profile.
 
 Errors are ``ping_core.errors`` exceptions (the RPC layer turns them into
 ``{name, message[, status, code]}``).
@@ -89,7 +68,7 @@ from .idb import IndexedDbBlobStore
 from .live import LiveSync
 from .locks import WebLock
 from .session import HOST_NS, AccountSession, now_ms
-from .worker import register_method
+from .worker import register_object, rpc
 
 __all__ = ["BrowserSdk", "register", "sdk", "KEY_PACKAGES", "REGISTRY_DB"]
 
@@ -108,6 +87,63 @@ _MAX_LINK_WAIT = 900.0
 _MAX_TEXT = 64 * 1024
 #: Stored messages per conversation handed to a newly linked device (its "what you missed").
 HISTORY_MESSAGES = 200
+
+
+DEFAULT_PROFILE = "default"
+_PROFILE_PREFIX = "profile/"
+_MAX_PROFILE = 64
+_ACK = "ack"  # registry: b"manual" when the page acknowledges messages itself (message.ack)
+_ACK_MODES = ("auto", "manual")
+
+
+# -- profiles ---------------------------------------------------------------------
+#
+# Registry ``ping-accounts``/``kv`` keys: ``profile/<name>/<key>`` for each local
+# profile (``current``: the account's user id in hex; ``link-pending``,
+# ``auto-join``, ``notify``, ``ack``). A registry from before profiles has the
+# bare keys: they become profile "default"'s on first open (migrate_registry).
+
+
+def check_profile(name: object) -> str:
+    """A profile name: 1..64 characters of [A-Za-z0-9_.-]; InvalidInput otherwise."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= _MAX_PROFILE
+        or not all(ch.isascii() and (ch.isalnum() or ch in "_.-") for ch in name)
+    ):
+        raise InvalidInput("a profile name is 1..64 characters of A-Z a-z 0-9 _ . -")
+    return name
+
+
+def profile_key(profile: str, name: str) -> str:
+    return f"{_PROFILE_PREFIX}{check_profile(profile)}/{name}"
+
+
+async def migrate_registry(registry: IndexedDbBlobStore) -> bool:
+    """Move the bare keys of a registry from before profiles to profile "default" (one transaction;
+    a key profile "default" already has is kept). True when something moved."""
+    old = [k for k in (_CURRENT, _PENDING_LINK, _AUTO_JOIN, _NOTIFY) if await registry.get(k) is not None]
+    if not old:
+        return False
+    async with WebLock(REGISTRY_DB):  # two contexts opening at once migrate once
+        puts: dict[str, bytes] = {}
+        for key in old:
+            value = await registry.get(key)
+            target = profile_key(DEFAULT_PROFILE, key)
+            if value is not None and await registry.get(target) is None:
+                puts[target] = value
+        await registry.commit(puts, old)
+    return True
+
+
+async def profiles(registry: IndexedDbBlobStore) -> dict[str, str]:
+    """``{profile: account user id hex}`` of every profile that has an account."""
+    out = {}
+    for key, value in await registry.items(_PROFILE_PREFIX):
+        profile, _, name = key[len(_PROFILE_PREFIX) :].partition("/")
+        if name == _CURRENT:
+            out[profile] = value.decode("ascii")
+    return out
 
 
 # -- plain-data views -------------------------------------------------------------
@@ -143,6 +179,41 @@ def _text_param(params: dict[str, Any], name: str, *, max_len: int = 4096, allow
     return value
 
 
+def _bytes_param(params: dict[str, Any], name: str, *, max_len: int, allow_empty: bool = False) -> bytes:
+    value = _param(params, name)
+    if not isinstance(value, bytes):
+        raise InvalidInput(f"{name} must be bytes (a Uint8Array)")
+    if len(value) > max_len or (not value and not allow_empty):
+        raise InvalidInput(f"{name} must be 1..{max_len} bytes")
+    return value
+
+
+def _payload_param(params: dict[str, Any], name: str) -> bytes:
+    """A message payload: text (sent as its UTF-8 bytes) or bytes, 1.._MAX_TEXT bytes."""
+    value = _param(params, name)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    return _bytes_param({name: value}, name, max_len=_MAX_TEXT)
+
+
+def _int_param(params: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    value = params.get(name, default)
+    if type(value) is not int or not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be an integer in {lo}..{hi}")
+    return value
+
+
+def _list_param(params: dict[str, Any], name: str, max_len: int = 1000) -> list[Any]:
+    value = _param(params, name)
+    if not isinstance(value, list) or not 0 < len(value) <= max_len:
+        raise InvalidInput(f"{name} must be a list of 1..{max_len} entries")
+    return value
+
+
+def _device_param(params: dict[str, Any], name: str = "device_id") -> DeviceId:
+    return DeviceId.from_hex(_text_param(params, name).lower())
+
+
 def _problem_view(p: SyncProblem) -> dict[str, Any]:
     return {
         "conv": p.conversation_id.as_hex(),
@@ -163,6 +234,12 @@ def _invitation_view(inv: Invitation) -> dict[str, Any]:
         "members": inv.member_count,
         "received_ms": inv.received_ms,
     }
+
+
+def _outcome_view(outcome: Any) -> dict[str, Any]:
+    status = outcome.status
+    detail = getattr(status, "reason", None) or getattr(status, "error", None)
+    return {"conv": outcome.conversation_id.as_hex(), "status": type(status).__name__, "detail": detail}
 
 
 def _conv_param(params: dict[str, Any]) -> ConversationId:
@@ -199,9 +276,10 @@ _unsent: list[dict[str, Any]] = []
 class BrowserSdk:
     """The account of this browser profile, its session and live updates (one per context)."""
 
-    def __init__(self, *, server_url: str = "", context: str = "worker") -> None:
+    def __init__(self, *, server_url: str = "", context: str = "worker", profile: str = DEFAULT_PROFILE) -> None:
         self.server_url = server_url
         self.context = context
+        self.profile = check_profile(profile)
         self.session: AccountSession | None = None
         self._registry: IndexedDbBlobStore | None = None
         self._registered = False
@@ -211,13 +289,30 @@ class BrowserSdk:
         # Conversations the server refused to let this device read (403): it was removed.
         self._forbidden: set[ConversationId] = set()
         self._open_lock = asyncio.Lock()
+        self._siblings: dict[str, BrowserSdk] = {}
 
     # -- account -------------------------------------------------------------------
 
     async def registry(self) -> IndexedDbBlobStore:
+        """The origin's registry database (its ``default`` profile migrated on first open)."""
         if self._registry is None:
-            self._registry = await IndexedDbBlobStore.open(REGISTRY_DB, REGISTRY_STORE)
+            registry = await IndexedDbBlobStore.open(REGISTRY_DB, REGISTRY_STORE)
+            await migrate_registry(registry)
+            self._registry = registry
         return self._registry
+
+    async def _reg_get(self, name: str) -> bytes | None:
+        return await (await self.registry()).get(profile_key(self.profile, name))
+
+    async def _reg_put(self, name: str, value: bytes) -> None:
+        await (await self.registry()).put(profile_key(self.profile, name), value)
+
+    async def _reg_delete(self, name: str) -> None:
+        await (await self.registry()).delete(profile_key(self.profile, name))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        """An event for the pages of this profile (``profile`` tells them from other profiles' events)."""
+        _emit({**event, "profile": self.profile})
 
     async def current(self) -> AccountSession | None:
         """The session of this browser's account, opened on first use (None: no account yet).
@@ -227,7 +322,7 @@ class BrowserSdk:
         """
         async with self._open_lock:
             if self.session is None:
-                raw = await (await self.registry()).get(_CURRENT)
+                raw = await self._reg_get(_CURRENT)
                 if raw is not None:
                     self.session = await AccountSession.open(raw.decode("ascii"), server_url=self.server_url)
                     await self.deliver_pending(self.session)
@@ -241,9 +336,10 @@ class BrowserSdk:
 
     async def _adopt(self, session: AccountSession) -> None:
         """Make ``session`` this browser's account (after creating or linking it)."""
-        await (await self.registry()).put(_CURRENT, session.user_hex.encode("ascii"))
+        await self._reg_put(_CURRENT, session.user_hex.encode("ascii"))
         self.session = session
 
+    @rpc("account.whoami")
     async def whoami(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
         s = await self.require()
         async with s.use() as c:
@@ -255,6 +351,7 @@ class BrowserSdk:
             "registered": self._registered,
         }
 
+    @rpc("account.status")
     async def status(self, params: dict[str, Any]) -> dict[str, Any]:
         if await self.current() is not None:
             return {"state": "ready", **(await self.whoami())}
@@ -268,6 +365,7 @@ class BrowserSdk:
             }
         return {"state": "none"}
 
+    @rpc("account.create")
     async def create_account(self, params: dict[str, Any]) -> dict[str, Any]:
         label = _text_param(params, "label", max_len=256)
         async with WebLock(REGISTRY_DB):  # two tabs never make two accounts
@@ -280,13 +378,13 @@ class BrowserSdk:
             async with session.use():
                 pass  # the first init: device record and DeviceGroup
             await self._adopt(session)
-            await (await self.registry()).delete(_PENDING_LINK)
+            await self._reg_delete(_PENDING_LINK)
         error = None
         try:
             await self.ensure_online()
         except PingError as exc:  # kept locally; live updates retry the registration
             error = f"{type(exc).__name__}: {exc}"
-        _emit({"type": "account", "state": "ready"})
+        self._emit({"type": "account", "state": "ready"})
         return {**(await self.whoami()), "error": error}
 
     async def ensure_online(self) -> None:
@@ -330,7 +428,9 @@ class BrowserSdk:
                 await self._import_history(s, catchup.last_app_events_per_conv)
             self._pending = None
         if done.new:
-            _emit({"type": "invitations", "pending": [_invitation_view(i) for i in done.pending]})
+            for invitation in done.new:
+                self._emit({"type": "invitation", "invitation": _invitation_view(invitation)})
+            self._emit({"type": "invitations", "pending": [_invitation_view(i) for i in done.pending]})
         # Each join used one of our KeyPackages (the linking ticket's too), unless it was
         # the last-resort one: publishing one more than needed is harmless.
         used = len(done.joined)
@@ -342,8 +442,9 @@ class BrowserSdk:
         return list(done.joined)
 
     async def _auto_join(self) -> bool:
-        return (await (await self.registry()).get(_AUTO_JOIN)) == b"1"
+        return (await self._reg_get(_AUTO_JOIN)) == b"1"
 
+    @rpc("invitation.list")
     async def invitations(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The pending invitations (fetches new Welcomes first)."""
         s = await self.require()
@@ -351,6 +452,7 @@ class BrowserSdk:
             await self._join_welcomes(s, c)
             return [_invitation_view(i) for i in c.invitations()]
 
+    @rpc("invitation.accept")
     async def invitation_accept(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = _conv_param(params)
         s = await self.require()
@@ -360,36 +462,49 @@ class BrowserSdk:
         self._forbidden.discard(conv)
         if self._live is not None:
             self._live.rewatch()  # the long poll must include the conversation joined now
-        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
         return _conv_view(meta)
 
+    @rpc("invitation.decline")
     async def invitation_decline(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = _conv_param(params)
         s = await self.require()
         async with s.use() as c:
             await c.decline_invitation(conv)
             pending = [_invitation_view(i) for i in c.invitations()]
-        _emit({"type": "invitations", "pending": pending})
+        self._emit({"type": "invitations", "pending": pending})
         return {"declined": conv.as_hex()}
 
+    @rpc("account.settings")
     async def settings(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``{auto_join?, notify?}``: set what is given; returns the settings (``auto_join``: join every
+        """``{auto_join?, notify?, ack?}``: set what is given; returns the settings (``auto_join``: join every
         invitation without asking, off by default; ``notify``: what a push-woken service worker shows,
-        "text" (the decrypted message, the default), "generic" or "off")."""
+        "text" (the decrypted message, the default), "generic" or "off"; ``ack``: "auto" (a message is
+        the page's once stored) or "manual" (delivered again until ``message.ack``)). Per profile."""
         if "auto_join" in params:
             value = params["auto_join"]
             if type(value) is not bool:
                 raise InvalidInput("auto_join must be a boolean")
-            await (await self.registry()).put(_AUTO_JOIN, b"1" if value else b"0")
+            await self._reg_put(_AUTO_JOIN, b"1" if value else b"0")
         if "notify" in params:
             mode = params["notify"]
             if mode not in _NOTIFY_MODES:
                 raise InvalidInput(f"notify is one of {', '.join(_NOTIFY_MODES)}")
-            await (await self.registry()).put(_NOTIFY, mode.encode("ascii"))
-        return {"auto_join": await self._auto_join(), "notify": await self._notify()}
+            await self._reg_put(_NOTIFY, mode.encode("ascii"))
+        if "ack" in params:
+            ack = params["ack"]
+            if ack not in _ACK_MODES:
+                raise InvalidInput(f"ack is one of {', '.join(_ACK_MODES)}")
+            await self._reg_put(_ACK, ack.encode("ascii"))
+        return {"auto_join": await self._auto_join(), "notify": await self._notify(), "ack": await self._ack_mode()}
+
+    @rpc("account.profiles")
+    async def list_profiles(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{profile, profiles: {name: user id}}``: this context's profile and every profile of the origin with an account."""
+        return {"profile": self.profile, "profiles": await profiles(await self.registry())}
 
     async def _notify(self) -> str:
-        raw = await (await self.registry()).get(_NOTIFY)
+        raw = await self._reg_get(_NOTIFY)
         mode = raw.decode("ascii", "replace") if raw is not None else _NOTIFY_MODES[0]
         return mode if mode in _NOTIFY_MODES else _NOTIFY_MODES[0]
 
@@ -404,9 +519,8 @@ class BrowserSdk:
                 log.info("history event skipped: %s", exc)
         await s.db.state.flush(records)
 
-    @staticmethod
     async def _store_messages(
-        s: AccountSession, take: Callable[[], Awaitable[list[IncomingMessage]]]
+        self, s: AccountSession, take: Callable[[], Awaitable[list[IncomingMessage]]]
     ) -> list[dict[str, Any]]:
         """Run ``take`` (an SDK call that returns, and so acknowledges, messages) with deferred
         checkpoints, and write its state and the messages' app records in ONE transaction.
@@ -421,8 +535,13 @@ class BrowserSdk:
             # restart) until it is acknowledged: storing it again is harmless (same
             # key, same value), announcing it again is not useful.
             known = {k for k in records if await s.db.app.get(k) is not None}
-            await s.db.state.flush(records)
-        return [inbox.decode_message(k, v) for k, v in sorted(records.items()) if k not in known]
+            markers = {}
+            if await self._ack_mode() == "manual":
+                # The page acknowledges (message.ack); until then the message is delivered again.
+                markers = {inbox.unacked_key(m.conversation_id.as_hex(), m.seq): b"1" for m in incoming}
+                markers = {k: v for k, v in markers.items() if inbox.message_of_unacked(k) not in known}
+            await s.db.state.flush({**records, **markers})
+        return [inbox.message_view(k, v) for k, v in sorted(records.items()) if k not in known]
 
     async def deliver_pending(self, s: AccountSession) -> list[dict[str, Any]]:
         """Store and announce the messages the SDK holds but never handed out (``pending_messages``).
@@ -436,11 +555,52 @@ class BrowserSdk:
         try:
             async with s.use() as c:
                 messages = await self._store_messages(s, c.pending_messages)
+            unacked = await self._unacked(s)
         except PingError as exc:
             log.warning("pending messages not delivered yet: %s: %s", type(exc).__name__, exc)
             return []
+        fresh = {(m["conv"], m["seq"]) for m in messages}
+        messages += [m for m in unacked if (m["conv"], m["seq"]) not in fresh]
         self._emit_messages(s, messages)
         return messages
+
+    async def _ack_mode(self) -> str:
+        raw = await self._reg_get(_ACK)
+        return "manual" if raw == b"manual" else "auto"
+
+    async def _unacked(self, s: AccountSession) -> list[dict[str, Any]]:
+        """The stored messages the page has not acknowledged (explicit mode), in key order."""
+        out = []
+        for key in sorted(await s.db.app.list(inbox.UNACKED_PREFIX)):
+            raw = await s.db.app.get(inbox.message_of_unacked(key))
+            if raw is not None:
+                out.append(inbox.message_view(inbox.message_of_unacked(key), raw))
+        return out
+
+    @rpc("message.pending")
+    async def pending(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages not acknowledged yet (``ack: "manual"``; always empty in the automatic mode)."""
+        return await self._unacked(await self.require())
+
+    @rpc("message.ack")
+    async def ack(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{messages: [{conv, seq}]}``: these messages are the page's now (not delivered again)."""
+        items = _param(params, "messages")
+        if not isinstance(items, list) or len(items) > 10_000:
+            raise InvalidInput("messages is a list of {conv, seq} (at most 10000)")
+        keys = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise InvalidInput("messages is a list of {conv, seq}")
+            conv = _conv_param(item)
+            keys.append(inbox.unacked_key(conv.as_hex(), item.get("seq")))  # type: ignore[arg-type]
+        s = await self.require()
+        acked = 0
+        for key in keys:
+            if await s.db.app.get(key) is not None:
+                await s.db.app.delete(key)
+                acked += 1
+        return {"acked": acked}
 
     async def sync_round(self) -> dict[str, Any]:
         """Welcomes, then every conversation; decrypted messages stored with the state that consumed them.
@@ -469,20 +629,20 @@ class BrowserSdk:
                 messages += await self._store_messages(s, c.pending_messages)
                 after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
         except DeviceRevoked as exc:
-            _emit({"type": "revoked", "message": str(exc)})
+            self._emit({"type": "revoked", "message": str(exc)})
             raise
         if problems:
-            _emit({"type": "problems", "problems": [_problem_view(p) for p in problems]})
+            self._emit({"type": "problems", "problems": [_problem_view(p) for p in problems]})
             for p in problems:
                 if p.kind is SyncProblemKind.HEALED:
-                    _emit({"type": "fork-healed", "conv": p.conversation_id.as_hex()})
+                    self._emit({"type": "fork-healed", "conv": p.conversation_id.as_hex()})
         self._forbidden.difference_update(joined)
         changed = sorted(
             cid.as_hex() for cid in set(before) | set(after) if before.get(cid) != after.get(cid) or cid in joined
         )
         self._emit_messages(s, messages)
         if changed:
-            _emit({"type": "conversations", "changed": changed})
+            self._emit({"type": "conversations", "changed": changed})
         return {"messages": messages, "conversations": changed}
 
     def _emit_messages(self, s: AccountSession, messages: list[dict[str, Any]]) -> None:
@@ -490,31 +650,70 @@ class BrowserSdk:
         for m in messages:
             by_conv.setdefault(m["conv"], []).append(m)
         for conv, items in by_conv.items():
-            _emit({"type": "messages", "conv": conv, "messages": items})
+            self._emit({"type": "messages", "conv": conv, "messages": items})
 
+    @rpc("sw.cold_sync")
     async def cold_sync(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The service worker's wake-up: one round if this browser has an account.
+        """The service worker's wake-up: one round for EVERY profile of the origin that has an account.
 
-        ``new`` lists the messages this round stored for the first time (each
-        with ``account``: the user id it was decrypted for); ``notify`` is the
-        notification setting (``settings``): "text" (show the decrypted
-        text), "generic" (say only that something came) or "off".
+        ``accounts`` lists ``{profile, account, messages, notify, error}`` per
+        profile synced; ``new`` lists the messages this round stored for the
+        first time across all of them (each with ``account``: the user id it
+        was decrypted for, and ``profile``); ``account``/``notify`` are this
+        context's profile's (its user id or the first synced one; the
+        notification setting, ``account.settings``: "text" shows the
+        decrypted text, "generic" only that something came, "off").
+        ``messages`` counts ``new``. A profile whose round fails is reported
+        with its ``error``; when every one failed the first error is raised.
         """
         t0 = time.perf_counter()
         notify = await self._notify()
-        if await self.current() is None:
-            return {"account": None, "messages": 0, "new": [], "conversations": [], "notify": notify, "ms": 0}
-        result = await self.sync_round()
-        account = self.session.user_hex if self.session else None
+        names = await profiles(await self.registry())
+        accounts: list[dict[str, Any]] = []
+        new: list[dict[str, Any]] = []
+        changed: list[str] = []
+        failure: PingError | None = None
+        for name in sorted(names, key=lambda n: (n != self.profile, n)):
+            sdk_p = self._sibling(name)
+            entry: dict[str, Any] = {"profile": name, "account": names[name], "messages": 0, "error": None}
+            entry["notify"] = await sdk_p._notify()
+            try:
+                if await sdk_p.current() is None:
+                    continue
+                result = await sdk_p.sync_round()
+            except PingError as exc:
+                failure = failure or exc
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                accounts.append(entry)
+                continue
+            entry["messages"] = len(result["messages"])
+            new += [{**m, "account": names[name], "profile": name} for m in result["messages"]]
+            changed += result["conversations"]
+            accounts.append(entry)
+        if failure is not None and all(a["error"] for a in accounts):
+            raise failure
+        mine = [a["account"] for a in accounts if a["profile"] == self.profile] or [a["account"] for a in accounts]
         return {
-            "account": account,
-            "messages": len(result["messages"]),
-            "new": [{**m, "account": account} for m in result["messages"]],
-            "conversations": result["conversations"],
+            "account": mine[0] if mine else None,
+            "accounts": accounts,
+            "messages": len(new),
+            "new": new,
+            "conversations": changed,
             "notify": notify,
             "ms": round((time.perf_counter() - t0) * 1000),
         }
 
+    def _sibling(self, profile: str) -> BrowserSdk:
+        """The SDK of another profile in this context (the service worker syncs them all)."""
+        if profile == self.profile:
+            return self
+        sibling = self._siblings.get(profile)
+        if sibling is None:
+            sibling = self._siblings[profile] = BrowserSdk(server_url=self.server_url, context=self.context, profile=profile)
+            sibling._registry = self._registry
+        return sibling
+
+    @rpc("sync.run")
     async def sync(self, params: dict[str, Any]) -> dict[str, Any]:
         await self.ensure_online()
         return await self.sync_round()
@@ -523,6 +722,7 @@ class BrowserSdk:
         await self.ensure_online()
         await self.sync_round()
 
+    @rpc("live.start")
     async def live_start(self, params: dict[str, Any]) -> dict[str, Any]:
         interval = params.get("interval_ms", 2000)
         if not isinstance(interval, int) or not 200 <= interval <= 600_000:
@@ -533,7 +733,7 @@ class BrowserSdk:
                 self._live_round,
                 self._live_news,
                 lambda conv: self.session.cursor_hint(conv) if self.session else 0,
-                lambda online, error: _emit({"type": "status", "online": online, "error": error}),
+                lambda online, error: self._emit({"type": "status", "online": online, "error": error}),
                 on_access=self._set_access,
                 watch_lock=f"{self.session.db.name}/watch" if self.session else None,
             )
@@ -550,8 +750,9 @@ class BrowserSdk:
                 self._forbidden.discard(conv)
             else:
                 self._forbidden.add(conv)
-            _emit({"type": "conversations", "changed": [conv.as_hex()]})
+            self._emit({"type": "conversations", "changed": [conv.as_hex()]})
 
+    @rpc("live.focus")
     async def live_focus(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = _conv_param(params) if params.get("conv") else None
         if self._live is not None and conv != self._live.focus:
@@ -559,6 +760,7 @@ class BrowserSdk:
             self._live.kick()
         return {"focus": conv.as_hex() if conv else None}
 
+    @rpc("live.stop")
     async def live_stop(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._live is not None:
             self._live.stop()
@@ -566,6 +768,7 @@ class BrowserSdk:
 
     # -- conversations -------------------------------------------------------------
 
+    @rpc("conversation.list")
     async def conversations(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         s = await self.require()
         async with s.use() as c:
@@ -574,7 +777,7 @@ class BrowserSdk:
         for meta in metas:
             last = await s.db.tail(inbox.conversation_prefix(meta.id.as_hex()), 1)
             out.append(
-                _conv_view(meta, inbox.decode_message(*last[0]) if last else None, removed=meta.id in self._forbidden)
+                _conv_view(meta, inbox.message_view(*last[0]) if last else None, removed=meta.id in self._forbidden)
             )
         out.sort(key=lambda v: max(v["created_at"], v["last"]["time"] if v["last"] else 0), reverse=True)
         return out
@@ -585,8 +788,11 @@ class BrowserSdk:
                 return meta
         raise InvalidInput("no such conversation on this device")
 
+    @rpc("conversation.create")
     async def create_conversation(self, params: dict[str, Any]) -> dict[str, Any]:
-        name = _text_param(params, "name", max_len=256)
+        """``{name?}`` (absent, null or "": an unnamed conversation) -> the conversation."""
+        given = _text_param(params, "name", max_len=256, allow_empty=True) if params.get("name") is not None else ""
+        name = given or None
         s = await self.require()
         async with s.use() as c:
             conv = await c.create_conversation(name, now_ms())
@@ -598,9 +804,10 @@ class BrowserSdk:
             except PingError as exc:
                 log.warning("create: the account's other devices were not added: %s", type(exc).__name__)
             meta = await self._meta(c, conv)
-        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
         return _conv_view(meta)
 
+    @rpc("conversation.invite")
     async def invite(self, params: dict[str, Any]) -> dict[str, Any]:
         conv, user = _conv_param(params), _user_param(params)
         s = await self.require()
@@ -613,9 +820,10 @@ class BrowserSdk:
                 raise InvalidInput("that user has no device to add (not registered, or already a member)")
             # The KeyPackages must prove they are that user's devices: the server cannot slip in others.
             await c.add_members(conv, entries, now_ms(), for_user=user)
-        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
         return {"added": len(entries)}
 
+    @rpc("conversation.rename")
     async def rename(self, params: dict[str, Any]) -> dict[str, Any]:
         conv = _conv_param(params)
         name = _text_param(params, "name", max_len=256, allow_empty=True) or None
@@ -624,9 +832,10 @@ class BrowserSdk:
             await self._meta(c, conv)
             await c.set_conversation_name(conv, name, now_ms())
             meta = await self._meta(c, conv)
-        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
         return _conv_view(meta)
 
+    @rpc("conversation.remove_user")
     async def remove(self, params: dict[str, Any]) -> dict[str, Any]:
         conv, user = _conv_param(params), _user_param(params)
         s = await self.require()
@@ -636,9 +845,10 @@ class BrowserSdk:
             if not leaves:
                 raise InvalidInput("that user has no device in this conversation")
             await c.remove_members(conv, leaves, now_ms())
-        _emit({"type": "conversations", "changed": [conv.as_hex()]})
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
         return {"removed": len(leaves)}
 
+    @rpc("conversation.members")
     async def members(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         conv = _conv_param(params)
         s = await self.require()
@@ -666,6 +876,7 @@ class BrowserSdk:
             for m in roster
         ]
 
+    @rpc("conversation.messages")
     async def messages(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         conv = _conv_param(params)
         limit = params.get("limit", 200)
@@ -675,19 +886,17 @@ class BrowserSdk:
         out = []
         for key, raw in await s.db.tail(inbox.conversation_prefix(conv.as_hex()), limit):
             try:
-                out.append(inbox.decode_message(key, raw))
+                out.append(inbox.message_view(key, raw))
             except InvalidInput as exc:
                 log.warning("skipping a stored message: %s", exc)
         return out
 
+    @rpc("conversation.send")
     async def send(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{conv, payload}`` (text, sent as UTF-8, or bytes) -> the stored message, once the server took it."""
         conv = _conv_param(params)
-        text = _param(params, "text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput("a message is non-empty text")
-        plaintext = text.encode("utf-8")
-        if len(plaintext) > _MAX_TEXT:
-            raise InvalidInput(f"a message is at most {_MAX_TEXT} bytes")
+        # "text": the parameter's name before payloads were binary, still taken.
+        plaintext = _payload_param(params, "payload" if "payload" in params or "text" not in params else "text")
         s = await self.require()
         async with s.use() as c:
             try:
@@ -700,9 +909,152 @@ class BrowserSdk:
                 conv, env.seq, c.user_id(), c.device_id(), plaintext, env.hlc.wall_ms, env.epoch
             )
             await s.db.state.flush({key: value})
-        message = inbox.decode_message(key, value)
-        _emit({"type": "messages", "conv": conv.as_hex(), "messages": [message]})
+        message = inbox.message_view(key, value)
+        self._emit({"type": "messages", "conv": conv.as_hex(), "messages": [message]})
         return message
+
+    # -- the MessagingClient's own operations ------------------------------------------
+
+    @rpc("conversation.add_members")
+    async def add_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{conv, members: [{device_id, key_package}], user_id?}`` -> ``{added}``: one Commit adding these
+        KeyPackages (with ``user_id``, each must prove it is that user's device)."""
+        conv = _conv_param(params)
+        entries = []
+        for item in _list_param(params, "members"):
+            if not isinstance(item, dict):
+                raise InvalidInput("members is a list of {device_id, key_package}")
+            entries.append((_device_param(item), _bytes_param(item, "key_package", max_len=64 * 1024)))
+        user = _user_param(params) if params.get("user_id") is not None else None
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            await c.add_members(conv, entries, now_ms(), for_user=user)
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return {"added": len(entries)}
+
+    @rpc("conversation.remove_members")
+    async def remove_members(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{conv, leaves?: [leaf index], devices?: [device id]}`` -> ``{removed}``: one removing Commit."""
+        conv = _conv_param(params)
+        leaves = params.get("leaves") or []
+        devices = params.get("devices") or []
+        if not isinstance(leaves, list) or not isinstance(devices, list) or not 0 < len(leaves) + len(devices) <= 1000:
+            raise InvalidInput("give 1..1000 leaves and/or devices to remove")
+        if any(type(leaf) is not int or leaf < 0 for leaf in leaves):
+            raise InvalidInput("leaves are leaf indexes")
+        wanted = {_device_param({"d": d}, "d") for d in devices}
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            roster = c.members(conv)
+            by_device = {m.device_id: m.leaf_index for m in roster}
+            unknown = [d for d in wanted if d not in by_device]
+            if unknown or any(leaf not in by_device.values() for leaf in leaves):
+                raise InvalidInput("not a member of this conversation")
+            chosen = sorted({*leaves, *(by_device[d] for d in wanted)})
+            await c.remove_members(conv, chosen, now_ms())
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return {"removed": len(chosen)}
+
+    @rpc("conversation.export_secret")
+    async def export_secret(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{conv, label, context?, length}`` -> ``{secret}``: MLS-Exporter of the current epoch (RFC 9420 §8.5)."""
+        conv = _conv_param(params)
+        label = _param(params, "label")
+        context = params.get("context", b"")
+        if not isinstance(context, bytes) or len(context) > 64 * 1024:
+            raise InvalidInput("context must be bytes (at most 64 KiB)")
+        length = _int_param(params, "length", 1, 255)
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            return {"secret": c.export_conversation_secret(conv, label, context, length)}
+
+    @rpc("conversation.export_snapshot")
+    async def export_snapshot(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{conv}`` -> ``{snapshot}``: SECRET, a history-only snapshot for another device of this account."""
+        conv = _conv_param(params)
+        s = await self.require()
+        async with s.use() as c:
+            await self._meta(c, conv)
+            return {"snapshot": c.export_conversation_state_snapshot(conv, now_ms())}
+
+    @rpc("conversation.import_snapshot")
+    async def import_snapshot(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{snapshot}`` -> the (history-only) conversation it opens."""
+        snapshot = _bytes_param(params, "snapshot", max_len=16 * 1024 * 1024)
+        s = await self.require()
+        async with s.use() as c:
+            conv = await c.import_state_snapshot(snapshot, now_ms())
+            meta = await self._meta(c, conv)
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return _conv_view(meta)
+
+    @rpc("conversation.join")
+    async def join(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{welcome}`` (an encoded Welcome MessageEnvelope) -> the joined conversation."""
+        env = MessageEnvelope.decode(_bytes_param(params, "welcome", max_len=4 * 1024 * 1024))
+        s = await self.require()
+        async with s.use() as c:
+            conv = await c.join_conversation(env, now_ms())
+            meta = await self._meta(c, conv)
+        if self._live is not None:
+            self._live.rewatch()
+        self._emit({"type": "conversations", "changed": [conv.as_hex()]})
+        return _conv_view(meta)
+
+    @rpc("conversation.process_envelope")
+    async def process_envelope(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{envelope}`` (an encoded MessageEnvelope) -> ``{message}``: the stored message, or null for a
+        handshake message or one with nothing to deliver."""
+        env = MessageEnvelope.decode(_bytes_param(params, "envelope", max_len=4 * 1024 * 1024))
+        s = await self.require()
+        async with s.use() as c:
+
+            async def take() -> list[IncomingMessage]:
+                msg = await c.process_envelope(env, now_ms())
+                return [msg] if msg is not None else []
+
+            messages = await self._store_messages(s, take)
+        self._emit_messages(s, messages)
+        return {"message": messages[0] if messages else None}
+
+    @rpc("conversation.commit_proposals")
+    async def commit_proposals(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Commit the other members' pending proposals (and owed rejoins): ``{committed: [conv id]}``."""
+        s = await self.require()
+        async with s.use() as c:
+            committed = await c.commit_pending_proposals(now_ms())
+        if committed:
+            self._emit({"type": "conversations", "changed": [cid.as_hex() for cid in committed]})
+        return {"committed": [cid.as_hex() for cid in committed]}
+
+    @rpc("device.key_package")
+    async def key_package(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{last_resort?}`` -> ``{key_package}``: a fresh KeyPackage of this device, stored, NOT published."""
+        last_resort = params.get("last_resort", False)
+        if type(last_resort) is not bool:
+            raise InvalidInput("last_resort must be a boolean")
+        s = await self.require()
+        async with s.use() as c:
+            return {"key_package": await c.fresh_key_package(last_resort=last_resort)}
+
+    @rpc("device.admit_to_chats")
+    async def admit_to_chats(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``{device_id, chats: [{conv, key_package}]}`` -> ``{outcomes: [{conv, status, detail}]}``
+        (status "Admitted", "Skipped" or "Failed"): a device of this account added to these chats."""
+        device = _device_param(params)
+        pairs = []
+        for item in _list_param(params, "chats"):
+            if not isinstance(item, dict):
+                raise InvalidInput("chats is a list of {conv, key_package}")
+            pairs.append((_conv_param(item), _bytes_param(item, "key_package", max_len=64 * 1024)))
+        s = await self.require()
+        async with s.use() as c:
+            outcomes = await c.admit_device_to_chats(device, pairs, now_ms())
+        self._emit({"type": "conversations", "changed": [conv.as_hex() for conv, _ in pairs]})
+        return {"outcomes": [_outcome_view(o) for o in outcomes]}
 
     # -- directory -----------------------------------------------------------------
 
@@ -720,12 +1072,14 @@ class BrowserSdk:
         wanted = {u.as_hex() for u in users}
         return {d: v for d, v in self._labels.items() if v["user_id"] in wanted}
 
+    @rpc("directory.labels")
     async def labels(self, params: dict[str, Any]) -> dict[str, Any]:
         users = _param(params, "users")
         if not isinstance(users, list) or len(users) > 1000:
             raise InvalidInput("users is a list of user ids")
         return await self._resolve({UserId.from_hex(u) for u in users})
 
+    @rpc("account.devices")
     async def devices(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         s = await self.require()
         me = await self.whoami()
@@ -742,33 +1096,37 @@ class BrowserSdk:
             for i in infos
         ]
 
+    @rpc("device.revoke")
     async def revoke(self, params: dict[str, Any]) -> dict[str, Any]:
         device = DeviceId.from_hex(_text_param(params, "device_id").lower())
         s = await self.require()
         async with s.use() as c:
             envelopes = await c.revoke_device(device, now_ms())
-        _emit({"type": "conversations", "changed": sorted({e.conversation_id.as_hex() for e in envelopes})})
+        self._emit({"type": "conversations", "changed": sorted({e.conversation_id.as_hex() for e in envelopes})})
         return {"removed_from": len(envelopes)}
 
     # -- linking -------------------------------------------------------------------
 
     async def _pending_link(self) -> PendingLink | None:
-        raw = await (await self.registry()).get(_PENDING_LINK)
+        raw = await self._reg_get(_PENDING_LINK)
         return PendingLink.decode(raw) if raw is not None else None
 
+    @rpc("link.request")
     async def link_request(self, params: dict[str, Any]) -> dict[str, Any]:
         """This browser as a NEW device of an existing account: make the request code."""
         label = _text_param(params, "label", max_len=256)
         if await self.current() is not None:
             raise InvalidInput("this browser already has a Ping account")
         pending = PendingLink.new(label)
-        await (await self.registry()).put(_PENDING_LINK, pending.encode())
+        await self._reg_put(_PENDING_LINK, pending.encode())
         return {"code": pending.request().encode(), "device_id": pending.device_id.as_hex()}
 
+    @rpc("link.cancel")
     async def link_cancel(self, params: dict[str, Any]) -> dict[str, Any]:
-        await (await self.registry()).delete(_PENDING_LINK)
+        await self._reg_delete(_PENDING_LINK)
         return {"state": "none"}
 
+    @rpc("link.finish")
     async def link_finish(self, params: dict[str, Any]) -> dict[str, Any]:
         """Open the grant, register as the account's new device, wait for the ticket and use it."""
         timeout = _timeout_param(params)
@@ -806,11 +1164,12 @@ class BrowserSdk:
                 self.session = None
                 self._registered = False
         await self._adopt(session)
-        await (await self.registry()).delete(_PENDING_LINK)
-        _emit({"type": "account", "state": "ready"})
+        await self._reg_delete(_PENDING_LINK)
+        self._emit({"type": "account", "state": "ready"})
         await self.sync_round()
         return await self.whoami()
 
+    @rpc("link.grant")
     async def link_grant(self, params: dict[str, Any]) -> dict[str, Any]:
         """An existing device: the grant code for a new device's request."""
         request = LinkRequestCode.decode(_param(params, "request"))
@@ -822,6 +1181,7 @@ class BrowserSdk:
             grant = c.grant_device(request.device_id, with_account_key=with_key)
         return {"grant": seal_grant(grant, request), "device_id": request.device_id.as_hex()}
 
+    @rpc("link.admit")
     async def link_admit(self, params: dict[str, Any]) -> dict[str, Any]:
         """An existing device: wait for the new device to register, then send its ticket and admit it to every chat."""
         request = LinkRequestCode.decode(_param(params, "request"))
@@ -856,11 +1216,12 @@ class BrowserSdk:
                 admitted += 1
             elif status == "Failed":
                 failed.append({"conv": outcome.conversation_id.as_hex(), "error": getattr(outcome.status, "error", "")})
-        _emit({"type": "conversations", "changed": [chat.as_hex() for chat in chats]})
+        self._emit({"type": "conversations", "changed": [chat.as_hex() for chat in chats]})
         return {"device_id": new_device.as_hex(), "admitted": admitted, "failed": failed}
 
     # -- diagnostics (dev=1 only) ----------------------------------------------------
 
+    @rpc("dev.sdk.state", dev=True)
     async def dev_state(self, params: dict[str, Any]) -> dict[str, Any]:
         """Fork check for tests: epoch and an exported secret per conversation, how often this context
         reloaded, and per conversation the log position the long poll waits after (``positions``)."""
@@ -889,44 +1250,12 @@ def sdk() -> BrowserSdk:
     return _sdk
 
 
-def register(*, context: str = "worker", server_url: str = "", dev: bool = False) -> BrowserSdk:
-    """Create this context's :class:`BrowserSdk` and add its RPC methods to the worker's table."""
+def register(*, context: str = "worker", server_url: str = "", dev: bool = False, profile: str = DEFAULT_PROFILE) -> BrowserSdk:
+    """Create this context's :class:`BrowserSdk` for ``profile`` and add its RPC methods (those
+    declared with :func:`pyodide_app.worker.rpc`) to the worker's table."""
     global _sdk
     if _sdk is not None:
         return _sdk
-    s = _sdk = BrowserSdk(server_url=server_url, context=context)
-    table: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-        "account.status": s.status,
-        "account.create": s.create_account,
-        "whoami": s.whoami,
-        "conversations": s.conversations,
-        "conversation.create": s.create_conversation,
-        "conversation.invite": s.invite,
-        "conversation.rename": s.rename,
-        "conversation.remove": s.remove,
-        "conversation.members": s.members,
-        "invitations": s.invitations,
-        "invitation.accept": s.invitation_accept,
-        "invitation.decline": s.invitation_decline,
-        "settings": s.settings,
-        "messages": s.messages,
-        "send": s.send,
-        "sync": s.sync,
-        "labels": s.labels,
-        "devices": s.devices,
-        "device.revoke": s.revoke,
-        "link.request": s.link_request,
-        "link.finish": s.link_finish,
-        "link.cancel": s.link_cancel,
-        "link.grant": s.link_grant,
-        "link.admit": s.link_admit,
-        "live.start": s.live_start,
-        "live.focus": s.live_focus,
-        "live.stop": s.live_stop,
-        "sw.cold_sync": s.cold_sync,
-    }
-    if dev:
-        table["dev.sdk.state"] = s.dev_state
-    for name, handler in table.items():
-        register_method(name, handler)
+    s = _sdk = BrowserSdk(server_url=server_url, context=context, profile=profile)
+    register_object(s, dev=dev)
     return s

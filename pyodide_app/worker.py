@@ -39,6 +39,9 @@ from ping_core.errors import InvalidInput, PingError, TransportError
 __all__ = [
     "Handler",
     "method",
+    "rpc",
+    "rpc_name",
+    "register_object",
     "register_method",
     "unregister_method",
     "methods",
@@ -79,6 +82,41 @@ def method(name: str, *, replace: bool = False) -> Callable[[Handler], Handler]:
         return fn
 
     return deco
+
+
+def rpc(name: str, *, dev: bool = False) -> Callable[[Any], Any]:
+    """Declare the RPC name of a handler method (bound later by :func:`register_object`).
+
+    The declared names are the ONE source of the RPC table: ping.js,
+    ping.d.ts and docs/browser-sdk.md are checked against them
+    (tests/browser/test_types.py). ``dev``: only registered with the dev.* methods.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("RPC method names are non-empty strings")
+
+    def deco(fn: Any) -> Any:
+        fn.__ping_rpc__ = (name, dev)
+        return fn
+
+    return deco
+
+
+def rpc_name(fn: Any) -> tuple[str, bool] | None:
+    """The ``(name, dev)`` declared with :func:`rpc`, None for other functions."""
+    value = getattr(fn, "__ping_rpc__", None)
+    return value if isinstance(value, tuple) else None
+
+
+def register_object(obj: Any, *, dev: bool = False) -> list[str]:
+    """Register every method of ``obj`` declared with :func:`rpc` (dev ones only with ``dev``)."""
+    names = []
+    for attr in sorted(dir(type(obj))):
+        declared = rpc_name(getattr(type(obj), attr, None))
+        if declared is None or (declared[1] and not dev):
+            continue
+        register_method(declared[0], getattr(obj, attr))
+        names.append(declared[0])
+    return names
 
 
 def methods() -> list[str]:
@@ -218,6 +256,32 @@ def _selection() -> dict[str, Any] | None:
     return choice.as_dict() if choice is not None else None
 
 
+def _server_option(value: Any) -> str:
+    """The ``server`` boot option: "" (this origin) or an http(s) origin; InvalidInput otherwise."""
+    if value in (None, ""):
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2048 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise InvalidInput("server must be an http(s) origin")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _register_optional(*modules: str) -> None:
+    """Call ``register()`` of each ``pyodide_app.<module>`` that exists (vault.*, push.* methods)."""
+    import importlib
+
+    for name in modules:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ImportError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise  # the module exists but is broken: say so
+            continue
+        module.register()
+
+
 def boot(options: Any = None) -> dict[str, Any]:
     """Called once by worker.mjs after the JS modules are registered.
 
@@ -231,7 +295,10 @@ def boot(options: Any = None) -> dict[str, Any]:
     Options: ``dev`` (bool) adds the ``dev.*`` methods the browser tests use;
     ``crypto`` is "auto" (default) or "noble" (never WebCrypto); ``sdk``
     (default true) adds the SDK's methods (:mod:`pyodide_app.sdk`), for the
-    context named by ``context`` ("worker" or "sw").
+    context named by ``context`` ("worker" or "sw") and the local profile
+    ``profile`` (default "default") with the server ``server`` (an origin;
+    default this one), then those of :mod:`pyodide_app.vault`
+    and :mod:`pyodide_app.push` when present.
     Returns what the worker reports in its ``ready`` message.
     """
     from ping_core.mls.crypto import default_provider
@@ -250,7 +317,14 @@ def boot(options: Any = None) -> dict[str, Any]:
         from . import sdk
 
         context = opts.get("context", "worker")
-        sdk.register(context=context if context in ("worker", "sw") else "worker", dev=bool(opts.get("dev")))
+        profile = opts.get("profile", sdk.DEFAULT_PROFILE)
+        sdk.register(
+            context=context if context in ("worker", "sw") else "worker",
+            dev=bool(opts.get("dev")),
+            profile=profile if isinstance(profile, str) else sdk.DEFAULT_PROFILE,
+            server_url=_server_option(opts.get("server")),
+        )
+        _register_optional("vault", "push")
     return {
         "crypto": default_provider().name,
         "crypto_reason": choice.reason,

@@ -2,7 +2,8 @@
 // ping.js (the SDK runs in the Pyodide worker); this module only renders.
 //
 // URL parameters: dev=1 (the worker's dev.* methods), sw=0 (do not register
-// the service worker), live=0 (no live sync; tests drive sync by hand).
+// the service worker), live=0 (no live sync; tests drive sync by hand),
+// account=NAME (the local profile, default "default").
 import { Ping } from "./ping.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,6 +11,7 @@ const params = new URLSearchParams(location.search);
 const DEV = params.get("dev") === "1";
 const LIVE = params.get("live") !== "0";
 const SW = params.get("sw") !== "0";
+const PROFILE = params.get("account") || "default";
 
 const state = {
   me: null, // {user_id, device_id, label}
@@ -22,16 +24,27 @@ const state = {
 
 // -- boot ----------------------------------------------------------------------------
 
-const ping = Ping.start({
-  dev: DEV,
-  onBoot(stage, msg) {
-    // Exactly "ready" once the worker answers RPC calls (tests wait for it).
-    $("boot-status").textContent = stage;
-    if (stage === "ready") $("boot-detail").textContent = `(${msg.ms} ms, Python ${msg.python}, crypto: ${msg.crypto})`;
-    if (stage === "failed") $("boot-detail").textContent = `${msg.error.name}: ${msg.error.message}`;
-  },
-});
+let ping;
+try {
+  ping = await Ping.open({
+    dev: DEV,
+    account: PROFILE,
+    onProgress(stage, msg) {
+      // "ready" is shown once window.ping answers (below): tests wait for it.
+      if (stage !== "ready") $("boot-status").textContent = stage;
+      if (stage === "ready") $("boot-detail").textContent = `(${msg.ms} ms, Python ${msg.python}, crypto: ${msg.crypto})`;
+    },
+  });
+} catch (e) {
+  $("boot-status").textContent = "failed";
+  $("boot-detail").textContent = `${e.name}: ${e.message}`;
+  throw e;
+}
 window.ping = ping;
+$("boot-status").textContent = "ready";
+
+/** A message's text, or what it is when its payload is not UTF-8. */
+const shown = (m) => (m.text ?? `(${m.bytes.length} bytes of binary data)`);
 
 // -- helpers -------------------------------------------------------------------------
 
@@ -171,7 +184,7 @@ async function loadInvitations() {
 
 $("auto-join").onchange = () =>
   busy(null, async () => {
-    await ping.settings($("auto-join").checked);
+    await ping.settings({ autoJoin: $("auto-join").checked });
     if ($("auto-join").checked) await ping.sync();
   });
 
@@ -247,7 +260,7 @@ function renderConversations() {
         "li",
         { class: c.id === state.selected ? "conv selected" : "conv", dataset: { id: c.id }, onclick: () => select(c.id) },
         el("span", { class: "name", textContent: convName(c) }),
-        el("span", { class: "preview", textContent: c.removed ? "you were removed" : c.last ? `${senderName(c.last)}: ${c.last.text}` : `${c.member_count} member${c.member_count === 1 ? "" : "s"}` }),
+        el("span", { class: "preview", textContent: c.removed ? "you were removed" : c.last ? `${senderName(c.last)}: ${shown(c.last)}` : `${c.member_count} member${c.member_count === 1 ? "" : "s"}` }),
       ),
     ),
   );
@@ -330,7 +343,7 @@ function renderMessages() {
           el("span", { class: "sender", textContent: senderName(m) }),
           el("time", { class: "time", textContent: formatTime(m.time), title: new Date(m.time).toString(), dateTime: new Date(m.time).toISOString() }),
         ),
-        el("div", { class: "text", textContent: m.text }),
+        el("div", { class: "text", textContent: shown(m) }),
       );
     }),
   );
@@ -413,7 +426,7 @@ async function loadMembers(id) {
               textContent: "Remove",
               onclick: (event) =>
                 busy(event.currentTarget, async () => {
-                  await ping.remove(id, u.user_id);
+                  await ping.removeUser(id, u.user_id);
                   await Promise.all([loadMembers(id), loadConversations()]);
                 }),
             }),

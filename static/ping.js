@@ -1,33 +1,34 @@
-// Ping's page API: a Promise per call to the Pyodide worker, and SDK events.
+// Ping's SDK for web pages: a Promise per MessagingClient operation, run by a
+// Pyodide module worker of this origin, and the SDK's events.
 //
-//   import { Ping } from "./ping.js";
-//   const ping = Ping.start({ onBoot: (stage, info) => ... });
-//   await ping.ready;                          // resolves with the worker's ready info
-//   const me = await ping.status();            // {state: "none" | "linking" | "ready", ...}
+//   import { Ping } from "/ping.js";
+//   const ping = await Ping.open({ account: "work", onProgress: (stage) => ... });
+//   const me = await ping.status();              // {state: "none" | "linking" | "ready", ...}
 //   if (me.state === "none") await ping.createAccount("alice");
-//   const conv = await ping.createConversation("lunch");
-//   await ping.invite(conv.id, bobUserId);      // adds every device of that user
-//   await ping.send(conv.id, "hello");
-//   ping.on("messages", ({ conv, messages }) => ...);
-//   await ping.startLive();                     // sync rounds + long poll -> events
-//   ping.focus(conv.id);                        // the conversation on screen
+//   const conv = await ping.createConversation("lunch");   // or () for an unnamed one
+//   await ping.invite(conv.id, bobUserId);         // adds every device of that user
+//   await ping.send(conv.id, "hello");             // or a Uint8Array
+//   ping.on("messages", ({ conv, messages }) => ...);   // each {bytes, text, ...}
+//   await ping.startLive();                        // sync rounds + long poll -> events
+//
+// Types: ping.d.ts (next to this file). The method <-> RPC name table is
+// pyodide_app (each handler declares its name); docs/browser-sdk.md lists them
+// and tests/browser/test_types.py checks that this file, ping.d.ts and the
+// doc agree with it.
 //
 // Every method returns a Promise. A failed call rejects with a PingError whose
 // .name is the Python exception class (TransportError, InvalidInput, ...) and,
 // for TransportError, .status and .code. If the worker fails to boot or dies,
 // every pending and later call rejects. `call(method, params)` reaches any RPC
-// method (the table is in pyodide_app/sdk.py); the named methods below wrap them.
+// method by its name.
 //
-// Events (ping.on(type, fn) returns an unsubscribe function; type "*" gets all):
-//   {type: "messages", conv, messages: [{conv, seq, user, device, text, time, epoch}]}
-//   {type: "conversations", changed: [conv id, ...]}   created, joined, renamed, members changed
-//   {type: "status", online, error}                    this tab's live sync
-//   {type: "account", state}                           account created or linked
-// They come from this tab's worker, from the other tabs' workers and from the
-// service worker (BroadcastChannel "ping-events"): a message event can arrive
-// more than once; (conv, seq) identifies a message.
+// Profiles: `account` in Ping.open is a local profile name (default
+// "default"); each profile holds one account in its own IndexedDB database
+// under its own Web Lock, and gets its own worker. Events of the other
+// profiles (from other tabs or the service worker) are not delivered here.
 //
 // Ids (user, device, conversation) are lowercase hex strings; times are ms since 1970.
+import { enablePush as enablePushWith, disablePush as disablePushWith } from "./pingpush.mjs";
 
 export class PingError extends Error {
   constructor({ name, message, status = null, code = null }) {
@@ -38,16 +39,60 @@ export class PingError extends Error {
   }
 }
 
+const PROFILE = /^[A-Za-z0-9_.-]{1,64}$/;
+
 export class Ping {
-  /** Starts the worker. `dev` adds the dev.* methods (tests, diagnostics). */
-  static start({ workerUrl = new URL("./worker.mjs", import.meta.url), dev = false, onBoot = null } = {}) {
+  /**
+   * Boots a worker for the local profile `account` and resolves once it answers.
+   * `server`: the Ping server's origin (default: this page's; another origin must
+   * allow it by CORS and be in the page's CSP connect-src). `ack`: "auto" (a message
+   * is the page's once stored) or "manual" (delivered again, also after a reload,
+   * until ackMessages). `onProgress(stage, info)`: boot stages ("loading runtime",
+   * "installing packages", "starting", "ready", "failed").
+   */
+  static async open({
+    server = null,
+    account = "default",
+    onProgress = null,
+    ack = null,
+    dev = false,
+    workerUrl = new URL("./worker.mjs", import.meta.url),
+  } = {}) {
+    if (typeof account !== "string" || !PROFILE.test(account)) {
+      throw new PingError({ name: "InvalidInput", message: "account is a profile name: 1..64 of A-Z a-z 0-9 _ . -" });
+    }
+    if (ack !== null && ack !== "auto" && ack !== "manual") {
+      throw new PingError({ name: "InvalidInput", message: 'ack is "auto" or "manual"' });
+    }
     const url = new URL(workerUrl, import.meta.url);
+    url.searchParams.set("profile", account);
+    if (server !== null) url.searchParams.set("server", new URL(server, location.href).origin);
     if (dev) url.searchParams.set("dev", "1");
-    return new Ping(new Worker(url, { type: "module" }), onBoot);
+    const ping = new Ping(new Worker(url, { type: "module" }), account, onProgress);
+    try {
+      await ping.ready;
+      if (ack !== null) await ping.settings({ ack });
+    } catch (e) {
+      ping.terminate();
+      throw e;
+    }
+    return ping;
   }
 
-  constructor(worker, onBoot) {
+  /**
+   * The same without waiting: the Ping at once, its `ready` Promise resolving with the
+   * worker's ready info (for pages that render before the worker is up).
+   */
+  static start({ workerUrl = new URL("./worker.mjs", import.meta.url), dev = false, onBoot = null, account = "default" } = {}) {
+    const url = new URL(workerUrl, import.meta.url);
+    if (!url.searchParams.has("profile")) url.searchParams.set("profile", account);
+    if (dev) url.searchParams.set("dev", "1");
+    return new Ping(new Worker(url, { type: "module" }), url.searchParams.get("profile"), onBoot);
+  }
+
+  constructor(worker, profile, onProgress) {
     this.worker = worker;
+    this.profile = profile;
     this.nextId = 1;
     this.pending = new Map();
     this.listeners = new Map();
@@ -59,7 +104,7 @@ export class Ping {
       this._rejectReady = reject;
     });
     this.ready.catch(() => {}); // callers that never await .ready get no unhandled rejection
-    worker.onmessage = (event) => this._onMessage(event.data, onBoot);
+    worker.onmessage = (event) => this._onMessage(event.data, onProgress);
     worker.onerror = (event) => {
       event.preventDefault?.();
       this._fail(new PingError({ name: "WorkerError", message: event.message || "the worker failed" }));
@@ -72,16 +117,17 @@ export class Ping {
         // This tab's worker already delivered its own events directly.
         if (ev && ev.origin && ev.origin === this.workerId) return;
         if (ev && ev.type === "status") return; // another tab's live sync
+        if (ev && ev.profile !== undefined && ev.profile !== this.profile) return; // another account
         this._dispatch(ev);
       };
     }
   }
 
-  _onMessage(msg, onBoot) {
+  _onMessage(msg, onProgress) {
     if (msg && msg.type === "boot") {
       this.stage = msg.stage;
       if (msg.worker_id) this.workerId = msg.worker_id;
-      if (onBoot) onBoot(msg.stage, msg);
+      if (onProgress) onProgress(msg.stage, msg);
       if (msg.stage === "ready") this._resolveReady(msg);
       if (msg.stage === "failed") this._fail(new PingError(msg.error || { name: "BootError", message: "boot failed" }));
       return;
@@ -118,7 +164,7 @@ export class Ping {
     this.pending.clear();
   }
 
-  /** Calls an RPC method; resolves with its result or rejects with a PingError. */
+  /** Calls an RPC method by name; resolves with its result or rejects with a PingError. */
   call(method, params = {}) {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
@@ -128,7 +174,7 @@ export class Ping {
     });
   }
 
-  /** Subscribes to events of `type` ("messages", "conversations", "status", "account" or "*"). */
+  /** Subscribes to events of `type` (see ping.d.ts PingEventMap, or "*"); returns the unsubscribe function. */
   on(type, fn) {
     if (!this.listeners.has(type)) this.listeners.set(type, new Set());
     this.listeners.get(type).add(fn);
@@ -142,58 +188,103 @@ export class Ping {
     this._fail(new PingError({ name: "WorkerError", message: "terminated" }));
   }
 
-  // -- the SDK (see pyodide_app/sdk.py for each method's exact result) ---------------
+  // -- the worker -------------------------------------------------------------------
 
-  /** {state: "none" | "linking" | "ready", user_id, device_id, label, request?} */
+  ping(echo = {}) { return this.call("ping", echo); }
+  info() { return this.call("info"); }
+
+  // -- account ----------------------------------------------------------------------
+
   status() { return this.call("account.status"); }
-  /** A new account with this browser as its first device (registered with the server). */
   createAccount(label) { return this.call("account.create", { label }); }
-  /** {user_id, device_id, label, registered} */
-  whoami() { return this.call("whoami"); }
-  /** [{id, name, epoch, member_count, created_at, last}] newest activity first. */
-  conversations() { return this.call("conversations"); }
-  createConversation(name) { return this.call("conversation.create", { name }); }
-  /** Adds every device of `userId`: {added}. */
+  whoami() { return this.call("account.whoami"); }
+  /** Sets what is given ({autoJoin?, notify?, ack?}) and resolves with all settings of this profile. */
+  settings({ autoJoin, notify, ack } = {}) {
+    const params = {};
+    if (autoJoin !== undefined) params.auto_join = autoJoin;
+    if (notify !== undefined) params.notify = notify;
+    if (ack !== undefined) params.ack = ack;
+    return this.call("account.settings", params);
+  }
+  profiles() { return this.call("account.profiles"); }
+  devices() { return this.call("account.devices"); }
+  labels(userIds) { return this.call("directory.labels", { users: userIds }); }
+  revoke(deviceId) { return this.call("device.revoke", { device_id: deviceId }); }
+  async freshKeyPackage({ lastResort = false } = {}) {
+    return (await this.call("device.key_package", { last_resort: lastResort })).key_package;
+  }
+  admitDeviceToChats(deviceId, chats) {
+    return this.call("device.admit_to_chats", {
+      device_id: deviceId,
+      chats: chats.map(({ conv, keyPackage }) => ({ conv, key_package: keyPackage })),
+    });
+  }
+
+  // -- conversations ------------------------------------------------------------------
+
+  conversations() { return this.call("conversation.list"); }
+  createConversation(name = null) { return this.call("conversation.create", { name }); }
   invite(conv, userId) { return this.call("conversation.invite", { conv, user_id: userId }); }
   rename(conv, name) { return this.call("conversation.rename", { conv, name }); }
-  /** Removes every device of `userId`: {removed}. */
-  remove(conv, userId) { return this.call("conversation.remove", { conv, user_id: userId }); }
-  /** [{user_id, device_id, leaf, label, me}]; user_id null: the leaf proves no account. */
+  removeUser(conv, userId) { return this.call("conversation.remove_user", { conv, user_id: userId }); }
+  addMembers(conv, members, { userId = null } = {}) {
+    return this.call("conversation.add_members", {
+      conv,
+      members: members.map(({ deviceId, keyPackage }) => ({ device_id: deviceId, key_package: keyPackage })),
+      user_id: userId,
+    });
+  }
+  removeMembers(conv, { leaves = [], devices = [] } = {}) {
+    return this.call("conversation.remove_members", { conv, leaves, devices });
+  }
   members(conv) { return this.call("conversation.members", { conv }); }
-  /** Pending invitations: [{conv, name, inviter, inviter_device, members, received_ms}]. */
-  invitations() { return this.call("invitations"); }
+  messages(conv, limit = 200) { return this.call("conversation.messages", { conv, limit }); }
+  send(conv, payload) { return this.call("conversation.send", { conv, payload }); }
+  async exportConversationSecret(conv, label, context = new Uint8Array(0), length = 32) {
+    return (await this.call("conversation.export_secret", { conv, label, context, length })).secret;
+  }
+  async exportStateSnapshot(conv) { return (await this.call("conversation.export_snapshot", { conv })).snapshot; }
+  importStateSnapshot(snapshot) { return this.call("conversation.import_snapshot", { snapshot }); }
+  joinConversation(welcome) { return this.call("conversation.join", { welcome }); }
+  async processEnvelope(envelope) { return (await this.call("conversation.process_envelope", { envelope })).message; }
+  async commitPendingProposals() { return (await this.call("conversation.commit_proposals")).committed; }
+
+  // -- invitations and messages ----------------------------------------------------------
+
+  invitations() { return this.call("invitation.list"); }
   acceptInvitation(conv) { return this.call("invitation.accept", { conv }); }
-  /** Declines: the server ends the membership the Welcome opened. */
   declineInvitation(conv) { return this.call("invitation.decline", { conv }); }
-  /** {auto_join}: with autoJoin given, sets it first (join every invitation without asking). */
-  settings(autoJoin) { return this.call("settings", autoJoin === undefined ? {} : { auto_join: autoJoin }); }
-  /** The newest `limit` stored messages, oldest first. */
-  messages(conv, limit = 200) { return this.call("messages", { conv, limit }); }
-  /** Resolves with the stored message once the server accepted it. */
-  send(conv, text) { return this.call("send", { conv, text }); }
-  /** One sync round now: {messages, conversations}. */
-  sync() { return this.call("sync"); }
-  /** Device labels from the directory: {device_id: {label, user_id}}. */
-  labels(userIds) { return this.call("labels", { users: userIds }); }
-  /** This account's devices: [{device_id, label, created_at, this}]. */
-  devices() { return this.call("devices"); }
-  /** Removes a device of this account from every chat and revokes it at the server. */
-  revoke(deviceId) { return this.call("device.revoke", { device_id: deviceId }); }
-  /** This browser as a new device: {code} to give to a linked device. */
+  pendingMessages() { return this.call("message.pending"); }
+  ackMessages(messages) {
+    return this.call("message.ack", { messages: messages.map(({ conv, seq }) => ({ conv, seq })) });
+  }
+  sync() { return this.call("sync.run"); }
+
+  // -- linking --------------------------------------------------------------------------
+
   linkRequest(label) { return this.call("link.request", { label }); }
-  /** Finish linking with the grant code; resolves once the ticket arrived (whoami). */
   linkFinish(grant, timeoutS = 300) { return this.call("link.finish", { grant, timeout_s: timeoutS }); }
   linkCancel() { return this.call("link.cancel"); }
-  /** This browser's account admits a new device: {grant} for the request code.
-   * withAccountKey: the new device also gets the account key (it can then link and revoke devices). */
-  linkGrant(request, withAccountKey = false) { return this.call("link.grant", { request, with_account_key: withAccountKey }); }
-  /** Waits for the new device, sends its ticket, adds it to every chat: {device_id, admitted, failed}. */
+  linkGrant(request, withAccountKey = false) {
+    return this.call("link.grant", { request, with_account_key: withAccountKey });
+  }
   linkAdmit(request, timeoutS = 300) { return this.call("link.admit", { request, timeout_s: timeoutS }); }
-  /** Live updates: a long poll over every chat and the Welcome inbox wakes the sync rounds; rounds every `intervalMs` (30 s at least while the long poll works) as a fallback. */
+
+  // -- live updates -----------------------------------------------------------------------
+
   startLive({ intervalMs = 2000 } = {}) { return this.call("live.start", { interval_ms: intervalMs }); }
   stopLive() { return this.call("live.stop"); }
-  /** The conversation on screen (a round runs when it changes); null for none. */
   focus(conv) { return this.call("live.focus", { conv }); }
+
+  // -- encryption at rest and push ------------------------------------------------------------
+
+  vaultStatus() { return this.call("vault.status"); }
+  setPassphrase(passphrase) { return this.call("vault.set_passphrase", { passphrase }); }
+  unlock(passphrase) { return this.call("vault.unlock", { passphrase }); }
+  lock() { return this.call("vault.lock"); }
+  pushStatus() { return this.call("push.status"); }
+  enablePush(opts = {}) { return enablePushWith(this, opts); }
+  disablePush() { return disablePushWith(this); }
 
   // -- the service worker ----------------------------------------------------------
 
@@ -204,14 +295,13 @@ export class Ping {
    */
   static async registerServiceWorker(url = new URL("./sw.mjs", import.meta.url)) {
     if (!("serviceWorker" in navigator)) return null;
-    const registration = await navigator.serviceWorker.register(url, { type: "module", scope: "./" });
-    return registration;
+    return await navigator.serviceWorker.register(url, { type: "module", scope: "./" });
   }
 
   /**
-   * Asks the service worker for a cold-start sync ({type: "sync"}): it boots
-   * Python, takes the account's lock, syncs, stores what it decrypted and
-   * answers {ok, result | error}. Rejects when no service worker is active.
+   * Asks the service worker for a cold-start sync ({type: "sync"}, sw.mjs runs
+   * "sw.cold_sync" for every profile) and resolves with its result. Rejects when
+   * no service worker is active.
    */
   static async swSync({ timeoutMs = 120000 } = {}) {
     const registration = await navigator.serviceWorker.ready;

@@ -15,6 +15,8 @@
 //   dev=1          adds the dev.* RPC methods (see pyodide_app/devtools.py)
 //   crypto=noble   never use WebCrypto (default "auto": WebCrypto when it works)
 //   jspi=0         (with dev=1) hide JSPI from Pyodide, as in Safari: tests the fallback
+//   profile=NAME   the local profile (account) this worker serves (default "default")
+//   server=ORIGIN  the Ping server (default: this origin)
 //
 // New RPC methods go into Python's table (pyodide_app.worker.register_method),
 // never here. How Python is entered (always asynchronously): see pyboot.mjs.
@@ -24,6 +26,8 @@ const BASE = new URL("./", import.meta.url);
 const PARAMS = new URL(import.meta.url).searchParams;
 const DEV = PARAMS.get("dev") === "1";
 const CRYPTO = PARAMS.get("crypto") === "noble" ? "noble" : "auto";
+const PROFILE = PARAMS.get("profile") || "default"; // checked by Python (pyodide_app.sdk.check_profile)
+const SERVER = PARAMS.get("server") || "";
 if (DEV && PARAMS.get("jspi") === "0") {
   // Pyodide looks for these when it loads (as Safari lacks them).
   delete WebAssembly.Suspending;
@@ -51,7 +55,7 @@ const host = {
 async function boot() {
   const { handle, info, manifest, ms } = await bootPython({
     base: BASE,
-    options: { dev: DEV, crypto: CRYPTO, context: "worker" },
+    options: { dev: DEV, crypto: CRYPTO, context: "worker", profile: PROFILE, server: SERVER },
     host,
     progress,
   });

@@ -68,7 +68,7 @@ class ChatUser:
         self.page.wait_for_selector("#app:not([hidden])", timeout=UI_TIMEOUT_MS)
         self.user_id = self.page.text_content("#me-user-id") or ""
         assert len(self.user_id) == 64, self.user_id
-        self.device_id = self.call("whoami")["device_id"]
+        self.device_id = self.call("account.whoami")["device_id"]
 
     def create_conversation(self, name: str) -> str:
         self.page.fill("#new-conv-name", name)

@@ -79,8 +79,8 @@ def test_two_users_chat_rename_and_remove(pair: tuple[ChatUser, ChatUser]) -> No
     bob.page.wait_for_selector("#not-member:not([hidden])", timeout=UI_TIMEOUT_MS)
     assert bob.page.is_disabled("#composer-text")
     alice.send("bob cannot read this")
-    bob.call("sync")
-    texts = [m["text"] for m in bob.call("messages", {"conv": conv})]
+    bob.call("sync.run")
+    texts = [m["text"] for m in bob.call("conversation.messages", {"conv": conv})]
     assert "bob cannot read this" not in texts and "12:30" in texts
     assert alice.state()["conversations"][conv]["epoch"] == 3
 
@@ -98,7 +98,7 @@ def test_reload_keeps_conversations_and_history(pair: tuple[ChatUser, ChatUser])
     alice.page.reload()
     wait_ready(alice.page)
     alice.page.wait_for_selector("#app:not([hidden])", timeout=UI_TIMEOUT_MS)
-    assert alice.call("whoami")["user_id"] == alice.user_id
+    assert alice.call("account.whoami")["user_id"] == alice.user_id
     alice.select(conv)  # the page also reopens it by itself (sessionStorage); be explicit
     alice.wait_message("before reload 2")
     assert alice.shown_texts() == ["before reload 1", "before reload 2"]
@@ -233,7 +233,7 @@ def test_two_tabs_of_one_user_do_not_fork(browser: Any, server_url: str, pair: t
             tab.wait_message("tab2 5")
         view = _same_group([tab1, tab2, bob], conv)
         assert view["epoch"] == 2  # add bob, one rename
-        stored = tab1.call("messages", {"conv": conv})
+        stored = tab1.call("conversation.messages", {"conv": conv})
         assert len({m["seq"] for m in stored}) == len(stored) >= 2 * n
         assert tab1.state()["reloads"] + tab2.state()["reloads"] > 0  # they did take turns
     finally:

@@ -155,7 +155,7 @@ def _epoch(user: ChatUser, conv: str) -> int:
 
 
 def _stored(user: ChatUser, conv: str) -> list[str]:
-    return [m["text"] for m in user.call("messages", {"conv": conv})]
+    return [m["text"] for m in user.call("conversation.messages", {"conv": conv})]
 
 
 def test_a_sync_commits_other_members_proposals(users: tuple[ChatUser, ChatUser, EngineMember]) -> None:
@@ -166,7 +166,7 @@ def test_a_sync_commits_other_members_proposals(users: tuple[ChatUser, ChatUser,
     assert _epoch(alice, conv) == dave.group.epoch == 1  # type: ignore[union-attr]
 
     dave.propose_update()
-    alice.call("sync")
+    alice.call("sync.run")
     # Alice (leaf 0) is the designated committer: her sync committed Dave's Update.
     assert _epoch(alice, conv) == 2
     dave.follow()
@@ -174,7 +174,7 @@ def test_a_sync_commits_other_members_proposals(users: tuple[ChatUser, ChatUser,
     assert alice.state()["conversations"][conv]["secret"] == dave.secret()
 
     # The long poll's position: everything in the log, once her next sync consumed her own Commit.
-    alice.call("sync")
+    alice.call("sync.run")
     assert alice.state()["positions"][conv] == dave.cursor.seq > 0
 
 
@@ -185,20 +185,20 @@ def test_messages_decrypted_by_a_send_appear_after_a_reload(
     conv = alice.create_conversation("race")
     alice.invite(bob.user_id)
     alice.invite(dave.user_hex)
-    bob.call("sync")  # gets the invitation (both adds are in his Welcome's epoch or after it)
+    bob.call("sync.run")  # gets the invitation (both adds are in his Welcome's epoch or after it)
     bob.call("invitation.accept", {"conv": conv})
-    bob.call("sync")  # the commit that added dave, after his Welcome's epoch
+    bob.call("sync.run")  # the commit that added dave, after his Welcome's epoch
     dave.join()
     assert _epoch(bob, conv) == _epoch(alice, conv) == 2
 
     dave.propose_update()
-    bob.call("sync")  # Bob (leaf 1) keeps the proposal pending: not the designated committer
+    bob.call("sync.run")  # Bob (leaf 1) keeps the proposal pending: not the designated committer
     assert _epoch(bob, conv) == 2
-    alice.call("sync")  # Alice commits it at once
-    alice.call("send", {"conv": conv, "text": "while you were away"})
+    alice.call("sync.run")  # Alice commits it at once
+    alice.call("conversation.send", {"conv": conv, "payload": "while you were away"})
     # Bob's send commits the proposal first, loses the epoch to Alice's Commit, catches up
     # (decrypting her message into the SDK's inbox) and sends in the new epoch.
-    bob.call("send", {"conv": conv, "text": "after the race"})
+    bob.call("conversation.send", {"conv": conv, "payload": "after the race"})
     assert _epoch(bob, conv) == 3
     assert _stored(bob, conv) == ["after the race"]  # the page's store has not got hers
 

@@ -80,7 +80,7 @@ def test_shell_is_served_offline(
         user.page.reload()
         wait_ready(user.page)
         user.page.wait_for_selector("#app:not([hidden])", timeout=UI_TIMEOUT_MS)
-        assert user.call("whoami")["user_id"] == user.user_id
+        assert user.call("account.whoami")["user_id"] == user.user_id
         user.select(conv)
         user.wait_message("a note to self")
         # Live sync notices there is no network, and says so.
@@ -124,11 +124,11 @@ def test_cold_start_sync_in_the_service_worker(browser: Any, server_url: str) ->
         # Bob opens the app without live sync: the messages are there, decrypted by the
         # service worker; his worker finds nothing new (MLS cannot decrypt twice).
         bob = ChatUser.open(contexts[1], server_url, query="dev=1&live=0")
-        stored = [m["text"] for m in bob.call("messages", {"conv": conv})]
+        stored = [m["text"] for m in bob.call("conversation.messages", {"conv": conv})]
         assert stored == ["while you are here", "while you were away", "and a second one"]
         bob.select(conv)
         bob.wait_message("and a second one")
-        assert bob.call("sync")["messages"] == []
+        assert bob.call("sync.run")["messages"] == []
 
         # A page asks the (now warm) service worker to sync: what it decrypts reaches the page as events.
         alice.send("third, fetched by the service worker")
@@ -139,7 +139,7 @@ def test_cold_start_sync_in_the_service_worker(browser: Any, server_url: str) ->
         print(
             f"service worker warm sync on request: {answer['total_ms']} ms ({time.monotonic() - t0:.2f} s to the page)"
         )
-        assert bob.call("sync")["messages"] == []
+        assert bob.call("sync.run")["messages"] == []
 
         # The service worker and Bob's tab at the same time: one writer at a time (the
         # account's Web Lock), the other reloads; Alice decrypts everything Bob sends.
@@ -154,8 +154,8 @@ def test_cold_start_sync_in_the_service_worker(browser: Any, server_url: str) ->
         assert both[0]["messages"] in (0, 1)
         for i in range(4):
             alice.wait_message(f"bob {i}")
-        bob.call("sync")
-        assert "fourth" in [m["text"] for m in bob.call("messages", {"conv": conv})]
+        bob.call("sync.run")
+        assert "fourth" in [m["text"] for m in bob.call("conversation.messages", {"conv": conv})]
         views = [u.state()["conversations"][conv] for u in (alice, bob)]
         assert views[0] == views[1]
     finally:
