@@ -14,6 +14,15 @@
 //    the state that consumed them, and tells the open pages (BroadcastChannel
 //    "ping-events"). A stopped service worker loses its memory: everything
 //    comes from IndexedDB on the next wake.
+// 3. Push (RFC 8030; the server's pushes carry only an encrypted {v, device}
+//    hint, ping_server/push.py): a `push` runs the same cold-start sync, then
+//    shows a notification of what it decrypted (title: sender and
+//    conversation, body: the text), or a generic "New message" when a page
+//    of the app is open and visible or the user chose "generic"; "off" shows
+//    nothing, except on a push, where Chromium requires a notification for a
+//    userVisibleOnly subscription (then the generic one). `sync` and
+//    `periodicsync` notify the same way. `notificationclick` focuses an open
+//    page of the app or opens one.
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { bootPython, errorOf } from "./pyboot.mjs";
 
@@ -141,10 +150,98 @@ self.addEventListener("message", (event) => {
   );
 });
 
+// -- 3. push and notifications ---------------------------------------------------------
+
+const GENERIC = "New message";
+// What this worker showed since it started (diagnostics and tests: a debugger's console).
+self.pingShown = [];
+
+function titleOf(m) {
+  const who = m.label || m.user_label || (m.user ? `user ${String(m.user).slice(0, 8)}` : "");
+  const where = m.conv_name || m.name || "";
+  return [who, where].filter(Boolean).join(" \u00b7 ") || "Ping";
+}
+
+async function pageVisible() {
+  const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  return pages.some((c) => c.visibilityState === "visible");
+}
+
+async function show(title, options, reason) {
+  await self.registration.showNotification(title, options);
+  const shown = { title, body: options.body || "", tag: options.tag, reason, at: Date.now() };
+  self.pingShown.push(shown);
+  channel.postMessage({ type: "notification", origin: "sw", ...shown });
+}
+
+/**
+ * The notification(s) for a wake-up. `result`: coldSync's (null when it failed);
+ * `mustShow`: a push to a userVisibleOnly subscription (something must be shown).
+ */
+async function notify(result, reason, mustShow) {
+  const fresh = (result && result.new) || [];
+  const mode = (result && result.notify) || "generic";
+  if (!fresh.length) {
+    return; // nothing new (the page synced first): Chromium tolerates an occasional silent push
+  }
+  if (mode === "off" && !mustShow) return;
+  const account = result.account;
+  if (mode !== "text" || (await pageVisible())) {
+    const n = fresh.length;
+    await show(GENERIC, { body: n > 1 ? `${n} new messages` : "", tag: "ping-generic", data: { account }, renotify: true }, reason);
+    return;
+  }
+  const byConv = new Map();
+  for (const m of fresh) byConv.set(m.conv, [...(byConv.get(m.conv) || []), m]);
+  for (const [conv, list] of byConv) {
+    const last = list[list.length - 1];
+    const body = list.slice(-3).map((m) => m.text).join("\n");
+    await show(titleOf(last), { body, tag: `ping-${conv}`, data: { account, conv }, renotify: true, timestamp: last.time }, reason);
+  }
+}
+
+/** One wake-up: the cold sync, then the notification; a failed sync still shows the generic one on a push. */
+async function wake(reason, mustShow) {
+  let result = null;
+  let error = null;
+  try {
+    result = await coldSync(reason);
+  } catch (e) {
+    error = e;
+  }
+  if (error && mustShow) {
+    await show(GENERIC, { tag: "ping-generic", data: {} }, reason);
+    return;
+  }
+  await notify(result, reason, mustShow);
+  if (error) throw error;
+  return result;
+}
+
+self.addEventListener("push", (event) => {
+  event.waitUntil(wake("push", true));
+});
+
 self.addEventListener("sync", (event) => {
-  if (event.tag === "ping-sync") event.waitUntil(coldSync("sync"));
+  if (event.tag === "ping-sync") event.waitUntil(wake("sync", false));
 });
 
 self.addEventListener("periodicsync", (event) => {
-  if (event.tag === "ping-periodic") event.waitUntil(coldSync("periodicsync"));
+  if (event.tag === "ping-periodic") event.waitUntil(wake("periodicsync", false));
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const conv = event.notification.data && event.notification.data.conv;
+  event.waitUntil(
+    (async () => {
+      const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      const page = pages.find((c) => new URL(c.url).pathname.startsWith(BASE.pathname));
+      if (page) {
+        if (conv) page.postMessage({ type: "open-conversation", conv });
+        return page.focus();
+      }
+      return self.clients.openWindow(new URL(conv ? `./#${conv}` : "./", BASE).href);
+    })(),
+  );
 });
