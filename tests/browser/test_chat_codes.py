@@ -28,12 +28,16 @@ def test_stored_messages_sort_by_log_position_and_round_trip() -> None:
         records.append(inbox.incoming_record(msg))
     keys = [k for k, _ in records]
     assert keys == sorted(keys)  # IndexedDB key order is log order
-    decoded = inbox.decode_message(*records[1])
+    decoded = inbox.message_view(*records[1])
     assert decoded == {"conv": conv.as_hex(), "seq": 10, "user": user.as_hex(), "device": device.as_hex(),
-                       "text": "m10 \u00e9\xff", "time": 1010, "epoch": 1}  # fmt: skip
-    # Undecodable bytes are replaced, never an error.
-    key, value = inbox.record_of(conv, 1, user, device, b"\xff\xfe ok", 5, 0)
-    assert inbox.decode_message(key, value)["text"] == "\ufffd\ufffd ok"
+                       "bytes": "m10 \u00e9\xff".encode(), "text": "m10 \u00e9\xff", "time": 1010, "epoch": 1}  # fmt: skip
+    # Bytes that are not UTF-8 are kept exactly (0 bytes too); their text is None, never an error.
+    key, value = inbox.record_of(conv, 1, user, device, b"\xff\xfe\x00 ok", 5, 0)
+    assert inbox.message_view(key, value)["bytes"] == b"\xff\xfe\x00 ok"
+    assert inbox.message_view(key, value)["text"] is None
+    # A record from before binary payloads (no "hex") reads as its text's UTF-8 bytes.
+    old = inbox.encode_message({"seq": 2, "user": user.as_hex(), "device": device.as_hex(), "text": "old", "time": 1, "epoch": 0})
+    assert inbox.message_view(inbox.message_key(conv.as_hex(), 2), old)["bytes"] == b"old"
 
 
 def test_stored_message_decoder_is_strict() -> None:
