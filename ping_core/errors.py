@@ -15,6 +15,7 @@ __all__ = [
     "TransportError",
     "DEFINITE_REJECTION_CODES",
     "StorageError",
+    "StorageLocked",
     "MlsError",
     "MlsDecodeError",
     "CryptoError",
@@ -79,6 +80,10 @@ class TransportError(PingError):
 
 class StorageError(PingError):
     """Persistent state could not be read or written (or failed to decrypt)."""
+
+
+class StorageLocked(StorageError):
+    """The stored state is sealed under a passphrase this context has not been given (or was given wrongly)."""
 
 
 class MlsError(PingError):

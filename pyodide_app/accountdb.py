@@ -22,6 +22,10 @@ tag, so no stale working set goes unnoticed.
 MLS state it advanced and the messages it decrypted are written in ONE
 transaction (:meth:`StateBlobStore.flush`): after a crash either both are
 there or neither is, so a decrypted message is never lost for display.
+
+Every record of the three stores is sealed at rest by ``static/pingidb.mjs``
+(see :mod:`pyodide_app.idb`); the account's passphrase, if any, is managed by
+:mod:`pyodide_app.vault`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ping_core.errors import InvalidInput, StorageError
 from ping_core.storage import BlobStorage
 from ping_core.storage.base import check_key, check_value
 
-from .idb import IndexedDbBlobStore, _js_reason, registered_js_module
+from .idb import IndexedDbBlobStore, registered_js_module, storage_error
 
 __all__ = [
     "AccountDb",
@@ -47,6 +51,7 @@ __all__ = [
     "HOST_STORE",
     "APP_STORE",
     "GENERATION_KEY",
+    "ACCOUNT_STORES",
 ]
 
 DB_PREFIX = "ping-account-"
@@ -54,7 +59,8 @@ STATE_STORE = "state"
 HOST_STORE = "host"
 APP_STORE = "app"
 GENERATION_KEY = "generation"
-_STORES = (STATE_STORE, HOST_STORE, APP_STORE)
+ACCOUNT_STORES = (STATE_STORE, HOST_STORE, APP_STORE)
+_STORES = ACCOUNT_STORES
 
 
 def account_db_name(user_id_hex: str) -> str:
@@ -163,7 +169,7 @@ class StateBlobStore:
         try:
             await self._js.writeMany(self._db, self._to_js(plain))
         except self._js_error as exc:
-            raise StorageError(f"IndexedDB write failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB write failed", exc) from None
 
 
 class AccountDb:
@@ -193,7 +199,7 @@ class AccountDb:
         try:
             db = await js_module.openStores(name, to_js(list(_STORES)))
         except JsException as exc:
-            raise StorageError(f"cannot open IndexedDB {name!r}: {_js_reason(exc)}") from None
+            raise storage_error(f"cannot open IndexedDB {name!r}", exc) from None
         return cls(js_module, db, name)
 
     async def tail(self, prefix: str, count: int) -> list[tuple[str, bytes]]:
@@ -204,7 +210,7 @@ class AccountDb:
         try:
             pair = await self._js.tail(self._db, APP_STORE, prefix, max(0, int(count)))
         except JsException as exc:
-            raise StorageError(f"IndexedDB read failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB read failed", exc) from None
         return [(str(k), v.to_bytes()) for k, v in zip(pair[0], pair[1])]
 
     async def generation(self) -> bytes | None:

@@ -10,6 +10,13 @@ there. Every failure is a :class:`ping_core.errors.StorageError`; a key that is
 not a ``str`` or a value that is not bytes is an ``InvalidInput`` and writes
 nothing (checked before the transaction starts).
 
+Every value is sealed at rest by the JS side (AES-256-GCM under the
+database's own key, the record's database, store and key as associated data;
+see docs/formats.md): a read returns only what this database wrote under that
+key, or raises ``StorageError`` (altered, moved, copied from elsewhere) or
+:class:`ping_core.errors.StorageLocked` (a passphrase this context has not
+been given, see :mod:`pyodide_app.vault`). Keys are stored in clear.
+
 The JS side is ``static/pingidb.mjs``, registered as the JS module ``pingidb``.
 """
 
@@ -19,10 +26,10 @@ import builtins
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ping_core.errors import StorageError
+from ping_core.errors import InvalidInput, StorageError, StorageLocked
 from ping_core.storage.base import check_key, check_value
 
-__all__ = ["IndexedDbBlobStore", "JS_MODULE_NAME"]
+__all__ = ["IndexedDbBlobStore", "JS_MODULE_NAME", "storage_error"]
 
 JS_MODULE_NAME = "pingidb"
 
@@ -52,7 +59,7 @@ class IndexedDbBlobStore:
         try:
             db = await js_module.open(db_name, store)
         except JsException as exc:
-            raise StorageError(f"cannot open IndexedDB {db_name!r}: {_js_reason(exc)}") from None
+            raise storage_error(f"cannot open IndexedDB {db_name!r}", exc) from None
         return cls(js_module, db, db_name, store)
 
     async def get(self, key: str) -> bytes | None:
@@ -61,7 +68,7 @@ class IndexedDbBlobStore:
         try:
             value = await self._js.get(self._db, self._store, key)
         except self._js_error as exc:
-            raise StorageError(f"IndexedDB get failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB get failed", exc) from None
         if value is None:
             return None
         out: bytes = value.to_bytes()
@@ -73,7 +80,7 @@ class IndexedDbBlobStore:
         try:
             keys = await self._js.keys(self._db, self._store, prefix)
         except self._js_error as exc:
-            raise StorageError(f"IndexedDB list failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB list failed", exc) from None
         # IndexedDB orders by UTF-16 code unit; Python (and the protocol) by code point.
         return sorted(str(k) for k in keys)
 
@@ -83,7 +90,7 @@ class IndexedDbBlobStore:
         try:
             pair = await self._js.entries(self._db, self._store, prefix)
         except self._js_error as exc:
-            raise StorageError(f"IndexedDB read failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB read failed", exc) from None
         keys, values = pair[0], pair[1]
         return sorted((str(k), v.to_bytes()) for k, v in zip(keys, values))
 
@@ -116,7 +123,7 @@ class IndexedDbBlobStore:
         try:
             await self._js.write(self._db, self._store, self._to_js(put_list), self._to_js(delete_list))
         except self._js_error as exc:
-            raise StorageError(f"IndexedDB write failed: {_js_reason(exc)}") from None
+            raise storage_error("IndexedDB write failed", exc) from None
 
     def close(self) -> None:
         """Close the database handle; the store is unusable afterwards."""
@@ -134,6 +141,20 @@ def registered_js_module(js_module: Any = None) -> Any:
         return __import__(JS_MODULE_NAME)
     except ImportError as exc:
         raise StorageError(f"the JS module {JS_MODULE_NAME!r} is not registered") from exc
+
+
+def storage_error(what: str, exc: BaseException) -> StorageError | InvalidInput:
+    """The Ping error for a failed pingidb call: ``StorageLocked``, ``InvalidInput`` or ``StorageError``.
+
+    pingidb names its own errors (``StorageLocked``, ``StorageTampered``...);
+    their messages name databases and record keys, never values or secrets.
+    """
+    name = getattr(exc, "name", "")
+    if name == "StorageLocked":
+        return StorageLocked(str(getattr(exc, "message", "") or exc))
+    if name == "InvalidInput":
+        return InvalidInput(str(getattr(exc, "message", "") or exc))
+    return StorageError(f"{what}: {_js_reason(exc)}")
 
 
 def _js_reason(exc: BaseException) -> str:
