@@ -158,13 +158,12 @@ async def _blob_commit(params: dict[str, Any]) -> None:
 
 async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
     """``{url, method?, body?}``: the status and body of a 2xx answer (else TransportError)."""
-    from js import location  # type: ignore[attr-defined]
-
     url = params.get("url")
     if not isinstance(url, str):
         raise InvalidInput("dev.fetch takes {url}")
-    if url.startswith("/"):
-        url = str(location.origin) + url
+    # A path stays relative: fetch resolves it against the worker's own URL. (Reading
+    # js.location here fails with "Illegal invocation" in the session that records the
+    # boot snapshot, whose js globals are proxies.)
     resp = await fetch.request(params.get("method", "GET"), url, body=params.get("body"))
     return {"status": resp.status, "body": resp.body, "content_type": resp.content_type}
 

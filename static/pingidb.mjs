@@ -561,6 +561,7 @@ export function lock(name) {
  * non-extractable device key again (no re-sealing).
  */
 export async function setPassphrase(name, stores, passphrase) {
+  passphrase = passphrase ?? null; // Python's None arrives as undefined
   if (passphrase !== null) checkPassphrase(passphrase);
   const db = await openStores(name, stores);
   try {

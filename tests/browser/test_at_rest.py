@@ -291,3 +291,109 @@ def test_tampered_moved_or_copied_records_are_refused(ping_page: Any) -> None:
     assert [[k, bytes(v)] for k, v in _try(page, "dev.blob.items", {"db": "ping-dev-a"})["ok"]] == [
         ["x", b"fresh"], ["y", b"records y"]]
     assert bytes(get("ping-dev-b", "x")["ok"]) == b"records x"
+
+
+# -- migration ---------------------------------------------------------------------------
+
+# The format before sealing: version 1, the given stores, values stored as they are.
+OLD_WRITER = """async ([name, version, stores, records]) => {
+  const db = await new Promise((ok, no) => {
+    const r = indexedDB.open(name, version);
+    r.onupgradeneeded = () => { for (const s of stores) r.result.createObjectStore(s); };
+    r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error);
+  });
+  const tx = db.transaction(Object.keys(records), 'readwrite');
+  for (const [store, items] of Object.entries(records)) {
+    for (const [k, v] of Object.entries(items)) tx.objectStore(store).put(new TextEncoder().encode(v), k);
+  }
+  await new Promise((ok) => { tx.oncomplete = ok; });
+  db.close();
+}"""
+
+
+def test_clear_databases_are_sealed_on_first_open(ping_page: Any) -> None:
+    page = ping_page
+    old = {"blobs": {"state/a": "clear record a", "state/b": "clear record b", "other": "clear other"}}
+    page.evaluate(OLD_WRITER, ["ping-dev-old", 1, ["blobs"], old])
+    # A crash after the schema upgrade but before the sealed copy committed: vault store, no key, no marker.
+    page.evaluate(OLD_WRITER, ["ping-dev-crashed", 2, ["blobs", "vault"], old])
+    for db in ("ping-dev-old", "ping-dev-crashed"):
+        got = _try(page, "dev.blob.items", {"db": db})["ok"]
+        assert [[k, bytes(v).decode()] for k, v in got] == sorted([k, v] for k, v in old["blobs"].items())
+        dump = [rec for rec in _dump(page) if rec["db"] == db]
+        _assert_all_sealed(dump)
+        assert {rec["key"] for rec in dump if rec["store"] == "vault"} == {"key", "sealed"}
+        _assert_nothing_in_clear(dump, {}, list(old["blobs"].values()), [])
+        assert "ok" in _try(page, "dev.blob.put", {"db": db, "key": "state/c", "value": b"new"})
+    page.reload()
+    wait_ready(page)
+    page.evaluate(PAGE_HELPERS)
+    got = _try(page, "dev.blob.items", {"db": "ping-dev-old", "prefix": "state/"})["ok"]
+    assert [[k, bytes(v)] for k, v in got] == [["state/a", b"clear record a"], ["state/b", b"clear record b"],
+                                               ["state/c", b"new"]]
+
+
+# -- passphrase ------------------------------------------------------------------------
+
+
+def test_passphrase_set_lock_unlock_wrong_and_remove(browser: Any, server_url: str) -> None:
+    context = browser.new_context()
+    try:
+        user = ChatUser.open(context, server_url)
+        user.create_account("carol")
+        conv = user.create_conversation("notes")
+        user.send("note to self")
+        user.wait_message("note to self")
+        acct = {"account": user.user_id}
+        page = user.page
+        page.evaluate(PAGE_HELPERS)
+
+        def call(method: str, **params: Any) -> dict[str, Any]:
+            result: dict[str, Any] = page.evaluate("([m, p]) => tryCall(m, p)", [method, {**acct, **params}])
+            return result
+
+        assert call("vault.status") == {"ok": {"sealed": True, "passphrase": False, "locked": False}}
+        assert call("vault.unlock", passphrase="")["error"]["name"] == "InvalidInput"
+        assert call("vault.status", account="00" * 32)["error"]["name"] == "InvalidInput"
+        assert call("vault.set_passphrase", passphrase="correct horse") == {
+            "ok": {"sealed": True, "passphrase": True, "locked": False}}
+        user.send("after the passphrase")  # the open session goes on
+        user.wait_message("after the passphrase")
+        dump = [rec for rec in _dump(page) if rec["db"] == "ping-account-" + user.user_id]
+        vault_key = next(rec for rec in dump if rec["store"] == "vault" and rec["key"] == "key")["value"]["object"]
+        assert vault_key["kind"] == "passphrase" and "key" not in vault_key and vault_key["iterations"] == 600_000
+        _assert_all_sealed(dump)
+        assert "correct horse".encode().hex() not in json.dumps(dump)
+
+        # A new context (reload) is locked: the account does not open until unlocked.
+        page.reload()
+        wait_ready(page)
+        page.evaluate(PAGE_HELPERS)
+        assert call("vault.status") == {"ok": {"sealed": True, "passphrase": True, "locked": True}}
+        assert call("account.whoami")["error"]["name"] == "StorageLocked"
+        wrong = call("vault.unlock", passphrase="wrong horse")
+        assert wrong["error"]["name"] == "StorageLocked" and "horse" not in wrong["error"]["message"]
+        assert call("vault.status")["ok"]["locked"] is True
+        assert call("vault.unlock", passphrase="correct horse")["ok"] == {
+            "sealed": True, "passphrase": True, "locked": False}
+        assert call("account.whoami")["ok"]["user_id"] == user.user_id
+        texts = [m["text"] for m in call("conversation.messages", conv=conv)["ok"]]
+        assert texts[-2:] == ["note to self", "after the passphrase"]
+
+        # vault.lock forgets the key here: reads fail until unlocked again.
+        assert call("vault.lock")["ok"]["locked"] is True
+        assert call("conversation.messages", conv=conv)["error"]["name"] == "StorageLocked"
+        assert call("vault.set_passphrase", passphrase=None)["error"]["name"] == "StorageLocked"
+        call("vault.unlock", passphrase="correct horse")
+
+        # Removing it: a device key again, and a reload opens without a passphrase.
+        assert call("vault.set_passphrase", passphrase=None)["ok"] == {
+            "sealed": True, "passphrase": False, "locked": False}
+        page.reload()
+        wait_ready(page)
+        page.evaluate(PAGE_HELPERS)
+        assert call("vault.status")["ok"] == {"sealed": True, "passphrase": False, "locked": False}
+        assert call("account.whoami")["ok"]["user_id"] == user.user_id
+        assert [m["text"] for m in call("conversation.messages", conv=conv)["ok"]][-1] == "after the passphrase"
+    finally:
+        context.close()
