@@ -76,7 +76,7 @@ def server_url() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ping_server", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--push-allow-http-loopback"],  # tests/browser/test_push.py: the FakePushService is http://127.0.0.1
+         "--push-allow-http-loopback"],  # tests/browser/test_push_wake.py: the FakePushService is http://127.0.0.1
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
