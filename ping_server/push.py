@@ -316,10 +316,14 @@ class PushDispatcher:
                 return
         if status in (404, 410):  # RFC 8030 §7.3: the subscription expired or was removed
             self.stats["gone"] += 1
-            try:
-                await self.db.run(lambda tx: pushstore.delete_subscription(tx, sub.device_id, sub.endpoint))
-            except DatabaseUnavailable:
-                pass  # the next push finds it gone again
+            for attempt in range(3):  # a busy database (PostgreSQL pool, lock timeout) gets a second try
+                try:
+                    await self.db.run(lambda tx: pushstore.delete_subscription(tx, sub.device_id, sub.endpoint))
+                    break
+                except DatabaseUnavailable:
+                    log.info("deleting a gone push subscription failed (attempt %d)", attempt + 1)
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            # Still there: the next push finds it gone again.
         elif 200 <= status < 300:
             self.stats["sent"] += 1
         else:
