@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -89,6 +90,7 @@ class FakePushService:
     def __init__(self) -> None:
         self.received: list[ReceivedPush] = []
         self.status: dict[str, int] = {}  # path -> status to answer (default 201)
+        self.before_answer: dict[str, Callable[[], None]] = {}  # path -> called before its answer (to hold one)
         self._cond = threading.Condition()
         fake = self
 
@@ -97,6 +99,9 @@ class FakePushService:
                 size = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(min(size, 8192))
                 push = ReceivedPush(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                hook = fake.before_answer.get(self.path)
+                if hook is not None:
+                    hook()
                 status = fake.status.get(self.path, 201)
                 self.send_response(status)
                 self.send_header("content-length", "0")

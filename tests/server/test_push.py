@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from serverproc import Inspector, ServerProcess
@@ -254,15 +253,12 @@ async def test_a_hanging_push_service_delays_no_post(fake: FakePushService, push
     """The push service holds the server's POST open; Alice's posts are answered meanwhile."""
     held, release = threading.Event(), threading.Event()
     name = "hang" + people.b.device_id.as_hex()[:12]
-    original = fake.status.get
 
-    def status(path: str, default: int = 201) -> Any:
-        if path == f"/push/{name}":
-            held.set()
-            release.wait(20)
-        return original(path, default)
+    def hold() -> None:
+        held.set()
+        release.wait(20)
 
-    fake.status = type("S", (dict,), {"get": staticmethod(status)})(fake.status)  # type: ignore[assignment]
+    fake.before_answer[f"/push/{name}"] = hold  # removed again below: the fake is shared by the module
     try:
         await people.t[people.b].push_subscribe(_sub(fake.subscriber(name)))
         await people.welcome(people.b)
@@ -272,6 +268,7 @@ async def test_a_hanging_push_service_delays_no_post(fake: FakePushService, push
         assert fake.pushes(name) == []
     finally:
         release.set()
+        del fake.before_answer[f"/push/{name}"]
     fake.wait_for(name, 1)
 
 
