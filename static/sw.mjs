@@ -20,9 +20,13 @@
 //    conversation, body: the text), or a generic "New message" when a page
 //    of the app is open and visible or the user chose "generic"; "off" shows
 //    nothing, except on a push, where Chromium requires a notification for a
-//    userVisibleOnly subscription (then the generic one). `sync` and
-//    `periodicsync` notify the same way. `notificationclick` focuses an open
-//    page of the app or opens one.
+//    userVisibleOnly subscription (then the generic one, without a count).
+//    The mode is each message's own profile's (`account.settings` of the
+//    profile that decrypted it, read from its IndexedDB registry on every
+//    wake), never another profile's: a profile set to "off" or "generic"
+//    never has its text shown because another profile chose "text".
+//    `sync` and `periodicsync` notify the same way. `notificationclick`
+//    focuses an open page of the app or opens one.
 import createPyodideModule from "./pyodide/pyodide.asm.mjs";
 import { bootPython, errorOf } from "./pyboot.mjs";
 
@@ -174,48 +178,83 @@ async function show(title, options, reason) {
   channel.postMessage({ type: "notification", origin: "sw", ...shown });
 }
 
+/** What a message's profile chose to show ("text" | "generic" | "off"); unknown: "generic". */
+function modesOf(result) {
+  const modes = new Map();
+  for (const a of (result && result.accounts) || []) modes.set(a.profile, a.notify);
+  return (m) => {
+    const mode = modes.get(m.profile);
+    return mode === "text" || mode === "off" ? mode : "generic";
+  };
+}
+
 /**
- * The notification(s) for a wake-up. `result`: coldSync's (null when it failed);
- * `mustShow`: a push to a userVisibleOnly subscription (something must be shown).
+ * The notification(s) for a wake-up; resolves with how many were shown.
+ * `result`: coldSync's (null when it failed); `mustShow`: a push to a
+ * userVisibleOnly subscription (something must be shown).
+ *
+ * Each fresh message counts under its own profile's mode: "text" ones are
+ * shown with their text per conversation (generic while a page of the app is
+ * visible), "generic" ones only as one "New message" with their count, "off"
+ * ones not at all; when a push found only "off" messages, the generic
+ * notification without a count is the one Chromium requires.
  */
 async function notify(result, reason, mustShow) {
   const fresh = (result && result.new) || [];
-  const mode = (result && result.notify) || "generic";
   if (!fresh.length) {
-    return; // nothing new (the page synced first): Chromium tolerates an occasional silent push
+    return 0; // nothing new (the page synced first): Chromium tolerates an occasional silent push
   }
-  if (mode === "off" && !mustShow) return;
-  const account = result.account;
-  if (mode !== "text" || (await pageVisible())) {
-    const n = fresh.length;
-    await show(GENERIC, { body: n > 1 ? `${n} new messages` : "", tag: "ping-generic", data: { account }, renotify: true }, reason);
-    return;
+  const modeOf = modesOf(result);
+  const visible = await pageVisible();
+  const texts = fresh.filter((m) => modeOf(m) === "text" && !visible);
+  const generic = fresh.filter((m) => modeOf(m) === "generic" || (modeOf(m) === "text" && visible));
+  let shown = 0;
+  if (generic.length || (mustShow && !texts.length)) {
+    const n = generic.length;
+    await show(GENERIC, { body: n > 1 ? `${n} new messages` : "", tag: "ping-generic", data: { account: result.account }, renotify: true }, reason);
+    shown += 1;
   }
   const byConv = new Map();
-  for (const m of fresh) byConv.set(m.conv, [...(byConv.get(m.conv) || []), m]);
+  for (const m of texts) byConv.set(m.conv, [...(byConv.get(m.conv) || []), m]);
   for (const [conv, list] of byConv) {
     const last = list[list.length - 1];
     const body = list.slice(-3).map((m) => m.text).join("\n");
-    await show(titleOf(last), { body, tag: `ping-${conv}`, data: { account, conv }, renotify: true, timestamp: last.time }, reason);
+    await show(titleOf(last), { body, tag: `ping-${conv}`, data: { account: last.account, conv }, renotify: true, timestamp: last.time }, reason);
+    shown += 1;
   }
+  return shown;
 }
+
+// Every finished wake-up since this worker started, in order (diagnostics and tests):
+// {reason, ok, messages (fresh ones decrypted), shown (notifications), at}.
+self.pingWakes = [];
 
 /** One wake-up: the cold sync, then the notification; a failed sync still shows the generic one on a push. */
 async function wake(reason, mustShow) {
   let result = null;
   let error = null;
+  let shown = 0;
+  let ok = false;
   try {
-    result = await coldSync(reason);
-  } catch (e) {
-    error = e;
+    try {
+      result = await coldSync(reason);
+    } catch (e) {
+      error = e;
+    }
+    if (error && mustShow) {
+      await show(GENERIC, { tag: "ping-generic", data: {} }, reason);
+      shown = 1;
+      return;
+    }
+    shown = await notify(result, reason, mustShow);
+    if (error) throw error;
+    ok = true;
+    return result;
+  } finally {
+    // Recorded once the wake-up's notifications are shown (or it failed), so a test can
+    // tell "finished and showed nothing" from "not finished yet".
+    self.pingWakes.push({ reason, ok, messages: (result && result.messages) || 0, shown, at: Date.now() });
   }
-  if (error && mustShow) {
-    await show(GENERIC, { tag: "ping-generic", data: {} }, reason);
-    return;
-  }
-  await notify(result, reason, mustShow);
-  if (error) throw error;
-  return result;
 }
 
 self.addEventListener("push", (event) => {

@@ -25,10 +25,13 @@ from chatui import UI_TIMEOUT_MS, ChatUser
 from fakepush import FakePushService, vapid_claims
 from test_sw import _wait_controlled
 
-_SHOWN = """() => new Promise((resolve) => {
-    const t = () => (self.pingShown && self.pingShown.length ? resolve(self.pingShown) : setTimeout(t, 25));
-    t();
-})"""
+# What the woken service worker finished and showed so far (sw.mjs's test-visible records).
+_STATE = "() => ({ wakes: self.pingWakes || [], shown: self.pingShown || [] })"
+# The DevTools commands of the sync wake-ups: (method, tag, extra params, sw.mjs's reason).
+SYNC_WAKES: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    ("ServiceWorker.dispatchSyncEvent", "ping-sync", {"lastChance": False}, "sync"),
+    ("ServiceWorker.dispatchPeriodicSyncEvent", "ping-periodic", {}, "periodicsync"),
+)
 _NOTIFICATIONS = "self.registration.getNotifications().then((ns) => ns.map((n) => ({title: n.title, body: n.body, tag: n.tag})))"
 
 # enablePush against a stand-in for the browser's pushManager (the vendor's service is offline).
@@ -85,27 +88,46 @@ class SwDriver:
     def wake(self, method: str, **params: Any) -> tuple[Any, list[dict[str, Any]], float]:
         """Send the DevTools command that dispatches an event to the stopped worker; the worker
         (Playwright keeps one Worker object per registration: after the restart it evaluates in
-        the new instance), what it showed, and the seconds from the command to the notification
-        (its ``at``, Date.now() in the worker: the same clock as time.time() here)."""
+        the new instance), what it showed (at least one notification), and the seconds from the
+        command to the first notification (its ``at``, Date.now() in the worker: the same clock
+        as time.time() here)."""
         t0 = time.time()
+        sw, _, shown = self.wake_finished(method, **params)
+        assert shown, "the wake-up showed no notification"
+        return sw, shown, shown[0]["at"] / 1000 - t0
+
+    def wake_finished(self, method: str, **params: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        """Dispatch the event (as :meth:`wake`) and wait until the woken worker has FINISHED the
+        wake-up (sw.mjs records it in ``self.pingWakes`` after its notifications, if any, are
+        shown): the worker, its finished wake-ups since the command, and what it showed."""
+        t0_ms = time.time() * 1000
         self.cdp.send(method, {"origin": self.origin, "registrationId": self.registration_id, **params})
         deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
         while True:
             workers = self.context.service_workers
             try:
                 assert workers, "no service worker"
-                shown = workers[0].evaluate(_SHOWN)
-                return workers[0], shown, shown[0]["at"] / 1000 - t0
-            except Exception:  # the instance that was stopped, or one still starting: try the next
+                state = workers[0].evaluate(_STATE)
+                wakes = [w for w in state["wakes"] if w["at"] >= t0_ms]
+                assert wakes, "the wake-up has not finished"
+                return workers[0], wakes, [s for s in state["shown"] if s["at"] >= t0_ms]
+            except Exception:  # the instance that was stopped, one still starting or still waking
                 if time.monotonic() > deadline:
                     raise
+                time.sleep(0.05)
+
+    def clear_notifications(self, sw: Any) -> None:
+        """Close every notification the (running) worker's registration shows."""
+        sw.evaluate("self.registration.getNotifications().then((ns) => ns.forEach((n) => n.close()))")
 
 
-def _setup(browser: Any, server_url: str) -> tuple[list[Any], ChatUser, ChatUser, str]:
+def _setup(browser: Any, server_url: str, bob_query: str = "dev=1") -> tuple[list[Any], ChatUser, ChatUser, str]:
+    """Alice and Bob (his page opened with ``bob_query``, e.g. another profile) in a conversation,
+    Bob's page controlled by the service worker and allowed to show notifications."""
     contexts = [browser.new_context(), browser.new_context()]
     contexts[1].grant_permissions(["notifications"], origin=server_url)
     alice = ChatUser.open(contexts[0], server_url)
-    bob = ChatUser.open(contexts[1], server_url)
+    bob = ChatUser.open(contexts[1], server_url, query=bob_query)
     alice.create_account("alice")
     bob.create_account("bob")
     conv = alice.create_conversation("pushed")
@@ -155,10 +177,7 @@ def test_push_sync_and_periodic_sync_wake_a_stopped_service_worker(browser: Any,
             notes = sw.evaluate(_NOTIFICATIONS)
             assert {"title": shown[0]["title"], "body": "pushed to a stopped worker", "tag": f"ping-{conv}"} in notes
 
-            for method, tag, extra, reason in (
-                ("ServiceWorker.dispatchSyncEvent", "ping-sync", {"lastChance": False}, "sync"),
-                ("ServiceWorker.dispatchPeriodicSyncEvent", "ping-periodic", {}, "periodicsync"),
-            ):
+            for method, tag, extra, reason in SYNC_WAKES:
                 driver.stop()
                 alice.send(f"fetched by {reason}")
                 sw, shown, _ = driver.wake(method, tag=tag, **extra)
