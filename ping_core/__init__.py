@@ -12,13 +12,23 @@ from ping_core.client import AdmitChatOutcome, AdmitChatStatus, ClientConfig, Me
 from ping_core.connect import connect
 from ping_core.clock import Hlc
 from ping_core.conversation import MemberInfo
-from ping_core.device import CatchupSnapshot, DeviceInfo, GroupStateSnapshot, LinkingTicket, LocalDevice
-from ping_core.identity import Identity
+from ping_core.device import (
+    CatchupAppEventEntry,
+    CatchupConversationEntry,
+    CatchupSnapshot,
+    DeviceInfo,
+    GroupStateSnapshot,
+    LinkingTicket,
+    LocalDevice,
+)
+from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
+from ping_core.invitation import Invitation
+from ping_core.link import AccountGrant
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
 from ping_core.storage import StorageBackend
-from ping_core.sync import News, SyncCursor
+from ping_core.sync import News, SyncCursor, SyncProblem, SyncProblemKind, SyncResult
 
 __all__ = [
     "__version__",
@@ -28,6 +38,9 @@ __all__ = [
     "AdmitChatOutcome",
     "AdmitChatStatus",
     "Identity",
+    "DeviceBinding",
+    "DeviceRevocation",
+    "AccountGrant",
     "UserId",
     "DeviceId",
     "ConversationId",
@@ -35,6 +48,8 @@ __all__ = [
     "DeviceInfo",
     "LinkingTicket",
     "CatchupSnapshot",
+    "CatchupConversationEntry",
+    "CatchupAppEventEntry",
     "GroupStateSnapshot",
     "MessageEnvelope",
     "MessageKind",
@@ -43,6 +58,10 @@ __all__ = [
     "MemberInfo",
     "Hlc",
     "SyncCursor",
+    "SyncResult",
+    "SyncProblem",
+    "SyncProblemKind",
+    "Invitation",
     "News",
     "StorageBackend",
 ]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from ping_core.codec import MAX_UINT, decode_record, encode_record
 from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId, DeviceId
 
-if TYPE_CHECKING:
-    from ping_core.message import IncomingMessage
+from ping_core.message import IncomingMessage
 
 __all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "News", "SyncProblem", "SyncProblemKind", "SyncResult"]
 

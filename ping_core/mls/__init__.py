@@ -11,7 +11,16 @@ its docstring for the tour) re-exported here, and ``default_provider()``.
 from __future__ import annotations
 
 from .crypto import CryptoProvider, default_provider
+from .tree import RatchetTree
 from .group import (
+    CLOCK_SKEW_S,
+    DEFAULT_LIFETIME_S,
+    AddedMember,
+    HistoryView,
+    RemovedMember,
+    SenderCheck,
+    SenderInfo,
+    UpdatedMember,
     PING_CONVERSATION_NAME,
     ApplicationMessage,
     CommitApplied,
@@ -42,15 +51,24 @@ from .group import (
 __all__ = [
     "CryptoProvider",
     "default_provider",
+    "RatchetTree",
     "Group",
+    "HistoryView",
     "PublicGroup",
     "PublicCommit",
+    "AddedMember",
+    "RemovedMember",
+    "UpdatedMember",
+    "SenderInfo",
+    "SenderCheck",
     "GroupConfig",
     "RatchetConfig",
     "Signer",
     "KeyPackageBundle",
     "generate_key_package",
     "validate_key_package",
+    "DEFAULT_LIFETIME_S",
+    "CLOCK_SKEW_S",
     "welcome_key_package_refs",
     "external_proposal",
     "default_capabilities",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact, encode
@@ -39,6 +39,7 @@ from ping_core.mls.structs import (
 )
 
 from .commit import StagedCommit, create_commit, group_info_for
+from .history import HistoryView, view_of_epochs
 from .config import ConversationName, GroupConfig
 from .keypackage import KeyPackageBundle, Signer
 from .messages import GROUP_INFO_PREFIX, frame_signed, proposal_ref, sign_content
@@ -47,9 +48,6 @@ from .psks import PskSource
 from .results import CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
 from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_received_proposal
-
-if TYPE_CHECKING:
-    from .history import HistoryView
 
 __all__ = ["Group"]
 
@@ -323,9 +321,7 @@ class Group:
         where our ratchets are now) and nothing else — no signing key, no path
         keys, no secret that derives another epoch. For a device of the same
         account that must read this conversation's recent messages."""
-        from .history import HistoryView
-
-        return HistoryView.of_group(self)
+        return view_of_epochs(self.crypto, self._state, self._past_epochs)
 
     def export_secret(self, label: bytes | str, context: bytes, length: int) -> bytes:
         """``MLS-Exporter(label, context, length)`` of the current epoch (§8.5)."""

@@ -18,7 +18,7 @@ view can be cut out of a group's records):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact
@@ -28,10 +28,7 @@ from ping_core.mls.structs import ContentType, MLSMessage, PrivateMessage
 
 from .application import open_application
 from .results import ApplicationMessage, SenderCheck
-from .state import PastEpoch, secret_tree_records, split_prefixed
-
-if TYPE_CHECKING:
-    from .group import Group
+from .state import EpochState, PastEpoch, secret_tree_records, split_prefixed
 
 __all__ = ["HistoryView"]
 
@@ -60,18 +57,6 @@ class HistoryView:
 
     def __repr__(self) -> str:
         return f"HistoryView(group_id={self.group_id.hex()}, epochs={list(self._epochs)})"
-
-    @classmethod
-    def of_group(cls, group: Group) -> HistoryView:
-        """The current and retained past epochs of ``group``, copied (see :meth:`Group.export_history_view`)."""
-        state = group._state
-        records = {f"past:{state.epoch}": PastEpoch.of(state).encode_meta()}
-        records.update(secret_tree_records(f"st:{state.epoch}:", state.framing.secret_tree))
-        for epoch, past in group._past_epochs.items():
-            records[f"past:{epoch}"] = past.encode_meta()
-            records.update(secret_tree_records(f"st:{epoch}:", past.framing.secret_tree))
-        # Through the encoding: the view shares no mutable secret tree with the group.
-        return cls.from_records(group.crypto, records)
 
     @classmethod
     def from_records(cls, crypto: CryptoProvider, records: Mapping[str, bytes]) -> HistoryView:
@@ -179,3 +164,15 @@ class HistoryView:
         self._deleted.clear()
         for past in self._epochs.values():
             past.framing.secret_tree.mark_saved()
+
+
+def view_of_epochs(crypto: CryptoProvider, current: EpochState, past: Mapping[int, PastEpoch]) -> HistoryView:
+    """SECRET: a :class:`HistoryView` copying a group's ``current`` epoch and its retained
+    ``past`` ones (see :meth:`Group.export_history_view`). Through the records'
+    encoding: the view shares no mutable secret tree with the group."""
+    records = {f"past:{current.epoch}": PastEpoch.of(current).encode_meta()}
+    records.update(secret_tree_records(f"st:{current.epoch}:", current.framing.secret_tree))
+    for epoch, old in past.items():
+        records[f"past:{epoch}"] = old.encode_meta()
+        records.update(secret_tree_records(f"st:{epoch}:", old.framing.secret_tree))
+    return HistoryView.from_records(crypto, records)
