@@ -138,7 +138,7 @@ class Built:
     def populate_copath(self, leaf: int) -> None:
         """Make ``leaf``'s copath subtree roots non-blank: one member inside each
         copath subtree commits a self-update (joined for the purpose)."""
-        from ping_core.mls import treemath
+        from ping_core.mls.tree import treemath
 
         tree_leaves = self.creator._state.tree.n_leaves
         x = 2 * leaf

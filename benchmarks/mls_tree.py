@@ -48,7 +48,15 @@ from ping_core.mls.structs.credential import Credential  # noqa: E402
 from ping_core.mls.structs.enums import LeafNodeSource  # noqa: E402
 from ping_core.mls.structs.group_info import GroupContext  # noqa: E402
 from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime  # noqa: E402
-from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node  # noqa: E402
+from ping_core.mls.tree import (  # noqa: E402
+    RatchetTree,
+    check_leaf_content,
+    check_parent_hashes,
+    check_unmerged_leaves,
+    common_ancestor,
+    sign_leaf_node,
+    validate_tree,
+)
 from ping_core.mls.treekem import (  # noqa: E402
     GeneratedPath,
     PathKeys,
@@ -112,7 +120,7 @@ class Group:
             gen = self._generate(staged, 0, exclude=range(1, n))
             for i, m in enumerate(self.members[1:], start=1):
                 m.keys = path_keys_from_path_secret(
-                    crypto, staged, i, lowest_common_ancestor(i, 0), gen.path_secret_for(i), m.enc_priv
+                    crypto, staged, i, common_ancestor(2 * i, 0), gen.path_secret_for(i), m.enc_priv
                 )
             self.tree = staged
             self.epoch = 1
@@ -221,17 +229,17 @@ def bench_join(rounds: int, rows: dict[str, Callable[[], object]]) -> None:
 
     def join() -> None:
         t = RatchetTree.decode(data)
-        t.validate(crypto, gc, own_leaf=7, now_s=1000)
+        validate_tree(t, crypto, gc, own_leaf=7, now_s=1000)
 
     def join_no_sigs() -> None:
         t = RatchetTree.decode(data)
         assert t.tree_hash(crypto) == th
-        t.check_unmerged_leaves()
-        t.check_parent_hashes(crypto)
+        check_unmerged_leaves(t)
+        check_parent_hashes(t, crypto)
 
     leaf = g.tree.leaf(9)
     assert leaf is not None
-    one_sig = median_ms(lambda: g.tree.check_leaf_content(crypto, leaf, 9, gc, source=leaf.leaf_node_source), rounds)
+    one_sig = median_ms(lambda: check_leaf_content(crypto, leaf, 9, gc, source=leaf.leaf_node_source), rounds)
     row(f"join: decode + validate a 500-member tree ({len(data) // 1024} KiB)", median_ms(join, rounds), "(budget: whole join 50)")
     row("join: the same without leaf checks/signatures", median_ms(join_no_sigs, rounds))
     row("  one leaf's checks incl. its signature (x500 in validate)", one_sig)

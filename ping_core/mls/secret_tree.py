@@ -54,7 +54,7 @@ from typing import Mapping
 from ping_core.errors import MlsError
 from ping_core.mls.crypto import CryptoProvider
 
-from . import treemath as tm
+from .tree import treemath as tm
 from .codec import opaque
 from .primitives import NH, NK, NN
 

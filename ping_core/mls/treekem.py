@@ -45,7 +45,15 @@ from ping_core.mls.structs.limits import MAX_HASH
 
 from .hpke import derive_key_pair
 from .primitives import NH, LabeledEncryption, decrypt_with_label, derive_secret
-from .tree import HPKE_PUBLIC_KEY_LEN, RatchetTree, lowest_common_ancestor, sign_leaf_node
+from .tree import (
+    HPKE_PUBLIC_KEY_LEN,
+    RatchetTree,
+    check_leaf_content,
+    check_leaf_in_tree,
+    common_ancestor,
+    sign_leaf_node,
+)
+from .tree.treemath import is_in_subtree
 
 __all__ = [
     "PathKeys",
@@ -161,7 +169,7 @@ class GeneratedPath:
     def path_secret_for(self, joiner_leaf: int) -> bytes | None:
         """The Welcome ``path_secret`` for a member added at ``joiner_leaf``: the path
         secret of the lowest common ancestor of the joiner's and our leaf (§12.4.3.1)."""
-        return self.path_secrets.get(lowest_common_ancestor(self.leaf_index, joiner_leaf))
+        return self.path_secrets.get(common_ancestor(2 * self.leaf_index, 2 * joiner_leaf))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -362,7 +370,7 @@ def merge_update_path(
         if key in seen or tree.has_encryption_key(key):
             raise MlsError(f"UpdatePath node {pairs[i][0]}: the encryption key is already used")
         seen.add(key)
-    tree.check_leaf_in_tree(leaf, replaces=sender)
+    check_leaf_in_tree(tree, leaf, replaces=sender)
 
     parent_hash = tree.merge_path(crypto, sender, [upn.encryption_key for upn in path_nodes])
     if leaf.parent_hash != parent_hash:
@@ -373,7 +381,7 @@ def merge_update_path(
         gc = decode_exact(GroupContext, context)
     except MlsDecodeError as exc:
         raise MlsError(f"group_context_for returned a malformed GroupContext: {exc}") from None
-    tree.check_leaf_content(crypto, leaf, sender, gc, source=LeafNodeSource.COMMIT)
+    check_leaf_content(crypto, leaf, sender, gc, source=LeafNodeSource.COMMIT)
     return MergedPath(pairs, resolutions, context)
 
 
@@ -396,7 +404,7 @@ def decrypt_update_path(
     own_node = 2 * own_leaf
     pairs, path_nodes = merged.pairs, update_path.nodes
     # Where our subtree meets the sender's path: the copath child containing our leaf.
-    pos = next((i for i, (_, s) in enumerate(pairs) if _covers(s, own_node)), -1)
+    pos = next((i for i, (_, s) in enumerate(pairs) if is_in_subtree(s, own_node)), -1)
     if pos < 0:
         raise MlsError("our leaf is not below the sender's filtered direct path")
     target_res = merged.resolutions[pos]
@@ -410,7 +418,7 @@ def decrypt_update_path(
             found = (j, r, own_keys.leaf_secret)
             break
         node_key = own_keys.node_secrets.get(r)
-        if node_key is not None and _covers(r, own_node):
+        if node_key is not None and is_in_subtree(r, own_node):
             found = (j, r, node_key)
             break
     if found is None:
@@ -522,7 +530,7 @@ def path_keys_from_path_secret(
     KeyPackage) and must match the tree. ``path_secret`` from the Welcome (or
     ``None`` when the commit had no path) belongs to ``start_node``, the
     lowest common ancestor of our leaf and the committer's
-    (:func:`ping_core.mls.tree.lowest_common_ancestor`); the secrets of the
+    (:func:`ping_core.mls.tree.treemath.common_ancestor` of the two leaves' nodes); the secrets of the
     non-blank nodes above it follow by ``DeriveSecret(., "path")``. Every
     derived public key must equal the node's (``MlsError`` otherwise).
     """
@@ -536,7 +544,7 @@ def path_keys_from_path_secret(
         return PathKeys(leaf_secret, nodes)
     if start_node is None or not start_node & 1 or not 0 <= start_node < tree.n_nodes:
         raise MlsError("a path secret needs the parent node it belongs to")
-    if not _covers(start_node, 2 * own_leaf):
+    if not is_in_subtree(start_node, 2 * own_leaf):
         raise MlsError(f"node {start_node} is not an ancestor of our leaf {own_leaf}")
     if tree.node(start_node) is None:
         raise MlsError(f"the Welcome's path secret is for node {start_node}, which is blank")
@@ -552,8 +560,3 @@ def path_keys_from_path_secret(
         secret = derive_secret(crypto, secret, b"path")
     return PathKeys(leaf_secret, nodes)
 
-
-def _covers(x: int, y: int) -> bool:
-    """Whether node ``y`` is ``x`` or below it."""
-    half = (1 << ((~x & (x + 1)).bit_length() - 1)) - 1
-    return x - half <= y <= x + half

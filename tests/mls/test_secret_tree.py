@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import MlsError
-from ping_core.mls import treemath as tm
+from ping_core.mls.tree import treemath as tm
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.primitives import derive_tree_secret, expand_with_label
 from ping_core.mls.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree

@@ -3,6 +3,7 @@ validation failure path (RFC 9420 §4, §7, §12.1, §12.4.3.1)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,15 @@ from ping_core.mls.structs.enums import CredentialType, ExtensionType, LeafNodeS
 from ping_core.mls.structs.extensions import Extension, RequiredCapabilities
 from ping_core.mls.structs.leaf import Capabilities, LeafNode
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
-from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node
+from ping_core.mls.tree import (
+    RatchetTree,
+    check_leaf_signatures,
+    check_parent_hashes,
+    check_unmerged_leaves,
+    sign_leaf_node,
+    validate_tree,
+    verify_leaf,
+)
 from test_tree_support import GROUP_ID, Member, build_group, context, crypto
 
 # A few members with real keys, made once (key generation and signing cost time).
@@ -165,14 +174,6 @@ def test_resolution_and_filtered_direct_path() -> None:
     assert t.filtered_direct_path(4) == [7]
 
 
-def test_lowest_common_ancestor() -> None:
-    assert lowest_common_ancestor(0, 1) == 1
-    assert lowest_common_ancestor(0, 3) == 3
-    assert lowest_common_ancestor(5, 2) == 7
-    assert lowest_common_ancestor(4, 5) == 9
-    with pytest.raises(MlsError):
-        lowest_common_ancestor(2, 2)
-
 
 # ---------------------------------------------------------------- hashes and caches
 
@@ -302,21 +303,21 @@ def joined_tree(n: int = 6) -> tuple[RatchetTree, bytes]:
 
 def test_a_real_group_tree_validates() -> None:
     tree, th = joined_tree()
-    tree.validate(crypto, context(th, 2), own_leaf=2, now_s=10_000)
-    tree.check_parent_hashes(crypto)
-    tree.check_leaf_signatures(crypto, GROUP_ID)
+    validate_tree(tree, crypto, context(th, 2), own_leaf=2, now_s=10_000)
+    check_parent_hashes(tree, crypto)
+    check_leaf_signatures(tree, crypto, GROUP_ID)
 
 
 def test_validate_refuses_a_wrong_tree_hash() -> None:
     tree, th = joined_tree()
     with pytest.raises(MlsError, match="tree_hash"):
-        tree.validate(crypto, context(b"\x00" * 32, 2))
+        validate_tree(tree, crypto, context(b"\x00" * 32, 2))
 
 
 def test_validate_refuses_a_missing_own_leaf() -> None:
     tree, th = joined_tree(5)
     with pytest.raises(MlsError, match="our leaf"):
-        tree.validate(crypto, context(th, 2), own_leaf=6)
+        validate_tree(tree, crypto, context(th, 2), own_leaf=6)
 
 
 def _tampered_parent(tree: RatchetTree) -> RatchetTree:
@@ -332,9 +333,9 @@ def test_bad_parent_hash_is_refused() -> None:
     tree, _ = joined_tree()
     bad = _tampered_parent(tree)
     with pytest.raises(MlsError, match="not parent-hash valid"):
-        bad.check_parent_hashes(crypto)
+        check_parent_hashes(bad, crypto)
     with pytest.raises(MlsError, match="not parent-hash valid"):
-        bad.validate(crypto, context(bad.tree_hash(crypto), 2))
+        validate_tree(bad, crypto, context(bad.tree_hash(crypto), 2))
 
 
 def test_parent_node_with_a_foreign_key_is_refused() -> None:
@@ -346,7 +347,7 @@ def test_parent_node_with_a_foreign_key_is_refused() -> None:
     nodes[x] = replace(p, encryption_key=b"\x42" * 32)  # an attacker's key at the root
     bad = RatchetTree.from_nodes(nodes)
     with pytest.raises(MlsError, match="parent-hash valid"):
-        bad.check_parent_hashes(crypto)
+        check_parent_hashes(bad, crypto)
 
 
 def test_bad_leaf_signature_is_refused() -> None:
@@ -359,17 +360,17 @@ def test_bad_leaf_signature_is_refused() -> None:
     nodes[4] = replace(lf, signature=bytes(sig))
     bad = RatchetTree.from_nodes(nodes)
     with pytest.raises(InvalidSignature, match="leaf 2"):
-        bad.check_leaf_signatures(crypto, GROUP_ID)
+        check_leaf_signatures(bad, crypto, GROUP_ID)
     # In a tree with parent nodes the change also breaks the parent-hash chain
     # over it, which validate() checks first.
     with pytest.raises(MlsError):
-        bad.validate(crypto, context(bad.tree_hash(crypto), 2))
+        validate_tree(bad, crypto, context(bad.tree_hash(crypto), 2))
     flat = RatchetTree.from_nodes([leaf(0), None, replace(leaf(1), signature=bytes(sig))])
     with pytest.raises(InvalidSignature, match="leaf 1"):
-        flat.validate(crypto, context(flat.tree_hash(crypto), 2))
+        validate_tree(flat, crypto, context(flat.tree_hash(crypto), 2))
     # The right signature under another group id fails too (commit leaves are bound to the group).
     with pytest.raises(InvalidSignature):
-        tree.check_leaf_signatures(crypto, b"another group")
+        check_leaf_signatures(tree, crypto, b"another group")
 
 
 def test_duplicate_encryption_and_signature_keys_are_refused() -> None:
@@ -377,23 +378,23 @@ def test_duplicate_encryption_and_signature_keys_are_refused() -> None:
     twin = sign_leaf_node(crypto, replace(leaf(1), encryption_key=leaf(0).encryption_key), m[1].sig_priv)
     t = RatchetTree.from_nodes([leaf(0), None, twin])
     with pytest.raises(MlsError, match="encryption key appears"):
-        t.validate(crypto, context(t.tree_hash(crypto), 1))
+        validate_tree(t, crypto, context(t.tree_hash(crypto), 1))
     same_sig = Member.new(b"x")
     assert same_sig.leaf is not None
     clone = sign_leaf_node(crypto, replace(same_sig.leaf, signature_key=m[0].sig_pub), m[0].sig_priv)
     t = RatchetTree.from_nodes([leaf(0), None, clone])
     with pytest.raises(MlsError, match="signature key"):
-        t.validate(crypto, context(t.tree_hash(crypto), 1))
+        validate_tree(t, crypto, context(t.tree_hash(crypto), 1))
     # A parent node reusing a leaf's key.
     t = RatchetTree.from_nodes([leaf(0), ParentNode(leaf(1).encryption_key), leaf(1)])
     with pytest.raises(MlsError, match="encryption key appears"):
-        t.validate(crypto, context(t.tree_hash(crypto), 1))
+        validate_tree(t, crypto, context(t.tree_hash(crypto), 1))
 
 
 def test_short_parent_key_is_refused() -> None:
     t = RatchetTree.from_nodes([leaf(0), ParentNode(b"\x05" * 31), leaf(1)])
     with pytest.raises(MlsError, match="32-byte"):
-        t.validate(crypto, context(t.tree_hash(crypto), 1))
+        validate_tree(t, crypto, context(t.tree_hash(crypto), 1))
 
 
 def test_malformed_unmerged_leaves_are_refused() -> None:
@@ -405,7 +406,7 @@ def test_malformed_unmerged_leaves_are_refused() -> None:
     ]
     for nodes, why in cases:
         with pytest.raises(MlsError, match=why):
-            RatchetTree.from_nodes(nodes).check_unmerged_leaves()
+            check_unmerged_leaves(RatchetTree.from_nodes(nodes))
 
 
 def _member_with(caps: Capabilities, **changes: Any) -> LeafNode:
@@ -418,7 +419,7 @@ def _member_with(caps: Capabilities, **changes: Any) -> LeafNode:
 def test_capability_checks_of_a_leaf() -> None:
     base = RatchetTree.from_nodes([leaf(0), None, None])
     gc = context(base.tree_hash(crypto), 1)
-    verify = base.verify_leaf
+    verify = functools.partial(verify_leaf, base)
     ks = LeafNodeSource.KEY_PACKAGE
     verify(crypto, leaf(1), None, gc, source=ks, now_s=10_000)
     with pytest.raises(MlsError, match="cipher suite"):
@@ -469,16 +470,16 @@ def test_credential_types_must_be_mutually_supported() -> None:
     t = RatchetTree.from_nodes([leaf(0), None, None])
     gc = context(t.tree_hash(crypto), 1)
     with pytest.raises(MlsError, match="credential type"):
-        t.verify_leaf(crypto, x509_only, None, gc, source=LeafNodeSource.KEY_PACKAGE)
+        verify_leaf(t, crypto, x509_only, None, gc, source=LeafNodeSource.KEY_PACKAGE)
     both = _member_with(
         Capabilities(credentials=(CredentialType.BASIC, CredentialType.X509)), credential=Credential.x509((b"c",))
     )
     # Member 0 lists only basic: it cannot verify an x509 newcomer.
     with pytest.raises(MlsError, match="not supported by every member"):
-        t.verify_leaf(crypto, both, None, gc, source=LeafNodeSource.KEY_PACKAGE)
+        verify_leaf(t, crypto, both, None, gc, source=LeafNodeSource.KEY_PACKAGE)
     mixed = RatchetTree.from_nodes([leaf(0), None, both])
     with pytest.raises(MlsError, match="credential type 2"):
-        mixed.validate(crypto, context(mixed.tree_hash(crypto), 1))
+        validate_tree(mixed, crypto, context(mixed.tree_hash(crypto), 1))
 
 
 def test_update_and_commit_leaf_uniqueness() -> None:
@@ -487,22 +488,22 @@ def test_update_and_commit_leaf_uniqueness() -> None:
     gc = context(t.tree_hash(crypto), 1)
     m1 = g.members[1]
     fresh = m1.update_leaf()
-    t.verify_leaf(crypto, fresh, 1, gc, source=LeafNodeSource.UPDATE)  # same signature key is fine
+    verify_leaf(t, crypto, fresh, 1, gc, source=LeafNodeSource.UPDATE)  # same signature key is fine
     current = t.leaf(1)
     assert current is not None
     stale = sign_leaf_node(crypto, replace(fresh, encryption_key=current.encryption_key), m1.sig_priv, GROUP_ID, 1)
     with pytest.raises(MlsError, match="encryption key is already used"):
-        t.verify_leaf(crypto, stale, 1, gc, source=LeafNodeSource.UPDATE)
+        verify_leaf(t, crypto, stale, 1, gc, source=LeafNodeSource.UPDATE)
     # Leaf 2 may not take leaf 1's signature key.
     stolen = sign_leaf_node(crypto, replace(fresh, signature_key=m1.sig_pub), m1.sig_priv, GROUP_ID, 2)
     with pytest.raises(MlsError, match="signature key is already used"):
-        t.verify_leaf(crypto, stolen, 2, gc, source=LeafNodeSource.UPDATE)
+        verify_leaf(t, crypto, stolen, 2, gc, source=LeafNodeSource.UPDATE)
     # The signature binds the leaf index.
     with pytest.raises(InvalidSignature):
-        t.verify_leaf(crypto, fresh, 2, gc, source=LeafNodeSource.UPDATE)
+        verify_leaf(t, crypto, fresh, 2, gc, source=LeafNodeSource.UPDATE)
     # A KeyPackage leaf equal to a member's: its keys are taken.
     with pytest.raises(MlsError, match="already used"):
-        t.verify_leaf(crypto, g.members[2].leaf, None, gc, source=LeafNodeSource.KEY_PACKAGE)
+        verify_leaf(t, crypto, g.members[2].leaf, None, gc, source=LeafNodeSource.KEY_PACKAGE)
 
 
 def test_key_index_follows_changes_and_copies() -> None:

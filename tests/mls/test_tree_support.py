@@ -17,7 +17,7 @@ from ping_core.mls.structs.enums import LeafNodeSource
 from ping_core.mls.structs.extensions import Extension
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime
-from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node
+from ping_core.mls.tree import RatchetTree, common_ancestor, sign_leaf_node
 from ping_core.mls.treekem import (
     GeneratedPath,
     PathKeys,
@@ -158,7 +158,7 @@ class Group:
         for m, i in zip(adds, added):
             m.index = i
             m.keys = path_keys_from_path_secret(
-                crypto, staged, i, lowest_common_ancestor(i, committer), gen.path_secret_for(i), m.enc_priv
+                crypto, staged, i, common_ancestor(2 * i, 2 * committer), gen.path_secret_for(i), m.enc_priv
             )
             self.members[i] = m
         c.keys = gen.keys

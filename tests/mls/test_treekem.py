@@ -14,7 +14,7 @@ from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePath, UpdatePathNode
 from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.tree_nodes import ParentNode
-from ping_core.mls.tree import RatchetTree, lowest_common_ancestor, sign_leaf_node
+from ping_core.mls.tree import RatchetTree, check_parent_hashes, common_ancestor, sign_leaf_node, validate_tree
 from ping_core.mls.treekem import (
     GeneratedPath,
     PathKeys,
@@ -31,7 +31,7 @@ from test_tree_support import GROUP_ID, Member, build_group, context, crypto
 def test_a_group_built_by_one_commit_agrees(n: int) -> None:
     g = build_group(n)
     g.check_keys()
-    g.tree.validate(crypto, context(g.tree.tree_hash(crypto), g.epoch), now_s=10_000)
+    validate_tree(g.tree, crypto, context(g.tree.tree_hash(crypto), g.epoch), now_s=10_000)
 
 
 def test_a_group_evolves_and_every_member_follows() -> None:
@@ -49,7 +49,7 @@ def test_a_group_evolves_and_every_member_follows() -> None:
     g.check_keys()
     g.commit(1, adds=[Member.new(b"late 3")], removes=[2])
     g.check_keys()
-    g.tree.validate(crypto, context(g.tree.tree_hash(crypto), g.epoch), now_s=10_000)
+    validate_tree(g.tree, crypto, context(g.tree.tree_hash(crypto), g.epoch), now_s=10_000)
     assert len(set(g.commit_secrets)) == len(g.commit_secrets)
 
 
@@ -68,7 +68,7 @@ def test_unmerged_leaves_are_encrypted_to_directly() -> None:
     g.epoch += 1
     path_nodes = [g.tree.node(x) for x in g.tree.direct_path(2 * idx)]
     assert any(isinstance(n, ParentNode) and idx in n.unmerged_leaves for n in path_nodes)
-    g.tree.check_parent_hashes(crypto)  # still valid: unmerged leaves are accounted for
+    check_parent_hashes(g.tree, crypto)  # still valid: unmerged leaves are accounted for
     gen = g.commit(1)
     # Leaf 4's own node appears in a resolution (it is unmerged below the root).
     sizes = [len(n.encrypted_path_secret) for n in gen.update_path.nodes]
@@ -132,7 +132,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
         assert len(upn.encrypted_path_secret) == len(expected)
     for m, i in zip(adds, added):
         keys = path_keys_from_path_secret(
-            crypto, staged, i, lowest_common_ancestor(i, 0), gen.path_secret_for(i), m.enc_priv
+            crypto, staged, i, common_ancestor(2 * i, 0), gen.path_secret_for(i), m.enc_priv
         )
         for x, priv in keys.node_secrets.items():
             node = staged.node(x)
@@ -173,7 +173,7 @@ def test_joiner_key_mismatches_are_refused() -> None:
     gen = g.commit(0, adds=[Member.new(b"j")])
     j = g.members[4]
     tree = g.tree
-    start = lowest_common_ancestor(4, 0)
+    start = common_ancestor(2 * 4, 0)
     ps = gen.path_secret_for(4)
     with pytest.raises(MlsError, match="private key does not match"):
         path_keys_from_path_secret(crypto, tree, 4, start, ps, crypto.dh_keygen()[0])

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ping_core.errors import MlsError
-from ping_core.mls import treemath as tm
+from ping_core.mls.tree import treemath as tm
 
 
 def _check_tree(n: int) -> None:
@@ -99,3 +99,29 @@ def test_large_trees_are_consistent(n: int, data: st.DataObject) -> None:
     assert [tm.parent(c, n) for c in cop] == path
     assert all(tm.sibling(b, n) == c for b, c in zip(below, cop))
     assert len(path) <= tm.log2(tm.node_width(n)) + 1
+
+
+def test_common_ancestor_of_two_leaves_is_where_a_welcome_path_secret_belongs() -> None:
+    # RFC 9420 §12.4.3.1: the lowest common ancestor of the joiner's and the
+    # committer's leaf (leaf a is node 2a).
+    assert tm.common_ancestor(0, 2) == 1
+    assert tm.common_ancestor(0, 6) == 3
+    assert tm.common_ancestor(10, 4) == 7
+    assert tm.common_ancestor(8, 10) == 9
+    assert tm.common_ancestor(4, 4) == 4
+
+
+@given(st.integers(0, 12), st.data())
+def test_full_tree_helpers_agree_with_the_checked_functions(k: int, data: st.DataObject) -> None:
+    # The ratchet tree's hot loops use children/full_parent/span on full trees.
+    n = 1 << k
+    x = data.draw(st.integers(0, tm.node_width(n) - 1))
+    if not tm.is_leaf(x):
+        assert tm.children(x) == (tm.left(x), tm.right(x, n))
+    if x != tm.root(n):
+        assert tm.full_parent(x) == tm.parent(x, n)
+    lo, hi = tm.span(x)
+    first, end = tm.subtree_leaves(x)
+    assert (lo, hi) == (2 * first, 2 * end - 2)
+    assert tm.is_in_subtree(x, lo) and tm.is_in_subtree(x, hi)
+    assert not tm.is_in_subtree(x, hi + 1) and (lo == 0 or not tm.is_in_subtree(x, lo - 1))

@@ -64,7 +64,7 @@ from ping_core.mls.structs import (
 from ping_core.mls.structs.proposals import ProposalOrRef
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
-from ping_core.mls.tree import RatchetTree
+from ping_core.mls.tree import RatchetTree, common_ancestor
 from ping_core.mls.treekem import (
     MergedPath,
     PathKeys,
@@ -74,7 +74,6 @@ from ping_core.mls.treekem import (
     generate_update_path,
     merge_update_path,
 )
-from ping_core.mls.treemath import common_ancestor
 from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
 
 from .keypackage import key_package_signatures

@@ -48,9 +48,8 @@ from ping_core.mls.structs import (
 )
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
-from ping_core.mls.tree import RatchetTree
+from ping_core.mls.tree import RatchetTree, common_ancestor, validate_tree
 from ping_core.mls.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
-from ping_core.mls.treemath import common_ancestor
 from ping_core.mls.welcome import decrypt_welcome, verify_group_info
 
 from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for, next_group_context
@@ -197,7 +196,7 @@ def join_welcome(
     gc = info.group_context
     branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
     tree = trees[-1]
-    tree.validate(crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
+    validate_tree(tree, crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
     if branched_from is not None:
         check_branch_members(tree, branched_from)
     if leaf_check is None:
@@ -307,7 +306,7 @@ def verified_group_info(
     _check_group_info(info)
     tree = _tree_from(info, ratchet_tree)
     verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
-    tree.validate(crypto, info.group_context, now_s=now_s, max_lifetime_s=max_lifetime_s)
+    validate_tree(tree, crypto, info.group_context, now_s=now_s, max_lifetime_s=max_lifetime_s)
     check_tree_leaves(tree, leaf_check)
     return tree
 

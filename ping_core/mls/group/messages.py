@@ -26,7 +26,6 @@ from ping_core.mls.structs import (
     FramedContentAuthData,
     PrivateMessage,
     PublicMessage,
-    Sender,
     WireFormat,
 )
 from ping_core.mls.structs.framing import Content, content_type_of
@@ -110,10 +109,6 @@ def frame_signed(
 def proposal_ref(crypto: CryptoProvider, auth: AuthenticatedContent) -> bytes:
     """``MakeProposalRef`` over the encoded AuthenticatedContent (§5.2)."""
     return make_proposal_ref(crypto, encode(auth))
-
-
-def member_sender(leaf: int) -> Sender:
-    return Sender.member(leaf)
 
 
 class PreEncodedCommit(Commit):

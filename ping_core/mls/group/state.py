@@ -215,10 +215,6 @@ def split_prefixed(records: Mapping[str, bytes], prefix: str) -> dict[str, bytes
     return {name[n:]: value for name, value in records.items() if name.startswith(prefix)}
 
 
-def encode_reinit(reinit: ReInit | None) -> bytes:
-    return b"\x00" if reinit is None else b"\x01" + encode(reinit)
-
-
 # ---------------------------------------------------------------------------
 # Group records
 #

@@ -45,7 +45,13 @@ from ping_core.mls.structs import (
     get_extension,
     has_unique_types,
 )
-from ping_core.mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, check_supports_group, required_capabilities
+from ping_core.mls.tree import (
+    DEFAULT_EXTENSION_TYPES,
+    RatchetTree,
+    check_supports_group,
+    required_capabilities,
+    verify_leaf,
+)
 
 from .config import ConversationName
 from .keypackage import validate_key_package_header
@@ -142,8 +148,8 @@ def validate_add(
     if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
         raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
     validate_key_package_header(crypto, kp, key_package_bytes)
-    tree.verify_leaf(
-        crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now, max_lifetime_s=max_lifetime_s
+    verify_leaf(
+        tree, crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now, max_lifetime_s=max_lifetime_s
     )
     check_leaf_supports_group(kp.leaf_node, context.extensions)
     if leaf_check is not None:
@@ -179,7 +185,7 @@ def validate_update(
     if update.leaf_node.encryption_key == old.encryption_key:
         raise MlsError("an Update must change the leaf's encryption key")
     check_successor(old, update.leaf_node, "an Update", leaf_check)
-    tree.verify_leaf(crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
+    verify_leaf(tree, crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
     check_leaf_supports_group(update.leaf_node, context.extensions)
     if leaf_check is not None:
         leaf_check(update.leaf_node, old)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ping_core.errors import MlsError
-from ping_core.mls import treemath as tm
+from ping_core.mls.tree import treemath as tm
 from ping_core.mls.crypto import CryptoProvider
 
 from .registry import expect_equal

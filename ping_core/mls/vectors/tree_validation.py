@@ -2,7 +2,7 @@
 
 For every node the resolution and tree hash must match; the tree must be
 parent-hash valid and every leaf signature must verify with ``group_id``.
-Then the full join-time validation (``RatchetTree.validate``) runs against a
+Then the full join-time validation (``validate_tree``) runs against a
 GroupContext for suite 1 with this tree's hash and no extensions.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.group_info import GroupContext
-from ping_core.mls.tree import RatchetTree
+from ping_core.mls.tree import RatchetTree, check_leaf_signatures, check_parent_hashes, validate_tree
 
 from .registry import expect_equal
 
@@ -33,8 +33,8 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     root_hash = tree.tree_hash(crypto)
     for x, want in enumerate(hashes):
         expect_equal(f"tree hash of node {x}", tree.node_tree_hash(crypto, x), h(want))
-    tree.check_parent_hashes(crypto)
-    tree.check_leaf_signatures(crypto, group_id)
+    check_parent_hashes(tree, crypto)
+    check_leaf_signatures(tree, crypto, group_id)
     gc = GroupContext(
         cipher_suite=int(case["cipher_suite"]),
         group_id=group_id,
@@ -42,4 +42,4 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
         tree_hash=root_hash,
         confirmed_transcript_hash=b"",
     )
-    tree.validate(crypto, gc)
+    validate_tree(tree, crypto, gc)

@@ -19,7 +19,7 @@ from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.hpke import UpdatePath
-from ping_core.mls.tree import RatchetTree
+from ping_core.mls.tree import RatchetTree, check_leaf_signatures, check_parent_hashes
 from ping_core.mls.treekem import (
     PathKeys,
     commit_leaf_maker,
@@ -52,8 +52,8 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
         )
 
     tree = RatchetTree.decode(h(case["ratchet_tree"]))
-    tree.check_parent_hashes(crypto)
-    tree.check_leaf_signatures(crypto, group_id)
+    check_parent_hashes(tree, crypto)
+    check_leaf_signatures(tree, crypto, group_id)
 
     keys: dict[int, PathKeys] = {}
     signers: dict[int, bytes] = {}
@@ -98,7 +98,7 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
             expect_equal(f"update path {k}, leaf {index}: tree hash after", staged.tree_hash(crypto), want_hash)
             if after is None:
                 after = staged.encode()
-                staged.check_parent_hashes(crypto)
+                check_parent_hashes(staged, crypto)
             else:
                 expect_equal(f"update path {k}: tree after, leaf {index}", staged.encode(), after)
         # The original tree is untouched by the staged copies.
@@ -127,8 +127,8 @@ def _round_trip(
             make_leaf=commit_leaf_maker(crypto, base, signers[committer], group_id, committer),
             group_context_for=context_for,
         )
-        staged.check_parent_hashes(crypto)
-        staged.check_leaf_signatures(crypto, group_id)
+        check_parent_hashes(staged, crypto)
+        check_leaf_signatures(staged, crypto, group_id)
         for index, own in keys.items():
             if index == committer:
                 continue

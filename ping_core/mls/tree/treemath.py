@@ -1,4 +1,4 @@
-"""Array-representation tree math (RFC 9420 §4.2, Appendix C).
+"""The one tree math of the engine: array-represented trees (RFC 9420 §4.1, Appendix C).
 
 Nodes of a tree with ``n`` leaves are numbered ``0 .. node_width(n) - 1``;
 leaves are the even indices (leaf ``L`` is node ``2L``), parents the odd ones,
@@ -13,6 +13,11 @@ ancestor that exists); for powers of two this is exactly the RFC's full tree.
 Everything is integer bit arithmetic, O(1) per call except the path
 functions, which are O(log n). Invalid arguments (a leaf's child, the root's
 parent, a node outside the tree) raise ``MlsError``.
+
+The ratchet tree always has a power-of-two leaf width, and its hot loops
+(hashing, resolutions, paths) use the unchecked full-tree helpers
+:func:`children`, :func:`full_parent` and :func:`span`: the caller guarantees
+a parent node, or a node below the root.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 from ping_core.errors import MlsError
 
 __all__ = [
+    "MAX_LEAF_WIDTH",
     "log2",
     "level",
     "is_leaf",
@@ -37,7 +43,13 @@ __all__ = [
     "common_ancestor",
     "subtree_leaves",
     "is_in_subtree",
+    "children",
+    "full_parent",
+    "span",
 ]
+
+# The largest tree this engine accepts: 2^20 leaves (a million members).
+MAX_LEAF_WIDTH = 1 << 20
 
 
 def log2(x: int) -> int:
@@ -166,7 +178,9 @@ def common_ancestor(x: int, y: int) -> int:
     """The lowest common ancestor of nodes ``x`` and ``y`` in the (full) tree.
 
     Computed directly from the bits: it is the node whose level is the
-    length of the two indices' differing suffix.
+    length of the two indices' differing suffix. For two leaves ``2a`` and
+    ``2b`` it is where the committer's Welcome ``path_secret`` for a joiner
+    belongs (RFC 9420 §12.4.3.1); for one leaf with itself, that leaf.
     """
     lx, ly = level(x) + 1, level(y) + 1
     if lx <= ly and x >> ly == y >> ly:
@@ -190,5 +204,23 @@ def subtree_leaves(x: int) -> tuple[int, int]:
 
 def is_in_subtree(x: int, y: int) -> bool:
     """True when node ``y`` is ``x`` or a descendant of ``x``."""
-    k = level(x)
-    return x - ((1 << k) - 1) <= y <= x + ((1 << k) - 1)
+    lo, hi = span(x)
+    return lo <= y <= hi
+
+
+def children(x: int) -> tuple[int, int]:
+    """``(left, right)`` of parent node ``x`` in a full tree; unchecked (``x`` must be odd)."""
+    k = (~x & (x + 1)).bit_length() - 1
+    return x ^ (1 << (k - 1)), x ^ (3 << (k - 1))
+
+
+def full_parent(x: int) -> int:
+    """The parent of node ``x`` in a full tree; unchecked (the caller stops at the root)."""
+    k = (~x & (x + 1)).bit_length() - 1
+    return (x | (1 << k)) & ~(1 << (k + 1))
+
+
+def span(x: int) -> tuple[int, int]:
+    """The first and last node index (inclusive) of the subtree under node ``x``."""
+    half = (1 << ((~x & (x + 1)).bit_length() - 1)) - 1
+    return x - half, x + half
