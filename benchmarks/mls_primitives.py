@@ -30,7 +30,7 @@ from ping_core.mls import framing, hpke  # noqa: E402
 from ping_core.mls.codec import decode_exact, encode  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.schedule import epoch_secrets  # noqa: E402
-from ping_core.mls.secret_tree import APPLICATION, RatchetConfig, SecretTree  # noqa: E402
+from ping_core.mls.tree.secret_tree import APPLICATION, RatchetConfig, SecretTree  # noqa: E402
 from ping_core.mls.structs.framing import PrivateMessage  # noqa: E402
 from ping_core.mls.structs.group_info import GroupContext  # noqa: E402
 from ping_core.mls.structs.message import MLSMessage  # noqa: E402

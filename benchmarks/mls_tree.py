@@ -57,7 +57,7 @@ from ping_core.mls.tree import (  # noqa: E402
     sign_leaf_node,
     validate_tree,
 )
-from ping_core.mls.treekem import (  # noqa: E402
+from ping_core.mls.tree.treekem import (  # noqa: E402
     GeneratedPath,
     PathKeys,
     apply_update_path,

@@ -66,7 +66,7 @@ from ping_core.mls.structs.proposals import Proposal
 from .codec import encode
 from .primitives import NH, NK, NN
 from .schedule import EpochSecrets
-from .secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, RatchetKey, SecretTree
+from .tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, RatchetKey, SecretTree
 
 __all__ = [
     "EpochFraming",

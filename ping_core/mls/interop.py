@@ -1,10 +1,11 @@
 """``python -m ping_core.mls.interop``: Ping's MLS engine as an interop driver.
 
-Speaks the newline-delimited JSON protocol of ``/work/shared/INTEROP.md``:
+Speaks the interop driver protocol the rig in ``tests/interop`` drives (its
+``tsmls_driver.mjs`` is the other implementation): newline-delimited JSON,
 one request object per stdin line, exactly one response line per request on
 stdout, in order; binary values are lowercase hex; MLS objects are
 TLS-serialized MLSMessages. One process hosts any number of clients (by
-``name``), each with at most one group. Beyond INTEROP.md it offers
+``name``), each with at most one group. Beyond the common operations it offers
 ``external_join`` (``{"op":"external_join","name","group_info"[,"ratchet_tree"]}``
 -> ``{commit, epoch, group_id, leaf_index}``).
 

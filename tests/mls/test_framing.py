@@ -14,7 +14,7 @@ from ping_core.mls import framing
 from ping_core.mls.codec import decode_exact, encode, opaque
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.schedule import epoch_secrets
-from ping_core.mls.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig
+from ping_core.mls.tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig
 from ping_core.mls.structs.commit import Commit
 from ping_core.mls.structs.enums import ContentType, WireFormat
 from ping_core.mls.structs.framing import (

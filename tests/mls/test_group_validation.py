@@ -152,7 +152,7 @@ def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
     # into someone else by an Update or by its commit's path leaf.
     from ping_core.mls.primitives import sign_with_label
     from ping_core.mls.structs import Credential, LeafNode
-    from ping_core.mls.treekem import commit_leaf_maker
+    from ping_core.mls.tree.treekem import commit_leaf_maker
 
     a, b, c = trio
     mallory = Credential.basic(b"mallory")

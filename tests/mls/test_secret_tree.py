@@ -10,7 +10,7 @@ from ping_core.errors import MlsError
 from ping_core.mls.tree import treemath as tm
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.primitives import derive_tree_secret, expand_with_label
-from ping_core.mls.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree
+from ping_core.mls.tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree
 
 crypto = default_provider()
 ROOT = bytes(range(32))

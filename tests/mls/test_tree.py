@@ -153,6 +153,21 @@ def test_blank_leaf_operations_are_refused_and_change_nothing() -> None:
     assert t.encode() == before
 
 
+def test_parents_and_encodings_of_the_nodes() -> None:
+    t = RatchetTree.from_nodes([leaf(0), parent(1), leaf(1), None, None, parent(2, (2,)), leaf(2)])
+    assert [x for x, _ in t.parents()] == [1, 5]
+    assert all(t.encoding(x) == encode(n) for x, n in enumerate(t.nodes) if n is not None)
+    # Decoded from the wire, a node's encoding is its wire bytes.
+    d = RatchetTree.decode(t.encode())
+    assert [d.encoding(x) for x in (0, 1, 5)] == [t.encoding(x) for x in (0, 1, 5)]
+    with pytest.raises(MlsError, match="blank"):
+        t.encoding(3)
+    with pytest.raises(MlsError, match="outside"):
+        t.encoding(7)
+    with pytest.raises(MlsError, match="not a non-blank parent"):
+        t.parent_hash_of(crypto, 3, 1)
+
+
 def test_resolution_and_filtered_direct_path() -> None:
     #            7
     #      3           11

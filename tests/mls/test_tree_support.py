@@ -18,7 +18,7 @@ from ping_core.mls.structs.extensions import Extension
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.leaf import Capabilities, LeafNode, Lifetime
 from ping_core.mls.tree import RatchetTree, common_ancestor, sign_leaf_node
-from ping_core.mls.treekem import (
+from ping_core.mls.tree.treekem import (
     GeneratedPath,
     PathKeys,
     apply_update_path,

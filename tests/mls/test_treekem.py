@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError
-from ping_core.mls import treekem
+from ping_core.mls.tree import treekem
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePath, UpdatePathNode
 from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.tree_nodes import ParentNode
 from ping_core.mls.tree import RatchetTree, check_parent_hashes, common_ancestor, sign_leaf_node, validate_tree
-from ping_core.mls.treekem import (
+from ping_core.mls.tree.treekem import (
     GeneratedPath,
     PathKeys,
     apply_update_path,

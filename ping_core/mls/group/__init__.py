@@ -142,7 +142,7 @@ group's size; a commit rewrites the per-epoch records.
 
 from __future__ import annotations
 
-from ping_core.mls.secret_tree import RatchetConfig, RecordChanges
+from ping_core.mls.tree.secret_tree import RatchetConfig, RecordChanges
 
 from .commit import StagedCommit
 from .external import external_proposal

@@ -38,7 +38,7 @@ from ping_core.mls.framing import Unprotected
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.psk import psk_secret as compute_psk_secret
 from ping_core.mls.schedule import EpochSecrets, epoch_secrets, external_key_pair
-from ping_core.mls.secret_tree import RatchetKey
+from ping_core.mls.tree.secret_tree import RatchetKey
 from ping_core.mls.structs import (
     Add,
     AuthenticatedContent,
@@ -65,7 +65,7 @@ from ping_core.mls.structs.proposals import ProposalOrRef
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree, common_ancestor
-from ping_core.mls.treekem import (
+from ping_core.mls.tree.treekem import (
     MergedPath,
     PathKeys,
     check_receiver,
@@ -736,7 +736,7 @@ def merge_commit_path(
     into the staged tree (``received.applied.tree``, copied first if the
     proposals left it shared): path length, ciphertext counts, new keys, the
     leaf (source commit, signature, capabilities) and the parent-hash chain
-    (:func:`~ping_core.mls.treekem.merge_update_path`, §7.9, §12.4.2); then the
+    (:func:`~ping_core.mls.tree.treekem.merge_update_path`, §7.9, §12.4.2); then the
     application's ``leaf_check(path leaf, committer's current leaf)``. ``None``
     for a commit without a path. Only the staged tree changes."""
     path = received.commit.path

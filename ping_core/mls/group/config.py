@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer
-from ping_core.mls.secret_tree import RatchetConfig
+from ping_core.mls.tree.secret_tree import RatchetConfig
 from ping_core.mls.structs import Capabilities, CipherSuite, CredentialType, ProtocolVersion
 
 __all__ = [
@@ -89,7 +89,7 @@ class GroupConfig:
     """Per-group policy; persisted with the group (see :meth:`encode`).
 
     ``ratchet``: out-of-order tolerance and maximum forward distance of the
-    receiving ratchets (see :class:`~ping_core.mls.secret_tree.RatchetConfig`).
+    receiving ratchets (see :class:`~ping_core.mls.tree.secret_tree.RatchetConfig`).
     ``max_past_epochs``: how many epochs before the current one keep their
     message secrets so late application messages still decrypt (0: none);
     older ones are deleted. ``resumption_psk_epochs``: how many past epochs'

@@ -12,7 +12,7 @@ from ping_core.mls.schedule import epoch_secrets, new_init_secret
 from ping_core.mls.structs import Capabilities, Extension, GroupContext, ProtocolVersion
 from ping_core.mls.transcript import confirmation_tag, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree
-from ping_core.mls.treekem import PathKeys
+from ping_core.mls.tree.treekem import PathKeys
 
 from .config import SUITE, ConversationName, GroupConfig
 from .group import Clock, Group

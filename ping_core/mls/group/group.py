@@ -16,7 +16,7 @@ from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.schedule import mls_exporter
-from ping_core.mls.secret_tree import RecordChanges
+from ping_core.mls.tree.secret_tree import RecordChanges
 from ping_core.mls.structs import (
     Add,
     Capabilities,

@@ -23,7 +23,7 @@ from typing import Mapping
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.secret_tree import RecordChanges
+from ping_core.mls.tree.secret_tree import RecordChanges
 from ping_core.mls.structs import ContentType, MLSMessage, PrivateMessage
 
 from .application import open_application

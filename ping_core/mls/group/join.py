@@ -49,7 +49,7 @@ from ping_core.mls.structs import (
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree, common_ancestor, validate_tree
-from ping_core.mls.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
+from ping_core.mls.tree.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
 from ping_core.mls.welcome import decrypt_welcome, verify_group_info
 
 from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for, next_group_context

@@ -25,10 +25,10 @@ from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming
 from ping_core.mls.primitives import zero_secret
 from ping_core.mls.schedule import EpochSecrets
-from ping_core.mls.secret_tree import RatchetConfig, RecordChanges, SecretTree
+from ping_core.mls.tree.secret_tree import RatchetConfig, RecordChanges, SecretTree
 from ping_core.mls.structs import GroupContext, LeafNode, ReInit
 from ping_core.mls.tree import RatchetTree
-from ping_core.mls.treekem import PathKeys
+from ping_core.mls.tree.treekem import PathKeys
 
 __all__ = [
     "EpochState",

@@ -13,10 +13,14 @@ Modules, bottom-up (each imports only those above it):
 ``leaves``          signing a leaf, the checks of a leaf on its own (§7.2, §7.3)
 ``validation``      a leaf against the tree, a whole received tree (§7.3,
                     §7.9.2, §12.4.3.1)
+``treekem``         UpdatePaths: generating, verifying, merging, decrypting;
+                    a joiner's path keys (§7.4-§7.6, §12.4.1-§12.4.3)
+``secret_tree``     the secret tree of an epoch and its per-sender ratchets
+                    (§9); it needs only ``treemath``
 ==================  ==========================================================
 
-The names below are the layer's API; modules of the engine import them from
-here.
+The names below are the ratchet tree's API, imported from here; TreeKEM and
+the secret tree are imported from their modules.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from ping_core.errors import MlsError
 from ping_core.mls import framing
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.secret_tree import SecretTree
+from ping_core.mls.tree.secret_tree import SecretTree
 from ping_core.mls.structs.commit import Commit
 from ping_core.mls.structs.framing import Content, FramedContent, PrivateMessage, PublicMessage, Sender
 from ping_core.mls.structs.group_info import GroupContext

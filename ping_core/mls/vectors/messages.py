@@ -1,7 +1,8 @@
 """The ``messages`` family: every field decodes as its RFC 9420 struct and
 re-encodes to the same bytes.
 
-Which struct each field is (test-vectors.md, "Messages"): ``mls_*``,
+Which struct each field is (the "Messages" vectors of the MLS working group's
+interoperability suite, RFC 9420 §6 and §12): ``mls_*``,
 ``public_message_*`` and ``private_message`` are MLSMessage (with the body and
 content type the name says); ``ratchet_tree`` is the bare extension payload
 ``optional<Node> ratchet_tree<V>``; ``group_secrets`` is GroupSecrets;

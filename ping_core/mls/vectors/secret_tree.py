@@ -6,7 +6,7 @@ from typing import Any
 
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.schedule import sender_data_key_nonce
-from ping_core.mls.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree
+from ping_core.mls.tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree
 
 from .registry import expect_equal
 

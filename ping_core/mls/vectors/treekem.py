@@ -20,7 +20,7 @@ from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.hpke import UpdatePath
 from ping_core.mls.tree import RatchetTree, check_leaf_signatures, check_parent_hashes
-from ping_core.mls.treekem import (
+from ping_core.mls.tree.treekem import (
     PathKeys,
     commit_leaf_maker,
     generate_update_path,

@@ -43,17 +43,13 @@ from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePath, UpdatePathNod
 from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.limits import MAX_HASH
 
-from .hpke import derive_key_pair
-from .primitives import NH, LabeledEncryption, decrypt_with_label, derive_secret
-from .tree import (
-    HPKE_PUBLIC_KEY_LEN,
-    RatchetTree,
-    check_leaf_content,
-    check_leaf_in_tree,
-    common_ancestor,
-    sign_leaf_node,
-)
-from .tree.treemath import is_in_subtree
+from ping_core.mls.hpke import derive_key_pair
+from ping_core.mls.primitives import NH, LabeledEncryption, decrypt_with_label, derive_secret
+
+from .leaves import HPKE_PUBLIC_KEY_LEN, check_leaf_content, sign_leaf_node
+from .ratchet_tree import RatchetTree
+from .treemath import common_ancestor, is_in_subtree
+from .validation import check_leaf_in_tree
 
 __all__ = [
     "PathKeys",
@@ -268,9 +264,31 @@ def generate_update_path(
         raise MlsError("an UpdatePath leaf node has leaf_node_source commit")
     tree.set_leaf(leaf_index, leaf)
 
+    context = group_context_for(tree.tree_hash(crypto))
+    nodes = _encrypt_path_secrets(crypto, tree, pairs, path_secrets, publics, context, _excluded_nodes(exclude))
+    return GeneratedPath(
+        leaf_index,
+        UpdatePath(leaf, tuple(nodes)),
+        commit_secret,
+        PathKeys(leaf_priv, node_privs),
+        path_secrets,
+    )
+
+
+def _encrypt_path_secrets(
+    crypto: CryptoProvider,
+    tree: RatchetTree,
+    pairs: list[tuple[int, int]],
+    path_secrets: dict[int, bytes],
+    publics: list[bytes],
+    context: bytes,
+    excluded: frozenset[int],
+) -> list[UpdatePathNode]:
+    """The UpdatePath nodes (§7.6): each path secret encrypted with
+    ``EncryptWithLabel(., "UpdatePathNode", context, .)`` to every node of its
+    copath child's resolution but the ``excluded`` (newly added) leaves."""
     # One HPKE info (the new GroupContext) for every path secret: hashed once.
-    sealer = LabeledEncryption(crypto, _LABEL, group_context_for(tree.tree_hash(crypto)))
-    excluded = _excluded_nodes(exclude)
+    sealer = LabeledEncryption(crypto, _LABEL, context)
     # Every path secret to every node of its copath child's resolution, as ONE
     # batch of encryptions (one crossing per kind of operation in the browser).
     counts: list[int] = []
@@ -290,13 +308,7 @@ def generate_update_path(
     for count, pub in zip(counts, publics):
         cts = tuple(HPKECiphertext(*next(sealed)) for _ in range(count))
         nodes.append(UpdatePathNode(pub, cts))
-    return GeneratedPath(
-        leaf_index,
-        UpdatePath(leaf, tuple(nodes)),
-        commit_secret,
-        PathKeys(leaf_priv, node_privs),
-        path_secrets,
-    )
+    return nodes
 
 
 @dataclass(frozen=True, eq=False)
@@ -530,7 +542,7 @@ def path_keys_from_path_secret(
     KeyPackage) and must match the tree. ``path_secret`` from the Welcome (or
     ``None`` when the commit had no path) belongs to ``start_node``, the
     lowest common ancestor of our leaf and the committer's
-    (:func:`ping_core.mls.tree.treemath.common_ancestor` of the two leaves' nodes); the secrets of the
+    (:func:`~ping_core.mls.tree.treemath.common_ancestor` of the two leaves' nodes); the secrets of the
     non-blank nodes above it follow by ``DeriveSecret(., "path")``. Every
     derived public key must equal the node's (``MlsError`` otherwise).
     """

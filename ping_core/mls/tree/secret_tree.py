@@ -54,9 +54,10 @@ from typing import Mapping
 from ping_core.errors import MlsError
 from ping_core.mls.crypto import CryptoProvider
 
-from .tree import treemath as tm
-from .codec import opaque
-from .primitives import NH, NK, NN
+from ping_core.mls.codec import opaque
+from ping_core.mls.primitives import NH, NK, NN
+
+from . import treemath as tm
 
 __all__ = [
     "HANDSHAKE",
