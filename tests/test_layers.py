@@ -29,6 +29,7 @@ BITES: dict[str, tuple[str, str]] = {
     "sdk-no-hosts": ("ping_core/ids.py", "import ping_server.limits"),
     "server-no-browser": ("ping_server/limits.py", "import pyodide_app.locks"),
     "mls-layers": ("ping_core/mls/codec.py", "import ping_core.mls.group"),
+    "mls-tree-layers": ("ping_core/mls/tree/treemath.py", "import ping_core.mls.tree.ratchet_tree"),
 }
 
 

@@ -11,7 +11,7 @@ its docstring for the tour) re-exported here, and ``default_provider()``.
 from __future__ import annotations
 
 from .crypto import CryptoProvider, default_provider
-from .tree import RatchetTree
+from .tree import KeyIndex, RatchetTree
 from .group import (
     CLOCK_SKEW_S,
     DEFAULT_LIFETIME_S,
@@ -52,6 +52,7 @@ __all__ = [
     "CryptoProvider",
     "default_provider",
     "RatchetTree",
+    "KeyIndex",
     "Group",
     "HistoryView",
     "PublicGroup",

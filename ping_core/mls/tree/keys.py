@@ -27,7 +27,7 @@ def _dec(d: dict[_K, int], key: _K) -> None:
 
 
 class KeyIndex:
-    """Multisets over the nodes of a tree.
+    """Multisets over the nodes of a tree (what :meth:`~ping_core.mls.tree.ratchet_tree.RatchetTree.key_index` returns: read it, never change it).
 
     ``enc``: HPKE public keys of every node; ``sig``: signature keys of the
     leaves; ``ctype``: credential types in use; ``ccaps``: the distinct
