@@ -68,7 +68,7 @@ from .idb import IndexedDbBlobStore
 from .live import LiveSync
 from .locks import WebLock
 from .session import HOST_NS, AccountSession, now_ms
-from .worker import register_object, rpc
+from .worker import register_object, rpc, to_page
 
 __all__ = ["BrowserSdk", "register", "sdk", "KEY_PACKAGES", "REGISTRY_DB"]
 
@@ -264,10 +264,7 @@ def _emit(event: dict[str, Any]) -> None:
     except ImportError:
         _unsent.append(event)  # CPython / Node: kept for tests
         return
-    from js import Object  # type: ignore[attr-defined]
-    from pyodide.ffi import to_js  # type: ignore[import-not-found,unused-ignore]
-
-    pinghost.emit(to_js(event, dict_converter=Object.fromEntries))
+    pinghost.emit(to_page(event))
 
 
 _unsent: list[dict[str, Any]] = []

@@ -48,6 +48,7 @@ __all__ = [
     "dispatch",
     "error_reply",
     "handle_message",
+    "to_page",
     "boot",
 ]
 
@@ -191,17 +192,29 @@ def _normalize(value: Any, jsnull: Any = None) -> Any:
     return value
 
 
-def _to_plain(value: Any) -> Any:
-    """Check that ``value`` is structured-clone data; tuples become lists."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+def _to_plain(value: Any, null: Any = None) -> Any:
+    """Check that ``value`` is structured-clone data; tuples become lists, None becomes ``null``."""
+    if value is None:
+        return null
+    if isinstance(value, (bool, int, float, str, bytes)):
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
+        return [_to_plain(v, null) for v in value]
     if isinstance(value, dict):
-        return {_key(k): _to_plain(v) for k, v in value.items()}
+        return {_key(k): _to_plain(v, null) for k, v in value.items()}
     raise InvalidInput(f"an RPC result cannot carry a {type(value).__name__}")
+
+
+def to_page(value: Any) -> Any:
+    """Plain data (see :func:`_to_plain`) as the JS value the page gets: plain Objects, and None as
+    ``null`` (``to_js`` alone makes None ``undefined``, while ping.d.ts declares ``null``:
+    ``text: string | null``...). InvalidInput when ``value`` is not plain data. Pyodide only."""
+    from js import Object  # type: ignore[attr-defined]
+    from pyodide.ffi import jsnull, to_js  # type: ignore[import-not-found,unused-ignore]
+
+    return to_js(_to_plain(value, jsnull), dict_converter=Object.fromEntries)
 
 
 def _key(k: Any) -> str:
@@ -212,9 +225,6 @@ def _key(k: Any) -> str:
 
 async def handle_message(message: Any) -> Any:
     """The worker's entry point: a JS request object in, a JS reply object out."""
-    from js import Object  # type: ignore[attr-defined]
-    from pyodide.ffi import to_js  # type: ignore[import-not-found,unused-ignore]
-
     try:
         request = from_js(message)
     except Exception as exc:
@@ -222,10 +232,9 @@ async def handle_message(message: Any) -> Any:
     else:
         reply = await dispatch(request)
     try:
-        plain = _to_plain(reply)
+        return to_page(reply)
     except InvalidInput as exc:
-        plain = error_reply(reply.get("id"), exc)
-    return to_js(plain, dict_converter=Object.fromEntries)
+        return to_page(error_reply(reply.get("id"), exc))
 
 
 @method("ping")
