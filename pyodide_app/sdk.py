@@ -307,6 +307,15 @@ class BrowserSdk:
     async def _reg_delete(self, name: str) -> None:
         await (await self.registry()).delete(profile_key(self.profile, name))
 
+    async def account_hex(self) -> str | None:
+        """The user id (hex) of this profile's account, None before it has one.
+
+        Read from the registry only: it opens nothing, so it answers while the
+        account's database is locked by a passphrase (``vault.*`` name it so).
+        """
+        raw = await self._reg_get(_CURRENT)
+        return raw.decode("ascii") if raw is not None else None
+
     def _emit(self, event: dict[str, Any]) -> None:
         """An event for the pages of this profile (``profile`` tells them from other profiles' events)."""
         _emit({**event, "profile": self.profile})

@@ -7,12 +7,14 @@ under PBKDF2-SHA256(passphrase), and each JS context (a tab's worker, the
 service worker) must unlock it before the account opens there.
 
 The methods apply to ONE account database, ``ping-account-<user id>``, named
-by ``params["account"]`` (the 64-hex user id), in THIS context:
+by ``params["account"]`` (the 64-hex user id; absent: the account of this
+context's profile, as the page's ``vaultStatus()``, ``unlock()``... call them),
+in THIS context:
 
-``vault.status {account}``                 -> ``{sealed, passphrase, locked}``
-``vault.unlock {account, passphrase}``     -> status; wrong passphrase: ``StorageLocked``, nothing changes
-``vault.lock {account}``                   -> status; this context forgets the key (passphrase: locked again)
-``vault.set_passphrase {account, passphrase: str | null}`` -> status; a string sets or changes it
+``vault.status {account?}``                -> ``{sealed, passphrase, locked}``
+``vault.unlock {account?, passphrase}``    -> status; wrong passphrase: ``StorageLocked``, nothing changes
+``vault.lock {account?}``                  -> status; this context forgets the key (passphrase: locked again)
+``vault.set_passphrase {account?, passphrase: str | null}`` -> status; a string sets or changes it
                                               (re-keys and re-seals every record in one transaction),
                                               null removes it; the account must be unlocked here
 
@@ -34,10 +36,21 @@ from .idb import registered_js_module, storage_error
 __all__ = ["register", "status", "unlock", "lock", "set_passphrase", "METHODS"]
 
 
-def _db_name(params: dict[str, Any]) -> str:
+async def _db_name(params: dict[str, Any]) -> str:
+    """The database ``params["account"]`` names; absent or null: this profile's account's.
+
+    The profile's account comes from the registry (never from the account's own
+    database), so it is found while that database is locked by a passphrase.
+    """
     account = params.get("account")
+    if account is None:
+        from .sdk import sdk
+
+        account = await sdk().account_hex()
+        if account is None:
+            raise InvalidInput("this profile has no account yet: nothing to lock or unlock")
     if not isinstance(account, str):
-        raise InvalidInput("vault methods take {account: <64 hex user id>}")
+        raise InvalidInput("vault methods take {account?: <64 hex user id>} (default: this profile's account)")
     return account_db_name(account)
 
 
@@ -61,7 +74,7 @@ async def _call(what: str, fn: str, *args: Any) -> Any:
 
 
 async def _existing(params: dict[str, Any]) -> str:
-    name = _db_name(params)
+    name = await _db_name(params)
     if not await _call("IndexedDB lookup failed", "exists", name):
         raise InvalidInput(f"no account {name[len('ping-account-'):][:16]}... in this browser")
     return name
