@@ -90,12 +90,17 @@ async def take_welcomes(
     linking ticket, used only with ``link_keys`` (the pending link's key
     pair: the ticket is consumed and its catch-up snapshot imported); every
     other Welcome becomes a pending invitation (``add_invitations``). The
-    inbox is then acknowledged. Pending invitations are accepted when
+    inbox is then acknowledged (a revoked device gets ``DeviceRevoked``, as from
+    ``sync``). Pending invitations are accepted when
     ``auto_join``, or when the inviter is a verified device of this same
     account (this account's other device admitting this one to its chats);
     the others wait for the user. Failures of single Welcomes are logged.
     """
-    welcomes = await client.transport.fetch_welcomes()
+    try:
+        welcomes = await client.transport.fetch_welcomes()
+    except PingError as exc:
+        await client.raise_if_revoked(exc)  # a revoked device is told so: DeviceRevoked, as by sync
+        raise
     dg = ConversationId.device_group(client.user_id())
     ticket: LinkingTicket | None = None
     others = []

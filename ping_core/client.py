@@ -626,6 +626,15 @@ class MessagingClient:
 
     # -- revocation of this device --------------------------------------------------
 
+    async def raise_if_revoked(self, exc: PingError) -> None:
+        """If ``exc`` is the delivery service refusing this device as revoked (403
+        ``device_revoked``), settle it as :meth:`sync` does (the state is wiped on the account's
+        signed statement only) and raise ``DeviceRevoked``; for any other error, return.
+
+        For hosts that call the transport themselves (the Welcome inbox: ``ping_core.account``)."""
+        if isinstance(exc, TransportError) and exc.code == _DEVICE_REVOKED:
+            await self._revoked_at_server()
+
     async def _revoked_at_server(self) -> NoReturn:
         """The delivery service refused this device as revoked. The state is wiped only on the
         account's own signed statement (the server cannot wipe a device by saying so)."""
@@ -1828,8 +1837,7 @@ class MessagingClient:
                     if commit_proposals:
                         await self._owed_commits(conv, now_ms, fresh)
             except PingError as exc:
-                if isinstance(exc, TransportError) and exc.code == _DEVICE_REVOKED:
-                    await self._revoked_at_server()
+                await self.raise_if_revoked(exc)
                 # A history-only conversation is normally not readable before its Welcome (403).
                 quiet = isinstance(exc, TransportError) and exc.status == 403 and conv.loaded and conv.group is None
                 (log.debug if quiet else log.warning)(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ping_core.account import take_welcomes
-from ping_core.errors import TransportError, UnknownConversation
+from ping_core.errors import DeviceRevoked, TransportError, UnknownConversation
 from ping_core.sync import SyncCursor
 
 from .support import NOW, World, converse
@@ -71,3 +71,15 @@ async def test_a_welcome_for_a_conversation_already_joined_is_not_an_invitation(
     welcomes = await b.raw_transport.fetch_welcomes()
     await b.client.join_conversation(welcomes[0], NOW)
     assert await b.client.add_invitations(welcomes, NOW) == [] and b.client.invitations() == []
+
+
+async def test_a_revoked_device_is_told_so_by_its_welcome_inbox() -> None:
+    """The Welcome round is a host's first call of a sync: a revoked device gets DeviceRevoked
+    there too (not the server's bare 403), and its state is wiped on the account's statement."""
+    w = World()
+    b = await w.device("bob")
+    tablet = await w.device("bob-tablet", b.identity)
+    await b.client.revoke_device(tablet.device_id, NOW)
+    with pytest.raises(DeviceRevoked):
+        await take_welcomes(tablet.client, NOW)
+    assert tablet.client.list_conversations() == []
