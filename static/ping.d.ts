@@ -258,11 +258,18 @@ export interface PingEventMap {
 }
 export type PingEvent = PingEventMap[keyof PingEventMap];
 
+/** The profile's account database at rest (vault.*, pyodide_app/vault.py), in this context. */
 export interface VaultStatus {
-  [key: string]: unknown;
+  /** Its records are sealed (AES-GCM under the database's key). */
+  sealed: boolean;
+  /** Its key is wrapped under a passphrase. */
+  passphrase: boolean;
+  /** This context does not hold the key: unlock(passphrase) first. */
+  locked: boolean;
 }
 export interface PushStatus {
-  [key: string]: unknown;
+  /** This device's push subscriptions at the server (push.*, pyodide_app/push.py). */
+  subscriptions: { endpoint: string; created_ms: number }[];
 }
 
 export declare class Ping {
@@ -313,6 +320,7 @@ export declare class Ping {
   removeMembers(conv: string, which: { leaves?: number[]; devices?: string[] }): Promise<{ removed: number }>;
   members(conv: string): Promise<Member[]>;
   messages(conv: string, limit?: number): Promise<Message[]>;
+  /** payload: 1..65536 bytes (a string: its UTF-8 bytes); empty or longer rejects with PingError "InvalidInput", nothing sent. */
   send(conv: string, payload: string | Uint8Array): Promise<Message>;
   exportConversationSecret(conv: string, label: string, context?: Uint8Array, length?: number): Promise<Uint8Array>;
   exportStateSnapshot(conv: string): Promise<Uint8Array>;
@@ -334,7 +342,8 @@ export declare class Ping {
   linkGrant(request: string, withAccountKey?: boolean): Promise<LinkGrant>;
   linkAdmit(request: string, timeoutS?: number): Promise<LinkAdmitted>;
 
-  startLive(options?: { intervalMs?: number }): Promise<{ running: boolean; online: boolean }>;
+  /** online: null until the first sync round has ended (then as the "status" event says). */
+  startLive(options?: { intervalMs?: number }): Promise<{ running: boolean; online: boolean | null }>;
   stopLive(): Promise<{ running: boolean }>;
   focus(conv: string | null): Promise<{ focus: string | null }>;
 
