@@ -33,7 +33,7 @@ from ping_core.message import MessageEnvelope, MessageKind  # noqa: E402
 from ping_core.transport.http import HttpTransport  # noqa: E402
 from ping_core.transport.pushwire import PushSubscription  # noqa: E402
 
-INTERVAL = 1.0
+INTERVAL = 3.0  # long beside the test's five posts, even on a loaded machine
 ARGS = ("--rate-limit", "0", "--address-rate-limit", "0", "--push-allow-http-loopback", "--push-interval", str(INTERVAL))
 
 
@@ -205,8 +205,12 @@ async def test_news_wakes_members_with_only_an_encrypted_hint(fake: FakePushServ
     first = fake.wait_for("bob" + tag, 1)[0]
     for _ in range(5):  # within the interval: one more push at its end carries them all
         await people.post(b"secret words")
-    pushes = fake.wait_for("bob" + tag, 2)
-    assert pushes[1].at - first.at >= INTERVAL * 0.9
+    fake.wait_for("bob" + tag, 2)
+    # Coalesced: the five posts gave one push, not five. (No bound on the gap between arrivals:
+    # the server starts the interval when it starts a push, before the POST's own latency.)
+    time.sleep(INTERVAL * 1.2)
+    pushes = fake.pushes("bob" + tag)
+    assert len(pushes) == 2 and pushes[0] == first
     for push in pushes:
         plain = bob.decrypt(push)
         assert json.loads(plain) == {"v": 1, "device": people.b.device_id.as_hex()}
