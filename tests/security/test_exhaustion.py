@@ -402,7 +402,7 @@ async def test_junk_from_an_address_never_locks_out_its_honest_devices(server_fa
 
 _COUNTING_SERVER = """
 import os, sys, threading, time
-import ping_server.db as db
+import ping_server.db.sqlite as db
 count = [0]
 for name in ("execute", "executemany", "query", "one"):
     def wrap(self, *args, _orig=getattr(db._SqliteTx, name), **kw):

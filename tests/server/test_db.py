@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from ping_core.ids import DeviceId, UserId
+from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_server.db import SCHEMA_VERSION, Database, DatabaseUnavailable, PostgresDatabase, SqliteDatabase, Tx, open_database
 
 
@@ -671,3 +671,230 @@ async def test_schema_4_is_migrated(v4_database: tuple[str, _V3]) -> None:
         await database.close()
     again = open_database(url)
     await again.close()
+
+
+# The tables of schema 5 as that version's code created them (ping_server before Web Push).
+_TABLES_V5 = """
+CREATE TABLE ping_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    user_id {blob} PRIMARY KEY, public_key {blob} NOT NULL, stored_bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE IF NOT EXISTS devices (
+    device_id {blob} PRIMARY KEY,
+    user_id {blob} NOT NULL,
+    reg_seq BIGINT NOT NULL,
+    signing_key {blob} NOT NULL,
+    info {blob} NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_resort {blob},
+    kp_next BIGINT NOT NULL DEFAULT 1,
+    inbox_next BIGINT NOT NULL DEFAULT 1,
+    inbox_count BIGINT NOT NULL DEFAULT 0,
+    inbox_bytes BIGINT NOT NULL DEFAULT 0,
+    inbox_strangers BIGINT NOT NULL DEFAULT 0,
+    inbox_stranger_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_bytes BIGINT NOT NULL DEFAULT 0,
+    kp_window BIGINT NOT NULL DEFAULT 0,
+    kp_window_claims BIGINT NOT NULL DEFAULT 0,
+    revocation {blob},
+    revocation_seq BIGINT
+);
+CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id, reg_seq);
+CREATE INDEX IF NOT EXISTS devices_revocations ON devices (user_id, revocation_seq) WHERE revocation IS NOT NULL;
+CREATE TABLE IF NOT EXISTS key_packages (
+    device_id {blob} NOT NULL, n BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (device_id, n)
+);
+CREATE TABLE IF NOT EXISTS kp_claims (
+    device_id {blob} NOT NULL, claimer {blob} NOT NULL, win BIGINT NOT NULL, n BIGINT NOT NULL,
+    PRIMARY KEY (device_id, claimer)
+){norowid};
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id {blob} PRIMARY KEY,
+    next_seq BIGINT NOT NULL,
+    epoch BIGINT,
+    created_by {blob} NOT NULL,
+    created_ms BIGINT NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0
+){norowid};
+CREATE TABLE IF NOT EXISTS members (
+    conversation_id {blob} NOT NULL, device_id {blob} NOT NULL, end_seq BIGINT, consent INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (conversation_id, device_id)
+){norowid};
+CREATE INDEX IF NOT EXISTS members_by_device ON members (device_id);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id {blob} NOT NULL, seq BIGINT NOT NULL, size BIGINT NOT NULL, envelope {blob} NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE IF NOT EXISTS welcome_payloads (
+    id BIGINT PRIMARY KEY, sender_user {blob} NOT NULL, conversation_id {blob} NOT NULL, refs BIGINT NOT NULL,
+    size BIGINT NOT NULL, envelope {blob} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS welcomes (
+    device_id {blob} NOT NULL, seq BIGINT NOT NULL, payload_id BIGINT NOT NULL, size BIGINT NOT NULL,
+    conversation_id {blob} NOT NULL, stranger {blob},
+    PRIMARY KEY (device_id, seq)
+){norowid};
+CREATE INDEX IF NOT EXISTS welcomes_by_stranger ON welcomes (device_id, stranger) WHERE stranger IS NOT NULL;
+CREATE TABLE IF NOT EXISTS public_groups (
+    conversation_id {blob} PRIMARY KEY, epoch BIGINT NOT NULL, state {blob} NOT NULL, group_info {blob} NOT NULL,
+    welcome_to {blob} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    ts_ms BIGINT NOT NULL, device_id {blob} NOT NULL, nonce {blob} NOT NULL, PRIMARY KEY (ts_ms, device_id, nonce)
+){norowid};
+"""
+
+# What schema 6 (Web Push) added to them, as its code created them.
+_TABLES_V6_PUSH = """
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    device_id {blob} NOT NULL, endpoint TEXT NOT NULL, p256dh {blob} NOT NULL, auth {blob} NOT NULL, created_ms BIGINT NOT NULL,
+    PRIMARY KEY (device_id, endpoint)
+);
+CREATE TABLE IF NOT EXISTS push_keys (name TEXT PRIMARY KEY, private_key {blob} NOT NULL);
+"""
+
+
+def _meta(version: str) -> str:
+    """The rows the code of schema ``version`` (5 or 6) wrote when it created a database."""
+    return f"""
+INSERT INTO ping_meta (name, value) VALUES ('schema', '{version}');
+INSERT INTO counters (name, value) VALUES ('device', 2);
+INSERT INTO counters (name, value) VALUES ('welcome', 0);
+INSERT INTO counters (name, value) VALUES ('revocation', 0)
+"""
+
+
+_SCHEMA_V5 = _TABLES_V5 + _meta("5")
+_SCHEMA_V6 = _TABLES_V5 + _TABLES_V6_PUSH + _meta("6")
+_CONV = b"\xcc" * 16
+_ENDPOINT = "https://push.example/send/abc"
+
+
+def _v5_rows(data: _V3) -> list[tuple[str, tuple[Any, ...]]]:
+    """Schema-5 data: alice's devices as in schema 3, a verified conversation of device a with one
+    message in its log."""
+    a = data.a.device_id.value
+    return [
+        *data.rows(),
+        ("INSERT INTO conversations (conversation_id, next_seq, epoch, created_by, created_ms, bytes) VALUES (?, 2, 1, ?, 1, 7)", (_CONV, a)),
+        ("INSERT INTO members (conversation_id, device_id) VALUES (?, ?)", (_CONV, a)),
+        ("INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, 1, 7, ?)", (_CONV, b"stored!")),
+        ("INSERT INTO public_groups (conversation_id, epoch, state, group_info, welcome_to) VALUES (?, 1, ?, ?, ?)", (_CONV, b"st", b"gi", a)),
+    ]
+
+
+def _v6_rows(data: _V3) -> list[tuple[str, tuple[Any, ...]]]:
+    """Schema-6 data: that of schema 5, device a's push subscription and the server's VAPID key."""
+    return [
+        *_v5_rows(data),
+        (
+            "INSERT INTO push_subscriptions (device_id, endpoint, p256dh, auth, created_ms) VALUES (?, ?, ?, ?, 5)",
+            (data.a.device_id.value, _ENDPOINT, b"\x04" * 65, b"\x01" * 16),
+        ),
+        ("INSERT INTO push_keys (name, private_key) VALUES ('vapid', ?)", (b"\x02" * 32,)),
+    ]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v5_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V3, str]]:
+    """A database that ping_server's schema 5 made, with data, and an empty one on the same engine
+    (the current code creates its schema when it opens it), as paths or URLs."""
+    data = _V3()
+    for url in _old_database(request, tmp_path, "5", _SCHEMA_V5, _v5_rows(data)):
+        for fresh in _old_database(request, tmp_path, "new", "", []):
+            yield url, data, fresh
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def v6_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, _V3, str]]:
+    """A database that ping_server's schema 6 made, with data, and an empty one on the same engine."""
+    data = _V3()
+    for url in _old_database(request, tmp_path, "6", _SCHEMA_V6, _v6_rows(data)):
+        for fresh in _old_database(request, tmp_path, "new", "", []):
+            yield url, data, fresh
+
+
+def _layout(tx: Tx) -> dict[str, Any]:
+    """The schema as the engine's catalog describes it: each table's columns (name, type, NOT NULL,
+    default, primary key position) in order, and each index's definition."""
+    if tx.dialect.name == "sqlite":
+        tables = [str(r[0]) for r in tx.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        indexes = tx.query("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+        # A table's own SQL tells WITHOUT ROWID; the IF NOT EXISTS of the creating code is not kept in the catalog's meaning.
+        sql = {str(n): str(s).replace("IF NOT EXISTS ", "") for n, s in tx.query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")}
+        return {
+            "tables": {t: (tx.query(f"PRAGMA table_info({t})"), sql[t].rstrip().endswith("WITHOUT ROWID")) for t in tables},
+            "indexes": [(str(n), str(s).replace("IF NOT EXISTS ", "")) for n, s in indexes],
+        }
+    columns = tx.query(
+        "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+    )
+    return {
+        "tables": [tuple(r) for r in columns],
+        "indexes": tx.query("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"),
+    }
+
+
+async def _layout_of(url: str) -> dict[str, Any]:
+    database = open_database(url)
+    try:
+        return await database.run(_layout)
+    finally:
+        await database.close()
+
+
+def test_migrations_form_one_chain_to_the_current_schema() -> None:
+    """Each migration starts where the one before ends, from schema 1 up to SCHEMA_VERSION: every
+    older database has exactly one path, and a new schema version cannot be added without one."""
+    from ping_server.db import MIGRATIONS
+
+    assert [m.source for m in MIGRATIONS] == [str(v) for v in range(1, int(SCHEMA_VERSION))]
+    assert [m.target for m in MIGRATIONS] == [str(v) for v in range(2, int(SCHEMA_VERSION) + 1)]
+
+
+async def test_schema_5_is_migrated_on_both_engines(v5_database: tuple[str, _V3, str]) -> None:
+    """Opening a schema-5 database migrates it in place to schema 6: the push tables are created,
+    empty; the data is untouched (the log, the verified conversation, the devices); the result has
+    exactly the layout of a database the current code creates."""
+    from ping_server import delivery, pushstore
+    from ping_server.delivery import Caller
+
+    url, v5, fresh = v5_database
+    a = Caller(v5.a.device_id, v5.alice.user_id)
+    database = open_database(url)
+    try:
+        assert await database.run(lambda tx: tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")) == (SCHEMA_VERSION,) == ("6",)
+        assert await database.run(lambda tx: tx.query("SELECT COUNT(*) FROM push_subscriptions UNION ALL SELECT COUNT(*) FROM push_keys")) == [(0,), (0,)]
+        assert await database.run(lambda tx: pushstore.list_subscriptions(tx, v5.a.device_id)) == []
+        assert await database.run(lambda tx: delivery.fetch(tx, a, ConversationId(_CONV), 0, 10)) == ([b"stored!"], False)
+        assert await database.run(lambda tx: delivery.group_info(tx, a, ConversationId(_CONV))) == b"gi"
+        assert await database.run(lambda tx: delivery.list_devices(tx, a, v5.alice.user_id)) == [v5.a.info(1).encode()]  # r is revoked
+    finally:
+        await database.close()
+    assert await _layout_of(url) == await _layout_of(fresh)
+
+
+async def test_schema_6_opens_unchanged_on_both_engines(v6_database: tuple[str, _V3, str]) -> None:
+    """A schema-6 database made by the code of that version opens as it is: nothing migrated, its
+    push subscription and VAPID key kept (a fresh key is not stored over it), the same layout as a
+    database the current code creates (its DDL matches the copy above, so a change of the schema
+    without a new version and a migration fails here)."""
+    from ping_server import delivery, pushstore
+    from ping_server.delivery import Caller
+
+    url, v6, fresh = v6_database
+    a = Caller(v6.a.device_id, v6.alice.user_id)
+    database = open_database(url)
+    try:
+        assert await database.run(lambda tx: tx.one("SELECT value FROM ping_meta WHERE name = 'schema'")) == ("6",)
+        subs = await database.run(lambda tx: pushstore.subscriptions_of(tx, v6.a.device_id))
+        assert [(s.endpoint, s.p256dh, s.auth) for s in subs] == [(_ENDPOINT, b"\x04" * 65, b"\x01" * 16)]
+        assert await database.run(lambda tx: pushstore.load_or_store_key(tx, "vapid", b"\x09" * 32)) == b"\x02" * 32
+        assert await database.run(lambda tx: delivery.fetch(tx, a, ConversationId(_CONV), 0, 10)) == ([b"stored!"], False)
+        counters = await database.run(lambda tx: tx.query("SELECT name, value FROM counters ORDER BY name"))
+        assert [(str(n), int(v)) for n, v in counters] == [("device", 2), ("revocation", 0), ("welcome", 0)]
+    finally:
+        await database.close()
+    assert await _layout_of(url) == await _layout_of(fresh)
