@@ -25,8 +25,102 @@ if TYPE_CHECKING:
     import uvicorn
 
 
+# The DeliveryLimits fields with an option each: (option, field, help); 0 turns a limit off.
+_LIMIT_OPTIONS = (
+    ("--inbox-limit", "inbox_entries", "unacknowledged Welcomes a device's inbox holds (then 409 inbox_full)"),
+    ("--inbox-bytes", "inbox_bytes", "bytes a device's inbox holds (each entry at the size its recipient downloads)"),
+    ("--stranger-welcomes-per-sender", "stranger_per_sender",
+     "unacknowledged Welcomes one account that shares no conversation with a device may leave in its inbox "
+     "(then 409 invite_limit)"),
+    ("--stranger-welcomes", "stranger_entries", "unacknowledged Welcomes from all such accounts together per device"),
+    ("--stranger-welcome-bytes", "stranger_bytes", "their bytes per device"),
+    ("--conversation-max-envelopes", "conversation_envelopes", "envelopes one conversation's log holds (then 413 quota_exceeded)"),
+    ("--conversation-max-bytes", "conversation_bytes", "bytes one conversation's log holds"),
+    ("--account-max-bytes", "account_bytes",
+     "bytes one account stores: its devices' log envelopes, Welcome payloads (once) and KeyPackages"),
+    ("--claims-per-claimer", "claims_per_claimer",
+     "one-time KeyPackages of one device another account may claim per window (then its last-resort one)"),
+    ("--claims-per-device", "claims_per_device", "one-time KeyPackages one device hands out to other accounts per window"),
+)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the server until it is stopped: 0 (130 after Ctrl-C); 2 with a line on stderr when a
+    module, the database or the address is not usable."""
+    args = _parser().parse_args(argv)
+
+    import uvicorn
+
+    from .service import build_app
+
+    http = _pick(args.http, "httptools", "h11")
+    loop = _pick(args.loop, "uvloop", "asyncio")
+    for name in (http, loop):
+        if name in ("httptools", "uvloop") and importlib.util.find_spec(name) is None:
+            print(f"ping_server: {name} is not installed (pip install 'ping-core[server]')", file=sys.stderr)
+            return 2
+    config = _api_config(args)
+    try:
+        app = build_app(
+            db=args.db,
+            dist=args.dist,
+            config=config,
+            sqlite_synchronous=args.sqlite_synchronous,
+            sqlite_batch=args.sqlite_batch,
+            sqlite_threaded=args.sqlite_thread,
+            sqlite_commit_thread=False if args.sqlite_commit_on_loop else None,
+            pool_size=args.pool_size,
+        )
+    except Exception as exc:  # the one place a startup failure becomes a readable line
+        print(f"ping_server: cannot open the database: {exc}", file=sys.stderr)
+        return 2
+    if not app.state.dist_ready:
+        print(f"ping_server: no web client in {args.dist} (run `python build.py`); serving the API only",
+              file=sys.stderr)  # fmt: skip
+
+    # Bind first, so the port is known (and printed) before serving; --port 0 then works.
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        print(f"ping_server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    # Long polls hold requests up to 30 s; shutting down should not wait for all of them.
+    config_u = uvicorn.Config(
+        app,
+        http=http,
+        loop=loop,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+        # The per-address limit keys on the client address: take it from X-Forwarded-For only
+        # when a trusted proxy is named (uvicorn would trust any local client by default).
+        proxy_headers=args.forwarded_allow_ips is not None,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    server = _server(config_u)
+    shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
+    print(f"ping_server: listening on http://{shown}:{port} ({http}, {loop})", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught
+        return 130
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line (options listed in --help in the order added here)."""
     parser = argparse.ArgumentParser(prog="python -m ping_server", description="Ping's delivery service and web client.")
+    _add_server_options(parser)
+    _add_limit_options(parser)
+    _add_push_options(parser)
+    _add_http_options(parser)
+    return parser
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Address, database and its engine's knobs, the rate limits."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument(
@@ -61,24 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         "address (0: off; default 10)",
     )  # fmt: skip
     parser.add_argument("--address-rate-burst", type=float, default=100.0, help="burst of the per-address limit (default 100)")
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """The abuse limits (DeliveryLimits) and the bounds on requests still being read."""
     d = DeliveryLimits()
-    limit_options = (  # (option, DeliveryLimits field, help); 0 turns a limit off
-        ("--inbox-limit", "inbox_entries", "unacknowledged Welcomes a device's inbox holds (then 409 inbox_full)"),
-        ("--inbox-bytes", "inbox_bytes", "bytes a device's inbox holds (each entry at the size its recipient downloads)"),
-        ("--stranger-welcomes-per-sender", "stranger_per_sender",
-         "unacknowledged Welcomes one account that shares no conversation with a device may leave in its inbox "
-         "(then 409 invite_limit)"),
-        ("--stranger-welcomes", "stranger_entries", "unacknowledged Welcomes from all such accounts together per device"),
-        ("--stranger-welcome-bytes", "stranger_bytes", "their bytes per device"),
-        ("--conversation-max-envelopes", "conversation_envelopes", "envelopes one conversation's log holds (then 413 quota_exceeded)"),
-        ("--conversation-max-bytes", "conversation_bytes", "bytes one conversation's log holds"),
-        ("--account-max-bytes", "account_bytes",
-         "bytes one account stores: its devices' log envelopes, Welcome payloads (once) and KeyPackages"),
-        ("--claims-per-claimer", "claims_per_claimer",
-         "one-time KeyPackages of one device another account may claim per window (then its last-resort one)"),
-        ("--claims-per-device", "claims_per_device", "one-time KeyPackages one device hands out to other accounts per window"),
-    )  # fmt: skip
-    for option, field, text in limit_options:
+    for option, field, text in _LIMIT_OPTIONS:
         default = getattr(d, field)
         parser.add_argument(option, type=int, default=default, dest=field, help=f"{text} (default {default}; 0: off)")
     parser.add_argument(
@@ -96,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-pending-per-address", type=int, default=32, help="... of them from one client address (default 32; 0: no bound)"
     )
+
+
+def _add_push_options(parser: argparse.ArgumentParser) -> None:
+    """Web Push (PushConfig)."""
     pd = PushConfig()
     parser.add_argument("--no-push", action="store_true", help="no Web Push (the push routes answer 404)")
     parser.add_argument(
@@ -115,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         "--push-allow-http-loopback", action="store_true",
         help="TESTS ONLY: accept http://127.0.0.1:PORT push endpoints (a local fake push service)",
     )  # fmt: skip
+
+
+def _add_http_options(parser: argparse.ArgumentParser) -> None:
+    """HTTP parser, event loop, proxies, logging."""
     parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"], help="HTTP parser (auto: httptools when installed)")
     parser.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="event loop (auto: uvloop when installed)")
     parser.add_argument(
@@ -124,25 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
-    args = parser.parse_args(argv)
 
-    import uvicorn
 
-    from .service import build_app
-
-    http = _pick(args.http, "httptools", "h11")
-    loop = _pick(args.loop, "uvloop", "asyncio")
-    for name in (http, loop):
-        if name in ("httptools", "uvloop") and importlib.util.find_spec(name) is None:
-            print(f"ping_server: {name} is not installed (pip install 'ping-core[server]')", file=sys.stderr)
-            return 2
-    config = ApiConfig(
+def _api_config(args: argparse.Namespace) -> ApiConfig:
+    """The API's configuration from the parsed options."""
+    return ApiConfig(
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         address_rate_limit=args.address_rate_limit,
         address_rate_burst=args.address_rate_burst,
         limits=DeliveryLimits(
-            **{field: getattr(args, field) for _, field, _ in limit_options},
+            **{field: getattr(args, field) for _, field, _ in _LIMIT_OPTIONS},
             claim_window_ms=max(1, round(args.claim_window * 1000)),
         ),
         body_timeout=args.body_timeout,
@@ -158,59 +240,22 @@ def main(argv: list[str] | None = None) -> int:
             allow_http_loopback=args.push_allow_http_loopback,
         ),
     )
-    try:
-        app = build_app(
-            db=args.db,
-            dist=args.dist,
-            config=config,
-            sqlite_synchronous=args.sqlite_synchronous,
-            sqlite_batch=args.sqlite_batch,
-            sqlite_threaded=args.sqlite_thread,
-            sqlite_commit_thread=False if args.sqlite_commit_on_loop else None,
-            pool_size=args.pool_size,
-        )
-    except Exception as exc:  # the one place a startup failure becomes a readable line
-        print(f"ping_server: cannot open the database: {exc}", file=sys.stderr)
-        return 2
-    if not app.state.dist_ready:
-        print(f"ping_server: no web client in {args.dist} (run `python build.py`); serving the API only",
-              file=sys.stderr)  # fmt: skip
 
-    # Bind first, so the port is known (and printed) before serving; --port 0 then works.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening (OSError when the address is not usable)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the
     # listening socket says TCP, and without it each keep-alive answer waits ~40 ms (Nagle vs delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        print(f"ping_server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     sock.listen(2048)  # connections queue from now on, even before uvicorn accepts them
-    host, port = sock.getsockname()[:2]
-    # Long polls hold requests up to 30 s; shutting down should not wait for all of them.
-    config_u = uvicorn.Config(
-        app,
-        http=http,
-        loop=loop,
-        log_level=args.log_level,
-        access_log=not args.no_access_log,
-        timeout_graceful_shutdown=3,
-        server_header=False,
-        # The per-address limit keys on the client address: take it from X-Forwarded-For only
-        # when a trusted proxy is named (uvicorn would trust any local client by default).
-        proxy_headers=args.forwarded_allow_ips is not None,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-    )
-    server = _server(config_u)
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"ping_server: listening on http://{shown}:{port} ({http}, {loop})", flush=True)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught
-        return 130
-    return 0
+    return sock
 
 
 def _server(config: uvicorn.Config) -> uvicorn.Server:

@@ -31,7 +31,9 @@ touches that bucket (it has the per-device limit, which its failures spend
 like any of its requests): junk from an address never locks out the honest
 devices behind it.
 
-The handlers run on :mod:`ping_server.asgi` (no web framework on this path).
+Steps 0-4 and the transaction of step 6 are :class:`ping_server.gate.Gate`'s; the handlers here
+parse (step 5) and call the operations of :mod:`ping_server.delivery`. They run on
+:mod:`ping_server.asgi` (no web framework on this path).
 """
 
 from __future__ import annotations
@@ -41,12 +43,10 @@ import functools
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-from ping_core.errors import CryptoError, InvalidInput
+from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.mls.crypto import default_provider
 from ping_core.transport import pushwire, wire
 from ping_core.transport.base import (
     MAX_CLAIM_COUNT,
@@ -56,7 +56,6 @@ from ping_core.transport.base import (
     MAX_KEY_PACKAGE_LEN,
     MAX_KEY_PACKAGES_PER_PUBLISH,
     MAX_WATCH_CONVERSATIONS,
-    DeliveryLimits,
 )
 
 from . import delivery, pushstore
@@ -64,8 +63,10 @@ from .app import ApiError
 from .asgi import Reply, Request, Router
 from .db import Database, DatabaseUnavailable, Tx
 from .delivery import Caller, CallerRefused
-from .limits import Admission, Notifier, RateLimiter, Subscription
-from .push import PushConfig, PushDispatcher, check_subscription
+from .limits import Notifier, RateLimiter, Subscription
+from .config import ApiConfig
+from .gate import Done, Gate, Refused, guarded, settle
+from .push import PushDispatcher, check_subscription
 
 __all__ = ["Api", "ApiConfig"]
 
@@ -77,74 +78,17 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _UINT = re.compile(r"0|[1-9][0-9]{0,18}")
 _MAX_REGISTER_BODY = 4096
 _MAX_ACK_BODY = 64
-_MAX_KEY_CACHE = 100_000
 _NO_CONTENT = Reply(204)
 
 
-@dataclass(frozen=True, slots=True)
-class ApiConfig:
-    """Tunables of the API (``python -m ping_server --help`` sets them)."""
-
-    rate_limit: float = 100.0  # requests per second per device (<= 0: off)
-    rate_burst: float = 200.0
-    # Unauthenticated requests (failures before or of authentication, first registrations) per
-    # second per client address.
-    address_rate_limit: float = 10.0  # <= 0: off
-    address_rate_burst: float = 100.0
-    limits: DeliveryLimits = DeliveryLimits()  # inbox, strangers' Welcomes, quotas, KeyPackage claims
-    body_timeout: float = 30.0  # a request body must arrive whole within this (408 beyond)
-    max_pending: int = 256  # requests not authenticated yet (reading their body, verifying) at once ...
-    max_pending_per_address: int = 32  # ... and from one client address (0: no bound)
-    max_clock_skew_ms: int = wire.MAX_CLOCK_SKEW_MS
-    poll_interval: float = 0.5  # long polls re-read this often (appends by other processes)
-    nonce_prune_interval: float = 60.0
-    push: PushConfig = PushConfig()  # Web Push (ping_server.push)
 
 
-@dataclass(frozen=True, slots=True)
-class _Done(Generic[_T]):
-    value: _T
-
-
-@dataclass(frozen=True, slots=True)
-class _Refused:
-    error: ApiError
-
-
-class RefusedAfterWriting(Exception):
-    """A bug: an operation refused (ApiError) after it had written. The whole request is rolled
-    back (its nonce too) and answered 500."""
-
-
-def _guarded(tx: Tx, op: Callable[[], _T]) -> _Done[_T] | _Refused:
-    """Run ``op``; its refusal (ApiError) is returned rather than raised, so the transaction (and
-    the nonce recorded before) commits.
-
-    Every operation of :mod:`ping_server.delivery` makes all its checks before its first write,
-    so a refusal has nothing to undo and needs no savepoint (two statements less per request,
-    two round trips on PostgreSQL). That rule is enforced here: a refusal after a write raises
-    :class:`RefusedAfterWriting`, which rolls back the whole request."""
-    before = tx.writes
-    try:
-        return _Done(op())
-    except ApiError as exc:
-        if tx.writes != before:
-            raise RefusedAfterWriting(f"refused ({exc.status} {exc.code}) after writing") from None
-        return _Refused(exc)
-
-
-def _settle(result: _Done[_T] | _Refused) -> _T:
-    if isinstance(result, _Refused):
-        raise result.error
-    return result.value
 
 
 def _invalid(message: str) -> ApiError:
     return ApiError(400, "invalid_request", message)
 
 
-def _unauthorized(message: str, headers: dict[str, str] | None = None) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers)
 
 
 def _cbor(data: bytes) -> Reply:
@@ -203,16 +147,11 @@ class Api:
         self.db = db
         self.config = config or ApiConfig()
         self.limits = self.config.limits
-        self.crypto = default_provider()
-        self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_burst)
-        self.address_limiter = RateLimiter(self.config.address_rate_limit, self.config.address_rate_burst)
-        self.admission = Admission(self.config.max_pending, self.config.max_pending_per_address)
         self.notifier = Notifier()
         self.push = PushDispatcher(db, self.config.push)
         self.closing = False  # see begin_shutdown
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        # DeviceId -> signing public key. Safe to cache forever: the id is the key's hash.
-        self._keys: dict[DeviceId, bytes] = {}
+        self.gate = Gate(self.config, self.run, self._clock_ms)  # steps 0-4 and 6 of the module docstring
 
     def begin_shutdown(self) -> None:
         """The server stops: open long polls answer now with what they have (an empty page),
@@ -255,97 +194,6 @@ class Api:
         except DatabaseUnavailable as exc:
             raise ApiError(503, "server_error", f"database unavailable: {exc}") from None
 
-    def _unauthenticated(self, request: Request, exc: ApiError) -> ApiError:
-        """Charge a request that did not authenticate to its address's budget; the error to answer:
-        ``exc``, or 429 while the budget is spent (keeping a ``connection: close`` of ``exc``)."""
-        retry = self.address_limiter.take(request.client_host, time.monotonic())
-        if retry is None:
-            return exc
-        headers = {"retry-after": RateLimiter.retry_after_header(retry)}
-        if "connection" in exc.headers:
-            headers["connection"] = exc.headers["connection"]
-        return ApiError(429, "rate_limited", "too many unauthenticated requests from this address", headers)
-
-    def _admit(self, request: Request) -> str | None:
-        """Step 0: count a request that sends a body as pending authentication (429 beyond the
-        bounds, charged); the address it is counted under, None for a request without a body (it
-        cannot hold a slot: nothing to wait for but its key lookup)."""
-        if request.header("transfer-encoding") is None and request.header("content-length") in (None, "0"):
-            return None
-        address = request.client_host
-        if not self.admission.enter(address):
-            raise self._unauthenticated(
-                request, ApiError(429, "rate_limited", "too many requests waiting to be authenticated", {"retry-after": "1"})
-            )
-        return address
-
-    def _headers(self, request: Request) -> wire.AuthHeaders:
-        try:
-            auth = wire.parse_auth_headers(request.header)
-        except InvalidInput as exc:
-            raise _unauthorized(str(exc)) from None
-        now = self._clock_ms()
-        if abs(now - auth.timestamp_ms) > self.config.max_clock_skew_ms:
-            raise _unauthorized("stale timestamp (check the clock)", {wire.HEADER_SERVER_TIME: str(now)})
-        return auth
-
-    async def _key(self, device_id: DeviceId) -> bytes | None:
-        """The registered signing key of ``device_id`` (cached), or None."""
-        key = self._keys.get(device_id)
-        if key is None:
-            key = await self.run(lambda tx: delivery.device_key(tx, device_id))
-            if key is not None:
-                if len(self._keys) >= _MAX_KEY_CACHE:
-                    self._keys.clear()
-                self._keys[device_id] = key
-        return key
-
-    def _verify(self, request: Request, auth: wire.AuthHeaders, body: bytes, key: bytes, *, key_checked: bool = False) -> None:
-        try:
-            wire.verify_request(auth, request.method, request.target, body, key, self.crypto, key_checked=key_checked)
-        except CryptoError:
-            raise _unauthorized("bad request signature") from None
-
-    def _device_rate(self, auth: wire.AuthHeaders) -> None:
-        retry = self.limiter.take(auth.device_id.value, time.monotonic())
-        if retry is not None:
-            raise ApiError(
-                429, "rate_limited", "too many requests from this device", {"retry-after": RateLimiter.retry_after_header(retry)}
-            )
-
-    async def _authenticate(self, request: Request, max_body: int) -> tuple[wire.AuthHeaders, bytes]:
-        """Steps 0-4 of the module docstring for a registered device."""
-        address = self._admit(request)
-        try:
-            auth = self._headers(request)
-            body = await request.body(max_body, self.config.body_timeout)
-            key = await self._key(auth.device_id)
-            if key is None:
-                raise _unauthorized("device is not registered")
-            # The key is the registered one of this id (registration checked id == SHA-256(key)).
-            self._verify(request, auth, body, key, key_checked=True)
-        except ApiError as exc:
-            raise self._unauthenticated(request, exc) from None
-        finally:
-            if address is not None:
-                self.admission.leave(address)
-        self._device_rate(auth)
-        return auth, body
-
-    async def _call(
-        self, request: Request, auth: wire.AuthHeaders, op: Callable[[Tx, Caller], _T], *, revoked_ok: bool = False
-    ) -> _T:
-        """Step 6: authenticate the caller, record the nonce and run ``op`` in one transaction
-        (``revoked_ok``: a revoked caller reaches ``op``, which decides)."""
-
-        def txn(tx: Tx) -> _Done[_T] | _Refused:
-            caller = delivery.authenticate(tx, auth.device_id, auth.nonce, auth.timestamp_ms, revoked_ok=revoked_ok)
-            return _guarded(tx, lambda: delivery.as_caller(tx, caller, op))
-
-        try:
-            return _settle(await self.run(txn))
-        except CallerRefused as exc:  # not a registered, non-revoked device with a fresh nonce
-            raise self._unauthenticated(request, exc) from None
 
     # -- devices ---------------------------------------------------------------
 
@@ -354,18 +202,18 @@ class Api:
         every route (then only its own limit applies). A new device is the unauthenticated way in:
         it takes a token of its address's budget before its body is parsed (429 while spent), and
         its request must be signed with the key in the body."""
-        address = self._admit(request)
+        address = self.gate.admit(request)
         charged = authenticated = False
         try:
-            auth = self._headers(request)
+            auth = self.gate.headers(request)
             body = await request.body(_MAX_REGISTER_BODY, self.config.body_timeout)
-            known = await self._key(auth.device_id)
+            known = await self.gate.key(auth.device_id)
             if known is not None:
-                self._verify(request, auth, body, known, key_checked=True)
+                self.gate.verify(request, auth, body, known, key_checked=True)
                 authenticated = True
             else:
                 charged = True
-                retry = self.address_limiter.take(request.client_host, time.monotonic())
+                retry = self.gate.address_limiter.take(request.client_host, time.monotonic())
                 if retry is not None:
                     raise ApiError(
                         429, "rate_limited", "too many unauthenticated requests from this address",
@@ -377,28 +225,28 @@ class Api:
                 raise ApiError(403, "forbidden", "a device registers itself only")
             delivery.verify_registration(info, binding)
             if known is None:
-                self._verify(request, auth, body, info.signing_public_key)
+                self.gate.verify(request, auth, body, info.signing_public_key)
         except ApiError as exc:
             if authenticated or charged:
                 raise
-            raise self._unauthenticated(request, exc) from None
+            raise self.gate.unauthenticated(request, exc) from None
         finally:
             if address is not None:
-                self.admission.leave(address)
-        self._device_rate(auth)
+                self.gate.admission.leave(address)
+        self.gate.device_rate(auth)
 
-        def txn(tx: Tx) -> _Done[None] | _Refused:
+        def txn(tx: Tx) -> Done[None] | Refused:
             delivery.record_nonce(tx, auth.device_id, auth.nonce, auth.timestamp_ms)
-            return _guarded(tx, lambda: delivery.register(tx, info, binding))
+            return guarded(tx, lambda: delivery.register(tx, info, binding))
 
         try:
             result = await self.run(txn)
         except CallerRefused as exc:
-            raise (exc if charged else self._unauthenticated(request, exc)) from None
-        if isinstance(result, _Refused) and result.error.status == 403 and not charged:
-            raise self._unauthenticated(request, result.error)  # a revoked device or a foreign account key
-        _settle(result)
-        self._keys[info.device_id] = info.signing_public_key
+            raise (exc if charged else self.gate.unauthenticated(request, exc)) from None
+        if isinstance(result, Refused) and result.error.status == 403 and not charged:
+            raise self.gate.unauthenticated(request, result.error)  # a revoked device or a foreign account key
+        settle(result)
+        self.gate.remember_key(info.device_id, info.signing_public_key)
         return _NO_CONTENT
 
     async def _account_listing(
@@ -410,10 +258,10 @@ class Api:
         revoked_ok: bool = False,
     ) -> Reply:
         """``GET /accounts/{user}/...``: ``read`` the account's stored records, answer them ``encode``d."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
-        stored = await self._call(request, auth, lambda tx, caller: read(tx, caller, user_id), revoked_ok=revoked_ok)
+        stored = await self.gate.call(request, auth, lambda tx, caller: read(tx, caller, user_id), revoked_ok=revoked_ok)
         return _cbor(encode(stored))
 
     async def list_devices(self, request: Request) -> Reply:
@@ -424,27 +272,27 @@ class Api:
         """``POST /devices/{device}/revoke``: body ``{"v": 1, "revocation": DeviceRevocation}``, the
         account's signed statement, delivered by a device of that account (``delivery.revoke``).
         A statement for another device than the path's: 400."""
-        auth, body = await self._authenticate(request, wire.MAX_REVOKE_BODY)
+        auth, body = await self.gate.authenticate(request, wire.MAX_REVOKE_BODY)
         device_id = _device_id(request.params[0])
         _no_query(request)
         revocation = _parse(wire.decode_revoke, body)
         if revocation.device_id != device_id:
             raise _invalid("the revocation is for another device than the path's")
-        await self._call(request, auth, lambda tx, caller: delivery.revoke(tx, caller, device_id, revocation))
+        await self.gate.call(request, auth, lambda tx, caller: delivery.revoke(tx, caller, device_id, revocation))
         self.notifier.notify(delivery.inbox_key(device_id))
         return _NO_CONTENT
 
     async def revoke_device_unsigned(self, request: Request) -> Reply:
         """``DELETE /devices/{device}`` (clients before signed revocations): always 403 ``forbidden``,
         nothing stored: a revocation needs the account's statement (``POST /devices/{device}/revoke``)."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         _device_id(request.params[0])
         _no_query(request)
 
         def refuse(tx: Tx, caller: Caller) -> None:
             raise ApiError(403, "forbidden", "a revocation needs the account's signed statement: POST /devices/{id}/revoke")
 
-        await self._call(request, auth, refuse)
+        await self.gate.call(request, auth, refuse)
         return _NO_CONTENT
 
     async def list_revocations(self, request: Request) -> Reply:
@@ -454,7 +302,7 @@ class Api:
     # -- KeyPackages --------------------------------------------------------------
 
     async def publish_key_packages(self, request: Request) -> Reply:
-        auth, body = await self._authenticate(request, wire.MAX_PUBLISH_BODY)
+        auth, body = await self.gate.authenticate(request, wire.MAX_PUBLISH_BODY)
         _no_query(request)
         kps, last_resort, replace = _parse(wire.decode_publish, body)
         if len(kps) > MAX_KEY_PACKAGES_PER_PUBLISH:
@@ -463,37 +311,37 @@ class Api:
             if not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
                 raise _invalid("malformed KeyPackage")
         limits = self.limits
-        await self._call(request, auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort, limits, replace))
+        await self.gate.call(request, auth, lambda tx, caller: delivery.publish(tx, caller, kps, last_resort, limits, replace))
         return _NO_CONTENT
 
     async def count_key_packages(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         _no_query(request)
-        count = await self._call(request, auth, delivery.key_package_count)
+        count = await self.gate.call(request, auth, delivery.key_package_count)
         return _cbor(wire.encode_key_package_count(count))
 
     async def claim_key_packages(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         user_id = _user_id(request.params[0])
         _no_query(request)
         limits, now = self.limits, self._clock_ms()
-        claimed = await self._call(request, auth, lambda tx, caller: delivery.claim(tx, caller, user_id, limits, now))
+        claimed = await self.gate.call(request, auth, lambda tx, caller: delivery.claim(tx, caller, user_id, limits, now))
         return _cbor(wire.encode_claim(claimed))
 
     async def claim_device_key_packages(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         device_id = _device_id(request.params[0])
         count = _query(request, ("count",))["count"]
         if not 1 <= count <= MAX_CLAIM_COUNT:
             raise _invalid(f"count must be 1..{MAX_CLAIM_COUNT}")
         limits, now = self.limits, self._clock_ms()
-        kps = await self._call(request, auth, lambda tx, caller: delivery.claim_device(tx, caller, device_id, count, limits, now))
+        kps = await self.gate.call(request, auth, lambda tx, caller: delivery.claim_device(tx, caller, device_id, count, limits, now))
         return _cbor(wire.encode_claim_device(kps))
 
     # -- conversation logs ----------------------------------------------------------
 
     async def post_message(self, request: Request) -> Reply:
-        auth, body = await self._authenticate(request, wire.MAX_MESSAGE_POST_BODY)
+        auth, body = await self.gate.authenticate(request, wire.MAX_MESSAGE_POST_BODY)
         cid = _conversation_id(request.params[0])
         _no_query(request)
         posted = _parse(wire.decode_post_message, body)
@@ -503,7 +351,7 @@ class Api:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} removed devices")
         removes = list(dict.fromkeys(posted.removes))
         now, limits = self._clock_ms(), self.limits
-        seq = await self._call(
+        seq = await self.gate.call(
             request,
             auth,
             lambda tx, caller: delivery.append(tx, caller, posted.envelope, removes, now, limits, posted.stored, posted.group_info),
@@ -513,7 +361,7 @@ class Api:
         return _cbor(wire.encode_seq(seq))
 
     async def fetch_messages(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         cid = _conversation_id(request.params[0])
         q = _query(request, ("after", "limit"), ("wait_ms",))
         after, limit, wait_ms = q["after"], q["limit"], q.get("wait_ms", 0)
@@ -528,13 +376,13 @@ class Api:
             return delivery.fetch(tx, caller, cid, after, limit)
 
         if not wait_ms or self.closing:
-            stored, more = await self._call(request, auth, read)
+            stored, more = await self.gate.call(request, auth, read)
             return _cbor(wire.encode_page(stored, more))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
         sub = self.notifier.subscribe([cid.value])
         try:
-            caller, (stored, more) = await self._call(request, auth, lambda tx, caller: (caller, read(tx, caller)))
+            caller, (stored, more) = await self.gate.call(request, auth, lambda tx, caller: (caller, read(tx, caller)))
             while not stored and await self._wait(sub, deadline):
 
                 def again(tx: Tx) -> tuple[list[bytes], bool]:
@@ -569,7 +417,7 @@ class Api:
         return not self.closing
 
     async def post_welcome(self, request: Request) -> Reply:
-        auth, body = await self._authenticate(request, wire.MAX_POST_BODY)
+        auth, body = await self.gate.authenticate(request, wire.MAX_POST_BODY)
         cid = _conversation_id(request.params[0])
         _no_query(request)
         env, recipients = _parse(wire.decode_post_welcome, body)
@@ -579,7 +427,7 @@ class Api:
             raise ApiError(413, "too_large", f"more than {MAX_DEVICE_LIST} Welcome recipients")
         recipients = list(dict.fromkeys(recipients))
         now, limits = self._clock_ms(), self.limits
-        await self._call(request, auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, limits))
+        await self.gate.call(request, auth, lambda tx, caller: delivery.post_welcome(tx, caller, env, recipients, now, limits))
         for device_id in recipients:
             self.notifier.notify(delivery.inbox_key(device_id))
         self.push.inbox_news(recipients, auth.device_id)
@@ -587,12 +435,12 @@ class Api:
 
     async def leave_conversation(self, request: Request) -> Reply:
         """``POST /conversations/{cid}/leave``: end the caller's membership, drop its pending Welcomes there."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         cid = _conversation_id(request.params[0])
         _no_query(request)
         if cid.is_device_group_id:
             raise _invalid("a device group's members are its owner's devices (revoke a device instead)")
-        await self._call(request, auth, lambda tx, caller: delivery.leave(tx, caller, cid))
+        await self.gate.call(request, auth, lambda tx, caller: delivery.leave(tx, caller, cid))
         self.notifier.notify(cid.value)
         self.notifier.notify(delivery.inbox_key(auth.device_id))
         return _NO_CONTENT
@@ -600,27 +448,27 @@ class Api:
     async def fetch_group_info(self, request: Request) -> Reply:
         """``GET /conversations/{cid}/group-info``: the verified conversation's latest GroupInfo
         (members only, 403); 404 ``not_found`` when it is not verified."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         cid = _conversation_id(request.params[0])
         _no_query(request)
-        info = await self._call(request, auth, lambda tx, caller: delivery.group_info(tx, caller, cid))
+        info = await self.gate.call(request, auth, lambda tx, caller: delivery.group_info(tx, caller, cid))
         if info is None:
             raise ApiError(404, "not_found", "the conversation is not verified (no GroupInfo was uploaded)")
         return _cbor(wire.encode_group_info(info))
 
     async def fetch_welcomes(self, request: Request) -> Reply:
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         after = _query(request, ("after",))["after"]
         if after > _MAX_SEQ:
             raise _invalid("after out of range")
-        stored, more = await self._call(request, auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
+        stored, more = await self.gate.call(request, auth, lambda tx, caller: delivery.fetch_welcomes(tx, caller, after))
         return _cbor(wire.encode_page(stored, more))
 
     async def ack_welcomes(self, request: Request) -> Reply:
-        auth, body = await self._authenticate(request, _MAX_ACK_BODY)
+        auth, body = await self.gate.authenticate(request, _MAX_ACK_BODY)
         _no_query(request)
         up_to = _parse(wire.decode_ack, body)
-        await self._call(request, auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
+        await self.gate.call(request, auth, lambda tx, caller: delivery.ack_welcomes(tx, caller, up_to))
         return _NO_CONTENT
 
     async def watch(self, request: Request) -> Reply:
@@ -633,7 +481,7 @@ class Api:
         (:func:`delivery.watch`). Conversations that do not exist are left out of the periodic
         re-reads: only a wake-up naming them (an append to them, in this process or announced by
         another through PostgreSQL) brings them back; forbidden ones answer at once anyway."""
-        auth, body = await self._authenticate(request, wire.MAX_WATCH_BODY)
+        auth, body = await self.gate.authenticate(request, wire.MAX_WATCH_BODY)
         _no_query(request)
         positions, wait_ms = _parse(wire.decode_watch, body)
         if len(positions) > MAX_WATCH_CONVERSATIONS:
@@ -643,14 +491,14 @@ class Api:
         if not 0 <= wait_ms <= MAX_FETCH_WAIT_MS:
             raise _invalid(f"wait_ms must be 0..{MAX_FETCH_WAIT_MS}")
         if not wait_ms or self.closing:
-            result, _ = await self._call(request, auth, lambda tx, caller: delivery.watch(tx, caller, positions))
+            result, _ = await self.gate.call(request, auth, lambda tx, caller: delivery.watch(tx, caller, positions))
             return _cbor(wire.encode_watch_result(result))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
         keys = [cid.value for cid, _ in positions] + [delivery.inbox_key(auth.device_id)]
         sub = self.notifier.subscribe(keys)
         try:
-            caller, (result, absent) = await self._call(
+            caller, (result, absent) = await self.gate.call(
                 request, auth, lambda tx, caller: (caller, delivery.watch(tx, caller, positions))
             )
             dormant = {cid.value for cid in absent}  # not re-read until a wake-up names them
@@ -677,38 +525,38 @@ class Api:
 
     async def push_vapid_key(self, request: Request) -> Reply:
         """``GET /push/vapid-key``: the VAPID public key (404 when push is off)."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         _no_query(request)
         key = self._push_keys()
-        await self._call(request, auth, lambda tx, caller: None)
+        await self.gate.call(request, auth, lambda tx, caller: None)
         return _cbor(pushwire.encode_vapid_key(key))
 
     async def push_subscribe(self, request: Request) -> Reply:
         """``POST /push/subscriptions``: add or refresh one of the caller's subscriptions. Refusals:
         400 malformed (structure, endpoint scheme or host, p256dh not on P-256, auth not 16
         bytes), 409 ``push_limit`` (``MAX_SUBSCRIPTIONS_PER_DEVICE``), 404 push off."""
-        auth, body = await self._authenticate(request, pushwire.MAX_PUSH_BODY)
+        auth, body = await self.gate.authenticate(request, pushwire.MAX_PUSH_BODY)
         _no_query(request)
         self._push_keys()
         sub = _parse(pushwire.decode_subscribe, body)
         check_subscription(sub, allow_http_loopback=self.config.push.allow_http_loopback)
         now = self._clock_ms()
-        await self._call(request, auth, lambda tx, caller: pushstore.subscribe(tx, caller.device_id, sub, now))
+        await self.gate.call(request, auth, lambda tx, caller: pushstore.subscribe(tx, caller.device_id, sub, now))
         return _NO_CONTENT
 
     async def push_unsubscribe(self, request: Request) -> Reply:
         """``POST /push/unsubscribe``: drop one (``endpoint``) or all of the caller's subscriptions."""
-        auth, body = await self._authenticate(request, pushwire.MAX_PUSH_BODY)
+        auth, body = await self.gate.authenticate(request, pushwire.MAX_PUSH_BODY)
         _no_query(request)
         endpoint = _parse(pushwire.decode_unsubscribe, body)
-        await self._call(request, auth, lambda tx, caller: pushstore.unsubscribe(tx, caller.device_id, endpoint))
+        await self.gate.call(request, auth, lambda tx, caller: pushstore.unsubscribe(tx, caller.device_id, endpoint))
         return _NO_CONTENT
 
     async def push_subscriptions(self, request: Request) -> Reply:
         """``GET /push/subscriptions``: the caller's subscriptions (endpoint, created_ms)."""
-        auth, _ = await self._authenticate(request, 0)
+        auth, _ = await self.gate.authenticate(request, 0)
         _no_query(request)
-        subs = await self._call(request, auth, lambda tx, caller: pushstore.list_subscriptions(tx, caller.device_id))
+        subs = await self.gate.call(request, auth, lambda tx, caller: pushstore.list_subscriptions(tx, caller.device_id))
         return _cbor(pushwire.encode_subscriptions(subs))
 
     # -- housekeeping ---------------------------------------------------------------

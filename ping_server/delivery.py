@@ -540,6 +540,44 @@ def _checked(verify: Callable[[], _V]) -> _V:
         raise ApiError(exc.status or 400, exc.code or "invalid_request", str(exc)) from None
 
 
+def _verify(
+    caller: Caller, env: MessageEnvelope, epoch: int | None, state: bytes | None, group_info: bytes | None
+) -> tuple[CheckedCommit | None, bytes | None]:
+    """The epoch check of a Commit (409 ``epoch_advanced``, 400 out of range) or of a verified
+    conversation's Proposal, then its handshake check (400, see :func:`append`): the checked Commit
+    (None: not verified) and the public state once the envelope is accepted (``state``, the stored
+    one, unless a Proposal changed it)."""
+    cid = env.conversation_id
+    if env.kind is MessageKind.COMMIT:
+        if epoch is not None and env.epoch != epoch:
+            raise ApiError(409, "epoch_advanced", f"commit for epoch {env.epoch}, conversation is at {epoch}")
+        if env.epoch > MAX_EPOCH:
+            raise _invalid("epoch out of range")
+        return _checked(lambda: check_commit(state, cid, caller.device_id, env.epoch, env.payload, group_info)), state
+    if env.kind is MessageKind.PROPOSAL and state is not None:
+        if env.epoch != epoch:
+            raise ApiError(409, "epoch_advanced", f"proposal for epoch {env.epoch}, conversation is at {epoch}")
+        proposed = state
+        return None, _checked(lambda: check_proposal(proposed, env.payload))
+    return None, state
+
+
+def _store_public_group(
+    tx: Tx, cid: ConversationId, checked: CheckedCommit | None, stored: bytes | None, state: bytes | None
+) -> None:
+    """Keep an accepted Commit's public state, GroupInfo and added devices, or the state a Proposal
+    changed (``stored``: the state read before, None when the conversation is not verified)."""
+    if checked is not None:
+        tx.execute(
+            "INSERT INTO public_groups (conversation_id, epoch, state, group_info, welcome_to) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (conversation_id) DO UPDATE SET epoch = excluded.epoch, state = excluded.state,"
+            " group_info = excluded.group_info, welcome_to = excluded.welcome_to",
+            (cid.value, checked.epoch, checked.state, checked.group_info, encode_devices(checked.added)),
+        )
+    elif stored is not None and state is not stored:
+        tx.execute("UPDATE public_groups SET state = ? WHERE conversation_id = ?", (state, cid.value))
+
+
 def append(
     tx: Tx,
     caller: Caller,
@@ -571,21 +609,9 @@ def append(
     pending = _check_member(tx, caller, cid, conv is not None)
     epoch = None if conv is None else conv.epoch
     public = None if conv is None else _public_group(tx, cid)
-    checked: CheckedCommit | None = None
-    state = None if public is None else public[0]
-    if env.kind is MessageKind.COMMIT:
-        if epoch is not None and env.epoch != epoch:
-            raise ApiError(409, "epoch_advanced", f"commit for epoch {env.epoch}, conversation is at {epoch}")
-        if env.epoch > MAX_EPOCH:
-            raise _invalid("epoch out of range")
-        checked = _checked(lambda: check_commit(state, cid, caller.device_id, env.epoch, env.payload, group_info))
-        if checked is not None:
-            removes = list(checked.removed)
-    elif env.kind is MessageKind.PROPOSAL and state is not None:
-        if env.epoch != epoch:
-            raise ApiError(409, "epoch_advanced", f"proposal for epoch {env.epoch}, conversation is at {epoch}")
-        proposed = state
-        state = _checked(lambda: check_proposal(proposed, env.payload))
+    checked, state = _verify(caller, env, epoch, None if public is None else public[0], group_info)
+    if checked is not None:
+        removes = list(checked.removed)
     make = (lambda seq: env.with_seq(seq).encode()) if encode is None else encode
     data = make((conv or _NEW_CONV).next_seq)
     _log_room(conv or _NEW_CONV, len(data), limits)
@@ -607,15 +633,7 @@ def append(
         "INSERT INTO messages (conversation_id, seq, size, envelope) VALUES (?, ?, ?, ?)", (cid.value, seq, len(data), data)
     )
     _charge(tx, caller.user_id.value, len(data))
-    if checked is not None:
-        tx.execute(
-            "INSERT INTO public_groups (conversation_id, epoch, state, group_info, welcome_to) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (conversation_id) DO UPDATE SET epoch = excluded.epoch, state = excluded.state,"
-            " group_info = excluded.group_info, welcome_to = excluded.welcome_to",
-            (cid.value, checked.epoch, checked.state, checked.group_info, encode_devices(checked.added)),
-        )
-    elif public is not None and state is not public[0]:
-        tx.execute("UPDATE public_groups SET state = ? WHERE conversation_id = ?", (state, cid.value))
+    _store_public_group(tx, cid, checked, None if public is None else public[0], state)
     if removes and not cid.is_device_group_id:
         tx.executemany(
             "UPDATE members SET end_seq = ? WHERE conversation_id = ? AND device_id = ? AND end_seq IS NULL",
@@ -738,16 +756,7 @@ def post_welcome(
     conv = _conversation(tx, cid)
     pending = _check_member(tx, caller, cid, conv is not None)
     public = None if conv is None else _public_group(tx, cid)
-    # Lock recipients in one global order (no deadlock between concurrent Welcomes), check in the given order.
-    found: dict[DeviceId, tuple[bytes, bool, int, int, int, int, int]] = {}
-    for device_id in sorted(set(recipients)):
-        row = tx.one(
-            "SELECT user_id, revoked, inbox_next, inbox_count, inbox_bytes, inbox_strangers, inbox_stranger_bytes"
-            " FROM devices WHERE device_id = ?" + tx.dialect.for_update,
-            (device_id.value,),
-        )
-        if row is not None:
-            found[device_id] = (bytes(row[0]), bool(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6]))
+    found = _lock_recipients(tx, recipients)
     stored = env.with_seq(0).encode()  # one copy; each recipient gets it with its inbox seq
     base = len(stored) - 1  # the size without the seq's one-byte head
     related: dict[bytes, bool] = {caller.user_id.value: True}
@@ -772,23 +781,57 @@ def post_welcome(
                 sender_devices = [bytes(r[0]) for r in rows]
             known = related[user] = _related(tx, sender_devices, user)
         if not known:
-            if limits.stranger_per_sender:
-                n = tx.one("SELECT COUNT(*) FROM welcomes WHERE device_id = ? AND stranger = ?", (device_id.value, caller.user_id.value))
-                if n is not None and int(n[0]) >= limits.stranger_per_sender:
-                    raise ApiError(
-                        409, "invite_limit",
-                        f"a recipient holds {int(n[0])} unacknowledged Welcomes from this account, which shares no"
-                        " conversation with it: it must accept or decline them first",
-                    )  # fmt: skip
-            if not within(limits.stranger_entries, strangers + 1) or not within(limits.stranger_bytes, stranger_bytes + size):
-                raise ApiError(
-                    409, "invite_limit",
-                    "a recipient's inbox holds as many Welcomes from accounts it shares no conversation with as it takes",
-                )  # fmt: skip
+            _stranger_room(tx, caller, device_id, strangers + 1, stranger_bytes + size, limits)
         entries.append(_InboxEntry(device_id, seq, size, not known))
     _account_room(tx, caller.user_id.value, len(stored), limits)
     if conv is None:
         _conv, pending = _create(tx, caller, cid, now_ms)
+    _store_welcome(tx, caller, cid, stored, entries)
+    if pending:
+        _consent(tx, caller, cid)
+
+
+# A recipient's device row: user_id, revoked, inbox_next, inbox_count, inbox_bytes, inbox_strangers, inbox_stranger_bytes.
+_Recipient = tuple[bytes, bool, int, int, int, int, int]
+
+
+def _lock_recipients(tx: Tx, recipients: list[DeviceId]) -> dict[DeviceId, _Recipient]:
+    """The recipients' device rows (the unknown ones missing), locked in one global order (no
+    deadlock between concurrent Welcomes); the caller checks them in the given order."""
+    found: dict[DeviceId, _Recipient] = {}
+    for device_id in sorted(set(recipients)):
+        row = tx.one(
+            "SELECT user_id, revoked, inbox_next, inbox_count, inbox_bytes, inbox_strangers, inbox_stranger_bytes"
+            " FROM devices WHERE device_id = ?" + tx.dialect.for_update,
+            (device_id.value,),
+        )
+        if row is not None:
+            found[device_id] = (bytes(row[0]), bool(row[1]), int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6]))
+    return found
+
+
+def _stranger_room(tx: Tx, caller: Caller, device_id: DeviceId, strangers: int, stranger_bytes: int, limits: DeliveryLimits) -> None:
+    """409 ``invite_limit`` unless the recipient's inbox takes one more Welcome from the caller's
+    account, which shares no conversation with it: ``strangers`` entries and ``stranger_bytes``
+    from such accounts with it (see ``DeliveryLimits``)."""
+    if limits.stranger_per_sender:
+        n = tx.one("SELECT COUNT(*) FROM welcomes WHERE device_id = ? AND stranger = ?", (device_id.value, caller.user_id.value))
+        if n is not None and int(n[0]) >= limits.stranger_per_sender:
+            raise ApiError(
+                409, "invite_limit",
+                f"a recipient holds {int(n[0])} unacknowledged Welcomes from this account, which shares no"
+                " conversation with it: it must accept or decline them first",
+            )  # fmt: skip
+    if not within(limits.stranger_entries, strangers) or not within(limits.stranger_bytes, stranger_bytes):
+        raise ApiError(
+            409, "invite_limit",
+            "a recipient's inbox holds as many Welcomes from accounts it shares no conversation with as it takes",
+        )  # fmt: skip
+
+
+def _store_welcome(tx: Tx, caller: Caller, cid: ConversationId, stored: bytes, entries: list[_InboxEntry]) -> None:
+    """Store the checked Welcome once (charged to the sender's account) and an inbox entry per
+    recipient referencing it; make the recipients members (pending consent for a stranger's)."""
     while True:  # a random id: no shared counter row for concurrent Welcomes to queue on
         payload_id = secrets.randbits(62) + 1
         if tx.execute(
@@ -819,8 +862,6 @@ def post_welcome(
                 (cid.value, e.device_id.value, int(not e.stranger)),
             )
         tx.appended(inbox_key(e.device_id))  # wakes the recipient's watches in other processes
-    if pending:
-        _consent(tx, caller, cid)
 
 
 def _drop_inbox(tx: Tx, device_id: bytes, where: str, params: tuple[object, ...]) -> int:
