@@ -28,6 +28,8 @@ BITES: dict[str, tuple[str, str]] = {
     "mls-standalone": ("ping_core/mls/codec.py", "import ping_core.ids"),
     "sdk-no-hosts": ("ping_core/ids.py", "import ping_server.limits"),
     "server-no-browser": ("ping_server/limits.py", "import pyodide_app.locks"),
+    "server-db-standalone": ("ping_server/db/schema.py", "import ping_server.delivery"),
+    "server-db-layers": ("ping_server/db/common.py", "import ping_server.db.schema"),
     "mls-layers": ("ping_core/mls/codec.py", "import ping_core.mls.group"),
     "mls-tree-layers": ("ping_core/mls/tree/treemath.py", "import ping_core.mls.tree.ratchet_tree"),
 }
