@@ -10,7 +10,9 @@ as RPC dispatch and HTTP error parsing, are tested there too).
 - :mod:`pyodide_app.idb`     ``IndexedDbBlobStore``: bytes by key, atomic multi-record writes
 - :mod:`pyodide_app.fetch`   ``request``: JS fetch with ``TransportError`` for failures
 - :mod:`pyodide_app.transport` ``FetchTransport``: the SDK's Transport to ping_server over fetch
-- :mod:`pyodide_app.worker`  the RPC method table and dispatch for static/worker.mjs
+- :mod:`pyodide_app.rpc`     the RPC method table, ``@rpc`` declarations and dispatch (imports no feature)
+- :mod:`pyodide_app.worker`  the composition root: ``boot`` registers the features' methods
+- :mod:`pyodide_app.info`    the ``ping`` and ``info`` methods
 - :mod:`pyodide_app.sdk`     the SDK's RPC methods for the web chat (``BrowserSdk``; registered at boot)
 - :mod:`pyodide_app.session` ``AccountSession``: one account's client, one writer per database (Web Lock)
 - :mod:`pyodide_app.accountdb` the account's IndexedDB database (state, host, app stores; generation tag)
@@ -26,7 +28,7 @@ from .fetch import HttpResponse, error_from_response, request
 from .idb import IndexedDbBlobStore
 from .transport import FetchTransport
 from .webcrypto import WebCryptoProvider
-from .worker import dispatch, method, register_method
+from .rpc import dispatch, method, register_method
 
 __all__ = [
     "NobleProvider",

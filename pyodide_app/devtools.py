@@ -1,8 +1,9 @@
 """``dev.*`` RPC methods: drive the worker's building blocks from a page.
 
-Registered only when the worker boots with ``{dev: true}`` (the page at
-``/?dev=1``); the browser tests use them to run the crypto vectors through the
-worker's crypto backends, round-trip CBOR, use the IndexedDB store and the
+Each is declared with ``@rpc(name, dev=True)``; the composition root
+(pyodide_app.worker) registers them only when the worker boots with
+``{dev: true}`` (the page at ``/?dev=1``); the browser tests use them to run
+the crypto vectors through the worker's crypto backends, round-trip CBOR, use the IndexedDB store and the
 fetch bridge; benchmarks run their code with ``dev.exec``. They expose
 nothing a page could not do with the worker anyway (the page owns its
 worker), but they are not part of the SDK's API.
@@ -22,9 +23,9 @@ from .crypto import NobleProvider
 from .crypto_select import last_selection
 from .idb import IndexedDbBlobStore
 from .webcrypto import WebCryptoProvider
-from .worker import register_method
+from .rpc import rpc
 
-__all__ = ["register", "CRYPTO_OPS"]
+__all__ = ["CRYPTO_OPS"]
 
 # The provider methods dev.crypto may call (nothing private, no attributes).
 CRYPTO_OPS = frozenset(
@@ -72,6 +73,7 @@ def _backend(name: object) -> CryptoProvider:
     return provider
 
 
+@rpc("dev.provider", dev=True)
 def _provider(params: dict[str, Any]) -> dict[str, Any]:
     """The default backend, the registered ones, and the boot-time choice."""
     choice = last_selection()
@@ -82,6 +84,7 @@ def _provider(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@rpc("dev.crypto", dev=True)
 def _crypto(params: dict[str, Any]) -> Any:
     """``{op, args, backend?}``: call ``<provider>.<op>(*args)``; tuples become lists."""
     op = params.get("op")
@@ -92,12 +95,14 @@ def _crypto(params: dict[str, Any]) -> Any:
     return list(result) if isinstance(result, tuple) else result
 
 
+@rpc("dev.crypto_counts", dev=True)
 def _crypto_counts(params: dict[str, Any]) -> dict[str, int]:
     """``{backend?}``: the WebCrypto provider's call counters (empty for others)."""
     counts = getattr(_backend(params.get("backend")), "counts", None)
     return dict(counts) if isinstance(counts, dict) else {}
 
 
+@rpc("dev.exec", dev=True)
 async def _exec(params: dict[str, Any]) -> Any:
     """``{code}``: run Python in this worker (benchmarks); returns the global ``result``.
 
@@ -112,6 +117,7 @@ async def _exec(params: dict[str, Any]) -> Any:
     return namespace.get("result")
 
 
+@rpc("dev.cbor_roundtrip", dev=True)
 def _cbor_roundtrip(params: dict[str, Any]) -> dict[str, Any]:
     """``{value}``: its CBOR encoding and the value decoded back from it."""
     encoded = cbor2.dumps(params.get("value"), canonical=True)
@@ -128,26 +134,32 @@ async def _store(params: dict[str, Any]) -> IndexedDbBlobStore:
     return store
 
 
+@rpc("dev.blob.put", dev=True)
 async def _blob_put(params: dict[str, Any]) -> None:
     await (await _store(params)).put(params.get("key"), params.get("value"))  # type: ignore[arg-type]
 
 
+@rpc("dev.blob.get", dev=True)
 async def _blob_get(params: dict[str, Any]) -> bytes | None:
     return await (await _store(params)).get(params.get("key"))  # type: ignore[arg-type]
 
 
+@rpc("dev.blob.delete", dev=True)
 async def _blob_delete(params: dict[str, Any]) -> None:
     await (await _store(params)).delete(params.get("key"))  # type: ignore[arg-type]
 
 
+@rpc("dev.blob.list", dev=True)
 async def _blob_list(params: dict[str, Any]) -> list[str]:
     return await (await _store(params)).list(params.get("prefix", ""))
 
 
+@rpc("dev.blob.items", dev=True)
 async def _blob_items(params: dict[str, Any]) -> list[list[Any]]:
     return [[k, v] for k, v in await (await _store(params)).items(params.get("prefix", ""))]
 
 
+@rpc("dev.blob.commit", dev=True)
 async def _blob_commit(params: dict[str, Any]) -> None:
     puts = params.get("puts", {})
     deletes = params.get("deletes", [])
@@ -156,6 +168,7 @@ async def _blob_commit(params: dict[str, Any]) -> None:
     await (await _store(params)).commit(puts, deletes)
 
 
+@rpc("dev.fetch", dev=True)
 async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
     """``{url, method?, body?}``: the status and body of a 2xx answer (else TransportError)."""
     url = params.get("url")
@@ -166,23 +179,3 @@ async def _fetch(params: dict[str, Any]) -> dict[str, Any]:
     # boot snapshot, whose js globals are proxies.)
     resp = await fetch.request(params.get("method", "GET"), url, body=params.get("body"))
     return {"status": resp.status, "body": resp.body, "content_type": resp.content_type}
-
-
-def register() -> None:
-    """Add the dev.* methods to the worker's RPC table (idempotent)."""
-    table = {
-        "dev.provider": _provider,
-        "dev.crypto": _crypto,
-        "dev.crypto_counts": _crypto_counts,
-        "dev.exec": _exec,
-        "dev.cbor_roundtrip": _cbor_roundtrip,
-        "dev.blob.put": _blob_put,
-        "dev.blob.get": _blob_get,
-        "dev.blob.delete": _blob_delete,
-        "dev.blob.list": _blob_list,
-        "dev.blob.items": _blob_items,
-        "dev.blob.commit": _blob_commit,
-        "dev.fetch": _fetch,
-    }
-    for name, handler in table.items():
-        register_method(name, handler, replace=True)

@@ -22,9 +22,9 @@ from ping_core.errors import InvalidInput
 from ping_core.transport.pushwire import AUTH_LEN, MAX_ENDPOINT_LEN, P256DH_LEN, PushSubscription
 from ping_core.transport.remote import RemoteTransport
 
-from .worker import register_method
+from .rpc import rpc
 
-__all__ = ["register"]
+__all__ = ["vapid_key", "status", "subscribe", "unsubscribe"]
 
 
 def _b64url(data: bytes) -> str:
@@ -62,15 +62,18 @@ async def _transport() -> RemoteTransport:
     return transport
 
 
+@rpc("push.vapid_key")
 async def vapid_key(params: dict[str, Any]) -> str:
     return _b64url(await (await _transport()).push_vapid_key())
 
 
+@rpc("push.status")
 async def status(params: dict[str, Any]) -> dict[str, Any]:
     subs = await (await _transport()).push_subscriptions()
     return {"subscriptions": [{"endpoint": s.endpoint, "created_ms": s.created_ms} for s in subs]}
 
 
+@rpc("push.subscribe")
 async def subscribe(params: dict[str, Any]) -> dict[str, Any]:
     keys = params.get("keys")
     if not isinstance(keys, dict):
@@ -85,19 +88,9 @@ async def subscribe(params: dict[str, Any]) -> dict[str, Any]:
     return await status({})
 
 
+@rpc("push.unsubscribe")
 async def unsubscribe(params: dict[str, Any]) -> dict[str, Any]:
     endpoint = params.get("endpoint")
     transport = await _transport()
     await transport.push_unsubscribe(None if endpoint is None else _endpoint(endpoint))
     return await status({})
-
-
-def register() -> None:
-    """Add the ``push.*`` methods to the worker's table (once)."""
-    for name, handler in (
-        ("push.vapid_key", vapid_key),
-        ("push.subscribe", subscribe),
-        ("push.unsubscribe", unsubscribe),
-        ("push.status", status),
-    ):
-        register_method(name, handler, replace=True)

@@ -15,7 +15,7 @@ last-resort one. Joining a Welcome uses up one of ours: the same number of
 fresh ones is published after the join (top-up).
 
 RPC methods: each handler below declares its name with
-:func:`pyodide_app.worker.rpc` ("<noun>.<verb>", snake_case: ``account.whoami``,
+:func:`pyodide_app.rpc.rpc` ("<noun>.<verb>", snake_case: ``account.whoami``,
 ``conversation.send``...); that is the one table. docs/browser-sdk.md
 documents each method's params and result, static/ping.js wraps each one
 in camelCase and static/ping.d.ts types them; tests/browser/test_types.py
@@ -68,7 +68,7 @@ from .idb import IndexedDbBlobStore
 from .live import LiveSync
 from .locks import WebLock
 from .session import HOST_NS, AccountSession, now_ms
-from .worker import register_object, rpc, to_page
+from .rpc import register_object, rpc, to_page
 
 __all__ = ["BrowserSdk", "register", "sdk", "KEY_PACKAGES", "REGISTRY_DB"]
 
@@ -1258,7 +1258,7 @@ def sdk() -> BrowserSdk:
 
 def register(*, context: str = "worker", server_url: str = "", dev: bool = False, profile: str = DEFAULT_PROFILE) -> BrowserSdk:
     """Create this context's :class:`BrowserSdk` for ``profile`` and add its RPC methods (those
-    declared with :func:`pyodide_app.worker.rpc`) to the worker's table."""
+    declared with :func:`pyodide_app.rpc.rpc`) to the worker's table."""
     global _sdk
     if _sdk is not None:
         return _sdk

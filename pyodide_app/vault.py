@@ -32,8 +32,9 @@ from ping_core.errors import InvalidInput
 
 from .accountdb import ACCOUNT_STORES, account_db_name
 from .idb import registered_js_module, storage_error
+from .rpc import rpc
 
-__all__ = ["register", "status", "unlock", "lock", "set_passphrase", "METHODS"]
+__all__ = ["status", "unlock", "lock", "set_passphrase"]
 
 
 async def _db_name(params: dict[str, Any]) -> str:
@@ -80,6 +81,7 @@ async def _existing(params: dict[str, Any]) -> str:
     return name
 
 
+@rpc("vault.status")
 async def status(params: dict[str, Any]) -> dict[str, bool]:
     """``{sealed, passphrase, locked}`` of the account's database in this context."""
     name = await _existing(params)
@@ -87,6 +89,7 @@ async def status(params: dict[str, Any]) -> dict[str, bool]:
     return {k: bool(getattr(raw, k)) for k in ("sealed", "passphrase", "locked")}
 
 
+@rpc("vault.unlock")
 async def unlock(params: dict[str, Any]) -> dict[str, bool]:
     """Unlock the account here with its passphrase (no-op without one); wrong: ``StorageLocked``."""
     passphrase = _passphrase(params, nullable=False)
@@ -95,6 +98,7 @@ async def unlock(params: dict[str, Any]) -> dict[str, bool]:
     return await status(params)
 
 
+@rpc("vault.lock")
 async def lock(params: dict[str, Any]) -> dict[str, bool]:
     """Forget the account's key in this context (with a passphrase, it is locked here again)."""
     name = await _existing(params)
@@ -102,25 +106,10 @@ async def lock(params: dict[str, Any]) -> dict[str, bool]:
     return await status(params)
 
 
+@rpc("vault.set_passphrase")
 async def set_passphrase(params: dict[str, Any]) -> dict[str, bool]:
     """Set, change (a string) or remove (``null``) the account's passphrase; it must be unlocked here."""
     passphrase = _passphrase(params, nullable=True)
     name = await _existing(params)
     await _call("vault set_passphrase failed", "setPassphrase", name, list(ACCOUNT_STORES), passphrase)
     return await status(params)
-
-
-METHODS = {
-    "vault.status": status,
-    "vault.unlock": unlock,
-    "vault.lock": lock,
-    "vault.set_passphrase": set_passphrase,
-}
-
-
-def register() -> None:
-    """Add the ``vault.*`` methods to the worker's RPC table (once per context)."""
-    from .worker import register_method
-
-    for name, handler in METHODS.items():
-        register_method(name, handler, replace=True)

@@ -1,268 +1,27 @@
-"""RPC dispatch for the module worker (static/worker.mjs).
+"""The worker's composition root: :func:`boot` puts the RPC table together.
 
-The page sends ``{id, method, params}``; the worker answers ``{id, result}`` or
-``{id, error: {name, message[, status, code]}}``. :func:`dispatch` never
-raises: every exception becomes an error reply whose ``name`` is the Python
-class name (``TransportError``, ``InvalidInput``...), so no page promise is
-left hanging. ``TransportError`` also carries ``status`` and ``code``.
-
-Methods live in one table. Other parts add theirs with :func:`method` (a
-decorator) or :func:`register_method`; a handler receives the ``params``
-object (a dict) and may be sync or async. Values cross as structured-clone
-data: dict, list, str, int, float, bool, None and bytes (Uint8Array in JS).
-
-``dispatch`` is pure Python (testable on CPython); only :func:`handle_message`
-and :func:`boot` touch Pyodide.
-
-How Python is entered (this decides which crypto backend can run):
-``handle_message`` is an ``async def``, so each request runs as an asyncio
-task on Pyodide's WebLoop, and Pyodide runs every task step with stack
-switching allowed (JSPI). Any handler, sync or async, may therefore call code
-that blocks on a JS promise with ``pyodide.ffi.run_sync``, as the WebCrypto
-provider does under the synchronous MLS engine. worker.mjs enters :func:`boot`
-the same way (``callPromising``) when the runtime has JSPI. Keep both entries
-asynchronous: a handler reached from a synchronous JS callback cannot switch
-stacks (the WebCrypto provider then quietly uses noble for that call).
-While one request waits in ``run_sync``, other tasks may run: treat a crypto
-call like an ``await`` and hold the conversation's lock across MLS work.
+static/pyboot.mjs calls :func:`boot` once per context (page worker, service
+worker, the Node test host) and then answers every request with
+:func:`pyodide_app.rpc.handle_message`. The table and dispatch live in
+:mod:`pyodide_app.rpc`, which imports no feature; each feature module declares
+its methods there with ``@rpc("noun.verb")``: :mod:`pyodide_app.info` (``ping``,
+``info``), :mod:`pyodide_app.sdk` (the SDK), :mod:`pyodide_app.vault`,
+:mod:`pyodide_app.push`, :mod:`pyodide_app.devtools` (``dev.*``, dev boots only).
+Only this module imports the features to register them, and no module imports
+this one, so the package has no import cycle (the ``pyodide-app-acyclic``
+contract of pyproject.toml, checked by tests/test_layers.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ping_core.errors import InvalidInput, PingError, TransportError
+from ping_core.errors import InvalidInput
 
-__all__ = [
-    "Handler",
-    "method",
-    "rpc",
-    "rpc_name",
-    "register_object",
-    "register_method",
-    "unregister_method",
-    "methods",
-    "dispatch",
-    "error_reply",
-    "handle_message",
-    "to_page",
-    "boot",
-]
+from . import info, rpc
 
-Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
-
-_methods: dict[str, Handler] = {}
-
-
-def register_method(name: str, handler: Handler, *, replace: bool = False) -> None:
-    """Make ``handler`` answer RPC requests for ``name``.
-
-    Registering a taken name is a ``ValueError`` unless ``replace`` is set,
-    so two parts cannot silently shadow each other.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("RPC method names are non-empty strings")
-    if name in _methods and not replace:
-        raise ValueError(f"RPC method {name!r} is already registered")
-    _methods[name] = handler
-
-
-def unregister_method(name: str) -> None:
-    """Remove ``name`` from the table (no error when it is absent)."""
-    _methods.pop(name, None)
-
-
-def method(name: str, *, replace: bool = False) -> Callable[[Handler], Handler]:
-    """Decorator form of :func:`register_method`."""
-
-    def deco(fn: Handler) -> Handler:
-        register_method(name, fn, replace=replace)
-        return fn
-
-    return deco
-
-
-def rpc(name: str, *, dev: bool = False) -> Callable[[Any], Any]:
-    """Declare the RPC name of a handler method (bound later by :func:`register_object`).
-
-    The declared names are the ONE source of the RPC table: ping.js,
-    ping.d.ts and docs/browser-sdk.md are checked against them
-    (tests/browser/test_types.py). ``dev``: only registered with the dev.* methods.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError("RPC method names are non-empty strings")
-
-    def deco(fn: Any) -> Any:
-        fn.__ping_rpc__ = (name, dev)
-        return fn
-
-    return deco
-
-
-def rpc_name(fn: Any) -> tuple[str, bool] | None:
-    """The ``(name, dev)`` declared with :func:`rpc`, None for other functions."""
-    value = getattr(fn, "__ping_rpc__", None)
-    return value if isinstance(value, tuple) else None
-
-
-def register_object(obj: Any, *, dev: bool = False) -> list[str]:
-    """Register every method of ``obj`` declared with :func:`rpc` (dev ones only with ``dev``)."""
-    names = []
-    for attr in sorted(dir(type(obj))):
-        declared = rpc_name(getattr(type(obj), attr, None))
-        if declared is None or (declared[1] and not dev):
-            continue
-        register_method(declared[0], getattr(obj, attr))
-        names.append(declared[0])
-    return names
-
-
-def methods() -> list[str]:
-    """The registered method names, sorted."""
-    return sorted(_methods)
-
-
-def error_reply(request_id: Any, exc: BaseException) -> dict[str, Any]:
-    """The error reply for ``exc``; messages of non-Ping errors are kept short."""
-    error: dict[str, Any] = {"name": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, TransportError):
-        error["status"] = exc.status
-        error["code"] = exc.code
-    elif not isinstance(exc, PingError):
-        # An unexpected exception is a bug; say where without dumping locals.
-        error["message"] = f"{type(exc).__name__}: {exc}"
-    return {"id": request_id, "error": error}
-
-
-async def dispatch(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Run one request and return its reply; never raises."""
-    request_id = request.get("id") if isinstance(request, Mapping) else None
-    try:
-        if not isinstance(request, Mapping):
-            raise InvalidInput("an RPC request is an object {id, method, params}")
-        name = request.get("method")
-        params = request.get("params")
-        if params is None:
-            params = {}
-        if not isinstance(name, str):
-            raise InvalidInput("RPC request without a method name")
-        if not isinstance(params, dict):
-            raise InvalidInput("RPC params must be an object")
-        handler = _methods.get(name)
-        if handler is None:
-            raise InvalidInput(f"unknown RPC method {name!r}")
-        result = handler(params)
-        if inspect.isawaitable(result):
-            result = await result
-        return {"id": request_id, "result": result}
-    except Exception as exc:  # the RPC boundary: every failure becomes a reply
-        return error_reply(request_id, exc)
-
-
-# -- the Pyodide side ----------------------------------------------------------------
-
-
-def from_js(value: Any) -> Any:
-    """A JS structured-clone value as plain Python (bytes for typed arrays, None for null)."""
-    try:
-        from pyodide.ffi import jsnull  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # CPython: nothing to map
-        jsnull = None
-    to_py = getattr(value, "to_py", None)
-    if to_py is not None:
-        value = to_py()
-    return _normalize(value, jsnull)
-
-
-def _normalize(value: Any, jsnull: Any = None) -> Any:
-    if value is None or (jsnull is not None and value is jsnull):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _normalize(v, jsnull) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalize(v, jsnull) for v in value]
-    if isinstance(value, (memoryview, bytearray)):
-        return bytes(value)
-    to_bytes = getattr(value, "to_bytes", None)  # an ArrayBuffer/TypedArray proxy
-    if callable(to_bytes) and not isinstance(value, int):
-        return to_bytes()
-    return value
-
-
-def _to_plain(value: Any, null: Any = None) -> Any:
-    """Check that ``value`` is structured-clone data; tuples become lists, None becomes ``null``."""
-    if value is None:
-        return null
-    if isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v, null) for v in value]
-    if isinstance(value, dict):
-        return {_key(k): _to_plain(v, null) for k, v in value.items()}
-    raise InvalidInput(f"an RPC result cannot carry a {type(value).__name__}")
-
-
-def to_page(value: Any) -> Any:
-    """Plain data (see :func:`_to_plain`) as the JS value the page gets: plain Objects, and None as
-    ``null`` (``to_js`` alone makes None ``undefined``, while ping.d.ts declares ``null``:
-    ``text: string | null``...). InvalidInput when ``value`` is not plain data. Pyodide only."""
-    from js import Object  # type: ignore[attr-defined]
-    from pyodide.ffi import jsnull, to_js  # type: ignore[import-not-found,unused-ignore]
-
-    return to_js(_to_plain(value, jsnull), dict_converter=Object.fromEntries)
-
-
-def _key(k: Any) -> str:
-    if not isinstance(k, str):
-        raise InvalidInput("RPC result objects have string keys")
-    return k
-
-
-async def handle_message(message: Any) -> Any:
-    """The worker's entry point: a JS request object in, a JS reply object out."""
-    try:
-        request = from_js(message)
-    except Exception as exc:
-        reply = error_reply(None, exc)
-    else:
-        reply = await dispatch(request)
-    try:
-        return to_page(reply)
-    except InvalidInput as exc:
-        return to_page(error_reply(reply.get("id"), exc))
-
-
-@method("ping")
-def _ping(params: dict[str, Any]) -> dict[str, Any]:
-    """Liveness: echoes ``params`` back with the Python version."""
-    return {"pong": True, "echo": params, "python": sys.version.split()[0]}
-
-
-@method("info")
-def _info(params: dict[str, Any]) -> dict[str, Any]:
-    """What this worker runs: Python, crypto backends, RPC methods."""
-    from ping_core.mls.crypto import available_backends, default_provider
-
-    return {
-        "python": sys.version.split()[0],
-        "platform": sys.platform,
-        "crypto": default_provider().name,
-        "crypto_backends": available_backends(),
-        "crypto_selection": _selection(),
-        "methods": methods(),
-    }
-
-
-def _selection() -> dict[str, Any] | None:
-    from .crypto_select import last_selection
-
-    choice = last_selection()
-    return choice.as_dict() if choice is not None else None
+__all__ = ["boot"]
 
 
 def _server_option(value: Any) -> str:
@@ -278,7 +37,7 @@ def _server_option(value: Any) -> str:
 
 
 def _register_optional(*modules: str) -> None:
-    """Call ``register()`` of each ``pyodide_app.<module>`` that exists (vault.*, push.* methods)."""
+    """Register the declared methods of each ``pyodide_app.<module>`` that exists (vault.*, push.*)."""
     import importlib
 
     for name in modules:
@@ -288,7 +47,7 @@ def _register_optional(*modules: str) -> None:
             if exc.name != f"{__package__}.{name}":
                 raise  # the module exists but is broken: say so
             continue
-        module.register()
+        rpc.register_functions(module)
 
 
 def boot(options: Any = None) -> dict[str, Any]:
@@ -314,14 +73,15 @@ def boot(options: Any = None) -> dict[str, Any]:
 
     from . import crypto_select
 
-    opts = from_js(options) if options is not None else {}
+    opts = rpc.from_js(options) if options is not None else {}
     if not isinstance(opts, dict):
         opts = {}
     choice = crypto_select.select(opts.get("crypto", "auto"))
+    rpc.register_functions(info)
     if opts.get("dev"):
         from . import devtools
 
-        devtools.register()
+        rpc.register_functions(devtools, dev=True)
     if opts.get("sdk", True):
         from . import sdk
 

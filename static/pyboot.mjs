@@ -5,11 +5,11 @@
 // statically and passes `createPyodideModule` (Pyodide then skips its own
 // import of pyodide.asm.mjs); a web worker passes nothing.
 //
-// How Python is entered: ASYNCHRONOUSLY, always (see pyodide_app/worker.py).
+// How Python is entered: ASYNCHRONOUSLY, always (see pyodide_app/rpc.py).
 // With JSPI (Chromium) the crypto provider may block on WebCrypto's promises,
 // which only works under an asynchronous entry: boot() is called through
 // callPromising and each RPC request through the async Python function
-// pyodide_app.worker.handle_message.
+// pyodide_app.rpc.handle_message.
 //
 // Cold start from a memory snapshot (docs/browser-boot.md). The first boot of
 // a build runs Pyodide with `_makeSnapshot`, puts the wheels on sys.path,
@@ -40,6 +40,7 @@ const WHEEL_DIR = "/lib/ping-wheels";
 // Imported before the snapshot: what boot() and the first screen use, so a
 // restored runtime imports nothing on its way to ready.
 const SNAPSHOT_IMPORTS = [
+  "pyodide_app.rpc",
   "pyodide_app.worker",
   "pyodide_app.crypto_select",
   "pyodide_app.devtools",
@@ -222,6 +223,6 @@ export async function bootPython({
   Object.assign(info, { snapshot: state, snapshot_reason: reason, boot_stages: stages });
   globalThis.pingBoot = { ...info, build: manifest.build, ms };
   // An async Python function: each call runs as a WebLoop task (JSPI allowed).
-  const handle = app.handle_message;
+  const handle = pyodide.pyimport("pyodide_app.rpc").handle_message;
   return { handle, info, manifest, ms, pyodide, stored: storedP };
 }

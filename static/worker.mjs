@@ -1,5 +1,6 @@
 // Ping's module worker: boots Pyodide offline from this server's dist/ and
-// answers RPC requests from the page through pyodide_app.worker.
+// answers RPC requests from the page through pyodide_app.rpc (table put together
+// by pyodide_app.worker.boot).
 //
 // Messages to the page:
 //   {type: "boot", stage: "loading runtime" | "installing packages" | "starting" | "ready" | "failed", ...}
@@ -18,8 +19,9 @@
 //   profile=NAME   the local profile (account) this worker serves (default "default")
 //   server=ORIGIN  the Ping server (default: this origin)
 //
-// New RPC methods go into Python's table (pyodide_app.worker.register_method),
-// never here. How Python is entered (always asynchronously): see pyboot.mjs.
+// New RPC methods are declared in Python (@rpc in a feature module of
+// pyodide_app, registered by pyodide_app.worker.boot), never here. How
+// Python is entered (always asynchronously): see pyboot.mjs.
 import { bootPython, errorOf } from "./pyboot.mjs";
 
 const BASE = new URL("./", import.meta.url);

@@ -32,6 +32,9 @@ BITES: dict[str, tuple[str, str]] = {
     "server-db-layers": ("ping_server/db/common.py", "import ping_server.db.schema"),
     "mls-layers": ("ping_core/mls/codec.py", "import ping_core.mls.group"),
     "mls-tree-layers": ("ping_core/mls/tree/treemath.py", "import ping_core.mls.tree.ratchet_tree"),
+    "pyodide-rpc-leaf": ("pyodide_app/rpc.py", "import pyodide_app.fetch"),
+    "pyodide-one-root": ("pyodide_app/push.py", "import pyodide_app.worker"),
+    "pyodide-app-acyclic": ("pyodide_app/session.py", "import pyodide_app.sdk"),
 }
 
 

@@ -19,13 +19,12 @@ OPTIONAL = ("vault.", "push.")
 
 
 def python_table() -> set[str]:
-    """The names the worker registers (the SDK's declared handlers, vault/push when present)."""
-    from pyodide_app import worker
+    """The names the worker registers (the SDK's declared handlers and the worker's own; vault/push
+    are checked by the next test)."""
+    from pyodide_app import info, rpc
     from pyodide_app.sdk import BrowserSdk
 
-    declared = {worker.rpc_name(getattr(BrowserSdk, a)) for a in dir(BrowserSdk)}
-    names = {d[0] for d in declared if d is not None and not d[1]}
-    return names | {"ping", "info"}
+    return {name for name, _ in rpc.declared(BrowserSdk) + rpc.declared(info)}
 
 
 def quoted_calls(text: str) -> set[str]:
@@ -46,11 +45,11 @@ def test_the_four_tables_agree() -> None:
 
 
 def test_optional_modules_names_match_when_present() -> None:
-    from pyodide_app import worker
+    from pyodide_app import rpc, worker
 
-    before = set(worker.methods())
+    before = set(rpc.methods())
     worker._register_optional("vault", "push")
-    added = set(worker.methods()) - before
+    added = set(rpc.methods()) - before
     dts = (STATIC / "ping.d.ts").read_text()
     assert all(f'"{n}"' in dts for n in added), sorted(added)
 

@@ -1,4 +1,4 @@
-"""The worker's RPC dispatch (pyodide_app.worker) and HTTP error parsing.
+"""The worker's RPC table and dispatch (pyodide_app.rpc) and HTTP error parsing.
 
 Pure Python: runs on CPython and inside Pyodide (tests/node).
 """
@@ -11,20 +11,27 @@ import json
 import pytest
 
 from ping_core.errors import InvalidInput, StorageError, TransportError
-from pyodide_app import worker
+import types
+
+from pyodide_app import info, rpc
 from pyodide_app.fetch import error_from_response
 
 
 @pytest.fixture
 def table():
-    names = set(worker.methods())
-    yield worker
-    for name in set(worker.methods()) - names:
-        worker.unregister_method(name)
+    names = set(rpc.methods())
+    yield rpc
+    for name in set(rpc.methods()) - names:
+        rpc.unregister_method(name)
+
+
+@pytest.fixture(autouse=True)
+def _own_methods() -> None:
+    rpc.register_functions(info)  # what boot() registers first
 
 
 def run(request: object) -> dict:
-    return asyncio.run(worker.dispatch(request))  # type: ignore[arg-type]
+    return asyncio.run(rpc.dispatch(request))  # type: ignore[arg-type]
 
 
 def test_ping_round_trip() -> None:
@@ -107,15 +114,15 @@ def test_method_table_refuses_silent_shadowing(table) -> None:
 
 
 def test_result_conversion_refuses_what_js_cannot_clone() -> None:
-    assert worker._to_plain({"a": (1, bytearray(b"x")), "b": None}) == {"a": [1, b"x"], "b": None}
+    assert rpc._to_plain({"a": (1, bytearray(b"x")), "b": None}) == {"a": [1, b"x"], "b": None}
     with pytest.raises(InvalidInput):
-        worker._to_plain({"a": {1, 2}})
+        rpc._to_plain({"a": {1, 2}})
     with pytest.raises(InvalidInput):
-        worker._to_plain({1: "non-string key"})
+        rpc._to_plain({1: "non-string key"})
 
 
 def test_from_js_normalizes_buffers() -> None:
-    assert worker.from_js({"a": memoryview(b"xy"), "b": [bytearray(b"z")], "n": 5}) == {
+    assert rpc.from_js({"a": memoryview(b"xy"), "b": [bytearray(b"z")], "n": 5}) == {
         "a": b"xy",
         "b": [b"z"],
         "n": 5,
@@ -142,3 +149,23 @@ def test_error_from_response(status, body, ctype, code, message, definite) -> No
     err = error_from_response(status, body, ctype)
     assert isinstance(err, TransportError)
     assert (err.status, err.code, str(err), err.is_definite_rejection) == (status, code, message, definite)
+
+
+def test_register_functions_takes_the_module_own_declarations(table) -> None:
+    feature = types.ModuleType("pyodide_app.t_feature")
+    exec(
+        "from pyodide_app.rpc import rpc\n"
+        "from pyodide_app.info import ping\n"  # declared by pyodide_app.info, not here
+        "@rpc('t.one')\n"
+        "def one(params): return 1\n"
+        "@rpc('t.dev', dev=True)\n"
+        "def dev(params): return 2\n"
+        "def plain(params): return 3\n",
+        feature.__dict__,
+    )
+    assert rpc.declared(feature) == [("t.one", "one")]
+    assert rpc.declared(feature, dev=True) == [("t.dev", "dev"), ("t.one", "one")]
+    assert rpc.register_functions(feature) == ["t.one"]
+    assert rpc.register_functions(feature) == ["t.one"]  # again: replaces, no error
+    assert "t.dev" not in rpc.methods() and "t.one" in rpc.methods()
+    assert run({"id": 1, "method": "t.one"}) == {"id": 1, "result": 1}
