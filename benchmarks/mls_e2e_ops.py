@@ -41,15 +41,15 @@ def run(crypto: Any, n: int = 100, quick: bool = False) -> dict[str, float]:
     out: dict[str, float] = {}
     alice = Signer.generate(crypto, b"alice")
     bob = Signer.generate(crypto, b"bob")
-    generate_key_package(crypto, alice)
-    out["KeyPackage generation"] = _median_ms(lambda: generate_key_package(crypto, alice), reps)
+    generate_key_package(crypto, alice, now=int(time.time()))
+    out["KeyPackage generation"] = _median_ms(lambda: generate_key_package(crypto, alice, now=int(time.time())), reps)
 
-    group_a = Group.create(crypto, alice)
-    bundle = generate_key_package(crypto, bob)
+    group_a = Group.create(crypto, alice, clock=time.time)
+    bundle = generate_key_package(crypto, bob, now=int(time.time()))
     staged = group_a.commit(add=[bundle.message()])
     group_a.merge_staged_commit(staged)
     assert staged.welcome is not None
-    group_b = Group.join(crypto, staged.welcome, bundle, bob)
+    group_b = Group.join(crypto, staged.welcome, bundle, bob, clock=time.time)
     payload = b"m" * 100
 
     def round_trip() -> None:
@@ -59,15 +59,15 @@ def run(crypto: Any, n: int = 100, quick: bool = False) -> dict[str, float]:
     out["protect+unprotect 100 B"] = _median_ms(round_trip, reps)
 
     signers = [Signer.generate(crypto, f"member {i}".encode()) for i in range(n)]
-    bundles = [generate_key_package(crypto, s) for s in signers[1:]]
-    creator = Group.create(crypto, signers[0])
+    bundles = [generate_key_package(crypto, s, now=int(time.time())) for s in signers[1:]]
+    creator = Group.create(crypto, signers[0], clock=time.time)
     t0 = time.perf_counter()
     big = creator.commit(add=[b.message() for b in bundles])
     creator.merge_staged_commit(big)
     out[f"group of {n}: one add commit"] = (time.perf_counter() - t0) * 1000
     assert big.welcome is not None
     t0 = time.perf_counter()
-    last = Group.join(crypto, big.welcome, bundles[-1], signers[-1])
+    last = Group.join(crypto, big.welcome, bundles[-1], signers[-1], clock=time.time)
     out[f"group of {n}: join"] = (time.perf_counter() - t0) * 1000
 
     t0 = time.perf_counter()

@@ -73,12 +73,12 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
 def bench_key_packages(count: int) -> float:
     s = Signer.generate(crypto, b"bench")
     for _ in range(20):
-        generate_key_package(crypto, s)
+        generate_key_package(crypto, s, now=int(time.time()))
     samples = []
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(count):
-            generate_key_package(crypto, s)
+            generate_key_package(crypto, s, now=int(time.time()))
         samples.append((time.perf_counter() - t) / count)
     return statistics.median(samples)
 
@@ -92,20 +92,20 @@ class Built:
     def __init__(self, n: int, joined: int = 3) -> None:
         self.n = n
         self.signers = [Signer.generate(crypto, f"member {i}".encode()) for i in range(n)]
-        self.bundles: list[KeyPackageBundle] = [generate_key_package(crypto, s) for s in self.signers[1:]]
-        self.creator = Group.create(crypto, self.signers[0], config=CONFIG)
+        self.bundles: list[KeyPackageBundle] = [generate_key_package(crypto, s, now=int(time.time())) for s in self.signers[1:]]
+        self.creator = Group.create(crypto, self.signers[0], config=CONFIG, clock=time.time)
         self.commit_s, staged = timed(lambda: self._commit())
         assert staged.welcome is not None
         self.welcome: bytes = staged.welcome
         # The last joiner's join is timed; a few more members join (untimed) to act later.
         last = n - 1
-        self.join_s, g = timed(lambda: Group.join(crypto, self.welcome, self.bundles[last - 1], self.signers[last], config=CONFIG))
+        self.join_s, g = timed(lambda: Group.join(crypto, self.welcome, self.bundles[last - 1], self.signers[last], config=CONFIG, clock=time.time))
         self.members: dict[int, Group] = {0: self.creator, last: g}
         self._log = []
         self._removed = set()
         for leaf in self._spread(joined):
             if leaf not in self.members:
-                self.members[leaf] = Group.join(crypto, self.welcome, self.bundles[leaf - 1], self.signers[leaf], config=CONFIG)
+                self.members[leaf] = Group.join(crypto, self.welcome, self.bundles[leaf - 1], self.signers[leaf], config=CONFIG, clock=time.time)
 
     def _commit(self) -> StagedCommit:
         staged = self.creator.commit(add=[b.message() for b in self.bundles])
@@ -148,7 +148,7 @@ class Built:
             if target >= self.n or target == leaf:
                 continue
             if target not in self.members:
-                self.members[target] = Group.join(crypto, self.welcome, self.bundles[target - 1], self.signers[target], config=CONFIG) if target else self.creator
+                self.members[target] = Group.join(crypto, self.welcome, self.bundles[target - 1], self.signers[target], config=CONFIG, clock=time.time) if target else self.creator
                 # Joined late: catch up on the commits since the Welcome.
                 for msg in self._log:
                     self.members[target].process_message(msg)
@@ -203,7 +203,7 @@ def bench_updates(n: int, runs: int) -> dict[str, float]:
     out["process remove"] = median_ms(rps)
     g = b.members[committer]
     to_b, blob = timed(g.to_bytes)
-    from_b, _ = timed(lambda: Group.from_bytes(crypto, blob))
+    from_b, _ = timed(lambda: Group.from_bytes(crypto, blob, clock=time.time))
     out["to_bytes ms"] = to_b * 1000
     out["from_bytes ms"] = from_b * 1000
     out["state bytes"] = len(blob)
@@ -281,12 +281,12 @@ def profile(row: str) -> int:
         s = Signer.generate(crypto, b"bench")
         prof.enable()
         for _ in range(2000):
-            generate_key_package(crypto, s)
+            generate_key_package(crypto, s, now=int(time.time()))
         prof.disable()
     elif kind in ("add", "join"):
         signers = [Signer.generate(crypto, f"m{i}".encode()) for i in range(n)]
-        bundles = [generate_key_package(crypto, s) for s in signers[1:]]
-        creator = Group.create(crypto, signers[0], config=CONFIG)
+        bundles = [generate_key_package(crypto, s, now=int(time.time())) for s in signers[1:]]
+        creator = Group.create(crypto, signers[0], config=CONFIG, clock=time.time)
         if kind == "add":
             prof.enable()
         staged = creator.commit(add=[b.message() for b in bundles])
@@ -295,7 +295,7 @@ def profile(row: str) -> int:
             prof.disable()
         else:
             prof.enable()
-            Group.join(crypto, staged.welcome or b"", bundles[-1], signers[-1], config=CONFIG)
+            Group.join(crypto, staged.welcome or b"", bundles[-1], signers[-1], config=CONFIG, clock=time.time)
             prof.disable()
     elif kind in ("update", "process-update"):
         b = Built(n, joined=2)

@@ -43,14 +43,14 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 def build(n: int) -> tuple[Group, list[Group]]:
     """A group of ``n`` (creator plus a few joined members that self-update)."""
-    creator = Group.create(crypto, Signer.generate(crypto, b"m0"), config=PUBLIC)
+    creator = Group.create(crypto, Signer.generate(crypto, b"m0"), config=PUBLIC, clock=time.time)
     signers = [Signer.generate(crypto, f"m{i}".encode()) for i in range(1, n)]
-    bundles = [generate_key_package(crypto, s) for s in signers]
+    bundles = [generate_key_package(crypto, s, now=int(time.time())) for s in signers]
     staged = creator.commit(add=[b.message() for b in bundles])
     creator.merge_staged_commit(staged)
     # A few members join, so the tree fills in as it does in a living group.
     step = max(1, (n - 1) // 8)
-    members = [Group.join(crypto, staged.welcome or b"", bundles[i], signers[i], config=PUBLIC) for i in range(0, n - 1, step)]
+    members = [Group.join(crypto, staged.welcome or b"", bundles[i], signers[i], config=PUBLIC, clock=time.time) for i in range(0, n - 1, step)]
     for m in members:
         upd = m.commit()
         m.merge_staged_commit(upd)
@@ -66,11 +66,11 @@ def bench(n: int, runs: int) -> None:
     built = time.perf_counter() - t
     info = creator.group_info()
     t = time.perf_counter()
-    pg = PublicGroup.from_group_info(crypto, info)
+    pg = PublicGroup.from_group_info(crypto, info, clock=time.time)
     from_info = (time.perf_counter() - t) * 1000
     print(f"N={n}: group built in {built:.1f} s; from_group_info {from_info:.1f} ms ({len(info)} B GroupInfo)")
     cases = {
-        "add one": creator.commit(add=[generate_key_package(crypto, Signer.generate(crypto, b"new")).message()]),
+        "add one": creator.commit(add=[generate_key_package(crypto, Signer.generate(crypto, b"new"), now=int(time.time())).message()]),
     }
     creator.discard_staged_commit()
     cases["remove one"] = creator.commit(remove=[n - 1])
@@ -84,7 +84,7 @@ def bench(n: int, runs: int) -> None:
     commit = pg.process_commit(cases["self-update"].message or b"")
     data = pg.to_bytes()
     print(f"  to_bytes {median_ms(pg.to_bytes, runs):8.2f} ms   ({len(data)} B)")
-    print(f"  from_bytes {median_ms(lambda: PublicGroup.from_bytes(crypto, data), runs):8.2f} ms")
+    print(f"  from_bytes {median_ms(lambda: PublicGroup.from_bytes(crypto, data, clock=time.time), runs):8.2f} ms")
     t = time.perf_counter()
     pg.merge(commit)
     print(f"  merge {(time.perf_counter() - t) * 1000:8.3f} ms")

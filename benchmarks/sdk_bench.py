@@ -154,7 +154,7 @@ async def bench_checkpoint_bytes(members: int, sends: int = 50) -> float:
         private, public = crypto.sign_keygen()
         binding = identity.device_binding(DeviceId.from_public_key(public))
         signer = Signer(Credential.basic(credential_identity(binding)), private, public)
-        kp = generate_key_package(crypto, signer).message()
+        kp = generate_key_package(crypto, signer, now=int(time.time())).message()
         entries.append((DeviceId.from_public_key(signer.public_key), kp))
     t0 = time.perf_counter()
     if entries:

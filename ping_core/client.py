@@ -151,6 +151,7 @@ from ping_core.mls.structs import (
     Update,
 )
 from ping_core.storage import BlobStore, MlsStateStore, Storage, StorageBackend
+from ping_core.wallclock import wall_clock_s, wall_now_s
 from ping_core.sync import News, SyncCursor, SyncProblem, SyncProblemKind, SyncResult
 from ping_core.transport import MAX_WATCH_CONVERSATIONS, Transport, WatchResult
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
@@ -579,7 +580,7 @@ class MessagingClient:
         ``last_resort=True`` (beyond the spec) they are kept for reuse, for the
         directory's last-resort slot.
         """
-        bundle = generate_key_package(self._crypto, self._signer)
+        bundle = generate_key_package(self._crypto, self._signer, now=wall_now_s())
         key = (_KPL_PREFIX if last_resort else _KP_PREFIX) + bundle.ref.hex()
         undo = StoreUndo(self._store)
         undo.put(key, bundle.to_bytes())
@@ -739,6 +740,7 @@ class MessagingClient:
             group = Group.create(
                 self._crypto,
                 self._signer,
+                clock=wall_clock_s,
                 group_id=conv_id.value,
                 conversation_name=name,
                 max_lifetime_s=MAX_LEAF_LIFETIME_S,
@@ -832,6 +834,7 @@ class MessagingClient:
             env.payload,
             {ref: b for ref, (_, b) in bundles.items()},
             self._signer,
+            clock=wall_clock_s,
             check_lifetimes=False,
             max_lifetime_s=MAX_LEAF_LIFETIME_S,
             leaf_check=self._verifier.check_joined_leaf,
@@ -1261,7 +1264,11 @@ class MessagingClient:
         """A claimed KeyPackage, validated (RFC 9420 §10.1), of ``device`` (``InvalidInput``), its
         leaf bound to an account (``IdentityError``), that account ``user`` when given."""
         kp = validate_key_package(
-            self._crypto, _check_bytes(raw, "KeyPackage"), max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._verifier.check_leaf
+            self._crypto,
+            _check_bytes(raw, "KeyPackage"),
+            now=wall_now_s(),
+            max_lifetime_s=MAX_LEAF_LIFETIME_S,
+            leaf_check=self._verifier.check_leaf,
         )
         if DeviceId.from_public_key(kp.leaf_node.signature_key) != device:
             raise InvalidInput("the DeviceId is not the KeyPackage's device (SHA-256 of its leaf signature key)")
@@ -2008,6 +2015,7 @@ class MessagingClient:
                 info,
                 self._signer,
                 resync=True,
+                clock=wall_clock_s,
                 check_lifetimes=False,
                 max_lifetime_s=MAX_LEAF_LIFETIME_S,
                 leaf_check=self._verifier.check_joined_leaf,

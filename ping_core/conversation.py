@@ -73,6 +73,7 @@ from ping_core.mls.group import (
 from ping_core.mls.structs import ContentType
 from ping_core.storage import STATE_STORE_VERSION, MlsStateStore
 from ping_core.sync import SyncCursor, SyncProblem
+from ping_core.wallclock import wall_clock_s
 
 __all__ = [
     "HELD_DIR",
@@ -639,7 +640,9 @@ class Conversation:
         try:
             g_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "g/")}
             group = (
-                Group.from_records(self.crypto, g_records, max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._leaf_check())
+                Group.from_records(
+                    self.crypto, g_records, clock=wall_clock_s, max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._leaf_check()
+                )
                 if g_records
                 else None
             )

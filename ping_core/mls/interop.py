@@ -26,6 +26,7 @@ import json
 import os
 import re
 import sys
+import time
 import traceback
 from typing import Any, Callable, TextIO
 
@@ -34,6 +35,7 @@ from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.mls.group import (
     ApplicationMessage,
+    Clock,
     CommitApplied,
     Group,
     GroupConfig,
@@ -84,7 +86,9 @@ def _need(req: Json, field: str) -> Any:
 class Driver:
     """The request handlers; :meth:`handle` maps one request to one response."""
 
-    def __init__(self, crypto: CryptoProvider | None = None) -> None:
+    def __init__(self, clock: Clock, crypto: CryptoProvider | None = None) -> None:
+        """``clock``: the time the driver's groups and KeyPackages are dated with (seconds)."""
+        self.clock = clock
         self.crypto = crypto or default_provider()
         self.clients: dict[str, _Client] = {}
         self.ops: dict[str, Callable[[Json], Json]] = {
@@ -143,7 +147,7 @@ class Driver:
         if suite != 1:
             raise DriverError(f"unsupported cipher suite {suite} (driver offers 1)")
         c = self._client(req)
-        bundle = generate_key_package(self.crypto, c.signer)
+        bundle = generate_key_package(self.crypto, c.signer, now=int(self.clock()))
         c.bundles[bundle.ref] = bundle
         return {"key_package": bundle.message().hex()}
 
@@ -151,7 +155,9 @@ class Driver:
         c = self._client(req)
         if c.group is not None and c.group.active:
             raise DriverError(f"client {c.name} already has a group")
-        c.group = Group.create(self.crypto, c.signer, group_id=_hex(req, "group_id"), config=GroupConfig(encrypt_handshake=False))
+        c.group = Group.create(
+            self.crypto, c.signer, clock=self.clock, group_id=_hex(req, "group_id"), config=GroupConfig(encrypt_handshake=False)
+        )
         return {"epoch": c.group.epoch, "leaf_index": c.group.own_leaf_index}
 
     def op_add(self, req: Json) -> Json:
@@ -214,7 +220,10 @@ class Driver:
         if c.group is not None and c.group.active:
             raise DriverError(f"client {c.name} already has a group")
         tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
-        g = Group.join(self.crypto, _hex(req, "welcome"), c.bundles, c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False))
+        g = Group.join(
+            self.crypto, _hex(req, "welcome"), c.bundles, c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
+            clock=self.clock,
+        )  # fmt: skip
         c.group = g
         # A KeyPackage is used once: drop the one the Welcome named.
         own_key = g.member(g.own_leaf_index)
@@ -229,8 +238,9 @@ class Driver:
             raise DriverError(f"client {c.name} already has a group")
         tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
         g, commit = Group.join_external(
-            self.crypto, _hex(req, "group_info"), c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False)
-        )
+            self.crypto, _hex(req, "group_info"), c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
+            clock=self.clock,
+        )  # fmt: skip
         c.group = g
         return {"commit": commit.hex(), "epoch": g.epoch, "group_id": g.group_id.hex(), "leaf_index": g.own_leaf_index}
 
@@ -335,10 +345,11 @@ def _bare_external_pub(crypto: CryptoProvider, group: Group, message: bytes) -> 
 
 
 def main(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """Serve requests from ``stdin`` until it closes."""
+    """Serve requests from ``stdin`` until it closes. The I/O shell around the sans-IO
+    driver: it reads the host's wall clock for the driver, as it reads stdin."""
     inp = stdin or sys.stdin
     out = stdout or sys.stdout
-    driver = Driver()
+    driver = Driver(time.time)
     for line in inp:
         if not line.strip():
             continue

@@ -61,7 +61,7 @@ class EngineMember:
             self.local.signing_secret,
             self.local.signing_public_key,
         )
-        self.bundle = generate_key_package(crypto, self.signer)
+        self.bundle = generate_key_package(crypto, self.signer, now=int(time.time()))
         self.group: Group | None = None
         self.conv: ConversationId | None = None
         self.cursor = SyncCursor()
@@ -87,7 +87,7 @@ class EngineMember:
     def join(self) -> None:
         async def run() -> None:
             (welcome,) = [w for w in await self.transport.fetch_welcomes() if not w.conversation_id.is_device_group_id]
-            self.group = Group.join(crypto, welcome.payload, self.bundle, self.signer)
+            self.group = Group.join(crypto, welcome.payload, self.bundle, self.signer, clock=time.time)
             # As Ping clients send them: handshake messages the delivery service can verify.
             self.group.config = dataclasses.replace(self.group.config, encrypt_handshake=False)
             self.conv = welcome.conversation_id

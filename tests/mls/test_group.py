@@ -3,6 +3,8 @@ application messages, external joins, PSKs, extensions, own echoes, past epochs.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ping_core.errors import MlsError
@@ -44,7 +46,7 @@ from test_group_support import PUBLIC, agree, app_data, commit_all, crypto, key_
 
 
 def test_create_is_a_one_member_group() -> None:
-    a = Group.create(crypto, signer("alice"), group_id=b"g")
+    a = Group.create(crypto, signer("alice"), group_id=b"g", clock=time.time)
     assert a.epoch == 0 and a.group_id == b"g" and a.own_leaf_index == 0
     assert [m.identity for m in a.members()] == [b"alice"]
     assert a.active and a.conversation_name is None
@@ -66,7 +68,7 @@ def test_add_join_and_messages_both_ways() -> None:
 
 @pytest.mark.parametrize("in_welcome", [True, False])
 def test_welcome_with_or_without_the_tree(in_welcome: bool) -> None:
-    a = Group.create(crypto, signer("alice"), config=PUBLIC)
+    a = Group.create(crypto, signer("alice"), config=PUBLIC, clock=time.time)
     bs = signer("bob")
     kb = key_package(bs)
     staged = a.commit(add=[kb.message()], ratchet_tree_extension=in_welcome)
@@ -75,24 +77,24 @@ def test_welcome_with_or_without_the_tree(in_welcome: bool) -> None:
     assert welcome_key_package_refs(staged.welcome) == [kb.ref]
     if not in_welcome:
         with pytest.raises(MlsError, match="no ratchet tree"):
-            Group.join(crypto, staged.welcome, kb, bs)
-        b = Group.join(crypto, staged.welcome, kb, bs, ratchet_tree=staged.ratchet_tree)
+            Group.join(crypto, staged.welcome, kb, bs, clock=time.time)
+        b = Group.join(crypto, staged.welcome, kb, bs, ratchet_tree=staged.ratchet_tree, clock=time.time)
     else:
-        b = Group.join(crypto, staged.welcome, kb, bs)
+        b = Group.join(crypto, staged.welcome, kb, bs, clock=time.time)
     agree([a, b])
 
 
 def test_join_needs_the_right_key_package() -> None:
-    a = Group.create(crypto, signer("alice"))
+    a = Group.create(crypto, signer("alice"), clock=time.time)
     bs = signer("bob")
     kb, other = key_package(bs), key_package(bs)
     staged = a.commit(add=[kb.message()])
     assert staged.welcome is not None
     with pytest.raises(MlsError, match="not addressed"):
-        Group.join(crypto, staged.welcome, other, bs)
+        Group.join(crypto, staged.welcome, other, bs, clock=time.time)
     with pytest.raises(MlsError, match="signer"):
-        Group.join(crypto, staged.welcome, kb, signer("mallory"))
-    g = Group.join(crypto, staged.welcome, [other, kb], bs)
+        Group.join(crypto, staged.welcome, kb, signer("mallory"), clock=time.time)
+    g = Group.join(crypto, staged.welcome, [other, kb], bs, clock=time.time)
     assert g.epoch == 1
 
 
@@ -103,7 +105,7 @@ def test_welcome_with_a_tampered_tree_is_refused() -> None:
     staged = a.commit(add=[kc.message()], ratchet_tree_extension=False)
     other_tree = b.ratchet_tree()  # the previous epoch's tree: wrong hash
     with pytest.raises(MlsError):
-        Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=other_tree)
+        Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=other_tree, clock=time.time)
 
 
 def test_joiner_commits_and_path_secrets_reach_everyone() -> None:
@@ -122,7 +124,7 @@ def test_adds_by_a_joiner_with_path_give_the_lca_path_secret() -> None:
     staged = b.commit(add=[k.message() for k in kps], force_path=True)
     b.merge_staged_commit(staged)
     a.process_message(staged.message or b"")
-    joined = [Group.join(crypto, staged.welcome or b"", k, s) for s, k in zip(signers, kps)]
+    joined = [Group.join(crypto, staged.welcome or b"", k, s, clock=time.time) for s, k in zip(signers, kps)]
     everyone = [a, b, *joined]
     agree(everyone)
     for g in joined:  # a joiner's keys work: it can commit and everyone follows
@@ -170,7 +172,7 @@ def test_proposals_by_reference_committed_by_another_member() -> None:
     for g in (a, b):
         r = g.process_message(staged.message or b"")
         assert isinstance(r, CommitApplied) and r.committer == 2 and r.added == (3,)
-    d = Group.join(crypto, staged.welcome or b"", kd, ds)
+    d = Group.join(crypto, staged.welcome or b"", kd, ds, clock=time.time)
     agree([a, b, c, d])
     assert all(not g.pending_proposals for g in (a, b, c, d))
 
@@ -194,7 +196,7 @@ def test_proposals_by_reference() -> None:
     rb = b.process_message(staged.message or b"")
     rc = c.process_message(staged.message or b"")
     assert isinstance(rc, CommitApplied) and rc.removed_self
-    d = Group.join(crypto, staged.welcome or b"", kd, ds)
+    d = Group.join(crypto, staged.welcome or b"", kd, ds, clock=time.time)
     agree([a, b, d])
     assert isinstance(rb, CommitApplied) and rb.removed == (2,)
 
@@ -275,7 +277,7 @@ def test_past_epoch_messages_and_their_deletion() -> None:
     # memory or in its records; its late application messages still open.
     assert b._past_epochs[1].framing.membership_key == bytes(32)
     assert old_membership_key not in b.to_bytes()
-    assert old_membership_key not in Group.from_bytes(crypto, b.to_bytes()).to_bytes()
+    assert old_membership_key not in Group.from_bytes(crypto, b.to_bytes(), clock=time.time).to_bytes()
     r = b.process_message(late)
     assert isinstance(r, ApplicationMessage) and r.data == b"late" and r.epoch == 1
     late2 = a.protect(b"two epochs back")
@@ -321,7 +323,7 @@ def test_conversation_name_extension() -> None:
 def test_external_join_and_resync() -> None:
     a, b = make_group(2)
     es = signer("eve")
-    e, commit = Group.join_external(crypto, b.group_info(), es)
+    e, commit = Group.join_external(crypto, b.group_info(), es, clock=time.time)
     for g in (a, b):
         r = g.process_message(commit)
         assert isinstance(r, CommitApplied) and r.external and r.committer == 2
@@ -329,7 +331,7 @@ def test_external_join_and_resync() -> None:
     msg = e.protect(b"hello from eve")
     assert app_data(a.process_message(msg)) == b"hello from eve"
     # eve lost her state: she rejoins and removes her old leaf.
-    e2, commit2 = Group.join_external(crypto, a.group_info(ratchet_tree=False), es, ratchet_tree=a.ratchet_tree(), resync=True)
+    e2, commit2 = Group.join_external(crypto, a.group_info(ratchet_tree=False), es, ratchet_tree=a.ratchet_tree(), resync=True, clock=time.time)
     for g in (a, b):
         r = g.process_message(commit2)
         assert isinstance(r, CommitApplied) and r.removed == (2,)
@@ -364,8 +366,8 @@ def test_external_psk_and_resumption_psk() -> None:
     a.merge_staged_commit(staged)
     b.process_message(staged.message or b"", psks={psk_id: secret})
     with pytest.raises(MlsError):
-        Group.join(crypto, staged.welcome or b"", kc, cs)
-    c = Group.join(crypto, staged.welcome or b"", kc, cs, psks={psk_id: secret})
+        Group.join(crypto, staged.welcome or b"", kc, cs, clock=time.time)
+    c = Group.join(crypto, staged.welcome or b"", kc, cs, psks={psk_id: secret}, clock=time.time)
     agree([a, b, c])
 
 
@@ -418,7 +420,7 @@ def test_new_member_proposal() -> None:
     for g in (a, b):
         assert isinstance(g.process_message(msg), ProposalStored)
     staged = commit_all(b, [a, b])
-    c = Group.join(crypto, staged.welcome or b"", kc, cs)
+    c = Group.join(crypto, staged.welcome or b"", kc, cs, clock=time.time)
     agree([a, b, c])
     # A new_member_proposal must be signed by the KeyPackage's own key.
     ds = signer("dave")
@@ -449,7 +451,7 @@ def test_key_package_bundle_round_trip_and_validation() -> None:
 
 
 def test_expired_key_package_cannot_be_added() -> None:
-    a = Group.create(crypto, signer("alice"))
+    a = Group.create(crypto, signer("alice"), clock=time.time)
     kb = key_package(signer("bob"), now=1_000, lifetime_s=10)
     with pytest.raises(MlsError, match="lifetime"):
         a.commit(add=[kb.message()])
@@ -471,7 +473,7 @@ def test_remove_and_re_add_the_same_client_in_one_commit() -> None:
     fresh = key_package(b.signer)
     staged = commit_all(a, [a, c], remove=[1], add=[fresh.message()])
     assert staged.result.removed == (1,) and staged.result.added == (1,)
-    b2 = Group.join(crypto, staged.welcome or b"", fresh, b.signer)
+    b2 = Group.join(crypto, staged.welcome or b"", fresh, b.signer, clock=time.time)
     agree([a, b2, c])
 
 
@@ -488,9 +490,9 @@ def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
     new_a.merge_staged_commit(staged)
     assert new_a.group_id == b"second generation" and new_a.epoch == 1 and new_a.conversation_name == "v2"
     with pytest.raises(MlsError, match="reinit_from"):
-        Group.join(crypto, staged.welcome or b"", kb, b.signer)
-    new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b)
-    new_c = Group.join(crypto, staged.welcome or b"", kc, c.signer, reinit_from=c)
+        Group.join(crypto, staged.welcome or b"", kb, b.signer, clock=time.time)
+    new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b, clock=time.time)
+    new_c = Group.join(crypto, staged.welcome or b"", kc, c.signer, reinit_from=c, clock=time.time)
     agree([new_a, new_b, new_c])
     # A Welcome that does not reinitialise refuses reinit_from.
     d = make_group(2)
@@ -498,7 +500,7 @@ def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
     kd = key_package(ds)
     st2 = d[0].commit(add=[kd.message()])
     with pytest.raises(MlsError, match="no reinit PSK"):
-        Group.join(crypto, st2.welcome or b"", kd, ds, reinit_from=b)
+        Group.join(crypto, st2.welcome or b"", kd, ds, reinit_from=b, clock=time.time)
 
 
 def test_padding_makes_plaintexts_a_multiple_of_the_block() -> None:

@@ -4,6 +4,8 @@ carries on untouched."""
 
 from __future__ import annotations
 
+import time
+
 from typing import Any, Sequence
 
 import pytest
@@ -74,7 +76,7 @@ def forged_first_commit(
 ) -> StagedCommit:
     """A new group of ``creator`` whose commit carries ``proposals`` (PSKs
     resolved from ``old``), with none of ``Group.branch``'s creator checks."""
-    new = Group.create(crypto, creator, group_id=group_id, config=PUBLIC, extensions=old.extensions)
+    new = Group.create(crypto, creator, group_id=group_id, config=PUBLIC, extensions=old.extensions, clock=time.time)
     for _ in range(empty_commits_before):
         new.merge_staged_commit(new.commit())
     return create_commit(new, by_value=list(proposals), include_pending=False, psks=old.psk_source(), psk_usage=usage)
@@ -84,6 +86,7 @@ def join_refused(welcome: bytes, bundle: KeyPackageBundle, old: Group, match: st
     """Joining ``welcome`` with ``bundle`` fails with ``match`` and changes nothing in ``old``."""
     before = old.to_bytes()
     kw.setdefault("branch_from", old)
+    kw.setdefault("clock", time.time)
     with pytest.raises(MlsError, match=match):
         Group.join(crypto, welcome, bundle, old.signer, **kw)
     assert old.to_bytes() == before
@@ -98,8 +101,8 @@ def test_branch_three_of_five_agree_and_talk() -> None:
     assert staged.result.psks == 1 and staged.welcome is not None
     assert sub_a.pending_commit is staged and sub_a.epoch == 0
     sub_a.merge_staged_commit(staged)
-    sub_c = Group.join(crypto, staged.welcome, kc, c.signer, branch_from=c)
-    sub_e = Group.join(crypto, staged.welcome, ke, e.signer, branch_from=e)
+    sub_c = Group.join(crypto, staged.welcome, kc, c.signer, branch_from=c, clock=time.time)
+    sub_e = Group.join(crypto, staged.welcome, ke, e.signer, branch_from=e, clock=time.time)
     subgroup = [sub_a, sub_c, sub_e]
     agree(subgroup)
     assert [g.to_bytes() for g in (a, b, c, d, e)] == before
@@ -124,7 +127,7 @@ def test_branch_three_of_five_agree_and_talk() -> None:
     # Bob and dave are not in it: the Welcome is not for their KeyPackages.
     kb = key_package(b.signer)
     with pytest.raises(MlsError, match="not addressed"):
-        Group.join(crypto, staged.welcome, kb, b.signer, branch_from=b)
+        Group.join(crypto, staged.welcome, kb, b.signer, branch_from=b, clock=time.time)
     # The old group carries on with all five: messages, then a commit.
     old = [a, b, c, d, e]
     msg = d.protect(b"old group still works")
@@ -140,13 +143,13 @@ def test_branched_group_survives_serialization() -> None:
     kb = key_package(b.signer)
     sub_a, staged = a.branch([kb], extensions=[Extension.of(ConversationName("side chat"))])
     sub_a.merge_staged_commit(staged)
-    sub_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b)
+    sub_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, clock=time.time)
     assert len(sub_a.group_id) == 32 and sub_a.group_id != a.group_id
     assert sub_b.conversation_name == "side chat" and a.conversation_name is None
-    restored_a = Group.from_bytes(crypto, sub_a.to_bytes())
-    restored_b = Group.from_bytes(crypto, sub_b.to_bytes())
+    restored_a = Group.from_bytes(crypto, sub_a.to_bytes(), clock=time.time)
+    restored_b = Group.from_bytes(crypto, sub_b.to_bytes(), clock=time.time)
     assert restored_a.to_bytes() == sub_a.to_bytes() and restored_b.to_bytes() == sub_b.to_bytes()
-    records = Group.from_records(crypto, sub_b.records())
+    records = Group.from_records(crypto, sub_b.records(), clock=time.time)
     assert records.to_bytes() == sub_b.to_bytes()
     agree([restored_a, restored_b, records])
     assert app_data(restored_b.process_message(restored_a.protect(b"after restore"))) == b"after restore"
@@ -232,7 +235,7 @@ def test_join_refuses_leaves_without_counterpart() -> None:
     # The same forgery made of members only is accepted: the check is the only difference.
     kb, kc = key_package(b.signer), key_package(c.signer)
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), Add(kc.key_package), branch_psk(a)])
-    assert Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b).epoch == 1
+    assert Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, clock=time.time).epoch == 1
 
 
 def test_join_refuses_other_epochs_group_ids_and_two_links() -> None:
@@ -282,7 +285,7 @@ def test_any_subset_branches_and_agrees(creator: int, others: set[int]) -> None:
     bundles = {i: key_package(old[i].signer) for i in sorted(others)}
     sub, staged = old[creator].branch([b.message() for b in bundles.values()])
     sub.merge_staged_commit(staged)
-    joined = [Group.join(crypto, staged.welcome or b"", bundles[i], old[i].signer, branch_from=old[i]) for i in bundles]
+    joined = [Group.join(crypto, staged.welcome or b"", bundles[i], old[i].signer, branch_from=old[i], clock=time.time) for i in bundles]
     agree([sub, *joined])
     names = {member(old[0], i).identity for i in {creator, *others}}
     assert {m.identity for m in sub.members()} == names

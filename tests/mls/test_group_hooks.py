@@ -3,6 +3,8 @@ changed, ``signature_key(leaf, epoch)``, ``StagedCommit.added_members()`` and ``
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import pytest
@@ -113,7 +115,7 @@ def test_refused_commit_changes_nothing(config: GroupConfig) -> None:
 def test_external_commit_sender_is_the_joiner() -> None:
     a, b = make_group(2)
     joiner = signer("erin")
-    e, commit = Group.join_external(crypto, a.group_info(), joiner)
+    e, commit = Group.join_external(crypto, a.group_info(), joiner, clock=time.time)
     seen: list[SenderInfo] = []
     with pytest.raises(Refused):
         a.process_message(commit, check_sender=refuse(seen))
@@ -246,7 +248,7 @@ def test_history_view_from_malformed_records(mutate: Any) -> None:
 
 def test_history_view_of_two_groups_is_refused() -> None:
     (a,) = make_group(1)
-    other = Group.create(crypto, signer("zed"), group_id=b"another group")
+    other = Group.create(crypto, signer("zed"), group_id=b"another group", clock=time.time)
     commit_all(other, [other])
     while other.epoch <= a.epoch:
         commit_all(other, [other])

@@ -4,6 +4,8 @@ tests against ts-mls are in tests/interop."""
 
 from __future__ import annotations
 
+import time
+
 import io
 import json
 from typing import Any
@@ -15,7 +17,7 @@ from ping_core.mls.interop import Driver, main
 
 class Client:
     def __init__(self) -> None:
-        self.driver = Driver()
+        self.driver = Driver(time.time)
         self.n = 0
 
     def __call__(self, op: str, **fields: Any) -> dict[str, Any]:

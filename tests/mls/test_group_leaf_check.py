@@ -5,6 +5,8 @@ policy, not state (not persisted), and successor groups inherit it."""
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import pytest
@@ -64,7 +66,7 @@ def leaf_of(group: Group, index: int) -> LeafNode:
 
 def test_the_type_is_exported() -> None:
     assert LeafCheck is TopLevelLeafCheck
-    assert Group.create(crypto, signer("alice")).leaf_check is None
+    assert Group.create(crypto, signer("alice"), clock=time.time).leaf_check is None
 
 
 # -- Adds ----------------------------------------------------------------------
@@ -214,7 +216,7 @@ def test_external_commit_joiner_leaf_has_no_previous_leaf() -> None:
     a, b = make_group(2)
     es = signer("erin")
     joiner_hook = Recorder()
-    e, commit = Group.join_external(crypto, a.group_info(), es, leaf_check=joiner_hook)
+    e, commit = Group.join_external(crypto, a.group_info(), es, leaf_check=joiner_hook, clock=time.time)
     assert e.leaf_check is joiner_hook
     # The joiner checked every leaf of the tree it received (no previous leaf).
     assert joiner_hook.calls == [(leaf_of(a, 0), None), (leaf_of(a, 1), None)]
@@ -234,7 +236,7 @@ def test_external_join_refused_by_the_hook() -> None:
     a, _ = make_group(2)
     error = policy_error()
     with pytest.raises(InvalidInput) as info:
-        Group.join_external(crypto, a.group_info(), signer("erin"), leaf_check=Recorder(error))
+        Group.join_external(crypto, a.group_info(), signer("erin"), leaf_check=Recorder(error), clock=time.time)
     assert info.value is error
 
 
@@ -246,12 +248,12 @@ def test_join_from_welcome_checks_every_leaf_of_the_tree() -> None:
     welcome = staged.welcome or b""
     hook = Recorder(policy_error())
     with pytest.raises(InvalidInput) as info:
-        Group.join(crypto, welcome, kc, cs, leaf_check=hook)
+        Group.join(crypto, welcome, kc, cs, leaf_check=hook, clock=time.time)
     assert info.value is hook.error
     assert hook.calls == [(leaf_of(a, 0), None)]  # refused at the first leaf
     hook.error = None
     hook.calls.clear()
-    c = Group.join(crypto, welcome, kc, cs, leaf_check=hook)
+    c = Group.join(crypto, welcome, kc, cs, leaf_check=hook, clock=time.time)
     assert c.leaf_check is hook
     assert hook.calls == [(leaf_of(a, i), None) for i in range(3)]
     agree([a, b, c])
@@ -267,9 +269,9 @@ def test_join_from_welcome_checks_after_the_tree_validated() -> None:
     hook = Recorder()
     wrong_tree = b.ratchet_tree()  # the previous epoch's tree: its hash does not match
     with pytest.raises(MlsError):
-        Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=wrong_tree, leaf_check=hook)
+        Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=wrong_tree, leaf_check=hook, clock=time.time)
     assert hook.calls == []
-    Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=a.ratchet_tree(), leaf_check=hook)
+    Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=a.ratchet_tree(), leaf_check=hook, clock=time.time)
     assert len(hook.calls) == 3
 
 
@@ -279,18 +281,18 @@ def test_join_from_welcome_checks_after_the_tree_validated() -> None:
 def test_validate_key_package() -> None:
     kb = key_package(signer("bob"))
     hook = Recorder()
-    assert validate_key_package(crypto, kb.message(), leaf_check=hook) == kb.key_package
+    assert validate_key_package(crypto, kb.message(), leaf_check=hook, now=int(time.time())) == kb.key_package
     assert hook.calls == [(kb.key_package.leaf_node, None)]
     hook.error = policy_error()
     with pytest.raises(InvalidInput) as info:
-        validate_key_package(crypto, kb.message(), leaf_check=hook)
+        validate_key_package(crypto, kb.message(), leaf_check=hook, now=int(time.time()))
     assert info.value is hook.error
     # An invalid KeyPackage is refused before the hook is asked.
     hook = Recorder()
     raw = bytearray(kb.message())
     raw[-1] ^= 1
     with pytest.raises(MlsError):
-        validate_key_package(crypto, bytes(raw), leaf_check=hook)
+        validate_key_package(crypto, bytes(raw), leaf_check=hook, now=int(time.time()))
     assert hook.calls == []
 
 
@@ -311,18 +313,18 @@ def test_any_exception_propagates_unchanged() -> None:
 
 def test_not_persisted_and_given_again_on_load() -> None:
     hook = Recorder()
-    a = Group.create(crypto, signer("alice"), config=PUBLIC, leaf_check=hook)
+    a = Group.create(crypto, signer("alice"), config=PUBLIC, leaf_check=hook, clock=time.time)
     assert a.leaf_check is hook
     data = a.to_bytes()
-    assert Group.from_bytes(crypto, data).leaf_check is None
-    assert Group.from_records(crypto, a.records()).leaf_check is None
-    assert Group.from_bytes(crypto, data, leaf_check=hook).leaf_check is hook
-    assert Group.from_records(crypto, a.records(), leaf_check=hook).leaf_check is hook
+    assert Group.from_bytes(crypto, data, clock=time.time).leaf_check is None
+    assert Group.from_records(crypto, a.records(), clock=time.time).leaf_check is None
+    assert Group.from_bytes(crypto, data, leaf_check=hook, clock=time.time).leaf_check is hook
+    assert Group.from_records(crypto, a.records(), leaf_check=hook, clock=time.time).leaf_check is hook
     # Setting or clearing it does not change the stored state.
     a.leaf_check = None
     assert a.to_bytes() == data
     # A loaded group uses the hook it was given.
-    restored = Group.from_bytes(crypto, data, leaf_check=Recorder(policy_error()))
+    restored = Group.from_bytes(crypto, data, leaf_check=Recorder(policy_error()), clock=time.time)
     assert restored.leaf_check is not None
     with pytest.raises(InvalidInput):
         restored.commit(add=[key_package(signer("bob")).message()])
@@ -340,10 +342,10 @@ def test_branch_inherits_the_hook() -> None:
     # A joiner with branch_from inherits its old group's hook when it gives none.
     b_hook = Recorder()
     b.leaf_check = b_hook
-    sub_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b)
+    sub_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, clock=time.time)
     assert sub_b.leaf_check is b_hook and len(b_hook.calls) == 2
     other = Recorder()
-    assert Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, leaf_check=other).leaf_check is other
+    assert Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, leaf_check=other, clock=time.time).leaf_check is other
 
 
 def test_branch_refused_by_the_inherited_hook() -> None:
@@ -366,7 +368,7 @@ def test_reinit_inherits_the_hook() -> None:
     new_a.merge_staged_commit(staged)
     b_hook = Recorder()
     b.leaf_check = b_hook
-    new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b)
+    new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b, clock=time.time)
     assert new_b.leaf_check is b_hook and len(b_hook.calls) == 2
     agree([new_a, new_b])
 

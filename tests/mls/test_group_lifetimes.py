@@ -21,7 +21,7 @@ LATER = 3600.0  # seconds after bob's 60-second KeyPackage lifetime began
 
 def _group_with_short_lived_bob() -> Group:
     """alice's group of alice and bob, whose leaf's lifetime ends a minute from now."""
-    alice = Group.create(crypto, signer("alice"), config=PUBLIC)
+    alice = Group.create(crypto, signer("alice"), config=PUBLIC, clock=time.time)
     bob = key_package(signer("bob"), lifetime_s=60)
     staged = alice.commit(add=[bob.message()])
     alice.merge_staged_commit(staged)
@@ -41,7 +41,7 @@ def test_join_refuses_a_tree_with_an_expired_leaf_by_default() -> None:
         Group.join(crypto, staged.welcome, carol, carol_signer, config=PUBLIC, clock=later)
 
     # Now (bob's lifetime still running) the same Welcome is fine; later, only with the check off.
-    assert Group.join(crypto, staged.welcome, carol, carol_signer, config=PUBLIC).epoch == alice.epoch
+    assert Group.join(crypto, staged.welcome, carol, carol_signer, config=PUBLIC, clock=time.time).epoch == alice.epoch
     joined = Group.join(crypto, staged.welcome, carol, carol_signer, config=PUBLIC, clock=later, check_lifetimes=False)
     assert joined.epoch_authenticator == alice.epoch_authenticator
 

@@ -12,6 +12,8 @@ by reference), and the tree received on joining. A refusal changes nothing.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ping_core.errors import MlsError
@@ -35,8 +37,8 @@ def _long_lived(name: str = "mallory") -> bytes:
 
 
 def test_engine_default_sets_no_maximum() -> None:
-    assert validate_key_package(crypto, _long_lived()).leaf_node.lifetime is not None
-    alice = Group.create(crypto, signer("alice"), config=PUBLIC)
+    assert validate_key_package(crypto, _long_lived(), now=int(time.time())).leaf_node.lifetime is not None
+    alice = Group.create(crypto, signer("alice"), config=PUBLIC, clock=time.time)
     assert alice.max_lifetime_s is None
     alice.merge_staged_commit(alice.commit(add=[_long_lived()]))
     assert alice.member_count == 2
@@ -44,14 +46,14 @@ def test_engine_default_sets_no_maximum() -> None:
 
 def test_validate_key_package_refuses_a_longer_lifetime_with_or_without_the_clock() -> None:
     with pytest.raises(MlsError, match="the KeyPackage's leaf: its lifetime .* " + TOO_LONG):
-        validate_key_package(crypto, _long_lived(), max_lifetime_s=LIMIT)
+        validate_key_package(crypto, _long_lived(), max_lifetime_s=LIMIT, now=int(time.time()))
     with pytest.raises(MlsError, match=TOO_LONG):
-        validate_key_package(crypto, _long_lived(), max_lifetime_s=LIMIT, check_lifetime_=False)
+        validate_key_package(crypto, _long_lived(), max_lifetime_s=LIMIT, now=None)
     # A default KeyPackage spans exactly the limit: accepted; one second less is not.
     ordinary = key_package(signer("bob")).message()
-    assert validate_key_package(crypto, ordinary, max_lifetime_s=LIMIT)
+    assert validate_key_package(crypto, ordinary, max_lifetime_s=LIMIT, now=int(time.time()))
     with pytest.raises(MlsError, match=TOO_LONG):
-        validate_key_package(crypto, ordinary, max_lifetime_s=LIMIT - 1)
+        validate_key_package(crypto, ordinary, max_lifetime_s=LIMIT - 1, now=int(time.time()))
 
 
 def test_check_lifetime_span_bounds() -> None:
@@ -68,14 +70,14 @@ def test_check_lifetime_span_bounds() -> None:
 
 
 def test_policy_is_not_stored_and_is_checked() -> None:
-    alice = Group.create(crypto, signer("alice"), config=PUBLIC, max_lifetime_s=LIMIT)
+    alice = Group.create(crypto, signer("alice"), config=PUBLIC, max_lifetime_s=LIMIT, clock=time.time)
     assert alice.max_lifetime_s == LIMIT
     data = alice.to_bytes()
     alice.max_lifetime_s = None
     assert alice.to_bytes() == data
-    assert Group.from_bytes(crypto, data).max_lifetime_s is None
-    assert Group.from_bytes(crypto, data, max_lifetime_s=5).max_lifetime_s == 5
-    assert Group.from_records(crypto, alice.records(), max_lifetime_s=7).max_lifetime_s == 7
+    assert Group.from_bytes(crypto, data, clock=time.time).max_lifetime_s is None
+    assert Group.from_bytes(crypto, data, max_lifetime_s=5, clock=time.time).max_lifetime_s == 5
+    assert Group.from_records(crypto, alice.records(), max_lifetime_s=7, clock=time.time).max_lifetime_s == 7
     for bad in (-1, True, 1.5, "90"):
         with pytest.raises(MlsError, match="max_lifetime_s"):
             alice.max_lifetime_s = bad  # type: ignore[assignment]
@@ -83,7 +85,7 @@ def test_policy_is_not_stored_and_is_checked() -> None:
 
 
 def test_own_commit_and_proposal_refuse_a_long_lived_key_package() -> None:
-    alice = Group.create(crypto, signer("alice"), config=PUBLIC, max_lifetime_s=LIMIT)
+    alice = Group.create(crypto, signer("alice"), config=PUBLIC, max_lifetime_s=LIMIT, clock=time.time)
     before = alice.to_bytes()
     with pytest.raises(MlsError, match="leaf node: its lifetime .* " + TOO_LONG):
         alice.commit(add=[key_package(signer("bob")).message(), _long_lived()])
@@ -138,7 +140,7 @@ def test_received_add_proposal_and_commit_by_reference_are_refused(config: Group
 
 def _group_with_long_lived_member() -> tuple[Group, bytes, KeyPackageBundle, Signer]:
     """alice's group with mallory (10-year leaf), a Welcome for carol, carol's bundle and signer."""
-    alice = Group.create(crypto, signer("alice"), config=PUBLIC)
+    alice = Group.create(crypto, signer("alice"), config=PUBLIC, clock=time.time)
     alice.merge_staged_commit(alice.commit(add=[_long_lived()]))
     carol_signer = signer("carol")
     carol = key_package(carol_signer)
@@ -152,24 +154,24 @@ def test_join_refuses_a_tree_with_a_long_lived_leaf_even_without_clock_checks() 
     alice, welcome, carol, carol_signer = _group_with_long_lived_member()
     for check in (True, False):
         with pytest.raises(MlsError, match="leaf 1: its lifetime .* " + TOO_LONG):
-            Group.join(crypto, welcome, carol, carol_signer, config=PUBLIC, check_lifetimes=check, max_lifetime_s=LIMIT)
-    joined = Group.join(crypto, welcome, carol, carol_signer, config=PUBLIC, check_lifetimes=False)
+            Group.join(crypto, welcome, carol, carol_signer, config=PUBLIC, check_lifetimes=check, max_lifetime_s=LIMIT, clock=time.time)
+    joined = Group.join(crypto, welcome, carol, carol_signer, config=PUBLIC, check_lifetimes=False, clock=time.time)
     assert joined.epoch_authenticator == alice.epoch_authenticator and joined.max_lifetime_s is None
     # Every leaf of an ordinary group fits the limit, the creator's own included; the group keeps the policy.
-    ordinary = Group.create(crypto, signer("alice"), config=PUBLIC)
+    ordinary = Group.create(crypto, signer("alice"), config=PUBLIC, clock=time.time)
     dave_signer = signer("dave")
     dave = key_package(dave_signer)
     staged = ordinary.commit(add=[dave.message()])
     assert staged.welcome is not None
-    assert Group.join(crypto, staged.welcome, dave, dave_signer, config=PUBLIC, max_lifetime_s=LIMIT).max_lifetime_s == LIMIT
+    assert Group.join(crypto, staged.welcome, dave, dave_signer, config=PUBLIC, max_lifetime_s=LIMIT, clock=time.time).max_lifetime_s == LIMIT
 
 
 def test_external_join_refuses_a_tree_with_a_long_lived_leaf() -> None:
     alice, _, _, _ = _group_with_long_lived_member()
     info = alice.group_info()
     with pytest.raises(MlsError, match="leaf 1: its lifetime .* " + TOO_LONG):
-        Group.join_external(crypto, info, signer("erin"), config=PUBLIC, check_lifetimes=False, max_lifetime_s=LIMIT)
-    group, commit = Group.join_external(crypto, info, signer("erin"), config=PUBLIC)
+        Group.join_external(crypto, info, signer("erin"), config=PUBLIC, check_lifetimes=False, max_lifetime_s=LIMIT, clock=time.time)
+    group, commit = Group.join_external(crypto, info, signer("erin"), config=PUBLIC, clock=time.time)
     alice.process_message(commit)
     assert group.epoch_authenticator == alice.epoch_authenticator
 

@@ -4,6 +4,8 @@ from their persisted state at random points and must behave identically."""
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -21,7 +23,7 @@ def test_to_bytes_is_deterministic_and_round_trips() -> None:
     a, b = make_group(2)
     blob = a.to_bytes()
     assert blob == a.to_bytes()
-    again = Group.from_bytes(crypto, blob)
+    again = Group.from_bytes(crypto, blob, clock=time.time)
     assert again.to_bytes() == blob
     assert again.epoch_authenticator == a.epoch_authenticator and again.members() == a.members()
     msg = again.protect(b"from the restored copy")
@@ -33,15 +35,15 @@ def test_from_bytes_refuses_garbage() -> None:
     blob = a.to_bytes()
     for bad in (b"", b"PMLSG\x02" + blob[6:], blob[:-1], blob + b"\x00", blob[:40]):
         with pytest.raises(MlsError):
-            Group.from_bytes(crypto, bad)
+            Group.from_bytes(crypto, bad, clock=time.time)
     records = a.records()
     records["unexpected"] = b"x"
     with pytest.raises(MlsError, match="unexpected"):
-        Group.from_records(crypto, records)
+        Group.from_records(crypto, records, clock=time.time)
     records = a.records()
     del records["tree"]
     with pytest.raises(MlsError):
-        Group.from_records(crypto, records)
+        Group.from_records(crypto, records, clock=time.time)
 
 
 def test_a_send_changes_one_small_record_whatever_the_group_size() -> None:
@@ -85,7 +87,7 @@ def test_incremental_records_rebuild_the_same_state() -> None:
         for i, g in enumerate(groups):
             _apply(stores[i], g)
             assert stores[i] == g.records()
-            assert Group.from_records(crypto, stores[i]).to_bytes() == g.to_bytes()
+            assert Group.from_records(crypto, stores[i], clock=time.time).to_bytes() == g.to_bytes()
     # Past epochs beyond max_past_epochs left no records behind.
     epochs = {name.split(":")[1] for name in stores[0] if name.startswith(("st:", "past:"))}
     assert len(epochs) <= cfg.max_past_epochs + 1
@@ -94,7 +96,7 @@ def test_incremental_records_rebuild_the_same_state() -> None:
 def test_pending_commit_survives_a_restart() -> None:
     a, b = make_group(2)
     staged = a.commit(encrypt=True)
-    restored = Group.from_bytes(crypto, a.to_bytes())
+    restored = Group.from_bytes(crypto, a.to_bytes(), clock=time.time)
     assert restored.pending_commit is not None and restored.pending_commit.message == staged.message
     r = restored.process_message(staged.message or b"")  # the server's echo: merge it
     assert isinstance(r, CommitApplied) and r.own
@@ -131,7 +133,7 @@ class World:
         for g in list(self.members):
             if g is sender:
                 continue
-            twin = Group.from_bytes(crypto, g.to_bytes())
+            twin = Group.from_bytes(crypto, g.to_bytes(), clock=time.time)
             r1 = g.process_message(message)
             r2 = twin.process_message(message)
             assert type(r1) is type(r2)
@@ -151,7 +153,7 @@ class World:
         self.deliver(staged.message or b"", g)
         if staged.welcome:
             for _, bundle, s in self.pending_joiners:
-                self.members.append(Group.join(crypto, staged.welcome, bundle, s, config=self.cfg))
+                self.members.append(Group.join(crypto, staged.welcome, bundle, s, config=self.cfg, clock=time.time))
                 self._save(self.members[-1])
             self.pending_joiners = []
 
@@ -193,14 +195,14 @@ class World:
             i = who % len(members)
             old = members[i]
             self._save(old)
-            new = Group.from_bytes(crypto, old.to_bytes())
+            new = Group.from_bytes(crypto, old.to_bytes(), clock=time.time)
             self.stores[new] = dict(self.store(old))
             members[i] = new
         elif op == "restore_records":
             i = who % len(members)
             old = members[i]
             self._save(old)
-            new = Group.from_records(crypto, self.store(old))
+            new = Group.from_records(crypto, self.store(old), clock=time.time)
             assert new.to_bytes() == old.to_bytes()
             self.stores[new] = dict(self.store(old))
             members[i] = new

@@ -5,6 +5,8 @@ here; the test files import it (pytest puts this folder on ``sys.path``).
 
 from __future__ import annotations
 
+import time
+
 import contextlib
 from typing import Any, Iterator, Sequence
 
@@ -34,6 +36,7 @@ def signer(name: str) -> Signer:
 
 
 def key_package(s: Signer, **kw: Any) -> KeyPackageBundle:
+    kw.setdefault("now", int(time.time()))
     return generate_key_package(crypto, s, **kw)
 
 
@@ -43,6 +46,7 @@ def make_group(n: int, *, config: GroupConfig = PUBLIC, names: Sequence[str] | N
     while len(names) < n:
         names.append(f"m{len(names)}")
     signers = [signer(nm) for nm in names]
+    create.setdefault("clock", time.time)
     first = Group.create(crypto, signers[0], config=config, group_id=b"test group " + names[0].encode(), **create)
     groups = [first]
     if n > 1:
@@ -51,7 +55,7 @@ def make_group(n: int, *, config: GroupConfig = PUBLIC, names: Sequence[str] | N
         first.merge_staged_commit(staged)
         assert staged.welcome is not None
         for s, b in zip(signers[1:], bundles):
-            groups.append(Group.join(crypto, staged.welcome, b, s, config=config))
+            groups.append(Group.join(crypto, staged.welcome, b, s, config=config, clock=time.time))
     return groups
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dataclasses
 from typing import Any
 
@@ -275,7 +277,7 @@ def test_leaf_extensions_of_default_types_need_not_be_listed(trio: list[Group]) 
     app_id = Extension.of(ApplicationId(b"device 7"))
     kb = key_package(signer("dave"), leaf_extensions=(app_id,))
     assert 1 not in kb.key_package.leaf_node.capabilities.extensions
-    validate_key_package(crypto, kb.message())
+    validate_key_package(crypto, kb.message(), now=int(time.time()))
     commit_all(a, [a, b, c], add=[kb.message()])
     with pytest.raises(MlsError, match="not listed in its capabilities"):
         key_package(signer("erin"), leaf_extensions=(Extension(0xFF00, b""),))

@@ -9,6 +9,8 @@ passive-client vectors are followed too.
 
 from __future__ import annotations
 
+import time
+
 import contextlib
 import dataclasses
 import json
@@ -64,6 +66,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 def public_of(g: Group, **kw: Any) -> PublicGroup:
     """The delivery service's view, from a GroupInfo ``g`` uploads."""
+    kw.setdefault("clock", time.time)
     return PublicGroup.from_group_info(crypto, g.group_info(), **kw)
 
 
@@ -183,7 +186,7 @@ def test_follows_a_group_through_every_kind_of_commit() -> None:
     assert commit.extensions_changed and ConversationName.EXTENSION_TYPE in [e.extension_type for e in pg.group_context.extensions]
     # An external join, then an external resync by the same client.
     es = signer("erin")
-    e, ext_commit = Group.join_external(crypto, a.group_info(), es)
+    e, ext_commit = Group.join_external(crypto, a.group_info(), es, clock=time.time)
     commit = follow(pg, ext_commit)
     assert commit.external and commit.committer == e.own_leaf_index and commit.added == ()
     for g in members:
@@ -191,7 +194,7 @@ def test_follows_a_group_through_every_kind_of_commit() -> None:
     members.append(e)
     same(pg, e)
     agree(members)
-    e2, resync = Group.join_external(crypto, a.group_info(), es, resync=True)
+    e2, resync = Group.join_external(crypto, a.group_info(), es, resync=True, clock=time.time)
     commit = follow(pg, resync)
     assert commit.external and [m.leaf_index for m in commit.removed] == [e.own_leaf_index]
     for g in (a, b):
@@ -232,7 +235,7 @@ def test_many_epochs_with_restarts() -> None:
             for g in members:
                 if g is not committer:
                     g.process_message(staged.message)
-            joined = Group.join(crypto, staged.welcome or b"", kp, s, config=PUBLIC)
+            joined = Group.join(crypto, staged.welcome or b"", kp, s, config=PUBLIC, clock=time.time)
             signers[joined.own_leaf_index] = s
             members.append(joined)
         elif n % 5 == 3 and len(members) > 3:
@@ -244,7 +247,7 @@ def test_many_epochs_with_restarts() -> None:
         for g in members:
             same(pg, g)
         data = pg.to_bytes()
-        pg = PublicGroup.from_bytes(crypto, data)
+        pg = PublicGroup.from_bytes(crypto, data, clock=time.time)
         assert pg.to_bytes() == data
         assert pg.check_group_info(members[0].group_info()) is not None
     assert pg.epoch == a.epoch == 31
@@ -278,7 +281,7 @@ def test_reinit_ends_the_group() -> None:
     a.process_message(proposal.message)
     commit = send(pg, a, [a, b])
     assert commit.reinit is not None and pg.pending_reinit == commit.reinit
-    restored = PublicGroup.from_bytes(crypto, pg.to_bytes())
+    restored = PublicGroup.from_bytes(crypto, pg.to_bytes(), clock=time.time)
     assert restored.pending_reinit == commit.reinit
     with unchanged(pg, "reinitialised"):
         pg.process_proposal(forge_proposal(a, Remove(1)))
@@ -535,31 +538,31 @@ def test_from_group_info_verifies() -> None:
     info = decode_exact(MLSMessage, a.group_info()).body
     assert isinstance(info, GroupInfo)
     with pytest.raises(InvalidSignature):
-        PublicGroup.from_group_info(crypto, sign_group_info(crypto, info, signer("mallory").private_key))
+        PublicGroup.from_group_info(crypto, sign_group_info(crypto, info, signer("mallory").private_key), clock=time.time)
     with pytest.raises(MlsError, match="no ratchet tree"):
-        PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False))
+        PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), clock=time.time)
     old_tree = a.ratchet_tree()
     commit_all(a, [a, b])
     with pytest.raises(MlsError, match="tree_hash"):
         # The tree of the previous epoch, given out of band.
-        PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=old_tree)
-    pg = PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=a.ratchet_tree())
+        PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=old_tree, clock=time.time)
+    pg = PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=a.ratchet_tree(), clock=time.time)
     same(pg, a)
-    pg = PublicGroup.from_group_info(crypto, info)  # the struct will do as well
+    pg = PublicGroup.from_group_info(crypto, info, clock=time.time)  # the struct will do as well
     assert pg.epoch == 1
 
 
 def test_from_bytes_is_strict(trio: Any) -> None:
     a, _, _, pg = trio
     data = pg.to_bytes()
-    assert PublicGroup.from_bytes(crypto, data).to_bytes() == data
+    assert PublicGroup.from_bytes(crypto, data, clock=time.time).to_bytes() == data
     for junk in (b"", b"PMLSPG", data[:-1], data + b"\x00", b"PMLSPG\x02" + data[7:], crypto.random(100), b"X" + data[1:]):
         with pytest.raises(MlsError):
-            PublicGroup.from_bytes(crypto, junk)
+            PublicGroup.from_bytes(crypto, junk, clock=time.time)
     # A tree that does not match the context.
     other = public_of(make_group(2)[0]).to_bytes()
     with pytest.raises(MlsError):
-        PublicGroup.from_bytes(crypto, data[:7] + other[7:40] + data[40:])
+        PublicGroup.from_bytes(crypto, data[:7] + other[7:40] + data[40:], clock=time.time)
 
 
 def test_leaf_check_in_the_public_group(trio: Any) -> None:
@@ -583,8 +586,8 @@ def test_leaf_check_in_the_public_group(trio: Any) -> None:
     commit = pg.process_commit(staged.message)
     assert seen[-1] == (commit.path_leaf, pg.members()[1])
     with pytest.raises(InvalidInput):
-        PublicGroup.from_group_info(crypto, a.group_info(), leaf_check=lambda new, prev: (_ for _ in ()).throw(InvalidInput("no")))
-    assert PublicGroup.from_bytes(crypto, pg.to_bytes()).leaf_check is None
+        PublicGroup.from_group_info(crypto, a.group_info(), leaf_check=lambda new, prev: (_ for _ in ()).throw(InvalidInput("no")), clock=time.time)
+    assert PublicGroup.from_bytes(crypto, pg.to_bytes(), clock=time.time).leaf_check is None
 
 
 # -- property: mutations of a valid commit ----------------------------------------
@@ -660,9 +663,9 @@ def test_passive_client_vectors(name: str, n: int, case: dict[str, Any]) -> None
     psks = {h(p["psk_id"]): h(p["psk"]) for p in case["external_psks"]}
     tree = case.get("ratchet_tree")
     group = Group.join(
-        crypto, h(case["welcome"]), bundle, client, ratchet_tree=h(tree) if tree else None, psks=psks, check_lifetimes=False
+        crypto, h(case["welcome"]), bundle, client, ratchet_tree=h(tree) if tree else None, psks=psks, check_lifetimes=False, clock=time.time
     )
-    pg = PublicGroup.from_group_info(crypto, group.group_info(), check_lifetimes=False)
+    pg = PublicGroup.from_group_info(crypto, group.group_info(), check_lifetimes=False, clock=time.time)
     same(pg, group)
     for epoch in case["epochs"]:
         for proposal in epoch["proposals"]:
@@ -684,7 +687,7 @@ def test_group_info_after_a_staged_commit_is_the_next_epochs() -> None:
     crypto = _provider()
     a, b = _Signer.generate(crypto, b"a"), _Signer.generate(crypto, b"b")
     group = _Group.create(crypto, a, group_id=b"g" * 16, config=GroupConfig(encrypt_handshake=False))
-    public = PublicGroup.from_group_info(crypto, group.group_info())
+    public = PublicGroup.from_group_info(crypto, group.group_info(), clock=time.time)
     for staged in (group.commit(add=[_kp(crypto, b).message()]), None):
         staged = staged or group.commit(force_path=True)
         info = group.group_info_after(staged)

@@ -31,7 +31,7 @@ TOO_LONG = r"spans \d+ s, more than the maximum of \d+ s"
 
 def _long_lived(d: Device) -> bytes:
     """A KeyPackage of ``d`` (its own device key: the DeviceId check passes) valid for ten years."""
-    return generate_key_package(crypto, d.client._signer, lifetime_s=TEN_YEARS).message()
+    return generate_key_package(crypto, d.client._signer, lifetime_s=TEN_YEARS, now=int(time.time())).message()
 
 
 def _snapshot(d: Device, conv: ConversationId) -> tuple[object, ...]:
@@ -44,7 +44,7 @@ def _group_of(d: Device, conv: ConversationId) -> Group:
     """A copy of ``d``'s group with no maximum: what a client without Ping's rule would send from."""
     group = d.client._convs[conv].group
     assert group is not None
-    return Group.from_bytes(crypto, group.to_bytes())
+    return Group.from_bytes(crypto, group.to_bytes(), clock=time.time)
 
 
 async def test_ping_key_packages_fit_the_limit() -> None:
@@ -115,7 +115,7 @@ async def test_a_welcome_into_a_tree_with_a_long_lived_leaf_is_refused() -> None
     w = World()
     b, m = await w.device("bob"), await w.device("mallory")
     conv_id = ConversationId.new(NOW)
-    outsider = Group.create(crypto, Signer.generate(crypto, b"someone"), group_id=conv_id.value)  # no limit
+    outsider = Group.create(crypto, Signer.generate(crypto, b"someone"), group_id=conv_id.value, clock=time.time)  # no limit
     outsider.merge_staged_commit(outsider.commit(add=[_long_lived(m)]))
     staged = outsider.commit(add=[await b.claim()])
     outsider.merge_staged_commit(staged)

@@ -6,6 +6,8 @@ member (as a ts-mls member would send them)."""
 
 from __future__ import annotations
 
+import time
+
 import dataclasses
 from typing import Any
 
@@ -44,7 +46,7 @@ class RawMember:
             device.local.signing_secret,
             device.local.signing_public_key,
         )
-        self.bundle: KeyPackageBundle = generate_key_package(crypto, self.signer)
+        self.bundle: KeyPackageBundle = generate_key_package(crypto, self.signer, now=int(time.time()))
         self.group: Group | None = None
         self.cursor = SyncCursor()
         self.received: list[bytes] = []
@@ -55,7 +57,7 @@ class RawMember:
 
     async def join(self) -> None:
         (welcome,) = [w for w in await self.device.raw_transport.fetch_welcomes() if not w.conversation_id.is_device_group_id]
-        self.group = Group.join(crypto, welcome.payload, self.bundle, self.signer)
+        self.group = Group.join(crypto, welcome.payload, self.bundle, self.signer, clock=time.time)
         # As Ping clients send them: handshake messages the delivery service can verify.
         self.group.config = dataclasses.replace(self.group.config, encrypt_handshake=False)
         self.conv = welcome.conversation_id

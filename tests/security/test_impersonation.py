@@ -10,6 +10,8 @@ forgery below is refused where it enters, and the conversation is unchanged.
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 import pytest
@@ -225,7 +227,7 @@ async def test_nobody_else_gets_into_an_accounts_device_group(server: Server, cl
     if as_alice:  # Eve's leaf names Alice the old way (a bare id)
         _pose_as(eve, alice.user_id().value)
     # Eve's own group under Alice's DeviceGroup id, with Alice's device added.
-    group = Group.create(default_provider(), eve._signer, group_id=dg.value)
+    group = Group.create(default_provider(), eve._signer, group_id=dg.value, clock=time.time)
     (alice_kp,) = [kp for d, kp in await eve.transport.claim_key_packages(alice.user_id()) if d == alice.device_id()]  # type: ignore[attr-defined]
     staged = group.commit(add=[alice_kp])
     commit = MessageEnvelope(dg, 0, MessageKind.COMMIT, eve.device_id(), 0, Hlc(1, 0), staged.message)

@@ -1128,7 +1128,7 @@ class _Member:
         from ping_core.mls.crypto import default_provider
         from ping_core.mls.group import generate_key_package
 
-        return generate_key_package(default_provider(), self.signer)
+        return generate_key_package(default_provider(), self.signer, now=int(time.time()))
 
     def env(self, conv: ConversationId, kind: MessageKind, payload: bytes, epoch: int | None = None) -> MessageEnvelope:
         return _env(conv, self.dev.device_id, kind, self.group.epoch if epoch is None else epoch, payload)
@@ -1148,7 +1148,7 @@ class _Member:
         from ping_core.mls.group import Group
 
         assert staged.welcome is not None and self.bundle is not None
-        self.group = Group.join(default_provider(), staged.welcome, self.bundle, self.signer, config=_public())
+        self.group = Group.join(default_provider(), staged.welcome, self.bundle, self.signer, config=_public(), clock=time.time)
 
     def fresh_key_package(self) -> bytes:
         self.bundle = self.key_package()
@@ -1174,7 +1174,7 @@ async def _verified(backend: Backend) -> tuple[ConversationId, _Member, _Member,
         members.append(_Member(dev, t, identity))
     a, b, c = members
     conv = ConversationId.new()
-    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
+    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public(), clock=time.time)
     seq, staged = await a.commit(conv, add=[b.fresh_key_package()])
     assert seq == 1
     await _welcome(a.t, a.dev, conv, b.dev, payload=staged.welcome)
@@ -1263,12 +1263,12 @@ async def test_unverified_conversation_bootstraps_on_its_first_group_info(backen
     a = _Member(*(await backend.device(alice, "a")), alice)
     b = _Member(*(await backend.device(bob, "b")), bob)
     conv = ConversationId.new()
-    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public())
+    a.group = Group.create(default_provider(), a.signer, group_id=conv.value, config=_public(), clock=time.time)
     assert (await a.commit(conv, group_info=False))[0] == 1
     assert await a.t.fetch_group_info(conv) is None
     # A bootstrap GroupInfo must be for the epoch the Commit starts, of this group, signed by the caller.
     staged = a.group.commit(add=[b.fresh_key_package()])
-    other = Group.create(default_provider(), a.signer, group_id=ConversationId.new().value, config=_public())
+    other = Group.create(default_provider(), a.signer, group_id=ConversationId.new().value, config=_public(), clock=time.time)
     other.merge_staged_commit(other.commit())
     for info in (a.group.group_info(), other.group_info(), b"\x00bad"):
         await a.t.set_next_commit_group_info(conv, info)

@@ -14,9 +14,17 @@ with its private keys (persist it before publishing). KeyPackages advertise
 Ping's conversation-name GroupContext extension (``PING_CONVERSATION_NAME``,
 0xF0A1) and are valid 90 days by default.
 
+The time is the application's
+---------------------------------
+The engine reads no clock. ``generate_key_package(..., now=)`` and
+``validate_key_package(..., now=)`` take the time (seconds since the Unix
+epoch; ``now=None`` skips the check of the current time), and every way of
+getting a group (below) and ``PublicGroup`` take ``clock=`` (a ``Clock``:
+``() -> seconds``), which dates KeyPackage lifetimes (RFC 9420 §7.2, §10.1).
+
 Getting a group
 ---------------
-* ``Group.create(crypto, signer, group_id=..., conversation_name=...)``
+* ``Group.create(crypto, signer, clock=..., group_id=..., conversation_name=...)``
 * ``Group.join(crypto, welcome, bundles, signer, ratchet_tree=None)`` —
   ``welcome_key_package_refs(welcome)`` tells which bundle it needs.
 * ``Group.join_external(crypto, group_info, signer, resync=False)`` ->
@@ -156,6 +164,7 @@ from .public import AddedMember, PublicCommit, PublicGroup, RemovedMember, Updat
 from .psks import PskSource
 from .results import (
     ApplicationMessage,
+    Clock,
     CommitApplied,
     LeafCheck,
     Member,
@@ -177,6 +186,7 @@ __all__ = [
     "SenderInfo",
     "SenderCheck",
     "LeafCheck",
+    "Clock",
     "GroupConfig",
     "RatchetConfig",
     "Signer",

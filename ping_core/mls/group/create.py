@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 from ping_core.errors import MlsError
@@ -15,8 +14,8 @@ from ping_core.mls.tree import RatchetTree
 from ping_core.mls.tree.treekem import PathKeys
 
 from .config import SUITE, ConversationName, GroupConfig
-from .group import Clock, Group
-from .results import LeafCheck
+from .group import Group
+from .results import Clock, LeafCheck
 from .keypackage import Signer, generate_key_package
 from .state import EpochState
 from .validate import check_group_context_extensions, check_leaf_supports_group
@@ -33,7 +32,7 @@ def create_group(
     extensions: Sequence[Extension] = (),
     conversation_name: str | None = None,
     capabilities: Capabilities | None = None,
-    clock: Clock | None = None,
+    clock: Clock,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
 ) -> Group:
@@ -45,7 +44,8 @@ def create_group(
     default to Ping's). The first epoch's secrets come from a fresh random
     init secret; the interim transcript hash from the confirmation tag over
     the empty confirmed transcript hash (§11). ``max_lifetime_s``: see
-    :attr:`.Group.max_lifetime_s`; ``leaf_check``: :attr:`.Group.leaf_check`
+    :attr:`.Group.max_lifetime_s`; ``clock``: the application's (our leaf's
+    lifetime starts at its time); ``leaf_check``: :attr:`.Group.leaf_check`
     (our own leaf is not passed to it).
     """
     cfg = config or GroupConfig()
@@ -58,7 +58,7 @@ def create_group(
         exts.append(Extension.of(ConversationName(conversation_name)))
     ext_tuple = tuple(exts)
     check_group_context_extensions(ext_tuple)
-    now = int((clock or time.time)())
+    now = int(clock())
     # Our leaf: a key_package-source leaf, exactly as a KeyPackage would carry it.
     bundle = generate_key_package(crypto, signer, capabilities=capabilities, now=now)
     leaf = bundle.key_package.leaf_node

@@ -3,12 +3,11 @@
 See the package docstring (``ping_core.mls.group``) for the API tour. The
 operations live in the sibling modules (create, join, resumption, proposals,
 commit, process, application, state); this class holds the state and offers them as
-methods. Nothing here does I/O; the clock is read only to check lifetimes.
+methods. Nothing here does I/O; the clock is the caller's (``clock=``), read only to check lifetimes.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -45,13 +44,11 @@ from .keypackage import KeyPackageBundle, Signer
 from .messages import GROUP_INFO_PREFIX, frame_signed, proposal_ref, sign_content
 from .proposals import PendingProposal, ProposalStore
 from .psks import PskSource
-from .results import CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
+from .results import Clock, CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
 from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_received_proposal
 
 __all__ = ["Group"]
-
-Clock = Callable[[], float]
 
 
 class Group:
@@ -69,7 +66,7 @@ class Group:
         state: EpochState,
         config: GroupConfig,
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> None:
@@ -77,7 +74,8 @@ class Group:
         self.crypto = crypto
         self.signer = signer
         self.config = config
-        self.clock: Clock = clock or time.time
+        #: The application's clock (:data:`.results.Clock`): policy, not state; settable.
+        self.clock: Clock = clock
         self.max_lifetime_s = max_lifetime_s
         #: The application's leaf policy (:data:`.results.LeafCheck`), or ``None``.
         #: Policy, not state: not stored by :meth:`to_bytes`; settable; a branch or
@@ -117,7 +115,7 @@ class Group:
         extensions: Sequence[Extension] = (),
         conversation_name: str | None = None,
         capabilities: Capabilities | None = None,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> Group:
@@ -150,7 +148,7 @@ class Group:
         psks: PskSource = None,
         reinit_from: Group | None = None,
         branch_from: Group | None = None,
-        clock: Clock | None = None,
+        clock: Clock,
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
@@ -188,7 +186,7 @@ class Group:
         psks: PskSource = None,
         authenticated_data: bytes = b"",
         capabilities: Capabilities | None = None,
-        clock: Clock | None = None,
+        clock: Clock,
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
@@ -746,7 +744,7 @@ class Group:
         crypto: CryptoProvider,
         data: bytes,
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> Group:
@@ -765,7 +763,7 @@ class Group:
         crypto: CryptoProvider,
         records: Mapping[str, bytes],
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> Group:

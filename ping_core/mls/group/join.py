@@ -9,7 +9,6 @@ against that group by :mod:`.resumption`.
 
 from __future__ import annotations
 
-import time
 from typing import Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError
@@ -54,11 +53,11 @@ from ping_core.mls.welcome import decrypt_welcome, verify_group_info
 
 from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for, next_group_context
 from .config import SUITE, GroupConfig, default_capabilities
-from .group import Clock, Group
+from .group import Group
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
 from .psks import PskSource, resolve_psks
-from .results import LeafCheck
+from .results import Clock, LeafCheck
 from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
 from .state import EpochState
 from .validate import check_leaf_supports_group, validate_resumption_links
@@ -108,8 +107,8 @@ def _signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
     return leaf
 
 
-def _now_s(clock: Clock | None) -> int:
-    return int((clock or time.time)())
+def _now_s(clock: Clock) -> int:
+    return int(clock())
 
 
 def _check_group_info(info: GroupInfo) -> None:
@@ -131,7 +130,7 @@ def join_welcome(
     psks: PskSource = None,
     reinit_from: Group | None = None,
     branch_from: Group | None = None,
-    clock: Clock | None = None,
+    clock: Clock,
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
@@ -323,7 +322,7 @@ def join_external(
     psks: PskSource = None,
     authenticated_data: bytes = b"",
     capabilities: Capabilities | None = None,
-    clock: Clock | None = None,
+    clock: Clock,
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,

@@ -17,7 +17,6 @@ against the group, uniqueness of keys in the tree) when it adds the member.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from ping_core.errors import MlsDecodeError, MlsError
@@ -182,24 +181,20 @@ class KeyPackageBundle:
         return cls(crypto, kp, init_private, enc_private, key_package_bytes=kp_bytes)
 
 
-def _now(now: int | None) -> int:
-    return int(time.time()) if now is None else now
-
-
 def generate_key_package(
     crypto: CryptoProvider,
     signer: Signer,
     *,
     capabilities: Capabilities | None = None,
+    now: int,
     lifetime_s: int = DEFAULT_LIFETIME_S,
-    now: int | None = None,
     extensions: tuple[Extension, ...] = (),
     leaf_extensions: tuple[Extension, ...] = (),
 ) -> KeyPackageBundle:
     """A fresh KeyPackage for ``signer`` with new init and encryption key pairs.
 
-    Valid from ``now - CLOCK_SKEW_S`` to ``now + lifetime_s`` (``now`` in
-    seconds since the epoch, the current time if omitted). ``capabilities``
+    Valid from ``now - CLOCK_SKEW_S`` to ``now + lifetime_s`` (``now``: the
+    application's time, in seconds since the Unix epoch; the engine reads no clock). ``capabilities``
     default to :func:`~.config.default_capabilities`; every type in
     ``leaf_extensions`` must be listed in them.
     """
@@ -207,7 +202,7 @@ def generate_key_package(
     check_extensions_listed(leaf_extensions, caps, "the KeyPackage's leaf")
     if not has_unique_types(extensions) or not has_unique_types(leaf_extensions):
         raise MlsError("duplicate extension types")
-    t = _now(now)
+    t = now
     lifetime = Lifetime(max(0, t - CLOCK_SKEW_S), t + lifetime_s)
     # The two key pairs and the two signatures in ONE provider call (one crossing in
     # the browser): the signed contents are built with zeros where the new public
@@ -314,17 +309,20 @@ def validate_key_package(
     crypto: CryptoProvider,
     key_package: KeyPackage | bytes,
     *,
-    now: int | None = None,
-    check_lifetime_: bool = True,
+    now: int | None,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
 ) -> KeyPackage:
     """Validate a KeyPackage on its own (no group): §10.1 and the group-independent
     parts of §7.3. Accepts the struct, its encoding or an MLSMessage.
 
+    ``now``: the application's time in seconds since the Unix epoch; the
+    lifetime must cover it (§10.1). ``None`` checks no time (the caller
+    decided not to; the engine reads no clock).
+
     ``max_lifetime_s``: the application's maximum total lifetime (§7.2): a
     KeyPackage whose ``not_after - not_before`` is longer is refused, whether
-    or not ``check_lifetime_`` checks the current time. ``None`` (the
+    or not ``now`` is given. ``None`` (the
     default) sets no maximum.
 
     ``leaf_check``: the application's leaf policy (see
@@ -342,8 +340,8 @@ def validate_key_package(
     if not has_unique_types(leaf.extensions):
         raise MlsError("the leaf node has duplicate extension types")
     check_lifetime_span(leaf.lifetime, max_lifetime_s, "the KeyPackage's leaf")
-    if check_lifetime_:
-        check_lifetime(leaf.lifetime, _now(now))
+    if now is not None:
+        check_lifetime(leaf.lifetime, now)
     if leaf_check is not None:
         leaf_check(leaf, None)
     return kp

@@ -57,7 +57,6 @@ the PublicGroup exactly as it was.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from ping_core.errors import MlsDecodeError, MlsError
@@ -87,11 +86,10 @@ from ping_core.mls.tree import RatchetTree
 from ping_core.mls.welcome import verify_group_info
 
 from .commit import check_received_commit, merge_commit_path, next_group_context
-from .group import Clock
 from .join import _check_group_info, _now_s, _signer_leaf, group_info_of, verified_group_info
 from .messages import proposal_ref
 from .proposals import PendingProposal, ProposalStore
-from .results import LeafCheck, ProposalStored
+from .results import Clock, LeafCheck, ProposalStored
 from .validate import sender_signature_key, validate_received_proposal
 
 __all__ = ["PublicGroup", "PublicCommit", "AddedMember", "RemovedMember", "UpdatedMember"]
@@ -197,13 +195,13 @@ class PublicGroup:
         *,
         proposals: ProposalStore | None = None,
         reinit: ReInit | None = None,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> None:
         """Internal: use :meth:`from_group_info` or :meth:`from_bytes`."""
         self.crypto = crypto
-        self.clock: Clock = clock or time.time
+        self.clock: Clock = clock
         self.max_lifetime_s = max_lifetime_s
         self.leaf_check: LeafCheck | None = leaf_check
         self._context = context
@@ -227,7 +225,7 @@ class PublicGroup:
         group_info: bytes | GroupInfo,
         ratchet_tree: bytes | None = None,
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
@@ -436,7 +434,7 @@ class PublicGroup:
         crypto: CryptoProvider,
         data: bytes,
         *,
-        clock: Clock | None = None,
+        clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
     ) -> PublicGroup:

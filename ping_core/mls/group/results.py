@@ -160,6 +160,12 @@ nothing: no proposal stored, no commit staged, no group built.
 """
 
 
+Clock = Callable[[], float]
+"""The application's clock: seconds since the Unix epoch. The engine never reads a
+clock of its own; every group and public group is given one, and it dates
+KeyPackage lifetimes (RFC 9420 §7.2, §10.1: ``not_before <= now <= not_after``)."""
+
+
 class Policy(Protocol):
     """The application's policy a group applies to what it receives: the clock
     (KeyPackage lifetimes), the maximum KeyPackage lifetime (§7.2) and the

@@ -477,7 +477,7 @@ def bytes_to_records(data: bytes) -> dict[str, bytes]:
     return decode_with(read, data)
 
 
-def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Any = None) -> Group:
+def group_from_records(cls: type[Group], crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Any) -> Group:
     """Rebuild a group; every record must be one the state names."""
     from collections import OrderedDict
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.group import CommitApplied, Group, KeyPackageBundle, Signer
+from ping_core.mls.group import CLOCK_SKEW_S, Clock, CommitApplied, Group, KeyPackageBundle, Signer
 from ping_core.mls.structs import KeyPackage, MLSMessage
 
 from .registry import VectorMismatch, expect_equal
@@ -39,9 +39,12 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     tree = case.get("ratchet_tree")
     # The members' KeyPackage leaves in these vectors carry one-year lifetimes that ended in
     # March 2025; the lifetime check on join is a §7.3 recommendation these vectors do not test.
+    # The group's clock is the vector's own time (an hour after our KeyPackage's not_before,
+    # inside the lifetimes of the KeyPackages made with it), so the run does not depend on the date.
+    clock = _vector_clock(kp)
     group = Group.join(
         crypto, h(case["welcome"]), bundle, signer, ratchet_tree=h(tree) if tree else None, psks=psks,
-        check_lifetimes=False,
+        clock=clock, check_lifetimes=False,
     )  # fmt: skip
     expect_equal("initial epoch_authenticator", group.epoch_authenticator, h(case["initial_epoch_authenticator"]))
     for n, epoch in enumerate(case["epochs"]):
@@ -52,4 +55,12 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
             raise VectorMismatch(f"epoch {n}: the commit gave {type(result).__name__}")
         expect_equal(f"epoch {n} epoch_authenticator", group.epoch_authenticator, h(epoch["epoch_authenticator"]))
         # A restored copy carries on from here.
-        group = Group.from_bytes(crypto, group.to_bytes())
+        group = Group.from_bytes(crypto, group.to_bytes(), clock=clock)
+
+
+def _vector_clock(kp: KeyPackage) -> Clock:
+    """A fixed clock at the time the vector was made: its KeyPackage's ``not_before`` plus
+    the backdating Ping applies (``CLOCK_SKEW_S``), or the Unix epoch without a lifetime."""
+    lifetime = kp.leaf_node.lifetime
+    at = float(0 if lifetime is None else lifetime.not_before + CLOCK_SKEW_S)
+    return lambda: at
