@@ -126,9 +126,9 @@ from ping_core.invitation import INVITATIONS_PREFIX, MAX_INVITATIONS, Invitation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import MAX_NAME_LEN, ConversationMeta
+from ping_core.conversation_name import PING_CAPABILITIES, check_extensions, name_of, with_name
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.mls.group import (
-    PING_CONVERSATION_NAME,
     ApplicationMessage,
     Group,
     KeyPackageBundle,
@@ -580,7 +580,7 @@ class MessagingClient:
         ``last_resort=True`` (beyond the spec) they are kept for reuse, for the
         directory's last-resort slot.
         """
-        bundle = generate_key_package(self._crypto, self._signer, now=wall_now_s())
+        bundle = generate_key_package(self._crypto, self._signer, now=wall_now_s(), capabilities=PING_CAPABILITIES)
         key = (_KPL_PREFIX if last_resort else _KP_PREFIX) + bundle.ref.hex()
         undo = StoreUndo(self._store)
         undo.put(key, bundle.to_bytes())
@@ -742,9 +742,11 @@ class MessagingClient:
                 self._signer,
                 clock=wall_clock_s,
                 group_id=conv_id.value,
-                conversation_name=name,
+                extensions=with_name((), name),
+                capabilities=PING_CAPABILITIES,
                 max_lifetime_s=MAX_LEAF_LIFETIME_S,
                 leaf_check=self._verifier.check_leaf,
+                extensions_check=check_extensions,
             )
             self._adopt(group)
             meta = ConversationMeta(conv_id, name, group.epoch, 1, is_device_group, now_ms)
@@ -792,7 +794,7 @@ class MessagingClient:
             existing = self._convs.get(conv_id)
             if existing is None:
                 meta = ConversationMeta(
-                    conv_id, group.conversation_name, group.epoch, group.member_count, conv_id.is_device_group_id, now_ms
+                    conv_id, name_of(group.extensions), group.epoch, group.member_count, conv_id.is_device_group_id, now_ms
                 )
                 undo = StoreUndo(self._store)
                 conv = Conversation.create(
@@ -838,6 +840,7 @@ class MessagingClient:
             check_lifetimes=False,
             max_lifetime_s=MAX_LEAF_LIFETIME_S,
             leaf_check=self._verifier.check_joined_leaf,
+            extensions_check=check_extensions,
         )
         group.leaf_check = self._verifier.check_leaf
         self._adopt(group)
@@ -887,7 +890,7 @@ class MessagingClient:
                 env.conversation_id,
                 self._verifier.user_of(inviter) if inviter is not None else None,
                 env.sender_device,
-                group.conversation_name,
+                name_of(group.extensions),
                 group.member_count,
                 now_ms,
             )
@@ -1284,9 +1287,7 @@ class MessagingClient:
         conv = self._conv(conv_id)
 
         def build(g: Group) -> StagedCommit:
-            if name is not None:
-                return g.commit(conversation_name=name)
-            return g.commit(extensions=[e for e in g.extensions if e.extension_type != PING_CONVERSATION_NAME])
+            return g.commit(extensions=with_name(g.extensions, name))
 
         async with conv.lock:
             await self._commit_op(conv, "name", build, now_ms)
@@ -2015,10 +2016,12 @@ class MessagingClient:
                 info,
                 self._signer,
                 resync=True,
+                capabilities=PING_CAPABILITIES,
                 clock=wall_clock_s,
                 check_lifetimes=False,
                 max_lifetime_s=MAX_LEAF_LIFETIME_S,
                 leaf_check=self._verifier.check_joined_leaf,
+                extensions_check=check_extensions,
             )
             if rejoined.group_id != conv.id.value:
                 raise InvalidInput("the server's GroupInfo is for another group")

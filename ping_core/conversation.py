@@ -74,6 +74,7 @@ from ping_core.mls.structs import ContentType
 from ping_core.storage import STATE_STORE_VERSION, MlsStateStore
 from ping_core.sync import SyncCursor, SyncProblem
 from ping_core.wallclock import wall_clock_s
+from ping_core.conversation_name import check_extensions, name_of
 
 __all__ = [
     "HELD_DIR",
@@ -641,7 +642,8 @@ class Conversation:
             g_records = {k[len(self.prefix) + 2 :]: v for k, v in self.store.items(self.prefix + "g/")}
             group = (
                 Group.from_records(
-                    self.crypto, g_records, clock=wall_clock_s, max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._leaf_check()
+                    self.crypto, g_records, clock=wall_clock_s, max_lifetime_s=MAX_LEAF_LIFETIME_S, leaf_check=self._leaf_check(),
+                    extensions_check=check_extensions,
                 )
                 if g_records
                 else None
@@ -829,7 +831,7 @@ class Conversation:
         self.set_meta(
             ConversationMeta(
                 self.id,
-                g.conversation_name,
+                name_of(g.extensions),
                 g.epoch,
                 len(leaves),
                 self.meta.is_device_group,

@@ -35,6 +35,7 @@ from ping_core.mls.group.join import group_info_of
 from ping_core.membership import AccountVerifier
 from ping_core.mls.structs import LeafNode
 from ping_core.wallclock import wall_clock_s
+from ping_core.conversation_name import check_extensions
 
 from .base import INVALID_COMMIT, INVALID_PROPOSAL
 
@@ -112,7 +113,8 @@ def check_commit(
             return None
         try:
             group = PublicGroup.from_group_info(
-                crypto, group_info, clock=wall_clock_s, check_lifetimes=False, leaf_check=_BINDINGS.check_joined_leaf
+                crypto, group_info, clock=wall_clock_s, check_lifetimes=False, leaf_check=_BINDINGS.check_joined_leaf,
+                extensions_check=check_extensions,
             )
         except (MlsError, IdentityError) as exc:
             raise _invalid_commit(f"the GroupInfo does not verify: {exc}") from None
@@ -128,7 +130,9 @@ def check_commit(
     if group_info is None:
         raise _invalid_commit("a Commit of a verified conversation brings the GroupInfo of the epoch it starts")
     try:
-        group = PublicGroup.from_bytes(crypto, state, clock=wall_clock_s, leaf_check=_BINDINGS.check_leaf)
+        group = PublicGroup.from_bytes(
+            crypto, state, clock=wall_clock_s, leaf_check=_BINDINGS.check_leaf, extensions_check=check_extensions
+        )
         commit = group.process_commit(payload)
     except (MlsError, IdentityError) as exc:
         raise _invalid_commit(f"the Commit does not verify: {exc}") from None
@@ -153,7 +157,9 @@ def check_proposal(state: bytes, payload: bytes) -> bytes:
     ``invalid_proposal`` otherwise. Pure."""
     crypto = default_provider()
     try:
-        group = PublicGroup.from_bytes(crypto, state, clock=wall_clock_s, leaf_check=_BINDINGS.check_leaf)
+        group = PublicGroup.from_bytes(
+            crypto, state, clock=wall_clock_s, leaf_check=_BINDINGS.check_leaf, extensions_check=check_extensions
+        )
         group.process_proposal(payload)
     except (MlsError, IdentityError) as exc:
         raise TransportError(f"the Proposal does not verify: {exc}", status=400, code=INVALID_PROPOSAL) from None

@@ -7,13 +7,12 @@ import time
 
 import pytest
 
-from ping_core.errors import MlsError
+from ping_core.conversation_name import PING_CAPABILITIES, PING_CONVERSATION_NAME, ConversationName, check_extensions, name_of, with_name
+from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import encode
 from ping_core.mls.group import (
-    PING_CONVERSATION_NAME,
     ApplicationMessage,
     CommitApplied,
-    ConversationName,
     Group,
     GroupConfig,
     KeyPackageBundle,
@@ -49,7 +48,7 @@ def test_create_is_a_one_member_group() -> None:
     a = Group.create(crypto, signer("alice"), group_id=b"g", clock=time.time)
     assert a.epoch == 0 and a.group_id == b"g" and a.own_leaf_index == 0
     assert [m.identity for m in a.members()] == [b"alice"]
-    assert a.active and a.conversation_name is None
+    assert a.active and name_of(a.extensions) is None
     assert len(a.epoch_authenticator) == 32
 
 
@@ -308,10 +307,10 @@ def test_out_of_order_tolerance_and_forward_distance() -> None:
 
 
 def test_conversation_name_extension() -> None:
-    a, b = make_group(2, conversation_name="team")
-    assert a.conversation_name == b.conversation_name == "team"
-    commit_all(b, [a, b], conversation_name="renamed")
-    assert a.conversation_name == "renamed" and a.group_context.extensions[0].extension_type == PING_CONVERSATION_NAME
+    a, b = make_group(2, extensions=with_name((), "team"))
+    assert name_of(a.extensions) == name_of(b.extensions) == "team"
+    commit_all(b, [a, b], extensions=with_name(b.extensions, "renamed"))
+    assert name_of(a.extensions) == "renamed" and a.group_context.extensions[0].extension_type == PING_CONVERSATION_NAME
     # A member whose KeyPackage does not support the extension cannot be added.
     plain = Capabilities(extensions=())
     cs = signer("carol")
@@ -443,8 +442,9 @@ def test_key_package_bundle_round_trip_and_validation() -> None:
     validate_key_package(crypto, kb.message(), now=1_000_000)
     with pytest.raises(MlsError, match="lifetime"):
         validate_key_package(crypto, kb.key_package, now=10**12)
-    assert PING_CONVERSATION_NAME in kb.key_package.leaf_node.capabilities.extensions
-    assert kb.key_package.leaf_node.capabilities == default_capabilities()
+    assert kb.key_package.leaf_node.capabilities == PING_CAPABILITIES == default_capabilities(extensions=(0xF0A1,))
+    # The engine's own default lists no extension type: an application's are its own.
+    assert default_capabilities().extensions == ()
     wrong = KeyPackageBundle(crypto, kb.key_package, kb.encryption_private, kb.init_private)
     with pytest.raises(MlsError):
         KeyPackageBundle.from_bytes(crypto, wrong.to_bytes())
@@ -464,7 +464,6 @@ def test_group_info_and_members() -> None:
     assert [(m.leaf_index, m.identity) for m in b.members()] == [(0, b"alice"), (1, b"bob")]
     assert b.member(5) is None and b.leaf_of(identity=b"bob") == [1]
     assert member(a, 1).signature_key == b.signer.public_key
-    assert ConversationName("x").EXTENSION_TYPE == 0xF0A1
     assert Credential.basic(b"alice") == a.members()[0].credential
 
 
@@ -488,7 +487,7 @@ def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
     kb, kc = key_package(b.signer), key_package(c.signer)
     new_a, staged = a.reinit_group([kb.message(), kc.message()])
     new_a.merge_staged_commit(staged)
-    assert new_a.group_id == b"second generation" and new_a.epoch == 1 and new_a.conversation_name == "v2"
+    assert new_a.group_id == b"second generation" and new_a.epoch == 1 and name_of(new_a.extensions) == "v2"
     with pytest.raises(MlsError, match="reinit_from"):
         Group.join(crypto, staged.welcome or b"", kb, b.signer, clock=time.time)
     new_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, reinit_from=b, clock=time.time)

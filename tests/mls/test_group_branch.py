@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import MlsError
-from ping_core.mls.group import ConversationName, Group, KeyPackageBundle, Signer
+from ping_core.conversation_name import ConversationName, name_of
+from ping_core.mls.group import Group, KeyPackageBundle, Signer
 from ping_core.mls.group.commit import StagedCommit, create_commit
 from ping_core.mls.structs import (
     Add,
@@ -145,7 +146,7 @@ def test_branched_group_survives_serialization() -> None:
     sub_a.merge_staged_commit(staged)
     sub_b = Group.join(crypto, staged.welcome or b"", kb, b.signer, branch_from=b, clock=time.time)
     assert len(sub_a.group_id) == 32 and sub_a.group_id != a.group_id
-    assert sub_b.conversation_name == "side chat" and a.conversation_name is None
+    assert name_of(sub_b.extensions) == "side chat" and name_of(a.extensions) is None
     restored_a = Group.from_bytes(crypto, sub_a.to_bytes(), clock=time.time)
     restored_b = Group.from_bytes(crypto, sub_b.to_bytes(), clock=time.time)
     assert restored_a.to_bytes() == sub_a.to_bytes() and restored_b.to_bytes() == sub_b.to_bytes()

@@ -10,6 +10,7 @@ import time
 import contextlib
 from typing import Any, Iterator, Sequence
 
+from ping_core.conversation_name import PING_CAPABILITIES
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import (
@@ -28,6 +29,9 @@ from ping_core.mls.structs import MLSMessage, PublicMessage
 from ping_core.mls.transcript import membership_tag
 
 crypto = default_provider()
+#: The leaves these tests make support Ping's conversation-name extension (an application's
+#: own GroupContext extension: ping_core.conversation_name), so their groups may carry one.
+APP_CAPABILITIES = PING_CAPABILITIES
 PUBLIC = GroupConfig(encrypt_handshake=False)
 
 
@@ -37,6 +41,7 @@ def signer(name: str) -> Signer:
 
 def key_package(s: Signer, **kw: Any) -> KeyPackageBundle:
     kw.setdefault("now", int(time.time()))
+    kw.setdefault("capabilities", APP_CAPABILITIES)
     return generate_key_package(crypto, s, **kw)
 
 
@@ -47,6 +52,7 @@ def make_group(n: int, *, config: GroupConfig = PUBLIC, names: Sequence[str] | N
         names.append(f"m{len(names)}")
     signers = [signer(nm) for nm in names]
     create.setdefault("clock", time.time)
+    create.setdefault("capabilities", APP_CAPABILITIES)
     first = Group.create(crypto, signers[0], config=config, group_id=b"test group " + names[0].encode(), **create)
     groups = [first]
     if n > 1:

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ping_core.conversation_name import PING_CAPABILITIES, ConversationName, with_name
 from ping_core.errors import InvalidInput, InvalidSignature, MlsDecodeError, MlsError, PingError
 from ping_core.mls import PublicCommit as TopLevelPublicCommit
 from ping_core.mls import PublicGroup as TopLevelPublicGroup
@@ -28,7 +29,6 @@ from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.framing import frame_public, sign_framed
 from ping_core.mls.group import (
     CommitApplied,
-    ConversationName,
     Group,
     GroupConfig,
     KeyPackageBundle,
@@ -182,11 +182,11 @@ def test_follows_a_group_through_every_kind_of_commit() -> None:
     assert sorted(pg.members()) == [0, 1]
     members = [a, b]
     # GroupContext extensions change.
-    commit = send(pg, b, members, conversation_name="renamed")
+    commit = send(pg, b, members, extensions=with_name(b.extensions, "renamed"))
     assert commit.extensions_changed and ConversationName.EXTENSION_TYPE in [e.extension_type for e in pg.group_context.extensions]
     # An external join, then an external resync by the same client.
     es = signer("erin")
-    e, ext_commit = Group.join_external(crypto, a.group_info(), es, clock=time.time)
+    e, ext_commit = Group.join_external(crypto, a.group_info(), es, clock=time.time, capabilities=PING_CAPABILITIES)
     commit = follow(pg, ext_commit)
     assert commit.external and commit.committer == e.own_leaf_index and commit.added == ()
     for g in members:
@@ -194,7 +194,7 @@ def test_follows_a_group_through_every_kind_of_commit() -> None:
     members.append(e)
     same(pg, e)
     agree(members)
-    e2, resync = Group.join_external(crypto, a.group_info(), es, resync=True, clock=time.time)
+    e2, resync = Group.join_external(crypto, a.group_info(), es, resync=True, clock=time.time, capabilities=PING_CAPABILITIES)
     commit = follow(pg, resync)
     assert commit.external and [m.leaf_index for m in commit.removed] == [e.own_leaf_index]
     for g in (a, b):
@@ -686,9 +686,9 @@ def test_group_info_after_a_staged_commit_is_the_next_epochs() -> None:
 
     crypto = _provider()
     a, b = _Signer.generate(crypto, b"a"), _Signer.generate(crypto, b"b")
-    group = _Group.create(crypto, a, group_id=b"g" * 16, config=GroupConfig(encrypt_handshake=False))
+    group = _Group.create(crypto, a, group_id=b"g" * 16, config=GroupConfig(encrypt_handshake=False), clock=time.time)
     public = PublicGroup.from_group_info(crypto, group.group_info(), clock=time.time)
-    for staged in (group.commit(add=[_kp(crypto, b).message()]), None):
+    for staged in (group.commit(add=[_kp(crypto, b, now=int(time.time())).message()]), None):
         staged = staged or group.commit(force_path=True)
         info = group.group_info_after(staged)
         commit = public.process_commit(staged.message)

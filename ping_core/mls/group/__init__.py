@@ -11,8 +11,20 @@ identity)``). ``generate_key_package(crypto, signer)`` returns a
 ``KeyPackageBundle``: ``.message()`` is the MLSMessage to publish, ``.ref``
 its KeyPackageRef, ``.to_bytes()``/``KeyPackageBundle.from_bytes`` persist it
 with its private keys (persist it before publishing). KeyPackages advertise
-Ping's conversation-name GroupContext extension (``PING_CONVERSATION_NAME``,
-0xF0A1) and are valid 90 days by default.
+``default_capabilities()`` unless given ``capabilities=`` (an application
+lists its own extension types there: ``default_capabilities(extensions=...)``)
+and are valid 90 days by default.
+
+Extensions of the application's own
+-----------------------------------
+The engine parses the GroupContext extensions it knows (RFC 9420 §13) and
+carries any other as opaque bytes. ``extensions_check=`` (an
+``ExtensionsCheck``: ``hook(extensions)``, raise to refuse), given to every
+way of getting a group like ``leaf_check``, is called wherever GroupContext
+extensions change (a group created, a GroupContextExtensions proposal ours
+or received, a received commit's): the place to parse and refuse the
+application's own payloads. Ping's conversation name (0xF0A1) is one, and
+lives in the SDK (``ping_core.conversation_name``).
 
 The time is the application's
 ---------------------------------
@@ -24,7 +36,7 @@ getting a group (below) and ``PublicGroup`` take ``clock=`` (a ``Clock``:
 
 Getting a group
 ---------------
-* ``Group.create(crypto, signer, clock=..., group_id=..., conversation_name=...)``
+* ``Group.create(crypto, signer, clock=..., group_id=..., extensions=...)``
 * ``Group.join(crypto, welcome, bundles, signer, ratchet_tree=None)`` —
   ``welcome_key_package_refs(welcome)`` tells which bundle it needs.
 * ``Group.join_external(crypto, group_info, signer, resync=False)`` ->
@@ -50,7 +62,7 @@ KeyPackage on its own.
 Changing it (send-then-merge)
 -----------------------------
 ``staged = group.commit(add=[kp, ...], remove=[leaf, ...],
-conversation_name=..., ...)`` computes the next epoch without applying it
+extensions=..., ...)`` computes the next epoch without applying it
 (it includes the pending proposals; an empty commit is a self-update).
 Send ``staged.message``; when the server took it ``group.merge_staged_commit
 (staged)``, deliver ``staged.welcome`` to ``staged.welcome_recipients``
@@ -123,7 +135,7 @@ Reading
 index, credential, identity, signature key), ``member(leaf)``,
 ``signature_key(leaf, epoch=None)`` (also in a retained past epoch),
 ``retained_epochs``, ``extensions``,
-``conversation_name``, ``group_info()``, ``ratchet_tree()``, ``active``,
+``group_info()``, ``ratchet_tree()``, ``active``,
 ``removed``, ``pending_proposals``, ``pending_commit``, ``pending_reinit``,
 ``resumption_psk(epoch)`` and ``psk_source()`` (for PSKs across groups).
 External PSKs are given to the calls that need them as ``psks=`` (a mapping
@@ -154,7 +166,7 @@ from ping_core.mls.tree.secret_tree import RatchetConfig, RecordChanges
 
 from .commit import StagedCommit
 from .external import external_proposal
-from .config import PING_CONVERSATION_NAME, ConversationName, GroupConfig, default_capabilities
+from .config import GroupConfig, default_capabilities
 from .group import Group
 from .history import HistoryView
 from .join import welcome_key_package_refs
@@ -166,6 +178,7 @@ from .results import (
     ApplicationMessage,
     Clock,
     CommitApplied,
+    ExtensionsCheck,
     LeafCheck,
     Member,
     ProcessResult,
@@ -186,6 +199,7 @@ __all__ = [
     "SenderInfo",
     "SenderCheck",
     "LeafCheck",
+    "ExtensionsCheck",
     "Clock",
     "GroupConfig",
     "RatchetConfig",
@@ -198,8 +212,6 @@ __all__ = [
     "welcome_key_package_refs",
     "external_proposal",
     "default_capabilities",
-    "PING_CONVERSATION_NAME",
-    "ConversationName",
     "StagedCommit",
     "PendingProposal",
     "PskSource",

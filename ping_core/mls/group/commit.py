@@ -80,7 +80,7 @@ from .keypackage import key_package_signatures
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
-from .results import CommitApplied, LeafCheck, Member, Policy
+from .results import CommitApplied, ExtensionsCheck, LeafCheck, Member, Policy
 from .state import EpochState
 from .validate import (
     check_leaf_supports_group,
@@ -216,12 +216,14 @@ def apply_proposals(
     psk_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
+    extensions_check: ExtensionsCheck | None = None,
 ) -> Applied:
     """Validate each proposal (when ``validate``) and apply the list to a copy of
     the tree in the order of §12.3: GroupContextExtensions, Updates, Removes,
     Adds (in list order); note PSKs, ExternalInit and ReInit. ``max_lifetime_s``
     bounds each Add's KeyPackage lifetime (§7.2, :func:`.validate.validate_add`);
-    ``leaf_check`` (when ``validate``) is asked about every Add and Update leaf.
+    ``leaf_check`` (when ``validate``) is asked about every Add and Update leaf,
+    ``extensions_check`` about a GroupContextExtensions' list.
     ``own_leaf``: our leaf (an Update of it takes the private key we kept with
     our proposal), ``None`` for a verifier outside the group. ``tree`` is not
     changed (``Applied.tree`` is a copy when anything changed)."""
@@ -299,7 +301,7 @@ def apply_proposals(
             applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
         applied.tree = tree
     if gce is not None and validate:
-        validate_group_context_extensions(gce, (leaf for _, leaf in tree.members()))
+        validate_group_context_extensions(gce, (leaf for _, leaf in tree.members()), extensions_check)
     return applied
 
 
@@ -476,6 +478,7 @@ def create_commit(
         psk_usage=psk_usage,
         max_lifetime_s=group.max_lifetime_s,
         leaf_check=group.leaf_check,
+        extensions_check=group.extensions_check,
     )
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
@@ -699,6 +702,7 @@ def check_received_commit(
         now=policy.now(),
         max_lifetime_s=policy.max_lifetime_s,
         leaf_check=policy.leaf_check,
+        extensions_check=policy.extensions_check,
     )
     if applied.path_required and commit.path is None:
         raise MlsError("the commit lacks the path its proposals require")

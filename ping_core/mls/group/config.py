@@ -1,4 +1,4 @@
-"""How a group behaves, and Ping's own GroupContext extension.
+"""How a group behaves, and what a client supports by default.
 
 :class:`GroupConfig` is the per-group policy that travels with the group
 state (it is persisted with it): how forgiving the receiving ratchets are,
@@ -6,27 +6,21 @@ how many past epochs keep their secrets for late application messages, the
 default wire format of handshake messages, padding, and whether Welcomes
 carry the ratchet tree.
 
-:class:`ConversationName` is the payload of Ping's private GroupContext
-extension :data:`PING_CONVERSATION_NAME` (0xF0A1, in the private-use range
-0xF000-0xFFFF of RFC 9420 §17.3): the conversation's display name (UTF-8).
-Ping KeyPackages advertise it (:func:`default_capabilities`), so every Ping
-member can be put in a group that carries a name.
+:func:`default_capabilities` is what the engine supports; an application
+with extensions of its own lists their types in it (``extensions=``) and
+checks their payloads with a group's ``extensions_check``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Sequence
 
-from ping_core.errors import MlsDecodeError, MlsError
-from ping_core.mls.codec import Reader, Writer
+from ping_core.errors import MlsError
 from ping_core.mls.tree.secret_tree import RatchetConfig
 from ping_core.mls.structs import Capabilities, CipherSuite, CredentialType, ProtocolVersion
 
 __all__ = [
-    "PING_CONVERSATION_NAME",
-    "MAX_CONVERSATION_NAME",
-    "ConversationName",
     "GroupConfig",
     "default_capabilities",
     "SUITE",
@@ -34,40 +28,11 @@ __all__ = [
 
 SUITE = CipherSuite.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 
-#: Ping's GroupContext extension type for the conversation name (private use, RFC 9420 §17.3).
-PING_CONVERSATION_NAME = 0xF0A1
 
-#: Bound on the encoded name (bytes of UTF-8); a name is a label, not a document.
-MAX_CONVERSATION_NAME = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationName:
-    """``struct { opaque name<V>; } ConversationName``: UTF-8 text, at most
-    :data:`MAX_CONVERSATION_NAME` bytes. Decoding refuses invalid UTF-8."""
-
-    EXTENSION_TYPE: ClassVar[int] = PING_CONVERSATION_NAME
-
-    name: str
-
-    def write(self, w: Writer) -> None:
-        raw = self.name.encode("utf-8")
-        if len(raw) > MAX_CONVERSATION_NAME:
-            raise MlsError(f"conversation name longer than {MAX_CONVERSATION_NAME} bytes")
-        w.opaque(raw)
-
-    @classmethod
-    def read(cls, r: Reader) -> ConversationName:
-        raw = r.opaque(MAX_CONVERSATION_NAME)
-        try:
-            return cls(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise MlsDecodeError("conversation name is not UTF-8") from None
-
-
-def default_capabilities() -> Capabilities:
-    """What a Ping client supports: MLS 1.0, cipher suite 1, basic credentials,
-    and Ping's conversation-name GroupContext extension.
+def default_capabilities(*, extensions: Sequence[int] = ()) -> Capabilities:
+    """What this engine supports: MLS 1.0, cipher suite 1, basic credentials,
+    and the application's own extension types ``extensions`` (non-default ones,
+    e.g. private-use types of RFC 9420 §17.3).
 
     The default extension and proposal types of RFC 9420 (1-5 and 1-7) are
     supported by every client and are not listed (§7.2).
@@ -75,7 +40,7 @@ def default_capabilities() -> Capabilities:
     return Capabilities(
         versions=(ProtocolVersion.MLS10,),
         cipher_suites=(SUITE,),
-        extensions=(PING_CONVERSATION_NAME,),
+        extensions=tuple(extensions),
         proposals=(),
         credentials=(CredentialType.BASIC,),
     )

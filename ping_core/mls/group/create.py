@@ -13,9 +13,9 @@ from ping_core.mls.transcript import confirmation_tag, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree
 from ping_core.mls.tree.treekem import PathKeys
 
-from .config import SUITE, ConversationName, GroupConfig
+from .config import SUITE, GroupConfig
 from .group import Group
-from .results import Clock, LeafCheck
+from .results import Clock, ExtensionsCheck, LeafCheck
 from .keypackage import Signer, generate_key_package
 from .state import EpochState
 from .validate import check_group_context_extensions, check_leaf_supports_group
@@ -30,18 +30,18 @@ def create_group(
     group_id: bytes | None = None,
     config: GroupConfig | None = None,
     extensions: Sequence[Extension] = (),
-    conversation_name: str | None = None,
     capabilities: Capabilities | None = None,
     clock: Clock,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
+    extensions_check: ExtensionsCheck | None = None,
 ) -> Group:
     """A new group whose only member is ``signer`` (leaf 0), at epoch 0.
 
     ``group_id`` defaults to 32 random bytes. ``extensions`` become the
-    GroupContext extensions; ``conversation_name`` adds Ping's name
-    extension. Our leaf must support every extension (``capabilities``
-    default to Ping's). The first epoch's secrets come from a fresh random
+    GroupContext extensions (checked by ``extensions_check``, the
+    application's hook, if any). Our leaf must support every extension
+    (``capabilities``, default :func:`.config.default_capabilities`). The first epoch's secrets come from a fresh random
     init secret; the interim transcript hash from the confirmation tag over
     the empty confirmed transcript hash (§11). ``max_lifetime_s``: see
     :attr:`.Group.max_lifetime_s`; ``clock``: the application's (our leaf's
@@ -52,12 +52,8 @@ def create_group(
     gid = crypto.random(32) if group_id is None else group_id
     if not isinstance(gid, bytes) or not 1 <= len(gid) <= 1024:
         raise MlsError("a group id is 1 to 1024 bytes")
-    exts = list(extensions)
-    if conversation_name is not None:
-        exts = [e for e in exts if e.extension_type != ConversationName.EXTENSION_TYPE]
-        exts.append(Extension.of(ConversationName(conversation_name)))
-    ext_tuple = tuple(exts)
-    check_group_context_extensions(ext_tuple)
+    ext_tuple = tuple(extensions)
+    check_group_context_extensions(ext_tuple, extensions_check)
     now = int(clock())
     # Our leaf: a key_package-source leaf, exactly as a KeyPackage would carry it.
     bundle = generate_key_package(crypto, signer, capabilities=capabilities, now=now)
@@ -79,4 +75,4 @@ def create_group(
     interim = interim_transcript_hash(crypto, b"", tag)
     keys = PathKeys(bundle.encryption_private, {})
     state = EpochState.new(crypto, context, tree, 0, keys, secrets, interim, tag, cfg.ratchet, context_bytes=cb)
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)

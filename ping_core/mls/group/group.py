@@ -39,14 +39,14 @@ from ping_core.mls.structs import (
 
 from .commit import StagedCommit, create_commit, group_info_for
 from .history import HistoryView, view_of_epochs
-from .config import ConversationName, GroupConfig
+from .config import GroupConfig
 from .keypackage import KeyPackageBundle, Signer
 from .messages import GROUP_INFO_PREFIX, frame_signed, proposal_ref, sign_content
 from .proposals import PendingProposal, ProposalStore
 from .psks import PskSource
-from .results import Clock, CommitApplied, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
+from .results import Clock, CommitApplied, ExtensionsCheck, LeafCheck, Member, ProcessResult, ProposalMessage, SenderCheck
 from .state import EpochState, PastEpoch
-from .validate import check_group_context_extensions, check_proposal_sender, conversation_name, validate_received_proposal
+from .validate import check_group_context_extensions, check_proposal_sender, validate_received_proposal
 
 __all__ = ["Group"]
 
@@ -69,6 +69,7 @@ class Group:
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> None:
         """Internal: use the class methods."""
         self.crypto = crypto
@@ -81,6 +82,9 @@ class Group:
         #: Policy, not state: not stored by :meth:`to_bytes`; settable; a branch or
         #: reinitialised successor inherits it.
         self.leaf_check: LeafCheck | None = leaf_check
+        #: The application's check of GroupContext extensions (:data:`.results.ExtensionsCheck`),
+        #: or ``None``. Policy like ``leaf_check``: not stored, settable, inherited.
+        self.extensions_check: ExtensionsCheck | None = extensions_check
         self._state = state
         self._proposals = ProposalStore()
         self._past_epochs: OrderedDict[int, PastEpoch] = OrderedDict()
@@ -113,11 +117,11 @@ class Group:
         group_id: bytes | None = None,
         config: GroupConfig | None = None,
         extensions: Sequence[Extension] = (),
-        conversation_name: str | None = None,
         capabilities: Capabilities | None = None,
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> Group:
         """A new one-member group at epoch 0 (RFC 9420 §11). See :func:`.create.create_group`."""
         from .create import create_group
@@ -128,11 +132,10 @@ class Group:
             group_id=group_id,
             config=config,
             extensions=extensions,
-            conversation_name=conversation_name,
             capabilities=capabilities,
             clock=clock,
             max_lifetime_s=max_lifetime_s,
-            leaf_check=leaf_check,
+            leaf_check=leaf_check, extensions_check=extensions_check,
         )
 
     @classmethod
@@ -152,6 +155,7 @@ class Group:
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> Group:
         """Join from a Welcome (MLSMessage bytes). See :func:`.join.join_welcome`."""
         from .join import join_welcome
@@ -169,7 +173,7 @@ class Group:
             clock=clock,
             check_lifetimes=check_lifetimes,
             max_lifetime_s=max_lifetime_s,
-            leaf_check=leaf_check,
+            leaf_check=leaf_check, extensions_check=extensions_check,
         )
 
     @classmethod
@@ -190,6 +194,7 @@ class Group:
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> tuple[Group, bytes]:
         """Join by external commit. See :func:`.join.join_external`."""
         from .join import join_external
@@ -208,7 +213,7 @@ class Group:
             clock=clock,
             check_lifetimes=check_lifetimes,
             max_lifetime_s=max_lifetime_s,
-            leaf_check=leaf_check,
+            leaf_check=leaf_check, extensions_check=extensions_check,
         )
 
     # -- what the group is -------------------------------------------------
@@ -229,11 +234,6 @@ class Group:
     def extensions(self) -> tuple[Extension, ...]:
         """The GroupContext extensions."""
         return self._state.context.extensions
-
-    @property
-    def conversation_name(self) -> str | None:
-        """Ping's conversation name (GroupContext extension 0xF0A1), if set."""
-        return conversation_name(self._state.context.extensions)
 
     @property
     def own_leaf_index(self) -> int:
@@ -495,7 +495,7 @@ class Group:
         self, extensions: Sequence[Extension], *, encrypt: bool | None = None, authenticated_data: bytes = b""
     ) -> ProposalMessage:
         """Propose replacing the GroupContext extensions wholesale."""
-        check_group_context_extensions(tuple(extensions))
+        check_group_context_extensions(tuple(extensions), self.extensions_check)
         return self._propose(GroupContextExtensions(tuple(extensions)), encrypt=encrypt, authenticated_data=authenticated_data)
 
     # -- commits -----------------------------------------------------------
@@ -507,7 +507,6 @@ class Group:
         remove: Sequence[int] = (),
         external_psks: Sequence[bytes] = (),
         extensions: Sequence[Extension] | None = None,
-        conversation_name: str | None = None,
         proposals: Sequence[Proposal] = (),
         include_pending: bool = True,
         force_path: bool = False,
@@ -519,7 +518,7 @@ class Group:
         """Stage a commit of the pending proposals (unless ``include_pending`` is
         false) plus, by value: Adds for ``add`` (KeyPackages), Removes for the
         leaf indices in ``remove``, external PSKs, a GroupContextExtensions
-        (``extensions``, or the current ones with ``conversation_name`` set),
+        (``extensions``: the new list, whole),
         and any further ``proposals``. With nothing to commit it is an empty
         commit: a self-update. The path is included whenever the RFC requires
         it, or if ``force_path``.
@@ -533,11 +532,6 @@ class Group:
         by_value, raw_kps = _adds(add)
         by_value += [Remove(i) for i in remove]
         by_value += [PreSharedKey(PreSharedKeyID.external(pid, self.crypto.random(32))) for pid in external_psks]
-        if conversation_name is not None:
-            base = list(self.extensions if extensions is None else extensions)
-            base = [e for e in base if e.extension_type != ConversationName.EXTENSION_TYPE]
-            base.append(Extension.of(ConversationName(conversation_name)))
-            extensions = base
         if extensions is not None:
             by_value.append(GroupContextExtensions(tuple(extensions)))
         by_value += list(proposals)
@@ -747,15 +741,17 @@ class Group:
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> Group:
-        """Inverse of :meth:`to_bytes`. ``clock``, ``max_lifetime_s`` and
-        ``leaf_check`` are policy, not stored: give them again (see
-        :attr:`max_lifetime_s`, :attr:`leaf_check`)."""
+        """Inverse of :meth:`to_bytes`. ``clock``, ``max_lifetime_s``, ``leaf_check``
+        and ``extensions_check`` are policy, not stored: give them again (see
+        :attr:`max_lifetime_s`, :attr:`leaf_check`, :attr:`extensions_check`)."""
         from .state import bytes_to_records
 
         return cls.from_records(
-            crypto, bytes_to_records(data), clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check
-        )
+            crypto, bytes_to_records(data), clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check,
+            extensions_check=extensions_check,
+        )  # fmt: skip
 
     @classmethod
     def from_records(
@@ -766,6 +762,7 @@ class Group:
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> Group:
         """A group from its records (as :meth:`records` gave them, or as
         applied from :meth:`changed_records`). ``MlsError`` for a malformed set.
@@ -775,6 +772,7 @@ class Group:
         group = group_from_records(cls, crypto, records, clock=clock)
         group.max_lifetime_s = max_lifetime_s
         group.leaf_check = leaf_check
+        group.extensions_check = extensions_check
         return group
 
 

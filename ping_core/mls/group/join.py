@@ -57,7 +57,7 @@ from .group import Group
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
 from .psks import PskSource, resolve_psks
-from .results import Clock, LeafCheck
+from .results import Clock, ExtensionsCheck, LeafCheck
 from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
 from .state import EpochState
 from .validate import check_leaf_supports_group, validate_resumption_links
@@ -134,6 +134,7 @@ def join_welcome(
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
+    extensions_check: ExtensionsCheck | None = None,
 ) -> Group:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
 
@@ -198,9 +199,11 @@ def join_welcome(
     validate_tree(tree, crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
     if branched_from is not None:
         check_branch_members(tree, branched_from)
+    predecessor = reinit_from if reinit_from is not None else branch_from
     if leaf_check is None:
-        predecessor = reinit_from if reinit_from is not None else branch_from
         leaf_check = None if predecessor is None else predecessor.leaf_check
+    if extensions_check is None:
+        extensions_check = None if predecessor is None else predecessor.extensions_check
     check_tree_leaves(tree, leaf_check)
     own = _find_own_leaf(tree, kp.leaf_node)
     check_leaf_supports_group(kp.leaf_node, gc.extensions)
@@ -223,7 +226,7 @@ def join_welcome(
         cfg.ratchet,
         context_bytes=joined.group_context_bytes,
     )
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
+    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)
 
 
 def check_tree_leaves(tree: RatchetTree, leaf_check: LeafCheck | None) -> None:
@@ -326,6 +329,7 @@ def join_external(
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
+    extensions_check: ExtensionsCheck | None = None,
 ) -> tuple[Group, bytes]:
     """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
     carries external_pub.
@@ -383,6 +387,6 @@ def join_external(
     interim = interim_transcript_hash(crypto, confirmed, tag)
     message = PUBLIC_PREFIX + encode(PublicMessage(content, FramedContentAuthData(signature, tag), None))
     state = EpochState.new(crypto, ctx, new_tree, own, gen.keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes)
-    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
+    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)
     group._last_own_commit = (crypto.hash(message), ctx.epoch)
     return group, message

@@ -89,7 +89,7 @@ from .commit import check_received_commit, merge_commit_path, next_group_context
 from .join import _check_group_info, _now_s, _signer_leaf, group_info_of, verified_group_info
 from .messages import proposal_ref
 from .proposals import PendingProposal, ProposalStore
-from .results import Clock, LeafCheck, ProposalStored
+from .results import Clock, ExtensionsCheck, LeafCheck, ProposalStored
 from .validate import sender_signature_key, validate_received_proposal
 
 __all__ = ["PublicGroup", "PublicCommit", "AddedMember", "RemovedMember", "UpdatedMember"]
@@ -198,12 +198,14 @@ class PublicGroup:
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> None:
         """Internal: use :meth:`from_group_info` or :meth:`from_bytes`."""
         self.crypto = crypto
         self.clock: Clock = clock
         self.max_lifetime_s = max_lifetime_s
         self.leaf_check: LeafCheck | None = leaf_check
+        self.extensions_check: ExtensionsCheck | None = extensions_check
         self._context = context
         self._context_bytes = encode(context)
         self._tree = tree
@@ -229,6 +231,7 @@ class PublicGroup:
         check_lifetimes: bool = True,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> PublicGroup:
         """The public state of the epoch a GroupInfo (MLSMessage, bare encoding or
         struct) describes, verified as an external joiner verifies it
@@ -243,7 +246,7 @@ class PublicGroup:
         tree = verified_group_info(crypto, info, ratchet_tree, now_s, max_lifetime_s, leaf_check)
         return cls(
             crypto, info.group_context, tree, info.confirmation_tag, clock=clock, max_lifetime_s=max_lifetime_s,
-            leaf_check=leaf_check,
+            leaf_check=leaf_check, extensions_check=extensions_check,
         )  # fmt: skip
 
     # -- what the group is -------------------------------------------------
@@ -437,6 +440,7 @@ class PublicGroup:
         clock: Clock,
         max_lifetime_s: int | None = None,
         leaf_check: LeafCheck | None = None,
+        extensions_check: ExtensionsCheck | None = None,
     ) -> PublicGroup:
         """Inverse of :meth:`to_bytes`, strict: anything else (wrong magic or
         version, truncated, trailing bytes, a tree whose hash is not the
@@ -458,7 +462,7 @@ class PublicGroup:
             raise MlsDecodeError("the stored ratchet tree does not match the stored GroupContext")
         return cls(
             crypto, context, tree, tag, proposals=ProposalStore.decode(proposals), reinit=reinit, clock=clock,
-            max_lifetime_s=max_lifetime_s, leaf_check=leaf_check,
+            max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check,
         )  # fmt: skip
 
     # -- internals ---------------------------------------------------------

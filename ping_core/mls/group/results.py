@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Union
 
-from ping_core.mls.structs import ContentType, Credential, LeafNode, Proposal, ReInit, Sender, SenderType
+from ping_core.mls.structs import ContentType, Credential, Extension, LeafNode, Proposal, ReInit, Sender, SenderType
 
 __all__ = [
     "Member",
@@ -160,6 +160,19 @@ nothing: no proposal stored, no commit staged, no group built.
 """
 
 
+ExtensionsCheck = Callable[[tuple[Extension, ...]], None]
+"""An ``extensions_check`` policy hook: the application's check of GroupContext
+extensions about to take effect (RFC 9420 §13: extensions of its own, such as a
+private-use type of §17.3, are the application's to define and to parse).
+
+Called with the whole list, after the engine's own checks, wherever the
+engine validates GroupContext extensions: those of a group created, and of a
+GroupContextExtensions proposal (ours, received by reference, or inside a
+received commit). Return ``None`` to accept; raise to refuse: whatever it
+raises propagates unchanged and the operation changes nothing.
+"""
+
+
 Clock = Callable[[], float]
 """The application's clock: seconds since the Unix epoch. The engine never reads a
 clock of its own; every group and public group is given one, and it dates
@@ -168,14 +181,17 @@ KeyPackage lifetimes (RFC 9420 §7.2, §10.1: ``not_before <= now <= not_after``
 
 class Policy(Protocol):
     """The application's policy a group applies to what it receives: the clock
-    (KeyPackage lifetimes), the maximum KeyPackage lifetime (§7.2) and the
-    ``leaf_check`` hook. :class:`.Group` and :class:`.PublicGroup` are ones."""
+    (KeyPackage lifetimes), the maximum KeyPackage lifetime (§7.2), the
+    ``leaf_check`` and the ``extensions_check`` hooks. :class:`.Group` and :class:`.PublicGroup` are ones."""
 
     @property
     def max_lifetime_s(self) -> int | None: ...
 
     @property
     def leaf_check(self) -> LeafCheck | None: ...
+
+    @property
+    def extensions_check(self) -> ExtensionsCheck | None: ...
 
     def now(self) -> int:
         """The current time, in whole seconds since the epoch."""

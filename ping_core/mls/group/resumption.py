@@ -90,6 +90,7 @@ def _start(
         clock=old.clock,
         max_lifetime_s=old.max_lifetime_s,
         leaf_check=old.leaf_check,
+        extensions_check=old.extensions_check,
     )
     psk = PreSharedKeyID.resumption(usage, old.group_id, old.epoch, old.crypto.random(32))
     staged = create_commit(

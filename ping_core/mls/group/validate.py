@@ -53,9 +53,8 @@ from ping_core.mls.tree import (
     verify_leaf,
 )
 
-from .config import ConversationName
 from .keypackage import validate_key_package_header
-from .results import LeafCheck, Policy
+from .results import ExtensionsCheck, LeafCheck, Policy
 
 __all__ = [
     "PATH_REQUIRED",
@@ -116,9 +115,10 @@ def check_leaf_supports_group(leaf: LeafNode, extensions: Sequence[Extension]) -
     check_supports_group(leaf, extensions, required_capabilities(extensions), "a member")
 
 
-def check_group_context_extensions(extensions: Sequence[Extension]) -> None:
+def check_group_context_extensions(extensions: Sequence[Extension], extensions_check: ExtensionsCheck | None = None) -> None:
     """Well-formed GroupContext extensions: unique types, none of the kinds that
-    live elsewhere, and the payloads we know parse."""
+    live elsewhere, the payloads the engine knows parse; then the application's
+    ``extensions_check`` (its own types), if any."""
     if not has_unique_types(extensions):
         raise MlsError("duplicate GroupContext extension types")
     for ext in extensions:
@@ -126,7 +126,8 @@ def check_group_context_extensions(extensions: Sequence[Extension]) -> None:
             raise MlsError(f"extension {ext.extension_type} does not belong in a GroupContext")
     get_extension(extensions, RequiredCapabilities)
     get_extension(extensions, ExternalSenders)
-    get_extension(extensions, ConversationName)
+    if extensions_check is not None:
+        extensions_check(tuple(extensions))
 
 
 def validate_add(
@@ -221,10 +222,12 @@ def validate_reinit(reinit: ReInit) -> None:
         raise MlsError("duplicate extension types in ReInit")
 
 
-def validate_group_context_extensions(gce: GroupContextExtensions, leaves: Iterable[LeafNode]) -> None:
-    """§12.1.7: well-formed, and supported by every given leaf (the members
-    after the commit)."""
-    check_group_context_extensions(gce.extensions)
+def validate_group_context_extensions(
+    gce: GroupContextExtensions, leaves: Iterable[LeafNode], extensions_check: ExtensionsCheck | None = None
+) -> None:
+    """§12.1.7: well-formed (and accepted by the application's ``extensions_check``),
+    and supported by every given leaf (the members after the commit)."""
+    check_group_context_extensions(gce.extensions, extensions_check)
     for leaf in leaves:
         check_leaf_supports_group(leaf, gce.extensions)
 
@@ -239,11 +242,13 @@ def validate_proposal(
     now: int | None,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
+    extensions_check: ExtensionsCheck | None = None,
 ) -> None:
     """One proposal on its own, against the current epoch (checked when it is
     received; the commit that covers it checks the list again).
     ``max_lifetime_s`` bounds an Add's KeyPackage lifetime (:func:`validate_add`);
-    ``leaf_check`` is the application's hook for Add and Update leaves."""
+    ``leaf_check`` is the application's hook for Add and Update leaves,
+    ``extensions_check`` for a GroupContextExtensions' list."""
     check_proposal_sender(proposal, sender)
     if isinstance(proposal, Add):
         # (A new_member_proposal was verified with the KeyPackage's own key:
@@ -260,7 +265,7 @@ def validate_proposal(
     elif isinstance(proposal, ReInit):
         validate_reinit(proposal)
     elif isinstance(proposal, GroupContextExtensions):
-        validate_group_context_extensions(proposal, (leaf for _, leaf in tree.members()))
+        validate_group_context_extensions(proposal, (leaf for _, leaf in tree.members()), extensions_check)
     elif isinstance(proposal, ExternalInit):
         raise MlsError("an ExternalInit proposal is only valid inside an external commit")
     else:  # pragma: no cover - the decoder knows no other types
@@ -270,7 +275,7 @@ def validate_proposal(
 def validate_received_proposal(
     crypto: CryptoProvider, policy: Policy, tree: RatchetTree, context: GroupContext, proposal: Proposal, sender: Sender
 ) -> None:
-    """:func:`validate_proposal` with ``policy``'s clock, ``max_lifetime_s`` and ``leaf_check``."""
+    """:func:`validate_proposal` with ``policy``'s clock, ``max_lifetime_s`` and hooks."""
     validate_proposal(
         crypto,
         tree,
@@ -280,6 +285,7 @@ def validate_received_proposal(
         now=policy.now(),
         max_lifetime_s=policy.max_lifetime_s,
         leaf_check=policy.leaf_check,
+        extensions_check=policy.extensions_check,
     )
 
 
@@ -379,12 +385,6 @@ def validate_external_list(items: Sequence[tuple[Proposal, Sender]]) -> tuple[Ex
     if init is None:
         raise MlsError("an external commit without an ExternalInit proposal")
     return init, remove
-
-
-def conversation_name(extensions: Sequence[Extension]) -> str | None:
-    """The conversation name in these GroupContext extensions, if any."""
-    ext = get_extension(extensions, ConversationName)
-    return None if ext is None else ext.name
 
 
 def external_sender_key(context: GroupContext, index: int) -> bytes:
