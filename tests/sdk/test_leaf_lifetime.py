@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ping_core.conversation_name import PING_CAPABILITIES
 from ping_core.client import MAX_LEAF_LIFETIME_S, AdmitChatStatus
 from ping_core.clock import Hlc
 from ping_core.errors import MlsError
@@ -31,7 +32,7 @@ TOO_LONG = r"spans \d+ s, more than the maximum of \d+ s"
 
 def _long_lived(d: Device) -> bytes:
     """A KeyPackage of ``d`` (its own device key: the DeviceId check passes) valid for ten years."""
-    return generate_key_package(crypto, d.client._signer, lifetime_s=TEN_YEARS, now=int(time.time())).message()
+    return generate_key_package(crypto, d.client._signer, lifetime_s=TEN_YEARS, now=int(time.time()), capabilities=PING_CAPABILITIES).message()
 
 
 def _snapshot(d: Device, conv: ConversationId) -> tuple[object, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ping_core.conversation_name import PING_CAPABILITIES
 from ping_core.client import PROPOSAL_COMMIT_DELAY_MS
 from ping_core.clock import Hlc
 from ping_core.identity import credential_identity
@@ -46,7 +47,7 @@ class RawMember:
             device.local.signing_secret,
             device.local.signing_public_key,
         )
-        self.bundle: KeyPackageBundle = generate_key_package(crypto, self.signer, now=int(time.time()))
+        self.bundle: KeyPackageBundle = generate_key_package(crypto, self.signer, now=int(time.time()), capabilities=PING_CAPABILITIES)
         self.group: Group | None = None
         self.cursor = SyncCursor()
         self.received: list[bytes] = []
