@@ -379,14 +379,17 @@ $("composer-text").addEventListener("keydown", (event) => {
 
 // -- members -------------------------------------------------------------------------
 
-// Calls overlap (an invite's own refresh, a sync's event): only the latest
-// call's answer is shown, so an answer read before a commit merged never
-// overwrites the one read after it.
-let membersCall = 0;
+// Calls overlap (an invite's own refresh, a sync's event): an answer is shown
+// unless a later call's answer already was, so an answer read before a commit
+// merged never overwrites the one read after it, and a later call still
+// waiting (its directory lookup on a slow network) holds back no answer.
+let membersIssued = 0;
+let membersShown = 0;
 async function loadMembers(id) {
-  const call = ++membersCall;
+  const call = ++membersIssued;
   const members = await ping.members(id);
-  if (state.selected !== id || call !== membersCall) return;
+  if (state.selected !== id || call < membersShown) return;
+  membersShown = call;
   for (const m of members) if (m.label) state.labels.set(m.device_id, m.label);
   // Removed from it (the server refuses us, or the roster lacks us): read-only.
   const conv = state.conversations.find((x) => x.id === id);

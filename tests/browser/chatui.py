@@ -109,10 +109,12 @@ class ChatUser:
         except Exception as exc:  # playwright's TimeoutError
             shown = self.page.evaluate(
                 "() => [document.getElementById('error').hidden ? null : document.getElementById('error-text').textContent,"
-                " document.getElementById('invite-btn').disabled]"
+                " document.getElementById('invite-btn').disabled,"
+                " [...document.querySelectorAll('#members li.member')].map((li) => li.dataset.user)]"
             )
             raise AssertionError(
-                f"{selector} did not appear; the page shows the error {shown[0]!r} (an operation still running: {shown[1]})"
+                f"{selector} did not appear; the page shows the error {shown[0]!r} (an operation still running: {shown[1]};"
+                f" members shown: {shown[2]})"
             ) from exc
 
     def remove(self, user_id: str) -> None:
