@@ -2,7 +2,7 @@
 
 Every check raises ``MlsError`` naming what is wrong; none changes anything.
 Leaf-node validation (§7.3: signature, capabilities against the group,
-lifetime, unique keys) is the ratchet tree's (:meth:`RatchetTree.verify_leaf`);
+lifetime, unique keys) is the tree layer's (:func:`~ping_core.mls.tree.validation.verify_leaf`);
 this module adds what belongs to proposals: who may send which type, the
 KeyPackage rules of §10.1, Update and Remove targets, PSK usage, ReInit
 version, GroupContextExtensions support, and the list rules of a commit.
