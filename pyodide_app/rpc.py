@@ -34,8 +34,9 @@ call like an ``await`` and hold the conversation's lock across MLS work.
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "declared",
     "register_object",
     "register_functions",
+    "register_lazy",
     "register_method",
     "unregister_method",
     "methods",
@@ -150,6 +152,36 @@ def register_functions(module: ModuleType, *, dev: bool = False) -> list[str]:
         register_method(name, getattr(module, attr), replace=True)
         names.append(name)
     return names
+
+
+def register_lazy(module: str, names: Sequence[str], *, dev: bool = False) -> None:
+    """Put ``names`` in the table now and import ``module`` (a dotted name) on the first call of any.
+
+    For features used on demand: the table is complete at boot (dispatch and ``info`` list the
+    names) while the module's code is compiled and run only when first needed. That call imports
+    the module, replaces every stub by the module's own declared handler
+    (:func:`register_functions`) and runs it. ``names`` must be exactly what ``module``
+    declares with :func:`rpc` (dev ones with ``dev``): a mismatch is a ``RuntimeError`` at that
+    first call, so the announced table cannot drift from the declarations unnoticed.
+    """
+    announced = sorted(names)
+
+    def load() -> None:
+        found = sorted(name for name, _ in declared(importlib.import_module(module), dev=dev))
+        if found != announced:
+            raise RuntimeError(f"{module} declares {found}, announced as {announced}")
+        register_functions(importlib.import_module(module), dev=dev)
+
+    def stub_for(name: str) -> Handler:
+        def stub(params: dict[str, Any]) -> Any:
+            if _methods.get(name) is stub:
+                load()
+            return _methods[name](params)
+
+        return stub
+
+    for name in announced:
+        register_method(name, stub_for(name), replace=True)
 
 
 def methods() -> list[str]:

@@ -10,6 +10,14 @@ its methods there with ``@rpc("noun.verb")``: :mod:`pyodide_app.info` (``ping``,
 Only this module imports the features to register them, and no module imports
 this one, so the package has no import cycle (the ``pyodide-app-acyclic``
 contract of pyproject.toml, checked by tests/test_layers.py).
+
+Features the first screen does not use (vault, push, the dev tools) are
+registered on demand (:func:`pyodide_app.rpc.register_lazy`): their names are
+in the table from boot, their modules are compiled and run on the first call.
+A boot that takes the memory snapshot imports them first
+(:func:`import_on_demand`, called by pyboot.mjs), so a restored runtime has
+them too; a boot without the snapshot (``worker.mjs?snapshot=0``, the service
+worker's first wake) skips that work on its way to ready.
 """
 
 from __future__ import annotations
@@ -21,7 +29,44 @@ from ping_core.errors import InvalidInput
 
 from . import info, rpc
 
-__all__ = ["boot"]
+__all__ = ["boot", "import_on_demand", "ON_DEMAND", "DEV_ON_DEMAND"]
+
+# Features registered on demand: module -> exactly the RPC names it declares with @rpc
+# (checked at its first call by rpc.register_lazy, and by tests/core/test_worker_rpc.py).
+ON_DEMAND: dict[str, tuple[str, ...]] = {
+    "pyodide_app.vault": ("vault.lock", "vault.set_passphrase", "vault.status", "vault.unlock"),
+    "pyodide_app.push": ("push.status", "push.subscribe", "push.unsubscribe", "push.vapid_key"),
+}
+# The same for dev boots only (the dev.* methods).
+DEV_ON_DEMAND: dict[str, tuple[str, ...]] = {
+    "pyodide_app.devtools": (
+        "dev.blob.commit",
+        "dev.blob.delete",
+        "dev.blob.get",
+        "dev.blob.items",
+        "dev.blob.list",
+        "dev.blob.put",
+        "dev.cbor_roundtrip",
+        "dev.crypto",
+        "dev.crypto_counts",
+        "dev.exec",
+        "dev.fetch",
+        "dev.provider",
+    ),
+}
+# Imported on first use anyway (pyodide_app.fetch, pyodide_app.transport), not by boot.
+_LATER = ("pyodide.http",)
+
+
+def import_on_demand() -> None:
+    """Import every module that is otherwise imported on first use, without registering anything.
+
+    Called by pyboot.mjs before it takes the memory snapshot: a runtime restored from it
+    then finds them in ``sys.modules`` (no compile on any first call)."""
+    import importlib
+
+    for module in (*ON_DEMAND, *DEV_ON_DEMAND, *_LATER):
+        importlib.import_module(module)
 
 
 def _server_option(value: Any) -> str:
@@ -34,20 +79,6 @@ def _server_option(value: Any) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
         raise InvalidInput("server must be an http(s) origin")
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _register_optional(*modules: str) -> None:
-    """Register the declared methods of each ``pyodide_app.<module>`` that exists (vault.*, push.*)."""
-    import importlib
-
-    for name in modules:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}")
-        except ImportError as exc:
-            if exc.name != f"{__package__}.{name}":
-                raise  # the module exists but is broken: say so
-            continue
-        rpc.register_functions(module)
 
 
 def boot(options: Any = None) -> dict[str, Any]:
@@ -66,7 +97,7 @@ def boot(options: Any = None) -> dict[str, Any]:
     context named by ``context`` ("worker" or "sw") and the local profile
     ``profile`` (default "default") with the server ``server`` (an origin;
     default this one), then those of :mod:`pyodide_app.vault`
-    and :mod:`pyodide_app.push` when present.
+    and :mod:`pyodide_app.push` (on demand, like the ``dev.*`` ones).
     Returns what the worker reports in its ``ready`` message.
     """
     from ping_core.mls.crypto import default_provider
@@ -79,9 +110,8 @@ def boot(options: Any = None) -> dict[str, Any]:
     choice = crypto_select.select(opts.get("crypto", "auto"))
     rpc.register_functions(info)
     if opts.get("dev"):
-        from . import devtools
-
-        rpc.register_functions(devtools, dev=True)
+        for module, names in DEV_ON_DEMAND.items():
+            rpc.register_lazy(module, names, dev=True)
     if opts.get("sdk", True):
         from . import sdk
 
@@ -93,7 +123,8 @@ def boot(options: Any = None) -> dict[str, Any]:
             profile=profile if isinstance(profile, str) else sdk.DEFAULT_PROFILE,
             server_url=_server_option(opts.get("server")),
         )
-        _register_optional("vault", "push")
+        for module, names in ON_DEMAND.items():
+            rpc.register_lazy(module, names)
     return {
         "crypto": default_provider().name,
         "crypto_reason": choice.reason,

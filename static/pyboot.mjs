@@ -37,17 +37,12 @@ import * as stored from "./pysnapshot.mjs";
 
 // Where the wheels live in Pyodide's file system (on sys.path as zip files).
 const WHEEL_DIR = "/lib/ping-wheels";
-// Imported before the snapshot: what boot() and the first screen use, so a
-// restored runtime imports nothing on its way to ready.
-const SNAPSHOT_IMPORTS = [
-  "pyodide_app.rpc",
-  "pyodide_app.worker",
-  "pyodide_app.crypto_select",
-  "pyodide_app.devtools",
-  "pyodide_app.sdk",
-  "pyodide.ffi",
-  "pyodide.http",
-];
+// Imported on every normal boot: what boot() and the first screen use, so a
+// restored runtime imports nothing on its way to ready. A boot that takes the
+// snapshot also imports, before taking it, what is otherwise imported on first
+// use (pyodide_app.worker.import_on_demand: vault, push, dev tools,
+// pyodide.http); a boot without the snapshot leaves that for later.
+const BOOT_IMPORTS = ["pyodide_app.rpc", "pyodide_app.worker", "pyodide_app.crypto_select", "pyodide_app.sdk", "pyodide.ffi"];
 // The JS modules Python imports, by name (the host comes from the caller).
 const JS_MODULES = { pingcrypto, pingidb, pinglocks };
 
@@ -113,7 +108,8 @@ async function coldRuntime({ base, manifest, config, makeSnapshot, progress }) {
   // Registered through the path Pyodide can replay after a restore (see top).
   const reachable = makeSnapshot ? pyodide._api.config.jsglobals.__pingjs : globalThis.__pingjs;
   for (const name of Object.keys(globalThis.__pingjs)) pyodide.registerJsModule(name, reachable[name]);
-  pyodide.runPython(SNAPSHOT_IMPORTS.map((m) => `import ${m}`).join("\n"));
+  pyodide.runPython(BOOT_IMPORTS.map((m) => `import ${m}`).join("\n"));
+  if (makeSnapshot) pyodide.runPython("import pyodide_app.worker; pyodide_app.worker.import_on_demand()");
   stages.packages_ms = since(t);
   let memory = null;
   if (makeSnapshot) {

@@ -118,6 +118,11 @@ pinghost.emit(to_js({"type": "snapshot-test", "ok": True}, dict_converter=Object
 result = {"provider": provider.name, "stored": stored.decode(), "signature": len(signature)}
 """
 
+# The modules a boot imports on demand only (pyodide_app.worker.import_on_demand); which of them
+# the worker has imported so far.
+ON_DEMAND = ("pyodide_app.vault", "pyodide_app.push", "pyodide.http")
+IMPORTED = f"import sys\nresult = [m for m in {ON_DEMAND!r} if m in sys.modules]"
+
 
 @pytest.fixture
 def harness(browser: Any, server_url: str) -> Iterator[Any]:
@@ -165,6 +170,9 @@ def _restored(page: Any) -> dict[str, Any]:
     wid, ready = _boot(page)
     assert ready["snapshot"] == "restored", ready
     assert ready["snapshot_reason"] is None
+    # What is imported on demand was imported before the snapshot was taken: in the image.
+    imported = page.evaluate("([id, code]) => snap.call(id, 'dev.exec', { code })", [wid, IMPORTED])
+    assert imported["result"] == list(ON_DEMAND), imported
     reply = page.evaluate("([id, code]) => snap.call(id, 'dev.exec', { code })", [wid, WORK])
     assert "error" not in reply, reply
     assert reply["result"] == {"provider": ready["crypto"], "stored": "restored", "signature": 64}, reply
@@ -221,6 +229,16 @@ def test_snapshot_off_boots_normally(harness: Any) -> None:
     assert ready["snapshot"] == "off" and ready["snapshot_reason"] == "disabled", ready
     reply = harness.evaluate("(id) => snap.call(id, 'ping', {})", wid)
     assert reply["result"]["pong"] is True
+    # The table is complete at boot, the on-demand features are not imported yet...
+    methods = harness.evaluate("(id) => snap.call(id, 'info', {})", wid)["result"]["methods"]
+    assert {"vault.status", "push.status", "dev.exec"} <= set(methods), methods
+    imported = harness.evaluate("([id, code]) => snap.call(id, 'dev.exec', { code })", [wid, IMPORTED])
+    assert imported["result"] == [], imported
+    # ...until their first call (here refused: no such account), which imports and runs the handler.
+    bad = harness.evaluate("(id) => snap.call(id, 'vault.status', { account: 'x' })", wid)
+    assert bad["error"]["name"] == "InvalidInput", bad
+    imported = harness.evaluate("([id, code]) => snap.call(id, 'dev.exec', { code })", [wid, IMPORTED])
+    assert imported["result"] == ["pyodide_app.vault"], imported
     assert harness.evaluate("snap.summary()") is None  # nothing was stored
 
 

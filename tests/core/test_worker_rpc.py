@@ -11,9 +11,12 @@ import json
 import pytest
 
 from ping_core.errors import InvalidInput, StorageError, TransportError
+import importlib
+import sys
 import types
+from pathlib import Path
 
-from pyodide_app import info, rpc
+from pyodide_app import info, rpc, worker
 from pyodide_app.fetch import error_from_response
 
 
@@ -169,3 +172,40 @@ def test_register_functions_takes_the_module_own_declarations(table) -> None:
     assert rpc.register_functions(feature) == ["t.one"]  # again: replaces, no error
     assert "t.dev" not in rpc.methods() and "t.one" in rpc.methods()
     assert run({"id": 1, "method": "t.one"}) == {"id": 1, "result": 1}
+
+
+def test_register_lazy_imports_the_module_on_first_call(table, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "t_lazy_feature.py").write_text(
+        "from pyodide_app.rpc import rpc\n"
+        "CALLS = []\n"
+        "@rpc('t.lazy.a')\n"
+        "def a(params): CALLS.append(params); return 'a'\n"
+        "@rpc('t.lazy.b')\n"
+        "async def b(params): return 'b'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "t_lazy_feature", raising=False)
+    rpc.register_lazy("t_lazy_feature", ["t.lazy.a", "t.lazy.b"])
+    assert {"t.lazy.a", "t.lazy.b"} <= set(rpc.methods())  # the table is complete at once
+    assert "t_lazy_feature" not in sys.modules  # the module is not imported yet
+    assert run({"id": 1, "method": "t.lazy.b"}) == {"id": 1, "result": "b"}
+    feature = sys.modules["t_lazy_feature"]
+    assert run({"id": 2, "method": "t.lazy.a", "params": {"x": 1}}) == {"id": 2, "result": "a"}
+    assert feature.CALLS == [{"x": 1}]  # one module, imported once, its own handlers now
+    assert run({"id": 3, "method": "t.lazy.a"})["result"] == "a" and len(feature.CALLS) == 2
+
+
+def test_register_lazy_refuses_names_the_module_does_not_declare(table, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "t_lazy_wrong.py").write_text("from pyodide_app.rpc import rpc\n@rpc('t.wrong.a')\ndef a(params): return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "t_lazy_wrong", raising=False)
+    rpc.register_lazy("t_lazy_wrong", ["t.wrong.a", "t.wrong.b"])
+    reply = run({"id": 1, "method": "t.wrong.a"})
+    assert reply["error"]["name"] == "RuntimeError" and "t.wrong.b" in reply["error"]["message"], reply
+
+
+def test_on_demand_tables_are_what_the_modules_declare() -> None:
+    for table_, dev in ((worker.ON_DEMAND, False), (worker.DEV_ON_DEMAND, True)):
+        for module, names in table_.items():
+            found = sorted(name for name, _ in rpc.declared(importlib.import_module(module), dev=dev))
+            assert found == sorted(names), module
