@@ -8,7 +8,7 @@
    the same wheels and crypto bundle as the browser worker).
 3. In Chromium's worker, measured from Python there (dev.exec inside an RPC
    call, the entry every SDK call has): noble, WebCrypto as the worker uses
-   it (the hybrid: AES-GCM below 3 KiB through noble) and WebCrypto for every
+   it (the hybrid: AES-GCM below 1 KiB through noble) and WebCrypto for every
    AES-GCM call ("webcrypto-all"), and the boot-time backend choice.
 4. MLS end to end (benchmarks/mls_e2e_ops.py) through pyca on CPython and
    through noble and WebCrypto in Chromium's worker: KeyPackage generation,

@@ -19,6 +19,11 @@
 // rejection to say why; it re-runs the operation through noble, which returns
 // the result or raises the right ping_core.errors class. Only `edVerify*`
 // resolve to a verdict (`false` for a signature that does not verify).
+//
+// Python calls them through `start` (the end of this file), which hands the
+// outcome to a Python callback instead of returning the promise: Pyodide turns
+// a returned promise into an asyncio Future whose completion waits for event
+// loop turns (macrotasks), which is most of what a crossing cost.
 
 const subtle = globalThis.crypto?.subtle;
 
@@ -371,4 +376,53 @@ export function edSignTemplates(key, buf) {
 export async function edSignTemplatesImport(buf) {
   const key = await edImportKey(buf.subarray(0, KEY_LEN));
   return [key, await signTemplates(key, buf.subarray(KEY_LEN))];
+}
+
+// -- the crossing --------------------------------------------------------------
+//
+// `run_sync(promise)` in Pyodide 314 waits for an asyncio Future of the WebLoop:
+// the promise settles, the Future schedules its done callbacks with call_soon
+// (a macrotask), and only then does the suspended stack resume: at least one
+// event-loop turn per crossing, 140 us to several ms on a loaded machine.
+// `start` instead runs a helper and passes its outcome to `settle` (a Python
+// callable), which completes a Future whose callbacks run at once
+// (pyodide_app/webcrypto.py): the stack resumes in the same microtask
+// checkpoint, with no event-loop turn.
+
+/** The crossing protocol this module speaks (pyodide_app/webcrypto.py checks it). */
+export const crossing = "settle-1";
+
+const OPS = {
+  edPrivate,
+  edPublic,
+  edKeygen,
+  edSign,
+  edSignImport,
+  edVerify,
+  edVerifyImport,
+  xPrivate,
+  xPublic,
+  xKeygen,
+  xDh,
+  xDhImport,
+  gcmSeal,
+  gcmOpen,
+  edVerifyMany,
+  xEncapMany,
+  gcmSealMany,
+  xKeygenMany,
+  edSignTemplates,
+  edSignTemplatesImport,
+};
+
+/**
+ * Run helper `name` on (a, b) and call settle(slot, true, value) when it resolves or
+ * settle(slot, false, undefined) when it rejects or throws (an unknown name too).
+ * Never throws; always settles exactly once (a promise's reactions run once).
+ */
+export function start(slot, name, settle, a, b) {
+  new Promise((resolve) => resolve(OPS[name](a, b))).then(
+    (value) => settle(slot, true, value),
+    () => settle(slot, false, undefined),
+  );
 }

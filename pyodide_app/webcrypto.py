@@ -15,11 +15,13 @@ for small AES-GCM messages and randomness; Python's hashlib for hashing, HMAC
 and HKDF. Results are byte-identical to the other backends (Ed25519
 signatures are deterministic, RFC 8032).
 
-Each WebCrypto call costs one ``run_sync``: 45-80 us in Pyodide 314, because
-the resumption passes through the WebLoop (two MessageChannel callbacks and
-an asyncio Future), although V8's stack switch itself costs ~0.2 us. So each
-JS helper does its whole job (import the key AND sign, ...) behind ONE
-promise, and small AES-GCM messages stay in noble, which needs less than that.
+Each WebCrypto call is one crossing (:class:`Crossing`): ONE stack switch
+and no event-loop turn. ``run_sync(promise)`` itself would wait for an asyncio
+Future of the WebLoop, whose completion is scheduled as a macrotask: measured
+in a Chromium 156 worker, 140-250 us per call at best and 0.4-2.4 ms on a
+loaded machine (every macrotask waits for the thread to be scheduled again),
+against 40-90 us through :class:`Crossing`. Each JS helper still does its
+whole job (import the key AND sign, ...) behind ONE promise.
 
 Ed25519 verification is WebCrypto's (BoringSSL): cofactorless, like pyca's
 OpenSSL. noble's (js/pingcrypto.mjs) is cofactored: a crafted signature whose
@@ -55,7 +57,8 @@ conversation) across the whole operation, as DESIGN.md requires anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from struct import Struct
 from typing import Any
 
@@ -77,18 +80,18 @@ from ping_core.mls.crypto.provider import (
 
 from .crypto import JS_MODULE_NAME, NobleProvider, _load_js_module
 
-__all__ = ["WebCryptoProvider", "register", "PRIORITY", "AEAD_WEBCRYPTO_MIN", "NAME"]
+__all__ = ["WebCryptoProvider", "Crossing", "register", "PRIORITY", "AEAD_WEBCRYPTO_MIN", "NAME"]
 
 NAME = "webcrypto"
 # Above noble (50), below pyca (100): a Pyodide distribution that ships pyca
 # still prefers it (synchronous, no JSPI needed).
 PRIORITY = 75
 # AES-GCM messages (plaintext or ciphertext bytes) from this size go through
-# WebCrypto, shorter ones through noble. Measured from Python in a Chromium 156
-# worker: noble 43/68/103/129 us and WebCrypto 80/77/97/101 us for 1/2/3/4 KiB
-# seals (a promise and a stack switch cost ~50 us); 64 KiB is ~7x faster in
-# WebCrypto. benchmarks/crypto_bench.py prints the figures.
-AEAD_WEBCRYPTO_MIN = 3072
+# WebCrypto, shorter ones through noble (synchronous, no crossing). Measured
+# from Python in a Chromium 156 worker, best of 12 rounds on a loaded 2-core
+# machine (benchmarks/browser_crypto_profile.py --ops): noble 40/90/200 us and
+# WebCrypto through a Crossing 80-90/70/110 us for 100 B/1 KiB/4 KiB seals.
+AEAD_WEBCRYPTO_MIN = 1024
 # Cached CryptoKeys per kind. MLS signs with one key and verifies a group's
 # members' keys over and over.
 _KEY_CACHE_LIMIT = 256
@@ -97,6 +100,105 @@ _U32 = Struct("<I")
 _SPLICE = Struct("<IIi")
 # Prefetched signature verdicts kept at most (a group's leaves, a commit's Adds).
 _VERDICT_LIMIT = 4096
+
+
+class _Rejected(Exception):
+    """A JS helper rejected (or threw). Carries nothing: the caller asks noble why."""
+
+
+class _ImmediateCallbacks:
+    """The loop of :class:`Crossing`'s Futures: done callbacks run at once.
+
+    asyncio.Future needs a loop only to schedule its done callbacks
+    (``call_soon``), to ask ``get_debug()`` and to report an exception nobody
+    retrieved. Running the callbacks at once is what makes a crossing free of
+    event-loop turns: the callback Pyodide's ``run_sync`` adds resolves the
+    promise the suspended stack waits on, inside the microtask that settled
+    the WebCrypto promise.
+    """
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
+        if context is None:
+            callback(*args)
+        else:
+            context.run(callback, *args)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        pass  # the only exception set is _Rejected, which holds no information
+
+
+class Crossing:
+    """Calls a promise-returning helper of the ``webcrypto`` JS namespace and waits
+    for its result with ONE JSPI stack switch and no event-loop turn.
+
+    :meth:`call` asks the JS side (``start``) to run the helper and report its
+    outcome to :meth:`_settle`, which completes an asyncio Future whose done
+    callbacks run at once (:class:`_ImmediateCallbacks`); ``run_sync`` waits
+    on that Future. Results are what ``run_sync(helper(...))`` returns (the
+    same JS values); a rejection raises :class:`_Rejected`. A JS module that
+    does not declare this protocol (``crossing == "settle-1"``), e.g. a test's
+    stand-in, gets ``run_sync(helper(...))`` itself: the same results, slower.
+
+    Only valid where ``can_run_sync()`` is true (the provider checks first).
+    Each instance keeps its pending Futures (several requests may wait at
+    once: while one waits, the event loop runs others), keyed by a slot number
+    that the JS side hands back.
+    """
+
+    PROTOCOL = "settle-1"
+
+    def __init__(self, wc: Any, run_sync: Callable[[Any], Any], create_proxy: Callable[[Any], Any]) -> None:
+        self._wc = wc
+        self._run = run_sync
+        self._loop = _ImmediateCallbacks()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_slot = 0
+        try:
+            speaks = getattr(wc, "crossing", None) == self.PROTOCOL
+        except Exception:  # noqa: BLE001  (a stand-in module may raise on any attribute)
+            speaks = False
+        # A persistent proxy (never destroyed: it lives as long as the provider).
+        self._settler: Any = create_proxy(self._settle) if speaks else None
+
+    @property
+    def immediate(self) -> bool:
+        """True when crossings skip the event loop (the module speaks the protocol)."""
+        return self._settler is not None
+
+    def _settle(self, slot: int, ok: bool, value: Any) -> None:
+        # Called from a JS promise reaction: must never raise (an exception
+        # here would leave the Future, and the suspended caller, waiting).
+        try:
+            future = self._pending.pop(slot, None)
+            if future is None or future.done():
+                return
+            if ok is True:
+                future.set_result(value)
+            else:
+                future.set_exception(_Rejected())
+        except BaseException:  # noqa: BLE001
+            pass
+
+    def call(self, name: str, a: Any = None, b: Any = None) -> Any:
+        """``helper(a, b)``'s resolved value; :class:`_Rejected` (or the JS error) if it rejects."""
+        if self._settler is None:
+            helper = getattr(self._wc, name)
+            if a is None:
+                return self._run(helper())
+            return self._run(helper(a) if b is None else helper(a, b))
+        slot = self._next_slot
+        self._next_slot = slot + 1
+        future: asyncio.Future[Any] = asyncio.Future(loop=self._loop)  # type: ignore[arg-type]
+        self._pending[slot] = future
+        try:
+            self._wc.start(slot, name, self._settler, a, b)
+        except BaseException:
+            self._pending.pop(slot, None)
+            raise
+        return self._run(future)
 
 
 class WebCryptoProvider(HashlibKdf):
@@ -118,7 +220,7 @@ class WebCryptoProvider(HashlibKdf):
         aead_min: int = AEAD_WEBCRYPTO_MIN,
         strict: bool = False,
     ) -> None:
-        from pyodide.ffi import can_run_sync, run_sync, to_js  # type: ignore[import-not-found,unused-ignore]
+        from pyodide.ffi import can_run_sync, create_proxy, run_sync, to_js  # type: ignore[import-not-found,unused-ignore]
 
         module = js_module if js_module is not None else _load_js_module()
         try:
@@ -129,7 +231,8 @@ class WebCryptoProvider(HashlibKdf):
         self._aead_min = aead_min
         self._strict = strict
         self._can_run_sync = can_run_sync
-        self._run = run_sync
+        self._cross = Crossing(self._wc, run_sync, create_proxy)
+        self._call = self._cross.call
         self._to_js = to_js
         # seed -> [private CryptoKey, public key bytes or None until asked]
         self._ed_private: dict[bytes, list[Any]] = {}
@@ -184,9 +287,9 @@ class WebCryptoProvider(HashlibKdf):
         buf = key + nonce + aad + data
         try:
             if op == "seal":
-                out: bytes = self._run(self._wc.gcmSeal(self._to_js(buf), len(aad))).to_bytes()
+                out: bytes = self._call("gcmSeal", self._to_js(buf), len(aad)).to_bytes()
             else:
-                out = self._run(self._wc.gcmOpen(self._to_js(buf), len(aad))).to_bytes()
+                out = self._call("gcmOpen", self._to_js(buf), len(aad)).to_bytes()
         except Exception:  # noqa: BLE001  (a JS rejection: noble decides, e.g. DecryptionFailed)
             self._fell_back(f"AEAD {op}")
             return None
@@ -227,7 +330,7 @@ class WebCryptoProvider(HashlibKdf):
                 for key, nonce, aad, pt in checked
             )
             try:
-                sealed: bytes = self._run(self._wc.gcmSealMany(self._to_js(buf), len(checked))).to_bytes()
+                sealed: bytes = self._call("gcmSealMany", self._to_js(buf), len(checked)).to_bytes()
             except Exception:  # noqa: BLE001  (noble answers each below)
                 self._fell_back("AEAD seal batch")
             else:
@@ -245,7 +348,7 @@ class WebCryptoProvider(HashlibKdf):
     def sign_keygen(self) -> tuple[bytes, bytes]:
         if self._usable():
             try:
-                pair = self._run(self._wc.edKeygen())
+                pair = self._call("edKeygen")
                 key, both = pair[0], pair[1].to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("Ed25519 keygen")
@@ -262,11 +365,11 @@ class WebCryptoProvider(HashlibKdf):
             try:
                 entry = self._ed_private.get(secret)
                 if entry is None:
-                    pair = self._run(self._wc.edPrivate(self._to_js(secret)))
+                    pair = self._call("edPrivate", self._to_js(secret))
                     entry = [pair[0], pair[1].to_bytes()]
                     self._cache(self._ed_private, secret, entry)
                 elif entry[1] is None:  # imported by sign(), which needs no public key
-                    entry[1] = self._run(self._wc.edPublic(entry[0])).to_bytes()
+                    entry[1] = self._call("edPublic", entry[0]).to_bytes()
                 public: bytes = entry[1]
             except Exception:  # noqa: BLE001
                 self._fell_back("Ed25519 public key")
@@ -282,11 +385,11 @@ class WebCryptoProvider(HashlibKdf):
             try:
                 entry = self._ed_private.get(secret)
                 if entry is None:  # import and sign behind one promise: one stack switch
-                    res = self._run(self._wc.edSignImport(self._to_js(secret + message)))
+                    res = self._call("edSignImport", self._to_js(secret + message))
                     self._cache(self._ed_private, secret, [res[0], None])
                     out: bytes = res[1].to_bytes()
                 else:
-                    out = self._run(self._wc.edSign(entry[0], self._to_js(message))).to_bytes()
+                    out = self._call("edSign", entry[0], self._to_js(message)).to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("Ed25519 sign")
             else:
@@ -311,11 +414,11 @@ class WebCryptoProvider(HashlibKdf):
             try:
                 entry = self._ed_private.get(secret)
                 if entry is None:
-                    res = self._run(self._wc.edSignTemplatesImport(self._to_js(secret + buf)))
+                    res = self._call("edSignTemplatesImport", self._to_js(secret + buf))
                     self._cache(self._ed_private, secret, [res[0], None])
                     raw: bytes = res[1].to_bytes()
                 else:
-                    raw = self._run(self._wc.edSignTemplates(entry[0], self._to_js(buf))).to_bytes()
+                    raw = self._call("edSignTemplates", entry[0], self._to_js(buf)).to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 keygen and Ed25519 sign")
             else:
@@ -344,11 +447,11 @@ class WebCryptoProvider(HashlibKdf):
             try:
                 key = self._ed_public.get(public)
                 if key is None:
-                    pair = self._run(self._wc.edVerifyImport(self._to_js(public + signature + message)))
+                    pair = self._call("edVerifyImport", self._to_js(public + signature + message))
                     key, verdict = pair[0], pair[1]
                     self._cache(self._ed_public, public, key)
                 else:
-                    verdict = self._run(self._wc.edVerify(key, self._to_js(signature + message)))
+                    verdict = self._call("edVerify", key, self._to_js(signature + message))
             except Exception:  # noqa: BLE001
                 self._fell_back("Ed25519 verify")
             else:
@@ -376,7 +479,7 @@ class WebCryptoProvider(HashlibKdf):
             return
         buf = b"".join(pub + sig + len(msg).to_bytes(4, "little") + msg for pub, msg, sig in batch)
         try:
-            verdicts: bytes = self._run(self._wc.edVerifyMany(self._to_js(buf), len(batch))).to_bytes()
+            verdicts: bytes = self._call("edVerifyMany", self._to_js(buf), len(batch)).to_bytes()
         except Exception:  # noqa: BLE001  (each verify() then asks on its own)
             self._fell_back("Ed25519 verify batch")
             return
@@ -405,7 +508,7 @@ class WebCryptoProvider(HashlibKdf):
         answers: bytes | None = None
         if valid and self._usable():
             try:
-                answers = self._run(self._wc.xEncapMany(self._to_js(b"".join(valid)))).to_bytes()
+                answers = self._call("xEncapMany", self._to_js(b"".join(valid))).to_bytes()
             except Exception:  # noqa: BLE001  (noble answers every item below)
                 self._fell_back("X25519 encap batch")
             else:
@@ -435,7 +538,7 @@ class WebCryptoProvider(HashlibKdf):
         """``n`` fresh X25519 key pairs behind ONE promise (noble without JSPI)."""
         if n > 0 and self._usable():
             try:
-                raw: bytes = self._run(self._wc.xKeygenMany(n)).to_bytes()
+                raw: bytes = self._call("xKeygenMany", n).to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 keygen")
             else:
@@ -447,7 +550,7 @@ class WebCryptoProvider(HashlibKdf):
     def dh_keygen(self) -> tuple[bytes, bytes]:
         if self._usable():
             try:
-                both = self._run(self._wc.xKeygen())[1].to_bytes()  # its CryptoKey is not kept
+                both = self._call("xKeygen")[1].to_bytes()  # its CryptoKey is not kept
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 keygen")
             else:
@@ -460,7 +563,7 @@ class WebCryptoProvider(HashlibKdf):
         secret = check_len(secret, DH_SECRET_LEN, "X25519 secret key")
         if self._usable():
             try:
-                public: bytes = self._run(self._wc.xPrivate(self._to_js(secret)))[1].to_bytes()
+                public: bytes = self._call("xPrivate", self._to_js(secret))[1].to_bytes()
             except Exception:  # noqa: BLE001
                 self._fell_back("X25519 public key")
             else:
@@ -473,7 +576,7 @@ class WebCryptoProvider(HashlibKdf):
         public = check_len(public, DH_PUBLIC_LEN, "X25519 public key")
         if self._usable():
             try:
-                shared: bytes = self._run(self._wc.xDhImport(self._to_js(secret + public)))[1].to_bytes()
+                shared: bytes = self._call("xDhImport", self._to_js(secret + public))[1].to_bytes()
             except Exception:  # noqa: BLE001  (an all-zero secret rejects: noble raises InvalidKey)
                 self._fell_back("X25519")
             else:

@@ -22,6 +22,7 @@ import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidKey, InvalidSignature
 from ping_core.mls.crypto.pyca import PycaProvider
+from pyodide_app.webcrypto import AEAD_WEBCRYPTO_MIN
 from test_worker import _vector_cases, counts_expected_total, run_vector_cases
 
 RFC8032_SK = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
@@ -227,8 +228,11 @@ out["counts"] = {k: after[k] - before[k] for k in after}
 result = json.dumps(out)
 """
 
-# Sizes around the hybrid's switch to WebCrypto for AES-GCM (3072 bytes).
-AEAD_SIZES = [0, 1, 15, 16, 17, 100, 1024, 3071, 3072, 3073, 5000, 65536, 70001]
+# Sizes around the hybrid's switch to WebCrypto for AES-GCM (AEAD_WEBCRYPTO_MIN bytes).
+AEAD_SIZES = sorted(
+    {0, 1, 15, 16, 17, 100, 3072, 5000, 65536, 70001, AEAD_WEBCRYPTO_MIN - 17, AEAD_WEBCRYPTO_MIN - 16}
+    | {AEAD_WEBCRYPTO_MIN - 1, AEAD_WEBCRYPTO_MIN, AEAD_WEBCRYPTO_MIN + 1}
+)
 
 
 def test_results_match_pyca_on_random_inputs(ping_page) -> None:  # type: ignore[no-untyped-def]
@@ -263,10 +267,10 @@ def test_results_match_pyca_on_random_inputs(ping_page) -> None:  # type: ignore
         assert tampered == {"error": "DecryptionFailed"}
         with pytest.raises(DecryptionFailed):
             pyca.aead_open(*args, bytes.fromhex(ct)[:-1] + bytes([bytes.fromhex(ct)[-1] ^ 1]))
-    # Ed25519 and X25519 went through WebCrypto; AES-GCM from 3072 bytes on;
-    # only the tampered large ciphertexts were re-run through noble.
-    big_open = sum(1 for n in AEAD_SIZES if n + 16 >= 3072)
-    big_seal = sum(1 for n in AEAD_SIZES if n >= 3072)
+    # Ed25519 and X25519 went through WebCrypto; AES-GCM from AEAD_WEBCRYPTO_MIN
+    # bytes on; only the tampered large ciphertexts were re-run through noble.
+    big_open = sum(1 for n in AEAD_SIZES if n + 16 >= AEAD_WEBCRYPTO_MIN)
+    big_seal = sum(1 for n in AEAD_SIZES if n >= AEAD_WEBCRYPTO_MIN)
     assert big_seal >= 5
     assert got["counts"]["sync_entry"] == 0
     assert got["counts"]["fallback"] == big_open
@@ -342,6 +346,73 @@ def test_ed25519_verification_is_cofactorless_like_pyca(ping_page, backend: str)
         pyca.verify(public, b"hello", signature)
     got = ping_page.evaluate(VERIFY, [public.hex(), signature.hex(), backend])
     assert got.get("error", {}).get("name") == "InvalidSignature", got
+
+
+# -- the crossing ----------------------------------------------------------------------------
+
+
+def test_a_crossing_waits_without_an_event_loop_turn(ping_page) -> None:  # type: ignore[no-untyped-def]
+    # pyodide_app.webcrypto.Crossing: a WebCrypto call schedules nothing on the
+    # WebLoop (plain run_sync(promise) schedules the Future's callbacks there, a
+    # macrotask per call), gives the same bytes as that path, and a helper that
+    # rejects or does not exist raises and leaves nothing pending.
+    result = _exec(
+        ping_page,
+        """
+import asyncio, json
+from ping_core.mls.crypto import default_provider
+from pyodide_app.webcrypto import WebCryptoProvider
+
+p = default_provider()
+plain = WebCryptoProvider()
+plain._cross._settler = None  # what run_sync(helper(...)) alone does
+loop = asyncio.get_event_loop()
+scheduled = []
+cls = type(loop)
+original = cls.call_soon, cls.call_later
+
+def spy_soon(self, callback, *args, **kwargs):
+    scheduled.append("soon")
+    return original[0](self, callback, *args, **kwargs)
+
+def spy_later(self, delay, callback, *args, **kwargs):
+    scheduled.append("later")
+    return original[1](self, delay, callback, *args, **kwargs)
+
+sk = bytes(range(32))
+msg = b"crossing"
+out = {"immediate": p._cross.immediate, "plain_immediate": plain._cross.immediate}
+cls.call_soon, cls.call_later = spy_soon, spy_later
+try:
+    sig = p.sign(sk, msg)
+    p.verify(p.sign_public(sk), msg, sig)
+    shared = p.dh(bytes([9]) * 32, p.dh_public(bytes([5]) * 32))
+    sealed = p.aead_seal(bytes(16), bytes(12), b"ad", bytes(5000))
+    out["immediate_turns"] = len(scheduled)
+    del scheduled[:]
+    out["same"] = (sig == plain.sign(sk, msg) and shared == plain.dh(bytes([9]) * 32, plain.dh_public(bytes([5]) * 32))
+                   and sealed == plain.aead_seal(bytes(16), bytes(12), b"ad", bytes(5000)))
+    out["plain_turns"] = len(scheduled)
+finally:
+    cls.call_soon, cls.call_later = original
+errors = []
+for name, args in (("noSuchHelper", ()), ("gcmOpen", (p._to_js(bytes(28 + 16)), 0))):
+    try:
+        p._cross.call(name, *args)
+        errors.append("resolved")
+    except Exception as exc:
+        errors.append(type(exc).__name__)
+out["errors"] = errors
+out["pending"] = len(p._cross._pending)
+result = json.dumps(out)
+""",
+    )
+    assert result["immediate"] is True and result["plain_immediate"] is False
+    assert result["same"] is True
+    assert result["immediate_turns"] == 0
+    assert result["plain_turns"] > 0  # the spy sees the turns it is there to count
+    assert result["errors"] == ["_Rejected", "_Rejected"]
+    assert result["pending"] == 0
 
 
 # -- concurrency ----------------------------------------------------------------------------
