@@ -1140,6 +1140,16 @@ class BrowserSdk:
         if pending is None:
             raise InvalidInput("no pending link here: make a link request first")
         grant = open_grant(_param(params, "grant"), pending.keys, pending.device_id)
+        # An account's data is ONE database of the origin (ping-account-<user id>): a second profile
+        # linked to it would open that database as the first profile's device. Refused, nothing changed.
+        user_hex = grant.binding.user_id.as_hex()
+        known = await profiles(await self.registry())
+        holders = sorted(p for p, u in known.items() if u == user_hex and p != self.profile)
+        if holders:
+            raise InvalidInput(
+                f"profile {holders[0]!r} of this origin already holds that account: a new device of it needs"
+                " another browser (or origin)"
+            )
         session = await AccountSession.open(
             grant.binding.user_id.as_hex(),
             identity=grant.account,

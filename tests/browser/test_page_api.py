@@ -464,6 +464,21 @@ def test_a_linked_device(world: World) -> None:
     cid = w.shared["conv"]
     a, b = w.ids["alice"]["user_id"], w.ids["bob"]["user_id"]
     alice_device = w.ids["alice"]["device_id"]
+
+    # The same account in a second profile of this origin: refused (it is one database), nothing changed.
+    assert w.call("Ping", "start", "{account: 'alice-again'}") == {"$class": "Ping"}
+    w.js("window.again = window.last; await again.ready;")
+    w.pages["again"] = w.page
+    request = w.call("again", "linkRequest", "'alice again'")
+    grant = w.call("alice", "linkGrant", "code", code=request["code"])
+    refused = w.fails("again", "linkFinish", "grant", "30", grant=grant["grant"])
+    assert refused["name"] == "InvalidInput" and "profile 'alice' of this origin" in refused["message"], refused
+    assert w.call("again", "status")["state"] == "linking"  # still pending: the page may cancel it
+    assert w.call("again", "linkCancel") == {"state": "none"}
+    w.raw_call("again", "terminate")
+    assert w.call("alice", "whoami") == w.ids["alice"]
+    assert w.call("alice", "profiles")["profiles"] == {"alice": a, "bob": b}
+
     other = w.other_page("laptop")
     assert w.call("Ping", "start", "{account: 'laptop', dev: true}", _page=other) == {"$class": "Ping"}
     w.js("window.laptop = window.last; listen(laptop, 'laptop');", other)
