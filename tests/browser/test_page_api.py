@@ -260,23 +260,30 @@ def test_two_accounts_in_one_origin(world: World) -> None:
     names = set(w.js("return (await indexedDB.databases()).map((d) => d.name);"))
     assert {f"ping-account-{a}", f"ping-account-{b}"} <= names
 
-    # Each its own Web Lock: with Alice's held by the page, Bob's call is answered while Alice's waits for it.
+    # Each its own Web Lock: with Alice's held by the page, her call waits for it (the lock manager lists
+    # her worker's request) while Bob's is answered; released, hers is answered too.
     locks = w.js(
         """
+        const name = `ping-account-${a}/state`;
         let release;
         const held = new Promise((r) => (release = r));
-        await new Promise((ok) => navigator.locks.request(`ping-account-${a}/state`, () => { ok(); return held; }));
+        await new Promise((ok) => navigator.locks.request(name, () => { ok(); return held; }));
         let aliceDone = false;
         const aliceCall = api(alice, 'whoami').then((r) => { aliceDone = true; return r; });
+        let asked = false;
+        for (let i = 0; i < 3000 && !asked; i++) {  // until her worker asks (bounded: 60 s)
+          asked = (await navigator.locks.query()).pending.some((l) => l.name === name);
+          if (!asked) await new Promise((r) => setTimeout(r, 20));
+        }
         const bobResult = await api(bob, 'whoami');
-        const q = await navigator.locks.query();
+        const pending = (await navigator.locks.query()).pending.map((l) => l.name);
         const aliceWaited = !aliceDone;
         release();
-        return tag({ bobResult, aliceWaited, pending: q.pending.map((l) => l.name), aliceResult: await aliceCall });
+        return tag({ asked, bobResult, aliceWaited, pending, aliceResult: await aliceCall });
         """,
         a=a,
     )
-    assert locks["aliceWaited"] is True and f"ping-account-{a}/state" in locks["pending"]
+    assert locks["asked"] is True and locks["aliceWaited"] is True and f"ping-account-{a}/state" in locks["pending"]
     assert f"ping-account-{b}/state" not in locks["pending"]
     assert untag(locks["bobResult"]) == bob and untag(locks["aliceResult"]) == alice
 
