@@ -94,23 +94,6 @@ def rt_op(groups):
     ga, gb = groups
     gb.process_message(ga.protect(payload))
 
-def settle(limit_s=60.0):
-    '''Wait until V8 has tiered Pyodide's WebAssembly up: a pure-Python loop stops getting faster.'''
-    def loop():
-        x = 0
-        for i in range(20000):
-            x += i * i % 7
-        return x
-    times, t_start = [], time.perf_counter()
-    while time.perf_counter() - t_start < limit_s:
-        t0 = time.perf_counter()
-        loop()
-        times.append(time.perf_counter() - t0)
-        if len(times) > 30 and min(times[-10:]) >= 0.95 * min(times[:-10]):
-            break
-    return round(time.perf_counter() - t_start, 1)
-
-settled_s = settle()
 base = default_provider()
 timed = Timed(base)
 signer_crypto = [timed]
@@ -167,7 +150,8 @@ def main() -> int:
             page.evaluate("window.pingWorker.worker.terminate()")
             page.evaluate(browser_bench.START_PING_WORKER, "?dev=1")
         page.wait_for_timeout(browser_bench.SETTLE_MS)
-        out = browser_bench.run_in_worker(page, f"OPS = {args.ops}\n" + IN_WORKER)
+        code = f"OPS = {args.ops}\nSETTLE_LIMIT_S = {browser_bench.SETTLE_LIMIT_S}\n"
+        out = browser_bench.run_in_worker(page, code + browser_bench.SETTLE_IN_WORKER + IN_WORKER)
     print(f"Chromium worker, {out['backend']} provider (tier-up settled after {out['settled_s']} s); "
           "per operation, best of 12 means of 10:")
     for prof in out["profiles"]:

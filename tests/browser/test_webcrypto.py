@@ -489,6 +489,7 @@ out["encap_errors"] = [type(e).__name__ for e in encaps[3:]]
 items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 40)) for i in range(4)]
 out["seal"] = [c.hex() for c in aead_seal_many(p, items)]
 out["pairs"] = [[a.hex(), b.hex()] for a, b in dh_keygen_many(p, 2)]
+out["single_pairs"] = [[a.hex(), b.hex()] for a, b in (p.dh_keygen() for _ in range(3))]
 seed = bytes(range(32))
 before = dict(p.counts)
 pairs, sigs = keygen_and_sign(p, seed, 1, [b"A" + bytes(32), b"head" + bytes(64) + b"tail"], [(0, 1, 0), (1, 4, -1)])
@@ -506,6 +507,9 @@ result = json.dumps(out)
     items = [(bytes([i]) * 16, bytes(12), b"aad", bytes(i * 40)) for i in range(4)]
     assert result["seal"] == [pyca.aead_seal(*item).hex() for item in items]
     assert all(pyca.dh_public(bytes.fromhex(sk)) == bytes.fromhex(pk) for sk, pk in result["pairs"])
+    # Fresh pairs come from WebCrypto's generateKey (the scalar read from its PKCS #8 export).
+    assert all(pyca.dh_public(bytes.fromhex(sk)) == bytes.fromhex(pk) for sk, pk in result["single_pairs"])
+    assert len({sk for sk, _ in result["single_pairs"] + result["pairs"]}) == 5
     seed = bytes(range(32))
     (sk_hex, pk_hex), (sig1_hex, sig2_hex) = result["templates"]
     assert pyca.dh_public(bytes.fromhex(sk_hex)) == bytes.fromhex(pk_hex)
