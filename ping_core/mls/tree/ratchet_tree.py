@@ -201,9 +201,13 @@ class RatchetTree:
 
     def encoding(self, x: int) -> bytes:
         """The encoding of non-blank node ``x`` (``LeafNode`` or ``ParentNode``, no type byte), cached."""
-        if self.node(x) is None:
+        nodes = self._nodes
+        if not 0 <= x < len(nodes):
+            raise MlsError(f"node {x} is outside a tree of {len(nodes)} nodes")
+        if nodes[x] is None:
             raise MlsError(f"node {x} is blank: it has no encoding")
-        return encoding_at(self._nodes, self._enc, x)
+        enc = self._enc[x]
+        return enc if enc is not None else encoding_at(nodes, self._enc, x)
 
     def members(self) -> Iterator[tuple[int, LeafNode]]:
         """``(leaf_index, leaf)`` of every non-blank leaf, ascending."""
@@ -259,7 +263,8 @@ class RatchetTree:
         blank parent the resolutions of its left then right child; nothing
         for a blank leaf.
         """
-        self.node(x)
+        if not 0 <= x < len(self._nodes):
+            raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes")
         out: list[int] = []
         self._resolve(x, out)
         return out
@@ -324,8 +329,9 @@ class RatchetTree:
 
         ``MlsError`` when ``p`` is not a non-blank parent node.
         """
-        self.node(p)
-        self.node(sibling)
+        n = len(self._nodes)
+        if not (0 <= p < n and 0 <= sibling < n):
+            raise MlsError(f"node {p} or {sibling} is outside a tree of {n} nodes")
         return self._hashes.parent_hash(crypto, p, sibling)
 
     # ------------------------------------------------------------------ mutation
