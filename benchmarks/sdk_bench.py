@@ -198,8 +198,8 @@ async def bench_cold_init(n_convs: int, make_blobs: Any, label: str, runs: int =
         await client.send(convs[0], b"after cold start", NOW)
         t3 = time.perf_counter()
         assert len(metas) == n_convs + 1
-        close = getattr(client._store.blob_store, "close", None)
-        if close is not None and client._store.blob_store is not blobs:
+        close = getattr(client._state.store.blob_store, "close", None)
+        if close is not None and client._state.store.blob_store is not blobs:
             close()
         times.append(t1 - t0)
         lists.append(t2 - t1)

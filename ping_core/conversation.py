@@ -47,6 +47,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Iterable, Mapping
 
 from ping_core.clock import Hlc
@@ -88,6 +89,7 @@ __all__ = [
     "encode_history_snapshot",
     "decode_history_snapshot",
     "PendingOp",
+    "CommitKind",
     "StoreUndo",
     "MlsPeek",
     "peek_mls",
@@ -278,6 +280,29 @@ class StoreUndo:
 # Our commit in flight
 
 
+class CommitKind(str, Enum):
+    """What our commit in flight does; stored as its text in ``c/<id>/op`` (``PendingOp.kind``).
+
+    The stored values are the ones earlier versions wrote as plain strings, so old records read
+    unchanged. The kind only describes the commit (logs, ``repr``); no rule depends on it, so a
+    value this version does not know (none was ever written) reads as ``RESUME``."""
+
+    ADD = "add"  # add_members, admit_device_to_chats
+    REMOVE = "remove"  # remove_members, revoke_device
+    NAME = "name"  # set_conversation_name
+    LINK = "link"  # build_linking_ticket (DeviceGroup Add, its Welcome in the ticket)
+    PROPOSALS = "proposals"  # other members' pending proposals
+    UPDATE = "update"  # our own leaf migrated to its account binding
+    RESUME = "resume"  # a staged commit found without its record (settled after a crash)
+
+    @classmethod
+    def read(cls, text: str) -> CommitKind:
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.RESUME
+
+
 @dataclass(frozen=True, slots=True)
 class PendingOp:
     """What the SDK must still do around OUR staged commit, persisted with it.
@@ -289,7 +314,7 @@ class PendingOp:
     took effect and only the Welcome is left to deliver.
     """
 
-    kind: str
+    kind: CommitKind
     base_epoch: int
     welcome: bytes | None
     welcome_to: tuple[DeviceId, ...]
@@ -300,7 +325,7 @@ class PendingOp:
         return encode_record(
             _OP_VERSION,
             {
-                "kind": self.kind,
+                "kind": CommitKind(self.kind).value,
                 "base_epoch": self.base_epoch,
                 "welcome": self.welcome,
                 "welcome_to": [d.value for d in self.welcome_to],
@@ -319,7 +344,7 @@ class PendingOp:
             max_size=16 * 1024 * 1024,
         )
         return cls(
-            rec.get_text("kind", max_len=32),
+            CommitKind.read(rec.get_text("kind", max_len=32)),
             rec.get_uint("base_epoch"),
             rec.get_opt_bytes("welcome", max_len=8 * 1024 * 1024),
             tuple(DeviceId(as_bytes(d, "PendingOp.welcome_to[]", length=32)) for d in rec.get_list("welcome_to", max_items=_MAX_DEVICE_LIST)),
@@ -329,7 +354,7 @@ class PendingOp:
 
     def __repr__(self) -> str:
         return (
-            f"PendingOp(kind={self.kind!r}, base_epoch={self.base_epoch}, welcome={'yes' if self.welcome is not None else 'no'}, "
+            f"PendingOp(kind={CommitKind(self.kind).value!r}, base_epoch={self.base_epoch}, welcome={'yes' if self.welcome is not None else 'no'}, "
             f"welcome_to={len(self.welcome_to)}, removals={len(self.removals)}, merged={self.merged})"
         )
 
@@ -720,9 +745,6 @@ class Conversation:
             MemberInfo(m.leaf_index, verifier.user_of(m) if verifier is not None else None, self.device_of_key(m.signature_key))
             for m in g.members()
         ]
-
-    def leaf_of(self, device_id: DeviceId) -> int | None:
-        return self.leaves.get(device_id)
 
     def proposals_pending_since(self, epoch: int, now_ms: int) -> int:
         """When this client first noticed proposals pending in ``epoch`` (``now_ms`` the first time

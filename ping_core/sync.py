@@ -21,9 +21,12 @@ from ping_core.ids import ConversationId, DeviceId
 
 from ping_core.message import IncomingMessage
 
-__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "News", "SyncProblem", "SyncProblemKind", "SyncResult"]
+__all__ = ["SyncCursor", "SYNC_CURSOR_VERSION", "SYNC_PAGE", "News", "SyncProblem", "SyncProblemKind", "SyncResult"]
 
 SYNC_CURSOR_VERSION = 1
+#: Envelopes per ``fetch_since`` page when a client reads a conversation's log (read at call
+#: time by ``ping_core.syncer`` and ``ping_core.commitflow``).
+SYNC_PAGE = 256
 _MAX_SEQ = (1 << 63) - 1  # fits a signed 64-bit column in the server's database
 
 

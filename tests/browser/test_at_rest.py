@@ -70,7 +70,7 @@ async def collect():
             if hasattr(ident, "_seed"):
                 out["needles"]["account seed"] = ident._seed.hex()
             out["needles"]["device secret"] = s.transport._signer._secret.hex()
-            for conv in c._convs.values():
+            for conv in c._state.convs.values():
                 group = conv.group
                 if group is None:
                     continue

@@ -204,7 +204,7 @@ class Device:
         return await self.client.sync_conversations(NOW)
 
     def epoch_authenticator(self, conv: ConversationId) -> bytes:
-        group = self.client._convs[conv].group
+        group = self.client._state.convs[conv].group
         assert group is not None
         return group.epoch_authenticator
 
@@ -251,7 +251,7 @@ async def converse(conv: ConversationId, devices: list[Device], text: bytes = b"
 def assert_agree(conv: ConversationId, devices: list[Device]) -> None:
     """Every device is at the same epoch with the same epoch authenticator (no fork)."""
     auths = {d.label: d.epoch_authenticator(conv) for d in devices}
-    epochs = {d.label: d.client._convs[conv].group.epoch for d in devices}  # type: ignore[union-attr]
+    epochs = {d.label: d.client._state.convs[conv].group.epoch for d in devices}  # type: ignore[union-attr]
     assert len(set(auths.values())) == 1, (epochs, {k: v.hex()[:8] for k, v in auths.items()})
 
 

@@ -36,8 +36,8 @@ class _OldPing(AccountVerifier):
 def _as_old_ping(dev: Device) -> None:
     """Make ``dev``'s client behave as a Ping release before bindings: a bare user id in its leaves."""
     c = dev.client
-    c._signer = Signer(Credential.basic(c.user_id().value), c._signer.private_key, c._signer.public_key)
-    c._verifier = _OldPing(c._store)
+    c._state.signer = Signer(Credential.basic(c.user_id().value), c._state.signer.private_key, c._state.signer.public_key)
+    c._state.verifier = _OldPing(c._state.store)
 
 
 async def test_leaves_made_before_bindings_migrate_after_the_upgrade() -> None:
@@ -77,22 +77,22 @@ async def test_a_legacy_leaf_cannot_migrate_to_another_account() -> None:
     await a.restart()
     mallory = await w.device("mallory")
     stolen = mallory.identity.device_binding(e.device_id)  # Mallory's account binds Eve's device
-    e.client._signer = Signer(Credential.basic(credential_identity(stolen)), e.client._signer.private_key, e.client._signer.public_key)
-    group = e.client._convs[chat].group
+    e.client._state.signer = Signer(Credential.basic(credential_identity(stolen)), e.client._state.signer.private_key, e.client._state.signer.public_key)
+    group = e.client._state.convs[chat].group
     assert group is not None
-    group.signer = e.client._signer
+    group.signer = e.client._state.signer
     # The delivery service refuses the commit (it checks bindings in the trees it follows) ...
     with pytest.raises(TransportError) as refused:
-        await e.client._refresh_own_leaf(e.client._convs[chat], NOW, [])
+        await e.client._owed.refresh_own_leaf(e.client._state.convs[chat], NOW, [])
     assert refused.value.code == "invalid_commit"
     # ... and so does Alice when it reaches her another way: her chat is unchanged.
     staged = group.commit(force_path=True)
     assert staged.message is not None
     env = MessageEnvelope(chat, staged.base_epoch, MessageKind.COMMIT, e.device_id, 0, Hlc.ZERO, staged.message)
-    epoch = a.client._convs[chat].meta.epoch
+    epoch = a.client._state.convs[chat].meta.epoch
     with pytest.raises(IdentityError, match="another account"):
         await a.client.process_envelope(env, NOW)
-    assert a.client._convs[chat].meta.epoch == epoch
+    assert a.client._state.convs[chat].meta.epoch == epoch
     assert {m.user_id for m in a.client.members(chat) if m.device_id == e.device_id} == {None}
 
 
@@ -141,7 +141,7 @@ async def test_revocation_reaches_the_revoked_device_and_every_member() -> None:
     # Bob learns the account's statement from the commit and refuses the device from then on,
     # whatever the delivery service says: its KeyPackages are never added again.
     await bob.sync()
-    assert bob.client._verifier.is_revoked(laptop.device_id)
+    assert bob.client._state.verifier.is_revoked(laptop.device_id)
     kp = await laptop.client.fresh_key_package()
     await bob.restart()  # remembered durably
     with pytest.raises(IdentityError, match="revoked"):
@@ -149,7 +149,7 @@ async def test_revocation_reaches_the_revoked_device_and_every_member() -> None:
     # The laptop, handed the removing commit, sees its own revocation: wiped and locked for good.
     with pytest.raises(DeviceRevoked):
         await laptop.client.process_envelope(removal[0].with_seq(removal[0].seq or 1), NOW)
-    assert laptop.client.list_conversations() == [] and laptop.client._store.keys("") == []
+    assert laptop.client.list_conversations() == [] and laptop.client._state.store.keys("") == []
     with pytest.raises(DeviceRevoked):
         await laptop.restart()
 
@@ -183,18 +183,18 @@ async def test_a_server_saying_revoked_without_the_accounts_statement_wipes_noth
         b.identity.revoke(a.device_id),  # Bob's account, but about another device
         DeviceRevocation(b.identity.user_id, eve.device_binding(b.device_id).user_public_key, b.device_id, bytes(64)),
     ]
-    real = b.client._transport
-    b.client._transport = _SaysRevoked(real, forged)  # type: ignore[assignment]
+    real = b.client._state.transport
+    b.client._state.transport = _SaysRevoked(real, forged)  # type: ignore[assignment]
     with pytest.raises(DeviceRevoked, match="state kept"):
         await b.sync()
-    assert chat in {m.id for m in b.client.list_conversations()} and b.client._store.keys("")
-    b.client._transport = real
+    assert chat in {m.id for m in b.client.list_conversations()} and b.client._state.store.keys("")
+    b.client._state.transport = real
     await converse(chat, [a, b], b"still here")
     await b.restart()
     # With the account's real statement, the same answer wipes it.
-    b.client._transport = _SaysRevoked(b.client._transport, [b.identity.revoke(b.device_id)])  # type: ignore[assignment]
+    b.client._state.transport = _SaysRevoked(b.client._state.transport, [b.identity.revoke(b.device_id)])  # type: ignore[assignment]
     with pytest.raises(DeviceRevoked, match="wiped"):
         await b.sync()
-    assert b.client._store.keys("") == []
+    assert b.client._state.store.keys("") == []
     with pytest.raises(DeviceRevoked):
         await b.restart()

@@ -47,19 +47,19 @@ async def setup() -> AsyncIterator[Setup]:
 
 
 def _state(d: Device, conv: ConversationId) -> tuple[object, ...]:
-    c = d.client._convs[conv]
+    c = d.client._state.convs[conv]
     g = c.group
-    return (dict(d.client._store.items()), d.blobs.snapshot(), c.cursor, c.hlc, c.meta, g.epoch if g else None, g.epoch_authenticator if g else None)
+    return (dict(d.client._state.store.items()), d.blobs.snapshot(), c.cursor, c.hlc, c.meta, g.epoch if g else None, g.epoch_authenticator if g else None)
 
 
 async def _refused(d: Device, env: MessageEnvelope) -> None:
     before = _state(d, env.conversation_id)
-    group = d.client._convs[env.conversation_id].group
+    group = d.client._state.convs[env.conversation_id].group
     with pytest.raises(PingError):
         await d.client.process_envelope(env, NOW)
     assert _state(d, env.conversation_id) == before
     # Refused before anything changed (the engine's check_sender hook): the group was not rebuilt.
-    assert d.client._convs[env.conversation_id].group is group
+    assert d.client._state.convs[env.conversation_id].group is group
 
 
 async def test_foreign_and_forged_envelopes_change_nothing(setup: Setup) -> None:
@@ -103,7 +103,7 @@ async def test_sync_skips_bad_envelopes_and_keeps_going(setup: Setup) -> None:
     await s.a.client.send(s.conv, b"two", NOW)
     got = await s.b.sync()
     assert [m.plaintext for m in got] == [b"one", b"two"]
-    assert s.b.client._convs[s.conv].cursor.seq == len(s.w.service.log(s.conv))
+    assert s.b.client._state.convs[s.conv].cursor.seq == len(s.w.service.log(s.conv))
 
 
 async def test_sync_pages_with_an_advancing_cursor(setup: Setup) -> None:

@@ -118,7 +118,7 @@ async def test_fresh_key_package_is_durable_before_it_is_returned() -> None:
     a.blobs.fail_next_commits = 1
     with pytest.raises(StorageError):
         await a.client.fresh_key_package()
-    assert dict(a.client._store.items()) == a.blobs.snapshot()
+    assert dict(a.client._state.store.items()) == a.blobs.snapshot()
     # The returned one works after a restart.
     b = await w.device("bob")
     await a.restart()
@@ -223,7 +223,7 @@ async def test_send_failure_paths() -> None:
     with pytest.raises(StorageError):
         await a.client.send(conv, b"x", NOW)
     assert len(w.service.log(conv)) == log_len and a.blobs.snapshot() == before
-    assert dict(a.client._store.items()) == before
+    assert dict(a.client._state.store.items()) == before
     await converse(conv, [a, b])
 
 
@@ -236,7 +236,7 @@ async def test_out_of_order_pushes_do_not_skip_the_gap() -> None:
     assert (await b.client.process_envelope(e2, NOW)).plaintext == b"two"  # type: ignore[union-attr]
     # The cursor waited for the gap: sync still brings "one", and does not deliver "two" again.
     assert [m.plaintext for m in await b.sync()] == [b"one"]
-    assert b.client._convs[conv].cursor.seq == e2.seq
+    assert b.client._state.convs[conv].cursor.seq == e2.seq
 
 
 async def test_process_envelope_rejects_welcome_and_bad_arguments() -> None:
@@ -359,7 +359,7 @@ async def test_remove_members_input_checks() -> None:
     assert await b.sync() == []
     with pytest.raises((TransportError, MlsError)) as info:
         await b.client.send(conv, b"x", NOW)
-    removed = b.client._convs[conv].group
+    removed = b.client._state.convs[conv].group
     assert (isinstance(info.value, TransportError) and info.value.status == 403) or (removed is not None and removed.removed)
     await converse(conv, [a])
 
@@ -434,12 +434,12 @@ async def test_process_envelope_storage_failure_leaves_conversation_unchanged() 
     conv = await pair(w, a, b)
     env = await a.client.send(conv, b"x", NOW)
     before_store = b.blobs.snapshot()
-    before_cursor = b.client._convs[conv].cursor
+    before_cursor = b.client._state.convs[conv].cursor
     b.blobs.fail_next_commits = 1
     with pytest.raises(StorageError):
         await b.client.process_envelope(env, NOW)
-    assert b.blobs.snapshot() == before_store and b.client._convs[conv].cursor == before_cursor
-    assert dict(b.client._store.items()) == before_store
+    assert b.blobs.snapshot() == before_store and b.client._state.convs[conv].cursor == before_cursor
+    assert dict(b.client._state.store.items()) == before_store
     msg = await b.client.process_envelope(env, NOW)  # the same envelope still decrypts
     assert msg is not None and msg.plaintext == b"x"
 
@@ -467,7 +467,7 @@ async def test_own_commit_echo_pushed_merges_and_delivers_the_welcome() -> None:
         await a.client.add_members(conv, [(c.device_id, await c.claim())], NOW)
     echo = [e for e in w.service.log(conv) if e.kind is MessageKind.COMMIT][-1]
     assert await a.client.process_envelope(echo, NOW) is None  # our pending commit: merged
-    assert c.device_id in a.client._convs[conv].leaves and a.client._convs[conv].op is None
+    assert c.device_id in a.client._state.convs[conv].leaves and a.client._state.convs[conv].op is None
     assert await c.join_welcomes() == [conv]  # its Welcome went out after the merge
     assert await a.client.process_envelope(echo, NOW) is None  # again: a duplicate, nothing happens
     await b.sync()
@@ -483,7 +483,7 @@ async def test_sync_position_follows_the_consumed_log() -> None:
     with pytest.raises(InvalidInput):
         b.client.sync_position(conv.as_hex())  # type: ignore[arg-type]
     start = b.client.sync_position(conv)
-    assert start == b.client._convs[conv].cursor.seq and start <= w.service.log(conv)[-1].seq
+    assert start == b.client._state.convs[conv].cursor.seq and start <= w.service.log(conv)[-1].seq
     e1 = await a.client.send(conv, b"one", NOW)
     e2 = await a.client.send(conv, b"two", NOW)
     assert b.client.sync_position(conv) == start  # nothing consumed yet

@@ -63,7 +63,7 @@ async def _run(op: str, a: Device, b: Device, c: Device, conv: ConversationId, c
     if op == "add":
         await a.client.add_members(conv, [(c.device_id, ctx["kp"])], NOW)
     elif op == "remove":
-        await a.client.remove_members(conv, [a.client._convs[conv].leaves[c.device_id]], NOW)
+        await a.client.remove_members(conv, [a.client._state.convs[conv].leaves[c.device_id]], NOW)
     elif op == "name":
         await a.client.set_conversation_name(conv, "renamed", NOW)
     elif op == "send":
@@ -96,26 +96,26 @@ async def _recover_and_check(op: str, w: World, a: Device, b: Device, c: Device,
     # operation completes by itself after the restart: no redo.
     durable = ctx.get("durable", False)
     if op == "add":
-        assert not durable or c.device_id in client._convs[conv].leaves
-        if c.device_id not in client._convs[conv].leaves:
+        assert not durable or c.device_id in client._state.convs[conv].leaves
+        if c.device_id not in client._state.convs[conv].leaves:
             await client.add_members(conv, [(c.device_id, await c.claim())], NOW)
             await c.join_welcomes()
         await b.sync()
         await c.sync()
         members = [a, b, c]
     elif op == "remove":
-        assert not durable or c.device_id not in client._convs[conv].leaves
-        if c.device_id in client._convs[conv].leaves:
-            await client.remove_members(conv, [client._convs[conv].leaves[c.device_id]], NOW)
+        assert not durable or c.device_id not in client._state.convs[conv].leaves
+        if c.device_id in client._state.convs[conv].leaves:
+            await client.remove_members(conv, [client._state.convs[conv].leaves[c.device_id]], NOW)
         await b.sync()
         members = [a, b]
-        assert c.device_id not in b.client._convs[conv].leaves
+        assert c.device_id not in b.client._state.convs[conv].leaves
     elif op == "name":
-        assert not durable or client._convs[conv].meta.name == "renamed"
-        if client._convs[conv].meta.name != "renamed":
+        assert not durable or client._state.convs[conv].meta.name == "renamed"
+        if client._state.convs[conv].meta.name != "renamed":
             await client.set_conversation_name(conv, "renamed", NOW)
         await b.sync()
-        assert b.client._convs[conv].meta.name == "renamed"
+        assert b.client._state.convs[conv].meta.name == "renamed"
         members = [a, b]
     elif op == "send":
         in_log = any(e.kind is MessageKind.APPLICATION and e.sender_device == a.device_id for e in w.service.log(conv))
@@ -135,7 +135,7 @@ async def _recover_and_check(op: str, w: World, a: Device, b: Device, c: Device,
             # At most once; exactly once when the crash came before the checkpoint.
             assert [m.plaintext for m in delivered] == ([b"pushed"] if before_checkpoint else [])
         else:
-            assert b.client._convs[conv].meta.name == "pushed"
+            assert b.client._state.convs[conv].meta.name == "pushed"
         members = [a, b]
     assert_agree(conv, members)
     await converse(conv, members, b"after crash")

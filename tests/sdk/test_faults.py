@@ -39,7 +39,7 @@ async def _op(kind: str, a: Device, c: Device, conv: ConversationId) -> None:
     elif kind == "name":
         await a.client.set_conversation_name(conv, "renamed", NOW)
     else:  # remove carol, who was added beforehand
-        leaf = a.client._convs[conv].leaves[c.device_id]
+        leaf = a.client._state.convs[conv].leaves[c.device_id]
         await a.client.remove_members(conv, [leaf], NOW)
 
 
@@ -66,14 +66,14 @@ KINDS = ["add", "remove", "name"]
 async def test_definite_rejection_rolls_back(kind: str) -> None:
     w, a, b, c, conv = await _setup()
     await _prepare(kind, w, a, b, c, conv)
-    epoch = a.client._convs[conv].meta.epoch
+    epoch = a.client._state.convs[conv].meta.epoch
     w.service.inject("send", Fault.REJECT, kind=MessageKind.COMMIT, status=400, code="invalid_request")
     with pytest.raises(TransportError) as info:
         await _op(kind, a, c, conv)
     assert info.value.is_definite_rejection
-    group = a.client._convs[conv].group
+    group = a.client._state.convs[conv].group
     assert group is not None and group.epoch == epoch and group.pending_commit is None
-    assert a.client._convs[conv].op is None
+    assert a.client._state.convs[conv].op is None
     assert w.service.inbox(c.device_id) == [] or kind == "remove"
     # Retry succeeds and everyone agrees.
     await _op(kind, a, c, conv)
@@ -126,13 +126,13 @@ async def test_ambiguous_failure_applied_merges(kind: str, fault: Fault) -> None
 async def test_ambiguous_failure_with_unreadable_log_stays_staged_then_sync_settles(kind: str) -> None:
     w, a, b, c, conv = await _setup()
     await _prepare(kind, w, a, b, c, conv)
-    epoch = a.client._convs[conv].meta.epoch
+    epoch = a.client._state.convs[conv].meta.epoch
     w.service.inject("send", Fault.TIMEOUT_AFTER_APPLY, kind=MessageKind.COMMIT)
     w.service.inject("fetch_since", Fault.TIMEOUT_BEFORE_APPLY, device=a.device_id)
     with pytest.raises(TransportError) as info:
         await _op(kind, a, c, conv)
     assert not info.value.is_definite_rejection
-    group = a.client._convs[conv].group
+    group = a.client._state.convs[conv].group
     assert group is not None and group.epoch == epoch and group.pending_commit is not None  # staged, durable
     # A restart in between changes nothing: the staged commit is on disk.
     await a.restart()
@@ -153,7 +153,7 @@ async def test_ambiguous_twice_not_applied_stays_staged_then_sync_resends(kind: 
     w.service.inject("send", Fault.TIMEOUT_BEFORE_APPLY, kind=MessageKind.COMMIT, count=2)
     with pytest.raises(TransportError):
         await _op(kind, a, c, conv)
-    assert a.client._convs[conv].group.pending_commit is not None  # type: ignore[union-attr]
+    assert a.client._state.convs[conv].group.pending_commit is not None  # type: ignore[union-attr]
     await a.restart()
     await a.sync()  # not in the log: re-sent, merged
     members = _members_after(kind, a, b, c, True)
@@ -173,7 +173,7 @@ async def test_losing_the_race_to_another_commit(kind: str) -> None:
     with pytest.raises(TransportError) as info:
         await _op(kind, a, c, conv)
     assert info.value.code == "epoch_advanced" and info.value.is_definite_rejection
-    assert a.client._convs[conv].group.pending_commit is None  # type: ignore[union-attr]
+    assert a.client._state.convs[conv].group.pending_commit is None  # type: ignore[union-attr]
     await a.sync()
     await _op(kind, a, c, conv)
     members = _members_after(kind, a, b, c, True)
@@ -191,7 +191,7 @@ async def test_welcome_failure_after_merge_raises_but_keeps_the_commit() -> None
     with pytest.raises(TransportError) as info:
         await a.client.add_members(conv, [(c.device_id, await c.claim())], NOW)
     assert info.value.status == 404
-    assert c.device_id in a.client._convs[conv].leaves and a.client._convs[conv].op is None
+    assert c.device_id in a.client._state.convs[conv].leaves and a.client._state.convs[conv].op is None
     await b.sync()
     assert_agree(conv, [a, b])
     await converse(conv, [a, b])
@@ -205,7 +205,7 @@ async def test_staging_checkpoint_failure_sends_nothing() -> None:
     with pytest.raises(StorageError):
         await a.client.add_members(conv, [(c.device_id, await c.claim())], NOW)
     assert len(w.service.log(conv)) == log_before and a.blobs.snapshot() == disk
-    assert a.client._convs[conv].group.pending_commit is None  # type: ignore[union-attr]
+    assert a.client._state.convs[conv].group.pending_commit is None  # type: ignore[union-attr]
     await converse(conv, [a, b])
 
 

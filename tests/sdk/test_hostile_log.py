@@ -49,8 +49,8 @@ async def _setup() -> tuple[World, Device, Device, object, _LyingServer]:
     a, b = await w.device("alice"), await w.device("bob")
     conv = await pair(w, a, b)
     await converse(conv, [a, b])
-    lying = _LyingServer(b.client._transport)
-    b.client._transport = lying  # type: ignore[assignment]
+    lying = _LyingServer(b.client._state.transport)
+    b.client._state.transport = lying  # type: ignore[assignment]
     return w, a, b, conv, lying
 
 
@@ -127,7 +127,7 @@ async def test_a_message_of_the_next_epoch_before_its_commit_is_held_then_delive
     result = await b.client.sync(NOW)
     assert [m.plaintext for m in result.messages] == [b"first of the new epoch"]
     assert SyncProblemKind.HELD in _kinds(result) and SyncProblemKind.UNREADABLE not in _kinds(result)
-    assert b.client._convs[conv].held_count() == 0
+    assert b.client._state.convs[conv].held_count() == 0
     lying.lie = None
     assert_agree(conv, [a, b])
     await converse(conv, [a, b], b"still in step")
@@ -143,14 +143,14 @@ async def test_a_held_message_survives_a_restart() -> None:
     lying.hide_group_info = True  # so Bob cannot rejoin instead: he keeps what he holds
     result = await b.client.sync(NOW)
     assert result.messages == () and SyncProblemKind.HELD in _kinds(result) and SyncProblemKind.HEALED not in _kinds(result)
-    assert b.client._convs[conv].held_count() == 1
+    assert b.client._state.convs[conv].held_count() == 1
     # ... the process restarts; then the commit comes (at the message's position).
     await b.restart()
-    lying = _LyingServer(b.client._transport)
-    b.client._transport = lying  # type: ignore[assignment]
+    lying = _LyingServer(b.client._state.transport)
+    b.client._state.transport = lying  # type: ignore[assignment]
     lying.lie = lambda page: [dataclasses.replace(commit, seq=message.seq)] if page[0].seq == message.seq else page
     assert [m.plaintext for m in await b.sync()] == [b"held across a restart"]
-    assert b.client._convs[conv].held_count() == 0
+    assert b.client._state.convs[conv].held_count() == 0
     assert_agree(conv, [a, b])
 
 

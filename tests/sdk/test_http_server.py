@@ -95,7 +95,7 @@ async def _kp(claimer: HttpDevice, owner: HttpDevice) -> bytes:
 
 
 def _agree(conv: ConversationId, devs: list[HttpDevice]) -> None:
-    auths = {d.client._convs[conv].group.epoch_authenticator for d in devs}  # type: ignore[union-attr]
+    auths = {d.client._state.convs[conv].group.epoch_authenticator for d in devs}  # type: ignore[union-attr]
     assert len(auths) == 1
 
 
@@ -121,7 +121,7 @@ async def test_whole_flow_over_http(server: ServerProcess, devices: dict[str, Ht
     assert await carol.join_welcomes() == [chat]
     await bob.client.sync_conversations(NOW)
     await _converse(chat, [phone, bob, carol], b"three ")
-    await bob.client.remove_members(chat, [phone.client._convs[chat].leaves[carol.local.device_id]], NOW)
+    await bob.client.remove_members(chat, [phone.client._state.convs[chat].leaves[carol.local.device_id]], NOW)
     await phone.client.sync_conversations(NOW)
     with pytest.raises(TransportError) as info:
         await carol.client.send(chat, b"still here?", NOW)
@@ -193,12 +193,12 @@ async def test_encrypted_sqlite_store_survives_restarts(tmp_path: Path) -> None:
     for _ in range(2):
         await alice.send(chat, b"persisted", NOW)
         assert [m.plaintext for m in await bob.sync_conversations(NOW)] == [b"persisted"]
-        alice._store.blob_store.close()  # type: ignore[attr-defined]
-        bob._store.blob_store.close()  # type: ignore[attr-defined]
+        alice._state.store.blob_store.close()  # type: ignore[attr-defined]
+        bob._state.store.blob_store.close()  # type: ignore[attr-defined]
         alice, bob = await MessagingClient.init(acfg), await MessagingClient.init(bcfg)
     assert chat in {m.id for m in alice.list_conversations()} and chat in {m.id for m in bob.list_conversations()}
     wrong = ClientConfig(acfg.identity, "alice", acfg.storage, acfg.transport, NOW, StorageBackend.Sqlite(str(tmp_path / "alice.db"), os.urandom(32)))
     with pytest.raises(StorageError):
         await MessagingClient.init(wrong)
-    alice._store.blob_store.close()  # type: ignore[attr-defined]
-    bob._store.blob_store.close()  # type: ignore[attr-defined]
+    alice._state.store.blob_store.close()  # type: ignore[attr-defined]
+    bob._state.store.blob_store.close()  # type: ignore[attr-defined]

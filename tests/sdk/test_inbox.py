@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import ping_core.client as client_module
+import ping_core.sync as sync_module
 from ping_core.ids import ConversationId
 from ping_core.message import IncomingMessage
 
@@ -49,7 +49,7 @@ def _all_texts() -> list[bytes]:
 
 
 async def _sync_steps(explicit_ack: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    monkeypatch.setattr(client_module, "SYNC_PAGE", 2)  # conversation one takes two pages
+    monkeypatch.setattr(sync_module, "SYNC_PAGE", 2)  # conversation one takes two pages
     w, a, b, convs = await _scenario(explicit_ack)
     assert b.plan is not None
     b.plan.mark()
@@ -161,7 +161,7 @@ async def test_unreadable_inbox_record_is_dropped(caplog: Any) -> None:
     again = await b.sync()
     assert len(again) == len(got) - 1
     assert "inbox record" in caplog.text
-    assert b.client._store.get(key) is None  # dropped (the next checkpoint deletes it from disk)
+    assert b.client._state.store.get(key) is None  # dropped (the next checkpoint deletes it from disk)
 
 
 async def test_ack_messages_input() -> None:

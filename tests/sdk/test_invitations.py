@@ -39,10 +39,10 @@ async def test_declining_ends_the_membership_and_burns_the_key_package() -> None
     w = World()
     a, b, conv = await _invite(w)
     await take_welcomes(b.client, NOW)
-    kp_records = set(b.client._store.keys("kp/"))
+    kp_records = set(b.client._state.store.keys("kp/"))
     await b.client.decline_invitation(conv)
     assert b.client.invitations() == [] and conv not in {m.id for m in b.client.list_conversations()}
-    assert len(set(b.client._store.keys("kp/")) - kp_records) == 0 and len(kp_records - set(b.client._store.keys("kp/"))) == 1
+    assert len(set(b.client._state.store.keys("kp/")) - kp_records) == 0 and len(kp_records - set(b.client._state.store.keys("kp/"))) == 1
     await a.client.send(conv, b"are you there?", NOW)
     with pytest.raises(TransportError) as info:
         await b.raw_transport.fetch_since(conv, SyncCursor(), 10)

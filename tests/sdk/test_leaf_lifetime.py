@@ -32,18 +32,18 @@ TOO_LONG = r"spans \d+ s, more than the maximum of \d+ s"
 
 def _long_lived(d: Device) -> bytes:
     """A KeyPackage of ``d`` (its own device key: the DeviceId check passes) valid for ten years."""
-    return generate_key_package(crypto, d.client._signer, lifetime_s=TEN_YEARS, now=int(time.time()), capabilities=PING_CAPABILITIES).message()
+    return generate_key_package(crypto, d.client._state.signer, lifetime_s=TEN_YEARS, now=int(time.time()), capabilities=PING_CAPABILITIES).message()
 
 
 def _snapshot(d: Device, conv: ConversationId) -> tuple[object, ...]:
-    group = d.client._convs[conv].group
+    group = d.client._state.convs[conv].group
     assert group is not None
-    return dict(d.client._store.items()), d.blobs.snapshot(), group.to_bytes()
+    return dict(d.client._state.store.items()), d.blobs.snapshot(), group.to_bytes()
 
 
 def _group_of(d: Device, conv: ConversationId) -> Group:
     """A copy of ``d``'s group with no maximum: what a client without Ping's rule would send from."""
-    group = d.client._convs[conv].group
+    group = d.client._state.convs[conv].group
     assert group is not None
     return Group.from_bytes(crypto, group.to_bytes(), clock=time.time)
 
@@ -62,7 +62,7 @@ async def test_ping_key_packages_fit_the_limit() -> None:
         # Backdated by the skew margin on the wall clock, never dated ahead.
         assert t0 - CLOCK_SKEW_S <= lt.not_before <= t1 - CLOCK_SKEW_S
     conv = await a.client.create_conversation("solo", NOW)
-    group = a.client._convs[conv].group
+    group = a.client._state.convs[conv].group
     assert group is not None and group.max_lifetime_s == MAX_LEAF_LIFETIME_S
 
 
@@ -104,11 +104,11 @@ async def test_received_commit_or_proposal_adding_one_is_refused_and_changes_not
             await b.client.process_envelope(env, NOW)
         assert _snapshot(b, conv) == before
     # Through the log too: sync skips the commit and bob stays at his epoch.
-    epoch = b.client._convs[conv].group.epoch  # type: ignore[union-attr]
+    epoch = b.client._state.convs[conv].group.epoch  # type: ignore[union-attr]
     await a.raw_transport.set_next_commit_group_info(conv, rogue.group_info_after(staged))
     await a.raw_transport.send(commit)  # the service does not check lifetimes (members do)
     await b.sync()
-    assert b.client._convs[conv].group.epoch == epoch  # type: ignore[union-attr]
+    assert b.client._state.convs[conv].group.epoch == epoch  # type: ignore[union-attr]
     assert len(b.client.members(conv)) == 2
 
 
@@ -122,11 +122,11 @@ async def test_a_welcome_into_a_tree_with_a_long_lived_leaf_is_refused() -> None
     outsider.merge_staged_commit(staged)
     assert staged.welcome is not None
     env = MessageEnvelope(conv_id, outsider.epoch, MessageKind.WELCOME, m.device_id, 0, Hlc.ZERO, staged.welcome)
-    before = dict(b.client._store.items())
+    before = dict(b.client._state.store.items())
     with pytest.raises(MlsError, match=r"leaf 1: its lifetime .* " + TOO_LONG):
         await b.client.join_conversation(env, NOW)
-    assert dict(b.client._store.items()) == before  # nothing joined, the KeyPackage's keys kept
-    assert conv_id not in b.client._convs
+    assert dict(b.client._state.store.items()) == before  # nothing joined, the KeyPackage's keys kept
+    assert conv_id not in b.client._state.convs
 
 
 async def test_loaded_groups_carry_the_limit() -> None:
@@ -135,5 +135,5 @@ async def test_loaded_groups_carry_the_limit() -> None:
     conv = await pair(w, a, b)
     for d in (a, b):
         await d.restart()
-        group = d.client._convs[conv].group
+        group = d.client._state.convs[conv].group
         assert group is not None and group.max_lifetime_s == MAX_LEAF_LIFETIME_S

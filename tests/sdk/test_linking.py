@@ -55,9 +55,9 @@ async def test_three_device_story() -> None:
     with pytest.raises(InvalidInput):
         await laptop.client.send(chat1, b"too early", NOW)
     # Not a member of the chats on the delivery service yet: nothing to read, nothing moves.
-    cursor = laptop.client._convs[chat1].cursor
+    cursor = laptop.client._state.convs[chat1].cursor
     assert [m for m in await laptop.sync() if m.conversation_id != dg] == []
-    assert laptop.client._convs[chat1].cursor == cursor
+    assert laptop.client._state.convs[chat1].cursor == cursor
 
     # The phone admits the laptop to the chats with KeyPackages from the directory.
     await laptop.publish(2)
@@ -70,7 +70,7 @@ async def test_three_device_story() -> None:
     # history-only keys of the snapshot (an epoch its own leaf never was in).
     got = await laptop.sync()
     assert [(m.conversation_id, m.plaintext) for m in got] == [(chat1, b"while you were linking")]
-    assert got[0].sender_user_id == bob.identity.user_id and got[0].epoch < laptop.client._convs[chat1].joined_epoch
+    assert got[0].sender_user_id == bob.identity.user_id and got[0].epoch < laptop.client._state.convs[chat1].joined_epoch
     await phone.sync()
     await bob.sync()
     for chat in (chat1, chat2):
@@ -114,7 +114,7 @@ async def test_history_only_waits_for_the_welcome_and_keeps_older_epochs() -> No
     phone, bob = await w.device("phone"), await w.device("bob")
     chat = await pair(w, phone, bob)
     laptop, _ = await _link(w, phone)
-    conv = laptop.client._convs[chat]
+    conv = laptop.client._state.convs[chat]
     assert conv.group is None and conv.history is not None
     # A commit before the laptop's Welcome, and a message in the epoch it starts.
     await bob.client.set_conversation_name(chat, "renamed", NOW)
@@ -124,12 +124,12 @@ async def test_history_only_waits_for_the_welcome_and_keeps_older_epochs() -> No
     cursor = conv.cursor
     with pytest.raises(InvalidInput):
         await laptop.client.process_envelope(commit, NOW)
-    assert laptop.client._convs[chat].cursor == cursor
+    assert laptop.client._state.convs[chat].cursor == cursor
     # A message of a later epoch pushed before the Welcome is refused, not consumed.
     later = [e for e in w.service.log(chat) if e.kind is MessageKind.APPLICATION][-1]
     with pytest.raises(InvalidInput):
         await laptop.client.process_envelope(later, NOW)
-    assert laptop.client._convs[chat].cursor == cursor and later.seq not in laptop.client._convs[chat].seen_above_cursor
+    assert laptop.client._state.convs[chat].cursor == cursor and later.seq not in laptop.client._state.convs[chat].seen_above_cursor
     # Admitted later: the live group takes over and reads from there on.
     await phone.sync()
     kp = await laptop.claim()
@@ -259,7 +259,7 @@ async def test_revoke_device_refusals_and_remote_failure() -> None:
     with pytest.raises(TransportError) as info:
         await phone.client.revoke_device(bob.device_id, NOW)
     assert info.value.status == 403
-    assert bob.device_id not in phone.client._convs[chat].leaves
+    assert bob.device_id not in phone.client._state.convs[chat].leaves
     # A device in no conversation: no envelope, only the remote call.
     laptop = await w.device("laptop", Identity.import_(phone.client.export_identity()))
     assert await phone.client.revoke_device(laptop.device_id, NOW) == []
@@ -273,14 +273,14 @@ async def test_imported_history_is_dropped_once_the_live_group_moved_on() -> Non
     laptop, _ = await _link(w, phone)
     await phone.client.add_members(chat, [(laptop.device_id, await laptop.claim())], NOW)
     await laptop.join_welcomes()
-    conv = laptop.client._convs[chat]
+    conv = laptop.client._state.convs[chat]
     assert conv.history is not None  # kept for the epochs before the join
     for i in range(3):
         await bob.sync()
         await bob.client.set_conversation_name(chat, f"n{i}", NOW)
         await laptop.sync()
     assert conv.history is None
-    assert not laptop.client._store.keys(f"c/{chat.as_hex()}/h/")
+    assert not laptop.client._state.store.keys(f"c/{chat.as_hex()}/h/")
     await laptop.restart()
     await phone.sync()
     assert_agree(chat, [phone, bob, laptop])

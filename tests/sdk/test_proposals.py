@@ -111,7 +111,7 @@ async def test_send_commits_a_pending_proposal_first() -> None:
     await dave.post(dave.group.propose_update())
     # bob is neither the designated committer nor past the delay: his sync only stores it.
     assert await b.client.sync_conversations(NOW) == []
-    group = b.client._convs[conv].group
+    group = b.client._state.convs[conv].group
     assert group is not None and len(group.pending_proposals) == 1
     epoch = group.epoch
     env = await b.client.send(conv, b"not stalled", NOW)
@@ -135,8 +135,8 @@ async def test_send_that_loses_the_race_catches_up_and_retries() -> None:
     env = await b.client.send(conv, b"after the race", NOW)
     kinds = [(e.kind, e.sender_device) for e in w.service.log(conv)]
     assert (MessageKind.COMMIT, b.device_id) not in kinds[-3:]  # bob's commit lost; alice's cleared the proposal
-    assert env.epoch == b.client._convs[conv].group.epoch  # type: ignore[union-attr]
-    assert b.client._convs[conv].meta.name == "alice first"
+    assert env.epoch == b.client._state.convs[conv].group.epoch  # type: ignore[union-attr]
+    assert b.client._state.convs[conv].meta.name == "alice first"
     # What bob decrypted while catching up waits in the inbox and comes first at his next sync.
     assert [m.plaintext for m in await b.client.pending_messages()] == [b"while you were away"]
     assert [m.plaintext for m in await a.sync()] == [b"after the race"]
@@ -243,9 +243,9 @@ async def test_uncommittable_proposals_are_refused_and_do_not_stall(kind: str) -
     proposal = dave.group.propose_reinit() if kind == "reinit" else dave.group.propose_external_psk(b"psk id")
     await dave.post(proposal)
     assert await b.sync() == []
-    group = b.client._convs[conv].group
+    group = b.client._state.convs[conv].group
     assert group is not None and group.pending_proposals == []  # refused by the sender check, never stored
-    assert b.client._convs[conv].cursor.seq == w.service.log(conv)[-1].seq  # and skipped for good
+    assert b.client._state.convs[conv].cursor.seq == w.service.log(conv)[-1].seq  # and skipped for good
     await b.client.send(conv, b"still sending", NOW)
     assert [m.plaintext for m in await a.sync()] == [b"still sending"]
 
@@ -270,7 +270,7 @@ async def test_uncommittable_pending_proposal_falls_back_to_an_empty_commit(monk
     await b.client.send(conv, b"after the fallback", NOW)
     monkeypatch.setattr(Group, "commit", real)
     assert calls == [True, False]
-    group = b.client._convs[conv].group
+    group = b.client._state.convs[conv].group
     assert group is not None and group.pending_proposals == []
     assert [m.plaintext for m in await a.sync()] == [b"after the fallback"]
     await dave.follow()
@@ -323,8 +323,8 @@ async def test_no_commit_is_sent_while_checkpoints_are_buffered() -> None:
 
     w, a, b, dave, conv = await _setup()
     assert dave.group is not None
-    deferring = _Deferring(a.client._store.blob_store)
-    a.client._store._blobs = deferring  # what StorageBackend.Custom(deferring) would have opened
+    deferring = _Deferring(a.client._state.store.blob_store)
+    a.client._state.store._blobs = deferring  # what StorageBackend.Custom(deferring) would have opened
     await dave.post(dave.group.propose_update())
     deferring.deferring = True
     await a.sync()  # alice is the designated committer, but her checkpoints are not durable now

@@ -22,7 +22,7 @@ async def test_smoke() -> None:
     await carol.sync()
     assert_agree(conv, [alice, bob, carol])
     assert alice.client.list_conversations()[-1].name == "renamed"
-    leaf = alice.client._convs[conv].leaves[carol.device_id]
+    leaf = alice.client._state.convs[conv].leaves[carol.device_id]
     await alice.client.remove_members(conv, [leaf], NOW)
     await bob.sync()
     await carol.sync()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import ping_core.client
+import ping_core.syncer
 from ping_core.errors import InvalidInput
 from ping_core.sync import News
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
@@ -103,7 +103,7 @@ async def test_a_removed_conversation_is_news_then_reported_once() -> None:
 
 
 async def test_more_conversations_than_one_watch_takes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ping_core.client, "MAX_WATCH_CONVERSATIONS", 1)
+    monkeypatch.setattr(ping_core.syncer, "MAX_WATCH_CONVERSATIONS", 1)
     w = World()
     a, b = await w.device("alice"), await w.device("bob")
     convs = [await pair(w, a, b, f"c{i}") for i in range(2)]

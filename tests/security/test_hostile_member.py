@@ -39,7 +39,7 @@ async def test_a_junk_commit_is_refused_with_nothing_stored_and_the_group_goes_o
     server: Server, clients: ClientFactory, junk: str
 ) -> None:
     alice, eve, chat = await _chat(server, clients)
-    group = eve._convs[chat].group
+    group = eve._state.convs[chat].group
     log_before = await alice.transport.fetch_since(chat, SyncCursor(), 100)
     epoch = group.epoch
     if junk == "random bytes":
@@ -63,7 +63,7 @@ async def test_a_junk_commit_is_refused_with_nothing_stored_and_the_group_goes_o
     await alice.send(chat, b"after eve", 3)
     assert {m.device_id for m in alice.members(chat)} == {alice.device_id()}
     # Eve may read up to the Commit that removed her, nothing after it.
-    served = await eve.transport.fetch_since(chat, eve._convs[chat].cursor, 100)
+    served = await eve.transport.fetch_since(chat, eve._state.convs[chat].cursor, 100)
     assert served and served[-1].kind is MessageKind.COMMIT
     with pytest.raises(TransportError) as forbidden:
         await eve.transport.fetch_since(chat, SyncCursor(served[-1].seq), 100)

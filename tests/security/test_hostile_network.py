@@ -54,14 +54,14 @@ async def _pair(server: Server, clients: ClientFactory) -> tuple[MessagingClient
     await alice.add_members(chat, await alice.transport.claim_key_packages(bob.user_id()), 1, for_user=bob.user_id())  # type: ignore[attr-defined]
     for env in await bob.transport.fetch_welcomes():  # type: ignore[attr-defined]
         await bob.join_conversation(env, 1)
-    tamper = _Tamper(bob._transport)
-    bob._transport = tamper  # type: ignore[assignment]
+    tamper = _Tamper(bob._state.transport)
+    bob._state.transport = tamper  # type: ignore[assignment]
     return alice, bob, chat, tamper
 
 
 def _in_step(chat: ConversationId, *clients: MessagingClient) -> None:
     """Every client at the same epoch with the same epoch authenticator (no fork)."""
-    groups = [c._convs[chat].group for c in clients]
+    groups = [c._state.convs[chat].group for c in clients]
     assert len({(g.epoch, g.epoch_authenticator) for g in groups if g is not None}) == 1
 
 

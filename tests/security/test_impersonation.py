@@ -60,9 +60,9 @@ def _pose_as(eve: MessagingClient, identity: bytes, *, hide_group_info: bool = F
     """Eve's client puts ``identity`` in her leaves; with ``hide_group_info`` it never uploads a
     GroupInfo either, so the server cannot verify her conversations' commits (only the members
     then stand between her and Alice)."""
-    signer = eve._signer
-    eve._signer = Signer(Credential.basic(identity), signer.private_key, signer.public_key)
-    eve._verifier = _TrustsAnything(eve._store)
+    signer = eve._state.signer
+    eve._state.signer = Signer(Credential.basic(identity), signer.private_key, signer.public_key)
+    eve._state.verifier = _TrustsAnything(eve._state.store)
     if hide_group_info:
 
         async def upload_nothing(conversation_id: ConversationId, group_info: bytes | None) -> None:
@@ -79,7 +79,7 @@ async def _trio(server: Server, clients: ClientFactory, **eve_kwargs: object) ->
 
 
 def _state(client: MessagingClient, conv: ConversationId) -> tuple[int, list[object]]:
-    conv_state = client._convs[conv]
+    conv_state = client._state.convs[conv]
     return conv_state.meta.epoch, [(m.leaf_index, m.user_id, m.device_id) for m in client.members(conv)]
 
 
@@ -191,8 +191,8 @@ async def test_key_packages_made_before_bindings_are_replaced_on_the_server(serv
     resort), so it can be invited again at once."""
     folder = tmp_path / "bob"
     bob = await connect(server.url, folder, "bob", key_packages=0)
-    old = bob._signer
-    bob._signer = Signer(Credential.basic(bob.user_id().value), old.private_key, old.public_key)  # an old Ping
+    old = bob._state.signer
+    bob._state.signer = Signer(Credential.basic(bob.user_id().value), old.private_key, old.public_key)  # an old Ping
     await bob.transport.publish_key_packages(  # type: ignore[attr-defined]
         [await bob.fresh_key_package() for _ in range(3)], last_resort=await bob.fresh_key_package(last_resort=True)
     )
@@ -227,7 +227,7 @@ async def test_nobody_else_gets_into_an_accounts_device_group(server: Server, cl
     if as_alice:  # Eve's leaf names Alice the old way (a bare id)
         _pose_as(eve, alice.user_id().value)
     # Eve's own group under Alice's DeviceGroup id, with Alice's device added.
-    group = Group.create(default_provider(), eve._signer, group_id=dg.value, clock=time.time)
+    group = Group.create(default_provider(), eve._state.signer, group_id=dg.value, clock=time.time)
     (alice_kp,) = [kp for d, kp in await eve.transport.claim_key_packages(alice.user_id()) if d == alice.device_id()]  # type: ignore[attr-defined]
     staged = group.commit(add=[alice_kp])
     commit = MessageEnvelope(dg, 0, MessageKind.COMMIT, eve.device_id(), 0, Hlc(1, 0), staged.message)
@@ -245,4 +245,4 @@ async def test_nobody_else_gets_into_an_accounts_device_group(server: Server, cl
     (eve_kp,) = [kp for d, kp in await alice.transport.claim_key_packages(eve.user_id()) if d == eve.device_id()]  # type: ignore[attr-defined]
     with pytest.raises(IdentityError):
         await alice.build_linking_ticket(eve.device_id(), eve_kp, [], 1)
-    assert alice._convs[dg].meta.epoch == 0
+    assert alice._state.convs[dg].meta.epoch == 0
