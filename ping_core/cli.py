@@ -49,14 +49,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ping_core.account import claim_new_device, take_welcomes
+from ping_core.account import admit_new_device, claim_new_device, invite_user, take_welcomes, top_up_key_packages
 from ping_core.client import MessagingClient
 from ping_core.invitation import Invitation
-from ping_core.clock import Hlc
 from ping_core.errors import InvalidInput, PingError, TransportError
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, seal_grant, seal_ticket
-from ping_core.message import MessageEnvelope, MessageKind
+from ping_core.link import LinkKeyPair, LinkRequestCode, PendingLink, open_grant, seal_grant
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
 
 __all__ = ["main"]
@@ -154,14 +152,10 @@ async def cmd_invite(args: argparse.Namespace) -> None:
     async def run(c: MessagingClient) -> None:
         conv = _conv(args.conv)
         user = UserId.from_hex(args.user_id)
-        claimed = await c.transport.claim_key_packages(user)
-        present = {m.device_id for m in c.members(conv)}
-        entries = [(d, kp) for d, kp in claimed if d not in present]
-        if not entries:
+        added = await invite_user(c, conv, user, _now(), required=False)
+        if not added:
             raise CliError("that user has no device to add (none registered, or all already members)")
-        # The KeyPackages must prove they are that user's devices: the server cannot slip in others.
-        await c.add_members(conv, entries, _now(), for_user=user)
-        _out(f"invited {len(entries)} device{'s' if len(entries) != 1 else ''}")
+        _out(f"invited {added} device{'s' if added != 1 else ''}")
 
     await _with_client(args, run)
 
@@ -224,8 +218,6 @@ async def cmd_decline(args: argparse.Namespace) -> None:
 
 
 async def cmd_watch(args: argparse.Namespace) -> None:
-    from ping_core.connect import top_up_key_packages
-
     async def run(c: MessagingClient) -> None:
         checked = time.monotonic()  # connect() has just topped up
         print("ping: watching (interrupt to stop)", file=sys.stderr, flush=True)
@@ -387,17 +379,9 @@ async def cmd_link_accept(args: argparse.Namespace) -> None:
 
         chats = [m.id for m in c.list_conversations() if not m.is_device_group]
         kps = await claim_new_device(c.transport, c.user_id(), new_device, 1 + len(chats), args.timeout)
-        ticket = await c.build_linking_ticket(new_device, kps[0], [], _now())
-        dg = ConversationId.device_group(c.user_id())
-        await c.transport.set_next_welcome_recipients(dg, [new_device])
-        sealed = seal_ticket(ticket, request.link_public_key)
-        await c.transport.send(MessageEnvelope(dg, 0, MessageKind.WELCOME, c.device_id(), 0, Hlc(_now(), 0), sealed))
-        pairs = [(chat, kps[min(i + 1, len(kps) - 1)]) for i, chat in enumerate(chats)]
-        outcomes = await c.admit_device_to_chats(new_device, pairs, _now())
-        for outcome in outcomes:
-            status = type(outcome.status).__name__.lstrip("_").lower()
-            if status == "failed":
-                print(f"ping: {outcome.conversation_id.as_hex()}: not admitted ({outcome.status})", file=sys.stderr, flush=True)
+        admission = await admit_new_device(c, request, kps, _now())
+        for outcome in admission.failed:
+            print(f"ping: {outcome.conversation_id.as_hex()}: not admitted ({outcome.status})", file=sys.stderr, flush=True)
         _out(f"linked {new_device.as_hex()}")
 
     await _with_client(args, run)

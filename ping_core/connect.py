@@ -24,7 +24,8 @@ What it wires (CPython; the browser worker builds its client itself):
   KeyPackages of this device, fresh ones fill it up to ``key_packages``, and a
   last-resort one is published when the server has none (an existing one is
   kept), so others can always add this device. Long-running hosts (``ping
-  watch``) call :func:`top_up_key_packages` now and then.
+  watch``) call :func:`top_up_key_packages` now and then (both are the shared host flows of
+  ``ping_core.account``, which the browser uses too).
 """
 
 from __future__ import annotations
@@ -33,18 +34,15 @@ import os
 import time
 from pathlib import Path
 
-from ping_core.account import stored_account
+from ping_core.account import KEY_PACKAGE_TARGET, register_device, stored_account, top_up_key_packages
 from ping_core.client import ClientConfig, MessagingClient
 from ping_core.device import LocalDevice
 from ping_core.errors import InvalidInput, StorageError
 from ping_core.identity import DeviceBinding, Identity
 from ping_core.storage import BlobStorage, SqliteBlobStore, StorageBackend
-from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH, KeyPackageSupply
+from ping_core.transport.base import MAX_KEY_PACKAGES_PER_PUBLISH
 
 __all__ = ["connect", "top_up_key_packages", "KEY_PACKAGE_TARGET", "KEY_FILE", "HOST_DB", "STATE_DB"]
-
-# One-time KeyPackages a device keeps on the server (connect's ``key_packages``).
-KEY_PACKAGE_TARGET = 20
 
 KEY_FILE = "storage.key"
 HOST_DB = "host.sqlite"
@@ -142,42 +140,10 @@ async def connect(
                 device_signing_secret_key=secret,
             )
         )
-        await transport.register_device(client.device_info(now), client.device_binding())
+        await register_device(client, now)
         if key_packages:
             await top_up_key_packages(client, key_packages)
     except BaseException:
         await transport.aclose()
         raise
     return client
-
-
-async def top_up_key_packages(client: MessagingClient, target: int = KEY_PACKAGE_TARGET, *, low_water: int | None = None) -> int:
-    """Keep this device reachable: ask the server how many of its one-time KeyPackages are still
-    unclaimed; below ``low_water`` (default half of ``target``, rounded up, so a busy device does
-    not publish one at a time) publish fresh ones up to ``target``; publish a last-resort KeyPackage when the
-    server has none (an existing one is kept: peers may hold it). Returns the number of
-    one-time KeyPackages published.
-
-    The client's transport must offer ``key_package_count`` (:class:`~ping_core.transport.base.KeyPackageSupply`,
-    as ``HttpTransport`` does; ``InvalidInput`` otherwise). Each KeyPackage's private keys are
-    durable before it is published (``fresh_key_package``). Raises ``TransportError`` when the
-    server refuses or does not answer (nothing is lost: unpublished KeyPackages are only unused).
-    """
-    if not 0 <= target <= MAX_KEY_PACKAGES_PER_PUBLISH:
-        raise InvalidInput(f"target must be 0..{MAX_KEY_PACKAGES_PER_PUBLISH}")
-    low = (target + 1) // 2 if low_water is None else low_water
-    transport = client.transport
-    if not isinstance(transport, KeyPackageSupply):
-        raise InvalidInput("the client's transport cannot count KeyPackages (no key_package_count)")
-    if await client.retire_outdated_key_packages():
-        # KeyPackages made before account bindings: peers refuse them, so the server's pool is
-        # replaced at once, the last-resort one too.
-        fresh = [await client.fresh_key_package() for _ in range(target)]
-        await transport.publish_key_packages(fresh, last_resort=await client.fresh_key_package(last_resort=True), replace=True)
-        return len(fresh)
-    stock = await transport.key_package_count()
-    fresh = [await client.fresh_key_package() for _ in range(target - stock.unclaimed)] if stock.unclaimed < low else []
-    last_resort = None if stock.last_resort else await client.fresh_key_package(last_resort=True)
-    if fresh or last_resort is not None:
-        await transport.publish_key_packages(fresh, last_resort=last_resort)
-    return len(fresh)
