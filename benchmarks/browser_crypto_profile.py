@@ -78,15 +78,15 @@ def kp_setup(crypto):
     return Signer.generate(crypto, b"alice")
 
 def kp_op(signer):
-    generate_key_package(signer_crypto[0], signer)
+    generate_key_package(signer_crypto[0], signer, now=int(time.time()))
 
 def rt_setup(crypto):
     alice, bob = Signer.generate(crypto, b"alice"), Signer.generate(crypto, b"bob")
-    ga = Group.create(crypto, alice)
-    kb = generate_key_package(crypto, bob)
+    ga = Group.create(crypto, alice, clock=time.time)
+    kb = generate_key_package(crypto, bob, now=int(time.time()))
     staged = ga.commit(add=[kb.message()])
     ga.merge_staged_commit(staged)
-    gb = Group.join(crypto, staged.welcome, kb, bob)
+    gb = Group.join(crypto, staged.welcome, kb, bob, clock=time.time)
     return ga, gb
 
 payload = b"m" * 100
