@@ -200,6 +200,8 @@ async def register_device(client: MessagingClient, now_ms: int) -> None:
 
 
 async def _fresh(client: MessagingClient, count: int, last_resort: bool, batch: KeyPackageBatch | None) -> tuple[list[bytes], bytes | None]:
+    if not count and not last_resort:
+        return [], None
     async with batch() if batch is not None else nullcontext():
         fresh = [await client.fresh_key_package() for _ in range(count)]
         spare = await client.fresh_key_package(last_resort=True) if last_resort else None

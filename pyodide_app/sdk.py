@@ -9,10 +9,14 @@ decrypted messages in the account's IndexedDB database; a ``FetchTransport``
 to the page's origin; one writer at a time through the account's Web Lock).
 
 What :meth:`BrowserSdk.ensure_online` does is what ``ping_core.connect`` does on
-CPython: register the device (every start: idempotent, refreshes the label)
-and, the first time, publish ``KEY_PACKAGES`` one-time KeyPackages plus a
-last-resort one. Joining a Welcome uses up one of ours: the same number of
-fresh ones is published after the join (top-up).
+CPython, with the same shared host flows (``ping_core.account``): register the
+device (every start: idempotent, refreshes the label) and top up its
+KeyPackages (below half of ``KEY_PACKAGES`` unclaimed one-time KeyPackages on
+the server, fresh ones fill it up; a last-resort one when the server has none).
+Joining a Welcome uses up one of ours: the stock is topped up after the join.
+Inviting a user and admitting a new device of this account to its chats are
+``ping_core.account``'s flows too; the SDK goes through ``MessagingClient`` and
+those flows, never the transport, for them.
 
 RPC methods: each handler below declares its name with
 :func:`pyodide_app.rpc.rpc` ("<noun>.<verb>", snake_case: ``account.whoami``,
@@ -47,18 +51,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from ping_core.account import claim_new_device, take_welcomes
-from ping_core.clock import Hlc
+from ping_core.account import (
+    KeyPackageBatch,
+    admit_new_device,
+    claim_new_device,
+    invite_user,
+    register_device,
+    take_welcomes,
+    top_up_key_packages,
+)
+from ping_core.admit import AdmitChatOutcome
 from ping_core.device import CatchupAppEventEntry
 from ping_core.errors import DeviceRevoked, InvalidInput, PingError, StorageError, TransportError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.invitation import Invitation
-from ping_core.link import LinkRequestCode, PendingLink, open_grant, seal_grant, seal_ticket
-from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
+from ping_core.link import LinkRequestCode, PendingLink, open_grant, seal_grant
+from ping_core.message import IncomingMessage, MessageEnvelope
 from ping_core.meta import ConversationMeta
 from ping_core.sync import News, SyncProblem, SyncProblemKind
 from ping_core.client import MemberInfo, MessagingClient
@@ -67,7 +80,7 @@ from . import inbox
 from .idb import IndexedDbBlobStore
 from .live import LiveSync
 from .locks import WebLock
-from .session import HOST_NS, AccountSession, now_ms
+from .session import AccountSession, now_ms
 from .rpc import register_object, rpc, to_page
 
 __all__ = ["BrowserSdk", "register", "sdk", "KEY_PACKAGES", "REGISTRY_DB"]
@@ -82,7 +95,6 @@ _AUTO_JOIN = "auto-join"  # registry: b"1" when every invitation is joined witho
 _NOTIFY = "notify"  # registry: what a push-woken service worker shows (_NOTIFY_MODES)
 _NOTIFY_MODES = ("text", "generic", "off")
 KEY_PACKAGES = 20
-_PUBLISHED = "key_packages_published"
 _MAX_LINK_WAIT = 900.0
 _MAX_TEXT = 64 * 1024
 #: Stored messages per conversation handed to a newly linked device (its "what you missed").
@@ -236,10 +248,22 @@ def _invitation_view(inv: Invitation) -> dict[str, Any]:
     }
 
 
-def _outcome_view(outcome: Any) -> dict[str, Any]:
+def _outcome_view(outcome: AdmitChatOutcome) -> dict[str, Any]:
     status = outcome.status
-    detail = getattr(status, "reason", None) or getattr(status, "error", None)
-    return {"conv": outcome.conversation_id.as_hex(), "status": type(status).__name__, "detail": detail}
+    return {"conv": outcome.conversation_id.as_hex(), "status": status.kind, "detail": status.detail}
+
+
+def _key_package_batch(s: AccountSession) -> KeyPackageBatch:
+    """A round of KeyPackages generated with deferred checkpoints and made durable in ONE
+    IndexedDB transaction BEFORE any of them is published (invariant 1)."""
+
+    @asynccontextmanager
+    async def batch() -> AsyncIterator[None]:
+        with s.deferring():
+            yield
+            await s.db.state.flush()
+
+    return batch
 
 
 def _conv_param(params: dict[str, Any]) -> ConversationId:
@@ -399,24 +423,9 @@ class BrowserSdk:
             return
         s = await self.require()
         async with s.use() as c:
-            now = now_ms()
-            await s.transport.register_device(c.device_info(now), c.device_binding())
-            if await s.db.host.get(HOST_NS, _PUBLISHED) is None:
-                await self._publish_key_packages(s, c, KEY_PACKAGES, last_resort=True)
-                await s.db.host.put(HOST_NS, _PUBLISHED, str(KEY_PACKAGES).encode())
+            await register_device(c, now_ms())
+            await top_up_key_packages(c, KEY_PACKAGES, batch=_key_package_batch(s))
         self._registered = True
-
-    @staticmethod
-    async def _publish_key_packages(
-        s: AccountSession, c: MessagingClient, count: int, *, last_resort: bool = False
-    ) -> None:
-        # Generated with deferred checkpoints and made durable in ONE transaction
-        # BEFORE any of them is published (invariant 1).
-        with s.deferring():
-            fresh = [await c.fresh_key_package() for _ in range(count)]
-            spare = await c.fresh_key_package(last_resort=True) if last_resort else None
-            await s.db.state.flush()
-        await s.transport.publish_key_packages(fresh, last_resort=spare)
 
     # -- sync ----------------------------------------------------------------------
 
@@ -438,11 +447,10 @@ class BrowserSdk:
                 self._emit({"type": "invitation", "invitation": _invitation_view(invitation)})
             self._emit({"type": "invitations", "pending": [_invitation_view(i) for i in done.pending]})
         # Each join used one of our KeyPackages (the linking ticket's too), unless it was
-        # the last-resort one: publishing one more than needed is harmless.
-        used = len(done.joined)
-        if used:
+        # the last-resort one: the server's stock is topped up as the CLI does.
+        if done.joined:
             try:
-                await self._publish_key_packages(s, c, used)
+                await top_up_key_packages(c, KEY_PACKAGES, batch=_key_package_batch(s))
             except PingError as exc:  # the last-resort KeyPackage covers until the next top-up
                 log.warning("KeyPackage top-up failed: %s", type(exc).__name__)
         return list(done.joined)
@@ -804,9 +812,7 @@ class BrowserSdk:
             conv = await c.create_conversation(name, now_ms())
             # The account's other devices read it too (best effort: the chat exists either way).
             try:
-                mine = [(d, kp) for d, kp in await s.transport.claim_key_packages(c.user_id()) if d != c.device_id()]
-                if mine:
-                    await c.add_members(conv, mine, now_ms())
+                await invite_user(c, conv, c.user_id(), now_ms(), required=False)
             except PingError as exc:
                 log.warning("create: the account's other devices were not added: %s", type(exc).__name__)
             meta = await self._meta(c, conv)
@@ -819,15 +825,9 @@ class BrowserSdk:
         s = await self.require()
         async with s.use() as c:
             await self._meta(c, conv)
-            present = {m.device_id for m in c.members(conv)}
-            claimed = await s.transport.claim_key_packages(user)
-            entries = [(d, kp) for d, kp in claimed if d not in present]
-            if not entries:
-                raise InvalidInput("that user has no device to add (not registered, or already a member)")
-            # The KeyPackages must prove they are that user's devices: the server cannot slip in others.
-            await c.add_members(conv, entries, now_ms(), for_user=user)
+            added = await invite_user(c, conv, user, now_ms())
         self._emit({"type": "conversations", "changed": [conv.as_hex()]})
-        return {"added": len(entries)}
+        return {"added": added}
 
     @rpc("conversation.rename")
     async def rename(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -1208,7 +1208,6 @@ class BrowserSdk:
         async with s.use() as c:
             n_chats = sum(1 for m in c.list_conversations() if not m.is_device_group)
         kps = await claim_new_device(s.transport, s.identity.user_id, new_device, 1 + n_chats, timeout, poll_s=1.0)
-        failed: list[dict[str, str]] = []
         async with s.use() as c:
             chats = [m.id for m in c.list_conversations() if not m.is_device_group]
             history = []
@@ -1216,24 +1215,10 @@ class BrowserSdk:
                 event = inbox.history_event(await s.db.tail(inbox.conversation_prefix(chat.as_hex()), HISTORY_MESSAGES))
                 if event is not None:
                     history.append((chat, event))
-            ticket = await c.build_linking_ticket(new_device, kps[0], history, now_ms())
-            dg = ConversationId.device_group(c.user_id())
-            await s.transport.set_next_welcome_recipients(dg, [new_device])
-            sealed = seal_ticket(ticket, request.link_public_key)
-            await s.transport.send(
-                MessageEnvelope(dg, 0, MessageKind.WELCOME, c.device_id(), 0, Hlc(now_ms(), 0), sealed)
-            )
-            pairs = [(chat, kps[min(i + 1, len(kps) - 1)]) for i, chat in enumerate(chats)]
-            outcomes = await c.admit_device_to_chats(new_device, pairs, now_ms())
-        admitted = 0
-        for outcome in outcomes:
-            status = type(outcome.status).__name__
-            if status == "Admitted":
-                admitted += 1
-            elif status == "Failed":
-                failed.append({"conv": outcome.conversation_id.as_hex(), "error": getattr(outcome.status, "error", "")})
+            admission = await admit_new_device(c, request, kps, now_ms(), last_app_events=history)
+        failed = [{"conv": o.conversation_id.as_hex(), "error": o.status.detail or ""} for o in admission.failed]
         self._emit({"type": "conversations", "changed": [chat.as_hex() for chat in chats]})
-        return {"device_id": new_device.as_hex(), "admitted": admitted, "failed": failed}
+        return {"device_id": new_device.as_hex(), "admitted": admission.admitted, "failed": failed}
 
     # -- diagnostics (dev=1 only) ----------------------------------------------------
 
