@@ -140,7 +140,7 @@ class Built:
         copath subtree commits a self-update (joined for the purpose)."""
         from ping_core.mls.tree import treemath
 
-        tree_leaves = self.creator._state.tree.n_leaves
+        tree_leaves = self.creator.state.current.tree.n_leaves
         x = 2 * leaf
         for c in treemath.copath(x, tree_leaves):
             first, end = treemath.subtree_leaves(c)

@@ -74,7 +74,7 @@ async def collect():
                 group = conv.group
                 if group is None:
                     continue
-                sec = group._state.secrets
+                sec = group.state.current.secrets
                 for name in ("exporter_secret", "init_secret", "resumption_psk", "sender_data_secret", "membership_key"):
                     out["needles"][f"{conv.id.as_hex()[:8]} {name}"] = getattr(sec, name).hex()
     pending = await b._pending_link()

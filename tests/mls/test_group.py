@@ -270,11 +270,11 @@ def test_past_epoch_messages_and_their_deletion() -> None:
     cfg = GroupConfig(encrypt_handshake=False, max_past_epochs=1)
     a, b = make_group(2, config=cfg)
     late = a.protect(b"late")
-    old_membership_key = b._state.secrets.membership_key
+    old_membership_key = b.state.current.secrets.membership_key
     commit_all(a, [a, b])
     # A past epoch keeps no membership key (it accepts no PublicMessage), in
     # memory or in its records; its late application messages still open.
-    assert b._past_epochs[1].framing.membership_key == bytes(32)
+    assert b.state.past_epochs[1].framing.membership_key == bytes(32)
     assert old_membership_key not in b.to_bytes()
     assert old_membership_key not in Group.from_bytes(crypto, b.to_bytes(), clock=time.time).to_bytes()
     r = b.process_message(late)

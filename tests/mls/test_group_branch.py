@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ping_core.errors import MlsError
 from ping_core.conversation_name import ConversationName, name_of
 from ping_core.mls.group import Group, KeyPackageBundle, Signer
-from ping_core.mls.group.commit import StagedCommit, create_commit
+from ping_core.mls.group.commit import create_commit
+from ping_core.mls.group.staged import StagedCommit
 from ping_core.mls.structs import (
     Add,
     Extension,
@@ -80,7 +81,7 @@ def forged_first_commit(
     new = Group.create(crypto, creator, group_id=group_id, config=PUBLIC, extensions=old.extensions, clock=time.time)
     for _ in range(empty_commits_before):
         new.merge_staged_commit(new.commit())
-    return create_commit(new, by_value=list(proposals), include_pending=False, psks=old.psk_source(), psk_usage=usage)
+    return create_commit(new.state, by_value=list(proposals), include_pending=False, psks=old.psk_source(), psk_usage=usage)
 
 
 def join_refused(welcome: bytes, bundle: KeyPackageBundle, old: Group, match: str, **kw: Any) -> None:

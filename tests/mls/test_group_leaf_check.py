@@ -59,7 +59,7 @@ def refused(group: Group, hook: Recorder, call: Any, *args: Any, **kw: Any) -> N
 
 
 def leaf_of(group: Group, index: int) -> LeafNode:
-    leaf = group._state.tree.leaf(index)
+    leaf = group.state.current.tree.leaf(index)
     assert leaf is not None
     return leaf
 

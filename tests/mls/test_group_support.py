@@ -127,8 +127,8 @@ def public_body(message: bytes) -> PublicMessage:
 def reframe(sender: Group, body: PublicMessage) -> bytes:
     """A member's PublicMessage with a fresh, valid membership tag (after tampering
     with fields the tag covers) under ``sender``'s current membership key."""
-    tbm = body.tbm(sender._state.context_bytes)
-    tag = membership_tag(crypto, sender._state.secrets.membership_key, tbm)
+    tbm = body.tbm(sender.state.current.context_bytes)
+    tag = membership_tag(crypto, sender.state.current.secrets.membership_key, tbm)
     return b"\x00\x01\x00\x01" + encode(PublicMessage(body.content, body.auth, tag))
 
 
@@ -147,7 +147,7 @@ def forge_commit(
     from ping_core.mls.framing import frame_public, sign_framed
     from ping_core.mls.structs import AuthenticatedContent, Commit, FramedContent, FramedContentAuthData, Sender, WireFormat
 
-    st = g._state
+    st = g.state.current
     content = FramedContent(
         st.context.group_id if group_id is None else group_id,
         st.epoch if epoch is None else epoch,
@@ -167,7 +167,7 @@ def forge_proposal(g: Group, proposal: Any, *, encrypt: bool = False) -> bytes:
     """A member proposal from ``g``, signed and framed, without the sender's checks."""
     from ping_core.mls.group.messages import frame_signed, sign_content
 
-    st = g._state
+    st = g.state.current
     auth = sign_content(crypto, st.framing, st.own_leaf, proposal, g.signer.private_key, encrypt=encrypt)
     return frame_signed(crypto, st.framing, auth)
 
@@ -188,7 +188,7 @@ def forge_external_commit(g: Group, proposals: Sequence[Any], signer_: Signer, *
     )
     from ping_core.mls.group import default_capabilities
 
-    st = g._state
+    st = g.state.current
     if leaf is None:
         leaf = LeafNode(bytes(32), signer_.public_key, signer_.credential, default_capabilities(), LeafNodeSource.COMMIT, None, b"", (), b"")
     content = FramedContent(st.context.group_id, st.epoch, Sender.new_member_commit(), b"", Commit(tuple(proposals), UpdatePath(leaf, ())))

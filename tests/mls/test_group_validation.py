@@ -137,7 +137,7 @@ def test_update_by_the_committer(trio: list[Group]) -> None:
     a, b, _ = trio
     leaf = a.member(0)
     assert leaf is not None
-    refused(b, forge_commit(a, [Update(a._state.own_leaf_node())]), "Update proposal by the committer")
+    refused(b, forge_commit(a, [Update(a.state.current.own_leaf_node())]), "Update proposal by the committer")
 
 
 def test_update_and_remove_of_the_same_leaf(trio: list[Group]) -> None:
@@ -158,7 +158,7 @@ def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
 
     a, b, c = trio
     mallory = Credential.basic(b"mallory")
-    own = c._state.own_leaf_node()
+    own = c.state.current.own_leaf_node()
     leaf = dataclasses.replace(
         own, encryption_key=crypto.dh_keygen()[1], credential=mallory, leaf_node_source=LeafNodeSource.UPDATE,
         lifetime=None, parent_hash=None,
@@ -301,7 +301,7 @@ def test_sender_authorisation(trio: list[Group]) -> None:
     # An external sender may not send Update.
     ext = Extension.of(ExternalSenders((ExternalSender(server.public_key, server.credential),)))
     commit_all(a, trio, extensions=[ext])
-    upd = Update(b._state.own_leaf_node())
+    upd = Update(b.state.current.own_leaf_node())
     refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), upd, server.private_key), "external sender")
     assert kp
 
@@ -317,7 +317,7 @@ def test_external_commit_rules(trio: list[Group]) -> None:
     refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], eve), "resync")
     # A resync by b itself (same credential) must still bring a new encryption key,
     # as an Update of the removed leaf would (§12.4.3.2).
-    old = b._state.own_leaf_node()
+    old = b.state.current.own_leaf_node()
     same_key = dataclasses.replace(old, leaf_node_source=LeafNodeSource.COMMIT, lifetime=None, parent_hash=b"")
     _, _, c = trio
     refused(c, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], b.signer, leaf=same_key), "encryption key")
@@ -409,4 +409,4 @@ def test_structurally_random_proposals_change_nothing_or_are_stored(data: Any) -
         assert b.to_bytes() == before
     else:  # a random proposal that is valid (a Remove of a member, say): stored
         assert len(b.pending_proposals) >= 1
-        b._proposals = type(b._proposals)()  # forget it again for the next example
+        b.state.proposals = type(b.state.proposals)()  # forget it again for the next example

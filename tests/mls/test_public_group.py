@@ -75,8 +75,8 @@ def same(pg: PublicGroup, g: Group) -> None:
     assert pg.epoch == g.epoch and pg.group_id == g.group_id
     assert pg.group_context == g.group_context
     assert pg.tree_hash == g.tree_hash
-    assert pg.interim_transcript_hash == g._state.interim
-    assert pg.confirmation_tag == g._state.confirmation_tag
+    assert pg.interim_transcript_hash == g.state.current.interim
+    assert pg.confirmation_tag == g.state.current.confirmation_tag
     assert pg.ratchet_tree() == g.ratchet_tree()
     assert {i: leaf.signature_key for i, leaf in pg.members().items()} == {m.leaf_index: m.signature_key for m in g.members()}
 
@@ -120,7 +120,7 @@ def content_of(message: bytes) -> tuple[FramedContent, FramedContentAuthData]:
 def resigned(g: Group, content: FramedContent, auth: FramedContentAuthData, key: bytes | None = None) -> bytes:
     """``content`` signed with ``key`` (default: ``g``'s) in ``g``'s current epoch,
     framed with a valid membership tag (members' refusals come from the content)."""
-    framing = g._state.framing
+    framing = g.state.current.framing
     sig = sign_framed(crypto, framing, WireFormat.PUBLIC_MESSAGE, content, key or g.signer.private_key)
     full = AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, content, FramedContentAuthData(sig, auth.confirmation_tag))
     return b"\x00\x01\x00\x01" + encode(frame_public(crypto, framing, full))

@@ -158,13 +158,23 @@ Persisting
 deletes since ``mark_saved()``), ``Group.from_records``. An application
 message changes one small record (``st:<epoch>:leaf:<ours>``), whatever the
 group's size; a commit rewrites the per-epoch records.
+
+Layout
+------
+The state is plain data, ``state.GroupState`` (``group.state``); every
+operation is a function over it, one module a job: ``create``, ``join``,
+``outgoing`` (our proposals and commits), ``commit`` (building and staging
+commits), ``merge``, ``process``, ``application``, ``resumption``,
+``history``; ``view.GroupView`` is the read-only side and ``Group`` the
+façade on top. Nothing below the façade imports it; the layers are an
+import-linter contract (``mls-group-layers`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
 from ping_core.mls.tree.secret_tree import RatchetConfig, RecordChanges
 
-from .commit import StagedCommit
+from .staged import StagedCommit
 from .external import external_proposal
 from .config import GroupConfig, default_capabilities
 from .group import Group

@@ -3,7 +3,7 @@ unprotect in the current or a retained past epoch."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ping_core.errors import MlsError
 from ping_core.mls.codec import encode, varint
@@ -13,28 +13,27 @@ from ping_core.mls.structs import ContentType, FramedContent, PrivateMessage
 
 from .messages import PRIVATE_PREFIX
 from .results import ApplicationMessage, SenderCheck, SenderInfo
+from .state import GroupState
 
-if TYPE_CHECKING:
-    from .group import Group
 
 __all__ = ["protect", "unprotect_application", "open_application"]
 
 _SIGNATURE_FIELD = len(varint(64)) + 64
 
 
-def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes:
+def protect(group: GroupState, data: bytes, authenticated_data: bytes = b"") -> bytes:
     """``data`` as a PrivateMessage (MLSMessage bytes) from our leaf.
 
     Refused while proposals are pending (§12.4: a member that saw valid
     proposals commits before it sends application data), when the group is
     inactive, or after a ReInit.
     """
-    group._require_active()
-    if len(group._proposals):
+    group.require_active()
+    if len(group.proposals):
         raise MlsError("proposals are pending: commit them before sending application data")
     if not isinstance(data, bytes) or not isinstance(authenticated_data, bytes):
         raise MlsError("application data and authenticated data must be bytes")
-    state = group._state
+    state = group.current
     # PrivateMessageContent = opaque data<V> || opaque signature<V> || padding;
     # an Ed25519 signature is 64 bytes, its length prefix 2.
     padding = group.config.padding_for(len(varint(len(data))) + len(data) + _SIGNATURE_FIELD)
@@ -50,14 +49,14 @@ def protect(group: Group, data: bytes, authenticated_data: bytes = b"") -> bytes
     return PRIVATE_PREFIX + encode(msg)
 
 
-def unprotect_application(group: Group, msg: PrivateMessage, check_sender: SenderCheck | None = None) -> ApplicationMessage:
+def unprotect_application(group: GroupState, msg: PrivateMessage, check_sender: SenderCheck | None = None) -> ApplicationMessage:
     """Decrypt an application PrivateMessage of the current or a retained past epoch.
 
     After a commit removed us the group stays at its last epoch, whose
     messages still decrypt. The ratchet generation is consumed only when the
     message authenticated and ``check_sender`` (if given) accepted it.
     """
-    state = group._state
+    state = group.current
     if msg.epoch == state.epoch:
         tree = state.tree
 
@@ -66,7 +65,7 @@ def unprotect_application(group: Group, msg: PrivateMessage, check_sender: Sende
             return None if leaf is None else leaf.signature_key
 
         return open_application(group.crypto, state.framing, key_of, msg, check_sender)
-    past = group._past_epochs.get(msg.epoch)
+    past = group.past_epochs.get(msg.epoch)
     if past is None:
         if msg.epoch > state.epoch:
             raise MlsError(f"an application message for future epoch {msg.epoch} (we are at {state.epoch})")

@@ -2,7 +2,7 @@
 
 Both directions end in a :class:`StagedCommit`: the complete next epoch,
 computed on copies, that changes nothing until the group merges it
-(:meth:`Group.merge_staged_commit`) and can simply be dropped instead.
+(:func:`.merge.merge_staged_commit`) and can simply be dropped instead.
 
 Building (:func:`create_commit`): pick the pending proposals that may go
 together (§12.2; a Remove beats an Update of the same leaf, the most recent
@@ -27,7 +27,7 @@ from __future__ import annotations
 import hmac as _hmac
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ping_core.errors import MlsError
 from ping_core.mls import hpke
@@ -38,7 +38,6 @@ from ping_core.mls.framing import Unprotected
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.psk import psk_secret as compute_psk_secret
 from ping_core.mls.schedule import EpochSecrets, epoch_secrets, external_key_pair
-from ping_core.mls.tree.secret_tree import RatchetKey
 from ping_core.mls.structs import (
     Add,
     AuthenticatedContent,
@@ -66,6 +65,7 @@ from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
 from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree, common_ancestor
 from ping_core.mls.tree.treekem import (
+    GeneratedPath,
     MergedPath,
     PathKeys,
     check_receiver,
@@ -80,8 +80,10 @@ from .keypackage import key_package_signatures
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
 from .psks import PskSource, resolve_psks
-from .results import CommitApplied, ExtensionsCheck, LeafCheck, Member, Policy
-from .state import EpochState
+from .results import CommitApplied, ExtensionsCheck, LeafCheck, Policy
+from .epoch import EpochState
+from .staged import StagedCommit
+from .state import GroupState
 from .validate import (
     check_leaf_supports_group,
     check_proposal_sender,
@@ -98,17 +100,16 @@ from .validate import (
     validate_update,
 )
 
-if TYPE_CHECKING:
-    from .group import Group
 
 __all__ = [
-    "StagedCommit",
     "Applied",
     "ReceivedCommit",
     "apply_proposals",
     "check_received_commit",
     "merge_commit_path",
     "next_group_context",
+    "context_bytes_for",
+    "group_info_for",
     "create_commit",
     "stage_commit",
     "EXTERNAL_INIT_LABEL",
@@ -116,56 +117,6 @@ __all__ = [
 
 EXTERNAL_INIT_LABEL = b"MLS 1.0 external init secret"
 _NH = 32
-
-
-@dataclass(eq=False)
-class StagedCommit:
-    """A computed next epoch, not yet applied.
-
-    For our own commit: ``message`` (the commit as a TLS-serialized
-    MLSMessage, to send), ``welcome`` (MLSMessage or ``None`` when nobody was
-    added), ``welcome_recipients`` (the KeyPackageRefs the Welcome is
-    encrypted to, in order: the SDK addresses each new member by its ref) and
-    ``ratchet_tree`` (the new tree, encoded, for joiners that get it out of
-    band). ``result`` describes the change. Merge with
-    :meth:`Group.merge_staged_commit`, or drop it.
-    """
-
-    base_epoch: int
-    result: CommitApplied
-    own: bool
-    message: bytes | None = None
-    welcome: bytes | None = None
-    welcome_recipients: tuple[bytes, ...] = ()
-    message_hash: bytes = b""
-    next_state: EpochState | None = field(default=None, repr=False)
-    ratchet_key: RatchetKey | None = field(default=None, repr=False)
-    reinit: ReInit | None = None
-    group_id: bytes = b""
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the commit leads to."""
-        return self.result.epoch
-
-    def added_members(self) -> list[Member]:
-        """The members this commit adds (``result.added``), as leaves of the new epoch: for
-        our own commit, whom its Welcome goes to; for an external commit, the joiner."""
-        ns = self.next_state
-        if ns is None:
-            return []
-        leaves = sorted({*self.result.added, *((self.result.committer,) if self.result.external else ())})
-        out = []
-        for i in leaves:
-            leaf = ns.tree.leaf(i)
-            if leaf is not None:
-                out.append(Member(i, leaf.credential, leaf.signature_key, leaf.encryption_key))
-        return out
-
-    @property
-    def ratchet_tree(self) -> bytes | None:
-        """The new epoch's ratchet tree, encoded (``None`` when we were removed)."""
-        return None if self.next_state is None else self.next_state.tree.encode()
 
 
 @dataclass
@@ -203,6 +154,38 @@ def _provisional(context: GroupContext, extensions: tuple[Extension, ...]) -> Gr
     )
 
 
+@dataclass(frozen=True)
+class AddChecks:
+    """What validating an Add needs besides the tree (see :func:`.validate.validate_add`)."""
+
+    context: GroupContext
+    now: int | None
+    key_package_bytes: Mapping[int, bytes]
+    max_lifetime_s: int | None
+    leaf_check: LeafCheck | None
+
+
+def _add_validated(crypto: CryptoProvider, tree: RatchetTree, adds: Sequence[Add], applied: Applied, checks: AddChecks) -> None:
+    """Validate and add each of ``adds`` to ``tree`` in order, noting them in ``applied``.
+
+    Each is checked against the tree as it is by then (Updates, Removes and the earlier
+    Adds applied): a removed client may come back in the same commit, two Adds may not
+    share keys."""
+    raws = checks.key_package_bytes
+    if adds and wants_prefetch(crypto):
+        # Each Add's two signatures are verified in the loop below, in order;
+        # a provider with a per-call cost verifies them all in one batch now.
+        prefetch_verify(
+            crypto, [item for add in adds for item in key_package_signatures(add.key_package, raws.get(id(add.key_package)))]
+        )
+    for add in adds:
+        validate_add(
+            crypto, tree, checks.context, add, now=checks.now, key_package_bytes=raws.get(id(add.key_package)),
+            max_lifetime_s=checks.max_lifetime_s, leaf_check=checks.leaf_check,
+        )  # fmt: skip
+        applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
+
+
 def apply_proposals(
     crypto: CryptoProvider,
     tree: RatchetTree,
@@ -227,12 +210,9 @@ def apply_proposals(
     ``own_leaf``: our leaf (an Update of it takes the private key we kept with
     our proposal), ``None`` for a verifier outside the group. ``tree`` is not
     changed (``Applied.tree`` is a copy when anything changed)."""
-    extensions = context.extensions
-    gce: GroupContextExtensions | None = None
-    for proposal, _, _ in items:
-        if isinstance(proposal, GroupContextExtensions):
-            gce = proposal
-            extensions = proposal.extensions
+    gces = [p for p, _, _ in items if isinstance(p, GroupContextExtensions)]
+    gce = gces[-1] if gces else None
+    extensions = context.extensions if gce is None else gce.extensions
     ctx = _provisional(context, extensions)
     applied = Applied(tree, extensions, extensions_changed=gce is not None)
     applied.path_required = path_required(p for p, _, _ in items)
@@ -276,29 +256,11 @@ def apply_proposals(
         for remove in removes:
             tree.remove_leaf(remove.removed)
             applied.removed.append(remove.removed)
-        if validate and adds and wants_prefetch(crypto):
-            # Each Add's two signatures are verified in the loop below, in order;
-            # a provider with a per-call cost verifies them all in one batch now.
-            prefetch_verify(
-                crypto,
-                [
-                    item
-                    for add in adds
-                    for item in key_package_signatures(
-                        add.key_package, None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
-                    )
-                ],
-            )
-        for add in adds:
-            # Checked against the tree as it is by now (Updates, Removes and the
-            # earlier Adds applied): a removed client may come back in the same
-            # commit, two Adds may not share keys.
-            if validate:
-                raw = None if key_package_bytes is None else key_package_bytes.get(id(add.key_package))
-                validate_add(
-                    crypto, tree, ctx, add, now=now, key_package_bytes=raw, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check
-                )
-            applied.added.append((tree.add_leaf(add.key_package.leaf_node), add))
+        if validate:
+            checks = AddChecks(ctx, now, key_package_bytes or {}, max_lifetime_s, leaf_check)
+            _add_validated(crypto, tree, adds, applied, checks)
+        else:
+            applied.added += [(tree.add_leaf(add.key_package.leaf_node), add) for add in adds]
         applied.tree = tree
     if gce is not None and validate:
         validate_group_context_extensions(gce, (leaf for _, leaf in tree.members()), extensions_check)
@@ -328,7 +290,7 @@ def next_group_context(
     )
 
 
-def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]) -> Callable[[bytes], bytes]:
+def context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...]) -> Callable[[bytes], bytes]:
     """``group_context_for(tree_hash)``: the provisional GroupContext of §12.4.1,
     encoded: new epoch and tree hash, OLD confirmed transcript hash, new extensions."""
 
@@ -338,16 +300,16 @@ def _context_bytes_for(context: GroupContext, extensions: tuple[Extension, ...])
     return f
 
 
-def _psk_secret(group: Group, applied: Applied, psks: PskSource) -> tuple[bytes | None, list[tuple[PreSharedKeyID, bytes]]]:
+def _psk_secret(group: GroupState, applied: Applied, psks: PskSource) -> tuple[bytes | None, list[tuple[PreSharedKeyID, bytes]]]:
     if not applied.psks:
         return None, []
-    resolved = resolve_psks(applied.psks, psks, group_id=group.group_id, resumption=group._resumption_psks())
+    resolved = resolve_psks(applied.psks, psks, group_id=group.group_id, resumption=group.resumption_psks())
     return compute_psk_secret(group.crypto, resolved), resolved
 
 
 def _next_epoch(
     crypto: CryptoProvider,
-    group: Group,
+    group: GroupState,
     applied: Applied,
     auth: AuthenticatedContent,
     init_secret: bytes,
@@ -357,7 +319,7 @@ def _next_epoch(
     keys: PathKeys,
 ) -> tuple[GroupContext, EpochSecrets, bytes, bytes]:
     """The new GroupContext, epoch secrets, confirmation tag and interim hash."""
-    state = group._state
+    state = group.current
     confirmed = confirmed_transcript_hash(crypto, state.interim, auth.confirmed_transcript_hash_input())
     ctx = next_group_context(state.context, applied.tree.tree_hash(crypto), confirmed, applied.extensions)
     secrets = epoch_secrets(crypto, init_secret, commit_secret, psk_secret, encode(ctx))
@@ -368,11 +330,11 @@ def _next_epoch(
 # -- building our own commit ---------------------------------------------------
 
 
-def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
+def _select_pending(group: GroupState, by_value: Sequence[Proposal]) -> list[Item]:
     """The pending proposals that can go into our commit together (§12.2 SHOULDs)."""
-    state = group._state
+    state = group.current
     own = state.own_leaf
-    pending = list(group._proposals)
+    pending = list(group.proposals)
     removed = {p.proposal.removed for p in pending if isinstance(p.proposal, Remove)}
     removed |= {p.removed for p in by_value if isinstance(p, Remove)}
     chosen: list[Item] = []
@@ -429,8 +391,45 @@ def _select_pending(group: Group, by_value: Sequence[Proposal]) -> list[Item]:
     return chosen
 
 
+def _own_items(group: GroupState, by_value: Sequence[Proposal], include_pending: bool) -> tuple[list[Item], list[ProposalOrRef]]:
+    """Our commit's proposals: the pending ones that go together (by reference: ``refs``),
+    then ``by_value``; checked against the §12.2 list rules. No Update of our own by value."""
+    own = group.own_leaf_index
+    own_sender = Sender.member(own)
+    for p in by_value:
+        check_proposal_sender(p, own_sender)
+        if isinstance(p, Update):
+            raise MlsError("a committer cannot commit its own Update: the commit's path updates its leaf")
+    items: list[Item] = _select_pending(group, by_value) if include_pending else []
+    refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
+    items += [(p, own_sender, None) for p in by_value]
+    validate_regular_list([(p, s) for p, s, _ in items], own, group.current.tree)
+    return items, refs
+
+
+def _own_path(group: GroupState, applied: Applied, added_leaves: list[int]) -> GeneratedPath:
+    """Our commit's UpdatePath over the staged tree (§7.5, §12.4.1), with our new leaf
+    (which must support the new extensions); ``applied.tree`` becomes a copy we own."""
+    crypto, state, signer = group.crypto, group.current, group.signer
+    own = state.own_leaf
+    tree = applied.tree if applied.tree is not state.tree else state.tree.copy()
+    applied.tree = tree
+    own_leaf_node = state.own_leaf_node()
+    check_leaf_supports_group(own_leaf_node, applied.extensions)
+    if own_leaf_node.credential != signer.credential and own_leaf_node.signature_key == signer.public_key:
+        # The signer's credential changed (same key): the path's new leaf carries it, as an
+        # Update's would (RFC 9420 §7.3 lets a member replace its credential; the
+        # application's leaf check decides whether the new one is acceptable).
+        own_leaf_node = dataclasses.replace(own_leaf_node, credential=signer.credential)
+    make_leaf = commit_leaf_maker(crypto, own_leaf_node, signer.private_key, state.context.group_id, own)
+    return generate_update_path(
+        crypto, tree, own, make_leaf=make_leaf, group_context_for=context_bytes_for(state.context, applied.extensions),
+        exclude=added_leaves,
+    )  # fmt: skip
+
+
 def create_commit(
-    group: Group,
+    group: GroupState,
     *,
     by_value: Sequence[Proposal] = (),
     include_pending: bool = True,
@@ -452,64 +451,24 @@ def create_commit(
     (``reinit`` only for the first commit of a reinitialised group, §11.2)."""
     raw_kps: Mapping[int, bytes] = key_package_bytes or {}
     crypto = group.crypto
-    state = group._state
+    state = group.current
     own = state.own_leaf
     cfg = group.config
     encrypt = cfg.encrypt_handshake if encrypt is None else encrypt
     rt_ext = cfg.ratchet_tree_extension if ratchet_tree_extension is None else ratchet_tree_extension
-    now = group.now()
-    own_sender = Sender.member(own)
-    for p in by_value:
-        check_proposal_sender(p, own_sender)
-        if isinstance(p, Update):
-            raise MlsError("a committer cannot commit its own Update: the commit's path updates its leaf")
-    items: list[Item] = _select_pending(group, by_value) if include_pending else []
-    refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
-    items += [(p, own_sender, None) for p in by_value]
-    validate_regular_list([(p, s) for p, s, _ in items], own, state.tree)
+    items, refs = _own_items(group, by_value, include_pending)
     applied = apply_proposals(
-        crypto,
-        state.tree,
-        state.context,
-        items,
-        own_leaf=own,
-        now=now,
-        key_package_bytes=raw_kps,
-        psk_usage=psk_usage,
-        max_lifetime_s=group.max_lifetime_s,
-        leaf_check=group.leaf_check,
+        crypto, state.tree, state.context, items, own_leaf=own, now=group.now(), key_package_bytes=raw_kps,
+        psk_usage=psk_usage, max_lifetime_s=group.max_lifetime_s, leaf_check=group.leaf_check,
         extensions_check=group.extensions_check,
-    )
+    )  # fmt: skip
     proposals: list[ProposalOrRef] = refs + list(by_value)
     added_leaves = [i for i, _ in applied.added]
-    keys = _pruned_keys(state.keys, applied.tree, None)
-    commit_secret: bytes | None = None
-    path_secrets: dict[int, bytes] = {}
-    update_path = None
-    if applied.path_required or force_path:
-        tree = applied.tree if applied.tree is not state.tree else state.tree.copy()
-        applied.tree = tree
-        own_leaf_node = state.own_leaf_node()
-        check_leaf_supports_group(own_leaf_node, applied.extensions)
-        if own_leaf_node.credential != group.signer.credential and own_leaf_node.signature_key == group.signer.public_key:
-            # The signer's credential changed (same key): the path's new leaf carries it, as an
-            # Update's would (RFC 9420 §7.3 lets a member replace its credential; the
-            # application's leaf check decides whether the new one is acceptable).
-            own_leaf_node = dataclasses.replace(own_leaf_node, credential=group.signer.credential)
-        make_leaf = commit_leaf_maker(crypto, own_leaf_node, group.signer.private_key, state.context.group_id, own)
-        gen = generate_update_path(
-            crypto,
-            tree,
-            own,
-            make_leaf=make_leaf,
-            group_context_for=_context_bytes_for(state.context, applied.extensions),
-            exclude=added_leaves,
-        )
-        update_path = gen.update_path
-        commit_secret = gen.commit_secret
-        keys = gen.keys
-        path_secrets = gen.path_secrets
-    commit = pre_encoded_commit(proposals, update_path, raw_kps)
+    path = _own_path(group, applied, added_leaves) if applied.path_required or force_path else None
+    keys = _pruned_keys(state.keys, applied.tree, None) if path is None else path.keys
+    commit = pre_encoded_commit(proposals, None if path is None else path.update_path, raw_kps)
+    commit_secret = None if path is None else path.commit_secret
+    path_secrets: dict[int, bytes] = {} if path is None else path.path_secrets
     psk_secret, resolved_psks = _psk_secret(group, applied, psks)
     auth = sign_content(
         crypto, state.framing, own, commit, group.signer.private_key, encrypt=encrypt, authenticated_data=authenticated_data
@@ -530,33 +489,20 @@ def create_commit(
         )
     message = frame_signed(crypto, state.framing, auth, padding_block=cfg.padding_block)
     result = CommitApplied(
-        epoch=ctx.epoch,
-        committer=own,
-        added=tuple(added_leaves),
-        removed=tuple(applied.removed),
-        updated=tuple(applied.updated),
-        own=True,
-        extensions_changed=applied.extensions_changed,
-        psks=len(applied.psks),
-        reinit=applied.reinit,
-    )
+        epoch=ctx.epoch, committer=own, added=tuple(added_leaves), removed=tuple(applied.removed),
+        updated=tuple(applied.updated), own=True, extensions_changed=applied.extensions_changed,
+        psks=len(applied.psks), reinit=applied.reinit,
+    )  # fmt: skip
     return StagedCommit(
-        base_epoch=state.epoch,
-        result=result,
-        own=True,
-        message=message,
-        welcome=welcome,
-        welcome_recipients=tuple(recipients),
-        message_hash=crypto.hash(message),
-        next_state=next_state,
-        reinit=applied.reinit,
-        group_id=state.context.group_id,
-    )
+        base_epoch=state.epoch, result=result, own=True, message=message, welcome=welcome,
+        welcome_recipients=tuple(recipients), message_hash=crypto.hash(message), next_state=next_state,
+        reinit=applied.reinit, group_id=state.context.group_id,
+    )  # fmt: skip
 
 
 def _welcome(
     crypto: CryptoProvider,
-    group: Group,
+    group: GroupState,
     next_state: EpochState,
     secrets: EpochSecrets,
     tag: bytes,
@@ -594,11 +540,11 @@ def _welcome(
 
 
 def group_info_for(
-    crypto: CryptoProvider, group: Group, *, ratchet_tree: bool, external_pub: bool, state: EpochState | None = None
+    crypto: CryptoProvider, group: GroupState, *, ratchet_tree: bool, external_pub: bool, state: EpochState | None = None
 ) -> GroupInfo:
     """A signed GroupInfo of the current epoch (§12.4.3), or of ``state`` (the next epoch of a
     commit of ours, staged: what a delivery service keeps for members that rejoin)."""
-    state = group._state if state is None else state
+    state = group.current if state is None else state
     extensions: list[Extension] = []
     if ratchet_tree:
         extensions.append(Extension(RatchetTreeExt.EXTENSION_TYPE, state.tree.encode()))
@@ -637,6 +583,47 @@ class ReceivedCommit:
         return [i for i, _ in self.applied.added]
 
 
+def _external_items(commit: Commit, sender: Sender) -> list[Item]:
+    """An external commit's proposals: all by value (§12.4.3.2), and a path."""
+    items: list[Item] = []
+    for por in commit.proposals:
+        if isinstance(por, bytes):
+            raise MlsError("an external commit may not include proposals by reference")
+        items.append((por, sender, None))
+    if commit.path is None:
+        raise MlsError("an external commit must have a path")
+    return items
+
+
+def _member_items(commit: Commit, sender: Sender, pending: Callable[[bytes], PendingProposal | None]) -> list[Item]:
+    """A member's commit's proposals: references resolved through ``pending`` (proposals
+    verified this epoch), values checked for their sender (§12.2)."""
+    items: list[Item] = []
+    for por in commit.proposals:
+        if isinstance(por, bytes):
+            found = pending(por)
+            if found is None:
+                raise MlsError(f"the commit references an unknown proposal {por.hex()}")
+            items.append((found.proposal, found.sender, found))
+        else:
+            check_proposal_sender(por, sender)
+            items.append((por, sender, None))
+    return items
+
+
+def _check_resync(old: LeafNode | None, new: LeafNode, leaf_check: LeafCheck | None) -> None:
+    """An external resync removes the joiner's own old leaf (§12.4.3.2): same credential or,
+    when the application checks leaves, same signature key (the application deciding
+    whether the credential may change); the new leaf meets an Update's criteria."""
+    same_key = leaf_check is not None and old is not None and old.signature_key == new.signature_key
+    if old is None or (old.credential != new.credential and not same_key):
+        raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
+    if leaf_check is not None:
+        leaf_check(new, old)
+    if old.encryption_key == new.encryption_key:
+        raise MlsError("an external resync must change the leaf's encryption key")
+
+
 def check_received_commit(
     crypto: CryptoProvider,
     tree: RatchetTree,
@@ -664,32 +651,18 @@ def check_received_commit(
         raise MlsError("not a commit")
     sender = content.sender
     external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
-    items: list[Item] = []
     resync: Remove | None = None
     if external:
         if auth.wire_format != WireFormat.PUBLIC_MESSAGE:
             raise MlsError("an external commit must be a PublicMessage")
-        for por in commit.proposals:
-            if isinstance(por, bytes):
-                raise MlsError("an external commit may not include proposals by reference")
-            items.append((por, sender, None))
+        items = _external_items(commit, sender)
         _, resync = validate_external_list([(p, s) for p, s, _ in items])
-        if commit.path is None:
-            raise MlsError("an external commit must have a path")
         committer = -1
     elif sender.sender_type == SenderType.MEMBER:
         committer = sender.index
         if committer == own_leaf:
             raise MlsError("a commit from our own leaf that is not our pending commit")
-        for por in commit.proposals:
-            if isinstance(por, bytes):
-                found = pending(por)
-                if found is None:
-                    raise MlsError(f"the commit references an unknown proposal {por.hex()}")
-                items.append((found.proposal, found.sender, found))
-            else:
-                check_proposal_sender(por, sender)
-                items.append((por, sender, None))
+        items = _member_items(commit, sender, pending)
         validate_regular_list([(p, s) for p, s, _ in items], committer, tree)
     else:
         raise MlsError(f"a {sender.sender_type.name} sender may not commit")
@@ -715,18 +688,7 @@ def check_received_commit(
     if external:
         assert commit.path is not None
         if resync is not None:
-            old = tree.leaf(resync.removed)
-            new = commit.path.leaf_node
-            # The joiner's own old leaf: its credential, or (when the application checks leaves)
-            # its signature key, the application deciding whether the credential may change.
-            same_key = policy.leaf_check is not None and old is not None and old.signature_key == new.signature_key
-            if old is None or (old.credential != new.credential and not same_key):
-                raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
-            if policy.leaf_check is not None:
-                policy.leaf_check(new, old)
-            # §12.4.3.2: the new leaf meets the criteria of an Update of the removed one.
-            if old.encryption_key == commit.path.leaf_node.encryption_key:
-                raise MlsError("an external resync must change the leaf's encryption key")
+            _check_resync(tree.leaf(resync.removed), commit.path.leaf_node, policy.leaf_check)
         # The joiner takes the leftmost blank leaf (or extends the tree): the
         # path processing puts its leaf there.
         committer = applied.tree.free_leaf_index()
@@ -754,7 +716,7 @@ def merge_commit_path(
         applied.tree,
         received.committer,
         path,
-        group_context_for=_context_bytes_for(context, applied.extensions),
+        group_context_for=context_bytes_for(context, applied.extensions),
         exclude=received.added_leaves,
     )
     if leaf_check is not None:
@@ -762,13 +724,13 @@ def merge_commit_path(
     return merged
 
 
-def stage_commit(group: Group, un: Unprotected, message_hash: bytes, *, psks: PskSource = None) -> StagedCommit:
+def stage_commit(group: GroupState, un: Unprotected, message_hash: bytes, *, psks: PskSource = None) -> StagedCommit:
     """Validate and compute a received commit (see the module docstring)."""
     crypto = group.crypto
-    state = group._state
+    state = group.current
     auth = un.content
     own = state.own_leaf
-    received = check_received_commit(crypto, state.tree, state.context, auth, group._proposals.get, own_leaf=own, policy=group)
+    received = check_received_commit(crypto, state.tree, state.context, auth, group.proposals.get, own_leaf=own, policy=group)
     applied = received.applied
     committer, external = received.committer, received.external
     added_leaves = received.added_leaves

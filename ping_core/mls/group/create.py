@@ -14,10 +14,10 @@ from ping_core.mls.tree import RatchetTree
 from ping_core.mls.tree.treekem import PathKeys
 
 from .config import SUITE, GroupConfig
-from .group import Group
 from .results import Clock, ExtensionsCheck, LeafCheck
 from .keypackage import Signer, generate_key_package
-from .state import EpochState
+from .epoch import EpochState
+from .state import GroupState
 from .validate import check_group_context_extensions, check_leaf_supports_group
 
 __all__ = ["create_group"]
@@ -35,8 +35,8 @@ def create_group(
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
     extensions_check: ExtensionsCheck | None = None,
-) -> Group:
-    """A new group whose only member is ``signer`` (leaf 0), at epoch 0.
+) -> GroupState:
+    """The state of a new group whose only member is ``signer`` (leaf 0), at epoch 0.
 
     ``group_id`` defaults to 32 random bytes. ``extensions`` become the
     GroupContext extensions (checked by ``extensions_check``, the
@@ -75,4 +75,6 @@ def create_group(
     interim = interim_transcript_hash(crypto, b"", tag)
     keys = PathKeys(bundle.encryption_private, {})
     state = EpochState.new(crypto, context, tree, 0, keys, secrets, interim, tag, cfg.ratchet, context_bytes=cb)
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)
+    return GroupState(
+        crypto, signer, state, cfg, clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check
+    )

@@ -28,7 +28,7 @@ from ping_core.mls.structs import ContentType, MLSMessage, PrivateMessage
 
 from .application import open_application
 from .results import ApplicationMessage, SenderCheck
-from .state import EpochState, PastEpoch, secret_tree_records, split_prefixed
+from .epoch import EpochState, PastEpoch, secret_tree_records, split_prefixed
 
 __all__ = ["HistoryView"]
 

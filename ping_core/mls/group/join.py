@@ -51,18 +51,27 @@ from ping_core.mls.tree import RatchetTree, common_ancestor, validate_tree
 from ping_core.mls.tree.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
 from ping_core.mls.welcome import decrypt_welcome, verify_group_info
 
-from .commit import EXTERNAL_INIT_LABEL, _context_bytes_for, next_group_context
+from .commit import EXTERNAL_INIT_LABEL, context_bytes_for, next_group_context
 from .config import SUITE, GroupConfig, default_capabilities
-from .group import Group
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
 from .psks import PskSource, resolve_psks
 from .results import Clock, ExtensionsCheck, LeafCheck
 from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
-from .state import EpochState
+from .epoch import EpochState
+from .state import GroupState
 from .validate import check_leaf_supports_group, validate_resumption_links
 
-__all__ = ["join_welcome", "join_external", "welcome_key_package_refs", "group_info_of", "verified_group_info"]
+__all__ = [
+    "join_welcome",
+    "join_external",
+    "welcome_key_package_refs",
+    "group_info_of",
+    "verified_group_info",
+    "check_group_info",
+    "signer_leaf",
+    "seconds_of",
+]
 
 _NH = 32
 
@@ -100,18 +109,20 @@ def _tree_from(info: GroupInfo, given: bytes | None) -> RatchetTree:
     raise MlsError("no ratchet tree: the GroupInfo carries none and none was given")
 
 
-def _signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
+def signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
     leaf = tree.leaf(info.signer) if 0 <= info.signer < tree.n_leaves else None
     if leaf is None:
         raise MlsError(f"the GroupInfo signer {info.signer} is a blank leaf")
     return leaf
 
 
-def _now_s(clock: Clock) -> int:
+def seconds_of(clock: Clock) -> int:
+    """The application's clock in whole seconds."""
     return int(clock())
 
 
-def _check_group_info(info: GroupInfo) -> None:
+def check_group_info(info: GroupInfo) -> None:
+    """A GroupInfo of MLS 1.0 and our cipher suite, without duplicate extension types."""
     gc = info.group_context
     if gc.version != ProtocolVersion.MLS10 or gc.cipher_suite != SUITE:
         raise MlsError("the GroupInfo is for another protocol version or cipher suite")
@@ -128,20 +139,19 @@ def join_welcome(
     ratchet_tree: bytes | None = None,
     config: GroupConfig | None = None,
     psks: PskSource = None,
-    reinit_from: Group | None = None,
-    branch_from: Group | None = None,
+    reinit_from: GroupState | None = None,
+    branch_from: GroupState | None = None,
     clock: Clock,
     check_lifetimes: bool = True,
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
     extensions_check: ExtensionsCheck | None = None,
-) -> Group:
+) -> GroupState:
     """Join the group a Welcome (MLSMessage or bare Welcome bytes) invites us to.
 
-    ``key_packages``: our bundle(s); the one the Welcome names is used.
-    ``ratchet_tree``: the tree out of band, when the GroupInfo lacks the
-    ratchet_tree extension. ``psks``: external PSKs the Welcome may list.
-    ``signer`` must be the one the KeyPackage was made with.
+    ``key_packages``: our bundle(s) (the one the Welcome names is used), made by
+    ``signer``. ``ratchet_tree``: the tree out of band, when the GroupInfo lacks
+    it. ``psks``: external PSKs the Welcome may list.
     ``reinit_from``: for the Welcome of a reinitialised group (§11.2), the old
     group, whose ReInit the new group must match and whose resumption PSK the
     Welcome uses. ``branch_from``: for the Welcome of a subgroup branched off
@@ -155,17 +165,54 @@ def join_welcome(
     otherwise make the group unjoinable. ``max_lifetime_s``: no leaf of
     the tree that carries a KeyPackage's lifetime may span more (§7.2,
     checked even without ``check_lifetimes``); the group keeps it as its
-    :attr:`.Group.max_lifetime_s`. ``leaf_check``: the application's leaf
-    policy (:attr:`.Group.leaf_check`), called as ``leaf_check(leaf, None)``
-    for every leaf of the tree once the tree validated; what it raises
-    propagates. When omitted, a reinitialised or branched group takes the old
-    group's (``reinit_from`` / ``branch_from``). Raises ``MlsError`` for anything
-    that does not verify; nothing is kept then, and the old group is never
-    changed.
+    :attr:`.Group.max_lifetime_s`. ``leaf_check`` (:attr:`.Group.leaf_check`) is
+    called as ``leaf_check(leaf, None)`` for every leaf once the tree validated;
+    it and ``extensions_check`` default to the old group's of a reinit or branch.
+    ``MlsError`` (or what a hook raised) for anything that does not verify;
+    nothing is kept then, and the old group is never changed.
     """
     cfg = config or GroupConfig()
     w = _welcome_of(welcome)
-    bundles = _bundles(key_packages)
+    bundle = _our_bundle(w, _bundles(key_packages), signer)
+    kp = bundle.key_package
+    trees: list[RatchetTree] = []
+
+    def signer_key(info: GroupInfo) -> bytes:
+        check_group_info(info)
+        tree = _tree_from(info, ratchet_tree)
+        trees.append(tree)
+        return signer_leaf(tree, info).signature_key
+
+    psk_lookup = resumption_psk_lookup(reinit_from, branch_from, lambda psk: resolve_psks([psk], psks)[0][1])
+    joined = decrypt_welcome(
+        crypto, w, bundle.ref, bundle.init_private, signer_key, init_public_key=kp.init_key, psk_lookup=psk_lookup
+    )
+    _check_welcome_psks(joined.psk_ids, joined.group_info.group_context.epoch)
+    info = joined.group_info
+    gc = info.group_context
+    branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
+    tree = trees[-1]
+    validate_tree(tree, crypto, gc, now_s=seconds_of(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
+    if branched_from is not None:
+        check_branch_members(tree, branched_from.current.tree)
+    predecessor = reinit_from if reinit_from is not None else branch_from
+    if predecessor is not None:  # a successor inherits the old group's hooks unless given its own
+        leaf_check, extensions_check = leaf_check or predecessor.leaf_check, extensions_check or predecessor.extensions_check
+    check_tree_leaves(tree, leaf_check)
+    own = _find_own_leaf(tree, kp.leaf_node)
+    check_leaf_supports_group(kp.leaf_node, gc.extensions)
+    keys = _joiner_keys(crypto, tree, own, info.signer, joined.path_secret, bundle.encryption_private)
+    state = EpochState.new(
+        crypto, gc, tree, own, keys, joined.epoch_secrets, joined.interim_transcript_hash, info.confirmation_tag,
+        cfg.ratchet, context_bytes=joined.group_context_bytes,
+    )  # fmt: skip
+    return GroupState(
+        crypto, signer, state, cfg, clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check
+    )
+
+
+def _our_bundle(w: Welcome, bundles: Mapping[bytes, KeyPackageBundle], signer: Signer) -> KeyPackageBundle:
+    """The bundle of ours the Welcome is addressed to, of its cipher suite and ``signer``'s."""
     bundle = None
     for entry in w.secrets:
         bundle = bundles.get(entry.new_member)
@@ -178,55 +225,20 @@ def join_welcome(
         raise MlsError("the Welcome's cipher suite differs from our KeyPackage's")
     if kp.leaf_node.signature_key != signer.public_key:
         raise MlsError("the signer does not match the KeyPackage")
-    trees: list[RatchetTree] = []
+    return bundle
 
-    def signer_key(info: GroupInfo) -> bytes:
-        _check_group_info(info)
-        tree = _tree_from(info, ratchet_tree)
-        trees.append(tree)
-        return _signer_leaf(tree, info).signature_key
 
-    psk_lookup = resumption_psk_lookup(reinit_from, branch_from, lambda psk: resolve_psks([psk], psks)[0][1])
-
-    joined = decrypt_welcome(
-        crypto, w, bundle.ref, bundle.init_private, signer_key, init_public_key=kp.init_key, psk_lookup=psk_lookup
-    )
-    _check_welcome_psks(joined.psk_ids, joined.group_info.group_context.epoch)
-    info = joined.group_info
-    gc = info.group_context
-    branched_from = check_resumption_welcome(joined.psk_ids, gc, reinit_from, branch_from)
-    tree = trees[-1]
-    validate_tree(tree, crypto, gc, now_s=_now_s(clock) if check_lifetimes else None, max_lifetime_s=max_lifetime_s)
-    if branched_from is not None:
-        check_branch_members(tree, branched_from)
-    predecessor = reinit_from if reinit_from is not None else branch_from
-    if leaf_check is None:
-        leaf_check = None if predecessor is None else predecessor.leaf_check
-    if extensions_check is None:
-        extensions_check = None if predecessor is None else predecessor.extensions_check
-    check_tree_leaves(tree, leaf_check)
-    own = _find_own_leaf(tree, kp.leaf_node)
-    check_leaf_supports_group(kp.leaf_node, gc.extensions)
-    if joined.path_secret is not None:
-        if info.signer == own:
-            raise MlsError("the GroupInfo signer is our own leaf")
-        start = common_ancestor(2 * own, 2 * info.signer)
-        keys = path_keys_from_path_secret(crypto, tree, own, start, joined.path_secret, bundle.encryption_private)
-    else:
-        keys = PathKeys(bundle.encryption_private, {})
-    state = EpochState.new(
-        crypto,
-        gc,
-        tree,
-        own,
-        keys,
-        joined.epoch_secrets,
-        joined.interim_transcript_hash,
-        info.confirmation_tag,
-        cfg.ratchet,
-        context_bytes=joined.group_context_bytes,
-    )
-    return Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)
+def _joiner_keys(
+    crypto: CryptoProvider, tree: RatchetTree, own: int, signer: int, path_secret: bytes | None, leaf_secret: bytes
+) -> PathKeys:
+    """Our private path keys: from the Welcome's path secret (§12.4.3.1: the nodes from our
+    common ancestor with the committer ``signer`` up), or our leaf's alone."""
+    if path_secret is None:
+        return PathKeys(leaf_secret, {})
+    if signer == own:
+        raise MlsError("the GroupInfo signer is our own leaf")
+    start = common_ancestor(2 * own, 2 * signer)
+    return path_keys_from_path_secret(crypto, tree, own, start, path_secret, leaf_secret)
 
 
 def check_tree_leaves(tree: RatchetTree, leaf_check: LeafCheck | None) -> None:
@@ -305,9 +317,9 @@ def verified_group_info(
     hash, parent hashes, every leaf; lifetimes at ``now_s`` unless ``None``,
     ``max_lifetime_s``), then ``leaf_check(leaf, None)`` for every leaf.
     ``MlsError`` (or what ``leaf_check`` raises) otherwise."""
-    _check_group_info(info)
+    check_group_info(info)
     tree = _tree_from(info, ratchet_tree)
-    verify_group_info(crypto, info, _signer_leaf(tree, info).signature_key)
+    verify_group_info(crypto, info, signer_leaf(tree, info).signature_key)
     validate_tree(tree, crypto, info.group_context, now_s=now_s, max_lifetime_s=max_lifetime_s)
     check_tree_leaves(tree, leaf_check)
     return tree
@@ -330,7 +342,7 @@ def join_external(
     max_lifetime_s: int | None = None,
     leaf_check: LeafCheck | None = None,
     extensions_check: ExtensionsCheck | None = None,
-) -> tuple[Group, bytes]:
+) -> tuple[GroupState, bytes]:
     """Join by external commit from a GroupInfo (MLSMessage or bare bytes) that
     carries external_pub.
 
@@ -345,7 +357,7 @@ def join_external(
     cfg = config or GroupConfig()
     info = group_info_of(group_info)
     gc = info.group_context
-    now_s = _now_s(clock) if check_lifetimes else None
+    now_s = seconds_of(clock) if check_lifetimes else None
     tree = verified_group_info(crypto, info, ratchet_tree, now_s, max_lifetime_s, leaf_check)
     external_pub = _external_pub(info)
     kem_output, init_secret = hpke.export(crypto, external_pub, b"", EXTERNAL_INIT_LABEL, _NH)
@@ -369,7 +381,7 @@ def join_external(
     check_leaf_supports_group(base, gc.extensions)
     make_leaf = commit_leaf_maker(crypto, base, signer.private_key, gid, own)
     gen = generate_update_path(
-        crypto, new_tree, own, make_leaf=make_leaf, group_context_for=_context_bytes_for(gc, gc.extensions), exclude=()
+        crypto, new_tree, own, make_leaf=make_leaf, group_context_for=context_bytes_for(gc, gc.extensions), exclude=()
     )
     commit = Commit(tuple(proposals), gen.update_path)
     content = FramedContent(gid, gc.epoch, Sender.new_member_commit(), authenticated_data, commit)
@@ -387,6 +399,8 @@ def join_external(
     interim = interim_transcript_hash(crypto, confirmed, tag)
     message = PUBLIC_PREFIX + encode(PublicMessage(content, FramedContentAuthData(signature, tag), None))
     state = EpochState.new(crypto, ctx, new_tree, own, gen.keys, secrets, interim, tag, cfg.ratchet, context_bytes=ctx_bytes)
-    group = Group(crypto, signer, state, cfg, clock=clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check)
-    group._last_own_commit = (crypto.hash(message), ctx.epoch)
-    return group, message
+    gs = GroupState(
+        crypto, signer, state, cfg, clock, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check
+    )
+    gs.last_own_commit = (crypto.hash(message), ctx.epoch)
+    return gs, message

@@ -18,6 +18,7 @@ against the group, uniqueness of keys in the tree) when it adds the member.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
@@ -26,6 +27,7 @@ from ping_core.mls.crypto.provider import keygen_and_sign
 from ping_core.mls.primitives import make_key_package_ref, sign_content, verify_with_label
 from ping_core.mls.tree import check_extensions_listed, check_lifetime_span
 from ping_core.mls.structs import (
+    Add,
     Capabilities,
     Credential,
     Extension,
@@ -34,6 +36,7 @@ from ping_core.mls.structs import (
     LeafNodeSource,
     Lifetime,
     MLSMessage,
+    Proposal,
     ProtocolVersion,
     has_unique_types,
 )
@@ -42,6 +45,9 @@ from .config import SUITE, default_capabilities
 from .results import LeafCheck
 
 __all__ = [
+    "adds_of",
+    "key_package_of",
+    "key_package_and_bytes",
     "Signer",
     "KeyPackageBundle",
     "generate_key_package",
@@ -332,7 +338,7 @@ def validate_key_package(
     Returns the KeyPackage; raises ``MlsError`` (``InvalidSignature``,
     ``MlsDecodeError``) otherwise.
     """
-    kp = _as_key_package(key_package)
+    kp = key_package_of(key_package)
     validate_key_package_header(crypto, kp)
     leaf = kp.leaf_node
     verify_with_label(crypto, leaf.signature_key, b"LeafNodeTBS", leaf.tbs(), leaf.signature)
@@ -347,12 +353,39 @@ def validate_key_package(
     return kp
 
 
-def _as_key_package(value: KeyPackage | bytes) -> KeyPackage:
+def adds_of(values: Sequence[KeyPackage | KeyPackageBundle | bytes]) -> tuple[list[Proposal], dict[int, bytes]]:
+    """Add proposals for ``values`` (KeyPackages as structs, bundles, encodings or
+    MLSMessages), and each KeyPackage's encoding by ``id`` (kept as received)."""
+    raw_kps: dict[int, bytes] = {}
+    adds: list[Proposal] = []
+    for value in values:
+        kp, raw = key_package_and_bytes(value)
+        raw_kps[id(kp)] = raw
+        adds.append(Add(kp))
+    return adds, raw_kps
+
+
+def key_package_and_bytes(value: KeyPackage | KeyPackageBundle | bytes) -> tuple[KeyPackage, bytes]:
+    """A KeyPackage and its encoding (kept as received when given as bytes)."""
+    if isinstance(value, KeyPackageBundle):
+        return value.key_package, value.key_package_bytes
+    if isinstance(value, bytes):
+        kp = key_package_of(value)
+        return kp, value[4:] if value[:4] == b"\x00\x01\x00\x05" else value
+    kp = key_package_of(value)
+    return kp, encode(kp)
+
+
+def key_package_of(value: KeyPackage | KeyPackageBundle | bytes) -> KeyPackage:
+    """A KeyPackage from a struct, a bundle, its encoding or its MLSMessage."""
     if isinstance(value, KeyPackage):
         return value
+    if isinstance(value, KeyPackageBundle):
+        return value.key_package
+    if not isinstance(value, bytes):
+        raise MlsError("a KeyPackage must be a KeyPackage, a bundle or bytes")
     if value[:4] == b"\x00\x01\x00\x05":
         body = decode_exact(MLSMessage, value).body
-        if not isinstance(body, KeyPackage):  # pragma: no cover - the prefix says it is
-            raise MlsError("not a KeyPackage")
-        return body
+        if isinstance(body, KeyPackage):
+            return body
     return decode_exact(KeyPackage, value)

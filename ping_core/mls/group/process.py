@@ -15,8 +15,6 @@ our own ratchet generation anyway).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ping_core.errors import MlsError
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.framing import SignerKey, unprotect_private, unprotect_public
@@ -33,23 +31,24 @@ from ping_core.mls.structs import (
 from ping_core.mls.structs.framing import content_type_of
 
 from .application import unprotect_application
-from .commit import StagedCommit, stage_commit
+from .commit import stage_commit
+from .merge import merge_staged_commit
+from .staged import StagedCommit
+from .state import GroupState
 from .messages import proposal_ref
 from .proposals import PendingProposal
 from .psks import PskSource
 from .results import CommitApplied, ProcessResult, ProposalStored, SenderCheck, SenderInfo
-from .validate import sender_signature_key
+from .validate import sender_signature_key, validate_received_proposal
 
-if TYPE_CHECKING:
-    from .group import Group
 
 __all__ = ["process_message"]
 
 
-def _signer_key_for(group: Group, used: list[bytes]) -> SignerKey:
+def _signer_key_for(group: GroupState, used: list[bytes]) -> SignerKey:
     """Who may sign a handshake message in the current epoch, and with which key
     (each key handed out is appended to ``used``)."""
-    state = group._state
+    state = group.current
 
     def signer_key(content: FramedContent) -> bytes:
         key = sender_signature_key(state.tree, state.context, content)
@@ -60,7 +59,7 @@ def _signer_key_for(group: Group, used: list[bytes]) -> SignerKey:
 
 
 def process_message(
-    group: Group,
+    group: GroupState,
     data: bytes,
     *,
     merge: bool = True,
@@ -86,7 +85,7 @@ def process_message(
     echo = _own_echo(group, digest, merge, body, check_sender)
     if echo is not None:
         return echo
-    state = group._state
+    state = group.current
     group_id = body.content.group_id if isinstance(body, PublicMessage) else body.group_id
     epoch = body.content.epoch if isinstance(body, PublicMessage) else body.epoch
     if group_id != state.context.group_id:
@@ -119,11 +118,11 @@ def process_message(
         )
     if isinstance(content, Proposal):
         sender = framed.sender
-        group._validate_proposal(content, sender)
+        validate_received_proposal(crypto, group, state.tree, state.context, content, sender)
         ref = proposal_ref(crypto, auth)
         # Store first (it may refuse: too many pending), then consume the generation.
-        if group._proposals.add(PendingProposal(ref, content, sender)):
-            group._touch("proposals")
+        if group.proposals.add(PendingProposal(ref, content, sender)):
+            group.touch("proposals")
         if un.ratchet_key is not None:
             state.framing.secret_tree.commit(un.ratchet_key)
         return ProposalStored(ref, content, sender)
@@ -131,31 +130,31 @@ def process_message(
         staged = stage_commit(group, un, digest, psks=psks)
         if not merge:
             return staged
-        return group.merge_staged_commit(staged)
+        return merge_staged_commit(group, staged)
     raise MlsError("application data must be sent as a PrivateMessage")
 
 
 def _own_echo(
-    group: Group,
+    group: GroupState,
     digest: bytes,
     merge: bool,
     body: PublicMessage | PrivateMessage,
     check_sender: SenderCheck | None,
 ) -> ProcessResult | StagedCommit | None:
     """Our own commit or proposal, recognised by the hash of its bytes (``None``: not ours)."""
-    staged = group._pending_commit
-    last = group._last_own_commit
+    staged = group.pending_commit
+    last = group.last_own_commit
     if staged is not None and staged.message_hash == digest:
         _check_own(group, staged.base_epoch, body, None, check_sender)
         if not merge:
             return staged
-        return group.merge_staged_commit(staged)
+        return merge_staged_commit(group, staged)
     if last is not None and last[0] == digest:
         _check_own(group, last[1] - 1, body, None, check_sender)
         return CommitApplied(epoch=last[1], committer=group.own_leaf_index, own=True, already_applied=True)
-    ref = group._own_proposal_messages.get(digest)
+    ref = group.own_proposal_messages.get(digest)
     if ref is not None:
-        pending = group._proposals.get(ref)
+        pending = group.proposals.get(ref)
         if pending is not None:
             _check_own(group, group.epoch, body, pending.proposal, check_sender)
             return ProposalStored(ref, pending.proposal, pending.sender, own=True)
@@ -163,7 +162,7 @@ def _own_echo(
 
 
 def _check_own(
-    group: Group, epoch: int, body: PublicMessage | PrivateMessage, proposal: Proposal | None, check_sender: SenderCheck | None
+    group: GroupState, epoch: int, body: PublicMessage | PrivateMessage, proposal: Proposal | None, check_sender: SenderCheck | None
 ) -> None:
     if check_sender is None:
         return

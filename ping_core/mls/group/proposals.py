@@ -11,7 +11,7 @@ leaf: when someone commits the Update we need it.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ping_core.errors import MlsDecodeError, MlsError
 from ping_core.mls.codec import Reader, Writer, decode_with
@@ -60,8 +60,8 @@ class ProposalStore:
 
     __slots__ = ("_items",)
 
-    def __init__(self) -> None:
-        self._items: dict[bytes, PendingProposal] = {}
+    def __init__(self, items: Iterable[PendingProposal] = ()) -> None:
+        self._items: dict[bytes, PendingProposal] = {p.ref: p for p in items}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -88,9 +88,7 @@ class ProposalStore:
         return True
 
     def copy(self) -> ProposalStore:
-        out = ProposalStore()
-        out._items = dict(self._items)
-        return out
+        return ProposalStore(self._items.values())
 
     def encode(self) -> bytes:
         w = Writer()

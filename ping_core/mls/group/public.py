@@ -86,7 +86,7 @@ from ping_core.mls.tree import RatchetTree
 from ping_core.mls.welcome import verify_group_info
 
 from .commit import check_received_commit, merge_commit_path, next_group_context
-from .join import _check_group_info, _now_s, _signer_leaf, group_info_of, verified_group_info
+from .join import check_group_info, group_info_of, seconds_of, signer_leaf, verified_group_info
 from .messages import proposal_ref
 from .proposals import PendingProposal, ProposalStore
 from .results import Clock, ExtensionsCheck, LeafCheck, ProposalStored
@@ -242,7 +242,7 @@ class PublicGroup:
         ``check_lifetimes`` is false; ``max_lifetime_s``) — then
         ``leaf_check(leaf, None)`` for every leaf. ``MlsError`` otherwise."""
         info = group_info_of(group_info)
-        now_s = _now_s(clock) if check_lifetimes else None
+        now_s = seconds_of(clock) if check_lifetimes else None
         tree = verified_group_info(crypto, info, ratchet_tree, now_s, max_lifetime_s, leaf_check)
         return cls(
             crypto, info.group_context, tree, info.confirmation_tag, clock=clock, max_lifetime_s=max_lifetime_s,
@@ -399,7 +399,7 @@ class PublicGroup:
         ``MlsError`` otherwise. The external_pub extension cannot be checked
         here (it derives from the epoch's secrets)."""
         info = group_info_of(data)
-        _check_group_info(info)
+        check_group_info(info)
         gc, ours = info.group_context, self._context
         if gc.group_id != ours.group_id:
             raise MlsError("the GroupInfo is for another group")
@@ -412,7 +412,7 @@ class PublicGroup:
         ext = find_extension(info.extensions, RatchetTreeExt.EXTENSION_TYPE)
         if ext is not None and ext.extension_data != self._tree.encode():
             raise MlsError("the GroupInfo's ratchet tree differs from the group's")
-        verify_group_info(self.crypto, info, _signer_leaf(self._tree, info).signature_key)
+        verify_group_info(self.crypto, info, signer_leaf(self._tree, info).signature_key)
         return info
 
     # -- persistence -------------------------------------------------------

@@ -39,10 +39,12 @@ from ping_core.mls.structs import (
 )
 from ping_core.mls.tree import RatchetTree
 
-from .commit import StagedCommit, create_commit
+from .commit import create_commit
 from .config import GroupConfig
-from .group import Group, _adds
-from .keypackage import KeyPackageBundle
+from .create import create_group
+from .keypackage import KeyPackageBundle, adds_of
+from .staged import StagedCommit
+from .state import GroupState
 
 __all__ = [
     "branch_group",
@@ -65,7 +67,7 @@ def _special(psk: PreSharedKeyID) -> bool:
 
 
 def _start(
-    old: Group,
+    old: GroupState,
     usage: ResumptionPSKUsage,
     adds: list[Proposal],
     raw_kps: dict[int, bytes],
@@ -75,22 +77,18 @@ def _start(
     config: GroupConfig | None,
     encrypt: bool | None,
     ratchet_tree_extension: bool | None,
-) -> tuple[Group, StagedCommit]:
+) -> tuple[GroupState, StagedCommit]:
     """The new group and its staged first commit: ``adds`` plus the old group's
     resumption PSK (``usage``) of its current epoch. The old group is unchanged."""
-    from .create import create_group
-
     new = create_group(
         old.crypto,
         old.signer,
         group_id=group_id,
         config=config or old.config,
         extensions=extensions,
-        capabilities=old._state.own_leaf_node().capabilities,
+        capabilities=old.current.own_leaf_node().capabilities,
         clock=old.clock,
-        max_lifetime_s=old.max_lifetime_s,
-        leaf_check=old.leaf_check,
-        extensions_check=old.extensions_check,
+        **old.policy(),
     )
     psk = PreSharedKeyID.resumption(usage, old.group_id, old.epoch, old.crypto.random(32))
     staged = create_commit(
@@ -103,29 +101,29 @@ def _start(
         key_package_bytes=raw_kps,
         psk_usage=usage,
     )
-    new._pending_commit = staged
-    new._touch("staged")
+    new.pending_commit = staged
+    new.touch("staged")
     return new, staged
 
 
 def reinit_group(
-    old: Group,
+    old: GroupState,
     key_packages: Sequence[KeyPackageLike],
     *,
     config: GroupConfig | None = None,
     encrypt: bool | None = None,
     ratchet_tree_extension: bool | None = None,
-) -> tuple[Group, StagedCommit]:
-    """See :meth:`Group.reinit_group`."""
-    reinit = old.pending_reinit
+) -> tuple[GroupState, StagedCommit]:
+    """See :meth:`.Group.reinit_group`."""
+    reinit = old.reinit
     if reinit is None:
         raise MlsError("no ReInit was committed in this group")
-    if old.removed:
+    if not old.active:
         raise MlsError("we are no longer a member of this group")
-    gc = old.group_context
+    gc = old.current.context
     if reinit.version != gc.version or reinit.cipher_suite != gc.cipher_suite:
         raise MlsError("the ReInit asks for a protocol version or cipher suite this engine does not implement")
-    adds, raw_kps = _adds(key_packages)
+    adds, raw_kps = adds_of(key_packages)
     return _start(
         old,
         _REINIT,
@@ -140,7 +138,7 @@ def reinit_group(
 
 
 def branch_group(
-    old: Group,
+    old: GroupState,
     key_packages: Sequence[KeyPackageLike],
     *,
     group_id: bytes | None = None,
@@ -148,16 +146,16 @@ def branch_group(
     config: GroupConfig | None = None,
     encrypt: bool | None = None,
     ratchet_tree_extension: bool | None = None,
-) -> tuple[Group, StagedCommit]:
-    """See :meth:`Group.branch`."""
-    old._require_active()
+) -> tuple[GroupState, StagedCommit]:
+    """See :meth:`.Group.branch`."""
+    old.require_active()
     gid = old.crypto.random(32) if group_id is None else group_id
     if gid == old.group_id:
         raise MlsError("a branched subgroup needs a group id of its own")
-    adds, raw_kps = _adds(key_packages)
+    adds, raw_kps = adds_of(key_packages)
     if not adds:
         raise MlsError("a branched subgroup needs at least one other member")
-    roster = _clients(old._state.tree)
+    roster = _clients(old.current.tree)
     for leaf in (p.key_package.leaf_node for p in adds if isinstance(p, Add)):
         if not _is_member(leaf, roster):
             raise MlsError(
@@ -170,7 +168,7 @@ def branch_group(
         adds,
         raw_kps,
         group_id=gid,
-        extensions=old.extensions if extensions is None else extensions,
+        extensions=old.current.context.extensions if extensions is None else extensions,
         config=config,
         encrypt=encrypt,
         ratchet_tree_extension=ratchet_tree_extension,
@@ -180,7 +178,7 @@ def branch_group(
 # -- joining -------------------------------------------------------------------
 
 
-def _old_group_for(usage: ResumptionPSKUsage, reinit_from: Group | None, branch_from: Group | None) -> Group:
+def _old_group_for(usage: ResumptionPSKUsage, reinit_from: GroupState | None, branch_from: GroupState | None) -> GroupState:
     old = reinit_from if usage == _REINIT else branch_from
     if old is None:
         raise MlsError(f"the Welcome {_WHAT[usage]}: pass the old group as {_ARG[usage]}")
@@ -188,7 +186,7 @@ def _old_group_for(usage: ResumptionPSKUsage, reinit_from: Group | None, branch_
 
 
 def resumption_psk_lookup(
-    reinit_from: Group | None, branch_from: Group | None, fallback: Callable[[PreSharedKeyID], bytes]
+    reinit_from: GroupState | None, branch_from: GroupState | None, fallback: Callable[[PreSharedKeyID], bytes]
 ) -> Callable[[PreSharedKeyID], bytes]:
     """The Welcome's PSK lookup: a reinit/branch PSK only from the old group given
     for that usage (``MlsError`` if it is missing or is another group); any other
@@ -213,8 +211,8 @@ def resumption_psk_lookup(
 
 
 def check_resumption_welcome(
-    psk_ids: Sequence[PreSharedKeyID], gc: GroupContext, reinit_from: Group | None, branch_from: Group | None
-) -> Group | None:
+    psk_ids: Sequence[PreSharedKeyID], gc: GroupContext, reinit_from: GroupState | None, branch_from: GroupState | None
+) -> GroupState | None:
     """§11.2 / §11.3 / §12.4.3.1: the Welcome's reinit or branch PSK (at most one,
     checked before) against the old group given for its usage. Returns the old
     group of a branch, whose roster the new tree must then match
@@ -238,7 +236,7 @@ def check_resumption_welcome(
             f"not the current epoch {old.epoch} of the old group"
         )
     if psk.usage == _REINIT:
-        reinit = old.pending_reinit
+        reinit = old.reinit
         if reinit is None:
             raise MlsError("the reinit PSK names a group that committed no ReInit")
         if (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions) != (
@@ -249,7 +247,7 @@ def check_resumption_welcome(
         ):
             raise MlsError("the new group does not match the old group's ReInit")
         return None
-    old_gc = old.group_context
+    old_gc = old.current.context
     if (gc.version, gc.cipher_suite) != (old_gc.version, old_gc.cipher_suite):
         raise MlsError("a branched subgroup must keep the old group's protocol version and cipher suite")
     if gc.group_id == old_gc.group_id:
@@ -265,10 +263,10 @@ def _is_member(leaf: LeafNode, roster: set[tuple[Credential, bytes]]) -> bool:
     return (leaf.credential, leaf.signature_key) in roster
 
 
-def check_branch_members(tree: RatchetTree, old: Group) -> None:
+def check_branch_members(tree: RatchetTree, old_tree: RatchetTree) -> None:
     """§11.3: every leaf of the branched subgroup's (validated) tree is a client
-    of the old group: same credential and same signature key."""
-    roster = _clients(old._state.tree)
+    of the old group (whose tree is ``old_tree``): same credential and same signature key."""
+    roster = _clients(old_tree)
     for index, leaf in tree.members():
         if not _is_member(leaf, roster):
             raise MlsError(
