@@ -46,6 +46,7 @@ from ping_core.ids import ConversationId, DeviceId  # noqa: E402
 from ping_core.message import MessageEnvelope  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.group import Signer, generate_key_package  # noqa: E402
+from ping_core.conversation_name import PING_CAPABILITIES  # noqa: E402
 from ping_core.mls.structs import Credential  # noqa: E402
 from ping_core.storage import MemoryBlobStore, MemoryStorage, SqliteBlobStore, StorageBackend  # noqa: E402
 from ping_core.transport import MemoryDeliveryService  # noqa: E402
@@ -154,7 +155,7 @@ async def bench_checkpoint_bytes(members: int, sends: int = 50) -> float:
         private, public = crypto.sign_keygen()
         binding = identity.device_binding(DeviceId.from_public_key(public))
         signer = Signer(Credential.basic(credential_identity(binding)), private, public)
-        kp = generate_key_package(crypto, signer, now=int(time.time())).message()
+        kp = generate_key_package(crypto, signer, now=int(time.time()), capabilities=PING_CAPABILITIES).message()
         entries.append((DeviceId.from_public_key(signer.public_key), kp))
     t0 = time.perf_counter()
     if entries:
