@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Iterable, Mapping
 
-from ping_core.clock import Hlc
+from ping_core.clock import MAX_WALL_MS, Hlc
 from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
 from ping_core.device import GroupStateSnapshot
 from ping_core.errors import InvalidInput, MlsDecodeError, MlsError, PingError, StorageError
@@ -142,10 +142,17 @@ def hlc_aad(hlc: Hlc) -> bytes:
 
 
 def hlc_from_aad(aad: bytes) -> Hlc | None:
-    """The HLC an application message's authenticated data carries (``None``: it carries none)."""
+    """The HLC an application message's authenticated data carries (``None``: it carries none).
+
+    ``InvalidInput`` when it has the HLC layout but a clock out of range: the sender authenticated
+    a malformed clock, and the message is refused rather than read as one without a clock (which
+    would let it fall back on the envelope's unauthenticated HLC)."""
     if len(aad) != _HLC_AAD_LEN or aad[0] != HLC_AAD_VERSION:
         return None
-    return Hlc(int.from_bytes(aad[1:9], "big"), int.from_bytes(aad[9:13], "big"))
+    wall, counter = int.from_bytes(aad[1:9], "big"), int.from_bytes(aad[9:13], "big")
+    if wall > MAX_WALL_MS:
+        raise InvalidInput("the message's authenticated HLC is out of range")
+    return Hlc(wall, counter)
 
 
 @dataclass(frozen=True, slots=True)

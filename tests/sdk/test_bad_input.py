@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ping_core.clock import Hlc
+from ping_core.clock import MAX_WALL_MS, Hlc
 from ping_core.conversation import (
     HistoryReader,
     PendingOp,
@@ -183,8 +183,20 @@ def test_pending_op_round_trip(kind: str, epoch: int, welcome: bytes | None, dev
 def test_hlc_aad(wall: int, counter: int, junk: bytes) -> None:
     hlc = Hlc(wall, counter)
     assert hlc_from_aad(hlc_aad(hlc)) == hlc
-    parsed = hlc_from_aad(junk)
+    try:
+        parsed = hlc_from_aad(junk)
+    except InvalidInput:  # the HLC layout with a clock out of range: refused, never read as "no clock"
+        assert len(junk) == len(hlc_aad(hlc)) and junk[0] == hlc_aad(hlc)[0]
+        assert int.from_bytes(junk[1:9], "big") > MAX_WALL_MS
+        return
     assert parsed is None or hlc_aad(parsed) == junk
+
+
+def test_hlc_aad_out_of_range_is_refused() -> None:
+    aad = bytearray(hlc_aad(Hlc(1, 2)))
+    aad[1:9] = (MAX_WALL_MS + 1).to_bytes(8, "big")
+    with pytest.raises(InvalidInput, match="authenticated HLC"):
+        hlc_from_aad(bytes(aad))
 
 
 @given(st.dictionaries(st.sampled_from(["roster", "past:0", "past:1", "st:0:meta", "st:0:leaf:0", "st:1:node:1", "past:x", "other"]), st.binary(max_size=80), max_size=5))
