@@ -1,8 +1,8 @@
 """``MessagingClient``: the asyncio SDK an app (or the browser worker) holds.
 
-It re-creates ``spec/client.rs`` method by method (same names, arguments as
-Python types, same order of effects) on Ping's own MLS engine, and keeps the
-invariants of DESIGN.md. Where this module does better than the spec, the
+It re-creates the project's reference SDK (Rust on OpenMLS) method by method
+(same names, arguments as Python types, same order of effects) on Ping's own
+MLS engine, and keeps the invariants listed in docs/architecture.md. Where this module does better than the spec, the
 method docstring says so under "Beyond the spec"; the list:
 
 * **Atomic state.** Each conversation's MLS records, meta, cursor, clock,

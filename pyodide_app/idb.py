@@ -5,7 +5,7 @@ It implements ``ping_core.storage.BlobStore`` / ``BulkBlobStore`` (``get``,
 ``delete_many`` conveniences. Each write is exactly one IndexedDB transaction,
 awaited until it has committed. :meth:`IndexedDbBlobStore.commit` puts and
 deletes many records in ONE transaction, which is what an atomic checkpoint
-needs (DESIGN.md invariant 5): after a crash either all of it or none of it is
+needs (docs/architecture.md, "Where each invariant lives"): after a crash either all of it or none of it is
 there. Every failure is a :class:`ping_core.errors.StorageError`; a key that is
 not a ``str`` or a value that is not bytes is an ``InvalidInput`` and writes
 nothing (checked before the transaction starts).

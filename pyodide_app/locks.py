@@ -2,8 +2,8 @@
 
 :class:`WebLock` is an ``async with`` block that holds one exclusive lock of
 the origin: every tab's worker and the service worker ask for the same name, so
-at most one of them is inside the block at a time (DESIGN.md invariant 4: one
-writer per database). The browser releases a lock when the context that holds
+at most one of them is inside the block at a time (one writer per database:
+docs/architecture.md). The browser releases a lock when the context that holds
 it ends (tab closed, worker terminated, service worker stopped), so a crash
 never leaves it held.
 

@@ -52,7 +52,7 @@ so may other asyncio tasks of the same interpreter (Pyodide saves and
 restores the Python thread state around the switch). A provider call is thus
 a point where other tasks can run, like an ``await``: code that shares MLS
 state between tasks must hold its lock (one ``asyncio.Lock`` per
-conversation) across the whole operation, as DESIGN.md requires anyway.
+conversation) across the whole operation, as the SDK does anyway.
 """
 
 from __future__ import annotations

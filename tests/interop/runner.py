@@ -1,6 +1,6 @@
-"""Scenario runner for MLS interop: drives several INTEROP.md driver processes through one group.
+"""Scenario runner for MLS interop: drives several docs/interop.md driver processes through one group.
 
-A *driver* is any process that speaks /work/shared/INTEROP.md (newline-delimited JSON on
+A *driver* is any process that speaks docs/interop.md (newline-delimited JSON on
 stdin/stdout). ``Driver`` starts one from a command line and makes request/response calls with a
 timeout; the driver's stderr is kept so that a failure can say what the driver said.
 
@@ -91,7 +91,7 @@ class RequestFailed(DriverError):
 
     @property
     def unsupported(self) -> bool:
-        """True when the driver says it lacks the feature (INTEROP.md: the word ``unsupported``)."""
+        """True when the driver says it lacks the feature (docs/interop.md: the word ``unsupported``)."""
         return "unsupported" in str(self.response.get("error", ""))
 
 
@@ -241,7 +241,7 @@ def start_driver(impl: str, label: str | None = None) -> Driver:
 def _missing_hint(impl: str, message: str) -> str:
     if "No module named" in message and "ping_core" in message:
         return ("\n=> Ping's interop driver does not exist yet: `python -m ping_core.mls.interop` must "
-                "speak /work/shared/INTEROP.md (issue 4, item 7).")
+                "speak docs/interop.md (issue 4, item 7).")
     if impl == "tsmls" and ("ERR_MODULE_NOT_FOUND" in message or "Cannot find package" in message):
         return "\n=> ts-mls is not installed: run `npm ci --prefix tests/interop`."
     return ""
@@ -472,7 +472,7 @@ def key_package(m: Member) -> str:
 def members(cast: Sequence[tuple[str, str]], *, isolated: bool = False) -> Iterator[list[Member]]:
     """Members for ``(name, implementation)`` pairs, their drivers started and closed on exit.
 
-    By default one driver process per implementation hosts all its clients (INTEROP.md: a driver
+    By default one driver process per implementation hosts all its clients (docs/interop.md: a driver
     hosts any number of clients); ``isolated`` gives every member a process of its own.
     """
     with ExitStack() as stack:

@@ -1,4 +1,4 @@
-"""Live interop between Ping's MLS engine and ts-mls, through INTEROP.md drivers.
+"""Live interop between Ping's MLS engine and ts-mls, through docs/interop.md drivers.
 
 Every combination that involves Ping carries the ``ping_interop`` marker and fails (never skips)
 while `python -m ping_core.mls.interop` is missing or broken. The ts-mls x ts-mls combinations
@@ -86,7 +86,7 @@ def test_group_of_four_one_process_per_member(impl: tuple[str]) -> None:
 def test_external_join(roles: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     """alice and bob (roles[0:2]) take in roles[2] by external commit from bob's group_info.
 
-    ``external_join`` is an extension op of this rig (not in INTEROP.md) that both drivers speak.
+    ``external_join`` is an extension op of this rig (not in docs/interop.md) that both drivers speak.
 
     ts-mls 1.6.4 reads GroupInfo's external_pub extension as the bare 32-byte key instead of
     RFC 9420's length-prefixed ``ExternalPub`` (fixed upstream in ts-mls PR #449, not released).
@@ -107,7 +107,7 @@ def test_external_join(roles: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLS])
 def test_driver_protocol_basics(impl: tuple[str]) -> None:
     """hello, id echo, lowercase hex, `unsupported` for unknown ops, and a rejected message that
-    leaves the group unchanged (INTEROP.md)."""
+    leaves the group unchanged (docs/interop.md)."""
     with reported(), start_driver(impl[0]) as d:
         hello = d.hello
         assert isinstance(hello.get("impl"), str) and isinstance(hello.get("version"), str)

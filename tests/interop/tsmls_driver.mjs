@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // Interop driver for ts-mls (npm, an independent RFC 9420 implementation in TypeScript).
 //
-// Speaks /work/shared/INTEROP.md: one JSON request per stdin line, exactly one JSON response per
+// Speaks docs/interop.md: one JSON request per stdin line, exactly one JSON response per
 // request on stdout, in order; logs go to stderr. Binary values are lowercase hex; MLS objects are
 // TLS-serialized MLSMessage. One process hosts any number of clients, each with at most one group.
 //
-// Beyond INTEROP.md this driver offers one extension op (used by the runner's external-join scenario):
+// Beyond docs/interop.md this driver offers one extension op (used by the runner's external-join scenario):
 //   {"op":"external_join","name":"eve","group_info":hex[,"ratchet_tree":hex]}
 //     -> {"commit":hex,"epoch":N,"group_id":hex,"leaf_index":i}
 // The commit is a PublicMessage (external commits always are) that every member must process.

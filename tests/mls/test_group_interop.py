@@ -1,5 +1,5 @@
 """The interop driver (``python -m ping_core.mls.interop``) in process: every op of
-/work/shared/INTEROP.md plus ``external_join``, Ping talking to Ping. The live
+docs/interop.md plus ``external_join``, Ping talking to Ping. The live
 tests against ts-mls are in tests/interop."""
 
 from __future__ import annotations
