@@ -284,6 +284,10 @@ async function select(id) {
   $("members-panel").hidden = false;
   renderChatHead(c);
   renderMessages();
+  // Until this conversation's roster is read, show none: not the last conversation's members,
+  // and no invite form that moves (and can take a click meant for it) once the list renders.
+  $("members").replaceChildren();
+  $("invite-form").hidden = true;
   ping.focus(id).catch(() => {});
   await Promise.all([loadMessages(id), loadMembers(id)]);
   $("composer-text").focus();

@@ -112,9 +112,16 @@ class ChatUser:
                 " document.getElementById('invite-btn').disabled,"
                 " [...document.querySelectorAll('#members li.member')].map((li) => li.dataset.user)]"
             )
+            worker = self.page.evaluate(  # what the worker holds now: a stale page, or no member at all?
+                """async () => {
+                    const conv = sessionStorage.getItem('ping.selected');
+                    try { return (await window.ping.call('conversation.members', { conv })).map((m) => `leaf ${m.leaf} user ${String(m.user_id).slice(0, 8)} device ${m.device_id.slice(0, 8)}${m.me ? ' (me)' : ''}`); }
+                    catch (e) { return `${e.name}: ${e.message}`; }
+                }"""
+            )
             raise AssertionError(
                 f"{selector} did not appear; the page shows the error {shown[0]!r} (an operation still running: {shown[1]};"
-                f" members shown: {shown[2]})"
+                f" members shown: {shown[2]}; the worker's members: {worker})"
             ) from exc
 
     def remove(self, user_id: str) -> None:

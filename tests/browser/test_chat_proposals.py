@@ -31,6 +31,7 @@ from ping_core.identity import Identity, credential_identity
 from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.mls.crypto import default_provider
+from ping_core.conversation_name import PING_CAPABILITIES
 from ping_core.mls.group import Group, Signer, generate_key_package
 from ping_core.mls.structs import Credential
 from ping_core.sync import SyncCursor
@@ -61,7 +62,8 @@ class EngineMember:
             self.local.signing_secret,
             self.local.signing_public_key,
         )
-        self.bundle = generate_key_package(crypto, self.signer, now=int(time.time()))
+        # A Ping device's leaf: it supports the conversation-name extension every Ping group requires.
+        self.bundle = generate_key_package(crypto, self.signer, now=int(time.time()), capabilities=PING_CAPABILITIES)
         self.group: Group | None = None
         self.conv: ConversationId | None = None
         self.cursor = SyncCursor()
