@@ -43,13 +43,15 @@ def test_generic_and_off_modes_never_show_the_text(browser: Any, server_url: str
             driver = SwDriver(contexts[1], bob.page, server_url)
             bob.page.goto("about:blank")  # no page of the app open
 
-            def push_hint(count: int) -> str:
-                return sub.decrypt(fake.wait_for("bob", count)[-1]).decode()
+            def push_hint() -> str:
+                # Every push is the same hint ({v, device}); how many the server sent depends on
+                # its coalescing (news while a push is due rides on it), so none is counted here.
+                return sub.decrypt(fake.wait_for("bob", 1)[-1]).decode()
 
             # "generic": the push shows "New message", never the text.
             driver.stop()
             alice.send("generic secret")
-            sw, wakes, shown = driver.wake_finished("ServiceWorker.deliverPushMessage", data=push_hint(1))
+            sw, wakes, shown = driver.wake_finished("ServiceWorker.deliverPushMessage", data=push_hint())
             assert [(w["reason"], w["ok"], w["messages"], w["shown"]) for w in wakes] == [("push", True, 1, 1)]
             assert _shown(shown) == [GENERIC]
             notes = sw.evaluate(_NOTIFICATIONS)
@@ -75,7 +77,7 @@ def test_generic_and_off_modes_never_show_the_text(browser: Any, server_url: str
             # "off": a push must show something (userVisibleOnly): only the generic one.
             driver.stop()
             alice.send("off secret")
-            sw, wakes, shown = driver.wake_finished("ServiceWorker.deliverPushMessage", data=push_hint(4))
+            sw, wakes, shown = driver.wake_finished("ServiceWorker.deliverPushMessage", data=push_hint())
             assert [(w["reason"], w["ok"], w["messages"], w["shown"]) for w in wakes] == [("push", True, 1, 1)]
             assert _shown(shown) == [GENERIC]
             assert sw.evaluate(_NOTIFICATIONS) == [GENERIC]
