@@ -25,7 +25,7 @@ setup_ping() {
     PY=$ROOT/.venv/bin/python
   fi
   # Reinstall only when pyproject.toml (or the extras) changed since the last install.
-  local extras="server,test,postgres"
+  local extras="server,test,postgres,interop"
   local stamp_file
   stamp_file="$("$PY" -c 'import sys; print(sys.prefix)')/.ping-installed"
   local want

@@ -4,7 +4,8 @@ Speaks the interop driver protocol the rig in ``tests/interop`` drives (its
 ``tsmls_driver.mjs`` is the other implementation): newline-delimited JSON,
 one request object per stdin line, exactly one response line per request on
 stdout, in order; binary values are lowercase hex; MLS objects are
-TLS-serialized MLSMessages. One process hosts any number of clients (by
+TLS-serialized MLSMessages. Every successful response carries ``elapsed_us``,
+the microseconds the handler took (request parsed to response built). One process hosts any number of clients (by
 ``name``), each with at most one group. Beyond the common operations it offers
 ``external_join`` (``{"op":"external_join","name","group_info"[,"ratchet_tree"]}``
 -> ``{commit, epoch, group_id, leaf_index}``).
@@ -28,7 +29,7 @@ import re
 import sys
 import time
 import traceback
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, TextIO, TypeVar
 
 from ping_core.errors import PingError
 from ping_core.mls.codec import decode_exact, encode
@@ -47,7 +48,7 @@ from ping_core.mls.group import (
 from ping_core.mls.structs import Extension, ExternalPub, GroupInfo, MLSMessage
 from ping_core.mls.welcome import sign_group_info
 
-__all__ = ["Driver", "main"]
+__all__ = ["Driver", "DriverError", "answer", "client_of", "hex_field", "main", "need_field", "serve"]
 
 IMPL = "ping"
 VERSION = "0.1.0"
@@ -70,17 +71,35 @@ class _Client:
         self.group: Group | None = None
 
 
-def _hex(req: Json, field: str) -> bytes:
+def hex_field(req: Json, field: str) -> bytes:
+    """``req[field]`` as bytes: it must be lowercase hex of even length (docs/interop.md)."""
     value = req.get(field)
     if not isinstance(value, str) or not _HEX.match(value):
         raise DriverError(f"field {field} must be lowercase hex of even length")
     return bytes.fromhex(value)
 
 
-def _need(req: Json, field: str) -> Any:
+def need_field(req: Json, field: str) -> Any:
+    """``req[field]``, or DriverError when the request lacks it."""
     if field not in req:
         raise DriverError(f"missing field {field}")
     return req[field]
+
+
+C = TypeVar("C")
+
+
+def client_of(clients: dict[str, C], req: Json, make: Callable[[str, bytes], C]) -> C:
+    """The client ``req["name"]`` names, made by ``make(name, identity)`` on its first use; its
+    identity is ``req["identity"]`` (hex) if given, else the UTF-8 of the name (docs/interop.md)."""
+    name = need_field(req, "name")
+    if not isinstance(name, str):
+        raise DriverError("name must be a string")
+    c = clients.get(name)
+    if c is None:
+        identity = hex_field(req, "identity") if "identity" in req else name.encode("utf-8")
+        c = clients[name] = make(name, identity)
+    return c
 
 
 class Driver:
@@ -98,14 +117,7 @@ class Driver:
     # -- helpers -------------------------------------------------------------
 
     def _client(self, req: Json) -> _Client:
-        name = _need(req, "name")
-        if not isinstance(name, str):
-            raise DriverError("name must be a string")
-        c = self.clients.get(name)
-        if c is None:
-            identity = _hex(req, "identity") if "identity" in req else name.encode("utf-8")
-            c = self.clients[name] = _Client(name, Signer.generate(self.crypto, identity))
-        return c
+        return client_of(self.clients, req, lambda name, identity: _Client(name, Signer.generate(self.crypto, identity)))
 
     def _group(self, req: Json, *, active: bool = True) -> tuple[_Client, Group]:
         c = self._client(req)
@@ -156,16 +168,16 @@ class Driver:
         if c.group is not None and c.group.active:
             raise DriverError(f"client {c.name} already has a group")
         c.group = Group.create(
-            self.crypto, c.signer, clock=self.clock, group_id=_hex(req, "group_id"), config=GroupConfig(encrypt_handshake=False)
+            self.crypto, c.signer, clock=self.clock, group_id=hex_field(req, "group_id"), config=GroupConfig(encrypt_handshake=False)
         )
         return {"epoch": c.group.epoch, "leaf_index": c.group.own_leaf_index}
 
     def op_add(self, req: Json) -> Json:
         _, g = self._group(req)
-        kps = _need(req, "key_packages")
+        kps = need_field(req, "key_packages")
         if not isinstance(kps, list) or not kps:
             raise DriverError("key_packages must be a non-empty list")
-        add = [_hex({"k": k}, "k") for k in kps]
+        add = [hex_field({"k": k}, "k") for k in kps]
         staged = g.commit(add=add, encrypt=self._encrypt(req), ratchet_tree_extension=self._rt_ext(req))
         return self._commit_response(g, staged)
 
@@ -185,7 +197,7 @@ class Driver:
         for m in req.get("members", []):
             targets.append(self._leaf_for_identity(g, str(m).encode("utf-8"), f"member {m}"))
         for h in req.get("identities", []):
-            targets.append(self._leaf_for_identity(g, _hex({"i": h}, "i"), f"identity {h}"))
+            targets.append(self._leaf_for_identity(g, hex_field({"i": h}, "i"), f"identity {h}"))
         for i in req.get("leaf_indices", []):
             if not isinstance(i, int) or isinstance(i, bool) or i < 0:
                 raise DriverError("leaf_indices must be non-negative integers")
@@ -197,7 +209,7 @@ class Driver:
 
     def op_propose_add(self, req: Json) -> Json:
         _, g = self._group(req)
-        p = g.propose_add(_hex(req, "key_package"), encrypt=self._encrypt(req))
+        p = g.propose_add(hex_field(req, "key_package"), encrypt=self._encrypt(req))
         return {"proposal": p.message.hex()}
 
     def op_propose_remove(self, req: Json) -> Json:
@@ -207,7 +219,7 @@ class Driver:
             if not isinstance(target, int) or isinstance(target, bool) or target < 0:
                 raise DriverError("leaf_index must be a non-negative integer")
         elif "identity" in req:
-            target = self._leaf_for_identity(g, _hex(req, "identity"), "identity")
+            target = self._leaf_for_identity(g, hex_field(req, "identity"), "identity")
         elif "member" in req:
             target = self._leaf_for_identity(g, str(req["member"]).encode("utf-8"), f"member {req['member']}")
         else:
@@ -219,9 +231,9 @@ class Driver:
         c = self._client(req)
         if c.group is not None and c.group.active:
             raise DriverError(f"client {c.name} already has a group")
-        tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
+        tree = hex_field(req, "ratchet_tree") if "ratchet_tree" in req else None
         g = Group.join(
-            self.crypto, _hex(req, "welcome"), c.bundles, c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
+            self.crypto, hex_field(req, "welcome"), c.bundles, c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
             clock=self.clock,
         )  # fmt: skip
         c.group = g
@@ -236,9 +248,9 @@ class Driver:
         c = self._client(req)
         if c.group is not None and c.group.active:
             raise DriverError(f"client {c.name} already has a group")
-        tree = _hex(req, "ratchet_tree") if "ratchet_tree" in req else None
+        tree = hex_field(req, "ratchet_tree") if "ratchet_tree" in req else None
         g, commit = Group.join_external(
-            self.crypto, _hex(req, "group_info"), c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
+            self.crypto, hex_field(req, "group_info"), c.signer, ratchet_tree=tree, config=GroupConfig(encrypt_handshake=False),
             clock=self.clock,
         )  # fmt: skip
         c.group = g
@@ -246,12 +258,12 @@ class Driver:
 
     def op_protect(self, req: Json) -> Json:
         _, g = self._group(req)
-        aad = _hex(req, "aad") if "aad" in req else b""
-        return {"message": g.protect(_hex(req, "data"), aad).hex()}
+        aad = hex_field(req, "aad") if "aad" in req else b""
+        return {"message": g.protect(hex_field(req, "data"), aad).hex()}
 
     def op_process(self, req: Json) -> Json:
         _, g = self._group(req, active=False)
-        result = g.process_message(_hex(req, "message"))
+        result = g.process_message(hex_field(req, "message"))
         if isinstance(result, ApplicationMessage):
             return {"application_data": result.data.hex()}
         if isinstance(result, ProposalStored):
@@ -264,8 +276,8 @@ class Driver:
 
     def op_export(self, req: Json) -> Json:
         _, g = self._group(req, active=False)
-        context = _hex(req, "context")
-        length = _need(req, "length")
+        context = hex_field(req, "context")
+        length = need_field(req, "length")
         if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= 0xFFFF:
             raise DriverError("length must be 0..65535")
         if "label" in req:
@@ -274,7 +286,7 @@ class Driver:
                 raise DriverError("label must be text")
             raw = label.encode("utf-8")
         else:
-            raw = _hex(req, "label_hex")
+            raw = hex_field(req, "label_hex")
         return {"secret": g.export_secret(raw, context, length).hex()}
 
     def op_epoch_authenticator(self, req: Json) -> Json:
@@ -311,25 +323,57 @@ class Driver:
 
     def handle(self, line: str) -> Json:
         """One request line to one response object (never raises)."""
-        try:
-            req = json.loads(line)
-        except ValueError as exc:
-            return {"ok": False, "error": f"bad JSON: {exc}"}
-        if not isinstance(req, dict):
-            return {"ok": False, "error": "request must be a JSON object"}
-        echo = {"id": req["id"]} if "id" in req else {}
-        op = req.get("op")
-        handler = self.ops.get(op) if isinstance(op, str) else None
-        if handler is None:
-            return {**echo, "ok": False, "error": f"unsupported op {json.dumps(op)}"}
-        try:
-            return {**echo, "ok": True, **handler(req)}
-        except (DriverError, PingError) as exc:
-            kind = "" if isinstance(exc, DriverError) else f"{type(exc).__name__}: "
-            return {**echo, "ok": False, "error": f"{kind}{exc}"}
-        except Exception as exc:  # a bug: report it, keep serving
-            print(f"interop: {op} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
-            return {**echo, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return answer(line, self.ops, own_error=DriverError, known_errors=(DriverError, PingError))
+
+
+def answer(
+    line: str,
+    ops: Mapping[str, Callable[[Json], Json]],
+    *,
+    own_error: type[Exception],
+    known_errors: tuple[type[Exception], ...],
+    excluded: Callable[[], float] = lambda: 0.0,
+    who: str = "interop",
+) -> Json:
+    """One request line to one response object, for any driver's table of ``ops`` (never raises).
+
+    The response echoes the request's ``id``; an unknown op is ``unsupported``; an exception of
+    ``known_errors`` becomes ``ok: false`` with its message (prefixed by its type unless it is
+    ``own_error``), any other is logged to stderr as a bug and reported the same way. A successful
+    response carries ``elapsed_us`` (docs/interop.md): the handler's time less ``excluded()``
+    seconds (bookkeeping the driver leaves out, read after the handler returns).
+    """
+    try:
+        req = json.loads(line)
+    except ValueError as exc:
+        return {"ok": False, "error": f"bad JSON: {exc}"}
+    if not isinstance(req, dict):
+        return {"ok": False, "error": "request must be a JSON object"}
+    echo = {"id": req["id"]} if "id" in req else {}
+    op = req.get("op")
+    handler = ops.get(op) if isinstance(op, str) else None
+    if handler is None:
+        return {**echo, "ok": False, "error": f"unsupported op {json.dumps(op)}"}
+    started = time.perf_counter()
+    try:
+        out = {**echo, "ok": True, **handler(req)}
+    except known_errors as exc:
+        kind = "" if isinstance(exc, own_error) else f"{type(exc).__name__}: "
+        return {**echo, "ok": False, "error": f"{kind}{exc}"}
+    except Exception as exc:  # a bug: report it, keep serving
+        print(f"{who}: {op} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        return {**echo, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    out["elapsed_us"] = round((time.perf_counter() - started - excluded()) * 1e6)
+    return out
+
+
+def serve(handle: Callable[[str], Json], stdin: TextIO, stdout: TextIO) -> None:
+    """Answer every non-blank line of ``stdin`` with one JSON line on ``stdout``, in order."""
+    for line in stdin:
+        if not line.strip():
+            continue
+        stdout.write(json.dumps(handle(line)) + "\n")
+        stdout.flush()
 
 
 def _bare_external_pub(crypto: CryptoProvider, group: Group, message: bytes) -> bytes:
@@ -347,14 +391,7 @@ def _bare_external_pub(crypto: CryptoProvider, group: Group, message: bytes) -> 
 def main(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Serve requests from ``stdin`` until it closes. The I/O shell around the sans-IO
     driver: it reads the host's wall clock for the driver, as it reads stdin."""
-    inp = stdin or sys.stdin
-    out = stdout or sys.stdout
-    driver = Driver(time.time)
-    for line in inp:
-        if not line.strip():
-            continue
-        out.write(json.dumps(driver.handle(line)) + "\n")
-        out.flush()
+    serve(Driver(time.time).handle, stdin or sys.stdin, stdout or sys.stdout)
     return 0
 
 

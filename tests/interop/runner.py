@@ -13,6 +13,7 @@ Command line (the pytest file uses the same functions)::
 
     python tests/interop/runner.py four tsmls ping tsmls ping [--tree out_of_band]
     python tests/interop/runner.py external tsmls ping tsmls
+    python tests/interop/runner.py peer ping mlsrs ping     # mls-rs: the ops its binding offers
 
 Implementations are named in ``IMPLEMENTATIONS``; ``PING_INTEROP_CMD_<NAME>`` (for example
 ``PING_INTEROP_CMD_PING="python -m ping_core.mls.interop"``) replaces a command line, and
@@ -44,7 +45,12 @@ REPO = HERE.parent.parent
 IMPLEMENTATIONS: dict[str, list[str]] = {
     "tsmls": ["node", str(HERE / "tsmls_driver.mjs")],
     "ping": [sys.executable, "-m", "ping_core.mls.interop"],
+    # AWS mls-rs through its Python binding (`pip install '.[interop]'`); a subset of the ops.
+    "mlsrs": [sys.executable, str(HERE / "mlsrs_driver.py")],
 }
+
+#: Implementations whose drivers speak every op of docs/interop.md (the group-of-four scenario).
+FULL_IMPLEMENTATIONS = ("tsmls", "ping")
 
 #: Wire format prefixes of a TLS-serialized MLSMessage (version 0x0001, then wire_format).
 PUBLIC_MESSAGE = "00010001"
@@ -244,6 +250,8 @@ def _missing_hint(impl: str, message: str) -> str:
                 "speak docs/interop.md (issue 4, item 7).")
     if impl == "tsmls" and ("ERR_MODULE_NOT_FOUND" in message or "Cannot find package" in message):
         return "\n=> ts-mls is not installed: run `npm ci --prefix tests/interop`."
+    if impl == "mlsrs" and "No module named" in message and "mls_rs_uniffi" in message:
+        return "\n=> mls-rs's Python binding is not installed: run `pip install -e '.[interop]'`."
     return ""
 
 
@@ -326,13 +334,19 @@ class Group:
             v: dict[str, Any] = {
                 "epoch": st.get("epoch"),
                 "group_id": st.get("group_id"),
-                "epoch_authenticator": m("epoch_authenticator").get("epoch_authenticator"),
                 "exporter": m("export", label=EXPORT_LABEL, context=EXPORT_CONTEXT, length=32).get("secret"),
                 "ratchet_tree": m("ratchet_tree").get("ratchet_tree"),
             }
+            try:
+                v["epoch_authenticator"] = m("epoch_authenticator").get("epoch_authenticator")
+            except RequestFailed as e:
+                if not e.unsupported:
+                    raise
+                # A driver without it (mls-rs's binding) is still held to the exporter, which
+                # comes from the same epoch secret (RFC 9420 §8).
             if "tree_hash" in st:
                 v["tree_hash"] = st["tree_hash"]
-            if "epoch_authenticator" in st and st["epoch_authenticator"] != v["epoch_authenticator"]:
+            if "epoch_authenticator" in st and st["epoch_authenticator"] != v.get("epoch_authenticator"):
                 raise ScenarioError(f"{m}: state.epoch_authenticator differs from the epoch_authenticator op")
             if "active" in st and st["active"] is not True:
                 raise ScenarioError(f"{m}: state says active={st['active']!r} but it is a member")
@@ -424,13 +438,15 @@ class Group:
         r = committer("remove", encrypt_handshake=encrypted, **selector)
         self.deliver_commit(r["commit"], committer, removed=victims, encrypted=encrypted)
 
-    def application_round(self, senders: Sequence[Member] | None = None) -> int:
-        """Each sender protects messages of every size in APP_SIZES; all others must read them."""
+    def application_round(self, senders: Sequence[Member] | None = None, *, with_aad: bool = True) -> int:
+        """Each sender protects messages of every size in APP_SIZES; all others must read them.
+
+        With ``with_aad`` the smallest message carries authenticated data."""
         sent = 0
         for sender in senders or list(self.members):
             for size in APP_SIZES:
                 data = os.urandom(size).hex()
-                aad = os.urandom(8).hex() if size == APP_SIZES[0] else None
+                aad = os.urandom(8).hex() if with_aad and size == APP_SIZES[0] else None
                 msg = sender("protect", data=data, **({"aad": aad} if aad else {}))["message"]
                 _expect_wire(msg, PRIVATE_MESSAGE, "application message")
                 for m in self.others(sender):
@@ -630,6 +646,56 @@ def scenario_external_join(roles: Sequence[str], joiner_impl: str,
         return g
 
 
+def scenario_with_peer(roles: Sequence[str], trace: Callable[[str], None] | None = None) -> Group:
+    """A scenario within what every driver offers, mls-rs's included (see tests/interop/mlsrs_driver.py).
+
+    alice, bob, carol are ``roles[0:3]``, dave is alice's implementation. alice creates and adds bob;
+    bob (a joiner) adds carol; messages (no aad) from everyone to everyone; everyone self-updates;
+    alice proposes dave by reference and carol commits it, dave joins; messages; one member removes
+    another by name (a pair where the remover can name the victim, across implementations when
+    there is one); messages; the last member self-updates. Handshakes are PublicMessages and the
+    Welcome carries the tree (the mls-rs binding offers nothing else). Agreement after every step.
+    """
+    if len(roles) != 3:
+        raise ValueError("three roles needed")
+    with members([*zip(FOUR_NAMES, [*roles, roles[0]])]) as cast:
+        alice, bob, carol, dave = cast
+        g = Group(group_id=os.urandom(16).hex(), trace=trace)
+        with g.step(f"{alice} creates the group"):
+            alice("create_group", group_id=g.group_id)
+            g.members.append(alice)
+        with g.step(f"{alice} adds {bob}, {bob} joins"):
+            g.add(alice, bob, tree_mode="welcome")
+        with g.step(f"{bob} (a joiner) adds {carol}, {carol} joins"):
+            g.add(bob, carol, tree_mode="welcome")
+        with g.step("application messages of 100 B and 10 KiB from every member to every other"):
+            g.application_round(with_aad=False)
+        for m in list(g.members):
+            with g.step(f"{m} self-updates (commit with an UpdatePath)"):
+                g.self_update(m, encrypted=False)
+        with g.step(f"{alice} proposes adding {dave} by reference, {carol} commits it, {dave} joins"):
+            p = alice("propose_add", key_package=key_package(dave))["proposal"]
+            g.deliver_proposal(p, alice, encrypted=False)
+            r = carol("commit")
+            if "welcome" not in r:
+                raise ScenarioError(f"{carol} committed an Add but gave no welcome: {_short(r)}")
+            g.deliver_commit(r["commit"], carol)
+            g.join(dave, r, tree_mode="welcome")
+        with g.step("application messages after the by-reference add"):
+            g.application_round(with_aad=False)
+        pairs = [(r, v) for r in g.members for v in g.members
+                 if r is not v and (r.impl != "mlsrs" or v.driver is r.driver)]
+        remover, victim = sorted(pairs, key=lambda p: p[0].impl == p[1].impl)[0]
+        with g.step(f"{remover} removes {victim} by name"):
+            g.remove(remover, [victim], members=[victim.name])
+        with g.step("application messages after the removal"):
+            g.application_round(with_aad=False)
+        last = g.members[-1]
+        with g.step(f"{last} self-updates"):
+            g.self_update(last, encrypted=False)
+        return g
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="scenario", required=True)
@@ -639,11 +705,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     four.add_argument("--isolated", action="store_true", help="one driver process per member")
     ext = sub.add_parser("external", help="external join via group_info")
     ext.add_argument("roles", nargs=3, help="implementation of alice, bob and the external joiner")
+    peer = sub.add_parser("peer", help="the scenario within every driver's ops (mls-rs's too)")
+    peer.add_argument("roles", nargs=3, help="implementation of alice, bob, carol")
     args = ap.parse_args(argv)
     started = time.perf_counter()
     try:
         if args.scenario == "four":
             g = scenario_group_of_four(args.roles, args.tree, isolated=args.isolated, trace=print)
+        elif args.scenario == "peer":
+            g = scenario_with_peer(args.roles, trace=print)
         else:
             g = scenario_external_join(args.roles[:2], args.roles[2], trace=print)
     except (ScenarioError, DriverError, Unsupported) as e:

@@ -1,4 +1,4 @@
-"""Live interop between Ping's MLS engine and ts-mls, through docs/interop.md drivers.
+"""Live interop between Ping's MLS engine, ts-mls and mls-rs, through docs/interop.md drivers.
 
 Every combination that involves Ping carries the ``ping_interop`` marker and fails (never skips)
 while `python -m ping_core.mls.interop` is missing or broken. The ts-mls x ts-mls combinations
@@ -7,11 +7,14 @@ check the rig itself, and the fault-injection tests show that the rig notices di
     pytest tests/interop                          # everything
     pytest tests/interop -m "not ping_interop"    # only the rig (ts-mls x ts-mls)
 
-ts-mls must be installed first: ``npm ci --prefix tests/interop``.
+ts-mls must be installed first: ``npm ci --prefix tests/interop``. The mls-rs combinations
+(its binding offers a subset of the ops: ``scenario_with_peer``) need ``pip install -e '.[interop]'``
+and are skipped, saying so, without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import shlex
 import sys
@@ -25,6 +28,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from runner import (  # noqa: E402
+    FULL_IMPLEMENTATIONS,
     IMPLEMENTATIONS,
     KEY_PACKAGE,
     PRIVATE_MESSAGE,
@@ -35,15 +39,21 @@ from runner import (  # noqa: E402
     command_for,
     scenario_external_join,
     scenario_group_of_four,
+    scenario_with_peer,
     start_driver,
 )
 
 HERE = Path(__file__).resolve().parent
-IMPLS = tuple(IMPLEMENTATIONS)  # ("tsmls", "ping")
+IMPLS = FULL_IMPLEMENTATIONS  # ("tsmls", "ping"): every op of docs/interop.md
+HAVE_MLSRS = importlib.util.find_spec("mls_rs_uniffi") is not None
+NEEDS_MLSRS = pytest.mark.skipif(
+    not HAVE_MLSRS, reason="mls-rs's binding is not installed: pip install -e '.[interop]'")
 
 
 def _param(roles: tuple[str, ...], *extra: Any) -> Any:
     marks = [pytest.mark.ping_interop] if "ping" in roles else []
+    if "mlsrs" in roles:
+        marks.append(NEEDS_MLSRS)
     return pytest.param(roles, *extra, id="-".join(roles), marks=marks)
 
 
@@ -99,6 +109,68 @@ def test_external_join(roles: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) 
     with reported():
         g = scenario_external_join(roles[:2], roles[2])
     assert g.epoch == 4
+
+
+#: Ping x mls-rs in every role mix of three, and two mixes with ts-mls as well.
+PEER_ROLES = [r for r in itertools.product(("ping", "mlsrs"), repeat=3) if "mlsrs" in r and "ping" in r]
+PEER_ROLES += [("mlsrs", "mlsrs", "mlsrs"), ("mlsrs", "tsmls", "ping"), ("tsmls", "ping", "mlsrs")]
+
+
+@pytest.mark.parametrize("roles", [_param(r) for r in PEER_ROLES])
+def test_group_with_mlsrs(roles: tuple[str, ...]) -> None:
+    """Adds by joiners, by-reference adds, self-updates, a removal and messages between Ping,
+    mls-rs and ts-mls, with agreement (epoch, exporter, ratchet tree) after every step."""
+    with reported():
+        g = scenario_with_peer(roles)
+    assert g.epoch == 8 and len(g.steps) == 12 and g.checks == 12
+
+
+@pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLEMENTATIONS])
+def test_drivers_report_elapsed_us(impl: tuple[str]) -> None:
+    """Every successful answer says how long the driver worked on it (docs/interop.md, optional
+    field), which benchmarks/vs_peers.py reads; a heavier request takes longer than ``hello``."""
+    with reported(), start_driver(impl[0]) as d:
+        answers = [d.request("key_package", name="bob"), d.request("create_group", name="a", group_id="01")]
+        answers.append(d.request("state", name="a"))
+        for a in answers:
+            assert isinstance(a.get("elapsed_us"), int) and a["elapsed_us"] >= 0, a
+
+
+@NEEDS_MLSRS
+def test_mlsrs_driver_basics() -> None:
+    """The mls-rs driver: `unsupported` for what its binding lacks, a tampered or malformed message
+    refused with the epoch secrets unchanged, and the next message read.
+
+    (mls-rs drops the ratchet key of a message whose AEAD check failed, so unlike Ping and ts-mls
+    it cannot read the untampered original afterwards: its behaviour, not the driver's.)"""
+    with reported(), start_driver("mlsrs") as d:
+        for op, fields in [("no_such_op", {}), ("epoch_authenticator", {"name": "a"}),
+                           ("group_info", {"name": "a"})]:
+            with pytest.raises(RequestFailed) as err:
+                d.request(op, **fields)
+            assert err.value.unsupported, err.value.response
+        kp = d.request("key_package", name="b")["key_package"]
+        kp2 = d.request("key_package", name="b")["key_package"]
+        assert kp.startswith(KEY_PACKAGE) and kp != kp2
+        d.request("create_group", name="a", group_id="0a0b0c")
+        with pytest.raises(RequestFailed) as err:
+            d.request("add", name="a", key_packages=[kp], encrypt_handshake=True)
+        assert err.value.unsupported
+        add = d.request("add", name="a", key_packages=[kp2])
+        assert add["epoch"] == 1
+        joined = d.request("join", name="b", welcome=add["welcome"])
+        assert (joined["epoch"], joined["group_id"]) == (1, "0a0b0c")
+        exported = d.request("export", name="b", label="x", context="", length=32)["secret"]
+        msg = d.request("protect", name="a", data="00ff")["message"]
+        assert msg.startswith(PRIVATE_MESSAGE)
+        with pytest.raises(RequestFailed):
+            d.request("process", name="b", message=msg[:-2] + f"{int(msg[-2:], 16) ^ 1:02x}")
+        with pytest.raises(RequestFailed):
+            d.request("process", name="b", message="zz")
+        assert d.request("export", name="b", label="x", context="", length=32)["secret"] == exported
+        msg = d.request("protect", name="a", data="01ff")["message"]
+        assert d.request("process", name="b", message=msg)["application_data"] == "01ff"
+        assert d.request("state", name="b")["epoch"] == 1
 
 
 # ------------------------------------------------------------------------------ protocol basics

@@ -9,6 +9,8 @@
 //   {"op":"external_join","name":"eve","group_info":hex[,"ratchet_tree":hex]}
 //     -> {"commit":hex,"epoch":N,"group_id":hex,"leaf_index":i}
 // The commit is a PublicMessage (external commits always are) that every member must process.
+// Every successful response carries elapsed_us: the microseconds the handler took (request parsed to
+// response built, so without the JSON lines), which benchmarks/vs_peers.py reads.
 //
 // Cipher suite 1 only (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519). Secrets that ts-mls reports as
 // "consumed" are not zeroed (ts-mls leaves that to the caller): forward secrecy does not matter in a
@@ -439,8 +441,12 @@ async function handle(line) {
   if (typeof req.op !== "string" || op === undefined || !Object.hasOwn(ops, req.op)) {
     return { ...echo, ok: false, error: `unsupported op ${JSON.stringify(req.op)}` };
   }
+  const started = process.hrtime.bigint();
   try {
-    return { ...echo, ok: true, ...(await op(req)) };
+    const out = { ...echo, ok: true, ...(await op(req)) };
+    // The handler's own time (docs/interop.md: optional elapsed_us), without the JSON lines.
+    out.elapsed_us = Math.round(Number(process.hrtime.bigint() - started) / 1000);
+    return out;
   } catch (e) {
     const kind = e instanceof DriverError ? "" : `${e?.constructor?.name ?? "Error"}: `;
     if (!(e instanceof DriverError)) process.stderr.write(`tsmls_driver: ${req.op} failed: ${e?.stack ?? e}\n`);

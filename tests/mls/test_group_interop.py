@@ -26,6 +26,9 @@ class Client:
         assert resp["id"] == self.n
         if not resp["ok"]:
             raise AssertionError(resp["error"])
+        # Every answer says how long the handler took (docs/interop.md: elapsed_us); the rest is compared.
+        elapsed = resp.pop("elapsed_us")
+        assert isinstance(elapsed, int) and elapsed >= 0
         return resp
 
     def fails(self, op: str, **fields: Any) -> str:
