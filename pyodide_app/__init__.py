@@ -13,7 +13,7 @@ as RPC dispatch and HTTP error parsing, are tested there too).
 - :mod:`pyodide_app.rpc`     the RPC method table, ``@rpc`` declarations and dispatch (imports no feature)
 - :mod:`pyodide_app.worker`  the composition root: ``boot`` registers the features' methods
 - :mod:`pyodide_app.info`    the ``ping`` and ``info`` methods
-- :mod:`pyodide_app.sdk`     the SDK's RPC methods for the web chat (``BrowserSdk``; registered at boot)
+- :mod:`pyodide_app.sdk`     the SDK's RPC methods, one handler group per job over ``core.BrowserSdk`` (registered at boot)
 - :mod:`pyodide_app.session` ``AccountSession``: one account's client, one writer per database (Web Lock)
 - :mod:`pyodide_app.accountdb` the account's IndexedDB database (state, host, app stores; generation tag)
 - :mod:`pyodide_app.inbox`   decrypted messages as stored for the page

@@ -5,7 +5,7 @@
 // Messages to the page:
 //   {type: "boot", stage: "loading runtime" | "installing packages" | "starting" | "ready" | "failed", ...}
 //   {id, result} | {id, error: {name, message[, status, code]}}
-//   {type: "event", event}       an SDK event (pyodide_app/sdk.py) made in THIS worker
+//   {type: "event", event}       an SDK event (pyodide_app/sdk/) made in THIS worker
 // SDK events also go to the BroadcastChannel "ping-events", so the other tabs
 // (and their pages) of the origin see them; the page listens to both and the
 // events are idempotent (messages carry their server seq).

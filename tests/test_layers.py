@@ -35,6 +35,7 @@ BITES: dict[str, tuple[str, str]] = {
     "pyodide-rpc-leaf": ("pyodide_app/rpc.py", "import pyodide_app.fetch"),
     "pyodide-one-root": ("pyodide_app/push.py", "import pyodide_app.worker"),
     "pyodide-app-acyclic": ("pyodide_app/session.py", "import pyodide_app.sdk"),
+    "pyodide-sdk-layers": ("pyodide_app/sdk/core.py", "import pyodide_app.sdk.syncing"),
     "mls-group-layers": ("ping_core/mls/group/state.py", "import ping_core.mls.group.group"),
 }
 

@@ -77,7 +77,7 @@ async def collect():
                 sec = group.state.current.secrets
                 for name in ("exporter_secret", "init_secret", "resumption_psk", "sender_data_secret", "membership_key"):
                     out["needles"][f"{conv.id.as_hex()[:8]} {name}"] = getattr(sec, name).hex()
-    pending = await b._pending_link()
+    pending = await b.pending_link()
     if pending is not None:
         out["needles"]["link secret"] = pending.keys._secret.hex()
         out["needles"]["link device secret"] = pending.device_secret.hex()

@@ -19,12 +19,21 @@ OPTIONAL = ("vault.", "push.")
 
 
 def python_table() -> set[str]:
-    """The names the worker registers (the SDK's declared handlers and the worker's own; vault/push
+    """The names the worker registers (the SDK's handler groups and the worker's own; vault/push
     are checked by the next test)."""
     from pyodide_app import info, rpc
-    from pyodide_app.sdk import BrowserSdk
+    from pyodide_app.sdk import HANDLERS
 
-    return {name for name, _ in rpc.declared(BrowserSdk) + rpc.declared(info)}
+    return {name for group in HANDLERS for name, _ in rpc.declared(group)} | {n for n, _ in rpc.declared(info)}
+
+
+def test_every_handler_group_is_registered() -> None:
+    """A handler group of pyodide_app.sdk left out of HANDLERS would declare names nobody registers."""
+    import pyodide_app.sdk as sdk
+    from pyodide_app.sdk.core import RpcHandlers
+
+    assert set(RpcHandlers.__subclasses__()) == set(sdk.HANDLERS)
+    assert len(sdk.HANDLERS) == len(set(sdk.HANDLERS))
 
 
 def quoted_calls(text: str) -> set[str]:
