@@ -1,7 +1,8 @@
 """Ping: an end-to-end encrypted, multi-device messaging SDK built on MLS (RFC 9420).
 
 The public API: :class:`MessagingClient` (``await MessagingClient.init(ClientConfig(...))``)
-and the models it takes and returns.
+and the models it takes and returns. Errors are the classes of :mod:`ping_core.errors`; an
+``MlsError``'s ``reason`` is an :class:`MlsReason` (re-exported here with :class:`MlsOrigin`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ping_core.client import AdmitChatOutcome, AdmitChatStatus, ClientConfig, Me
 from ping_core.connect import connect
 from ping_core.clock import Hlc
 from ping_core.conversation import MemberInfo
+from ping_core.errors import MlsOrigin, MlsReason
 from ping_core.device import (
     CatchupAppEventEntry,
     CatchupConversationEntry,
@@ -64,4 +66,6 @@ __all__ = [
     "Invitation",
     "News",
     "StorageBackend",
+    "MlsReason",
+    "MlsOrigin",
 ]

@@ -39,7 +39,7 @@ from typing import Callable
 
 from ping_core.clientstate import ClientState
 from ping_core.conversation import CommitKind, Conversation, PendingOp
-from ping_core.errors import MlsError, StorageError, TransportError
+from ping_core.errors import MlsError, MlsReason, StorageError, TransportError
 from ping_core.ids import DeviceId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
@@ -115,7 +115,9 @@ class IllegalCommitTransition(MlsError):
 
     def __init__(self, state: CommitState, event: CommitEvent) -> None:
         hint = " (an earlier commit of ours is still unresolved; sync and retry)" if event is _E.STAGE else ""
-        super().__init__(f"commit protocol: {event.name} is not allowed in state {state.name}{hint}")
+        super().__init__(
+            f"commit protocol: {event.name} is not allowed in state {state.name}{hint}", reason=MlsReason.WRONG_STATE
+        )
         self.state = state
         self.event = event
 

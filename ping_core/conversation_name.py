@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 from ping_core.mls.group import default_capabilities
 from ping_core.mls.structs import Capabilities, Extension, get_extension
@@ -51,7 +51,10 @@ class ConversationName:
         """The payload; ``MlsError`` for a name over :data:`MAX_CONVERSATION_NAME` bytes."""
         raw = self.name.encode("utf-8")
         if len(raw) > MAX_CONVERSATION_NAME:
-            raise MlsError(f"conversation name longer than {MAX_CONVERSATION_NAME} bytes")
+            raise MlsError(
+                f"conversation name longer than {MAX_CONVERSATION_NAME} bytes",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         w.opaque(raw)
 
     @classmethod
@@ -61,7 +64,7 @@ class ConversationName:
         try:
             return cls(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            raise MlsDecodeError("conversation name is not UTF-8") from None
+            raise MlsDecodeError("conversation name is not UTF-8", reason=MlsReason.MALFORMED) from None
 
 
 #: What a Ping client's leaves support: the engine's defaults (MLS 1.0, cipher suite 1,

@@ -21,7 +21,7 @@ from ping_core.clientstate import ClientState
 from ping_core.clock import Hlc
 from ping_core.commitflow import CommitFlow
 from ping_core.conversation import Conversation, StoreUndo, hlc_from_aad, peek_mls
-from ping_core.errors import IdentityError, InvalidInput, MlsError, PingError
+from ping_core.errors import IdentityError, InvalidInput, MlsError, MlsReason, PingError
 from ping_core.identity import DeviceRevocation
 from ping_core.ids import DeviceId, UserId
 from ping_core.inbox import inbox_name
@@ -44,14 +44,24 @@ class WaitForWelcome(InvalidInput):
     """A history-only conversation met a handshake message: it must wait for its own Welcome."""
 
 
-def report(conv: Conversation, kind: SyncProblemKind, env: MessageEnvelope | None, detail: str) -> None:
+def report(
+    conv: Conversation, kind: SyncProblemKind, env: MessageEnvelope | None, detail: str, reason: MlsReason | None = None
+) -> None:
     """Record a problem of following ``conv``'s log for the next sync report (a DESYNCED one marks
     the conversation as not following its group until a commit is processed or we rejoin)."""
     if kind is SyncProblemKind.DESYNCED:
         conv.desynced = True
     conv.problems.append(
-        SyncProblem(conv.id, kind, env.seq if env is not None else None, env.sender_device if env is not None else None, detail)
+        SyncProblem(
+            conv.id, kind, env.seq if env is not None else None, env.sender_device if env is not None else None, detail, reason
+        )
     )
+
+
+def report_refused(conv: Conversation, env: MessageEnvelope, exc: PingError) -> None:
+    """Report an envelope refused for good as UNREADABLE: the error's class as the detail (never
+    its message, which may quote the message's fields) and, for an engine refusal, its reason."""
+    report(conv, SyncProblemKind.UNREADABLE, env, type(exc).__name__, exc.reason if isinstance(exc, MlsError) else None)
 
 
 class Receiver:
@@ -162,7 +172,7 @@ class Receiver:
                 try:
                     msg = self.process_mls(conv, group, env, now_ms, undo)
                 except PingError as exc:
-                    report(conv, SyncProblemKind.UNREADABLE, env, type(exc).__name__)
+                    report_refused(conv, env, exc)
                     continue
                 if msg is not None:
                     if keep:
@@ -264,7 +274,10 @@ class Receiver:
                     return info.user_id
         user = conv.departed.get(device)
         if user is None:
-            raise MlsError("the sender left the conversation and its account is not known any more")
+            raise MlsError(
+                "the sender left the conversation and its account is not known any more",
+                reason=MlsReason.UNKNOWN_SENDER,
+            )
         return user
 
     @staticmethod

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ping_core.codec import MAX_UINT, decode_record, encode_record
-from ping_core.errors import InvalidInput
+from ping_core.errors import InvalidInput, MlsReason
 from ping_core.ids import ConversationId, DeviceId
 
 from ping_core.message import IncomingMessage
@@ -111,6 +111,9 @@ class SyncProblem:
     seq: int | None = None
     sender_device: DeviceId | None = None
     detail: str = ""
+    #: For an envelope the MLS engine refused: its :class:`~ping_core.errors.MlsReason`
+    #: (``reason.origin`` says whether the sender's message was bad or this device's state).
+    reason: MlsReason | None = None
 
 
 @dataclass(frozen=True, slots=True)

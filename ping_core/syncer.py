@@ -28,7 +28,7 @@ from ping_core.errors import InvalidInput, PingError, StorageError, TransportErr
 from ping_core.ids import ConversationId
 from ping_core.inbox import inbox_name
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
-from ping_core.receive import Receiver, WaitForWelcome, report
+from ping_core.receive import Receiver, WaitForWelcome, report, report_refused
 from ping_core.sync import News, SyncProblem, SyncProblemKind, SyncResult
 from ping_core.transport import MAX_WATCH_CONVERSATIONS, WatchResult
 from ping_core.transport.base import MAX_FETCH_WAIT_MS
@@ -195,7 +195,7 @@ class Syncer:
         """Skip a refused envelope for good: reported UNREADABLE (and DESYNCED when it was a commit
         of our current epoch: nobody else's commit can take that epoch), the cursor moves past it."""
         log.warning("sync: conversation %s envelope seq=%d skipped: %s: %s", conv.id.as_hex(), env.seq, type(exc).__name__, exc)
-        report(conv, SyncProblemKind.UNREADABLE, env, type(exc).__name__)
+        report_refused(conv, env, exc)
         group = conv.group
         if env.kind is MessageKind.COMMIT and group is not None and group.active and env.epoch == group.epoch:
             report(conv, SyncProblemKind.DESYNCED, env, "a commit of our epoch could not be processed")

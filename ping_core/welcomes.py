@@ -24,7 +24,7 @@ from ping_core.clientstate import ClientState
 from ping_core.commitflow import CommitFlow
 from ping_core.conversation import MAX_LEAF_LIFETIME_S, Conversation, StoreUndo
 from ping_core.conversation_name import check_extensions, name_of
-from ping_core.errors import IdentityError, InvalidInput, MlsError, PingError, StorageError, UnknownConversation
+from ping_core.errors import IdentityError, InvalidInput, MlsError, PingError, StorageError, UnknownConversation, MlsReason
 from ping_core.identity import LEGACY_CREDENTIAL_IDENTITY_LEN, claimed_user_of_credential
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.invitation import INVITATIONS_PREFIX, MAX_INVITATIONS, Invitation, decode_invitation, encode_invitation
@@ -88,7 +88,7 @@ class Welcomes:
             raise InvalidInput("the envelope's payload is not an MLS Welcome") from None
         bundles = self.kps.bundles_for(refs)
         if not bundles:
-            raise MlsError("no KeyPackage of this device matches the Welcome")
+            raise MlsError("no KeyPackage of this device matches the Welcome", reason=MlsReason.BAD_WELCOME)
         st = self.st
         # No check of the received tree's lifetimes against the clock: a member who only chats
         # keeps its KeyPackage's 90-day lifetime in its leaf, and one such member would make the

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
+from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature, MlsReason
 from ping_core.mls.crypto import HashlibKdf, register_backend
 from ping_core.mls.crypto.provider import (
     AEAD_KEY_LEN,
@@ -54,7 +54,8 @@ def _load_js_module() -> Any:
         return __import__(JS_MODULE_NAME)
     except ImportError as exc:
         raise CryptoError(
-            f"the JS crypto module {JS_MODULE_NAME!r} is not registered (Pyodide only)"
+            f"the JS crypto module {JS_MODULE_NAME!r} is not registered (Pyodide only)",
+            reason=MlsReason.UNSUPPORTED_OPTION,
         ) from exc
 
 
@@ -79,11 +80,11 @@ class NobleProvider(HashlibKdf):
     def _fail(self, what: str) -> CryptoError:
         # The JS message never contains key material (noble's messages are
         # generic), but keep ours fixed anyway: secrets never reach exceptions.
-        return CryptoError(f"{what} failed in the JS crypto backend")
+        return CryptoError(f"{what} failed in the JS crypto backend", reason=MlsReason.BACKEND_FAILURE)
 
     def random(self, n: int) -> bytes:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= _MAX_RANDOM:
-            raise CryptoError("random length must be an int in [0, 2**24]")
+            raise CryptoError("random length must be an int in [0, 2**24]", reason=MlsReason.INVALID_ARGUMENT)
         if n == 0:
             return b""
         try:
@@ -121,7 +122,7 @@ class NobleProvider(HashlibKdf):
         except self._js_error:
             raise self._fail("AEAD open") from None
         if res is None:  # JS undefined: the tag did not match
-            raise DecryptionFailed("AEAD ciphertext does not authenticate")
+            raise DecryptionFailed("AEAD ciphertext does not authenticate", reason=MlsReason.DECRYPTION_FAILED)
         out: bytes = res.to_bytes()
         return out
 
@@ -155,13 +156,13 @@ class NobleProvider(HashlibKdf):
         message = check_bytes(message, "message")
         signature = check_bytes(signature, "signature")
         if len(signature) != SIGNATURE_LEN:
-            raise InvalidSignature("Ed25519 signature does not verify")
+            raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
         try:
             ok = self._js.ed25519Verify(self._to_js(public + signature + message))
         except self._js_error:
             raise self._fail("Ed25519 verify") from None
         if ok is not True:
-            raise InvalidSignature("Ed25519 signature does not verify")
+            raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
 
     # -- X25519 ------------------------------------------------------------
 
@@ -189,7 +190,7 @@ class NobleProvider(HashlibKdf):
         except self._js_error:
             raise self._fail("X25519") from None
         if res is None:
-            raise InvalidKey("X25519 shared secret is all zero (low-order public key)")
+            raise InvalidKey("X25519 shared secret is all zero (low-order public key)", reason=MlsReason.INVALID_KEY)
         out: bytes = res.to_bytes()
         return out
 

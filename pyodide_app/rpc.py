@@ -7,10 +7,12 @@ names with :func:`rpc`, and the composition root (pyodide_app.worker's
 (pyproject.toml, checked by tests/test_layers.py) keeps it so.
 
 The page sends ``{id, method, params}``; the worker answers ``{id, result}`` or
-``{id, error: {name, message[, status, code]}}``. :func:`dispatch` never
+``{id, error: {name, message[, status, code][, reason, peer_fault]}}``. :func:`dispatch` never
 raises: every exception becomes an error reply whose ``name`` is the Python
 class name (``TransportError``, ``InvalidInput``...), so no page promise is
-left hanging. ``TransportError`` also carries ``status`` and ``code``.
+left hanging. ``TransportError`` also carries ``status`` and ``code``; an
+``MlsError`` its ``reason`` (the ``MlsReason`` value, e.g. ``"bad_signature"``)
+and ``peer_fault`` (whether a peer's message, not the call, was bad).
 
 Methods live in one table. A handler receives the ``params`` object (a dict)
 and may be sync or async. Values cross as structured-clone data: dict, list,
@@ -40,7 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from ping_core.errors import InvalidInput, PingError, TransportError
+from ping_core.errors import InvalidInput, MlsError, PingError, TransportError
 
 __all__ = [
     "Handler",
@@ -195,6 +197,9 @@ def error_reply(request_id: Any, exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, TransportError):
         error["status"] = exc.status
         error["code"] = exc.code
+    elif isinstance(exc, MlsError):
+        error["reason"] = exc.reason.value
+        error["peer_fault"] = exc.is_peer_fault
     elif not isinstance(exc, PingError):
         # An unexpected exception is a bug; say where without dumping locals.
         error["message"] = f"{type(exc).__name__}: {exc}"

@@ -62,7 +62,7 @@ from collections.abc import Callable, Sequence
 from struct import Struct
 from typing import Any
 
-from ping_core.errors import CryptoError, InvalidSignature
+from ping_core.errors import CryptoError, InvalidSignature, MlsReason
 from ping_core.mls.crypto import HashlibKdf, register_backend
 from ping_core.mls.crypto.provider import (
     AEAD_KEY_LEN,
@@ -226,7 +226,10 @@ class WebCryptoProvider(HashlibKdf):
         try:
             self._wc = module.webcrypto
         except AttributeError as exc:
-            raise CryptoError(f"the JS module {JS_MODULE_NAME!r} has no webcrypto helpers") from exc
+            raise CryptoError(
+                f"the JS module {JS_MODULE_NAME!r} has no webcrypto helpers",
+                reason=MlsReason.UNSUPPORTED_OPTION,
+            ) from exc
         self._noble = noble if noble is not None else NobleProvider(module)
         self._aead_min = aead_min
         self._strict = strict
@@ -257,14 +260,17 @@ class WebCryptoProvider(HashlibKdf):
         if self._can_run_sync():
             return True
         if self._strict:
-            raise CryptoError("WebCrypto needs an asynchronous entry (JSPI): run_sync is unavailable")
+            raise CryptoError(
+                "WebCrypto needs an asynchronous entry (JSPI): run_sync is unavailable",
+                reason=MlsReason.UNSUPPORTED_OPTION,
+            )
         self.counts["sync_entry"] += 1
         return False
 
     def _fell_back(self, what: str) -> None:
         """Account for a WebCrypto failure; the caller then asks noble."""
         if self._strict:
-            raise CryptoError(f"{what} failed in WebCrypto") from None
+            raise CryptoError(f"{what} failed in WebCrypto", reason=MlsReason.BACKEND_FAILURE) from None
         self.counts["fallback"] += 1
 
     @staticmethod
@@ -436,13 +442,13 @@ class WebCryptoProvider(HashlibKdf):
         message = check_bytes(message, "message")
         signature = check_bytes(signature, "signature")
         if len(signature) != SIGNATURE_LEN:
-            raise InvalidSignature("Ed25519 signature does not verify")
+            raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
         verdict = self._verdicts.pop((public, signature, message), None) if self._verdicts else None
         if verdict is not None:  # WebCrypto's verdict for exactly these bytes, from prefetch_verify
             self.counts["prefetched"] += 1
             if verdict:
                 return
-            raise InvalidSignature("Ed25519 signature does not verify")
+            raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
         if self._usable():
             try:
                 key = self._ed_public.get(public)
@@ -458,7 +464,7 @@ class WebCryptoProvider(HashlibKdf):
                 self.counts["webcrypto"] += 1
                 if verdict is True:
                     return
-                raise InvalidSignature("Ed25519 signature does not verify")
+                raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
         self._noble.verify(public, message, signature)
 
     def prefetch_verify(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:

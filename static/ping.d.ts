@@ -59,11 +59,22 @@ export type RpcMethod =
   | "push.vapid_key";
 
 export declare class PingError extends Error {
-  constructor(init: { name?: string; message: string; status?: number | null; code?: string | null });
+  constructor(init: {
+    name?: string;
+    message: string;
+    status?: number | null;
+    code?: string | null;
+    reason?: string | null;
+    peer_fault?: boolean | null;
+  });
   /** The Python exception class: "InvalidInput", "TransportError", "StorageError", ... */
   name: string;
   status: number | null;
   code: string | null;
+  /** For an MLS refusal: the ping_core.errors.MlsReason value ("bad_signature", "wrong_state", ...). */
+  reason: string | null;
+  /** For an MLS refusal: true when a peer's message was bad, false when the call was. */
+  peerFault: boolean | null;
 }
 
 export type AckMode = "auto" | "manual";

@@ -18,7 +18,9 @@
 //
 // Every method returns a Promise. A failed call rejects with a PingError whose
 // .name is the Python exception class (TransportError, InvalidInput, ...) and,
-// for TransportError, .status and .code. If the worker fails to boot or dies,
+// for TransportError, .status and .code; for an MLS refusal (MlsError and its
+// subclasses), .reason (e.g. "bad_signature") and .peerFault (a peer's message
+// was bad, not the call). If the worker fails to boot or dies,
 // every pending and later call rejects. `call(method, params)` reaches any RPC
 // method by its name.
 //
@@ -31,11 +33,13 @@
 import { enablePush as enablePushWith, disablePush as disablePushWith } from "./pingpush.mjs";
 
 export class PingError extends Error {
-  constructor({ name, message, status = null, code = null }) {
+  constructor({ name, message, status = null, code = null, reason = null, peer_fault = null }) {
     super(message);
     this.name = name || "PingError";
     this.status = status;
     this.code = code;
+    this.reason = reason;
+    this.peerFault = peer_fault;
   }
 }
 

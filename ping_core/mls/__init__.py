@@ -5,10 +5,14 @@ comes from the ``CryptoProvider`` it is given. The only module of ``ping_core``
 it imports is ``ping_core.errors``.
 
 The public API is the group state machine (:mod:`ping_core.mls.group`, see
-its docstring for the tour) re-exported here, and ``default_provider()``.
+its docstring for the tour) re-exported here, and ``default_provider()``. Every
+refusal is a ``ping_core.errors.MlsError`` whose ``reason`` is an :class:`MlsReason`
+(re-exported here with :class:`MlsOrigin`): the caller's misuse or a peer's bad message.
 """
 
 from __future__ import annotations
+
+from ping_core.errors import MlsOrigin, MlsReason
 
 from .crypto import CryptoProvider, default_provider
 from .tree import KeyIndex, RatchetTree
@@ -49,6 +53,8 @@ from .group import (
 )
 
 __all__ = [
+    "MlsReason",
+    "MlsOrigin",
     "CryptoProvider",
     "default_provider",
     "RatchetTree",

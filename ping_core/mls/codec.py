@@ -21,7 +21,7 @@ from __future__ import annotations
 from struct import Struct
 from typing import Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 
 __all__ = [
     "Reader",
@@ -211,7 +211,7 @@ class Reader:
             if isinstance(data, (bytearray, memoryview)):
                 data = bytes(data)
             else:
-                raise MlsDecodeError("expected bytes to decode")
+                raise MlsDecodeError("expected bytes to decode", reason=MlsReason.INVALID_ARGUMENT)
         self.data = data
         self.pos = 0
         self.end = len(data)
@@ -225,13 +225,13 @@ class Reader:
 
     def expect_end(self) -> None:
         if self.pos != self.end:
-            raise MlsDecodeError(f"{self.end - self.pos} trailing bytes")
+            raise MlsDecodeError(f"{self.end - self.pos} trailing bytes", reason=MlsReason.MALFORMED)
 
     def _take(self, n: int) -> bytes:
         pos = self.pos
         end = pos + n
         if end > self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = end
         return self.data[pos:end]
 
@@ -242,14 +242,14 @@ class Reader:
     def u8(self) -> int:
         pos = self.pos
         if pos >= self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos + 1
         return self.data[pos]
 
     def u16(self) -> int:
         pos = self.pos
         if pos + 2 > self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos + 2
         value: int = _U16.unpack_from(self.data, pos)[0]
         return value
@@ -257,7 +257,7 @@ class Reader:
     def u32(self) -> int:
         pos = self.pos
         if pos + 4 > self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos + 4
         value: int = _U32.unpack_from(self.data, pos)[0]
         return value
@@ -265,7 +265,7 @@ class Reader:
     def u64(self) -> int:
         pos = self.pos
         if pos + 8 > self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos + 8
         value: int = _U64.unpack_from(self.data, pos)[0]
         return value
@@ -274,14 +274,14 @@ class Reader:
         """Two uint64 values (e.g. a Lifetime) in one bounds check."""
         pos = self.pos
         if pos + 16 > self.end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos + 16
         return _U64_PAIR.unpack_from(self.data, pos)
 
     def boolean(self) -> bool:
         v = self.u8()
         if v > 1:
-            raise MlsDecodeError(f"invalid boolean {v}")
+            raise MlsDecodeError(f"invalid boolean {v}", reason=MlsReason.MALFORMED)
         return v == 1
 
     def varint(self) -> int:
@@ -293,14 +293,14 @@ class Reader:
         if prefix == 1:
             v = ((first & 0x3F) << 8) | self.u8()
             if v < 0x40:
-                raise MlsDecodeError("non-minimal variable-length integer")
+                raise MlsDecodeError("non-minimal variable-length integer", reason=MlsReason.MALFORMED)
             return v
         if prefix == 2:
             v = ((first & 0x3F) << 24) | int.from_bytes(self._take(3), "big")
             if v < 0x4000:
-                raise MlsDecodeError("non-minimal variable-length integer")
+                raise MlsDecodeError("non-minimal variable-length integer", reason=MlsReason.MALFORMED)
             return v
-        raise MlsDecodeError("reserved variable-length integer prefix 0b11")
+        raise MlsDecodeError("reserved variable-length integer prefix 0b11", reason=MlsReason.MALFORMED)
 
     def _length(self) -> int:
         """A vector's varint length, checked against the bound and the input.
@@ -312,31 +312,34 @@ class Reader:
         pos = self.pos
         end = self.end
         if pos >= end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         first = data[pos]
         if first < 0x40:
             n = first
             pos += 1
         elif first < 0x80:
             if pos + 2 > end:
-                raise MlsDecodeError("truncated input")
+                raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
             n = ((first & 0x3F) << 8) | data[pos + 1]
             if n < 0x40:
-                raise MlsDecodeError("non-minimal variable-length integer")
+                raise MlsDecodeError("non-minimal variable-length integer", reason=MlsReason.MALFORMED)
             pos += 2
         elif first < 0xC0:
             if pos + 4 > end:
-                raise MlsDecodeError("truncated input")
+                raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
             n = _U32.unpack_from(data, pos)[0] & 0x3FFFFFFF
             if n < 0x4000:
-                raise MlsDecodeError("non-minimal variable-length integer")
+                raise MlsDecodeError("non-minimal variable-length integer", reason=MlsReason.MALFORMED)
             pos += 4
         else:
-            raise MlsDecodeError("reserved variable-length integer prefix 0b11")
+            raise MlsDecodeError("reserved variable-length integer prefix 0b11", reason=MlsReason.MALFORMED)
         if n > self.max_vector:
-            raise MlsDecodeError(f"vector of {n} bytes exceeds the bound of {self.max_vector}")
+            raise MlsDecodeError(
+                f"vector of {n} bytes exceeds the bound of {self.max_vector}",
+                reason=MlsReason.LIMIT_EXCEEDED,
+            )
         if pos + n > end:
-            raise MlsDecodeError("truncated input")
+            raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
         self.pos = pos
         return n
 
@@ -344,7 +347,7 @@ class Reader:
         """``opaque data<V>``, optionally with a tighter bound."""
         n = self._length()
         if max_len is not None and n > max_len:
-            raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}")
+            raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}", reason=MlsReason.LIMIT_EXCEEDED)
         pos = self.pos
         stop = pos + n
         self.pos = stop
@@ -361,7 +364,7 @@ class Reader:
         """
         n = self._length()
         if max_len is not None and n > max_len:
-            raise MlsDecodeError(f"vector of {n} bytes exceeds its bound of {max_len}")
+            raise MlsDecodeError(f"vector of {n} bytes exceeds its bound of {max_len}", reason=MlsReason.LIMIT_EXCEEDED)
         stop = self.pos + n
         saved_end = self.end
         self.end = stop
@@ -373,7 +376,7 @@ class Reader:
                 append(read_item(self))
                 if self.pos == before:
                     # An item that reads nothing would loop forever.
-                    raise MlsDecodeError("vector item of zero length")
+                    raise MlsDecodeError("vector item of zero length", reason=MlsReason.MALFORMED)
         finally:
             self.end = saved_end
         return items
@@ -395,11 +398,14 @@ class Reader:
             n = data[pos]
             stop = pos + 1 + n
             if stop > self.end:
-                raise MlsDecodeError("truncated input")
+                raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
             if max_len is not None and n > max_len:
-                raise MlsDecodeError(f"field of {n} bytes exceeds its bound of {max_len}")
+                raise MlsDecodeError(
+                    f"field of {n} bytes exceeds its bound of {max_len}",
+                    reason=MlsReason.LIMIT_EXCEEDED,
+                )
             if n & 1:
-                raise MlsDecodeError("uint16 vector of odd length")
+                raise MlsDecodeError("uint16 vector of odd length", reason=MlsReason.MALFORMED)
             self.pos = stop
             if n == 0:
                 return ()
@@ -407,14 +413,14 @@ class Reader:
         raw = self.opaque(max_len)
         n = len(raw)
         if n & 1:
-            raise MlsDecodeError("uint16 vector of odd length")
+            raise MlsDecodeError("uint16 vector of odd length", reason=MlsReason.MALFORMED)
         return _unpack_many(">%dH", n >> 1, raw)
 
     def uint32s(self, max_len: int | None = None) -> tuple[int, ...]:
         """``uint32 values<V>``; the byte length must be a multiple of 4."""
         data = self.opaque(max_len)
         if len(data) & 3:
-            raise MlsDecodeError("uint32 vector of a length not a multiple of 4")
+            raise MlsDecodeError("uint32 vector of a length not a multiple of 4", reason=MlsReason.MALFORMED)
         return _unpack_many(">%dI", len(data) >> 2, data)
 
     def u32_map(self, max_value: int | None = None) -> dict[int, bytes]:
@@ -423,7 +429,7 @@ class Reader:
         last = -1
         for key, value in self.vector(lambda r: (r.u32(), r.opaque(max_value))):
             if key <= last:
-                raise MlsDecodeError("map keys are not strictly ascending")
+                raise MlsDecodeError("map keys are not strictly ascending", reason=MlsReason.MALFORMED)
             last = key
             out[key] = value
         return out
@@ -434,7 +440,7 @@ class Reader:
             return None
         if flag == 1:
             return read_item(self)
-        raise MlsDecodeError(f"invalid optional presence byte {flag}")
+        raise MlsDecodeError(f"invalid optional presence byte {flag}", reason=MlsReason.MALFORMED)
 
     def optional_opaque(self) -> bytes | None:
         return self.optional(Reader.opaque)
@@ -488,7 +494,10 @@ def decode_with(read: Callable[[Reader], T], data: bytes, max_vector: int = DEFA
     except (ValueError, IndexError, KeyError, OverflowError, UnicodeDecodeError, TypeError, RecursionError) as exc:
         # A struct's own checks (an enum value, UTF-8) surface as ValueError;
         # the decoder contract is that only MlsDecodeError leaves.
-        raise MlsDecodeError(f"malformed {getattr(read, '__qualname__', 'value')}: {type(exc).__name__}") from None
+        raise MlsDecodeError(
+            f"malformed {getattr(read, '__qualname__', 'value')}: {type(exc).__name__}",
+            reason=MlsReason.MALFORMED,
+        ) from None
     r.expect_end()
     return value
 
@@ -496,5 +505,5 @@ def decode_with(read: Callable[[Reader], T], data: bytes, max_vector: int = DEFA
 def check_enum(value: int, allowed: Sequence[int] | frozenset[int], what: str) -> int:
     """``value`` if it is one of ``allowed``, else ``MlsDecodeError``."""
     if value not in allowed:
-        raise MlsDecodeError(f"unknown {what} {value}")
+        raise MlsDecodeError(f"unknown {what} {value}", reason=MlsReason.MALFORMED)
     return value

@@ -45,7 +45,7 @@ from __future__ import annotations
 import hmac as _hmac
 from typing import Callable
 
-from ping_core.errors import DecryptionFailed, MlsDecodeError, MlsError
+from ping_core.errors import DecryptionFailed, MlsDecodeError, MlsError, MlsReason
 from ping_core.mls.codec import Reader, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.commit import Commit
@@ -142,7 +142,7 @@ class EpochFraming:
         self._senders: dict[int, Sender] = {}  # leaf -> Sender: shared, they are immutable
         # GroupContext = version, cipher_suite, group_id, epoch, ...: check they agree.
         if group_context[4 : 4 + len(self._gid_epoch)] != self._gid_epoch:
-            raise MlsError("the group context does not match the group id and epoch")
+            raise MlsError("the group context does not match the group id and epoch", reason=MlsReason.INVALID_ARGUMENT)
 
     @classmethod
     def create(
@@ -224,9 +224,9 @@ def _check_content(ep: EpochFraming, content: FramedContent) -> None:
 
 def _check_group_epoch(group_id: bytes, epoch: int, content: FramedContent) -> None:
     if content.group_id != group_id:
-        raise MlsError("the message is for another group")
+        raise MlsError("the message is for another group", reason=MlsReason.WRONG_GROUP)
     if content.epoch != epoch:
-        raise MlsError(f"the message is for epoch {content.epoch}, not {epoch}")
+        raise MlsError(f"the message is for epoch {content.epoch}, not {epoch}", reason=MlsReason.WRONG_EPOCH)
 
 
 def _member_content(
@@ -275,7 +275,7 @@ def _encrypt(
     if reuse_guard is None:
         reuse_guard = crypto.random(4)
     elif len(reuse_guard) != 4:
-        raise MlsError("reuse_guard is 4 bytes")
+        raise MlsError("reuse_guard is 4 bytes", reason=MlsReason.INVALID_ARGUMENT)
     aad = ep._sender_data_aad[ct] + opaque(authenticated_data)
     ciphertext = crypto.aead_seal(step.key, _guarded_nonce(step.nonce, reuse_guard), aad, plaintext)
     sd_key, sd_nonce = _sender_data_key_nonce(crypto, ep.sender_data_secret, ciphertext)
@@ -311,12 +311,12 @@ def encrypt_private(
     """
     content = authenticated.content
     if authenticated.wire_format != _PRIVATE:
-        raise MlsError("a PrivateMessage carries private_message content")
+        raise MlsError("a PrivateMessage carries private_message content", reason=MlsReason.INVALID_ARGUMENT)
     if content.sender.sender_type != _MEMBER:
-        raise MlsError("only members send PrivateMessages")
+        raise MlsError("only members send PrivateMessages", reason=MlsReason.INVALID_ARGUMENT)
     _check_content(ep, content)
     if not 0 <= padding <= MAX_PADDING:
-        raise MlsError("padding out of range")
+        raise MlsError("padding out of range", reason=MlsReason.INVALID_ARGUMENT)
     ct = content_type_of(content.content)
     _auth_data(content, authenticated.auth.signature, authenticated.auth.confirmation_tag)
     plaintext = _plaintext(_content_bytes(content.content), authenticated.auth, padding)
@@ -343,11 +343,11 @@ def protect_private(
     """
     ct = content_type_of(content)
     if (ct == _COMMIT) != (confirmation_tag is not None):
-        raise MlsError("a commit, and only a commit, carries a confirmation tag")
+        raise MlsError("a commit, and only a commit, carries a confirmation tag", reason=MlsReason.INVALID_ARGUMENT)
     if not 0 <= padding <= MAX_PADDING:
-        raise MlsError("padding out of range")
+        raise MlsError("padding out of range", reason=MlsReason.INVALID_ARGUMENT)
     if not 0 <= sender_leaf < ep.secret_tree.n_leaves:
-        raise MlsError(f"leaf index {sender_leaf} is outside the tree")
+        raise MlsError(f"leaf index {sender_leaf} is outside the tree", reason=MlsReason.INVALID_ARGUMENT)
     content_bytes = _content_bytes(content)
     # FramedContentTBS = version, wire_format, FramedContent, GroupContext;
     # FramedContent = group_id, epoch, Sender, authenticated_data, content_type, body.
@@ -373,7 +373,7 @@ def protect_private(
 def _auth_data(framed: FramedContent, signature: bytes, confirmation_tag: bytes | None) -> FramedContentAuthData:
     is_commit = content_type_of(framed.content) == _COMMIT
     if is_commit != (confirmation_tag is not None):
-        raise MlsError("a commit, and only a commit, carries a confirmation tag")
+        raise MlsError("a commit, and only a commit, carries a confirmation tag", reason=MlsReason.INVALID_ARGUMENT)
     return FramedContentAuthData(signature, confirmation_tag)
 
 
@@ -393,11 +393,14 @@ def _read_private_content(plaintext: bytes, ct: int) -> tuple[Content, int, Fram
     except MlsDecodeError:
         raise
     except (ValueError, IndexError, OverflowError, UnicodeDecodeError, TypeError) as exc:
-        raise MlsDecodeError(f"malformed PrivateMessageContent: {type(exc).__name__}") from None
+        raise MlsDecodeError(
+            f"malformed PrivateMessageContent: {type(exc).__name__}",
+            reason=MlsReason.MALFORMED,
+        ) from None
     pos = r.pos
     n = len(plaintext) - pos
     if n and plaintext.count(0, pos) != n:  # §6.3.1: padding is all zero
-        raise MlsDecodeError("non-zero padding in PrivateMessageContent")
+        raise MlsDecodeError("non-zero padding in PrivateMessageContent", reason=MlsReason.MALFORMED)
     return content, end, auth
 
 
@@ -414,13 +417,13 @@ def unprotect_private(
     See the module docstring for the checks and the failure guarantee.
     """
     if msg.group_id != ep.group_id:
-        raise MlsError("the message is for another group")
+        raise MlsError("the message is for another group", reason=MlsReason.WRONG_GROUP)
     if msg.epoch != ep.epoch:
-        raise MlsError(f"the message is for epoch {msg.epoch}, not {ep.epoch}")
+        raise MlsError(f"the message is for epoch {msg.epoch}, not {ep.epoch}", reason=MlsReason.WRONG_EPOCH)
     ct = msg.content_type
     esd = msg.encrypted_sender_data
     if len(esd) != _SENDER_DATA_CT_LEN:
-        raise DecryptionFailed("encrypted sender data has the wrong length")
+        raise DecryptionFailed("encrypted sender data has the wrong length", reason=MlsReason.DECRYPTION_FAILED)
     ciphertext = msg.ciphertext
     sd_key, sd_nonce = _sender_data_key_nonce(crypto, ep.sender_data_secret, ciphertext)
     sd_aad = ep._sender_data_aad[ct]
@@ -454,17 +457,19 @@ def unprotect_private(
 # -- PublicMessage ---------------------------------------------------------
 
 
-def _check_public_sender(content: FramedContent) -> None:
+def _check_public_sender(content: FramedContent, reason: MlsReason) -> None:
+    """The sender may send this content type as a PublicMessage (RFC 9420 §6.2); ``reason``
+    is the caller's: INVALID_ARGUMENT when we frame, SENDER_NOT_ALLOWED when we verify."""
     ct = content_type_of(content.content)
     st = content.sender.sender_type
     if ct == _APPLICATION:
-        raise MlsError("application data must not be sent as a PublicMessage")
+        raise MlsError("application data must not be sent as a PublicMessage", reason=reason)
     if st == SenderType.EXTERNAL and ct != _PROPOSAL:
-        raise MlsError("an external sender may only send proposals")
+        raise MlsError("an external sender may only send proposals", reason=reason)
     if st == SenderType.NEW_MEMBER_PROPOSAL and ct != _PROPOSAL:
-        raise MlsError("a new_member_proposal sender may only send proposals")
+        raise MlsError("a new_member_proposal sender may only send proposals", reason=reason)
     if st == SenderType.NEW_MEMBER_COMMIT and ct != _COMMIT:
-        raise MlsError("a new_member_commit sender may only send commits")
+        raise MlsError("a new_member_commit sender may only send commits", reason=reason)
 
 
 def _tbm(group_context: bytes, content: FramedContent, auth: FramedContentAuthData) -> bytes:
@@ -476,9 +481,9 @@ def frame_public(crypto: CryptoProvider, ep: EpochFraming, authenticated: Authen
     """A signed content as a PublicMessage, with the membership tag for a member sender."""
     content = authenticated.content
     if authenticated.wire_format != _PUBLIC:
-        raise MlsError("a PublicMessage carries public_message content")
+        raise MlsError("a PublicMessage carries public_message content", reason=MlsReason.INVALID_ARGUMENT)
     _check_content(ep, content)
-    _check_public_sender(content)
+    _check_public_sender(content, MlsReason.INVALID_ARGUMENT)
     if content.sender.sender_type != _MEMBER:
         return PublicMessage(content, authenticated.auth, None)
     tag = crypto.hmac(ep.membership_key, _tbm(ep.group_context, content, authenticated.auth))
@@ -497,7 +502,7 @@ def protect_public(
 ) -> PublicMessage:
     """Sign a Proposal (or a Commit with its tag) from member ``sender_leaf`` as a PublicMessage."""
     framed = _member_content(ep, sender_leaf, content, authenticated_data)
-    _check_public_sender(framed)
+    _check_public_sender(framed, MlsReason.INVALID_ARGUMENT)
     signature = sign_framed(crypto, ep, _PUBLIC, framed, signature_key)
     auth = _auth_data(framed, signature, confirmation_tag)
     return frame_public(crypto, ep, AuthenticatedContent(_PUBLIC, framed, auth))
@@ -539,17 +544,17 @@ def verify_public(
     """
     content = msg.content
     _check_group_epoch(group_id, epoch, content)
-    _check_public_sender(content)
+    _check_public_sender(content, MlsReason.SENDER_NOT_ALLOWED)
     if content.sender.sender_type == _MEMBER:
         tag = msg.membership_tag
         if tag is None:
-            raise MlsDecodeError("a member's PublicMessage lacks its membership tag")
+            raise MlsDecodeError("a member's PublicMessage lacks its membership tag", reason=MlsReason.MALFORMED)
         if membership_key is not None:
             want = crypto.hmac(membership_key, _tbm(group_context, content, msg.auth))
             if not _hmac.compare_digest(want, tag):
-                raise MlsError("membership tag does not verify")
+                raise MlsError("membership tag does not verify", reason=MlsReason.BAD_TAG)
     elif msg.membership_tag is not None:
-        raise MlsDecodeError("only a member's PublicMessage has a membership tag")
+        raise MlsDecodeError("only a member's PublicMessage has a membership tag", reason=MlsReason.MALFORMED)
     authenticated = AuthenticatedContent(_PUBLIC, content, msg.auth)
     _verify_signature(crypto, group_context, authenticated, signer_key(content))
     return authenticated

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ping_core.errors import CryptoError, InvalidKey
+from ping_core.errors import CryptoError, InvalidKey, MlsReason
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import aead_seal_many, encap_dh_many
 
@@ -109,7 +109,7 @@ def decap(crypto: CryptoProvider, enc: bytes, sk_r: bytes, pk_r: bytes | None = 
     the caller knows it; it must match ``sk_r``.
     """
     if not isinstance(enc, bytes) or len(enc) != N_ENC:
-        raise InvalidKey(f"HPKE enc must be {N_ENC} bytes")
+        raise InvalidKey(f"HPKE enc must be {N_ENC} bytes", reason=MlsReason.INVALID_KEY)
     dh = crypto.dh(sk_r, enc)
     if pk_r is None:
         pk_r = crypto.dh_public(sk_r)
@@ -223,7 +223,7 @@ class _Context:
 
     def _nonce(self) -> bytes:
         if self.seq >= _MAX_SEQ:
-            raise CryptoError("HPKE message limit reached")
+            raise CryptoError("HPKE message limit reached", reason=MlsReason.WRONG_STATE)
         seq = self.seq.to_bytes(N_N, "big")
         return bytes(a ^ b for a, b in zip(self._base_nonce, seq))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import Writer
 from ping_core.mls.crypto import CryptoProvider
 
@@ -42,7 +42,7 @@ def psk_secret(crypto: CryptoProvider, psks: Sequence[tuple[bytes | Writable, by
     """
     count = len(psks)
     if count > MAX_PSKS:
-        raise MlsError(f"too many PSKs ({count})")
+        raise MlsError(f"too many PSKs ({count})", reason=MlsReason.LIMIT_EXCEEDED)
     secret = zero_secret()
     count_bytes = count.to_bytes(2, "big")
     for index, (psk_id, value) in enumerate(psks):

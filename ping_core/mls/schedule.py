@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason, stored_state
 from ping_core.mls.crypto import CryptoProvider
 
 from . import hpke
@@ -136,10 +136,11 @@ class EpochSecrets:
         return b"".join(getattr(self, name) for name in _PERSISTED)
 
     @classmethod
+    @stored_state
     def decode(cls, data: bytes) -> EpochSecrets:
         """Inverse of :meth:`encode`; ``MlsError`` for a wrong length."""
         if not isinstance(data, bytes) or len(data) != NH * len(_PERSISTED):
-            raise MlsError("persisted epoch secrets have the wrong length")
+            raise MlsError("persisted epoch secrets have the wrong length", reason=MlsReason.CORRUPT_STATE)
         v = [data[i * NH : (i + 1) * NH] for i in range(len(_PERSISTED))]
         return cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
 
@@ -184,7 +185,7 @@ def epoch_secrets(
 def mls_exporter(crypto: CryptoProvider, exporter_secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
     """``MLS-Exporter(Label, Context, Length)`` (§8.5)."""
     if not 0 <= length <= 0xFFFF:
-        raise MlsError("exporter length out of range")
+        raise MlsError("exporter length out of range", reason=MlsReason.INVALID_ARGUMENT)
     secret = derive_secret(crypto, exporter_secret, label)
     return expand_with_label(crypto, secret, b"exported", crypto.hash(context), length)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac as _hmac
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.framing import AuthenticatedContent
@@ -51,7 +51,7 @@ def confirmation_tag(crypto: CryptoProvider, confirmation_key: bytes, confirmed:
 def verify_confirmation_tag(crypto: CryptoProvider, confirmation_key: bytes, confirmed: bytes, tag: bytes) -> None:
     """Returns when ``tag`` is the confirmation tag of ``confirmed``; ``MlsError`` otherwise."""
     if not _hmac.compare_digest(crypto.hmac(confirmation_key, confirmed), tag):
-        raise MlsError("confirmation tag does not verify")
+        raise MlsError("confirmation tag does not verify", reason=MlsReason.BAD_TAG)
 
 
 def membership_tag(crypto: CryptoProvider, membership_key: bytes, tbm: bytes) -> bytes:
@@ -62,7 +62,7 @@ def membership_tag(crypto: CryptoProvider, membership_key: bytes, tbm: bytes) ->
 def verify_membership_tag(crypto: CryptoProvider, membership_key: bytes, tbm: bytes, tag: bytes) -> None:
     """Returns when ``tag`` is the membership tag of ``tbm``; ``MlsError`` otherwise."""
     if not _hmac.compare_digest(crypto.hmac(membership_key, tbm), tag):
-        raise MlsError("membership tag does not verify")
+        raise MlsError("membership tag does not verify", reason=MlsReason.BAD_TAG)
 
 
 def commit_transcript_hashes(
@@ -77,6 +77,6 @@ def commit_transcript_hashes(
     """
     tag = commit.auth.confirmation_tag
     if tag is None:
-        raise MlsError("a commit needs a confirmation tag")
+        raise MlsError("a commit needs a confirmation tag", reason=MlsReason.MALFORMED)
     confirmed = confirmed_transcript_hash(crypto, interim_before, commit.confirmed_transcript_hash_input())
     return confirmed, interim_transcript_hash(crypto, confirmed, tag)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.enums import CipherSuite, ProtocolVersion
@@ -193,10 +193,13 @@ def decrypt_welcome(
     refused.
     """
     if welcome.cipher_suite != SUITE:
-        raise MlsError(f"the Welcome is for cipher suite {welcome.cipher_suite}, not {int(SUITE)}")
+        raise MlsError(
+            f"the Welcome is for cipher suite {welcome.cipher_suite}, not {int(SUITE)}",
+            reason=MlsReason.UNSUPPORTED,
+        )
     entry = welcome.find_secrets(key_package_ref)
     if entry is None:
-        raise MlsError("the Welcome has no secrets for this KeyPackage")
+        raise MlsError("the Welcome has no secrets for this KeyPackage", reason=MlsReason.BAD_WELCOME)
     egs = entry.encrypted_group_secrets
     raw_secrets = decrypt_with_label(
         crypto,
@@ -212,19 +215,19 @@ def decrypt_welcome(
     psks: list[tuple[PreSharedKeyID, bytes]] = []
     if group_secrets.psks:
         if psk_lookup is None:
-            raise MlsError("the Welcome needs pre-shared keys and none can be looked up")
+            raise MlsError("the Welcome needs pre-shared keys and none can be looked up", reason=MlsReason.UNKNOWN_PSK)
         psks = [(psk_id, psk_lookup(psk_id)) for psk_id in group_secrets.psks]
     psk_secret = compute_psk_secret(crypto, psks)
 
     joiner = group_secrets.joiner_secret
     if len(joiner) != 32:
-        raise MlsError("joiner_secret has the wrong length")
+        raise MlsError("joiner_secret has the wrong length", reason=MlsReason.MALFORMED)
     ws = welcome_secrets(crypto, joiner, psk_secret)
     raw_info = crypto.aead_open(ws.key, ws.nonce, b"", welcome.encrypted_group_info)
     group_info = decode_with(GroupInfo.read, raw_info)
     gc = group_info.group_context
     if gc.version != ProtocolVersion.MLS10 or gc.cipher_suite != SUITE:
-        raise MlsError("the GroupInfo is for another protocol version or cipher suite")
+        raise MlsError("the GroupInfo is for another protocol version or cipher suite", reason=MlsReason.UNSUPPORTED)
 
     verify_group_info(crypto, group_info, signer_key(group_info))
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads, loads_json
 from ping_core.device import DeviceInfo
-from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError
+from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError, MlsReason
 from ping_core.identity import DeviceBinding, DeviceRevocation
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import ENVELOPE_VERSION, MAX_ENVELOPE_SIZE, MessageEnvelope
@@ -278,11 +278,14 @@ def verify_request(
     otherwise (also when ``public_key`` is not the key of ``auth.device_id``, unless the caller
     already knows it is: ``key_checked``, e.g. a key looked up by that id among registered ones)."""
     if not key_checked and DeviceId.from_public_key(public_key) != auth.device_id:
-        raise InvalidSignature("the key is not the device's key")
+        raise InvalidSignature("the key is not the device's key", reason=MlsReason.BAD_SIGNATURE)
     try:
         message = signing_message(method, target, auth.device_id, auth.timestamp_ms, auth.nonce, hashlib.sha256(body).digest())
     except InvalidInput:
-        raise InvalidSignature("request cannot be signed (malformed method or target)") from None
+        raise InvalidSignature(
+            "request cannot be signed (malformed method or target)",
+            reason=MlsReason.MALFORMED,
+        ) from None
     crypto.verify(public_key, message, auth.signature)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ping_core.errors import InvalidKey
+from ping_core.errors import InvalidKey, MlsReason
 from ping_core.mls.crypto.pyca import PycaProvider
 from pyodide_app.crypto_select import decide, probe
 
@@ -84,7 +84,7 @@ class _AcceptsAnything(PycaProvider):
 
 class _RefusesKeys(PycaProvider):
     def sign_public(self, secret: bytes) -> bytes:
-        raise InvalidKey("no Ed25519 here")
+        raise InvalidKey("no Ed25519 here", reason=MlsReason.INVALID_KEY)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ping_core.errors import InvalidInput, StorageError, TransportError
+from ping_core.errors import InvalidInput, InvalidSignature, MlsError, MlsReason, StorageError, TransportError
 import importlib
 import sys
 import types
@@ -67,12 +67,20 @@ def test_errors_become_replies(table) -> None:
     def fail_storage(p):
         raise StorageError("disk full")
 
+    def fail_mls(p):
+        raise InvalidSignature("the leaf node signature does not verify", reason=MlsReason.BAD_SIGNATURE)
+
+    def misuse_mls(p):
+        raise MlsError("proposals are pending", reason=MlsReason.WRONG_STATE)
+
     async def fail_bug(p):
         raise ZeroDivisionError("division by zero")
 
     table.register_method("t.transport", fail_transport)
     table.register_method("t.storage", fail_storage)
     table.register_method("t.bug", fail_bug)
+    table.register_method("t.mls", fail_mls)
+    table.register_method("t.misuse", misuse_mls)
     assert run({"id": 1, "method": "t.transport"})["error"] == {
         "name": "TransportError",
         "message": "HTTP 409: epoch moved",
@@ -82,6 +90,19 @@ def test_errors_become_replies(table) -> None:
     assert run({"id": 2, "method": "t.storage"})["error"] == {"name": "StorageError", "message": "disk full"}
     bug = run({"id": 3, "method": "t.bug"})["error"]
     assert bug["name"] == "ZeroDivisionError" and "division by zero" in bug["message"]
+    # An engine refusal says why, and whose fault it is, as data (the page never parses text).
+    assert run({"id": 4, "method": "t.mls"})["error"] == {
+        "name": "InvalidSignature",
+        "message": "the leaf node signature does not verify",
+        "reason": "bad_signature",
+        "peer_fault": True,
+    }
+    assert run({"id": 5, "method": "t.misuse"})["error"] == {
+        "name": "MlsError",
+        "message": "proposals are pending",
+        "reason": "wrong_state",
+        "peer_fault": False,
+    }
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError
+from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError, MlsReason
 from ping_core.mls import framing
 from ping_core.mls.codec import decode_exact, encode, opaque
 from ping_core.mls.crypto import default_provider
@@ -28,6 +28,7 @@ from ping_core.mls.structs.framing import (
 from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.message import MLSMessage
 from ping_core.mls.structs.proposals import Remove
+from reasons import raises_reason
 
 crypto = default_provider()
 N = 4
@@ -48,7 +49,7 @@ def epoch_of(ctx: GroupContext) -> framing.EpochFraming:
 
 def signer_key(content: FramedContent) -> bytes:
     if content.sender.sender_type != 1 or content.sender.index == 3:
-        raise MlsError("leaf 3 is blank")
+        raise MlsError("leaf 3 is blank", reason=MlsReason.UNKNOWN_SENDER)
     return KEYS[content.sender.index][1]
 
 
@@ -122,19 +123,19 @@ def test_public_roundtrip_and_rules(pair: Pair) -> None:
     out = framing.unprotect_public(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == Remove(0) and out.ratchet_key is None
     assert state(r) == before  # a PublicMessage uses no ratchet
-    with pytest.raises(MlsError, match="application"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         framing.protect_public(crypto, s, 1, b"data", KEYS[1][0])
-    with pytest.raises(MlsError, match="confirmation tag"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         framing.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
-    with pytest.raises(MlsError, match="confirmation tag"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         framing.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
     # Application content in a PublicMessage is refused on receipt too.
     app = replace(msg.content, content=b"data")
-    with pytest.raises(MlsError, match="application"):
+    with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
         framing.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
     # An external sender may only propose.
     ext = FramedContent(b"group", 5, Sender.external(0), b"", Commit(()))
-    with pytest.raises(MlsError, match="external"):
+    with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
         framing.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
 
 
@@ -197,7 +198,7 @@ def test_unknown_sender_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msg = framing.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
     before = state(r)
-    with pytest.raises(MlsError, match="blank"):
+    with raises_reason(MlsReason.UNKNOWN_SENDER):
         framing.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
@@ -210,7 +211,7 @@ def test_non_zero_padding_changes_nothing(pair: Pair) -> None:
     plaintext = opaque(data) + opaque(sig) + b"\x00\x00\x07"
     msg = framing._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
     before = state(r)
-    with pytest.raises(MlsDecodeError, match="padding"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         framing.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
@@ -219,13 +220,13 @@ def test_bad_membership_tag(pair: Pair) -> None:
     s, r = pair
     msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
     assert msg.membership_tag is not None
-    with pytest.raises(MlsError, match="membership tag"):
+    with raises_reason(MlsReason.BAD_TAG):
         framing.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
     with pytest.raises(MlsDecodeError):
         framing.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
     # Another epoch's membership key (same group, same epoch number) does not verify.
     other = epoch_of(replace(context(), tree_hash=b"u" * 32))
-    with pytest.raises(MlsError, match="membership tag"):
+    with raises_reason(MlsReason.BAD_TAG):
         framing.unprotect_public(crypto, other, msg, signer_key)
     # A valid tag but a signature by someone else.
     with pytest.raises(InvalidSignature):
@@ -234,12 +235,15 @@ def test_bad_membership_tag(pair: Pair) -> None:
 
 def test_wrong_epoch_or_group(pair: Pair) -> None:
     s, _ = pair
-    for other in (epoch_of(context(epoch=6)), epoch_of(context(group_id=b"other"))):
+    for other, reason in (
+        (epoch_of(context(epoch=6)), MlsReason.WRONG_EPOCH),
+        (epoch_of(context(group_id=b"other")), MlsReason.WRONG_GROUP),
+    ):
         before = state(other)
-        with pytest.raises(MlsError, match="epoch|group"):
+        with raises_reason(reason):
             framing.unprotect_private(crypto, other, send(s), signer_key)
         pub = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
-        with pytest.raises(MlsError, match="epoch|group"):
+        with raises_reason(reason):
             framing.unprotect_public(crypto, other, pub, signer_key)
         assert state(other) == before
 
@@ -249,7 +253,7 @@ def test_reused_generation_changes_nothing(pair: Pair) -> None:
     msg = send(s)
     framing.unprotect_private(crypto, r, msg, signer_key)
     before = state(r)
-    with pytest.raises(MlsError, match="already used"):
+    with raises_reason(MlsReason.REPLAY):
         framing.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
@@ -263,7 +267,7 @@ def test_out_of_order_within_and_beyond_tolerance(pair: Pair) -> None:
         assert framing.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
     before = state(r)
     for i in (0, 3):
-        with pytest.raises(MlsError, match="too old"):
+        with raises_reason(MlsReason.TOO_OLD):
             framing.unprotect_private(crypto, r, msgs[i], signer_key)
     assert state(r) == before
 
@@ -272,7 +276,7 @@ def test_too_far_ahead_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msgs = [send(s) for _ in range(22)]
     before = state(r)
-    with pytest.raises(MlsError, match="too far"):
+    with raises_reason(MlsReason.TOO_FAR_AHEAD):
         framing.unprotect_private(crypto, r, msgs[21], signer_key)
     assert state(r) == before
     framing.unprotect_private(crypto, r, msgs[20], signer_key)
@@ -286,7 +290,7 @@ def test_defer_commit(pair: Pair) -> None:
     assert state(r) == before
     assert out.ratchet_key is not None
     r.secret_tree.commit(out.ratchet_key)
-    with pytest.raises(MlsError, match="already used"):
+    with raises_reason(MlsReason.REPLAY):
         framing.unprotect_private(crypto, r, msg, signer_key)
 
 

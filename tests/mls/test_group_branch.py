@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.conversation_name import ConversationName, name_of
 from ping_core.mls.group import Group, KeyPackageBundle, Signer
 from ping_core.mls.group.commit import create_commit
@@ -39,6 +39,7 @@ from test_group_support import (
     member,
     signer,
 )
+from reasons import raises_reason
 
 BRANCH = ResumptionPSKUsage.BRANCH
 
@@ -84,13 +85,17 @@ def forged_first_commit(
     return create_commit(new.state, by_value=list(proposals), include_pending=False, psks=old.psk_source(), psk_usage=usage)
 
 
-def join_refused(welcome: bytes, bundle: KeyPackageBundle, old: Group, match: str, **kw: Any) -> None:
-    """Joining ``welcome`` with ``bundle`` fails with ``match`` and changes nothing in ``old``."""
+def join_refused(
+    welcome: bytes, bundle: KeyPackageBundle, old: Group, reason: MlsReason, match: str | None = None, **kw: Any
+) -> None:
+    """Joining ``welcome`` with ``bundle`` fails for ``reason`` (its message matching ``match``,
+    when given) and changes nothing in ``old``."""
     before = old.to_bytes()
     kw.setdefault("branch_from", old)
     kw.setdefault("clock", time.time)
-    with pytest.raises(MlsError, match=match):
+    with pytest.raises(MlsError, match=match) as info:
         Group.join(crypto, welcome, bundle, old.signer, **kw)
+    assert info.value.reason is reason, info.value
     assert old.to_bytes() == before
 
 
@@ -128,7 +133,7 @@ def test_branch_three_of_five_agree_and_talk() -> None:
     assert sub_c.removed and sub_a.epoch == 2
     # Bob and dave are not in it: the Welcome is not for their KeyPackages.
     kb = key_package(b.signer)
-    with pytest.raises(MlsError, match="not addressed"):
+    with raises_reason(MlsReason.BAD_WELCOME):
         Group.join(crypto, staged.welcome, kb, b.signer, branch_from=b, clock=time.time)
     # The old group carries on with all five: messages, then a commit.
     old = [a, b, c, d, e]
@@ -163,22 +168,22 @@ def test_creator_refuses_what_is_not_a_subgroup() -> None:
     a, b, c, _, _ = five()
     before = a.to_bytes()
     stranger = key_package(signer("zoe"))
-    with pytest.raises(MlsError, match="not of a member"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         a.branch([key_package(b.signer), stranger])
     other_device = key_package(signer("carol"))  # carol's account, another signature key
-    with pytest.raises(MlsError, match="not of a member"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         a.branch([other_device])
-    with pytest.raises(MlsError, match="already a member"):
+    with raises_reason(MlsReason.BAD_PROPOSAL):
         a.branch([key_package(a.signer)])
-    with pytest.raises(MlsError, match="group id of its own"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         a.branch([key_package(b.signer)], group_id=a.group_id)
-    with pytest.raises(MlsError, match="at least one"):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         a.branch([])
     assert a.to_bytes() == before
     # A removed member branches nothing.
     commit_all(a, [a, b, c], remove=[2])
     assert c.removed
-    with pytest.raises(MlsError, match="no longer a member"):
+    with raises_reason(MlsReason.WRONG_STATE):
         c.branch([key_package(b.signer)])
 
 
@@ -187,14 +192,14 @@ def test_join_needs_the_old_group_at_the_named_epoch() -> None:
     kb = key_package(b.signer)
     sub_a, staged = a.branch([kb])
     welcome = staged.welcome or b""
-    join_refused(welcome, kb, b, "pass the old group as branch_from", branch_from=None)
-    join_refused(welcome, kb, b, "pass the old group as branch_from", branch_from=None, reinit_from=b)
-    join_refused(welcome, kb, b, "not both", reinit_from=b)
+    join_refused(welcome, kb, b, MlsReason.INVALID_ARGUMENT, branch_from=None)
+    join_refused(welcome, kb, b, MlsReason.INVALID_ARGUMENT, branch_from=None, reinit_from=b)
+    join_refused(welcome, kb, b, MlsReason.INVALID_ARGUMENT, reinit_from=b)
     other = make_group(2, names=["bob", "yann"])[0]
-    join_refused(welcome, kb, b, "names another group than branch_from", branch_from=other)
+    join_refused(welcome, kb, b, MlsReason.INVALID_ARGUMENT, branch_from=other)
     # The old group moved on: the PSK still resolves (retained), but names a past epoch.
     commit_all(a, [a, b, c])
-    join_refused(welcome, kb, b, "not the current epoch 2")
+    join_refused(welcome, kb, b, MlsReason.WRONG_EPOCH)
 
 
 def test_join_checks_the_welcome_is_a_branch() -> None:
@@ -204,11 +209,11 @@ def test_join_checks_the_welcome_is_a_branch() -> None:
     plain = make_group(2)[0]
     ks = key_package(b.signer)
     staged = plain.commit(add=[ks])
-    join_refused(staged.welcome or b"", ks, b, "carries no branch PSK")
+    join_refused(staged.welcome or b"", ks, b, MlsReason.INVALID_ARGUMENT)
     # A resumption PSK of the old group with usage application is no branch PSK.
     app = forged_first_commit(a.signer, b, [Add(kb.key_package), branch_psk(b, usage=ResumptionPSKUsage.APPLICATION)],
                               usage=ResumptionPSKUsage.APPLICATION)
-    join_refused(app.welcome or b"", kb, b, "carries no branch PSK")
+    join_refused(app.welcome or b"", kb, b, MlsReason.INVALID_ARGUMENT)
     # A reinit Welcome is refused with branch_from: the usage decides.
     p = b.propose_reinit(group_id=b"reinit")
     for g in (a, c):
@@ -216,7 +221,7 @@ def test_join_checks_the_welcome_is_a_branch() -> None:
     commit_all(a, [a, b, c])
     kb2 = key_package(b.signer)
     _, reinit_staged = a.reinit_group([kb2])
-    join_refused(reinit_staged.welcome or b"", kb2, b, "reinitialises a group: pass the old group as reinit_from")
+    join_refused(reinit_staged.welcome or b"", kb2, b, MlsReason.INVALID_ARGUMENT)
 
 
 def test_join_refuses_leaves_without_counterpart() -> None:
@@ -224,16 +229,17 @@ def test_join_refuses_leaves_without_counterpart() -> None:
     kb = key_package(b.signer)
     zoe = key_package(signer("zoe"))
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), Add(zoe.key_package), branch_psk(a)])
-    join_refused(staged.welcome or b"", kb, b, r"leaf 2 .*no counterpart")
+    # The message names the member without a counterpart (the reason cannot).
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_WELCOME, match=r"leaf 2 .*no counterpart")
     # The creator is checked too: alice's account, another device (signature key).
     kb = key_package(b.signer)
     staged = forged_first_commit(signer("alice"), a, [Add(kb.key_package), branch_psk(a)])
-    join_refused(staged.welcome or b"", kb, b, r"leaf 0 .*no counterpart")
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_WELCOME, match=r"leaf 0 .*no counterpart")
     # Carol's account with another device's KeyPackage.
     kb = key_package(b.signer)
     carol2 = key_package(signer("carol"))
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), Add(carol2.key_package), branch_psk(a)])
-    join_refused(staged.welcome or b"", kb, b, "no counterpart")
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_WELCOME)
     # The same forgery made of members only is accepted: the check is the only difference.
     kb, kc = key_package(b.signer), key_package(c.signer)
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), Add(kc.key_package), branch_psk(a)])
@@ -245,34 +251,34 @@ def test_join_refuses_other_epochs_group_ids_and_two_links() -> None:
     kb = key_package(b.signer)
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), branch_psk(a)], empty_commits_before=1)
     assert staged.result.epoch == 2
-    join_refused(staged.welcome or b"", kb, b, "must start the group at epoch 1")
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_WELCOME)
     kb = key_package(b.signer)
     staged = forged_first_commit(a.signer, a, [Add(kb.key_package), branch_psk(a)], group_id=a.group_id)
-    join_refused(staged.welcome or b"", kb, b, "group id of its own")
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_WELCOME)
     # Two branch PSKs: the committer refuses to build it ...
     kb = key_package(b.signer)
-    with pytest.raises(MlsError, match="several resumption PSKs"):
+    with raises_reason(MlsReason.BAD_PROPOSAL):
         forged_first_commit(a.signer, a, [Add(kb.key_package), branch_psk(a), branch_psk(a)])
     # ... and a joiner refuses it when forged.
     with lenient_sender(validate_resumption_links=lambda psks: None):
         staged = forged_first_commit(a.signer, a, [Add(kb.key_package), branch_psk(a), branch_psk(a)])
-    join_refused(staged.welcome or b"", kb, b, "several resumption PSKs")
+    join_refused(staged.welcome or b"", kb, b, MlsReason.BAD_PROPOSAL)
 
 
 def test_branch_psks_are_refused_anywhere_else() -> None:
     a, b, c, _, _ = five()
     before = b.to_bytes()
     for message in (forge_proposal(a, branch_psk(a)), forge_commit(a, [branch_psk(a)])):
-        with pytest.raises(MlsError, match="usage"):
+        with raises_reason(MlsReason.BAD_PROPOSAL):
             b.process_message(message)
         assert b.to_bytes() == before
-    with pytest.raises(MlsError, match="usage"):
+    with raises_reason(MlsReason.BAD_PROPOSAL):
         a.commit(proposals=[branch_psk(a)])
     # Nor in a later commit of the branched group itself.
     kb = key_package(b.signer)
     sub_a, staged = a.branch([kb])
     sub_a.merge_staged_commit(staged)
-    with pytest.raises(MlsError, match="usage"):
+    with raises_reason(MlsReason.BAD_PROPOSAL):
         sub_a.commit(proposals=[branch_psk(a)])
 
 

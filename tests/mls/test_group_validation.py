@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ping_core.errors import InvalidSignature, MlsError, PingError
+from ping_core.errors import InvalidSignature, MlsError, PingError, MlsReason
 from ping_core.mls.codec import encode
 from ping_core.mls.group import Group
 from ping_core.mls.structs import (
@@ -47,13 +47,15 @@ from test_group_support import (
     reframe,
     signer,
 )
+from reasons import raises_reason
 
 
-def refused(g: Group, message: bytes, match: str | None = None, exc: type[Exception] = MlsError) -> None:
-    """``g`` refuses ``message`` (with ``match`` in the error) and stays byte-identical."""
+def refused(g: Group, message: bytes, reason: MlsReason | None = None, exc: type[MlsError] = MlsError) -> None:
+    """``g`` refuses ``message`` (an ``exc`` of ``reason``, when given) and stays byte-identical."""
     before = g.to_bytes()
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc) as info:
         g.process_message(message)
+    assert reason is None or info.value.reason is reason, info.value
     assert g.to_bytes() == before
 
 
@@ -69,9 +71,9 @@ def trio() -> list[Group]:
 
 def test_wrong_group_and_wrong_epoch(trio: list[Group]) -> None:
     a, b, _ = trio
-    refused(b, forge_commit(a, [], group_id=b"another group"), "another group")
-    refused(b, forge_commit(a, [], epoch=a.epoch + 1), "epoch")
-    refused(b, forge_commit(a, [], epoch=a.epoch - 1), "epoch")
+    refused(b, forge_commit(a, [], group_id=b"another group"), MlsReason.WRONG_GROUP)
+    refused(b, forge_commit(a, [], epoch=a.epoch + 1), MlsReason.WRONG_EPOCH)
+    refused(b, forge_commit(a, [], epoch=a.epoch - 1), MlsReason.WRONG_EPOCH)
     refused(b, b"\x00\x01\x00\x03" + b"\x00", None)  # not a group message (and malformed)
     refused(b, b"\x00\x02\x00\x01", None)  # unknown version
 
@@ -85,11 +87,11 @@ def test_bad_signature_membership_tag_and_confirmation_tag(trio: list[Group]) ->
     bad_sig = dataclasses.replace(body, auth=dataclasses.replace(body.auth, signature=bytes(sig)))
     refused(b, reframe(b, bad_sig), None, InvalidSignature)
     bad_mt = PublicMessage(body.content, body.auth, bytes(32))
-    refused(b, b"\x00\x01\x00\x01" + encode(bad_mt), "membership tag")
+    refused(b, b"\x00\x01\x00\x01" + encode(bad_mt), MlsReason.BAD_TAG)
     tag = bytearray(body.auth.confirmation_tag or b"")
     tag[3] ^= 0x80
     bad_tag = dataclasses.replace(body, auth=dataclasses.replace(body.auth, confirmation_tag=bytes(tag)))
-    refused(b, reframe(b, bad_tag), "confirmation tag")
+    refused(b, reframe(b, bad_tag), MlsReason.BAD_TAG)
     # The genuine commit still applies afterwards.
     a.merge_staged_commit(staged)
     b.process_message(staged.message or b"")
@@ -103,9 +105,9 @@ def test_private_message_tampering(trio: list[Group]) -> None:
         t = bytearray(msg)
         t[i] ^= 0x01
         refused(b, bytes(t))
-    refused(b, msg + b"\x00", "trailing")
+    refused(b, msg + b"\x00", MlsReason.MALFORMED)
     assert app_data(b.process_message(msg)) == b"payload"
-    refused(b, msg, "already used")
+    refused(b, msg, MlsReason.REPLAY)
 
 
 # -- proposal lists (§12.2) -----------------------------------------------------
@@ -114,30 +116,30 @@ def test_private_message_tampering(trio: list[Group]) -> None:
 def test_duplicate_adds(trio: list[Group]) -> None:
     a, b, _ = trio
     kp = key_package(signer("dave")).key_package
-    refused(b, forge_commit(a, [Add(kp), Add(kp)]), "same client")
+    refused(b, forge_commit(a, [Add(kp), Add(kp)]), MlsReason.BAD_PROPOSAL)
 
 
 def test_add_of_an_existing_member(trio: list[Group]) -> None:
     a, b, _ = trio
     kp = key_package(b.signer).key_package
-    refused(b, forge_commit(a, [Add(kp)]), "already a member")
+    refused(b, forge_commit(a, [Add(kp)]), MlsReason.BAD_PROPOSAL)
     # ... unless that member is removed in the same commit (then only the forged
     # confirmation tag is wrong).
-    refused(b, forge_commit(a, [Remove(1), Add(kp)]), "path")
+    refused(b, forge_commit(a, [Remove(1), Add(kp)]), MlsReason.BAD_COMMIT)
 
 
 def test_removing_a_blank_leaf_or_the_committer(trio: list[Group]) -> None:
     a, b, _ = trio
-    refused(b, forge_commit(a, [Remove(7)]), "blank")
-    refused(b, forge_commit(a, [Remove(0)]), "removes the committer")
-    refused(b, forge_commit(a, [Remove(2), Remove(2)]), "several Update/Remove")
+    refused(b, forge_commit(a, [Remove(7)]), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_commit(a, [Remove(0)]), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_commit(a, [Remove(2), Remove(2)]), MlsReason.BAD_PROPOSAL)
 
 
 def test_update_by_the_committer(trio: list[Group]) -> None:
     a, b, _ = trio
     leaf = a.member(0)
     assert leaf is not None
-    refused(b, forge_commit(a, [Update(a.state.current.own_leaf_node())]), "Update proposal by the committer")
+    refused(b, forge_commit(a, [Update(a.state.current.own_leaf_node())]), MlsReason.BAD_PROPOSAL)
 
 
 def test_update_and_remove_of_the_same_leaf(trio: list[Group]) -> None:
@@ -145,7 +147,7 @@ def test_update_and_remove_of_the_same_leaf(trio: list[Group]) -> None:
     p = c.propose_update()
     for g in (a, b):
         g.process_message(p.message)
-    refused(b, forge_commit(a, [p.ref, Remove(2)]), "several Update/Remove")
+    refused(b, forge_commit(a, [p.ref, Remove(2)]), MlsReason.BAD_PROPOSAL)
 
 
 def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
@@ -166,7 +168,7 @@ def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
     tbs = leaf.tbs(c.group_id, c.own_leaf_index)
     leaf = dataclasses.replace(leaf, signature=sign_with_label(crypto, c.signer.private_key, b"LeafNodeTBS", tbs))
     assert isinstance(leaf, LeafNode)
-    refused(b, forge_proposal(c, Update(leaf)), "may not change the member's credential")
+    refused(b, forge_proposal(c, Update(leaf)), MlsReason.BAD_PROPOSAL)
     # The same leaf with c's own credential is a valid Update.
     honest = c.propose_update()
     assert b.process_message(honest.message)
@@ -177,53 +179,53 @@ def test_a_member_keeps_its_credential(trio: list[Group]) -> None:
     with lenient_sender(commit_leaf_maker=renamed):
         forged = a.commit(include_pending=False, force_path=True)
     assert forged.message is not None
-    refused(b, forged.message, "may not change the member's credential")
+    refused(b, forged.message, MlsReason.BAD_PROPOSAL)
     a.discard_staged_commit()
     commit_all(a, [a, b, c], include_pending=False)  # an honest path is still fine
 
 
 def test_commit_without_required_path(trio: list[Group]) -> None:
     a, b, _ = trio
-    refused(b, forge_commit(a, [Remove(2)]), "path")
-    refused(b, forge_commit(a, []), "path")
-    refused(b, forge_commit(a, [GroupContextExtensions(())]), "path")
+    refused(b, forge_commit(a, [Remove(2)]), MlsReason.BAD_COMMIT)
+    refused(b, forge_commit(a, []), MlsReason.BAD_COMMIT)
+    refused(b, forge_commit(a, [GroupContextExtensions(())]), MlsReason.BAD_COMMIT)
 
 
 def test_group_context_extensions_rules(trio: list[Group]) -> None:
     a, b, _ = trio
-    refused(b, forge_commit(a, [GroupContextExtensions(()), GroupContextExtensions(())]), "several GroupContextExtensions")
+    refused(b, forge_commit(a, [GroupContextExtensions(()), GroupContextExtensions(())]), MlsReason.BAD_PROPOSAL)
     unsupported = Extension(0xFF00, b"x")
-    refused(b, forge_proposal(a, GroupContextExtensions((unsupported,))), "extension")
-    refused(b, forge_proposal(a, GroupContextExtensions((Extension(2, b""),))), "does not belong")
+    refused(b, forge_proposal(a, GroupContextExtensions((unsupported,))), MlsReason.UNSUPPORTED)
+    refused(b, forge_proposal(a, GroupContextExtensions((Extension(2, b""),))), MlsReason.BAD_PROPOSAL)
     dup = Extension.of(ExternalSenders(()))
-    refused(b, forge_proposal(a, GroupContextExtensions((dup, dup))), "duplicate")
+    refused(b, forge_proposal(a, GroupContextExtensions((dup, dup))), MlsReason.BAD_PROPOSAL)
 
 
 def test_reinit_with_other_proposals_and_external_init(trio: list[Group]) -> None:
     a, b, _ = trio
     reinit = ReInit(group_id=b"new", cipher_suite=1)
-    refused(b, forge_commit(a, [reinit, Remove(2)]), "ReInit")
-    refused(b, forge_commit(a, [ExternalInit(bytes(32))]), "ExternalInit")
-    refused(b, forge_proposal(a, ExternalInit(bytes(32))), "ExternalInit")
-    refused(b, forge_proposal(a, ReInit(group_id=b"x", version=0, cipher_suite=1)), "version")
+    refused(b, forge_commit(a, [reinit, Remove(2)]), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_commit(a, [ExternalInit(bytes(32))]), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_proposal(a, ExternalInit(bytes(32))), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_proposal(a, ReInit(group_id=b"x", version=0, cipher_suite=1)), MlsReason.BAD_PROPOSAL)
 
 
 def test_psk_rules(trio: list[Group]) -> None:
     a, b, _ = trio
     short = PreSharedKeyID.external(b"id", b"short")
-    refused(b, forge_commit(a, [PreSharedKey(short)]), "nonce")
-    refused(b, forge_proposal(a, PreSharedKey(short)), "nonce")
+    refused(b, forge_commit(a, [PreSharedKey(short)]), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_proposal(a, PreSharedKey(short)), MlsReason.BAD_PROPOSAL)
     reinit = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, a.group_id, 1, bytes(32))
-    refused(b, forge_proposal(a, PreSharedKey(reinit)), "usage")
+    refused(b, forge_proposal(a, PreSharedKey(reinit)), MlsReason.BAD_PROPOSAL)
     unknown = PreSharedKeyID.external(b"nobody knows", bytes(32))
-    refused(b, forge_commit(a, [PreSharedKey(unknown)]), "unknown external PSK")
+    refused(b, forge_commit(a, [PreSharedKey(unknown)]), MlsReason.UNKNOWN_PSK)
     same = PreSharedKeyID.external(b"k", bytes(32))
-    refused(b, forge_commit(a, [PreSharedKey(same), PreSharedKey(same)]), "same PSK")
+    refused(b, forge_commit(a, [PreSharedKey(same), PreSharedKey(same)]), MlsReason.BAD_PROPOSAL)
 
 
 def test_unknown_proposal_reference(trio: list[Group]) -> None:
     a, b, _ = trio
-    refused(b, forge_commit(a, [bytes(32)]), "unknown proposal")
+    refused(b, forge_commit(a, [bytes(32)]), MlsReason.BAD_COMMIT)
 
 
 # -- KeyPackages (§10.1) --------------------------------------------------------
@@ -236,11 +238,11 @@ def test_invalid_key_packages(trio: list[Group]) -> None:
     refused(b, forge_commit(a, [Add(bad_sig)]), None, InvalidSignature)
     refused(b, forge_proposal(a, Add(bad_sig)), None, InvalidSignature)
     other_suite = dataclasses.replace(kp, cipher_suite=2)
-    refused(b, forge_commit(a, [Add(other_suite)]), "cipher suite")
+    refused(b, forge_commit(a, [Add(other_suite)]), MlsReason.BAD_KEY_PACKAGE)
     expired = key_package(signer("erin"), now=1000, lifetime_s=10).key_package
-    refused(b, forge_commit(a, [Add(expired)]), "lifetime")
+    refused(b, forge_commit(a, [Add(expired)]), MlsReason.BAD_LIFETIME)
     same_keys = dataclasses.replace(kp, init_key=kp.leaf_node.encryption_key)
-    refused(b, forge_commit(a, [Add(same_keys)]), "init key")
+    refused(b, forge_commit(a, [Add(same_keys)]), MlsReason.BAD_KEY_PACKAGE)
     leaf_bad = dataclasses.replace(kp, leaf_node=dataclasses.replace(kp.leaf_node, signature=bytes(64)))
     refused(b, forge_commit(a, [Add(leaf_bad)]), None, MlsError)
     # The committer refuses them too, before anything is sent.
@@ -259,9 +261,9 @@ def test_required_capabilities(trio: list[Group]) -> None:
     need = Extension.of(RequiredCapabilities(extension_types=(0xF0A1,)))
     commit_all(a, [a, b, c], extensions=[need])
     plain = key_package(signer("dave"), capabilities=Capabilities(extensions=()))
-    with pytest.raises(MlsError, match="extension"):
+    with raises_reason(MlsReason.UNSUPPORTED):
         a.commit(add=[plain.message()])
-    refused(b, forge_commit(a, [Add(plain.key_package)]), "extension")
+    refused(b, forge_commit(a, [Add(plain.key_package)]), MlsReason.UNSUPPORTED)
     ok = key_package(signer("erin"))
     commit_all(a, [a, b, c], add=[ok.message()])
 
@@ -279,7 +281,7 @@ def test_leaf_extensions_of_default_types_need_not_be_listed(trio: list[Group]) 
     assert 1 not in kb.key_package.leaf_node.capabilities.extensions
     validate_key_package(crypto, kb.message(), now=int(time.time()))
     commit_all(a, [a, b, c], add=[kb.message()])
-    with pytest.raises(MlsError, match="not listed in its capabilities"):
+    with raises_reason(MlsReason.BAD_LEAF):
         key_package(signer("erin"), leaf_extensions=(Extension(0xFF00, b""),))
 
 
@@ -295,32 +297,32 @@ def test_sender_authorisation(trio: list[Group]) -> None:
     kp = key_package(signer("dave")).key_package
     # No external_senders extension: an external sender is refused.
     server = signer("server")
-    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), Remove(1), server.private_key), "external")
+    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), Remove(1), server.private_key), MlsReason.UNKNOWN_SENDER)
     # A new member may only propose adding itself.
     refused(b, _external_proposal(b.group_id, b.epoch, Sender.new_member_proposal(), Remove(1), server.private_key), None)
     # An external sender may not send Update.
     ext = Extension.of(ExternalSenders((ExternalSender(server.public_key, server.credential),)))
     commit_all(a, trio, extensions=[ext])
     upd = Update(b.state.current.own_leaf_node())
-    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), upd, server.private_key), "external sender")
+    refused(b, _external_proposal(b.group_id, b.epoch, Sender.external(0), upd, server.private_key), MlsReason.SENDER_NOT_ALLOWED)
     assert kp
 
 
 def test_external_commit_rules(trio: list[Group]) -> None:
     a, b, _ = trio
     eve = signer("eve")
-    refused(b, forge_external_commit(a, [], eve), "ExternalInit")
-    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), ExternalInit(bytes(32))], eve), "several ExternalInit")
-    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), bytes(32)], eve), "by reference")
+    refused(b, forge_external_commit(a, [], eve), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), ExternalInit(bytes(32))], eve), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), bytes(32)], eve), MlsReason.BAD_COMMIT)
     kp = key_package(signer("dave")).key_package
-    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Add(kp)], eve), "may not contain")
-    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], eve), "resync")
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Add(kp)], eve), MlsReason.BAD_PROPOSAL)
+    refused(b, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], eve), MlsReason.BAD_COMMIT)
     # A resync by b itself (same credential) must still bring a new encryption key,
     # as an Update of the removed leaf would (§12.4.3.2).
     old = b.state.current.own_leaf_node()
     same_key = dataclasses.replace(old, leaf_node_source=LeafNodeSource.COMMIT, lifetime=None, parent_hash=b"")
     _, _, c = trio
-    refused(c, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], b.signer, leaf=same_key), "encryption key")
+    refused(c, forge_external_commit(a, [ExternalInit(bytes(32)), Remove(1)], b.signer, leaf=same_key), MlsReason.BAD_COMMIT)
 
 
 def test_removed_member_refuses_handshakes(trio: list[Group]) -> None:
@@ -330,7 +332,7 @@ def test_removed_member_refuses_handshakes(trio: list[Group]) -> None:
     c.process_message(staged.message or b"")
     b.process_message(staged.message or b"")
     nxt = a.commit()
-    refused(c, nxt.message or b"", "no longer a member")
+    refused(c, nxt.message or b"", MlsReason.WRONG_STATE)
 
 
 # -- property: a failed process changes nothing ----------------------------------

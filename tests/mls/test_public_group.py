@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.conversation_name import PING_CAPABILITIES, ConversationName, with_name
-from ping_core.errors import InvalidInput, InvalidSignature, MlsDecodeError, MlsError, PingError
+from ping_core.errors import InvalidInput, InvalidSignature, MlsDecodeError, MlsError, PingError, MlsReason
 from ping_core.mls import PublicCommit as TopLevelPublicCommit
 from ping_core.mls import PublicGroup as TopLevelPublicGroup
 from ping_core.mls.codec import decode_exact, encode
@@ -57,6 +57,7 @@ from ping_core.mls.structs import (
 from ping_core.mls.welcome import sign_group_info
 
 from test_group_support import PUBLIC, agree, commit_all, crypto, forge_proposal, key_package, make_group, signer
+from reasons import raises_reason
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -103,11 +104,16 @@ def send(pg: PublicGroup, committer: Group, members: list[Group], **kw: Any) -> 
 
 
 @contextlib.contextmanager
-def unchanged(pg: PublicGroup, match: str | None = None, error: type[BaseException] = MlsError) -> Iterator[None]:
-    """The block raises ``error`` (matching ``match``) and ``pg`` is unchanged."""
+def unchanged(
+    pg: PublicGroup, reason: MlsReason | None = None, error: type[BaseException] = MlsError, match: str | None = None
+) -> Iterator[None]:
+    """The block raises ``error`` (an MlsError of ``reason``, when given; matching ``match``,
+    for other errors) and ``pg`` is unchanged."""
     before = pg.to_bytes()
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as info:
         yield
+    if reason is not None:
+        assert isinstance(info.value, MlsError) and info.value.reason is reason, info.value
     assert pg.to_bytes() == before
 
 
@@ -283,7 +289,7 @@ def test_reinit_ends_the_group() -> None:
     assert commit.reinit is not None and pg.pending_reinit == commit.reinit
     restored = PublicGroup.from_bytes(crypto, pg.to_bytes(), clock=time.time)
     assert restored.pending_reinit == commit.reinit
-    with unchanged(pg, "reinitialised"):
+    with unchanged(pg, MlsReason.WRONG_STATE):
         pg.process_proposal(forge_proposal(a, Remove(1)))
 
 
@@ -305,22 +311,22 @@ def test_junk_is_refused(trio: Any) -> None:
             pg.process_commit(junk)
         with unchanged(pg):
             pg.process_proposal(junk)
-    with unchanged(pg, "bytes"):
+    with unchanged(pg, MlsReason.INVALID_ARGUMENT):
         pg.process_commit("text")  # type: ignore[arg-type]
 
 
 def test_the_wrong_kind_of_message_is_refused(trio: Any) -> None:
     a, b, _, pg = trio
     proposal = b.propose_update()
-    with unchanged(pg, "expected a commit"):
+    with unchanged(pg, MlsReason.MALFORMED):
         pg.process_commit(proposal.message)
     staged = a.commit()
     assert staged.message is not None
-    with unchanged(pg, "expected a proposal"):
+    with unchanged(pg, MlsReason.MALFORMED):
         pg.process_proposal(staged.message)
-    with unchanged(pg, "not a handshake message"):
+    with unchanged(pg, MlsReason.MALFORMED):
         pg.process_commit(a.group_info())
-    with unchanged(pg, "not a handshake message"):
+    with unchanged(pg, MlsReason.MALFORMED):
         pg.process_commit(key_package(signer("x")).message())
 
 
@@ -330,9 +336,9 @@ def test_private_message_commit_is_refused() -> None:
     pg = public_of(a)
     staged = a.commit()
     assert staged.message is not None
-    with unchanged(pg, "PrivateMessage"):
+    with unchanged(pg, MlsReason.UNSUPPORTED):
         pg.process_commit(staged.message)
-    with unchanged(pg, "PrivateMessage"):
+    with unchanged(pg, MlsReason.UNSUPPORTED):
         pg.process_proposal(b.propose_update().message)
 
 
@@ -347,15 +353,15 @@ def test_wrong_epoch_and_replay(trio: Any) -> None:
     for g in (b, c):
         g.discard_staged_commit()
         g.process_message(staged.message)
-    with unchanged(pg, "epoch"):
+    with unchanged(pg, MlsReason.WRONG_EPOCH):
         pg.process_commit(staged.message)  # replayed
-    with unchanged(pg, "epoch"):
+    with unchanged(pg, MlsReason.WRONG_EPOCH):
         pg.process_commit(early.message)  # for the previous epoch
     content, auth = content_of(a.commit().message or b"")
     a.discard_staged_commit()
-    with unchanged(pg, "epoch"):
+    with unchanged(pg, MlsReason.WRONG_EPOCH):
         pg.process_commit(resigned(a, dataclasses.replace(content, epoch=content.epoch + 1), auth))
-    with unchanged(pg, "another group"):
+    with unchanged(pg, MlsReason.WRONG_GROUP):
         pg.process_commit(resigned(a, dataclasses.replace(content, group_id=b"another group"), auth))
 
 
@@ -366,7 +372,7 @@ def test_signature_by_a_non_member(trio: Any) -> None:
     with unchanged(pg, error=InvalidSignature):
         pg.process_commit(resigned(a, content, auth, mallory.private_key))
     # Claiming a leaf outside the tree or a blank one.
-    with unchanged(pg, "blank leaf"):
+    with unchanged(pg, MlsReason.UNKNOWN_SENDER):
         pg.process_commit(resigned(a, dataclasses.replace(content, sender=Sender.member(7)), auth, mallory.private_key))
 
 
@@ -405,7 +411,7 @@ def test_commit_signed_by_a_removed_member(trio: Any) -> None:
     # c still has its old key; it signs a commit for the current epoch as leaf 2.
     content, auth = content_of(b.commit().message or b"")
     b.discard_staged_commit()
-    with unchanged(pg, "blank leaf"):
+    with unchanged(pg, MlsReason.UNKNOWN_SENDER):
         pg.process_commit(resigned(b, dataclasses.replace(content, sender=Sender.member(2)), auth, c.signer.private_key))
     # Once another member takes leaf 2, c's key no longer verifies there.
     send(pg, a, [a, b], add=[key_package(signer("dave")).message()])
@@ -420,7 +426,7 @@ def test_unknown_proposal_reference(trio: Any) -> None:
     a.process_message(proposal.message)  # the service never saw it
     staged = a.commit()
     assert staged.message is not None
-    with unchanged(pg, "unknown proposal"):
+    with unchanged(pg, MlsReason.BAD_COMMIT):
         pg.process_commit(staged.message)
     # Seen now: accepted.
     pg.process_proposal(proposal.message)
@@ -431,20 +437,20 @@ def test_proposal_list_rules_as_members_apply_them(trio: Any) -> None:
     a, b, c, pg = trio
     content, auth, commit = self_update_of(a)
     path = commit.path
-    for proposals, match in (
-        ((Remove(0),), "removes the committer"),
-        ((Remove(1), Remove(1)), "several Update/Remove"),
-        ((Remove(9),), "blank or outside"),
-        ((b"\x00" * 32,), "unknown proposal"),
+    for proposals, reason in (
+        ((Remove(0),), MlsReason.BAD_PROPOSAL),
+        ((Remove(1), Remove(1)), MlsReason.BAD_PROPOSAL),
+        ((Remove(9),), MlsReason.BAD_PROPOSAL),
+        ((b"\x00" * 32,), MlsReason.BAD_COMMIT),
     ):
         forged = resigned(a, with_commit(content, Commit(proposals, path)), auth)
-        with unchanged(pg, match):
+        with unchanged(pg, reason):
             pg.process_commit(forged)
-        with pytest.raises(MlsError, match=match):
+        with raises_reason(reason):
             b.process_message(forged)
     # A Remove without the path it requires.
     forged = resigned(a, with_commit(content, Commit((Remove(1),), None)), auth)
-    with unchanged(pg, "lacks the path"):
+    with unchanged(pg, MlsReason.BAD_COMMIT):
         pg.process_commit(forged)
 
 
@@ -454,26 +460,26 @@ def test_bad_paths(trio: Any) -> None:
     assert commit.path is not None
     path = commit.path
     cases = [
-        (dataclasses.replace(path, nodes=path.nodes[:-1]), "nodes but the sender's filtered direct path"),
-        (dataclasses.replace(path, nodes=path.nodes + path.nodes[-1:]), "nodes but the sender's filtered direct path"),
+        (dataclasses.replace(path, nodes=path.nodes[:-1]), MlsReason.BAD_PATH),
+        (dataclasses.replace(path, nodes=path.nodes + path.nodes[-1:]), MlsReason.BAD_PATH),
         (
             dataclasses.replace(path, leaf_node=dataclasses.replace(path.leaf_node, parent_hash=bytes(32))),
-            "parent_hash does not match",
+            MlsReason.BAD_PARENT_HASH,
         ),
         (
             dataclasses.replace(path, nodes=(dataclasses.replace(path.nodes[0], encrypted_path_secret=()),) + path.nodes[1:]),
-            "ciphertexts",
+            MlsReason.BAD_PATH,
         ),
         (
             dataclasses.replace(path, leaf_node=dataclasses.replace(path.leaf_node, signature=bytes(64))),
-            "signature",
+            MlsReason.BAD_SIGNATURE,
         ),
     ]
-    for bad, match in cases:
+    for bad, reason in cases:
         forged = resigned(a, with_commit(content, Commit(commit.proposals, bad)), auth)
-        with unchanged(pg, match):
+        with unchanged(pg, reason):
             pg.process_commit(forged)
-        with pytest.raises(MlsError, match=match):
+        with raises_reason(reason):
             b.process_message(forged)
     agree([a, b, c])
 
@@ -484,7 +490,7 @@ def test_a_path_leaf_with_another_credential(trio: Any) -> None:
     assert commit.path is not None
     leaf = dataclasses.replace(commit.path.leaf_node, credential=signer("mallory").credential)
     forged = resigned(a, with_commit(content, Commit(commit.proposals, dataclasses.replace(commit.path, leaf_node=leaf))), auth)
-    with unchanged(pg, "credential"):
+    with unchanged(pg, MlsReason.BAD_PROPOSAL):
         pg.process_commit(forged)
 
 
@@ -499,7 +505,7 @@ def test_nothing_changes_until_merge(trio: Any) -> None:
     other = b.commit()
     assert other.message is not None
     follow(pg, other.message)
-    with unchanged(pg, "epoch"):
+    with unchanged(pg, MlsReason.WRONG_EPOCH):
         pg.merge(commit)  # computed from a state that is gone
 
 
@@ -509,19 +515,19 @@ def test_group_info_checks(trio: Any) -> None:
     assert pg.check_group_info(old_info).signer == 0
     assert pg.check_group_info(b.group_info(ratchet_tree=False)).signer == 1
     send(pg, a, [a, b, c])
-    with unchanged(pg, "epoch"):
+    with unchanged(pg, MlsReason.WRONG_EPOCH):
         pg.check_group_info(old_info)
     info = decode_exact(MLSMessage, a.group_info()).body
     assert isinstance(info, GroupInfo)
     mallory = signer("mallory")
     with unchanged(pg, error=InvalidSignature):
         pg.check_group_info(sign_group_info(crypto, info, mallory.private_key))
-    with unchanged(pg, "blank leaf"):
+    with unchanged(pg, MlsReason.UNKNOWN_SENDER):
         pg.check_group_info(sign_group_info(crypto, dataclasses.replace(info, signer=5), mallory.private_key))
-    with unchanged(pg, "confirmation tag"):
+    with unchanged(pg, MlsReason.BAD_WELCOME):
         pg.check_group_info(sign_group_info(crypto, dataclasses.replace(info, confirmation_tag=bytes(32)), a.signer.private_key))
     other_context = dataclasses.replace(info.group_context, tree_hash=bytes(32))
-    with unchanged(pg, "GroupContext differs"):
+    with unchanged(pg, MlsReason.BAD_WELCOME):
         pg.check_group_info(sign_group_info(crypto, dataclasses.replace(info, group_context=other_context), a.signer.private_key))
     other_tree = Extension(info.extensions[0].extension_type, b.ratchet_tree()[:-1] + bytes([b.ratchet_tree()[-1] ^ 1]))  # always differs (was flaky when the byte was 0)
     with unchanged(pg):
@@ -539,11 +545,11 @@ def test_from_group_info_verifies() -> None:
     assert isinstance(info, GroupInfo)
     with pytest.raises(InvalidSignature):
         PublicGroup.from_group_info(crypto, sign_group_info(crypto, info, signer("mallory").private_key), clock=time.time)
-    with pytest.raises(MlsError, match="no ratchet tree"):
+    with raises_reason(MlsReason.BAD_WELCOME):
         PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), clock=time.time)
     old_tree = a.ratchet_tree()
     commit_all(a, [a, b])
-    with pytest.raises(MlsError, match="tree_hash"):
+    with raises_reason(MlsReason.BAD_TREE):
         # The tree of the previous epoch, given out of band.
         PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=old_tree, clock=time.time)
     pg = PublicGroup.from_group_info(crypto, a.group_info(ratchet_tree=False), ratchet_tree=a.ratchet_tree(), clock=time.time)
@@ -578,7 +584,7 @@ def test_leaf_check_in_the_public_group(trio: Any) -> None:
     km = key_package(signer("mallory"))
     staged = a.commit(add=[km.message()])
     assert staged.message is not None
-    with unchanged(pg, "mallory", InvalidInput):
+    with unchanged(pg, error=InvalidInput, match="mallory"):
         pg.process_commit(staged.message)
     a.discard_staged_commit()
     staged = b.commit()

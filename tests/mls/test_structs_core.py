@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Writer, decode_exact, encode
 from ping_core.mls.structs import (
     ApplicationId,
@@ -39,6 +39,7 @@ from ping_core.mls.structs import (
 )
 
 from strategies import example_leaf as leaf, roundtrip  # noqa: E402
+from reasons import raises_reason
 
 MESSAGES = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "messages.json").read_text())
 
@@ -51,7 +52,7 @@ def test_credentials_roundtrip() -> None:
 
 
 def test_unknown_credential_type_refused() -> None:
-    with pytest.raises(MlsDecodeError, match="credential type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Credential, bytes.fromhex("000300"))
     with pytest.raises(ValueError):
         encode(Credential(CredentialType.BASIC, identity=b"a", certificates=(b"c",)))
@@ -111,7 +112,7 @@ def test_leaf_node_unknown_source_refused() -> None:
     pos = 33 + 33 + 8 + len(caps)
     assert data[pos] == LeafNodeSource.UPDATE
     data[pos] = 9
-    with pytest.raises(MlsDecodeError, match="leaf node source"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(LeafNode, bytes(data))
 
 
@@ -128,17 +129,17 @@ def test_ratchet_tree_shape() -> None:
     assert RatchetTree.from_nodes([leaf(), None, None]) == RatchetTree((leaf(),))
     w = Writer()
     RatchetTree((leaf(), None)).write(w)
-    with pytest.raises(MlsDecodeError, match="blank"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(RatchetTree, w.getvalue())
-    with pytest.raises(MlsDecodeError, match="empty"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(RatchetTree, b"\x00")
     bad_shapes: list[tuple[LeafNode | ParentNode, ...]] = [(parent,), (leaf(), leaf())]
     for bad in bad_shapes:
         w = Writer()
         RatchetTree(bad).write(w)
-        with pytest.raises(MlsDecodeError, match="position"):
+        with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
             decode_exact(RatchetTree, w.getvalue())
-    with pytest.raises(MlsDecodeError, match="node type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(RatchetTree, bytes([2, 1, 3]))
 
 
@@ -157,7 +158,7 @@ def test_key_package_update_path_group_info() -> None:
 def test_bounds_enforced() -> None:
     # a 300-byte tree hash exceeds MAX_HASH (255)
     ctx = GroupContext(cipher_suite=1, group_id=b"g", epoch=0, tree_hash=b"t" * 300, confirmed_transcript_hash=b"")
-    with pytest.raises(MlsDecodeError, match="bound"):
+    with raises_reason(MlsReason.LIMIT_EXCEEDED, MlsDecodeError):
         decode_exact(GroupContext, encode(ctx))
 
 

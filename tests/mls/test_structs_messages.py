@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Writer, decode_exact, decode_with, encode
 from ping_core.mls.structs import (
     Add,
@@ -52,6 +52,7 @@ from ping_core.mls.structs import (
 )
 
 from strategies import example_leaf as leaf, roundtrip
+from reasons import raises_reason
 
 CTX = GroupContext(cipher_suite=1, group_id=b"grp", epoch=3, tree_hash=b"t" * 32, confirmed_transcript_hash=b"c" * 32)
 
@@ -82,16 +83,16 @@ def test_proposal_roundtrip_tagged_and_body(proposal: Proposal) -> None:
 
 
 def test_proposal_strictness() -> None:
-    with pytest.raises(MlsDecodeError, match="proposal type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Proposal, bytes.fromhex("0008 00000001".replace(" ", "")))
-    with pytest.raises(MlsDecodeError, match="expected a Add"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Add, encode(Remove(1)))
     # unknown PSK type and resumption usage
-    with pytest.raises(MlsDecodeError, match="PSK type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(PreSharedKeyID, bytes([3, 0, 0]))
     bad = bytearray(encode(PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, b"g", 1, b"n")))
     bad[1] = 4
-    with pytest.raises(MlsDecodeError, match="usage"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(PreSharedKeyID, bytes(bad))
 
 
@@ -104,7 +105,7 @@ def test_commit_roundtrip() -> None:
     path = UpdatePath(leaf(LeafNodeSource.COMMIT), (UpdatePathNode(b"e" * 32, (HPKECiphertext(b"k" * 32, b"c" * 50),)),))
     roundtrip(Commit())
     roundtrip(Commit((Remove(1), b"r" * 32), path))
-    with pytest.raises(MlsDecodeError, match="ProposalOrRef"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Commit, bytes([2, 3, 0, 0]))
 
 
@@ -185,7 +186,7 @@ def test_private_message_and_aads() -> None:
         encode(SenderData(5, 1000, b"abc"))
     bad = bytearray(encode(pm))
     bad[1 + 3 + 8] = 4  # content type
-    with pytest.raises(MlsDecodeError, match="content type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(PrivateMessage, bytes(bad))
 
 
@@ -194,7 +195,7 @@ def test_private_message_content_padding_must_be_zero() -> None:
     data = bytearray(encode(pmc))
     assert PrivateMessageContent.decode(bytes(data), ContentType.APPLICATION).padding == 5
     data[-3] = 1
-    with pytest.raises(MlsDecodeError, match="padding"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         PrivateMessageContent.decode(bytes(data), ContentType.APPLICATION)
     with pytest.raises(MlsDecodeError):
         PrivateMessageContent.decode(bytes(data), 9)
@@ -203,7 +204,7 @@ def test_private_message_content_padding_must_be_zero() -> None:
 
 
 def test_sender_strictness() -> None:
-    with pytest.raises(MlsDecodeError, match="sender type"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Sender, bytes([5]))
     with pytest.raises(ValueError):
         encode(Sender(SenderType.NEW_MEMBER_COMMIT, 3))
@@ -236,9 +237,9 @@ def test_mls_message_all_bodies_and_strictness() -> None:
         assert msg.wire_format == wf
         assert roundtrip(msg)[:4] == b"\x00\x01" + wf.to_bytes(2, "big")
     data = encode(MLSMessage(kp))
-    with pytest.raises(MlsDecodeError, match="version"):
+    with raises_reason(MlsReason.UNSUPPORTED, MlsDecodeError):
         decode_exact(MLSMessage, b"\x00\x02" + data[2:])
-    with pytest.raises(MlsDecodeError, match="wire format"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(MLSMessage, b"\x00\x01\x00\x06" + data[4:])
-    with pytest.raises(MlsDecodeError, match="trailing"):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(MLSMessage, data + b"\x00")

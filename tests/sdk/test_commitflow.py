@@ -17,10 +17,12 @@ from ping_core.commitflow import (
     transition,
 )
 from ping_core.conversation import CommitKind, PendingOp
-from ping_core.errors import MlsError, TransportError
+from ping_core.errors import MlsError, MlsReason, TransportError
 from ping_core.ids import DeviceId
 from ping_core.message import MessageKind
 from ping_core.transport import Fault
+
+from reasons import raises_reason
 
 from .support import NOW, World, pair
 
@@ -78,8 +80,10 @@ async def test_staging_while_a_commit_is_unresolved_is_refused_and_changes_nothi
     conv = a.client._state.convs[conv_id]
     assert commit_state(conv.group, conv.op) is CommitState.STAGED
     op, staged = conv.op, conv.group.pending_commit if conv.group else None
-    with pytest.raises(IllegalCommitTransition, match="still unresolved"):
+    # The message's hint (sync and retry) is what a user reads, so its text is checked too.
+    with raises_reason(MlsReason.WRONG_STATE, IllegalCommitTransition, match="still unresolved") as info:
         a.client._commits.step(conv, CommitEvent.STAGE)
+    assert (info.value.state, info.value.event) == (CommitState.STAGED, CommitEvent.STAGE)
     with pytest.raises(IllegalCommitTransition):
         a.client._commits.step(conv, CommitEvent.DELIVERED)  # nothing merged: no Welcome to deliver
     assert conv.op is op and conv.group is not None and conv.group.pending_commit is staged

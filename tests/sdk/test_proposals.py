@@ -261,9 +261,9 @@ async def test_uncommittable_pending_proposal_falls_back_to_an_empty_commit(monk
     def commit(self: Group, **kw: Any) -> Any:
         calls.append(kw.get("include_pending", True))
         if kw.get("include_pending", True):
-            from ping_core.errors import MlsError
+            from ping_core.errors import MlsError, MlsReason
 
-            raise MlsError("pretend a pending proposal cannot be committed")
+            raise MlsError("pretend a pending proposal cannot be committed", reason=MlsReason.BAD_KEY_PACKAGE)
         return real(self, **kw)
 
     monkeypatch.setattr(Group, "commit", commit)

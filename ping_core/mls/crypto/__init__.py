@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ping_core.errors import CryptoError
+from ping_core.errors import CryptoError, MlsReason
 
 from .provider import AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN, HASH_LEN, CryptoProvider, HashlibKdf
 
@@ -57,7 +57,10 @@ def default_provider() -> CryptoProvider:
     global _default
     if _default is None:
         if not _backends:
-            raise CryptoError("no crypto backend available: install 'cryptography' or register a backend")
+            raise CryptoError(
+                "no crypto backend available: install 'cryptography' or register a backend",
+                reason=MlsReason.UNSUPPORTED_OPTION,
+            )
         name = available_backends()[0]
         _default = _backends[name][1]()
     return _default

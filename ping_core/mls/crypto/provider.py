@@ -21,7 +21,7 @@ import hashlib
 import hmac as _hmac
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from ping_core.errors import CryptoError, InvalidKey
+from ping_core.errors import CryptoError, InvalidKey, MlsReason
 
 __all__ = [
     "CryptoProvider",
@@ -123,9 +123,9 @@ class CryptoProvider(Protocol):
 def check_len(value: object, length: int, what: str) -> bytes:
     """``value`` as bytes of exactly ``length`` bytes, or ``InvalidKey``."""
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise InvalidKey(f"{what} must be bytes")
+        raise InvalidKey(f"{what} must be bytes", reason=MlsReason.INVALID_ARGUMENT)
     if len(value) != length:
-        raise InvalidKey(f"{what} must be {length} bytes, got {len(value)}")
+        raise InvalidKey(f"{what} must be {length} bytes, got {len(value)}", reason=MlsReason.INVALID_KEY)
     return bytes(value)
 
 
@@ -157,9 +157,9 @@ def check_ed25519_public(value: object) -> bytes:
     """A 32-byte Ed25519 public key that is canonical and not of small order, or ``InvalidKey``."""
     public = check_len(value, SIGN_PUBLIC_LEN, "Ed25519 public key")
     if public in _ED25519_REFUSED:
-        raise InvalidKey("Ed25519 public key of small order")
+        raise InvalidKey("Ed25519 public key of small order", reason=MlsReason.INVALID_KEY)
     if (int.from_bytes(public, "little") & ((1 << 255) - 1)) >= _ED25519_P:
-        raise InvalidKey("Ed25519 public key is not canonically encoded")
+        raise InvalidKey("Ed25519 public key is not canonically encoded", reason=MlsReason.INVALID_KEY)
     return public
 
 
@@ -169,7 +169,7 @@ def check_bytes(value: object, what: str) -> bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    raise CryptoError(f"{what} must be bytes")
+    raise CryptoError(f"{what} must be bytes", reason=MlsReason.INVALID_ARGUMENT)
 
 
 _sha256 = hashlib.sha256
@@ -214,13 +214,13 @@ class HashlibKdf:
         try:
             return _sha256(data).digest()
         except TypeError:
-            raise CryptoError("data must be bytes") from None
+            raise CryptoError("data must be bytes", reason=MlsReason.INVALID_ARGUMENT) from None
 
     def hmac(self, key: bytes, data: bytes) -> bytes:
         try:
             return _hmac_digest(key, data, "sha256")
         except TypeError:
-            raise CryptoError("key and data must be bytes") from None
+            raise CryptoError("key and data must be bytes", reason=MlsReason.INVALID_ARGUMENT) from None
 
     def hkdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
         # RFC 5869: an absent salt is HashLen zero bytes; HMAC pads a short key
@@ -228,7 +228,7 @@ class HashlibKdf:
         try:
             return _hmac_digest(salt, ikm, "sha256")
         except TypeError:
-            raise CryptoError("salt and ikm must be bytes") from None
+            raise CryptoError("salt and ikm must be bytes", reason=MlsReason.INVALID_ARGUMENT) from None
 
     def hkdf_expand_many(self, prk: bytes, requests: Sequence[tuple[bytes, int]]) -> list[bytes]:
         hkdf_expand = self.hkdf_expand
@@ -250,9 +250,9 @@ class HashlibKdf:
             try:
                 return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
             except TypeError:
-                raise CryptoError("prk and info must be bytes") from None
+                raise CryptoError("prk and info must be bytes", reason=MlsReason.INVALID_ARGUMENT) from None
         if not isinstance(length, int) or not 0 <= length <= 255 * HASH_LEN:
-            raise CryptoError("HKDF-Expand length out of range")
+            raise CryptoError("HKDF-Expand length out of range", reason=MlsReason.INVALID_ARGUMENT)
         try:
             if length <= HASH_LEN:  # a bool length
                 return _hmac_digest(prk, info + b"\x01", "sha256")[:length]
@@ -265,7 +265,7 @@ class HashlibKdf:
                 counter += 1
             return out[:length]
         except TypeError:
-            raise CryptoError("prk and info must be bytes") from None
+            raise CryptoError("prk and info must be bytes", reason=MlsReason.INVALID_ARGUMENT) from None
 
 
 # -- batches ------------------------------------------------------------------
@@ -324,15 +324,18 @@ def keygen_and_sign(
     holds another new key and that signature: one call instead of four).
     """
     if not isinstance(n_keys, int) or n_keys < 0:
-        raise CryptoError("n_keys must be a non-negative int")
+        raise CryptoError("n_keys must be a non-negative int", reason=MlsReason.INVALID_ARGUMENT)
     for t, offset, source in splices:
         if not 0 <= t < len(templates):
-            raise CryptoError("a splice names no template")
+            raise CryptoError("a splice names no template", reason=MlsReason.INVALID_ARGUMENT)
         size = DH_PUBLIC_LEN if source >= 0 else SIGNATURE_LEN
         if source >= n_keys or (source < 0 and not -source - 1 < t):
-            raise CryptoError("a splice names a key that is not made or a signature that is not earlier")
+            raise CryptoError(
+                "a splice names a key that is not made or a signature that is not earlier",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         if not 0 <= offset <= len(templates[t]) - size:
-            raise CryptoError("a splice does not fit in its template")
+            raise CryptoError("a splice does not fit in its template", reason=MlsReason.INVALID_ARGUMENT)
     batch = getattr(crypto, "keygen_and_sign", None)
     if batch is not None:
         out: tuple[list[tuple[bytes, bytes]], list[bytes]] = batch(secret, n_keys, templates, splices)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
+from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature, MlsReason
 
 from .provider import (
     AEAD_KEY_LEN,
@@ -87,7 +87,7 @@ class PycaProvider(HashlibKdf):
 
     def random(self, n: int) -> bytes:
         if not isinstance(n, int) or n < 0:
-            raise CryptoError("random length must be a non-negative int")
+            raise CryptoError("random length must be a non-negative int", reason=MlsReason.INVALID_ARGUMENT)
         return os.urandom(n)
 
     # -- AES-128-GCM -------------------------------------------------------
@@ -117,7 +117,10 @@ class PycaProvider(HashlibKdf):
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
-            raise DecryptionFailed("AEAD ciphertext does not authenticate") from None
+            raise DecryptionFailed(
+                "AEAD ciphertext does not authenticate",
+                reason=MlsReason.DECRYPTION_FAILED,
+            ) from None
 
     # -- Ed25519 -----------------------------------------------------------
 
@@ -149,11 +152,11 @@ class PycaProvider(HashlibKdf):
             try:
                 key = self._sign_pub.get(public, Ed25519PublicKey.from_public_bytes)
             except ValueError:
-                raise InvalidKey("not an Ed25519 public key") from None
+                raise InvalidKey("not an Ed25519 public key", reason=MlsReason.INVALID_KEY) from None
         try:
             key.verify(signature, message)
         except _PycaInvalidSignature:
-            raise InvalidSignature("Ed25519 signature does not verify") from None
+            raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE) from None
 
     # -- X25519 ------------------------------------------------------------
 
@@ -175,4 +178,7 @@ class PycaProvider(HashlibKdf):
             # OpenSSL refuses an all-zero shared secret (a low-order point).
             return private.exchange(X25519PublicKey.from_public_bytes(public))
         except ValueError:
-            raise InvalidKey("X25519 shared secret is all zero (low-order public key)") from None
+            raise InvalidKey(
+                "X25519 shared secret is all zero (low-order public key)",
+                reason=MlsReason.INVALID_KEY,
+            ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode, varint
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming, protect_private, unprotect_private
@@ -30,9 +30,12 @@ def protect(group: GroupState, data: bytes, authenticated_data: bytes = b"") -> 
     """
     group.require_active()
     if len(group.proposals):
-        raise MlsError("proposals are pending: commit them before sending application data")
+        raise MlsError(
+            "proposals are pending: commit them before sending application data",
+            reason=MlsReason.WRONG_STATE,
+        )
     if not isinstance(data, bytes) or not isinstance(authenticated_data, bytes):
-        raise MlsError("application data and authenticated data must be bytes")
+        raise MlsError("application data and authenticated data must be bytes", reason=MlsReason.INVALID_ARGUMENT)
     state = group.current
     # PrivateMessageContent = opaque data<V> || opaque signature<V> || padding;
     # an Ed25519 signature is 64 bytes, its length prefix 2.
@@ -68,8 +71,14 @@ def unprotect_application(group: GroupState, msg: PrivateMessage, check_sender: 
     past = group.past_epochs.get(msg.epoch)
     if past is None:
         if msg.epoch > state.epoch:
-            raise MlsError(f"an application message for future epoch {msg.epoch} (we are at {state.epoch})")
-        raise MlsError(f"an application message for epoch {msg.epoch}, whose secrets are gone")
+            raise MlsError(
+                f"an application message for future epoch {msg.epoch} (we are at {state.epoch})",
+                reason=MlsReason.TOO_FAR_AHEAD,
+            )
+        raise MlsError(
+            f"an application message for epoch {msg.epoch}, whose secrets are gone",
+            reason=MlsReason.TOO_OLD,
+        )
     return open_application(group.crypto, past.framing, past.signature_keys.get, msg, check_sender)
 
 
@@ -89,7 +98,7 @@ def open_application(
     def signer_key(content: FramedContent) -> bytes:
         key = key_of(content.sender.index)
         if key is None:
-            raise MlsError(f"a message from blank leaf {content.sender.index}")
+            raise MlsError(f"a message from blank leaf {content.sender.index}", reason=MlsReason.UNKNOWN_SENDER)
         used.append(key)
         return key
 
@@ -98,7 +107,7 @@ def open_application(
     data = framed.content
     step = un.ratchet_key
     if not isinstance(data, bytes) or step is None:  # pragma: no cover - the content type said application
-        raise MlsError("not application data")
+        raise MlsError("not application data", reason=MlsReason.MALFORMED)
     if check_sender is not None:
         check_sender(SenderInfo(framed.sender, used[-1], msg.epoch, ContentType.APPLICATION, msg.authenticated_data))
     framing.secret_tree.commit(step)

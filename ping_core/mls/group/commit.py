@@ -29,7 +29,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import hpke
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
@@ -222,7 +222,7 @@ def apply_proposals(
     for proposal, sender, pending in items:
         if isinstance(proposal, Update):
             if sender.sender_type != SenderType.MEMBER:
-                raise MlsError("an Update from a non-member")
+                raise MlsError("an Update from a non-member", reason=MlsReason.UNKNOWN_SENDER)
             if validate:
                 validate_update(crypto, tree, ctx, proposal, sender.index, now=now, leaf_check=leaf_check)
             updates.append((sender.index, proposal, pending))
@@ -251,7 +251,7 @@ def apply_proposals(
             applied.updated.append(leaf_index)
             if leaf_index == own_leaf:
                 if pending is None or pending.leaf_secret is None:
-                    raise MlsError("an Update of our leaf that we did not propose")
+                    raise MlsError("an Update of our leaf that we did not propose", reason=MlsReason.BAD_PROPOSAL)
                 applied.own_update_secret = pending.leaf_secret
         for remove in removes:
             tree.remove_leaf(remove.removed)
@@ -399,7 +399,10 @@ def _own_items(group: GroupState, by_value: Sequence[Proposal], include_pending:
     for p in by_value:
         check_proposal_sender(p, own_sender)
         if isinstance(p, Update):
-            raise MlsError("a committer cannot commit its own Update: the commit's path updates its leaf")
+            raise MlsError(
+                "a committer cannot commit its own Update: the commit's path updates its leaf",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
     items: list[Item] = _select_pending(group, by_value) if include_pending else []
     refs: list[ProposalOrRef] = [p.ref for _, _, p in items if p is not None]
     items += [(p, own_sender, None) for p in by_value]
@@ -529,12 +532,12 @@ def _welcome(
         if path_secrets:
             path_secret = path_secrets.get(common_ancestor(own_node, 2 * leaf_index))
             if path_secret is None:
-                raise MlsError("no path secret for a new member's common ancestor")
+                raise MlsError("no path secret for a new member's common ancestor", reason=MlsReason.WRONG_STATE)
         recipients.append(WelcomeRecipient(ref, kp.init_key, path_secret))
         refs.append(ref)
     joiner = secrets.joiner_secret
     if joiner is None:  # pragma: no cover - fresh secrets always carry it
-        raise MlsError("the joiner secret is gone")
+        raise MlsError("the joiner secret is gone", reason=MlsReason.WRONG_STATE)
     welcome = seal_welcome(crypto, info, joiner, psks, recipients)
     return WELCOME_PREFIX + encode(welcome), refs
 
@@ -588,10 +591,10 @@ def _external_items(commit: Commit, sender: Sender) -> list[Item]:
     items: list[Item] = []
     for por in commit.proposals:
         if isinstance(por, bytes):
-            raise MlsError("an external commit may not include proposals by reference")
+            raise MlsError("an external commit may not include proposals by reference", reason=MlsReason.BAD_COMMIT)
         items.append((por, sender, None))
     if commit.path is None:
-        raise MlsError("an external commit must have a path")
+        raise MlsError("an external commit must have a path", reason=MlsReason.BAD_COMMIT)
     return items
 
 
@@ -603,7 +606,7 @@ def _member_items(commit: Commit, sender: Sender, pending: Callable[[bytes], Pen
         if isinstance(por, bytes):
             found = pending(por)
             if found is None:
-                raise MlsError(f"the commit references an unknown proposal {por.hex()}")
+                raise MlsError(f"the commit references an unknown proposal {por.hex()}", reason=MlsReason.BAD_COMMIT)
             items.append((found.proposal, found.sender, found))
         else:
             check_proposal_sender(por, sender)
@@ -617,11 +620,14 @@ def _check_resync(old: LeafNode | None, new: LeafNode, leaf_check: LeafCheck | N
     whether the credential may change); the new leaf meets an Update's criteria."""
     same_key = leaf_check is not None and old is not None and old.signature_key == new.signature_key
     if old is None or (old.credential != new.credential and not same_key):
-        raise MlsError("an external resync may only remove a leaf with the joiner's own credential")
+        raise MlsError(
+            "an external resync may only remove a leaf with the joiner's own credential",
+            reason=MlsReason.BAD_COMMIT,
+        )
     if leaf_check is not None:
         leaf_check(new, old)
     if old.encryption_key == new.encryption_key:
-        raise MlsError("an external resync must change the leaf's encryption key")
+        raise MlsError("an external resync must change the leaf's encryption key", reason=MlsReason.BAD_COMMIT)
 
 
 def check_received_commit(
@@ -648,24 +654,24 @@ def check_received_commit(
     content = auth.content
     commit = content.content
     if not isinstance(commit, Commit):  # pragma: no cover - the callers dispatch on the type
-        raise MlsError("not a commit")
+        raise MlsError("not a commit", reason=MlsReason.MALFORMED)
     sender = content.sender
     external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
     resync: Remove | None = None
     if external:
         if auth.wire_format != WireFormat.PUBLIC_MESSAGE:
-            raise MlsError("an external commit must be a PublicMessage")
+            raise MlsError("an external commit must be a PublicMessage", reason=MlsReason.BAD_COMMIT)
         items = _external_items(commit, sender)
         _, resync = validate_external_list([(p, s) for p, s, _ in items])
         committer = -1
     elif sender.sender_type == SenderType.MEMBER:
         committer = sender.index
         if committer == own_leaf:
-            raise MlsError("a commit from our own leaf that is not our pending commit")
+            raise MlsError("a commit from our own leaf that is not our pending commit", reason=MlsReason.BAD_COMMIT)
         items = _member_items(commit, sender, pending)
         validate_regular_list([(p, s) for p, s, _ in items], committer, tree)
     else:
-        raise MlsError(f"a {sender.sender_type.name} sender may not commit")
+        raise MlsError(f"a {sender.sender_type.name} sender may not commit", reason=MlsReason.SENDER_NOT_ALLOWED)
     applied = apply_proposals(
         crypto,
         tree,
@@ -678,12 +684,12 @@ def check_received_commit(
         extensions_check=policy.extensions_check,
     )
     if applied.path_required and commit.path is None:
-        raise MlsError("the commit lacks the path its proposals require")
+        raise MlsError("the commit lacks the path its proposals require", reason=MlsReason.BAD_COMMIT)
     previous_leaf = None
     if not external and commit.path is not None:
         previous_leaf = tree.leaf(committer)
         if previous_leaf is None:  # pragma: no cover - its signature was verified with this leaf's key
-            raise MlsError(f"a commit from blank leaf {committer}")
+            raise MlsError(f"a commit from blank leaf {committer}", reason=MlsReason.UNKNOWN_SENDER)
         check_successor(previous_leaf, commit.path.leaf_node, "a commit's path", policy.leaf_check)
     if external:
         assert commit.path is not None
@@ -769,7 +775,7 @@ def stage_commit(group: GroupState, un: Unprotected, message_hash: bytes, *, psk
     ctx, secrets, tag, interim = _next_epoch(crypto, group, applied, auth, init_secret, commit_secret, psk_secret, own, keys)
     got = auth.auth.confirmation_tag
     if got is None or not _hmac.compare_digest(tag, got):
-        raise MlsError("confirmation tag does not verify")
+        raise MlsError("confirmation tag does not verify", reason=MlsReason.BAD_TAG)
     next_state = EpochState.new(crypto, ctx, applied.tree, own, keys, secrets, interim, tag, group.config.ratchet)
     return _received(state, result, message_hash, next_state, un, applied)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason, stored_state
 from ping_core.mls.tree.secret_tree import RatchetConfig
 from ping_core.mls.structs import Capabilities, CipherSuite, CredentialType, ProtocolVersion
 
@@ -74,11 +74,11 @@ class GroupConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_past_epochs <= 1024:
-            raise MlsError("max_past_epochs must be in 0..1024")
+            raise MlsError("max_past_epochs must be in 0..1024", reason=MlsReason.INVALID_ARGUMENT)
         if not 0 <= self.resumption_psk_epochs <= 1024:
-            raise MlsError("resumption_psk_epochs must be in 0..1024")
+            raise MlsError("resumption_psk_epochs must be in 0..1024", reason=MlsReason.INVALID_ARGUMENT)
         if not 0 <= self.padding_block <= 4096:
-            raise MlsError("padding_block must be in 0..4096")
+            raise MlsError("padding_block must be in 0..4096", reason=MlsReason.INVALID_ARGUMENT)
 
     def padding_for(self, plaintext_len: int) -> int:
         """Zero bytes to append to a plaintext of ``plaintext_len`` bytes."""
@@ -102,10 +102,11 @@ class GroupConfig:
         )
 
     @classmethod
+    @stored_state
     def decode(cls, data: bytes) -> GroupConfig:
         """Inverse of :meth:`encode`; ``MlsError`` for anything else."""
         if len(data) != 15 or data[0] != _CONFIG_VERSION or data[14] != 0 or data[11] > 3:
-            raise MlsError("malformed group configuration record")
+            raise MlsError("malformed group configuration record", reason=MlsReason.CORRUPT_STATE)
         return cls(
             ratchet=RatchetConfig(int.from_bytes(data[1:3], "big"), int.from_bytes(data[3:7], "big")),
             max_past_epochs=int.from_bytes(data[7:9], "big"),

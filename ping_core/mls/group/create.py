@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.schedule import epoch_secrets, new_init_secret
@@ -51,7 +51,7 @@ def create_group(
     cfg = config or GroupConfig()
     gid = crypto.random(32) if group_id is None else group_id
     if not isinstance(gid, bytes) or not 1 <= len(gid) <= 1024:
-        raise MlsError("a group id is 1 to 1024 bytes")
+        raise MlsError("a group id is 1 to 1024 bytes", reason=MlsReason.INVALID_ARGUMENT)
     ext_tuple = tuple(extensions)
     check_group_context_extensions(ext_tuple, extensions_check)
     now = int(clock())

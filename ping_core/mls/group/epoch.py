@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming
@@ -113,7 +113,7 @@ class EpochState:
     def own_leaf_node(self) -> LeafNode:
         leaf = self.tree.leaf(self.own_leaf)
         if leaf is None:
-            raise MlsError("our own leaf is blank")
+            raise MlsError("our own leaf is blank", reason=MlsReason.WRONG_STATE)
         return leaf
 
     # -- records -----------------------------------------------------------
@@ -131,6 +131,7 @@ class EpochState:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def decode(
         cls, crypto: CryptoProvider, core: bytes, tree_bytes: bytes, secret_tree: Mapping[str, bytes]
     ) -> EpochState:
@@ -138,7 +139,7 @@ class EpochState:
 
         def read(r: Reader) -> tuple[bytes, int, bytes, bytes, bytes, bytes]:
             if r.u8() != _EPOCH_VERSION:
-                raise MlsDecodeError("unknown epoch state version")
+                raise MlsDecodeError("unknown epoch state version", reason=MlsReason.CORRUPT_STATE)
             return r.opaque(), r.u32(), r.opaque(), r.opaque(), r.opaque(), r.opaque()
 
         cb, own_leaf, interim, tag, raw_secrets, raw_keys = decode_with(read, core)
@@ -148,9 +149,9 @@ class EpochState:
         tree = RatchetTree.decode(tree_bytes)
         st = SecretTree.from_records(crypto, secret_tree)
         if st.n_leaves != tree.n_leaves:
-            raise MlsError("the secret tree does not match the ratchet tree")
+            raise MlsError("the secret tree does not match the ratchet tree", reason=MlsReason.CORRUPT_STATE)
         if tree.leaf(own_leaf) is None:
-            raise MlsError("the stored state's own leaf is blank")
+            raise MlsError("the stored state's own leaf is blank", reason=MlsReason.CORRUPT_STATE)
         framing = EpochFraming(context.group_id, context.epoch, cb, secrets.sender_data_secret, secrets.membership_key, st)
         return cls(context, tree, own_leaf, keys, secrets, interim, tag, framing, context_bytes=cb)
 
@@ -191,10 +192,11 @@ class PastEpoch:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def decode(cls, crypto: CryptoProvider, meta: bytes, secret_tree: Mapping[str, bytes]) -> PastEpoch:
         def read(r: Reader) -> tuple[bytes, bytes, bytes, dict[int, bytes]]:
             if r.u8() != _PAST_VERSION:
-                raise MlsDecodeError("unknown past epoch version")
+                raise MlsDecodeError("unknown past epoch version", reason=MlsReason.CORRUPT_STATE)
             cb, sds, mk = r.opaque(), r.opaque(64), r.opaque(64)
             return cb, sds, mk, r.u32_map(64)
 

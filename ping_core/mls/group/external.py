@@ -10,7 +10,7 @@ PublicMessage without a membership tag, signed without the GroupContext
 
 from __future__ import annotations
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import sign_with_label
@@ -52,7 +52,10 @@ def external_proposal(
     if sender_index is None:
         assert isinstance(proposal, Add)  # check_proposal_sender allows only Add here
         if crypto.sign_public(signature_key) != proposal.key_package.leaf_node.signature_key:
-            raise MlsError("a new member proposes adding itself: sign with its KeyPackage's key")
+            raise MlsError(
+                "a new member proposes adding itself: sign with its KeyPackage's key",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
     content = FramedContent(group_id, epoch, sender, authenticated_data, proposal)
     tbs = framed_content_tbs(WireFormat.PUBLIC_MESSAGE, content, None)
     signature = sign_with_label(crypto, signature_key, b"FramedContentTBS", tbs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason, stored_state
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RecordChanges
@@ -48,9 +48,9 @@ class HistoryView:
     def __init__(self, crypto: CryptoProvider, epochs: Mapping[int, PastEpoch]) -> None:
         """Internal: use :meth:`from_records` or :meth:`Group.export_history_view`."""
         if not epochs:
-            raise MlsError("a history view holds at least one epoch")
+            raise MlsError("a history view holds at least one epoch", reason=MlsReason.INVALID_ARGUMENT)
         if len({p.framing.group_id for p in epochs.values()}) != 1:
-            raise MlsError("a history view's epochs belong to different groups")
+            raise MlsError("a history view's epochs belong to different groups", reason=MlsReason.INVALID_ARGUMENT)
         self.crypto = crypto
         self._epochs = dict(sorted(epochs.items()))
         self._deleted: set[str] = set()
@@ -59,6 +59,7 @@ class HistoryView:
         return f"HistoryView(group_id={self.group_id.hex()}, epochs={list(self._epochs)})"
 
     @classmethod
+    @stored_state
     def from_records(cls, crypto: CryptoProvider, records: Mapping[str, bytes]) -> HistoryView:
         """A view from its records (as :meth:`records` gave them). ``MlsError`` for a
         malformed set: a name that is neither ``past:<e>`` nor ``st:<e>:...`` of a
@@ -68,19 +69,22 @@ class HistoryView:
         for name in sorted(n for n in records if n.startswith("past:")):
             digits = name[5:]
             if not digits.isdigit() or not digits.isascii() or name != f"past:{int(digits)}":
-                raise MlsError(f"malformed history record name {name!r}")
+                raise MlsError(f"malformed history record name {name!r}", reason=MlsReason.CORRUPT_STATE)
             epoch = int(digits)
             if len(epochs) >= _MAX_EPOCHS:
-                raise MlsError("too many epochs in a history view")
+                raise MlsError("too many epochs in a history view", reason=MlsReason.CORRUPT_STATE)
             prefix = f"st:{epoch}:"
             tree_records = split_prefixed(records, prefix)
             epochs[epoch] = PastEpoch.decode(crypto, records[name], tree_records)
             if epochs[epoch].epoch != epoch:
-                raise MlsError(f"history record {name!r} holds epoch {epochs[epoch].epoch}")
+                raise MlsError(
+                    f"history record {name!r} holds epoch {epochs[epoch].epoch}",
+                    reason=MlsReason.CORRUPT_STATE,
+                )
             names.discard(name)
             names.difference_update(prefix + n for n in tree_records)
         if names:
-            raise MlsError(f"unexpected history record {sorted(names)[0]!r}")
+            raise MlsError(f"unexpected history record {sorted(names)[0]!r}", reason=MlsReason.CORRUPT_STATE)
         return cls(crypto, epochs)
 
     # -- what it holds ---------------------------------------------------------
@@ -113,15 +117,15 @@ class HistoryView:
         message's ratchet generation is consumed, so it decrypts once.
         """
         if not isinstance(data, bytes):
-            raise MlsError("a message must be bytes")
+            raise MlsError("a message must be bytes", reason=MlsReason.INVALID_ARGUMENT)
         body = decode_exact(MLSMessage, data).body
         if not isinstance(body, PrivateMessage) or body.content_type != ContentType.APPLICATION:
-            raise MlsError("a history view reads application PrivateMessages only")
+            raise MlsError("a history view reads application PrivateMessages only", reason=MlsReason.MALFORMED)
         past = self._epochs.get(body.epoch)
         if past is None:
-            raise MlsError(f"the history view holds no epoch {body.epoch}")
+            raise MlsError(f"the history view holds no epoch {body.epoch}", reason=MlsReason.WRONG_EPOCH)
         if body.group_id != past.framing.group_id:
-            raise MlsError("the message is for another group")
+            raise MlsError("the message is for another group", reason=MlsReason.WRONG_GROUP)
         return open_application(self.crypto, past.framing, past.signature_keys.get, body, check_sender)
 
     # -- changing and persisting --------------------------------------------------
@@ -131,7 +135,7 @@ class HistoryView:
         ``MlsError`` and no change when that would erase them all: drop the view instead."""
         old = [e for e in self._epochs if e < epoch]
         if len(old) == len(self._epochs):
-            raise MlsError("forgetting every epoch: drop the view instead")
+            raise MlsError("forgetting every epoch: drop the view instead", reason=MlsReason.WRONG_STATE)
         for e in old:
             past = self._epochs.pop(e)
             self._deleted.add(f"past:{e}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import hpke
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
@@ -80,10 +80,10 @@ def _welcome_of(data: bytes) -> Welcome:
     if data[:4] == b"\x00\x01\x00\x03":
         body = decode_exact(MLSMessage, data).body
         if not isinstance(body, Welcome):  # pragma: no cover - the prefix says it is
-            raise MlsError("not a Welcome")
+            raise MlsError("not a Welcome", reason=MlsReason.MALFORMED)
         return body
     if data[:2] == b"\x00\x01" and len(data) > 4 and data[2:4] != b"\x00\x01":
-        raise MlsError("an MLSMessage that is not a Welcome")
+        raise MlsError("an MLSMessage that is not a Welcome", reason=MlsReason.MALFORMED)
     return decode_exact(Welcome, data)
 
 
@@ -106,13 +106,13 @@ def _tree_from(info: GroupInfo, given: bytes | None) -> RatchetTree:
         return RatchetTree.decode(ext.extension_data)
     if given is not None:
         return RatchetTree.decode(given)
-    raise MlsError("no ratchet tree: the GroupInfo carries none and none was given")
+    raise MlsError("no ratchet tree: the GroupInfo carries none and none was given", reason=MlsReason.BAD_WELCOME)
 
 
 def signer_leaf(tree: RatchetTree, info: GroupInfo) -> LeafNode:
     leaf = tree.leaf(info.signer) if 0 <= info.signer < tree.n_leaves else None
     if leaf is None:
-        raise MlsError(f"the GroupInfo signer {info.signer} is a blank leaf")
+        raise MlsError(f"the GroupInfo signer {info.signer} is a blank leaf", reason=MlsReason.UNKNOWN_SENDER)
     return leaf
 
 
@@ -125,9 +125,9 @@ def check_group_info(info: GroupInfo) -> None:
     """A GroupInfo of MLS 1.0 and our cipher suite, without duplicate extension types."""
     gc = info.group_context
     if gc.version != ProtocolVersion.MLS10 or gc.cipher_suite != SUITE:
-        raise MlsError("the GroupInfo is for another protocol version or cipher suite")
+        raise MlsError("the GroupInfo is for another protocol version or cipher suite", reason=MlsReason.UNSUPPORTED)
     if not has_unique_types(info.extensions) or not has_unique_types(gc.extensions):
-        raise MlsError("duplicate extension types in the GroupInfo")
+        raise MlsError("duplicate extension types in the GroupInfo", reason=MlsReason.BAD_WELCOME)
 
 
 def join_welcome(
@@ -219,12 +219,12 @@ def _our_bundle(w: Welcome, bundles: Mapping[bytes, KeyPackageBundle], signer: S
         if bundle is not None:
             break
     if bundle is None:
-        raise MlsError("the Welcome is not addressed to any of our KeyPackages")
+        raise MlsError("the Welcome is not addressed to any of our KeyPackages", reason=MlsReason.BAD_WELCOME)
     kp = bundle.key_package
     if kp.cipher_suite != w.cipher_suite:
-        raise MlsError("the Welcome's cipher suite differs from our KeyPackage's")
+        raise MlsError("the Welcome's cipher suite differs from our KeyPackage's", reason=MlsReason.UNSUPPORTED)
     if kp.leaf_node.signature_key != signer.public_key:
-        raise MlsError("the signer does not match the KeyPackage")
+        raise MlsError("the signer does not match the KeyPackage", reason=MlsReason.INVALID_ARGUMENT)
     return bundle
 
 
@@ -236,7 +236,7 @@ def _joiner_keys(
     if path_secret is None:
         return PathKeys(leaf_secret, {})
     if signer == own:
-        raise MlsError("the GroupInfo signer is our own leaf")
+        raise MlsError("the GroupInfo signer is our own leaf", reason=MlsReason.BAD_WELCOME)
     start = common_ancestor(2 * own, 2 * signer)
     return path_keys_from_path_secret(crypto, tree, own, start, path_secret, leaf_secret)
 
@@ -253,10 +253,10 @@ def _check_welcome_psks(psk_ids: Sequence[PreSharedKeyID], epoch: int) -> None:
     validate_resumption_links(psk_ids)
     special = [p for p in psk_ids if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
     if special and epoch != 1:
-        raise MlsError("a reinit/branch Welcome must start the group at epoch 1")
+        raise MlsError("a reinit/branch Welcome must start the group at epoch 1", reason=MlsReason.BAD_WELCOME)
     for p in psk_ids:
         if len(p.psk_nonce) != _NH:
-            raise MlsError("a PSK nonce must be 32 bytes")
+            raise MlsError("a PSK nonce must be 32 bytes", reason=MlsReason.MALFORMED)
 
 
 def _find_own_leaf(tree: RatchetTree, leaf: LeafNode) -> int:
@@ -264,9 +264,9 @@ def _find_own_leaf(tree: RatchetTree, leaf: LeafNode) -> int:
     for i, candidate in tree.members():
         if candidate.encryption_key == key:
             if candidate != leaf:
-                raise MlsError("our leaf in the tree differs from our KeyPackage's")
+                raise MlsError("our leaf in the tree differs from our KeyPackage's", reason=MlsReason.BAD_WELCOME)
             return i
-    raise MlsError("our KeyPackage's leaf is not in the tree")
+    raise MlsError("our KeyPackage's leaf is not in the tree", reason=MlsReason.BAD_WELCOME)
 
 
 def _external_pub(info: GroupInfo) -> bytes:
@@ -280,7 +280,7 @@ def _external_pub(info: GroupInfo) -> bytes:
     """
     ext = find_extension(info.extensions, ExternalPub.EXTENSION_TYPE)
     if ext is None:
-        raise MlsError("the GroupInfo has no external_pub extension")
+        raise MlsError("the GroupInfo has no external_pub extension", reason=MlsReason.BAD_WELCOME)
     data = ext.extension_data
     if len(data) == _NH:
         return data
@@ -292,11 +292,11 @@ def group_info_of(data: bytes | GroupInfo) -> GroupInfo:
     if isinstance(data, GroupInfo):
         return data
     if not isinstance(data, bytes):
-        raise MlsError("a GroupInfo must be bytes")
+        raise MlsError("a GroupInfo must be bytes", reason=MlsReason.INVALID_ARGUMENT)
     if data[:4] == b"\x00\x01\x00\x04":
         body = decode_exact(MLSMessage, data).body
         if not isinstance(body, GroupInfo):  # pragma: no cover
-            raise MlsError("not a GroupInfo")
+            raise MlsError("not a GroupInfo", reason=MlsReason.MALFORMED)
         return body
     return decode_exact(GroupInfo, data)
 
@@ -371,7 +371,10 @@ def join_external(
             i for i, leaf in tree.members() if leaf.signature_key == signer.public_key
         ]
         if len(old) != 1:
-            raise MlsError(f"resync needs exactly one leaf with our credential, found {len(old)}")
+            raise MlsError(
+                f"resync needs exactly one leaf with our credential, found {len(old)}",
+                reason=MlsReason.WRONG_STATE,
+            )
         proposals.append(Remove(old[0]))
         new_tree.remove_leaf(old[0])
     proposals += [PreSharedKey(p) for p in psk_ids]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import keygen_and_sign
@@ -111,17 +111,18 @@ class Signer:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def decode(cls, data: bytes) -> Signer:
         """Inverse of :meth:`encode`; ``MlsDecodeError`` for anything else."""
 
         def read(r: Reader) -> Signer:
             if r.u8() != _SIGNER_VERSION:
-                raise MlsDecodeError("unknown signer encoding version")
+                raise MlsDecodeError("unknown signer encoding version", reason=MlsReason.CORRUPT_STATE)
             cred = Credential.read(r)
             private = r.opaque(64)
             public = r.opaque(64)
             if len(private) != 32 or len(public) != 32:
-                raise MlsDecodeError("signer keys must be 32 bytes")
+                raise MlsDecodeError("signer keys must be 32 bytes", reason=MlsReason.CORRUPT_STATE)
             return cls(cred, private, public)
 
         return decode_with(read, data)
@@ -166,13 +167,14 @@ class KeyPackageBundle:
         return bytes((_BUNDLE_VERSION,)) + opaque(self.key_package_bytes) + opaque(self.init_private) + opaque(self.encryption_private)
 
     @classmethod
+    @stored_state
     def from_bytes(cls, crypto: CryptoProvider, data: bytes) -> KeyPackageBundle:
         """Inverse of :meth:`to_bytes`. Checks that the private keys match the
         public ones; ``MlsError`` (``MlsDecodeError``) otherwise."""
         r = Reader(data)
         try:
             if r.u8() != _BUNDLE_VERSION:
-                raise MlsDecodeError("unknown KeyPackage bundle version")
+                raise MlsDecodeError("unknown KeyPackage bundle version", reason=MlsReason.CORRUPT_STATE)
             kp_bytes = r.opaque()
             init_private = r.opaque(64)
             enc_private = r.opaque(64)
@@ -181,9 +183,15 @@ class KeyPackageBundle:
             raise
         kp = decode_exact(KeyPackage, kp_bytes)
         if crypto.dh_public(init_private) != kp.init_key:
-            raise MlsError("the bundle's init private key does not match its KeyPackage")
+            raise MlsError(
+                "the bundle's init private key does not match its KeyPackage",
+                reason=MlsReason.CORRUPT_STATE,
+            )
         if crypto.dh_public(enc_private) != kp.leaf_node.encryption_key:
-            raise MlsError("the bundle's encryption private key does not match its KeyPackage")
+            raise MlsError(
+                "the bundle's encryption private key does not match its KeyPackage",
+                reason=MlsReason.CORRUPT_STATE,
+            )
         return cls(crypto, kp, init_private, enc_private, key_package_bytes=kp_bytes)
 
 
@@ -207,7 +215,7 @@ def generate_key_package(
     caps = default_capabilities() if capabilities is None else capabilities
     check_extensions_listed(leaf_extensions, caps, "the KeyPackage's leaf")
     if not has_unique_types(extensions) or not has_unique_types(leaf_extensions):
-        raise MlsError("duplicate extension types")
+        raise MlsError("duplicate extension types", reason=MlsReason.INVALID_ARGUMENT)
     t = now
     lifetime = Lifetime(max(0, t - CLOCK_SKEW_S), t + lifetime_s)
     # The two key pairs and the two signatures in ONE provider call (one crossing in
@@ -270,9 +278,9 @@ def generate_key_package(
 def check_lifetime(lifetime: Lifetime | None, now: int) -> None:
     """``MlsError`` unless ``now`` lies within ``lifetime``."""
     if lifetime is None:
-        raise MlsError("a key_package leaf node needs a lifetime")
+        raise MlsError("a key_package leaf node needs a lifetime", reason=MlsReason.BAD_LIFETIME)
     if not lifetime.not_before <= now <= lifetime.not_after:
-        raise MlsError("the KeyPackage is outside its lifetime")
+        raise MlsError("the KeyPackage is outside its lifetime", reason=MlsReason.BAD_LIFETIME)
 
 
 def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage, encoding: bytes | None = None) -> None:
@@ -280,16 +288,16 @@ def validate_key_package_header(crypto: CryptoProvider, kp: KeyPackage, encoding
     distinct init and encryption keys, unique extension types. ``encoding`` (the
     KeyPackage's bytes, if at hand) saves re-encoding it for the signature check."""
     if kp.version != ProtocolVersion.MLS10:
-        raise MlsError(f"KeyPackage of protocol version {kp.version}")
+        raise MlsError(f"KeyPackage of protocol version {kp.version}", reason=MlsReason.UNSUPPORTED)
     if kp.cipher_suite != SUITE:
-        raise MlsError(f"KeyPackage of cipher suite {kp.cipher_suite}, not {int(SUITE)}")
+        raise MlsError(f"KeyPackage of cipher suite {kp.cipher_suite}, not {int(SUITE)}", reason=MlsReason.UNSUPPORTED)
     leaf = kp.leaf_node
     if leaf.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
-        raise MlsError("a KeyPackage's leaf node must have source key_package")
+        raise MlsError("a KeyPackage's leaf node must have source key_package", reason=MlsReason.BAD_KEY_PACKAGE)
     if kp.init_key == leaf.encryption_key:
-        raise MlsError("the KeyPackage's init key equals its encryption key")
+        raise MlsError("the KeyPackage's init key equals its encryption key", reason=MlsReason.BAD_KEY_PACKAGE)
     if not has_unique_types(kp.extensions):
-        raise MlsError("the KeyPackage has duplicate extension types")
+        raise MlsError("the KeyPackage has duplicate extension types", reason=MlsReason.BAD_KEY_PACKAGE)
     verify_with_label(crypto, leaf.signature_key, b"KeyPackageTBS", _key_package_tbs(kp, encoding), kp.signature)
 
 
@@ -344,7 +352,7 @@ def validate_key_package(
     verify_with_label(crypto, leaf.signature_key, b"LeafNodeTBS", leaf.tbs(), leaf.signature)
     check_extensions_listed(leaf.extensions, leaf.capabilities, "the KeyPackage's leaf")
     if not has_unique_types(leaf.extensions):
-        raise MlsError("the leaf node has duplicate extension types")
+        raise MlsError("the leaf node has duplicate extension types", reason=MlsReason.BAD_KEY_PACKAGE)
     check_lifetime_span(leaf.lifetime, max_lifetime_s, "the KeyPackage's leaf")
     if now is not None:
         check_lifetime(leaf.lifetime, now)
@@ -383,7 +391,7 @@ def key_package_of(value: KeyPackage | KeyPackageBundle | bytes) -> KeyPackage:
     if isinstance(value, KeyPackageBundle):
         return value.key_package
     if not isinstance(value, bytes):
-        raise MlsError("a KeyPackage must be a KeyPackage, a bundle or bytes")
+        raise MlsError("a KeyPackage must be a KeyPackage, a bundle or bytes", reason=MlsReason.INVALID_ARGUMENT)
     if value[:4] == b"\x00\x01\x00\x05":
         body = decode_exact(MLSMessage, value).body
         if isinstance(body, KeyPackage):

@@ -10,7 +10,7 @@ decrypt).
 
 from __future__ import annotations
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 
 from .epoch import EpochState, PastEpoch, secret_tree_names
 from .proposals import ProposalStore
@@ -31,9 +31,12 @@ def discard_staged_commit(gs: GroupState) -> None:
 def merge_staged_commit(gs: GroupState, staged: StagedCommit) -> CommitApplied:
     """Apply ``staged`` (ours or a received one); ``MlsError`` and no change for a stale one."""
     if staged.base_epoch != gs.epoch or staged.group_id != gs.group_id:
-        raise MlsError(f"the staged commit is for epoch {staged.base_epoch}, the group is at {gs.epoch}")
+        raise MlsError(
+            f"the staged commit is for epoch {staged.base_epoch}, the group is at {gs.epoch}",
+            reason=MlsReason.WRONG_STATE,
+        )
     if not gs.active:
-        raise MlsError("we are no longer a member of this group")
+        raise MlsError("we are no longer a member of this group", reason=MlsReason.WRONG_STATE)
     old = gs.current
     if staged.ratchet_key is not None:
         old.framing.secret_tree.commit(staged.ratchet_key)

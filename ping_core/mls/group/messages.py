@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import Writer, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import EpochFraming, encrypt_private, frame_public, sign_framed
@@ -103,7 +103,7 @@ def frame_signed(
             size = body_len + len(auth.auth.encode_for(content_type_of(body)))
             padding = -size % padding_block
         return mls_message(encrypt_private(crypto, framing, auth, padding=padding))
-    raise MlsError(f"cannot frame wire format {auth.wire_format}")
+    raise MlsError(f"cannot frame wire format {auth.wire_format}", reason=MlsReason.INVALID_ARGUMENT)
 
 
 def proposal_ref(crypto: CryptoProvider, auth: AuthenticatedContent) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.primitives import sign_with_label
 from ping_core.mls.structs import (
     Extension,
@@ -59,7 +59,7 @@ def propose(
     )  # fmt: skip
     ref = proposal_ref(gs.crypto, auth)
     if ref in gs.proposals:
-        raise MlsError("this proposal is already pending")
+        raise MlsError("this proposal is already pending", reason=MlsReason.WRONG_STATE)
     message = frame_signed(gs.crypto, state.framing, auth, padding_block=gs.config.padding_block)
     gs.proposals.add(PendingProposal(ref, proposal, sender, leaf_secret))
     gs.own_proposal_messages[gs.crypto.hash(message)] = ref

@@ -15,7 +15,7 @@ our own ratchet generation anyway).
 
 from __future__ import annotations
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import decode_exact
 from ping_core.mls.framing import SignerKey, unprotect_private, unprotect_public
 from ping_core.mls.structs import (
@@ -75,12 +75,15 @@ def process_message(
     raises, the exception propagates and the group is unchanged. A commit is
     checked before it is staged (the cheap refusal comes first)."""
     if not isinstance(data, bytes):
-        raise MlsError("a message must be bytes")
+        raise MlsError("a message must be bytes", reason=MlsReason.INVALID_ARGUMENT)
     crypto = group.crypto
     msg = decode_exact(MLSMessage, data)
     body = msg.body
     if not isinstance(body, (PublicMessage, PrivateMessage)):
-        raise MlsError(f"a {type(body).__name__} is not a group message (use join for a Welcome)")
+        raise MlsError(
+            f"a {type(body).__name__} is not a group message (use join for a Welcome)",
+            reason=MlsReason.MALFORMED,
+        )
     digest = crypto.hash(data)
     echo = _own_echo(group, digest, merge, body, check_sender)
     if echo is not None:
@@ -89,13 +92,16 @@ def process_message(
     group_id = body.content.group_id if isinstance(body, PublicMessage) else body.group_id
     epoch = body.content.epoch if isinstance(body, PublicMessage) else body.epoch
     if group_id != state.context.group_id:
-        raise MlsError("the message is for another group")
+        raise MlsError("the message is for another group", reason=MlsReason.WRONG_GROUP)
     if isinstance(body, PrivateMessage) and body.content_type == ContentType.APPLICATION:
         return unprotect_application(group, body, check_sender)
     if not group.active:
-        raise MlsError("we are no longer a member of this group")
+        raise MlsError("we are no longer a member of this group", reason=MlsReason.WRONG_STATE)
     if epoch != state.epoch:
-        raise MlsError(f"a handshake message for epoch {epoch}, but the group is at epoch {state.epoch}")
+        raise MlsError(
+            f"a handshake message for epoch {epoch}, but the group is at epoch {state.epoch}",
+            reason=MlsReason.WRONG_EPOCH,
+        )
     used: list[bytes] = []
     signer_key = _signer_key_for(group, used)
     if isinstance(body, PublicMessage):
@@ -131,7 +137,7 @@ def process_message(
         if not merge:
             return staged
         return merge_staged_commit(group, staged)
-    raise MlsError("application data must be sent as a PrivateMessage")
+    raise MlsError("application data must be sent as a PrivateMessage", reason=MlsReason.SENDER_NOT_ALLOWED)
 
 
 def _own_echo(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_with
 from ping_core.mls.structs import Proposal, Sender
 
@@ -83,7 +83,10 @@ class ProposalStore:
         if item.ref in self._items:
             return False
         if len(self._items) >= MAX_PENDING_PROPOSALS:
-            raise MlsError(f"more than {MAX_PENDING_PROPOSALS} proposals pending in this epoch")
+            raise MlsError(
+                f"more than {MAX_PENDING_PROPOSALS} proposals pending in this epoch",
+                reason=MlsReason.LIMIT_EXCEEDED,
+            )
         self._items[item.ref] = item
         return True
 
@@ -97,14 +100,15 @@ class ProposalStore:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def decode(cls, data: bytes) -> ProposalStore:
         def read(r: Reader) -> ProposalStore:
             if r.u8() != _VERSION:
-                raise MlsDecodeError("unknown proposal store version")
+                raise MlsDecodeError("unknown proposal store version", reason=MlsReason.CORRUPT_STATE)
             store = cls()
             for item in r.structs(PendingProposal):
                 if not store.add(item):
-                    raise MlsDecodeError("duplicate proposal ref in the store")
+                    raise MlsDecodeError("duplicate proposal ref in the store", reason=MlsReason.CORRUPT_STATE)
             return store
 
         return decode_with(read, data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence, Union
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.structs import PreSharedKeyID, PSKType
 
 __all__ = ["PskSource", "resolve_psks"]
@@ -50,7 +50,7 @@ def resolve_psks(
             value = _lookup(source, psk)
         if value is None:
             if psk.psktype == PSKType.EXTERNAL:
-                raise MlsError(f"unknown external PSK {psk.psk_id.hex()}")
-            raise MlsError(f"unknown resumption PSK of epoch {psk.psk_epoch}")
+                raise MlsError(f"unknown external PSK {psk.psk_id.hex()}", reason=MlsReason.UNKNOWN_PSK)
+            raise MlsError(f"unknown resumption PSK of epoch {psk.psk_epoch}", reason=MlsReason.UNKNOWN_PSK)
         out.append((psk, value))
     return out

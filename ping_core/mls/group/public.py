@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing import verify_public
@@ -381,7 +381,10 @@ class PublicGroup:
         leads to; the proposals of the old epoch are dropped. ``MlsError`` and no
         change when ``commit`` was not computed from the current state."""
         if commit.base_context != self._context:
-            raise MlsError(f"the commit is for epoch {commit.base_epoch} of this group's state, which is at {self.epoch}")
+            raise MlsError(
+                f"the commit is for epoch {commit.base_epoch} of this group's state, which is at {self.epoch}",
+                reason=MlsReason.WRONG_EPOCH,
+            )
         self._context = commit.group_context
         self._context_bytes = encode(commit.group_context)
         self._tree = commit.tree
@@ -402,16 +405,25 @@ class PublicGroup:
         check_group_info(info)
         gc, ours = info.group_context, self._context
         if gc.group_id != ours.group_id:
-            raise MlsError("the GroupInfo is for another group")
+            raise MlsError("the GroupInfo is for another group", reason=MlsReason.WRONG_GROUP)
         if gc.epoch != ours.epoch:
-            raise MlsError(f"the GroupInfo is for epoch {gc.epoch}, the group is at epoch {ours.epoch}")
+            raise MlsError(
+                f"the GroupInfo is for epoch {gc.epoch}, the group is at epoch {ours.epoch}",
+                reason=MlsReason.WRONG_EPOCH,
+            )
         if gc != ours:
-            raise MlsError("the GroupInfo's GroupContext differs from the group's (tree hash, transcript or extensions)")
+            raise MlsError(
+                "the GroupInfo's GroupContext differs from the group's (tree hash, transcript or extensions)",
+                reason=MlsReason.BAD_WELCOME,
+            )
         if info.confirmation_tag != self._tag:
-            raise MlsError("the GroupInfo's confirmation tag differs from the commit's that started the epoch")
+            raise MlsError(
+                "the GroupInfo's confirmation tag differs from the commit's that started the epoch",
+                reason=MlsReason.BAD_WELCOME,
+            )
         ext = find_extension(info.extensions, RatchetTreeExt.EXTENSION_TYPE)
         if ext is not None and ext.extension_data != self._tree.encode():
-            raise MlsError("the GroupInfo's ratchet tree differs from the group's")
+            raise MlsError("the GroupInfo's ratchet tree differs from the group's", reason=MlsReason.BAD_WELCOME)
         verify_group_info(self.crypto, info, signer_leaf(self._tree, info).signature_key)
         return info
 
@@ -432,6 +444,7 @@ class PublicGroup:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def from_bytes(
         cls,
         crypto: CryptoProvider,
@@ -447,19 +460,22 @@ class PublicGroup:
         GroupContext's) is ``MlsError`` (``MlsDecodeError``). The tree is trusted
         as stored (not re-validated). Policy as for :meth:`from_group_info`."""
         if not isinstance(data, bytes) or not data.startswith(_MAGIC):
-            raise MlsDecodeError("not a Ping public group state (bad magic)")
+            raise MlsDecodeError("not a Ping public group state (bad magic)", reason=MlsReason.CORRUPT_STATE)
 
         def read(r: Reader) -> tuple[bytes, bytes, bytes, bytes, ReInit | None]:
             r.fixed(len(_MAGIC))
             if r.u8() != _VERSION:
-                raise MlsDecodeError("unknown public group state version")
+                raise MlsDecodeError("unknown public group state version", reason=MlsReason.CORRUPT_STATE)
             return r.opaque(), r.opaque(), r.opaque(255), r.opaque(), r.optional(ReInit.read)
 
         context_bytes, tree_bytes, tag, proposals, reinit = decode_with(read, data)
         context = decode_exact(GroupContext, context_bytes)
         tree = RatchetTree.decode(tree_bytes)
         if tree.tree_hash(crypto) != context.tree_hash:
-            raise MlsDecodeError("the stored ratchet tree does not match the stored GroupContext")
+            raise MlsDecodeError(
+                "the stored ratchet tree does not match the stored GroupContext",
+                reason=MlsReason.CORRUPT_STATE,
+            )
         return cls(
             crypto, context, tree, tag, proposals=ProposalStore.decode(proposals), reinit=reinit, clock=clock,
             max_lifetime_s=max_lifetime_s, leaf_check=leaf_check, extensions_check=extensions_check,
@@ -475,20 +491,27 @@ class PublicGroup:
         """Decode ``data`` as a PublicMessage of ``content_type`` and verify it for
         the current epoch (§6.2 without the membership tag, §6.1 signature)."""
         if not isinstance(data, bytes):
-            raise MlsError("a message must be bytes")
+            raise MlsError("a message must be bytes", reason=MlsReason.INVALID_ARGUMENT)
         body = decode_exact(MLSMessage, data).body
         if isinstance(body, PrivateMessage):
             raise MlsError(
                 "a PrivateMessage handshake message cannot be verified outside the group: "
-                "the group must send its proposals and commits as PublicMessages"
+                "the group must send its proposals and commits as PublicMessages",
+                reason=MlsReason.UNSUPPORTED,
             )
         if not isinstance(body, PublicMessage):
-            raise MlsError(f"a {type(body).__name__} is not a handshake message")
+            raise MlsError(f"a {type(body).__name__} is not a handshake message", reason=MlsReason.MALFORMED)
         got = content_type_of(body.content.content)
         if got != content_type:
-            raise MlsError(f"expected a {content_type.name.lower()}, got a {got.name.lower()}")
+            raise MlsError(
+                f"expected a {content_type.name.lower()}, got a {got.name.lower()}",
+                reason=MlsReason.MALFORMED,
+            )
         if self._reinit is not None:
-            raise MlsError("the group was reinitialised: it takes no more handshake messages")
+            raise MlsError(
+                "the group was reinitialised: it takes no more handshake messages",
+                reason=MlsReason.WRONG_STATE,
+            )
         tree, context = self._tree, self._context
 
         def signer_key(content: FramedContent) -> bytes:
@@ -502,6 +525,6 @@ class PublicGroup:
 def _leaf(tree: RatchetTree, index: int) -> LeafNode:
     leaf = tree.leaf(index)
     if leaf is None:  # pragma: no cover - the proposals named a non-blank leaf
-        raise MlsError(f"leaf {index} is blank")
+        raise MlsError(f"leaf {index} is blank", reason=MlsReason.BAD_PROPOSAL)
     return leaf
 

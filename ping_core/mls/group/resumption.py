@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.structs import (
     Add,
     Credential,
@@ -117,12 +117,15 @@ def reinit_group(
     """See :meth:`.Group.reinit_group`."""
     reinit = old.reinit
     if reinit is None:
-        raise MlsError("no ReInit was committed in this group")
+        raise MlsError("no ReInit was committed in this group", reason=MlsReason.WRONG_STATE)
     if not old.active:
-        raise MlsError("we are no longer a member of this group")
+        raise MlsError("we are no longer a member of this group", reason=MlsReason.WRONG_STATE)
     gc = old.current.context
     if reinit.version != gc.version or reinit.cipher_suite != gc.cipher_suite:
-        raise MlsError("the ReInit asks for a protocol version or cipher suite this engine does not implement")
+        raise MlsError(
+            "the ReInit asks for a protocol version or cipher suite this engine does not implement",
+            reason=MlsReason.UNSUPPORTED,
+        )
     adds, raw_kps = adds_of(key_packages)
     return _start(
         old,
@@ -151,16 +154,17 @@ def branch_group(
     old.require_active()
     gid = old.crypto.random(32) if group_id is None else group_id
     if gid == old.group_id:
-        raise MlsError("a branched subgroup needs a group id of its own")
+        raise MlsError("a branched subgroup needs a group id of its own", reason=MlsReason.INVALID_ARGUMENT)
     adds, raw_kps = adds_of(key_packages)
     if not adds:
-        raise MlsError("a branched subgroup needs at least one other member")
+        raise MlsError("a branched subgroup needs at least one other member", reason=MlsReason.INVALID_ARGUMENT)
     roster = _clients(old.current.tree)
     for leaf in (p.key_package.leaf_node for p in adds if isinstance(p, Add)):
         if not _is_member(leaf, roster):
             raise MlsError(
                 f"the KeyPackage of {leaf.credential.identity!r} is not of a member of the group "
-                "(same credential and signature key)"
+                "(same credential and signature key)",
+                reason=MlsReason.INVALID_ARGUMENT,
             )
     return _start(
         old,
@@ -181,7 +185,10 @@ def branch_group(
 def _old_group_for(usage: ResumptionPSKUsage, reinit_from: GroupState | None, branch_from: GroupState | None) -> GroupState:
     old = reinit_from if usage == _REINIT else branch_from
     if old is None:
-        raise MlsError(f"the Welcome {_WHAT[usage]}: pass the old group as {_ARG[usage]}")
+        raise MlsError(
+            f"the Welcome {_WHAT[usage]}: pass the old group as {_ARG[usage]}",
+            reason=MlsReason.INVALID_ARGUMENT,
+        )
     return old
 
 
@@ -192,7 +199,7 @@ def resumption_psk_lookup(
     for that usage (``MlsError`` if it is missing or is another group); any other
     PSK from the old groups given, else from ``fallback``."""
     if reinit_from is not None and branch_from is not None:
-        raise MlsError("pass reinit_from or branch_from, not both")
+        raise MlsError("pass reinit_from or branch_from, not both", reason=MlsReason.INVALID_ARGUMENT)
     sources = [g.psk_source() for g in (reinit_from, branch_from) if g is not None]
 
     def lookup(psk: PreSharedKeyID) -> bytes:
@@ -200,7 +207,10 @@ def resumption_psk_lookup(
             assert psk.usage is not None
             old = _old_group_for(psk.usage, reinit_from, branch_from)
             if psk.psk_group_id != old.group_id:
-                raise MlsError(f"the {psk.usage.name.lower()} PSK names another group than {_ARG[psk.usage]}")
+                raise MlsError(
+                    f"the {psk.usage.name.lower()} PSK names another group than {_ARG[psk.usage]}",
+                    reason=MlsReason.INVALID_ARGUMENT,
+                )
         for source in sources:
             value = source(psk)
             if value is not None:
@@ -222,36 +232,46 @@ def check_resumption_welcome(
         given = "reinit_from" if reinit_from is not None else "branch_from" if branch_from is not None else None
         if given is not None:
             usage = "reinit" if given == "reinit_from" else "branch"
-            raise MlsError(f"{given} was given but the Welcome carries no {usage} PSK")
+            raise MlsError(
+                f"{given} was given but the Welcome carries no {usage} PSK",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         return None
     psk = special[0]
     assert psk.usage is not None
     old = _old_group_for(psk.usage, reinit_from, branch_from)
     other = branch_from if psk.usage == _REINIT else reinit_from
     if other is not None:
-        raise MlsError(f"the Welcome {_WHAT[psk.usage]}: pass the old group as {_ARG[psk.usage]}")
+        raise MlsError(
+            f"the Welcome {_WHAT[psk.usage]}: pass the old group as {_ARG[psk.usage]}",
+            reason=MlsReason.INVALID_ARGUMENT,
+        )
     if psk.psk_group_id != old.group_id or psk.psk_epoch != old.epoch:
         raise MlsError(
             f"the {psk.usage.name.lower()} PSK names epoch {psk.psk_epoch} of group {psk.psk_group_id.hex()}, "
-            f"not the current epoch {old.epoch} of the old group"
+            f"not the current epoch {old.epoch} of the old group",
+            reason=MlsReason.WRONG_EPOCH,
         )
     if psk.usage == _REINIT:
         reinit = old.reinit
         if reinit is None:
-            raise MlsError("the reinit PSK names a group that committed no ReInit")
+            raise MlsError("the reinit PSK names a group that committed no ReInit", reason=MlsReason.BAD_WELCOME)
         if (reinit.group_id, reinit.version, reinit.cipher_suite, reinit.extensions) != (
             gc.group_id,
             gc.version,
             gc.cipher_suite,
             gc.extensions,
         ):
-            raise MlsError("the new group does not match the old group's ReInit")
+            raise MlsError("the new group does not match the old group's ReInit", reason=MlsReason.BAD_WELCOME)
         return None
     old_gc = old.current.context
     if (gc.version, gc.cipher_suite) != (old_gc.version, old_gc.cipher_suite):
-        raise MlsError("a branched subgroup must keep the old group's protocol version and cipher suite")
+        raise MlsError(
+            "a branched subgroup must keep the old group's protocol version and cipher suite",
+            reason=MlsReason.BAD_WELCOME,
+        )
     if gc.group_id == old_gc.group_id:
-        raise MlsError("a branched subgroup must have a group id of its own")
+        raise MlsError("a branched subgroup must have a group id of its own", reason=MlsReason.BAD_WELCOME)
     return old
 
 
@@ -271,5 +291,6 @@ def check_branch_members(tree: RatchetTree, old_tree: RatchetTree) -> None:
         if not _is_member(leaf, roster):
             raise MlsError(
                 f"leaf {index} of the branched subgroup ({leaf.credential.identity!r}) has no counterpart "
-                "in the old group (same credential and signature key)"
+                "in the old group (same credential and signature key)",
+                reason=MlsReason.BAD_WELCOME,
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RatchetKey
@@ -94,7 +94,7 @@ def _read_result(r: Reader) -> CommitApplied:
     added, removed, updated = r.uint32s(), r.uint32s(), r.uint32s()
     flags = r.u8()
     if flags > 31:
-        raise MlsDecodeError("unknown commit result flags")
+        raise MlsDecodeError("unknown commit result flags", reason=MlsReason.CORRUPT_STATE)
     psks = r.u16()
     reinit = r.optional(ReInit.read)
     return CommitApplied(
@@ -117,7 +117,7 @@ def encode_staged(staged: StagedCommit) -> bytes:
     """Our own pending commit, with the whole next epoch (it holds secrets)."""
     ns = staged.next_state
     if ns is None or staged.message is None:
-        raise MlsError("only our own commits are persisted")
+        raise MlsError("only our own commits are persisted", reason=MlsReason.INVALID_ARGUMENT)
     w = Writer()
     w.u8(_STAGED_VERSION)
     w.opaque(staged.group_id)
@@ -138,12 +138,13 @@ def encode_staged(staged: StagedCommit) -> bytes:
     return w.getvalue()
 
 
+@stored_state
 def decode_staged(crypto: CryptoProvider, data: bytes) -> StagedCommit:
     """Inverse of :func:`encode_staged`; ``MlsError`` (``MlsDecodeError``) for anything else."""
 
     def read(r: Reader) -> StagedCommit:
         if r.u8() != _STAGED_VERSION:
-            raise MlsDecodeError("unknown staged commit version")
+            raise MlsDecodeError("unknown staged commit version", reason=MlsReason.CORRUPT_STATE)
         group_id = r.opaque()
         base = r.u64()
         message = r.opaque()

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypedDict
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RecordChanges
@@ -74,7 +74,7 @@ def check_max_lifetime(value: int | None) -> int | None:
     """``value`` if it is a valid ``max_lifetime_s`` (a non-negative int of seconds, or
     ``None``); ``MlsError`` otherwise."""
     if value is not None and (type(value) is not int or value < 0):
-        raise MlsError("max_lifetime_s is a non-negative int of seconds, or None")
+        raise MlsError("max_lifetime_s is a non-negative int of seconds, or None", reason=MlsReason.INVALID_ARGUMENT)
     return value
 
 
@@ -144,9 +144,12 @@ class GroupState:
     def require_active(self) -> None:
         """``MlsError`` unless we may still send in this group (a member, not reinitialised)."""
         if not self.active:
-            raise MlsError("we are no longer a member of this group")
+            raise MlsError("we are no longer a member of this group", reason=MlsReason.WRONG_STATE)
         if self.reinit is not None:
-            raise MlsError("the group was reinitialised: it may not be used to send any more")
+            raise MlsError(
+                "the group was reinitialised: it may not be used to send any more",
+                reason=MlsReason.WRONG_STATE,
+            )
 
     def resumption_psks(self) -> dict[int, bytes]:
         """SECRET: the retained resumption PSKs by epoch, the current one's included."""
@@ -239,7 +242,7 @@ def _record(gs: GroupState, name: str) -> bytes | None:
     if name.startswith("past:"):
         past = gs.past_epochs.get(int(name[5:]))
         return None if past is None else past.encode_meta()
-    raise MlsError(f"unknown group record {name!r}")  # pragma: no cover
+    raise MlsError(f"unknown group record {name!r}", reason=MlsReason.CORRUPT_STATE)  # pragma: no cover
 
 
 def group_records(gs: GroupState) -> dict[str, bytes]:
@@ -295,10 +298,11 @@ def records_to_bytes(records: Mapping[str, bytes]) -> bytes:
     return w.getvalue()
 
 
+@stored_state
 def bytes_to_records(data: bytes) -> dict[str, bytes]:
     """Inverse of :func:`records_to_bytes`; ``MlsError`` for anything else."""
     if not isinstance(data, bytes) or not data.startswith(_BLOB_MAGIC):
-        raise MlsDecodeError("not a Ping group state (bad magic or version)")
+        raise MlsDecodeError("not a Ping group state (bad magic or version)", reason=MlsReason.CORRUPT_STATE)
 
     def read(r: Reader) -> dict[str, bytes]:
         r.fixed(len(_BLOB_MAGIC))
@@ -307,7 +311,7 @@ def bytes_to_records(data: bytes) -> dict[str, bytes]:
         for raw, value in r.vector(lambda rr: (rr.opaque(256), rr.opaque())):
             name = raw.decode("ascii")
             if last is not None and name <= last:
-                raise MlsDecodeError("group state records out of order")
+                raise MlsDecodeError("group state records out of order", reason=MlsReason.CORRUPT_STATE)
             last = name
             out[name] = value
         return out
@@ -315,6 +319,7 @@ def bytes_to_records(data: bytes) -> dict[str, bytes]:
     return decode_with(read, data)
 
 
+@stored_state
 def group_from_records(
     crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Clock, policy: PolicyArgs | None = None
 ) -> GroupState:
@@ -322,17 +327,17 @@ def group_from_records(
     ``policy`` (``max_lifetime_s``, ``leaf_check``, ``extensions_check``) are not stored."""
     raw = records.get("state")
     if raw is None or "tree" not in records or "proposals" not in records:
-        raise MlsError("group records lack state, tree or proposals")
+        raise MlsError("group records lack state, tree or proposals", reason=MlsReason.CORRUPT_STATE)
 
     def read(r: Reader) -> tuple[Any, ...]:
         if r.u8() != _STATE_VERSION:
-            raise MlsDecodeError("unknown group state version")
+            raise MlsDecodeError("unknown group state version", reason=MlsReason.CORRUPT_STATE)
         config = GroupConfig.decode(r.opaque())
         signer = Signer.decode(r.opaque())
         core = r.opaque()
         flags = r.u8()
         if flags > 1:
-            raise MlsDecodeError("unknown group state flags")
+            raise MlsDecodeError("unknown group state flags", reason=MlsReason.CORRUPT_STATE)
         reinit = r.optional(ReInit.read)
         last = None
         if r.boolean():
@@ -351,7 +356,7 @@ def group_from_records(
         prefixes.append(f"st:{e}:")
     for name in records:
         if name not in known and not any(name.startswith(p) for p in prefixes):
-            raise MlsError(f"unexpected group record {name!r}")
+            raise MlsError(f"unexpected group record {name!r}", reason=MlsReason.CORRUPT_STATE)
     current = EpochState.decode(crypto, core, records["tree"], split_prefixed(records, f"st:{epoch}:"))
     gs = GroupState(crypto, signer, current, config, clock, **(policy or {}))
     gs.active, gs.reinit, gs.last_own_commit = active, reinit, last
@@ -359,7 +364,7 @@ def group_from_records(
     for e in past_list:
         meta = records.get(f"past:{e}")
         if meta is None:
-            raise MlsError(f"the record of past epoch {e} is missing")
+            raise MlsError(f"the record of past epoch {e} is missing", reason=MlsReason.CORRUPT_STATE)
         gs.past_epochs[e] = PastEpoch.decode(crypto, meta, split_prefixed(records, f"st:{e}:"))
 
     def read_props(r: Reader) -> tuple[ProposalStore, dict[bytes, bytes]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import (
@@ -95,18 +95,21 @@ def check_proposal_sender(proposal: Proposal, sender: Sender) -> None:
     st = sender.sender_type
     pt = proposal.proposal_type
     if pt == ProposalType.EXTERNAL_INIT:
-        raise MlsError("an ExternalInit proposal is only valid inside an external commit")
+        raise MlsError(
+            "an ExternalInit proposal is only valid inside an external commit",
+            reason=MlsReason.BAD_PROPOSAL,
+        )
     if st == SenderType.MEMBER:
         return
     if st == SenderType.EXTERNAL:
         if pt not in EXTERNAL_SENDER_TYPES:
-            raise MlsError(f"an external sender may not send a {pt.name} proposal")
+            raise MlsError(f"an external sender may not send a {pt.name} proposal", reason=MlsReason.SENDER_NOT_ALLOWED)
         return
     if st == SenderType.NEW_MEMBER_PROPOSAL:
         if pt != ProposalType.ADD:
-            raise MlsError("a new_member_proposal sender may only propose Add")
+            raise MlsError("a new_member_proposal sender may only propose Add", reason=MlsReason.SENDER_NOT_ALLOWED)
         return
-    raise MlsError(f"a {st.name} sender may not send proposals")
+    raise MlsError(f"a {st.name} sender may not send proposals", reason=MlsReason.SENDER_NOT_ALLOWED)
 
 
 def check_leaf_supports_group(leaf: LeafNode, extensions: Sequence[Extension]) -> None:
@@ -120,10 +123,13 @@ def check_group_context_extensions(extensions: Sequence[Extension], extensions_c
     live elsewhere, the payloads the engine knows parse; then the application's
     ``extensions_check`` (its own types), if any."""
     if not has_unique_types(extensions):
-        raise MlsError("duplicate GroupContext extension types")
+        raise MlsError("duplicate GroupContext extension types", reason=MlsReason.BAD_PROPOSAL)
     for ext in extensions:
         if ext.extension_type in _NOT_IN_GROUP_CONTEXT:
-            raise MlsError(f"extension {ext.extension_type} does not belong in a GroupContext")
+            raise MlsError(
+                f"extension {ext.extension_type} does not belong in a GroupContext",
+                reason=MlsReason.BAD_PROPOSAL,
+            )
     get_extension(extensions, RequiredCapabilities)
     get_extension(extensions, ExternalSenders)
     if extensions_check is not None:
@@ -147,7 +153,10 @@ def validate_add(
     propagates)."""
     kp = add.key_package
     if kp.version != context.version or kp.cipher_suite != context.cipher_suite:
-        raise MlsError("the KeyPackage's version or cipher suite differs from the group's")
+        raise MlsError(
+            "the KeyPackage's version or cipher suite differs from the group's",
+            reason=MlsReason.BAD_KEY_PACKAGE,
+        )
     validate_key_package_header(crypto, kp, key_package_bytes)
     verify_leaf(
         tree, crypto, kp.leaf_node, None, context, source=LeafNodeSource.KEY_PACKAGE, now_s=now, max_lifetime_s=max_lifetime_s
@@ -164,7 +173,7 @@ def check_successor(old: LeafNode, new: LeafNode, what: str, leaf_check: LeafChe
     leaf); without one, the engine's default: the same credential (a member may
     rotate its keys, never become someone else)."""
     if leaf_check is None and new.credential != old.credential:
-        raise MlsError(f"{what} may not change the member's credential")
+        raise MlsError(f"{what} may not change the member's credential", reason=MlsReason.BAD_PROPOSAL)
 
 
 def validate_update(
@@ -182,9 +191,9 @@ def validate_update(
     application's ``leaf_check(new leaf, sender's current leaf)`` accepts it."""
     old = tree.leaf(sender_leaf)
     if old is None:
-        raise MlsError(f"an Update from blank leaf {sender_leaf}")
+        raise MlsError(f"an Update from blank leaf {sender_leaf}", reason=MlsReason.UNKNOWN_SENDER)
     if update.leaf_node.encryption_key == old.encryption_key:
-        raise MlsError("an Update must change the leaf's encryption key")
+        raise MlsError("an Update must change the leaf's encryption key", reason=MlsReason.BAD_PROPOSAL)
     check_successor(old, update.leaf_node, "an Update", leaf_check)
     verify_leaf(tree, crypto, update.leaf_node, sender_leaf, context, source=LeafNodeSource.UPDATE, now_s=now)
     check_leaf_supports_group(update.leaf_node, context.extensions)
@@ -195,15 +204,18 @@ def validate_update(
 def validate_remove(tree: RatchetTree, remove: Remove) -> None:
     """§12.1.3: ``removed`` names a non-blank leaf."""
     if not 0 <= remove.removed < tree.n_leaves or tree.leaf(remove.removed) is None:
-        raise MlsError(f"a Remove of leaf {remove.removed}, which is blank or outside the tree")
+        raise MlsError(
+            f"a Remove of leaf {remove.removed}, which is blank or outside the tree",
+            reason=MlsReason.BAD_PROPOSAL,
+        )
 
 
 def validate_psk_id(psk: PreSharedKeyID, *, allowed_usage: ResumptionPSKUsage = ResumptionPSKUsage.APPLICATION) -> None:
     """§12.1.4: nonce of Nh bytes; resumption PSKs only with the allowed usage."""
     if len(psk.psk_nonce) != _NH:
-        raise MlsError("a PSK nonce must be 32 bytes")
+        raise MlsError("a PSK nonce must be 32 bytes", reason=MlsReason.BAD_PROPOSAL)
     if psk.psktype == PSKType.RESUMPTION and psk.usage != allowed_usage:
-        raise MlsError(f"a resumption PSK with usage {psk.usage!r} is not allowed here")
+        raise MlsError(f"a resumption PSK with usage {psk.usage!r} is not allowed here", reason=MlsReason.BAD_PROPOSAL)
 
 
 def validate_resumption_links(psks: Sequence[PreSharedKeyID]) -> None:
@@ -211,15 +223,15 @@ def validate_resumption_links(psks: Sequence[PreSharedKeyID]) -> None:
     ties the group to the one old group it resumes)."""
     links = [p for p in psks if p.psktype == PSKType.RESUMPTION and p.usage != ResumptionPSKUsage.APPLICATION]
     if len(links) > 1:
-        raise MlsError("several resumption PSKs with usage reinit or branch")
+        raise MlsError("several resumption PSKs with usage reinit or branch", reason=MlsReason.BAD_PROPOSAL)
 
 
 def validate_reinit(reinit: ReInit) -> None:
     """§12.1.5: the version must not go down; extensions well-formed."""
     if reinit.version < ProtocolVersion.MLS10:
-        raise MlsError("a ReInit may not lower the protocol version")
+        raise MlsError("a ReInit may not lower the protocol version", reason=MlsReason.BAD_PROPOSAL)
     if not has_unique_types(reinit.extensions):
-        raise MlsError("duplicate extension types in ReInit")
+        raise MlsError("duplicate extension types in ReInit", reason=MlsReason.BAD_PROPOSAL)
 
 
 def validate_group_context_extensions(
@@ -256,7 +268,7 @@ def validate_proposal(
         validate_add(crypto, tree, context, proposal, now=now, max_lifetime_s=max_lifetime_s, leaf_check=leaf_check)
     elif isinstance(proposal, Update):
         if sender.sender_type != SenderType.MEMBER:
-            raise MlsError("only members send Update proposals")
+            raise MlsError("only members send Update proposals", reason=MlsReason.SENDER_NOT_ALLOWED)
         validate_update(crypto, tree, context, proposal, sender.index, now=now, leaf_check=leaf_check)
     elif isinstance(proposal, Remove):
         validate_remove(tree, proposal)
@@ -267,9 +279,12 @@ def validate_proposal(
     elif isinstance(proposal, GroupContextExtensions):
         validate_group_context_extensions(proposal, (leaf for _, leaf in tree.members()), extensions_check)
     elif isinstance(proposal, ExternalInit):
-        raise MlsError("an ExternalInit proposal is only valid inside an external commit")
+        raise MlsError(
+            "an ExternalInit proposal is only valid inside an external commit",
+            reason=MlsReason.BAD_PROPOSAL,
+        )
     else:  # pragma: no cover - the decoder knows no other types
-        raise MlsError(f"unsupported proposal type {proposal.proposal_type}")
+        raise MlsError(f"unsupported proposal type {proposal.proposal_type}", reason=MlsReason.UNSUPPORTED)
 
 
 def validate_received_proposal(
@@ -318,46 +333,55 @@ def validate_regular_list(
     for proposal, sender in items:
         if isinstance(proposal, Update):
             if sender.sender_type != SenderType.MEMBER:
-                raise MlsError("an Update from a non-member")
+                raise MlsError("an Update from a non-member", reason=MlsReason.UNKNOWN_SENDER)
             if sender.index == committer:
-                raise MlsError("the commit contains an Update proposal by the committer")
+                raise MlsError("the commit contains an Update proposal by the committer", reason=MlsReason.BAD_PROPOSAL)
             if sender.index in updated_or_removed:
-                raise MlsError(f"several Update/Remove proposals for leaf {sender.index}")
+                raise MlsError(
+                    f"several Update/Remove proposals for leaf {sender.index}",
+                    reason=MlsReason.BAD_PROPOSAL,
+                )
             updated_or_removed.add(sender.index)
         elif isinstance(proposal, Remove):
             if proposal.removed == committer:
-                raise MlsError("the commit removes the committer")
+                raise MlsError("the commit removes the committer", reason=MlsReason.BAD_PROPOSAL)
             if proposal.removed in updated_or_removed:
-                raise MlsError(f"several Update/Remove proposals for leaf {proposal.removed}")
+                raise MlsError(
+                    f"several Update/Remove proposals for leaf {proposal.removed}",
+                    reason=MlsReason.BAD_PROPOSAL,
+                )
             updated_or_removed.add(proposal.removed)
         elif isinstance(proposal, Add):
             leaf = proposal.key_package.leaf_node
             if leaf.signature_key in add_keys:
-                raise MlsError("two Add proposals for the same client (same signature key)")
+                raise MlsError(
+                    "two Add proposals for the same client (same signature key)",
+                    reason=MlsReason.BAD_PROPOSAL,
+                )
             if leaf.encryption_key in add_enc:
-                raise MlsError("two Add proposals with the same encryption key")
+                raise MlsError("two Add proposals with the same encryption key", reason=MlsReason.BAD_PROPOSAL)
             add_keys.add(leaf.signature_key)
             add_enc.add(leaf.encryption_key)
         elif isinstance(proposal, PreSharedKey):
             key = encode(proposal.psk)
             if key in psk_ids:
-                raise MlsError("two PreSharedKey proposals for the same PSK")
+                raise MlsError("two PreSharedKey proposals for the same PSK", reason=MlsReason.BAD_PROPOSAL)
             psk_ids.add(key)
         elif isinstance(proposal, GroupContextExtensions):
             gce += 1
             if gce > 1:
-                raise MlsError("several GroupContextExtensions proposals")
+                raise MlsError("several GroupContextExtensions proposals", reason=MlsReason.BAD_PROPOSAL)
         elif isinstance(proposal, ReInit):
             reinit += 1
         elif isinstance(proposal, ExternalInit):
-            raise MlsError("an ExternalInit proposal in a regular commit")
+            raise MlsError("an ExternalInit proposal in a regular commit", reason=MlsReason.BAD_PROPOSAL)
     if reinit and len(items) > 1:
-        raise MlsError("a ReInit proposal must be the only proposal of a commit")
+        raise MlsError("a ReInit proposal must be the only proposal of a commit", reason=MlsReason.BAD_PROPOSAL)
     if add_keys:
         # An Add for a client already in the group (same signature key), unless it is removed here.
         for leaf_index, leaf in tree.members():
             if leaf.signature_key in add_keys and leaf_index not in removed:
-                raise MlsError("an Add proposal for a client that is already a member")
+                raise MlsError("an Add proposal for a client that is already a member", reason=MlsReason.BAD_PROPOSAL)
 
 
 def validate_external_list(items: Sequence[tuple[Proposal, Sender]]) -> tuple[ExternalInit, Remove | None]:
@@ -369,21 +393,24 @@ def validate_external_list(items: Sequence[tuple[Proposal, Sender]]) -> tuple[Ex
     for proposal, _ in items:
         if isinstance(proposal, ExternalInit):
             if init is not None:
-                raise MlsError("an external commit with several ExternalInit proposals")
+                raise MlsError("an external commit with several ExternalInit proposals", reason=MlsReason.BAD_PROPOSAL)
             init = proposal
         elif isinstance(proposal, Remove):
             if remove is not None:
-                raise MlsError("an external commit with several Remove proposals")
+                raise MlsError("an external commit with several Remove proposals", reason=MlsReason.BAD_PROPOSAL)
             remove = proposal
         elif isinstance(proposal, PreSharedKey):
             key = encode(proposal.psk)
             if key in psk_ids:
-                raise MlsError("two PreSharedKey proposals for the same PSK")
+                raise MlsError("two PreSharedKey proposals for the same PSK", reason=MlsReason.BAD_PROPOSAL)
             psk_ids.add(key)
         else:
-            raise MlsError(f"an external commit may not contain a {proposal.proposal_type.name} proposal")
+            raise MlsError(
+                f"an external commit may not contain a {proposal.proposal_type.name} proposal",
+                reason=MlsReason.BAD_PROPOSAL,
+            )
     if init is None:
-        raise MlsError("an external commit without an ExternalInit proposal")
+        raise MlsError("an external commit without an ExternalInit proposal", reason=MlsReason.BAD_PROPOSAL)
     return init, remove
 
 
@@ -391,9 +418,12 @@ def external_sender_key(context: GroupContext, index: int) -> bytes:
     """The signature key of external sender ``index`` (external_senders extension)."""
     senders = get_extension(context.extensions, ExternalSenders)
     if senders is None:
-        raise MlsError("an external sender, but the group has no external_senders extension")
+        raise MlsError(
+            "an external sender, but the group has no external_senders extension",
+            reason=MlsReason.UNKNOWN_SENDER,
+        )
     if not 0 <= index < len(senders.senders):
-        raise MlsError(f"unknown external sender {index}")
+        raise MlsError(f"unknown external sender {index}", reason=MlsReason.UNKNOWN_SENDER)
     return senders.senders[index].signature_key
 
 
@@ -411,17 +441,17 @@ def sender_signature_key(tree: RatchetTree, context: GroupContext, content: Fram
         i = sender.index
         leaf = tree.leaf(i) if i < tree.n_leaves else None
         if leaf is None:
-            raise MlsError(f"a message from blank leaf {i}")
+            raise MlsError(f"a message from blank leaf {i}", reason=MlsReason.UNKNOWN_SENDER)
         return leaf.signature_key
     if st == SenderType.EXTERNAL:
         return external_sender_key(context, sender.index)
     body = content.content
     if st == SenderType.NEW_MEMBER_PROPOSAL:
         if not isinstance(body, Add):
-            raise MlsError("a new_member_proposal sender may only propose Add")
+            raise MlsError("a new_member_proposal sender may only propose Add", reason=MlsReason.SENDER_NOT_ALLOWED)
         return body.key_package.leaf_node.signature_key
     if st == SenderType.NEW_MEMBER_COMMIT:
         if not isinstance(body, Commit) or body.path is None:
-            raise MlsError("an external commit must have a path")
+            raise MlsError("an external commit must have a path", reason=MlsReason.BAD_COMMIT)
         return body.path.leaf_node.signature_key
-    raise MlsError(f"unknown sender type {st}")  # pragma: no cover
+    raise MlsError(f"unknown sender type {st}", reason=MlsReason.MALFORMED)  # pragma: no cover

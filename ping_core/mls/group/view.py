@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.schedule import mls_exporter
@@ -241,7 +241,10 @@ class GroupView:
         merged: the delivery service checks it against the commit and keeps it for members
         that rejoin by external commit (§12.4.3.2)."""
         if not staged.own or staged.next_state is None or staged.base_epoch != self.epoch:
-            raise MlsError("a GroupInfo after a commit needs our own commit staged in this epoch")
+            raise MlsError(
+                "a GroupInfo after a commit needs our own commit staged in this epoch",
+                reason=MlsReason.WRONG_STATE,
+            )
         info = group_info_for(
             self.crypto, self.state, ratchet_tree=ratchet_tree, external_pub=external_pub, state=staged.next_state
         )
@@ -253,7 +256,7 @@ class GroupView:
         e = self.epoch if epoch is None else epoch
         value = self.state.resumption_psks().get(e)
         if value is None:
-            raise MlsError(f"the resumption PSK of epoch {e} is not retained")
+            raise MlsError(f"the resumption PSK of epoch {e} is not retained", reason=MlsReason.TOO_OLD)
         return value
 
     def psk_source(self) -> Callable[[PreSharedKeyID], bytes | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .hpke import UpdatePath
@@ -35,4 +35,4 @@ class Commit:
             return cls(proposals, None)
         if flag == 1:
             return cls(proposals, UpdatePath.read(r))
-        raise MlsDecodeError(f"invalid optional presence byte {flag}")
+        raise MlsDecodeError(f"invalid optional presence byte {flag}", reason=MlsReason.MALFORMED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .enums import CredentialType
@@ -56,4 +56,4 @@ class Credential:
             return cls(CredentialType.BASIC, r.opaque(MAX_IDENTITY))
         if ct == 2:
             return cls(CredentialType.X509, b"", r.opaques(MAX_CERTIFICATE, MAX_CERT_CHAIN))
-        raise MlsDecodeError(f"unknown credential type {ct}")
+        raise MlsDecodeError(f"unknown credential type {ct}", reason=MlsReason.MALFORMED)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, Protocol, TypeVar
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer, decode_with, encode
 
 from .credential import Credential
@@ -79,7 +79,8 @@ class Extension:
         """
         if self.extension_type != payload_cls.EXTENSION_TYPE:
             raise MlsDecodeError(
-                f"extension type {self.extension_type} is not {payload_cls.EXTENSION_TYPE}"
+                f"extension type {self.extension_type} is not {payload_cls.EXTENSION_TYPE}",
+                reason=MlsReason.MALFORMED,
             )
         return decode_with(payload_cls.read, self.extension_data)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer, decode_with, encode
 
 from .commit import Commit
@@ -85,7 +85,7 @@ def _read_content(r: Reader, content_type: int) -> Content:
         return Proposal.read(r)
     if content_type == 3:
         return Commit.read(r)
-    raise MlsDecodeError(f"unknown content type {content_type}")
+    raise MlsDecodeError(f"unknown content type {content_type}", reason=MlsReason.MALFORMED)
 
 
 def _content_repr(content: Content) -> str:
@@ -106,7 +106,7 @@ def _read_content_type(r: Reader) -> ContentType:
     raw = r.u8()
     ct = CONTENT_TYPE_BY_VALUE.get(raw)
     if ct is None:
-        raise MlsDecodeError(f"unknown content type {raw}")
+        raise MlsDecodeError(f"unknown content type {raw}", reason=MlsReason.MALFORMED)
     return ct
 
 
@@ -158,7 +158,7 @@ class Sender:
         raw = r.u8()
         t = SENDER_TYPE_BY_VALUE.get(raw)
         if t is None:
-            raise MlsDecodeError(f"unknown sender type {raw}")
+            raise MlsDecodeError(f"unknown sender type {raw}", reason=MlsReason.MALFORMED)
         if raw <= 2:  # member, external
             return cls(t, r.u32())
         return cls(t, 0)
@@ -303,7 +303,7 @@ class AuthenticatedContent:
         raw = r.u16()
         wf = WIRE_FORMAT_BY_VALUE.get(raw)
         if wf is None:
-            raise MlsDecodeError(f"unknown wire format {raw}")
+            raise MlsDecodeError(f"unknown wire format {raw}", reason=MlsReason.MALFORMED)
         content = FramedContent.read(r)
         auth = FramedContentAuthData.read_for(r, content_type_of(content.content))
         return cls(wf, content, auth)
@@ -496,7 +496,7 @@ class PrivateMessageContent:
         pos, end = r.pos, r.end
         n = end - pos
         if n and r.data.count(0, pos, end) != n:
-            raise MlsDecodeError("non-zero padding in PrivateMessageContent")
+            raise MlsDecodeError("non-zero padding in PrivateMessageContent", reason=MlsReason.MALFORMED)
         r.pos = end
         return cls(content, auth, n)
 

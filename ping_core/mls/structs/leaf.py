@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .credential import Credential
@@ -144,7 +144,7 @@ class LeafNode:
         elif source is LeafNodeSource.COMMIT:
             parent_hash = opaque(MAX_HASH)
         elif source is None:
-            raise MlsDecodeError(f"unknown leaf node source {raw_source}")
+            raise MlsDecodeError(f"unknown leaf node source {raw_source}", reason=MlsReason.MALFORMED)
         extensions = read_extensions(r)
         signature = opaque(MAX_SIGNATURE)
         return cls(

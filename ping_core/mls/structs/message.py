@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .enums import ProtocolVersion, WireFormat
@@ -66,9 +66,9 @@ class MLSMessage:
     def read(cls, r: Reader) -> MLSMessage:
         version = r.u16()
         if version != 1:
-            raise MlsDecodeError(f"unsupported protocol version {version}")
+            raise MlsDecodeError(f"unsupported protocol version {version}", reason=MlsReason.UNSUPPORTED)
         wf = r.u16()
         read = _READERS.get(wf)
         if read is None:
-            raise MlsDecodeError(f"unknown wire format {wf}")
+            raise MlsDecodeError(f"unknown wire format {wf}", reason=MlsReason.MALFORMED)
         return cls(read(r))

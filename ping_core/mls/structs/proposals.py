@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar, Union
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .enums import ProposalOrRefType, ProposalType, ProtocolVersion
@@ -66,10 +66,13 @@ class Proposal:
         t = r.u16()
         body_cls = _BY_TYPE.get(t)
         if body_cls is None:
-            raise MlsDecodeError(f"unknown proposal type {t}")
+            raise MlsDecodeError(f"unknown proposal type {t}", reason=MlsReason.MALFORMED)
         proposal = body_cls.read_body(r)
         if not isinstance(proposal, cls):
-            raise MlsDecodeError(f"expected a {cls.__name__} proposal, got {body_cls.__name__}")
+            raise MlsDecodeError(
+                f"expected a {cls.__name__} proposal, got {body_cls.__name__}",
+                reason=MlsReason.MALFORMED,
+            )
         return proposal
 
 
@@ -217,4 +220,4 @@ def read_proposal_or_ref(r: Reader) -> ProposalOrRef:
         return Proposal.read(r)
     if t == 2:
         return r.opaque(MAX_HASH)
-    raise MlsDecodeError(f"unknown ProposalOrRef type {t}")
+    raise MlsDecodeError(f"unknown ProposalOrRef type {t}", reason=MlsReason.MALFORMED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .enums import RESUMPTION_USAGE_BY_VALUE, PSKType, ResumptionPSKUsage
@@ -74,7 +74,7 @@ class PreSharedKeyID:
             raw_usage = r.u8()
             usage = RESUMPTION_USAGE_BY_VALUE.get(raw_usage)
             if usage is None:
-                raise MlsDecodeError(f"unknown resumption PSK usage {raw_usage}")
+                raise MlsDecodeError(f"unknown resumption PSK usage {raw_usage}", reason=MlsReason.MALFORMED)
             group_id = r.opaque(MAX_GROUP_ID)
             epoch = r.u64()
             return cls(
@@ -84,7 +84,7 @@ class PreSharedKeyID:
                 psk_epoch=epoch,
                 psk_nonce=r.opaque(MAX_HASH),
             )
-        raise MlsDecodeError(f"unknown PSK type {t}")
+        raise MlsDecodeError(f"unknown PSK type {t}", reason=MlsReason.MALFORMED)
 
 
 @dataclass(frozen=True, slots=True)

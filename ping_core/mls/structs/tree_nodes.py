@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, Union
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .enums import ExtensionType, NodeType
@@ -60,7 +60,7 @@ def read_node(r: Reader) -> Node:
         return LeafNode.read(r)
     if t == 2:
         return ParentNode.read(r)
-    raise MlsDecodeError(f"unknown node type {t}")
+    raise MlsDecodeError(f"unknown node type {t}", reason=MlsReason.MALFORMED)
 
 
 def _read_optional_node(r: Reader) -> Node | None:
@@ -68,7 +68,7 @@ def _read_optional_node(r: Reader) -> Node | None:
     if flag == 0:
         return None
     if flag != 1:
-        raise MlsDecodeError(f"invalid optional presence byte {flag}")
+        raise MlsDecodeError(f"invalid optional presence byte {flag}", reason=MlsReason.MALFORMED)
     return read_node(r)
 
 
@@ -101,17 +101,17 @@ class RatchetTree:
     def read(cls, r: Reader) -> RatchetTree:
         nodes = tuple(r.vector(_read_optional_node))
         if not nodes:
-            raise MlsDecodeError("empty ratchet tree")
+            raise MlsDecodeError("empty ratchet tree", reason=MlsReason.MALFORMED)
         if nodes[-1] is None:
-            raise MlsDecodeError("ratchet tree ends with a blank node")
+            raise MlsDecodeError("ratchet tree ends with a blank node", reason=MlsReason.MALFORMED)
         for i in range(0, len(nodes), 2):
             n = nodes[i]
             if n is not None and type(n) is not LeafNode:
-                raise MlsDecodeError(f"node {i} is a leaf position but holds a parent node")
+                raise MlsDecodeError(f"node {i} is a leaf position but holds a parent node", reason=MlsReason.MALFORMED)
         for i in range(1, len(nodes), 2):
             n = nodes[i]
             if n is not None and type(n) is not ParentNode:
-                raise MlsDecodeError(f"node {i} is a parent position but holds a leaf node")
+                raise MlsDecodeError(f"node {i} is a parent position but holds a leaf node", reason=MlsReason.MALFORMED)
         return cls(nodes)
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
 
 from .hpke import HPKECiphertext
@@ -56,7 +56,7 @@ class GroupSecrets:
         elif flag == 1:
             path_secret = r.opaque(MAX_HASH)
         else:
-            raise MlsDecodeError(f"invalid optional presence byte {flag}")
+            raise MlsDecodeError(f"invalid optional presence byte {flag}", reason=MlsReason.MALFORMED)
         return cls(joiner_secret, path_secret, r.structs(PreSharedKeyID))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ping_core.errors import MlsDecodeError
+from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, encode, varint
 from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
@@ -60,23 +60,29 @@ def read_nodes(r: Reader) -> tuple[list[Node | None], list[bytes | None]]:
                 pos += 1
                 continue
             if flag != 1:
-                raise MlsDecodeError(f"invalid optional presence byte {flag}")
+                raise MlsDecodeError(f"invalid optional presence byte {flag}", reason=MlsReason.MALFORMED)
             if pos + 1 >= stop:
-                raise MlsDecodeError("truncated input")
+                raise MlsDecodeError("truncated input", reason=MlsReason.MALFORMED)
             t = data[pos + 1]
             start = r.pos = pos + 2
             odd = len(nodes) & 1
             node: Node
             if t == 1:
                 if odd:
-                    raise MlsDecodeError(f"node {len(nodes)} is a parent position but holds a leaf node")
+                    raise MlsDecodeError(
+                        f"node {len(nodes)} is a parent position but holds a leaf node",
+                        reason=MlsReason.MALFORMED,
+                    )
                 node = leaf_read(r)
             elif t == 2:
                 if not odd:
-                    raise MlsDecodeError(f"node {len(nodes)} is a leaf position but holds a parent node")
+                    raise MlsDecodeError(
+                        f"node {len(nodes)} is a leaf position but holds a parent node",
+                        reason=MlsReason.MALFORMED,
+                    )
                 node = parent_read(r)
             else:
-                raise MlsDecodeError(f"unknown node type {t}")
+                raise MlsDecodeError(f"unknown node type {t}", reason=MlsReason.MALFORMED)
             pos = r.pos
             append_node(node)
             append_enc(data[start:pos])
@@ -84,9 +90,9 @@ def read_nodes(r: Reader) -> tuple[list[Node | None], list[bytes | None]]:
     finally:
         r.end = saved_end
     if not nodes:
-        raise MlsDecodeError("empty ratchet tree")
+        raise MlsDecodeError("empty ratchet tree", reason=MlsReason.MALFORMED)
     if nodes[-1] is None:
-        raise MlsDecodeError("ratchet tree ends with a blank node")
+        raise MlsDecodeError("ratchet tree ends with a blank node", reason=MlsReason.MALFORMED)
     return nodes, encs
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from struct import Struct
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.codec import encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
@@ -105,7 +105,7 @@ class TreeHashes:
         """
         node = self._nodes[p]
         if type(node) is not ParentNode:
-            raise MlsError(f"node {p} is not a non-blank parent node")
+            raise MlsError(f"node {p} is not a non-blank parent node", reason=MlsReason.INVALID_ARGUMENT)
         lo, hi = span(sibling)
         removed = frozenset(2 * leaf for leaf in node.unmerged_leaves if lo <= 2 * leaf <= hi)
         th = self._hash_without(crypto, sibling, removed) if removed else self.tree_hash(crypto, sibling)

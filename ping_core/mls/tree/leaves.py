@@ -13,7 +13,7 @@ from __future__ import annotations
 from struct import Struct
 from typing import Literal, Sequence
 
-from ping_core.errors import CryptoError, InvalidSignature, MlsDecodeError, MlsError
+from ping_core.errors import CryptoError, InvalidSignature, MlsDecodeError, MlsError, MlsReason
 from ping_core.mls.codec import opaque, varint
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import sign_with_label, verify_with_label
@@ -64,7 +64,7 @@ def sign_leaf_node(
     try:
         tbs = leaf.tbs(group_id, leaf_index)
     except ValueError as exc:
-        raise MlsError(f"cannot sign this leaf node: {exc}") from None
+        raise MlsError(f"cannot sign this leaf node: {exc}", reason=MlsReason.INVALID_ARGUMENT) from None
     signature = sign_with_label(crypto, signature_secret, LEAF_NODE_TBS_LABEL, tbs)
     return LeafNode(
         leaf.encryption_key,
@@ -118,11 +118,20 @@ def check_leaf_content(
     """
     where = f"leaf {leaf_index}" if leaf_index is not None else "leaf node"
     if source != _KEY_PACKAGE and (leaf_index is None or not 0 <= leaf_index < MAX_LEAF_WIDTH):
-        raise MlsError("update and commit leaves are verified at their (valid) leaf index")
+        raise MlsError(
+            "update and commit leaves are verified at their (valid) leaf index",
+            reason=MlsReason.INVALID_ARGUMENT,
+        )
     if leaf.leaf_node_source != source:
-        raise MlsError(f"{where}: leaf_node_source is {leaf.leaf_node_source.name}, expected {source.name}")
+        raise MlsError(
+            f"{where}: leaf_node_source is {leaf.leaf_node_source.name}, expected {source.name}",
+            reason=MlsReason.BAD_LEAF,
+        )
     if len(leaf.encryption_key) != HPKE_PUBLIC_KEY_LEN:
-        raise MlsError(f"{where}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key")
+        raise MlsError(
+            f"{where}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key",
+            reason=MlsReason.BAD_LEAF,
+        )
     _check_capabilities(leaf, gc, where)
     req = required_capabilities(gc.extensions) if required is False else required
     check_supports_group(leaf, gc.extensions, req, where)
@@ -133,14 +142,18 @@ def check_leaf_content(
         assert lt is not None  # check_lifetime_span refuses a missing one
         if now_s is not None and not lt.not_before <= now_s <= lt.not_after:
             raise MlsError(
-                f"{where}: its lifetime {lt.not_before}..{lt.not_after} does not cover the current time {now_s}"
+                f"{where}: its lifetime {lt.not_before}..{lt.not_after} does not cover the current time {now_s}",
+                reason=MlsReason.BAD_LIFETIME,
             )
     # The signature last: the cheapest checks refuse garbage first.
     tbs = leaf_tbs(leaf, leaf_index, gc.group_id, enc)
     try:
         verify_with_label(crypto, leaf.signature_key, LEAF_NODE_TBS_LABEL, tbs, leaf.signature)
     except CryptoError as exc:
-        raise InvalidSignature(f"{where}: the leaf node signature does not verify ({exc})") from None
+        raise InvalidSignature(
+            f"{where}: the leaf node signature does not verify ({exc})",
+            reason=MlsReason.BAD_SIGNATURE,
+        ) from None
 
 
 def _check_capabilities(leaf: LeafNode, gc: GroupContext, where: str) -> None:
@@ -148,14 +161,20 @@ def _check_capabilities(leaf: LeafNode, gc: GroupContext, where: str) -> None:
     and extension types, and carries no extension type twice."""
     caps = leaf.capabilities
     if gc.version not in caps.versions:
-        raise MlsError(f"{where}: its capabilities do not list protocol version {gc.version}")
+        raise MlsError(
+            f"{where}: its capabilities do not list protocol version {gc.version}",
+            reason=MlsReason.UNSUPPORTED,
+        )
     if gc.cipher_suite not in caps.cipher_suites:
-        raise MlsError(f"{where}: its capabilities do not list cipher suite {gc.cipher_suite}")
+        raise MlsError(
+            f"{where}: its capabilities do not list cipher suite {gc.cipher_suite}",
+            reason=MlsReason.UNSUPPORTED,
+        )
     if leaf.credential.credential_type not in caps.credentials:
-        raise MlsError(f"{where}: its capabilities do not list its own credential type")
+        raise MlsError(f"{where}: its capabilities do not list its own credential type", reason=MlsReason.BAD_LEAF)
     if leaf.extensions:
         if not has_unique_types(leaf.extensions):
-            raise MlsError(f"{where}: an extension type occurs twice")
+            raise MlsError(f"{where}: an extension type occurs twice", reason=MlsReason.BAD_LEAF)
         check_extensions_listed(leaf.extensions, caps, where)
 
 
@@ -166,7 +185,10 @@ def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabiliti
             try:
                 return ext.parse(RequiredCapabilities)
             except MlsDecodeError as exc:
-                raise MlsError(f"malformed required_capabilities extension: {exc}") from None
+                raise MlsError(
+                    f"malformed required_capabilities extension: {exc}",
+                    reason=MlsReason.MALFORMED,
+                ) from None
     return None
 
 
@@ -176,7 +198,7 @@ def check_extensions_listed(extensions: Sequence[Extension], caps: Capabilities,
     for ext in extensions:
         t = ext.extension_type
         if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-            raise MlsError(f"{where}: extension type {t} is not listed in its capabilities")
+            raise MlsError(f"{where}: extension type {t} is not listed in its capabilities", reason=MlsReason.BAD_LEAF)
 
 
 def check_lifetime_span(lifetime: Lifetime | None, max_lifetime_s: int | None, where: str = "leaf node") -> None:
@@ -185,14 +207,15 @@ def check_lifetime_span(lifetime: Lifetime | None, max_lifetime_s: int | None, w
     (``None``: no maximum, the engine's default, for peers and test vectors
     with very long lifetimes) or when the leaf has no lifetime at all."""
     if lifetime is None:
-        raise MlsError(f"{where}: a key_package leaf node needs a lifetime")
+        raise MlsError(f"{where}: a key_package leaf node needs a lifetime", reason=MlsReason.BAD_LIFETIME)
     if max_lifetime_s is None:
         return
     span = lifetime.not_after - lifetime.not_before
     if span > max_lifetime_s:
         raise MlsError(
             f"{where}: its lifetime {lifetime.not_before}..{lifetime.not_after} spans {span} s, "
-            f"more than the maximum of {max_lifetime_s} s this application accepts (RFC 9420 §7.2)"
+            f"more than the maximum of {max_lifetime_s} s this application accepts (RFC 9420 §7.2)",
+            reason=MlsReason.LIFETIME_TOO_LONG,
         )
 
 
@@ -206,7 +229,7 @@ def check_supports_group(
     for ext in extensions:
         t = ext.extension_type
         if t not in DEFAULT_EXTENSION_TYPES and t not in listed:
-            raise MlsError(f"{where}: does not support the group's extension type {t}")
+            raise MlsError(f"{where}: does not support the group's extension type {t}", reason=MlsReason.UNSUPPORTED)
     if required is not None:
         _check_required(where, leaf, required)
 
@@ -215,10 +238,10 @@ def _check_required(where: str, leaf: LeafNode, req: RequiredCapabilities) -> No
     caps = leaf.capabilities
     for t in req.extension_types:
         if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions:
-            raise MlsError(f"{where}: does not support required extension type {t}")
+            raise MlsError(f"{where}: does not support required extension type {t}", reason=MlsReason.UNSUPPORTED)
     for t in req.proposal_types:
         if t not in DEFAULT_PROPOSAL_TYPES and t not in caps.proposals:
-            raise MlsError(f"{where}: does not support required proposal type {t}")
+            raise MlsError(f"{where}: does not support required proposal type {t}", reason=MlsReason.UNSUPPORTED)
     for t in req.credential_types:
         if t not in caps.credentials:
-            raise MlsError(f"{where}: does not support required credential type {t}")
+            raise MlsError(f"{where}: does not support required credential type {t}", reason=MlsReason.UNSUPPORTED)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence, cast
 
-from ping_core.errors import MlsDecodeError, MlsError
+from ping_core.errors import MlsDecodeError, MlsError, MlsReason
 from ping_core.mls.codec import Reader, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import tree_nodes
@@ -86,15 +86,18 @@ class RatchetTree:
         while items and items[-1] is None:
             items.pop()
         if not items:
-            raise MlsError("a ratchet tree needs at least one non-blank node")
+            raise MlsError("a ratchet tree needs at least one non-blank node", reason=MlsReason.INVALID_ARGUMENT)
         for i, n in enumerate(items):
             if n is None:
                 continue
             if i & 1:
                 if type(n) is not ParentNode:
-                    raise MlsError(f"node {i} is a parent position but holds {type(n).__name__}")
+                    raise MlsError(
+                        f"node {i} is a parent position but holds {type(n).__name__}",
+                        reason=MlsReason.MALFORMED,
+                    )
             elif type(n) is not LeafNode:
-                raise MlsError(f"node {i} is a leaf position but holds {type(n).__name__}")
+                raise MlsError(f"node {i} is a leaf position but holds {type(n).__name__}", reason=MlsReason.MALFORMED)
         return cls._padded(items, None)
 
     @classmethod
@@ -103,7 +106,10 @@ class RatchetTree:
         while 2 * (n_leaves - 1) + 1 < len(items):
             n_leaves <<= 1
         if n_leaves > MAX_LEAF_WIDTH:
-            raise MlsError(f"a tree of {n_leaves} leaves exceeds the limit of {MAX_LEAF_WIDTH}")
+            raise MlsError(
+                f"a tree of {n_leaves} leaves exceeds the limit of {MAX_LEAF_WIDTH}",
+                reason=MlsReason.LIMIT_EXCEEDED,
+            )
         width = 2 * (n_leaves - 1) + 1
         pad = width - len(items)
         items.extend([None] * pad)
@@ -133,7 +139,9 @@ class RatchetTree:
         try:
             return cls._padded(nodes, encodings)
         except MlsError as exc:
-            raise MlsDecodeError(str(exc)) from None
+            # Only MlsDecodeError leaves a decoder; a tree over the width limit stays LIMIT_EXCEEDED.
+            reason = MlsReason.LIMIT_EXCEEDED if exc.reason is MlsReason.LIMIT_EXCEEDED else MlsReason.MALFORMED
+            raise MlsDecodeError(str(exc), reason=reason) from None
 
     def to_struct(self) -> tree_nodes.RatchetTree:
         """The ratchet_tree extension payload (trailing blank nodes left off)."""
@@ -189,13 +197,16 @@ class RatchetTree:
     def node(self, x: int) -> Node | None:
         """Node ``x`` (``None`` when blank); ``MlsError`` outside the tree."""
         if not 0 <= x < len(self._nodes):
-            raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes")
+            raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes", reason=MlsReason.INVALID_ARGUMENT)
         return self._nodes[x]
 
     def leaf(self, leaf_index: int) -> LeafNode | None:
         """The leaf at ``leaf_index`` (``None`` when blank); ``MlsError`` outside the tree."""
         if not 0 <= leaf_index < self._n_leaves:
-            raise MlsError(f"leaf {leaf_index} is outside a tree of {self._n_leaves} leaves")
+            raise MlsError(
+                f"leaf {leaf_index} is outside a tree of {self._n_leaves} leaves",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         # Even array positions hold leaves only (checked where trees are built).
         return cast("LeafNode | None", self._nodes[2 * leaf_index])
 
@@ -203,9 +214,9 @@ class RatchetTree:
         """The encoding of non-blank node ``x`` (``LeafNode`` or ``ParentNode``, no type byte), cached."""
         nodes = self._nodes
         if not 0 <= x < len(nodes):
-            raise MlsError(f"node {x} is outside a tree of {len(nodes)} nodes")
+            raise MlsError(f"node {x} is outside a tree of {len(nodes)} nodes", reason=MlsReason.INVALID_ARGUMENT)
         if nodes[x] is None:
-            raise MlsError(f"node {x} is blank: it has no encoding")
+            raise MlsError(f"node {x} is blank: it has no encoding", reason=MlsReason.INVALID_ARGUMENT)
         enc = self._enc[x]
         return enc if enc is not None else encoding_at(nodes, self._enc, x)
 
@@ -264,7 +275,7 @@ class RatchetTree:
         for a blank leaf.
         """
         if not 0 <= x < len(self._nodes):
-            raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes")
+            raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes", reason=MlsReason.INVALID_ARGUMENT)
         out: list[int] = []
         self._resolve(x, out)
         return out
@@ -331,7 +342,7 @@ class RatchetTree:
         """
         n = len(self._nodes)
         if not (0 <= p < n and 0 <= sibling < n):
-            raise MlsError(f"node {p} or {sibling} is outside a tree of {n} nodes")
+            raise MlsError(f"node {p} or {sibling} is outside a tree of {n} nodes", reason=MlsReason.INVALID_ARGUMENT)
         return self._hashes.parent_hash(crypto, p, sibling)
 
     # ------------------------------------------------------------------ mutation
@@ -373,7 +384,7 @@ class RatchetTree:
     def _extend(self) -> None:
         """Double the leaf width: the old tree becomes the left subtree of a new blank root."""
         if self._n_leaves >= MAX_LEAF_WIDTH:
-            raise MlsError(f"the tree cannot grow beyond {MAX_LEAF_WIDTH} leaves")
+            raise MlsError(f"the tree cannot grow beyond {MAX_LEAF_WIDTH} leaves", reason=MlsReason.LIMIT_EXCEEDED)
         extra = len(self._nodes) + 1
         self._nodes.extend([None] * extra)
         self._enc.extend([None] * extra)
@@ -400,7 +411,7 @@ class RatchetTree:
     def ensure_leaf(self, leaf_index: int) -> None:
         """Extend the tree until ``leaf_index`` lies inside it (an external joiner's new leaf)."""
         if leaf_index < 0 or leaf_index >= MAX_LEAF_WIDTH:
-            raise MlsError(f"leaf index {leaf_index} is out of range")
+            raise MlsError(f"leaf index {leaf_index} is out of range", reason=MlsReason.INVALID_ARGUMENT)
         while leaf_index >= self._n_leaves:
             self._extend()
 
@@ -413,7 +424,7 @@ class RatchetTree:
         (see :func:`~ping_core.mls.tree.validation.verify_leaf`).
         """
         if type(leaf) is not LeafNode:
-            raise MlsError(f"add_leaf needs a LeafNode, not {type(leaf).__name__}")
+            raise MlsError(f"add_leaf needs a LeafNode, not {type(leaf).__name__}", reason=MlsReason.INVALID_ARGUMENT)
         index = self.free_leaf_index()
         self.ensure_leaf(index)
         self._set(2 * index, leaf)
@@ -430,16 +441,25 @@ class RatchetTree:
     def update_leaf(self, leaf_index: int, leaf: LeafNode) -> None:
         """Replace a member's leaf and blank its direct path (§12.1.2, and UpdatePath leaves)."""
         if type(leaf) is not LeafNode:
-            raise MlsError(f"update_leaf needs a LeafNode, not {type(leaf).__name__}")
+            raise MlsError(
+                f"update_leaf needs a LeafNode, not {type(leaf).__name__}",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         if self.leaf(leaf_index) is None:
-            raise MlsError(f"leaf {leaf_index} is blank: there is no member to update")
+            raise MlsError(
+                f"leaf {leaf_index} is blank: there is no member to update",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         self._set(2 * leaf_index, leaf)
         self._blank_direct_path(leaf_index)
 
     def remove_leaf(self, leaf_index: int) -> None:
         """Remove a member (§12.1.3): blank the leaf and its direct path, then truncate."""
         if self.leaf(leaf_index) is None:
-            raise MlsError(f"leaf {leaf_index} is blank: there is no member to remove")
+            raise MlsError(
+                f"leaf {leaf_index} is blank: there is no member to remove",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         self._set(2 * leaf_index, None)
         self._blank_direct_path(leaf_index)
         self._truncate()
@@ -447,7 +467,7 @@ class RatchetTree:
     def set_leaf(self, leaf_index: int, leaf: LeafNode) -> None:
         """Put ``leaf`` at ``leaf_index`` without touching any other node (TreeKEM's use)."""
         if type(leaf) is not LeafNode:
-            raise MlsError(f"set_leaf needs a LeafNode, not {type(leaf).__name__}")
+            raise MlsError(f"set_leaf needs a LeafNode, not {type(leaf).__name__}", reason=MlsReason.INVALID_ARGUMENT)
         self.leaf(leaf_index)
         self._set(2 * leaf_index, leaf)
 
@@ -465,7 +485,8 @@ class RatchetTree:
         pairs = self.filtered_direct_path_with_copath(leaf_index)
         if len(public_keys) != len(pairs):
             raise MlsError(
-                f"the UpdatePath has {len(public_keys)} nodes but the sender's filtered direct path has {len(pairs)}"
+                f"the UpdatePath has {len(public_keys)} nodes but the sender's filtered direct path has {len(pairs)}",
+                reason=MlsReason.BAD_PATH,
             )
         self._blank_direct_path(leaf_index)
         parent_hash = b""

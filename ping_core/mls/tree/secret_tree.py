@@ -51,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason, stored_state
 from ping_core.mls.crypto import CryptoProvider
 
 from ping_core.mls.codec import opaque
@@ -111,9 +111,9 @@ class RatchetConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.out_of_order_tolerance <= 0xFFFF:
-            raise MlsError("out_of_order_tolerance must be in 0..65535")
+            raise MlsError("out_of_order_tolerance must be in 0..65535", reason=MlsReason.INVALID_ARGUMENT)
         if not 0 <= self.maximum_forward_distance <= MAX_GENERATION:
-            raise MlsError("maximum_forward_distance out of range")
+            raise MlsError("maximum_forward_distance out of range", reason=MlsReason.INVALID_ARGUMENT)
 
 
 class _Ratchet:
@@ -197,7 +197,7 @@ def _encode_ratchet(r: _Ratchet, out: bytearray) -> None:
 
 def _decode_ratchet(data: bytes, pos: int) -> tuple[_Ratchet, int]:
     if len(data) < pos + 38:
-        raise MlsError("truncated ratchet record")
+        raise MlsError("truncated ratchet record", reason=MlsReason.CORRUPT_STATE)
     generation = int.from_bytes(data[pos : pos + 4], "big")
     secret = data[pos + 4 : pos + 36]
     count = int.from_bytes(data[pos + 36 : pos + 38], "big")
@@ -206,16 +206,16 @@ def _decode_ratchet(data: bytes, pos: int) -> tuple[_Ratchet, int]:
     last = -1
     entry = 4 + NK + NN
     if len(data) < pos + count * entry:
-        raise MlsError("truncated ratchet record")
+        raise MlsError("truncated ratchet record", reason=MlsReason.CORRUPT_STATE)
     for _ in range(count):
         g = int.from_bytes(data[pos : pos + 4], "big")
         if g <= last or g >= generation:
-            raise MlsError("malformed ratchet record: skipped generations out of order")
+            raise MlsError("malformed ratchet record: skipped generations out of order", reason=MlsReason.CORRUPT_STATE)
         last = g
         skipped[g] = (data[pos + 4 : pos + 4 + NK], data[pos + 4 + NK : pos + entry])
         pos += entry
     if generation > MAX_GENERATION + 1:
-        raise MlsError("malformed ratchet record: generation out of range")
+        raise MlsError("malformed ratchet record: generation out of range", reason=MlsReason.CORRUPT_STATE)
     return _Ratchet(generation, secret, skipped), pos
 
 
@@ -239,9 +239,9 @@ class SecretTree:
         ``n_leaves`` is the ratchet tree's leaf count (its width in leaves).
         """
         if not isinstance(n_leaves, int) or not 1 <= n_leaves <= 1 << 31:
-            raise MlsError("a secret tree needs between 1 and 2^31 leaves")
+            raise MlsError("a secret tree needs between 1 and 2^31 leaves", reason=MlsReason.INVALID_ARGUMENT)
         if not isinstance(encryption_secret, bytes) or len(encryption_secret) != NH:
-            raise MlsError("encryption_secret must be 32 bytes")
+            raise MlsError("encryption_secret must be 32 bytes", reason=MlsReason.INVALID_ARGUMENT)
         self._crypto = crypto
         self.n_leaves = n_leaves
         self.config = config or RatchetConfig()
@@ -260,9 +260,12 @@ class SecretTree:
 
     def _check(self, leaf: int, kind: int) -> None:
         if not isinstance(leaf, int) or not 0 <= leaf < self.n_leaves:
-            raise MlsError(f"leaf index {leaf} is outside the tree of {self.n_leaves} leaves")
+            raise MlsError(
+                f"leaf index {leaf} is outside the tree of {self.n_leaves} leaves",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         if kind not in (HANDSHAKE, APPLICATION):
-            raise MlsError(f"unknown ratchet kind {kind}")
+            raise MlsError(f"unknown ratchet kind {kind}", reason=MlsReason.INVALID_ARGUMENT)
 
     def _seed_leaf(self, leaf: int) -> tuple[tuple[_Ratchet, _Ratchet], int, bytes, tuple[tuple[int, bytes], ...]]:
         """Both fresh ratchets of an unused leaf, computed without changing the tree."""
@@ -312,7 +315,7 @@ class SecretTree:
         if generation is None:  # sending: the next generation, nothing skipped
             generation = g_next
         if not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
-            raise MlsError(f"generation {generation} out of range")
+            raise MlsError(f"generation {generation} out of range", reason=MlsReason.LIMIT_EXCEEDED)
         tolerance = self.config.out_of_order_tolerance
         if generation < g_next:
             kn = r.skipped.get(generation)
@@ -321,9 +324,10 @@ class SecretTree:
                 if generation < g_next - 1 - tolerance:
                     raise MlsError(
                         f"generation {generation} of the {what} is too old or already used "
-                        f"(next expected {g_next}, out-of-order tolerance {tolerance})"
+                        f"(next expected {g_next}, out-of-order tolerance {tolerance})",
+                        reason=MlsReason.TOO_OLD,
                     )
-                raise MlsError(f"generation {generation} of the {what} was already used")
+                raise MlsError(f"generation {generation} of the {what} was already used", reason=MlsReason.REPLAY)
             skipped = dict(r.skipped)
             del skipped[generation]
             new = _Ratchet(g_next, r.secret, skipped)
@@ -333,7 +337,8 @@ class SecretTree:
             if distance > self.config.maximum_forward_distance:
                 raise MlsError(
                     f"generation {generation} of the {_KIND_NAMES[kind]} ratchet of leaf {leaf} is too far ahead "
-                    f"(next expected {g_next}, maximum forward distance {self.config.maximum_forward_distance})"
+                    f"(next expected {g_next}, maximum forward distance {self.config.maximum_forward_distance})",
+                    reason=MlsReason.TOO_FAR_AHEAD,
                 )
             if distance == 0 and not r.skipped:  # the common case: the next message, in order
                 key, nonce, secret = self._ratchet_step(r.secret, generation)
@@ -377,7 +382,7 @@ class SecretTree:
         current = self._leaves.get(leaf)
         if step._base is None:
             if current is not None or self._frontier.get(step._frontier_node) is not step._frontier_secret:
-                raise MlsError("the secret tree changed since this key was derived")
+                raise MlsError("the secret tree changed since this key was derived", reason=MlsReason.WRONG_STATE)
             frontier = self._frontier
             del frontier[step._frontier_node]
             self._dirty_nodes.add(step._frontier_node)
@@ -385,7 +390,7 @@ class SecretTree:
                 frontier[node] = secret
                 self._dirty_nodes.add(node)
         elif current is None or current[step.kind] is not step._base:
-            raise MlsError("the secret tree changed since this key was derived")
+            raise MlsError("the secret tree changed since this key was derived", reason=MlsReason.WRONG_STATE)
         self._leaves[leaf] = step._new
         self._dirty_leaves.add(leaf)
 
@@ -450,6 +455,7 @@ class SecretTree:
         self._meta_dirty = False
 
     @classmethod
+    @stored_state
     def from_records(cls, crypto: CryptoProvider, records: Mapping[str, bytes]) -> SecretTree:
         """The tree those records describe, with no pending changes.
 
@@ -457,13 +463,13 @@ class SecretTree:
         """
         meta = records.get(_META)
         if meta is None or len(meta) != 10:
-            raise MlsError("secret tree records lack a valid meta record")
+            raise MlsError("secret tree records lack a valid meta record", reason=MlsReason.CORRUPT_STATE)
         n_leaves = int.from_bytes(meta[:4], "big")
         config = RatchetConfig(int.from_bytes(meta[4:6], "big"), int.from_bytes(meta[6:10], "big"))
         tree = cls.__new__(cls)
         tree._crypto = crypto
         if not 1 <= n_leaves <= 1 << 31:
-            raise MlsError("secret tree records have an invalid leaf count")
+            raise MlsError("secret tree records have an invalid leaf count", reason=MlsReason.CORRUPT_STATE)
         tree.n_leaves = n_leaves
         tree.config = config
         tree._frontier = {}
@@ -476,22 +482,22 @@ class SecretTree:
                 if name.startswith(_NODE):
                     node = int(name[len(_NODE) :])
                     if not 0 <= node < width or len(value) != NH:
-                        raise MlsError(f"malformed secret tree record {name!r}")
+                        raise MlsError(f"malformed secret tree record {name!r}", reason=MlsReason.CORRUPT_STATE)
                     tree._frontier[node] = bytes(value)
                 elif name.startswith(_LEAF):
                     leaf = int(name[len(_LEAF) :])
                     if not 0 <= leaf < n_leaves:
-                        raise MlsError(f"malformed secret tree record {name!r}")
+                        raise MlsError(f"malformed secret tree record {name!r}", reason=MlsReason.CORRUPT_STATE)
                     value = bytes(value)
                     hs, pos = _decode_ratchet(value, 0)
                     app, pos = _decode_ratchet(value, pos)
                     if pos != len(value):
-                        raise MlsError(f"malformed secret tree record {name!r}")
+                        raise MlsError(f"malformed secret tree record {name!r}", reason=MlsReason.CORRUPT_STATE)
                     tree._leaves[leaf] = (hs, app)
                 else:
-                    raise MlsError(f"unknown secret tree record {name!r}")
+                    raise MlsError(f"unknown secret tree record {name!r}", reason=MlsReason.CORRUPT_STATE)
             except ValueError:
-                raise MlsError(f"malformed secret tree record name {name!r}") from None
+                raise MlsError(f"malformed secret tree record name {name!r}", reason=MlsReason.CORRUPT_STATE) from None
         tree._check_cover()
         tree._dirty_nodes = set()
         tree._dirty_leaves = set()
@@ -509,12 +515,15 @@ class SecretTree:
         for first, end, _node in spans:
             end = min(end, self.n_leaves)
             if first < prev_end or first >= end:
-                raise MlsError("inconsistent secret tree records: overlapping frontier")
+                raise MlsError("inconsistent secret tree records: overlapping frontier", reason=MlsReason.CORRUPT_STATE)
             while i < len(used) and used[i] < first:
                 i += 1
             if i < len(used) and used[i] < end:
-                raise MlsError("inconsistent secret tree records: a used leaf under the frontier")
+                raise MlsError(
+                    "inconsistent secret tree records: a used leaf under the frontier",
+                    reason=MlsReason.CORRUPT_STATE,
+                )
             covered += end - first
             prev_end = end
         if covered + len(used) != self.n_leaves:
-            raise MlsError("inconsistent secret tree records: leaves not covered")
+            raise MlsError("inconsistent secret tree records: leaves not covered", reason=MlsReason.CORRUPT_STATE)

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from ping_core.errors import CryptoError, DecryptionFailed, MlsDecodeError, MlsError
+from ping_core.errors import CryptoError, DecryptionFailed, MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.enums import LeafNodeSource
@@ -120,6 +120,7 @@ class PathKeys:
         return w.getvalue()
 
     @classmethod
+    @stored_state
     def decode(cls, data: bytes) -> PathKeys:
         """Strict inverse of :meth:`encode`; ``MlsDecodeError`` otherwise."""
         return decode_with(cls._read, data)
@@ -128,12 +129,12 @@ class PathKeys:
     def _read(cls, r: Reader) -> PathKeys:
         version = r.u8()
         if version != _PATH_KEYS_VERSION:
-            raise MlsDecodeError(f"unknown PathKeys version {version}")
+            raise MlsDecodeError(f"unknown PathKeys version {version}", reason=MlsReason.CORRUPT_STATE)
         leaf = r.opaque(MAX_HASH)
         nodes = r.u32_map(MAX_HASH)
         for node in nodes:
             if not node & 1:
-                raise MlsDecodeError(f"PathKeys node {node} is not a parent node")
+                raise MlsDecodeError(f"PathKeys node {node} is not a parent node", reason=MlsReason.CORRUPT_STATE)
         return cls(leaf, nodes)
 
     def pruned(self, tree: RatchetTree) -> PathKeys:
@@ -240,7 +241,7 @@ def generate_update_path(
     if leaf_secret is None:
         leaf_secret = crypto.random(NH)
     elif len(leaf_secret) != NH:
-        raise MlsError(f"leaf_secret must be {NH} bytes")
+        raise MlsError(f"leaf_secret must be {NH} bytes", reason=MlsReason.INVALID_ARGUMENT)
     leaf_priv, leaf_pub = node_key_pair(crypto, leaf_secret)
     path_secrets: dict[int, bytes] = {}
     node_privs: dict[int, bytes] = {}
@@ -257,11 +258,11 @@ def generate_update_path(
     parent_hash = tree.merge_path(crypto, leaf_index, publics)
     leaf = make_leaf(leaf_pub, parent_hash)
     if type(leaf) is not LeafNode:
-        raise MlsError("make_leaf must return a LeafNode")
+        raise MlsError("make_leaf must return a LeafNode", reason=MlsReason.INVALID_ARGUMENT)
     if leaf.encryption_key != leaf_pub or leaf.parent_hash != parent_hash:
-        raise MlsError("make_leaf must use the given encryption key and parent hash")
+        raise MlsError("make_leaf must use the given encryption key and parent hash", reason=MlsReason.INVALID_ARGUMENT)
     if leaf.leaf_node_source != LeafNodeSource.COMMIT:
-        raise MlsError("an UpdatePath leaf node has leaf_node_source commit")
+        raise MlsError("an UpdatePath leaf node has leaf_node_source commit", reason=MlsReason.INVALID_ARGUMENT)
     tree.set_leaf(leaf_index, leaf)
 
     context = group_context_for(tree.tree_hash(crypto))
@@ -359,7 +360,8 @@ def merge_update_path(
     path_nodes = update_path.nodes
     if len(path_nodes) != len(pairs):
         raise MlsError(
-            f"the UpdatePath has {len(path_nodes)} nodes but the sender's filtered direct path has {len(pairs)}"
+            f"the UpdatePath has {len(path_nodes)} nodes but the sender's filtered direct path has {len(pairs)}",
+            reason=MlsReason.BAD_PATH,
         )
     resolutions: list[list[int]] = []
     for (p, s), upn in zip(pairs, path_nodes):
@@ -367,32 +369,45 @@ def merge_update_path(
         if len(upn.encrypted_path_secret) != len(res):
             raise MlsError(
                 f"UpdatePath node for {p} has {len(upn.encrypted_path_secret)} ciphertexts "
-                f"for a copath resolution of {len(res)}"
+                f"for a copath resolution of {len(res)}",
+                reason=MlsReason.BAD_PATH,
             )
         resolutions.append(res)
 
     leaf = update_path.leaf_node
     if type(leaf) is not LeafNode:
-        raise MlsError("the UpdatePath leaf is not a LeafNode")
+        raise MlsError("the UpdatePath leaf is not a LeafNode", reason=MlsReason.MALFORMED)
     seen: set[bytes] = {leaf.encryption_key}
     for i, upn in enumerate(path_nodes):
         key = upn.encryption_key
         if len(key) != HPKE_PUBLIC_KEY_LEN:
-            raise MlsError(f"UpdatePath node {pairs[i][0]}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key")
+            raise MlsError(
+                f"UpdatePath node {pairs[i][0]}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key",
+                reason=MlsReason.BAD_PATH,
+            )
         if key in seen or tree.has_encryption_key(key):
-            raise MlsError(f"UpdatePath node {pairs[i][0]}: the encryption key is already used")
+            raise MlsError(
+                f"UpdatePath node {pairs[i][0]}: the encryption key is already used",
+                reason=MlsReason.BAD_PATH,
+            )
         seen.add(key)
     check_leaf_in_tree(tree, leaf, replaces=sender)
 
     parent_hash = tree.merge_path(crypto, sender, [upn.encryption_key for upn in path_nodes])
     if leaf.parent_hash != parent_hash:
-        raise MlsError("the UpdatePath leaf's parent_hash does not match the merged path")
+        raise MlsError(
+            "the UpdatePath leaf's parent_hash does not match the merged path",
+            reason=MlsReason.BAD_PARENT_HASH,
+        )
     tree.set_leaf(sender, leaf)
     context = group_context_for(tree.tree_hash(crypto))
     try:
         gc = decode_exact(GroupContext, context)
     except MlsDecodeError as exc:
-        raise MlsError(f"group_context_for returned a malformed GroupContext: {exc}") from None
+        raise MlsError(
+            f"group_context_for returned a malformed GroupContext: {exc}",
+            reason=MlsReason.INVALID_ARGUMENT,
+        ) from None
     check_leaf_content(crypto, leaf, sender, gc, source=LeafNodeSource.COMMIT)
     return MergedPath(pairs, resolutions, context)
 
@@ -418,7 +433,7 @@ def decrypt_update_path(
     # Where our subtree meets the sender's path: the copath child containing our leaf.
     pos = next((i for i, (_, s) in enumerate(pairs) if is_in_subtree(s, own_node)), -1)
     if pos < 0:
-        raise MlsError("our leaf is not below the sender's filtered direct path")
+        raise MlsError("our leaf is not below the sender's filtered direct path", reason=MlsReason.BAD_PATH)
     target_res = merged.resolutions[pos]
 
     # Decrypt with the first resolution node we hold a key for: our leaf or
@@ -434,7 +449,10 @@ def decrypt_update_path(
             found = (j, r, node_key)
             break
     if found is None:
-        raise MlsError(f"we hold no private key for any node of the resolution of copath node {s0}")
+        raise MlsError(
+            f"we hold no private key for any node of the resolution of copath node {s0}",
+            reason=MlsReason.BAD_PATH,
+        )
     j, r, priv = found
     ct = path_nodes[pos].encrypted_path_secret[j]
     holder = tree.node(r)
@@ -444,16 +462,25 @@ def decrypt_update_path(
             crypto, priv, _LABEL, merged.context, ct.kem_output, ct.ciphertext, public=holder.encryption_key
         )
     except CryptoError as exc:
-        raise DecryptionFailed(f"the path secret for node {p0} does not decrypt with node {r}'s key ({exc})") from None
+        raise DecryptionFailed(
+            f"the path secret for node {p0} does not decrypt with node {r}'s key ({exc})",
+            reason=MlsReason.DECRYPTION_FAILED,
+        ) from None
     if len(path_secret) != NH:
-        raise MlsError(f"the path secret for node {p0} is {len(path_secret)} bytes, not {NH}")
+        raise MlsError(
+            f"the path secret for node {p0} is {len(path_secret)} bytes, not {NH}",
+            reason=MlsReason.BAD_PATH,
+        )
 
     derived: dict[int, bytes] = {}
     secret = path_secret
     for (p, _), upn in zip(pairs[pos:], path_nodes[pos:]):
         node_priv, node_pub = node_key_pair(crypto, secret)
         if node_pub != upn.encryption_key:
-            raise MlsError(f"the public key derived for node {p} does not match the UpdatePath")
+            raise MlsError(
+                f"the public key derived for node {p} does not match the UpdatePath",
+                reason=MlsReason.BAD_PATH,
+            )
         derived[p] = node_priv
         secret = derive_secret(crypto, secret, b"path")
 
@@ -496,11 +523,17 @@ def check_receiver(tree: RatchetTree, sender: int, own_leaf: int, exclude: Itera
     the same commit (a joiner's path secret comes in the Welcome), and our leaf
     is in ``tree``. ``MlsError`` otherwise."""
     if sender == own_leaf:
-        raise MlsError("the committer does not process its own UpdatePath (it keeps its GeneratedPath)")
+        raise MlsError(
+            "the committer does not process its own UpdatePath (it keeps its GeneratedPath)",
+            reason=MlsReason.INVALID_ARGUMENT,
+        )
     if 2 * own_leaf in _excluded_nodes(exclude):
-        raise MlsError("a member added by this commit gets its path secret from the Welcome")
+        raise MlsError(
+            "a member added by this commit gets its path secret from the Welcome",
+            reason=MlsReason.INVALID_ARGUMENT,
+        )
     if tree.leaf(own_leaf) is None:
-        raise MlsError(f"our leaf {own_leaf} is blank in this tree")
+        raise MlsError(f"our leaf {own_leaf} is blank in this tree", reason=MlsReason.BAD_TREE)
 
 
 def apply_update_path(
@@ -548,18 +581,21 @@ def path_keys_from_path_secret(
     """
     own = tree.leaf(own_leaf)
     if own is None:
-        raise MlsError(f"our leaf {own_leaf} is blank in this tree")
+        raise MlsError(f"our leaf {own_leaf} is blank in this tree", reason=MlsReason.BAD_TREE)
     if crypto.dh_public(leaf_secret) != own.encryption_key:
-        raise MlsError("our leaf's private key does not match its encryption key in the tree")
+        raise MlsError(
+            "our leaf's private key does not match its encryption key in the tree",
+            reason=MlsReason.BAD_PATH,
+        )
     nodes: dict[int, bytes] = {}
     if path_secret is None:
         return PathKeys(leaf_secret, nodes)
     if start_node is None or not start_node & 1 or not 0 <= start_node < tree.n_nodes:
-        raise MlsError("a path secret needs the parent node it belongs to")
+        raise MlsError("a path secret needs the parent node it belongs to", reason=MlsReason.BAD_PATH)
     if not is_in_subtree(start_node, 2 * own_leaf):
-        raise MlsError(f"node {start_node} is not an ancestor of our leaf {own_leaf}")
+        raise MlsError(f"node {start_node} is not an ancestor of our leaf {own_leaf}", reason=MlsReason.BAD_PATH)
     if tree.node(start_node) is None:
-        raise MlsError(f"the Welcome's path secret is for node {start_node}, which is blank")
+        raise MlsError(f"the Welcome's path secret is for node {start_node}, which is blank", reason=MlsReason.BAD_PATH)
     secret = path_secret
     for x in [start_node, *tree.direct_path(start_node)]:
         node = tree.node(x)
@@ -567,7 +603,7 @@ def path_keys_from_path_secret(
             continue  # not on the committer's filtered direct path
         priv, pub = node_key_pair(crypto, secret)
         if pub != node.encryption_key:
-            raise MlsError(f"the public key derived for node {x} does not match the tree")
+            raise MlsError(f"the public key derived for node {x} does not match the tree", reason=MlsReason.BAD_PATH)
         nodes[x] = priv
         secret = derive_secret(crypto, secret, b"path")
     return PathKeys(leaf_secret, nodes)

@@ -22,7 +22,7 @@ a parent node, or a node below the root.
 
 from __future__ import annotations
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 
 __all__ = [
     "MAX_LEAF_WIDTH",
@@ -79,15 +79,15 @@ def leaf_width(w: int) -> int:
 
 def _check_node(x: int, n: int) -> None:
     if n < 1:
-        raise MlsError("a tree needs at least one leaf")
+        raise MlsError("a tree needs at least one leaf", reason=MlsReason.INVALID_ARGUMENT)
     if not 0 <= x < 2 * (n - 1) + 1:
-        raise MlsError(f"node {x} is outside a tree of {n} leaves")
+        raise MlsError(f"node {x} is outside a tree of {n} leaves", reason=MlsReason.INVALID_ARGUMENT)
 
 
 def root(n: int) -> int:
     """The root node of a tree with ``n >= 1`` leaves."""
     if n < 1:
-        raise MlsError("a tree needs at least one leaf")
+        raise MlsError("a tree needs at least one leaf", reason=MlsReason.INVALID_ARGUMENT)
     w = 2 * (n - 1) + 1
     return (1 << (w.bit_length() - 1)) - 1
 
@@ -96,7 +96,7 @@ def left(x: int) -> int:
     """The left child of parent node ``x``."""
     k = level(x)
     if k == 0:
-        raise MlsError(f"leaf node {x} has no children")
+        raise MlsError(f"leaf node {x} has no children", reason=MlsReason.INVALID_ARGUMENT)
     return x ^ (1 << (k - 1))
 
 
@@ -109,7 +109,7 @@ def right(x: int, n: int | None = None) -> int:
     """
     k = level(x)
     if k == 0:
-        raise MlsError(f"leaf node {x} has no children")
+        raise MlsError(f"leaf node {x} has no children", reason=MlsReason.INVALID_ARGUMENT)
     r = x ^ (3 << (k - 1))
     if n is not None:
         w = 2 * (n - 1) + 1
@@ -128,7 +128,7 @@ def parent(x: int, n: int) -> int:
     """The parent of node ``x`` in a tree of ``n`` leaves; the root has none."""
     _check_node(x, n)
     if x == root(n):
-        raise MlsError(f"root node {x} has no parent")
+        raise MlsError(f"root node {x} has no parent", reason=MlsReason.INVALID_ARGUMENT)
     w = 2 * (n - 1) + 1
     p = _parent_step(x)
     while p >= w:
@@ -170,7 +170,7 @@ def leaf_to_node(leaf: int) -> int:
 
 def node_to_leaf(x: int) -> int:
     if x & 1:
-        raise MlsError(f"node {x} is not a leaf")
+        raise MlsError(f"node {x} is not a leaf", reason=MlsReason.INVALID_ARGUMENT)
     return x >> 1
 
 

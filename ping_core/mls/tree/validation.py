@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from ping_core.errors import CryptoError, InvalidSignature, MlsError
+from ping_core.errors import CryptoError, InvalidSignature, MlsError, MlsReason
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import prefetch_verify, wants_prefetch
 from ping_core.mls.primitives import sign_content, verify_with_label
@@ -77,11 +77,14 @@ def verify_leaf(
     (§5.3.1) is the caller's.
     """
     if type(leaf) is not LeafNode:
-        raise MlsError(f"expected a LeafNode, not {type(leaf).__name__}")
+        raise MlsError(f"expected a LeafNode, not {type(leaf).__name__}", reason=MlsReason.INVALID_ARGUMENT)
     replaced: int | None = None
     if source != LeafNodeSource.KEY_PACKAGE:
         if leaf_index is None or not 0 <= leaf_index < MAX_LEAF_WIDTH:
-            raise MlsError("update and commit leaves are verified at their (valid) leaf index")
+            raise MlsError(
+                "update and commit leaves are verified at their (valid) leaf index",
+                reason=MlsReason.INVALID_ARGUMENT,
+            )
         replaced = leaf_index
     check_leaf_content(crypto, leaf, leaf_index, group_context, source=source, now_s=now_s, max_lifetime_s=max_lifetime_s)
     check_leaf_in_tree(tree, leaf, replaces=replaced)
@@ -100,12 +103,12 @@ def check_leaf_in_tree(tree: RatchetTree, leaf: LeafNode, *, replaces: int | Non
     old = tree.leaf(replaces) if replaces is not None and 0 <= replaces < tree.n_leaves else None
     where = f"leaf {replaces}" if replaces is not None else "new leaf"
     if leaf.encryption_key in idx.enc:
-        raise MlsError(f"{where}: its encryption key is already used in the tree")
+        raise MlsError(f"{where}: its encryption key is already used in the tree", reason=MlsReason.BAD_LEAF)
     n = idx.sig.get(leaf.signature_key, 0)
     if old is not None and old.signature_key == leaf.signature_key:
         n -= 1
     if n > 0:
-        raise MlsError(f"{where}: its signature key is already used by another member")
+        raise MlsError(f"{where}: its signature key is already used by another member", reason=MlsReason.BAD_LEAF)
     # Credential types: the other members' (the replaced leaf's excluded).
     ctype = leaf.credential.credential_type
     ccaps_own = leaf.capabilities.credentials
@@ -115,12 +118,18 @@ def check_leaf_in_tree(tree: RatchetTree, leaf: LeafNode, *, replaces: int | Non
         if t == old_ctype:
             count -= 1
         if count > 0 and t not in ccaps_own:
-            raise MlsError(f"{where}: does not support credential type {t} used by another member")
+            raise MlsError(
+                f"{where}: does not support credential type {t} used by another member",
+                reason=MlsReason.UNSUPPORTED,
+            )
     for caps, count in idx.ccaps.items():
         if caps == old_ccaps:
             count -= 1
         if count > 0 and ctype not in caps:
-            raise MlsError(f"{where}: its credential type {ctype} is not supported by every member")
+            raise MlsError(
+                f"{where}: its credential type {ctype} is not supported by every member",
+                reason=MlsReason.UNSUPPORTED,
+            )
 
 
 def check_leaf_signatures(tree: RatchetTree, crypto: CryptoProvider, group_id: bytes) -> None:
@@ -130,7 +139,10 @@ def check_leaf_signatures(tree: RatchetTree, crypto: CryptoProvider, group_id: b
         try:
             verify_with_label(crypto, leaf.signature_key, LEAF_NODE_TBS_LABEL, tbs, leaf.signature)
         except CryptoError as exc:
-            raise InvalidSignature(f"leaf {i}: the leaf node signature does not verify ({exc})") from None
+            raise InvalidSignature(
+                f"leaf {i}: the leaf node signature does not verify ({exc})",
+                reason=MlsReason.BAD_SIGNATURE,
+            ) from None
 
 
 def check_parent_hashes(tree: RatchetTree, crypto: CryptoProvider) -> None:
@@ -170,7 +182,7 @@ def check_parent_hashes(tree: RatchetTree, crypto: CryptoProvider) -> None:
                 valid += 1
         if valid != 1:
             why = "no descendant links to it" if valid == 0 else "two descendants link to it"
-            raise MlsError(f"parent node {p} is not parent-hash valid ({why})")
+            raise MlsError(f"parent node {p} is not parent-hash valid ({why})", reason=MlsReason.BAD_PARENT_HASH)
 
 
 def check_unmerged_leaves(tree: RatchetTree) -> None:
@@ -183,18 +195,22 @@ def check_unmerged_leaves(tree: RatchetTree) -> None:
         for leaf in node.unmerged_leaves:
             x = 2 * leaf
             if not lo <= x <= hi:
-                raise MlsError(f"parent node {p}: unmerged leaf {leaf} is not in its subtree")
+                raise MlsError(
+                    f"parent node {p}: unmerged leaf {leaf} is not in its subtree",
+                    reason=MlsReason.BAD_TREE,
+                )
             if leaf in seen:
-                raise MlsError(f"parent node {p}: unmerged leaf {leaf} is listed twice")
+                raise MlsError(f"parent node {p}: unmerged leaf {leaf} is listed twice", reason=MlsReason.BAD_TREE)
             seen.add(leaf)
             if nodes[x] is None:
-                raise MlsError(f"parent node {p}: unmerged leaf {leaf} is blank")
+                raise MlsError(f"parent node {p}: unmerged leaf {leaf} is blank", reason=MlsReason.BAD_TREE)
             y = full_parent(x)
             while y != p:
                 mid = cast("ParentNode | None", nodes[y])
                 if mid is not None and leaf not in mid.unmerged_leaves:
                     raise MlsError(
-                        f"parent node {p}: unmerged leaf {leaf} is missing from node {y}'s unmerged leaves"
+                        f"parent node {p}: unmerged leaf {leaf} is missing from node {y}'s unmerged leaves",
+                        reason=MlsReason.BAD_TREE,
                     )
                 y = full_parent(y)
 
@@ -226,9 +242,9 @@ def validate_tree(
     """
     gc = group_context
     if tree.tree_hash(crypto) != gc.tree_hash:
-        raise MlsError("the ratchet tree's hash does not match the GroupContext's tree_hash")
+        raise MlsError("the ratchet tree's hash does not match the GroupContext's tree_hash", reason=MlsReason.BAD_TREE)
     if own_leaf is not None and (not 0 <= own_leaf < tree.n_leaves or tree.leaf(own_leaf) is None):
-        raise MlsError(f"our leaf {own_leaf} is not in the tree")
+        raise MlsError(f"our leaf {own_leaf} is not in the tree", reason=MlsReason.BAD_TREE)
     check_unmerged_leaves(tree)
     _check_keys(tree)
     req = required_capabilities(gc.extensions)
@@ -261,14 +277,20 @@ def _check_keys(tree: RatchetTree) -> None:
     unique; every credential type in use is supported by every member."""
     for x, p in tree.parents():
         if len(p.encryption_key) != HPKE_PUBLIC_KEY_LEN:
-            raise MlsError(f"parent node {x}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key")
+            raise MlsError(
+                f"parent node {x}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key",
+                reason=MlsReason.BAD_TREE,
+            )
     # The index counts every node: a count of 2 or more is a duplicate.
     idx = tree.key_index()
     if any(count > 1 for count in idx.enc.values()):
-        raise MlsError("an encryption key appears in more than one node of the tree")
+        raise MlsError("an encryption key appears in more than one node of the tree", reason=MlsReason.BAD_TREE)
     if any(count > 1 for count in idx.sig.values()):
-        raise MlsError("a signature key is used by more than one member")
+        raise MlsError("a signature key is used by more than one member", reason=MlsReason.BAD_TREE)
     for caps in idx.ccaps:
         for t in idx.ctype:
             if t not in caps:
-                raise MlsError(f"credential type {t} is in use but not supported by every member")
+                raise MlsError(
+                    f"credential type {t} is in use but not supported by every member",
+                    reason=MlsReason.UNSUPPORTED,
+                )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import framing
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
@@ -50,7 +50,7 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
 
     def signer_key(content: FramedContent) -> bytes:
         if content.sender != Sender.member(SENDER):
-            raise MlsError(f"unexpected sender {content.sender!r}")
+            raise MlsError(f"unexpected sender {content.sender!r}", reason=MlsReason.UNKNOWN_SENDER)
         return sig_pub
 
     sender, receiver2 = new_epoch(), new_epoch()
@@ -81,8 +81,8 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
         else:
             try:
                 framing.protect_public(crypto, sender, SENDER, content, sig_priv)
-            except MlsError:
-                pass
+            except MlsError as exc:
+                expect_equal("refusal to frame application data as a PublicMessage", exc.reason, MlsReason.INVALID_ARGUMENT)
             else:
                 raise VectorMismatch("application data was protected as a PublicMessage")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tree import treemath as tm
 from ping_core.mls.crypto import CryptoProvider
 
@@ -16,7 +16,10 @@ __all__ = ["run"]
 def _or_none(f: Any, *args: int) -> int | None:
     try:
         result: int = f(*args)
-    except MlsError:
+    except MlsError as exc:
+        # The vector's null: the node has no such relative (a caller's question with no answer).
+        if exc.reason is not MlsReason.INVALID_ARGUMENT:
+            raise
         return None
     return result
 

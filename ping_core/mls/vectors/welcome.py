@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import welcome as w
 from ping_core.mls.codec import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
@@ -42,7 +42,7 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     # A wrong signer key must be refused.
     try:
         w.decrypt_welcome(crypto, welcome, ref, init_priv, lambda info: crypto.sign_keygen()[1])
-    except MlsError:
-        pass
+    except MlsError as exc:
+        expect_equal("refusal of the wrong signer key", exc.reason, MlsReason.BAD_SIGNATURE)
     else:
         raise VectorMismatch("the GroupInfo verified with the wrong signer key")
