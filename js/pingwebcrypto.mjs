@@ -3,7 +3,8 @@
 // Re-exported by js/pingcrypto.mjs as its `webcrypto` namespace, so the
 // esbuild bundle the worker (and the Node test harness) registers as the JS
 // module "pingcrypto" carries it: Python reaches it as `pingcrypto.webcrypto`.
-// It imports nothing, so it also runs unbundled.
+// It imports only @noble/hashes (HKDF-Expand for the sender-data key of
+// `edSealPrivate*`, which runs inside the same promise as the signature).
 //
 // Every function returns a Promise. Python waits for it with
 // `pyodide.ffi.run_sync` (JSPI), which only works when Python was entered
@@ -24,6 +25,9 @@
 // outcome to a Python callback instead of returning the promise: Pyodide turns
 // a returned promise into an asyncio Future whose completion waits for event
 // loop turns (macrotasks), which is most of what a crossing cost.
+
+import { expand as hkdfExpand } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 
 const subtle = globalThis.crypto?.subtle;
 
@@ -399,6 +403,81 @@ export async function edSignTemplatesImport(buf) {
   return [key, await signTemplates(key, buf.subarray(KEY_LEN))];
 }
 
+// -- a PrivateMessage's protection -------------------------------------------------
+//
+// RFC 9420 §6.3 in ONE call: the signature, the content's AES-GCM encryption with
+// the signature written into its plaintext, the sender-data key and nonce
+// (HKDF-Expand, RFC 5869, of @noble/hashes, over a context made of the first Nh
+// bytes of that ciphertext) and the sender data's encryption. Python's reference
+// is ping_core/mls/crypto/provider.py (compose_sign_and_encrypt).
+
+const SAMPLE_LEN = 32; // KDF.Nh of SHA-256: the ciphertext_sample (RFC 9420 §6.3.2)
+const SEAL_FIELDS = 9;
+
+/** `n` u32le lengths at 0, then key(16) || nonce(12) || the n fields: their views, in order. */
+function sealFields(buf) {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let at = SEAL_FIELDS * 4;
+  const take = (len) => buf.subarray(at, (at += len));
+  const key = take(GCM_KEY);
+  const nonce = take(GCM_NONCE);
+  const out = [key, nonce];
+  for (let i = 0; i < SEAL_FIELDS; i++) out.push(take(view.getUint32(i * 4, true)));
+  if (at !== buf.length) throw new DOMException("malformed seal request", "DataError");
+  return out;
+}
+
+async function gcmEncrypt(key, iv, additionalData, data) {
+  const k = await subtle.importKey("raw", key, AES_GCM, false, ["encrypt"]);
+  return new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv, additionalData, tagLength: 128 }, k, data));
+}
+
+/**
+ * (Ed25519 private key, u32le x 9 lengths || key(16) || nonce(12) || secret || message || aad || head || tail
+ * || key label || nonce label || sender-data aad || sender data) -> signature(64) || ciphertext || encrypted sender data.
+ */
+async function sealPrivate(signKey, buf) {
+  const [key, nonce, secret, message, aad, head, tail, keyLabel, nonceLabel, sdAad, sd] = sealFields(buf);
+  const signature = new Uint8Array(await subtle.sign(ED25519, signKey, message));
+  const plaintext = new Uint8Array(head.length + SIG_LEN + tail.length);
+  plaintext.set(head, 0);
+  plaintext.set(signature, head.length);
+  plaintext.set(tail, head.length + SIG_LEN);
+  const ciphertext = await gcmEncrypt(key, nonce, aad, plaintext);
+  plaintext.fill(0);
+  const sample = ciphertext.subarray(0, SAMPLE_LEN);
+  const info = (label) => {
+    const out = new Uint8Array(label.length + 1 + sample.length);
+    out.set(label, 0);
+    out[label.length] = sample.length; // opaque<V> of at most 32 bytes: a one-byte length
+    out.set(sample, label.length + 1);
+    return out;
+  };
+  const sdKey = hkdfExpand(sha256, secret, info(keyLabel), GCM_KEY);
+  const sdNonce = hkdfExpand(sha256, secret, info(nonceLabel), GCM_NONCE);
+  const sealed = await gcmEncrypt(sdKey, sdNonce, sdAad, sd);
+  sdKey.fill(0);
+  buf.fill(0); // it held the keys and the secret
+  const out = new Uint8Array(SIG_LEN + ciphertext.length + sealed.length);
+  out.set(signature, 0);
+  out.set(ciphertext, SIG_LEN);
+  out.set(sealed, SIG_LEN + ciphertext.length);
+  return out;
+}
+
+/** (private key, layout above) -> signature || ciphertext || encrypted sender data. */
+export function edSealPrivate(key, buf) {
+  return sealPrivate(key, buf);
+}
+
+/** seed(32) || layout above -> [private key, signature || ciphertext || encrypted sender data]. */
+export async function edSealPrivateImport(buf) {
+  const key = await edImportKey(buf.subarray(0, KEY_LEN));
+  const out = await sealPrivate(key, buf.subarray(KEY_LEN));
+  buf.fill(0);
+  return [key, out];
+}
+
 // -- the crossing --------------------------------------------------------------
 //
 // `run_sync(promise)` in Pyodide 314 waits for an asyncio Future of the WebLoop:
@@ -434,6 +513,8 @@ const OPS = {
   xKeygenMany,
   edSignTemplates,
   edSignTemplatesImport,
+  edSealPrivate,
+  edSealPrivateImport,
 };
 
 /**

@@ -46,8 +46,9 @@ import hmac as _hmac
 from typing import Callable
 
 from ping_core.errors import DecryptionFailed, MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.codec import Reader, opaque
+from ping_core.mls.codec import Reader, opaque, varint
 from ping_core.mls.crypto import CryptoProvider
+from ping_core.mls.crypto.provider import SIGNATURE_LEN, sample_context, sign_and_encrypt
 from ping_core.mls.structs.commit import Commit
 from ping_core.mls.structs.enums import ContentType, SenderType, WireFormat
 from ping_core.mls.structs.framing import (
@@ -64,7 +65,7 @@ from ping_core.mls.structs.group_info import GroupContext
 from ping_core.mls.structs.proposals import Proposal
 
 from .codec import encode
-from .primitives import NH, NK, NN
+from .primitives import NK, NN
 from .schedule import EpochSecrets
 from .tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, RatchetKey, SecretTree
 
@@ -98,6 +99,8 @@ _SENDER_DATA_LEN = 12  # uint32 leaf_index, uint32 generation, reuse_guard[4]
 _SENDER_DATA_CT_LEN = _SENDER_DATA_LEN + 16  # + AEAD tag
 MAX_PADDING = 1 << 16
 _AEAD_TAG = 16
+# opaque signature<V> of an Ed25519 signature (64 bytes): its varint length prefix.
+_SIGNATURE_PREFIX = varint(SIGNATURE_LEN)
 
 
 class EpochFraming:
@@ -246,8 +249,7 @@ _SD_NONCE_INFO = NN.to_bytes(2, "big") + opaque(b"MLS 1.0 nonce")
 
 def _sender_data_key_nonce(crypto: CryptoProvider, secret: bytes, ciphertext: bytes) -> list[bytes]:
     """``[key, nonce]`` of the sender data: ExpandWithLabel of one secret, twice."""
-    sample = ciphertext[:NH]
-    sample = bytes((len(sample),)) + sample  # opaque<V> of at most 32 bytes: a one-byte length
+    sample = sample_context(ciphertext)
     return crypto.hkdf_expand_many(secret, ((_SD_KEY_INFO + sample, NK), (_SD_NONCE_INFO + sample, NN)))
 
 
@@ -262,6 +264,24 @@ def _content_bytes(content: Content) -> bytes:
     return opaque(content) if isinstance(content, bytes) else encode(content)
 
 
+def _send_step(
+    crypto: CryptoProvider, ep: EpochFraming, leaf: int, ct: ContentType, reuse_guard: bytes | None
+) -> tuple[RatchetKey, bytes, bytes]:
+    """The next sending ratchet step of ``leaf`` (not consumed yet), its reuse_guard
+    (random unless given, tests only) and its guarded content nonce (§6.3.1)."""
+    step = ep.secret_tree.peek_send(leaf, APPLICATION if ct == _APPLICATION else HANDSHAKE)
+    if reuse_guard is None:
+        reuse_guard = crypto.random(4)
+    elif len(reuse_guard) != 4:
+        raise MlsError("reuse_guard is 4 bytes", reason=MlsReason.INVALID_ARGUMENT)
+    return step, reuse_guard, _guarded_nonce(step.nonce, reuse_guard)
+
+
+def _sender_data(leaf: int, step: RatchetKey, reuse_guard: bytes) -> bytes:
+    # SenderData = uint32 leaf_index, uint32 generation, opaque reuse_guard[4] (§6.3.2).
+    return leaf.to_bytes(4, "big") + step.generation.to_bytes(4, "big") + reuse_guard
+
+
 def _encrypt(
     crypto: CryptoProvider,
     ep: EpochFraming,
@@ -271,15 +291,11 @@ def _encrypt(
     plaintext: bytes,
     reuse_guard: bytes | None,
 ) -> PrivateMessage:
-    step = ep.secret_tree.peek_send(leaf, APPLICATION if ct == _APPLICATION else HANDSHAKE)
-    if reuse_guard is None:
-        reuse_guard = crypto.random(4)
-    elif len(reuse_guard) != 4:
-        raise MlsError("reuse_guard is 4 bytes", reason=MlsReason.INVALID_ARGUMENT)
+    step, reuse_guard, nonce = _send_step(crypto, ep, leaf, ct, reuse_guard)
     aad = ep._sender_data_aad[ct] + opaque(authenticated_data)
-    ciphertext = crypto.aead_seal(step.key, _guarded_nonce(step.nonce, reuse_guard), aad, plaintext)
+    ciphertext = crypto.aead_seal(step.key, nonce, aad, plaintext)
     sd_key, sd_nonce = _sender_data_key_nonce(crypto, ep.sender_data_secret, ciphertext)
-    sender_data = leaf.to_bytes(4, "big") + step.generation.to_bytes(4, "big") + reuse_guard
+    sender_data = _sender_data(leaf, step, reuse_guard)
     encrypted_sender_data = crypto.aead_seal(sd_key, sd_nonce, ep._sender_data_aad[ct], sender_data)
     ep.secret_tree.commit(step)
     return PrivateMessage(ep.group_id, ep.epoch, ct, authenticated_data, encrypted_sender_data, ciphertext)
@@ -361,13 +377,23 @@ def protect_private(
         + content_bytes
         + ep.group_context
     )
-    signature = crypto.sign(signature_key, _TBS_LABEL + opaque(tbs))
-    out = content_bytes + opaque(signature)
-    if confirmation_tag is not None:
-        out += opaque(confirmation_tag)
+    # PrivateMessageContent = body, signature<V>, [confirmation_tag<V>], zero padding;
+    # signing, the content's and the sender data's encryption in one provider call
+    # (one stack switch in the browser).
+    tail = b"" if confirmation_tag is None else opaque(confirmation_tag)
     if padding:
-        out += bytes(padding)
-    return _encrypt(crypto, ep, sender_leaf, ct, authenticated_data, out, reuse_guard)
+        tail += bytes(padding)
+    step, reuse_guard, nonce = _send_step(crypto, ep, sender_leaf, ct, reuse_guard)
+    sd_aad = ep._sender_data_aad[ct]
+    _, ciphertext, encrypted_sender_data = sign_and_encrypt(
+        crypto,
+        signature_key,
+        _TBS_LABEL + opaque(tbs),
+        (step.key, nonce, sd_aad + opaque(authenticated_data), content_bytes + _SIGNATURE_PREFIX, tail),
+        (ep.sender_data_secret, _SD_KEY_INFO, _SD_NONCE_INFO, sd_aad, _sender_data(sender_leaf, step, reuse_guard)),
+    )
+    ep.secret_tree.commit(step)
+    return PrivateMessage(ep.group_id, ep.epoch, ct, authenticated_data, encrypted_sender_data, ciphertext)
 
 
 def _auth_data(framed: FramedContent, signature: bytes, confirmation_tag: bytes | None) -> FramedContentAuthData:

@@ -516,3 +516,105 @@ result = json.dumps(out)
     sig1 = pyca.sign(seed, b"A" + bytes.fromhex(pk_hex))
     assert sig1_hex == sig1.hex() and sig2_hex == pyca.sign(seed, b"head" + sig1 + b"tail").hex()
     assert result["templates_calls"] == 1
+
+
+# -- a PrivateMessage's protection in one crossing -----------------------------------------
+
+# Runs in the worker and on CPython (pyca): the same inputs give the same bytes.
+SEAL_CASES = """
+from ping_core.errors import CryptoError
+from ping_core.mls.codec import encode, opaque
+from ping_core.mls.crypto.provider import sign_and_encrypt
+from ping_core.mls.framing import EpochFraming, protect_private
+from ping_core.mls.tree.secret_tree import SecretTree
+
+def seal_inputs(i):
+    seed = bytes([i + 1]) * 32
+    content = (bytes([i]) * 16, bytes([i + 2]) * 12, b"aad" * i, b"h" * (i * 700), b"t" * (i % 3) * 9)
+    sender_data = (bytes([i + 3]) * 32, b"key label", b"nonce label", b"sd aad", bytes(range(12)))
+    return seed, b"signed %d" % i * (i + 1), content, sender_data
+
+def seal_errors(crypto):
+    seed, to_sign, content, sender_data = seal_inputs(1)
+    errors = []
+    for args in [
+        (bytes(31), to_sign, content, sender_data),
+        (seed, "text", content, sender_data),
+        (seed, to_sign, (bytes(15),) + content[1:], sender_data),
+        (seed, to_sign, content[:1] + (bytes(11),) + content[2:], sender_data),
+        (seed, to_sign, content[:3] + (None,) + content[4:], sender_data),
+        (seed, to_sign, content, (None,) + sender_data[1:]),
+        (seed, to_sign, content, sender_data[:1] + (None,) + sender_data[2:]),
+    ]:
+        try:
+            sign_and_encrypt(crypto, *args)
+            errors.append("accepted")
+        except CryptoError as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return errors
+
+def framed_messages(crypto):
+    gid = b"group"
+    context = b"\\x00\\x01\\x00\\x01" + opaque(gid) + (7).to_bytes(8, "big") + b"the rest of the context"
+    ep = EpochFraming(gid, 7, context, bytes(range(32)), bytes(32), SecretTree(crypto, bytes(range(1, 33)), 4))
+    out = []
+    for n, (data, ad, padding) in enumerate([(b"", b"", 0), (b"m" * 100, b"ad", 0), (b"x" * 3000, b"", 13)]):
+        msg = protect_private(crypto, ep, 2, data, bytes([9]) * 32, authenticated_data=ad, padding=padding,
+                              reuse_guard=bytes([n, 1, 2, 3]))
+        out.append(encode(msg).hex())
+    return out
+"""
+
+
+def test_sign_and_encrypt_is_one_crossing_with_the_reference_bytes_and_errors(ping_page) -> None:  # type: ignore[no-untyped-def]
+    result = _exec(
+        ping_page,
+        SEAL_CASES
+        + """
+import json
+from types import SimpleNamespace
+from js import DOMException, Promise
+from ping_core.mls.crypto import default_provider
+from pyodide_app.crypto import NobleProvider
+from pyodide_app.webcrypto import WebCryptoProvider
+
+p = default_provider()
+out = {"name": p.name, "sealed": [], "crossings": [], "errors": []}
+for i in range(4):
+    for _ in range(2):  # the key imported with the first call, cached for the second
+        before = dict(p.counts)
+        sealed = sign_and_encrypt(p, *seal_inputs(i))
+        out["sealed"].append([part.hex() for part in sealed])
+        out["crossings"].append(p.counts["webcrypto"] - before["webcrypto"] + 10 * (p.counts["fallback"] - before["fallback"]))
+out["errors"] = seal_errors(p)
+
+class Rejecting:
+    def __getattr__(self, name):
+        return lambda *args: Promise.reject(DOMException.new("no", "NotSupportedError"))
+
+broken = WebCryptoProvider(SimpleNamespace(webcrypto=Rejecting()), noble=NobleProvider())
+out["rejected"] = [part.hex() for part in sign_and_encrypt(broken, *seal_inputs(2))]
+out["rejected_fallbacks"] = broken.counts["fallback"]
+before = dict(p.counts)
+out["framed"] = framed_messages(p)
+out["framed_crossings"] = p.counts["webcrypto"] - before["webcrypto"]
+result = json.dumps(out)
+""",
+    )
+    from ping_core.mls.crypto.provider import sign_and_encrypt
+
+    pyca = PycaProvider()
+    namespace: dict[str, Any] = {}
+    exec(SEAL_CASES, namespace)  # noqa: S102
+    want = [[part.hex() for part in sign_and_encrypt(pyca, *namespace["seal_inputs"](i))] for i in range(4)]
+    assert result["name"] == "webcrypto"
+    assert result["sealed"] == [w for w in want for _ in range(2)]
+    assert result["crossings"] == [1] * 8  # one WebCrypto call each, no fallback
+    # The single calls' checks, in their order, with their words.
+    assert result["errors"] == namespace["seal_errors"](pyca)
+    assert [e.split(":")[0] for e in result["errors"]] == ["InvalidKey", "CryptoError", "InvalidKey", "InvalidKey"] + ["CryptoError"] * 3
+    # A WebCrypto that rejects: the single calls answer, with the same bytes.
+    assert result["rejected"] == want[2] and result["rejected_fallbacks"] >= 1
+    # Whole PrivateMessages: byte for byte what pyca frames on CPython, one crossing each.
+    assert result["framed"] == namespace["framed_messages"](pyca)
+    assert result["framed_crossings"] == 3

@@ -17,6 +17,8 @@ from ping_core.mls.crypto.provider import (
     encap_dh_many,
     prefetch_verify,
     keygen_and_sign,
+    sample_context,
+    sign_and_encrypt,
     wants_prefetch,
 )
 from ping_core.mls.crypto.pyca import PycaProvider
@@ -88,3 +90,22 @@ def test_prefetch_is_a_hint_only() -> None:
     crypto.verify(pk, b"m", sig)
     with pytest.raises(InvalidSignature):
         crypto.verify(pk, b"other", sig)
+
+
+def test_sign_and_encrypt_is_the_single_calls_of_a_private_message() -> None:
+    # RFC 9420 §6.3: sign, encrypt head || signature || tail, derive the sender-data
+    # key and nonce from the ciphertext's first Nh bytes, encrypt the sender data.
+    sk, pk = crypto.sign_keygen()
+    content = (bytes(range(16)), bytes(12), b"aad", b"head" * 20, b"tail")
+    sender_data = (bytes(range(32)), b"key label", b"nonce label", b"sd aad", b"sender data!")
+    signature, ciphertext, sealed = sign_and_encrypt(crypto, sk, b"to sign", content, sender_data)
+    crypto.verify(pk, b"to sign", signature)
+    assert crypto.aead_open(content[0], content[1], b"aad", ciphertext) == b"head" * 20 + signature + b"tail"
+    context = bytes((32,)) + ciphertext[:32]
+    sd_key = crypto.hkdf_expand(sender_data[0], b"key label" + context, 16)
+    sd_nonce = crypto.hkdf_expand(sender_data[0], b"nonce label" + context, 12)
+    assert crypto.aead_open(sd_key, sd_nonce, b"sd aad", sealed) == b"sender data!"
+    assert sample_context(b"short") == b"\x05short"  # a ciphertext shorter than Nh: all of it
+    for bad_key, bad_content in [(bytes(31), content), (sk, (bytes(15),) + content[1:]), (sk, content[:3] + (None, b""))]:
+        with pytest.raises(CryptoError):
+            sign_and_encrypt(crypto, bad_key, b"to sign", bad_content, sender_data)

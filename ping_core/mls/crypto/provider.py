@@ -34,6 +34,8 @@ __all__ = [
     "dh_keygen_many",
     "keygen_and_sign",
     "aead_seal_many",
+    "sample_context",
+    "sign_and_encrypt",
     "prefetch_verify",
     "wants_prefetch",
 ]
@@ -47,6 +49,9 @@ SIGN_PUBLIC_LEN = 32
 SIGNATURE_LEN = 64
 DH_SECRET_LEN = 32
 DH_PUBLIC_LEN = 32
+# (key, nonce, aad, head, tail) and (secret, key label, nonce label, aad, plaintext):
+# the two encryptions of :func:`sign_and_encrypt`.
+AeadParts = tuple[bytes, bytes, bytes, bytes, bytes]
 
 
 @runtime_checkable
@@ -359,6 +364,56 @@ def aead_seal_many(crypto: CryptoProvider, items: Sequence[tuple[bytes, bytes, b
         out: list[bytes] = batch(items)
         return out
     return [crypto.aead_seal(*item) for item in items]
+
+
+def sample_context(ciphertext: bytes) -> bytes:
+    """The ExpandWithLabel context of the sender-data key and nonce (RFC 9420 §6.3.2):
+    ``ciphertext_sample`` (the first ``Nh`` bytes of the content ciphertext, or all
+    of a shorter one) as ``opaque<V>``, whose length prefix is one byte (at most 32)."""
+    sample = ciphertext[:HASH_LEN]
+    return bytes((len(sample),)) + sample
+
+
+def sign_and_encrypt(
+    crypto: CryptoProvider,
+    signature_key: bytes,
+    to_sign: bytes,
+    content: AeadParts,
+    sender_data: AeadParts,
+    *,
+    single_calls: bool = False,
+) -> tuple[bytes, bytes, bytes]:
+    """A PrivateMessage's whole protection (RFC 9420 §6.3) as one call:
+
+    * ``signature = sign(signature_key, to_sign)``;
+    * with ``content = (key, nonce, aad, head, tail)``:
+      ``ciphertext = aead_seal(key, nonce, aad, head || signature || tail)``;
+    * with ``sender_data = (secret, key_label, nonce_label, aad, plaintext)``: the
+      sender-data key and nonce ``hkdf_expand(secret, label || sample_context(ciphertext),
+      Nk / Nn)`` (``label``: the KDFLabel up to its context) and
+      ``encrypted = aead_seal(that key, that nonce, aad, plaintext)``.
+
+    Returns ``(signature, ciphertext, encrypted)``: what those single calls give,
+    with their errors. A provider with a ``sign_and_encrypt`` method does it all
+    at once (the browser: one stack switch instead of one per signature plus
+    the FFI calls of four small AES-GCM and HKDF operations), unless
+    ``single_calls`` asks for the reference (that method's own fallback).
+    """
+    batch = None if single_calls else getattr(crypto, "sign_and_encrypt", None)
+    if batch is not None:
+        out: tuple[bytes, bytes, bytes] = batch(signature_key, to_sign, content, sender_data)
+        return out
+    key, nonce, aad, head, tail = content
+    secret, key_label, nonce_label, sd_aad, sd_plaintext = sender_data
+    signature = crypto.sign(signature_key, to_sign)
+    plaintext = check_bytes(head, "plaintext") + signature + check_bytes(tail, "plaintext")
+    ciphertext = crypto.aead_seal(key, nonce, aad, plaintext)
+    key_label, nonce_label = check_bytes(key_label, "prk and info"), check_bytes(nonce_label, "prk and info")
+    context = sample_context(ciphertext)
+    sd_key, sd_nonce = crypto.hkdf_expand_many(
+        secret, ((key_label + context, AEAD_KEY_LEN), (nonce_label + context, AEAD_NONCE_LEN))
+    )
+    return signature, ciphertext, crypto.aead_seal(sd_key, sd_nonce, sd_aad, sd_plaintext)
 
 
 def wants_prefetch(crypto: CryptoProvider) -> bool:
