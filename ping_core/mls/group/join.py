@@ -371,10 +371,7 @@ def join_external(
             i for i, leaf in tree.members() if leaf.signature_key == signer.public_key
         ]
         if len(old) != 1:
-            raise MlsError(
-                f"resync needs exactly one leaf with our credential, found {len(old)}",
-                reason=MlsReason.WRONG_STATE,
-            )
+            raise MlsError(f"resync needs exactly one leaf with our credential, found {len(old)}", reason=MlsReason.WRONG_STATE)
         proposals.append(Remove(old[0]))
         new_tree.remove_leaf(old[0])
     proposals += [PreSharedKey(p) for p in psk_ids]
