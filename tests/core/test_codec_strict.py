@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from ping_core import codec
 from ping_core.codec import MAX_DEPTH, dumps, loads
-from ping_core.errors import InvalidInput, MlsDecodeError
+from ping_core.errors import InvalidInput, MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, decode_with
 
 from .test_codec import ping_values
+from reasons import raises_reason
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -589,7 +590,7 @@ def test_items_created_bounded_by_input_length() -> None:
 )
 def test_mls_reader_refuses_lengths_beyond_input(read: Callable[[Reader], object]) -> None:
     hostile = bytes.fromhex("bfffffff") + b"\x00" * 16  # a 1 GiB - 1 vector in 20 bytes
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_with(read, hostile, max_vector=1 << 40)
     assert peak_memory(lambda: _mls_quiet(read, hostile)) < 64 * 1024
 

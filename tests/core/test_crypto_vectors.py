@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature
+from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature, MlsReason
 from ping_core.mls.crypto import CryptoProvider, available_backends, default_provider
+from reasons import raises_reason
 
 h = bytes.fromhex
 
@@ -212,9 +213,9 @@ def test_hkdf_expand_many_is_hkdf_expand(crypto: CryptoProvider) -> None:
     assert crypto.hkdf_expand_many(bytearray(prk), requests[:2]) == expected[:2]  # type: ignore[arg-type]
     assert crypto.hkdf_expand_many(prk, []) == []
     for bad in ([(b"x", -1)], [(b"x", 255 * 32 + 1)], [("text", 16)], [(b"x", 16), (None, 16)]):
-        with pytest.raises(CryptoError):
+        with raises_reason(MlsReason.INVALID_ARGUMENT, CryptoError):
             crypto.hkdf_expand_many(prk, bad)  # type: ignore[arg-type]
-    with pytest.raises(CryptoError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT, CryptoError):
         crypto.hkdf_expand_many("prk", [(b"x", 16)])  # type: ignore[arg-type]
 
 
@@ -310,7 +311,7 @@ def test_random(crypto: CryptoProvider) -> None:
     for n in (0, 1, 32, 65536, 65537, 200_000):
         assert len(crypto.random(n)) == n
     assert crypto.random(32) != crypto.random(32)
-    with pytest.raises(CryptoError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT, CryptoError):
         crypto.random(-1)
 
 
@@ -351,7 +352,7 @@ def test_bad_signatures(crypto: CryptoProvider) -> None:
         (_PK, b"hello", sig[:32] + (int.from_bytes(sig[32:], "little") + 2**252
                                      + 27742317777372353535851937790883648493).to_bytes(32, "little")),
     ]:  # fmt: skip
-        with pytest.raises(InvalidSignature):
+        with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
             crypto.verify(public, message, signature)
 
 
@@ -380,7 +381,7 @@ def test_verify_refuses_small_order_public_keys(crypto: CryptoProvider, public: 
     # With the identity as R and S = 0, a small-order key "verifies" any
     # message under lenient rules (OpenSSL accepts it): every backend refuses.
     signature = b"\x01" + bytes(31) + bytes(32)
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.verify(h(public), b"anything", signature)
 
 
@@ -397,23 +398,23 @@ def test_tampered_ciphertexts(crypto: CryptoProvider) -> None:
         (key, nonce, aad, sealed[:15]),  # shorter than a tag
         (key, nonce, aad, b""),
     ]:
-        with pytest.raises(DecryptionFailed):
+        with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
             crypto.aead_open(k, n, a, c)
 
 
 @pytest.mark.parametrize("key_len", [0, 15, 17, 24, 32])
 def test_aead_wrong_key_length(crypto: CryptoProvider, key_len: int) -> None:
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.aead_seal(bytes(key_len), bytes(12), b"", b"x")
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.aead_open(bytes(key_len), bytes(12), b"", bytes(17))
 
 
 @pytest.mark.parametrize("nonce_len", [0, 8, 11, 13, 16])
 def test_aead_wrong_nonce_length(crypto: CryptoProvider, nonce_len: int) -> None:
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.aead_seal(bytes(16), bytes(nonce_len), b"", b"x")
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.aead_open(bytes(16), bytes(nonce_len), b"", bytes(17))
 
 
@@ -428,7 +429,7 @@ def test_wrong_key_lengths(crypto: CryptoProvider, bad_len: int) -> None:
         lambda: crypto.dh(bad, _PK),
         lambda: crypto.dh(_SK, bad),
     ):
-        with pytest.raises(InvalidKey):
+        with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
             call()
 
 
@@ -450,7 +451,7 @@ LOW_ORDER = [
 @pytest.mark.parametrize("public", LOW_ORDER)
 def test_dh_all_zero_shared_secret(crypto: CryptoProvider, public: str) -> None:
     secret, _ = crypto.dh_keygen()
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         crypto.dh(secret, h(public))
 
 
@@ -472,7 +473,7 @@ def test_non_bytes_arguments_raise_crypto_errors(crypto: CryptoProvider) -> None
         lambda: crypto.dh(None, _PK),  # type: ignore[arg-type]
         lambda: crypto.random("32"),  # type: ignore[arg-type]
     ):
-        with pytest.raises(CryptoError):
+        with raises_reason(MlsReason.INVALID_ARGUMENT, CryptoError):
             call()
 
 

@@ -150,7 +150,7 @@ def test_external_sender_proposal(pair: Pair) -> None:
     assert pub.membership_tag is None
     out = framing.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
     assert out.content.content == fc
-    with pytest.raises(MlsDecodeError):  # a non-member message with a membership tag
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):  # a non-member message with a membership tag
         framing.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
 
 
@@ -188,7 +188,7 @@ def test_bad_signature_changes_nothing(pair: Pair) -> None:
     s, r = pair
     forged = framing.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
     before = state(r)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         framing.unprotect_private(crypto, r, forged, signer_key)
     assert state(r) == before
     assert r.secret_tree.next_generation(1, APPLICATION) == 0
@@ -222,14 +222,14 @@ def test_bad_membership_tag(pair: Pair) -> None:
     assert msg.membership_tag is not None
     with raises_reason(MlsReason.BAD_TAG):
         framing.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         framing.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
     # Another epoch's membership key (same group, same epoch number) does not verify.
     other = epoch_of(replace(context(), tree_hash=b"u" * 32))
     with raises_reason(MlsReason.BAD_TAG):
         framing.unprotect_public(crypto, other, msg, signer_key)
     # A valid tag but a signature by someone else.
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         framing.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
 
 
@@ -300,9 +300,9 @@ def test_sender_consumes_generations(pair: Pair) -> None:
     send(s)
     gens.append(s.secret_tree.next_generation(0, APPLICATION))
     assert gens == [0, 1]
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         send(s, padding=-1)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         framing.protect_private(crypto, s, N, b"x", KEYS[0][0])
     assert s.secret_tree.next_generation(0, APPLICATION) == 1
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.group import (
     ApplicationMessage,
     CommitApplied,
@@ -23,6 +23,7 @@ from ping_core.mls.group import (
 from ping_core.mls.structs import ContentType, Remove, SenderType
 
 from test_group_support import PUBLIC, agree, commit_all, crypto, key_package, make_group, member, signer
+from reasons import raises_reason
 
 ENCRYPTED = GroupConfig(encrypt_handshake=True)
 
@@ -63,7 +64,7 @@ def test_refused_application_message_changes_nothing(config: GroupConfig) -> Non
     accepted: list[SenderInfo] = []
     out = b.process_message(msg, check_sender=accepted.append)
     assert isinstance(out, ApplicationMessage) and out.data == b"hello" and accepted == seen
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.REPLAY):
         b.process_message(msg)  # and only once
 
 
@@ -73,7 +74,7 @@ def test_hook_runs_after_authentication() -> None:
     msg = bytearray(a.protect(b"hello"))
     msg[-1] ^= 1
     seen: list[SenderInfo] = []
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.DECRYPTION_FAILED):
         b.process_message(bytes(msg), check_sender=seen.append)
     assert seen == []
 
@@ -182,12 +183,12 @@ def test_history_view_reads_current_and_past_epochs_only() -> None:
     assert view.decrypt(late).data == b"late from e1"
     assert b.process_message(late).data == b"late from e1"  # type: ignore[union-attr]
     assert view.decrypt(current).data == b"now"
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.REPLAY):
         view.decrypt(current)  # its generation is consumed
     commit_all(b, [a, b])
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.WRONG_EPOCH):
         view.decrypt(a.protect(b"a later epoch"))
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.MALFORMED):
         view.decrypt(b.commit().message or b"")  # only application messages
 
 
@@ -208,7 +209,7 @@ def test_history_view_hook_and_records() -> None:
     # A copy from the records as they were still reads the message; the saved one does not.
     assert HistoryView.from_records(crypto, records).decrypt(msg).data == b"x"
     updated = {k: v for k, v in {**records, **ch.written}.items() if k not in ch.deleted}
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.REPLAY):
         HistoryView.from_records(crypto, updated).decrypt(msg)
 
 
@@ -224,7 +225,7 @@ def test_history_view_forget_before() -> None:
     ch = view.changed_records()
     assert f"past:{first}" in ch.deleted and not ch.written
     assert set(HistoryView.from_records(crypto, view.records()).epochs) == set(view.epochs)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.WRONG_STATE):
         view.forget_before(b.epoch + 1)
     assert view.epochs[-1] == b.epoch
 
@@ -254,5 +255,5 @@ def test_history_view_of_two_groups_is_refused() -> None:
         commit_all(other, [other])
     mixed = {**a.export_history_view().records(), **other.export_history_view().records()}
     assert len([k for k in mixed if k.startswith("past:")]) == 2
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.CORRUPT_STATE):
         HistoryView.from_records(crypto, mixed)

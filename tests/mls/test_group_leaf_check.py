@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ping_core.errors import InvalidInput, MlsError
+from ping_core.errors import InvalidInput, MlsReason
 from ping_core.mls import LeafCheck as TopLevelLeafCheck
 from ping_core.mls.group import (
     CommitApplied,
@@ -23,6 +23,7 @@ from ping_core.mls.group import (
 from ping_core.mls.structs import LeafNode, LeafNodeSource
 
 from test_group_support import PUBLIC, agree, commit_all, crypto, key_package, make_group, member, signer
+from reasons import raises_reason
 
 
 class Recorder:
@@ -268,7 +269,7 @@ def test_join_from_welcome_checks_after_the_tree_validated() -> None:
     a.merge_staged_commit(staged)
     hook = Recorder()
     wrong_tree = b.ratchet_tree()  # the previous epoch's tree: its hash does not match
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_TREE):
         Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=wrong_tree, leaf_check=hook, clock=time.time)
     assert hook.calls == []
     Group.join(crypto, staged.welcome or b"", kc, cs, ratchet_tree=a.ratchet_tree(), leaf_check=hook, clock=time.time)
@@ -291,7 +292,7 @@ def test_validate_key_package() -> None:
     hook = Recorder()
     raw = bytearray(kb.message())
     raw[-1] ^= 1
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_SIGNATURE):
         validate_key_package(crypto, bytes(raw), leaf_check=hook, now=int(time.time()))
     assert hook.calls == []
 

@@ -247,9 +247,9 @@ def test_invalid_key_packages(trio: list[Group]) -> None:
     refused(b, forge_commit(a, [Add(leaf_bad)]), None, MlsError)
     # The committer refuses them too, before anything is sent.
     before = a.to_bytes()
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_LIFETIME):
         a.commit(add=[expired])
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_PROPOSAL):
         a.commit(add=[kp, kp])
     assert a.to_bytes() == before
 

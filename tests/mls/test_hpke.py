@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ping_core.errors import DecryptionFailed, InvalidKey
+from ping_core.errors import DecryptionFailed, InvalidKey, MlsReason
 from ping_core.mls import hpke
 from ping_core.mls.crypto import CryptoProvider, default_provider
+from reasons import raises_reason
 
 h = bytes.fromhex
 
@@ -53,7 +54,7 @@ def test_context_sequence_numbers(crypto: CryptoProvider) -> None:
     cts = [sender.seal(b"aad%d" % i, b"msg%d" % i) for i in range(3)]
     assert cts[0] != cts[1]
     # A failed open does not advance the recipient.
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         recipient.open(b"aad0", cts[1])
     assert recipient.seq == 0
     assert [recipient.open(b"aad%d" % i, c) for i, c in enumerate(cts)] == [b"msg0", b"msg1", b"msg2"]
@@ -87,14 +88,14 @@ def test_open_refuses_tampering(crypto: CryptoProvider, what: str) -> None:
         enc = bytes([enc[0] ^ 1]) + enc[1:]
     else:
         sk = crypto.dh_keygen()[0]
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         hpke.open(crypto, enc, sk, info, aad, ct)
 
 
 def test_bad_enc(crypto: CryptoProvider) -> None:
-    with pytest.raises(InvalidKey):
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):
         hpke.open(crypto, b"short", SK_R, INFO, b"", CT0)
-    with pytest.raises(InvalidKey):  # the all-zero point is low-order
+    with raises_reason(MlsReason.INVALID_KEY, InvalidKey):  # the all-zero point is low-order
         hpke.open(crypto, bytes(32), SK_R, INFO, b"", CT0)
 
 
@@ -114,6 +115,6 @@ def test_prepared_info_matches_single_shot(crypto: CryptoProvider) -> None:
     assert sender.seal(AAD0, PT0) == CT0
     assert prepared.setup_r(enc, SK_R).export(b"x", 16) == hpke.setup_base_r(crypto, enc, SK_R, INFO).export(b"x", 16)
     # Another info does not open it.
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         hpke.PreparedInfo(crypto, b"other").open(PK_E, SK_R, AAD0, CT0)
     assert repr(prepared) == "PreparedInfo()"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ping_core.errors import DecryptionFailed, InvalidSignature
+from ping_core.errors import DecryptionFailed, InvalidSignature, MlsReason
 from ping_core.mls import primitives as p
 from ping_core.mls.codec import opaque
 from ping_core.mls.crypto import CryptoProvider, default_provider
+from reasons import raises_reason
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +36,11 @@ def test_sign_verify(crypto: CryptoProvider) -> None:
     sk, pk = crypto.sign_keygen()
     sig = p.sign_with_label(crypto, sk, b"L", b"content")
     p.verify_with_label(crypto, pk, b"L", b"content", sig)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         p.verify_with_label(crypto, pk, b"M", b"content", sig)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         p.verify_with_label(crypto, pk, b"L", b"content!", sig)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         p.verify_with_label(crypto, pk, b"L", b"content", sig[:-1] + bytes([sig[-1] ^ 1]))
 
 
@@ -48,9 +49,9 @@ def test_encrypt_decrypt(crypto: CryptoProvider) -> None:
     kem, ct = p.encrypt_with_label(crypto, pk, b"L", b"ctx", b"secret")
     assert p.decrypt_with_label(crypto, sk, b"L", b"ctx", kem, ct) == b"secret"
     assert p.decrypt_with_label(crypto, sk, b"L", b"ctx", kem, ct, public=pk) == b"secret"
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         p.decrypt_with_label(crypto, sk, b"M", b"ctx", kem, ct)
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         p.decrypt_with_label(crypto, sk, b"L", b"other", kem, ct)
 
 
@@ -64,5 +65,5 @@ def test_labeled_encryption_matches_encrypt_with_label(crypto: CryptoProvider) -
     kem_output, ct = sealer.encrypt(pk, b"secret")
     assert p.decrypt_with_label(crypto, sk, b"label", b"context", kem_output, ct) == b"secret"
     assert sealer.decrypt(sk, kem_output, ct, public=pk) == b"secret"
-    with pytest.raises(DecryptionFailed):  # the label and context are bound
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):  # the label and context are bound
         p.LabeledEncryption(crypto, b"label", b"other").decrypt(sk, kem_output, ct)

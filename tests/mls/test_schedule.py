@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsReason
 from ping_core.mls import schedule
 from ping_core.mls.crypto import default_provider
+from reasons import raises_reason
 
 crypto = default_provider()
 GC = b"group context bytes"
@@ -34,7 +34,7 @@ def test_encode_decode_and_erasure() -> None:
     erased = s.without_encryption_secret().without_welcome()
     assert erased.encryption_secret == bytes(32) and erased.welcome is None
     assert erased.membership_key == s.membership_key
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.CORRUPT_STATE):
         schedule.EpochSecrets.decode(s.encode()[:-1])
     assert s.membership_key.hex() not in repr(s) and s.welcome is not None
     assert s.welcome.key.hex() not in repr(s.welcome)
@@ -46,7 +46,7 @@ def test_exporter() -> None:
     assert len(a) == 16
     assert a != schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx2", 16)
     assert a != schedule.mls_exporter(crypto, s.exporter_secret, b"label2", b"ctx", 16)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx", 1 << 16)
 
 

@@ -75,9 +75,9 @@ def test_extensions_typed_payloads() -> None:
     assert get_extension((), ExternalPub) is None
     assert has_unique_types(exts)
     assert not has_unique_types(exts + (Extension(ExtensionType.EXTERNAL_PUB, b""),))
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         Extension(ExtensionType.EXTERNAL_PUB, b"\x05").parse(ExternalPub)
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         Extension(ExtensionType.APPLICATION_ID, b"\x00").parse(ExternalPub)
 
 
@@ -117,7 +117,7 @@ def test_leaf_node_unknown_source_refused() -> None:
 
 
 def test_capabilities_odd_length_list_refused() -> None:
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         decode_exact(Capabilities, bytes.fromhex("03000100 00 00 00 00"))
 
 

@@ -197,7 +197,7 @@ def test_private_message_content_padding_must_be_zero() -> None:
     data[-3] = 1
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         PrivateMessageContent.decode(bytes(data), ContentType.APPLICATION)
-    with pytest.raises(MlsDecodeError):
+    with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
         PrivateMessageContent.decode(bytes(data), 9)
     assert "hi" not in repr(pmc) and "2 bytes of application data" in repr(pmc)
     assert "hello" not in repr(contents()[0])

@@ -7,11 +7,10 @@ import functools
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ping_core.errors import InvalidSignature, MlsDecodeError, MlsError, MlsReason
+from ping_core.errors import InvalidSignature, MlsDecodeError, MlsReason
 from ping_core.mls.codec import encode, varint
 from ping_core.mls.structs.credential import Credential
 from ping_core.mls.structs.enums import CredentialType, ExtensionType, LeafNodeSource
@@ -286,7 +285,7 @@ def test_decode_roundtrip_and_strictness() -> None:
         data[:-1],  # truncated
     ]
     for b in bad:
-        with pytest.raises(MlsDecodeError):
+        with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
             RatchetTree.decode(b)
     # A leaf at an odd position.
     enc_leaf = b"\x01\x01" + encode(leaf(0))
@@ -296,13 +295,13 @@ def test_decode_roundtrip_and_strictness() -> None:
 
 
 def test_from_nodes_checks_positions() -> None:
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         RatchetTree.from_nodes([])
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         RatchetTree.from_nodes([None, None, None])
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.MALFORMED):
         RatchetTree.from_nodes([parent(1)])
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.MALFORMED):
         RatchetTree.from_nodes([leaf(0), leaf(1)])
     t = RatchetTree.from_nodes([leaf(0), None, leaf(1), None, leaf(2)])
     assert (t.n_leaves, t.n_nodes) == (4, 7)
@@ -379,13 +378,13 @@ def test_bad_leaf_signature_is_refused() -> None:
         check_leaf_signatures(bad, crypto, GROUP_ID)
     # In a tree with parent nodes the change also breaks the parent-hash chain
     # over it, which validate() checks first.
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_PARENT_HASH):
         validate_tree(bad, crypto, context(bad.tree_hash(crypto), 2))
     flat = RatchetTree.from_nodes([leaf(0), None, replace(leaf(1), signature=bytes(sig))])
     with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         validate_tree(flat, crypto, context(flat.tree_hash(crypto), 2))
     # The right signature under another group id fails too (commit leaves are bound to the group).
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         check_leaf_signatures(tree, crypto, b"another group")
 
 
@@ -477,7 +476,7 @@ def test_capability_checks_of_a_leaf() -> None:
     gc_default = context(gc.tree_hash, 1, (Extension(ExtensionType.EXTERNAL_SENDERS, b"\x00"),))
     verify(crypto, leaf(1), None, gc_default, source=ks)
     # A bad signature.
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         verify(crypto, replace(leaf(1), signature=bytes(64)), None, gc, source=ks)
 
 
@@ -517,7 +516,7 @@ def test_update_and_commit_leaf_uniqueness() -> None:
     with raises_reason(MlsReason.BAD_LEAF):
         verify_leaf(t, crypto, stolen, 2, gc, source=LeafNodeSource.UPDATE)
     # The signature binds the leaf index.
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         verify_leaf(t, crypto, fresh, 2, gc, source=LeafNodeSource.UPDATE)
     # A KeyPackage leaf equal to a member's: its keys are taken.
     with raises_reason(MlsReason.BAD_LEAF):

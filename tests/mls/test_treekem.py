@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError, MlsReason
+from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsReason
 from ping_core.mls.tree import treekem
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePath, UpdatePathNode
@@ -249,7 +249,7 @@ def test_tampered_ciphertext_is_refused(setup: Setup) -> None:
     for upn in up.nodes:
         cts = tuple(HPKECiphertext(ct.kem_output, bytes([ct.ciphertext[0] ^ 1]) + ct.ciphertext[1:]) for ct in upn.encrypted_path_secret)
         nodes.append(UpdatePathNode(upn.encryption_key, cts))
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         setup.process(replace(up, nodes=tuple(nodes)))
     setup.untouched()
 
@@ -257,7 +257,7 @@ def test_tampered_ciphertext_is_refused(setup: Setup) -> None:
 def test_wrong_provisional_context_does_not_decrypt(setup: Setup) -> None:
     keys = setup.receiver.keys
     assert keys is not None
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         apply_update_path(
             crypto,
             setup.g.tree.copy(),
@@ -308,11 +308,11 @@ def test_bad_leaf_signature_is_refused(setup: Setup) -> None:
     up = setup.gen.update_path
     sig = bytearray(up.leaf_node.signature)
     sig[10] ^= 0x40
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         setup.process(replace(up, leaf_node=replace(up.leaf_node, signature=bytes(sig))))
     # Signed for another leaf index: the signature binds the position.
     other = sign_leaf_node(crypto, replace(up.leaf_node, signature=b""), setup.committer.sig_priv, GROUP_ID, 2)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         setup.process(replace(up, leaf_node=other))
     setup.untouched()
 
@@ -355,7 +355,7 @@ def test_wrong_leaf_source_and_own_path_are_refused(setup: Setup) -> None:
     up = setup.gen.update_path
     upd = replace(up.leaf_node, leaf_node_source=type(up.leaf_node.leaf_node_source).UPDATE, parent_hash=None)
     upd = sign_leaf_node(crypto, upd, setup.committer.sig_priv, GROUP_ID, 1)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_PARENT_HASH):
         setup.process(replace(up, leaf_node=upd))
     with raises_reason(MlsReason.INVALID_ARGUMENT):
         setup.process(up, own=1)
@@ -397,7 +397,7 @@ def test_path_keys_encoding_is_strict_and_repr_is_safe() -> None:
     text = repr(keys)
     assert "0101" not in text and "\\x01" not in text and "[3, 7]" in text
     for bad in (b"", b"\x02" + data[1:], data + b"\x00", data[:-1]):
-        with pytest.raises(MlsDecodeError):
+        with raises_reason(MlsReason.CORRUPT_STATE, MlsDecodeError):
             PathKeys.decode(bad)
     # Nodes must be ascending parent nodes.
     w = PathKeys(b"\x01" * 32, {2: b"\x02" * 32}).encode()

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ping_core.errors import MlsError
+from ping_core.errors import MlsReason
 from ping_core.mls.tree import treemath as tm
+from reasons import raises_reason
 
 
 def _check_tree(n: int) -> None:
@@ -35,7 +36,7 @@ def _check_tree(n: int) -> None:
             assert path[0] == p and path[-1] == r
             assert len(tm.copath(x, n)) == len(path)
         else:
-            with pytest.raises(MlsError):
+            with raises_reason(MlsReason.INVALID_ARGUMENT):
                 tm.parent(x, n)
             assert tm.direct_path(x, n) == [] and tm.copath(x, n) == []
     assert tm.leaf_width(w) == n
@@ -58,15 +59,15 @@ def test_full_tree_matches_rfc_formulas() -> None:
 
 
 def test_leaf_and_bounds_errors() -> None:
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         tm.left(4)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         tm.right(0)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         tm.parent(7, 4)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         tm.root(0)
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
         tm.node_to_leaf(3)
     assert tm.node_to_leaf(tm.leaf_to_node(9)) == 9
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsReason
 from ping_core.mls import welcome as w
@@ -64,7 +63,7 @@ def test_with_psks() -> None:
     assert joined.psk_ids == (PSK_ID,) and joined.epoch_secrets.encode() == secrets.encode()
     with raises_reason(MlsReason.UNKNOWN_PSK):
         w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer)
-    with pytest.raises(DecryptionFailed):  # a wrong PSK gives the wrong welcome key
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):  # a wrong PSK gives the wrong welcome key
         w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer, psk_lookup=lambda i: b"q" * 32)
 
 
@@ -72,12 +71,12 @@ def test_failures() -> None:
     welcome, _ = build()
     with raises_reason(MlsReason.BAD_WELCOME):
         w.decrypt_welcome(crypto, welcome, b"z" * 32, INIT_SK, signer)
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         w.decrypt_welcome(crypto, welcome, REF, OTHER_SK, signer)
     tampered = replace(welcome, encrypted_group_info=welcome.encrypted_group_info[:-1] + b"\x00")
-    with pytest.raises(DecryptionFailed):
+    with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
         w.decrypt_welcome(crypto, tampered, REF, INIT_SK, signer)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         w.decrypt_welcome(crypto, welcome, REF, INIT_SK, lambda info: crypto.sign_keygen()[1])
     with raises_reason(MlsReason.UNSUPPORTED):
         w.decrypt_welcome(crypto, replace(welcome, cipher_suite=2), REF, INIT_SK, signer)
@@ -90,5 +89,5 @@ def test_group_info_signature() -> None:
     welcome, _ = build()
     info = w.decrypt_welcome(crypto, welcome, REF, INIT_SK, signer).group_info
     w.verify_group_info(crypto, info, SIGNER_PK)
-    with pytest.raises(InvalidSignature):
+    with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
         w.verify_group_info(crypto, replace(info, signer=2), SIGNER_PK)

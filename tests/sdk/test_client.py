@@ -9,7 +9,7 @@ import pytest
 from ping_core import ClientConfig, MessagingClient
 from ping_core.clock import Hlc
 from ping_core.conversation import conversation_prefix
-from ping_core.errors import IdentityError, InvalidInput, MlsError, StorageError, TransportError, UnknownConversation
+from ping_core.errors import IdentityError, InvalidInput, MlsError, StorageError, TransportError, UnknownConversation, MlsReason
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MessageEnvelope, MessageKind
@@ -17,6 +17,7 @@ from ping_core.storage import MemoryBlobStore, MemoryStorage, StorageBackend
 from ping_core.transport import MemoryDeliveryService
 
 from .support import NOW, World, assert_agree, converse, pair
+from reasons import raises_reason
 
 
 async def test_init_creates_device_and_device_group_and_reinit_keeps_them() -> None:
@@ -264,7 +265,7 @@ async def test_join_conversation_failures_change_nothing() -> None:
         await b.client.join_conversation(MessageEnvelope(conv, 1, MessageKind.WELCOME, a.device_id, 0, Hlc.ZERO, b"\x00\x01\x00\x03xx"), NOW)
     # A Welcome for another device's KeyPackage.
     snapshot = c.blobs.snapshot()
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.BAD_WELCOME):
         await c.client.join_conversation(welcome, NOW)
     assert c.blobs.snapshot() == snapshot
     # An envelope that names another conversation than its Welcome.
@@ -339,7 +340,7 @@ async def test_add_members_input_checks() -> None:
     for bad in ([], [(b.device_id,)], [("dev", kp)], [(b.device_id, "kp")], [(c.device_id, kp)], [(b.device_id, kp), (b.device_id, kp)]):
         with pytest.raises((InvalidInput, MlsError)):
             await a.client.add_members(conv, bad, NOW)  # type: ignore[arg-type]
-    with pytest.raises(MlsError):
+    with raises_reason(MlsReason.MALFORMED):
         await a.client.add_members(conv, [(b.device_id, b"\x00\x01\x00\x05" + b"\x00" * 20)], NOW)
     assert w.service.log(conv) == []  # nothing was sent
     await a.client.add_members(conv, [(b.device_id, kp)], NOW)

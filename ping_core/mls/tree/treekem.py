@@ -359,10 +359,7 @@ def merge_update_path(
     pairs = tree.filtered_direct_path_with_copath(sender)
     path_nodes = update_path.nodes
     if len(path_nodes) != len(pairs):
-        raise MlsError(
-            f"the UpdatePath has {len(path_nodes)} nodes but the sender's filtered direct path has {len(pairs)}",
-            reason=MlsReason.BAD_PATH,
-        )
+        raise MlsError(f"the UpdatePath has {len(path_nodes)} nodes but the sender's filtered direct path has {len(pairs)}", reason=MlsReason.BAD_PATH)
     resolutions: list[list[int]] = []
     for (p, s), upn in zip(pairs, path_nodes):
         res = [r for r in tree.resolution(s) if r not in excluded]
@@ -381,33 +378,21 @@ def merge_update_path(
     for i, upn in enumerate(path_nodes):
         key = upn.encryption_key
         if len(key) != HPKE_PUBLIC_KEY_LEN:
-            raise MlsError(
-                f"UpdatePath node {pairs[i][0]}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key",
-                reason=MlsReason.BAD_PATH,
-            )
+            raise MlsError(f"UpdatePath node {pairs[i][0]}: the encryption key is not a {HPKE_PUBLIC_KEY_LEN}-byte X25519 key", reason=MlsReason.BAD_PATH)
         if key in seen or tree.has_encryption_key(key):
-            raise MlsError(
-                f"UpdatePath node {pairs[i][0]}: the encryption key is already used",
-                reason=MlsReason.BAD_PATH,
-            )
+            raise MlsError(f"UpdatePath node {pairs[i][0]}: the encryption key is already used", reason=MlsReason.BAD_PATH)
         seen.add(key)
     check_leaf_in_tree(tree, leaf, replaces=sender)
 
     parent_hash = tree.merge_path(crypto, sender, [upn.encryption_key for upn in path_nodes])
     if leaf.parent_hash != parent_hash:
-        raise MlsError(
-            "the UpdatePath leaf's parent_hash does not match the merged path",
-            reason=MlsReason.BAD_PARENT_HASH,
-        )
+        raise MlsError("the UpdatePath leaf's parent_hash does not match the merged path", reason=MlsReason.BAD_PARENT_HASH)
     tree.set_leaf(sender, leaf)
     context = group_context_for(tree.tree_hash(crypto))
     try:
         gc = decode_exact(GroupContext, context)
     except MlsDecodeError as exc:
-        raise MlsError(
-            f"group_context_for returned a malformed GroupContext: {exc}",
-            reason=MlsReason.INVALID_ARGUMENT,
-        ) from None
+        raise MlsError(f"group_context_for returned a malformed GroupContext: {exc}", reason=MlsReason.INVALID_ARGUMENT) from None
     check_leaf_content(crypto, leaf, sender, gc, source=LeafNodeSource.COMMIT)
     return MergedPath(pairs, resolutions, context)
 
@@ -449,10 +434,7 @@ def decrypt_update_path(
             found = (j, r, node_key)
             break
     if found is None:
-        raise MlsError(
-            f"we hold no private key for any node of the resolution of copath node {s0}",
-            reason=MlsReason.BAD_PATH,
-        )
+        raise MlsError(f"we hold no private key for any node of the resolution of copath node {s0}", reason=MlsReason.BAD_PATH)
     j, r, priv = found
     ct = path_nodes[pos].encrypted_path_secret[j]
     holder = tree.node(r)
@@ -462,25 +444,16 @@ def decrypt_update_path(
             crypto, priv, _LABEL, merged.context, ct.kem_output, ct.ciphertext, public=holder.encryption_key
         )
     except CryptoError as exc:
-        raise DecryptionFailed(
-            f"the path secret for node {p0} does not decrypt with node {r}'s key ({exc})",
-            reason=MlsReason.DECRYPTION_FAILED,
-        ) from None
+        raise DecryptionFailed(f"the path secret for node {p0} does not decrypt with node {r}'s key ({exc})", reason=MlsReason.DECRYPTION_FAILED) from None
     if len(path_secret) != NH:
-        raise MlsError(
-            f"the path secret for node {p0} is {len(path_secret)} bytes, not {NH}",
-            reason=MlsReason.BAD_PATH,
-        )
+        raise MlsError(f"the path secret for node {p0} is {len(path_secret)} bytes, not {NH}", reason=MlsReason.BAD_PATH)
 
     derived: dict[int, bytes] = {}
     secret = path_secret
     for (p, _), upn in zip(pairs[pos:], path_nodes[pos:]):
         node_priv, node_pub = node_key_pair(crypto, secret)
         if node_pub != upn.encryption_key:
-            raise MlsError(
-                f"the public key derived for node {p} does not match the UpdatePath",
-                reason=MlsReason.BAD_PATH,
-            )
+            raise MlsError(f"the public key derived for node {p} does not match the UpdatePath", reason=MlsReason.BAD_PATH)
         derived[p] = node_priv
         secret = derive_secret(crypto, secret, b"path")
 
@@ -523,15 +496,9 @@ def check_receiver(tree: RatchetTree, sender: int, own_leaf: int, exclude: Itera
     the same commit (a joiner's path secret comes in the Welcome), and our leaf
     is in ``tree``. ``MlsError`` otherwise."""
     if sender == own_leaf:
-        raise MlsError(
-            "the committer does not process its own UpdatePath (it keeps its GeneratedPath)",
-            reason=MlsReason.INVALID_ARGUMENT,
-        )
+        raise MlsError("the committer does not process its own UpdatePath (it keeps its GeneratedPath)", reason=MlsReason.INVALID_ARGUMENT)
     if 2 * own_leaf in _excluded_nodes(exclude):
-        raise MlsError(
-            "a member added by this commit gets its path secret from the Welcome",
-            reason=MlsReason.INVALID_ARGUMENT,
-        )
+        raise MlsError("a member added by this commit gets its path secret from the Welcome", reason=MlsReason.INVALID_ARGUMENT)
     if tree.leaf(own_leaf) is None:
         raise MlsError(f"our leaf {own_leaf} is blank in this tree", reason=MlsReason.BAD_TREE)
 
@@ -583,10 +550,7 @@ def path_keys_from_path_secret(
     if own is None:
         raise MlsError(f"our leaf {own_leaf} is blank in this tree", reason=MlsReason.BAD_TREE)
     if crypto.dh_public(leaf_secret) != own.encryption_key:
-        raise MlsError(
-            "our leaf's private key does not match its encryption key in the tree",
-            reason=MlsReason.BAD_PATH,
-        )
+        raise MlsError("our leaf's private key does not match its encryption key in the tree", reason=MlsReason.BAD_PATH)
     nodes: dict[int, bytes] = {}
     if path_secret is None:
         return PathKeys(leaf_secret, nodes)
