@@ -21,6 +21,8 @@ caller can act on, and ``.origin`` / ``.is_peer_fault`` say whose fault it is:
   exceeded, a version or type this engine does not support). The group is
   unchanged; drop the message (and report the sender if that applies).
 
+A decoder of this device's own stored state is marked :func:`stored_state`:
+what fails there is :attr:`MlsReason.CORRUPT_STATE`, never a peer's fault.
 Callers branch on ``reason`` (or ``origin``) and on the class, not on the
 message, which is for people and may change.
 

@@ -335,6 +335,12 @@ def _signature_with_torsion(seed: bytes, message: bytes) -> tuple[bytes, bytes]:
 
 
 VERIFY = "async ([pub, sig, backend]) => tryCall('dev.crypto', {op: 'verify', backend, args: [unhex(pub), unhex('68656c6c6f'), unhex(sig)]})"
+# The PingError's MLS fields as the page sees them (ping.js from the worker's error reply).
+VERIFY_REASON = """async ([pub, sig, backend]) => {
+  try { await window.ping.call('dev.crypto', {op: 'verify', backend, args: [unhex(pub), unhex('68656c6c6f'), unhex(sig)]}); }
+  catch (e) { return [e.name, e.reason, e.peerFault]; }
+  return null;
+}"""
 
 
 @pytest.mark.parametrize("backend", ["webcrypto", "noble"])
@@ -346,6 +352,9 @@ def test_ed25519_verification_is_cofactorless_like_pyca(ping_page, backend: str)
         pyca.verify(public, b"hello", signature)
     got = ping_page.evaluate(VERIFY, [public.hex(), signature.hex(), backend])
     assert got.get("error", {}).get("name") == "InvalidSignature", got
+    # The refusal reaches the page with its reason, as data.
+    refused = ping_page.evaluate(VERIFY_REASON, [public.hex(), signature.hex(), backend])
+    assert refused == ["InvalidSignature", "bad_signature", True], refused
 
 
 # -- the crossing ----------------------------------------------------------------------------
