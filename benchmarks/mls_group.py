@@ -23,7 +23,8 @@ Goals (issue 4): KeyPackages >= 5,000/s; N=500 add commit <= 150 ms and join
 persisted per application message independent of group size.
 
 ``--profile ROW`` runs one row under cProfile and prints where the time goes:
-``kp``, ``add:N``, ``join:N``, ``update:N``, ``process-update:N``.
+``kp``, ``add:N``, ``join:N``, ``update:N``, ``process-update:N`` (a tree whose copath is
+populated), ``fresh-update:N``, ``fresh-process:N`` (the first self-update after the big add).
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs, no N=5000")
     ap.add_argument("--sizes", default=None, help="comma-separated N for the build rows")
-    ap.add_argument("--profile", default=None, help="profile one row: kp, add:N, join:N, update:N, process-update:N")
+    ap.add_argument("--profile", default=None, help="profile one row: kp, add:N, join:N, update:N, process-update:N, fresh-update:N, fresh-process:N")
     args = ap.parse_args()
     if args.profile:
         return profile(args.profile)
@@ -297,12 +298,16 @@ def profile(row: str) -> int:
             prof.enable()
             Group.join(crypto, staged.welcome or b"", bundles[-1], signers[-1], config=CONFIG, clock=time.time)
             prof.disable()
-    elif kind in ("update", "process-update"):
+    elif kind in ("update", "process-update", "fresh-update", "fresh-process"):
+        # fresh-*: the first self-update after the one big add (the sparse tree, as vs_peers.py).
+        fresh = kind.startswith("fresh")
+        kind = {"fresh-update": "update", "fresh-process": "process-update"}.get(kind, kind)
         b = Built(n, joined=2)
         leaves = sorted(b.members)
         committer, receiver = leaves[1], leaves[-1]
-        b.populate_copath(committer)
-        for _ in range(5):
+        if not fresh:
+            b.populate_copath(committer)
+        for _ in range(1 if fresh else 5):
             g = b.members[committer]
             if kind == "update":
                 prof.enable()

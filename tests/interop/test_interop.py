@@ -127,13 +127,14 @@ def test_group_with_mlsrs(roles: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize("impl", [_param((i,)) for i in IMPLEMENTATIONS])
 def test_drivers_report_elapsed_us(impl: tuple[str]) -> None:
-    """Every successful answer says how long the driver worked on it (docs/interop.md, optional
-    field), which benchmarks/vs_peers.py reads; a heavier request takes longer than ``hello``."""
+    """Every successful answer says how long the driver worked on it, wall clock and CPU
+    (docs/interop.md, optional fields), which benchmarks/vs_peers.py reads."""
     with reported(), start_driver(impl[0]) as d:
         answers = [d.request("key_package", name="bob"), d.request("create_group", name="a", group_id="01")]
         answers.append(d.request("state", name="a"))
         for a in answers:
-            assert isinstance(a.get("elapsed_us"), int) and a["elapsed_us"] >= 0, a
+            for key in ("elapsed_us", "cpu_us"):
+                assert isinstance(a.get(key), int) and a[key] >= 0, a
 
 
 @NEEDS_MLSRS

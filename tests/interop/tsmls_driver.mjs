@@ -9,8 +9,9 @@
 //   {"op":"external_join","name":"eve","group_info":hex[,"ratchet_tree":hex]}
 //     -> {"commit":hex,"epoch":N,"group_id":hex,"leaf_index":i}
 // The commit is a PublicMessage (external commits always are) that every member must process.
-// Every successful response carries elapsed_us: the microseconds the handler took (request parsed to
-// response built, so without the JSON lines), which benchmarks/vs_peers.py reads.
+// Every successful response carries elapsed_us and cpu_us: the wall-clock and CPU microseconds the
+// handler took (request parsed to response built, so without the JSON lines; CPU time of the whole
+// process, its worker threads included), which benchmarks/vs_peers.py reads.
 //
 // Cipher suite 1 only (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519). Secrets that ts-mls reports as
 // "consumed" are not zeroed (ts-mls leaves that to the caller): forward secrecy does not matter in a
@@ -442,10 +443,13 @@ async function handle(line) {
     return { ...echo, ok: false, error: `unsupported op ${JSON.stringify(req.op)}` };
   }
   const started = process.hrtime.bigint();
+  const startedCpu = process.cpuUsage();
   try {
     const out = { ...echo, ok: true, ...(await op(req)) };
-    // The handler's own time (docs/interop.md: optional elapsed_us), without the JSON lines.
+    // The handler's own time (docs/interop.md: optional elapsed_us, cpu_us), without the JSON lines.
     out.elapsed_us = Math.round(Number(process.hrtime.bigint() - started) / 1000);
+    const cpu = process.cpuUsage(startedCpu);
+    out.cpu_us = cpu.user + cpu.system;
     return out;
   } catch (e) {
     const kind = e instanceof DriverError ? "" : `${e?.constructor?.name ?? "Error"}: `;

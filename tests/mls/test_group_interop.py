@@ -26,9 +26,10 @@ class Client:
         assert resp["id"] == self.n
         if not resp["ok"]:
             raise AssertionError(resp["error"])
-        # Every answer says how long the handler took (docs/interop.md: elapsed_us); the rest is compared.
-        elapsed = resp.pop("elapsed_us")
-        assert isinstance(elapsed, int) and elapsed >= 0
+        # Every answer says how long the handler took (docs/interop.md: elapsed_us, cpu_us); the rest is compared.
+        for key in ("elapsed_us", "cpu_us"):
+            spent = resp.pop(key)
+            assert isinstance(spent, int) and spent >= 0
         return resp
 
     def fails(self, op: str, **fields: Any) -> str:

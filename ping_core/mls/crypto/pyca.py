@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.exceptions import InvalidTag
@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from ping_core.errors import CryptoError, DecryptionFailed, InvalidKey, InvalidSignature, MlsReason
 
+from . import threaded
 from .provider import (
     AEAD_KEY_LEN,
     AEAD_NONCE_LEN,
@@ -34,6 +35,8 @@ _RAW_PRIV = PrivateFormat.Raw
 _NO_ENC = NoEncryption()
 
 K = TypeVar("K")
+# Verdicts kept from prefetch_verify at most (each is used once; public data only).
+_VERDICT_LIMIT = 16384
 
 
 class _KeyCache:
@@ -77,10 +80,17 @@ class PycaProvider(HashlibKdf):
     """The default backend on CPython (and in a Pyodide distribution that ships pyca)."""
 
     name = "pyca"
+    #: Set (to :meth:`_prefetch_verify`) where signatures can be verified on two threads:
+    #: ``ping_core.mls.crypto.provider.prefetch_verify`` looks for it.
+    prefetch_verify: Callable[[Sequence[tuple[bytes, bytes, bytes]]], None] | None = None
 
     def __init__(self) -> None:
         self._sign_priv = _KeyCache(64)
         self._sign_pub = _KeyCache(4096)
+        # (public, signature, message) -> verdict from prefetch_verify, popped by verify().
+        self._verdicts: dict[tuple[bytes, bytes, bytes], bool] = {}
+        if threaded.AVAILABLE:
+            self.prefetch_verify = self._prefetch_verify
 
     def __repr__(self) -> str:
         return "PycaProvider()"
@@ -143,6 +153,14 @@ class PycaProvider(HashlibKdf):
         return self._sign_key(secret).sign(check_bytes(message, "message"))
 
     def verify(self, public: bytes, message: bytes, signature: bytes) -> None:
+        if self._verdicts and type(public) is bytes and type(message) is bytes and type(signature) is bytes:
+            # A verdict of prefetch_verify for exactly these bytes (their key passed
+            # check_ed25519_public there): the same answer pyca would give, computed ahead.
+            verdict = self._verdicts.pop((public, signature, message), None)
+            if verdict is True:
+                return
+            if verdict is False:
+                raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE)
         # A cached key passed check_ed25519_public when it was added.
         key: Ed25519PublicKey | None = self._sign_pub._items.get(public) if type(public) is bytes else None
         if key is None or type(message) is not bytes or type(signature) is not bytes:
@@ -157,6 +175,33 @@ class PycaProvider(HashlibKdf):
             key.verify(signature, message)
         except _PycaInvalidSignature:
             raise InvalidSignature("Ed25519 signature does not verify", reason=MlsReason.BAD_SIGNATURE) from None
+
+    def _prefetch_verify(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        """Verify ``(public, message, signature)`` items on two threads ahead of the
+        :meth:`verify` calls that will ask for exactly them (see
+        :func:`ping_core.mls.crypto.provider.prefetch_verify`). Only items the checks of
+        :meth:`verify` pass are taken (exact bytes, a valid key, a 64-byte signature); an item
+        OpenSSL reports an error for gets no verdict. Nothing here raises: :meth:`verify` still
+        answers every call, in order, raising what it always raises."""
+        batch: list[tuple[bytes, bytes, bytes]] = []
+        for public, message, signature in items[:_VERDICT_LIMIT]:
+            if type(public) is not bytes or type(message) is not bytes or type(signature) is not bytes:
+                continue
+            if len(signature) != 64:
+                continue
+            try:
+                check_ed25519_public(public)
+            except CryptoError:
+                continue
+            batch.append((public, message, signature))
+        if len(batch) < threaded.MIN_BATCH:
+            return  # not worth a thread: verify() checks them one by one
+        verdicts = threaded.verify_many(batch)
+        if len(self._verdicts) + len(batch) > _VERDICT_LIMIT:
+            self._verdicts.clear()
+        for (public, message, signature), verdict in zip(batch, verdicts):
+            if verdict is not None:
+                self._verdicts[(public, signature, message)] = verdict
 
     # -- X25519 ------------------------------------------------------------
 
@@ -182,3 +227,30 @@ class PycaProvider(HashlibKdf):
                 "X25519 shared secret is all zero (low-order public key)",
                 reason=MlsReason.INVALID_KEY,
             ) from None
+
+    def encap_dh_many(self, publics: Sequence[bytes]) -> list[tuple[bytes, bytes] | CryptoError]:
+        """For each public key a fresh ephemeral key's public and its DH with it, as
+        :func:`ping_core.mls.crypto.provider.encap_dh_many` defines (the same results and errors
+        as ``dh_keygen`` then ``dh``). Each ephemeral key is parsed once, and where OpenSSL can
+        be reached through ctypes (:mod:`.threaded`) a batch runs on two threads; an item that
+        fails there is redone here, so its error is this backend's."""
+        out: list[tuple[bytes, bytes] | CryptoError | None] = [None] * len(publics)
+        if threaded.AVAILABLE and len(publics) >= threaded.MIN_BATCH:
+            where = [i for i, pub in enumerate(publics) if type(pub) is bytes and len(pub) == DH_PUBLIC_LEN]
+            got = threaded.encap_dh_many([(os.urandom(DH_SECRET_LEN), publics[i]) for i in where])
+            for i, result in zip(where, got):
+                out[i] = result
+        return [r if r is not None else self._encap_dh(publics[i]) for i, r in enumerate(out)]
+
+    def _encap_dh(self, public: bytes) -> tuple[bytes, bytes] | CryptoError:
+        """``dh_keygen`` then ``dh``, with the ephemeral key parsed once."""
+        ephemeral = X25519PrivateKey.from_private_bytes(os.urandom(DH_SECRET_LEN))
+        try:
+            public = check_len(public, DH_PUBLIC_LEN, "X25519 public key")
+        except CryptoError as exc:
+            return exc
+        try:
+            shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(public))
+        except ValueError:
+            return InvalidKey("X25519 shared secret is all zero (low-order public key)", reason=MlsReason.INVALID_KEY)
+        return ephemeral.public_key().public_bytes(_RAW, _RAW_PUB), shared

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ping_core.mls.codec import Reader, Writer
 
@@ -31,18 +31,48 @@ class HPKECiphertext:
 @dataclass(frozen=True, slots=True)
 class UpdatePathNode:
     """``struct { HPKEPublicKey encryption_key;
-    HPKECiphertext encrypted_path_secret<V>; } UpdatePathNode``."""
+    HPKECiphertext encrypted_path_secret<V>; } UpdatePathNode``.
+
+    A commit's content is encoded three times (its signature, its membership tag, the confirmed
+    transcript hash, RFC 9420 §6.1, §6.2, §8.2), and in a large group nearly all of it is these
+    ciphertexts. So a node keeps its encoding: the bytes it was read from, or the first one
+    written. Both are the same bytes, since every field is an opaque<V> or a vector whose minimal
+    length prefix the decoder enforces (§2.1.2): decoding then encoding is the identity.
+    """
 
     encryption_key: bytes
     encrypted_path_secret: tuple[HPKECiphertext, ...] = ()
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def write(self, w: Writer) -> None:
-        w.opaque(self.encryption_key)
-        w.structs(self.encrypted_path_secret)
+        wire = self._wire
+        if wire is None:
+            start = len(w.buf)
+            w.opaque(self.encryption_key)
+            w.structs(self.encrypted_path_secret)
+            object.__setattr__(self, "_wire", bytes(w.buf[start:]))
+        else:
+            w.raw(wire)
 
     @classmethod
     def read(cls, r: Reader) -> UpdatePathNode:
-        return cls(r.opaque(MAX_HPKE_PUBLIC_KEY), r.structs(HPKECiphertext))
+        start = r.pos
+        key = r.opaque(MAX_HPKE_PUBLIC_KEY)
+        # The HPKECiphertext vector, read inline (each item two opaque<V>): the same checks as
+        # Reader.structs(HPKECiphertext), without a call per item.
+        n = r._length()
+        stop = r.pos + n
+        saved_end = r.end
+        r.end = stop
+        items: list[HPKECiphertext] = []
+        try:
+            while r.pos < stop:
+                items.append(HPKECiphertext(r.opaque(MAX_KEM_OUTPUT), r.opaque()))
+        finally:
+            r.end = saved_end
+        node = cls(key, tuple(items))
+        object.__setattr__(node, "_wire", r.data[start:r.pos])
+        return node
 
 
 @dataclass(frozen=True, slots=True)
