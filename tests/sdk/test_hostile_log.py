@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from ping_core.errors import MlsOrigin, MlsReason
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncProblemKind
 
@@ -179,3 +180,22 @@ async def test_a_commit_this_device_cannot_process_is_healed_by_rejoining() -> N
     assert_agree(conv, [a, b])
     await converse(conv, [a, b], b"healed")
     assert {m.device_id for m in a.client.members(conv)} == {a.device_id, b.device_id}
+
+
+async def test_a_refused_envelope_is_reported_with_the_engines_reason() -> None:
+    """A tampered application message is skipped as UNREADABLE, and the problem says why as data:
+    the engine's reason (a peer's fault, not this device's), beside the error's class name."""
+    w, a, b, conv, lying = await _setup()
+    await a.client.send(conv, b"tampered on its way", NOW)
+    seq = w.service.log(conv)[-1].seq
+
+    def spoil(page: Page) -> Page:
+        return [dataclasses.replace(e, payload=e.payload[:-1] + bytes([e.payload[-1] ^ 1])) if e.seq == seq else e for e in page]
+
+    lying.lie = spoil
+    result = await b.client.sync(NOW)
+    lying.lie = None
+    [problem] = [p for p in result.problems if p.seq == seq]
+    assert problem.kind is SyncProblemKind.UNREADABLE and problem.detail == "DecryptionFailed"
+    assert problem.reason is MlsReason.DECRYPTION_FAILED and problem.reason.origin is MlsOrigin.PEER
+    await converse(conv, [a, b], b"still talking")
