@@ -455,9 +455,11 @@ def unprotect_private(
     sd_aad = ep._sender_data_aad[ct]
     sender_data = crypto.aead_open(sd_key, sd_nonce, sd_aad, esd)
     leaf = int.from_bytes(sender_data[0:4], "big")
+    if leaf >= ep.secret_tree.n_leaves:  # sender data from a member that names no leaf (§6.3.2)
+        raise MlsError(f"the sender data names leaf {leaf}, outside the tree", reason=MlsReason.UNKNOWN_SENDER)
     generation = int.from_bytes(sender_data[4:8], "big")
     reuse_guard = sender_data[8:12]
-    # Raises for a reused/too-old/too-far generation or a leaf outside the tree.
+    # Raises for a reused/too-old/too-far generation.
     step = ep.secret_tree.peek(leaf, APPLICATION if ct == _APPLICATION else HANDSHAKE, generation)
     ad = msg.authenticated_data
     ad_bytes = opaque(ad)

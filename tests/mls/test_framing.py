@@ -203,6 +203,22 @@ def test_unknown_sender_changes_nothing(pair: Pair) -> None:
     assert state(r) == before
 
 
+def test_sender_data_naming_a_leaf_outside_the_tree_is_a_peers_fault(pair: Pair) -> None:
+    """A member (it holds the sender data key) names a leaf outside the tree: UNKNOWN_SENDER,
+    a peer's fault, and nothing changes (not the secret tree's argument error)."""
+    s, r = pair
+    msg = send(s)
+    key, nonce = framing._sender_data_key_nonce(crypto, r.sender_data_secret, msg.ciphertext)
+    aad = r._sender_data_aad[msg.content_type]
+    sender_data = crypto.aead_open(key, nonce, aad, msg.encrypted_sender_data)
+    forged = replace(msg, encrypted_sender_data=crypto.aead_seal(key, nonce, aad, N.to_bytes(4, "big") + sender_data[4:]))
+    before = state(r)
+    with raises_reason(MlsReason.UNKNOWN_SENDER) as info:
+        framing.unprotect_private(crypto, r, forged, signer_key)
+    assert info.value.is_peer_fault
+    assert state(r) == before
+
+
 def test_non_zero_padding_changes_nothing(pair: Pair) -> None:
     s, r = pair
     data = b"padded"
