@@ -251,15 +251,20 @@ class MlsError(PingError):
 
 
 _P = ParamSpec("_P")
+# Reasons ``stored_state`` does not relabel: already said, or the environment's.
+_KEPT_IN_STORED_STATE = frozenset({MlsReason.CORRUPT_STATE, MlsReason.BACKEND_FAILURE, MlsReason.UNSUPPORTED_OPTION})
 _T = TypeVar("_T")
 
 
 def stored_state(decode: Callable[_P, _T]) -> Callable[_P, _T]:
     """Mark ``decode`` as reading this device's own stored state (bytes this engine wrote).
 
-    A peer cannot be at fault there, so a refusal of peer origin inside (a malformed
-    encoding, a bad tree) is re-raised as the same class with reason
-    :attr:`MlsReason.CORRUPT_STATE`; a local refusal (a bad argument) is left as it is.
+    Whatever refuses those bytes inside (a malformed encoding, a bad tree, a stored value out
+    of an argument's range) is re-raised as the same class with reason
+    :attr:`MlsReason.CORRUPT_STATE`: neither a peer nor the call is at fault. A failure of the
+    environment (:attr:`MlsReason.BACKEND_FAILURE`, :attr:`MlsReason.UNSUPPORTED_OPTION`) is
+    left as it is. ``decode`` takes nothing but the stored data and the crypto provider: a
+    caller's other arguments are checked before it runs.
     """
 
     @functools.wraps(decode)
@@ -267,7 +272,7 @@ def stored_state(decode: Callable[_P, _T]) -> Callable[_P, _T]:
         try:
             return decode(*args, **kwargs)
         except MlsError as exc:
-            if exc.origin is MlsOrigin.LOCAL or type(exc).__init__ is not MlsError.__init__:
+            if exc.reason in _KEPT_IN_STORED_STATE or type(exc).__init__ is not MlsError.__init__:
                 raise
             raise type(exc)(f"stored state: {exc}", reason=MlsReason.CORRUPT_STATE) from exc
 

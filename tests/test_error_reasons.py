@@ -177,19 +177,21 @@ def test_every_reason_is_raised_somewhere() -> None:
     assert sorted(r.name for r in MlsReason if r.name not in used) == []
 
 
-def test_stored_state_relabels_peer_reasons_only() -> None:
-    """Decoding our own stored state: a malformed encoding is CORRUPT_STATE (same class), an
-    argument error stays what it is, and nothing else is touched."""
+def test_stored_state_relabels_all_but_the_environment() -> None:
+    """Decoding our own stored state: whatever refuses the bytes is CORRUPT_STATE (same
+    class, same message after a prefix); a failure of the crypto backend stays what it is."""
 
     @stored_state
     def load(reason: MlsReason) -> None:
         raise MlsDecodeError("truncated input", reason=reason)
 
-    with pytest.raises(MlsDecodeError) as info:
-        load(MlsReason.MALFORMED)
-    assert info.value.reason is MlsReason.CORRUPT_STATE and not info.value.is_peer_fault
-    assert "truncated input" in str(info.value)
-    with pytest.raises(MlsDecodeError) as info:
-        load(MlsReason.INVALID_ARGUMENT)
-    assert info.value.reason is MlsReason.INVALID_ARGUMENT
+    for reason in (MlsReason.MALFORMED, MlsReason.BAD_TREE, MlsReason.INVALID_ARGUMENT, MlsReason.CORRUPT_STATE):
+        with pytest.raises(MlsDecodeError) as info:
+            load(reason)
+        assert info.value.reason is MlsReason.CORRUPT_STATE and not info.value.is_peer_fault
+        assert "truncated input" in str(info.value)
+    for reason in (MlsReason.BACKEND_FAILURE, MlsReason.UNSUPPORTED_OPTION):
+        with pytest.raises(MlsDecodeError) as info:
+            load(reason)
+        assert info.value.reason is reason
 

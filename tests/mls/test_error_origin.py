@@ -1,5 +1,6 @@
 """Hostile bytes from a peer are the peer's fault: every refusal of a mutated message,
-Welcome, KeyPackage or GroupInfo is an ``MlsError`` whose reason has origin PEER.
+Welcome, KeyPackage or GroupInfo is an ``MlsError`` whose reason has origin PEER; damaged
+stored state is CORRUPT_STATE and a wrong call is the caller's (origin LOCAL).
 
 A refusal of LOCAL origin (INVALID_ARGUMENT, CORRUPT_STATE, ...) here would tell the
 application to fix its own call when the fault is in what it received, so it would
@@ -13,10 +14,11 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ping_core.errors import MlsError
-from ping_core.mls import Group, PublicGroup, validate_key_package
+from ping_core.errors import MlsError, MlsReason
+from ping_core.mls import Group, KeyPackageBundle, PublicGroup, validate_key_package
 
 from core.fuzz import mutated
+from reasons import raises_reason
 from test_group_support import crypto, key_package, make_group, signer
 
 
@@ -96,3 +98,32 @@ def test_a_mutated_group_info_is_the_servers_fault(data: st.DataObject) -> None:
     info = data.draw(mutated(WORLD["group_info"]))  # type: ignore[arg-type]
     _peer_refusal(PublicGroup.from_group_info, crypto, info, clock=time.time)
     _peer_refusal(Group.join_external, crypto, info, signer("outsider"), clock=time.time)
+
+
+@settings(max_examples=60)
+@given(data=st.data())
+def test_mutated_stored_state_is_corrupt_state(data: st.DataObject) -> None:
+    """Our own stored bytes, damaged: CORRUPT_STATE (this device's fault), never a peer's."""
+    stored = data.draw(mutated(WORLD["b"]))  # type: ignore[arg-type]
+    try:
+        Group.from_bytes(crypto, stored, clock=time.time)
+    except MlsError as exc:
+        assert exc.reason is MlsReason.CORRUPT_STATE, f"{type(exc).__name__}({exc}) has reason {exc.reason.name}"
+    bundle = data.draw(mutated(WORLD["bundle"].to_bytes()))  # type: ignore[attr-defined]
+    try:
+        KeyPackageBundle.from_bytes(crypto, bundle)
+    except MlsError as exc:
+        assert exc.reason is MlsReason.CORRUPT_STATE, f"{type(exc).__name__}({exc}) has reason {exc.reason.name}"
+
+
+def test_local_misuse_is_the_callers_fault() -> None:
+    """The same engine says LOCAL when the call is wrong."""
+    b = _receiver()
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
+        b.process_message("not bytes")  # type: ignore[arg-type]
+    with raises_reason(MlsReason.INVALID_ARGUMENT):
+        Group.create(crypto, signer("x"), group_id=b"", clock=time.time)
+    b.propose_update()
+    with raises_reason(MlsReason.WRONG_STATE) as info:
+        b.protect(b"proposals are pending")
+    assert not info.value.is_peer_fault

@@ -150,8 +150,8 @@ class EpochState:
         st = SecretTree.from_records(crypto, secret_tree)
         if st.n_leaves != tree.n_leaves:
             raise MlsError("the secret tree does not match the ratchet tree", reason=MlsReason.CORRUPT_STATE)
-        if tree.leaf(own_leaf) is None:
-            raise MlsError("the stored state's own leaf is blank", reason=MlsReason.CORRUPT_STATE)
+        if own_leaf >= tree.n_leaves or tree.leaf(own_leaf) is None:
+            raise MlsError("the stored state's own leaf is blank or outside the tree", reason=MlsReason.CORRUPT_STATE)
         framing = EpochFraming(context.group_id, context.epoch, cb, secrets.sender_data_secret, secrets.membership_key, st)
         return cls(context, tree, own_leaf, keys, secrets, interim, tag, framing, context_bytes=cb)
 

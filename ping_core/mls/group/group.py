@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
-from ping_core.errors import stored_state
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RecordChanges
 from ping_core.mls.structs import (
@@ -350,7 +349,6 @@ class Group(GroupView):
         return records_to_bytes(self.records())
 
     @classmethod
-    @stored_state
     def from_bytes(
         cls,
         crypto: CryptoProvider,
@@ -370,7 +368,6 @@ class Group(GroupView):
         )  # fmt: skip
 
     @classmethod
-    @stored_state
     def from_records(
         cls,
         crypto: CryptoProvider,

@@ -319,12 +319,20 @@ def bytes_to_records(data: bytes) -> dict[str, bytes]:
     return decode_with(read, data)
 
 
-@stored_state
 def group_from_records(
     crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Clock, policy: PolicyArgs | None = None
 ) -> GroupState:
     """Rebuild a group's state; every record must be one the state names. ``clock`` and
-    ``policy`` (``max_lifetime_s``, ``leaf_check``, ``extensions_check``) are not stored."""
+    ``policy`` (``max_lifetime_s``, ``leaf_check``, ``extensions_check``) are not stored:
+    a bad policy value is the caller's INVALID_ARGUMENT, a bad record CORRUPT_STATE."""
+    check_max_lifetime((policy or {}).get("max_lifetime_s"))
+    return _group_from_records(crypto, records, clock=clock, policy=policy)
+
+
+@stored_state
+def _group_from_records(
+    crypto: CryptoProvider, records: Mapping[str, bytes], *, clock: Clock, policy: PolicyArgs | None
+) -> GroupState:
     raw = records.get("state")
     if raw is None or "tree" not in records or "proposals" not in records:
         raise MlsError("group records lack state, tree or proposals", reason=MlsReason.CORRUPT_STATE)
