@@ -8,7 +8,9 @@ dist/ gets:
   pyodide/            the Pyodide core from node_modules (run `npm ci` first)
   wheels/             micropip 0.11.1 and cbor2 5.9.0 (pure-Python wheels fetched
                       with pip into .build-cache/, then reused offline), and freshly
-                      built py3-none-any wheels of ping_core and pyodide_app
+                      built py3-none-any wheels of ping_core and pyodide_app, each
+                      module with its bytecode compiled by that Pyodide (in Node,
+                      cached per source under .build-cache/pyc/)
   pingcrypto.mjs      the esbuild bundle of js/pingcrypto.mjs (noble)
   manifest.json       what the worker installs, in order, and the files the service worker caches
   the files of static/
@@ -128,23 +130,39 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
-    """A reproducible py3-none-any wheel of ``spec.package`` (sources only).
+def wheel_name(spec: WheelSpec) -> str:
+    return f"{spec.name.replace('-', '_')}-{spec.version}-py3-none-any.whl"
 
-    Built here rather than by the PEP 517 backend so the build is offline and
-    takes milliseconds; the wheel holds the same files as hatchling's (the
-    package's .py files and py.typed) with standard metadata.
-    """
-    dist_name = spec.name.replace("-", "_")
-    dist_info = f"{dist_name}-{spec.version}.dist-info"
+
+def wheel_sources(spec: WheelSpec) -> list[tuple[str, bytes]]:
+    """The package files a wheel of ``spec`` holds (its .py files, py.typed, .json), sorted."""
     files: list[tuple[str, bytes]] = []
-    pkg_root = ROOT / spec.package
-    for path in sorted(pkg_root.rglob("*")):
+    for path in sorted((ROOT / spec.package).rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
             continue
         if path.suffix not in (".py", ".typed", ".json"):
             continue
         files.append((path.relative_to(ROOT).as_posix(), path.read_bytes()))
+    return files
+
+
+def build_wheel(spec: WheelSpec, out_dir: Path, bytecode: dict[str, bytes] | None = None) -> Path:
+    """A reproducible py3-none-any wheel of ``spec.package``.
+
+    Built here rather than by the PEP 517 backend so the build is offline and
+    takes milliseconds; the wheel holds the same files as hatchling's (the
+    package's .py files and py.typed) with standard metadata, and, from
+    ``bytecode`` (source path -> .pyc, see :func:`compile_bytecode`), each
+    module's bytecode beside its source (``x.py`` -> ``x.pyc``: where zipimport
+    looks, the worker importing the wheels from sys.path as zip files).
+    """
+    dist_name = spec.name.replace("-", "_")
+    dist_info = f"{dist_name}-{spec.version}.dist-info"
+    files = wheel_sources(spec)
+    for name, _ in list(files):
+        if bytecode is not None and name in bytecode:
+            files.append((name[: -len(".py")] + ".pyc", bytecode[name]))
+    files.sort()
     metadata = [
         "Metadata-Version: 2.1",
         f"Name: {spec.name}",
@@ -170,9 +188,87 @@ def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)
-    path = out_dir / f"{dist_name}-{spec.version}-py3-none-any.whl"
+    path = out_dir / wheel_name(spec)
     write_if_changed(path, buf.getvalue())
     return path
+
+
+# -- bytecode ------------------------------------------------------------------
+#
+# The worker's first boot (no memory snapshot yet) imports ping_core and
+# pyodide_app from the wheels; compiling their ~300 modules was ~40% of that
+# import. The wheels therefore carry bytecode made by the very Pyodide dist/
+# ships (run in Node at build time): its Python version, magic number and
+# marshal format by construction. The .pyc files are "unchecked-hash" (PEP 552):
+# zipimport uses them without comparing them with the source (the wheel is
+# immutable, and each file is compiled from the bytes shipped beside it); one
+# that a different Python cannot read (another magic number) is skipped and
+# the source compiled, as before.
+
+_COMPILE_JS = r"""
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const request = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+const { loadPyodide } = await import(process.argv[1]);
+const py = await loadPyodide({ indexURL: process.argv[2] });
+py.globals.set("request", py.toPy(request));
+const out = py.runPython(`
+import base64, json, os, py_compile, importlib.util
+out = {"magic": importlib.util.MAGIC_NUMBER.hex(), "pyc": {}}
+for name, (source, display) in request.items():
+    src = "/tmp/pyc-src/" + name
+    os.makedirs(os.path.dirname(src), exist_ok=True)
+    with open(src, "wb") as f:
+        f.write(base64.b64decode(source))
+    dst = src + "c"
+    py_compile.compile(src, cfile=dst, dfile=display, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    with open(dst, "rb") as f:
+        out["pyc"][name] = base64.b64encode(f.read()).decode()
+json.dumps(out)
+`);
+process.stdout.write(out);
+"""
+
+# Where static/pyboot.mjs puts the wheels in Pyodide's file system: the .pyc
+# files name their source there (tracebacks), as a compile at import would.
+WHEEL_DIR = "/lib/ping-wheels"
+
+
+def compile_bytecode(specs: list[WheelSpec], pyodide: Path) -> dict[str, bytes]:
+    """Source path -> unchecked-hash .pyc of every .py of ``specs``, compiled by
+    ``pyodide`` (the node_modules copy dist/ ships) in Node. Cached per source
+    bytes under .build-cache/pyc/ (a build with unchanged sources starts no Node)."""
+    sources: dict[str, bytes] = {}
+    display: dict[str, str] = {}  # the file name the code objects carry
+    for spec in specs:
+        for name, data in wheel_sources(spec):
+            if name.endswith(".py"):
+                sources[name] = data
+                display[name] = f"{WHEEL_DIR}/{wheel_name(spec)}/{name}"
+    cache = CACHE / "pyc" / PYODIDE_VERSION
+
+    def key(name: str) -> Path:
+        return cache / (hashlib.sha256(display[name].encode() + b"\0" + sources[name]).hexdigest() + ".pyc")
+
+    missing = {name for name in sources if not key(name).is_file()}
+    if missing:
+        node = shutil.which("node")
+        if node is None:
+            raise BuildError("node is not on PATH: it compiles the wheels' bytecode with Pyodide")
+        request = {n: [base64.b64encode(sources[n]).decode(), display[n]] for n in sorted(missing)}
+        proc = subprocess.run(
+            [node, "--input-type=module", "-e", _COMPILE_JS, "--",
+             (pyodide / "pyodide.mjs").as_uri(), str(pyodide) + os.sep],
+            input=json.dumps(request).encode(),
+            capture_output=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise BuildError(f"compiling the bytecode in Pyodide failed:\n{proc.stderr.decode(errors='replace')[-2000:]}")
+        answer = json.loads(proc.stdout)
+        for name, pyc in answer["pyc"].items():
+            write_if_changed(key(name), base64.b64decode(pyc))
+    return {name: key(name).read_bytes() for name in sources}
 
 
 def project_wheel_specs() -> list[WheelSpec]:
@@ -288,7 +384,9 @@ def build(with_test_wheels: bool = False) -> dict[str, object]:
     for src in runtime:
         copy_if_changed(src, put(wheels_dir / src.name))
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    ours = [put(build_wheel(spec, wheels_dir)) for spec in project_wheel_specs()]
+    specs = project_wheel_specs()
+    bytecode = compile_bytecode(specs, pyodide)
+    ours = [put(build_wheel(spec, wheels_dir, bytecode)) for spec in specs]
 
     bundle_crypto(put(DIST / "pingcrypto.mjs"))
 

@@ -271,3 +271,41 @@ def test_service_worker_restores_the_snapshot(browser: Any, server_url: str) -> 
         print(f"\nservice worker from the snapshot: boot {result['boot_ms']} ms, total {result['total_ms']} ms")
     finally:
         context.close()
+
+
+# Runs in a worker booted without the snapshot: where its ping_core and pyodide_app
+# modules came from, the header of their shipped bytecode, and a wheel whose .pyc
+# another Python wrote (a wrong magic number).
+BYTECODE = """
+import importlib.util, sys, zipfile
+ours = {n: m for n, m in sys.modules.items() if n.split(".")[0] in ("ping_core", "pyodide_app") and getattr(m, "__file__", None)}
+framing = sys.modules["ping_core.mls.framing"]
+with zipfile.ZipFile(framing.__loader__.archive) as z:
+    header = z.read("ping_core/mls/framing.pyc")[:8]
+with zipfile.ZipFile("/tmp/foreign.zip", "w") as z:
+    z.writestr("foreign_mod.py", "ANSWER = 42\\n")
+    z.writestr("foreign_mod.pyc", b"\\x00\\x00\\r\\n" + bytes(12) + b"not bytecode")
+sys.path.insert(0, "/tmp/foreign.zip")
+import foreign_mod
+result = {
+    "from_bytecode": sorted(n for n, m in ours.items() if m.__file__.endswith(".pyc")),
+    "from_source": sorted(n for n, m in ours.items() if not m.__file__.endswith(".pyc")),
+    "magic_matches": header[:4] == importlib.util.MAGIC_NUMBER,
+    "flags": int.from_bytes(header[4:8], "little"),
+    "foreign": [foreign_mod.ANSWER, foreign_mod.__file__.endswith(".py")],
+}
+"""
+
+
+def test_a_boot_imports_the_bytecode_the_wheels_ship(harness: Any) -> None:
+    wid, ready = _boot(harness, "dev=1&snapshot=0")
+    reply = harness.evaluate("([id, code]) => snap.call(id, 'dev.exec', { code })", [wid, BYTECODE])
+    assert "error" not in reply, reply
+    got = reply["result"]
+    # Every module of ours the boot imported came from its .pyc (none was compiled)...
+    assert got["from_source"] == [], got["from_source"]
+    assert "ping_core.mls.framing" in got["from_bytecode"] and len(got["from_bytecode"]) > 50
+    # ...written by this Pyodide's Python, unchecked-hash (PEP 552: flags 0b01).
+    assert got["magic_matches"] is True and got["flags"] == 1
+    # Bytecode of another Python is skipped: the source is compiled instead.
+    assert got["foreign"] == [42, True]
