@@ -178,7 +178,7 @@ class PastEpoch:
         past epoch accepts nothing but application PrivateMessages."""
         f = state.framing
         framing = EpochFraming(f.group_id, f.epoch, f.group_context, f.sender_data_secret, zero_secret(), f.secret_tree)
-        keys = {i: leaf.signature_key for i, leaf in state.tree.members()}
+        keys = state.tree.signature_keys()
         return cls(state.epoch, framing, keys)
 
     def encode_meta(self) -> bytes:

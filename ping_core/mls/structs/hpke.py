@@ -59,15 +59,34 @@ class UpdatePathNode:
         start = r.pos
         key = r.opaque(MAX_HPKE_PUBLIC_KEY)
         # The HPKECiphertext vector, read inline (each item two opaque<V>): the same checks as
-        # Reader.structs(HPKECiphertext), without a call per item.
+        # Reader.structs(HPKECiphertext). An item whose two lengths take one byte each (all of
+        # them, for X25519 and a path secret) is sliced here directly; any other goes through
+        # Reader.opaque, which raises what it always raises.
         n = r._length()
         stop = r.pos + n
         saved_end = r.end
         r.end = stop
+        data = r.data
+        short = min(0x3F, r.max_vector, MAX_KEM_OUTPUT)  # a one-byte length within every bound
+        new = HPKECiphertext
         items: list[HPKECiphertext] = []
+        append = items.append
         try:
-            while r.pos < stop:
-                items.append(HPKECiphertext(r.opaque(MAX_KEM_OUTPUT), r.opaque()))
+            pos = r.pos
+            while pos < stop:
+                k = data[pos]
+                a = pos + 1 + k
+                if k <= short and a < stop:
+                    c = data[a]
+                    b = a + 1 + c
+                    if c <= short and b <= stop:
+                        append(new(data[pos + 1 : a], data[a + 1 : b]))
+                        pos = b
+                        continue
+                r.pos = pos
+                append(new(r.opaque(MAX_KEM_OUTPUT), r.opaque()))
+                pos = r.pos
+            r.pos = pos
         finally:
             r.end = saved_end
         node = cls(key, tuple(items))

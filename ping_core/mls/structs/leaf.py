@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from struct import Struct
 
 from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.codec import Reader, Writer
@@ -39,9 +40,42 @@ class Capabilities:
 
     @classmethod
     def read(cls, r: Reader) -> Capabilities:
+        # The members of a group mostly advertise the same capabilities: a decoding is kept
+        # per encoding (short lists only, one-byte lengths), and reused when the same bytes come
+        # again. A Capabilities is immutable, and those bytes decoded without error before
+        # under the same bounds, so the result is the one decoding them again would give.
+        data, pos, end = r.data, r.pos, r.end
+        stop = pos
+        for _ in range(5):
+            if stop >= end or data[stop] >= min(0x40, r.max_vector + 1):
+                break
+            stop += 1 + data[stop]
+        else:
+            if stop <= end:
+                raw = data[pos:stop]
+                known = _CAPABILITIES_SEEN.get(raw)
+                if known is not None:
+                    r.pos = stop
+                    return known
+                caps = cls._read(r)
+                if len(_CAPABILITIES_SEEN) >= 256:
+                    _CAPABILITIES_SEEN.clear()
+                _CAPABILITIES_SEEN[raw] = caps
+                return caps
+        return cls._read(r)
+
+    @classmethod
+    def _read(cls, r: Reader) -> Capabilities:
         u = r.uint16s
         m = MAX_CAPABILITY_LIST
         return cls(u(m), u(m), u(m), u(m), u(m))
+
+
+#: Capabilities by encoding (see Capabilities.read); bounded, public data only.
+_CAPABILITIES_SEEN: dict[bytes, Capabilities] = {}
+_U64_PAIR = Struct(">QQ")
+_KEY_PACKAGE, _UPDATE, _COMMIT = LeafNodeSource.KEY_PACKAGE, LeafNodeSource.UPDATE, LeafNodeSource.COMMIT
+_BASIC = CredentialType.BASIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +162,16 @@ class LeafNode:
 
     @classmethod
     def read(cls, r: Reader) -> LeafNode:
+        start = r.pos
+        leaf = _read_plain(r)
+        if leaf is not None:
+            return leaf
+        r.pos = start
+        return cls._read(r)
+
+    @classmethod
+    def _read(cls, r: Reader) -> LeafNode:
+        """The generic decoder (every field through the Reader)."""
         # Hot when decoding a large ratchet tree: bound methods held locally.
         opaque = r.opaque
         encryption_key = opaque(MAX_HPKE_PUBLIC_KEY)
@@ -158,3 +202,88 @@ class LeafNode:
             extensions,
             signature,
         )
+
+
+def _read_plain(r: Reader) -> LeafNode | None:
+    """A LeafNode of the usual shape read by slicing, or None (the caller then reads it with
+    :meth:`LeafNode._read` from the same position).
+
+    The usual shape, every leaf of a large tree: keys, identity and parent hash with one-byte
+    lengths, a basic credential, no extensions, a signature with a one- or two-byte length. The
+    values are those the generic decoder gives; any other shape, or bytes that do not fit the
+    input, go to the generic decoder, which raises what it raises. (Capabilities are read by
+    :meth:`Capabilities.read`, which is what the generic decoder calls there too.)
+    """
+    data, p, end = r.data, r.pos, r.end
+    short = min(0x3F, r.max_vector)  # a one-byte length within every bound of these fields
+    got = _short_opaque(data, p, end, short)
+    if got is None:
+        return None
+    encryption_key, p = got
+    got = _short_opaque(data, p, end, short)
+    if got is None:
+        return None
+    signature_key, p = got
+    if p + 2 > end or data[p] != 0 or data[p + 1] != 1:  # credential_type basic (uint16 1)
+        return None
+    got = _short_opaque(data, p + 2, end, short)
+    if got is None:
+        return None
+    identity, r.pos = got
+    capabilities = Capabilities.read(r)
+    p = r.pos
+    if p >= end:
+        return None
+    raw_source = data[p]
+    p += 1
+    lifetime: Lifetime | None = None
+    parent_hash: bytes | None = None
+    if raw_source == 1:
+        if p + 16 > end:
+            return None
+        not_before, not_after = _U64_PAIR.unpack_from(data, p)
+        lifetime = Lifetime(not_before, not_after)
+        p += 16
+        source = _KEY_PACKAGE
+    elif raw_source == 3:
+        got = _short_opaque(data, p, end, short)
+        if got is None:
+            return None
+        parent_hash, p = got
+        source = _COMMIT
+    elif raw_source == 2:
+        source = _UPDATE
+    else:
+        return None
+    if p + 2 > end or data[p] != 0:  # no extensions
+        return None
+    p += 1
+    first = data[p]
+    if first <= short:
+        n, a = first, p + 1
+    elif 0x40 <= first < 0x80 and p + 2 <= end:
+        n, a = ((first & 0x3F) << 8) | data[p + 1], p + 2
+        if n < 0x40 or n > MAX_SIGNATURE or n > r.max_vector:
+            return None
+    else:
+        return None
+    b = a + n
+    if b > end:
+        return None
+    r.pos = b
+    return LeafNode(
+        encryption_key, signature_key, Credential(_BASIC, identity), capabilities, source, lifetime, parent_hash, (),
+        data[a:b],
+    )  # fmt: skip
+
+
+def _short_opaque(data: bytes, p: int, end: int, short: int) -> tuple[bytes, int] | None:
+    """``opaque<V>`` at ``p`` when its length takes one byte and is at most ``short``, with
+    the position after it; None otherwise (or when it does not fit before ``end``)."""
+    if p >= end:
+        return None
+    n = data[p]
+    b = p + 1 + n
+    if n > short or b > end:
+        return None
+    return data[p + 1 : b], b

@@ -228,6 +228,12 @@ class RatchetTree:
             if node is not None:
                 yield x >> 1, cast(LeafNode, node)
 
+    def signature_keys(self) -> dict[int, bytes]:
+        """``leaf_index -> signature_key`` of every non-blank leaf (what :meth:`members` gives,
+        in one comprehension: a commit keeps this map for its past epoch)."""
+        leaves = self._nodes[0::2]
+        return {i: cast(LeafNode, leaf).signature_key for i, leaf in enumerate(leaves) if leaf is not None}
+
     def parents(self) -> Iterator[tuple[int, ParentNode]]:
         """``(node index, node)`` of every non-blank parent node, ascending."""
         nodes = self._nodes
@@ -276,22 +282,24 @@ class RatchetTree:
         """
         if not 0 <= x < len(self._nodes):
             raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes", reason=MlsReason.INVALID_ARGUMENT)
+        # Depth first with a stack, left before right: the recursive definition without a
+        # Python call per node (a blank subtree of a sparse tree has thousands of them).
+        nodes = self._nodes
         out: list[int] = []
-        self._resolve(x, out)
+        stack = [x]
+        pop, push = stack.pop, stack.append
+        while stack:
+            y = pop()
+            node = nodes[y]
+            if node is not None:
+                out.append(y)
+                if y & 1:
+                    out.extend([2 * leaf for leaf in cast(ParentNode, node).unmerged_leaves])
+            elif y & 1:
+                left, right = children(y)
+                push(right)
+                push(left)
         return out
-
-    def _resolve(self, x: int, out: list[int]) -> None:
-        node = self._nodes[x]
-        if node is not None:
-            out.append(x)
-            if x & 1:
-                out.extend([2 * leaf for leaf in cast(ParentNode, node).unmerged_leaves])
-            return
-        if not x & 1:
-            return
-        left, right = children(x)
-        self._resolve(left, out)
-        self._resolve(right, out)
 
     def _nonempty(self, x: int) -> bool:
         """Whether the resolution of ``x`` is non-empty: some node under it is non-blank."""
