@@ -8,7 +8,8 @@ dist/ gets:
   pyodide/            the Pyodide core from node_modules (run `npm ci` first)
   wheels/             micropip 0.11.1 and cbor2 5.9.0 (pure-Python wheels fetched
                       with pip into .build-cache/, then reused offline), and freshly
-                      built py3-none-any wheels of ping_core and pyodide_app, each
+                      built py3-none-any wheels of ping_core (without its test code,
+                      TEST_ONLY) and pyodide_app, each
                       module with its bytecode compiled by that Pyodide (in Node,
                       cached per source under .build-cache/pyc/)
   pingcrypto.mjs      the esbuild bundle of js/pingcrypto.mjs (noble)
@@ -70,6 +71,11 @@ TEST_WHEELS = (
     "hypothesis==6.155.2",
 )
 
+# Test and tool code of ping_core (paths under the repository root; a folder ends in
+# "/"): left out of the ping_core wheel the browser installs, and built into a
+# separate ``ping-core-testing`` wheel that only the Pyodide test harness installs.
+TEST_ONLY = ("ping_core/testing/", "ping_core/mls/interop.py")
+
 # Fixed timestamp for reproducible wheels (the zip format starts in 1980).
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -124,6 +130,16 @@ class WheelSpec:
     summary: str
     requires_python: str
     requires: tuple[str, ...]
+    # Files whose path (relative to ROOT) starts with one of these are left out ...
+    exclude: tuple[str, ...] = ()
+    # ... and, when given, only files whose path starts with one of these go in.
+    only: tuple[str, ...] = ()
+
+    def holds(self, rel: str) -> bool:
+        """Whether the file at ``rel`` (relative to ROOT) belongs in this wheel."""
+        if any(rel.startswith(prefix) for prefix in self.exclude):
+            return False
+        return not self.only or any(rel.startswith(prefix) for prefix in self.only)
 
 
 def _record_hash(data: bytes) -> str:
@@ -142,7 +158,9 @@ def wheel_sources(spec: WheelSpec) -> list[tuple[str, bytes]]:
             continue
         if path.suffix not in (".py", ".typed", ".json"):
             continue
-        files.append((path.relative_to(ROOT).as_posix(), path.read_bytes()))
+        rel = path.relative_to(ROOT).as_posix()
+        if spec.holds(rel):
+            files.append((rel, path.read_bytes()))
     return files
 
 
@@ -271,17 +289,38 @@ def compile_bytecode(specs: list[WheelSpec], pyodide: Path) -> dict[str, bytes]:
     return {name: key(name).read_bytes() for name in sources}
 
 
-def project_wheel_specs() -> list[WheelSpec]:
-    """ping_core from pyproject.toml, and the Pyodide-only pyodide_app."""
+def _core_spec() -> WheelSpec:
+    """ping_core from pyproject.toml, without its test and tool code (TEST_ONLY)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    core = WheelSpec(
+    return WheelSpec(
         name=project["name"],
         version=project["version"],
         package="ping_core",
         summary=project.get("description", ""),
         requires_python=project.get("requires-python", ">=3.11"),
         requires=tuple(project.get("dependencies", ())),
+        exclude=TEST_ONLY,
     )
+
+
+def testing_wheel_spec() -> WheelSpec:
+    """ping_core's TEST_ONLY files (ping_core.testing, the interop driver): for the test harness only."""
+    core = _core_spec()
+    return WheelSpec(
+        name=f"{core.name}-testing",
+        version=core.version,
+        package="ping_core",
+        summary="Ping's test helpers and tools (in-memory delivery service, vector runner, interop driver)",
+        requires_python=core.requires_python,
+        requires=(f"{core.name}=={core.version}",),
+        only=TEST_ONLY,
+    )
+
+
+def project_wheel_specs() -> list[WheelSpec]:
+    """ping_core from pyproject.toml (without TEST_ONLY), and the Pyodide-only pyodide_app."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _core_spec()
     app = WheelSpec(
         name="ping-pyodide-app",
         version=project["version"],
@@ -420,13 +459,16 @@ def build(with_test_wheels: bool = False) -> dict[str, object]:
             path.rmdir()
 
     if with_test_wheels:
-        fetch_wheels(TEST_WHEELS, CACHE / "test-wheels")
+        test_wheel_paths()
     return manifest
 
 
 def test_wheel_paths() -> list[Path]:
-    """The pytest wheels for the Pyodide harness, in install order (fetched if needed)."""
-    return fetch_wheels(TEST_WHEELS, CACHE / "test-wheels")
+    """The wheels for the Pyodide harness, in install order: pytest & co. (fetched if
+    needed), then ping_core's test code (built into .build-cache/, never into dist/)."""
+    ours = CACHE / "test-ours"
+    ours.mkdir(parents=True, exist_ok=True)
+    return [*fetch_wheels(TEST_WHEELS, CACHE / "test-wheels"), build_wheel(testing_wheel_spec(), ours)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
-"""The shared-value CBOR bomb and normal records: ping_core.codec's strict decoder against cbor2.
+"""The shared-value CBOR bomb and normal records: ping_core.cbor's strict decoder against cbor2.
 
     python benchmarks/cbor_bomb.py [--old-limit-mib 2048] [--old-timeout 60]
 
-1. The bomb (tests/core/test_codec_strict.py builds the same bytes): the
+1. The bomb (tests/core/test_cbor_strict.py builds the same bytes): the
    strict decoder's time to refuse it, and the decoder Ping had before
    (cbor2.loads, a type walk, canonical re-encoding compared) run in a
    subprocess under an address-space limit and a timeout.
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cbor2  # noqa: E402
 import cbor2._decoder  # noqa: E402
 
-from ping_core import codec  # noqa: E402
+from ping_core import cbor as codec  # noqa: E402
 from ping_core.errors import InvalidInput  # noqa: E402
 
-from tests.core.test_codec_strict import reference_loads, shared_value_bomb  # noqa: E402
+from tests.core.test_cbor_strict import reference_loads, shared_value_bomb  # noqa: E402
 
 
 def old_loads(data: bytes) -> object:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ping_core import codec  # noqa: E402
+from ping_core import cbor as codec  # noqa: E402
 from ping_core.clock import Hlc  # noqa: E402
 from ping_core.device import LinkingTicket, LocalDevice  # noqa: E402
 from ping_core.identity import Identity  # noqa: E402

@@ -26,12 +26,13 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ping_core.mls import framing, hpke  # noqa: E402
-from ping_core.mls.codec import decode_exact, encode  # noqa: E402
+from ping_core.mls import hpke  # noqa: E402
+from ping_core.mls.framing import private as framing  # noqa: E402
+from ping_core.mls.tls import decode_exact, encode  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
-from ping_core.mls.schedule import epoch_secrets  # noqa: E402
+from ping_core.mls.schedule.key_schedule import epoch_secrets  # noqa: E402
 from ping_core.mls.tree.secret_tree import APPLICATION, RatchetConfig, SecretTree  # noqa: E402
-from ping_core.mls.structs.framing import PrivateMessage  # noqa: E402
+from ping_core.mls.structs.content import PrivateMessage  # noqa: E402
 from ping_core.mls.structs.group_info import GroupContext  # noqa: E402
 from ping_core.mls.structs.message import MLSMessage  # noqa: E402
 

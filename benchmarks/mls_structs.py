@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Callable
 
-from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.structs import (
     Capabilities,
     ContentType,

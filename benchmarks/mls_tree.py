@@ -42,7 +42,7 @@ from typing import Callable, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ping_core.mls.codec import encode  # noqa: E402
+from ping_core.mls.tls import encode  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.structs.credential import Credential  # noqa: E402
 from ping_core.mls.structs.enums import LeafNodeSource  # noqa: E402

@@ -49,7 +49,7 @@ from ping_core.mls.group import Signer, generate_key_package  # noqa: E402
 from ping_core.conversation_name import PING_CAPABILITIES  # noqa: E402
 from ping_core.mls.structs import Credential  # noqa: E402
 from ping_core.storage import MemoryBlobStore, MemoryStorage, SqliteBlobStore, StorageBackend  # noqa: E402
-from ping_core.transport import MemoryDeliveryService  # noqa: E402
+from ping_core.testing.memory import MemoryDeliveryService  # noqa: E402
 
 NOW = 1_700_000_000_000
 KEY = os.urandom(32)

@@ -590,7 +590,7 @@ class MessagingClient:
         commit of ours is settled afterwards (see the module docstring).
 
         Beyond the spec, durable delivery: every message is stored in its
-        conversation's inbox (``ping_core.inbox``) in the same checkpoint as
+        conversation's inbox (``ping_core.unacked``) in the same checkpoint as
         the state and cursor that consumed it, and leaves the inbox when it is
         acknowledged; messages stored but not yet returned by this client come
         first (those a crash or a cancelled call kept from the app, those

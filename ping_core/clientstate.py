@@ -29,7 +29,7 @@ from ping_core.device import LocalDevice
 from ping_core.errors import DeviceRevoked, IdentityError, InvalidInput, PingError, StorageError, TransportError, UnknownConversation
 from ping_core.identity import DeviceBinding, DeviceRevocation, Identity, credential_identity
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.inbox import INBOX_DIR
+from ping_core.unacked import INBOX_DIR
 from ping_core.membership import AccountVerifier
 from ping_core.meta import ConversationMeta
 from ping_core.mls.crypto import CryptoProvider, default_provider

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ping_core.codec import CborValue, as_list, as_uint, decode_record, encode_record
+from ping_core.cbor import CborValue, as_list, as_uint, decode_record, encode_record
 from ping_core.errors import InvalidInput
 
 __all__ = ["Hlc", "MAX_WALL_MS", "MAX_COUNTER"]

@@ -12,7 +12,7 @@ writes tears them apart)::
     c/<id>/info        {"v":1, "joined_epoch": uint}           (first epoch of our own leaf)
     c/<id>/leaves      {"v":1, "leaves": [[device_id, leaf], ...]}   derived from the tree
     c/<id>/op          our commit in flight (see PendingOp)    (present only while one is)
-    c/<id>/i/<seq>     a decrypted message the app has not acknowledged (see ping_core.inbox)
+    c/<id>/i/<seq>     a decrypted message the app has not acknowledged (see ping_core.unacked)
     c/<id>/g/<name>    the live MLS group's records (Group.records(); a send changes one small record)
     c/<id>/h/<name>    history-only epochs imported from another device (see HistoryReader)
 
@@ -51,15 +51,15 @@ from enum import Enum
 from typing import Callable, Iterable, Mapping
 
 from ping_core.clock import MAX_WALL_MS, Hlc
-from ping_core.codec import as_bytes, as_list, as_uint, decode_record, encode_record
+from ping_core.cbor import as_bytes, as_list, as_uint, decode_record, encode_record
 from ping_core.device import GroupStateSnapshot
 from ping_core.errors import InvalidInput, MlsDecodeError, MlsError, PingError, StorageError
 from ping_core.ids import ConversationId, DeviceId, UserId
-from ping_core.inbox import INBOX_DIR, Inbox, decode_incoming, encode_incoming, inbox_name
+from ping_core.unacked import INBOX_DIR, Inbox, decode_incoming, encode_incoming, inbox_name
 from ping_core.membership import AccountVerifier
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.meta import ConversationMeta
-from ping_core.mls.codec import Reader
+from ping_core.mls.tls import Reader
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.group import (
     CLOCK_SKEW_S,
@@ -618,7 +618,7 @@ class Conversation:
         # Accounts of devices that left the group (for late messages of past epochs), in memory only.
         self.departed: dict[DeviceId, UserId] = {}
         self._prune_below: int | None = None
-        # Decrypted messages not acknowledged by the app (records under i/, see ping_core.inbox).
+        # Decrypted messages not acknowledged by the app (records under i/, see ping_core.unacked).
         self.inbox = Inbox()
         # (epoch, now_ms) when this client first saw proposals pending in that epoch; in memory only.
         self._proposals_seen: tuple[int, int] | None = None

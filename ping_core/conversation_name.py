@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 from ping_core.mls.group import default_capabilities
 from ping_core.mls.structs import Capabilities, Extension, get_extension
 

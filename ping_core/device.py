@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.codec import (
+from ping_core.cbor import (
     MAX_UINT,
     CborValue,
     as_bytes,

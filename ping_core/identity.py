@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from ping_core.codec import decode_record, encode_record
+from ping_core.cbor import decode_record, encode_record
 from ping_core.errors import CryptoError, IdentityError, InvalidInput
 from ping_core.ids import DeviceId, UserId
 from ping_core.mls.crypto import default_provider

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.codec import decode_record, encode_record
+from ping_core.cbor import decode_record, encode_record
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MAX_ENVELOPE_SIZE, MessageEnvelope
 from ping_core.meta import MAX_NAME_LEN

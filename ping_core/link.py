@@ -61,7 +61,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ping_core.codec import decode_record, encode_record
+from ping_core.cbor import decode_record, encode_record
 from ping_core.device import MAX_LABEL_LEN, MAX_TICKET_SIZE, LinkingTicket
 from ping_core.errors import CryptoError, IdentityError, InvalidInput
 from ping_core.identity import DeviceBinding, Identity

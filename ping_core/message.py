@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from ping_core.clock import Hlc
-from ping_core.codec import CborValue, MAX_UINT, Record, as_map, decode_record, dumps
+from ping_core.cbor import CborValue, MAX_UINT, Record, as_map, decode_record, dumps
 from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
 

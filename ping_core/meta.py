@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.codec import MAX_UINT, CborValue, Record, as_map, check_text, decode_record, dumps
+from ping_core.cbor import MAX_UINT, CborValue, Record, as_map, check_text, decode_record, dumps
 from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId
 

@@ -24,7 +24,7 @@ from ping_core.conversation import Conversation, StoreUndo, hlc_from_aad, peek_m
 from ping_core.errors import IdentityError, InvalidInput, MlsError, MlsReason, PingError
 from ping_core.identity import DeviceRevocation
 from ping_core.ids import DeviceId, UserId
-from ping_core.inbox import inbox_name
+from ping_core.unacked import inbox_name
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.mls.group import ApplicationMessage, Group, SenderCheck, SenderInfo, StagedCommit
 from ping_core.mls.structs import Add, ContentType, GroupContextExtensions, Remove, SenderType, Update

@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 from typing import Iterable
 
-from ping_core.codec import MAX_UINT, decode_record, encode_record
+from ping_core.cbor import MAX_UINT, decode_record, encode_record
 from ping_core.errors import InvalidInput, MlsReason
 from ping_core.ids import ConversationId, DeviceId
 

@@ -26,7 +26,7 @@ from ping_core.commitflow import CommitFlow
 from ping_core.conversation import Conversation, StoreUndo
 from ping_core.errors import InvalidInput, PingError, StorageError, TransportError
 from ping_core.ids import ConversationId
-from ping_core.inbox import inbox_name
+from ping_core.unacked import inbox_name
 from ping_core.message import IncomingMessage, MessageEnvelope, MessageKind
 from ping_core.receive import Receiver, WaitForWelcome, report, report_refused
 from ping_core.sync import News, SyncProblem, SyncProblemKind, SyncResult

@@ -6,7 +6,7 @@ Each public function here is one API operation, run by
 nothing of the service's data). Each makes all its checks before its first
 write, so a refusal has nothing to undo (``ping_server.api`` relies on it,
 and refuses, 500, a refusal that comes after a write). The semantics are those of the reference
-``ping_core.transport.memory.MemoryDeliveryService`` (the conformance suite
+``ping_core.testing.memory.MemoryDeliveryService`` (the conformance suite
 ``tests/server/test_transport_conformance.py`` runs both), in the order of
 checks ``ping_core.transport.base`` documents.
 

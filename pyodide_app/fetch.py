@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ping_core.codec import loads_json
+from ping_core.cbor import loads_json
 from ping_core.errors import InvalidInput, TransportError
 from ping_core.transport.wire import error_from_response
 

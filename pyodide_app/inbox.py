@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ping_core.codec import loads_json
+from ping_core.cbor import loads_json
 from ping_core.errors import InvalidInput
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MAX_PAYLOAD_LEN, IncomingMessage

@@ -66,7 +66,7 @@ def test_mls_offers_the_whole_group_api() -> None:
 # (the errors raised, the storage and transport a client is built on, the wire structs).
 TYPE_HOMES = {
     "ping_core": ("ping_core.errors", "ping_core.storage", "ping_core.transport", "ping_core.mls"),
-    "ping_core.mls": ("ping_core.errors", "ping_core.mls.structs", "ping_core.mls.codec", "ping_core.mls.crypto"),
+    "ping_core.mls": ("ping_core.errors", "ping_core.mls.structs", "ping_core.mls.tls", "ping_core.mls.crypto"),
 }
 
 

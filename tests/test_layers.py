@@ -25,17 +25,18 @@ PACKAGES = ("ping_core", "ping_server", "pyodide_app")
 
 # contract id -> (file relative to the root, the import that breaks that contract)
 BITES: dict[str, tuple[str, str]] = {
-    "mls-standalone": ("ping_core/mls/codec.py", "import ping_core.ids"),
+    "mls-standalone": ("ping_core/mls/tls.py", "import ping_core.ids"),
     "sdk-no-hosts": ("ping_core/ids.py", "import ping_server.limits"),
     "server-no-browser": ("ping_server/limits.py", "import pyodide_app.locks"),
     "server-db-standalone": ("ping_server/db/schema.py", "import ping_server.delivery"),
     "server-db-layers": ("ping_server/db/common.py", "import ping_server.db.schema"),
-    "mls-layers": ("ping_core/mls/codec.py", "import ping_core.mls.group"),
+    "mls-layers": ("ping_core/mls/tls.py", "import ping_core.mls.group"),
     "mls-tree-layers": ("ping_core/mls/tree/treemath.py", "import ping_core.mls.tree.ratchet_tree"),
     "pyodide-rpc-leaf": ("pyodide_app/rpc.py", "import pyodide_app.fetch"),
     "pyodide-one-root": ("pyodide_app/push.py", "import pyodide_app.worker"),
     "pyodide-app-acyclic": ("pyodide_app/session.py", "import pyodide_app.sdk"),
     "pyodide-sdk-layers": ("pyodide_app/sdk/core.py", "import pyodide_app.sdk.syncing"),
+    "mls-schedule-layers": ("ping_core/mls/schedule/psk_secret.py", "import ping_core.mls.schedule.key_schedule"),
     "mls-group-layers": ("ping_core/mls/group/state.py", "import ping_core.mls.group.group"),
 }
 

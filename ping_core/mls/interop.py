@@ -32,7 +32,7 @@ import traceback
 from typing import Any, Callable, Mapping, TextIO, TypeVar
 
 from ping_core.errors import PingError
-from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from ping_core.mls.group import (
     ApplicationMessage,
@@ -46,7 +46,7 @@ from ping_core.mls.group import (
     generate_key_package,
 )
 from ping_core.mls.structs import Extension, ExternalPub, GroupInfo, MLSMessage
-from ping_core.mls.welcome import sign_group_info
+from ping_core.mls.welcome_seal import sign_group_info
 
 __all__ = ["Driver", "DriverError", "answer", "client_of", "hex_field", "main", "need_field", "serve"]
 

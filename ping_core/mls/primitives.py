@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from ping_core.mls.codec import opaque
+from ping_core.mls.tls import opaque
 from ping_core.mls.crypto import CryptoProvider
 
 from . import hpke

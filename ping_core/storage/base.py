@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Protocol, runtime_checkable
 
-from ping_core.codec import check_text
+from ping_core.cbor import check_text
 from ping_core.errors import InvalidInput
 
 __all__ = ["Storage", "BlobStore", "BulkBlobStore", "check_key", "check_value", "check_namespace", "MAX_KEY_LEN"]

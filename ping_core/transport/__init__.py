@@ -1,8 +1,7 @@
 """Transports: how the SDK reaches the delivery service.
 
 :class:`Transport` is the protocol (see ``ping_core.transport.base`` for the
-full contract). Implementations: the in-memory delivery service for tests
-(``ping_core.transport.memory``); ping_server's HTTP API, whose wire format
+full contract). Implementations: ping_server's HTTP API, whose wire format
 (signing, routes, bodies) is the pure ``ping_core.transport.wire`` and whose
 client logic is :class:`RemoteTransport` (``remote``), moved by httpx in
 ``HttpTransport`` (``ping_core.transport.http``, CPython only: import it from
@@ -27,7 +26,6 @@ from .base import (
     Transport,
     WatchResult,
 )
-from .memory import Fault, MemoryDeliveryService, MemoryTransport
 from .remote import RawResponse, RemoteTransport
 
 if TYPE_CHECKING:
@@ -45,9 +43,6 @@ __all__ = [
     "MAX_KEY_PACKAGES_PER_PUBLISH",
     "MAX_WATCH_CONVERSATIONS",
     "WatchResult",
-    "MemoryDeliveryService",
-    "MemoryTransport",
-    "Fault",
     "RemoteTransport",
     "RawResponse",
     "HttpTransport",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.codec import as_bytes, as_list, as_map, as_text, as_uint, dumps
+from ping_core.cbor import as_bytes, as_list, as_map, as_text, as_uint, dumps
 from ping_core.errors import InvalidInput
 
 from .wire import API_PREFIX, WireRequest, _open  # one record reader for every API body

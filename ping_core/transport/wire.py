@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ping_core.codec import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads, loads_json
+from ping_core.cbor import CborValue, as_bool, as_bytes, as_list, as_map, as_uint, dumps, loads, loads_json
 from ping_core.device import DeviceInfo
 from ping_core.errors import CryptoError, InvalidInput, InvalidSignature, TransportError, MlsReason
 from ping_core.identity import DeviceBinding, DeviceRevocation

@@ -532,9 +532,9 @@ result = json.dumps(out)
 # Runs in the worker and on CPython (pyca): the same inputs give the same bytes.
 SEAL_CASES = """
 from ping_core.errors import CryptoError
-from ping_core.mls.codec import encode, opaque
+from ping_core.mls.tls import encode, opaque
 from ping_core.mls.crypto.provider import sign_and_encrypt
-from ping_core.mls.framing import EpochFraming, protect_private
+from ping_core.mls.framing.private import EpochFraming, protect_private
 from ping_core.mls.tree.secret_tree import SecretTree
 
 def seal_inputs(i):

@@ -24,7 +24,7 @@ from ping_core.conversation_name import (
     with_name,
 )
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import Group, GroupConfig, Signer, default_capabilities, generate_key_package
 from ping_core.mls.structs import Extension

@@ -1,4 +1,4 @@
-"""ping_core.transport.memory: the in-memory delivery service follows the Transport contract."""
+"""ping_core.testing.memory: the in-memory delivery service follows the Transport contract."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ping_core.identity import DeviceBinding, Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-from ping_core.transport import Fault, MemoryDeliveryService, MemoryTransport, Transport
+from ping_core.transport import Transport
+from ping_core.testing.memory import Fault, MemoryDeliveryService, MemoryTransport
 
 CONV = ConversationId(b"\x01" * 16)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
-from ping_core.mls.codec import Reader, Writer, decode_exact, encode
+from ping_core.mls.tls import Reader, Writer, decode_exact, encode
 from ping_core.mls.structs import (
     Add,
     ApplicationId,

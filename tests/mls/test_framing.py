@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError, MlsReason
-from ping_core.mls import framing
-from ping_core.mls.codec import decode_exact, encode, opaque
+from ping_core.mls.framing import private as framing
+from ping_core.mls.tls import decode_exact, encode, opaque
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.schedule import epoch_secrets
+from ping_core.mls.schedule.key_schedule import epoch_secrets
 from ping_core.mls.tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig
 from ping_core.mls.structs.commit import Commit
 from ping_core.mls.structs.enums import ContentType, WireFormat
-from ping_core.mls.structs.framing import (
+from ping_core.mls.structs.content import (
     AuthenticatedContent,
     FramedContent,
     FramedContentAuthData,

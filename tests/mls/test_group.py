@@ -9,7 +9,7 @@ import pytest
 
 from ping_core.conversation_name import PING_CAPABILITIES, PING_CONVERSATION_NAME, ConversationName, name_of, with_name
 from ping_core.errors import MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.group import (
     ApplicationMessage,
     CommitApplied,
@@ -504,7 +504,7 @@ def test_reinit_creates_the_new_group_with_the_resumption_psk() -> None:
 
 
 def test_padding_makes_plaintexts_a_multiple_of_the_block() -> None:
-    from ping_core.mls.codec import decode_exact
+    from ping_core.mls.tls import decode_exact
     from ping_core.mls.structs import MLSMessage, PrivateMessage
 
     cfg = GroupConfig(encrypt_handshake=True, padding_block=64)

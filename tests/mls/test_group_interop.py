@@ -114,7 +114,7 @@ def test_remove_by_unknown_member_fails_cleanly(field: str) -> None:
 
 
 def test_bare_external_pub_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ping_core.mls.codec import decode_exact
+    from ping_core.mls.tls import decode_exact
     from ping_core.mls.structs import GroupInfo, MLSMessage
 
     d = Client()

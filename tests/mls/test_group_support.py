@@ -11,7 +11,7 @@ import contextlib
 from typing import Any, Iterator, Sequence
 
 from ping_core.conversation_name import PING_CAPABILITIES
-from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import (
     ApplicationMessage,
@@ -26,7 +26,7 @@ from ping_core.mls.group import (
 )
 from ping_core.mls.group import commit as commit_mod
 from ping_core.mls.structs import MLSMessage, PublicMessage
-from ping_core.mls.transcript import membership_tag
+from ping_core.mls.schedule.transcript import membership_tag
 
 crypto = default_provider()
 #: The leaves these tests make support Ping's conversation-name extension (an application's
@@ -144,7 +144,7 @@ def forge_commit(
     """A member commit from ``g`` with any content: validly signed and
     membership-tagged in ``g``'s current epoch, with an arbitrary confirmation
     tag (the receiver's checks of the content run before the tag's)."""
-    from ping_core.mls.framing import frame_public, sign_framed
+    from ping_core.mls.framing.private import frame_public, sign_framed
     from ping_core.mls.structs import AuthenticatedContent, Commit, FramedContent, FramedContentAuthData, Sender, WireFormat
 
     st = g.state.current

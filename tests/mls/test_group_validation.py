@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import InvalidSignature, MlsError, PingError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.group import Group
 from ping_core.mls.structs import (
     Add,

@@ -6,7 +6,7 @@ import pytest
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsReason
 from ping_core.mls import primitives as p
-from ping_core.mls.codec import opaque
+from ping_core.mls.tls import opaque
 from ping_core.mls.crypto import CryptoProvider, default_provider
 from reasons import raises_reason
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ping_core.mls.codec import Writer
+from ping_core.mls.tls import Writer
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.psk import psk_secret
+from ping_core.mls.schedule.psk_secret import psk_secret
 
 crypto = default_provider()
 

@@ -25,8 +25,8 @@ from ping_core.conversation_name import PING_CAPABILITIES, ConversationName, wit
 from ping_core.errors import InvalidInput, InvalidSignature, MlsDecodeError, MlsError, PingError, MlsReason
 from ping_core.mls import PublicCommit as TopLevelPublicCommit
 from ping_core.mls import PublicGroup as TopLevelPublicGroup
-from ping_core.mls.codec import decode_exact, encode
-from ping_core.mls.framing import frame_public, sign_framed
+from ping_core.mls.tls import decode_exact, encode
+from ping_core.mls.framing.private import frame_public, sign_framed
 from ping_core.mls.group import (
     CommitApplied,
     Group,
@@ -54,7 +54,7 @@ from ping_core.mls.structs import (
     Sender,
     WireFormat,
 )
-from ping_core.mls.welcome import sign_group_info
+from ping_core.mls.welcome_seal import sign_group_info
 
 from test_group_support import PUBLIC, agree, commit_all, crypto, forge_proposal, key_package, make_group, signer
 from reasons import raises_reason

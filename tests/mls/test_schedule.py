@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ping_core.errors import MlsReason
-from ping_core.mls import schedule
+from ping_core.mls.schedule import key_schedule as schedule
 from ping_core.mls.crypto import default_provider
 from reasons import raises_reason
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Writer, decode_exact, encode
+from ping_core.mls.tls import Writer, decode_exact, encode
 from ping_core.mls.structs import (
     ApplicationId,
     Capabilities,

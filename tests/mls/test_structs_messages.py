@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Writer, decode_exact, decode_with, encode
+from ping_core.mls.tls import Writer, decode_exact, decode_with, encode
 from ping_core.mls.structs import (
     Add,
     AuthenticatedContent,

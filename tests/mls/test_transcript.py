@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 from ping_core.errors import MlsReason
-from ping_core.mls import transcript as t
-from ping_core.mls.codec import opaque
+from ping_core.mls.schedule import transcript as t
+from ping_core.mls.tls import opaque
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.structs.commit import Commit
 from ping_core.mls.structs.enums import WireFormat
-from ping_core.mls.structs.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, Sender
+from ping_core.mls.structs.content import AuthenticatedContent, FramedContent, FramedContentAuthData, Sender
 from reasons import raises_reason
 
 crypto = default_provider()

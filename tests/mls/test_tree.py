@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import InvalidSignature, MlsDecodeError, MlsReason
-from ping_core.mls.codec import encode, varint
+from ping_core.mls.tls import encode, varint
 from ping_core.mls.structs.credential import Credential
 from ping_core.mls.structs.enums import CredentialType, ExtensionType, LeafNodeSource
 from ping_core.mls.structs.extensions import Extension, RequiredCapabilities

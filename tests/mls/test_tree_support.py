@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.structs.credential import Credential
 from ping_core.mls.structs.enums import LeafNodeSource

@@ -1,7 +1,7 @@
 """Every cipher-suite-1 case of the official RFC 9420 test vectors.
 
 The cases live in tests/vectors (see SOURCE.md there). Each case is its own
-test, run through the same ``run_case`` as ``python -m ping_core.mls.vectors``.
+test, run through the same ``run_case`` as ``python -m ping_core.testing.vectors``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Sequence
 import pytest
 
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.vectors import PASSED, detect_family, run_case
-from ping_core.mls.vectors.registry import Case, Family
+from ping_core.testing.vectors import PASSED, detect_family, run_case
+from ping_core.testing.vectors.registry import Case, Family
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 

@@ -6,14 +6,14 @@ from dataclasses import replace
 
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsReason
-from ping_core.mls import welcome as w
-from ping_core.mls.codec import encode
+from ping_core.mls import welcome_seal as w
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import default_provider
-from ping_core.mls.schedule import EpochSecrets, epoch_secrets, joiner_secret
+from ping_core.mls.schedule.key_schedule import EpochSecrets, epoch_secrets, joiner_secret
 from ping_core.mls.structs.group_info import GroupContext, GroupInfo
-from ping_core.mls.structs.psk import PreSharedKeyID
+from ping_core.mls.structs.psk_id import PreSharedKeyID
 from ping_core.mls.structs.welcome import Welcome
-from ping_core.mls.transcript import confirmation_tag
+from ping_core.mls.schedule.transcript import confirmation_tag
 from reasons import raises_reason
 
 crypto = default_provider()
@@ -27,7 +27,7 @@ PSK = b"p" * 32
 
 def build(psks: list[tuple[PreSharedKeyID, bytes]] | None = None, tag_ok: bool = True) -> tuple[Welcome, EpochSecrets]:
     psks = psks or []
-    from ping_core.mls.psk import psk_secret
+    from ping_core.mls.schedule.psk_secret import psk_secret
 
     gc = GroupContext(cipher_suite=1, group_id=b"g", epoch=3, tree_hash=b"t" * 32, confirmed_transcript_hash=b"c" * 32)
     gc_bytes = encode(gc)

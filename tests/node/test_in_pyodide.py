@@ -33,7 +33,7 @@ IN_PYODIDE: list[str] = [
     " tests/mls/test_group_hooks.py",
     "tests/mls/test_vectors.py -k not(tree)",
     # SDK foundations: records, identity, devices, linking, storage (emscripten sqlite3), memory transport.
-    "tests/core/test_codec.py tests/core/test_identity.py tests/core/test_clock_sync.py tests/core/test_device_message.py"
+    "tests/core/test_cbor.py tests/core/test_identity.py tests/core/test_clock_sync.py tests/core/test_device_message.py"
     " tests/core/test_decoders_fuzz.py tests/core/test_link.py tests/core/test_storage.py tests/core/test_transport_memory.py",
     "tests/sdk --ignore=tests/sdk/test_http_server.py",
 ]

@@ -25,7 +25,7 @@ from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import IncomingMessage, MessageEnvelope
 from ping_core.storage import MemoryBlobStore, MemoryStorage, StorageBackend
 from ping_core.sync import SyncCursor
-from ping_core.transport import MemoryDeliveryService, MemoryTransport
+from ping_core.testing.memory import MemoryDeliveryService, MemoryTransport
 
 NOW = 1_700_000_000_000
 

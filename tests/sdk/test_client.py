@@ -14,7 +14,7 @@ from ping_core.identity import Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.storage import MemoryBlobStore, MemoryStorage, StorageBackend
-from ping_core.transport import MemoryDeliveryService
+from ping_core.testing.memory import MemoryDeliveryService
 
 from .support import NOW, World, assert_agree, converse, pair
 from reasons import raises_reason
@@ -457,7 +457,7 @@ async def test_a_corrupt_device_group_is_not_recreated() -> None:
 
 
 async def test_own_commit_echo_pushed_merges_and_delivers_the_welcome() -> None:
-    from ping_core.transport import Fault
+    from ping_core.testing.memory import Fault
 
     w = World()
     a, b, c = await w.device("alice"), await w.device("bob"), await w.device("carol")

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from ping_core.codec import encode_record
+from ping_core.cbor import encode_record
 from ping_core.commitflow import (
     TRANSITIONS,
     CommitEvent,
@@ -20,7 +20,7 @@ from ping_core.conversation import CommitKind, PendingOp
 from ping_core.errors import MlsError, MlsReason, TransportError
 from ping_core.ids import DeviceId
 from ping_core.message import MessageKind
-from ping_core.transport import Fault
+from ping_core.testing.memory import Fault
 
 from reasons import raises_reason
 

@@ -15,7 +15,7 @@ import pytest
 from ping_core.errors import StorageError, TransportError
 from ping_core.ids import ConversationId
 from ping_core.message import MessageKind
-from ping_core.transport import Fault
+from ping_core.testing.memory import Fault
 
 from .support import NOW, Device, World, assert_agree, converse, pair
 

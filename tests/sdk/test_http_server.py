@@ -171,7 +171,7 @@ async def test_whole_flow_over_http(server: ServerProcess, devices: dict[str, Ht
 async def test_encrypted_sqlite_store_survives_restarts(tmp_path: Path) -> None:
     """CPython: the MLS state in the encrypted SQLite file (StorageBackend.Sqlite)."""
     from ping_core.errors import StorageError
-    from ping_core.transport import MemoryDeliveryService
+    from ping_core.testing.memory import MemoryDeliveryService
 
     service = MemoryDeliveryService()
     key = os.urandom(32)

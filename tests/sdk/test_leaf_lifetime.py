@@ -18,7 +18,7 @@ from ping_core.errors import MlsError, MlsReason
 from reasons import raises_reason
 from ping_core.ids import ConversationId
 from ping_core.message import MessageEnvelope, MessageKind
-from ping_core.mls.codec import decode_exact
+from ping_core.mls.tls import decode_exact
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.group import CLOCK_SKEW_S, DEFAULT_LIFETIME_S, Group, Signer, generate_key_package
 from ping_core.mls.structs import KeyPackage, MLSMessage

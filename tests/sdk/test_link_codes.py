@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ping_core import cli
-from ping_core.codec import encode_record
+from ping_core.cbor import encode_record
 from ping_core.errors import IdentityError, InvalidInput, PingError
 from ping_core.identity import Identity
 from ping_core.ids import DeviceId

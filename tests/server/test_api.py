@@ -22,7 +22,7 @@ import pytest
 from serverproc import Inspector, ServerProcess
 
 from ping_core.clock import Hlc
-from ping_core.codec import dumps
+from ping_core.cbor import dumps
 from ping_core.device import LocalDevice
 from ping_core.errors import TransportError
 from ping_core.identity import Identity

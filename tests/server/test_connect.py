@@ -13,7 +13,8 @@ from ping_core import ClientConfig, MessagingClient
 from ping_core.connect import HOST_DB, KEY_FILE, STATE_DB, connect, top_up_key_packages
 from ping_core.device import LocalDevice
 from ping_core.storage import MemoryBlobStore, MemoryStorage, StorageBackend
-from ping_core.transport import KeyPackageCount, MemoryDeliveryService
+from ping_core.transport import KeyPackageCount
+from ping_core.testing.memory import MemoryDeliveryService
 from ping_core.errors import IdentityError, StorageError
 from ping_core.identity import Identity
 from ping_core.ids import ConversationId

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "browser"))
 from fakepush import FakePushService, FakeSubscriber, vapid_claims  # noqa: E402
 
 from ping_core.clock import Hlc  # noqa: E402
-from ping_core.codec import dumps  # noqa: E402
+from ping_core.cbor import dumps  # noqa: E402
 from ping_core.device import LocalDevice  # noqa: E402
 from ping_core.errors import InvalidInput, TransportError  # noqa: E402
 from ping_core.identity import Identity  # noqa: E402

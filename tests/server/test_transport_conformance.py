@@ -21,7 +21,8 @@ from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
 from ping_core.ids import ConversationId, DeviceId
 from ping_core.message import MAX_PAYLOAD_LEN, MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-from ping_core.transport import KeyPackageCount, KeyPackageSupply, MemoryDeliveryService, Transport
+from ping_core.transport import KeyPackageCount, KeyPackageSupply, Transport
+from ping_core.testing.memory import MemoryDeliveryService
 from ping_core.transport.base import MAX_EPOCH, MAX_FETCH_WAIT_MS, MAX_WATCH_CONVERSATIONS, DeliveryLimits, WatchResult
 from ping_core.transport.http import HttpTransport
 

@@ -40,7 +40,7 @@ def test_posted_message_stored_equals_a_fresh_encoding(
 def test_post_message_without_group_info_is_the_old_record() -> None:
     """A post without a GroupInfo is byte for byte what clients before it sent; a GroupInfo that is
     not bytes, or too large, is refused."""
-    from ping_core.codec import dumps
+    from ping_core.cbor import dumps
 
     env = MessageEnvelope(ConversationId(b"\x07" * 16), 0, MessageKind.COMMIT, DeviceId(b"\x01" * 32), 0, Hlc(1, 0), b"x")
     assert wire.post_message_request(env, []).body == dumps({"v": 1, "envelope": env.to_value(), "removes": []})
@@ -63,7 +63,7 @@ def test_key_package_count_round_trip(count: KeyPackageCount) -> None:
 
 
 def test_key_package_count_is_strict() -> None:
-    from ping_core.codec import dumps
+    from ping_core.cbor import dumps
 
     for bad in ({"v": 1, "unclaimed": -1, "last_resort": True}, {"v": 1, "unclaimed": 1}, {"v": 2, "unclaimed": 1, "last_resort": False}):
         with pytest.raises(InvalidInput):

@@ -183,7 +183,7 @@ from .join import welcome_key_package_refs
 from .keypackage import CLOCK_SKEW_S, DEFAULT_LIFETIME_S, KeyPackageBundle, Signer, generate_key_package, validate_key_package
 from .proposals import PendingProposal
 from .public import AddedMember, PublicCommit, PublicGroup, RemovedMember, UpdatedMember
-from .psks import PskSource
+from ping_core.mls.group.psk_sources import PskSource
 from .results import (
     ApplicationMessage,
     Clock,

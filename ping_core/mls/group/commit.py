@@ -31,13 +31,13 @@ from typing import Callable, Mapping, Sequence
 
 from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import hpke
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import prefetch_verify, wants_prefetch
-from ping_core.mls.framing import Unprotected
+from ping_core.mls.framing.private import Unprotected
 from ping_core.mls.primitives import make_key_package_ref
-from ping_core.mls.psk import psk_secret as compute_psk_secret
-from ping_core.mls.schedule import EpochSecrets, epoch_secrets, external_key_pair
+from ping_core.mls.schedule.psk_secret import psk_secret as compute_psk_secret
+from ping_core.mls.schedule.key_schedule import EpochSecrets, epoch_secrets, external_key_pair
 from ping_core.mls.structs import (
     Add,
     AuthenticatedContent,
@@ -62,7 +62,7 @@ from ping_core.mls.structs import (
 )
 from ping_core.mls.structs.proposals import ProposalOrRef
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
-from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
+from ping_core.mls.schedule.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree, common_ancestor
 from ping_core.mls.tree.treekem import (
     GeneratedPath,
@@ -74,12 +74,12 @@ from ping_core.mls.tree.treekem import (
     generate_update_path,
     merge_update_path,
 )
-from ping_core.mls.welcome import WelcomeRecipient, seal_welcome, sign_group_info
+from ping_core.mls.welcome_seal import WelcomeRecipient, seal_welcome, sign_group_info
 
 from .keypackage import key_package_signatures
 from .messages import WELCOME_PREFIX, frame_signed, pre_encoded_commit, sign_content, with_tag
 from .proposals import PendingProposal
-from .psks import PskSource, resolve_psks
+from ping_core.mls.group.psk_sources import PskSource, resolve_psks
 from .results import CommitApplied, ExtensionsCheck, LeafCheck, Policy
 from .epoch import EpochState
 from .staged import StagedCommit

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.schedule import epoch_secrets, new_init_secret
+from ping_core.mls.schedule.key_schedule import epoch_secrets, new_init_secret
 from ping_core.mls.structs import Capabilities, Extension, GroupContext, ProtocolVersion
-from ping_core.mls.transcript import confirmation_tag, interim_transcript_hash
+from ping_core.mls.schedule.transcript import confirmation_tag, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree
 from ping_core.mls.tree.treekem import PathKeys
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
+from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing import EpochFraming
+from ping_core.mls.framing.private import EpochFraming
 from ping_core.mls.primitives import zero_secret
-from ping_core.mls.schedule import EpochSecrets
+from ping_core.mls.schedule.key_schedule import EpochSecrets
 from ping_core.mls.tree.secret_tree import RatchetConfig, SecretTree
 from ping_core.mls.structs import GroupContext, LeafNode
 from ping_core.mls.tree import RatchetTree

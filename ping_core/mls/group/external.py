@@ -11,7 +11,7 @@ PublicMessage without a membership tag, signed without the GroupContext
 from __future__ import annotations
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import sign_with_label
 from ping_core.mls.structs import (

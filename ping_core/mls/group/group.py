@@ -37,7 +37,7 @@ from .join import join_external, join_welcome
 from .keypackage import KeyPackageBundle, Signer, key_package_of
 from .merge import discard_staged_commit, merge_staged_commit
 from .process import process_message
-from .psks import PskSource
+from ping_core.mls.group.psk_sources import PskSource
 from .results import Clock, CommitApplied, ExtensionsCheck, LeafCheck, ProcessResult, ProposalMessage, SenderCheck
 from .resumption import branch_group, reinit_group
 from .staged import StagedCommit

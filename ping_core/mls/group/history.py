@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ping_core.errors import MlsError, MlsReason, stored_state
-from ping_core.mls.codec import decode_exact
+from ping_core.mls.tls import decode_exact
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RecordChanges
 from ping_core.mls.structs import ContentType, MLSMessage, PrivateMessage

@@ -13,11 +13,11 @@ from typing import Iterable, Mapping, Sequence
 
 from ping_core.errors import MlsError, MlsReason
 from ping_core.mls import hpke
-from ping_core.mls.codec import decode_exact, encode
+from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import sign_with_label
-from ping_core.mls.psk import psk_secret as compute_psk_secret
-from ping_core.mls.schedule import epoch_secrets
+from ping_core.mls.schedule.psk_secret import psk_secret as compute_psk_secret
+from ping_core.mls.schedule.key_schedule import epoch_secrets
 from ping_core.mls.structs import (
     AuthenticatedContent,
     Capabilities,
@@ -46,16 +46,16 @@ from ping_core.mls.structs import (
     has_unique_types,
 )
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
-from ping_core.mls.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
+from ping_core.mls.schedule.transcript import confirmation_tag, confirmed_transcript_hash, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree, common_ancestor, validate_tree
 from ping_core.mls.tree.treekem import PathKeys, commit_leaf_maker, generate_update_path, path_keys_from_path_secret
-from ping_core.mls.welcome import decrypt_welcome, verify_group_info
+from ping_core.mls.welcome_seal import decrypt_welcome, verify_group_info
 
 from .commit import EXTERNAL_INIT_LABEL, context_bytes_for, next_group_context
 from .config import SUITE, GroupConfig, default_capabilities
 from .keypackage import KeyPackageBundle, Signer
 from .messages import PUBLIC_PREFIX
-from .psks import PskSource, resolve_psks
+from ping_core.mls.group.psk_sources import PskSource, resolve_psks
 from .results import Clock, ExtensionsCheck, LeafCheck
 from .resumption import check_branch_members, check_resumption_welcome, resumption_psk_lookup
 from .epoch import EpochState

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode, opaque
+from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import keygen_and_sign
 from ping_core.mls.primitives import make_key_package_ref, sign_content, verify_with_label

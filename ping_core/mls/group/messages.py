@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import Writer, encode, opaque
+from ping_core.mls.tls import Writer, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing import EpochFraming, encrypt_private, frame_public, sign_framed
+from ping_core.mls.framing.private import EpochFraming, encrypt_private, frame_public, sign_framed
 from ping_core.mls.primitives import make_proposal_ref
 from ping_core.mls.structs import (
     Add,
@@ -28,7 +28,7 @@ from ping_core.mls.structs import (
     PublicMessage,
     WireFormat,
 )
-from ping_core.mls.structs.framing import Content, content_type_of
+from ping_core.mls.structs.content import Content, content_type_of
 from ping_core.mls.structs.proposals import ProposalOrRef, write_proposal_or_ref
 
 __all__ = [

@@ -31,7 +31,7 @@ from .commit import create_commit
 from .keypackage import KeyPackageBundle, adds_of
 from .messages import frame_signed, proposal_ref, sign_content
 from .proposals import PendingProposal
-from .psks import PskSource
+from ping_core.mls.group.psk_sources import PskSource
 from .results import ProposalMessage
 from .staged import StagedCommit
 from .state import GroupState

@@ -16,8 +16,8 @@ our own ratchet generation anyway).
 from __future__ import annotations
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import decode_exact
-from ping_core.mls.framing import SignerKey, unprotect_private, unprotect_public
+from ping_core.mls.tls import decode_exact
+from ping_core.mls.framing.private import SignerKey, unprotect_private, unprotect_public
 from ping_core.mls.structs import (
     Commit,
     ContentType,
@@ -28,7 +28,7 @@ from ping_core.mls.structs import (
     PublicMessage,
     Sender,
 )
-from ping_core.mls.structs.framing import content_type_of
+from ping_core.mls.structs.content import content_type_of
 
 from .application import unprotect_application
 from .commit import stage_commit
@@ -37,7 +37,7 @@ from .staged import StagedCommit
 from .state import GroupState
 from .messages import proposal_ref
 from .proposals import PendingProposal
-from .psks import PskSource
+from ping_core.mls.group.psk_sources import PskSource
 from .results import CommitApplied, ProcessResult, ProposalStored, SenderCheck, SenderInfo
 from .validate import sender_signature_key, validate_received_proposal
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_with
+from ping_core.mls.tls import Reader, Writer, decode_with
 from ping_core.mls.structs import Proposal, Sender
 
 __all__ = ["PendingProposal", "ProposalStore", "MAX_PENDING_PROPOSALS"]

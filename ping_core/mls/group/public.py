@@ -60,9 +60,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with, encode
+from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing import verify_public
+from ping_core.mls.framing.private import verify_public
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.structs import (
     AuthenticatedContent,
@@ -79,11 +79,11 @@ from ping_core.mls.structs import (
     ReInit,
     find_extension,
 )
-from ping_core.mls.structs.framing import content_type_of
+from ping_core.mls.structs.content import content_type_of
 from ping_core.mls.structs.tree_nodes import RatchetTree as RatchetTreeExt
-from ping_core.mls.transcript import commit_transcript_hashes, interim_transcript_hash
+from ping_core.mls.schedule.transcript import commit_transcript_hashes, interim_transcript_hash
 from ping_core.mls.tree import RatchetTree
-from ping_core.mls.welcome import verify_group_info
+from ping_core.mls.welcome_seal import verify_group_info
 
 from .commit import check_received_commit, merge_commit_path, next_group_context
 from .join import check_group_info, group_info_of, seconds_of, signer_leaf, verified_group_info

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_with
+from ping_core.mls.tls import Reader, Writer, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RatchetKey
 from ping_core.mls.structs import ReInit

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypedDict
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with
+from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import RecordChanges
 from ping_core.mls.structs import GroupContext, PreSharedKeyID, PSKType, ReInit

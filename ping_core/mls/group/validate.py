@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import (
     Add,

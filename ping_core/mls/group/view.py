@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Callable
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import encode
+from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.schedule import mls_exporter
+from ping_core.mls.schedule.key_schedule import mls_exporter
 from ping_core.mls.structs import Extension, GroupContext, PreSharedKeyID, ReInit
 
 from .commit import group_info_for

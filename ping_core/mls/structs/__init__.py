@@ -1,6 +1,6 @@
 """RFC 9420 wire structs: frozen, slotted data classes with ``write``/``read``.
 
-Every struct ``S`` here encodes with ``ping_core.mls.codec.encode(s)`` and
+Every struct ``S`` here encodes with ``ping_core.mls.tls.encode(s)`` and
 decodes strictly with ``decode_exact(S, data)``; decode then encode returns
 the same bytes. Opaque fields are ``bytes``; vectors are tuples. Only
 ``MlsDecodeError`` leaves a decoder. Per-field bounds: :mod:`.limits`.
@@ -41,7 +41,7 @@ from .hpke import HPKECiphertext, UpdatePath, UpdatePathNode
 from .key_package import KeyPackage
 from .leaf import Capabilities, LeafNode, Lifetime
 from .tree_nodes import Node, ParentNode, RatchetTree, read_node, write_node
-from .psk import PreSharedKeyID, PSKLabel
+from ping_core.mls.structs.psk_id import PreSharedKeyID, PSKLabel
 from .proposals import (
     Add,
     ExternalInit,
@@ -56,7 +56,7 @@ from .proposals import (
     write_proposal_or_ref,
 )
 from .commit import Commit
-from .framing import (
+from ping_core.mls.structs.content import (
     AuthenticatedContent,
     Content,
     FramedContent,

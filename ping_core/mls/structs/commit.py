@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .hpke import UpdatePath
 from .proposals import ProposalOrRef, read_proposal_or_ref, write_proposal_or_ref

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .enums import CredentialType
 from .limits import MAX_CERT_CHAIN, MAX_CERTIFICATE, MAX_IDENTITY

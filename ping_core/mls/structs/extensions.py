@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Iterable, Protocol, TypeVar
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer, decode_with, encode
+from ping_core.mls.tls import Reader, Writer, decode_with, encode
 
 from .credential import Credential
 from .enums import ExtensionType

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .enums import ProtocolVersion
 from .extensions import Extension

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .leaf import LeafNode
 from .limits import MAX_HPKE_PUBLIC_KEY, MAX_KEM_OUTPUT

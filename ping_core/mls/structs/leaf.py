@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from struct import Struct
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .credential import Credential
 from .enums import LEAF_NODE_SOURCE_BY_VALUE, CipherSuite, CredentialType, LeafNodeSource, ProtocolVersion

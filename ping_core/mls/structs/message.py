@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .enums import ProtocolVersion, WireFormat
-from .framing import PrivateMessage, PublicMessage
+from ping_core.mls.structs.content import PrivateMessage, PublicMessage
 from .group_info import GroupInfo
 from .key_package import KeyPackage
 from .welcome import Welcome

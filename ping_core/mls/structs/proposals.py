@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar, Union
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .enums import ProposalOrRefType, ProposalType, ProtocolVersion
 from .extensions import Extension
 from .key_package import KeyPackage
 from .leaf import LeafNode
 from .limits import MAX_GROUP_ID, MAX_HASH, MAX_KEM_OUTPUT
-from .psk import PreSharedKeyID
+from ping_core.mls.structs.psk_id import PreSharedKeyID
 
 __all__ = [
     "Proposal",

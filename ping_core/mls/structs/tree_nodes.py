@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Iterable, Union
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .enums import ExtensionType, NodeType
 from .leaf import LeafNode

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ping_core.errors import MlsDecodeError, MlsReason
-from ping_core.mls.codec import Reader, Writer
+from ping_core.mls.tls import Reader, Writer
 
 from .hpke import HPKECiphertext
 from .limits import MAX_HASH
-from .psk import PreSharedKeyID
+from ping_core.mls.structs.psk_id import PreSharedKeyID
 
 __all__ = ["PathSecret", "GroupSecrets", "EncryptedGroupSecrets", "Welcome"]
 

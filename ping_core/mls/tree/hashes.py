@@ -11,11 +11,11 @@ from __future__ import annotations
 from struct import Struct
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.codec import encode, opaque
+from ping_core.mls.tls import encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
 
-from .codec import encoding_at
+from ping_core.mls.tree.encoding import encoding_at
 from .treemath import children, full_parent, span
 
 __all__ = ["TreeHashes"]

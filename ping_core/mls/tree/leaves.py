@@ -14,7 +14,7 @@ from struct import Struct
 from typing import Literal, Sequence
 
 from ping_core.errors import CryptoError, InvalidSignature, MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.codec import opaque, varint
+from ping_core.mls.tls import opaque, varint
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.primitives import sign_with_label, verify_with_label
 from ping_core.mls.structs.enums import ExtensionType, LeafNodeSource, ProposalType

@@ -17,7 +17,7 @@ What it offers:
   node's encoding is cached too (taken from the wire when the tree was
   decoded). :meth:`copy` shares both caches;
 * the wire form: :meth:`decode` and :meth:`encode` (§12.4.3.3, see
-  :mod:`ping_core.mls.tree.codec`);
+  :mod:`ping_core.mls.tree.encoding`);
 * the key index the validation looks up (:meth:`key_index`).
 
 Validation is in :mod:`ping_core.mls.tree.validation`, TreeKEM in
@@ -30,13 +30,13 @@ from __future__ import annotations
 from typing import Iterator, Sequence, cast
 
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.codec import Reader, decode_with
+from ping_core.mls.tls import Reader, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs import tree_nodes
 from ping_core.mls.structs.leaf import LeafNode
 from ping_core.mls.structs.tree_nodes import Node, ParentNode
 
-from .codec import encoding_at, read_nodes, write_nodes
+from ping_core.mls.tree.encoding import encoding_at, read_nodes, write_nodes
 from .hashes import TreeHashes
 from .keys import KeyIndex
 from .treemath import MAX_LEAF_WIDTH, children, full_parent, span

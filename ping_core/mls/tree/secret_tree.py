@@ -54,7 +54,7 @@ from typing import Mapping
 from ping_core.errors import MlsError, MlsReason, stored_state
 from ping_core.mls.crypto import CryptoProvider
 
-from ping_core.mls.codec import opaque
+from ping_core.mls.tls import opaque
 from ping_core.mls.primitives import NH, NK, NN
 
 from . import treemath as tm

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ping_core.errors import CryptoError, DecryptionFailed, MlsDecodeError, MlsError, MlsReason, stored_state
-from ping_core.mls.codec import Reader, Writer, decode_exact, decode_with
+from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.structs.enums import LeafNodeSource
 from ping_core.mls.structs.group_info import GroupContext
