@@ -60,10 +60,10 @@ from ping_core.mls.tree import (  # noqa: E402
 from ping_core.mls.tree.treekem import (  # noqa: E402
     GeneratedPath,
     PathKeys,
-    apply_update_path,
     commit_leaf_maker,
     generate_update_path,
     path_keys_from_path_secret,
+    process_update_path,
 )
 
 crypto = default_provider()
@@ -149,10 +149,10 @@ class Group:
                 continue
             theirs = self.tree.copy()
             assert m.keys is not None
-            _, m.keys = apply_update_path(
+            m.keys = process_update_path(
                 crypto, theirs, committer, gen.update_path, own_leaf=i, own_keys=m.keys,
                 group_context_for=context_for(self.epoch + 1),
-            )
+            ).keys
         self.tree = staged
         self.epoch += 1
 
@@ -276,7 +276,7 @@ def bench_paths(
 
         def process() -> None:
             theirs = g.tree.copy()
-            apply_update_path(
+            process_update_path(
                 crypto, theirs, committer, holder[0].update_path,
                 own_leaf=receiver, own_keys=receiver_keys, group_context_for=ctx,
             )

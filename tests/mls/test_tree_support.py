@@ -21,10 +21,10 @@ from ping_core.mls.tree import RatchetTree, common_ancestor, sign_leaf_node
 from ping_core.mls.tree.treekem import (
     GeneratedPath,
     PathKeys,
-    apply_update_path,
     commit_leaf_maker,
     generate_update_path,
     path_keys_from_path_secret,
+    process_update_path,
 )
 
 crypto = default_provider()
@@ -147,9 +147,10 @@ class Group:
             assert keys is not None
             if i in updates:  # our own Update was committed: switch to its private key
                 keys = PathKeys(m.pending.pop(updates[i].encryption_key), keys.node_secrets)
-            secret, new_keys = apply_update_path(
+            done = process_update_path(
                 crypto, theirs, committer, gen.update_path, own_leaf=i, own_keys=keys, group_context_for=ctx, exclude=added
             )
+            secret, new_keys = done.commit_secret, done.keys
             assert secret == gen.commit_secret, f"member {i} derived another commit secret"
             assert theirs == staged, f"member {i} has another tree"
             m.keys = new_keys
@@ -186,10 +187,11 @@ class Group:
         for i, m in self.members.items():
             theirs = self.tree.copy()
             assert m.keys is not None
-            secret, m.keys = apply_update_path(
+            done = process_update_path(
                 crypto, theirs, index, gen.update_path, own_leaf=i, own_keys=m.keys, group_context_for=ctx
             )
-            assert secret == gen.commit_secret
+            m.keys = done.keys
+            assert done.commit_secret == gen.commit_secret
             assert theirs == staged
         joiner.index = index
         joiner.keys = gen.keys

@@ -18,7 +18,6 @@ from ping_core.mls.tree import RatchetTree, check_parent_hashes, common_ancestor
 from ping_core.mls.tree.treekem import (
     GeneratedPath,
     PathKeys,
-    apply_update_path,
     commit_leaf_maker,
     generate_update_path,
     path_keys_from_path_secret,
@@ -146,7 +145,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
     receiver_keys = g.members[1].keys
     assert receiver_keys is not None
     with raises_reason(MlsReason.BAD_PATH):
-        apply_update_path(
+        process_update_path(
             crypto,
             other,
             0,
@@ -157,7 +156,7 @@ def test_joiner_gets_no_ciphertext_and_its_welcome_secret_works() -> None:
         )
     # A new member does not process the commit that added it.
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        apply_update_path(
+        process_update_path(
             crypto,
             g.tree.copy(),
             0,
@@ -214,9 +213,10 @@ class Setup:
     def process(self, path: UpdatePath, sender: int = 1, own: int = 4) -> tuple[bytes, PathKeys]:
         keys = self.g.members[own].keys
         assert keys is not None
-        return apply_update_path(
+        done = process_update_path(
             crypto, self.g.tree.copy(), sender, path, own_leaf=own, own_keys=keys, group_context_for=self.ctx
         )
+        return done.commit_secret, done.keys
 
     def untouched(self) -> None:
         assert self.receiver.keys is not None
@@ -258,7 +258,7 @@ def test_wrong_provisional_context_does_not_decrypt(setup: Setup) -> None:
     keys = setup.receiver.keys
     assert keys is not None
     with raises_reason(MlsReason.DECRYPTION_FAILED, DecryptionFailed):
-        apply_update_path(
+        process_update_path(
             crypto,
             setup.g.tree.copy(),
             1,

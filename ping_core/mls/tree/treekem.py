@@ -7,7 +7,7 @@
   encrypted with ``EncryptWithLabel(., "UpdatePathNode", provisional
   GroupContext, .)`` to every node in the resolution of the copath child,
   leaves added by the same commit excluded.
-* :func:`process_update_path` / :func:`apply_update_path` — every other
+* :func:`process_update_path` — every other
   member's side: the path's length, keys and leaf are checked, the path is
   merged and its parent-hash chain verified (:func:`merge_update_path`, the
   part a non-member such as a delivery service can check too), the path
@@ -59,7 +59,6 @@ __all__ = [
     "GroupContextFor",
     "generate_update_path",
     "process_update_path",
-    "apply_update_path",
     "MergedPath",
     "merge_update_path",
     "decrypt_update_path",
@@ -501,31 +500,6 @@ def check_receiver(tree: RatchetTree, sender: int, own_leaf: int, exclude: Itera
         raise MlsError("a member added by this commit gets its path secret from the Welcome", reason=MlsReason.INVALID_ARGUMENT)
     if tree.leaf(own_leaf) is None:
         raise MlsError(f"our leaf {own_leaf} is blank in this tree", reason=MlsReason.BAD_TREE)
-
-
-def apply_update_path(
-    crypto: CryptoProvider,
-    tree: RatchetTree,
-    sender: int,
-    update_path: UpdatePath,
-    *,
-    own_leaf: int,
-    own_keys: PathKeys,
-    group_context_for: GroupContextFor,
-    exclude: Iterable[int] = (),
-) -> tuple[bytes, PathKeys]:
-    """:func:`process_update_path` returning ``(commit_secret, new own keys)``."""
-    done = process_update_path(
-        crypto,
-        tree,
-        sender,
-        update_path,
-        own_leaf=own_leaf,
-        own_keys=own_keys,
-        group_context_for=group_context_for,
-        exclude=exclude,
-    )
-    return done.commit_secret, done.keys
 
 
 def path_keys_from_path_secret(
