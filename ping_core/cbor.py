@@ -105,6 +105,66 @@ _SIMPLE: dict[int, CborValue] = {0xF4: False, 0xF5: True, 0xF6: None}
 
 _Container = Union[list[CborValue], dict[str, CborValue]]
 
+# The decoder's rules, one helper each; _decode calls them only where a rule
+# needs more than a comparison (a long head, a tag or simple value, a refusal),
+# so the common item (a short head, a string, an integer) costs no call.
+
+
+def _long_argument(data: bytes, pos: int, info: int, at: int) -> tuple[int, int]:
+    """``(argument, position after it)`` of the head at ``at`` whose additional information is ``info`` >= 24.
+
+    24..27: the argument follows in 1, 2, 4 or 8 bytes and must not fit a
+    shorter form (§4.2.1); 31 (indefinite length, §3.2.2) and 28..30
+    (reserved, §3) are refused.
+    """
+    if info < 28:
+        stop = pos + (1 << (info - 24))
+        if stop > len(data):
+            raise InvalidInput("truncated CBOR")
+        arg = int.from_bytes(data[pos:stop], "big")
+        if arg < _ARG_MIN[info - 24]:
+            raise InvalidInput(f"non-minimal CBOR head at byte {at}")
+        return arg, stop
+    if info == 31:
+        raise InvalidInput(f"indefinite-length CBOR item at byte {at}")
+    raise InvalidInput(f"reserved CBOR additional information {info} at byte {at}")
+
+
+def _tag_or_simple(ib: int, at: int) -> CborValue:
+    """Major types 6 and 7 (initial byte ``ib`` >= 0xC0): false, true or null; every tag (§3.4),
+    float and other simple value (§3.3) is refused at its head."""
+    if ib in _SIMPLE:
+        return _SIMPLE[ib]
+    if ib < 0xE0:
+        raise InvalidInput(f"CBOR tag at byte {at} (Ping's records use no tags)")
+    raise InvalidInput(f"CBOR float or simple value 0x{ib:02x} at byte {at} (only false/true/null)")
+
+
+def _string_past_end(arg: int, at: int) -> InvalidInput:
+    return InvalidInput(f"CBOR string of {arg} bytes at byte {at} is longer than the input")
+
+
+def _not_utf8(at: int) -> InvalidInput:
+    return InvalidInput(f"CBOR text at byte {at} is not valid UTF-8")
+
+
+def _key_out_of_order(chunk: bytes, last_key: bytes, text: str) -> InvalidInput:
+    problem = "duplicated" if chunk == last_key else "out of canonical order"
+    return InvalidInput(f"CBOR map key {text[:40]!r} is {problem}")
+
+
+def _check_count(major: int, count: int, remaining: int, depth: int, at: int) -> None:
+    """An array (major 4) or map (5) of ``count`` items may open at nesting ``depth``.
+
+    At most ``MAX_DEPTH`` levels. Each item takes at least one byte (a map
+    entry two), so a count beyond what remains is malformed; refusing it here
+    also keeps the count from ever sizing anything.
+    """
+    if depth >= MAX_DEPTH:
+        raise InvalidInput(f"CBOR nesting deeper than {MAX_DEPTH}")
+    if count > (remaining if major == 4 else remaining >> 1):
+        raise InvalidInput(f"CBOR count of {count} at byte {at} exceeds the remaining input")
+
 
 def _decode(data: bytes) -> CborValue:
     """Decode the one canonical item that fills ``data``; ``InvalidInput`` (without ``what``) otherwise.
@@ -136,79 +196,36 @@ def _decode(data: bytes) -> CborValue:
         if want_key and major != 3:
             raise InvalidInput(f"CBOR map key at byte {at} is not a text string")
         if major >= 6:
-            if ib in _SIMPLE:
-                value = _SIMPLE[ib]
-            elif major == 6:
-                raise InvalidInput(f"CBOR tag at byte {at} (Ping's records use no tags)")
-            else:
-                raise InvalidInput(f"CBOR float or simple value 0x{ib:02x} at byte {at} (only false/true/null)")
+            value = _tag_or_simple(ib, at)
         else:
-            info = ib & 0x1F
-            if info < 24:
-                arg = info
-            elif info < 28:
-                stop = pos + (1 << (info - 24))
-                if stop > end:
-                    raise InvalidInput("truncated CBOR")
-                arg = int.from_bytes(data[pos:stop], "big")
-                pos = stop
-                if arg < _ARG_MIN[info - 24]:
-                    raise InvalidInput(f"non-minimal CBOR head at byte {at}")
-            elif info == 31:
-                raise InvalidInput(f"indefinite-length CBOR item at byte {at}")
-            else:
-                raise InvalidInput(f"reserved CBOR additional information {info} at byte {at}")
-            if major == 3 or major == 2:
+            arg = ib & 0x1F
+            if arg >= 24:
+                arg, pos = _long_argument(data, pos, arg, at)
+            if major == 3 or major == 2:  # a string of ``arg`` bytes
                 stop = pos + arg
                 if stop > end:
-                    raise InvalidInput(f"CBOR string of {arg} bytes at byte {at} is longer than the input")
-                chunk = data[pos:stop]
-                pos = stop
+                    raise _string_past_end(arg, at)
+                chunk, pos = data[pos:stop], stop
                 if major == 2:
                     value = chunk
                 else:
                     try:
-                        text = chunk.decode("utf-8")
+                        value = chunk.decode("utf-8")
                     except UnicodeDecodeError:
-                        raise InvalidInput(f"CBOR text at byte {at} is not valid UTF-8") from None
-                    if not want_key:
-                        value = text
-                    else:
-                        # RFC 8949 §4.2.3: keys sorted by encoded length, then
-                        # bytewise. All keys are text, whose heads grow with
-                        # the length, so (UTF-8 length, UTF-8 bytes) orders them
-                        # the same way; strictly ascending also refuses
-                        # duplicates (§5.6).
-                        if last_key is not None and (
-                            arg < len(last_key) or (arg == len(last_key) and chunk <= last_key)
-                        ):
-                            problem = "duplicated" if chunk == last_key else "out of canonical order"
-                            raise InvalidInput(f"CBOR map key {text[:40]!r} is {problem}")
-                        last_key = chunk
-                        key = text
-                        want_key = False
+                        raise _not_utf8(at) from None
+                    if want_key:  # RFC 8949 §4.2.3, §5.6: keys strictly ascending by (length, bytes)
+                        if last_key is not None and (arg < len(last_key) or (arg == len(last_key) and chunk <= last_key)):
+                            raise _key_out_of_order(chunk, last_key, value)
+                        key, last_key, want_key = value, chunk, False
                         continue
-            elif major == 0:
-                value = arg
-            elif major == 1:
-                value = -1 - arg
+            elif major < 2:
+                value = arg if major == 0 else -1 - arg
             else:  # 4: array, 5: map
-                if len(stack) >= MAX_DEPTH:
-                    raise InvalidInput(f"CBOR nesting deeper than {MAX_DEPTH}")
-                # Each item takes at least one byte (a map entry two), so a
-                # count beyond what remains is malformed; refusing it here
-                # also keeps the count from ever sizing anything.
-                if arg > (end - pos if major == 4 else (end - pos) >> 1):
-                    raise InvalidInput(f"CBOR count of {arg} at byte {at} exceeds the remaining input")
+                _check_count(major, arg, end - pos, len(stack), at)
                 if arg:
                     stack.append((top, left, key, last_key))
                     left = arg
-                    if major == 4:
-                        top = []
-                    else:
-                        top = {}
-                        want_key = True
-                        last_key = None
+                    top, want_key, last_key = ([], False, None) if major == 4 else ({}, True, None)
                     continue
                 value = [] if major == 4 else {}
         # Attach ``value`` to the innermost container; close every container it completes.
