@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ping_core.errors import MlsDecodeError
-from ping_core.mls.codec import Reader, encode
+from ping_core.mls.tls import Reader, encode
 from ping_core.mls.structs.credential import Credential
 from ping_core.mls.structs.enums import LeafNodeSource
 from ping_core.mls.structs.extensions import Extension

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ping_core.errors import MlsDecodeError
-from ping_core.mls.codec import Reader, Writer, decode_exact, encode
+from ping_core.mls.tls import Reader, Writer, decode_exact, encode
 from ping_core.mls.structs.hpke import HPKECiphertext, UpdatePathNode
 from ping_core.mls.structs.limits import MAX_HPKE_PUBLIC_KEY
 
