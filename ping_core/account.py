@@ -9,6 +9,9 @@
 * the Welcome inbox (linking tickets, invitations, auto-join): :func:`take_welcomes`;
 * adding a user's devices to a conversation: :func:`invite_user` (their KeyPackages must prove
   they are that user's devices, so the server cannot slip in another account);
+* the directory's list of an account's devices: :func:`list_devices` (each entry must name
+  that account and carry the key its id is the hash of, so an answer the server made up for
+  another account, or mixed up, is refused);
 * linking a new device of this account: :func:`claim_new_device`, then :func:`admit_new_device`
   (its sealed ticket into the DeviceGroup, then every chat), with :class:`Admission` typed by
   ``AdmitChatStatus`` variants.
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from ping_core.admit import AdmitChatOutcome, AdmitChatStatus
 from ping_core.clock import Hlc
-from ping_core.device import LinkingTicket
+from ping_core.device import DeviceInfo, LinkingTicket
 from ping_core.errors import IdentityError, InvalidInput, PingError
 from ping_core.identity import DeviceBinding, Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
@@ -49,6 +52,7 @@ __all__ = [
     "take_welcomes",
     "WelcomeRound",
     "invite_user",
+    "list_devices",
     "claim_new_device",
     "admit_new_device",
     "Admission",
@@ -180,7 +184,7 @@ async def claim_new_device(
     ``InvalidInput`` after ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if any(d.device_id == device_id for d in await transport.list_devices(user_id)):
+        if any(d.device_id == device_id for d in await _listed_devices(transport, user_id)):
             kps = await transport.claim_device_key_packages(device_id, count)
             if kps:
                 return kps
@@ -249,6 +253,33 @@ async def top_up_key_packages(
 
 # ---------------------------------------------------------------------------
 # Conversations and devices
+
+
+async def _listed_devices(transport: Transport, user_id: UserId) -> list[DeviceInfo]:
+    """The directory's answer for ``user_id``, refused whole (``IdentityError``) unless every entry
+    is a device of ``user_id`` whose id is the hash of its signing key, each listed once."""
+    listed = await transport.list_devices(user_id)
+    seen: set[DeviceId] = set()
+    for info in listed:
+        if info.user_id != user_id:
+            raise IdentityError("the directory listed another account's device")
+        info.verify()  # the device id is SHA-256 of its signing key
+        if info.device_id in seen:
+            raise IdentityError("the directory listed a device twice")
+        seen.add(info.device_id)
+    return listed
+
+
+async def list_devices(client: MessagingClient, user: UserId | None = None) -> list[DeviceInfo]:
+    """The registered, non-revoked devices of ``user`` (default: this account), as the server's
+    directory lists them, in its order. The labels are the devices' own free text, never proof
+    of anything, and which account a device is of is the directory's word (proof of that is
+    the account's binding, checked where it matters: in KeyPackages and MLS credentials); what
+    the answer itself shows is checked: every entry names ``user`` and has an id that is
+    SHA-256 of its signing key, each once, else ``IdentityError`` and nothing is returned (a
+    caller that keeps labels by device keeps none of a lying answer). ``TransportError`` when
+    the server refuses or is away."""
+    return await _listed_devices(client.transport, client.user_id() if user is None else user)
 
 
 async def invite_user(client: MessagingClient, conv: ConversationId, user: UserId, now_ms: int, *, required: bool = True) -> int:

@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ping_core.account import admit_new_device, claim_new_device, invite_user, take_welcomes, top_up_key_packages
+from ping_core.account import admit_new_device, claim_new_device, invite_user, list_devices, take_welcomes, top_up_key_packages
 from ping_core.client import MessagingClient
 from ping_core.invitation import Invitation
 from ping_core.errors import InvalidInput, PingError, TransportError
@@ -288,7 +288,7 @@ async def cmd_remove(args: argparse.Namespace) -> None:
 
 async def cmd_devices(args: argparse.Namespace) -> None:
     async def run(c: MessagingClient) -> None:
-        for info in await c.transport.list_devices(c.user_id()):
+        for info in await list_devices(c):
             this = " (this device)" if info.device_id == c.device_id() else ""
             _out(f"{info.device_id.as_hex()} {_printable(info.label)}{this}")
 

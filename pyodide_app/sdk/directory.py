@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ping_core.account import list_devices
 from ping_core.errors import InvalidInput, PingError
 from ping_core.ids import UserId
 
@@ -24,16 +25,20 @@ log = logging.getLogger("pyodide_app.sdk")
 
 async def resolve_labels(sdk: BrowserSdk, users: set[UserId]) -> dict[str, dict[str, str]]:
     """Device labels of ``users`` from the directory: ``{device id hex: {label, user_id}}``
-    (cached; users the directory does not answer for are left out)."""
+    (cached; users the directory does not answer for, or answers for with another account's
+    device, are left out: ``ping_core.account.list_devices``)."""
     s = await sdk.require()
-    for user in users:
-        if any(v["user_id"] == user.as_hex() for v in sdk.labels.values()):
-            continue
-        try:
-            for info in await s.transport.list_devices(user):
-                sdk.labels[info.device_id.as_hex()] = {"label": info.label, "user_id": user.as_hex()}
-        except PingError as exc:
-            log.info("labels of %s...: %s", user.as_hex()[:16], type(exc).__name__)
+    missing = [u for u in users if not any(v["user_id"] == u.as_hex() for v in sdk.labels.values())]
+    if missing:
+        async with s.use() as c:
+            for user in missing:
+                try:
+                    listed = await list_devices(c, user)
+                except PingError as exc:
+                    log.info("labels of %s...: %s", user.as_hex()[:16], type(exc).__name__)
+                    continue
+                for info in listed:
+                    sdk.labels[info.device_id.as_hex()] = {"label": info.label, "user_id": user.as_hex()}
     wanted = {u.as_hex() for u in users}
     return {d: v for d, v in sdk.labels.items() if v["user_id"] in wanted}
 
@@ -53,8 +58,9 @@ class DirectoryRpc(RpcHandlers):
     async def devices(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         """This account's devices: ``[{device_id, label, created_at, this}]``."""
         s = await self.sdk.require()
-        me = await self.sdk.whoami()
-        infos = await s.transport.list_devices(s.identity.user_id)
+        async with s.use() as c:
+            infos = await list_devices(c)
+            me = c.device_id()
         for info in infos:
             self.sdk.labels[info.device_id.as_hex()] = {"label": info.label, "user_id": s.user_hex}
         return [
@@ -62,7 +68,7 @@ class DirectoryRpc(RpcHandlers):
                 "device_id": i.device_id.as_hex(),
                 "label": i.label,
                 "created_at": i.created_at_ms,
-                "this": i.device_id.as_hex() == me["device_id"],
+                "this": i.device_id == me,
             }
             for i in infos
         ]

@@ -1,17 +1,21 @@
 """The host flows of ping_core.account that the CLI and the browser share: inviting a user, the
-KeyPackage top-up (durable before published, batched), admitting a new device of the account."""
+KeyPackage top-up (durable before published, batched), admitting a new device of the account,
+listing an account's devices (what the directory could lie about refused)."""
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import pytest
 
-from ping_core.account import admit_new_device, invite_user, take_welcomes, top_up_key_packages
+from ping_core.account import admit_new_device, invite_user, list_devices, take_welcomes, top_up_key_packages
 from ping_core.admit import AdmitChatStatus
+from ping_core.device import DeviceInfo
 from ping_core.errors import IdentityError, InvalidInput
 from ping_core.identity import Identity
+from ping_core.ids import UserId
 from ping_core.link import LinkKeyPair, LinkRequestCode
 from ping_core.message import MessageKind
 
@@ -46,6 +50,34 @@ async def test_invite_user_refuses_another_accounts_key_package() -> None:
     with pytest.raises(IdentityError):
         await invite_user(alice.client, conv, bob.identity.user_id, NOW)
     assert {m.device_id for m in alice.client.members(conv)} == {alice.device_id}
+
+
+async def test_list_devices_lists_an_account_and_refuses_a_lying_directory() -> None:
+    w = World()
+    alice, bob = await w.device("alice"), await w.device("bob")
+    phone = await w.device("phone", alice.identity)
+    a, b = alice.identity.user_id, bob.identity.user_id
+    assert [(d.device_id, d.user_id) for d in await list_devices(alice.client)] == [(alice.device_id, a), (phone.device_id, a)]
+    assert [(d.device_id, d.user_id) for d in await list_devices(alice.client, b)] == [(bob.device_id, b)]
+
+    real = alice.raw_transport.list_devices
+    mine, (bobs,) = await real(a), await real(b)
+    lies: dict[str, list[DeviceInfo]] = {
+        "another account's device as alice's": [*mine, bobs],
+        "an id that is not its key's": [mine[0], dataclasses.replace(mine[1], signing_public_key=bobs.signing_public_key)],
+        "a device twice": [mine[0], mine[0]],
+    }
+    for what, lie in lies.items():
+
+        async def lying(user: UserId, lie: list[DeviceInfo] = lie) -> list[DeviceInfo]:
+            return lie
+
+        alice.raw_transport.list_devices = lying  # type: ignore[method-assign, assignment]
+        with pytest.raises(IdentityError):
+            await list_devices(alice.client)
+            pytest.fail(f"the directory listed {what} and it was taken")
+    alice.raw_transport.list_devices = real  # type: ignore[method-assign]
+    assert [d.device_id for d in await list_devices(alice.client)] == [alice.device_id, phone.device_id]
 
 
 async def test_top_up_makes_key_packages_durable_in_the_batch_before_publishing() -> None:
