@@ -14,7 +14,8 @@ caller can act on, and ``.origin`` / ``.is_peer_fault`` say whose fault it is:
 * :attr:`MlsOrigin.LOCAL`: this side. The caller misused the API (a bad
   argument, a call the group's state does not allow, an option this engine
   does not implement), or this device's own stored state or crypto backend is
-  broken. Retrying the same call fails again; fix the call or the state.
+  broken. Retrying the same call fails again (a backend failure aside): fix
+  the call or the state.
 * :attr:`MlsOrigin.PEER`: what a peer or the server sent is bad (malformed,
   for another group or epoch, from an unknown sender, a bad signature, tag,
   tree, parent hash or path, a replayed or too old generation, a limit

@@ -195,3 +195,13 @@ def test_stored_state_relabels_all_but_the_environment() -> None:
             load(reason)
         assert info.value.reason is reason
 
+
+
+def test_docs_list_every_reason_under_its_origin() -> None:
+    """docs/architecture.md (Errors) names each reason once, in the row of its origin."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc[doc.index("## Errors") :].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| `")}
+    for reason in MlsReason:
+        row = next(text for origin, text in rows.items() if origin.startswith(f"`{reason.origin.name}`"))
+        assert f"`{reason.name}`" in row, reason
