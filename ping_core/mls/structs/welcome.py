@@ -4,12 +4,13 @@ EncryptedGroupSecrets, Welcome. PreSharedKeyID and PSKLabel are in ``psk``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ping_core.errors import MlsDecodeError, MlsReason
 from ping_core.mls.tls import Reader, Writer
 
 from .hpke import HPKECiphertext
-from .limits import MAX_HASH
+from .limits import MAX_HASH, MAX_KEM_OUTPUT
 from ping_core.mls.structs.psk_id import PreSharedKeyID
 
 __all__ = ["PathSecret", "GroupSecrets", "EncryptedGroupSecrets", "Welcome"]
@@ -60,9 +61,10 @@ class GroupSecrets:
         return cls(joiner_secret, path_secret, r.structs(PreSharedKeyID))
 
 
-@dataclass(frozen=True, slots=True)
-class EncryptedGroupSecrets:
-    """``struct { KeyPackageRef new_member; HPKECiphertext encrypted_group_secrets; }``."""
+class EncryptedGroupSecrets(NamedTuple):
+    """``struct { KeyPackageRef new_member; HPKECiphertext encrypted_group_secrets; }``.
+
+    A named tuple, like HPKECiphertext: a Welcome holds one per new member."""
 
     new_member: bytes
     encrypted_group_secrets: HPKECiphertext
@@ -92,7 +94,7 @@ class Welcome:
 
     @classmethod
     def read(cls, r: Reader) -> Welcome:
-        return cls(r.u16(), r.structs(EncryptedGroupSecrets), r.opaque())
+        return cls(r.u16(), _read_secrets(r), r.opaque())
 
     def find_secrets(self, key_package_ref: bytes) -> EncryptedGroupSecrets | None:
         """The entry addressed to the KeyPackage with this reference, if any."""
@@ -100,3 +102,55 @@ class Welcome:
             if entry.new_member == key_package_ref:
                 return entry
         return None
+
+
+def _read_secrets(r: Reader) -> tuple[EncryptedGroupSecrets, ...]:
+    """``EncryptedGroupSecrets secrets<V>``: the same values and errors as
+    ``r.structs(EncryptedGroupSecrets)``. An entry whose three lengths are minimal one- or
+    two-byte varints within every bound (all of them, in practice) is sliced here; any other is
+    read through the Reader from its first byte, which raises what it always raises."""
+    n = r._length()
+    stop = r.pos + n
+    saved_end = r.end
+    r.end = stop
+    data, new, egs, hct = r.data, tuple.__new__, EncryptedGroupSecrets, HPKECiphertext
+    bound = r.max_vector
+    out: list[EncryptedGroupSecrets] = []
+    append = out.append
+    try:
+        pos = r.pos
+        while pos < stop:
+            a = _short(data, pos, stop, min(bound, MAX_HASH))
+            b = _short(data, a[1], stop, min(bound, MAX_KEM_OUTPUT)) if a is not None else None
+            c = _short(data, b[1], stop, bound) if b is not None else None
+            if a is not None and b is not None and c is not None:
+                append(new(egs, (a[0], new(hct, (b[0], c[0])))))
+                pos = c[1]
+                continue
+            r.pos = pos
+            append(EncryptedGroupSecrets.read(r))
+            pos = r.pos
+        r.pos = pos
+    finally:
+        r.end = saved_end
+    return tuple(out)
+
+
+def _short(data: bytes, p: int, end: int, bound: int) -> tuple[bytes, int] | None:
+    """``opaque<V>`` at ``p`` with a minimal one- or two-byte length of at most ``bound`` that
+    fits before ``end``, and the position after it; None for anything else."""
+    if p >= end:
+        return None
+    first = data[p]
+    if first < 0x40:
+        n, a = first, p + 1
+    elif first < 0x80 and p + 2 <= end:
+        n, a = ((first & 0x3F) << 8) | data[p + 1], p + 2
+        if n < 0x40:
+            return None
+    else:
+        return None
+    b = a + n
+    if n > bound or b > end:
+        return None
+    return data[a:b], b
