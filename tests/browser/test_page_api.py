@@ -23,9 +23,10 @@ app that carries envelopes itself. ``enablePush`` runs against a stand-in
 ``pushManager`` whose subscription keys come from tests/browser/fakepush.py
 (the vendor's push service is offline here), as in test_push_wake.py.
 
-Not provoked: ``fork-healed`` (a fork needs two devices to commit the same
-epoch concurrently, which the public API serialises) and ``problems``; their
-declared shapes are checked whenever they do arrive.
+Not provoked here: ``fork-healed`` and ``problems`` (they need a commit spoiled on
+its way to one device, which needs that device's page behind a tampering proxy:
+tests/browser/test_fork_healed.py provokes both and checks them against ping.d.ts);
+their declared shapes are checked here too whenever they do arrive.
 """
 
 from __future__ import annotations
@@ -610,4 +611,5 @@ def test_every_declared_method_was_called(world: World) -> None:
     assert declared - called == set(), f"declared in ping.d.ts but never called here: {sorted(declared - called)}"
     assert called - declared == set(), f"called but not declared in ping.d.ts: {sorted(called - declared)}"
     world.check_events()
+    # fork-healed and problems: tests/browser/test_fork_healed.py (see the module docstring).
     assert world.seen_events >= DTS.event_types() - {"fork-healed", "problems"}, sorted(world.seen_events)
