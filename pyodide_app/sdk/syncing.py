@@ -78,6 +78,10 @@ async def sync_round(sdk: BrowserSdk) -> dict[str, Any]:
             messages = await sdk.store_messages(s, take)
             await c.commit_pending_proposals(now_ms())  # rejoins, migrations, proposals; logs and skips what fails
             messages += await sdk.store_messages(s, c.pending_messages)
+            if any(p.kind is SyncProblemKind.DESYNCED for p in problems):
+                # A rejoin above reports HEALED (and what it could not read) on the conversation
+                # for the next sync: collect it in this round, so the page hears of the heal now.
+                messages += await sdk.store_messages(s, take)
             after = {m.id: (m.name, m.epoch, m.member_count) for m in c.list_conversations()}
     except DeviceRevoked as exc:
         sdk.emit({"type": "revoked", "message": str(exc)})
