@@ -27,7 +27,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ping_core.mls import hpke  # noqa: E402
-from ping_core.mls.framing import private as framing  # noqa: E402
+from ping_core.mls.framing import epoch_framing, private  # noqa: E402
 from ping_core.mls.tls import decode_exact, encode  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.schedule.key_schedule import epoch_secrets  # noqa: E402
@@ -107,17 +107,17 @@ class Pair:
         )
         secrets = epoch_secrets(crypto, bytes(32), None, None, encode(context))
         config = RatchetConfig(out_of_order_tolerance=5, maximum_forward_distance=1 << 30)
-        self.sender = framing.EpochFraming.create(crypto, context, secrets, n_leaves, config)
-        self.receiver = framing.EpochFraming.create(crypto, context, secrets, n_leaves, config)
+        self.sender = epoch_framing.EpochFraming.create(crypto, context, secrets, n_leaves, config)
+        self.receiver = epoch_framing.EpochFraming.create(crypto, context, secrets, n_leaves, config)
         keys = {0: self.sig_pk}
         self.signer_key = lambda content: keys[content.sender.leaf_index]
 
     def roundtrip(self, data: bytes) -> bytes:
-        msg = framing.protect_private(crypto, self.sender, 0, data, self.sig_sk)
+        msg = private.protect_private(crypto, self.sender, 0, data, self.sig_sk)
         wire = encode(MLSMessage(msg))
         received = decode_exact(MLSMessage, wire).body
         assert isinstance(received, PrivateMessage)
-        out = framing.unprotect_private(crypto, self.receiver, received, self.signer_key).content.content.content
+        out = private.unprotect_private(crypto, self.receiver, received, self.signer_key).content.content.content
         assert isinstance(out, bytes)
         return out
 

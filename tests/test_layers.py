@@ -36,6 +36,7 @@ BITES: dict[str, tuple[str, str]] = {
     "pyodide-one-root": ("pyodide_app/push.py", "import pyodide_app.worker"),
     "pyodide-app-acyclic": ("pyodide_app/session.py", "import pyodide_app.sdk"),
     "pyodide-sdk-layers": ("pyodide_app/sdk/core.py", "import pyodide_app.sdk.syncing"),
+    "mls-framing-layers": ("ping_core/mls/framing/epoch_framing.py", "import ping_core.mls.framing.sender_data"),
     "mls-schedule-layers": ("ping_core/mls/schedule/psk_secret.py", "import ping_core.mls.schedule.key_schedule"),
     "mls-group-layers": ("ping_core/mls/group/state.py", "import ping_core.mls.group.group"),
 }

@@ -534,7 +534,8 @@ SEAL_CASES = """
 from ping_core.errors import CryptoError
 from ping_core.mls.tls import encode, opaque
 from ping_core.mls.crypto.provider import sign_and_encrypt
-from ping_core.mls.framing.private import EpochFraming, protect_private
+from ping_core.mls.framing.epoch_framing import EpochFraming
+from ping_core.mls.framing.private import protect_private
 from ping_core.mls.tree.secret_tree import SecretTree
 
 def seal_inputs(i):

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.framing import private as framing
+from ping_core.mls.framing import epoch_framing, private, public, sender_data
+from ping_core.mls.primitives import expand_with_label
 from ping_core.mls.tls import decode_exact, encode, opaque
 from ping_core.mls.crypto import default_provider
 from ping_core.mls.schedule.key_schedule import epoch_secrets
@@ -42,9 +43,9 @@ def context(epoch: int = 5, group_id: bytes = b"group") -> GroupContext:
     )
 
 
-def epoch_of(ctx: GroupContext) -> framing.EpochFraming:
+def epoch_of(ctx: GroupContext) -> epoch_framing.EpochFraming:
     secrets = epoch_secrets(crypto, b"i" * 32, None, None, encode(ctx))
-    return framing.EpochFraming.create(crypto, ctx, secrets, N, CONFIG)
+    return epoch_framing.EpochFraming.create(crypto, ctx, secrets, N, CONFIG)
 
 
 def signer_key(content: FramedContent) -> bytes:
@@ -53,7 +54,7 @@ def signer_key(content: FramedContent) -> bytes:
     return KEYS[content.sender.index][1]
 
 
-def state(ep: framing.EpochFraming) -> tuple[object, object]:
+def state(ep: epoch_framing.EpochFraming) -> tuple[object, object]:
     return ep.secret_tree.records(), ep.secret_tree.changes()
 
 
@@ -62,12 +63,12 @@ def pair() -> Pair:
     return epoch_of(context()), epoch_of(context())
 
 
-def send(ep: framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: Any) -> PrivateMessage:
-    return framing.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
+def send(ep: epoch_framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: Any) -> PrivateMessage:
+    return private.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
 
 
 M = TypeVar("M", PrivateMessage, PublicMessage)
-Pair = tuple[framing.EpochFraming, framing.EpochFraming]
+Pair = tuple[epoch_framing.EpochFraming, epoch_framing.EpochFraming]
 
 
 def wire(msg: M) -> M:
@@ -87,16 +88,16 @@ def test_private_roundtrips(pair: Pair) -> None:
     for data, kw in cases:
         msg = wire(send(s, data, **kw))
         assert isinstance(msg, PrivateMessage)
-        out = framing.unprotect_private(crypto, r, msg, signer_key)
+        out = private.unprotect_private(crypto, r, msg, signer_key)
         assert out.content.content.content == data
         assert out.content.wire_format == WireFormat.PRIVATE_MESSAGE
         assert out.content.content.sender == Sender.member(0)
         assert out.ratchet_key is not None and out.ratchet_key.kind == APPLICATION
     proposal, commit = Remove(2), Commit((Remove(1),))
-    msg = framing.protect_private(crypto, s, 1, proposal, KEYS[1][0])
-    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal
-    msg = framing.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
-    out = framing.unprotect_private(crypto, r, wire(msg), signer_key)
+    msg = private.protect_private(crypto, s, 1, proposal, KEYS[1][0])
+    assert private.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal
+    msg = private.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
+    out = private.unprotect_private(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == commit and out.content.auth.confirmation_tag == b"T" * 32
     assert out.ratchet_key is not None and out.ratchet_key.kind == HANDSHAKE
 
@@ -104,54 +105,54 @@ def test_private_roundtrips(pair: Pair) -> None:
 def test_commit_built_in_two_steps(pair: Pair) -> None:
     s, r = pair
     fc = FramedContent(b"group", 5, Sender.member(1), b"", Commit(()))
-    sig = framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[1][0])
+    sig = epoch_framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[1][0])
     ac = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, fc, FramedContentAuthData(sig, b"tag"))
-    msg = framing.encrypt_private(crypto, s, ac, padding=3)
-    assert framing.unprotect_private(crypto, r, wire(msg), signer_key).content == ac
-    framing.verify_framed(crypto, r, ac, KEYS[1][1])
-    pub_sig = framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, KEYS[1][0])
-    pub = framing.frame_public(
+    msg = private.encrypt_private(crypto, s, ac, padding=3)
+    assert private.unprotect_private(crypto, r, wire(msg), signer_key).content == ac
+    epoch_framing.verify_framed(crypto, r, ac, KEYS[1][1])
+    pub_sig = epoch_framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, KEYS[1][0])
+    pub = public.frame_public(
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(pub_sig, b"tag"))
     )
-    assert framing.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc
+    assert public.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc
 
 
 def test_public_roundtrip_and_rules(pair: Pair) -> None:
     s, r = pair
     before = state(r)
-    msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
-    out = framing.unprotect_public(crypto, r, wire(msg), signer_key)
+    msg = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
+    out = public.unprotect_public(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == Remove(0) and out.ratchet_key is None
     assert state(r) == before  # a PublicMessage uses no ratchet
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        framing.protect_public(crypto, s, 1, b"data", KEYS[1][0])
+        public.protect_public(crypto, s, 1, b"data", KEYS[1][0])
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        framing.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
+        public.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        framing.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
+        private.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
     # Application content in a PublicMessage is refused on receipt too.
     app = replace(msg.content, content=b"data")
     with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
-        framing.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
+        public.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
     # An external sender may only propose.
     ext = FramedContent(b"group", 5, Sender.external(0), b"", Commit(()))
     with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
-        framing.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
+        public.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
 
 
 def test_external_sender_proposal(pair: Pair) -> None:
     s, r = pair
     ext_sk, ext_pk = crypto.sign_keygen()
     fc = FramedContent(b"group", 5, Sender.external(0), b"", Remove(1))
-    sig = framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, ext_sk)
-    pub = framing.frame_public(
+    sig = epoch_framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, ext_sk)
+    pub = public.frame_public(
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(sig, None))
     )
     assert pub.membership_tag is None
-    out = framing.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
+    out = public.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
     assert out.content.content == fc
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):  # a non-member message with a membership tag
-        framing.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
+        public.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
 
 
 def flip(data: bytes, i: int) -> bytes:
@@ -178,28 +179,28 @@ def test_tampered_private_changes_nothing(
     msg = send(s)
     before = state(r)
     with pytest.raises(error):
-        framing.unprotect_private(crypto, r, tamper(msg), signer_key)
+        private.unprotect_private(crypto, r, tamper(msg), signer_key)
     assert state(r) == before
     # The genuine message still opens: nothing was consumed.
-    assert framing.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
+    assert private.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
 
 
 def test_bad_signature_changes_nothing(pair: Pair) -> None:
     s, r = pair
-    forged = framing.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
+    forged = private.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
     before = state(r)
     with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
-        framing.unprotect_private(crypto, r, forged, signer_key)
+        private.unprotect_private(crypto, r, forged, signer_key)
     assert state(r) == before
     assert r.secret_tree.next_generation(1, APPLICATION) == 0
 
 
 def test_unknown_sender_changes_nothing(pair: Pair) -> None:
     s, r = pair
-    msg = framing.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
+    msg = private.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
     before = state(r)
     with raises_reason(MlsReason.UNKNOWN_SENDER):
-        framing.unprotect_private(crypto, r, msg, signer_key)
+        private.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
@@ -208,13 +209,13 @@ def test_sender_data_naming_a_leaf_outside_the_tree_is_a_peers_fault(pair: Pair)
     a peer's fault, and nothing changes (not the secret tree's argument error)."""
     s, r = pair
     msg = send(s)
-    key, nonce = framing._sender_data_key_nonce(crypto, r.sender_data_secret, msg.ciphertext)
-    aad = r._sender_data_aad[msg.content_type]
-    sender_data = crypto.aead_open(key, nonce, aad, msg.encrypted_sender_data)
-    forged = replace(msg, encrypted_sender_data=crypto.aead_seal(key, nonce, aad, N.to_bytes(4, "big") + sender_data[4:]))
+    key, nonce = sender_data.sender_data_key_nonce(crypto, r.sender_data_secret, msg.ciphertext)
+    aad = r.sender_data_aad[msg.content_type]
+    plain = crypto.aead_open(key, nonce, aad, msg.encrypted_sender_data)
+    forged = replace(msg, encrypted_sender_data=crypto.aead_seal(key, nonce, aad, N.to_bytes(4, "big") + plain[4:]))
     before = state(r)
     with raises_reason(MlsReason.UNKNOWN_SENDER) as info:
-        framing.unprotect_private(crypto, r, forged, signer_key)
+        private.unprotect_private(crypto, r, forged, signer_key)
     assert info.value.is_peer_fault
     assert state(r) == before
 
@@ -223,30 +224,30 @@ def test_non_zero_padding_changes_nothing(pair: Pair) -> None:
     s, r = pair
     data = b"padded"
     fc = FramedContent(b"group", 5, Sender.member(0), b"", data)
-    sig = framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[0][0])
+    sig = epoch_framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[0][0])
     plaintext = opaque(data) + opaque(sig) + b"\x00\x00\x07"
-    msg = framing._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
+    msg = private._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
     before = state(r)
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
-        framing.unprotect_private(crypto, r, msg, signer_key)
+        private.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
 def test_bad_membership_tag(pair: Pair) -> None:
     s, r = pair
-    msg = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+    msg = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
     assert msg.membership_tag is not None
     with raises_reason(MlsReason.BAD_TAG):
-        framing.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
+        public.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
-        framing.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
+        public.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
     # Another epoch's membership key (same group, same epoch number) does not verify.
     other = epoch_of(replace(context(), tree_hash=b"u" * 32))
     with raises_reason(MlsReason.BAD_TAG):
-        framing.unprotect_public(crypto, other, msg, signer_key)
+        public.unprotect_public(crypto, other, msg, signer_key)
     # A valid tag but a signature by someone else.
     with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
-        framing.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
+        public.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
 
 
 def test_wrong_epoch_or_group(pair: Pair) -> None:
@@ -257,20 +258,20 @@ def test_wrong_epoch_or_group(pair: Pair) -> None:
     ):
         before = state(other)
         with raises_reason(reason):
-            framing.unprotect_private(crypto, other, send(s), signer_key)
-        pub = framing.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+            private.unprotect_private(crypto, other, send(s), signer_key)
+        pub = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
         with raises_reason(reason):
-            framing.unprotect_public(crypto, other, pub, signer_key)
+            public.unprotect_public(crypto, other, pub, signer_key)
         assert state(other) == before
 
 
 def test_reused_generation_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
-    framing.unprotect_private(crypto, r, msg, signer_key)
+    private.unprotect_private(crypto, r, msg, signer_key)
     before = state(r)
     with raises_reason(MlsReason.REPLAY):
-        framing.unprotect_private(crypto, r, msg, signer_key)
+        private.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
@@ -278,13 +279,13 @@ def test_out_of_order_within_and_beyond_tolerance(pair: Pair) -> None:
     s, r = pair
     msgs = [send(s, b"m%d" % i) for i in range(8)]
     # Receive generation 7 first: with tolerance 3, generations 4, 5, 6 stay readable.
-    assert framing.unprotect_private(crypto, r, msgs[7], signer_key).content.content.content == b"m7"
+    assert private.unprotect_private(crypto, r, msgs[7], signer_key).content.content.content == b"m7"
     for i in (5, 4, 6):
-        assert framing.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
+        assert private.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
     before = state(r)
     for i in (0, 3):
         with raises_reason(MlsReason.TOO_OLD):
-            framing.unprotect_private(crypto, r, msgs[i], signer_key)
+            private.unprotect_private(crypto, r, msgs[i], signer_key)
     assert state(r) == before
 
 
@@ -293,21 +294,21 @@ def test_too_far_ahead_changes_nothing(pair: Pair) -> None:
     msgs = [send(s) for _ in range(22)]
     before = state(r)
     with raises_reason(MlsReason.TOO_FAR_AHEAD):
-        framing.unprotect_private(crypto, r, msgs[21], signer_key)
+        private.unprotect_private(crypto, r, msgs[21], signer_key)
     assert state(r) == before
-    framing.unprotect_private(crypto, r, msgs[20], signer_key)
+    private.unprotect_private(crypto, r, msgs[20], signer_key)
 
 
 def test_defer_commit(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
     before = state(r)
-    out = framing.unprotect_private(crypto, r, msg, signer_key, defer_commit=True)
+    out = private.unprotect_private(crypto, r, msg, signer_key, defer_commit=True)
     assert state(r) == before
     assert out.ratchet_key is not None
     r.secret_tree.commit(out.ratchet_key)
     with raises_reason(MlsReason.REPLAY):
-        framing.unprotect_private(crypto, r, msg, signer_key)
+        private.unprotect_private(crypto, r, msg, signer_key)
 
 
 def test_sender_consumes_generations(pair: Pair) -> None:
@@ -319,13 +320,13 @@ def test_sender_consumes_generations(pair: Pair) -> None:
     with raises_reason(MlsReason.INVALID_ARGUMENT):
         send(s, padding=-1)
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        framing.protect_private(crypto, s, N, b"x", KEYS[0][0])
+        private.protect_private(crypto, s, N, b"x", KEYS[0][0])
     assert s.secret_tree.next_generation(0, APPLICATION) == 1
 
 
 def test_repr_hides_secrets(pair: Pair) -> None:
     s, r = pair
-    out = framing.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
+    out = private.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
     text = repr(out) + repr(r)
     assert "top secret" not in text and r.sender_data_secret.hex() not in text
     assert out.ratchet_key is not None and out.ratchet_key.key.hex() not in text
@@ -344,9 +345,29 @@ def test_mutated_wire_bytes_fail_cleanly(data: st.DataObject) -> None:
         body = decode_exact(MLSMessage, bytes(raw)).body
         if not isinstance(body, PrivateMessage):
             return
-        out = framing.unprotect_private(crypto, r, body, signer_key)
+        out = private.unprotect_private(crypto, r, body, signer_key)
     except MlsError:
         assert state(r) == before
         return
     # Only a mutation that left the message intact (same byte written) may pass.
     assert out.content.content.content == b"payload"
+
+
+def test_sender_data_key_nonce_is_expand_with_label_of_the_sample() -> None:
+    """§6.3.2: key = ExpandWithLabel(sender_data_secret, "key", ciphertext_sample, Nk), nonce likewise
+    with "nonce" and Nn; the sample is the first Nh bytes of the ciphertext (all of it when shorter)."""
+    secret = bytes(range(32))
+    for ciphertext in (b"a" * 40, b"a" * 32, b"short"):
+        sample = ciphertext[:32]
+        want = [expand_with_label(crypto, secret, b"key", sample, 16), expand_with_label(crypto, secret, b"nonce", sample, 12)]
+        assert list(sender_data.sender_data_key_nonce(crypto, secret, ciphertext)) == want
+    # Only the sample counts.
+    assert sender_data.sender_data_key_nonce(crypto, secret, b"a" * 40) == sender_data.sender_data_key_nonce(
+        crypto, secret, b"a" * 32 + b"b" * 8
+    )
+
+
+def test_guarded_nonce_xors_the_first_four_bytes() -> None:
+    nonce = bytes(range(12))
+    assert sender_data.guarded_nonce(nonce, b"\x00\x00\x00\x00") == nonce
+    assert sender_data.guarded_nonce(nonce, b"\xff\x00\x00\x01") == bytes([0xFF, 1, 2, 2]) + nonce[4:]

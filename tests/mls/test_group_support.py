@@ -144,7 +144,8 @@ def forge_commit(
     """A member commit from ``g`` with any content: validly signed and
     membership-tagged in ``g``'s current epoch, with an arbitrary confirmation
     tag (the receiver's checks of the content run before the tag's)."""
-    from ping_core.mls.framing.private import frame_public, sign_framed
+    from ping_core.mls.framing.epoch_framing import sign_framed
+    from ping_core.mls.framing.public import frame_public
     from ping_core.mls.structs import AuthenticatedContent, Commit, FramedContent, FramedContentAuthData, Sender, WireFormat
 
     st = g.state.current

@@ -26,7 +26,8 @@ from ping_core.errors import InvalidInput, InvalidSignature, MlsDecodeError, Mls
 from ping_core.mls import PublicCommit as TopLevelPublicCommit
 from ping_core.mls import PublicGroup as TopLevelPublicGroup
 from ping_core.mls.tls import decode_exact, encode
-from ping_core.mls.framing.private import frame_public, sign_framed
+from ping_core.mls.framing.epoch_framing import sign_framed
+from ping_core.mls.framing.public import frame_public
 from ping_core.mls.group import (
     CommitApplied,
     Group,

@@ -50,11 +50,7 @@ def test_exporter() -> None:
         schedule.mls_exporter(crypto, s.exporter_secret, b"label", b"ctx", 1 << 16)
 
 
-def test_external_key_pair_and_sender_data() -> None:
+def test_external_key_pair() -> None:
     s = schedule.epoch_secrets(crypto, bytes(32), None, None, GC)
     sk, pk = schedule.external_key_pair(crypto, s.external_secret)
     assert crypto.dh_public(sk) == pk
-    k1, n1 = schedule.sender_data_key_nonce(crypto, s.sender_data_secret, b"a" * 40)
-    k2, n2 = schedule.sender_data_key_nonce(crypto, s.sender_data_secret, b"a" * 32 + b"b" * 8)
-    assert (k1, n1) == (k2, n2)  # only the first Nh bytes are sampled
-    assert len(k1) == 16 and len(n1) == 12

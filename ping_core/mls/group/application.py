@@ -8,7 +8,8 @@ from typing import Callable
 from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tls import encode, varint
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing.private import EpochFraming, protect_private, unprotect_private
+from ping_core.mls.framing.epoch_framing import EpochFraming
+from ping_core.mls.framing.private import protect_private, unprotect_private
 from ping_core.mls.structs import ContentType, FramedContent, PrivateMessage
 
 from .messages import PRIVATE_PREFIX

@@ -34,7 +34,7 @@ from ping_core.mls import hpke
 from ping_core.mls.tls import encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.crypto.provider import prefetch_verify, wants_prefetch
-from ping_core.mls.framing.private import Unprotected
+from ping_core.mls.framing.epoch_framing import Unprotected
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.schedule.psk_secret import psk_secret as compute_psk_secret
 from ping_core.mls.schedule.key_schedule import EpochSecrets, epoch_secrets, external_key_pair

@@ -22,7 +22,7 @@ from typing import Mapping
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing.private import EpochFraming
+from ping_core.mls.framing.epoch_framing import EpochFraming
 from ping_core.mls.primitives import zero_secret
 from ping_core.mls.schedule.key_schedule import EpochSecrets
 from ping_core.mls.tree.secret_tree import RatchetConfig, SecretTree

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tls import decode_exact
-from ping_core.mls.framing.private import SignerKey, unprotect_private, unprotect_public
+from ping_core.mls.framing.epoch_framing import SignerKey
+from ping_core.mls.framing.private import unprotect_private
+from ping_core.mls.framing.public import unprotect_public
 from ping_core.mls.structs import (
     Commit,
     ContentType,

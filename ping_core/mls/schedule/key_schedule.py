@@ -36,7 +36,6 @@ __all__ = [
     "mls_exporter",
     "external_key_pair",
     "new_init_secret",
-    "sender_data_key_nonce",
 ]
 
 
@@ -194,15 +193,3 @@ def external_key_pair(crypto: CryptoProvider, external_secret: bytes) -> tuple[b
     """``KEM.DeriveKeyPair(external_secret)``: ``(private, public)`` for external joins (§8.3)."""
     return hpke.derive_key_pair(crypto, external_secret)
 
-
-def sender_data_key_nonce(crypto: CryptoProvider, sender_data_secret: bytes, ciphertext: bytes) -> tuple[bytes, bytes]:
-    """The AEAD key and nonce that protect a PrivateMessage's SenderData (§6.3.2).
-
-    Both are bound to ``ciphertext_sample``, the first ``Nh`` bytes of the
-    content ciphertext (all of it when shorter).
-    """
-    sample = ciphertext[:NH]
-    return (
-        expand_with_label(crypto, sender_data_secret, b"key", sample, NK),
-        expand_with_label(crypto, sender_data_secret, b"nonce", sample, NN),
-    )

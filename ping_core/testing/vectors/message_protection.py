@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.framing import private as framing
+from ping_core.mls.framing import epoch_framing, private, public
 from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import SecretTree
@@ -42,9 +42,9 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
     sig_priv, sig_pub = h(case["signature_priv"]), h(case["signature_pub"])
     expect_equal("signature_pub", crypto.sign_public(sig_priv), sig_pub)
 
-    def new_epoch() -> framing.EpochFraming:
+    def new_epoch() -> epoch_framing.EpochFraming:
         tree = SecretTree(crypto, h(case["encryption_secret"]), N_LEAVES)
-        return framing.EpochFraming(
+        return epoch_framing.EpochFraming(
             context.group_id, context.epoch, gc, h(case["sender_data_secret"]), h(case["membership_key"]), tree
         )
 
@@ -70,17 +70,17 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
             pub = decode_exact(MLSMessage, h(case[f"{name}_pub"])).body
             if not isinstance(pub, PublicMessage):
                 raise VectorMismatch(f"{name}_pub is not a PublicMessage")
-            got = framing.unprotect_public(crypto, receiver, pub, signer_key).content
+            got = public.unprotect_public(crypto, receiver, pub, signer_key).content
             expect_equal(f"{name}_pub content", got.content.content, content)
             tag = pub.auth.confirmation_tag
-            mine = framing.protect_public(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
+            mine = public.protect_public(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
             again = decode_exact(MLSMessage, encode(MLSMessage(mine))).body
             assert isinstance(again, PublicMessage)
-            got = framing.unprotect_public(crypto, receiver2, again, signer_key).content
+            got = public.unprotect_public(crypto, receiver2, again, signer_key).content
             expect_equal(f"{name} protected as PublicMessage", got.content.content, content)
         else:
             try:
-                framing.protect_public(crypto, sender, SENDER, content, sig_priv)
+                public.protect_public(crypto, sender, SENDER, content, sig_priv)
             except MlsError as exc:
                 expect_equal("refusal to frame application data as a PublicMessage", exc.reason, MlsReason.INVALID_ARGUMENT)
             else:
@@ -89,11 +89,11 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
         priv = decode_exact(MLSMessage, h(case[f"{name}_priv"])).body
         if not isinstance(priv, PrivateMessage):
             raise VectorMismatch(f"{name}_priv is not a PrivateMessage")
-        got = framing.unprotect_private(crypto, receiver, priv, signer_key).content
+        got = private.unprotect_private(crypto, receiver, priv, signer_key).content
         expect_equal(f"{name}_priv content", got.content.content, content)
         expect_equal(f"{name}_priv confirmation tag", got.auth.confirmation_tag, tag)
-        mine_priv = framing.protect_private(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
+        mine_priv = private.protect_private(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
         again_priv = decode_exact(MLSMessage, encode(MLSMessage(mine_priv))).body
         assert isinstance(again_priv, PrivateMessage)
-        got = framing.unprotect_private(crypto, receiver2, again_priv, signer_key).content
+        got = private.unprotect_private(crypto, receiver2, again_priv, signer_key).content
         expect_equal(f"{name} protected as PrivateMessage", got.content.content, content)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.schedule.key_schedule import sender_data_key_nonce
+from ping_core.mls.framing.sender_data import sender_data_key_nonce
 from ping_core.mls.tree.secret_tree import APPLICATION, HANDSHAKE, RatchetConfig, SecretTree
 
 from ping_core.testing.vectors.registry import expect_equal
