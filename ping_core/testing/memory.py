@@ -36,37 +36,34 @@ fault                       applied?   raised
 
 Each call yields to the event loop once, so concurrent SDK operations
 interleave as they would over a network.
+
+The devices, accounts, KeyPackage pools and quotas are
+:class:`~ping_core.testing.directory.DeviceDirectory`'s, the base of the service;
+what it stores is in :mod:`ping_core.testing.stored`, and the faults in
+:mod:`ping_core.testing.faults`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import time
-from collections import deque
-from collections.abc import Mapping
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Callable
 
 from ping_core.device import DeviceInfo, LocalDevice
-from ping_core.errors import IdentityError, InvalidInput, TransportError
+from ping_core.errors import InvalidInput, TransportError
 from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-
-from ping_core.transport.handshake import CheckedCommit, check_commit, check_proposal
+from ping_core.testing.directory import DeviceDirectory
+from ping_core.testing.faults import Fault
+from ping_core.testing.stored import Device, InboxItem, Log, Payload, revoked_error
 from ping_core.transport.base import (
-    MAX_CLAIM_COUNT,
     MAX_EPOCH,
     MAX_FETCH_LIMIT,
     MAX_FETCH_WAIT_MS,
-    MAX_KEY_PACKAGE_LEN,
-    MAX_KEY_PACKAGES_PER_PUBLISH,
-    MAX_REVOCATION_LIST,
     MAX_WATCH_CONVERSATIONS,
-    DEVICE_REVOKED,
     DeliveryLimits,
     KeyPackageCount,
     PendingRouting,
@@ -74,96 +71,19 @@ from ping_core.transport.base import (
     revocation_refusal,
     within,
 )
+from ping_core.transport.handshake import CheckedCommit, check_commit, check_proposal
 
 _MAX_SEQ = (1 << 63) - 1
 
 __all__ = ["MemoryDeliveryService", "MemoryTransport", "Fault"]
 
 
-class Fault(enum.Enum):
-    """A failure :meth:`MemoryDeliveryService.inject` can schedule (see module docstring)."""
-
-    REJECT = "reject"
-    SERVER_ERROR = "server_error"
-    TIMEOUT_BEFORE_APPLY = "timeout_before_apply"
-    TIMEOUT_AFTER_APPLY = "timeout_after_apply"
-    SERVER_ERROR_AFTER_APPLY = "server_error_after_apply"
-
-
-_APPLIES = {Fault.TIMEOUT_AFTER_APPLY, Fault.SERVER_ERROR_AFTER_APPLY}
-
-
-@dataclass
-class _FaultRule:
-    method: str
-    fault: Fault
-    kind: MessageKind | None
-    device: DeviceId | None
-    conversation: ConversationId | None
-    remaining: int
-    status: int
-    code: str
-
-
-@dataclass
-class _Log:
-    entries: list[bytes] = field(default_factory=list)  # encoded envelopes, seq = index + 1
-    epoch: int | None = None  # the epoch the next Commit must carry; None until the first Commit
-    members: set[DeviceId] = field(default_factory=set)  # unused for a DeviceGroup (implicit)
-    # Members a stranger's Welcome made that have not consented yet (read, posted, or welcomed by a non-stranger).
-    pending: set[DeviceId] = field(default_factory=set)
-    size: int = 0  # bytes of the stored entries
-    # Devices removed by a Commit -> that Commit's seq (they read up to it); cleared by a new Welcome.
-    removed: dict[DeviceId, int] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set and replaced on each append
-    # A verified conversation (``handshake``): its public group state, the latest GroupInfo, and
-    # the devices the latest Commit added (the only Welcome recipients).
-    public: bytes | None = None
-    group_info: bytes | None = None
-    welcome_to: frozenset[DeviceId] = frozenset()
-
-
-@dataclass
-class _Payload:
-    """A Welcome as the server stores it: once, charged to its sender, until its last recipient drops it."""
-
-    sender: UserId
-    size: int
-    refs: int
-
-
-@dataclass
-class _InboxItem:
-    data: bytes  # the encoded Welcome envelope with its inbox seq
-    seq: int
-    conversation_id: ConversationId
-    payload: _Payload
-    stranger: UserId | None  # the sender account when it was a stranger to the recipient
-
-
-@dataclass
-class _Device:
-    info: DeviceInfo
-    revoked: bool = False
-    revocation: bytes | None = None  # the account's DeviceRevocation, encoded (None: none kept)
-    revocation_order: int = 0  # when it was kept (larger: newer)
-    key_packages: deque[bytes] = field(default_factory=deque)
-    last_resort: bytes | None = None
-    inbox: list[_InboxItem] = field(default_factory=list)
-    inbox_next: int = 1
-    claim_window: int = 0  # KeyPackage claims by other accounts in this window
-    window_claims: int = 0
-
-
-class MemoryDeliveryService:
+class MemoryDeliveryService(DeviceDirectory):
     """The delivery service, in memory. Get a device's view with :meth:`transport` or :meth:`connect`.
 
-    ``require_registration`` (default True) refuses every call but
-    ``register_device`` from a device that has not registered (401
-    ``unauthorized``), like the real server. ``limits`` are the server's abuse
-    limits (default: the server's defaults); ``inbox_entries`` / ``inbox_bytes``
-    override its inbox bounds (409 ``inbox_full``). ``clock_ms`` gives the time
-    of the KeyPackage claim windows.
+    The devices, KeyPackage pools, quotas and faults are :class:`DeviceDirectory`'s
+    (fault injection: ``inject`` and ``clear_faults``); this class adds the
+    conversation logs, the Welcome inboxes, long polls and revocation.
     """
 
     def __init__(
@@ -175,7 +95,11 @@ class MemoryDeliveryService:
         inbox_bytes: int | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self.require_registration = require_registration
+        """``require_registration`` (default True) refuses every call but ``register_device``
+        from a device that has not registered (401 ``unauthorized``), like the real server.
+        ``limits`` are the server's abuse limits (default: the server's defaults);
+        ``inbox_entries`` / ``inbox_bytes`` override its inbox bounds (409 ``inbox_full``).
+        ``clock_ms`` gives the time of the KeyPackage claim windows."""
         limits = limits or DeliveryLimits()
         if inbox_entries is not None or inbox_bytes is not None:
             limits = dataclasses.replace(
@@ -183,20 +107,10 @@ class MemoryDeliveryService:
                 inbox_entries=limits.inbox_entries if inbox_entries is None else inbox_entries,
                 inbox_bytes=limits.inbox_bytes if inbox_bytes is None else inbox_bytes,
             )
-        self.limits = limits
-        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self._stored: dict[UserId, int] = {}  # bytes each account stores (DeliveryLimits.account_bytes)
-        self._claims: dict[tuple[DeviceId, UserId], tuple[int, int]] = {}  # (device, claimer) -> (window, claimed)
-        self._logs: dict[ConversationId, _Log] = {}
+        super().__init__(require_registration=require_registration, limits=limits, clock_ms=clock_ms)
+        self._logs: dict[ConversationId, Log] = {}
         # Conversations that do not exist yet, waited on by long polls.
         self._pending: dict[ConversationId, asyncio.Event] = {}
-        # Set and replaced on every change a ``watch`` may report (append, Welcome, revocation).
-        self._changed = asyncio.Event()
-        self._devices: dict[DeviceId, _Device] = {}
-        self._accounts: dict[UserId, bytes] = {}
-        self._revocations = 0  # revocations kept so far (their order)
-        self._faults: list[_FaultRule] = []
-        self.calls: list[tuple[str, DeviceId]] = []  # (method, caller), for assertions
 
     # -- setup ----------------------------------------------------------
 
@@ -209,27 +123,6 @@ class MemoryDeliveryService:
         transport = self.transport(device.device_id)
         await transport.register_device(device.info(now_ms), identity.device_binding(device.device_id))
         return transport
-
-    def inject(
-        self,
-        method: str,
-        fault: Fault,
-        *,
-        kind: MessageKind | None = None,
-        device: DeviceId | None = None,
-        conversation: ConversationId | None = None,
-        count: int = 1,
-        status: int = 409,
-        code: str = "conflict",
-    ) -> None:
-        """Make the next ``count`` calls of ``method`` that match (envelope ``kind``, calling
-        ``device``, ``conversation``) fail with ``fault``. ``status``/``code`` apply to REJECT."""
-        if fault is Fault.REJECT and not 400 <= status < 500:
-            raise InvalidInput("a REJECT fault needs a 4xx status")
-        self._faults.append(_FaultRule(method, fault, kind, device, conversation, count, status, code))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
 
     # -- inspection (tests) ------------------------------------------------
 
@@ -256,81 +149,12 @@ class MemoryDeliveryService:
         dev = self._devices.get(device_id)
         return [MessageEnvelope.decode(item.data) for item in dev.inbox] if dev else []
 
-    def stored_bytes(self, user_id: UserId) -> int:
-        """What the account stores as the server counts it (``DeliveryLimits.account_bytes``)."""
-        return self._stored.get(user_id, 0)
+    # -- membership ---------------------------------------------------------
 
-    def key_package_count(self, device_id: DeviceId) -> int:
-        dev = self._devices.get(device_id)
-        return len(dev.key_packages) if dev else 0
-
-    def is_revoked(self, device_id: DeviceId) -> bool:
-        dev = self._devices.get(device_id)
-        return bool(dev and dev.revoked)
-
-    # -- request handling ----------------------------------------------------
-
-    async def _enter(
-        self,
-        method: str,
-        caller: DeviceId,
-        *,
-        kind: MessageKind | None = None,
-        conversation: ConversationId | None = None,
-        registration: bool = False,
-        revoked_ok: bool = False,
-    ) -> Fault | None:
-        """Yield once, authenticate the caller, and pick the fault (if any) for this call.
-
-        A fault that does not apply the request raises here.
-        """
-        await asyncio.sleep(0)
-        self.calls.append((method, caller))
-        fault = self._take_fault(method, caller, kind, conversation)
-        if fault is not None and fault[0] not in _APPLIES:
-            _raise(fault)
-        if not registration:
-            dev = self._devices.get(caller)
-            if dev is None and self.require_registration:
-                raise TransportError("device is not registered", status=401, code="unauthorized")
-            if dev is not None and dev.revoked and not revoked_ok:
-                raise _revoked()
-        return fault[0] if fault is not None else None
-
-    def _take_fault(
-        self, method: str, caller: DeviceId, kind: MessageKind | None, conversation: ConversationId | None
-    ) -> tuple[Fault, int, str] | None:
-        for rule in self._faults:
-            if rule.method != method:
-                continue
-            if rule.kind is not None and rule.kind != kind:
-                continue
-            if rule.device is not None and rule.device != caller:
-                continue
-            if rule.conversation is not None and rule.conversation != conversation:
-                continue
-            rule.remaining -= 1
-            if rule.remaining <= 0:
-                self._faults.remove(rule)
-            return (rule.fault, rule.status, rule.code)
-        return None
-
-    @staticmethod
-    def _after(fault: Fault | None) -> None:
-        """Raise the ambiguous error of a fault that lets the request apply."""
-        if fault is Fault.TIMEOUT_AFTER_APPLY:
-            raise TransportError("timed out (the server applied the request)", status=None, code="timeout")
-        if fault is Fault.SERVER_ERROR_AFTER_APPLY:
-            raise TransportError("server error after applying", status=500, code="server_error")
-
-    # conversation logs
-
-    # membership
-
-    def _owns(self, dev: _Device, conversation_id: ConversationId) -> bool:
+    def _owns(self, dev: Device, conversation_id: ConversationId) -> bool:
         return ConversationId.device_group(dev.info.user_id) == conversation_id
 
-    def _admit(self, caller: DeviceId, conversation_id: ConversationId) -> _Log | None:
+    def _admit(self, caller: DeviceId, conversation_id: ConversationId) -> Log | None:
         """The log the caller may post to (None: the conversation does not exist yet and the
         caller may create it). 403 for a non-member or another user's DeviceGroup."""
         log = self._logs.get(conversation_id)
@@ -341,8 +165,8 @@ class MemoryDeliveryService:
             raise TransportError("not a member of this conversation", status=403, code="forbidden")
         return log
 
-    def _create(self, caller: DeviceId, conversation_id: ConversationId) -> _Log:
-        log = _Log()
+    def _create(self, caller: DeviceId, conversation_id: ConversationId) -> Log:
+        log = Log()
         if not conversation_id.is_device_group_id:
             log.members.add(caller)
         self._logs[conversation_id] = log
@@ -351,20 +175,9 @@ class MemoryDeliveryService:
             waiting.set()
         return log
 
-    # conversation logs
+    # -- conversation logs --------------------------------------------------
 
-    def _quota(self, message: str) -> TransportError:
-        return TransportError(message, status=413, code="quota_exceeded")
-
-    def _account_room(self, user_id: UserId, size: int) -> None:
-        limit = self.limits.account_bytes
-        if size > 0 and not within(limit, self._stored.get(user_id, 0) + size):
-            raise self._quota("over the account's storage quota")
-
-    def _charge(self, user_id: UserId, delta: int) -> None:
-        self._stored[user_id] = self._stored.get(user_id, 0) + delta
-
-    def _log_room(self, log: _Log | None, size: int) -> None:
+    def _log_room(self, log: Log | None, size: int) -> None:
         entries, held = (0, 0) if log is None else (len(log.entries), log.size)
         if not within(self.limits.conversation_envelopes, entries + 1):
             raise self._quota("the conversation's log holds its quota of envelopes")
@@ -478,11 +291,11 @@ class MemoryDeliveryService:
         self._account_room(sender, payload_size)
         if log is None:
             log = self._create(caller, env.conversation_id)
-        payload = _Payload(sender, payload_size, len(targets))
+        payload = Payload(sender, payload_size, len(targets))
         self._charge(sender, payload_size)
         log.pending.discard(caller)  # welcoming others consents to a pending membership
         for dev, data, stranger in targets:
-            dev.inbox.append(_InboxItem(data, dev.inbox_next, env.conversation_id, payload, sender if stranger else None))
+            dev.inbox.append(InboxItem(data, dev.inbox_next, env.conversation_id, payload, sender if stranger else None))
             dev.inbox_next += 1
             if not env.conversation_id.is_device_group_id:
                 device_id = dev.info.device_id
@@ -494,7 +307,7 @@ class MemoryDeliveryService:
                 log.removed.pop(device_id, None)
         self._announce()
 
-    def _drop_inbox(self, dev: _Device, drop: Callable[[_InboxItem], bool]) -> None:
+    def _drop_inbox(self, dev: Device, drop: Callable[[InboxItem], bool]) -> None:
         kept = []
         for item in dev.inbox:
             if not drop(item):
@@ -504,11 +317,6 @@ class MemoryDeliveryService:
             if item.payload.refs == 0:
                 self._charge(item.payload.sender, -item.payload.size)
         dev.inbox = kept
-
-    def _announce(self) -> None:
-        """Wake every ``watch`` waiting: something it may report changed."""
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     async def _fetch_since(
         self, caller: DeviceId, conversation_id: ConversationId, cursor: SyncCursor, limit: int, wait_ms: int
@@ -544,7 +352,7 @@ class MemoryDeliveryService:
                 pass
             dev = self._devices.get(caller)
             if dev is not None and dev.revoked:  # revoked while waiting
-                raise _revoked()
+                raise revoked_error()
         self._after(fault)
         return list(out)
 
@@ -580,7 +388,7 @@ class MemoryDeliveryService:
         while True:
             dev = self._devices.get(caller)
             if dev is not None and dev.revoked:  # revoked while waiting
-                raise _revoked()
+                raise revoked_error()
             heads: dict[ConversationId, int] = {}
             forbidden: set[ConversationId] = set()
             for cid, after in asked.items():
@@ -600,40 +408,7 @@ class MemoryDeliveryService:
         self._after(fault)
         return result
 
-    # directory
-
-    async def _register(self, caller: DeviceId, info: DeviceInfo, binding: DeviceBinding) -> None:
-        fault = await self._enter("register_device", caller, registration=True)
-        if info.device_id != caller:
-            raise TransportError("a device registers itself only", status=403, code="forbidden")
-        try:
-            info.verify()
-            binding.verify()
-        except IdentityError as exc:
-            raise TransportError(f"registration refused: {exc}", status=400, code="invalid_request") from None
-        if binding.device_id != info.device_id or binding.user_id != info.user_id:
-            raise TransportError("binding is for another device or account", status=400, code="invalid_request")
-        known_key = self._accounts.get(info.user_id)
-        if known_key is not None and known_key != binding.user_public_key:
-            raise TransportError("account key differs from the registered one", status=403, code="forbidden")
-        dev = self._devices.get(info.device_id)
-        if dev is not None and dev.revoked:
-            raise _revoked()
-        self._accounts[info.user_id] = binding.user_public_key
-        if dev is None:
-            self._devices[info.device_id] = _Device(info)
-        else:
-            dev.info = info
-        self._after(fault)
-
-    def _active(self, user_id: UserId) -> list[_Device]:
-        return [d for d in self._devices.values() if d.info.user_id == user_id and not d.revoked]
-
-    async def _list_devices(self, caller: DeviceId, user_id: UserId) -> list[bytes]:
-        fault = await self._enter("list_devices", caller)
-        out = [d.info.encode() for d in self._active(user_id)]
-        self._after(fault)
-        return out
+    # -- revocation, Welcome inboxes, leaving ---------------------------------
 
     async def _revoke(self, caller: DeviceId, device_id: DeviceId, revocation: DeviceRevocation) -> None:
         if revocation.device_id != device_id:
@@ -666,107 +441,6 @@ class MemoryDeliveryService:
                 log.removed.pop(device_id, None)
         self._announce()
         self._after(fault)
-
-    async def _list_revocations(self, caller: DeviceId, user_id: UserId) -> list[bytes]:
-        me = self._devices.get(caller)
-        if me is not None and me.revoked:
-            # A revoked device gets its own statement, from its own account only (ping_server's rule).
-            await self._enter("list_revocations", caller, revoked_ok=True)
-            if me.info.user_id != user_id:
-                raise _revoked()
-            return [me.revocation] if me.revocation is not None else []
-        fault = await self._enter("list_revocations", caller)
-        kept = sorted(
-            (d for d in self._devices.values() if d.info.user_id == user_id and d.revocation is not None),
-            key=lambda d: -d.revocation_order,
-        )
-        out = [d.revocation for d in kept[:MAX_REVOCATION_LIST] if d.revocation is not None]
-        self._after(fault)
-        return out
-
-    async def _publish(self, caller: DeviceId, key_packages: list[bytes], last_resort: bytes | None, replace: bool) -> None:
-        if len(key_packages) > MAX_KEY_PACKAGES_PER_PUBLISH:
-            raise TransportError("too many KeyPackages in one call", status=413, code="too_large")
-        for kp in [*key_packages, *([last_resort] if last_resort is not None else [])]:
-            if not isinstance(kp, bytes) or not kp or len(kp) > MAX_KEY_PACKAGE_LEN:
-                raise TransportError("malformed KeyPackage", status=400, code="invalid_request")
-        if type(replace) is not bool:
-            raise InvalidInput("replace must be a bool")  # as the wire client does
-        fault = await self._enter("publish_key_packages", caller)
-        dev = self._devices.get(caller)
-        if dev is None:
-            raise TransportError("device is not registered", status=401, code="unauthorized")
-        delta = sum(map(len, key_packages)) - (sum(map(len, dev.key_packages)) if replace else 0)
-        if last_resort is not None:
-            delta += len(last_resort) - len(dev.last_resort or b"")
-        self._account_room(dev.info.user_id, delta)
-        if replace:
-            dev.key_packages.clear()
-        dev.key_packages.extend(key_packages)
-        if last_resort is not None:
-            dev.last_resort = last_resort
-        self._charge(dev.info.user_id, delta)
-        self._after(fault)
-
-    async def _key_package_count(self, caller: DeviceId) -> KeyPackageCount:
-        fault = await self._enter("key_package_count", caller)
-        dev = self._devices.get(caller)
-        if dev is None:
-            raise TransportError("device is not registered", status=401, code="unauthorized")
-        count = KeyPackageCount(len(dev.key_packages), dev.last_resort is not None)
-        self._after(fault)
-        return count
-
-    def _take(self, caller: DeviceId, dev: _Device, want: int) -> list[bytes]:
-        """Up to ``want`` one-time KeyPackages of ``dev``, as far as the claim limits allow (see
-        ``DeliveryLimits``); counted in the window's claim counters."""
-        limits = self.limits
-        claimer = self._devices[caller].info.user_id
-        owner = dev.info.user_id
-        limited = claimer != owner and bool(limits.claims_per_claimer or limits.claims_per_device)
-        allowed = want
-        if limited:
-            window = self._clock_ms() // limits.claim_window_ms
-            device_used = dev.window_claims if dev.claim_window == window else 0
-            win, n = self._claims.get((dev.info.device_id, claimer), (window, 0))
-            pair_used = n if win == window else 0
-            if limits.claims_per_claimer:
-                allowed = min(allowed, max(0, limits.claims_per_claimer - pair_used))
-            if limits.claims_per_device:
-                allowed = min(allowed, max(0, limits.claims_per_device - device_used))
-        out = [dev.key_packages.popleft() for _ in range(min(allowed, len(dev.key_packages)))]
-        if out:
-            self._charge(owner, -sum(map(len, out)))
-            if limited:
-                self._claims[(dev.info.device_id, claimer)] = (window, pair_used + len(out))
-                dev.claim_window, dev.window_claims = window, device_used + len(out)
-        return out
-
-    async def _claim(self, caller: DeviceId, user_id: UserId) -> list[tuple[DeviceId, bytes]]:
-        fault = await self._enter("claim_key_packages", caller)
-        out = []
-        for dev in self._active(user_id):
-            if dev.info.device_id == caller:
-                continue
-            taken = self._take(caller, dev, 1)
-            kp = taken[0] if taken else dev.last_resort
-            if kp is not None:
-                out.append((dev.info.device_id, kp))
-        self._after(fault)
-        return out
-
-    async def _claim_device(self, caller: DeviceId, device_id: DeviceId, count: int) -> list[bytes]:
-        if type(count) is not int or not 1 <= count <= MAX_CLAIM_COUNT:
-            raise TransportError(f"count must be 1..{MAX_CLAIM_COUNT}", status=400, code="invalid_request")
-        fault = await self._enter("claim_device_key_packages", caller)
-        dev = self._devices.get(device_id)
-        if dev is None or dev.revoked:
-            raise TransportError("unknown or revoked device", status=404, code="not_found")
-        out = self._take(caller, dev, count)
-        if dev.last_resort is not None:
-            out.extend([dev.last_resort] * (count - len(out)))
-        self._after(fault)
-        return out
 
     async def _fetch_welcomes(self, caller: DeviceId) -> list[bytes]:
         fault = await self._enter("fetch_welcomes", caller)
@@ -807,19 +481,6 @@ class MemoryDeliveryService:
             log.removed.pop(caller, None)
         self._announce()
         self._after(fault)
-
-
-def _revoked() -> TransportError:
-    return TransportError("device is revoked", status=403, code=DEVICE_REVOKED)
-
-
-def _raise(fault: tuple[Fault, int, str]) -> None:
-    kind, status, code = fault
-    if kind is Fault.REJECT:
-        raise TransportError(f"rejected ({code})", status=status, code=code)
-    if kind is Fault.SERVER_ERROR:
-        raise TransportError("service unavailable", status=503, code="server_error")
-    raise TransportError("timed out (the server did not apply the request)", status=None, code="timeout")
 
 
 class MemoryTransport:
