@@ -283,7 +283,9 @@ class RatchetTree:
         if not 0 <= x < len(self._nodes):
             raise MlsError(f"node {x} is outside a tree of {len(self._nodes)} nodes", reason=MlsReason.INVALID_ARGUMENT)
         # Depth first with a stack, left before right: the recursive definition without a
-        # Python call per node (a blank subtree of a sparse tree has thousands of them).
+        # Python call per node. A blank parent whose subtree holds no non-blank parent (most of
+        # a sparse tree: after a big add, every subtree off the committer's path) resolves to
+        # its non-blank leaves, left to right, taken in one pass over its span.
         nodes = self._nodes
         out: list[int] = []
         stack = [x]
@@ -296,9 +298,13 @@ class RatchetTree:
                 if y & 1:
                     out.extend([2 * leaf for leaf in cast(ParentNode, node).unmerged_leaves])
             elif y & 1:
-                left, right = children(y)
-                push(right)
-                push(left)
+                lo, hi = span(y)
+                if any(nodes[lo + 1 : hi : 2]):
+                    left, right = children(y)
+                    push(right)
+                    push(left)
+                else:
+                    out.extend([lo + 2 * i for i, leaf in enumerate(nodes[lo : hi + 1 : 2]) if leaf is not None])
         return out
 
     def _nonempty(self, x: int) -> bool:
