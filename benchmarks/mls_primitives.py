@@ -27,7 +27,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ping_core.mls import hpke  # noqa: E402
-from ping_core.mls.framing import epoch_framing, private  # noqa: E402
+from ping_core.mls.framing import epoch_framing, private_message  # noqa: E402
 from ping_core.mls.tls import decode_exact, encode  # noqa: E402
 from ping_core.mls.crypto import default_provider  # noqa: E402
 from ping_core.mls.schedule.key_schedule import epoch_secrets  # noqa: E402
@@ -113,11 +113,11 @@ class Pair:
         self.signer_key = lambda content: keys[content.sender.leaf_index]
 
     def roundtrip(self, data: bytes) -> bytes:
-        msg = private.protect_private(crypto, self.sender, 0, data, self.sig_sk)
+        msg = private_message.protect_private(crypto, self.sender, 0, data, self.sig_sk)
         wire = encode(MLSMessage(msg))
         received = decode_exact(MLSMessage, wire).body
         assert isinstance(received, PrivateMessage)
-        out = private.unprotect_private(crypto, self.receiver, received, self.signer_key).content.content.content
+        out = private_message.unprotect_private(crypto, self.receiver, received, self.signer_key).content.content.content
         assert isinstance(out, bytes)
         return out
 

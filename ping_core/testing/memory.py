@@ -38,7 +38,7 @@ Each call yields to the event loop once, so concurrent SDK operations
 interleave as they would over a network.
 
 The devices, accounts, KeyPackage pools and quotas are
-:class:`~ping_core.testing.directory.DeviceDirectory`'s, the base of the service;
+:class:`~ping_core.testing.device_directory.DeviceDirectory`'s, the base of the service;
 what it stores is in :mod:`ping_core.testing.stored`, and the faults in
 :mod:`ping_core.testing.faults`.
 """
@@ -56,7 +56,7 @@ from ping_core.identity import DeviceBinding, DeviceRevocation, Identity
 from ping_core.ids import ConversationId, DeviceId, UserId
 from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
-from ping_core.testing.directory import DeviceDirectory
+from ping_core.testing.device_directory import DeviceDirectory
 from ping_core.testing.faults import Fault
 from ping_core.testing.stored import Device, InboxItem, Log, Payload, revoked_error
 from ping_core.transport.base import (

@@ -279,9 +279,9 @@ def test_service_worker_restores_the_snapshot(browser: Any, server_url: str) -> 
 BYTECODE = """
 import importlib.util, sys, zipfile
 ours = {n: m for n, m in sys.modules.items() if n.split(".")[0] in ("ping_core", "pyodide_app") and getattr(m, "__file__", None)}
-framing = sys.modules["ping_core.mls.framing.private"]
+framing = sys.modules["ping_core.mls.framing.private_message"]
 with zipfile.ZipFile(framing.__loader__.archive) as z:
-    header = z.read("ping_core/mls/framing/private.pyc")[:8]
+    header = z.read("ping_core/mls/framing/private_message.pyc")[:8]
 with zipfile.ZipFile("/tmp/foreign.zip", "w") as z:
     z.writestr("foreign_mod.py", "ANSWER = 42\\n")
     z.writestr("foreign_mod.pyc", b"\\x00\\x00\\r\\n" + bytes(12) + b"not bytecode")
@@ -304,7 +304,7 @@ def test_a_boot_imports_the_bytecode_the_wheels_ship(harness: Any) -> None:
     got = reply["result"]
     # Every module of ours the boot imported came from its .pyc (none was compiled)...
     assert got["from_source"] == [], got["from_source"]
-    assert "ping_core.mls.framing.private" in got["from_bytecode"] and len(got["from_bytecode"]) > 50
+    assert "ping_core.mls.framing.private_message" in got["from_bytecode"] and len(got["from_bytecode"]) > 50
     # ...written by this Pyodide's Python, unchecked-hash (PEP 552: flags 0b01).
     assert got["magic_matches"] is True and got["flags"] == 1
     # Bytecode of another Python is skipped: the source is compiled instead.

@@ -535,7 +535,7 @@ from ping_core.errors import CryptoError
 from ping_core.mls.tls import encode, opaque
 from ping_core.mls.crypto.provider import sign_and_encrypt
 from ping_core.mls.framing.epoch_framing import EpochFraming
-from ping_core.mls.framing.private import protect_private
+from ping_core.mls.framing.private_message import protect_private
 from ping_core.mls.tree.secret_tree import SecretTree
 
 def seal_inputs(i):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ping_core.errors import DecryptionFailed, InvalidSignature, MlsDecodeError, MlsError, MlsReason
-from ping_core.mls.framing import epoch_framing, private, public, sender_data
+from ping_core.mls.framing import epoch_framing, private_message, public_message, sender_data
 from ping_core.mls.primitives import expand_with_label
 from ping_core.mls.tls import decode_exact, encode, opaque
 from ping_core.mls.crypto import default_provider
@@ -64,7 +64,7 @@ def pair() -> Pair:
 
 
 def send(ep: epoch_framing.EpochFraming, data: bytes = b"hello", leaf: int = 0, **kw: Any) -> PrivateMessage:
-    return private.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
+    return private_message.protect_private(crypto, ep, leaf, data, KEYS[leaf][0], **kw)
 
 
 M = TypeVar("M", PrivateMessage, PublicMessage)
@@ -88,16 +88,16 @@ def test_private_roundtrips(pair: Pair) -> None:
     for data, kw in cases:
         msg = wire(send(s, data, **kw))
         assert isinstance(msg, PrivateMessage)
-        out = private.unprotect_private(crypto, r, msg, signer_key)
+        out = private_message.unprotect_private(crypto, r, msg, signer_key)
         assert out.content.content.content == data
         assert out.content.wire_format == WireFormat.PRIVATE_MESSAGE
         assert out.content.content.sender == Sender.member(0)
         assert out.ratchet_key is not None and out.ratchet_key.kind == APPLICATION
     proposal, commit = Remove(2), Commit((Remove(1),))
-    msg = private.protect_private(crypto, s, 1, proposal, KEYS[1][0])
-    assert private.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal
-    msg = private.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
-    out = private.unprotect_private(crypto, r, wire(msg), signer_key)
+    msg = private_message.protect_private(crypto, s, 1, proposal, KEYS[1][0])
+    assert private_message.unprotect_private(crypto, r, wire(msg), signer_key).content.content.content == proposal
+    msg = private_message.protect_private(crypto, s, 2, commit, KEYS[2][0], confirmation_tag=b"T" * 32)
+    out = private_message.unprotect_private(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == commit and out.content.auth.confirmation_tag == b"T" * 32
     assert out.ratchet_key is not None and out.ratchet_key.kind == HANDSHAKE
 
@@ -107,37 +107,37 @@ def test_commit_built_in_two_steps(pair: Pair) -> None:
     fc = FramedContent(b"group", 5, Sender.member(1), b"", Commit(()))
     sig = epoch_framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[1][0])
     ac = AuthenticatedContent(WireFormat.PRIVATE_MESSAGE, fc, FramedContentAuthData(sig, b"tag"))
-    msg = private.encrypt_private(crypto, s, ac, padding=3)
-    assert private.unprotect_private(crypto, r, wire(msg), signer_key).content == ac
+    msg = private_message.encrypt_private(crypto, s, ac, padding=3)
+    assert private_message.unprotect_private(crypto, r, wire(msg), signer_key).content == ac
     epoch_framing.verify_framed(crypto, r, ac, KEYS[1][1])
     pub_sig = epoch_framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, KEYS[1][0])
-    pub = public.frame_public(
+    pub = public_message.frame_public(
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(pub_sig, b"tag"))
     )
-    assert public.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc
+    assert public_message.unprotect_public(crypto, r, wire(pub), signer_key).content.content == fc
 
 
 def test_public_roundtrip_and_rules(pair: Pair) -> None:
     s, r = pair
     before = state(r)
-    msg = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
-    out = public.unprotect_public(crypto, r, wire(msg), signer_key)
+    msg = public_message.protect_public(crypto, s, 1, Remove(0), KEYS[1][0], authenticated_data=b"ad")
+    out = public_message.unprotect_public(crypto, r, wire(msg), signer_key)
     assert out.content.content.content == Remove(0) and out.ratchet_key is None
     assert state(r) == before  # a PublicMessage uses no ratchet
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        public.protect_public(crypto, s, 1, b"data", KEYS[1][0])
+        public_message.protect_public(crypto, s, 1, b"data", KEYS[1][0])
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        public.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
+        public_message.protect_public(crypto, s, 1, Commit(()), KEYS[1][0])
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        private.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
+        private_message.protect_private(crypto, s, 1, Remove(0), KEYS[1][0], confirmation_tag=b"x")
     # Application content in a PublicMessage is refused on receipt too.
     app = replace(msg.content, content=b"data")
     with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
-        public.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
+        public_message.unprotect_public(crypto, r, PublicMessage(app, msg.auth, msg.membership_tag), signer_key)
     # An external sender may only propose.
     ext = FramedContent(b"group", 5, Sender.external(0), b"", Commit(()))
     with raises_reason(MlsReason.SENDER_NOT_ALLOWED):
-        public.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
+        public_message.unprotect_public(crypto, r, PublicMessage(ext, FramedContentAuthData(b"s", b"t"), None), signer_key)
 
 
 def test_external_sender_proposal(pair: Pair) -> None:
@@ -145,14 +145,14 @@ def test_external_sender_proposal(pair: Pair) -> None:
     ext_sk, ext_pk = crypto.sign_keygen()
     fc = FramedContent(b"group", 5, Sender.external(0), b"", Remove(1))
     sig = epoch_framing.sign_framed(crypto, s, WireFormat.PUBLIC_MESSAGE, fc, ext_sk)
-    pub = public.frame_public(
+    pub = public_message.frame_public(
         crypto, s, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE, fc, FramedContentAuthData(sig, None))
     )
     assert pub.membership_tag is None
-    out = public.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
+    out = public_message.unprotect_public(crypto, r, wire(pub), lambda c: ext_pk)
     assert out.content.content == fc
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):  # a non-member message with a membership tag
-        public.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
+        public_message.unprotect_public(crypto, r, PublicMessage(fc, pub.auth, b"x" * 32), lambda c: ext_pk)
 
 
 def flip(data: bytes, i: int) -> bytes:
@@ -179,28 +179,28 @@ def test_tampered_private_changes_nothing(
     msg = send(s)
     before = state(r)
     with pytest.raises(error):
-        private.unprotect_private(crypto, r, tamper(msg), signer_key)
+        private_message.unprotect_private(crypto, r, tamper(msg), signer_key)
     assert state(r) == before
     # The genuine message still opens: nothing was consumed.
-    assert private.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
+    assert private_message.unprotect_private(crypto, r, msg, signer_key).content.content.content == b"hello"
 
 
 def test_bad_signature_changes_nothing(pair: Pair) -> None:
     s, r = pair
-    forged = private.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
+    forged = private_message.protect_private(crypto, s, 1, b"forged", KEYS[2][0])  # leaf 1 signed with leaf 2's key
     before = state(r)
     with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
-        private.unprotect_private(crypto, r, forged, signer_key)
+        private_message.unprotect_private(crypto, r, forged, signer_key)
     assert state(r) == before
     assert r.secret_tree.next_generation(1, APPLICATION) == 0
 
 
 def test_unknown_sender_changes_nothing(pair: Pair) -> None:
     s, r = pair
-    msg = private.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
+    msg = private_message.protect_private(crypto, s, 3, b"from a blank leaf", KEYS[3][0])
     before = state(r)
     with raises_reason(MlsReason.UNKNOWN_SENDER):
-        private.unprotect_private(crypto, r, msg, signer_key)
+        private_message.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
@@ -215,7 +215,7 @@ def test_sender_data_naming_a_leaf_outside_the_tree_is_a_peers_fault(pair: Pair)
     forged = replace(msg, encrypted_sender_data=crypto.aead_seal(key, nonce, aad, N.to_bytes(4, "big") + plain[4:]))
     before = state(r)
     with raises_reason(MlsReason.UNKNOWN_SENDER) as info:
-        private.unprotect_private(crypto, r, forged, signer_key)
+        private_message.unprotect_private(crypto, r, forged, signer_key)
     assert info.value.is_peer_fault
     assert state(r) == before
 
@@ -226,28 +226,28 @@ def test_non_zero_padding_changes_nothing(pair: Pair) -> None:
     fc = FramedContent(b"group", 5, Sender.member(0), b"", data)
     sig = epoch_framing.sign_framed(crypto, s, WireFormat.PRIVATE_MESSAGE, fc, KEYS[0][0])
     plaintext = opaque(data) + opaque(sig) + b"\x00\x00\x07"
-    msg = private._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
+    msg = private_message._encrypt(crypto, s, 0, ContentType.APPLICATION, b"", plaintext, None)
     before = state(r)
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
-        private.unprotect_private(crypto, r, msg, signer_key)
+        private_message.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
 def test_bad_membership_tag(pair: Pair) -> None:
     s, r = pair
-    msg = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+    msg = public_message.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
     assert msg.membership_tag is not None
     with raises_reason(MlsReason.BAD_TAG):
-        public.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
+        public_message.unprotect_public(crypto, r, replace(msg, membership_tag=flip(msg.membership_tag, 0)), signer_key)
     with raises_reason(MlsReason.MALFORMED, MlsDecodeError):
-        public.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
+        public_message.unprotect_public(crypto, r, replace(msg, membership_tag=None), signer_key)
     # Another epoch's membership key (same group, same epoch number) does not verify.
     other = epoch_of(replace(context(), tree_hash=b"u" * 32))
     with raises_reason(MlsReason.BAD_TAG):
-        public.unprotect_public(crypto, other, msg, signer_key)
+        public_message.unprotect_public(crypto, other, msg, signer_key)
     # A valid tag but a signature by someone else.
     with raises_reason(MlsReason.BAD_SIGNATURE, InvalidSignature):
-        public.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
+        public_message.unprotect_public(crypto, r, msg, lambda c: KEYS[2][1])
 
 
 def test_wrong_epoch_or_group(pair: Pair) -> None:
@@ -258,20 +258,20 @@ def test_wrong_epoch_or_group(pair: Pair) -> None:
     ):
         before = state(other)
         with raises_reason(reason):
-            private.unprotect_private(crypto, other, send(s), signer_key)
-        pub = public.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
+            private_message.unprotect_private(crypto, other, send(s), signer_key)
+        pub = public_message.protect_public(crypto, s, 1, Remove(0), KEYS[1][0])
         with raises_reason(reason):
-            public.unprotect_public(crypto, other, pub, signer_key)
+            public_message.unprotect_public(crypto, other, pub, signer_key)
         assert state(other) == before
 
 
 def test_reused_generation_changes_nothing(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
-    private.unprotect_private(crypto, r, msg, signer_key)
+    private_message.unprotect_private(crypto, r, msg, signer_key)
     before = state(r)
     with raises_reason(MlsReason.REPLAY):
-        private.unprotect_private(crypto, r, msg, signer_key)
+        private_message.unprotect_private(crypto, r, msg, signer_key)
     assert state(r) == before
 
 
@@ -279,13 +279,13 @@ def test_out_of_order_within_and_beyond_tolerance(pair: Pair) -> None:
     s, r = pair
     msgs = [send(s, b"m%d" % i) for i in range(8)]
     # Receive generation 7 first: with tolerance 3, generations 4, 5, 6 stay readable.
-    assert private.unprotect_private(crypto, r, msgs[7], signer_key).content.content.content == b"m7"
+    assert private_message.unprotect_private(crypto, r, msgs[7], signer_key).content.content.content == b"m7"
     for i in (5, 4, 6):
-        assert private.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
+        assert private_message.unprotect_private(crypto, r, msgs[i], signer_key).content.content.content == b"m%d" % i
     before = state(r)
     for i in (0, 3):
         with raises_reason(MlsReason.TOO_OLD):
-            private.unprotect_private(crypto, r, msgs[i], signer_key)
+            private_message.unprotect_private(crypto, r, msgs[i], signer_key)
     assert state(r) == before
 
 
@@ -294,21 +294,21 @@ def test_too_far_ahead_changes_nothing(pair: Pair) -> None:
     msgs = [send(s) for _ in range(22)]
     before = state(r)
     with raises_reason(MlsReason.TOO_FAR_AHEAD):
-        private.unprotect_private(crypto, r, msgs[21], signer_key)
+        private_message.unprotect_private(crypto, r, msgs[21], signer_key)
     assert state(r) == before
-    private.unprotect_private(crypto, r, msgs[20], signer_key)
+    private_message.unprotect_private(crypto, r, msgs[20], signer_key)
 
 
 def test_defer_commit(pair: Pair) -> None:
     s, r = pair
     msg = send(s)
     before = state(r)
-    out = private.unprotect_private(crypto, r, msg, signer_key, defer_commit=True)
+    out = private_message.unprotect_private(crypto, r, msg, signer_key, defer_commit=True)
     assert state(r) == before
     assert out.ratchet_key is not None
     r.secret_tree.commit(out.ratchet_key)
     with raises_reason(MlsReason.REPLAY):
-        private.unprotect_private(crypto, r, msg, signer_key)
+        private_message.unprotect_private(crypto, r, msg, signer_key)
 
 
 def test_sender_consumes_generations(pair: Pair) -> None:
@@ -320,13 +320,13 @@ def test_sender_consumes_generations(pair: Pair) -> None:
     with raises_reason(MlsReason.INVALID_ARGUMENT):
         send(s, padding=-1)
     with raises_reason(MlsReason.INVALID_ARGUMENT):
-        private.protect_private(crypto, s, N, b"x", KEYS[0][0])
+        private_message.protect_private(crypto, s, N, b"x", KEYS[0][0])
     assert s.secret_tree.next_generation(0, APPLICATION) == 1
 
 
 def test_repr_hides_secrets(pair: Pair) -> None:
     s, r = pair
-    out = private.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
+    out = private_message.unprotect_private(crypto, r, send(s, b"top secret text"), signer_key)
     text = repr(out) + repr(r)
     assert "top secret" not in text and r.sender_data_secret.hex() not in text
     assert out.ratchet_key is not None and out.ratchet_key.key.hex() not in text
@@ -345,7 +345,7 @@ def test_mutated_wire_bytes_fail_cleanly(data: st.DataObject) -> None:
         body = decode_exact(MLSMessage, bytes(raw)).body
         if not isinstance(body, PrivateMessage):
             return
-        out = private.unprotect_private(crypto, r, body, signer_key)
+        out = private_message.unprotect_private(crypto, r, body, signer_key)
     except MlsError:
         assert state(r) == before
         return

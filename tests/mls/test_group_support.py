@@ -145,7 +145,7 @@ def forge_commit(
     membership-tagged in ``g``'s current epoch, with an arbitrary confirmation
     tag (the receiver's checks of the content run before the tag's)."""
     from ping_core.mls.framing.epoch_framing import sign_framed
-    from ping_core.mls.framing.public import frame_public
+    from ping_core.mls.framing.public_message import frame_public
     from ping_core.mls.structs import AuthenticatedContent, Commit, FramedContent, FramedContentAuthData, Sender, WireFormat
 
     st = g.state.current

@@ -27,7 +27,7 @@ from ping_core.mls import PublicCommit as TopLevelPublicCommit
 from ping_core.mls import PublicGroup as TopLevelPublicGroup
 from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.framing.epoch_framing import sign_framed
-from ping_core.mls.framing.public import frame_public
+from ping_core.mls.framing.public_message import frame_public
 from ping_core.mls.group import (
     CommitApplied,
     Group,

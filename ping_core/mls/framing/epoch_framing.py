@@ -4,7 +4,7 @@ An :class:`EpochFraming` holds the epoch's group id and epoch, the encoded
 GroupContext, the sender-data secret, the membership key and the epoch's
 :class:`SecretTree`, and caches the encodings that are the same for every
 message of the epoch. :class:`Unprotected` is what the unprotect functions of
-:mod:`~ping_core.mls.framing.private` and :mod:`~ping_core.mls.framing.public`
+:mod:`~ping_core.mls.framing.private_message` and :mod:`~ping_core.mls.framing.public_message`
 return. The signature over ``FramedContentTBS`` (§6.1) is made and checked here
 for both.
 """

@@ -9,7 +9,7 @@ from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tls import encode, varint
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing.epoch_framing import EpochFraming
-from ping_core.mls.framing.private import protect_private, unprotect_private
+from ping_core.mls.framing.private_message import protect_private, unprotect_private
 from ping_core.mls.structs import ContentType, FramedContent, PrivateMessage
 
 from .messages import PRIVATE_PREFIX

@@ -14,8 +14,8 @@ from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tls import Writer, encode, opaque
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.framing.epoch_framing import EpochFraming, sign_framed
-from ping_core.mls.framing.private import encrypt_private
-from ping_core.mls.framing.public import frame_public
+from ping_core.mls.framing.private_message import encrypt_private
+from ping_core.mls.framing.public_message import frame_public
 from ping_core.mls.primitives import make_proposal_ref
 from ping_core.mls.structs import (
     Add,

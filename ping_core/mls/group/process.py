@@ -18,8 +18,8 @@ from __future__ import annotations
 from ping_core.errors import MlsError, MlsReason
 from ping_core.mls.tls import decode_exact
 from ping_core.mls.framing.epoch_framing import SignerKey
-from ping_core.mls.framing.private import unprotect_private
-from ping_core.mls.framing.public import unprotect_public
+from ping_core.mls.framing.private_message import unprotect_private
+from ping_core.mls.framing.public_message import unprotect_public
 from ping_core.mls.structs import (
     Commit,
     ContentType,

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from ping_core.errors import MlsDecodeError, MlsError, MlsReason, stored_state
 from ping_core.mls.tls import Reader, Writer, decode_exact, decode_with, encode
 from ping_core.mls.crypto import CryptoProvider
-from ping_core.mls.framing.public import verify_public
+from ping_core.mls.framing.public_message import verify_public
 from ping_core.mls.primitives import make_key_package_ref
 from ping_core.mls.structs import (
     AuthenticatedContent,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ping_core.errors import MlsError, MlsReason
-from ping_core.mls.framing import epoch_framing, private, public
+from ping_core.mls.framing import epoch_framing, private_message, public_message
 from ping_core.mls.tls import decode_exact, encode
 from ping_core.mls.crypto import CryptoProvider
 from ping_core.mls.tree.secret_tree import SecretTree
@@ -70,17 +70,17 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
             pub = decode_exact(MLSMessage, h(case[f"{name}_pub"])).body
             if not isinstance(pub, PublicMessage):
                 raise VectorMismatch(f"{name}_pub is not a PublicMessage")
-            got = public.unprotect_public(crypto, receiver, pub, signer_key).content
+            got = public_message.unprotect_public(crypto, receiver, pub, signer_key).content
             expect_equal(f"{name}_pub content", got.content.content, content)
             tag = pub.auth.confirmation_tag
-            mine = public.protect_public(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
+            mine = public_message.protect_public(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
             again = decode_exact(MLSMessage, encode(MLSMessage(mine))).body
             assert isinstance(again, PublicMessage)
-            got = public.unprotect_public(crypto, receiver2, again, signer_key).content
+            got = public_message.unprotect_public(crypto, receiver2, again, signer_key).content
             expect_equal(f"{name} protected as PublicMessage", got.content.content, content)
         else:
             try:
-                public.protect_public(crypto, sender, SENDER, content, sig_priv)
+                public_message.protect_public(crypto, sender, SENDER, content, sig_priv)
             except MlsError as exc:
                 expect_equal("refusal to frame application data as a PublicMessage", exc.reason, MlsReason.INVALID_ARGUMENT)
             else:
@@ -89,11 +89,11 @@ def run(case: dict[str, Any], crypto: CryptoProvider) -> None:
         priv = decode_exact(MLSMessage, h(case[f"{name}_priv"])).body
         if not isinstance(priv, PrivateMessage):
             raise VectorMismatch(f"{name}_priv is not a PrivateMessage")
-        got = private.unprotect_private(crypto, receiver, priv, signer_key).content
+        got = private_message.unprotect_private(crypto, receiver, priv, signer_key).content
         expect_equal(f"{name}_priv content", got.content.content, content)
         expect_equal(f"{name}_priv confirmation tag", got.auth.confirmation_tag, tag)
-        mine_priv = private.protect_private(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
+        mine_priv = private_message.protect_private(crypto, sender, SENDER, content, sig_priv, confirmation_tag=tag)
         again_priv = decode_exact(MLSMessage, encode(MLSMessage(mine_priv))).body
         assert isinstance(again_priv, PrivateMessage)
-        got = private.unprotect_private(crypto, receiver2, again_priv, signer_key).content
+        got = private_message.unprotect_private(crypto, receiver2, again_priv, signer_key).content
         expect_equal(f"{name} protected as PrivateMessage", got.content.content, content)
