@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# tests/ too: the strict-decoder tests import their helpers (reasons) as pytest lets them.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import cbor2  # noqa: E402
 import cbor2._decoder  # noqa: E402
