@@ -123,11 +123,15 @@ def _long_argument(data: bytes, pos: int, info: int, at: int) -> tuple[int, int]
             raise InvalidInput("truncated CBOR")
         arg = int.from_bytes(data[pos:stop], "big")
         if arg < _ARG_MIN[info - 24]:
-            raise InvalidInput(f"non-minimal CBOR head at byte {at}")
+            raise _non_minimal(at)
         return arg, stop
     if info == 31:
         raise InvalidInput(f"indefinite-length CBOR item at byte {at}")
     raise InvalidInput(f"reserved CBOR additional information {info} at byte {at}")
+
+
+def _non_minimal(at: int) -> InvalidInput:
+    return InvalidInput(f"non-minimal CBOR head at byte {at}")
 
 
 def _tag_or_simple(ib: int, at: int) -> CborValue:
@@ -169,15 +173,11 @@ def _check_count(major: int, count: int, remaining: int, depth: int, at: int) ->
 def _decode(data: bytes) -> CborValue:
     """Decode the one canonical item that fills ``data``; ``InvalidInput`` (without ``what``) otherwise.
 
-    One loop reads one head per turn and always consumes at least one byte;
-    open arrays/maps live on an explicit stack of at most ``MAX_DEPTH``
-    frames. Nothing is allocated from a declared count: containers grow as
-    their items are read.
+    One loop reads one head per turn and always consumes at least one byte; open arrays/maps live
+    on a stack of at most ``MAX_DEPTH`` frames; containers grow as their items are read.
     """
-    end = len(data)
-    pos = 0
-    # The innermost open container and its state; ``holder`` stands for the
-    # top level, which takes exactly one item.
+    end, pos = len(data), 0
+    # The innermost open container and its state; ``holder`` stands for the top level (one item).
     holder: list[CborValue] = []
     top: _Container = holder
     left = 1  # items (array) or entries (map) the innermost container still lacks
@@ -199,7 +199,12 @@ def _decode(data: bytes) -> CborValue:
             value = _tag_or_simple(ib, at)
         else:
             arg = ib & 0x1F
-            if arg >= 24:
+            if arg == 24 and pos < end:  # a one-byte argument, the common long head (§4.2.1: >= 24)
+                arg = data[pos]
+                pos += 1
+                if arg < 24:
+                    raise _non_minimal(at)
+            elif arg >= 24:
                 arg, pos = _long_argument(data, pos, arg, at)
             if major == 3 or major == 2:  # a string of ``arg`` bytes
                 stop = pos + arg
