@@ -67,6 +67,7 @@ from ping_core.transport.base import (
     DeliveryLimits,
     KeyPackageCount,
     PendingRouting,
+    RoutesNextCommit,
     WatchResult,
     revocation_refusal,
     within,
@@ -483,7 +484,7 @@ class MemoryDeliveryService(DeviceDirectory):
         self._after(fault)
 
 
-class MemoryTransport:
+class MemoryTransport(RoutesNextCommit):
     """One device's :class:`~ping_core.transport.base.Transport` to a :class:`MemoryDeliveryService`."""
 
     def __init__(self, service: MemoryDeliveryService, device_id: DeviceId) -> None:
@@ -516,15 +517,6 @@ class MemoryTransport:
         if not isinstance(positions, Mapping):
             raise InvalidInput("watch needs a mapping ConversationId -> seq")
         return await self.service._watch(self.device_id, positions, wait_ms)
-
-    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._pending.set_welcome_recipients(conversation_id, device_ids)
-
-    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._pending.set_commit_removals(conversation_id, device_ids)
-
-    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
-        self._pending.set_commit_group_info(conversation_id, group_info)
 
     async def fetch_group_info(self, conversation_id: ConversationId) -> bytes | None:
         return await self.service._group_info(self.device_id, conversation_id)

@@ -94,6 +94,7 @@ from ping_core.message import MessageEnvelope
 from ping_core.sync import SyncCursor
 
 __all__ = [
+    "RoutesNextCommit",
     "Transport",
     "KeyPackageSupply",
     "DeliveryLimits",
@@ -262,6 +263,22 @@ class PendingRouting:
     def take_commit_group_info(self, conversation_id: ConversationId) -> bytes | None:
         """The GroupInfo for the next Commit, consumed by this Commit send whatever its outcome."""
         return self._group_info.pop(conversation_id, None)
+
+
+class RoutesNextCommit:
+    """The ``set_next_*`` calls of :class:`Transport`, kept in ``self._pending`` (a
+    :class:`PendingRouting`) for the send that uses them: one implementation for every transport."""
+
+    _pending: PendingRouting
+
+    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        self._pending.set_welcome_recipients(conversation_id, device_ids)
+
+    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
+        self._pending.set_commit_removals(conversation_id, device_ids)
+
+    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
+        self._pending.set_commit_group_info(conversation_id, group_info)
 
 
 @dataclass(frozen=True, slots=True)

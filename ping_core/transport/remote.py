@@ -39,7 +39,7 @@ from ping_core.message import MessageEnvelope, MessageKind
 from ping_core.sync import SyncCursor
 
 from . import pushwire, wire
-from .base import KeyPackageCount, PendingRouting, WatchResult
+from .base import KeyPackageCount, PendingRouting, RoutesNextCommit, WatchResult
 
 __all__ = ["RemoteTransport", "RawResponse"]
 
@@ -55,7 +55,7 @@ class RawResponse:
     body: bytes
 
 
-class RemoteTransport:
+class RemoteTransport(RoutesNextCommit):
     """A device's Transport to ping_server; subclasses implement :meth:`_exchange`.
 
     ``server_url`` is the server's base URL (``http://host:port``, optionally
@@ -196,15 +196,6 @@ class RemoteTransport:
         req = wire.watch_request(asked, wait_ms)
         resp = await self._request(req, extra_timeout=wait_ms / 1000 if wait_ms > 0 else 0.0)
         return self._decode(resp, lambda b: wire.decode_watch_result(b, asked), "watch")
-
-    async def set_next_welcome_recipients(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._pending.set_welcome_recipients(conversation_id, device_ids)
-
-    async def set_next_commit_removals(self, conversation_id: ConversationId, device_ids: list[DeviceId]) -> None:
-        self._pending.set_commit_removals(conversation_id, device_ids)
-
-    async def set_next_commit_group_info(self, conversation_id: ConversationId, group_info: bytes | None) -> None:
-        self._pending.set_commit_group_info(conversation_id, group_info)
 
     async def fetch_group_info(self, conversation_id: ConversationId) -> bytes | None:
         if not isinstance(conversation_id, ConversationId):
